@@ -1,0 +1,78 @@
+"""Collection: ``pyproject.toml`` becomes a ``MitosisFile`` whose items are the trials.
+
+``MitosisFile.collect`` turns ``[tool.mitosis]`` and the command line into ``TrialItem``s
+(one per trial, named ``experiment[variant-...]``); every configuration problem becomes one
+``ERROR collecting pyproject.toml`` paragraph. ``TrialItem.runtest`` hands the trial to the
+runner and reports its outcome; ``repr_failure`` shows our message, not our traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .errors import ConfigError, TrialFailed
+
+if TYPE_CHECKING:
+    from .variants import TrialSpec
+
+
+class MitosisFile(pytest.File):
+    """The investigation's pyproject.toml, collected for its ``[tool.mitosis]`` experiments."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        from .steps import ensure_importable, load_step
+        from .variants import check_cli_assignments, expand
+
+        from .session import session_key
+
+        mitosis = self.config.stash[session_key]
+        try:
+            project = mitosis.project()
+            ensure_importable(project.root)
+            loaded = {}
+            trials: list[TrialSpec] = []
+            for experiment in project.experiments.values():
+                chain = []
+                for index, step_name in enumerate(experiment.steps):
+                    cache_key = (step_name, index > 0)
+                    if cache_key not in loaded:
+                        loaded[cache_key] = load_step(project, project.steps[step_name], chained=index > 0)
+                    chain.append(loaded[cache_key])
+                trials += expand(project, experiment, chain, mitosis.settings.params, mitosis.settings.evals)
+            check_cli_assignments(
+                project, {k[0]: v for k, v in loaded.items()}, [*mitosis.settings.params, *mitosis.settings.evals]
+            )
+        except ConfigError as err:
+            raise self.CollectError(str(err)) from None
+        for spec in trials:
+            item = TrialItem.from_parent(self, name=spec.item_name, spec=spec)
+            item.add_marker("mitosis")
+            yield item
+
+
+class TrialItem(pytest.Item):
+    """One trial of one experiment: runs in a fresh kernel when pytest calls ``runtest``."""
+
+    def __init__(self, *, spec: TrialSpec, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+
+    def runtest(self) -> None:
+        from .reporting import user_properties
+        from .session import session_key
+
+        outcome = self.config.stash[session_key].run(self.spec)
+        self.user_properties.extend(user_properties(outcome))
+        if not outcome.passed:
+            raise TrialFailed(outcome.message or "the trial failed")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, TrialFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, None, f"trial: {self.name}"

@@ -1,0 +1,101 @@
+"""Write the notebook that runs one trial, so that the executed copy tells its story.
+
+Cells: a markdown header (experiment, trial, every parameter with its variant and value), a
+set-up cell, one cell per step, a result cell. Parameters are resolved *in the kernel* (a
+lookup by variant name, an eval by expression), never pickled across. nbformat is imported
+here and nowhere near ``plugin.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from .variants import ParamSpec, TrialSpec
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # a value whose repr fails still gets a header line
+        text = f"<{type(value).__name__}>"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _markdown_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("`", "'")
+
+
+def header(spec: TrialSpec, title: str, debug: bool) -> str:
+    lines = [f"# {title}", ""]
+    if debug:
+        lines += ["**Debug trial**: the reproducibility guards were waived; not a reproducible result.", ""]
+    chain = ", ".join(f"`{s.name}` ({s.function})" for s in spec.steps)
+    lines += [f"Experiment **{spec.experiment}**, trial `{spec.item_name}`; steps: {chain}.", ""]
+    if spec.params:
+        lines += ["| step | parameter | kind | variant / expression | value | tracked |", "|---|---|---|---|---|---|"]
+        for p in spec.params:
+            lines.append(
+                f"| {p.step} | {p.name} | {p.kind} | {_markdown_cell(p.text)} | "
+                f"`{_markdown_cell(_short(p.value))}` | {'yes' if p.tracked else 'no (+)'} |"
+            )
+    else:
+        lines.append("Every parameter takes its default value.")
+    return "\n".join(lines)
+
+
+def _param_line(p: ParamSpec, module: str, lookup: str | None) -> str:
+    if p.kind == "lookup":
+        return f"    {p.name!r}: {lookup}[{p.name!r}][{p.text!r}],  # variant {p.text!r}"
+    return f"    {p.name!r}: eval({p.text!r}, vars({module})),  # eval param"
+
+
+def _step_source(index: int, spec: TrialSpec) -> str:
+    step = spec.steps[index]
+    imports = [step.function.module]
+    lookup_expr = None
+    if step.lookup is not None:
+        imports.append(step.lookup.module)
+        lookup_expr = f"{step.lookup.module}.{step.lookup.attr}"
+    lines = [f"# Step {index + 1} of {len(spec.steps)}: {step.name} = {step.function}"]
+    if step.chained:
+        lines[0] += f", called with result['data'] of step {index}"
+    lines += [f"import {m}" for m in dict.fromkeys(imports)]
+    params = [p for p in spec.params if p.step == step.name]
+    lines.append("step_params = {" if params else "step_params = {}")
+    if params:
+        lines += [_param_line(p, step.function.module, lookup_expr) for p in params]
+        lines.append("}")
+    lines.append(
+        f"step_result = mitosis_trial.step({step.name!r}, {str(step.function)!r}, "
+        f"{step.function.module}.{step.function.attr}, step_params)"
+    )
+    return "\n".join(lines)
+
+
+def build(spec: TrialSpec, *, title: str, folder: Path, debug: bool, metadata: dict[str, Any]) -> Any:
+    """The unexecuted notebook for ``spec``; ``folder`` receives the log, pickles and outcome."""
+    import nbformat.v4 as v4
+
+    modules = list(dict.fromkeys(s.function.module for s in spec.steps))
+    paths = [p for p in sys.path if p]
+    setup = "\n".join(
+        [
+            "# pytest-mitosis set-up: the same importability as the pytest process, logging, figures",
+            "import sys",
+            f"sys.path[:0] = [p for p in {paths!r} if p not in sys.path]",
+            "import pytest_mitosis.runtime",
+            f"mitosis_trial = pytest_mitosis.runtime.Trial({str(folder)!r}, steps={[s.name for s in spec.steps]!r}, "
+            f"modules={modules!r}, log_level={'DEBUG' if debug else 'INFO'!r})",
+        ]
+    )
+    cells = [v4.new_markdown_cell(header(spec, title, debug)), v4.new_code_cell(setup)]
+    cells += [v4.new_code_cell(_step_source(i, spec)) for i in range(len(spec.steps))]
+    cells.append(v4.new_code_cell("# Result: main and metrics of the last step; every step's result pickled\nmitosis_trial.finish()"))
+    nb = v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (pytest-mitosis)", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.metadata["mitosis"] = metadata
+    return nb

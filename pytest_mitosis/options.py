@@ -1,0 +1,208 @@
+"""Every ``--mitosis*`` flag and ``mitosis_*`` ini key, and the frozen settings resolved from them.
+
+This is the one place where options are declared. Precedence, documented in ``docs/guide.md``:
+command line > ini (``mitosis_*`` keys) > ``[tool.mitosis]`` table > default. The last two
+are applied in :mod:`pytest_mitosis.project`, which is the module that reads the table.
+
+Must stay cheap to import: ``plugin.py`` imports it in every pytest run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+#: STEP.PARAM=VALUE, with an optional leading "+" marking the parameter untracked.
+_ASSIGNMENT = re.compile(r"^(?P<plus>\+)?(?P<step>[^=\s]+)\.(?P<param>[A-Za-z_]\w*)=(?P<value>.*)$", re.S)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One ``STEP.PARAM=VALUE`` from the command line or an experiment table."""
+
+    step: str
+    param: str
+    value: str
+    untracked: bool
+    #: "param" (narrows a lookup param to a variant) or "eval" (a Python expression)
+    kind: str
+    #: where it was written: the option name, or the file and table key
+    source: str
+
+    @property
+    def target(self) -> str:
+        return f"{self.step}.{self.param}"
+
+
+def parse_assignment(text: str, option: str, what: str) -> Assignment:
+    """Parse ``[+]STEP.PARAM=VALUE``; raise ``ArgumentTypeError`` naming the option otherwise."""
+    match = _ASSIGNMENT.match(text)
+    if match is None or not match.group("value").strip():
+        raise argparse.ArgumentTypeError(
+            f"expected [+]STEP.PARAM={what}, for example "
+            f"{'sine.frequency=slow' if what == 'VARIANT' else 'sine.amplitude=4'}, got {text!r}"
+        )
+    return Assignment(
+        step=match.group("step"),
+        param=match.group("param"),
+        value=match.group("value").strip(),
+        untracked=bool(match.group("plus")),
+        kind="eval" if what == "EXPR" else "param",
+        source=option,
+    )
+
+
+def _param(text: str) -> Assignment:
+    return parse_assignment(text, "--mitosis-param", "VARIANT")
+
+
+def _eval(text: str) -> Assignment:
+    return parse_assignment(text, "--mitosis-eval", "EXPR")
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Declare the ``mitosis`` option group and its ini keys (called from ``pytest_addoption``)."""
+    group = parser.getgroup("mitosis", "pytest-mitosis: experiments as parametrized trials")
+    group.addoption(
+        "--mitosis",
+        action="store_true",
+        dest="mitosis",
+        default=False,
+        help="Collect the experiments of [tool.mitosis] in pyproject.toml and run them as trials",
+    )
+    group.addoption(
+        "--mitosis-param",
+        action="append",
+        dest="mitosis_params",
+        default=[],
+        type=_param,
+        metavar="[+]STEP.PARAM=VARIANT",
+        help="Narrow a lookup parameter to the named variant (repeatable; a leading + leaves it untracked)",
+    )
+    group.addoption(
+        "--mitosis-eval",
+        action="append",
+        dest="mitosis_evals",
+        default=[],
+        type=_eval,
+        metavar="[+]STEP.PARAM=EXPR",
+        help="Set an eval parameter to a Python expression (repeatable; repeating a parameter makes an axis)",
+    )
+    group.addoption(
+        "--mitosis-config",
+        dest="mitosis_config",
+        default=None,
+        metavar="PATH",
+        help="Read [tool.mitosis] from this pyproject.toml instead of the rootdir's",
+    )
+    group.addoption(
+        "--mitosis-trials-folder",
+        dest="mitosis_trials_folder",
+        default=None,
+        metavar="DIR",
+        help="Folder for trial artifacts (default: trials-folder of [tool.mitosis], else 'trials')",
+    )
+    group.addoption(
+        "--mitosis-timeout",
+        dest="mitosis_timeout",
+        default=None,
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="Fail a trial that runs longer than this",
+    )
+    group.addoption(
+        "--mitosis-debug",
+        action="store_true",
+        dest="mitosis_debug",
+        default=None,
+        help="Debug mode: waive the reproducibility guards; trials are kept apart from clean ones",
+    )
+    parser.addini("mitosis_config", "pyproject.toml holding [tool.mitosis] (relative to the rootdir)", default="")
+    parser.addini("mitosis_trials_folder", "Folder for trial artifacts (relative to the rootdir)", default="")
+    parser.addini("mitosis_timeout", "Seconds after which a trial fails (default: none)", default="")
+    parser.addini("mitosis_debug", "Run trials in debug mode", type="bool", default=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Options resolved once per session (``config.stash[settings_key]``)."""
+
+    pyproject: Path
+    trials_folder: Path | None
+    params: tuple[Assignment, ...]
+    evals: tuple[Assignment, ...]
+    timeout: float | None
+    debug: bool
+    invocation_dir: Path
+
+
+settings_key = pytest.StashKey[Settings]()
+
+
+def resolve_settings(config: pytest.Config) -> Settings:
+    """Apply CLI > ini precedence; raise ``pytest.UsageError`` with the fix for bad values."""
+    rootpath = config.rootpath
+    invocation = config.invocation_params.dir
+    pyproject: Path
+    cli_config = config.getoption("mitosis_config")
+    ini_config = str(config.getini("mitosis_config") or "")
+    if cli_config:
+        pyproject = (invocation / cli_config).resolve()
+    elif ini_config:
+        pyproject = (rootpath / ini_config).resolve()
+    elif config.inipath is not None and config.inipath.name == "pyproject.toml":
+        pyproject = config.inipath.resolve()
+    else:
+        pyproject = (rootpath / "pyproject.toml").resolve()
+    if pyproject.is_dir():
+        pyproject = pyproject / "pyproject.toml"
+    if not pyproject.is_file():
+        source = "--mitosis-config" if cli_config else "mitosis_config" if ini_config else "the rootdir"
+        raise pytest.UsageError(
+            f"--mitosis: no pyproject.toml at {pyproject} (from {source}). "
+            "Run pytest from the investigation's directory, or pass --mitosis-config PATH/TO/pyproject.toml."
+        )
+
+    trials_folder: Path | None = None
+    cli_trials = config.getoption("mitosis_trials_folder")
+    ini_trials = str(config.getini("mitosis_trials_folder") or "")
+    if cli_trials:
+        trials_folder = (invocation / cli_trials).resolve()
+    elif ini_trials:
+        trials_folder = (rootpath / ini_trials).resolve()
+
+    timeout: float | None = config.getoption("mitosis_timeout")
+    ini_timeout = str(config.getini("mitosis_timeout") or "").strip()
+    if timeout is None and ini_timeout:
+        try:
+            timeout = _positive_seconds(ini_timeout)
+        except argparse.ArgumentTypeError as err:
+            raise pytest.UsageError(f"ini key mitosis_timeout: {err}") from None
+
+    debug = config.getoption("mitosis_debug")
+    if debug is None:
+        debug = bool(config.getini("mitosis_debug"))
+
+    return Settings(
+        pyproject=pyproject,
+        trials_folder=trials_folder,
+        params=tuple(config.getoption("mitosis_params")),
+        evals=tuple(config.getoption("mitosis_evals")),
+        timeout=timeout,
+        debug=bool(debug),
+        invocation_dir=invocation,
+    )

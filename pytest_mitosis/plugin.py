@@ -1,0 +1,45 @@
+"""The ``pytest11`` entry point ``mitosis``: options, and wiring when ``--mitosis`` is given.
+
+pytest imports this module in every run of every project that has pytest-mitosis
+installed, so it imports nothing heavy: without ``--mitosis`` it adds options and a marker
+and does nothing else (no git, no kernels, no trials folder, no nbformat).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .options import add_options, resolve_settings, settings_key
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "mitosis: a trial of an experiment run by pytest-mitosis")
+    if not config.getoption("mitosis", default=False):
+        return
+    from .session import MitosisSession, session_key
+
+    settings = resolve_settings(config)
+    config.stash[settings_key] = settings
+    session = MitosisSession(config, settings)
+    config.stash[session_key] = session
+    config.pluginmanager.register(session, "mitosis-session")
+    # With no paths on the command line (testpaths or the current directory), collect the
+    # trials beside what pytest collects anyway. Paths named explicitly are respected.
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args.append(str(settings.pyproject))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if settings_key not in config.stash:
+        return
+    from .session import session_key
+
+    session = config.stash.get(session_key, None)
+    if session is not None:
+        config.pluginmanager.unregister(session, "mitosis-session")
+        del config.stash[session_key]
+        del config.stash[settings_key]

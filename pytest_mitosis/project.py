@@ -1,0 +1,215 @@
+"""Read and validate the ``[tool.mitosis]`` tables of a pyproject.toml into a ``ProjectConfig``.
+
+Only the file is read here: no user code is imported (that is :mod:`pytest_mitosis.steps`),
+and nothing about pytest is known. Every problem becomes a ``ConfigError`` whose message
+names the file, the key, what was found and how to write it instead.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .options import Assignment, parse_assignment
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on Python 3.10
+    import tomli as tomllib
+
+_DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
+_REFERENCE = re.compile(rf"^(?P<module>{_DOTTED}):(?P<attr>{_DOTTED})$")
+_TOP_KEYS = ("trials-folder", "steps", "experiments")
+_EXPERIMENT_KEYS = ("steps", "params", "eval")
+DEFAULT_TRIALS_FOLDER = "trials"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """``module:attribute.path``, the entry-point-like syntax mitosis uses for steps."""
+
+    module: str
+    attr: str
+
+    def __str__(self) -> str:
+        return f"{self.module}:{self.attr}"
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    """One entry of ``[tool.mitosis.steps]``: a callable and (optionally) its lookup dict."""
+
+    name: str
+    function: Reference
+    lookup: Reference | None
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A named chain of steps, with the narrowings and eval params of its table."""
+
+    name: str
+    steps: tuple[str, ...]
+    params: tuple[Assignment, ...] = ()
+    evals: tuple[Assignment, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """Everything ``[tool.mitosis]`` says, validated, with paths made absolute."""
+
+    path: Path
+    trials_folder: Path
+    steps: dict[str, StepConfig] = field(default_factory=dict)
+    experiments: dict[str, ExperimentConfig] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        """The investigation's directory: kernels run here and its modules are importable."""
+        return self.path.parent
+
+
+def _fail(path: Path, key: str, message: str) -> ConfigError:
+    return ConfigError(f"{path}: {key}: {message}")
+
+
+def _reference(path: Path, key: str, text: object, what: str) -> Reference:
+    match = _REFERENCE.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise _fail(
+            path,
+            key,
+            f'expected the {what} as "module:attribute" (for example "sine_experiment:run"), found {text!r}.',
+        )
+    return Reference(match.group("module"), match.group("attr"))
+
+
+def _step(path: Path, name: str, entry: object) -> StepConfig:
+    key = f"[tool.mitosis.steps] {name}"
+    if isinstance(entry, str):
+        entry = [entry]
+    if not isinstance(entry, list) or not 1 <= len(entry) <= 2:
+        raise _fail(
+            path,
+            key,
+            f'expected ["module:callable", "module:lookup_dict"], found {entry!r}. '
+            f'Write it as {name} = ["sine_experiment:run", "sine_experiment:lookup_dict"] '
+            "(the lookup dict may be left out).",
+        )
+    function = _reference(path, key, entry[0], "callable")
+    lookup = _reference(path, key, entry[1], "lookup dict") if len(entry) == 2 else None
+    return StepConfig(name, function, lookup)
+
+
+def _names(value: object) -> list[str] | None:
+    """A string or a list of strings, as a list; ``None`` for anything else."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    return None
+
+
+def _assignments(
+    path: Path, key: str, table: object, steps: tuple[str, ...], what: str
+) -> tuple[Assignment, ...]:
+    option = "params" if what == "VARIANT" else "eval"
+    if not isinstance(table, dict):
+        raise _fail(path, f"{key} {option}", f'expected a table such as {{ "step.param" = ... }}, found {table!r}.')
+    found: list[Assignment] = []
+    for target, value in table.items():
+        values = _names(value)
+        if values is None:
+            raise _fail(
+                path,
+                f"{key} {option} {target!r}",
+                f"expected a string or a list of strings, found {value!r}."
+                + (' Eval values are Python expressions written as strings, e.g. "4" or "\'lorenz\'".'
+                   if what == "EXPR" else ""),
+            )
+        for text in values:
+            try:
+                assignment = parse_assignment(f"{target}={text}", f"{path}: {key} {option}", what)
+            except Exception:
+                raise _fail(
+                    path, f"{key} {option}", f'expected keys of the form "step.param", found {target!r}.'
+                ) from None
+            if assignment.step not in steps:
+                raise _fail(
+                    path,
+                    f"{key} {option} {target!r}",
+                    f"step {assignment.step!r} is not one of this experiment's steps ({', '.join(steps)}).",
+                )
+            found.append(assignment)
+    return tuple(found)
+
+
+def _experiment(path: Path, name: str, entry: object, steps: dict[str, StepConfig]) -> ExperimentConfig:
+    key = f"[tool.mitosis.experiments] {name}"
+    table: dict[str, Any]
+    if isinstance(entry, (list, str)):
+        table = {"steps": entry}
+    elif isinstance(entry, dict):
+        table = entry
+    else:
+        raise _fail(path, key, f'expected a list of steps or a table {{ steps = [...] }}, found {entry!r}.')
+    unknown = sorted(set(table) - set(_EXPERIMENT_KEYS))
+    if unknown:
+        raise _fail(path, key, f"unknown key {unknown[0]!r}; the keys are: {', '.join(_EXPERIMENT_KEYS)}.")
+    chain = _names(table.get("steps"))
+    if chain is None:
+        raise _fail(path, key, f'expected steps = ["step", ...], found {table.get("steps")!r}.')
+    for step in chain:
+        if step not in steps:
+            raise _fail(
+                path,
+                key,
+                f"unknown step {step!r}; the steps of [tool.mitosis.steps] are: {', '.join(steps)}.",
+            )
+    chain_t = tuple(chain)
+    params = _assignments(path, key, table.get("params", {}), chain_t, "VARIANT")
+    evals = _assignments(path, key, table.get("eval", {}), chain_t, "EXPR")
+    return ExperimentConfig(name, chain_t, params, evals)
+
+
+def load_project(pyproject: Path, trials_folder: Path | None = None) -> ProjectConfig:
+    """Read ``pyproject``'s ``[tool.mitosis]``; ``trials_folder`` (CLI or ini) wins over the table."""
+    try:
+        with pyproject.open("rb") as stream:
+            data = tomllib.load(stream)
+    except OSError as err:
+        raise ConfigError(f"{pyproject}: cannot be read ({err.strerror}).") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{pyproject}: is not valid TOML ({err}). Fix the file and run again.") from None
+
+    mitosis = data.get("tool", {}).get("mitosis")
+    if not isinstance(mitosis, dict) or not isinstance(mitosis.get("steps"), dict) or not mitosis["steps"]:
+        raise ConfigError(
+            f"{pyproject}: no [tool.mitosis.steps] table. Register each experiment step as "
+            'name = ["module:callable", "module:lookup_dict"], for example:\n\n'
+            "    [tool.mitosis.steps]\n"
+            '    sine = ["sine_experiment:run", "sine_experiment:lookup_dict"]'
+        )
+    unknown = sorted(set(mitosis) - set(_TOP_KEYS))
+    if unknown:
+        raise _fail(pyproject, "[tool.mitosis]", f"unknown key {unknown[0]!r}; the keys are: {', '.join(_TOP_KEYS)}.")
+
+    steps = {name: _step(pyproject, name, entry) for name, entry in mitosis["steps"].items()}
+    table = mitosis.get("experiments")
+    if table is None:
+        experiments = {name: ExperimentConfig(name, (name,)) for name in steps}
+    elif isinstance(table, dict) and table:
+        experiments = {name: _experiment(pyproject, name, entry, steps) for name, entry in table.items()}
+    else:
+        raise _fail(pyproject, "[tool.mitosis.experiments]", f"expected a table of experiments, found {table!r}.")
+
+    if trials_folder is None:
+        folder = mitosis.get("trials-folder", DEFAULT_TRIALS_FOLDER)
+        if not isinstance(folder, str) or not folder.strip():
+            raise _fail(pyproject, "[tool.mitosis] trials-folder", f"expected a folder name, found {folder!r}.")
+        trials_folder = (pyproject.parent / folder).resolve()
+    return ProjectConfig(pyproject, trials_folder, steps, experiments)

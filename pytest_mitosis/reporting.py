@@ -1,0 +1,45 @@
+"""What users see: junit properties, the report header and the terminal summary.
+
+Everything the controller needs travels in ``report.user_properties``: pytest-xdist sends
+reports (not the stash) from workers, so the summary on the controller is built from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .runner import TrialOutcome
+
+
+def user_properties(outcome: TrialOutcome) -> list[tuple[str, Any]]:
+    """``main`` first (the metric CI reads), then ``mitosis.*`` provenance and metrics."""
+    props: list[tuple[str, Any]] = []
+    if outcome.main is not None:
+        props.append(("main", outcome.main))
+    props += [("mitosis.trial", outcome.name), ("mitosis.key", outcome.key), ("mitosis.html", str(outcome.html))]
+    props += [(f"mitosis.metrics.{name}", value) for name, value in outcome.metrics.items()]
+    return props
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    nodeid: str
+    outcome: str
+    main: Any
+    html: str | None
+
+
+def summary_row(nodeid: str, outcome: str, properties: list[tuple[str, Any]]) -> SummaryRow:
+    props = dict(properties)
+    return SummaryRow(nodeid, outcome, props.get("main"), props.get("mitosis.html"))
+
+
+def summary_lines(rows: list[SummaryRow]) -> list[str]:
+    width = max(len(r.nodeid) for r in rows)
+    lines = []
+    for row in rows:
+        main = "main=-" if row.main is None else f"main={row.main!r}" if not isinstance(row.main, str) else f"main={row.main}"
+        lines.append(f"{row.nodeid:<{width}}  {row.outcome.upper():<6}  {main}  {row.html or '(no notebook)'}")
+    return lines

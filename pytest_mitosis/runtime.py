@@ -1,0 +1,182 @@
+"""Helpers the trial notebook imports *inside the kernel*: call a step, check its result,
+embed its figures, log to ``experiment.log``, and write ``outcome.json``.
+
+The pytest process learns what happened only from ``outcome.json`` (rewritten atomically
+after every state change), so a kernel that dies still leaves the last step it started.
+Standard library only, and never pytest: this runs in the experiment's interpreter.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import math
+import os
+import pickle
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+_OWN_FILE = os.path.abspath(__file__)
+
+
+class StepResultError(Exception):
+    """A step returned something other than a dict with the keys mitosis requires."""
+
+
+def plain(value: Any) -> Any:
+    """A JSON-friendly version of a metric: numbers stay numbers, anything else becomes its repr."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else repr(float(value))
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "shape", None) == ():
+        try:
+            return plain(item())
+        except Exception:
+            pass
+    return repr(value)
+
+
+class Trial:
+    """State of one trial inside its kernel; the notebook calls :meth:`step` then :meth:`finish`."""
+
+    def __init__(self, folder: str, steps: list[str], modules: list[str], log_level: str = "INFO") -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.steps = steps
+        self.results: list[dict[str, Any]] = []
+        self.outcome: dict[str, Any] = {"status": "running", "step": None, "started": time.time()}
+        self._handler = logging.FileHandler(self.folder / "experiment.log", encoding="utf-8")
+        self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        level = getattr(logging, log_level)
+        root = logging.getLogger()
+        root.addHandler(self._handler)
+        root.setLevel(level)
+        for name in modules:
+            logging.getLogger(name).setLevel(level)
+        self._write()
+
+    def _write(self) -> None:
+        tmp = self.folder / "outcome.json.tmp"
+        tmp.write_text(json.dumps(self.outcome, indent=2, default=repr), encoding="utf-8")
+        os.replace(tmp, self.folder / "outcome.json")
+
+    def step(self, name: str, reference: str, function: Callable[..., Any], params: Mapping[str, Any]) -> dict[str, Any]:
+        """Call one step (with the previous step's ``data`` first when chained) and check its result."""
+        __tracebackhide__ = True
+        index = len(self.results)
+        self.outcome.update(status="running", step=name, reference=reference)
+        self._write()
+        try:
+            if index:
+                result = function(self.results[-1]["data"], **params)
+            else:
+                result = function(**params)
+            self._check(name, reference, index, result)
+        except BaseException as err:
+            self.outcome.update(
+                status="failed",
+                error=f"{type(err).__name__}: {err}",
+                traceback=_user_traceback(err),
+                result_error=isinstance(err, StepResultError),
+            )
+            self._write()
+            raise
+        finally:
+            show_figures()
+        self.results.append(result)
+        return result
+
+    def _check(self, name: str, reference: str, index: int, result: Any) -> None:
+        __tracebackhide__ = True
+        last = index == len(self.steps) - 1
+        if not isinstance(result, dict):
+            raise StepResultError(
+                f"step {name!r} ({reference}) returned a {type(result).__name__}, "
+                "not a dict with a 'main' key"
+            )
+        if "main" not in result:
+            raise StepResultError(
+                f"step {name!r} ({reference}) returned a dict without a 'main' key "
+                f"(its keys: {', '.join(map(str, result)) or 'none'})"
+            )
+        if not last and "data" not in result:
+            raise StepResultError(
+                f"step {name!r} ({reference}) returned no 'data' key, which the next step "
+                f"({self.steps[index + 1]!r}) receives as its first argument"
+            )
+        metrics = result.get("metrics", {})
+        if not isinstance(metrics, Mapping):
+            raise StepResultError(
+                f"step {name!r} ({reference}) returned 'metrics' as a {type(metrics).__name__}; "
+                "expected a dict of {name: value}"
+            )
+
+    def finish(self) -> None:
+        """Pickle each step's result and record ``main`` and the metrics of the last step."""
+        saved = []
+        for index, (name, result) in enumerate(zip(self.steps, self.results), start=1):
+            path = self.folder / "results" / f"step-{index}-{name}.pickle"
+            path.parent.mkdir(exist_ok=True)
+            try:
+                path.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+                saved.append(path.name)
+            except Exception as err:  # keep the trial; say what could not be saved
+                print(f"pytest-mitosis: the result of step {name!r} could not be pickled: {err}", file=sys.stderr)
+        last = self.results[-1]
+        metrics = {str(k): plain(v) for k, v in dict(last.get("metrics", {})).items()}
+        self.outcome.update(
+            status="passed", step=None, main=plain(last["main"]), metrics=metrics, pickles=saved, ended=time.time()
+        )
+        self._write()
+        logging.getLogger().removeHandler(self._handler)
+        self._handler.close()
+        print(f"main = {self.outcome['main']!r}")
+        for key, value in metrics.items():
+            print(f"{key} = {value!r}")
+
+
+def show_figures() -> None:
+    """Embed every open matplotlib figure as a PNG in the current cell's output, then close it.
+
+    Rendering ourselves works whatever backend the experiment chose: under ``Agg`` IPython
+    would otherwise show only ``<Figure size ...>`` text.
+    """
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is None:
+        return
+    from IPython.display import display
+
+    for number in pyplot.get_fignums():
+        figure = pyplot.figure(number)
+        buffer = io.BytesIO()
+        try:
+            figure.savefig(buffer, format="png", bbox_inches="tight")
+        except Exception as err:  # a broken figure must not hide the step's own outcome
+            print(f"pytest-mitosis: figure {number} could not be rendered: {err}", file=sys.stderr)
+            continue
+        display({"image/png": base64.b64encode(buffer.getvalue()).decode("ascii")}, raw=True)
+    pyplot.close("all")
+
+
+def _user_traceback(err: BaseException) -> str:
+    """The traceback of the experiment's code: our frames and the notebook cell's are dropped."""
+    frames = [
+        f
+        for f in traceback.extract_tb(err.__traceback__)
+        if os.path.abspath(f.filename) != _OWN_FILE and not f.filename.startswith("<ipython-input")
+        and "/ipykernel_" not in f.filename
+    ]
+    lines = ["Traceback (most recent call last):\n"] if frames else []
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(err), err)
+    return "".join(lines).rstrip()
