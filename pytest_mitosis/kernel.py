@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_client.kernelspec import KernelSpec
-from jupyter_client.manager import KernelManager
+from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 STARTUP_TIMEOUT = 60.0
 
 
-class _SameInterpreterKernelManager(KernelManager):  # type: ignore[misc]
+class _SameInterpreterKernelManager(AsyncKernelManager):  # type: ignore[misc]
     """A kernel manager whose kernel is ``sys.executable -m ipykernel_launcher``."""
 
     @property

@@ -1,0 +1,126 @@
+"""Helpers that build real investigations (pyproject, modules, git repo) and run real pytest.
+
+``run_pytest`` starts pytest in a subprocess (the plugin's own process matters: entry
+points, kernels, exit codes); sessions that start kernels are shared by module-scoped
+fixtures so that one executed trial serves many assertions.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SINE_MODULE = '''
+import logging
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+
+logger = logging.getLogger(__name__)
+lookup_dict = {"frequency": {"fast": 10, "slow": 1}}
+
+
+def run(amplitude, frequency):
+    x = np.arange(0, 10, 0.05)
+    y = amplitude * np.sin(frequency * x)
+    err = np.abs(max(y) - amplitude)
+    logger.info("sine ran with frequency=%s", frequency)
+    plt.plot(x, y)
+    return {"main": err, "data": y}
+'''
+
+SINE_PYPROJECT = """
+[tool.mitosis.steps]
+sine = ["sine_experiment:run", "sine_experiment:lookup_dict"]
+
+[tool.mitosis.experiments]
+sine = { steps = ["sine"], eval = { "sine.amplitude" = "4" } }
+
+[tool.pytest.ini_options]
+"""
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Researcher",
+    "GIT_AUTHOR_EMAIL": "researcher@example.org",
+    "GIT_COMMITTER_NAME": "Researcher",
+    "GIT_COMMITTER_EMAIL": "researcher@example.org",
+}
+
+
+def write_investigation(root: Path, pyproject: str, modules: dict[str, str]) -> Path:
+    """Write ``pyproject.toml`` and modules (name → source) into ``root``; return ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text(textwrap.dedent(pyproject).lstrip(), encoding="utf-8")
+    for name, source in modules.items():
+        path = root / (name.replace(".", "/") + ".py")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source).lstrip(), encoding="utf-8")
+    return root
+
+
+def git(root: Path, *args: str) -> str:
+    env = {**os.environ, **GIT_ENV}
+    done = subprocess.run(["git", *args], cwd=root, env=env, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def git_init(root: Path) -> Path:
+    """Make ``root`` a git repository with everything committed."""
+    git(root, "init", "-q", "-b", "main")
+    (root / ".gitignore").write_text("__pycache__/\n.pytest_cache/\n", encoding="utf-8")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "investigation")
+    return root
+
+
+@dataclass
+class Run:
+    """A finished pytest subprocess: exit code, output, and the junit XML when asked for."""
+
+    ret: int
+    out: str
+    junit: ET.Element | None
+
+    def testcase(self, name: str) -> ET.Element:
+        assert self.junit is not None
+        for case in self.junit.iter("testcase"):
+            if case.get("name") == name:
+                return case
+        raise AssertionError(f"no testcase {name!r} in the junit XML")
+
+    def properties(self, name: str) -> dict[str, str]:
+        case = self.testcase(name)
+        return {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
+    env.update(GIT_ENV)
+    env.update(extra)
+    return env
+
+
+def run_pytest(cwd: Path, *args: str, junit: bool = True, env: dict[str, str] | None = None, timeout: float = 600) -> Run:
+    """Run ``python -m pytest ARGS`` in ``cwd`` as a user would, with a junit XML file."""
+    xml = cwd.parent / f"{cwd.name}-junit.xml"
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+    if junit:
+        argv.append(f"--junitxml={xml}")
+    done = subprocess.run(
+        argv, cwd=cwd, env=env or clean_env(), capture_output=True, text=True, timeout=timeout
+    )
+    tree = ET.parse(xml).getroot() if junit and xml.exists() else None
+    return Run(done.returncode, done.stdout + done.stderr, tree)
+
+
+@pytest.fixture
+def sine_investigation(tmp_path: Path) -> Path:
+    return write_investigation(tmp_path / "study", SINE_PYPROJECT, {"sine_experiment": SINE_MODULE})
