@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .options import Assignment, parse_assignment
+from .assignment import Assignment, parse_assignment
 
 if sys.version_info >= (3, 11):
     import tomllib

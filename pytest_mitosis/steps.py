@@ -21,6 +21,7 @@ from .errors import ConfigError
 from .project import ProjectConfig, Reference, StepConfig
 
 _OWN_DIR = str(Path(__file__).parent)
+_IMPORTLIB_DIR = str(Path(importlib.__file__).parent)
 _KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
@@ -50,7 +51,7 @@ def _user_traceback(err: BaseException) -> str:
     frames = [
         frame
         for frame in traceback.extract_tb(err.__traceback__)
-        if not frame.filename.startswith("<frozen importlib") and not frame.filename.startswith(_OWN_DIR)
+        if not frame.filename.startswith(("<frozen importlib", _OWN_DIR, _IMPORTLIB_DIR))
     ]
     text = "".join(traceback.format_list(frames)) + "".join(traceback.format_exception_only(type(err), err))
     return "\n".join("    " + line for line in text.rstrip().splitlines())

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import ConfigError
-from .options import Assignment
+from .assignment import Assignment
 from .project import ExperimentConfig, ProjectConfig, Reference
 from .steps import LoadedStep
 

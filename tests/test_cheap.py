@@ -1,0 +1,87 @@
+"""Installed but unused, pytest-mitosis costs nothing: no heavy imports, no git, no files.
+
+These run pytest in a subprocess: what matters is the state of pytest's own process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import SINE_MODULE, SINE_PYPROJECT, clean_env, write_investigation
+
+HEAVY = ("nbclient", "nbconvert", "nbformat", "git", "yaml", "jupyter_client", "sqlite3")
+
+PROBE = """
+import json, sys
+import pytest
+code = pytest.main({args!r})
+print("MODULES=" + json.dumps({{
+    "code": int(code),
+    "plugin": "pytest_mitosis.plugin" in sys.modules,
+    "heavy": sorted(m for m in {heavy!r} if m in sys.modules),
+}}))
+"""
+
+
+def probe(cwd: Path, *args: str) -> dict[str, object]:
+    code = PROBE.format(args=["-p", "no:cacheprovider", *args], heavy=HEAVY)
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=clean_env(), capture_output=True, text=True)
+    line = next(l for l in done.stdout.splitlines() if l.startswith("MODULES="))
+    return json.loads(line.split("=", 1)[1])  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = write_investigation(tmp_path / "study", SINE_PYPROJECT, {"sine_experiment": SINE_MODULE})
+    (root / "test_plain.py").write_text("def test_it():\n    assert True\n")
+    return root
+
+
+def test_a_run_without_mitosis_imports_nothing_heavy_and_writes_nothing(project: Path) -> None:
+    before = sorted(p.name for p in project.iterdir())
+    found = probe(project)
+    assert found == {"code": 0, "plugin": True, "heavy": []}
+    assert sorted(p.name for p in project.iterdir() if p.name != "__pycache__") == before
+    assert not (project / "trials").exists()
+
+
+def test_collect_only_with_mitosis_starts_no_kernel_and_writes_no_trials(project: Path) -> None:
+    found = probe(project, "--mitosis", "--collect-only", "-q")
+    assert found["code"] == 0
+    assert not {"nbclient", "nbconvert", "jupyter_client", "git"} & set(found["heavy"])  # type: ignore[arg-type]
+    assert not (project / "trials").exists()
+
+
+def test_help_lists_the_options_and_writes_nothing(project: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--help"], cwd=project, env=clean_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    for option in ("--mitosis ", "--mitosis-param=", "--mitosis-eval=", "--mitosis-config=PATH",
+                   "--mitosis-trials-folder=DIR", "--mitosis-timeout=SECONDS", "--mitosis-debug",
+                   "mitosis_trials_folder (string):", "mitosis_timeout (string):"):
+        assert option in done.stdout, option
+    assert not (project / "trials").exists()
+
+
+def test_p_no_mitosis_disables_the_plugin(project: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:mitosis", "--mitosis"],
+        cwd=project, env=clean_env(), capture_output=True, text=True,
+    )
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "unrecognized arguments: --mitosis" in done.stderr
+
+
+PURE = ("assignment", "errors", "project", "steps", "variants", "runtime", "notebook", "artifacts", "runner")
+
+
+def test_the_pure_layer_does_not_import_pytest() -> None:
+    code = "import sys; sys.modules['pytest'] = None\n" + "\n".join(f"import pytest_mitosis.{m}" for m in PURE)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -1,0 +1,207 @@
+"""Bad ``[tool.mitosis]`` input: one clear paragraph under ``ERROR collecting``, tested verbatim.
+
+Runs ``--collect-only`` in-process (no kernel starts), so these tests are fast.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+GOOD_MODULE = """
+lookup_dict = {"frequency": {"fast": 10, "slow": 1}}
+not_nested = {"frequency": 10}
+
+def run(amplitude, frequency):
+    return {"main": amplitude}
+"""
+
+STEPS = '[tool.mitosis.steps]\nsine = ["sine_experiment:run", "sine_experiment:lookup_dict"]\n'
+
+
+def collect_error(pytester: pytest.Pytester, pyproject: str, *args: str, module: str = GOOD_MODULE) -> str:
+    pytester.makepyprojecttoml(textwrap.dedent(pyproject))
+    pytester.makepyfile(sine_experiment=textwrap.dedent(module))
+    result = pytester.runpytest("--mitosis", "--collect-only", "-p", "no:cacheprovider", *args)
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.INTERRUPTED, out
+    assert "ERROR collecting pyproject.toml" in out, out
+    assert "Traceback" not in out and "pytest_mitosis" not in out, out
+    return out
+
+
+def test_missing_steps_table(pytester: pytest.Pytester) -> None:
+    out = collect_error(pytester, "[tool.mitosis]\ntrials-folder = 'trials'\n")
+    path = pytester.path / "pyproject.toml"
+    assert (
+        f"{path}: no [tool.mitosis.steps] table. Register each experiment step as "
+        'name = ["module:callable", "module:lookup_dict"], for example:\n\n'
+        "    [tool.mitosis.steps]\n"
+        '    sine = ["sine_experiment:run", "sine_experiment:lookup_dict"]'
+    ) in out
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            "42",
+            'expected ["module:callable", "module:lookup_dict"], found 42. Write it as sine = '
+            '["sine_experiment:run", "sine_experiment:lookup_dict"] (the lookup dict may be left out).',
+        ),
+        (
+            '["sine_experiment.run"]',
+            'expected the callable as "module:attribute" (for example "sine_experiment:run"), '
+            "found 'sine_experiment.run'.",
+        ),
+        (
+            '["sine_experiment:run", "sine_experiment:lookup_dict", "x:y"]',
+            "expected [\"module:callable\", \"module:lookup_dict\"], found ['sine_experiment:run', "
+            "'sine_experiment:lookup_dict', 'x:y'].",
+        ),
+    ],
+)
+def test_a_step_entry_of_the_wrong_form(pytester: pytest.Pytester, entry: str, message: str) -> None:
+    out = collect_error(pytester, f"[tool.mitosis.steps]\nsine = {entry}\n")
+    assert f"{pytester.path / 'pyproject.toml'}: [tool.mitosis.steps] sine: {message}" in out
+
+
+def test_a_module_that_does_not_exist(pytester: pytest.Pytester) -> None:
+    out = collect_error(pytester, '[tool.mitosis.steps]\nsine = ["sine_experimen:run"]\n')
+    path = pytester.path / "pyproject.toml"
+    assert f"{path}: [tool.mitosis.steps] sine: importing module 'sine_experimen' failed:" in out
+    assert "    ModuleNotFoundError: No module named 'sine_experimen'" in out
+    assert (
+        f"Check the module name, and that it is importable from {pytester.path} "
+        "(installed in this environment, or beside pyproject.toml)."
+    ) in out
+
+
+def test_a_module_that_fails_to_import_shows_its_own_error(pytester: pytest.Pytester) -> None:
+    broken = "import math\n\nvalue = math.sqrt(4)\nraise RuntimeError('the data file is missing')\n"
+    out = collect_error(pytester, STEPS, module=broken)
+    assert "importing module 'sine_experiment' failed:" in out
+    assert 'sine_experiment.py", line 4, in <module>' in out
+    assert "raise RuntimeError('the data file is missing')" in out
+    assert "RuntimeError: the data file is missing" in out
+    assert "Fix the error in the module and run again." in out
+    assert "importlib" not in out
+
+
+def test_a_missing_attribute_lists_what_the_module_defines(pytester: pytest.Pytester) -> None:
+    out = collect_error(pytester, '[tool.mitosis.steps]\nsine = ["sine_experiment:runn", "sine_experiment:lookup_dict"]\n')
+    assert (
+        f"{pytester.path / 'pyproject.toml'}: [tool.mitosis.steps] sine: 'sine_experiment' has no attribute "
+        "'runn' (from 'sine_experiment:runn'). It defines: lookup_dict, not_nested, run."
+    ) in out
+
+
+def test_a_lookup_that_is_not_a_dict_of_dicts(pytester: pytest.Pytester) -> None:
+    out = collect_error(pytester, '[tool.mitosis.steps]\nsine = ["sine_experiment:run", "sine_experiment:not_nested"]\n')
+    assert (
+        "[tool.mitosis.steps] sine: the lookup dict 'sine_experiment:not_nested' maps 'frequency' to 10; "
+        "expected a non-empty dict of {variant name: value}, such as {\"fast\": 10, \"slow\": 1}."
+    ) in out
+
+
+def test_a_lookup_that_is_not_a_dict(pytester: pytest.Pytester) -> None:
+    out = collect_error(pytester, '[tool.mitosis.steps]\nsine = ["sine_experiment:run", "sine_experiment:run"]\n')
+    assert (
+        "[tool.mitosis.steps] sine: the lookup dict 'sine_experiment:run' is a function; expected a dict of "
+        '{param: {variant: value}}, such as {"frequency": {"fast": 10, "slow": 1}}.'
+    ) in out
+
+
+def test_an_experiment_naming_an_unknown_step(pytester: pytest.Pytester) -> None:
+    out = collect_error(pytester, STEPS + '[tool.mitosis.experiments]\nsine = ["sine", "fit"]\n')
+    assert (
+        f"{pytester.path / 'pyproject.toml'}: [tool.mitosis.experiments] sine: unknown step 'fit'; "
+        "the steps of [tool.mitosis.steps] are: sine."
+    ) in out
+
+
+def test_narrowing_to_an_unknown_variant_lists_the_valid_ones(pytester: pytest.Pytester) -> None:
+    out = collect_error(
+        pytester,
+        STEPS + '[tool.mitosis.experiments]\nsine = { steps = ["sine"], params = { "sine.frequency" = "medium" }, '
+        'eval = { "sine.amplitude" = "4" } }\n',
+    )
+    assert (
+        f"{pytester.path / 'pyproject.toml'}: [tool.mitosis.experiments] sine params: sine.frequency has no "
+        "variant 'medium' in sine_experiment:lookup_dict; the variants are: fast, slow."
+    ) in out
+
+
+def test_narrowing_to_an_unknown_variant_on_the_command_line(pytester: pytest.Pytester) -> None:
+    out = collect_error(pytester, STEPS, "--mitosis-param", "sine.frequency=medium", "--mitosis-eval", "sine.amplitude=4")
+    assert (
+        "--mitosis-param: sine.frequency has no variant 'medium' in sine_experiment:lookup_dict; "
+        "the variants are: fast, slow."
+    ) in out
+
+
+def test_an_eval_expression_that_does_not_parse(pytester: pytest.Pytester) -> None:
+    out = collect_error(pytester, STEPS, "--mitosis-eval", "sine.amplitude=4)")
+    assert (
+        "--mitosis-eval: the eval expression '4)' for sine.amplitude does not parse (unmatched ')'). "
+        "Eval params are Python expressions: 4, .05, '\"lorenz\"', np.ones(3)."
+    ) in out
+
+
+def test_a_required_parameter_without_a_value_shows_both_ways_to_supply_it(pytester: pytest.Pytester) -> None:
+    out = collect_error(pytester, STEPS)
+    assert (
+        f"{pytester.path / 'pyproject.toml'}: experiment 'sine', step 'sine' (sine_experiment:run): parameter "
+        "'amplitude' has no default and no value. Give it one on the command line, --mitosis-eval "
+        "sine.amplitude=EXPR, or in the experiment table, [tool.mitosis.experiments] sine = { steps = [...], "
+        "eval = { \"sine.amplitude\" = \"EXPR\" } } or add 'amplitude' to its lookup dict "
+        "(sine_experiment:lookup_dict)."
+    ) in out
+
+
+def test_a_command_line_parameter_for_an_unknown_step_or_parameter(pytester: pytest.Pytester) -> None:
+    out = collect_error(pytester, STEPS, "--mitosis-eval", "sine.amplitude=4", "--mitosis-eval", "sin.amplitude=4")
+    assert "--mitosis-eval sin.amplitude=4: unknown step 'sin'; the steps of" in out
+    out = collect_error(pytester, STEPS, "--mitosis-eval", "sine.amplitude=4", "--mitosis-param", "sine.freq=slow")
+    assert (
+        "--mitosis-param sine.freq=slow: step 'sine' (sine_experiment:run) has no parameter 'freq'; "
+        "its parameters are: amplitude, frequency."
+    ) in out
+
+
+def test_malformed_toml_in_a_config_named_on_the_command_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyprojecttoml("[tool.pytest.ini_options]\n")
+    sub = pytester.mkdir("sub")
+    (sub / "pyproject.toml").write_text("[tool.mitosis.steps\nsine = 1\n")
+    result = pytester.runpytest("--mitosis", "--collect-only", "--mitosis-config=sub/pyproject.toml")
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR collecting sub/pyproject.toml*",
+            f"{sub / 'pyproject.toml'}: is not valid TOML (Expected ']' at the end of a table declaration "
+            "(at line 1, column 20)). Fix the file and run again.",
+        ]
+    )
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+
+
+def test_a_bad_option_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--mitosis", "--mitosis-param", "frequency")
+    result.stderr.fnmatch_lines(
+        ["*argument --mitosis-param: expected [[]+[]]STEP.PARAM=VARIANT, for example sine.frequency=slow, got 'frequency'"]
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result = pytester.runpytest("--mitosis", "--mitosis-timeout", "soon")
+    result.stderr.fnmatch_lines(["*argument --mitosis-timeout: expected a positive number of seconds, got 'soon'"])
+
+
+def test_no_pyproject_at_all(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n")
+    result = pytester.runpytest("--mitosis", "--collect-only")
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: --mitosis: no pyproject.toml at {pytester.path / 'pyproject.toml'} (from the rootdir). "
+            "Run pytest from the investigation's directory, or pass --mitosis-config PATH/TO/pyproject.toml."
+        ]
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -1,0 +1,37 @@
+"""The shipped example, run as the README says, and under pytest-xdist (``-n 2``)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .conftest import Run, run_pytest
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "sine"
+
+
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
+    root = tmp_path_factory.mktemp("example") / "sine"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("trials", "__pycache__"))
+    return root, run_pytest(root, "--mitosis", "-n", "2")
+
+
+def test_the_example_runs_both_trials_on_two_workers(example_run: tuple[Path, Run]) -> None:
+    root, run = example_run
+    assert run.ret == 0, run.out
+    assert "2 passed" in run.out
+    for name in ("sine[fast]", "sine[slow]"):
+        props = run.properties(name)
+        assert float(props["main"]) < 0.5
+        assert Path(props["mitosis.html"]).is_file()
+        assert Path(props["mitosis.html"]).parent.parent == root / "trials"
+
+
+def test_the_summary_appears_once_on_the_controller(example_run: tuple[Path, Run]) -> None:
+    _, run = example_run
+    assert run.out.count("= mitosis trials =") == 1
+    summary = run.out.split("= mitosis trials =")[1]
+    assert summary.count("pyproject.toml::sine[") == 2
