@@ -16,6 +16,7 @@ import pytest
 from .errors import ConfigError, TrialFailed
 
 if TYPE_CHECKING:
+    from .identity import TrialIdentity
     from .variants import TrialSpec
 
 
@@ -59,12 +60,25 @@ class TrialItem(pytest.Item):
     def __init__(self, *, spec: TrialSpec, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.spec = spec
+        self.identity: TrialIdentity | None = None
+
+    def setup(self) -> None:
+        """Refuse the trial before its kernel starts if a variant changed meaning (per trial)."""
+        from .identity import UnfingerprintableValue
+        from .session import session_key
+        from .store import StoreError, VariantRedefined
+
+        try:
+            self.identity = self.config.stash[session_key].guard(self.spec)
+        except (VariantRedefined, UnfingerprintableValue, StoreError) as err:
+            pytest.fail(str(err), pytrace=False)
 
     def runtest(self) -> None:
         from .reporting import user_properties
         from .session import session_key
 
-        outcome = self.config.stash[session_key].run(self.spec)
+        assert self.identity is not None, "setup() ran"
+        outcome = self.config.stash[session_key].run(self, self.identity)
         self.user_properties.extend(user_properties(outcome))
         if not outcome.passed:
             raise TrialFailed(outcome.message or "the trial failed")

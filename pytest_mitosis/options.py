@@ -17,6 +17,9 @@ import pytest
 
 from .assignment import Assignment, parse_assignment
 
+#: files that cannot change a result and that tools create on their own (see guards.py)
+DEFAULT_DIRTY_IGNORE = ("__pycache__/", "*.pyc", ".pytest_cache/", "*.egg-info/")
+
 def _param(text: str) -> Assignment:
     return parse_assignment(text, "--mitosis-param", "VARIANT")
 
@@ -96,6 +99,12 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("mitosis_trials_folder", "Folder for trial artifacts (relative to the rootdir)", default="")
     parser.addini("mitosis_timeout", "Seconds after which a trial fails (default: none)", default="")
     parser.addini("mitosis_debug", "Run trials in debug mode", type="bool", default=False)
+    parser.addini(
+        "mitosis_dirty_ignore",
+        "Path patterns that never make the git tree dirty (a trailing / matches a directory)",
+        type="linelist",
+        default=list(DEFAULT_DIRTY_IGNORE),
+    )
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,9 @@ class Settings:
     timeout: float | None
     debug: bool
     invocation_dir: Path
+    dirty_ignore: tuple[str, ...] = DEFAULT_DIRTY_IGNORE
+    #: files pytest writes for this session (--junitxml): never part of a dirty tree
+    outputs: tuple[Path, ...] = ()
 
 
 settings_key = pytest.StashKey[Settings]()
@@ -166,4 +178,6 @@ def resolve_settings(config: pytest.Config) -> Settings:
         timeout=timeout,
         debug=bool(debug),
         invocation_dir=invocation,
+        dirty_ignore=tuple(config.getini("mitosis_dirty_ignore")),
+        outputs=tuple((invocation / p).resolve() for p in [config.getoption("xmlpath", None)] if p),
     )

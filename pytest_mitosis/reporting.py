@@ -19,6 +19,9 @@ def user_properties(outcome: TrialOutcome) -> list[tuple[str, Any]]:
     if outcome.main is not None:
         props.append(("main", outcome.main))
     props += [("mitosis.trial", outcome.name), ("mitosis.key", outcome.key), ("mitosis.html", str(outcome.html))]
+    if outcome.iteration is not None:
+        props.append(("mitosis.iteration", outcome.iteration))
+    props.append(("mitosis.commit", outcome.commit or ""))
     props += [(f"mitosis.metrics.{name}", value) for name, value in outcome.metrics.items()]
     return props
 
@@ -29,11 +32,15 @@ class SummaryRow:
     outcome: str
     main: Any
     html: str | None
+    iteration: Any = None
+    key: str | None = None
 
 
 def summary_row(nodeid: str, outcome: str, properties: list[tuple[str, Any]]) -> SummaryRow:
     props = dict(properties)
-    return SummaryRow(nodeid, outcome, props.get("main"), props.get("mitosis.html"))
+    return SummaryRow(
+        nodeid, outcome, props.get("main"), props.get("mitosis.html"), props.get("mitosis.iteration"), props.get("mitosis.key")
+    )
 
 
 def summary_lines(rows: list[SummaryRow]) -> list[str]:
@@ -41,5 +48,7 @@ def summary_lines(rows: list[SummaryRow]) -> list[str]:
     lines = []
     for row in rows:
         main = "main=-" if row.main is None else f"main={row.main!r}" if not isinstance(row.main, str) else f"main={row.main}"
-        lines.append(f"{row.nodeid:<{width}}  {row.outcome.upper():<6}  {main}  {row.html or '(no notebook)'}")
+        trial = f"#{row.iteration} " if row.iteration is not None else "debug " if row.key else ""
+        trial += f"key {row.key}" if row.key else "(not run)"
+        lines.append(f"{row.nodeid:<{width}}  {row.outcome.upper():<6}  {trial}  {main}  {row.html or ''}".rstrip())
     return lines

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,8 @@ class TrialOutcome:
     html: Path
     seconds: float
     message: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    iteration: int | None = None
+    commit: str | None = None
 
 
 def new_key() -> str:
@@ -62,13 +63,21 @@ def _failure(spec: TrialSpec, kind: str | None, error: str | None, outcome: dict
 
 
 def run_trial(
-    spec: TrialSpec, *, root: Path, trials: Path, timeout: float | None, debug: bool, metadata: dict[str, Any]
+    spec: TrialSpec,
+    *,
+    key: str,
+    name: str,
+    root: Path,
+    trials: Path,
+    timeout: float | None,
+    debug: bool,
+    metadata: dict[str, Any],
 ) -> TrialOutcome:
-    """Run ``spec`` in a fresh kernel and save its artifacts under ``trials``."""
+    """Run ``spec`` in a fresh kernel and save its artifacts under ``trials`` as ``name_key``."""
     from . import kernel, notebook
 
     started = time.monotonic()
-    folder = TrialFolder(trials, new_key(), spec.slug, debug)
+    folder = TrialFolder(trials, key, name, debug)
     folder.create()
     title = f"{folder.name} ({folder.key})"
     nb = notebook.build(

@@ -17,7 +17,10 @@ from .options import Settings
 from .reporting import SummaryRow, summary_lines, summary_row
 
 if TYPE_CHECKING:
+    from .guards import RepoState
+    from .identity import TrialIdentity
     from .project import ProjectConfig
+    from .store import TrialStore
     from .runner import TrialOutcome
     from .variants import TrialSpec
 
@@ -29,6 +32,8 @@ class MitosisSession:
         self.config = config
         self.settings = settings
         self._project: ProjectConfig | None = None
+        self._repo: RepoState | None = None
+        self._store: TrialStore | None = None
         self.rows: list[SummaryRow] = []
 
     def project(self) -> ProjectConfig:
@@ -39,20 +44,123 @@ class MitosisSession:
             self._project = load_project(self.settings.pyproject, self.settings.trials_folder)
         return self._project
 
-    def run(self, spec: TrialSpec) -> TrialOutcome:
-        from .runner import run_trial
+    def repo(self) -> RepoState:
+        """The git state of the investigation, read once per process."""
+        if self._repo is None:
+            from .guards import repo_state
 
+            project = self.project()
+            own = (project.trials_folder, *self.settings.outputs)
+            self._repo = repo_state(project.root, own=own, ignore=self.settings.dirty_ignore)
+        return self._repo
+
+    def store(self) -> TrialStore:
+        """The trial store, opened on first use (never by ``--collect-only`` or ``--help``)."""
+        if self._store is None:
+            folder = self.project().trials_folder
+            store = self.config.hook.pytest_mitosis_make_store(config=self.config, folder=folder)
+            if store is None:
+                raise pytest.UsageError(f"mitosis: no plugin provided a trial store for {folder}")
+            self._store = store
+        return self._store
+
+    def preflight(self) -> None:
+        """Session-wide refusals, before the first trial: a dirty tree, an unusable store."""
+        from .guards import refusal
+        from .store import StoreError
+
+        try:
+            project = self.project()
+        except ConfigError:
+            return  # reported as a collection error already
+        if not self.settings.debug:
+            message = refusal(self.repo(), project.root)
+            if message is not None:
+                raise pytest.UsageError(message)
+        try:
+            self.store()
+        except StoreError as err:
+            raise pytest.UsageError(str(err)) from None
+
+    def guard(self, spec: TrialSpec) -> TrialIdentity:
+        """Fingerprint a trial and check its variant locks (skipped in debug mode)."""
+        from .identity import identify
+
+        identity = identify(spec, strict=not self.settings.debug)
+        if not self.settings.debug:
+            self.store().check_locks(identity.locks)
+        return identity
+
+    def run(self, item: pytest.Item, identity: TrialIdentity) -> TrialOutcome:
+        """Record the trial as running, run it in a fresh kernel, and finalise the record."""
+        from dataclasses import replace
+
+        from .guards import summary
+        from .runner import new_key, run_trial
+        from .store import NewTrial
+
+        spec: TrialSpec = item.spec  # type: ignore[attr-defined]
         project = self.project()
-        return run_trial(
-            spec,
-            root=project.root,
-            trials=project.trials_folder,
-            timeout=self.settings.timeout,
-            debug=self.settings.debug,
-            metadata={"experiment": spec.experiment, "id": spec.id, "debug": self.settings.debug},
+        debug = self.settings.debug
+        git = summary(self.repo())
+        store = self.store()
+        key = new_key()
+        steps = [{"name": s.name, "function": str(s.function), "lookup": str(s.lookup) if s.lookup else None}
+                 for s in spec.steps]
+        iteration = store.begin(
+            NewTrial(key, spec.experiment, identity.identity, spec.slug, item.nodeid, debug, git, steps, identity.params),
+            identity.locks,
         )
+        name = spec.slug if iteration is None else f"{spec.slug}-{iteration}"
+        try:
+            outcome = run_trial(
+                spec,
+                key=key,
+                name=name,
+                root=project.root,
+                trials=project.trials_folder,
+                timeout=self.settings.timeout,
+                debug=debug,
+                metadata={"experiment": spec.experiment, "id": spec.id, "iteration": iteration, "debug": debug,
+                          "git": git, "steps": steps, "params": identity.params},
+            )
+        except BaseException as err:
+            status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+            store.finish(key, status=status, main=None, metrics={}, folder=None, message=f"{type(err).__name__}: {err}")
+            raise
+        store.finish(
+            key,
+            status="passed" if outcome.passed else "failed",
+            main=outcome.main,
+            metrics=outcome.metrics,
+            folder=str(outcome.folder),
+            message=outcome.message,
+        )
+        return replace(outcome, iteration=iteration, commit=git["commit"])
 
     # -- hooks ---------------------------------------------------------------------------------
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_mitosis_make_store(self, config: pytest.Config, folder: Path) -> TrialStore:
+        from .store import SQLiteStore
+
+        return SQLiteStore(folder)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        """Refuse the whole session (exit 4, no trial runs) when the tree is dirty."""
+        from .collect import TrialItem
+
+        if session.config.option.collectonly or hasattr(self.config, "workerinput"):
+            return
+        distributing = self.config.pluginmanager.has_plugin("dsession")
+        if distributing or any(isinstance(item, TrialItem) for item in session.items):
+            self.preflight()
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
         if file_path.resolve() == self.settings.pyproject:

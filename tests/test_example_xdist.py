@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Run, run_pytest
+from .conftest import Run, git_init, run_pytest
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "sine"
 
@@ -16,6 +16,7 @@ EXAMPLE = Path(__file__).parent.parent / "examples" / "sine"
 def example_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
     root = tmp_path_factory.mktemp("example") / "sine"
     shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("trials", "__pycache__"))
+    git_init(root)
     return root, run_pytest(root, "--mitosis", "-n", "2")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Run, clean_env, run_pytest, write_investigation
+from .conftest import Run, clean_env, git_init, run_pytest, write_investigation
 
 CASES = '''
 import logging
@@ -107,7 +107,7 @@ sleeps = ["sleeps"]
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
-    root = write_investigation(tmp_path_factory.mktemp("exec") / "study", PYPROJECT, {"cases": CASES})
+    root = git_init(write_investigation(tmp_path_factory.mktemp("exec") / "study", PYPROJECT, {"cases": CASES}))
     run = run_pytest(root, "--mitosis", "--mitosis-timeout", "6", "-rA", env=clean_env(MPLBACKEND="Agg"))
     return root, run
 
@@ -150,17 +150,17 @@ def test_a_passing_trial_reports_main_and_metrics_as_junit_properties(session: t
     assert props["main"] == "2.0"
     assert props["mitosis.metrics.peak"] == "4"
     assert props["mitosis.metrics.label"] == "ok"
-    folder = trial_folder(root, "trial_sine-slow")
-    assert props["mitosis.trial"] == "trial_sine-slow"
+    folder = trial_folder(root, "trial_sine-slow-1")
+    assert props["mitosis.trial"] == "trial_sine-slow-1"
     assert props["mitosis.key"] == folder.name.rsplit("_", 1)[1]
-    assert Path(props["mitosis.html"]) == folder / "trial_sine-slow.html"
+    assert Path(props["mitosis.html"]) == folder / "trial_sine-slow-1.html"
     assert Path(props["mitosis.html"]).is_file()
 
 
 def test_the_trial_folder_holds_notebook_html_log_and_pickled_results(session: tuple[Path, Run]) -> None:
     root, _ = session
-    folder = trial_folder(root, "trial_sine-slow")
-    nb = json.loads((folder / "trial_sine-slow.ipynb").read_text())
+    folder = trial_folder(root, "trial_sine-slow-1")
+    nb = json.loads((folder / "trial_sine-slow-1.ipynb").read_text())
     kinds = [c["cell_type"] for c in nb["cells"]]
     assert kinds == ["markdown", "code", "code", "code"]  # header, set-up, one step, result
     header = "".join(nb["cells"][0]["source"])
@@ -168,7 +168,7 @@ def test_the_trial_folder_holds_notebook_html_log_and_pickled_results(session: t
     step_cell = nb["cells"][2]
     pngs = [o for o in step_cell["outputs"] if "image/png" in o.get("data", {})]
     assert len(pngs) == 2, "both open figures are embedded in the step's output, under Agg"
-    html = (folder / "trial_sine-slow.html").read_text()
+    html = (folder / "trial_sine-slow-1.html").read_text()
     assert html.count('src="data:image/png;base64,') == 2
     log = (folder / "experiment.log").read_text()
     assert "INFO cases: sine step ran at frequency 1" in log
@@ -183,20 +183,20 @@ def test_chained_steps_pass_data_and_report_the_last_main(session: tuple[Path, R
     props = run.properties("pipeline[double]")
     assert props["main"] == "6"  # sum(range(3)) * 2
     assert props["mitosis.metrics.n"] == "3"
-    folder = trial_folder(root, "trial_pipeline-double")
+    folder = trial_folder(root, "trial_pipeline-double-1")
     assert sorted(p.name for p in (folder / "results").iterdir()) == ["step-1-make.pickle", "step-2-total.pickle"]
 
 
 def test_a_step_that_raises_fails_with_the_users_traceback_and_the_html_path(session: tuple[Path, Run]) -> None:
     root, run = session
     text = failure_text(run, "raises")
-    folder = trial_folder(root, "trial_raises")
+    folder = trial_folder(root, "trial_raises-1")
     assert text.startswith("step 'raises' (cases:raises) raised ValueError: bad value 42\n\nTraceback (most recent call last):")
     assert re.search(r'cases\.py", line \d+, in raises\n    _helper\(\)', text)
     assert re.search(r'cases\.py", line \d+, in _helper\n    raise ValueError\("bad value 42"\)', text)
     assert "pytest_mitosis" not in text.split("notebook:")[0]
-    assert text.rstrip().endswith(f"notebook: {folder / 'trial_raises.html'}")
-    html = (folder / "trial_raises.html").read_text()
+    assert text.rstrip().endswith(f"notebook: {folder / 'trial_raises-1.html'}")
+    html = (folder / "trial_raises-1.html").read_text()
     assert "bad value 42" in html
     assert 'src="data:image/png;base64,' in html, "the failing step's figure is still embedded"
 
@@ -232,8 +232,8 @@ def test_the_terminal_summary_lists_every_trial_once(session: tuple[Path, Run]) 
     assert f"trials folder {root / 'results' / 'trials'}" in run.out
     summary = run.out.split("= mitosis trials =")[1].split("short test summary info")[0]
     line = next(l for l in summary.splitlines() if l.startswith("pyproject.toml::sine[slow]"))
-    assert re.match(r"pyproject\.toml::sine\[slow\] +PASSED +main=2\.0 +/.*/trial_sine-slow\.html$", line)
-    assert re.search(r"pyproject\.toml::dies +FAILED +main=- +/.*/trial_dies\.html", summary)
+    assert re.match(r"pyproject\.toml::sine\[slow\] +PASSED +#1 key [0-9a-f]{8} +main=2\.0 +/.*/trial_sine-slow-1\.html$", line)
+    assert re.search(r"pyproject\.toml::dies +FAILED +#1 key [0-9a-f]{8} +main=- +/.*/trial_dies-1\.html", summary)
     assert summary.count("pyproject.toml::") == 8
 
 

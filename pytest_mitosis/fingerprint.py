@@ -1,0 +1,266 @@
+"""Canonical, exact fingerprints of parameter values, stable across processes and hash seeds.
+
+A value becomes a *canonical tree*: JSON scalars and lists stay as they are, everything else
+is a one-key object tagged with its kind (``{"tuple": [...]}``, ``{"dict": [[k, v], ...]}``,
+``{"ndarray": {...}}``). Sets and dict items are sorted by the JSON text of their canonical
+form, never by ``hash``, so ``PYTHONHASHSEED`` does not matter; floats are exact (``repr``
+round-trips); arrays are hashed over every element. The fingerprint is the SHA-256 of the
+tree's JSON. The tree doubles as the recorded value: readable back without user code.
+
+A value that cannot be described exactly (a lambda, a closure, an open file) raises
+``FingerprintError`` naming where in the value it sits. No pytest import here.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import decimal
+import enum
+import fractions
+import hashlib
+import importlib
+import json
+import math
+import pathlib
+import sys
+import types
+from typing import Any
+
+from .errors import MitosisError
+
+#: arrays up to this many elements keep their elements in the recorded value (for diffs)
+INLINE_ELEMENTS = 10_000
+
+_EXACT_REPR = (datetime.datetime, datetime.date, datetime.time, datetime.timedelta, decimal.Decimal,
+               fractions.Fraction, complex, range, slice)
+
+
+class FingerprintError(MitosisError):
+    """The value (or a part of it, at ``where``) has no exact, process-independent description."""
+
+    def __init__(self, where: str, what: str) -> None:
+        self.where = where
+        self.what = what
+        super().__init__(f"{where or 'the value'}: {what}")
+
+
+def dumps(tree: Any) -> str:
+    """The one JSON text of a canonical tree (sorted keys, no spaces, no NaN)."""
+    return json.dumps(tree, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def fingerprint(value: Any) -> tuple[str, Any]:
+    """``(sha256 hex, canonical tree)`` of ``value``; raises ``FingerprintError``."""
+    tree = canonical(value)
+    return hashlib.sha256(dumps(tree).encode("utf-8")).hexdigest(), tree
+
+
+def _qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', None)}:{getattr(obj, '__qualname__', None)}"
+
+
+def _importable(obj: Any) -> bool:
+    """Whether ``module:qualname`` leads back to this very object (so the name means it)."""
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if not module or not qualname or "<" in qualname:
+        return False
+    try:
+        found: Any = sys.modules.get(module) or importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except Exception:
+        return False
+    return found is obj or (getattr(found, "__func__", None) is getattr(obj, "__func__", object()))
+
+
+def _type_name(obj: Any, where: str) -> str:
+    cls = type(obj)
+    if not _importable(cls):
+        raise FingerprintError(where, f"its class {cls.__qualname__} is defined where it cannot be imported by name")
+    return _qualname(cls)
+
+
+def canonical(value: Any, where: str = "", _active: frozenset[int] = frozenset()) -> Any:
+    """The canonical tree of ``value`` (see the module docstring)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int) and type(value) is int:
+        return value
+    if type(value) is float:
+        return value if math.isfinite(value) else {"float": repr(value)}
+    if id(value) in _active:
+        raise FingerprintError(where, "it contains itself (a reference cycle)")
+    active = _active | {id(value)}
+
+    def sub(item: Any, suffix: str) -> Any:
+        return canonical(item, where + suffix, active)
+
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        if isinstance(value, numpy.ndarray):
+            return _ndarray(value, where, sub)
+        if isinstance(value, numpy.generic):
+            return {"numpy": {"dtype": str(value.dtype), "value": sub(value.item(), "")}}
+    if isinstance(value, enum.Enum):
+        return {"enum": f"{_type_name(value, where)}.{value.name}"}
+    if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, types.MethodType, type)):
+        if isinstance(value, types.FunctionType) and value.__closure__:
+            raise FingerprintError(where, f"the function {value.__qualname__} is a closure, whose captured values cannot be compared")
+        if not _importable(value):
+            kind = "a lambda" if getattr(value, "__name__", "") == "<lambda>" else f"{getattr(value, '__qualname__', value)!r}"
+            raise FingerprintError(where, f"{kind} cannot be fingerprinted: only functions and classes importable by name can")
+        return {"ref": _qualname(value)}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        items = [sub(v, f"[{i}]") for i, v in enumerate(value)]
+        if type(value) is list:
+            return items
+        if type(value) is tuple:
+            return {"tuple": items}
+        return {"sequence": {"type": _type_name(value, where), "items": items}}
+    if isinstance(value, tuple):  # a named tuple
+        return {"namedtuple": {"type": _type_name(value, where), "fields": {f: sub(getattr(value, f), f".{f}") for f in value._fields}}}
+    if isinstance(value, dict):
+        pairs = [[sub(k, f"[key {k!r}]"), sub(v, f"[{k!r}]")] for k, v in value.items()]
+        pairs.sort(key=lambda pair: dumps(pair[0]))
+        tag = "dict" if type(value) is dict else f"dict:{_type_name(value, where)}"
+        return {tag: pairs}
+    if isinstance(value, (set, frozenset)):
+        items = sorted((sub(v, "{element}") for v in value), key=dumps)
+        return {"frozenset" if isinstance(value, frozenset) else "set": items}
+    if isinstance(value, bytes):
+        return {"bytes": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, float):  # a float subclass
+        return {"floatlike": {"type": _type_name(value, where), "value": repr(float(value))}}
+    if isinstance(value, int):  # an int subclass that is not bool or an enum
+        return {"intlike": {"type": _type_name(value, where), "value": int(value)}}
+    if isinstance(value, pathlib.PurePath):
+        return {"path": {"type": type(value).__name__, "value": str(value)}}
+    if isinstance(value, _EXACT_REPR):
+        return {"repr": {"type": _qualname(type(value)), "value": repr(value)}}
+    if dataclasses.is_dataclass(value):
+        fields = {f.name: sub(getattr(value, f.name), f".{f.name}") for f in dataclasses.fields(value)}
+        return {"dataclass": {"type": _type_name(value, where), "fields": fields}}
+    if getattr(value, "__qualname__", None) and _importable(value):  # ufuncs, functools.partial-free callables
+        return {"ref": _qualname(value)}
+    get_params = getattr(value, "get_params", None)
+    if callable(get_params) and not isinstance(value, type):
+        try:
+            params = get_params(deep=False)
+        except TypeError:
+            params = get_params()
+        return {"estimator": {"type": _type_name(value, where), "params": sub(dict(params), ".get_params()")}}
+    if hasattr(value, "__dict__") and not isinstance(value, (types.ModuleType, types.GeneratorType)) and not hasattr(value, "read"):
+        state = {k: sub(v, f".{k}") for k, v in sorted(vars(value).items())}
+        slots = _slots(value)
+        state.update({k: sub(v, f".{k}") for k, v in slots.items()})
+        return {"object": {"type": _type_name(value, where), "state": state}}
+    slots = _slots(value)
+    if slots and not hasattr(value, "read"):
+        return {"object": {"type": _type_name(value, where), "state": {k: sub(v, f".{k}") for k, v in slots.items()}}}
+    raise FingerprintError(where, f"a {type(value).__qualname__} cannot be fingerprinted exactly")
+
+
+def _slots(value: Any) -> dict[str, Any]:
+    names: list[str] = []
+    for cls in type(value).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        names += [slots] if isinstance(slots, str) else list(slots)
+    return {n: getattr(value, n) for n in sorted(set(names) - {"__dict__", "__weakref__"}) if hasattr(value, n)}
+
+
+def _ndarray(array: Any, where: str, sub: Any) -> Any:
+    numpy = sys.modules["numpy"]
+    head = {"dtype": array.dtype.str, "shape": list(array.shape)}
+    if array.dtype.kind == "O":
+        return {"ndarray": {**head, "items": [sub(v, f"[{i}]") for i, v in enumerate(array.ravel(order="C"))]}}
+    data = numpy.ascontiguousarray(array).tobytes(order="C")
+    head["sha256"] = hashlib.sha256(data).hexdigest()
+    if array.size <= INLINE_ELEMENTS and array.dtype.kind in "biuf":
+        head["items"] = [canonical(v) for v in array.ravel(order="C").tolist()]
+    return {"ndarray": head}
+
+
+# -- reading trees back for people ---------------------------------------------------------------
+
+
+def render(tree: Any, limit: int = 120) -> str:
+    """A short, Python-like text of a canonical tree, for messages."""
+    text = _render(tree)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _render(tree: Any) -> str:
+    if isinstance(tree, list):
+        return "[" + ", ".join(_render(v) for v in tree) + "]"
+    if not isinstance(tree, dict):
+        return repr(tree)
+    tag, payload = next(iter(tree.items()))
+    if tag == "tuple":
+        return "(" + ", ".join(_render(v) for v in payload) + ("," if len(payload) == 1 else "") + ")"
+    if tag.startswith("dict"):
+        return "{" + ", ".join(f"{_render(k)}: {_render(v)}" for k, v in payload) + "}"
+    if tag in ("set", "frozenset"):
+        return tag + "({" + ", ".join(_render(v) for v in payload) + "})"
+    if tag == "ndarray":
+        shape = "x".join(map(str, payload["shape"])) or "scalar"
+        items = payload.get("items")
+        shown = ", ".join(_render(v) for v in items[:6]) + (", ..." if len(items) > 6 else "") if items else "..."
+        return f"array<{payload['dtype']}, {shape}>[{shown}]"
+    if tag == "numpy":
+        return _render(payload["value"])
+    if tag in ("ref", "enum"):
+        return str(payload)
+    if tag == "float":
+        return str(payload)
+    if tag in ("repr", "floatlike", "intlike", "path"):
+        return str(payload["value"])
+    if tag in ("dataclass", "namedtuple", "object", "estimator"):
+        fields = payload.get("fields") or payload.get("state") or payload.get("params") or {}
+        if isinstance(fields, dict) and "dict" in fields:
+            fields = {_render(k): v for k, v in fields["dict"]}
+        inner = ", ".join(f"{k}={_render(v)}" for k, v in fields.items())
+        return f"{payload['type'].split(':')[-1]}({inner})"
+    return f"{tag}:{_render(payload)}"
+
+
+def difference(old: Any, new: Any, where: str = "") -> str | None:
+    """Where two canonical trees first differ (``None`` when equal), for the lock message."""
+    if dumps(old) == dumps(new):
+        return None
+    if isinstance(old, list) and isinstance(new, list):
+        if len(old) != len(new):
+            return f"{where or 'the value'}: length {len(old)} vs {len(new)}"
+        for i, (a, b) in enumerate(zip(old, new)):
+            found = difference(a, b, f"{where}[{i}]")
+            if found:
+                return found
+    if isinstance(old, dict) and isinstance(new, dict) and old.keys() == new.keys() and len(old) == 1:
+        (tag,) = old.keys()
+        a, b = old[tag], new[tag]
+        if tag == "ndarray":
+            if a["dtype"] != b["dtype"] or a["shape"] != b["shape"]:
+                return f"{where or 'the array'}: dtype/shape {a['dtype']} {a['shape']} vs {b['dtype']} {b['shape']}"
+            if "items" in a and "items" in b:
+                for i, (x, y) in enumerate(zip(a["items"], b["items"])):
+                    if dumps(x) != dumps(y):
+                        return f"{where}[flat index {i}]: {_render(x)} vs {_render(y)}"
+            return f"{where or 'the array'}: elements differ (sha256 {a.get('sha256', '')[:12]} vs {b.get('sha256', '')[:12]})"
+        if tag.startswith("dict"):
+            ka, kb = {dumps(k): v for k, v in a}, {dumps(k): v for k, v in b}
+            for key in sorted(set(ka) | set(kb)):
+                if key not in ka or key not in kb:
+                    return f"{where}[{_render(json.loads(key))}]: only in the {'attempted' if key in kb else 'stored'} value"
+                found = difference(ka[key], kb[key], f"{where}[{_render(json.loads(key))}]")
+                if found:
+                    return found
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                found = difference(a.get(key), b.get(key), f"{where}.{key}" if key not in ("fields", "state", "params") else where)
+                if found:
+                    return found
+        if isinstance(a, list) and isinstance(b, list):
+            return difference(a, b, where)
+    return f"{where or 'the value'}: {_render(old)} vs {_render(new)}"

@@ -1,0 +1,34 @@
+"""The ``pytest_mitosis_*`` hooks: extension points for conftest files and other plugins.
+
+Added to pytest's own plugin manager by ``pytest_addhooks``, so a ``conftest.py`` or a
+``pytest11`` plugin implements them like any pytest hook. Implement them with
+``@pytest.hookimpl(optionalhook=True)`` when your plugin may run without pytest-mitosis.
+Arguments may be added in later versions; none is ever renamed or removed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from .store import TrialStore
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_mitosis_make_store(config: pytest.Config, folder: Path) -> TrialStore | None:
+    """Return the trial store for the trials ``folder``, or ``None`` to leave it to the next plugin.
+
+    Called once per process (the controller and each xdist worker), before the first trial
+    runs. The built-in implementation (``trylast``) opens ``<folder>/mitosis.sqlite``. A store
+    implements :class:`pytest_mitosis.store.TrialStore`; its ``begin`` must check and take the
+    variant locks and allocate the iteration atomically across processes.
+
+    Example, in ``conftest.py``::
+
+        @pytest.hookimpl(optionalhook=True)
+        def pytest_mitosis_make_store(config, folder):
+            return MyLabStore(url=os.environ["LAB_STORE"])
+    """

@@ -1,0 +1,68 @@
+"""A trial's identity, its variant locks and its parameter record, from its resolved values.
+
+Tracked parameters (lookup variants and eval expressions without ``+``) are fingerprinted:
+they make the identity that numbers iterations and the locks that keep a variant name from
+changing meaning. Untracked (``+``) parameters are recorded but neither. No pytest import.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import MitosisError
+from .fingerprint import FingerprintError, fingerprint, render
+from .store import Lock
+from .variants import ParamSpec, TrialSpec
+
+
+class UnfingerprintableValue(MitosisError):
+    """A tracked parameter's value has no exact description, so it could not be locked."""
+
+
+@dataclass(frozen=True)
+class TrialIdentity:
+    identity: str
+    locks: tuple[Lock, ...]
+    params: list[dict[str, Any]]
+
+
+def _label(spec: TrialSpec, p: ParamSpec) -> str:
+    what = f"variant {p.text!r}" if p.kind == "lookup" else f"eval expression {p.text!r}"
+    return f"experiment {spec.experiment!r}, step {p.step!r}, parameter {p.name!r} ({what})"
+
+
+def identify(spec: TrialSpec, strict: bool = True) -> TrialIdentity:
+    """Fingerprint ``spec``'s values; ``strict`` (not debug) refuses tracked values without one."""
+    parts: list[list[str]] = []
+    locks: list[Lock] = []
+    params: list[dict[str, Any]] = []
+    lookups = {s.name: str(s.lookup) for s in spec.steps}
+    for p in spec.params:
+        record: dict[str, Any] = {"step": p.step, "name": p.name, "kind": p.kind, "text": p.text, "tracked": p.tracked}
+        try:
+            digest, tree = fingerprint(p.value)
+        except FingerprintError as err:
+            if p.tracked and strict:
+                plus = "--mitosis-param +" if p.kind == "lookup" else "--mitosis-eval +"
+                raise UnfingerprintableValue(
+                    f"mitosis: {_label(spec, p)}: {err}, so its meaning cannot be locked. Give it a value that can "
+                    f"be compared exactly, or mark the parameter untracked with a leading + "
+                    f"({plus}{p.step}.{p.name}=...) if it cannot change a result."
+                ) from None
+            digest, tree = None, None
+        record.update(fingerprint=digest, value=tree, repr=render(tree) if tree is not None else _repr(p.value))
+        params.append(record)
+        if p.tracked and digest is not None:
+            parts.append([p.step, p.name, p.kind, p.text if p.kind == "lookup" else digest])
+            locks.append(Lock(spec.experiment, p.step, p.name, p.kind, p.text, digest, tree, lookups[p.step]))
+    return TrialIdentity(json.dumps(sorted(parts)), tuple(locks), params)
+
+
+def _repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 120 else text[:117] + "..."

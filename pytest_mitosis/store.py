@@ -1,0 +1,274 @@
+"""The trial store: a ``TrialStore`` protocol and its default SQLite implementation.
+
+One database file in the trials folder (``mitosis.sqlite``), WAL journal, a generous busy
+timeout, and short ``BEGIN IMMEDIATE`` transactions: one to start a trial (re-check and take
+the variant locks, allocate the iteration, insert a ``running`` record) and one to finish
+it. Two xdist workers or two sessions can therefore never lock one variant name to two
+values nor share an iteration number. A session killed mid-trial leaves a ``running`` row,
+which the next session marks ``interrupted`` once its process is gone. No pytest import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import MitosisError
+from .fingerprint import difference, render
+
+SCHEMA_VERSION = 1
+FILENAME = "mitosis.sqlite"
+BUSY_TIMEOUT = 120.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    key TEXT PRIMARY KEY,
+    experiment TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    iteration INTEGER,
+    name TEXT NOT NULL,
+    nodeid TEXT NOT NULL,
+    debug INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'passed', 'failed', 'interrupted')),
+    git TEXT NOT NULL,
+    steps TEXT NOT NULL,
+    params TEXT NOT NULL,
+    started REAL NOT NULL,
+    ended REAL,
+    main TEXT,
+    metrics TEXT,
+    folder TEXT,
+    message TEXT,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS trials_iteration ON trials (experiment, identity, iteration)
+    WHERE iteration IS NOT NULL;
+CREATE INDEX IF NOT EXISTS trials_started ON trials (started);
+CREATE TABLE IF NOT EXISTS locks (
+    step TEXT NOT NULL,
+    param TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    value TEXT NOT NULL,
+    trial TEXT NOT NULL,
+    PRIMARY KEY (step, param, kind, name)
+);
+"""
+
+
+class StoreError(MitosisError):
+    """The store cannot be opened or written; the message names the file."""
+
+
+class VariantRedefined(MitosisError):
+    """A variant name (or a tracked eval expression) now means another value than when locked."""
+
+
+@dataclass(frozen=True)
+class Lock:
+    """``step.param``'s variant (or eval expression) ``name`` means the value with ``fingerprint``."""
+
+    experiment: str
+    step: str
+    param: str
+    kind: str  # "lookup" or "eval"
+    name: str
+    fingerprint: str
+    value: Any  # canonical tree
+    where: str  # the lookup dict, for the message
+
+
+@dataclass(frozen=True)
+class NewTrial:
+    """A trial about to start, as the store records it."""
+
+    key: str
+    experiment: str
+    identity: str
+    slug: str
+    nodeid: str
+    debug: bool
+    git: dict[str, Any]
+    steps: list[dict[str, Any]]
+    params: list[dict[str, Any]]
+
+
+class TrialStore(Protocol):
+    """What collection and execution need of a store; implement it to add a backend."""
+
+    location: str
+
+    def check_locks(self, locks: Sequence[Lock]) -> None:
+        """Raise ``VariantRedefined`` if a lock holds another value (read only, before a kernel starts)."""
+
+    def begin(self, trial: NewTrial, locks: Sequence[Lock]) -> int | None:
+        """Atomically re-check and take ``locks`` and record ``trial`` as running; return its iteration."""
+
+    def finish(self, key: str, *, status: str, main: Any, metrics: dict[str, Any], folder: str | None,
+               message: str | None) -> None:
+        """Finalise a trial's record."""
+
+    def close(self) -> None:
+        """Release the store."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def conflict_message(lock: Lock, stored_value: Any, stored_trial: str) -> str:
+    what = f"variant {lock.name!r} of parameter" if lock.kind == "lookup" else f"eval expression {lock.name!r} for parameter"
+    fix = (
+        f"Give the new value a new variant name in {lock.where} (variant names are never reused), "
+        if lock.kind == "lookup"
+        else "Write the new value as a different expression, or mark the parameter untracked with a leading +, "
+    )
+    where = difference(stored_value, lock.value)
+    return (
+        f"mitosis: experiment {lock.experiment!r}, step {lock.step!r}: the {what} {lock.param!r} now means a "
+        f"different value than in earlier trials.\n"
+        f"  stored:    {render(stored_value)}   (locked by trial {stored_trial})\n"
+        f"  attempted: {render(lock.value)}\n"
+        f"  they differ at {where}\n"
+        f"{fix}or run with --mitosis-debug."
+    )
+
+
+class SQLiteStore:
+    """The default store: ``<trials folder>/mitosis.sqlite``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / FILENAME
+        self.location = str(self.path)
+        self.host = socket.gethostname()
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+            self._mark_interrupted()
+        except sqlite3.DatabaseError as err:
+            raise StoreError(
+                f"mitosis: the trial store {self.path} cannot be used: {err}. It is not a pytest-mitosis store "
+                "or it is damaged; nothing was written to it. Move it aside (or pass --mitosis-trials-folder "
+                "for a new folder) and run again."
+            ) from None
+
+    # -- transactions ----------------------------------------------------------------------------
+
+    def _write(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    def _migrate(self) -> None:
+        with self._write():
+            exists = self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+            if exists:
+                row = self._db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+                version = int(row[0]) if row else 0
+                if version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"mitosis: the trial store {self.path} has schema version {version}, written by a newer "
+                        f"pytest-mitosis; this one knows version {SCHEMA_VERSION}. Upgrade pytest-mitosis "
+                        "(pip install -U pytest-mitosis); the store was left as it is."
+                    )
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                self._db.execute(statement)  # executescript would COMMIT our transaction first
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+
+    def _mark_interrupted(self) -> None:
+        rows = self._db.execute("SELECT key, pid FROM trials WHERE status='running' AND host=?", (self.host,)).fetchall()
+        gone = [key for key, pid in rows if not _alive(pid)]
+        if gone:
+            with self._write():
+                self._db.executemany(
+                    "UPDATE trials SET status='interrupted', ended=?, message=? WHERE key=? AND status='running'",
+                    [(time.time(), "the session running this trial ended before it finished", k) for k in gone],
+                )
+
+    # -- TrialStore ------------------------------------------------------------------------------
+
+    def _conflicts(self, locks: Sequence[Lock]) -> None:
+        for lock in locks:
+            row = self._db.execute(
+                "SELECT fingerprint, value, trial FROM locks WHERE step=? AND param=? AND kind=? AND name=?",
+                (lock.step, lock.param, lock.kind, lock.name),
+            ).fetchone()
+            if row is not None and row[0] != lock.fingerprint:
+                raise VariantRedefined(conflict_message(lock, json.loads(row[1]), row[2]))
+
+    def check_locks(self, locks: Sequence[Lock]) -> None:
+        self._conflicts(locks)
+
+    def begin(self, trial: NewTrial, locks: Sequence[Lock]) -> int | None:
+        with self._write():
+            iteration: int | None = None
+            if not trial.debug:
+                self._conflicts(locks)
+                (iteration,) = self._db.execute(
+                    "SELECT COALESCE(MAX(iteration), 0) + 1 FROM trials WHERE experiment=? AND identity=?",
+                    (trial.experiment, trial.identity),
+                ).fetchone()
+                name = f"{trial.slug}-{iteration}"
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO locks (step, param, kind, name, fingerprint, value, trial) VALUES (?,?,?,?,?,?,?)",
+                    [
+                        (l.step, l.param, l.kind, l.name, l.fingerprint, json.dumps(l.value), f"{name} (key {trial.key})")
+                        for l in locks
+                    ],
+                )
+            else:
+                name = trial.slug
+            self._db.execute(
+                "INSERT INTO trials (key, experiment, identity, iteration, name, nodeid, debug, status, git, steps, "
+                "params, started, host, pid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    trial.key, trial.experiment, trial.identity, iteration, name, trial.nodeid, int(trial.debug),
+                    "running", json.dumps(trial.git), json.dumps(trial.steps), json.dumps(trial.params),
+                    time.time(), self.host, os.getpid(),
+                ),
+            )
+        return iteration
+
+    def finish(self, key: str, *, status: str, main: Any, metrics: dict[str, Any], folder: str | None,
+               message: str | None) -> None:
+        with self._write():
+            self._db.execute(
+                "UPDATE trials SET status=?, ended=?, main=?, metrics=?, folder=?, message=? WHERE key=?",
+                (status, time.time(), json.dumps(main), json.dumps(metrics), folder, message, key),
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK``): take the write lock up front, so a
+    transaction never has to upgrade a read lock, the case SQLite answers with 'database is locked'."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
