@@ -68,10 +68,13 @@ class TrialItem(pytest.Item):
         from .session import session_key
         from .store import StoreError, VariantRedefined
 
+        refusal = None
         try:
             self.identity = self.config.stash[session_key].guard(self.spec)
         except (VariantRedefined, UnfingerprintableValue, StoreError) as err:
-            pytest.fail(str(err), pytrace=False)
+            refusal = str(err)
+        if refusal is not None:  # outside the except block: no "during handling" chain in the report
+            pytest.fail(refusal, pytrace=False)
 
     def runtest(self) -> None:
         from .reporting import user_properties

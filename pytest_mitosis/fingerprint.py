@@ -19,6 +19,7 @@ import datetime
 import decimal
 import enum
 import fractions
+import functools
 import hashlib
 import importlib
 import json
@@ -152,15 +153,38 @@ def canonical(value: Any, where: str = "", _active: frozenset[int] = frozenset()
         except TypeError:
             params = get_params()
         return {"estimator": {"type": _type_name(value, where), "params": sub(dict(params), ".get_params()")}}
-    if hasattr(value, "__dict__") and not isinstance(value, (types.ModuleType, types.GeneratorType)) and not hasattr(value, "read"):
+    if isinstance(value, functools.partial):
+        return {"partial": {"func": sub(value.func, ".func"), "args": sub(list(value.args), ".args"),
+                            "keywords": sub(dict(value.keywords), ".keywords")}}
+    if not _python_class(type(value)) or hasattr(value, "read"):
+        raise FingerprintError(where, f"a {type(value).__qualname__} cannot be fingerprinted exactly")
+    if hasattr(value, "__dict__"):
         state = {k: sub(v, f".{k}") for k, v in sorted(vars(value).items())}
         slots = _slots(value)
         state.update({k: sub(v, f".{k}") for k, v in slots.items()})
         return {"object": {"type": _type_name(value, where), "state": state}}
     slots = _slots(value)
-    if slots and not hasattr(value, "read"):
+    if slots:
         return {"object": {"type": _type_name(value, where), "state": {k: sub(v, f".{k}") for k, v in slots.items()}}}
     raise FingerprintError(where, f"a {type(value).__qualname__} cannot be fingerprinted exactly")
+
+
+_HEAPTYPE = 1 << 9
+
+
+def _python_class(cls: type) -> bool:
+    """Defined in Python all the way down, so ``vars()`` and slots hold all of its state.
+
+    A C type (``functools.partial``, an RNG, a file) keeps state that ``vars()`` does not show;
+    describing it by ``vars()`` would make different values look equal.
+    """
+    return all(c is object or (c.__flags__ & _HEAPTYPE and _python_module(c.__module__)) for c in cls.__mro__)
+
+
+def _python_module(name: str) -> bool:
+    """The module is Python source (not an extension or builtin module, whose types are C)."""
+    module = sys.modules.get(name)
+    return name == "__main__" or str(getattr(module, "__file__", "") or "").endswith(".py")
 
 
 def _slots(value: Any) -> dict[str, Any]:

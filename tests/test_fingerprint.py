@@ -1,0 +1,162 @@
+"""Fingerprints are exact over the whole value and stable across processes and hash seeds."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+import functools
+import math
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pytest_mitosis.fingerprint import FingerprintError, difference, fingerprint, render
+
+
+@dataclasses.dataclass
+class Config:
+    rate: float
+    layers: list[int]
+
+
+Point = collections.namedtuple("Point", "x y")
+
+
+class Color(enum.Enum):
+    RED = 1
+    BLUE = 2
+
+
+class Estimator:
+    def __init__(self, alpha: float = 1.0, fit_intercept: bool = True) -> None:
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.coef_ = None  # fitted state is not part of the parameters
+
+    def get_params(self, deep: bool = True) -> dict[str, object]:
+        return {"alpha": self.alpha, "fit_intercept": self.fit_intercept}
+
+
+class Plain:
+    def __init__(self, a: object) -> None:
+        self.a = a
+
+
+def fp(value: object) -> str:
+    return fingerprint(value)[0]
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        ({"a": 1, "b": 2}, {"b": 2, "a": 1}),
+        ({3, 1, 2}, {1, 2, 3}),
+        (frozenset({"x", "y"}), frozenset({"y", "x"})),
+        (np.arange(6).reshape(2, 3), np.arange(6).reshape(2, 3).copy()),
+        (Config(0.1, [1, 2]), Config(0.1, [1, 2])),
+        (Estimator(2.0), Estimator(2.0)),
+        (Plain({"k": [1]}), Plain({"k": [1]})),
+    ],
+)
+def test_equal_values_have_equal_fingerprints(left: object, right: object) -> None:
+    assert fp(left) == fp(right)
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        ([1, 2], (1, 2)),
+        (1, 1.0),
+        (True, 1),
+        (0.1, 0.1 + 1e-17 * 0 + 5e-17),
+        (0.0, -0.0),
+        ({1, 2}, frozenset({1, 2})),
+        (np.arange(3, dtype=np.int64), np.arange(3, dtype=np.int32)),
+        (np.zeros((2, 3)), np.zeros((3, 2))),
+        (Config(0.1, [1, 2]), Config(0.1, [1, 3])),
+        (Point(1, 2), (1, 2)),
+        (Color.RED, Color.BLUE),
+        (Estimator(1.0), Estimator(2.0)),
+        (math.sin, math.cos),
+        ("1", 1),
+        (functools.partial(print, 1), functools.partial(print, 2)),
+    ],
+)
+def test_different_values_have_different_fingerprints(left: object, right: object) -> None:
+    assert fp(left) != fp(right)
+
+
+def test_one_element_of_a_large_array_changes_the_fingerprint_and_is_located() -> None:
+    stored = np.linspace(0, 1, 2000)
+    attempted = stored.copy()
+    attempted[1234] += 1e-9
+    (a, tree_a), (b, tree_b) = fingerprint(stored), fingerprint(attempted)
+    assert a != b
+    assert difference(tree_a, tree_b).startswith("[flat index 1234]: ")
+    big = np.zeros(1_000_000)
+    big2 = big.copy()
+    big2[999_999] = 1
+    assert fp(big) != fp(big2)
+
+
+def test_estimators_compare_by_class_and_parameters_not_fitted_state() -> None:
+    fitted = Estimator(2.0)
+    fitted.coef_ = [1.0, 2.0]  # type: ignore[assignment]
+    assert fp(fitted) == fp(Estimator(2.0))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (lambda x: x, "a lambda cannot be fingerprinted: only functions and classes importable by name can"),
+        ({"f": [lambda: 1]}, "['f'][0]: a lambda cannot be fingerprinted"),
+        (functools.partial(lambda x: x, 1), ".func: a lambda cannot be fingerprinted"),
+        (random.Random(1), "a Random cannot be fingerprinted exactly"),
+    ],
+)
+def test_values_without_an_exact_description_are_refused_with_where(value: object, message: str) -> None:
+    with pytest.raises(FingerprintError) as info:
+        fingerprint(value)
+    assert message in str(info.value)
+
+
+def test_open_files_and_closures_are_refused() -> None:
+    def outer() -> object:
+        y = 1
+
+        def inner() -> int:
+            return y
+
+        return inner
+
+    with pytest.raises(FingerprintError, match="closure"), open(os.devnull) as stream:
+        fingerprint(outer())
+    with open(os.devnull) as stream, pytest.raises(FingerprintError, match="TextIOWrapper"):
+        fingerprint(stream)
+
+
+def test_importable_functions_are_named() -> None:
+    assert render(fingerprint({"f": np.sin, "g": math.sqrt})[1]) == "{'f': numpy:sin, 'g': math:sqrt}"
+
+
+CHILD = """
+import numpy as np
+from pytest_mitosis.fingerprint import fingerprint
+value = {"s": {"b", "a", "c", 3, (1, 2)}, "f": frozenset({"x", "y"}), "a": np.arange(5.0), "d": {"z": 1, "y": 2}}
+print(fingerprint(value)[0])
+"""
+
+
+def test_stable_across_processes_and_hash_seeds() -> None:
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", CHILD], env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for seed in ("0", "1", "12345")
+    }
+    assert len(digests) == 1
