@@ -50,10 +50,13 @@ class TrialFolder:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def save(self, nb: Any, outcome: dict[str, Any]) -> Path:
-        """Write the notebook, its HTML and the outcome, then move the folder into place."""
+    def save(self, nb: Any, outcome: dict[str, Any], description: dict[str, Any]) -> Path:
+        """Write the notebook, its HTML, the outcome and ``trial.yaml``, then move the folder into place."""
         import nbformat
+        import yaml
 
+        with (self.staging / "trial.yaml").open("w", encoding="utf-8") as stream:
+            yaml.safe_dump(description, stream, sort_keys=False, allow_unicode=True, width=100)
         nbformat.write(nb, str(self.staging / f"{self.name}.ipynb"))
         (self.staging / f"{self.name}.html").write_text(to_html(nb), encoding="utf-8")
         tmp = self.staging / "outcome.json.tmp"

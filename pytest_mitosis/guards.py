@@ -26,6 +26,8 @@ class RepoState:
     branch: str | None = None
     dirty: tuple[str, ...] = field(default_factory=tuple)
     error: str | None = None
+    remote: str | None = None
+    submodules: tuple[tuple[str, str], ...] = ()
 
     @property
     def clean(self) -> bool:
@@ -78,6 +80,21 @@ def repo_state(start: Path, own: tuple[Path, ...] = (), ignore: tuple[str, ...] 
         branch: str | None = repo.active_branch.name
     except (TypeError, ValueError):
         branch = None
+    remote = None
+    try:
+        remotes = {r.name: r for r in repo.remotes}
+        chosen = remotes.get("origin") or next(iter(remotes.values()), None)
+        remote = next(iter(chosen.urls), None) if chosen is not None else None
+    except (git.GitCommandError, ValueError):
+        remote = None
+    submodules: list[tuple[str, str]] = []
+    try:
+        for line in repo.git.submodule("status", "--recursive").splitlines():
+            fields = line[1:].split()
+            if len(fields) >= 2:
+                submodules.append((fields[1], fields[0]))
+    except git.GitCommandError:
+        pass
     try:
         raw = repo.git.status("--porcelain=v1", "-z", "--untracked-files=all", "--ignore-submodules=none")
     except git.GitCommandError as err:
@@ -96,7 +113,7 @@ def repo_state(start: Path, own: tuple[Path, ...] = (), ignore: tuple[str, ...] 
         if _within((worktree / path).resolve(), own) or _ignored(path, ignore):
             continue
         dirty.append(f"{_describe(code)}: {path}")
-    return RepoState(worktree, commit, branch, tuple(dirty))
+    return RepoState(worktree, commit, branch, tuple(dirty), None, remote, tuple(submodules))
 
 
 def refusal(state: RepoState, root: Path) -> str | None:
@@ -125,4 +142,11 @@ def refusal(state: RepoState, root: Path) -> str | None:
 
 def summary(state: RepoState) -> dict[str, Any]:
     """What a trial record keeps about the code that ran."""
-    return {"commit": state.commit, "branch": state.branch, "dirty": list(state.dirty), "worktree": str(state.worktree)}
+    return {
+        "commit": state.commit,
+        "branch": state.branch,
+        "remote": state.remote,
+        "submodules": {path: sha for path, sha in state.submodules},
+        "dirty": list(state.dirty),
+        "worktree": str(state.worktree) if state.worktree else None,
+    }

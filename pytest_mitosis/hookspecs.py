@@ -8,6 +8,7 @@ Arguments may be added in later versions; none is ever renamed or removed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,4 +32,22 @@ def pytest_mitosis_make_store(config: pytest.Config, folder: Path) -> TrialStore
         @pytest.hookimpl(optionalhook=True)
         def pytest_mitosis_make_store(config, folder):
             return MyLabStore(url=os.environ["LAB_STORE"])
+    """
+
+
+@pytest.hookspec
+def pytest_mitosis_environment(config: pytest.Config) -> Mapping[str, object] | None:
+    """Return entries to add to the environment recorded with every trial.
+
+    Called once per process, before the first trial. The results of all implementations are
+    merged into the built-in record (python, platform, cpu, hostname, packages, env, gpus,
+    git); a key that is already there is a usage error naming it. Values must be JSON-able.
+    They are stored with each trial, written to its ``trial.yaml`` and notebook metadata, and
+    compared by ``python -m pytest_mitosis diff``.
+
+    Example, in ``conftest.py``::
+
+        @pytest.hookimpl(optionalhook=True)
+        def pytest_mitosis_environment(config):
+            return {"dataset": {"path": "/data/plumes", "sha256": digest_of("/data/plumes")}}
     """

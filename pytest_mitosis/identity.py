@@ -33,7 +33,7 @@ def _label(spec: TrialSpec, p: ParamSpec) -> str:
     return f"experiment {spec.experiment!r}, step {p.step!r}, parameter {p.name!r} ({what})"
 
 
-def identify(spec: TrialSpec, strict: bool = True) -> TrialIdentity:
+def identify(spec: TrialSpec, seed: int, strict: bool = True) -> TrialIdentity:
     """Fingerprint ``spec``'s values; ``strict`` (not debug) refuses tracked values without one."""
     parts: list[list[str]] = []
     locks: list[Lock] = []
@@ -41,6 +41,9 @@ def identify(spec: TrialSpec, strict: bool = True) -> TrialIdentity:
     lookups = {s.name: str(s.lookup) for s in spec.steps}
     for p in spec.params:
         record: dict[str, Any] = {"step": p.step, "name": p.name, "kind": p.kind, "text": p.text, "tracked": p.tracked}
+        if p.kind == "seed":  # the trial seed: recorded with the trial, never part of its identity
+            params.append({**record, "fingerprint": None, "value": seed, "repr": str(seed)})
+            continue
         try:
             digest, tree = fingerprint(p.value)
         except FingerprintError as err:

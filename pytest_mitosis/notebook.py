@@ -28,7 +28,17 @@ def _markdown_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("`", "'")
 
 
-def header(spec: TrialSpec, title: str, debug: bool) -> str:
+def _provenance(metadata: dict[str, Any]) -> str:
+    git = metadata.get("git") or {}
+    env = metadata.get("environment") or {}
+    commit = git.get("commit")
+    code = f"commit `{commit[:12]}`" + (f" on branch `{git['branch']}`" if git.get("branch") else "") if commit else "no commit"
+    python = env.get("python", {}).get("version", "?")
+    system = env.get("platform", {}).get("platform", "?")
+    return f"Code: {code}. Python {python} on {system}, host `{env.get('hostname', '?')}`."
+
+
+def header(spec: TrialSpec, title: str, debug: bool, seed: int, metadata: dict[str, Any] | None = None) -> str:
     lines = [f"# {title}", ""]
     if debug:
         lines += ["**Debug trial**: the reproducibility guards were waived; not a reproducible result.", ""]
@@ -39,16 +49,22 @@ def header(spec: TrialSpec, title: str, debug: bool) -> str:
         for p in spec.params:
             lines.append(
                 f"| {p.step} | {p.name} | {p.kind} | {_markdown_cell(p.text)} | "
-                f"`{_markdown_cell(_short(p.value))}` | {'yes' if p.tracked else 'no (+)'} |"
+                f"`{_markdown_cell(_short(seed if p.kind == 'seed' else p.value))}` | "
+                f"{'yes' if p.tracked else 'no (+)' if p.kind != 'seed' else 'no (seed)'} |"
             )
     else:
         lines.append("Every parameter takes its default value.")
+    lines += ["", f"Seed: `{seed}` (`random` and numpy's global generator are seeded with it before each step)."]
+    if metadata:
+        lines += ["", _provenance(metadata)]
     return "\n".join(lines)
 
 
 def _param_line(p: ParamSpec, module: str, lookup: str | None) -> str:
     if p.kind == "lookup":
         return f"    {p.name!r}: {lookup}[{p.name!r}][{p.text!r}],  # variant {p.text!r}"
+    if p.kind == "seed":
+        return f"    {p.name!r}: mitosis_trial.seed,  # the trial seed"
     return f"    {p.name!r}: eval({p.text!r}, vars({module})),  # eval param"
 
 
@@ -75,7 +91,7 @@ def _step_source(index: int, spec: TrialSpec) -> str:
     return "\n".join(lines)
 
 
-def build(spec: TrialSpec, *, title: str, folder: Path, debug: bool, metadata: dict[str, Any]) -> Any:
+def build(spec: TrialSpec, *, title: str, folder: Path, debug: bool, seed: int, metadata: dict[str, Any]) -> Any:
     """The unexecuted notebook for ``spec``; ``folder`` receives the log, pickles and outcome."""
     import nbformat.v4 as v4
 
@@ -88,10 +104,10 @@ def build(spec: TrialSpec, *, title: str, folder: Path, debug: bool, metadata: d
             f"sys.path[:0] = [p for p in {paths!r} if p not in sys.path]",
             "import pytest_mitosis.runtime",
             f"mitosis_trial = pytest_mitosis.runtime.Trial({str(folder)!r}, steps={[s.name for s in spec.steps]!r}, "
-            f"modules={modules!r}, log_level={'DEBUG' if debug else 'INFO'!r})",
+            f"modules={modules!r}, seed={seed}, log_level={'DEBUG' if debug else 'INFO'!r})",
         ]
     )
-    cells = [v4.new_markdown_cell(header(spec, title, debug)), v4.new_code_cell(setup)]
+    cells = [v4.new_markdown_cell(header(spec, title, debug, seed, metadata)), v4.new_code_cell(setup)]
     cells += [v4.new_code_cell(_step_source(i, spec)) for i in range(len(spec.steps))]
     cells.append(v4.new_code_cell("# Result: main and metrics of the last step; every step's result pickled\nmitosis_trial.finish()"))
     nb = v4.new_notebook(cells=cells)

@@ -17,6 +17,18 @@ import pytest
 
 from .assignment import Assignment, parse_assignment
 
+#: environment variables recorded with every trial (see environment.py)
+DEFAULT_ENV_VARS = (
+    "CUDA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "PYTHONHASHSEED",
+    "MPLBACKEND",
+    "VIRTUAL_ENV",
+    "CONDA_DEFAULT_ENV",
+)
+
 #: files that cannot change a result and that tools create on their own (see guards.py)
 DEFAULT_DIRTY_IGNORE = ("__pycache__/", "*.pyc", ".pytest_cache/", "*.egg-info/")
 
@@ -35,6 +47,19 @@ def _positive_seconds(text: str) -> float:
         value = -1.0
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+MAX_SEED = 2**32 - 1  # numpy's legacy global generator takes seeds below 2**32
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED}, got {text!r}")
     return value
 
 
@@ -89,6 +114,14 @@ def add_options(parser: pytest.Parser) -> None:
         help="Fail a trial that runs longer than this",
     )
     group.addoption(
+        "--mitosis-seed",
+        dest="mitosis_seed",
+        default=None,
+        type=_seed,
+        metavar="N",
+        help="Seed of every trial (default: drawn once per session and printed in the header)",
+    )
+    group.addoption(
         "--mitosis-debug",
         action="store_true",
         dest="mitosis_debug",
@@ -99,6 +132,13 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("mitosis_trials_folder", "Folder for trial artifacts (relative to the rootdir)", default="")
     parser.addini("mitosis_timeout", "Seconds after which a trial fails (default: none)", default="")
     parser.addini("mitosis_debug", "Run trials in debug mode", type="bool", default=False)
+    parser.addini("mitosis_seed", "Seed of every trial (default: drawn once per session)", default="")
+    parser.addini(
+        "mitosis_env_vars",
+        "Environment variables recorded with every trial",
+        type="linelist",
+        default=list(DEFAULT_ENV_VARS),
+    )
     parser.addini(
         "mitosis_dirty_ignore",
         "Path patterns that never make the git tree dirty (a trailing / matches a directory)",
@@ -119,6 +159,9 @@ class Settings:
     debug: bool
     invocation_dir: Path
     dirty_ignore: tuple[str, ...] = DEFAULT_DIRTY_IGNORE
+    env_vars: tuple[str, ...] = DEFAULT_ENV_VARS
+    #: from --mitosis-seed or mitosis_seed; ``None``: drawn once per session (see session.py)
+    seed: int | None = None
     #: files pytest writes for this session (--junitxml): never part of a dirty tree
     outputs: tuple[Path, ...] = ()
 
@@ -166,6 +209,14 @@ def resolve_settings(config: pytest.Config) -> Settings:
         except argparse.ArgumentTypeError as err:
             raise pytest.UsageError(f"ini key mitosis_timeout: {err}") from None
 
+    seed: int | None = config.getoption("mitosis_seed")
+    ini_seed = str(config.getini("mitosis_seed") or "").strip()
+    if seed is None and ini_seed:
+        try:
+            seed = _seed(ini_seed)
+        except argparse.ArgumentTypeError as err:
+            raise pytest.UsageError(f"ini key mitosis_seed: {err}") from None
+
     debug = config.getoption("mitosis_debug")
     if debug is None:
         debug = bool(config.getini("mitosis_debug"))
@@ -179,5 +230,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         debug=bool(debug),
         invocation_dir=invocation,
         dirty_ignore=tuple(config.getini("mitosis_dirty_ignore")),
+        env_vars=tuple(config.getini("mitosis_env_vars")),
+        seed=seed,
         outputs=tuple((invocation / p).resolve() for p in [config.getoption("xmlpath", None)] if p),
     )

@@ -22,6 +22,9 @@ def user_properties(outcome: TrialOutcome) -> list[tuple[str, Any]]:
     if outcome.iteration is not None:
         props.append(("mitosis.iteration", outcome.iteration))
     props.append(("mitosis.commit", outcome.commit or ""))
+    if outcome.seed is not None:
+        props.append(("mitosis.seed", outcome.seed))
+    props += [("mitosis.warning", text) for text in outcome.warnings]
     props += [(f"mitosis.metrics.{name}", value) for name, value in outcome.metrics.items()]
     return props
 
@@ -34,12 +37,14 @@ class SummaryRow:
     html: str | None
     iteration: Any = None
     key: str | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def summary_row(nodeid: str, outcome: str, properties: list[tuple[str, Any]]) -> SummaryRow:
     props = dict(properties)
     return SummaryRow(
-        nodeid, outcome, props.get("main"), props.get("mitosis.html"), props.get("mitosis.iteration"), props.get("mitosis.key")
+        nodeid, outcome, props.get("main"), props.get("mitosis.html"), props.get("mitosis.iteration"), props.get("mitosis.key"),
+        tuple(value for name, value in properties if name == "mitosis.warning"),
     )
 
 
@@ -51,4 +56,8 @@ def summary_lines(rows: list[SummaryRow]) -> list[str]:
         trial = f"#{row.iteration} " if row.iteration is not None else "debug " if row.key else ""
         trial += f"key {row.key}" if row.key else "(not run)"
         lines.append(f"{row.nodeid:<{width}}  {row.outcome.upper():<6}  {trial}  {main}  {row.html or ''}".rstrip())
+    warned = [(row.nodeid, text) for row in rows for text in row.warnings]
+    if warned:
+        lines.append("")
+        lines += [f"warning: {nodeid}: {text}" for nodeid, text in warned]
     return lines

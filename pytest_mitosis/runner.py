@@ -33,6 +33,8 @@ class TrialOutcome:
     message: str | None = None
     iteration: int | None = None
     commit: str | None = None
+    seed: int | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def new_key() -> str:
@@ -71,6 +73,7 @@ def run_trial(
     trials: Path,
     timeout: float | None,
     debug: bool,
+    seed: int,
     metadata: dict[str, Any],
 ) -> TrialOutcome:
     """Run ``spec`` in a fresh kernel and save its artifacts under ``trials`` as ``name_key``."""
@@ -81,7 +84,8 @@ def run_trial(
     folder.create()
     title = f"{folder.name} ({folder.key})"
     nb = notebook.build(
-        spec, title=title, folder=folder.staging, debug=debug, metadata={**metadata, "key": folder.key, "trial": folder.name}
+        spec, title=title, folder=folder.staging, debug=debug, seed=seed,
+        metadata={**metadata, "key": folder.key, "trial": folder.name, "seed": seed},
     )
     execution = kernel.execute(nb, root, timeout)
     outcome = folder.read_outcome()
@@ -91,7 +95,15 @@ def run_trial(
         outcome["status"] = "failed"
         message = _failure(spec, execution.kind, execution.error, outcome)
         outcome["message"] = message
-    final = folder.save(execution.notebook, outcome)
+    description = {
+        "trial": folder.name,
+        "key": folder.key,
+        **{k: v for k, v in metadata.items() if k != "environment"},
+        "seed": seed,
+        "results": {k: outcome.get(k) for k in ("status", "main", "metrics", "message") if k in outcome},
+        "environment": metadata.get("environment"),
+    }
+    final = folder.save(execution.notebook, outcome, description)
     html = folder.html
     if message is not None:
         message = f"{message}\n\nnotebook: {html}"

@@ -49,8 +49,9 @@ def plain(value: Any) -> Any:
 class Trial:
     """State of one trial inside its kernel; the notebook calls :meth:`step` then :meth:`finish`."""
 
-    def __init__(self, folder: str, steps: list[str], modules: list[str], log_level: str = "INFO") -> None:
+    def __init__(self, folder: str, steps: list[str], modules: list[str], seed: int, log_level: str = "INFO") -> None:
         self.folder = Path(folder)
+        self.seed = seed
         self.folder.mkdir(parents=True, exist_ok=True)
         self.steps = steps
         self.results: list[dict[str, Any]] = []
@@ -76,6 +77,7 @@ class Trial:
         index = len(self.results)
         self.outcome.update(status="running", step=name, reference=reference)
         self._write()
+        self.reseed()
         try:
             if index:
                 result = function(self.results[-1]["data"], **params)
@@ -95,6 +97,17 @@ class Trial:
             show_figures()
         self.results.append(result)
         return result
+
+    def reseed(self) -> None:
+        """Seed ``random`` and numpy's global generator with the trial seed (before every step)."""
+        import importlib.util
+        import random
+
+        random.seed(self.seed)
+        if "numpy" in sys.modules or importlib.util.find_spec("numpy") is not None:
+            import numpy
+
+            numpy.random.seed(self.seed)
 
     def _check(self, name: str, reference: str, index: int, result: Any) -> None:
         __tracebackhide__ = True

@@ -34,7 +34,45 @@ class MitosisSession:
         self._project: ProjectConfig | None = None
         self._repo: RepoState | None = None
         self._store: TrialStore | None = None
+        self._environment: dict[str, Any] | None = None
+        self._seed: int | None = settings.seed
         self.rows: list[SummaryRow] = []
+
+    @property
+    def seed(self) -> int:
+        """The session's seed: given, sent by the xdist controller, or drawn once here."""
+        if self._seed is None:
+            workerinput = getattr(self.config, "workerinput", None)
+            if workerinput is not None and "mitosis_seed" in workerinput:
+                self._seed = int(workerinput["mitosis_seed"])
+            else:
+                import secrets
+
+                from .options import MAX_SEED
+
+                self._seed = secrets.randbelow(MAX_SEED + 1)
+        return self._seed
+
+    def environment(self) -> dict[str, Any]:
+        """The environment record, gathered once per process; plugins add keys through the hook."""
+        if self._environment is None:
+            from .environment import gather
+            from .guards import summary
+
+            found = gather(self.settings.env_vars)
+            found["git"] = summary(self.repo())
+            builtin = set(found)
+            for extra in self.config.hook.pytest_mitosis_environment(config=self.config):
+                for key, value in dict(extra or {}).items():
+                    if key in found:
+                        origin = "the built-in record" if key in builtin else "another implementation"
+                        raise pytest.UsageError(
+                            f"mitosis: a pytest_mitosis_environment implementation returns the key {key!r}, which "
+                            f"{origin} already has; use another key."
+                        )
+                    found[key] = value
+            self._environment = found
+        return self._environment
 
     def project(self) -> ProjectConfig:
         """``[tool.mitosis]``, read once (lazily: ``--help`` never reads it)."""
@@ -86,7 +124,7 @@ class MitosisSession:
         """Fingerprint a trial and check its variant locks (skipped in debug mode)."""
         from .identity import identify
 
-        identity = identify(spec, strict=not self.settings.debug)
+        identity = identify(spec, self.seed, strict=not self.settings.debug)
         if not self.settings.debug:
             self.store().check_locks(identity.locks)
         return identity
@@ -95,20 +133,21 @@ class MitosisSession:
         """Record the trial as running, run it in a fresh kernel, and finalise the record."""
         from dataclasses import replace
 
-        from .guards import summary
         from .runner import new_key, run_trial
         from .store import NewTrial
 
         spec: TrialSpec = item.spec  # type: ignore[attr-defined]
         project = self.project()
         debug = self.settings.debug
-        git = summary(self.repo())
+        environment = self.environment()
+        git = environment["git"]
         store = self.store()
         key = new_key()
         steps = [{"name": s.name, "function": str(s.function), "lookup": str(s.lookup) if s.lookup else None}
                  for s in spec.steps]
         iteration = store.begin(
-            NewTrial(key, spec.experiment, identity.identity, spec.slug, item.nodeid, debug, git, steps, identity.params),
+            NewTrial(key, spec.experiment, identity.identity, spec.id, spec.slug, item.nodeid, debug, git, self.seed,
+                     environment, steps, identity.params),
             identity.locks,
         )
         name = spec.slug if iteration is None else f"{spec.slug}-{iteration}"
@@ -121,14 +160,15 @@ class MitosisSession:
                 trials=project.trials_folder,
                 timeout=self.settings.timeout,
                 debug=debug,
+                seed=self.seed,
                 metadata={"experiment": spec.experiment, "id": spec.id, "iteration": iteration, "debug": debug,
-                          "git": git, "steps": steps, "params": identity.params},
+                          "git": git, "steps": steps, "params": identity.params, "environment": environment},
             )
         except BaseException as err:
             status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
             store.finish(key, status=status, main=None, metrics={}, folder=None, message=f"{type(err).__name__}: {err}")
             raise
-        store.finish(
+        warnings = store.finish(
             key,
             status="passed" if outcome.passed else "failed",
             main=outcome.main,
@@ -136,7 +176,7 @@ class MitosisSession:
             folder=str(outcome.folder),
             message=outcome.message,
         )
-        return replace(outcome, iteration=iteration, commit=git["commit"])
+        return replace(outcome, iteration=iteration, commit=git["commit"], seed=self.seed, warnings=tuple(warnings))
 
     # -- hooks ---------------------------------------------------------------------------------
 
@@ -157,6 +197,11 @@ class MitosisSession:
         if distributing or any(isinstance(item, TrialItem) for item in session.items):
             self.preflight()
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """pytest-xdist: every worker uses the controller's seed."""
+        node.workerinput["mitosis_seed"] = self.seed
+
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self._store is not None:
             self._store.close()
@@ -174,7 +219,10 @@ class MitosisSession:
             folder = str(self.project().trials_folder)
         except ConfigError:
             folder = "(unknown: see the collection error)"
-        lines = [f"mitosis: experiments from {self.settings.pyproject}, trials folder {folder}"]
+        lines = [
+            f"mitosis: experiments from {self.settings.pyproject}, trials folder {folder}",
+            f"mitosis: seed {self.seed} (repeat with --mitosis-seed {self.seed})",
+        ]
         if self.settings.debug:
             lines.append("mitosis: DEBUG MODE: guards waived; trials kept apart in the debug folder")
         return lines

@@ -10,6 +10,7 @@ which the next session marks ``interrupted`` once its process is gone. No pytest
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import MitosisError
+from .environment import package_changes
 from .fingerprint import difference, render
 
 SCHEMA_VERSION = 1
@@ -33,12 +35,16 @@ CREATE TABLE IF NOT EXISTS trials (
     key TEXT PRIMARY KEY,
     experiment TEXT NOT NULL,
     identity TEXT NOT NULL,
+    variants TEXT NOT NULL,
     iteration INTEGER,
     name TEXT NOT NULL,
     nodeid TEXT NOT NULL,
     debug INTEGER NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('running', 'passed', 'failed', 'interrupted')),
     git TEXT NOT NULL,
+    "commit" TEXT,
+    seed INTEGER,
+    environment TEXT NOT NULL REFERENCES environments (digest),
     steps TEXT NOT NULL,
     params TEXT NOT NULL,
     started REAL NOT NULL,
@@ -47,12 +53,15 @@ CREATE TABLE IF NOT EXISTS trials (
     metrics TEXT,
     folder TEXT,
     message TEXT,
+    warnings TEXT NOT NULL DEFAULT '[]',
     host TEXT NOT NULL,
     pid INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS trials_iteration ON trials (experiment, identity, iteration)
     WHERE iteration IS NOT NULL;
 CREATE INDEX IF NOT EXISTS trials_started ON trials (started);
+CREATE INDEX IF NOT EXISTS trials_identity ON trials (experiment, identity);
+CREATE TABLE IF NOT EXISTS environments (digest TEXT PRIMARY KEY, environment TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS locks (
     step TEXT NOT NULL,
     param TEXT NOT NULL,
@@ -95,10 +104,13 @@ class NewTrial:
     key: str
     experiment: str
     identity: str
+    variants: str
     slug: str
     nodeid: str
     debug: bool
     git: dict[str, Any]
+    seed: int
+    environment: dict[str, Any]
     steps: list[dict[str, Any]]
     params: list[dict[str, Any]]
 
@@ -115,8 +127,8 @@ class TrialStore(Protocol):
         """Atomically re-check and take ``locks`` and record ``trial`` as running; return its iteration."""
 
     def finish(self, key: str, *, status: str, main: Any, metrics: dict[str, Any], folder: str | None,
-               message: str | None) -> None:
-        """Finalise a trial's record."""
+               message: str | None) -> list[str]:
+        """Finalise a trial's record; return warnings worth a researcher's attention."""
 
     def close(self) -> None:
         """Release the store."""
@@ -237,24 +249,64 @@ class SQLiteStore:
                 )
             else:
                 name = trial.slug
+            environment = json.dumps(trial.environment, sort_keys=True)
+            digest = hashlib.sha256(environment.encode("utf-8")).hexdigest()
+            self._db.execute("INSERT OR IGNORE INTO environments (digest, environment) VALUES (?, ?)", (digest, environment))
             self._db.execute(
-                "INSERT INTO trials (key, experiment, identity, iteration, name, nodeid, debug, status, git, steps, "
-                "params, started, host, pid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO trials (key, experiment, identity, variants, iteration, name, nodeid, debug, status, git, "
+                '"commit", seed, environment, steps, params, started, host, pid) '
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    trial.key, trial.experiment, trial.identity, iteration, name, trial.nodeid, int(trial.debug),
-                    "running", json.dumps(trial.git), json.dumps(trial.steps), json.dumps(trial.params),
-                    time.time(), self.host, os.getpid(),
+                    trial.key, trial.experiment, trial.identity, trial.variants, iteration, name, trial.nodeid,
+                    int(trial.debug), "running", json.dumps(trial.git), trial.git.get("commit"), trial.seed, digest,
+                    json.dumps(trial.steps), json.dumps(trial.params), time.time(), self.host, os.getpid(),
                 ),
             )
         return iteration
 
     def finish(self, key: str, *, status: str, main: Any, metrics: dict[str, Any], folder: str | None,
-               message: str | None) -> None:
+               message: str | None) -> list[str]:
         with self._write():
+            warnings = self._warnings(key, status, main)
             self._db.execute(
-                "UPDATE trials SET status=?, ended=?, main=?, metrics=?, folder=?, message=? WHERE key=?",
-                (status, time.time(), json.dumps(main), json.dumps(metrics), folder, message, key),
+                "UPDATE trials SET status=?, ended=?, main=?, metrics=?, folder=?, message=?, warnings=? WHERE key=?",
+                (status, time.time(), json.dumps(main), json.dumps(metrics), folder, message, json.dumps(warnings), key),
             )
+        return warnings
+
+    def _warnings(self, key: str, status: str, main: Any) -> list[str]:
+        """Changed packages since the experiment's previous trial; a different main for the same inputs."""
+        this = self._db.execute(
+            'SELECT experiment, identity, "commit", seed, environment, started, debug FROM trials WHERE key=?', (key,)
+        ).fetchone()
+        if this is None or this[6]:
+            return []
+        experiment, identity, commit, seed, digest, started, _ = this
+        found: list[str] = []
+        previous = self._db.execute(
+            "SELECT t.name, t.key, e.environment, t.environment FROM trials t JOIN environments e ON e.digest = t.environment "
+            "WHERE t.experiment=? AND t.debug=0 AND t.key<>? AND t.started<? ORDER BY t.started DESC LIMIT 1",
+            (experiment, key, started),
+        ).fetchone()
+        if previous is not None and previous[3] != digest:
+            (current,) = self._db.execute("SELECT environment FROM environments WHERE digest=?", (digest,)).fetchone()
+            changes = package_changes(json.loads(previous[2]).get("packages", {}), json.loads(current).get("packages", {}))
+            listed = changes["changed"] + [f"+{p}" for p in changes["added"]] + [f"-{p}" for p in changes["removed"]]
+            if listed:
+                shown = ", ".join(listed[:8]) + (f" and {len(listed) - 8} more" if len(listed) > 8 else "")
+                found.append(f"installed packages changed since {previous[0]} (key {previous[1]}): {shown}")
+        if status == "passed":
+            same = self._db.execute(
+                "SELECT name, key, main FROM trials WHERE experiment=? AND identity=? AND \"commit\" IS ? AND seed IS ? "
+                "AND status='passed' AND debug=0 AND key<>? AND started<? ORDER BY started DESC LIMIT 1",
+                (experiment, identity, commit, seed, key, started),
+            ).fetchone()
+            if same is not None and json.loads(same[2]) != main:
+                found.append(
+                    f"non-determinism: {same[0]} (key {same[1]}) had the same parameters, commit and seed "
+                    f"but main = {json.loads(same[2])!r}; this trial's main = {main!r}"
+                )
+        return found
 
     def close(self) -> None:
         self._db.close()

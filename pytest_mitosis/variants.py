@@ -18,6 +18,8 @@ from .assignment import Assignment
 from .project import ExperimentConfig, ProjectConfig, Reference
 from .steps import LoadedStep
 
+#: a step parameter with this name receives the trial seed
+SEED = "seed"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=+-]+")
 
 
@@ -27,7 +29,7 @@ class ParamSpec:
 
     step: str
     name: str
-    kind: Literal["lookup", "eval"]
+    kind: Literal["lookup", "eval", "seed"]
     #: the variant name (lookup) or the Python expression (eval)
     text: str
     tracked: bool
@@ -168,6 +170,8 @@ def _axis(
         return [ParamSpec(step.name, param_name, "lookup", n, tracked, True, variants[n]) for n in names]
     if variants is not None:
         return [ParamSpec(step.name, param_name, "lookup", n, True, True, v) for n, v in variants.items()]
+    if param_name == SEED:  # mitosis' run(seed, ...): the trial seed, unless an eval param sets it
+        return [ParamSpec(step.name, param_name, "seed", "trial seed", False, False, None)]
     return None
 
 

@@ -1,0 +1,86 @@
+"""What the machine and the interpreter were when a trial ran: recorded once per process.
+
+Python, OS, CPU, host, every installed distribution with its version, an allow-list of
+environment variables, the GPUs when ``nvidia-smi`` is present. The git facts come from
+:mod:`pytest_mitosis.guards`. Everything is a plain JSON-able dict; plugins add entries with
+the ``pytest_mitosis_environment`` hook. No pytest import here.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from typing import Any
+
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as stream:
+            for line in stream:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def packages() -> dict[str, str]:
+    """Every installed distribution (normalised name → version)."""
+    found: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            found[name.lower().replace("_", "-")] = dist.version
+    return dict(sorted(found.items()))
+
+
+def gpus() -> list[str]:
+    """``name, driver, memory`` per GPU, when ``nvidia-smi`` is on the PATH."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        done = subprocess.run(
+            [smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in done.stdout.splitlines() if line.strip()] if done.returncode == 0 else []
+
+
+def gather(env_vars: tuple[str, ...]) -> dict[str, Any]:
+    """The built-in environment record (the git part is added by the caller)."""
+    return {
+        "python": {
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "executable": sys.executable,
+        },
+        "platform": {
+            "system": platform.system(),
+            "release": platform.release(),
+            "machine": platform.machine(),
+            "platform": platform.platform(),
+        },
+        "cpu": {"model": _cpu_model(), "count": os.cpu_count()},
+        "hostname": socket.gethostname(),
+        "packages": packages(),
+        "env": {name: os.environ[name] for name in env_vars if name in os.environ},
+        "gpus": gpus(),
+    }
+
+
+def package_changes(old: dict[str, str], new: dict[str, str]) -> dict[str, list[str]]:
+    """Packages added, removed and changed between two environment records."""
+    return {
+        "added": [f"{n} {new[n]}" for n in sorted(set(new) - set(old))],
+        "removed": [f"{n} {old[n]}" for n in sorted(set(old) - set(new))],
+        "changed": [f"{n} {old[n]} -> {new[n]}" for n in sorted(set(old) & set(new)) if old[n] != new[n]],
+    }
