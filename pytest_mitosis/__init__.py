@@ -8,6 +8,33 @@ already-imported package cannot be rewritten anyway.)
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .records import TrialRecords
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load_trial_data", "load_trial_params", "load_trials"]
+
+
+def load_trial_data(key: str, trials_folder: str | Path | None = None) -> list[dict[str, Any]]:
+    """The results of the trial's steps (unpickled: only load trials you trust). See :mod:`pytest_mitosis.api`."""
+    from .api import load_trial_data as load
+
+    return load(key, trials_folder)
+
+
+def load_trial_params(key: str, trials_folder: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """The trial's resolved parameters, step → parameter → value, as recorded. See :mod:`pytest_mitosis.api`."""
+    from .api import load_trial_params as load
+
+    return load(key, trials_folder)
+
+
+def load_trials(experiment: str | None = None, trials_folder: str | Path | None = None, debug: bool = False) -> TrialRecords:
+    """Every recorded trial, newest first (``.to_dataframe()`` with pandas). See :mod:`pytest_mitosis.api`."""
+    from .api import load_trials as load
+
+    return load(experiment, trials_folder, debug)

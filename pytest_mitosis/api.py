@@ -1,0 +1,48 @@
+"""The Python API for looking at trials after they ran (mitosis users call ``load_trial_data``).
+
+``load_trial_data`` unpickles the results a trial saved: **unpickling a trials folder from an
+untrusted source runs its code**. The other functions read the store's JSON only.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+from .records import Reader, RecordsError, TrialRecords, decode, default_trials_folder
+
+
+def _reader(trials_folder: str | Path | None) -> Reader:
+    return Reader(Path(trials_folder).resolve() if trials_folder is not None else default_trials_folder())
+
+
+def load_trial_data(key: str, trials_folder: str | Path | None = None) -> list[dict[str, Any]]:
+    """The results of the trial's steps, in step order, as each step returned them (unpickled)."""
+    record = _reader(trials_folder).get(key)
+    if record.folder is None:
+        raise RecordsError(f"trial {record.name} (key {record.key}) did not finish ({record.status}); it saved no results")
+    folder = Path(record.folder) / "results"
+    results = []
+    for index, step in enumerate(record.steps, start=1):
+        path = folder / f"step-{index}-{step['name']}.pickle"
+        if not path.is_file():
+            raise RecordsError(f"trial {record.name} (key {record.key}) has no saved result for step {step['name']!r} ({path})")
+        with path.open("rb") as stream:
+            results.append(pickle.load(stream))  # noqa: S301 - documented: results are the user's own pickles
+    return results
+
+
+def load_trial_params(key: str, trials_folder: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """The trial's resolved parameters, step → parameter → value, as recorded (no code runs)."""
+    record = _reader(trials_folder).get(key)
+    params: dict[str, dict[str, Any]] = {s["name"]: {} for s in record.steps}
+    for p in record.params:
+        value = p.get("value")
+        params.setdefault(p["step"], {})[p["name"]] = value if p["kind"] == "seed" else decode(value) if value is not None else p.get("repr")
+    return params
+
+
+def load_trials(experiment: str | None = None, trials_folder: str | Path | None = None, debug: bool = False) -> TrialRecords:
+    """Every recorded trial (newest first) as ``TrialRecord`` objects; ``.to_dataframe()`` with pandas."""
+    return _reader(trials_folder).trials(experiment, debug=debug)
