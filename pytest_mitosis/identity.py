@@ -60,6 +60,10 @@ def identify(spec: TrialSpec, seed: int, strict: bool = True) -> TrialIdentity:
         if p.tracked and digest is not None:
             parts.append([p.step, p.name, p.kind, p.text if p.kind == "lookup" else digest])
             locks.append(Lock(spec.experiment, p.step, p.name, p.kind, p.text, digest, tree, lookups[p.step]))
+    if spec.expect is not None:
+        digest, tree = fingerprint(spec.expect)
+        locks.append(Lock(spec.experiment, f"experiment {spec.experiment}", "expect", "expect", "hypothesis", digest, tree,
+                          "[tool.mitosis.experiments]"))
     return TrialIdentity(json.dumps(sorted(parts)), tuple(locks), params)
 
 

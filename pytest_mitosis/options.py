@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from .assignment import Assignment, parse_assignment
+from .gates import Limit, parse_limit
 
 #: environment variables recorded with every trial (see environment.py)
 DEFAULT_ENV_VARS = (
@@ -122,6 +123,53 @@ def add_options(parser: pytest.Parser) -> None:
         help="Seed of every trial (default: drawn once per session and printed in the header)",
     )
     group.addoption(
+        "--mitosis-check",
+        action="store_true",
+        dest="mitosis_check",
+        default=False,
+        help="Check the selected trials against the guards and the store without running any: new, repeat or blocked",
+    )
+    group.addoption(
+        "--mitosis-compare",
+        dest="mitosis_compare",
+        default=None,
+        choices=["last"],
+        help="Compare each trial's main and metrics with the previous trial of the same identity",
+    )
+    group.addoption(
+        "--mitosis-compare-fail",
+        action="append",
+        dest="mitosis_compare_fail",
+        default=[],
+        type=parse_limit,
+        metavar="NAME:LIMIT",
+        help="Fail a trial whose metric got worse than the previous one by more than LIMIT (5%% or 0.01); repeatable",
+    )
+    group.addoption(
+        "--mitosis-higher-is-better",
+        action="store_true",
+        dest="mitosis_higher_is_better",
+        default=None,
+        help="For the comparison, higher main and metrics are better (default: lower is better)",
+    )
+    group.addoption(
+        "--mitosis-reproduce",
+        action="extend",
+        nargs="+",
+        dest="mitosis_reproduce",
+        default=[],
+        metavar="KEY",
+        help="Re-run recorded trials (keys, an experiment's latest trials, or 'all') at their commit and compare",
+    )
+    group.addoption(
+        "--mitosis-rtol", dest="mitosis_rtol", default=0.0, type=float, metavar="R",
+        help="Relative tolerance when comparing a reproduction with its record (default: exact)",
+    )
+    group.addoption(
+        "--mitosis-atol", dest="mitosis_atol", default=0.0, type=float, metavar="A",
+        help="Absolute tolerance when comparing a reproduction with its record (default: exact)",
+    )
+    group.addoption(
         "--mitosis-debug",
         action="store_true",
         dest="mitosis_debug",
@@ -162,6 +210,13 @@ class Settings:
     env_vars: tuple[str, ...] = DEFAULT_ENV_VARS
     #: from --mitosis-seed or mitosis_seed; ``None``: drawn once per session (see session.py)
     seed: int | None = None
+    check: bool = False
+    compare: bool = False
+    compare_fail: tuple[Limit, ...] = ()
+    higher_is_better: bool | None = None
+    reproduce: tuple[str, ...] = ()
+    rtol: float = 0.0
+    atol: float = 0.0
     #: files pytest writes for this session (--junitxml): never part of a dirty tree
     outputs: tuple[Path, ...] = ()
 
@@ -220,6 +275,8 @@ def resolve_settings(config: pytest.Config) -> Settings:
     debug = config.getoption("mitosis_debug")
     if debug is None:
         debug = bool(config.getini("mitosis_debug"))
+    if config.getoption("mitosis_check") and getattr(config.option, "numprocesses", None):
+        raise pytest.UsageError("--mitosis-check runs no trial, so it has nothing to distribute: drop -n.")
 
     return Settings(
         pyproject=pyproject,
@@ -232,5 +289,12 @@ def resolve_settings(config: pytest.Config) -> Settings:
         dirty_ignore=tuple(config.getini("mitosis_dirty_ignore")),
         env_vars=tuple(config.getini("mitosis_env_vars")),
         seed=seed,
+        check=bool(config.getoption("mitosis_check")),
+        compare=bool(config.getoption("mitosis_compare")) or bool(config.getoption("mitosis_compare_fail")),
+        compare_fail=tuple(config.getoption("mitosis_compare_fail")),
+        higher_is_better=config.getoption("mitosis_higher_is_better"),
+        reproduce=tuple(config.getoption("mitosis_reproduce")),
+        rtol=float(config.getoption("mitosis_rtol")),
+        atol=float(config.getoption("mitosis_atol")),
         outputs=tuple((invocation / p).resolve() for p in [config.getoption("xmlpath", None)] if p),
     )

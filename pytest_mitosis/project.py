@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .gates import parse_hypothesis
 from .assignment import Assignment, parse_assignment
 
 if sys.version_info >= (3, 11):
@@ -24,7 +25,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _REFERENCE = re.compile(rf"^(?P<module>{_DOTTED}):(?P<attr>{_DOTTED})$")
 _TOP_KEYS = ("trials-folder", "steps", "experiments")
-_EXPERIMENT_KEYS = ("steps", "params", "eval")
+_EXPERIMENT_KEYS = ("steps", "params", "eval", "expect", "higher-is-better")
 DEFAULT_TRIALS_FOLDER = "trials"
 
 
@@ -56,6 +57,10 @@ class ExperimentConfig:
     steps: tuple[str, ...]
     params: tuple[Assignment, ...] = ()
     evals: tuple[Assignment, ...] = ()
+    #: the hypothesis, e.g. "main < 0.05" (locked once a trial used it)
+    expect: str | None = None
+    #: which direction of main and metrics is better, for the drift gate (None: the command line decides)
+    higher_is_better: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +178,18 @@ def _experiment(path: Path, name: str, entry: object, steps: dict[str, StepConfi
     chain_t = tuple(chain)
     params = _assignments(path, key, table.get("params", {}), chain_t, "VARIANT")
     evals = _assignments(path, key, table.get("eval", {}), chain_t, "EXPR")
-    return ExperimentConfig(name, chain_t, params, evals)
+    expect = table.get("expect")
+    if expect is not None and parse_hypothesis(expect) is None:
+        raise _fail(
+            path,
+            f"{key} expect",
+            f'expected a comparison of main or a metric with a number, such as "main < 0.05" or "accuracy >= 0.9", '
+            f"found {expect!r}.",
+        )
+    higher = table.get("higher-is-better")
+    if higher is not None and not isinstance(higher, bool):
+        raise _fail(path, f"{key} higher-is-better", f"expected true or false, found {higher!r}.")
+    return ExperimentConfig(name, chain_t, params, evals, expect.strip() if expect else None, higher)
 
 
 def load_project(pyproject: Path, trials_folder: Path | None = None) -> ProjectConfig:

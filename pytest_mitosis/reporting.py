@@ -25,6 +25,9 @@ def user_properties(outcome: TrialOutcome) -> list[tuple[str, Any]]:
     if outcome.seed is not None:
         props.append(("mitosis.seed", outcome.seed))
     props += [("mitosis.warning", text) for text in outcome.warnings]
+    props += [("mitosis.compare", text) for text in outcome.comparisons]
+    if outcome.spec.expect is not None:
+        props += [("mitosis.expect", outcome.spec.expect), ("mitosis.verdict", outcome.verdict or "unchecked")]
     props += [(f"mitosis.metrics.{name}", value) for name, value in outcome.metrics.items()]
     return props
 
@@ -38,6 +41,8 @@ class SummaryRow:
     iteration: Any = None
     key: str | None = None
     warnings: tuple[str, ...] = ()
+    comparisons: tuple[str, ...] = ()
+    verdict: str | None = None
 
 
 def summary_row(nodeid: str, outcome: str, properties: list[tuple[str, Any]]) -> SummaryRow:
@@ -45,6 +50,8 @@ def summary_row(nodeid: str, outcome: str, properties: list[tuple[str, Any]]) ->
     return SummaryRow(
         nodeid, outcome, props.get("main"), props.get("mitosis.html"), props.get("mitosis.iteration"), props.get("mitosis.key"),
         tuple(value for name, value in properties if name == "mitosis.warning"),
+        tuple(value for name, value in properties if name == "mitosis.compare"),
+        props.get("mitosis.verdict"),
     )
 
 
@@ -56,6 +63,11 @@ def summary_lines(rows: list[SummaryRow]) -> list[str]:
         trial = f"#{row.iteration} " if row.iteration is not None else "debug " if row.key else ""
         trial += f"key {row.key}" if row.key else "(not run)"
         lines.append(f"{row.nodeid:<{width}}  {row.outcome.upper():<6}  {trial}  {main}  {row.html or ''}".rstrip())
+    notes = [(row.nodeid, f"compare: {text}") for row in rows for text in row.comparisons]
+    notes += [(row.nodeid, f"hypothesis {row.verdict}") for row in rows if row.verdict]
+    if notes:
+        lines.append("")
+        lines += [f"{nodeid}: {text}" for nodeid, text in notes]
     warned = [(row.nodeid, text) for row in rows for text in row.warnings]
     if warned:
         lines.append("")

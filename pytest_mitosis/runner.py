@@ -35,6 +35,8 @@ class TrialOutcome:
     commit: str | None = None
     seed: int | None = None
     warnings: tuple[str, ...] = ()
+    comparisons: tuple[str, ...] = ()
+    verdict: str | None = None
 
 
 def new_key() -> str:

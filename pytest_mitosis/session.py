@@ -133,6 +133,7 @@ class MitosisSession:
         """Record the trial as running, run it in a fresh kernel, and finalise the record."""
         from dataclasses import replace
 
+        from .judge import judge
         from .runner import new_key, run_trial
         from .store import NewTrial
 
@@ -168,6 +169,7 @@ class MitosisSession:
             status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
             store.finish(key, status=status, main=None, metrics={}, folder=None, message=f"{type(err).__name__}: {err}")
             raise
+        outcome = judge(outcome, spec, identity.identity, store, self.settings)
         warnings = store.finish(
             key,
             status="passed" if outcome.passed else "failed",
@@ -175,6 +177,7 @@ class MitosisSession:
             metrics=outcome.metrics,
             folder=str(outcome.folder),
             message=outcome.message,
+            verdict=outcome.verdict,
         )
         return replace(outcome, iteration=iteration, commit=git["commit"], seed=self.seed, warnings=tuple(warnings))
 
@@ -187,15 +190,47 @@ class MitosisSession:
         return SQLiteStore(folder)
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtestloop(self, session: pytest.Session) -> None:
-        """Refuse the whole session (exit 4, no trial runs) when the tree is dirty."""
+    def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        """Before the first trial: the check mode, or the session-wide guards and the plan."""
         from .collect import TrialItem
 
         if session.config.option.collectonly or hasattr(self.config, "workerinput"):
-            return
-        distributing = self.config.pluginmanager.has_plugin("dsession")
-        if distributing or any(isinstance(item, TrialItem) for item in session.items):
+            return None
+        trials = [(item.nodeid, item.spec) for item in session.items if isinstance(item, TrialItem)]
+        if self.settings.check:
+            return self.check(session, trials)
+        if self.config.pluginmanager.has_plugin("dsession") or trials:
             self.preflight()
+        if trials and not self.settings.debug:
+            from .plan import plan, totals
+
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(f"mitosis plan: {totals(plan(trials, self.store(), self.seed, None))}")
+        return None
+
+    def check(self, session: pytest.Session, trials: list[tuple[str, TrialSpec]]) -> bool:
+        """``--mitosis-check``: one line per trial, no kernel; blocked trials count as failures."""
+        from .guards import refusal
+        from .plan import plan, totals
+        from .store import StoreError
+
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        project = self.project()
+        dirty = refusal(self.repo(), project.root)
+        try:
+            planned = plan(trials, self.store(), self.seed, "the git tree is not clean (see above)" if dirty else None)
+        except StoreError as err:
+            raise pytest.UsageError(str(err)) from None
+        if reporter is not None:
+            reporter.write_sep("=", "mitosis check")
+            if dirty:
+                reporter.write_line(dirty)
+            for item in planned:
+                reporter.write_line(item.line)
+            reporter.write_line(f"mitosis check: {totals(planned)}")
+        session.testsfailed = sum(1 for p in planned if p.status == "blocked") or (1 if dirty else 0)
+        return True
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:

@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS trials (
     folder TEXT,
     message TEXT,
     warnings TEXT NOT NULL DEFAULT '[]',
+    reproduces TEXT,
+    verdict TEXT,
     host TEXT NOT NULL,
     pid INTEGER NOT NULL
 );
@@ -81,6 +83,11 @@ class StoreError(MitosisError):
 
 class VariantRedefined(MitosisError):
     """A variant name (or a tracked eval expression) now means another value than when locked."""
+
+    def __init__(self, message: str, short: str) -> None:
+        super().__init__(message)
+        #: one line for ``--mitosis-check``
+        self.short = short
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,18 @@ class NewTrial:
     environment: dict[str, Any]
     steps: list[dict[str, Any]]
     params: list[dict[str, Any]]
+    #: the key of the trial this one reproduces (``--mitosis-reproduce``)
+    reproduces: str | None = None
+
+
+@dataclass(frozen=True)
+class Previous:
+    """The latest finished, non-debug, passed trial of an identity (for the drift gate)."""
+
+    key: str
+    name: str
+    main: Any
+    metrics: dict[str, Any]
 
 
 class TrialStore(Protocol):
@@ -127,8 +146,14 @@ class TrialStore(Protocol):
         """Atomically re-check and take ``locks`` and record ``trial`` as running; return its iteration."""
 
     def finish(self, key: str, *, status: str, main: Any, metrics: dict[str, Any], folder: str | None,
-               message: str | None) -> list[str]:
+               message: str | None, verdict: str | None = None) -> list[str]:
         """Finalise a trial's record; return warnings worth a researcher's attention."""
+
+    def next_iteration(self, experiment: str, identity: str) -> int:
+        """The iteration the next trial of this identity would get (read only)."""
+
+    def previous(self, experiment: str, identity: str, before: str | None = None) -> Previous | None:
+        """The latest passed, non-debug trial of this identity, other than the trial ``before``."""
 
     def close(self) -> None:
         """Release the store."""
@@ -145,6 +170,12 @@ def _alive(pid: int) -> bool:
 
 
 def conflict_message(lock: Lock, stored_value: Any, stored_trial: str) -> str:
+    if lock.kind == "expect":
+        return (
+            f"mitosis: experiment {lock.experiment!r}: its hypothesis was {render(stored_value)} when trial "
+            f"{stored_trial} ran, and is now {render(lock.value)}. A hypothesis is declared before the trials that "
+            "test it: declare the new one as a new experiment in [tool.mitosis.experiments], or run with --mitosis-debug."
+        )
     what = f"variant {lock.name!r} of parameter" if lock.kind == "lookup" else f"eval expression {lock.name!r} for parameter"
     fix = (
         f"Give the new value a new variant name in {lock.where} (variant names are never reused), "
@@ -225,7 +256,13 @@ class SQLiteStore:
                 (lock.step, lock.param, lock.kind, lock.name),
             ).fetchone()
             if row is not None and row[0] != lock.fingerprint:
-                raise VariantRedefined(conflict_message(lock, json.loads(row[1]), row[2]))
+                stored = json.loads(row[1])
+                what = "the hypothesis" if lock.kind == "expect" else (
+                    f"variant {lock.name!r} of {lock.step}.{lock.param}" if lock.kind == "lookup"
+                    else f"eval {lock.name!r} of {lock.step}.{lock.param}"
+                )
+                short = f"{what} was {render(stored, 40)} in {row[2]}, is now {render(lock.value, 40)}"
+                raise VariantRedefined(conflict_message(lock, stored, row[2]), short)
 
     def check_locks(self, locks: Sequence[Lock]) -> None:
         self._conflicts(locks)
@@ -254,25 +291,44 @@ class SQLiteStore:
             self._db.execute("INSERT OR IGNORE INTO environments (digest, environment) VALUES (?, ?)", (digest, environment))
             self._db.execute(
                 "INSERT INTO trials (key, experiment, identity, variants, iteration, name, nodeid, debug, status, git, "
-                '"commit", seed, environment, steps, params, started, host, pid) '
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                '"commit", seed, environment, steps, params, started, host, pid, reproduces) '
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     trial.key, trial.experiment, trial.identity, trial.variants, iteration, name, trial.nodeid,
                     int(trial.debug), "running", json.dumps(trial.git), trial.git.get("commit"), trial.seed, digest,
                     json.dumps(trial.steps), json.dumps(trial.params), time.time(), self.host, os.getpid(),
+                    trial.reproduces,
                 ),
             )
         return iteration
 
     def finish(self, key: str, *, status: str, main: Any, metrics: dict[str, Any], folder: str | None,
-               message: str | None) -> list[str]:
+               message: str | None, verdict: str | None = None) -> list[str]:
         with self._write():
             warnings = self._warnings(key, status, main)
             self._db.execute(
-                "UPDATE trials SET status=?, ended=?, main=?, metrics=?, folder=?, message=?, warnings=? WHERE key=?",
-                (status, time.time(), json.dumps(main), json.dumps(metrics), folder, message, json.dumps(warnings), key),
+                "UPDATE trials SET status=?, ended=?, main=?, metrics=?, folder=?, message=?, warnings=?, verdict=? "
+                "WHERE key=?",
+                (status, time.time(), json.dumps(main), json.dumps(metrics), folder, message, json.dumps(warnings),
+                 verdict, key),
             )
         return warnings
+
+    def next_iteration(self, experiment: str, identity: str) -> int:
+        (value,) = self._db.execute(
+            "SELECT COALESCE(MAX(iteration), 0) + 1 FROM trials WHERE experiment=? AND identity=?", (experiment, identity)
+        ).fetchone()
+        return int(value)
+
+    def previous(self, experiment: str, identity: str, before: str | None = None) -> Previous | None:
+        row = self._db.execute(
+            "SELECT key, name, main, metrics FROM trials WHERE experiment=? AND identity=? AND debug=0 AND "
+            "status='passed' AND key IS NOT ? ORDER BY started DESC LIMIT 1",
+            (experiment, identity, before),
+        ).fetchone()
+        if row is None:
+            return None
+        return Previous(row[0], row[1], json.loads(row[2]), json.loads(row[3] or "{}"))
 
     def _warnings(self, key: str, status: str, main: Any) -> list[str]:
         """Changed packages since the experiment's previous trial; a different main for the same inputs."""

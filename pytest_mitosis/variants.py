@@ -60,6 +60,8 @@ class TrialSpec:
     experiment: str
     steps: tuple[StepSpec, ...]
     params: tuple[ParamSpec, ...]
+    expect: str | None = None
+    higher_is_better: bool | None = None
 
     @property
     def id(self) -> str:
@@ -203,4 +205,7 @@ def expand(
             elif param.default is param.empty:
                 raise _missing(project, experiment, step, param.name)
     step_specs = tuple(StepSpec(s.name, s.config.function, s.config.lookup, s.chained) for s in steps)
-    return [TrialSpec(experiment.name, step_specs, tuple(combo)) for combo in itertools.product(*axes)]
+    return [
+        TrialSpec(experiment.name, step_specs, tuple(combo), experiment.expect, experiment.higher_is_better)
+        for combo in itertools.product(*axes)
+    ]

@@ -1,0 +1,56 @@
+"""Judge a finished trial by the rules beyond "it ran": the drift gate and the hypothesis.
+
+Runs in the pytest process after the kernel finished and before the record is finalised,
+so the verdict, the comparisons and a gate's failure are stored with the trial. No pytest
+import here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from .gates import drift, parse_hypothesis
+
+if TYPE_CHECKING:
+    from .options import Settings
+    from .runner import TrialOutcome
+    from .store import TrialStore
+    from .variants import TrialSpec
+
+
+def judge(outcome: TrialOutcome, spec: TrialSpec, identity: str, store: TrialStore, settings: Settings) -> TrialOutcome:
+    """``outcome`` with comparisons and verdict; failed when a gate or the hypothesis says so."""
+    if outcome.main is None or not outcome.passed:
+        return outcome
+    results = {"main": outcome.main, **outcome.metrics}
+    comparisons: list[str] = []
+    failures: list[str] = []
+    higher = settings.higher_is_better if settings.higher_is_better is not None else bool(spec.higher_is_better)
+    if settings.compare and not settings.debug:
+        previous = store.previous(spec.experiment, identity, before=outcome.key)
+        if previous is None:
+            comparisons.append("no earlier passed trial of this identity to compare with")
+        else:
+            where = f"{previous.name}, key {previous.key}"
+            found = drift({"main": previous.main, **previous.metrics}, results, list(settings.compare_fail), higher)
+            if not found:
+                comparisons.append(f"main and metrics unchanged since {where}")
+            for item in found:
+                text = item.describe(where, higher)
+                comparisons.append(text)
+                if item.failed:
+                    failures.append(text)
+    verdict = None
+    if spec.expect is not None:
+        hypothesis = parse_hypothesis(spec.expect)
+        if hypothesis is not None:
+            holds, text = hypothesis.verdict(results)
+            verdict = "holds" if holds else "refuted"
+            if not holds:
+                failures.append(text)
+    passed = not failures
+    message = outcome.message
+    if failures:
+        message = "\n".join(failures) + f"\n\nnotebook: {outcome.html}"
+    return replace(outcome, passed=passed, message=message, comparisons=tuple(comparisons), verdict=verdict)
