@@ -71,6 +71,8 @@ def to_html(nb: Any) -> str:
     """A self-contained HTML page of the executed notebook (figures are inline PNG data)."""
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter()
+    from .logs import quiet
+
+    exporter = HTMLExporter(log=quiet("html"))
     body, _ = exporter.from_notebook_node(nb)
     return str(body)

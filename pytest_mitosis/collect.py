@@ -49,7 +49,9 @@ class MitosisFile(pytest.File):
         except ConfigError as err:
             raise self.CollectError(str(err)) from None
         for spec in trials:
-            item = TrialItem.from_parent(self, name=spec.item_name, spec=spec)
+            # The node id is given as a string so that pytest parses "experiment[id]" into a name
+            # and params, exactly as it parses the ids it stores for --lf and --deselect.
+            item = TrialItem.from_parent(self, name=spec.item_name, nodeid=f"{self.nodeid}::{spec.item_name}", spec=spec)
             item.add_marker("mitosis")
             yield item
 

@@ -21,7 +21,10 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+from .logs import quiet
+
 STARTUP_TIMEOUT = 60.0
+_QUIET = quiet("kernel")
 
 
 class _SameInterpreterKernelManager(AsyncKernelManager):  # type: ignore[misc]
@@ -59,7 +62,7 @@ def execute(nb: Any, cwd: Path, timeout: float | None) -> Execution:
 
     with tempfile.TemporaryDirectory(prefix="mitosis-kernel-") as private:
         os.chmod(private, 0o700)
-        manager = _SameInterpreterKernelManager(transport="ipc", ip=os.path.join(private, "kernel"))
+        manager = _SameInterpreterKernelManager(transport="ipc", ip=os.path.join(private, "kernel"), log=_QUIET)
         manager.connection_file = os.path.join(private, "connection.json")
         client = NotebookClient(
             nb,
@@ -70,6 +73,7 @@ def execute(nb: Any, cwd: Path, timeout: float | None) -> Execution:
             allow_errors=False,
             shutdown_kernel="immediate",
             resources={"metadata": {"path": str(cwd)}},
+            log=_QUIET,
         )
         error: str | None = None
         kind: str | None = None

@@ -114,7 +114,7 @@ class Trial:
         last = index == len(self.steps) - 1
         if not isinstance(result, dict):
             raise StepResultError(
-                f"step {name!r} ({reference}) returned a {type(result).__name__}, "
+                f"step {name!r} ({reference}) returned {_article(type(result).__name__)} {type(result).__name__}, "
                 "not a dict with a 'main' key"
             )
         if "main" not in result:
@@ -130,7 +130,7 @@ class Trial:
         metrics = result.get("metrics", {})
         if not isinstance(metrics, Mapping):
             raise StepResultError(
-                f"step {name!r} ({reference}) returned 'metrics' as a {type(metrics).__name__}; "
+                f"step {name!r} ({reference}) returned 'metrics' as {_article(type(metrics).__name__)} {type(metrics).__name__}; "
                 "expected a dict of {name: value}"
             )
 
@@ -156,6 +156,10 @@ class Trial:
         print(f"main = {self.outcome['main']!r}")
         for key, value in metrics.items():
             print(f"{key} = {value!r}")
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def show_figures() -> None:

@@ -108,10 +108,12 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_pytest(cwd: Path, *args: str, junit: bool = True, env: dict[str, str] | None = None, timeout: float = 600) -> Run:
+def run_pytest(
+    cwd: Path, *args: str, junit: bool = True, env: dict[str, str] | None = None, timeout: float = 600, cache: bool = False
+) -> Run:
     """Run ``python -m pytest ARGS`` in ``cwd`` as a user would, with a junit XML file."""
     xml = cwd.parent / f"{cwd.name}-junit.xml"
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+    argv = [sys.executable, "-m", "pytest", *([] if cache else ["-p", "no:cacheprovider"]), *args]
     if junit:
         argv.append(f"--junitxml={xml}")
     done = subprocess.run(

@@ -108,7 +108,7 @@ sleeps = ["sleeps"]
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
     root = git_init(write_investigation(tmp_path_factory.mktemp("exec") / "study", PYPROJECT, {"cases": CASES}))
-    run = run_pytest(root, "--mitosis", "--mitosis-timeout", "6", "-rA", env=clean_env(MPLBACKEND="Agg"))
+    run = run_pytest(root, "--mitosis", "--mitosis-timeout", "6", "-rA", env=clean_env(MPLBACKEND="Agg"), cache=True)
     return root, run
 
 
@@ -142,6 +142,7 @@ def test_every_trial_runs_and_the_session_reports_each_outcome(session: tuple[Pa
     )
     # failures, not errors: the trial ran and its outcome is a failure
     assert not list(run.junit.iter("error"))
+    assert "traitlets" not in run.out and "zmq" not in run.out, "no log noise from the kernel machinery"
 
 
 def test_a_passing_trial_reports_main_and_metrics_as_junit_properties(session: tuple[Path, Run]) -> None:
@@ -241,3 +242,17 @@ def test_no_staging_folder_is_left_behind(session: tuple[Path, Run]) -> None:
     root, _ = session
     staging = root / "results" / "trials" / ".staging"
     assert not staging.exists() or not any(staging.iterdir())
+
+
+def test_lf_selects_exactly_the_trials_that_failed(session: tuple[Path, Run]) -> None:
+    root, _ = session
+    rerun = run_pytest(root, "--mitosis", "--lf", "--collect-only", "-q", junit=False, cache=True)
+    selected = sorted(line for line in rerun.out.splitlines() if line.startswith("pyproject.toml::"))
+    assert selected == [
+        "pyproject.toml::broken[single]",
+        "pyproject.toml::dies",
+        "pyproject.toml::nomain",
+        "pyproject.toml::nondict",
+        "pyproject.toml::raises",
+        "pyproject.toml::sleeps",
+    ]
