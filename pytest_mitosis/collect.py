@@ -30,6 +30,9 @@ class MitosisFile(pytest.File):
         from .session import session_key
 
         mitosis = self.config.stash[session_key]
+        if mitosis.settings.reproduce:
+            yield from self._reproductions(mitosis)
+            return
         try:
             project = mitosis.project()
             ensure_importable(project.root)
@@ -54,6 +57,53 @@ class MitosisFile(pytest.File):
             item = TrialItem.from_parent(self, name=spec.item_name, nodeid=f"{self.nodeid}::{spec.item_name}", spec=spec)
             item.add_marker("mitosis")
             yield item
+
+
+    def _reproductions(self, mitosis: Any) -> Iterator[pytest.Item]:
+        from .records import Reader, RecordsError
+        from .reproduce import select
+
+        try:
+            reader = Reader(mitosis.project().trials_folder)
+            records = select(reader, mitosis.settings.reproduce)
+        except (ConfigError, RecordsError) as err:
+            raise self.CollectError(str(err)) from None
+        for record in records:
+            name = f"reproduce[{record.key}]"
+            item = ReproduceItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}", record=record, reader=reader)
+            item.add_marker("mitosis")
+            yield item
+
+
+class ReproduceItem(pytest.Item):
+    """Re-run one recorded trial at its commit; passes when main and metrics match the record."""
+
+    def __init__(self, *, record: Any, reader: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.record = record
+        self.reader = reader
+
+    def runtest(self) -> None:
+        from .reporting import user_properties
+        from .reproduce import ReproductionError
+        from .session import session_key
+
+        try:
+            outcome = self.config.stash[session_key].reproduce(self, self.record, self.reader)
+        except ReproductionError as err:
+            raise TrialFailed(str(err)) from None
+        self.user_properties.extend(user_properties(outcome))
+        self.user_properties.append(("mitosis.reproduces", self.record.key))
+        if not outcome.passed:
+            raise TrialFailed(outcome.message or "the reproduction failed")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, TrialFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, None, f"reproduction of {self.record.name} (key {self.record.key})"
 
 
 class TrialItem(pytest.Item):

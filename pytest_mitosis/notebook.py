@@ -91,12 +91,24 @@ def _step_source(index: int, spec: TrialSpec) -> str:
     return "\n".join(lines)
 
 
-def build(spec: TrialSpec, *, title: str, folder: Path, debug: bool, seed: int, metadata: dict[str, Any]) -> Any:
-    """The unexecuted notebook for ``spec``; ``folder`` receives the log, pickles and outcome."""
+def build(
+    spec: TrialSpec,
+    *,
+    title: str,
+    folder: Path,
+    debug: bool,
+    seed: int,
+    metadata: dict[str, Any],
+    sys_path: list[str] | None = None,
+) -> Any:
+    """The unexecuted notebook for ``spec``; ``folder`` receives the log, pickles and outcome.
+
+    ``sys_path`` (default: the pytest process's) is put in front of the kernel's own.
+    """
     import nbformat.v4 as v4
 
     modules = list(dict.fromkeys(s.function.module for s in spec.steps))
-    paths = [p for p in sys.path if p]
+    paths = [p for p in (sys.path if sys_path is None else sys_path) if p]
     setup = "\n".join(
         [
             "# pytest-mitosis set-up: the same importability as the pytest process, logging, figures",

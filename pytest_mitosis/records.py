@@ -46,6 +46,7 @@ class TrialRecord:
 
     key: str
     experiment: str
+    identity: str
     variants: str
     iteration: int | None
     name: str
@@ -63,6 +64,8 @@ class TrialRecord:
     warnings: list[str]
     steps: list[dict[str, Any]]
     params: list[dict[str, Any]]
+    reproduces: str | None = None
+    verdict: str | None = None
     environment_digest: str = field(repr=False, default="")
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,7 +85,7 @@ class TrialRecords(list):  # type: ignore[type-arg]
             raise RecordsError("to_dataframe() needs pandas, which is not installed: pip install pandas") from None
         rows = []
         for record in self:
-            row = {k: v for k, v in record.to_dict().items() if k not in ("params", "steps", "git", "warnings")}
+            row = {k: v for k, v in record.to_dict().items() if k not in ("params", "steps", "git", "warnings", "identity")}
             row.pop("metrics")
             row["started"], row["ended"] = record.started, record.ended
             row.update({f"metrics.{k}": v for k, v in record.metrics.items()})
@@ -117,14 +120,16 @@ class Reader:
     def _record(self, row: sqlite3.Row) -> TrialRecord:
         git = json.loads(row["git"])
         return TrialRecord(
-            key=row["key"], experiment=row["experiment"], variants=row["variants"], iteration=row["iteration"],
+            key=row["key"], experiment=row["experiment"], identity=row["identity"], variants=row["variants"],
+            iteration=row["iteration"],
             name=row["name"], status=row["status"], debug=bool(row["debug"]),
             main=json.loads(row["main"]) if row["main"] is not None else None,
             metrics=json.loads(row["metrics"]) if row["metrics"] else {},
             seed=row["seed"], commit=row["commit"], git=git, started=_when(row["started"]) or datetime.now(),
             ended=_when(row["ended"]), folder=row["folder"], message=row["message"],
             warnings=json.loads(row["warnings"] or "[]"), steps=json.loads(row["steps"]),
-            params=json.loads(row["params"]), environment_digest=row["environment"],
+            params=json.loads(row["params"]), reproduces=row["reproduces"], verdict=row["verdict"],
+            environment_digest=row["environment"],
         )
 
     def trials(self, experiment: str | None = None, debug: bool = False) -> TrialRecords:
@@ -136,6 +141,19 @@ class Reader:
             args.append(experiment)
         rows = self._db.execute(sql + " ORDER BY started DESC", args).fetchall()
         return TrialRecords(self._record(r) for r in rows)
+
+    def latest(self, experiment: str | None = None) -> TrialRecords:
+        """The newest passed, non-debug trial of every identity (of one experiment, or of all)."""
+        seen: set[tuple[str, str]] = set()
+        found = TrialRecords()
+        for record in self.trials(experiment):
+            if record.status == "passed" and (record.experiment, record.identity) not in seen:
+                seen.add((record.experiment, record.identity))
+                found.append(record)
+        return found
+
+    def experiments(self) -> list[str]:
+        return [row[0] for row in self._db.execute("SELECT DISTINCT experiment FROM trials ORDER BY experiment")]
 
     def get(self, prefix: str) -> TrialRecord:
         """The trial whose key starts with ``prefix``; errors list the candidates."""

@@ -77,6 +77,7 @@ def run_trial(
     debug: bool,
     seed: int,
     metadata: dict[str, Any],
+    sys_path: list[str] | None = None,
 ) -> TrialOutcome:
     """Run ``spec`` in a fresh kernel and save its artifacts under ``trials`` as ``name_key``."""
     from . import kernel, notebook
@@ -86,7 +87,7 @@ def run_trial(
     folder.create()
     title = f"{folder.name} ({folder.key})"
     nb = notebook.build(
-        spec, title=title, folder=folder.staging, debug=debug, seed=seed,
+        spec, title=title, folder=folder.staging, debug=debug, seed=seed, sys_path=sys_path,
         metadata={**metadata, "key": folder.key, "trial": folder.name, "seed": seed},
     )
     execution = kernel.execute(nb, root, timeout)

@@ -111,7 +111,7 @@ class MitosisSession:
             project = self.project()
         except ConfigError:
             return  # reported as a collection error already
-        if not self.settings.debug:
+        if not self.settings.debug and not self.settings.reproduce:  # reproductions run in a clean checkout
             message = refusal(self.repo(), project.root)
             if message is not None:
                 raise pytest.UsageError(message)
@@ -181,6 +181,20 @@ class MitosisSession:
         )
         return replace(outcome, iteration=iteration, commit=git["commit"], seed=self.seed, warnings=tuple(warnings))
 
+    def reproduce(self, item: pytest.Item, record: Any, reader: Any) -> TrialOutcome:
+        """``--mitosis-reproduce``: run a recorded trial again at its commit (see reproduce.py)."""
+        from .reproduce import ReproductionError, reproduce_trial
+
+        project = self.project()
+        worktree = self.repo().worktree
+        if worktree is None:
+            raise ReproductionError(f"{project.root} is not in a git repository: a reproduction checks out a commit")
+        return reproduce_trial(
+            record, reader=reader, store=self.store(), project_root=project.root, trials=project.trials_folder,
+            worktree=worktree, environment=self.environment(), nodeid=item.nodeid, timeout=self.settings.timeout,
+            rtol=self.settings.rtol, atol=self.settings.atol,
+        )
+
     # -- hooks ---------------------------------------------------------------------------------
 
     @pytest.hookimpl(trylast=True)
@@ -196,10 +210,13 @@ class MitosisSession:
 
         if session.config.option.collectonly or hasattr(self.config, "workerinput"):
             return None
+        from .collect import ReproduceItem
+
         trials = [(item.nodeid, item.spec) for item in session.items if isinstance(item, TrialItem)]
         if self.settings.check:
             return self.check(session, trials)
-        if self.config.pluginmanager.has_plugin("dsession") or trials:
+        reproducing = any(isinstance(item, ReproduceItem) for item in session.items)
+        if self.config.pluginmanager.has_plugin("dsession") or trials or reproducing:
             self.preflight()
         if trials and not self.settings.debug:
             from .plan import plan, totals

@@ -1,0 +1,193 @@
+"""Reproduction as a test: re-run a recorded trial at its commit and compare with the record.
+
+The recorded commit is checked out into a temporary ``git worktree`` (the user's work tree is
+never touched); the trial is rebuilt from its record (steps, variant names, eval expressions,
+seed) and run in a fresh kernel whose ``sys.path`` starts at that checkout. Its ``main`` and
+metrics must equal the recorded ones, exactly or within ``rtol``/``atol``. No pytest import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .environment import package_changes
+from .errors import ConfigError, MitosisError
+from .gates import close
+from .project import Reference
+from .records import Reader, RecordsError, TrialRecord
+from .variants import ParamSpec, StepSpec, TrialSpec
+
+
+class ReproductionError(MitosisError):
+    """The recorded commit cannot be checked out (or the record cannot be rebuilt)."""
+
+
+def select(reader: Reader, selectors: tuple[str, ...]) -> list[TrialRecord]:
+    """Keys (unique prefixes), experiment names (their latest trial of every identity), or ``all``."""
+    experiments = set(reader.experiments())
+    found: dict[str, TrialRecord] = {}
+    for selector in selectors:
+        if selector == "all":
+            chosen = list(reader.latest())
+        elif selector in experiments:
+            chosen = list(reader.latest(selector))
+        else:
+            try:
+                chosen = [reader.get(selector)]
+            except RecordsError as err:
+                raise ConfigError(f"--mitosis-reproduce {selector}: {err}") from None
+        for record in chosen:
+            found.setdefault(record.key, record)
+    return list(found.values())
+
+
+class _Recorded(str):
+    """A recorded value's text, shown as is in the notebook header."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def rebuild(record: TrialRecord) -> TrialSpec:
+    """The trial as it was specified, from its record alone (no user code imported here)."""
+    steps = []
+    for index, step in enumerate(record.steps):
+        module, attr = step["function"].split(":", 1)
+        lookup = Reference(*step["lookup"].split(":", 1)) if step.get("lookup") else None
+        steps.append(StepSpec(step["name"], Reference(module, attr), lookup, index > 0))
+    params = tuple(
+        ParamSpec(p["step"], p["name"], p["kind"], p["text"], p["tracked"], False, _Recorded(p.get("repr", "")))
+        for p in record.params
+    )
+    return TrialSpec(record.experiment, tuple(steps), params)
+
+
+@contextlib.contextmanager
+def checkout(worktree: Path, commit: str, submodules: bool) -> Iterator[Path]:
+    """A temporary ``git worktree`` of ``worktree``'s repository at ``commit``, removed afterwards."""
+
+    def git(*args: str, cwd: Path = worktree) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+
+    with tempfile.TemporaryDirectory(prefix="mitosis-reproduce-") as parent:
+        path = Path(parent) / "checkout"
+        done = git("worktree", "add", "--detach", str(path), commit)
+        if done.returncode != 0:
+            raise ReproductionError(
+                f"cannot check out commit {commit} of {worktree}: {done.stderr.strip()}. Fetch the commit "
+                "(git fetch) or reproduce from a clone that has it."
+            )
+        try:
+            if submodules:
+                sub = git("-c", "protocol.file.allow=always", "submodule", "update", "--init", "--recursive", cwd=path)
+                if sub.returncode != 0:
+                    raise ReproductionError(f"cannot check out the submodules at {commit}: {sub.stderr.strip()}")
+            yield path
+        finally:
+            git("worktree", "remove", "--force", str(path))
+            git("worktree", "prune")
+
+
+def kernel_path(checkout_root: Path, current_root: Path) -> list[str]:
+    """``sys.path`` for the kernel: the checkout first, the current investigation left out."""
+    current = str(current_root)
+    return [str(checkout_root)] + [p for p in sys.path if p and p != current]
+
+
+def differences(record: TrialRecord, main: Any, metrics: dict[str, Any], rtol: float, atol: float) -> list[str]:
+    """``name: recorded X, reproduced Y`` for ``main`` and each metric that does not match."""
+    found = []
+    if not close(record.main, main, rtol, atol):
+        found.append(f"main: recorded {record.main!r}, reproduced {main!r}")
+    for name in dict.fromkeys([*record.metrics, *metrics]):
+        if not close(record.metrics.get(name), metrics.get(name), rtol, atol):
+            found.append(f"metrics.{name}: recorded {record.metrics.get(name)!r}, reproduced {metrics.get(name)!r}")
+    return found
+
+
+def environment_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """What differs from the recorded environment that could explain a difference."""
+    found = []
+    for part in ("python", "platform"):
+        if recorded.get(part) != current.get(part):
+            old = recorded.get(part, {}).get("version" if part == "python" else "platform")
+            new = current.get(part, {}).get("version" if part == "python" else "platform")
+            found.append(f"{part}: {old} -> {new}")
+    changes = package_changes(recorded.get("packages", {}), current.get("packages", {}))
+    found += [f"package {kind}: {p}" for kind in ("changed", "added", "removed") for p in changes[kind]]
+    return found
+
+
+def reproduce_trial(
+    record: TrialRecord,
+    *,
+    reader: Reader,
+    store: Any,
+    project_root: Path,
+    trials: Path,
+    worktree: Path,
+    environment: dict[str, Any],
+    nodeid: str,
+    timeout: float | None,
+    rtol: float,
+    atol: float,
+) -> Any:
+    """Run ``record`` again at its commit, record it as a trial linked to it, and judge it."""
+    from dataclasses import replace
+
+    from .runner import new_key, run_trial
+    from .store import NewTrial
+
+    if record.commit is None:
+        raise ReproductionError(f"trial {record.name} (key {record.key}) recorded no commit, so it cannot be reproduced")
+    spec = rebuild(record)
+    slug = record.name.rsplit("-", 1)[0] if record.iteration is not None else record.name
+    relative = project_root.relative_to(worktree)
+    with checkout(worktree, record.commit, bool(record.git.get("submodules"))) as path:
+        git = {**record.git, "commit": record.commit, "dirty": [], "worktree": str(worktree), "checkout": str(path)}
+        env = {**environment, "git": git}
+        key = new_key()
+        iteration = store.begin(
+            NewTrial(key, record.experiment, record.identity, record.variants, slug, nodeid, False, git,
+                     int(record.seed or 0), env, record.steps, record.params, reproduces=record.key),
+            (),
+        )
+        name = f"{slug}-{iteration}"
+        try:
+            outcome = run_trial(
+                spec, key=key, name=name, root=path / relative, trials=trials, timeout=timeout, debug=False,
+                seed=int(record.seed or 0), sys_path=kernel_path(path / relative, project_root),
+                metadata={"experiment": record.experiment, "id": record.variants, "iteration": iteration, "debug": False,
+                          "git": git, "steps": record.steps, "params": record.params, "environment": env,
+                          "reproduces": record.key},
+            )
+        except BaseException as err:
+            store.finish(key, status="failed", main=None, metrics={}, folder=None, message=f"{type(err).__name__}: {err}")
+            raise
+    message = outcome.message
+    passed = outcome.passed
+    if passed:
+        found = differences(record, outcome.main, outcome.metrics, rtol, atol)
+        if found:
+            passed = False
+            tolerance = "exactly" if not (rtol or atol) else f"within rtol={rtol:g}, atol={atol:g}"
+            lines = [f"reproduction of {record.name} (key {record.key}) at commit {record.commit[:12]} does not match "
+                     f"its record {tolerance}:", *[f"  {d}" for d in found]]
+            changed = environment_changes(reader.environment(record), env)
+            lines += ["the environment differs from the recorded one:", *[f"  {c}" for c in changed]] if changed else [
+                "the environment matches the recorded one (python, platform, packages)"]
+            message = "\n".join(lines) + f"\n\nnotebook: {outcome.html}"
+    elif message:
+        message = f"reproduction of {record.name} (key {record.key}) at commit {record.commit[:12]} failed: {message}"
+    warnings = store.finish(
+        key, status="passed" if passed else "failed", main=outcome.main, metrics=outcome.metrics,
+        folder=str(outcome.folder), message=message, verdict="reproduced" if passed else "not reproduced",
+    )
+    return replace(outcome, passed=passed, message=message, iteration=iteration, commit=record.commit,
+                   seed=record.seed, warnings=tuple(warnings))
