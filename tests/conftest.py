@@ -96,6 +96,10 @@ class Run:
                 return case
         raise AssertionError(f"no testcase {name!r} in the junit XML")
 
+    def values(self, name: str, prop: str) -> list[str]:
+        """Every value of a property that may repeat (mitosis.compare, mitosis.warning)."""
+        return [p.get("value", "") for p in self.testcase(name).iter("property") if p.get("name") == prop]
+
     def properties(self, name: str) -> dict[str, str]:
         case = self.testcase(name)
         return {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
