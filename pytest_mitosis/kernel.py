@@ -9,6 +9,7 @@ always shut down. The executed notebook is returned whatever happened, so it can
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
@@ -50,8 +52,38 @@ class Execution:
     seconds: float
 
 
-def execute(nb: Any, cwd: Path, timeout: float | None) -> Execution:
-    """Run every cell of ``nb`` in a new kernel; stop at the first error or at ``timeout``."""
+class Launched:
+    """A fresh kernel process, started ahead of the trial that will use it (and only that one).
+
+    Starting the next trial's kernel while the current trial runs (or while pytest collects)
+    hides most of a kernel's start-up; a launched kernel never runs more than one trial.
+    """
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self._private = tempfile.mkdtemp(prefix="mitosis-kernel-")
+        os.chmod(self._private, 0o700)
+        self.manager = _SameInterpreterKernelManager(
+            transport="ipc", ip=os.path.join(self._private, "kernel"), log=_QUIET
+        )
+        self.manager.connection_file = os.path.join(self._private, "connection.json")
+        run_sync(self.manager.start_kernel)(cwd=str(cwd))
+
+    def close(self) -> None:
+        """Stop the kernel (if still running) and remove its sockets."""
+        try:
+            if run_sync(self.manager.is_alive)():
+                run_sync(self.manager.shutdown_kernel)(now=True)
+        except RuntimeError:
+            pass
+        finally:
+            run_sync(self.manager.cleanup_resources)()
+            shutil.rmtree(self._private, ignore_errors=True)
+
+
+def execute(nb: Any, cwd: Path, timeout: float | None, launched: Launched | None = None) -> Execution:
+    """Run every cell of ``nb`` in a fresh kernel (``launched``, or a new one); stop at the first
+    error or at ``timeout``. The kernel is always shut down afterwards."""
     started = time.monotonic()
     deadline = None if timeout is None else started + timeout
 
@@ -60,13 +92,17 @@ def execute(nb: Any, cwd: Path, timeout: float | None) -> Execution:
             return None
         return max(1, int(deadline - time.monotonic() + 0.999))
 
-    with tempfile.TemporaryDirectory(prefix="mitosis-kernel-") as private:
-        os.chmod(private, 0o700)
-        manager = _SameInterpreterKernelManager(transport="ipc", ip=os.path.join(private, "kernel"), log=_QUIET)
-        manager.connection_file = os.path.join(private, "connection.json")
+    error: str | None = None
+    kind: str | None = None
+    client = None
+    try:
+        if launched is None or launched.cwd != cwd:
+            if launched is not None:
+                launched.close()
+            launched = Launched(cwd)
         client = NotebookClient(
             nb,
-            km=manager,
+            km=launched.manager,
             timeout=None,
             timeout_func=remaining,
             startup_timeout=STARTUP_TIMEOUT,
@@ -75,16 +111,17 @@ def execute(nb: Any, cwd: Path, timeout: float | None) -> Execution:
             resources={"metadata": {"path": str(cwd)}},
             log=_QUIET,
         )
-        error: str | None = None
-        kind: str | None = None
-        try:
-            client.execute()
-        except CellTimeoutError:
-            kind, error = "timeout", f"timed out after {timeout:g} s"
-        except DeadKernelError as err:
-            kind, error = "dead", f"kernel died ({err})" if str(err) else "kernel died"
-        except CellExecutionError as err:
-            kind, error = "cell", f"{err.ename}: {err.evalue}"
-        except RuntimeError as err:  # "Kernel didn't respond in N seconds" and friends
-            kind, error = "startup", f"the kernel did not start: {err}"
-    return Execution(client.nb, error, kind, time.monotonic() - started)
+        client.execute()
+    except CellTimeoutError:
+        kind, error = "timeout", f"timed out after {timeout:g} s"
+    except DeadKernelError as err:
+        kind, error = "dead", f"kernel died ({err})" if str(err) else "kernel died"
+    except CellExecutionError as err:
+        kind, error = "cell", f"{err.ename}: {err.evalue}"
+    except RuntimeError as err:  # "Kernel didn't respond in N seconds" and friends
+        kind, error = "startup", f"the kernel did not start: {err}"
+    finally:
+        # nbclient leaves a kernel it did not create running: stop it now, not at exit.
+        if launched is not None:
+            launched.close()
+    return Execution(client.nb if client is not None else nb, error, kind, time.monotonic() - started)

@@ -78,6 +78,7 @@ def run_trial(
     seed: int,
     metadata: dict[str, Any],
     sys_path: list[str] | None = None,
+    launched: Any = None,
 ) -> TrialOutcome:
     """Run ``spec`` in a fresh kernel and save its artifacts under ``trials`` as ``name_key``."""
     from . import kernel, notebook
@@ -90,7 +91,7 @@ def run_trial(
         spec, title=title, folder=folder.staging, debug=debug, seed=seed, sys_path=sys_path,
         metadata={**metadata, "key": folder.key, "trial": folder.name, "seed": seed},
     )
-    execution = kernel.execute(nb, root, timeout)
+    execution = kernel.execute(nb, root, timeout, launched)
     outcome = folder.read_outcome()
     passed = execution.error is None and outcome.get("status") == "passed"
     message = None

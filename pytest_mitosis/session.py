@@ -36,7 +36,30 @@ class MitosisSession:
         self._store: TrialStore | None = None
         self._environment: dict[str, Any] | None = None
         self._seed: int | None = settings.seed
+        self._launched: Any = None  # a kernel started ahead of the next trial (kernel.Launched)
+        self._next: pytest.Item | None = None
         self.rows: list[SummaryRow] = []
+
+    def prelaunch(self) -> None:
+        """Start the next trial's kernel now, so that its start-up overlaps other work."""
+        if self._launched is None:
+            from .kernel import Launched
+
+            self._launched = Launched(self.project().root)
+
+    def take_kernel(self) -> Any:
+        """The kernel started ahead for this trial (or ``None``), and start the next one's."""
+        from .collect import TrialItem
+
+        launched, self._launched = self._launched, None
+        if isinstance(self._next, TrialItem):
+            self.prelaunch()
+        return launched
+
+    def discard_kernel(self) -> None:
+        if self._launched is not None:
+            self._launched.close()
+            self._launched = None
 
     @property
     def seed(self) -> int:
@@ -162,6 +185,7 @@ class MitosisSession:
                 timeout=self.settings.timeout,
                 debug=debug,
                 seed=self.seed,
+                launched=self.take_kernel(),
                 metadata={"experiment": spec.experiment, "id": spec.id, "iteration": iteration, "debug": debug,
                           "git": git, "steps": steps, "params": identity.params, "environment": environment},
             )
@@ -249,12 +273,40 @@ class MitosisSession:
         session.testsfailed = sum(1 for p in planned if p.status == "blocked") or (1 if dirty else 0)
         return True
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection(self, session: pytest.Session) -> None:
+        """Start the first trial's kernel while pytest collects (imports of the steps included)."""
+        settings = self.settings
+        if (
+            session.config.option.collectonly
+            or settings.check
+            or settings.reproduce
+            or self.config.pluginmanager.has_plugin("dsession")
+            or str(settings.pyproject) not in {str(Path(a.split("::")[0]).resolve()) for a in self.config.args}
+        ):
+            return
+        try:
+            self.prelaunch()
+        except (ConfigError, OSError, RuntimeError):
+            self._launched = None  # nothing gained, nothing lost: the trial starts its own kernel
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        self._next = nextitem
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        from .collect import TrialItem
+
+        if not any(isinstance(item, TrialItem) for item in session.items):
+            self.discard_kernel()
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         """pytest-xdist: every worker uses the controller's seed."""
         node.workerinput["mitosis_seed"] = self.seed
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.discard_kernel()
         if self._store is not None:
             self._store.close()
             self._store = None
