@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ class TrialFolder:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def save(self, nb: Any, outcome: dict[str, Any], description: dict[str, Any]) -> Path:
+    def save(self, nb: Any, outcome: dict[str, Any], description: dict[str, Any], html: HtmlWriter | None = None) -> Path:
         """Write the notebook, its HTML, the outcome and ``trial.yaml``, then move the folder into place."""
         import nbformat
         import yaml
@@ -58,7 +59,7 @@ class TrialFolder:
         with (self.staging / "trial.yaml").open("w", encoding="utf-8") as stream:
             yaml.safe_dump(description, stream, sort_keys=False, allow_unicode=True, width=100)
         nbformat.write(nb, str(self.staging / f"{self.name}.ipynb"))
-        (self.staging / f"{self.name}.html").write_text(to_html(nb), encoding="utf-8")
+        (self.staging / f"{self.name}.html").write_text((html or HtmlWriter())(nb), encoding="utf-8")
         tmp = self.staging / "outcome.json.tmp"
         tmp.write_text(json.dumps(outcome, indent=2, default=repr), encoding="utf-8")
         os.replace(tmp, self.staging / "outcome.json")
@@ -67,12 +68,33 @@ class TrialFolder:
         return self.final
 
 
-def to_html(nb: Any) -> str:
-    """A self-contained HTML page of the executed notebook (figures are inline PNG data)."""
-    from nbconvert import HTMLExporter
+class HtmlWriter:
+    """nbconvert's HTML exporter, prepared in a background thread and reused for every trial.
 
-    from .logs import quiet
+    Importing nbconvert and compiling its templates costs about half a second; started when a
+    session's first kernel starts, that work overlaps the kernel and the trial instead of
+    following them.
+    """
 
-    exporter = HTMLExporter(log=quiet("html"))
-    body, _ = exporter.from_notebook_node(nb)
-    return str(body)
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mitosis-html")
+        self._exporter = self._pool.submit(self._prepare)
+
+    @staticmethod
+    def _prepare() -> Any:
+        import nbformat.v4 as v4
+        from nbconvert import HTMLExporter
+
+        from .logs import quiet
+
+        exporter = HTMLExporter(log=quiet("html"))
+        exporter.from_notebook_node(v4.new_notebook(cells=[v4.new_code_cell("")]))  # compile the templates
+        return exporter
+
+    def __call__(self, nb: Any) -> str:
+        """A self-contained HTML page of the executed notebook (figures are inline PNG data)."""
+        body, _ = self._exporter.result().from_notebook_node(nb)
+        return str(body)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

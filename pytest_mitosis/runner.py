@@ -79,6 +79,7 @@ def run_trial(
     metadata: dict[str, Any],
     sys_path: list[str] | None = None,
     launched: Any = None,
+    html: Any = None,
 ) -> TrialOutcome:
     """Run ``spec`` in a fresh kernel and save its artifacts under ``trials`` as ``name_key``."""
     from . import kernel, notebook
@@ -107,7 +108,7 @@ def run_trial(
         "results": {k: outcome.get(k) for k in ("status", "main", "metrics", "message") if k in outcome},
         "environment": metadata.get("environment"),
     }
-    final = folder.save(execution.notebook, outcome, description)
+    final = folder.save(execution.notebook, outcome, description, html)
     html = folder.html
     if message is not None:
         message = f"{message}\n\nnotebook: {html}"

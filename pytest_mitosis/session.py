@@ -37,8 +37,17 @@ class MitosisSession:
         self._environment: dict[str, Any] | None = None
         self._seed: int | None = settings.seed
         self._launched: Any = None  # a kernel started ahead of the next trial (kernel.Launched)
+        self._html: Any = None  # artifacts.HtmlWriter, prepared in the background
         self._next: pytest.Item | None = None
         self.rows: list[SummaryRow] = []
+
+    def html(self) -> Any:
+        """The HTML writer, whose preparation starts (in a thread) the first time it is asked for."""
+        if self._html is None:
+            from .artifacts import HtmlWriter
+
+            self._html = HtmlWriter()
+        return self._html
 
     def prelaunch(self) -> None:
         """Start the next trial's kernel now, so that its start-up overlaps other work."""
@@ -186,6 +195,7 @@ class MitosisSession:
                 debug=debug,
                 seed=self.seed,
                 launched=self.take_kernel(),
+                html=self.html(),
                 metadata={"experiment": spec.experiment, "id": spec.id, "iteration": iteration, "debug": debug,
                           "git": git, "steps": steps, "params": identity.params, "environment": environment},
             )
@@ -307,6 +317,9 @@ class MitosisSession:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.discard_kernel()
+        if self._html is not None:
+            self._html.close()
+            self._html = None
         if self._store is not None:
             self._store.close()
             self._store = None

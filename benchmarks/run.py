@@ -1,0 +1,263 @@
+"""Benchmarks of pytest-mitosis, measured side by side in one run; writes docs/benchmarks.md.
+
+    python benchmarks/run.py [--repeat 5] [--sweeps 3] [--no-mitosis] [--out docs/benchmarks.md]
+
+Cases are interleaved round-robin (so a noisy neighbour hurts all of them alike), each
+repeated; the report gives the median and the spread, peak memory (RSS of the main process
+and of its whole process tree, sampled every 20 ms), and ratios computed within the run.
+The reference runner mitosis (PyPI) is installed into its own venv unless --no-mitosis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+GIT = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@example.org", "GIT_COMMITTER_NAME": "b",
+       "GIT_COMMITTER_EMAIL": "b@example.org"}
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as stream:
+            return [int(p) for p in stream.read().split()]
+    except OSError:
+        return []
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as stream:
+            return int(stream.read().split()[1]) * PAGE
+    except OSError:
+        return 0
+
+
+@dataclass
+class Sample:
+    seconds: float
+    rss: int  # peak RSS of the started process (bytes)
+    tree: int  # peak RSS summed over its process tree (bytes)
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def measure(argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
+    """Run ``argv``; wall time and peak memory of the process and its tree."""
+    peak = [0, 0]
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            own = _rss(proc.pid)
+            todo, total = [proc.pid], 0
+            while todo:
+                pid = todo.pop()
+                total += _rss(pid)
+                todo += _children(pid)
+            peak[0], peak[1] = max(peak[0], own), max(peak[1], total)
+            stop.wait(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = proc.communicate()
+    seconds = time.perf_counter() - started
+    stop.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(argv)}\n{out[-3000:]}")
+    extra = {}
+    last = out.strip().splitlines()[-1] if out.strip() else ""
+    if last.startswith("{"):
+        extra = {k: v for k, v in json.loads(last).items() if isinstance(v, float)}
+    return Sample(seconds, peak[0], peak[1], extra)
+
+
+def git_repo(path: Path) -> None:
+    env = {**os.environ, **GIT}
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "bench"]):
+        subprocess.run(["git", *args], cwd=path, env=env, check=True, capture_output=True)
+
+
+def prepare(base: Path) -> dict[str, Path]:
+    sine = base / "sine"
+    shutil.copytree(REPO / "examples" / "sine", sine, ignore=shutil.ignore_patterns("trials", "__pycache__"))
+    (sine / ".gitignore").write_text("trials/\n__pycache__/\nfloor.html\n")
+    git_repo(sine)
+    sweep = base / "sweep"
+    shutil.copytree(REPO / "examples" / "sine", sweep, ignore=shutil.ignore_patterns("trials", "__pycache__"))
+    module = (sweep / "sine_experiment.py").read_text().replace(
+        'lookup_dict = {"frequency": {"fast": 10, "slow": 1}}',
+        'lookup_dict = {"frequency": {f"f{i:02}": 1 + i for i in range(16)}}',
+    )
+    (sweep / "sine_experiment.py").write_text(module)
+    (sweep / ".gitignore").write_text("trials/\n__pycache__/\n")
+    git_repo(sweep)
+    empty = base / "empty"
+    empty.mkdir()
+    (empty / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
+    (empty / "test_nothing.py").write_text("def test_it():\n    pass\n")
+    return {"sine": sine, "sweep": sweep, "empty": empty}
+
+
+def mitosis_venv(base: Path, sine: Path) -> Path | None:
+    venv = base / "mitosis-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "mitosis==0.6.1", "numpy", "matplotlib"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        print(f"mitosis could not be installed, skipped: {pip.stderr[-500:]}", file=sys.stderr)
+        return None
+    ref = base / "mitosis-sine"
+    shutil.copytree(sine, ref, ignore=shutil.ignore_patterns("trials", "__pycache__", ".git"))
+    text = (ref / "pyproject.toml").read_text()
+    (ref / "pyproject.toml").write_text(text.split("[tool.mitosis.experiments]")[0])
+    (ref / ".gitignore").write_text("trials/\n__pycache__/\n")
+    git_repo(ref)
+    return ref
+
+
+def store_benchmark(base: Path, count: int) -> dict[str, float]:
+    """Record ``count`` trials through the store alone, then time ``history`` over them."""
+    sys.path.insert(0, str(REPO))
+    from pytest_mitosis.store import NewTrial, SQLiteStore
+
+    folder = base / "store"
+    store = SQLiteStore(folder)
+    env = {"python": {"version": "3.11"}, "packages": {f"pkg{i}": "1.0" for i in range(150)}}
+    started = time.perf_counter()
+    for i in range(count):
+        key = f"{i:08x}"
+        store.begin(NewTrial(key, "exp", f'[["s","p","lookup","v{i % 50}"]]', f"v{i % 50}", f"trial_exp-v{i % 50}",
+                             "pyproject.toml::exp", False, {"commit": "abc"}, 7, env,
+                             [{"name": "s", "function": "m:f", "lookup": None}],
+                             [{"step": "s", "name": "p", "kind": "lookup", "text": f"v{i % 50}", "tracked": True,
+                               "fingerprint": "x", "value": i % 50, "repr": str(i % 50)}]), ())
+        store.finish(key, status="passed", main=i * 0.5, metrics={"m": i}, folder=None, message=None)
+    recording = (time.perf_counter() - started) / count
+    store.close()
+    history = measure([sys.executable, "-m", "pytest_mitosis", "--trials-folder", str(folder), "history"], base,
+                      {**os.environ, "PYTHONPATH": str(REPO)})
+    return {"record (ms per trial)": recording * 1000, "history over all (s)": history.seconds,
+            "history peak RSS (MB)": history.rss / 1e6}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--sweeps", type=int, default=3, help="repetitions of the 16-trial sweeps")
+    parser.add_argument("--no-mitosis", action="store_true", help="skip the reference runner")
+    parser.add_argument("--store-trials", type=int, default=10_000)
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="mitosis-bench-"))
+    paths = prepare(base)
+    env = {**os.environ, **GIT, "PYTHONPATH": str(paths["sine"])}
+    env.pop("PYTEST_ADDOPTS", None)
+    py = sys.executable
+    cases: dict[str, tuple[list[str], Path, dict[str, str], int]] = {
+        "trial: pytest --mitosis -k slow": ([py, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "-k", "slow", "-q"],
+                                            paths["sine"], env, args.repeat),
+        "floor: fresh kernel + one cell + HTML": ([py, str(HERE / "floor.py")], paths["sine"], env, args.repeat),
+        "plain python -c": ([py, "-c", "import sine_experiment; sine_experiment.run(4, 1)"], paths["sine"], env, args.repeat),
+        "sweep: 16 trials, one session": ([py, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "-q"],
+                                          paths["sweep"], env, args.sweeps),
+        "sweep: 16 trials, -n 2": ([py, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "-q", "-n", "2"],
+                                   paths["sweep"], env, args.sweeps),
+        "collect-only, plugin installed": ([py, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q"],
+                                           paths["empty"], env, args.repeat * 3),
+        "collect-only, -p no:mitosis": ([py, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:mitosis",
+                                         "--collect-only", "-q"], paths["empty"], env, args.repeat * 3),
+    }
+    if not args.no_mitosis:
+        ref = mitosis_venv(base, paths["sine"])
+        if ref is not None:
+            # A fresh trials folder per run: mitosis 0.6.1 refuses its own second run of this
+            # command ("Parameter 'amplitude' variant '4' is stored with different values").
+            mitosis = base / "mitosis-venv" / "bin" / "mitosis"
+            cases["reference: mitosis 0.6.1"] = (
+                ["sh", "-c", f"rm -rf trials && {mitosis} sine -p sine.frequency=slow -e sine.amplitude=4"],
+                ref, {**env, "PYTHONPATH": str(ref)}, args.repeat)
+    # one warm-up of each (bytecode, page cache), then interleaved rounds
+    for argv, cwd, case_env, _ in cases.values():
+        measure(argv, cwd, case_env)
+    samples: dict[str, list[Sample]] = {name: [] for name in cases}
+    rounds = max(n for *_, n in cases.values())
+    for round_ in range(rounds):
+        for name, (argv, cwd, case_env, n) in cases.items():
+            if round_ < n:
+                samples[name].append(measure(argv, cwd, case_env))
+    store = store_benchmark(base, args.store_trials)
+    write_report(args.out, samples, store, args)
+    shutil.rmtree(base, ignore_errors=True)
+    print(args.out.read_text())
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def write_report(out: Path, samples: dict[str, list[Sample]], store: dict[str, float], args: argparse.Namespace) -> None:
+    t = {name: med([s.seconds for s in found]) for name, found in samples.items()}
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured by `python benchmarks/run.py --repeat {args.repeat} --sweeps {args.sweeps}` on "
+        f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d')}. Cases were "
+        "interleaved round-robin after one warm-up each; times are wall-clock medians with the range, "
+        "memory is the peak RSS of the started process and of its whole process tree (kernels included).",
+        "",
+        "| case | median (s) | range (s) | peak RSS, process (MB) | peak RSS, tree (MB) | runs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, found in samples.items():
+        seconds = [s.seconds for s in found]
+        lines.append(
+            f"| {name} | {med(seconds):.2f} | {min(seconds):.2f}–{max(seconds):.2f} | "
+            f"{max(s.rss for s in found) / 1e6:.0f} | {max(s.tree for s in found) / 1e6:.0f} | {len(found)} |"
+        )
+    floor = t["floor: fresh kernel + one cell + HTML"]
+    trial = t["trial: pytest --mitosis -k slow"]
+    sweep, sweep2 = t["sweep: 16 trials, one session"], t["sweep: 16 trials, -n 2"]
+    added = (t["collect-only, plugin installed"] - t["collect-only, -p no:mitosis"]) * 1000
+    mem_trial = max(s.rss for s in samples["trial: pytest --mitosis -k slow"])
+    mem_sweep = max(s.rss for s in samples["sweep: 16 trials, one session"])
+    ratios = [
+        ("single trial / floor", f"{trial / floor:.2f}", "≤ 1.2"),
+        ("16-trial sweep / (16 × floor)", f"{sweep / (16 * floor):.2f}", "≤ 0.6"),
+        ("16-trial sweep with -n 2 / (16 × floor)", f"{sweep2 / (16 * floor):.2f}", "≤ 0.6"),
+        ("plugin installed, not enabled: added to --collect-only", f"{added:.0f} ms", "< 20 ms"),
+        ("sweep process peak RSS − 1-trial process peak RSS", f"{(mem_sweep - mem_trial) / 1e6:.0f} MB", "≤ 50 MB"),
+        (f"store: recording, per trial ({args.store_trials:,} trials)", f"{store['record (ms per trial)']:.2f} ms", "< 20 ms"),
+        (f"store: history over {args.store_trials:,} trials", f"{store['history over all (s)']:.2f} s", "< 1 s"),
+    ]
+    if "reference: mitosis 0.6.1" in t:
+        ratios.insert(1, ("reference mitosis 0.6.1 / floor", f"{t['reference: mitosis 0.6.1'] / floor:.2f}", "(for comparison)"))
+    lines += ["", "## Ratios and targets (issue 6)", "", "| measure | this run | target |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in ratios]
+    phases = samples["floor: fresh kernel + one cell + HTML"]
+    keys = [k for k in phases[0].extra]
+    lines += ["", "## Where the floor's time goes", "", "| phase | median (s) |", "|---|---|"]
+    lines += [f"| {k} | {med([s.extra.get(k, 0.0) for s in phases]):.2f} |" for k in keys]
+    lines += ["| interpreter start and the rest (total − phases) | "
+              f"{floor - sum(med([s.extra.get(k, 0.0) for s in phases]) for k in keys):.2f} |"]
+    out.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
