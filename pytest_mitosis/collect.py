@@ -75,7 +75,16 @@ class MitosisFile(pytest.File):
             yield item
 
 
-class ReproduceItem(pytest.Item):
+class _OutcomeItem(pytest.Item):
+    """An item whose failures are our messages (``TrialFailed``), never our traceback."""
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, TrialFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+
+class ReproduceItem(_OutcomeItem):
     """Re-run one recorded trial at its commit; passes when main and metrics match the record."""
 
     def __init__(self, *, record: Any, reader: Any, **kwargs: Any) -> None:
@@ -97,16 +106,11 @@ class ReproduceItem(pytest.Item):
         if not outcome.passed:
             raise TrialFailed(outcome.message or "the reproduction failed")
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
-        if isinstance(excinfo.value, TrialFailed):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo, style=style)
-
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, None, f"reproduction of {self.record.name} (key {self.record.key})"
 
 
-class TrialItem(pytest.Item):
+class TrialItem(_OutcomeItem):
     """One trial of one experiment: runs in a fresh kernel when pytest calls ``runtest``."""
 
     def __init__(self, *, spec: TrialSpec, **kwargs: Any) -> None:
@@ -137,11 +141,6 @@ class TrialItem(pytest.Item):
         self.user_properties.extend(user_properties(outcome))
         if not outcome.passed:
             raise TrialFailed(outcome.message or "the trial failed")
-
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
-        if isinstance(excinfo.value, TrialFailed):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, None, f"trial: {self.name}"
