@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_trial_data", "load_trial_params", "load_trials"]
+__all__ = ["__version__", "load_metric", "load_trial_data", "load_trial_params", "load_trials"]
 
 
 def load_trial_data(key: str, trials_folder: str | Path | None = None) -> list[dict[str, Any]]:
@@ -38,3 +38,10 @@ def load_trials(experiment: str | None = None, trials_folder: str | Path | None 
     from .api import load_trials as load
 
     return load(experiment, trials_folder, debug)
+
+
+def load_metric(key: str, name: str, trials_folder: str | Path | None = None) -> Any:
+    """One metric of a trial: a number or a series. See :mod:`pytest_mitosis.api`."""
+    from .api import load_metric as load
+
+    return load(key, name, trials_folder)

@@ -46,3 +46,14 @@ def load_trial_params(key: str, trials_folder: str | Path | None = None) -> dict
 def load_trials(experiment: str | None = None, trials_folder: str | Path | None = None, debug: bool = False) -> TrialRecords:
     """Every recorded trial (newest first) as ``TrialRecord`` objects; ``.to_dataframe()`` with pandas."""
     return _reader(trials_folder).trials(experiment, debug=debug)
+
+
+def load_metric(key: str, name: str, trials_folder: str | Path | None = None) -> Any:
+    """One metric of a trial: a number, or a series (a list, or ``{"step": [...], "value": [...]}``)."""
+    record = _reader(trials_folder).get(key)
+    if name == "main":
+        return record.main
+    if name not in record.metrics:
+        known = ", ".join(["main", *record.metrics])
+        raise RecordsError(f"trial {record.name} (key {record.key}) has no metric {name!r}; it has: {known}")
+    return record.metrics[name]

@@ -20,6 +20,10 @@ from .records import Reader, RecordsError, TrialRecord, default_trials_folder
 
 
 def _short(value: Any, limit: int = 60) -> str:
+    if isinstance(value, list) and value:
+        return f"series of {len(value)} points, last {value[-1]!r}"
+    if isinstance(value, dict) and set(value) == {"step", "value"} and value["value"]:
+        return f"series of {len(value['value'])} points, last {value['value'][-1]!r} at step {value['step'][-1]!r}"
     text = "-" if value is None else repr(value) if not isinstance(value, str) else value
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -122,16 +126,19 @@ def _changed_files(worktree: str | None, old: str, new: str) -> str:
     return "\n".join(f"    {line}" for line in done.stdout.splitlines()) or "    (no file differs)"
 
 
-def diff(reader: Reader, key1: str, key2: str) -> str:
+def diff(reader: Reader, key1: str, key2: str, files: bool = True) -> str:
+    """Why two trials differ; ``files`` lists the files changed between their commits (runs git)."""
     a, b = reader.get(key1), reader.get(key2)
     lines = [f"{a.name} (key {a.key})  vs  {b.name} (key {b.key})", ""]
     # code
     if a.commit == b.commit:
         lines.append(f"code: identical (commit {(a.commit or '-')[:12]})")
     else:
-        lines += [f"code: commit {(a.commit or '-')[:12]} -> {(b.commit or '-')[:12]}", "  files changed:"]
-        lines.append(_changed_files(b.git.get("worktree") or a.git.get("worktree"), a.commit or "", b.commit or "")
-                     if a.commit and b.commit else "    (a trial has no commit)")
+        lines.append(f"code: commit {(a.commit or '-')[:12]} -> {(b.commit or '-')[:12]}")
+        if files:
+            lines.append("  files changed:")
+            lines.append(_changed_files(b.git.get("worktree") or a.git.get("worktree"), a.commit or "", b.commit or "")
+                         if a.commit and b.commit else "    (a trial has no commit)")
     sub_a, sub_b = a.git.get("submodules") or {}, b.git.get("submodules") or {}
     for path in sorted(set(sub_a) | set(sub_b)):
         if sub_a.get(path) != sub_b.get(path):
@@ -189,6 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_diff = commands.add_parser("diff", help="why two trials differ: code, parameters, environment, seed")
     p_diff.add_argument("key1")
     p_diff.add_argument("key2")
+    p_report = commands.add_parser("report", help="write a static site of every trial (no server needed)")
+    p_report.add_argument("-o", "--output", type=Path, default=None, help="folder (default: <trials folder>/report)")
+    p_report.add_argument("--debug", action="store_true", help="include debug trials")
     args = parser.parse_args(argv)
     try:
         folder = args.trials_folder.resolve() if args.trials_folder else default_trials_folder()
@@ -197,8 +207,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(history(reader, args.experiment, args.json, args.debug))
         elif args.command == "show":
             print(show(reader, args.key))
-        else:
+        elif args.command == "diff":
             print(diff(reader, args.key1, args.key2))
+        else:
+            from .report import build
+
+            print(f"report: {build(folder, args.output, debug=args.debug)}")
     except RecordsError as err:
         print(f"pytest-mitosis: {err}", file=sys.stderr)
         return 2

@@ -180,6 +180,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("mitosis_trials_folder", "Folder for trial artifacts (relative to the rootdir)", default="")
     parser.addini("mitosis_timeout", "Seconds after which a trial fails (default: none)", default="")
     parser.addini("mitosis_debug", "Run trials in debug mode", type="bool", default=False)
+    parser.addini("mitosis_report", "Refresh the trials report at the end of each session", type="bool", default=True)
     parser.addini("mitosis_seed", "Seed of every trial (default: drawn once per session)", default="")
     parser.addini(
         "mitosis_env_vars",
@@ -217,6 +218,7 @@ class Settings:
     reproduce: tuple[str, ...] = ()
     rtol: float = 0.0
     atol: float = 0.0
+    report: bool = True
     #: files pytest writes for this session (--junitxml): never part of a dirty tree
     outputs: tuple[Path, ...] = ()
 
@@ -296,5 +298,6 @@ def resolve_settings(config: pytest.Config) -> Settings:
         reproduce=tuple(config.getoption("mitosis_reproduce")),
         rtol=float(config.getoption("mitosis_rtol")),
         atol=float(config.getoption("mitosis_atol")),
+        report=bool(config.getini("mitosis_report")),
         outputs=tuple((invocation / p).resolve() for p in [config.getoption("xmlpath", None)] if p),
     )

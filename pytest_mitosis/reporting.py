@@ -28,7 +28,12 @@ def user_properties(outcome: TrialOutcome) -> list[tuple[str, Any]]:
     props += [("mitosis.compare", text) for text in outcome.comparisons]
     if outcome.spec.expect is not None:
         props += [("mitosis.expect", outcome.spec.expect), ("mitosis.verdict", outcome.verdict or "unchecked")]
-    props += [(f"mitosis.metrics.{name}", value) for name, value in outcome.metrics.items()]
+    for name, value in outcome.metrics.items():
+        if isinstance(value, list):  # a series: its last value (the whole series is in the store)
+            value = value[-1]
+        elif isinstance(value, dict):
+            value = value["value"][-1]
+        props.append((f"mitosis.metrics.{name}", value))
     return props
 
 

@@ -29,6 +29,33 @@ class StepResultError(Exception):
     """A step returned something other than a dict with the keys mitosis requires."""
 
 
+def _series(value: Any) -> Any:
+    """A metric series (a list of numbers, or ``{"step": [...], "value": [...]}``), or ``None``."""
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist) and getattr(value, "ndim", None) == 1:
+        value = tolist()
+    if isinstance(value, (list, tuple)) and value and all(_number(v) is not None for v in value):
+        return [_number(v) for v in value]
+    if isinstance(value, Mapping) and set(value) == {"step", "value"}:
+        steps, values = _series(value["step"]), _series(value["value"])
+        if steps is not None and values is not None and len(steps) == len(values):
+            return {"step": steps, "value": values}
+    return None
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, bool):
+        return None
+    found = plain(value) if not isinstance(value, (list, tuple, dict)) else None
+    return found if isinstance(found, (int, float)) else None
+
+
+def metric(value: Any) -> Any:
+    """A metric as recorded: a number, a series, or (anything else) its repr."""
+    series = _series(value)
+    return series if series is not None else plain(value)
+
+
 def plain(value: Any) -> Any:
     """A JSON-friendly version of a metric: numbers stay numbers, anything else becomes its repr."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
@@ -146,7 +173,7 @@ class Trial:
             except Exception as err:  # keep the trial; say what could not be saved
                 print(f"pytest-mitosis: the result of step {name!r} could not be pickled: {err}", file=sys.stderr)
         last = self.results[-1]
-        metrics = {str(k): plain(v) for k, v in dict(last.get("metrics", {})).items()}
+        metrics = {str(k): metric(v) for k, v in dict(last.get("metrics", {})).items()}
         self.outcome.update(
             status="passed", step=None, main=plain(last["main"]), metrics=metrics, pickles=saved, ended=time.time()
         )
@@ -155,7 +182,11 @@ class Trial:
         self._handler.close()
         print(f"main = {self.outcome['main']!r}")
         for key, value in metrics.items():
-            print(f"{key} = {value!r}")
+            if isinstance(value, (list, dict)):
+                points = value if isinstance(value, list) else value["value"]
+                print(f"{key} = series of {len(points)} points, last {points[-1]!r}")
+            else:
+                print(f"{key} = {value!r}")
 
 
 def _article(word: str) -> str:

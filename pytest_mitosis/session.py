@@ -40,6 +40,7 @@ class MitosisSession:
         self._html: Any = None  # artifacts.HtmlWriter, prepared in the background
         self._next: pytest.Item | None = None
         self.rows: list[SummaryRow] = []
+        self.report: Path | str | None = None
 
     def html(self) -> Any:
         """The HTML writer, whose preparation starts (in a thread) the first time it is asked for."""
@@ -352,12 +353,26 @@ class MitosisSession:
         elif report.failed and report.when == "setup" and "pyproject.toml::" in report.nodeid:
             self.rows.append(summary_row(report.nodeid, "error", props))
 
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Refresh the static report once, on the controller, when trials ran."""
+        if hasattr(self.config, "workerinput") or not self.rows or not self.settings.report:
+            return
+        from .records import RecordsError
+        from .report import build
+
+        try:
+            self.report = build(self.project().trials_folder, debug=self.settings.debug)
+        except (RecordsError, OSError) as err:
+            self.report = f"not refreshed: {err}"
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if hasattr(self.config, "workerinput") or not self.rows:
             return
         terminalreporter.write_sep("=", "mitosis trials")
         for line in summary_lines(self.rows):
             terminalreporter.write_line(line)
+        if self.report is not None:
+            terminalreporter.write_line(f"report: {self.report}")
 
 
 session_key = pytest.StashKey[MitosisSession]()
