@@ -33,6 +33,10 @@ def pytest_configure(config: pytest.Config) -> None:
     session = MitosisSession(config, settings)
     config.stash[session_key] = session
     config.pluginmanager.register(session, "mitosis-session")
+    if config.pluginmanager.hasplugin("html"):
+        from .htmlextras import HtmlReportExtras
+
+        config.pluginmanager.register(HtmlReportExtras(), "mitosis-html-extras")
     # With no paths on the command line (testpaths or the current directory), collect the
     # trials beside what pytest collects anyway. Paths named explicitly are respected.
     if config.args_source != pytest.Config.ArgsSource.ARGS:
@@ -44,6 +48,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return
     from .session import session_key
 
+    extras = config.pluginmanager.get_plugin("mitosis-html-extras")
+    if extras is not None:
+        config.pluginmanager.unregister(extras, "mitosis-html-extras")
     session = config.stash.get(session_key, None)
     if session is not None:
         config.pluginmanager.unregister(session, "mitosis-session")

@@ -53,8 +53,14 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def line_chart(title: str, series: dict[str, list[tuple[float, float]]], xlabel: str = "", labels: list[str] | None = None) -> str:
-    """An inline SVG line chart of named series of (x, y) points."""
+def line_chart(
+    title: str,
+    series: dict[str, list[tuple[float, float]]],
+    xlabel: str = "",
+    labels: list[str] | None = None,
+    lines: bool = True,
+) -> str:
+    """An inline SVG chart of named series of (x, y) points (joined by lines unless ``lines`` is false)."""
     points = [p for pts in series.values() for p in pts]
     if not points:
         return ""
@@ -79,7 +85,7 @@ def line_chart(title: str, series: dict[str, list[tuple[float, float]]], xlabel:
     for index, (name, pts) in enumerate(series.items()):
         color = _COLORS[index % len(_COLORS)]
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
-        if len(pts) > 1:
+        if lines and len(pts) > 1:
             parts.append(f"<polyline fill='none' stroke='{color}' stroke-width='1.5' points='{path}'/>")
         parts += [f"<circle cx='{sx(x):.1f}' cy='{sy(y):.1f}' r='3' fill='{color}'><title>{_e(name)}: {y:.6g}</title></circle>"
                   for x, y in pts]
@@ -179,7 +185,7 @@ def _experiment_page(experiment: str, records: list[TrialRecord], out: Path) -> 
         if value is not None and r.status == "passed":
             latest[r.variants or experiment] = value
     bars = line_chart(f"{experiment}: latest main by variant", {"main": [(float(i), v) for i, v in enumerate(latest.values())]},
-                      labels=list(latest))
+                      labels=list(latest), lines=False)
     rows = "".join(f"<li><a href='../trials/{_e(r.key)}.html'>{_e(r.name)}</a> ({_e(r.status)}, main {_e(r.main)})</li>"
                    for r in reversed(ordered))
     body = f"<p><a href='../index.html'>all trials</a></p><h1>Experiment {_e(experiment)}</h1>{bars}{over_time}<ul>{rows}</ul>"
