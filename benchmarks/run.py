@@ -153,8 +153,12 @@ def store_benchmark(base: Path, count: int) -> dict[str, float]:
     store.close()
     history = measure([sys.executable, "-m", "pytest_mitosis", "--trials-folder", str(folder), "history"], base,
                       {**os.environ, "PYTHONPATH": str(REPO)})
+    report = [sys.executable, "-m", "pytest_mitosis", "--trials-folder", str(folder), "report"]
+    first = measure(report, base, {**os.environ, "PYTHONPATH": str(REPO)})
+    again = measure(report, base, {**os.environ, "PYTHONPATH": str(REPO)})
     return {"record (ms per trial)": recording * 1000, "history over all (s)": history.seconds,
-            "history peak RSS (MB)": history.rss / 1e6}
+            "history peak RSS (MB)": history.rss / 1e6, "report, first build (s)": first.seconds,
+            "report, refresh (s)": again.seconds}
 
 
 def main() -> None:
@@ -273,6 +277,8 @@ def write_report(out: Path, samples: dict[str, list[Sample]], store: dict[str, f
         ("sweep process peak RSS − 1-trial process peak RSS", f"{(mem_sweep - mem_trial) / 1e6:.0f} MB", "≤ 50 MB"),
         (f"store: recording, per trial ({args.store_trials:,} trials)", f"{store['record (ms per trial)']:.2f} ms", "< 20 ms"),
         (f"store: history over {args.store_trials:,} trials", f"{store['history over all (s)']:.2f} s", "< 1 s"),
+        (f"report over {args.store_trials:,} trials: first build", f"{store['report, first build (s)']:.2f} s", "(issue 8: measure)"),
+        (f"report over {args.store_trials:,} trials: refresh", f"{store['report, refresh (s)']:.2f} s", "(issue 8: measure)"),
     ]
     if "reference: mitosis 0.6.1" in t:
         ratios.insert(1, ("reference mitosis 0.6.1 / floor", f"{t['reference: mitosis 0.6.1'] / floor:.2f}", "(for comparison)"))

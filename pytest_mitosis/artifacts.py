@@ -59,7 +59,7 @@ class TrialFolder:
         with (self.staging / "trial.yaml").open("w", encoding="utf-8") as stream:
             yaml.safe_dump(description, stream, sort_keys=False, allow_unicode=True, width=100)
         nbformat.write(nb, str(self.staging / f"{self.name}.ipynb"))
-        (self.staging / f"{self.name}.html").write_text((html or HtmlWriter())(nb), encoding="utf-8")
+        (self.staging / f"{self.name}.html").write_text((html or HtmlWriter())(nb, self.name), encoding="utf-8")
         tmp = self.staging / "outcome.json.tmp"
         tmp.write_text(json.dumps(outcome, indent=2, default=repr), encoding="utf-8")
         os.replace(tmp, self.staging / "outcome.json")
@@ -91,9 +91,9 @@ class HtmlWriter:
         exporter.from_notebook_node(v4.new_notebook(cells=[v4.new_code_cell("")]))  # compile the templates
         return exporter
 
-    def __call__(self, nb: Any) -> str:
+    def __call__(self, nb: Any, title: str = "Notebook") -> str:
         """A self-contained HTML page of the executed notebook (figures are inline PNG data)."""
-        body, _ = self._exporter.result().from_notebook_node(nb)
+        body, _ = self._exporter.result().from_notebook_node(nb, resources={"metadata": {"name": title}})
         return str(body)
 
     def close(self) -> None:

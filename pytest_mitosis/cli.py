@@ -73,7 +73,11 @@ def _param_lines(record: TrialRecord) -> list[str]:
 
 
 def show(reader: Reader, key: str) -> str:
-    r = reader.get(key)
+    """Everything recorded about the trial with this key (or unique prefix)."""
+    return show_record(reader, reader.get(key))
+
+
+def show_record(reader: Reader, r: TrialRecord) -> str:
     env = reader.environment(r)
     python = env.get("python", {})
     platform = env.get("platform", {})
@@ -128,7 +132,10 @@ def _changed_files(worktree: str | None, old: str, new: str) -> str:
 
 def diff(reader: Reader, key1: str, key2: str, files: bool = True) -> str:
     """Why two trials differ; ``files`` lists the files changed between their commits (runs git)."""
-    a, b = reader.get(key1), reader.get(key2)
+    return diff_records(reader, reader.get(key1), reader.get(key2), files)
+
+
+def diff_records(reader: Reader, a: TrialRecord, b: TrialRecord, files: bool = True) -> str:
     lines = [f"{a.name} (key {a.key})  vs  {b.name} (key {b.key})", ""]
     # code
     if a.commit == b.commit:

@@ -105,6 +105,7 @@ class Reader:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.path = folder / FILENAME
+        self._environments: dict[str, dict[str, Any]] = {}
         if not self.path.is_file():
             raise RecordsError(
                 f"no trial store at {self.path}. Run trials with pytest --mitosis first, or pass --trials-folder DIR "
@@ -171,8 +172,12 @@ class Reader:
         raise RecordsError(f"the key prefix {prefix!r} matches {len(rows)} trials; give more characters:\n{listing}")
 
     def environment(self, record: TrialRecord) -> dict[str, Any]:
-        row = self._db.execute("SELECT environment FROM environments WHERE digest = ?", (record.environment_digest,)).fetchone()
-        return json.loads(row[0]) if row else {}
+        """The trial's environment record (read once per distinct environment)."""
+        digest = record.environment_digest
+        if digest not in self._environments:
+            row = self._db.execute("SELECT environment FROM environments WHERE digest = ?", (digest,)).fetchone()
+            self._environments[digest] = json.loads(row[0]) if row else {}
+        return self._environments[digest]
 
 
 def decode(tree: Any) -> Any:

@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .cli import diff, show
+from .cli import diff_records, show_record
 from .records import Reader, TrialRecord
 
 REPORT = "report"
@@ -199,13 +199,13 @@ def _trial_page(reader: Reader, record: TrialRecord, by_identity: dict[tuple[str
     plots = "".join(line_chart(f"{name}", {name: pts}, xlabel="step")
                     for name, value in record.metrics.items() if (pts := _series_points(value)))
     history = by_identity[(record.experiment, record.identity)]
-    earlier = [r for r in history if r.started < record.started]
-    difference = (f"<h2>Since the previous trial of this identity</h2><pre>{_e(diff(reader, earlier[-1].key, record.key, files=False))}</pre>"
+    earlier = [r for r in history if r.started < record.started]  # history is oldest first
+    difference = (f"<h2>Since the previous trial of this identity</h2><pre>{_e(diff_records(reader, earlier[-1], record, files=False))}</pre>"
                   if earlier else "<p>No earlier trial of this identity.</p>")
     notebook = _link(str(Path(record.folder) / f"{record.name}.html") if record.folder else None, out / "trials")
     link = f"<p><a href={_e(notebook)!r}>the executed notebook</a></p>" if notebook else ""
     body = (f"<p><a href='../index.html'>all trials</a> · <a href='../experiments/{_e(record.experiment)}.html'>"
             f"experiment {_e(record.experiment)}</a></p><h1>{_e(record.name)}{' (debug)' if record.debug else ''}</h1>"
-            f"{link}{plots}<pre>{_e(show(reader, record.key))}</pre>{difference}")
+            f"{link}{plots}<pre>{_e(show_record(reader, record))}</pre>{difference}")
     _write(path, _page(record.name, body))
 

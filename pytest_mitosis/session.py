@@ -361,7 +361,7 @@ class MitosisSession:
         from .report import build
 
         try:
-            self.report = build(self.project().trials_folder, debug=self.settings.debug)
+            self.report = build(self.project().trials_folder)  # debug trials only on request (report --debug)
         except (RecordsError, OSError) as err:
             self.report = f"not refreshed: {err}"
 
