@@ -124,8 +124,8 @@ def test_the_report_in_a_real_headless_browser(study: tuple[Path, dict[str, Run]
                  f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER or "/usr/bin/chromedriver"), options=options)
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
+    shots = Path(os.environ.get("MITOSIS_ARTIFACTS", tmp_path)) / "screenshots"  # kept by CI as artifacts
+    shots.mkdir(parents=True, exist_ok=True)
     try:
         driver.get((root / "trials" / "report" / "index.html").as_uri())
         rows = driver.find_elements(By.CSS_SELECTOR, "#trials tbody tr")
