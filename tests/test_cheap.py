@@ -78,7 +78,11 @@ def test_p_no_mitosis_disables_the_plugin(project: Path) -> None:
     assert "unrecognized arguments: --mitosis" in done.stderr
 
 
-PURE = ("assignment", "errors", "project", "steps", "variants", "runtime", "notebook", "artifacts", "runner")
+PURE = (
+    "assignment", "errors", "project", "steps", "variants", "runtime", "notebook", "artifacts", "runner", "kernel",
+    "fingerprint", "identity", "store", "guards", "environment", "gates", "judge", "plan", "records", "cli", "api",
+    "report", "reproduce", "logs",
+)
 
 
 def test_the_pure_layer_does_not_import_pytest() -> None:
