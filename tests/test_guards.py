@@ -59,6 +59,13 @@ def test_a_modified_or_untracked_file_refuses_the_whole_session(study: Path) -> 
     ) in out
 
 
+def test_the_refusal_is_the_same_under_xdist(study: Path) -> None:
+    (study / "notes.py").write_text("x = 1\n")
+    out = refused(study, "-n", "2")
+    assert f"ERROR: mitosis: the git repository {study} has uncommitted changes" in out
+    assert "  untracked: notes.py\n" in out
+
+
 def test_a_staged_change_is_dirty_and_long_lists_are_cut_at_ten(study: Path) -> None:
     for i in range(12):
         (study / f"data_{i:02}.py").write_text("")
