@@ -223,4 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RecordsError as err:
         print(f"pytest-mitosis: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # an unwritable report folder, a full disk
+        print(f"pytest-mitosis: {err.strerror or err}: {err.filename or ''}", file=sys.stderr)
+        return 2
     return 0

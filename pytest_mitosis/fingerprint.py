@@ -86,7 +86,9 @@ def _type_name(obj: Any, where: str) -> str:
 
 def canonical(value: Any, where: str = "", _active: frozenset[int] = frozenset()) -> Any:
     """The canonical tree of ``value`` (see the module docstring)."""
-    if value is None or isinstance(value, (bool, str)):
+    if isinstance(value, enum.Enum):  # before str and int: a StrEnum member is not its string
+        return {"enum": f"{_type_name(value, where)}.{value.name}"}
+    if value is None or isinstance(value, bool) or type(value) is str:
         return value
     if isinstance(value, int) and type(value) is int:
         return value
@@ -104,10 +106,20 @@ def canonical(value: Any, where: str = "", _active: frozenset[int] = frozenset()
         if isinstance(value, numpy.ndarray):
             return _ndarray(value, where, sub)
         if isinstance(value, numpy.generic):
-            return {"numpy": {"dtype": str(value.dtype), "value": sub(value.item(), "")}}
-    if isinstance(value, enum.Enum):
-        return {"enum": f"{_type_name(value, where)}.{value.name}"}
-    if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, types.MethodType, type)):
+            item = value.item()
+            if isinstance(item, numpy.generic):  # longdouble and friends have no exact Python equivalent
+                return {"numpy": {"dtype": str(value.dtype), "repr": repr(value), "bytes": value.tobytes().hex()}}
+            return {"numpy": {"dtype": str(value.dtype), "value": sub(item, "")}}
+    if isinstance(value, types.MethodType):
+        owner = value.__self__
+        if isinstance(owner, type):  # a classmethod: which class it is bound to matters
+            if not _importable(owner):
+                raise FingerprintError(where, f"the class of {value.__qualname__} cannot be imported by name")
+            return {"ref": f"{_qualname(owner)}.{value.__name__}"}
+        return {"method": {"self": sub(owner, ".__self__"), "name": value.__name__}}
+    if isinstance(value, str):  # a str subclass
+        return {"strlike": {"type": _type_name(value, where), "value": str(value)}}
+    if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type)):
         if isinstance(value, types.FunctionType) and value.__closure__:
             raise FingerprintError(where, f"the function {value.__qualname__} is a closure, whose captured values cannot be compared")
         if not _importable(value):
@@ -197,7 +209,8 @@ def _slots(value: Any) -> dict[str, Any]:
 
 def _ndarray(array: Any, where: str, sub: Any) -> Any:
     numpy = sys.modules["numpy"]
-    head = {"dtype": array.dtype.str, "shape": list(array.shape)}
+    dtype = array.dtype.descr if array.dtype.names else array.dtype.str  # structured: field names and types
+    head = {"dtype": dtype, "shape": list(array.shape)}
     if array.dtype.kind == "O":
         return {"ndarray": {**head, "items": [sub(v, f"[{i}]") for i, v in enumerate(array.ravel(order="C"))]}}
     data = numpy.ascontiguousarray(array).tobytes(order="C")
@@ -234,12 +247,12 @@ def _render(tree: Any) -> str:
         shown = ", ".join(_render(v) for v in items[:6]) + (", ..." if len(items) > 6 else "") if items else "..."
         return f"array<{payload['dtype']}, {shape}>[{shown}]"
     if tag == "numpy":
-        return _render(payload["value"])
+        return _render(payload["value"]) if "value" in payload else str(payload["repr"])
     if tag in ("ref", "enum"):
         return str(payload)
     if tag == "float":
         return str(payload)
-    if tag in ("repr", "floatlike", "intlike", "path"):
+    if tag in ("repr", "floatlike", "intlike", "path", "strlike"):
         return str(payload["value"])
     if tag in ("dataclass", "namedtuple", "object", "estimator"):
         fields = payload.get("fields") or payload.get("state") or payload.get("params") or {}

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 def judge(outcome: TrialOutcome, spec: TrialSpec, identity: str, store: TrialStore, settings: Settings) -> TrialOutcome:
     """``outcome`` with comparisons and verdict; failed when a gate or the hypothesis says so."""
-    if outcome.main is None or not outcome.passed:
+    if not outcome.passed:
         return outcome
     results = {"main": outcome.main, **{k: v for k, v in outcome.metrics.items() if not isinstance(v, (list, dict))}}
     comparisons: list[str] = []

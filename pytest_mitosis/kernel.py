@@ -67,7 +67,11 @@ class Launched:
             transport="ipc", ip=os.path.join(self._private, "kernel"), log=_QUIET
         )
         self.manager.connection_file = os.path.join(self._private, "connection.json")
-        run_sync(self.manager.start_kernel)(cwd=str(cwd))
+        try:
+            run_sync(self.manager.start_kernel)(cwd=str(cwd))
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         """Stop the kernel (if still running) and remove its sockets."""

@@ -112,7 +112,7 @@ class Reader:
                 "(trials_folder=...) pointing at a trials folder."
             )
         try:
-            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
             self._db.row_factory = sqlite3.Row
             self._db.execute("SELECT 1 FROM trials LIMIT 1").fetchall()
         except sqlite3.DatabaseError as err:

@@ -8,8 +8,12 @@ every refresh, so a refresh stays fast with thousands of trials. No pytest impor
 
 from __future__ import annotations
 
+import contextlib
 import html
+import json
 import os
+import re
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,7 @@ svg{background:#fff;border:1px solid #ddd;margin:.5em 1em .5em 0}
 _JS = """
 function filterRows(){const f={};document.querySelectorAll('[data-filter]').forEach(e=>f[e.dataset.filter]=e.value);
 document.querySelectorAll('#trials tbody tr').forEach(r=>{let show=true;for(const k in f){const v=f[k];
-if(v&&!(k==='variants'?r.dataset[k].split(' ').includes(v)||r.dataset[k].includes(v):r.dataset[k]===v))show=false}
+if(v&&!(k==='variants'?JSON.parse(r.dataset[k]).includes(v):r.dataset[k]===v))show=false}
 r.style.display=show?'':'none'})}
 function sortBy(i){const t=document.querySelector('#trials tbody');const rows=[...t.rows];const d=t.dataset.dir==='1'?-1:1;
 t.dataset.dir=d===1?'1':'-1';rows.sort((a,b)=>{const x=a.cells[i].dataset.v??a.cells[i].textContent,y=b.cells[i].dataset.v??b.cells[i].textContent;
@@ -130,9 +134,26 @@ def build(trials_folder: Path, out: Path | None = None, debug: bool = False) -> 
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write atomically through a temporary file of our own (two sessions may refresh at once)."""
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _page_name(experiment: str) -> str:
+    """A file name for an experiment's page that stays inside the report folder."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", experiment).lstrip(".") or "_"
+
+
+def _variant_names(record: TrialRecord) -> list[str]:
+    """The trial's variant names and eval parts, exactly (names may contain '-')."""
+    return [p["text"] if p["kind"] == "lookup" else f"{p['name']}={p['text']}" for p in record.params if p["kind"] != "seed"]
 
 
 def _index(records: list[TrialRecord], experiments: list[str], out: Path) -> str:
@@ -140,7 +161,7 @@ def _index(records: list[TrialRecord], experiments: list[str], out: Path) -> str
         choices = "".join(f"<option value='{_e(v)}'>{_e(v)}</option>" for v in values)
         return f"<label>{name} <select data-filter='{name}' onchange='filterRows()'><option value=''>all</option>{choices}</select></label>"
 
-    variants = sorted({v for r in records for v in r.variants.split("-") if v})
+    variants = sorted({v for r in records for v in _variant_names(r)})
     filters = "".join([
         options("experiment", experiments), options("variants", variants),
         options("status", sorted({r.status for r in records})), options("commit", sorted({(r.commit or "-")[:8] for r in records})),
@@ -152,9 +173,9 @@ def _index(records: list[TrialRecord], experiments: list[str], out: Path) -> str
         classes = " ".join(c for c in (r.status if r.status != "passed" else "", "debug" if r.debug else "") if c)
         main = _number(r.main)
         rows.append(
-            f"<tr class='{classes}' data-experiment='{_e(r.experiment)}' data-variants='{_e(' '.join(r.variants.split('-')))}' "
+            f"<tr class='{classes}' data-experiment='{_e(r.experiment)}' data-variants='{_e(json.dumps(_variant_names(r)))}' "
             f"data-status='{_e(r.status)}' data-commit='{_e((r.commit or '-')[:8])}'>"
-            f"<td><a href='experiments/{_e(r.experiment)}.html'>{_e(r.experiment)}</a></td><td>{_e(r.variants or '-')}</td>"
+            f"<td><a href='experiments/{_e(_page_name(r.experiment))}.html'>{_e(r.experiment)}</a></td><td>{_e(r.variants or '-')}</td>"
             f"<td>{'debug' if r.debug else _e(r.iteration)}</td><td>{_e(r.status)}</td>"
             f"<td data-v='{'' if main is None else main}'>{_e('-' if r.main is None else r.main)}</td><td>{_e(r.seed)}</td>"
             f"<td>{_e((r.commit or '-')[:8])}</td><td data-v='{r.started.timestamp()}'>{r.started:%Y-%m-%d %H:%M}</td>"
@@ -189,7 +210,7 @@ def _experiment_page(experiment: str, records: list[TrialRecord], out: Path) -> 
     rows = "".join(f"<li><a href='../trials/{_e(r.key)}.html'>{_e(r.name)}</a> ({_e(r.status)}, main {_e(r.main)})</li>"
                    for r in reversed(ordered))
     body = f"<p><a href='../index.html'>all trials</a></p><h1>Experiment {_e(experiment)}</h1>{bars}{over_time}<ul>{rows}</ul>"
-    _write(out / "experiments" / f"{experiment}.html", _page(f"Experiment {experiment}", body))
+    _write(out / "experiments" / f"{_page_name(experiment)}.html", _page(f"Experiment {experiment}", body))
 
 
 def _trial_page(reader: Reader, record: TrialRecord, by_identity: dict[tuple[str, str], list[TrialRecord]], out: Path) -> None:
@@ -204,7 +225,7 @@ def _trial_page(reader: Reader, record: TrialRecord, by_identity: dict[tuple[str
                   if earlier else "<p>No earlier trial of this identity.</p>")
     notebook = _link(str(Path(record.folder) / f"{record.name}.html") if record.folder else None, out / "trials")
     link = f"<p><a href={_e(notebook)!r}>the executed notebook</a></p>" if notebook else ""
-    body = (f"<p><a href='../index.html'>all trials</a> · <a href='../experiments/{_e(record.experiment)}.html'>"
+    body = (f"<p><a href='../index.html'>all trials</a> · <a href='../experiments/{_e(_page_name(record.experiment))}.html'>"
             f"experiment {_e(record.experiment)}</a></p><h1>{_e(record.name)}{' (debug)' if record.debug else ''}</h1>"
             f"{link}{plots}<pre>{_e(show_record(reader, record))}</pre>{difference}")
     _write(path, _page(record.name, body))

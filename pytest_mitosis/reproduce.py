@@ -94,10 +94,22 @@ def checkout(worktree: Path, commit: str, submodules: bool) -> Iterator[Path]:
             git("worktree", "prune")
 
 
-def kernel_path(checkout_root: Path, current_root: Path) -> list[str]:
-    """``sys.path`` for the kernel: the checkout first, the current investigation left out."""
-    current = str(current_root)
-    return [str(checkout_root)] + [p for p in sys.path if p and p != current]
+def kernel_path(checkout: Path, worktree: Path, project_root: Path) -> list[str]:
+    """``sys.path`` for the kernel, every entry inside the work tree moved into the checkout.
+
+    That covers the investigation's root and paths such as an editable install's ``src``
+    (a ``.pth`` entry): the kernel imports the recorded commit's code, never today's.
+    """
+    moved = [str(checkout / project_root.relative_to(worktree))]
+    for entry in sys.path:
+        if not entry:
+            continue
+        path = Path(entry).resolve()
+        if path == worktree or worktree in path.parents:
+            moved.append(str(checkout / path.relative_to(worktree)))
+        else:
+            moved.append(entry)
+    return list(dict.fromkeys(moved))
 
 
 def differences(record: TrialRecord, main: Any, metrics: dict[str, Any], rtol: float, atol: float) -> list[str]:
@@ -142,7 +154,7 @@ def reproduce_trial(
     from dataclasses import replace
 
     from .runner import new_key, run_trial
-    from .store import NewTrial
+    from .store import NewTrial, start
 
     if record.commit is None:
         raise ReproductionError(f"trial {record.name} (key {record.key}) recorded no commit, so it cannot be reproduced")
@@ -152,17 +164,18 @@ def reproduce_trial(
     with checkout(worktree, record.commit, bool(record.git.get("submodules"))) as path:
         git = {**record.git, "commit": record.commit, "dirty": [], "worktree": str(worktree), "checkout": str(path)}
         env = {**environment, "git": git}
-        key = new_key()
-        iteration = store.begin(
-            NewTrial(key, record.experiment, record.identity, record.variants, slug, nodeid, False, git,
-                     int(record.seed or 0), env, record.steps, record.params, reproduces=record.key),
+        key, iteration = start(
+            store,
+            lambda key: NewTrial(key, record.experiment, record.identity, record.variants, slug, nodeid, False, git,
+                                 int(record.seed or 0), env, record.steps, record.params, reproduces=record.key),
             (),
+            new_key(),
         )
         name = f"{slug}-{iteration}"
         try:
             outcome = run_trial(
                 spec, key=key, name=name, root=path / relative, trials=trials, timeout=timeout, debug=False,
-                seed=int(record.seed or 0), sys_path=kernel_path(path / relative, project_root),
+                seed=int(record.seed or 0), sys_path=kernel_path(path, worktree, project_root),
                 metadata={"experiment": record.experiment, "id": record.variants, "iteration": iteration, "debug": False,
                           "git": git, "steps": record.steps, "params": record.params, "environment": env,
                           "reproduces": record.key},

@@ -176,14 +176,24 @@ class MitosisSession:
         environment = self.environment()
         git = environment["git"]
         store = self.store()
-        key = new_key()
         steps = [{"name": s.name, "function": str(s.function), "lookup": str(s.lookup) if s.lookup else None}
                  for s in spec.steps]
-        iteration = store.begin(
-            NewTrial(key, spec.experiment, identity.identity, spec.id, spec.slug, item.nodeid, debug, git, self.seed,
-                     environment, steps, identity.params),
-            identity.locks,
-        )
+        from .errors import TrialFailed
+        from .store import StoreError, VariantRedefined, start
+
+        refusal = None
+        try:  # the store checks the locks again, atomically: another process may have taken them
+            key, iteration = start(
+                store,
+                lambda key: NewTrial(key, spec.experiment, identity.identity, spec.id, spec.slug, item.nodeid, debug,
+                                     git, self.seed, environment, steps, identity.params),
+                identity.locks,
+                new_key(),
+            )
+        except (VariantRedefined, StoreError) as err:
+            refusal = str(err)
+        if refusal is not None:
+            raise TrialFailed(refusal)
         name = spec.slug if iteration is None else f"{spec.slug}-{iteration}"
         try:
             outcome = run_trial(

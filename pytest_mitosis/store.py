@@ -81,6 +81,10 @@ class StoreError(MitosisError):
     """The store cannot be opened or written; the message names the file."""
 
 
+class KeyTaken(MitosisError):
+    """Another trial already has this key (32 random bits: rare, so the caller draws another)."""
+
+
 class VariantRedefined(MitosisError):
     """A variant name (or a tracked eval expression) now means another value than when locked."""
 
@@ -201,13 +205,16 @@ class SQLiteStore:
         self.location = str(self.path)
         self.host = socket.gethostname()
         folder.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
         try:
-            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
             self._mark_interrupted()
-        except sqlite3.DatabaseError as err:
+        except (sqlite3.DatabaseError, StoreError) as err:
+            self._db.close()
+            if isinstance(err, StoreError):
+                raise
             raise StoreError(
                 f"mitosis: the trial store {self.path} cannot be used: {err}. It is not a pytest-mitosis store "
                 "or it is damaged; nothing was written to it. Move it aside (or pass --mitosis-trials-folder "
@@ -289,6 +296,8 @@ class SQLiteStore:
             environment = json.dumps(trial.environment, sort_keys=True)
             digest = hashlib.sha256(environment.encode("utf-8")).hexdigest()
             self._db.execute("INSERT OR IGNORE INTO environments (digest, environment) VALUES (?, ?)", (digest, environment))
+            if self._db.execute("SELECT 1 FROM trials WHERE key=?", (trial.key,)).fetchone():
+                raise KeyTaken(trial.key)
             self._db.execute(
                 "INSERT INTO trials (key, experiment, identity, variants, iteration, name, nodeid, debug, status, git, "
                 '"commit", seed, environment, steps, params, started, host, pid, reproduces) '
@@ -380,3 +389,15 @@ class _Transaction:
 
     def __exit__(self, kind: object, *_: object) -> None:
         self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def start(store: TrialStore, make: Any, locks: Sequence[Lock], key: str) -> tuple[str, int | None]:
+    """``store.begin(make(key), locks)``, drawing a new key while the key is taken."""
+    from .runner import new_key
+
+    for _ in range(20):
+        try:
+            return key, store.begin(make(key), locks)
+        except KeyTaken:
+            key = new_key()
+    raise StoreError(f"mitosis: could not find a free trial key in {store.location}")

@@ -160,3 +160,31 @@ def test_stable_across_processes_and_hash_seeds() -> None:
         for seed in ("0", "1", "12345")
     }
     assert len(digests) == 1
+
+
+class Shade(str, enum.Enum):
+    DARK = "dark"
+
+
+class Maker:
+    @classmethod
+    def make(cls) -> None:
+        pass
+
+
+class SubMaker(Maker):
+    pass
+
+
+def test_values_that_once_collided_are_told_apart() -> None:
+    assert fp(Shade.DARK) != fp("dark"), "a str enum member is not its string"
+    a = np.zeros(2, dtype=[("a", "<i8")])
+    b = np.zeros(2, dtype=[("b", "<f8")])
+    assert fp(a) != fp(b), "structured arrays compare by their fields"
+    assert fp(SubMaker.make) != fp(Maker.make), "a classmethod is bound to its class"
+    assert render(fingerprint(SubMaker.make)[1]).endswith("SubMaker.make")
+
+
+def test_numpy_scalars_without_a_python_equivalent_are_exact() -> None:
+    assert fp(np.longdouble(1)) == fp(np.longdouble(1))
+    assert fp(np.longdouble(1)) != fp(np.longdouble(2))

@@ -160,3 +160,17 @@ def test_concurrent_sessions_and_workers_share_one_store_safely(tmp_path: Path) 
     assert len(set(folders)) == 12
     on_disk = sorted(str(p) for p in (root / "trials").iterdir() if p.name.startswith("trial_"))
     assert on_disk == sorted(folders), "every artifact folder is referenced by exactly one record"
+
+
+def test_a_trials_folder_whose_path_has_uri_characters_is_read_correctly(tmp_path: Path) -> None:
+    from pytest_mitosis.records import Reader
+    from pytest_mitosis.store import NewTrial, SQLiteStore
+
+    folder = tmp_path / "odd?name#50%" / "trials"
+    store = SQLiteStore(folder)
+    store.begin(NewTrial("k1", "exp", "[]", "a", "trial_exp-a", "pyproject.toml::exp[a]", False, {"commit": None}, 1,
+                         {}, [{"name": "exp", "function": "m:f", "lookup": None}], []), ())
+    store.finish("k1", status="passed", main=1, metrics={}, folder=None, message=None)
+    store.close()
+    assert [r.key for r in Reader(folder).trials()] == ["k1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd?name#50%"], "nothing written beside it"
