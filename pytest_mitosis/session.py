@@ -38,6 +38,8 @@ class MitosisSession:
         self._seed: int | None = settings.seed
         self._launched: Any = None  # a kernel started ahead of the next trial (kernel.Launched)
         self._html: Any = None  # artifacts.HtmlWriter, prepared in the background
+        self._facts: Any = None  # Future[(RepoState, environment)], read while pytest collects
+        self._pool: Any = None
         self._next: pytest.Item | None = None
         self.rows: list[SummaryRow] = []
         self.report: Path | str | None = None
@@ -92,7 +94,7 @@ class MitosisSession:
             from .environment import gather
             from .guards import summary
 
-            found = gather(self.settings.env_vars)
+            found = dict(self._facts.result()[1]) if self._facts is not None else gather(self.settings.env_vars)
             found["git"] = summary(self.repo())
             builtin = set(found)
             for extra in self.config.hook.pytest_mitosis_environment(config=self.config):
@@ -118,12 +120,29 @@ class MitosisSession:
     def repo(self) -> RepoState:
         """The git state of the investigation, read once per process."""
         if self._repo is None:
-            from .guards import repo_state
-
-            project = self.project()
-            own = (project.trials_folder, *self.settings.outputs)
-            self._repo = repo_state(project.root, own=own, ignore=self.settings.dirty_ignore)
+            self._repo = self._facts.result()[0] if self._facts is not None else self._read_repo()
         return self._repo
+
+    def _read_repo(self) -> RepoState:
+        from .guards import repo_state
+
+        project = self.project()
+        own = (project.trials_folder, *self.settings.outputs)
+        return repo_state(project.root, own=own, ignore=self.settings.dirty_ignore)
+
+    def _read_facts(self) -> tuple[RepoState, dict[str, Any]]:
+        from .environment import gather
+
+        return self._read_repo(), gather(self.settings.env_vars)
+
+    def gather_ahead(self) -> None:
+        """Read git and the environment in a thread while pytest collects (mostly waiting on git
+        and the file system): the first trial then finds them ready."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._facts is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mitosis-facts")
+            self._facts = self._pool.submit(self._read_facts)
 
     def store(self) -> TrialStore:
         """The trial store, opened on first use (never by ``--collect-only`` or ``--help``)."""
@@ -308,6 +327,7 @@ class MitosisSession:
             return
         try:
             self.prelaunch()
+            self.gather_ahead()
         except (ConfigError, OSError, RuntimeError):
             self._launched = None  # nothing gained, nothing lost: the trial starts its own kernel
 
@@ -328,6 +348,9 @@ class MitosisSession:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.discard_kernel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         if self._html is not None:
             self._html.close()
             self._html = None
