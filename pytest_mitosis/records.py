@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MitosisError
-from .store import FILENAME
+from .store import FILENAME, SCHEMA_VERSION
 
 
 class RecordsError(MitosisError):
@@ -115,8 +115,14 @@ class Reader:
             self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
             self._db.row_factory = sqlite3.Row
             self._db.execute("SELECT 1 FROM trials LIMIT 1").fetchall()
+            row = self._db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
         except sqlite3.DatabaseError as err:
             raise RecordsError(f"{self.path}: cannot be read as a trial store ({err}).") from None
+        if row is not None and int(row[0]) > SCHEMA_VERSION:
+            raise RecordsError(
+                f"{self.path} has schema version {row[0]}, written by a newer pytest-mitosis; this one reads version "
+                f"{SCHEMA_VERSION}. Upgrade pytest-mitosis (pip install -U pytest-mitosis)."
+            )
 
     def _record(self, row: sqlite3.Row) -> TrialRecord:
         git = json.loads(row["git"])

@@ -332,7 +332,7 @@ class SQLiteStore:
     def previous(self, experiment: str, identity: str, before: str | None = None) -> Previous | None:
         row = self._db.execute(
             "SELECT key, name, main, metrics FROM trials WHERE experiment=? AND identity=? AND debug=0 AND "
-            "status='passed' AND key IS NOT ? ORDER BY started DESC LIMIT 1",
+            "status='passed' AND reproduces IS NULL AND key IS NOT ? ORDER BY started DESC LIMIT 1",
             (experiment, identity, before),
         ).fetchone()
         if row is None:

@@ -52,6 +52,10 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Run
     runs["differs"] = run_pytest(root, "--mitosis", "--mitosis-reproduce", noisy, env=clean_env(PYTHONPATH=str(fake.parent)))
     runs["tolerant"] = run_pytest(root, "--mitosis", "--mitosis-reproduce", noisy, "--mitosis-atol", "1000")
     runs["unknown"] = run_pytest(root, "--mitosis", "--mitosis-reproduce", "zzzz", junit=False)
+    # the user's uncommitted work was never touched by the reproductions (asserted again below)
+    (root.parent / "scratch-after-reproductions.txt").write_text((root / "scratch.txt").read_text())
+    (root / "scratch.txt").unlink()
+    runs["compare"] = run_pytest(root, "--mitosis", "-k", "a", "--mitosis-compare=last")
     return root, runs
 
 
@@ -65,7 +69,7 @@ def test_recorded_trials_reproduce_at_their_commit(story: tuple[Path, dict[str, 
         assert props["main"] == recorded.properties(name)["main"], "the old code and the recorded seed ran"
         assert props["mitosis.reproduces"] == key
         assert props["mitosis.commit"] == recorded.properties(name)["mitosis.commit"]
-    assert (root / "scratch.txt").read_text() == "uncommitted work in progress\n"
+    assert (root.parent / "scratch-after-reproductions.txt").read_text() == "uncommitted work in progress\n"
     assert "OFFSET = 100" in (root / "exp.py").read_text(), "the user's work tree is never touched"
     assert git(root, "worktree", "list").count("\n") == 1, "the temporary worktree is removed"
 
@@ -120,3 +124,9 @@ def test_an_experiment_name_or_all_selects_the_latest_trial_of_each_identity(tmp
     assert len(ids) == 2
     everything = run_pytest(root, "--mitosis", "--mitosis-reproduce", "all", "--collect-only", "-q", junit=False)
     assert sorted(line for line in everything.out.splitlines() if "reproduce[" in line) == sorted(ids)
+
+
+def test_a_reproduction_never_becomes_the_drift_baseline(story: tuple[Path, dict[str, Run]]) -> None:
+    _, runs = story
+    compared = runs["compare"].values("exp[a]", "mitosis.compare")
+    assert any(c.startswith("main moved from ") and "(trial_exp-a-2, key " in c for c in compared), compared

@@ -174,3 +174,16 @@ def test_a_trials_folder_whose_path_has_uri_characters_is_read_correctly(tmp_pat
     store.close()
     assert [r.key for r in Reader(folder).trials()] == ["k1"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd?name#50%"], "nothing written beside it"
+
+
+def test_the_readers_refuse_a_store_from_a_newer_version(tmp_path: Path) -> None:
+    from pytest_mitosis.records import Reader, RecordsError
+    from pytest_mitosis.store import SQLiteStore
+
+    SQLiteStore(tmp_path / "trials").close()
+    db = sqlite3.connect(tmp_path / "trials" / "mitosis.sqlite")
+    db.execute("UPDATE meta SET value='99' WHERE name='schema_version'")
+    db.commit()
+    db.close()
+    with pytest.raises(RecordsError, match="has schema version 99, written by a newer pytest-mitosis; this one reads"):
+        Reader(tmp_path / "trials")
