@@ -25,7 +25,7 @@ class MitosisFile(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item]:
         from .steps import ensure_importable, load_step
-        from .variants import check_cli_assignments, expand
+        from .variants import check_cli_assignments, check_distinct_ids, expand
 
         from .session import session_key
 
@@ -49,6 +49,7 @@ class MitosisFile(pytest.File):
             check_cli_assignments(
                 project, {k[0]: v for k, v in loaded.items()}, [*mitosis.settings.params, *mitosis.settings.evals]
             )
+            check_distinct_ids(project, trials)
         except ConfigError as err:
             raise self.CollectError(str(err)) from None
         for spec in trials:

@@ -209,3 +209,18 @@ def expand(
         TrialSpec(experiment.name, step_specs, tuple(combo), experiment.expect, experiment.higher_is_better)
         for combo in itertools.product(*axes)
     ]
+
+
+def check_distinct_ids(project: ProjectConfig, trials: Sequence[TrialSpec]) -> None:
+    """Two trials must never share an id (variant names joined by '-' can collide)."""
+    seen: dict[str, TrialSpec] = {}
+    for spec in trials:
+        other = seen.setdefault(spec.item_name, spec)
+        if other is not spec:
+            first = " + ".join(p.id_part for p in other.params if p.in_id)
+            second = " + ".join(p.id_part for p in spec.params if p.in_id)
+            raise ConfigError(
+                f"{project.path}: experiment {spec.experiment!r}: two trials would both be {spec.item_name} "
+                f"({first}, and {second}). Rename a variant so that ids stay distinct (a '-' inside a variant "
+                "name is what makes them collide)."
+            )

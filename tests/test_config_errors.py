@@ -205,3 +205,17 @@ def test_no_pyproject_at_all(pytester: pytest.Pytester) -> None:
         ]
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_variant_names_whose_ids_collide_are_refused(pytester: pytest.Pytester) -> None:
+    module = (
+        "lookup = {'a': {'x-y': 1, 'x': 2}, 'b': {'z': 1, 'y-z': 2}}\n\n"
+        "def run(a, b):\n    return {'main': a + b}\n"
+    )
+    out = collect_error(pytester, '[tool.mitosis.steps]\nexp = ["sine_experiment:run", "sine_experiment:lookup"]\n',
+                        module=module)
+    assert (
+        f"{pytester.path / 'pyproject.toml'}: experiment 'exp': two trials would both be exp[x-y-z] "
+        "(x-y + z, and x + y-z). Rename a variant so that ids stay distinct (a '-' inside a variant name is what "
+        "makes them collide)."
+    ) in out
