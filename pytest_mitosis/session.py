@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .ahead import Ahead
 from .errors import ConfigError
 from .options import Settings
 from .reporting import SummaryRow, summary_lines, summary_row
@@ -36,42 +37,10 @@ class MitosisSession:
         self._store: TrialStore | None = None
         self._environment: dict[str, Any] | None = None
         self._seed: int | None = settings.seed
-        self._launched: Any = None  # a kernel started ahead of the next trial (kernel.Launched)
-        self._html: Any = None  # artifacts.HtmlWriter, prepared in the background
-        self._facts: Any = None  # Future[(RepoState, environment)], read while pytest collects
-        self._pool: Any = None
+        self.ahead = Ahead()
         self._next: pytest.Item | None = None
         self.rows: list[SummaryRow] = []
         self.report: Path | str | None = None
-
-    def html(self) -> Any:
-        """The HTML writer, whose preparation starts (in a thread) the first time it is asked for."""
-        if self._html is None:
-            from .artifacts import HtmlWriter
-
-            self._html = HtmlWriter()
-        return self._html
-
-    def prelaunch(self) -> None:
-        """Start the next trial's kernel now, so that its start-up overlaps other work."""
-        if self._launched is None:
-            from .kernel import Launched
-
-            self._launched = Launched(self.project().root)
-
-    def take_kernel(self) -> Any:
-        """The kernel started ahead for this trial (or ``None``), and start the next one's."""
-        from .collect import TrialItem
-
-        launched, self._launched = self._launched, None
-        if isinstance(self._next, TrialItem):
-            self.prelaunch()
-        return launched
-
-    def discard_kernel(self) -> None:
-        if self._launched is not None:
-            self._launched.close()
-            self._launched = None
 
     @property
     def seed(self) -> int:
@@ -94,7 +63,8 @@ class MitosisSession:
             from .environment import gather
             from .guards import summary
 
-            found = dict(self._facts.result()[1]) if self._facts is not None else gather(self.settings.env_vars)
+            facts = self.ahead.facts()
+            found = dict(facts[1]) if facts is not None else gather(self.settings.env_vars)
             found["git"] = summary(self.repo())
             builtin = set(found)
             for extra in self.config.hook.pytest_mitosis_environment(config=self.config):
@@ -120,7 +90,8 @@ class MitosisSession:
     def repo(self) -> RepoState:
         """The git state of the investigation, read once per process."""
         if self._repo is None:
-            self._repo = self._facts.result()[0] if self._facts is not None else self._read_repo()
+            facts = self.ahead.facts()
+            self._repo = facts[0] if facts is not None else self._read_repo()
         return self._repo
 
     def _read_repo(self) -> RepoState:
@@ -134,15 +105,6 @@ class MitosisSession:
         from .environment import gather
 
         return self._read_repo(), gather(self.settings.env_vars)
-
-    def gather_ahead(self) -> None:
-        """Read git and the environment in a thread while pytest collects (mostly waiting on git
-        and the file system): the first trial then finds them ready."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        if self._facts is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mitosis-facts")
-            self._facts = self._pool.submit(self._read_facts)
 
     def store(self) -> TrialStore:
         """The trial store, opened on first use (never by ``--collect-only`` or ``--help``)."""
@@ -185,6 +147,7 @@ class MitosisSession:
         """Record the trial as running, run it in a fresh kernel, and finalise the record."""
         from dataclasses import replace
 
+        from .collect import TrialItem
         from .judge import judge
         from .runner import new_key, run_trial
         from .store import NewTrial
@@ -224,8 +187,8 @@ class MitosisSession:
                 timeout=self.settings.timeout,
                 debug=debug,
                 seed=self.seed,
-                launched=self.take_kernel(),
-                html=self.html(),
+                launched=self.ahead.take(self.project().root if isinstance(self._next, TrialItem) else None),
+                html=self.ahead.html(),
                 metadata={"experiment": spec.experiment, "id": spec.id, "iteration": iteration, "debug": debug,
                           "git": git, "steps": steps, "params": identity.params, "environment": environment},
             )
@@ -326,10 +289,10 @@ class MitosisSession:
         ):
             return
         try:
-            self.prelaunch()
-            self.gather_ahead()
+            self.ahead.launch(self.project().root)
+            self.ahead.gather(self._read_facts)
         except (ConfigError, OSError, RuntimeError):
-            self._launched = None  # nothing gained, nothing lost: the trial starts its own kernel
+            pass  # nothing gained, nothing lost: the trial starts its own kernel
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
@@ -339,7 +302,7 @@ class MitosisSession:
         from .collect import TrialItem
 
         if not any(isinstance(item, TrialItem) for item in session.items):
-            self.discard_kernel()
+            self.ahead.discard()
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
@@ -347,13 +310,7 @@ class MitosisSession:
         node.workerinput["mitosis_seed"] = self.seed
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        self.discard_kernel()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-        if self._html is not None:
-            self._html.close()
-            self._html = None
+        self.ahead.close()
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -81,7 +81,7 @@ def test_p_no_mitosis_disables_the_plugin(project: Path) -> None:
 PURE = (
     "assignment", "errors", "project", "steps", "variants", "runtime", "notebook", "artifacts", "runner", "kernel",
     "fingerprint", "identity", "store", "guards", "environment", "gates", "judge", "plan", "records", "cli", "api",
-    "report", "reproduce", "logs",
+    "report", "reproduce", "logs", "ahead",
 )
 
 
