@@ -16,14 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from .environment import package_changes
+from .gates import series_points
 from .records import Reader, RecordsError, TrialRecord, default_trials_folder
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    if isinstance(value, list) and value:
-        return f"series of {len(value)} points, last {value[-1]!r}"
-    if isinstance(value, dict) and set(value) == {"step", "value"} and value["value"]:
-        return f"series of {len(value['value'])} points, last {value['value'][-1]!r} at step {value['step'][-1]!r}"
+    points = series_points(value)
+    if points is not None:
+        last = value[-1] if isinstance(value, list) else value["value"][-1]
+        at = "" if isinstance(value, list) else f" at step {value['step'][-1]!r}"
+        return f"series of {len(points)} points, last {last!r}{at}"
     text = "-" if value is None else repr(value) if not isinstance(value, str) else value
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

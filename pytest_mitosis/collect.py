@@ -127,7 +127,7 @@ class TrialItem(_OutcomeItem):
 
         refusal = None
         try:
-            self.identity = self.config.stash[session_key].guard(self.spec)
+            self.identity = self.config.stash[session_key].guard(self.nodeid, self.spec)
         except (VariantRedefined, UnfingerprintableValue, StoreError) as err:
             refusal = str(err)
         if refusal is not None:  # outside the except block: no "during handling" chain in the report

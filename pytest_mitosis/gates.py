@@ -45,10 +45,28 @@ def parse_limit(text: str) -> Limit:
     return Limit(match.group("name"), float(match.group("value")), bool(match.group("percent")))
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
+    """A recorded value as a float, or ``None`` (booleans are not numbers here)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
+
+
+def series_points(value: Any) -> list[tuple[float, float]] | None:
+    """A recorded metric series as ``(step, value)`` points; ``None`` for anything else.
+
+    The kernel records a series as a list of numbers, or as ``{"step": [...], "value": [...]}``.
+    """
+    if isinstance(value, list) and value:
+        return [(float(i), float(v)) for i, v in enumerate(value)]
+    if isinstance(value, dict) and set(value) == {"step", "value"} and value["value"]:
+        return [(float(s), float(v)) for s, v in zip(value["step"], value["value"])]
+    return None
+
+
+def scalars(results: Mapping[str, Any]) -> dict[str, Any]:
+    """``main`` and the metrics without series: what comparisons and hypotheses look at."""
+    return {k: v for k, v in results.items() if series_points(v) is None}
 
 
 @dataclass(frozen=True)
@@ -62,7 +80,7 @@ class Drift:
     limit: Limit | None
 
     def describe(self, previous: str, higher_is_better: bool) -> str:
-        a, b = _number(self.before), _number(self.after)
+        a, b = as_number(self.before), as_number(self.after)
         change = ""
         if a is not None and b is not None:
             change = f" ({b - a:+.6g}" + (f", {100 * (b - a) / abs(a):+.3g}%" if a else "") + ")"
@@ -85,7 +103,7 @@ def drift(
             continue
         limit = by_name.get(name)
         failed = False
-        a, b = _number(old), _number(new)
+        a, b = as_number(old), as_number(new)
         if limit is not None and a is not None and b is not None:
             worse = (a - b) if higher_is_better else (b - a)
             allowed = abs(a) * limit.value / 100 if limit.relative else limit.value
@@ -106,7 +124,7 @@ class Hypothesis:
     def verdict(self, results: Mapping[str, Any]) -> tuple[bool, str]:
         """``(holds, explanation)`` for the trial's ``main`` and metrics."""
         found = results.get(self.name)
-        number = _number(found)
+        number = as_number(found)
         if number is None:
             return False, f"hypothesis {self.text!r} cannot be checked: {self.name} is {found!r}"
         holds = _OPS[self.op](number, self.value)
@@ -123,7 +141,7 @@ def parse_hypothesis(text: str) -> Hypothesis | None:
 
 def close(recorded: Any, reproduced: Any, rtol: float, atol: float) -> bool:
     """Equal, or numbers within ``atol + rtol * |recorded|`` (exact by default)."""
-    a, b = _number(recorded), _number(reproduced)
+    a, b = as_number(recorded), as_number(reproduced)
     if a is not None and b is not None:
         if math.isnan(a) and math.isnan(b):
             return True

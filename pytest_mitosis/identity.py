@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import MitosisError
+from .errors import MitosisError, shorten
 from .fingerprint import FingerprintError, fingerprint, render
 from .store import Lock
 from .variants import ParamSpec, TrialSpec
@@ -55,7 +55,7 @@ def identify(spec: TrialSpec, seed: int, strict: bool = True) -> TrialIdentity:
                     f"({plus}{p.step}.{p.name}=...) if it cannot change a result."
                 ) from None
             digest, tree = None, None
-        record.update(fingerprint=digest, value=tree, repr=render(tree) if tree is not None else _repr(p.value))
+        record.update(fingerprint=digest, value=tree, repr=render(tree) if tree is not None else shorten(p.value, 120))
         params.append(record)
         if p.tracked and digest is not None:
             parts.append([p.step, p.name, p.kind, p.text if p.kind == "lookup" else digest])
@@ -65,11 +65,3 @@ def identify(spec: TrialSpec, seed: int, strict: bool = True) -> TrialIdentity:
         locks.append(Lock(spec.experiment, f"experiment {spec.experiment}", "expect", "expect", "hypothesis", digest, tree,
                           "[tool.mitosis.experiments]"))
     return TrialIdentity(json.dumps(sorted(parts)), tuple(locks), params)
-
-
-def _repr(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception:
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= 120 else text[:117] + "..."

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .gates import drift, parse_hypothesis
+from .gates import drift, parse_hypothesis, scalars
 
 if TYPE_CHECKING:
     from .options import Settings
@@ -23,7 +23,7 @@ def judge(outcome: TrialOutcome, spec: TrialSpec, identity: str, store: TrialSto
     """``outcome`` with comparisons and verdict; failed when a gate or the hypothesis says so."""
     if not outcome.passed:
         return outcome
-    results = {"main": outcome.main, **{k: v for k, v in outcome.metrics.items() if not isinstance(v, (list, dict))}}
+    results = scalars({"main": outcome.main, **outcome.metrics})
     comparisons: list[str] = []
     failures: list[str] = []
     higher = settings.higher_is_better if settings.higher_is_better is not None else bool(spec.higher_is_better)
@@ -33,8 +33,8 @@ def judge(outcome: TrialOutcome, spec: TrialSpec, identity: str, store: TrialSto
             comparisons.append("no earlier passed trial of this identity to compare with")
         else:
             where = f"{previous.name}, key {previous.key}"
-            before = {k: v for k, v in previous.metrics.items() if not isinstance(v, (list, dict))}
-            found = drift({"main": previous.main, **before}, results, list(settings.compare_fail), higher)
+            before = scalars({"main": previous.main, **previous.metrics})
+            found = drift(before, results, list(settings.compare_fail), higher)
             if not found:
                 comparisons.append(f"main and metrics unchanged since {where}")
             for item in found:

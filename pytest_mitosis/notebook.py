@@ -12,16 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .errors import shorten
 from .variants import ParamSpec, TrialSpec
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    try:
-        text = repr(value)
-    except Exception:  # a value whose repr fails still gets a header line
-        text = f"<{type(value).__name__}>"
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _markdown_cell(text: str) -> str:
@@ -49,7 +41,7 @@ def header(spec: TrialSpec, title: str, debug: bool, seed: int, metadata: dict[s
         for p in spec.params:
             lines.append(
                 f"| {p.step} | {p.name} | {p.kind} | {_markdown_cell(p.text)} | "
-                f"`{_markdown_cell(_short(seed if p.kind == 'seed' else p.value))}` | "
+                f"`{_markdown_cell(shorten(seed if p.kind == 'seed' else p.value))}` | "
                 f"{'yes' if p.tracked else 'no (+)' if p.kind != 'seed' else 'no (seed)'} |"
             )
     else:

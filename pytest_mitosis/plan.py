@@ -7,10 +7,10 @@ the header. No pytest import here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .identity import UnfingerprintableValue, identify
+from .identity import TrialIdentity, UnfingerprintableValue
 from .store import TrialStore, VariantRedefined
 from .variants import TrialSpec
 
@@ -26,12 +26,20 @@ class Planned:
         return f"{self.nodeid}  {self.detail}"
 
 
-def plan(trials: Sequence[tuple[str, TrialSpec]], store: TrialStore, seed: int, dirty: str | None) -> list[Planned]:
-    """What would happen to each ``(nodeid, spec)``; ``dirty`` names why the tree blocks everything."""
+def plan(
+    trials: Sequence[tuple[str, TrialSpec]],
+    store: TrialStore,
+    identify: Callable[[str, TrialSpec], TrialIdentity],
+    dirty: str | None,
+) -> list[Planned]:
+    """What would happen to each ``(nodeid, spec)``; ``dirty`` names why the tree blocks everything.
+
+    ``identify`` fingerprints a trial (the session caches it, so setup does not do it again).
+    """
     found = []
     for nodeid, spec in trials:
         try:
-            identity = identify(spec, seed, strict=True)
+            identity = identify(nodeid, spec)
             store.check_locks(identity.locks)
         except UnfingerprintableValue as err:
             found.append(Planned(nodeid, "blocked", f"blocked: {str(err).split(': ', 1)[-1].split(', so ')[0]}"))

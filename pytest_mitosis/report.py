@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .cli import diff_records, show_record
+from .gates import as_number, series_points
 from .records import Reader, TrialRecord
 
 REPORT = "report"
@@ -51,10 +52,6 @@ def _page(title: str, body: str, script: bool = False) -> str:
     js = f"<script>{_JS}</script>" if script else ""
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
             f"<style>{_CSS}</style>{js}</head><body>{body}</body></html>\n")
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def line_chart(
@@ -99,14 +96,6 @@ def line_chart(
             parts.append(f"<text x='{sx(x):.1f}' y='{height - bottom + 14}' font-size='9' text-anchor='middle'>{_e(label)}</text>")
     parts.append("</svg>")
     return "".join(parts)
-
-
-def _series_points(value: Any) -> list[tuple[float, float]] | None:
-    if isinstance(value, list):
-        return [(float(i), float(v)) for i, v in enumerate(value)]
-    if isinstance(value, dict) and set(value) == {"step", "value"}:
-        return [(float(s), float(v)) for s, v in zip(value["step"], value["value"])]
-    return None
 
 
 def _link(path: str | None, start: Path) -> str | None:
@@ -171,7 +160,7 @@ def _index(records: list[TrialRecord], experiments: list[str], out: Path) -> str
     for r in records:
         notebook = _link(str(Path(r.folder) / f"{r.name}.html") if r.folder else None, out)
         classes = " ".join(c for c in (r.status if r.status != "passed" else "", "debug" if r.debug else "") if c)
-        main = _number(r.main)
+        main = as_number(r.main)
         rows.append(
             f"<tr class='{classes}' data-experiment='{_e(r.experiment)}' data-variants='{_e(json.dumps(_variant_names(r)))}' "
             f"data-status='{_e(r.status)}' data-commit='{_e((r.commit or '-')[:8])}'>"
@@ -194,7 +183,7 @@ def _experiment_page(experiment: str, records: list[TrialRecord], out: Path) -> 
     ordered = sorted(records, key=lambda r: r.started)
     by_variant: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for index, r in enumerate(ordered):
-        value = _number(r.main)
+        value = as_number(r.main)
         if value is not None and r.status == "passed":
             by_variant[r.variants or experiment].append((float(index), value))
     labels = [(r.commit or "-")[:7] for r in ordered]
@@ -202,7 +191,7 @@ def _experiment_page(experiment: str, records: list[TrialRecord], out: Path) -> 
                            labels=labels if len(labels) <= 30 else None)
     latest: dict[str, float] = {}
     for r in ordered:
-        value = _number(r.main)
+        value = as_number(r.main)
         if value is not None and r.status == "passed":
             latest[r.variants or experiment] = value
     bars = line_chart(f"{experiment}: latest main by variant", {"main": [(float(i), v) for i, v in enumerate(latest.values())]},
@@ -218,7 +207,7 @@ def _trial_page(reader: Reader, record: TrialRecord, by_identity: dict[tuple[str
     if path.exists() or record.status == "running":
         return  # a finished trial never changes: its page is written once
     plots = "".join(line_chart(f"{name}", {name: pts}, xlabel="step")
-                    for name, value in record.metrics.items() if (pts := _series_points(value)))
+                    for name, value in record.metrics.items() if (pts := series_points(value)))
     history = by_identity[(record.experiment, record.identity)]
     earlier = [r for r in history if r.started < record.started]  # history is oldest first
     difference = (f"<h2>Since the previous trial of this identity</h2><pre>{_e(diff_records(reader, earlier[-1], record, files=False))}</pre>"

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .gates import series_points
+
 if TYPE_CHECKING:
     from .runner import TrialOutcome
 
@@ -29,11 +31,8 @@ def user_properties(outcome: TrialOutcome) -> list[tuple[str, Any]]:
     if outcome.spec.expect is not None:
         props += [("mitosis.expect", outcome.spec.expect), ("mitosis.verdict", outcome.verdict or "unchecked")]
     for name, value in outcome.metrics.items():
-        if isinstance(value, list):  # a series: its last value (the whole series is in the store)
-            value = value[-1]
-        elif isinstance(value, dict):
-            value = value["value"][-1]
-        props.append((f"mitosis.metrics.{name}", value))
+        points = series_points(value)  # a series: its last value (the whole series is in the store)
+        props.append((f"mitosis.metrics.{name}", value if points is None else points[-1][1]))
     return props
 
 

@@ -38,6 +38,7 @@ class MitosisSession:
         self._environment: dict[str, Any] | None = None
         self._seed: int | None = settings.seed
         self.ahead = Ahead()
+        self._identities: dict[str, TrialIdentity] = {}
         self._next: pytest.Item | None = None
         self.rows: list[SummaryRow] = []
         self.report: Path | str | None = None
@@ -134,11 +135,17 @@ class MitosisSession:
         except StoreError as err:
             raise pytest.UsageError(str(err)) from None
 
-    def guard(self, spec: TrialSpec) -> TrialIdentity:
-        """Fingerprint a trial and check its variant locks (skipped in debug mode)."""
-        from .identity import identify
+    def identify(self, nodeid: str, spec: TrialSpec) -> TrialIdentity:
+        """A trial's fingerprints, computed once per session (the plan and the setup both need them)."""
+        if nodeid not in self._identities:
+            from .identity import identify
 
-        identity = identify(spec, self.seed, strict=not self.settings.debug)
+            self._identities[nodeid] = identify(spec, self.seed, strict=not self.settings.debug)
+        return self._identities[nodeid]
+
+    def guard(self, nodeid: str, spec: TrialSpec) -> TrialIdentity:
+        """Fingerprint a trial and check its variant locks (skipped in debug mode)."""
+        identity = self.identify(nodeid, spec)
         if not self.settings.debug:
             self.store().check_locks(identity.locks)
         return identity
@@ -250,7 +257,7 @@ class MitosisSession:
 
             reporter = self.config.pluginmanager.get_plugin("terminalreporter")
             if reporter is not None:
-                reporter.write_line(f"mitosis plan: {totals(plan(trials, self.store(), self.seed, None))}")
+                reporter.write_line(f"mitosis plan: {totals(plan(trials, self.store(), self.identify, None))}")
         return None
 
     def check(self, session: pytest.Session, trials: list[tuple[str, TrialSpec]]) -> bool:
@@ -263,7 +270,7 @@ class MitosisSession:
         project = self.project()
         dirty = refusal(self.repo(), project.root)
         try:
-            planned = plan(trials, self.store(), self.seed, "the git tree is not clean (see above)" if dirty else None)
+            planned = plan(trials, self.store(), self.identify, "the git tree is not clean (see above)" if dirty else None)
         except StoreError as err:
             raise pytest.UsageError(str(err)) from None
         if reporter is not None:

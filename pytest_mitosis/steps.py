@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, shorten
 from .project import ProjectConfig, Reference, StepConfig
 
 _OWN_DIR = str(Path(__file__).parent)
@@ -140,7 +140,7 @@ def load_step(project: ProjectConfig, step: StepConfig, chained: bool) -> Loaded
         if not isinstance(variants, Mapping) or not variants:
             raise ConfigError(
                 f"{project.path}: {key}: the lookup dict {str(step.lookup)!r} maps {param.name!r} to "
-                f"{_short(variants)}; expected a non-empty dict of {{variant name: value}}, "
+                f"{shorten(variants, 60)}; expected a non-empty dict of {{variant name: value}}, "
                 'such as {"fast": 10, "slow": 1}.'
             )
         bad = [name for name in variants if not isinstance(name, str) or not name]
@@ -150,8 +150,3 @@ def load_step(project: ProjectConfig, step: StepConfig, chained: bool) -> Loaded
                 f"{param.name!r} {bad[0]!r}; variant names must be non-empty strings."
             )
     return LoadedStep(step, module, function, lookup, accepted, chained)
-
-
-def _short(value: object, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

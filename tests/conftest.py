@@ -15,37 +15,6 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-SINE_MODULE = '''
-import logging
-
-import matplotlib
-import matplotlib.pyplot as plt
-import numpy as np
-
-logger = logging.getLogger(__name__)
-lookup_dict = {"frequency": {"fast": 10, "slow": 1}}
-
-
-def run(amplitude, frequency):
-    x = np.arange(0, 10, 0.05)
-    y = amplitude * np.sin(frequency * x)
-    err = np.abs(max(y) - amplitude)
-    logger.info("sine ran with frequency=%s", frequency)
-    plt.plot(x, y)
-    return {"main": err, "data": y}
-'''
-
-SINE_PYPROJECT = """
-[tool.mitosis.steps]
-sine = ["sine_experiment:run", "sine_experiment:lookup_dict"]
-
-[tool.mitosis.experiments]
-sine = { steps = ["sine"], eval = { "sine.amplitude" = "4" } }
-
-[tool.pytest.ini_options]
-"""
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Researcher",
@@ -53,6 +22,10 @@ GIT_ENV = {
     "GIT_COMMITTER_NAME": "Researcher",
     "GIT_COMMITTER_EMAIL": "researcher@example.org",
 }
+
+
+#: the shipped example investigation (tests copy it rather than keep a copy of their own)
+EXAMPLE = Path(__file__).parent.parent / "examples" / "sine"
 
 
 def write_investigation(root: Path, pyproject: str, modules: dict[str, str]) -> Path:
@@ -125,8 +98,3 @@ def run_pytest(
     )
     tree = ET.parse(xml).getroot() if junit and xml.exists() else None
     return Run(done.returncode, done.stdout + done.stderr, tree)
-
-
-@pytest.fixture
-def sine_investigation(tmp_path: Path) -> Path:
-    return write_investigation(tmp_path / "study", SINE_PYPROJECT, {"sine_experiment": SINE_MODULE})

@@ -6,13 +6,14 @@ These run pytest in a subprocess: what matters is the state of pytest's own proc
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import SINE_MODULE, SINE_PYPROJECT, clean_env, write_investigation
+from .conftest import EXAMPLE, clean_env
 
 HEAVY = ("nbclient", "nbconvert", "nbformat", "git", "yaml", "jupyter_client", "sqlite3")
 
@@ -37,7 +38,8 @@ def probe(cwd: Path, *args: str) -> dict[str, object]:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    root = write_investigation(tmp_path / "study", SINE_PYPROJECT, {"sine_experiment": SINE_MODULE})
+    root = tmp_path / "study"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("trials", "__pycache__"))
     (root / "test_plain.py").write_text("def test_it():\n    assert True\n")
     return root
 

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Run, git_init, run_pytest
-
-EXAMPLE = Path(__file__).parent.parent / "examples" / "sine"
+from .conftest import EXAMPLE, Run, git_init, run_pytest
 
 
 @pytest.fixture(scope="module")

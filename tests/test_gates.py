@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Run, git, git_init, run_pytest, write_investigation
+from .conftest import Run, git, git_init, run_pytest
 
 MODULE = """
 lookup = {{"frequency": {{"a": 1, "b": {b}}}}}
