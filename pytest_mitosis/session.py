@@ -113,7 +113,10 @@ class MitosisSession:
             folder = self.project().trials_folder
             store = self.config.hook.pytest_mitosis_make_store(config=self.config, folder=folder)
             if store is None:
-                raise pytest.UsageError(f"mitosis: no plugin provided a trial store for {folder}")
+                raise pytest.UsageError(
+                    f"mitosis: no plugin provided a trial store for {folder}: every pytest_mitosis_make_store "
+                    "implementation returned None. Return a TrialStore from yours, or let the built-in one answer."
+                )
             self._store = store
         return self._store
 

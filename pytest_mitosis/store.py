@@ -400,4 +400,7 @@ def start(store: TrialStore, make: Any, locks: Sequence[Lock], key: str) -> tupl
             return key, store.begin(make(key), locks)
         except KeyTaken:
             key = new_key()
-    raise StoreError(f"mitosis: could not find a free trial key in {store.location}")
+    raise StoreError(
+        f"mitosis: 20 random trial keys in a row were already taken in {store.location}; the store's key column is "
+        "probably not what pytest-mitosis wrote. Check the store, or point --mitosis-trials-folder at a new folder."
+    )
