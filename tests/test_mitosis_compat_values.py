@@ -346,6 +346,11 @@ def test_debug_mode_runs_them_and_records_their_repr(sessions: tuple[Path, dict[
     run = runs["debug"]
     no_crash(run)
     assert run.ret == pytest.ExitCode.OK and re.search(r"\b2 passed\b", run.out), run.out
+    db = sqlite3.connect(root / "trials" / "mitosis.sqlite")
+    (params,) = db.execute("SELECT params FROM trials WHERE debug = 1 AND nodeid LIKE '%lazy%'").fetchone()
+    model = next(p for p in json.loads(params) if p["name"] == "model")
+    assert (model["tracked"], model["fingerprint"], model["value"]) == (True, None, None)
+    assert model["repr"].startswith("<study.Lazy object at 0x")
 
 
 def test_under_xdist_the_refusals_are_the_same_messages(sessions: tuple[Path, dict[str, Run]]) -> None:
