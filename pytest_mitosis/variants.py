@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 from .assignment import Assignment
+from .fingerprint import fingerprint
 from .project import ExperimentConfig, ProjectConfig, Reference
 from .steps import LoadedStep
 
@@ -87,8 +88,6 @@ def _at_default(value: Any, default: Any) -> bool:
     """Whether an eval value is exactly the signature default (same fingerprint), so not worth naming."""
     if default is inspect.Parameter.empty or type(value) is not type(default):
         return False
-    from .fingerprint import fingerprint
-
     try:
         return fingerprint(value)[0] == fingerprint(default)[0]
     except Exception:  # cannot tell: name it (its setup will say why it cannot be fingerprinted)
@@ -254,10 +253,8 @@ def _missing(project: ProjectConfig, experiment: ExperimentConfig, step: LoadedS
         )
     lookup = f" or add {param!r} to its lookup dict ({step.config.lookup})" if step.config.lookup else ""
     return ConfigError(
-        f"{where}: "
-        f"parameter {param!r} has no default and no value. Give it one on the command line, "
-        f"--mitosis-eval {step.name}.{param}=EXPR, or in the experiment table, "
-        f'[tool.mitosis.experiments] {experiment.name} = {{ steps = [...], eval = {{ "{step.name}.{param}" = "EXPR" }} }}'
+        f"{where}: parameter {param!r} has no default and no value. Give it one on the command line, "
+        f"--mitosis-eval {step.name}.{param}=EXPR, or in the experiment table, {eval_table}"
         f"{lookup}."
     )
 
