@@ -200,8 +200,9 @@ def _axis(
         tracked = not any(a.untracked for a in evals)
         resolved = {text: _eval_value(project, step, next(a for a in evals if a.value == text), where) for text in values}
         # Named in the id (as mitosis names trials by their values): every tracked value not at the
-        # signature default; an untracked one only where it tells the trials of an axis apart.
-        default = {text: _at_default(value, param.default) for text, value in resolved.items()}
+        # signature default; an untracked one only where it tells the trials of an axis apart (and
+        # an untracked value is never fingerprinted, not even to compare it with the default).
+        default = {text: tracked and _at_default(value, param.default) for text, value in resolved.items()}
         named = {text: not default[text] and (tracked or len(values) > 1) for text in values}
         labels = {text: eval_label(param_name, text) for text in values}
         folded = [labels[t] for t in values if named[t]]

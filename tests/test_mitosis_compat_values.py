@@ -144,8 +144,8 @@ def test_eval_values_at_the_default_and_untracked_ones_are_left_out_unless_they_
                             "data.system=SYSTEM", "--mitosis-eval", "+data.plot=True", "--mitosis-eval",
                             "+data.plot=False", module=ODES)
     assert ret == pytest.ExitCode.OK, out
-    # SYSTEM evaluates to the default "lorenz"; plot is untracked but tells two trials apart (False is the default)
-    assert ids == ["pyproject.toml::data[noise_abs_0.1-plot_True]", "pyproject.toml::data[noise_abs_0.1]"]
+    # SYSTEM evaluates to the default "lorenz"; plot is untracked, but its two values tell two trials apart
+    assert ids == ["pyproject.toml::data[noise_abs_0.1-plot_True]", "pyproject.toml::data[noise_abs_0.1-plot_False]"]
 
 
 def test_k_selects_by_the_short_form_of_an_eval_value(pytester: pytest.Pytester) -> None:
