@@ -44,7 +44,8 @@ class ParamSpec:
     #: the variant name (lookup) or the Python expression (eval)
     text: str
     tracked: bool
-    #: part of the trial id (every lookup param; eval params only when they form an axis)
+    #: part of the trial id: every lookup param; a tracked eval param not at its default; an untracked
+    #: eval param only when it forms an axis
     in_id: bool
     #: the value as resolved in the pytest process (for the header and, later, fingerprints)
     value: Any = field(compare=False, hash=False, repr=False, default=None)
@@ -290,7 +291,7 @@ def _parts(spec: TrialSpec) -> str:
 
 
 def check_distinct_ids(project: ProjectConfig, trials: Sequence[TrialSpec]) -> None:
-    """Two trials must never share an id (variant names joined by '-' can collide)."""
+    """Two trials must never share an id (variant names joined by '-', or folded eval values, can collide)."""
     seen: dict[str, TrialSpec] = {}
     for spec in trials:
         other = seen.setdefault(spec.item_name, spec)
