@@ -22,6 +22,15 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    """``--mitosis-config PATH`` and ``--mitosis-trials-folder DIR``: keep PATH and DIR out of pytest's rootdir."""
+    if any(arg.startswith("--mitosis-") and "=" not in arg for arg in args):
+        from .preparse import redetermine_rootdir
+
+        redetermine_rootdir(early_config, args)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "mitosis: a trial of an experiment run by pytest-mitosis")
     if not config.getoption("mitosis", default=False):
