@@ -145,7 +145,7 @@ class BrokenExperiment(pytest.Item):
         self.message = message
 
     def setup(self) -> None:
-        pytest.fail(f"experiment {self.name!r} cannot run:\n{self.message}", pytrace=False)
+        pytest.fail(f"experiment {self.name!r} cannot run: {self.message}", pytrace=False)
 
     def runtest(self) -> None:  # pragma: no cover - setup always fails
         raise AssertionError("unreachable")
