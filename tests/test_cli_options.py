@@ -92,7 +92,6 @@ def test_trials_folder_outside_the_project_with_a_space(pytester: pytest.Pyteste
     elsewhere = pytester.mkdir("elsewhere")
     (root / "pyproject.toml").write_text(textwrap.dedent(PYPROJECT))
     (root / "study.py").write_text(textwrap.dedent(MODULE))
-    pytester.chdir()
     import os
 
     os.chdir(root)
@@ -103,15 +102,20 @@ def test_trials_folder_outside_the_project_with_a_space(pytester: pytest.Pyteste
         assert ids(result) == ALL, spelling
 
 
-def test_an_existing_trials_folder_without_a_pytest_table(pytester: pytest.Pytester) -> None:
-    make(pytester, pyproject=PYPROJECT.replace("[tool.pytest.ini_options]\n", ""))
-    pytester.mkdir("out")
-    for spelling in (["--mitosis-trials-folder", "out"], ["--mitosis-trials-folder=out"]):
-        result = pytester.runpytest("--mitosis", "-v", "--collect-only", "-p", "no:cacheprovider", *spelling)
+def test_an_absolute_trials_folder_without_a_pytest_table(pytester: pytest.Pytester) -> None:
+    root = pytester.mkdir("study")
+    elsewhere = pytester.mkdir("elsewhere")
+    (root / "pyproject.toml").write_text(textwrap.dedent(PYPROJECT).replace("[tool.pytest.ini_options]\n", ""))
+    (root / "study.py").write_text(textwrap.dedent(MODULE))
+    import os
+
+    os.chdir(root)
+    for spelling in (["--mitosis-trials-folder", str(elsewhere)], [f"--mitosis-trials-folder={elsewhere}"]):
+        result = pytester.runpytest("--mitosis", "--collect-only", "-p", "no:cacheprovider", *spelling)
         out = result.stdout.str()
-        assert result.ret == pytest.ExitCode.OK, (spelling, out)
-        assert f"trials folder {pytester.path / 'out'}" in out
-        assert f"rootdir: {pytester.path}\n" in out + "\n" or f"rootdir: {pytester.path}" in result.stdout.lines
+        assert result.ret == pytest.ExitCode.OK, (spelling, out, result.stderr.str())
+        assert f"trials folder {elsewhere}" in out
+        assert f"rootdir: {root}" in result.stdout.lines
 
 
 def test_a_sub_package_config_with_a_pytest_table_with_a_space(pytester: pytest.Pytester) -> None:
