@@ -3,7 +3,7 @@
 Every lookup param a step accepts is an axis, so a plain ``pytest --mitosis`` over a shared
 lookup dict can mean a thousand kernels. The guard refuses to *run* more than
 ``mitosis_max_trials`` trials that nobody selected; ``--collect-only`` and ``--mitosis-check``
-are never limited. Imported only when ``--mitosis`` is given; no pytest import here.
+are never limited. Imported only when ``--mitosis`` is given.
 """
 
 from __future__ import annotations
@@ -39,10 +39,17 @@ def explicit_selection(config: pytest.Config, settings: Settings) -> str | None:
             if arg == option or arg.startswith(option + "=") or (len(option) == 2 and arg.startswith(option)):
                 if option in ("-k", "-m") and not (config.option.keyword if option == "-k" else config.option.markexpr):
                     continue
+                if option in ("--lf", "--last-failed") and not _failed_last_time(config):
+                    continue  # with nothing failed last time, --lf runs everything
                 return option
     if config.args_source == config.ArgsSource.ARGS and trial_node_ids(config):
         return "a node id"
     return None
+
+
+def _failed_last_time(config: pytest.Config) -> bool:
+    plugin = config.pluginmanager.get_plugin("lfplugin")
+    return bool(getattr(plugin, "lastfailed", None))
 
 
 def refusal(per_experiment: Mapping[str, int], limit: int, examples: Mapping[str, str], config: pytest.Config,

@@ -206,3 +206,10 @@ def test_the_guard_holds_under_xdist(tmp_path: Path) -> None:
     assert run.ret == pytest.ExitCode.USAGE_ERROR, run.out
     assert REFUSAL[0] in run.out and REFUSAL[1] in run.out
     assert "[gw0]" not in run.out  # refused on the controller, before the workers start trials
+
+
+def test_lf_with_nothing_failed_last_time_is_not_a_selection(pytester: pytest.Pytester) -> None:
+    make(pytester, ini="mitosis_max_trials = 2\n")
+    result = pytester.runpytest("--mitosis", "--lf")  # cache enabled: nothing failed before, so --lf runs all
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(list(REFUSAL))
