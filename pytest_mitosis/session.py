@@ -28,6 +28,20 @@ if TYPE_CHECKING:
     from .variants import TrialSpec
 
 
+def _fact_imports() -> None:
+    """What reading the facts imports, imported here in the main thread (see ahead.py)."""
+    import importlib.metadata  # noqa: F401
+
+    import git  # noqa: F401
+
+    from . import environment, guards  # noqa: F401
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM (batch schedulers, CI runners) stops the session the way Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
 class MitosisSession:
     """Hooks and state for one pytest session with ``--mitosis``."""
 
@@ -47,6 +61,8 @@ class MitosisSession:
         #: experiments that cannot be collected, shown after --collect-only (a run shows their setup errors)
         self.broken: list[tuple[str, str]] = []
         self.report: Path | str | None = None
+        self._sigterm: Any = None
+        self._swept = False
 
     @property
     def seed(self) -> int:
@@ -134,7 +150,11 @@ class MitosisSession:
         return self._store
 
     def preflight(self) -> None:
-        """Session-wide refusals, before the first trial: a dirty tree, an unusable store."""
+        """Session-wide refusals, before the first trial: a dirty tree, an unusable store.
+
+        Then the leftovers of sessions that were killed: their staging folders (once the store
+        has marked their trials interrupted) and their kernels' private folders.
+        """
         from .guards import refusal
         from .store import StoreError
 
@@ -146,10 +166,45 @@ class MitosisSession:
             message = refusal(self.repo(), project.root)
             if message is not None:
                 raise pytest.UsageError(message)
+        self.prepare_trials_folder()
         try:
-            self.store()
+            store = self.store()
         except StoreError as err:
             raise pytest.UsageError(str(err)) from None
+        self.sweep(store)
+
+    def prepare_trials_folder(self) -> None:
+        """Create the trials folder (with its .gitignore); a path in the way is a usage error."""
+        from .artifacts import prepare_trials_folder
+
+        folder = self.project().trials_folder
+        try:
+            prepare_trials_folder(folder, gitignore=self.settings.gitignore)
+        except OSError as err:
+            what = err.strerror or str(err)
+            if folder.exists() and not folder.is_dir():
+                what = "it exists and is not a folder"
+            raise pytest.UsageError(
+                f"mitosis: the trials folder {folder} cannot be used: {what}. Point --mitosis-trials-folder (or "
+                "trials-folder in [tool.mitosis]) at a folder you can write, or move what is in the way."
+            ) from None
+
+    def sweep(self, store: Any) -> None:
+        """Remove what killed sessions left: staging folders of trials no longer running, kernel folders."""
+        from .artifacts import leftover_staging, remove_staging
+        from .kernel import sweep_stale_private_folders
+
+        if self._swept:
+            return
+        self._swept = True
+        trials = self.project().trials_folder
+        keys = leftover_staging(trials)
+        statuses = getattr(store, "statuses", None)
+        if keys and statuses is not None:
+            for key, status in statuses(keys).items():
+                if status != "running":
+                    remove_staging(trials, key)
+        sweep_stale_private_folders()
 
     def identify(self, nodeid: str, spec: TrialSpec) -> TrialIdentity:
         """A trial's fingerprints, computed once per session (the plan and the setup both need them)."""
@@ -220,13 +275,21 @@ class MitosisSession:
             status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
             store.finish(key, status=status, main=None, metrics={}, folder=None, message=f"{type(err).__name__}: {err}")
             raise
+        folder = str(outcome.folder) if outcome.folder is not None else None
+        if outcome.interrupted is not None:
+            store.finish(key, status="interrupted", main=outcome.main, metrics=outcome.metrics, folder=folder,
+                         message=outcome.message)
+            from .reporting import SummaryRow
+
+            self.rows.append(SummaryRow(item.nodeid, "interrupted", outcome.main, str(outcome.html or ""), iteration, key))
+            raise KeyboardInterrupt  # pytest stops the session: "!!! KeyboardInterrupt !!!", exit code 2
         outcome = judge(outcome, spec, identity.identity, store, self.settings)
         warnings = store.finish(
             key,
             status="passed" if outcome.passed else "failed",
             main=outcome.main,
             metrics=outcome.metrics,
-            folder=str(outcome.folder),
+            folder=folder,
             message=outcome.message,
             verdict=outcome.verdict,
         )
@@ -342,7 +405,12 @@ class MitosisSession:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_collection(self, session: pytest.Session) -> Any:
-        """Start the first trial's kernel while pytest collects; explain node ids that match nothing."""
+        """Start the first trial's kernel and read git and the environment while pytest collects.
+
+        The facts thread is joined before collection ends: pytest's logging plugin walks every
+        logger when collection ends, and must never meet a thread of ours importing modules.
+        A node id that matches nothing gets pytest's error completed with what there is.
+        """
         settings = self.settings
         if not (
             session.config.option.collectonly
@@ -353,7 +421,7 @@ class MitosisSession:
         ):
             try:
                 self.ahead.launch(self.project().cwd)
-                self.ahead.gather(self._read_facts)
+                self.ahead.gather(self._read_facts, imports=_fact_imports)
             except (ConfigError, OSError, RuntimeError):
                 pass  # nothing gained, nothing lost: the trial starts its own kernel
         try:
@@ -362,6 +430,8 @@ class MitosisSession:
             from .sweep import explain_not_found
 
             raise pytest.UsageError(*(explain_not_found(str(arg), self) for arg in err.args)) from None
+        finally:
+            self.ahead.settle()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
@@ -378,7 +448,21 @@ class MitosisSession:
         """pytest-xdist: every worker uses the controller's seed."""
         node.workerinput["mitosis_seed"] = self.seed
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """SIGTERM stops the session like Ctrl-C (the running trial is recorded ``interrupted``)."""
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._sigterm = signal.signal(signal.SIGTERM, _terminate)
+
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self._sigterm is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, self._sigterm)
+            self._sigterm = None
         self.ahead.close()
         if self._store is not None:
             self._store.close()
