@@ -91,7 +91,7 @@ def explain_not_found(message: str, mitosis: Any) -> str:
     arg = match.group("a") or match.group("b")
     path, _, rest = arg.partition("::")
     settings: Settings = mitosis.settings
-    if not rest or Path(path).resolve() != settings.pyproject:
+    if not rest or settings.reproduce or Path(path).resolve() != settings.pyproject:
         return message
     name = rest.split("[", 1)[0].split("::", 1)[0]
     for given in mitosis.config.args:  # pytest reports the id without its [...]: show what was typed
