@@ -189,3 +189,12 @@ def test_each_broken_experiment_errors_at_setup_with_its_message(session: tuple[
             assert line in text, (name, line)
     assert "Traceback (most recent call last)" not in run.out
     assert "pytest_mitosis/" not in run.out
+
+
+def test_the_check_counts_each_broken_experiment_as_blocked(pytester: pytest.Pytester) -> None:
+    make(pytester)
+    result = pytester.runpytest("--mitosis-check", "-p", "no:cacheprovider", "-k", "not good")
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "pyproject.toml::needs  blocked: cannot be collected:\n" + messages(pytester.path)["needs"][0] in out
+    assert "mitosis check: 5 trials: 0 new, 0 repeats, 5 blocked" in out
