@@ -178,13 +178,14 @@ def reproduce_trial(
             new_key(),
         )
         name = f"{slug}-{iteration}"
+        root = path / relative if relative is not None else cwd
         try:
             outcome = run_trial(
-                spec, key=key, name=name, root=path / relative if relative is not None else cwd, trials=trials, timeout=timeout, debug=False,
+                spec, key=key, name=name, root=root, trials=trials, timeout=timeout, debug=False,
                 seed=int(record.seed or 0), sys_path=kernel_path(path, worktree, project_root),
                 metadata={"experiment": record.experiment, "id": record.variants, "iteration": iteration, "debug": False,
                           "git": git, "steps": record.steps, "params": record.params, "environment": env,
-                          "reproduces": record.key},
+                          "reproduces": record.key, "working_dir": str(root)},
             )
         except BaseException as err:
             store.finish(key, status="failed", main=None, metrics={}, folder=None, message=f"{type(err).__name__}: {err}")

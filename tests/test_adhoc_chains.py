@@ -181,3 +181,13 @@ def test_node_ids_agree_between_pytest_and_the_mitosis_summary(sub_package: tupl
     assert "PASSED sub/pyproject.toml::exp" in run.out
     summary = run.out.split("mitosis trials", 1)[1]
     assert summary.splitlines()[1].startswith("sub/pyproject.toml::exp  PASSED")
+
+
+def test_a_reproduction_runs_in_working_dir_inside_its_checkout(sub_package: tuple[Path, Run]) -> None:
+    root, first = sub_package
+    key = first.properties("exp")["mitosis.key"]
+    run = run_pytest(root, "--mitosis-config=sub/pyproject.toml", "--mitosis-reproduce", key)
+    assert run.ret == 0, run.out
+    html = Path(run.properties(f"reproduce[{key}]")["mitosis.html"])
+    yaml = (html.parent / "trial.yaml").read_text()
+    assert "working_dir: " in yaml and f"working_dir: {root}\n" not in yaml  # the checkout's root, not the work tree
