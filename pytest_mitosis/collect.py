@@ -3,9 +3,11 @@
 ``MitosisFile.collect`` turns ``[tool.mitosis]`` and the command line into ``TrialItem``s
 (one per trial, named ``experiment[variant-...]``). A problem of one experiment (its step
 module, lookup dict, table entry, a parameter without value) becomes a ``BrokenExperiment``
-item whose setup fails with the message, so the other experiments still run; only a file
-that cannot be read at all, or a wrong command line, is one ``ERROR collecting pyproject.toml``. ``TrialItem.runtest`` hands the trial to the
-runner and reports its outcome; ``repr_failure`` shows our message, not our traceback.
+item whose setup fails with the message, so the other experiments still run (a collection
+error would stop the whole session); only a file that cannot be read at all, or a wrong
+command line, is one ``ERROR collecting pyproject.toml``. ``TrialItem.runtest`` hands the
+trial to the runner and reports its outcome; ``repr_failure`` shows our message, not our
+traceback.
 """
 
 from __future__ import annotations
