@@ -27,7 +27,8 @@ def _provenance(metadata: dict[str, Any]) -> str:
     code = f"commit `{commit[:12]}`" + (f" on branch `{git['branch']}`" if git.get("branch") else "") if commit else "no commit"
     python = env.get("python", {}).get("version", "?")
     system = env.get("platform", {}).get("platform", "?")
-    return f"Code: {code}. Python {python} on {system}, host `{env.get('hostname', '?')}`."
+    where = f" Working directory: `{metadata['working_dir']}`." if metadata.get("working_dir") else ""
+    return f"Code: {code}. Python {python} on {system}, host `{env.get('hostname', '?')}`.{where}"
 
 
 def header(spec: TrialSpec, title: str, debug: bool, seed: int, metadata: dict[str, Any] | None = None) -> str:

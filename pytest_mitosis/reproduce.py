@@ -149,8 +149,13 @@ def reproduce_trial(
     timeout: float | None,
     rtol: float,
     atol: float,
+    working_dir: Path | None = None,
 ) -> Any:
-    """Run ``record`` again at its commit, record it as a trial linked to it, and judge it."""
+    """Run ``record`` again at its commit, record it as a trial linked to it, and judge it.
+
+    The kernel runs in ``working_dir`` (``working-dir`` of ``[tool.mitosis]``, default the
+    investigation's root) moved into the checkout when it is inside the work tree.
+    """
     from dataclasses import replace
 
     from .runner import new_key, run_trial
@@ -160,7 +165,8 @@ def reproduce_trial(
         raise ReproductionError(f"trial {record.name} (key {record.key}) recorded no commit, so it cannot be reproduced")
     spec = rebuild(record)
     slug = record.name.rsplit("-", 1)[0] if record.iteration is not None else record.name
-    relative = project_root.relative_to(worktree)
+    cwd = working_dir or project_root
+    relative = cwd.relative_to(worktree) if cwd.is_relative_to(worktree) else None
     with checkout(worktree, record.commit, bool(record.git.get("submodules"))) as path:
         git = {**record.git, "commit": record.commit, "dirty": [], "worktree": str(worktree), "checkout": str(path)}
         env = {**environment, "git": git}
@@ -172,13 +178,14 @@ def reproduce_trial(
             new_key(),
         )
         name = f"{slug}-{iteration}"
+        root = path / relative if relative is not None else cwd
         try:
             outcome = run_trial(
-                spec, key=key, name=name, root=path / relative, trials=trials, timeout=timeout, debug=False,
+                spec, key=key, name=name, root=root, trials=trials, timeout=timeout, debug=False,
                 seed=int(record.seed or 0), sys_path=kernel_path(path, worktree, project_root),
                 metadata={"experiment": record.experiment, "id": record.variants, "iteration": iteration, "debug": False,
                           "git": git, "steps": record.steps, "params": record.params, "environment": env,
-                          "reproduces": record.key},
+                          "reproduces": record.key, "working_dir": str(root)},
             )
         except BaseException as err:
             store.finish(key, status="failed", main=None, metrics={}, folder=None, message=f"{type(err).__name__}: {err}")
