@@ -72,7 +72,8 @@ def messages(path: Path) -> dict[str, list[str]]:
         "broken": [
             f"{pyproject}: [tool.mitosis.steps] broken: importing module 'broken_module' failed:",
             "RuntimeError: the data file is missing",
-            "Fix the error in the module and run again.",
+            "Module 'broken_module' exists but raised this while being imported. Fix the error in the module "
+            "(the traceback above ends where it was raised) and run again.",
         ],
         "malformed": [
             f'{pyproject}: [tool.mitosis.steps] malformed: expected ["module:callable", "module:lookup_dict"], found 42.'
