@@ -1,5 +1,5 @@
-"""``python -m pytest_mitosis``: see :mod:`pytest_mitosis.cli`."""
+"""``python -m pytest_mitosis``: see :mod:`pytest_mitosis.views.cli`."""
 
-from pytest_mitosis.cli import main
+from pytest_mitosis.views.cli import main
 
 raise SystemExit(main())

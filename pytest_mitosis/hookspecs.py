@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from .store import TrialStore
+    from .store.sqlite import TrialStore
 
 
 @pytest.hookspec(firstresult=True)

@@ -2,7 +2,7 @@
 
 This is the one place where options are declared. Precedence, documented in ``docs/guide.md``:
 command line > ini (``mitosis_*`` keys) > ``[tool.mitosis]`` table > default. The last two
-are applied in :mod:`pytest_mitosis.project`, which is the module that reads the table.
+are applied in :mod:`pytest_mitosis.config.project`, which is the module that reads the table.
 
 Must stay cheap to import: ``plugin.py`` imports it in every pytest run.
 """
@@ -10,80 +10,23 @@ Must stay cheap to import: ``plugin.py`` imports it in every pytest run.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from .assignment import Assignment, parse_assignment
-from .gates import Limit, parse_limit
-
-#: environment variables recorded with every trial (see environment.py)
-DEFAULT_ENV_VARS = (
-    "CUDA_VISIBLE_DEVICES",
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "PYTHONHASHSEED",
-    "MPLBACKEND",
-    "VIRTUAL_ENV",
-    "CONDA_DEFAULT_ENV",
+from .config.settings import (
+    DEFAULT_DIRTY_IGNORE,
+    DEFAULT_ENV_VARS,
+    DEFAULT_MAX_TRIALS,
+    Settings,
+    eval_value,
+    param_value,
+    parse_chain,
+    parse_count,
+    parse_positive_seconds,
+    parse_seed,
 )
-
-#: files that cannot change a result and that tools create on their own (see guards.py)
-DEFAULT_DIRTY_IGNORE = ("__pycache__/", "*.pyc", ".pytest_cache/", "*.egg-info/")
-
-def _param(text: str) -> Assignment:
-    return parse_assignment(text, "--mitosis-param", "VARIANT")
-
-
-def _eval(text: str) -> Assignment:
-    return parse_assignment(text, "--mitosis-eval", "EXPR")
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
-
-
-def _chain(text: str) -> tuple[str, ...]:
-    """``data,odes`` (or ``data+odes``, the experiment's name): a chain of registered steps."""
-    steps = tuple(part.strip() for part in text.replace("+", ",").split(","))
-    if not all(steps):
-        raise argparse.ArgumentTypeError(f"expected registered step names separated by commas, e.g. data,odes, got {text!r}")
-    return steps
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of trials (0: no limit), got {text!r}")
-    return value
-
-
-#: a plain `pytest --mitosis` runs at most this many trials without an explicit selection
-DEFAULT_MAX_TRIALS = 100
-
-MAX_SEED = 2**32 - 1  # numpy's legacy global generator takes seeds below 2**32
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED}, got {text!r}")
-    return value
-
+from .core.rules import parse_limit
 
 def add_options(parser: pytest.Parser) -> None:
     """Declare the ``mitosis`` option group and its ini keys (called from ``pytest_addoption``)."""
@@ -100,7 +43,7 @@ def add_options(parser: pytest.Parser) -> None:
         action="append",
         dest="mitosis_params",
         default=[],
-        type=_param,
+        type=param_value,
         metavar="[+]STEP.PARAM=VARIANT",
         help="Narrow a lookup parameter to the named variant (repeatable; a leading + leaves it untracked)",
     )
@@ -109,7 +52,7 @@ def add_options(parser: pytest.Parser) -> None:
         action="append",
         dest="mitosis_evals",
         default=[],
-        type=_eval,
+        type=eval_value,
         metavar="[+]STEP.PARAM=EXPR",
         help="Set an eval parameter to a Python expression (repeatable; repeating a parameter makes an axis)",
     )
@@ -118,7 +61,7 @@ def add_options(parser: pytest.Parser) -> None:
         action="append",
         dest="mitosis_steps",
         default=[],
-        type=_chain,
+        type=parse_chain,
         metavar="STEP[,STEP...]",
         help="Run this chain of registered steps (as mitosis' 'mitosis data odes'), collected as the experiment "
         "STEP+STEP...; repeatable. Only these chains are collected",
@@ -127,7 +70,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--mitosis-max-trials",
         dest="mitosis_max_trials",
         default=None,
-        type=_count,
+        type=parse_count,
         metavar="N",
         help=f"Refuse to run more than N trials without a selection (-k, -m, node ids, --mitosis-param, --lf); "
         f"0: no limit (ini mitosis_max_trials, default {DEFAULT_MAX_TRIALS})",
@@ -150,7 +93,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--mitosis-timeout",
         dest="mitosis_timeout",
         default=None,
-        type=_positive_seconds,
+        type=parse_positive_seconds,
         metavar="SECONDS",
         help="Fail a trial that runs longer than this",
     )
@@ -158,7 +101,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--mitosis-seed",
         dest="mitosis_seed",
         default=None,
-        type=_seed,
+        type=parse_seed,
         metavar="N",
         help="Seed of every trial (default: drawn once per session and printed in the header)",
     )
@@ -247,39 +190,6 @@ def add_options(parser: pytest.Parser) -> None:
     )
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Options resolved once per session (``config.stash[settings_key]``)."""
-
-    pyproject: Path
-    trials_folder: Path | None
-    params: tuple[Assignment, ...]
-    evals: tuple[Assignment, ...]
-    timeout: float | None
-    debug: bool
-    invocation_dir: Path
-    dirty_ignore: tuple[str, ...] = DEFAULT_DIRTY_IGNORE
-    env_vars: tuple[str, ...] = DEFAULT_ENV_VARS
-    #: from --mitosis-seed or mitosis_seed; ``None``: drawn once per session (see session.py)
-    seed: int | None = None
-    check: bool = False
-    compare: bool = False
-    compare_fail: tuple[Limit, ...] = ()
-    higher_is_better: bool | None = None
-    reproduce: tuple[str, ...] = ()
-    rtol: float = 0.0
-    atol: float = 0.0
-    report: bool = True
-    #: files pytest writes for this session (--junitxml): never part of a dirty tree
-    outputs: tuple[Path, ...] = ()
-    #: a new trials folder gets a .gitignore holding ``*`` (ini mitosis_gitignore)
-    gitignore: bool = True
-    #: chains of steps named with --mitosis-steps (then only these are collected)
-    chains: tuple[tuple[str, ...], ...] = ()
-    #: the sweep size guard: most trials run without an explicit selection (0: no limit)
-    max_trials: int = DEFAULT_MAX_TRIALS
-
-
 settings_key = pytest.StashKey[Settings]()
 
 
@@ -319,7 +229,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
     ini_timeout = str(config.getini("mitosis_timeout") or "").strip()
     if timeout is None and ini_timeout:
         try:
-            timeout = _positive_seconds(ini_timeout)
+            timeout = parse_positive_seconds(ini_timeout)
         except argparse.ArgumentTypeError as err:
             raise pytest.UsageError(f"ini key mitosis_timeout: {err}") from None
 
@@ -327,14 +237,14 @@ def resolve_settings(config: pytest.Config) -> Settings:
     ini_seed = str(config.getini("mitosis_seed") or "").strip()
     if seed is None and ini_seed:
         try:
-            seed = _seed(ini_seed)
+            seed = parse_seed(ini_seed)
         except argparse.ArgumentTypeError as err:
             raise pytest.UsageError(f"ini key mitosis_seed: {err}") from None
 
     max_trials: int | None = config.getoption("mitosis_max_trials")
     if max_trials is None:
         try:
-            max_trials = _count(str(config.getini("mitosis_max_trials")).strip())
+            max_trials = parse_count(str(config.getini("mitosis_max_trials")).strip())
         except argparse.ArgumentTypeError as err:
             raise pytest.UsageError(f"ini key mitosis_max_trials: {err}") from None
 

@@ -26,7 +26,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
     """``--mitosis-config PATH`` and ``--mitosis-trials-folder DIR``: keep PATH and DIR out of pytest's rootdir."""
     if any(arg.startswith("--mitosis-") and "=" not in arg for arg in args):
-        from .preparse import redetermine_rootdir
+        from .rootdir import redetermine_rootdir
 
         redetermine_rootdir(early_config, args)
 

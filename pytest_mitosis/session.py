@@ -13,28 +13,29 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .ahead import Ahead
-from .errors import ConfigError
-from .options import Settings
-from .reporting import SummaryRow, summary_lines, summary_row
+from .execution.warmup import Ahead
+from .core.errors import ConfigError
+from .config.settings import Settings
+from .views.summary import SummaryRow, summary_lines, summary_row
 
 if TYPE_CHECKING:
-    from .collect import Collected
-    from .guards import RepoState
-    from .identity import TrialIdentity
-    from .project import ProjectConfig
-    from .store import TrialStore
-    from .runner import TrialOutcome
-    from .variants import TrialSpec
+    from .collection import Collected
+    from .checks.clean_tree import RepoState
+    from .identity.trial import TrialIdentity
+    from .config.project import ProjectConfig
+    from .store.sqlite import TrialStore
+    from .execution.runner import TrialOutcome
+    from .config.variants import TrialSpec
 
 
 def _fact_imports() -> None:
-    """What reading the facts imports, imported here in the main thread (see ahead.py)."""
+    """What reading the facts imports, imported here in the main thread (see execution/warmup.py)."""
     import importlib.metadata  # noqa: F401
 
     import git  # noqa: F401
 
-    from . import environment, guards  # noqa: F401
+    from .identity import environment  # noqa: F401
+    from .checks import clean_tree  # noqa: F401
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -74,7 +75,7 @@ class MitosisSession:
             else:
                 import secrets
 
-                from .options import MAX_SEED
+                from .config.settings import MAX_SEED
 
                 self._seed = secrets.randbelow(MAX_SEED + 1)
         return self._seed
@@ -82,8 +83,8 @@ class MitosisSession:
     def environment(self) -> dict[str, Any]:
         """The environment record, gathered once per process; plugins add keys through the hook."""
         if self._environment is None:
-            from .environment import gather
-            from .guards import summary
+            from .identity.environment import gather
+            from .checks.clean_tree import summary
 
             facts = self.ahead.facts()
             found = dict(facts[1]) if facts is not None else gather(self.settings.env_vars)
@@ -104,7 +105,7 @@ class MitosisSession:
     def project(self) -> ProjectConfig:
         """``[tool.mitosis]``, read once (lazily: ``--help`` never reads it)."""
         if self._project is None:
-            from .project import load_project
+            from .config.project import load_project
 
             self._project = load_project(self.settings.pyproject, self.settings.trials_folder)
         return self._project
@@ -112,7 +113,7 @@ class MitosisSession:
     def experiments(self) -> list[Collected]:
         """The selected experiments with their trials (or why they cannot run), expanded once per process."""
         if self._experiments is None:
-            from .collect import collect_experiments
+            from .collection import collect_experiments
 
             self._experiments = collect_experiments(self.project(), self.settings)
         return self._experiments
@@ -125,14 +126,14 @@ class MitosisSession:
         return self._repo
 
     def _read_repo(self) -> RepoState:
-        from .guards import repo_state
+        from .checks.clean_tree import repo_state
 
         project = self.project()
         own = (project.trials_folder, *self.settings.outputs)
         return repo_state(project.root, own=own, ignore=self.settings.dirty_ignore)
 
     def _read_facts(self) -> tuple[RepoState, dict[str, Any]]:
-        from .environment import gather
+        from .identity.environment import gather
 
         return self._read_repo(), gather(self.settings.env_vars)
 
@@ -155,8 +156,8 @@ class MitosisSession:
         Then the leftovers of sessions that were killed: their staging folders (once the store
         has marked their trials interrupted) and their kernels' private folders.
         """
-        from .guards import refusal
-        from .store import StoreError
+        from .checks.clean_tree import refusal
+        from .store.sqlite import StoreError
 
         try:
             project = self.project()
@@ -175,7 +176,7 @@ class MitosisSession:
 
     def prepare_trials_folder(self) -> None:
         """Create the trials folder (with its .gitignore); a path in the way is a usage error."""
-        from .artifacts import prepare_trials_folder
+        from .execution.artifacts import prepare_trials_folder
 
         folder = self.project().trials_folder
         try:
@@ -191,8 +192,8 @@ class MitosisSession:
 
     def sweep(self, store: Any) -> None:
         """Remove what killed sessions left: staging folders of trials no longer running, kernel folders."""
-        from .artifacts import leftover_staging, remove_staging
-        from .kernel import sweep_stale_private_folders
+        from .execution.artifacts import leftover_staging, remove_staging
+        from .execution.kernel import sweep_stale_private_folders
 
         if self._swept:
             return
@@ -209,7 +210,7 @@ class MitosisSession:
     def identify(self, nodeid: str, spec: TrialSpec) -> TrialIdentity:
         """A trial's fingerprints, computed once per session (the plan and the setup both need them)."""
         if nodeid not in self._identities:
-            from .identity import identify
+            from .identity.trial import identify
 
             self._identities[nodeid] = identify(spec, self.seed, strict=not self.settings.debug)
         return self._identities[nodeid]
@@ -225,10 +226,11 @@ class MitosisSession:
         """Record the trial as running, run it in a fresh kernel, and finalise the record."""
         from dataclasses import replace
 
-        from .collect import TrialItem
-        from .judge import judge
-        from .runner import new_key, run_trial
-        from .store import NewTrial
+        from .collection import TrialItem
+        from .checks.verdict import judge
+        from .execution.runner import run_trial
+        from .store import new_key
+        from .store.sqlite import NewTrial
 
         spec: TrialSpec = item.spec  # type: ignore[attr-defined]
         project = self.project()
@@ -238,8 +240,8 @@ class MitosisSession:
         store = self.store()
         steps = [{"name": s.name, "function": str(s.function), "lookup": str(s.lookup) if s.lookup else None}
                  for s in spec.steps]
-        from .errors import TrialFailed
-        from .store import StoreError, VariantRedefined, start
+        from .core.errors import TrialFailed
+        from .store.sqlite import StoreError, VariantRedefined, start
 
         refusal = None
         try:  # the store checks the locks again, atomically: another process may have taken them
@@ -279,7 +281,7 @@ class MitosisSession:
         if outcome.interrupted is not None:
             store.finish(key, status="interrupted", main=outcome.main, metrics=outcome.metrics, folder=folder,
                          message=outcome.message)
-            from .reporting import SummaryRow
+            from .views.summary import SummaryRow
 
             self.rows.append(SummaryRow(item.nodeid, "interrupted", outcome.main, str(outcome.html or ""), iteration, key))
             raise KeyboardInterrupt  # pytest stops the session: "!!! KeyboardInterrupt !!!", exit code 2
@@ -296,8 +298,8 @@ class MitosisSession:
         return replace(outcome, iteration=iteration, commit=git["commit"], seed=self.seed, warnings=tuple(warnings))
 
     def reproduce(self, item: pytest.Item, record: Any, reader: Any) -> TrialOutcome:
-        """``--mitosis-reproduce``: run a recorded trial again at its commit (see reproduce.py)."""
-        from .reproduce import ReproductionError, reproduce_trial
+        """``--mitosis-reproduce``: run a recorded trial again at its commit (see checks/reproduction.py)."""
+        from .checks.reproduction import ReproductionError, reproduce_trial
 
         project = self.project()
         worktree = self.repo().worktree
@@ -313,14 +315,14 @@ class MitosisSession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_mitosis_make_store(self, config: pytest.Config, folder: Path) -> TrialStore:
-        from .store import SQLiteStore
+        from .store.sqlite import SQLiteStore
 
         return SQLiteStore(folder)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
         """Before the first trial: the check mode, or the sweep size guard, the session-wide guards and the plan."""
-        from .collect import BrokenExperiment, ReproduceItem, TrialItem
+        from .collection import BrokenExperiment, ReproduceItem, TrialItem
 
         if hasattr(self.config, "workerinput"):
             return None
@@ -340,7 +342,7 @@ class MitosisSession:
         if distributed or trials or reproducing:
             self.preflight()
         if trials and not self.settings.debug:
-            from .plan import plan, totals
+            from .checks.sweep_plan import plan, totals
 
             reporter = self.config.pluginmanager.get_plugin("terminalreporter")
             if reporter is not None:
@@ -353,7 +355,7 @@ class MitosisSession:
         ``trials`` are the selected trials, or ``None`` under pytest-xdist, whose controller
         does not collect: then, as nothing was selected, every trial of the experiments counts.
         """
-        from .sweep import explicit_selection, refusal
+        from .selection import explicit_selection, refusal
 
         limit = self.settings.max_trials
         if not limit or self.settings.reproduce or explicit_selection(self.config, self.settings):
@@ -380,9 +382,9 @@ class MitosisSession:
 
     def check(self, session: pytest.Session, trials: list[tuple[str, TrialSpec]], broken: Sequence[Any] = ()) -> bool:
         """``--mitosis-check``: one line per trial, no kernel; blocked trials count as failures."""
-        from .guards import refusal
-        from .plan import Planned, blocked_reason, plan, totals
-        from .store import StoreError
+        from .checks.clean_tree import refusal
+        from .checks.sweep_plan import Planned, blocked_reason, plan, totals
+        from .store.sqlite import StoreError
 
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         project = self.project()
@@ -427,7 +429,7 @@ class MitosisSession:
         try:
             return (yield)
         except pytest.UsageError as err:
-            from .sweep import explain_not_found
+            from .selection import explain_not_found
 
             raise pytest.UsageError(*(explain_not_found(str(arg), self) for arg in err.args)) from None
         finally:
@@ -438,7 +440,7 @@ class MitosisSession:
         self._next = nextitem
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        from .collect import TrialItem
+        from .collection import TrialItem
 
         if not any(isinstance(item, TrialItem) for item in session.items):
             self.ahead.discard()
@@ -470,7 +472,7 @@ class MitosisSession:
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
         if file_path.resolve() == self.settings.pyproject:
-            from .collect import MitosisFile
+            from .collection import MitosisFile
 
             return MitosisFile.from_parent(parent, path=file_path)
         return None
@@ -505,8 +507,8 @@ class MitosisSession:
         """Refresh the static report once, on the controller, when trials ran."""
         if hasattr(self.config, "workerinput") or not self.rows or not self.settings.report:
             return
-        from .records import RecordsError
-        from .report import build
+        from .store.readers import RecordsError
+        from .views.report import build
 
         try:
             self.report = build(self.project().trials_folder)  # debug trials only on request (report --debug)

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from pytest_mitosis.fingerprint import FingerprintError, difference, fingerprint, render
+from pytest_mitosis.core.fingerprint import FingerprintError, difference, fingerprint, render
 
 
 @dataclasses.dataclass
@@ -147,7 +147,7 @@ def test_importable_functions_are_named() -> None:
 
 CHILD = """
 import numpy as np
-from pytest_mitosis.fingerprint import fingerprint
+from pytest_mitosis.core.fingerprint import fingerprint
 value = {"s": {"b", "a", "c", 3, (1, 2)}, "f": frozenset({"x", "y"}), "a": np.arange(5.0), "d": {"z": 1, "y": 2}}
 print(fingerprint(value)[0])
 """

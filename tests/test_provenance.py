@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import pytest_mitosis
-from pytest_mitosis.records import RecordsError
+from pytest_mitosis.store import RecordsError
 
 from .conftest import Run, clean_env, git, git_init, run_pytest, write_investigation
 

@@ -10,7 +10,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from .records import Reader, RecordsError, TrialRecords, decode, default_trials_folder
+from ..store.readers import Reader, RecordsError, TrialRecords, decode, default_trials_folder
 
 
 def _reader(trials_folder: str | Path | None) -> Reader:

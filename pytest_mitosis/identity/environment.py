@@ -2,7 +2,7 @@
 
 Python, OS, CPU, host, every installed distribution with its version, an allow-list of
 environment variables, the GPUs when ``nvidia-smi`` is present. The git facts come from
-:mod:`pytest_mitosis.guards`. Everything is a plain JSON-able dict; plugins add entries with
+:mod:`pytest_mitosis.checks.clean_tree`. Everything is a plain JSON-able dict; plugins add entries with
 the ``pytest_mitosis_environment`` hook. No pytest import here.
 """
 

@@ -15,8 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import MitosisError
-from .store import FILENAME, SCHEMA_VERSION
+from ..core.errors import MitosisError
+from .sqlite import FILENAME, SCHEMA_VERSION
 
 
 class RecordsError(MitosisError):
@@ -25,7 +25,7 @@ class RecordsError(MitosisError):
 
 def default_trials_folder(start: Path | None = None) -> Path:
     """The trials folder of the pyproject.toml in ``start`` (the current directory by default)."""
-    from .project import DEFAULT_TRIALS_FOLDER, tomllib
+    from ..config.project import DEFAULT_TRIALS_FOLDER, tomllib
 
     here = (start or Path.cwd()).resolve()
     pyproject = here / "pyproject.toml"

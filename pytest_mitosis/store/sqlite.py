@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import socket
 import sqlite3
 import time
@@ -21,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import MitosisError
-from .environment import package_changes
-from .fingerprint import difference, render
+from ..core.errors import MitosisError
+from ..identity.environment import package_changes
+from ..core.fingerprint import difference, render
 
 SCHEMA_VERSION = 1
 FILENAME = "mitosis.sqlite"
@@ -75,6 +76,11 @@ CREATE TABLE IF NOT EXISTS locks (
     PRIMARY KEY (step, param, kind, name)
 );
 """
+
+
+def new_key() -> str:
+    """A short random key: unique names for folders without any coordination between workers."""
+    return secrets.token_hex(4)
 
 
 class StoreError(MitosisError):
@@ -402,7 +408,6 @@ class _Transaction:
 
 def start(store: TrialStore, make: Any, locks: Sequence[Lock], key: str) -> tuple[str, int | None]:
     """``store.begin(make(key), locks)``, drawing a new key while the key is taken."""
-    from .runner import new_key
 
     for _ in range(20):
         try:

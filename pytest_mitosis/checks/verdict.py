@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .gates import drift, parse_hypothesis, scalars
+from ..core.rules import drift, parse_hypothesis, scalars
 
 if TYPE_CHECKING:
-    from .options import Settings
-    from .runner import TrialOutcome
-    from .store import TrialStore
-    from .variants import TrialSpec
+    from ..config.settings import Settings
+    from ..execution.runner import TrialOutcome
+    from ..store.sqlite import TrialStore
+    from ..config.variants import TrialSpec
 
 
 def judge(outcome: TrialOutcome, spec: TrialSpec, identity: str, store: TrialStore, settings: Settings) -> TrialOutcome:

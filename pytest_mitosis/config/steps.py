@@ -19,10 +19,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .errors import ConfigError, shorten
+from ..core.errors import ConfigError, shorten
 from .project import ProjectConfig, Reference, StepConfig
 
-_OWN_DIR = str(Path(__file__).parent)
+_OWN_DIR = str(Path(__file__).parent.parent)  # the whole package, not only config/
 _IMPORTLIB_DIR = str(Path(importlib.__file__).parent)
 _KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 

@@ -143,7 +143,7 @@ def plain_yaml(value: Any) -> Any:
 def _param_yaml(record: Any) -> Any:
     if not isinstance(record, dict) or "value" not in record:
         return plain_yaml(record)
-    from .records import decode
+    from ..store.readers import decode
 
     try:
         value = _yaml_value(decode(record["value"]))
@@ -173,7 +173,7 @@ class HtmlWriter:
     Importing nbconvert and compiling its templates costs about half a second: :meth:`prepare`
     is called while the first trial's kernel boots (in its own process), so that work overlaps
     the kernel instead of following the trial. It runs in the main thread: imports in a thread
-    race pytest's logging plugin (see ahead.py).
+    race pytest's logging plugin (see execution/warmup.py).
     """
 
     def __init__(self) -> None:

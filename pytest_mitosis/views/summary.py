@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .gates import series_points
+from ..core.rules import series_points
 
 if TYPE_CHECKING:
-    from .runner import TrialOutcome
+    from ..execution.runner import TrialOutcome
 
 
 def user_properties(outcome: TrialOutcome) -> list[tuple[str, Any]]:

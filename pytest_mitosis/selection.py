@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .options import Settings, trial_node_ids
+from .config.settings import Settings
+from .options import trial_node_ids
 
 if TYPE_CHECKING:
     import pytest
@@ -83,7 +84,7 @@ _NOT_FOUND = re.compile(r"^(?:not found: (?P<a>\S+)\n\(no match in any of .*\)|f
 
 def explain_not_found(message: str, mitosis: Any) -> str:
     """pytest's "not found: pyproject.toml::nosuch", completed with what the pyproject does hold."""
-    from .errors import ConfigError
+    from .core.errors import ConfigError
 
     match = _NOT_FOUND.match(message)
     if match is None:

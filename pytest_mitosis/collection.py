@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .errors import ConfigError, TrialFailed
+from .core.errors import ConfigError, TrialFailed
 
 if TYPE_CHECKING:
-    from .identity import TrialIdentity
-    from .options import Settings
-    from .project import ExperimentConfig, ProjectConfig
-    from .variants import TrialSpec
+    from .identity.trial import TrialIdentity
+    from .config.settings import Settings
+    from .config.project import ExperimentConfig, ProjectConfig
+    from .config.variants import TrialSpec
 
 
 #: the sources of command-line assignments (see options.py): their errors are the command's, not one experiment's
@@ -49,9 +49,9 @@ def collect_experiments(project: ProjectConfig, settings: Settings) -> list[Coll
     line itself (an unknown step or variant in ``--mitosis-param``, ``--mitosis-eval``,
     ``--mitosis-steps``) raise ``ConfigError``: nothing the user asked for can be trusted then.
     """
-    from .project import adhoc_experiment
-    from .steps import LoadedStep, ensure_importable, load_step
-    from .variants import check_cli_assignments, check_distinct_ids, expand
+    from .config.project import adhoc_experiment
+    from .config.steps import LoadedStep, ensure_importable, load_step
+    from .config.variants import check_cli_assignments, check_distinct_ids, expand
 
     ensure_importable(project.root)
     if settings.chains:
@@ -124,8 +124,8 @@ class MitosisFile(pytest.File):
                 yield item
 
     def _reproductions(self, mitosis: Any) -> Iterator[pytest.Item]:
-        from .records import Reader, RecordsError
-        from .reproduce import select
+        from .store.readers import Reader, RecordsError
+        from .checks.reproduction import select
 
         try:
             reader = Reader(mitosis.project().trials_folder)
@@ -174,8 +174,8 @@ class ReproduceItem(_OutcomeItem):
         self.reader = reader
 
     def runtest(self) -> None:
-        from .reporting import user_properties
-        from .reproduce import ReproductionError
+        from .views.summary import user_properties
+        from .checks.reproduction import ReproductionError
         from .session import session_key
 
         try:
@@ -201,9 +201,9 @@ class TrialItem(_OutcomeItem):
 
     def setup(self) -> None:
         """Refuse the trial before its kernel starts if a variant changed meaning (per trial)."""
-        from .identity import UnfingerprintableValue
+        from .identity.trial import UnfingerprintableValue
         from .session import session_key
-        from .store import StoreError, VariantRedefined
+        from .store.sqlite import StoreError, VariantRedefined
 
         refusal = None
         try:
@@ -214,7 +214,7 @@ class TrialItem(_OutcomeItem):
             pytest.fail(refusal, pytrace=False)
 
     def runtest(self) -> None:
-        from .reporting import user_properties
+        from .views.summary import user_properties
         from .session import session_key
 
         assert self.identity is not None, "setup() ran"

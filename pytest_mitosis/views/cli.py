@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .environment import package_changes
-from .gates import series_points
-from .records import Reader, RecordsError, TrialRecord, default_trials_folder
+from ..identity.environment import package_changes
+from ..core.rules import series_points
+from ..store.readers import Reader, RecordsError, TrialRecord, default_trials_folder
 
 
 def _short(value: Any, limit: int = 60) -> str:

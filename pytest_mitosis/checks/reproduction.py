@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .environment import package_changes
-from .errors import ConfigError, MitosisError
-from .gates import close
-from .project import Reference
-from .records import Reader, RecordsError, TrialRecord
-from .variants import ParamSpec, StepSpec, TrialSpec
+from ..identity.environment import package_changes
+from ..core.errors import ConfigError, MitosisError
+from ..core.rules import close
+from ..config.project import Reference
+from ..store.readers import Reader, RecordsError, TrialRecord
+from ..config.variants import ParamSpec, StepSpec, TrialSpec
 
 
 class ReproductionError(MitosisError):
@@ -158,8 +158,9 @@ def reproduce_trial(
     """
     from dataclasses import replace
 
-    from .runner import new_key, run_trial
-    from .store import NewTrial, start
+    from ..execution.runner import run_trial
+    from ..store import new_key
+    from ..store.sqlite import NewTrial, start
 
     if record.commit is None:
         raise ReproductionError(f"trial {record.name} (key {record.key}) recorded no commit, so it cannot be reproduced")

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import shorten
-from .variants import ParamSpec, TrialSpec
+from ..core.errors import shorten
+from ..config.variants import ParamSpec, TrialSpec
 
 
 def _markdown_cell(text: str) -> str:
@@ -107,8 +107,8 @@ def build(
             "# pytest-mitosis set-up: the same importability as the pytest process, logging, figures",
             "import sys",
             f"sys.path[:0] = [p for p in {paths!r} if p not in sys.path]",
-            "import pytest_mitosis.runtime",
-            f"mitosis_trial = pytest_mitosis.runtime.Trial({str(folder)!r}, steps={[s.name for s in spec.steps]!r}, "
+            "import pytest_mitosis.execution.runtime",
+            f"mitosis_trial = pytest_mitosis.execution.runtime.Trial({str(folder)!r}, steps={[s.name for s in spec.steps]!r}, "
             f"modules={modules!r}, seed={seed}, log_level={'DEBUG' if debug else 'INFO'!r})",
         ]
     )

@@ -9,14 +9,13 @@ files cannot be written, its staging folder is removed so that the disk space co
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .artifacts import TrialFolder
-from .variants import TrialSpec
+from ..config.variants import TrialSpec
 
 
 @dataclass(frozen=True)
@@ -42,11 +41,6 @@ class TrialOutcome:
     verdict: str | None = None
     #: the signal (SIGINT or SIGTERM) that stopped the trial: recorded ``interrupted``, then the session stops
     interrupted: int | None = None
-
-
-def new_key() -> str:
-    """A short random key: unique names for folders without any coordination between workers."""
-    return secrets.token_hex(4)
 
 
 def _step_label(spec: TrialSpec, name: str | None) -> str:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .guards import RepoState
-from .identity import TrialIdentity, UnfingerprintableValue
-from .store import TrialStore, VariantRedefined
-from .variants import TrialSpec
+from .clean_tree import RepoState
+from ..identity.trial import TrialIdentity, UnfingerprintableValue
+from ..store.sqlite import TrialStore, VariantRedefined
+from ..config.variants import TrialSpec
 
 
 @dataclass(frozen=True)

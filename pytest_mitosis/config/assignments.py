@@ -1,6 +1,6 @@
 """``[+]STEP.PARAM=VALUE``: how parameters are written on the command line and in experiment tables.
 
-Pure (no pytest import): ``options.py`` uses it as an argparse ``type=``, ``project.py`` for
+Pure (no pytest import): ``options.py`` uses it as an argparse ``type=``, ``config/project.py`` for
 the ``params``/``eval`` tables of ``[tool.mitosis.experiments]``.
 """
 

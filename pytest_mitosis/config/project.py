@@ -1,6 +1,6 @@
 """Read and validate the ``[tool.mitosis]`` tables of a pyproject.toml into a ``ProjectConfig``.
 
-Only the file is read here: no user code is imported (that is :mod:`pytest_mitosis.steps`),
+Only the file is read here: no user code is imported (that is :mod:`pytest_mitosis.config.steps`),
 and nothing about pytest is known. Every problem becomes a ``ConfigError`` whose message
 names the file, the key, what was found and how to write it instead.
 """
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .gates import parse_hypothesis
-from .assignment import Assignment, parse_assignment
+from ..core.errors import ConfigError
+from ..core.rules import parse_hypothesis
+from .assignments import Assignment, parse_assignment
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .cli import diff_records, show_record
-from .gates import as_number, series_points
-from .records import Reader, TrialRecord
+from ..core.rules import as_number, series_points
+from ..store.readers import Reader, TrialRecord
 
 REPORT = "report"
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")

@@ -15,10 +15,10 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import MitosisError, shorten
-from .fingerprint import FingerprintError, fingerprint, render
-from .store import Lock
-from .variants import ParamSpec, TrialSpec
+from ..core.errors import MitosisError, shorten
+from ..core.fingerprint import FingerprintError, fingerprint, render
+from ..store.sqlite import Lock
+from ..config.variants import ParamSpec, TrialSpec
 
 
 class UnfingerprintableValue(MitosisError):

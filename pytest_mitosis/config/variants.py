@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import ConfigError
-from .assignment import Assignment
-from .fingerprint import fingerprint
+from ..core.errors import ConfigError
+from .assignments import Assignment
+from ..core.fingerprint import fingerprint
 from .project import ExperimentConfig, ProjectConfig, Reference
 from .steps import LoadedStep
 

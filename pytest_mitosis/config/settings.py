@@ -1,0 +1,115 @@
+"""The session's settings, frozen once resolved, and the argparse validators of their values.
+
+Pure: the options are declared and resolved in the pytest layer (:mod:`pytest_mitosis.options`,
+precedence command line > ini > ``[tool.mitosis]`` > default); what they resolve to, and the
+``type=`` callables that turn bad values into argparse usage errors, live here so that every
+stage can read a ``Settings`` without importing pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.rules import Limit
+from .assignments import Assignment, parse_assignment
+
+#: environment variables recorded with every trial (see identity/environment.py)
+DEFAULT_ENV_VARS = (
+    "CUDA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "PYTHONHASHSEED",
+    "MPLBACKEND",
+    "VIRTUAL_ENV",
+    "CONDA_DEFAULT_ENV",
+)
+
+#: files that cannot change a result and that tools create on their own (see checks/clean_tree.py)
+DEFAULT_DIRTY_IGNORE = ("__pycache__/", "*.pyc", ".pytest_cache/", "*.egg-info/")
+
+def param_value(text: str) -> Assignment:
+    return parse_assignment(text, "--mitosis-param", "VARIANT")
+
+
+def eval_value(text: str) -> Assignment:
+    return parse_assignment(text, "--mitosis-eval", "EXPR")
+
+
+def parse_positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def parse_chain(text: str) -> tuple[str, ...]:
+    """``data,odes`` (or ``data+odes``, the experiment's name): a chain of registered steps."""
+    steps = tuple(part.strip() for part in text.replace("+", ",").split(","))
+    if not all(steps):
+        raise argparse.ArgumentTypeError(f"expected registered step names separated by commas, e.g. data,odes, got {text!r}")
+    return steps
+
+
+def parse_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of trials (0: no limit), got {text!r}")
+    return value
+
+
+#: a plain `pytest --mitosis` runs at most this many trials without an explicit selection
+DEFAULT_MAX_TRIALS = 100
+
+MAX_SEED = 2**32 - 1  # numpy's legacy global generator takes seeds below 2**32
+
+
+def parse_seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED}, got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Options resolved once per session (``config.stash[settings_key]``)."""
+
+    pyproject: Path
+    trials_folder: Path | None
+    params: tuple[Assignment, ...]
+    evals: tuple[Assignment, ...]
+    timeout: float | None
+    debug: bool
+    invocation_dir: Path
+    dirty_ignore: tuple[str, ...] = DEFAULT_DIRTY_IGNORE
+    env_vars: tuple[str, ...] = DEFAULT_ENV_VARS
+    #: from --mitosis-seed or mitosis_seed; ``None``: drawn once per session (see session.py)
+    seed: int | None = None
+    check: bool = False
+    compare: bool = False
+    compare_fail: tuple[Limit, ...] = ()
+    higher_is_better: bool | None = None
+    reproduce: tuple[str, ...] = ()
+    rtol: float = 0.0
+    atol: float = 0.0
+    report: bool = True
+    #: files pytest writes for this session (--junitxml): never part of a dirty tree
+    outputs: tuple[Path, ...] = ()
+    #: a new trials folder gets a .gitignore holding ``*`` (ini mitosis_gitignore)
+    gitignore: bool = True
+    #: chains of steps named with --mitosis-steps (then only these are collected)
+    chains: tuple[tuple[str, ...], ...] = ()
+    #: the sweep size guard: most trials run without an explicit selection (0: no limit)
+    max_trials: int = DEFAULT_MAX_TRIALS

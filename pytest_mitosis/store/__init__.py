@@ -1,0 +1,48 @@
+"""The trial store: the ``TrialStore`` protocol, its SQLite implementation, and every reader.
+
+Writers (the pytest session, reproductions) go through :class:`TrialStore`; readers (the CLI,
+the Python API, the report, reproductions) through :class:`Reader`. Nothing outside this
+package opens the database, so a new backend is a new module here plus a
+``pytest_mitosis_make_store`` implementation. The names below are the package's public face:
+import them from ``pytest_mitosis.store``, not from its modules.
+
+May import: :mod:`pytest_mitosis.core`, :mod:`pytest_mitosis.identity`, :mod:`pytest_mitosis.config`
+(for a path default). Never pytest, execution, checks or views.
+"""
+
+from __future__ import annotations
+
+from .readers import Reader, RecordsError, TrialRecord, TrialRecords, decode, default_trials_folder
+from .sqlite import (
+    FILENAME,
+    SCHEMA_VERSION,
+    KeyTaken,
+    NewTrial,
+    Previous,
+    SQLiteStore,
+    StoreError,
+    TrialStore,
+    VariantRedefined,
+    new_key,
+    start,
+)
+
+__all__ = [
+    "FILENAME",
+    "SCHEMA_VERSION",
+    "KeyTaken",
+    "NewTrial",
+    "Previous",
+    "Reader",
+    "RecordsError",
+    "SQLiteStore",
+    "StoreError",
+    "TrialRecord",
+    "TrialRecords",
+    "TrialStore",
+    "VariantRedefined",
+    "decode",
+    "default_trials_folder",
+    "new_key",
+    "start",
+]
