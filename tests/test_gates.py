@@ -106,7 +106,13 @@ def test_compare_shows_the_change_since_the_previous_trial(story: tuple[Path, di
     compare = run.properties("exp[a]")["mitosis.compare"]
     assert re.fullmatch(r"main and metrics unchanged since trial_exp-a-1, key [0-9a-f]{8}", compare)
     assert run.properties("exp[b]")["mitosis.compare"] == "no earlier passed trial of this identity to compare with"
-    assert re.search(r"pyproject\.toml::exp\[a\]: compare: main and metrics unchanged since trial_exp-a-1", run.out)
+    # verdict and comparison folded into the trial's own line of the summary, never lines of their own
+    assert re.search(
+        r"pyproject\.toml::exp\[a\] +PASSED +#2 key [0-9a-f]{8} +main=1\.0 +\[hypothesis holds; compare: main and "
+        r"metrics unchanged since trial_exp-a-1, key [0-9a-f]{8}\] +/\S+\.html\n",
+        run.out,
+    ), run.out
+    assert "exp[a]: compare:" not in run.out and "exp[a]: hypothesis" not in run.out
 
 
 def test_a_metric_that_got_worse_beyond_the_limit_fails_the_trial(story: tuple[Path, dict[str, Run]]) -> None:

@@ -373,3 +373,43 @@ def test_a_full_disk_fails_the_trial_frees_its_staging_and_the_next_session_work
     filler.unlink()  # space is back
     again = run_pytest(root, "--mitosis", f"--mitosis-trials-folder={trials}", "-o", "mitosis_report=false")
     assert again.ret == 0, again.out
+
+
+STRESS_STEPS = '''
+import logging
+
+lookup = {"v": {"x": 1, "y": 2}}
+
+
+def quick(v):
+    logging.getLogger(f"stress.{v}").info("a new logger in the kernel")
+    return {"main": v}
+'''
+
+
+@pytest.mark.slow
+def test_short_sessions_under_cpu_load_never_race_pytests_logging(tmp_path: Path) -> None:
+    """Eight short sessions, four at a time on two cores: the load under which the work-ahead
+    thread once raced pytest's walk over the loggers (an INTERNALERROR). Every session passes,
+    and no thread of ours is alive in any test phase (the deterministic half of the proof)."""
+    root = write_investigation(tmp_path / "study", "[tool.mitosis.steps]\nquick = ['steps:quick', 'steps:lookup']\n",
+                               {"steps": STRESS_STEPS})
+    (root / "conftest.py").write_text(SWEEP_CONFTEST)
+    git_init(root)
+    for wave in range(2):
+        procs = []
+        for index in range(4):
+            log = tmp_path / f"threads-{wave}-{index}.jsonl"
+            folder = f"--mitosis-trials-folder=trials/s{wave}{index}"
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", folder, "-q"],
+                cwd=root, env=clean_env(MITOSIS_TEST_LOG=str(log)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True,
+            ))
+        for proc in procs:
+            out, _ = proc.communicate(timeout=PATIENCE * 2)
+            assert proc.returncode == 0, out
+            assert "INTERNALERROR" not in out and "2 passed" in out, out
+    records = [json.loads(line) for log in tmp_path.glob("threads-*.jsonl") for line in log.read_text().splitlines()]
+    assert len(records) == 8 * 2 * 2  # sessions × trials × (setup, call)
+    assert not [r for r in records if r["ours"]]

@@ -60,18 +60,20 @@ def summary_row(nodeid: str, outcome: str, properties: list[tuple[str, Any]]) ->
 
 
 def summary_lines(rows: list[SummaryRow]) -> list[str]:
+    """One line per trial; its hypothesis verdict and comparisons folded into that line.
+
+    Warnings (changed packages, non-determinism) follow in a block of their own: they are
+    rare, and each deserves a line.
+    """
     width = max(len(r.nodeid) for r in rows)
     lines = []
     for row in rows:
         main = "main=-" if row.main is None else f"main={row.main!r}" if not isinstance(row.main, str) else f"main={row.main}"
         trial = f"#{row.iteration} " if row.iteration is not None else "debug " if row.key else ""
         trial += f"key {row.key}" if row.key else "(not run)"
-        lines.append(f"{row.nodeid:<{width}}  {row.outcome.upper():<6}  {trial}  {main}  {row.html or ''}".rstrip())
-    notes = [(row.nodeid, f"compare: {text}") for row in rows for text in row.comparisons]
-    notes += [(row.nodeid, f"hypothesis {row.verdict}") for row in rows if row.verdict]
-    if notes:
-        lines.append("")
-        lines += [f"{nodeid}: {text}" for nodeid, text in notes]
+        notes = ([f"hypothesis {row.verdict}"] if row.verdict else []) + [f"compare: {text}" for text in row.comparisons]
+        folded = f"  [{'; '.join(notes)}]" if notes else ""
+        lines.append(f"{row.nodeid:<{width}}  {row.outcome.upper():<6}  {trial}  {main}{folded}  {row.html or ''}".rstrip())
     warned = [(row.nodeid, text) for row in rows for text in row.warnings]
     if warned:
         lines.append("")
