@@ -13,7 +13,6 @@ traceback.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -21,86 +20,21 @@ import pytest
 from .core.errors import ConfigError, TrialFailed
 
 if TYPE_CHECKING:
-    from .identity.trial import TrialIdentity
-    from .config.settings import Settings
-    from .config.project import ExperimentConfig, ProjectConfig
     from .config.variants import TrialSpec
-
-
-#: the sources of command-line assignments (see options.py): their errors are the command's, not one experiment's
-_COMMAND_LINE = ("--mitosis-param", "--mitosis-eval", "--mitosis-steps")
-
-
-@dataclass(frozen=True)
-class Collected:
-    """One experiment as collection found it: its trials, or why it cannot run."""
-
-    name: str
-    trials: tuple[TrialSpec, ...] = ()
-    #: the complete message when the experiment cannot be collected (then it has no trials)
-    error: str | None = None
-
-
-def collect_experiments(project: ProjectConfig, settings: Settings) -> list[Collected]:
-    """Every selected experiment with its trials, each one isolated from the others' problems.
-
-    A broken step module, lookup dict, table entry or missing parameter makes only the
-    experiments that use it a :class:`Collected` with an ``error``. Problems of the command
-    line itself (an unknown step or variant in ``--mitosis-param``, ``--mitosis-eval``,
-    ``--mitosis-steps``) raise ``ConfigError``: nothing the user asked for can be trusted then.
-    """
-    from .config.project import adhoc_experiment
-    from .config.steps import LoadedStep, ensure_importable, load_step
-    from .config.variants import check_cli_assignments, check_distinct_ids, expand
-
-    ensure_importable(project.root)
-    if settings.chains:
-        selected: list[ExperimentConfig | str] = [adhoc_experiment(project, chain) for chain in settings.chains]
-    else:
-        selected = [project.experiments.get(name) or name for name in project.order]
-    loaded: dict[tuple[str, bool], LoadedStep | ConfigError] = {}
-
-    def step(name: str, chained: bool) -> LoadedStep:
-        if name in project.broken_steps:
-            raise ConfigError(project.broken_steps[name])
-        if (name, chained) not in loaded:
-            try:
-                loaded[(name, chained)] = load_step(project, project.steps[name], chained=chained)
-            except ConfigError as err:
-                loaded[(name, chained)] = err
-        found = loaded[(name, chained)]
-        if isinstance(found, ConfigError):
-            raise found
-        return found
-
-    cli = [*settings.params, *settings.evals]
-    found: list[Collected] = []
-    for experiment in selected:
-        if isinstance(experiment, str):
-            found.append(Collected(experiment, error=project.broken[experiment]))
-            continue
-        try:
-            chain = [step(name, index > 0) for index, name in enumerate(experiment.steps)]
-            trials = expand(project, experiment, chain, settings.params, settings.evals)
-            check_distinct_ids(project, trials)
-        except ConfigError as err:
-            if str(err).startswith(_COMMAND_LINE):
-                raise
-            found.append(Collected(experiment.name, error=str(err)))
-            continue
-        found.append(Collected(experiment.name, tuple(trials)))
-    usable = {name: step for (name, _), step in loaded.items() if isinstance(step, LoadedStep)}
-    check_cli_assignments(project, usable, [a for a in cli if a.step not in project.broken_steps])
-    return found
+    from .identity.trial import TrialIdentity
+    from .session import MitosisSession
 
 
 class MitosisFile(pytest.File):
     """The investigation's pyproject.toml, collected for its ``[tool.mitosis]`` experiments."""
 
-    def collect(self) -> Iterator[pytest.Item]:
-        from .session import session_key
+    def __init__(self, *, mitosis: MitosisSession, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: the session's context, handed over by the hook that collects this file (never imported here)
+        self.mitosis = mitosis
 
-        mitosis = self.config.stash[session_key]
+    def collect(self) -> Iterator[pytest.Item]:
+        mitosis = self.mitosis
         if mitosis.settings.reproduce:
             yield from self._reproductions(mitosis)
             return
@@ -123,9 +57,9 @@ class MitosisFile(pytest.File):
                 item.add_marker("mitosis")
                 yield item
 
-    def _reproductions(self, mitosis: Any) -> Iterator[pytest.Item]:
+    def _reproductions(self, mitosis: MitosisSession) -> Iterator[pytest.Item]:
+        from .recording.reproduction import select
         from .store.readers import Reader, RecordsError
-        from .checks.reproduction import select
 
         try:
             reader = Reader(mitosis.project().trials_folder)
@@ -159,6 +93,13 @@ class BrokenExperiment(pytest.Item):
 class _OutcomeItem(pytest.Item):
     """An item whose failures are our messages (``TrialFailed``), never our traceback."""
 
+    @property
+    def mitosis(self) -> MitosisSession:
+        """The session's context, from the ``MitosisFile`` that collected this item."""
+        parent = self.parent
+        assert isinstance(parent, MitosisFile), "collected by MitosisFile"
+        return parent.mitosis
+
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, TrialFailed):
             return str(excinfo.value)
@@ -174,12 +115,11 @@ class ReproduceItem(_OutcomeItem):
         self.reader = reader
 
     def runtest(self) -> None:
+        from .recording.reproduction import ReproductionError
         from .views.summary import user_properties
-        from .checks.reproduction import ReproductionError
-        from .session import session_key
 
         try:
-            outcome = self.config.stash[session_key].reproduce(self, self.record, self.reader)
+            outcome = self.mitosis.reproduce(self.nodeid, self.record, self.reader)
         except ReproductionError as err:
             raise TrialFailed(str(err)) from None
         self.user_properties.extend(user_properties(outcome))
@@ -202,12 +142,11 @@ class TrialItem(_OutcomeItem):
     def setup(self) -> None:
         """Refuse the trial before its kernel starts if a variant changed meaning (per trial)."""
         from .identity.trial import UnfingerprintableValue
-        from .session import session_key
         from .store.sqlite import StoreError, VariantRedefined
 
         refusal = None
         try:
-            self.identity = self.config.stash[session_key].guard(self.nodeid, self.spec)
+            self.identity = self.mitosis.guard(self.nodeid, self.spec)
         except (VariantRedefined, UnfingerprintableValue, StoreError) as err:
             refusal = str(err)
         if refusal is not None:  # outside the except block: no "during handling" chain in the report
@@ -215,10 +154,9 @@ class TrialItem(_OutcomeItem):
 
     def runtest(self) -> None:
         from .views.summary import user_properties
-        from .session import session_key
 
         assert self.identity is not None, "setup() ran"
-        outcome = self.config.stash[session_key].run(self, self.identity)
+        outcome = self.mitosis.run(self.nodeid, self.spec, self.identity)
         self.user_properties.extend(user_properties(outcome))
         if not outcome.passed:
             raise TrialFailed(outcome.message or "the trial failed")

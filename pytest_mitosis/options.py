@@ -28,6 +28,7 @@ from .config.settings import (
 )
 from .core.rules import parse_limit
 
+
 def add_options(parser: pytest.Parser) -> None:
     """Declare the ``mitosis`` option group and its ini keys (called from ``pytest_addoption``)."""
     group = parser.getgroup("mitosis", "pytest-mitosis: experiments as parametrized trials")

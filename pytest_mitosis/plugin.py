@@ -43,13 +43,14 @@ def pytest_configure(config: pytest.Config) -> None:
                 )
             return
         config.option.mitosis = True  # a --mitosis-* option typed on the command line implies --mitosis
+    from .hooks import MitosisHooks
     from .session import MitosisSession, session_key
 
     settings = resolve_settings(config)
     config.stash[settings_key] = settings
     session = MitosisSession(config, settings)
     config.stash[session_key] = session
-    config.pluginmanager.register(session, "mitosis-session")
+    config.pluginmanager.register(MitosisHooks(session), "mitosis-session")
     if config.pluginmanager.hasplugin("html"):
         from .htmlextras import HtmlReportExtras
 
@@ -70,6 +71,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         config.pluginmanager.unregister(extras, "mitosis-html-extras")
     session = config.stash.get(session_key, None)
     if session is not None:
-        config.pluginmanager.unregister(session, "mitosis-session")
+        hooks = config.pluginmanager.get_plugin("mitosis-session")
+        if hooks is not None:
+            config.pluginmanager.unregister(hooks, "mitosis-session")
         del config.stash[session_key]
         del config.stash[settings_key]

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config.settings import Settings
+from .core.errors import ConfigError
 from .options import trial_node_ids
 
 if TYPE_CHECKING:
     import pytest
+
+    from .config.variants import TrialSpec
 
 #: options that select trials when typed on the command line (not from addopts, where
 #: ``-m "not slow"`` is a project-wide default, not a choice of these trials)
@@ -53,6 +56,34 @@ def _failed_last_time(config: pytest.Config) -> bool:
     return bool(getattr(plugin, "lastfailed", None))
 
 
+def sweep_size_refusal(mitosis: Any, trials: Sequence[tuple[str, TrialSpec]] | None) -> str | None:
+    """The sweep size guard: why this session must not start more than ``max_trials`` kernels nobody chose.
+
+    ``trials`` are the selected trials, or ``None`` under pytest-xdist, whose controller
+    does not collect: then, as nothing was selected, every trial of the experiments counts.
+    ``mitosis`` is the session's context (:class:`pytest_mitosis.session.MitosisSession`).
+    """
+    settings: Settings = mitosis.settings
+    limit = settings.max_trials
+    if not limit or settings.reproduce or explicit_selection(mitosis.config, settings):
+        return None
+    if trials is None:
+        if not mitosis.collects_trials():
+            return None
+        try:
+            trials = [("", spec) for e in mitosis.experiments() for spec in e.trials]
+        except ConfigError:
+            return None  # the workers report it as a collection error
+    if len(trials) <= limit:
+        return None
+    per_experiment: dict[str, int] = {}
+    examples: dict[str, str] = {}
+    for _, spec in trials:
+        per_experiment[spec.experiment] = per_experiment.get(spec.experiment, 0) + 1
+        examples.setdefault(spec.experiment, spec.item_name)
+    return refusal(per_experiment, limit, examples, mitosis.config, settings.pyproject)
+
+
 def refusal(per_experiment: Mapping[str, int], limit: int, examples: Mapping[str, str], config: pytest.Config,
             pyproject: Path) -> str:
     """The message of the sweep size guard: the count per experiment and every way to select."""
@@ -84,8 +115,6 @@ _NOT_FOUND = re.compile(r"^(?:not found: (?P<a>\S+)\n\(no match in any of .*\)|f
 
 def explain_not_found(message: str, mitosis: Any) -> str:
     """pytest's "not found: pyproject.toml::nosuch", completed with what the pyproject does hold."""
-    from .core.errors import ConfigError
-
     match = _NOT_FOUND.match(message)
     if match is None:
         return message

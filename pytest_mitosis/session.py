@@ -1,50 +1,48 @@
-"""The per-session object behind ``--mitosis``: settings, the project, running trials, the summary.
+"""The per-session context behind ``--mitosis``: what a session reads once and the services its hooks call.
 
-Registered as the plugin ``mitosis-session`` and kept in ``config.stash[session_key]`` only
-when ``--mitosis`` is given, and unregistered at unconfigure. Nothing here runs for a
-pytest session without ``--mitosis``.
+Settings, the project, the selected experiments, the git state, the environment record, the
+seed, the store, each trial's identity: read or opened once per process, lazily (``--help``
+and ``--collect-only`` never open a store or read git). The work itself belongs to the
+stages: this class only hands each stage what it needs, and turns their refusals into
+pytest's errors. The hooks that call it are in :mod:`pytest_mitosis.hooks`.
+
+Kept in ``config.stash[session_key]`` only when ``--mitosis`` is given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .execution.warmup import Ahead
-from .core.errors import ConfigError
 from .config.settings import Settings
-from .views.summary import SummaryRow, summary_lines, summary_row
+from .core.errors import ConfigError
+from .execution.warmup import Ahead
 
 if TYPE_CHECKING:
-    from .collection import Collected
     from .checks.clean_tree import RepoState
-    from .identity.trial import TrialIdentity
+    from .config.experiments import Collected
     from .config.project import ProjectConfig
-    from .store.sqlite import TrialStore
-    from .execution.runner import TrialOutcome
     from .config.variants import TrialSpec
+    from .execution.runner import TrialOutcome
+    from .identity.trial import TrialIdentity
+    from .store import Reader, TrialRecord, TrialStore
+    from .views.summary import SummaryRow
 
 
-def _fact_imports() -> None:
+def fact_imports() -> None:
     """What reading the facts imports, imported here in the main thread (see execution/warmup.py)."""
     import importlib.metadata  # noqa: F401
 
     import git  # noqa: F401
 
-    from .identity import environment  # noqa: F401
     from .checks import clean_tree  # noqa: F401
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    """SIGTERM (batch schedulers, CI runners) stops the session the way Ctrl-C does."""
-    raise KeyboardInterrupt
+    from .identity import environment  # noqa: F401
 
 
 class MitosisSession:
-    """Hooks and state for one pytest session with ``--mitosis``."""
+    """What one pytest session with ``--mitosis`` reads once, and the calls into the stages."""
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
@@ -57,12 +55,14 @@ class MitosisSession:
         self.ahead = Ahead()
         self._identities: dict[str, TrialIdentity] = {}
         self._experiments: list[Collected] | None = None
-        self._next: pytest.Item | None = None
+        #: whether the item after the running one is a trial (then its kernel is started ahead)
+        self.next_is_trial = False
+        #: one row per trial for the terminal summary (built from reports: xdist sends those)
         self.rows: list[SummaryRow] = []
         #: experiments that cannot be collected, shown after --collect-only (a run shows their setup errors)
         self.broken: list[tuple[str, str]] = []
+        #: where the static report was written, or why not
         self.report: Path | str | None = None
-        self._sigterm: Any = None
         self._swept = False
 
     @property
@@ -83,23 +83,16 @@ class MitosisSession:
     def environment(self) -> dict[str, Any]:
         """The environment record, gathered once per process; plugins add keys through the hook."""
         if self._environment is None:
-            from .identity.environment import gather
             from .checks.clean_tree import summary
+            from .identity.environment import gather, merge
 
             facts = self.ahead.facts()
             found = dict(facts[1]) if facts is not None else gather(self.settings.env_vars)
             found["git"] = summary(self.repo())
-            builtin = set(found)
-            for extra in self.config.hook.pytest_mitosis_environment(config=self.config):
-                for key, value in dict(extra or {}).items():
-                    if key in found:
-                        origin = "the built-in record" if key in builtin else "another implementation"
-                        raise pytest.UsageError(
-                            f"mitosis: a pytest_mitosis_environment implementation returns the key {key!r}, which "
-                            f"{origin} already has; use another key."
-                        )
-                    found[key] = value
-            self._environment = found
+            try:
+                self._environment = merge(found, self.config.hook.pytest_mitosis_environment(config=self.config))
+            except ValueError as err:
+                raise pytest.UsageError(f"mitosis: {err}") from None
         return self._environment
 
     def project(self) -> ProjectConfig:
@@ -113,7 +106,7 @@ class MitosisSession:
     def experiments(self) -> list[Collected]:
         """The selected experiments with their trials (or why they cannot run), expanded once per process."""
         if self._experiments is None:
-            from .collection import collect_experiments
+            from .config.experiments import collect_experiments
 
             self._experiments = collect_experiments(self.project(), self.settings)
         return self._experiments
@@ -132,10 +125,15 @@ class MitosisSession:
         own = (project.trials_folder, *self.settings.outputs)
         return repo_state(project.root, own=own, ignore=self.settings.dirty_ignore)
 
-    def _read_facts(self) -> tuple[RepoState, dict[str, Any]]:
+    def read_facts(self) -> tuple[RepoState, dict[str, Any]]:
+        """The git state and the environment, read together (in the warm-up thread while pytest collects)."""
         from .identity.environment import gather
 
         return self._read_repo(), gather(self.settings.env_vars)
+
+    def collects_trials(self) -> bool:
+        """Whether this session's arguments include the investigation's pyproject.toml."""
+        return str(self.settings.pyproject) in {str(Path(a.split("::")[0]).resolve()) for a in self.config.args}
 
     def store(self) -> TrialStore:
         """The trial store, opened on first use (never by ``--collect-only`` or ``--help``)."""
@@ -157,7 +155,7 @@ class MitosisSession:
         has marked their trials interrupted) and their kernels' private folders.
         """
         from .checks.clean_tree import refusal
-        from .store.sqlite import StoreError
+        from .store import StoreError
 
         try:
             project = self.project()
@@ -222,84 +220,27 @@ class MitosisSession:
             self.store().check_locks(identity.locks)
         return identity
 
-    def run(self, item: pytest.Item, identity: TrialIdentity) -> TrialOutcome:
-        """Record the trial as running, run it in a fresh kernel, and finalise the record."""
-        from dataclasses import replace
+    def run(self, nodeid: str, spec: TrialSpec, identity: TrialIdentity) -> TrialOutcome:
+        """Record and run one trial (see :mod:`pytest_mitosis.recording.trial`); an interruption stops the session."""
+        from .recording.trial import record_trial
+        from .views.summary import SummaryRow
 
-        from .collection import TrialItem
-        from .checks.verdict import judge
-        from .execution.runner import run_trial
-        from .store import new_key
-        from .store.sqlite import NewTrial
-
-        spec: TrialSpec = item.spec  # type: ignore[attr-defined]
         project = self.project()
-        debug = self.settings.debug
         environment = self.environment()
-        git = environment["git"]
-        store = self.store()
-        steps = [{"name": s.name, "function": str(s.function), "lookup": str(s.lookup) if s.lookup else None}
-                 for s in spec.steps]
-        from .core.errors import TrialFailed
-        from .store.sqlite import StoreError, VariantRedefined, start
-
-        refusal = None
-        try:  # the store checks the locks again, atomically: another process may have taken them
-            key, iteration = start(
-                store,
-                lambda key: NewTrial(key, spec.experiment, identity.identity, spec.id, spec.slug, item.nodeid, debug,
-                                     git, self.seed, environment, steps, identity.params),
-                identity.locks,
-                new_key(),
-            )
-        except (VariantRedefined, StoreError) as err:
-            refusal = str(err)
-        if refusal is not None:
-            raise TrialFailed(refusal)
-        name = spec.slug if iteration is None else f"{spec.slug}-{iteration}"
-        try:
-            outcome = run_trial(
-                spec,
-                key=key,
-                name=name,
-                root=project.cwd,
-                trials=project.trials_folder,
-                timeout=self.settings.timeout,
-                debug=debug,
-                seed=self.seed,
-                launched=self.ahead.take(project.cwd if isinstance(self._next, TrialItem) else None),
-                html=self.ahead.html(),
-                metadata={"experiment": spec.experiment, "id": spec.id, "iteration": iteration, "debug": debug,
-                          "git": git, "steps": steps, "params": identity.params, "environment": environment,
-                          "working_dir": str(project.cwd)},
-            )
-        except BaseException as err:
-            status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-            store.finish(key, status=status, main=None, metrics={}, folder=None, message=f"{type(err).__name__}: {err}")
-            raise
-        folder = str(outcome.folder) if outcome.folder is not None else None
-        if outcome.interrupted is not None:
-            store.finish(key, status="interrupted", main=outcome.main, metrics=outcome.metrics, folder=folder,
-                         message=outcome.message)
-            from .views.summary import SummaryRow
-
-            self.rows.append(SummaryRow(item.nodeid, "interrupted", outcome.main, str(outcome.html or ""), iteration, key))
-            raise KeyboardInterrupt  # pytest stops the session: "!!! KeyboardInterrupt !!!", exit code 2
-        outcome = judge(outcome, spec, identity.identity, store, self.settings)
-        warnings = store.finish(
-            key,
-            status="passed" if outcome.passed else "failed",
-            main=outcome.main,
-            metrics=outcome.metrics,
-            folder=folder,
-            message=outcome.message,
-            verdict=outcome.verdict,
+        outcome = record_trial(
+            spec, identity, nodeid=nodeid, store=self.store(), project=project, settings=self.settings,
+            environment=environment, seed=self.seed,
+            prepared=lambda: (self.ahead.take(project.cwd if self.next_is_trial else None), self.ahead.html()),
         )
-        return replace(outcome, iteration=iteration, commit=git["commit"], seed=self.seed, warnings=tuple(warnings))
+        if outcome.interrupted is not None:
+            self.rows.append(SummaryRow(nodeid, "interrupted", outcome.main, str(outcome.html or ""), outcome.iteration,
+                                        outcome.key))
+            raise KeyboardInterrupt  # pytest stops the session: "!!! KeyboardInterrupt !!!", exit code 2
+        return outcome
 
-    def reproduce(self, item: pytest.Item, record: Any, reader: Any) -> TrialOutcome:
-        """``--mitosis-reproduce``: run a recorded trial again at its commit (see checks/reproduction.py)."""
-        from .checks.reproduction import ReproductionError, reproduce_trial
+    def reproduce(self, nodeid: str, record: TrialRecord, reader: Reader) -> TrialOutcome:
+        """``--mitosis-reproduce``: run a recorded trial again at its commit (see recording/reproduction.py)."""
+        from .recording.reproduction import ReproductionError, reproduce_trial
 
         project = self.project()
         worktree = self.repo().worktree
@@ -307,227 +248,16 @@ class MitosisSession:
             raise ReproductionError(f"{project.root} is not in a git repository: a reproduction checks out a commit")
         return reproduce_trial(
             record, reader=reader, store=self.store(), project_root=project.root, trials=project.trials_folder,
-            worktree=worktree, environment=self.environment(), nodeid=item.nodeid, timeout=self.settings.timeout,
+            worktree=worktree, environment=self.environment(), nodeid=nodeid, timeout=self.settings.timeout,
             rtol=self.settings.rtol, atol=self.settings.atol, working_dir=project.cwd,
         )
 
-    # -- hooks ---------------------------------------------------------------------------------
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_mitosis_make_store(self, config: pytest.Config, folder: Path) -> TrialStore:
-        from .store.sqlite import SQLiteStore
-
-        return SQLiteStore(folder)
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
-        """Before the first trial: the check mode, or the sweep size guard, the session-wide guards and the plan."""
-        from .collection import BrokenExperiment, ReproduceItem, TrialItem
-
-        if hasattr(self.config, "workerinput"):
-            return None
-        broken = [item for item in session.items if isinstance(item, BrokenExperiment)]
-        if session.config.option.collectonly:
-            if broken and not session.testsfailed:
-                session.testsfailed = len(broken)  # exit code 1: a configuration to fix, listed in the summary
-                self.broken = [(item.nodeid, item.message) for item in broken]
-                return True  # not pytest's loop, which would call them "errors during collection"
-            return None
-        trials = [(item.nodeid, item.spec) for item in session.items if isinstance(item, TrialItem)]
-        if self.settings.check:
-            return self.check(session, trials, broken)
-        distributed = self.config.pluginmanager.has_plugin("dsession")
-        self.limit(session, trials if not distributed else None)
-        reproducing = any(isinstance(item, ReproduceItem) for item in session.items)
-        if distributed or trials or reproducing:
-            self.preflight()
-        if trials and not self.settings.debug:
-            from .checks.sweep_plan import plan, totals
-
-            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-            if reporter is not None:
-                reporter.write_line(f"mitosis plan: {totals(plan(trials, self.store(), self.identify, None))}")
-        return None
-
-    def limit(self, session: pytest.Session, trials: Sequence[tuple[str, TrialSpec]] | None) -> None:
-        """The sweep size guard: refuse to start more than ``max_trials`` kernels nobody chose.
-
-        ``trials`` are the selected trials, or ``None`` under pytest-xdist, whose controller
-        does not collect: then, as nothing was selected, every trial of the experiments counts.
-        """
-        from .selection import explicit_selection, refusal
-
-        limit = self.settings.max_trials
-        if not limit or self.settings.reproduce or explicit_selection(self.config, self.settings):
-            return
-        if trials is None:
-            if not self._collects_trials():
-                return
-            try:
-                trials = [("", spec) for e in self.experiments() for spec in e.trials]
-            except ConfigError:
-                return  # the workers report it as a collection error
-        if len(trials) <= limit:
-            return
-        per_experiment: dict[str, int] = {}
-        examples: dict[str, str] = {}
-        for _, spec in trials:
-            per_experiment[spec.experiment] = per_experiment.get(spec.experiment, 0) + 1
-            examples.setdefault(spec.experiment, spec.item_name)
-        raise pytest.UsageError(refusal(per_experiment, limit, examples, self.config, self.settings.pyproject))
-
-    def _collects_trials(self) -> bool:
-        """Whether this session's arguments include the investigation's pyproject.toml."""
-        return str(self.settings.pyproject) in {str(Path(a.split("::")[0]).resolve()) for a in self.config.args}
-
-    def check(self, session: pytest.Session, trials: list[tuple[str, TrialSpec]], broken: Sequence[Any] = ()) -> bool:
-        """``--mitosis-check``: one line per trial, no kernel; blocked trials count as failures."""
-        from .checks.clean_tree import refusal
-        from .checks.sweep_plan import Planned, blocked_reason, plan, totals
-        from .store.sqlite import StoreError
-
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        project = self.project()
-        repo = self.repo()
-        dirty = refusal(repo, project.root)
-        try:
-            planned = plan(trials, self.store(), self.identify, blocked_reason(repo) if dirty else None)
-        except StoreError as err:
-            raise pytest.UsageError(str(err)) from None
-        planned += [Planned(item.nodeid, "blocked", f"blocked: cannot be collected:\n{item.message}") for item in broken]
-        if reporter is not None:
-            reporter.write_sep("=", "mitosis check")
-            if dirty:
-                reporter.write_line(dirty)
-            for item in planned:
-                reporter.write_line(item.line)
-            reporter.write_line(f"mitosis check: {totals(planned)}")
-        session.testsfailed = sum(1 for p in planned if p.status == "blocked") or (1 if dirty else 0)
-        return True
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_collection(self, session: pytest.Session) -> Any:
-        """Start the first trial's kernel and read git and the environment while pytest collects.
-
-        The facts thread is joined before collection ends: pytest's logging plugin walks every
-        logger when collection ends, and must never meet a thread of ours importing modules.
-        A node id that matches nothing gets pytest's error completed with what there is.
-        """
-        settings = self.settings
-        if not (
-            session.config.option.collectonly
-            or settings.check
-            or settings.reproduce
-            or self.config.pluginmanager.has_plugin("dsession")
-            or not self._collects_trials()
-        ):
-            try:
-                self.ahead.launch(self.project().cwd)
-                self.ahead.gather(self._read_facts, imports=_fact_imports)
-            except (ConfigError, OSError, RuntimeError):
-                pass  # nothing gained, nothing lost: the trial starts its own kernel
-        try:
-            return (yield)
-        except pytest.UsageError as err:
-            from .selection import explain_not_found
-
-            raise pytest.UsageError(*(explain_not_found(str(arg), self) for arg in err.args)) from None
-        finally:
-            self.ahead.settle()
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
-        self._next = nextitem
-
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        from .collection import TrialItem
-
-        if not any(isinstance(item, TrialItem) for item in session.items):
-            self.ahead.discard()
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_configure_node(self, node: Any) -> None:
-        """pytest-xdist: every worker uses the controller's seed."""
-        node.workerinput["mitosis_seed"] = self.seed
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        """SIGTERM stops the session like Ctrl-C (the running trial is recorded ``interrupted``)."""
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            self._sigterm = signal.signal(signal.SIGTERM, _terminate)
-
-    def pytest_unconfigure(self, config: pytest.Config) -> None:
-        if self._sigterm is not None:
-            import signal
-
-            signal.signal(signal.SIGTERM, self._sigterm)
-            self._sigterm = None
+    def close(self) -> None:
+        """Stop what was started ahead and close the store (at unconfigure)."""
         self.ahead.close()
         if self._store is not None:
             self._store.close()
             self._store = None
 
-    def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-        if file_path.resolve() == self.settings.pyproject:
-            from .collection import MitosisFile
-
-            return MitosisFile.from_parent(parent, path=file_path)
-        return None
-
-    def pytest_report_header(self, config: pytest.Config) -> list[str]:
-        try:
-            folder = str(self.project().trials_folder)
-        except ConfigError:
-            folder = "(unknown: see the collection error)"
-        try:
-            cwd = str(self.project().cwd)
-        except ConfigError:
-            cwd = "(unknown)"
-        lines = [
-            f"mitosis: experiments from {self.settings.pyproject}, trials folder {folder}",
-            f"mitosis: kernels run in {cwd}",
-            f"mitosis: seed {self.seed} (repeat with --mitosis-seed {self.seed})",
-        ]
-        if self.settings.debug:
-            lines.append("mitosis: DEBUG MODE: guards waived; trials kept apart in the debug folder")
-        return lines
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        props = list(report.user_properties)
-        is_trial = any(name == "mitosis.trial" for name, _ in props)
-        if report.when == "call" and is_trial:
-            self.rows.append(summary_row(report.nodeid, report.outcome, props))
-        elif report.failed and report.when == "setup" and "pyproject.toml::" in report.nodeid:
-            self.rows.append(summary_row(report.nodeid, "error", props))
-
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        """Refresh the static report once, on the controller, when trials ran."""
-        if hasattr(self.config, "workerinput") or not self.rows or not self.settings.report:
-            return
-        from .store.readers import RecordsError
-        from .views.report import build
-
-        try:
-            self.report = build(self.project().trials_folder)  # debug trials only on request (report --debug)
-        except (RecordsError, OSError) as err:
-            self.report = f"not refreshed: {err}"
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.broken:
-            terminalreporter.write_sep("=", "mitosis: experiments that cannot run")
-            for nodeid, message in self.broken:
-                terminalreporter.write_line(f"ERROR {nodeid}\n{message}\n")
-        if hasattr(self.config, "workerinput") or not self.rows:
-            return
-        terminalreporter.write_sep("=", "mitosis trials")
-        for line in summary_lines(self.rows):
-            terminalreporter.write_line(line)
-        if self.report is not None:
-            terminalreporter.write_line(f"report: {self.report}")
-
 
 session_key = pytest.StashKey[MitosisSession]()
-

@@ -15,7 +15,6 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Researcher",
     "GIT_AUTHOR_EMAIL": "researcher@example.org",

@@ -32,7 +32,7 @@ print("MODULES=" + json.dumps({{
 def probe(cwd: Path, *args: str) -> dict[str, object]:
     code = PROBE.format(args=["-p", "no:cacheprovider", *args], heavy=HEAVY)
     done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=clean_env(), capture_output=True, text=True)
-    line = next(l for l in done.stdout.splitlines() if l.startswith("MODULES="))
+    line = next(s for s in done.stdout.splitlines() if s.startswith("MODULES="))
     return json.loads(line.split("=", 1)[1])  # type: ignore[no-any-return]
 
 
@@ -80,22 +80,19 @@ def test_p_no_mitosis_disables_the_plugin(project: Path) -> None:
     assert "unrecognized arguments: --mitosis" in done.stderr
 
 
-#: the pytest layer: the only modules that may import pytest (everything else runs without it)
-PYTEST_LAYER = {
-    "pytest_mitosis.plugin", "pytest_mitosis.options", "pytest_mitosis.rootdir", "pytest_mitosis.collection",
-    "pytest_mitosis.session", "pytest_mitosis.selection", "pytest_mitosis.hookspecs", "pytest_mitosis.htmlextras",
-    "pytest_mitosis.__main__",
-}
-
-
 def below_the_pytest_layer() -> list[str]:
-    """Every module of the package but the pytest layer, found by walking it (new modules are covered)."""
+    """Every module of the stage packages, found by walking the package (new modules are covered).
+
+    The pytest layer is the modules directly in ``pytest_mitosis`` (plugin, options, hooks,
+    session, collection, ...); everything in a sub-package must run without pytest.
+    """
     import pkgutil
 
     import pytest_mitosis
 
     found = [m.name for m in pkgutil.walk_packages(pytest_mitosis.__path__, "pytest_mitosis.")]
-    return sorted(set(found) - PYTEST_LAYER)
+    stages = [name for name in found if name.count(".") >= 2 or any(other.startswith(name + ".") for other in found)]
+    return ["pytest_mitosis", *sorted(stages)]
 
 
 def test_the_pure_layer_does_not_import_pytest() -> None:

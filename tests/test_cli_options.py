@@ -89,7 +89,7 @@ def test_a_trial_node_id_without_mitosis_says_to_add_it(pytester: pytest.Pyteste
 
 def test_trials_folder_outside_the_project_with_a_space(pytester: pytest.Pytester) -> None:
     root = pytester.mkdir("study")
-    elsewhere = pytester.mkdir("elsewhere")
+    pytester.mkdir("elsewhere")
     (root / "pyproject.toml").write_text(textwrap.dedent(PYPROJECT))
     (root / "study.py").write_text(textwrap.dedent(MODULE))
     import os

@@ -256,7 +256,7 @@ def test_the_terminal_summary_lists_every_trial_once(session: tuple[Path, Run]) 
     assert "mitosis: experiments from" in run.out
     assert f"trials folder {root / 'results' / 'trials'}" in run.out
     summary = run.out.split("= mitosis trials =")[1].split("short test summary info")[0]
-    line = next(l for l in summary.splitlines() if l.startswith("pyproject.toml::sine[slow]"))
+    line = next(s for s in summary.splitlines() if s.startswith("pyproject.toml::sine[slow]"))
     assert re.match(r"pyproject\.toml::sine\[slow\] +PASSED +#1 key [0-9a-f]{8} +main=2\.0 +/.*/trial_sine-slow-1\.html$", line)
     assert re.search(r"pyproject\.toml::dies +FAILED +#1 key [0-9a-f]{8} +main=- +/.*/trial_dies-1\.html", summary)
     assert summary.count("pyproject.toml::") == 10

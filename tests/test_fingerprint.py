@@ -209,7 +209,7 @@ class Composite:
         self.alpha = alpha
 
     def get_params(self, deep: bool = True) -> dict[str, object]:
-        return {"inner": getattr(self, "inner"), "alpha": self.alpha}
+        return {"inner": self.inner, "alpha": self.alpha}
 
 
 class CompositeWithRng(Composite):

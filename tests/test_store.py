@@ -163,8 +163,7 @@ def test_concurrent_sessions_and_workers_share_one_store_safely(tmp_path: Path) 
 
 
 def test_a_trials_folder_whose_path_has_uri_characters_is_read_correctly(tmp_path: Path) -> None:
-    from pytest_mitosis.store import Reader
-    from pytest_mitosis.store import NewTrial, SQLiteStore
+    from pytest_mitosis.store import NewTrial, Reader, SQLiteStore
 
     folder = tmp_path / "odd?name#50%" / "trials"
     store = SQLiteStore(folder)
@@ -177,8 +176,7 @@ def test_a_trials_folder_whose_path_has_uri_characters_is_read_correctly(tmp_pat
 
 
 def test_the_readers_refuse_a_store_from_a_newer_version(tmp_path: Path) -> None:
-    from pytest_mitosis.store import Reader, RecordsError
-    from pytest_mitosis.store import SQLiteStore
+    from pytest_mitosis.store import Reader, RecordsError, SQLiteStore
 
     SQLiteStore(tmp_path / "trials").close()
     db = sqlite3.connect(tmp_path / "trials" / "mitosis.sqlite")

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from .clean_tree import RepoState
+from ..config.variants import TrialSpec
 from ..identity.trial import TrialIdentity, UnfingerprintableValue
 from ..store.sqlite import TrialStore, VariantRedefined
-from ..config.variants import TrialSpec
+from .clean_tree import RepoState, refusal
 
 
 @dataclass(frozen=True)
@@ -78,3 +79,22 @@ def totals(planned: Sequence[Planned]) -> str:
         f"{len(planned)} trial{'s' if len(planned) != 1 else ''}: {count['new']} new, "
         f"{count['repeat']} repeat{'s' if count['repeat'] != 1 else ''}, {count['blocked']} blocked"
     )
+
+
+def check(
+    trials: Sequence[tuple[str, TrialSpec]],
+    broken: Sequence[tuple[str, str]],
+    store: TrialStore,
+    identify: Callable[[str, TrialSpec], TrialIdentity],
+    repo: RepoState,
+    root: Path,
+) -> tuple[str | None, list[Planned]]:
+    """``--mitosis-check``: why the tree blocks every trial (or ``None``), and each trial's plan.
+
+    ``broken`` are the experiments that cannot be collected, as ``(nodeid, message)``: each is
+    one more blocked line. Raises ``StoreError`` when the store cannot be read.
+    """
+    dirty = refusal(repo, root)
+    planned = plan(trials, store, identify, blocked_reason(repo) if dirty else None)
+    planned += [Planned(nodeid, "blocked", f"blocked: cannot be collected:\n{message}") for nodeid, message in broken]
+    return dirty, planned

@@ -14,9 +14,9 @@ from ..core.rules import drift, parse_hypothesis, scalars
 
 if TYPE_CHECKING:
     from ..config.settings import Settings
+    from ..config.variants import TrialSpec
     from ..execution.runner import TrialOutcome
     from ..store.sqlite import TrialStore
-    from ..config.variants import TrialSpec
 
 
 def judge(outcome: TrialOutcome, spec: TrialSpec, identity: str, store: TrialStore, settings: Settings) -> TrialOutcome:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..core.errors import ConfigError
-from .assignments import Assignment
 from ..core.fingerprint import fingerprint
+from .assignments import Assignment
 from .project import ExperimentConfig, ProjectConfig, Reference
 from .steps import LoadedStep
 

@@ -181,7 +181,7 @@ def _canonical(value: Any, where: str, _active: frozenset[int]) -> Any:
             return {"tuple": items}
         return {"sequence": {"type": _type_name(value, where), "items": items}}
     if isinstance(value, tuple):  # a named tuple
-        return {"namedtuple": {"type": _type_name(value, where), "fields": {f: sub(getattr(value, f), f".{f}") for f in value._fields}}}
+        return {"namedtuple": {"type": _type_name(value, where), "fields": {f: sub(getattr(value, f), f".{f}") for f in value._fields}}}  # type: ignore[attr-defined]
     if isinstance(value, dict):
         pairs = [[sub(k, f"[key {k!r}]"), sub(v, f"[{k!r}]")] for k, v in value.items()]
         pairs.sort(key=lambda pair: dumps(pair[0]))

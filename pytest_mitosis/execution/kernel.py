@@ -43,7 +43,7 @@ _QUIET = quiet("kernel")
 _PRIVATE_PREFIX = "mitosis-kernel-"
 
 
-class _SameInterpreterKernelManager(AsyncKernelManager):  # type: ignore[misc]
+class _SameInterpreterKernelManager(AsyncKernelManager):
     """A kernel manager whose kernel is ``sys.executable -m ipykernel_launcher``."""
 
     @property
@@ -156,7 +156,7 @@ class Launched:
                 shutil.rmtree(self._private, ignore_errors=True)
 
 
-class _Client(NotebookClient):  # type: ignore[misc]
+class _Client(NotebookClient):
     """nbclient's cell execution without its kernel set-up: no signal handlers, no ``atexit``.
 
     The channels are always stopped when the cells are done (nbclient leaves them open for a

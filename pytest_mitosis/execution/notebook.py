@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import shorten
 from ..config.variants import ParamSpec, TrialSpec
+from ..core.errors import shorten
 
 
 def _markdown_cell(text: str) -> str:

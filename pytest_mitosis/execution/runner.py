@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .artifacts import TrialFolder
 from ..config.variants import TrialSpec
+from .artifacts import TrialFolder
 
 
 @dataclass(frozen=True)

@@ -201,12 +201,11 @@ class Trial:
             )
         self.outcome.update(main=plain(last["main"]), metrics=metrics, pickles=saved, ended=time.time())
         if unsaved is not None:
-            name, err = unsaved
-            reference = self.outcome.get("reference", name)
+            name, problem = unsaved
             self.outcome.update(
                 status="failed", step=name, result_error=True,
                 error=f"ResultNotSaved: the result of step {name!r} could not be saved to "
-                f"results/step-{self.steps.index(name) + 1}-{name}.pickle: {type(err).__name__}: {err}",
+                f"results/step-{self.steps.index(name) + 1}-{name}.pickle: {type(problem).__name__}: {problem}",
             )
             self._write()
             self._close_log()

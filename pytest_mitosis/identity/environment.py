@@ -14,9 +14,9 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 from typing import Any
-
 
 
 def _cpu_model() -> str:
@@ -84,3 +84,23 @@ def package_changes(old: dict[str, str], new: dict[str, str]) -> dict[str, list[
         "removed": [f"{n} {old[n]}" for n in sorted(set(old) - set(new))],
         "changed": [f"{n} {old[n]} -> {new[n]}" for n in sorted(set(old) & set(new)) if old[n] != new[n]],
     }
+
+
+def merge(found: dict[str, Any], extras: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """``found`` with the entries of the ``pytest_mitosis_environment`` implementations added.
+
+    A key that is already there (built in, or from another implementation) raises
+    ``ValueError``: a silently overwritten entry would make the record lie.
+    """
+    merged = dict(found)
+    builtin = set(found)
+    for extra in extras:
+        for key, value in dict(extra or {}).items():
+            if key in merged:
+                origin = "the built-in record" if key in builtin else "another implementation"
+                raise ValueError(
+                    f"a pytest_mitosis_environment implementation returns the key {key!r}, which {origin} already has; "
+                    "use another key."
+                )
+            merged[key] = value
+    return merged

@@ -15,10 +15,10 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
+from ..config.variants import ParamSpec, TrialSpec
 from ..core.errors import MitosisError, shorten
 from ..core.fingerprint import FingerprintError, fingerprint, render
-from ..store.sqlite import Lock
-from ..config.variants import ParamSpec, TrialSpec
+from .locks import Lock
 
 
 class UnfingerprintableValue(MitosisError):

@@ -12,6 +12,7 @@ May import: :mod:`pytest_mitosis.core`, :mod:`pytest_mitosis.identity`, :mod:`py
 
 from __future__ import annotations
 
+from ..identity.locks import Lock
 from .readers import Reader, RecordsError, TrialRecord, TrialRecords, decode, default_trials_folder
 from .sqlite import (
     FILENAME,
@@ -31,6 +32,7 @@ __all__ = [
     "FILENAME",
     "SCHEMA_VERSION",
     "KeyTaken",
+    "Lock",
     "NewTrial",
     "Previous",
     "Reader",

@@ -75,7 +75,7 @@ class TrialRecord:
         return data
 
 
-class TrialRecords(list):  # type: ignore[type-arg]
+class TrialRecords(list["TrialRecord"]):
     """A list of ``TrialRecord`` with ``to_dataframe()`` when pandas is installed."""
 
     def to_dataframe(self) -> Any:

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..core.errors import MitosisError
-from ..identity.environment import package_changes
 from ..core.fingerprint import difference, render
+from ..identity.environment import package_changes
+from ..identity.locks import Lock
 
 SCHEMA_VERSION = 1
 FILENAME = "mitosis.sqlite"
@@ -98,20 +99,6 @@ class VariantRedefined(MitosisError):
         super().__init__(message)
         #: one line for ``--mitosis-check``
         self.short = short
-
-
-@dataclass(frozen=True)
-class Lock:
-    """``step.param``'s variant (or eval expression) ``name`` means the value with ``fingerprint``."""
-
-    experiment: str
-    step: str
-    param: str
-    kind: str  # "lookup" or "eval"
-    name: str
-    fingerprint: str
-    value: Any  # canonical tree
-    where: str  # the lookup dict, for the message
 
 
 @dataclass(frozen=True)
@@ -293,8 +280,9 @@ class SQLiteStore:
                 self._db.executemany(
                     "INSERT OR IGNORE INTO locks (step, param, kind, name, fingerprint, value, trial) VALUES (?,?,?,?,?,?,?)",
                     [
-                        (l.step, l.param, l.kind, l.name, l.fingerprint, json.dumps(l.value), f"{name} (key {trial.key})")
-                        for l in locks
+                        (lock.step, lock.param, lock.kind, lock.name, lock.fingerprint, json.dumps(lock.value),
+                         f"{name} (key {trial.key})")
+                        for lock in locks
                     ],
                 )
             else:

@@ -9,25 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from ..identity.environment import package_changes
-from ..core.rules import series_points
-from ..store.readers import Reader, RecordsError, TrialRecord, default_trials_folder
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    points = series_points(value)
-    if points is not None:
-        last = value[-1] if isinstance(value, list) else value["value"][-1]
-        at = "" if isinstance(value, list) else f" at step {value['step'][-1]!r}"
-        return f"series of {len(points)} points, last {last!r}{at}"
-    text = "-" if value is None else repr(value) if not isinstance(value, str) else value
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+from ..store import Reader, RecordsError, default_trials_folder
+from .records_text import diff_records, short, show_record
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -55,23 +42,9 @@ def history(reader: Reader, experiment: str | None, as_json: bool, debug: bool) 
     for r in records:
         rows.append([
             r.key, r.experiment, r.variants or "-", "debug" if r.debug else str(r.iteration), r.status,
-            _short(r.main, 24), str(r.seed), (r.commit or "-")[:8], r.started.strftime("%Y-%m-%d %H:%M"),
+            short(r.main, 24), str(r.seed), (r.commit or "-")[:8], r.started.strftime("%Y-%m-%d %H:%M"),
         ])
     return _table(rows)
-
-
-def _param_lines(record: TrialRecord) -> list[str]:
-    lines = []
-    for p in record.params:
-        if p["kind"] == "lookup":
-            how = f"variant {p['text']!r}"
-        elif p["kind"] == "eval":
-            how = f"eval {p['text']!r}"
-        else:
-            how = "trial seed"
-        tracked = "" if p["tracked"] or p["kind"] == "seed" else "  (untracked)"
-        lines.append(f"  {p['step']}.{p['name']} = {p.get('repr', p.get('value'))}   [{how}]{tracked}")
-    return lines or ["  (every parameter at its default)"]
 
 
 def show(reader: Reader, key: str) -> str:
@@ -79,114 +52,9 @@ def show(reader: Reader, key: str) -> str:
     return show_record(reader, reader.get(key))
 
 
-def show_record(reader: Reader, r: TrialRecord) -> str:
-    env = reader.environment(r)
-    python = env.get("python", {})
-    platform = env.get("platform", {})
-    lines = [
-        f"trial {r.name} (key {r.key}){'  DEBUG' if r.debug else ''}",
-        f"experiment: {r.experiment}   steps: {', '.join(s['name'] + ' = ' + s['function'] for s in r.steps)}",
-        f"status: {r.status}   main: {_short(r.main)}",
-        f"started: {r.started.isoformat(timespec='seconds')}   ended: {r.ended.isoformat(timespec='seconds') if r.ended else '-'}",
-        f"seed: {r.seed}",
-        f"commit: {r.commit or '-'}   branch: {r.git.get('branch') or '-'}   remote: {r.git.get('remote') or '-'}",
-        "parameters:",
-        *_param_lines(r),
-        "metrics:" if r.metrics else "metrics: none",
-        *[f"  {k} = {_short(v)}" for k, v in r.metrics.items()],
-        "environment:",
-        f"  python {python.get('version', '?')} ({python.get('implementation', '?')}) {python.get('executable', '')}",
-        f"  platform {platform.get('platform', '?')}   cpu {env.get('cpu', {}).get('model', '?')} "
-        f"x{env.get('cpu', {}).get('count', '?')}   host {env.get('hostname', '?')}",
-        f"  gpus: {', '.join(env.get('gpus') or []) or 'none'}",
-        f"  env: {', '.join(f'{k}={v}' for k, v in (env.get('env') or {}).items()) or 'none recorded'}",
-        *[f"  {k}: {json.dumps(v)}" for k, v in env.items()
-          if k not in ("python", "platform", "cpu", "hostname", "packages", "env", "gpus", "git")],
-        f"  packages ({len(env.get('packages', {}))}):",
-        *[f"    {n} {v}" for n, v in (env.get("packages") or {}).items()],
-        "artifacts:",
-    ]
-    if r.folder:
-        folder = Path(r.folder)
-        lines += [f"  {folder}"] + [f"    {p.name}" for p in sorted(folder.iterdir())] if folder.is_dir() else [f"  {folder} (missing)"]
-    else:
-        lines.append("  none (the trial did not finish)")
-    if r.message:
-        lines += ["message:", *[f"  {line}" for line in r.message.splitlines()]]
-    if r.warnings:
-        lines += ["warnings:", *[f"  {w}" for w in r.warnings]]
-    return "\n".join(lines)
-
-
-def _changed_files(worktree: str | None, old: str, new: str) -> str:
-    if not worktree:
-        return "    (no work tree recorded: cannot list the files)"
-    try:
-        done = subprocess.run(
-            ["git", "-C", worktree, "diff", "--name-status", old, new], capture_output=True, text=True, timeout=60
-        )
-    except (OSError, subprocess.SubprocessError) as err:
-        return f"    (git could not list the files: {err})"
-    if done.returncode != 0:
-        return f"    (git could not list the files: {done.stderr.strip()})"
-    return "\n".join(f"    {line}" for line in done.stdout.splitlines()) or "    (no file differs)"
-
-
 def diff(reader: Reader, key1: str, key2: str, files: bool = True) -> str:
     """Why two trials differ; ``files`` lists the files changed between their commits (runs git)."""
     return diff_records(reader, reader.get(key1), reader.get(key2), files)
-
-
-def diff_records(reader: Reader, a: TrialRecord, b: TrialRecord, files: bool = True) -> str:
-    lines = [f"{a.name} (key {a.key})  vs  {b.name} (key {b.key})", ""]
-    # code
-    if a.commit == b.commit:
-        lines.append(f"code: identical (commit {(a.commit or '-')[:12]})")
-    else:
-        lines.append(f"code: commit {(a.commit or '-')[:12]} -> {(b.commit or '-')[:12]}")
-        if files:
-            lines.append("  files changed:")
-            lines.append(_changed_files(b.git.get("worktree") or a.git.get("worktree"), a.commit or "", b.commit or "")
-                         if a.commit and b.commit else "    (a trial has no commit)")
-    sub_a, sub_b = a.git.get("submodules") or {}, b.git.get("submodules") or {}
-    for path in sorted(set(sub_a) | set(sub_b)):
-        if sub_a.get(path) != sub_b.get(path):
-            lines.append(f"  submodule {path}: {(sub_a.get(path) or '-')[:12]} -> {(sub_b.get(path) or '-')[:12]}")
-    # parameters
-    pa = {(p["step"], p["name"]): p for p in a.params if p["kind"] != "seed"}
-    pb = {(p["step"], p["name"]): p for p in b.params if p["kind"] != "seed"}
-    changes = []
-    for k in sorted(set(pa) | set(pb)):
-        x, y = pa.get(k), pb.get(k)
-        if x is None or y is None:
-            changes.append(f"  {k[0]}.{k[1]}: {'only in ' + (a.key if y is None else b.key)}")
-        elif x.get("fingerprint") != y.get("fingerprint") or x["text"] != y["text"] or x.get("repr") != y.get("repr"):
-            changes.append(f"  {k[0]}.{k[1]}: {x['text']} = {x.get('repr')}  ->  {y['text']} = {y.get('repr')}")
-    lines += ["", "parameters: identical" if not changes else "parameters:", *changes]
-    if a.experiment != b.experiment:
-        lines.append(f"  experiment: {a.experiment} -> {b.experiment}")
-    # environment
-    ea, eb = reader.environment(a), reader.environment(b)
-    env_changes = []
-    for part in ("python", "platform", "cpu", "gpus", "env", "hostname"):
-        if ea.get(part) != eb.get(part):
-            env_changes.append(f"  {part}: {json.dumps(ea.get(part))} -> {json.dumps(eb.get(part))}")
-    packages = package_changes(ea.get("packages", {}), eb.get("packages", {}))
-    for kind in ("added", "removed", "changed"):
-        env_changes += [f"  package {kind}: {p}" for p in packages[kind]]
-    extra = sorted((set(ea) | set(eb)) - {"python", "platform", "cpu", "gpus", "env", "hostname", "packages", "git"})
-    env_changes += [f"  {k}: {json.dumps(ea.get(k))} -> {json.dumps(eb.get(k))}" for k in extra if ea.get(k) != eb.get(k)]
-    lines += ["", "environment: identical" if not env_changes else "environment:", *env_changes]
-    # seed
-    lines += ["", f"seed: identical ({a.seed})" if a.seed == b.seed else f"seed: {a.seed} -> {b.seed}"]
-    # results
-    lines += ["", "results:", f"  main: {_short(a.main)} -> {_short(b.main)}" + (" (identical)" if a.main == b.main else "")]
-    for k in sorted(set(a.metrics) | set(b.metrics)):
-        same = a.metrics.get(k) == b.metrics.get(k)
-        lines.append(f"  {k}: {_short(a.metrics.get(k))} -> {_short(b.metrics.get(k))}" + (" (identical)" if same else ""))
-    if a.status != b.status:
-        lines.append(f"  status: {a.status} -> {b.status}")
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,9 +18,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .cli import diff_records, show_record
 from ..core.rules import as_number, series_points
 from ..store.readers import Reader, TrialRecord
+from .records_text import diff_records, show_record
 
 REPORT = "report"
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")

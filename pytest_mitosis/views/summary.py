@@ -7,6 +7,7 @@ reports (not the stash) from workers, so the summary on the controller is built 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.rules import series_points
@@ -78,4 +79,16 @@ def summary_lines(rows: list[SummaryRow]) -> list[str]:
     if warned:
         lines.append("")
         lines += [f"warning: {nodeid}: {text}" for nodeid, text in warned]
+    return lines
+
+
+def header_lines(pyproject: Path, trials_folder: str, cwd: str, seed: int, debug: bool) -> list[str]:
+    """The report header: where the experiments and trials are, where kernels run, the seed to repeat."""
+    lines = [
+        f"mitosis: experiments from {pyproject}, trials folder {trials_folder}",
+        f"mitosis: kernels run in {cwd}",
+        f"mitosis: seed {seed} (repeat with --mitosis-seed {seed})",
+    ]
+    if debug:
+        lines.append("mitosis: DEBUG MODE: guards waived; trials kept apart in the debug folder")
     return lines

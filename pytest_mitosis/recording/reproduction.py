@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..identity.environment import package_changes
+from ..config.project import Reference
+from ..config.variants import ParamSpec, StepSpec, TrialSpec
 from ..core.errors import ConfigError, MitosisError
 from ..core.rules import close
-from ..config.project import Reference
+from ..identity.environment import package_changes
 from ..store.readers import Reader, RecordsError, TrialRecord
-from ..config.variants import ParamSpec, StepSpec, TrialSpec
 
 
 class ReproductionError(MitosisError):

@@ -1,0 +1,218 @@
+"""The pytest hooks of a ``--mitosis`` session, each delegating to the stage that owns the work.
+
+Registered as the plugin ``mitosis-session`` only when ``--mitosis`` is given (and
+unregistered at unconfigure), so nothing here runs in a pytest session without it. Each hook
+decides *when* (which phase, controller or xdist worker, ``--collect-only``, ``--mitosis-check``)
+and turns refusals into pytest's own errors; *what* happens is in the stages: collection in
+:mod:`.collection`, the sweep size guard in :mod:`.selection`, the plan in
+:mod:`.checks.sweep_plan`, running and recording in :mod:`.recording`, the summary and the
+report in :mod:`.views`. What the session reads once is :class:`.session.MitosisSession`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .collection import BrokenExperiment, MitosisFile, ReproduceItem, TrialItem
+from .core.errors import ConfigError
+from .session import MitosisSession, fact_imports
+
+if TYPE_CHECKING:
+    from .store import TrialStore
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM (batch schedulers, CI runners) stops the session the way Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+class MitosisHooks:
+    """The hook implementations of one pytest session with ``--mitosis``."""
+
+    def __init__(self, mitosis: MitosisSession) -> None:
+        self.mitosis = mitosis
+        self.config = mitosis.config
+        self.settings = mitosis.settings
+        self._sigterm: Any = None
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_mitosis_make_store(self, config: pytest.Config, folder: Path) -> TrialStore:
+        from .store import SQLiteStore
+
+        return SQLiteStore(folder)
+
+    def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+        if file_path.resolve() == self.settings.pyproject:
+            return MitosisFile.from_parent(parent, path=file_path, mitosis=self.mitosis)
+        return None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection(self, session: pytest.Session) -> Any:
+        """Start the first trial's kernel and read git and the environment while pytest collects.
+
+        The facts thread is joined before collection ends: pytest's logging plugin walks every
+        logger when collection ends, and must never meet a thread of ours importing modules.
+        A node id that matches nothing gets pytest's error completed with what there is.
+        """
+        mitosis = self.mitosis
+        settings = self.settings
+        if not (
+            session.config.option.collectonly
+            or settings.check
+            or settings.reproduce
+            or self.config.pluginmanager.has_plugin("dsession")
+            or not mitosis.collects_trials()
+        ):
+            try:
+                mitosis.ahead.launch(mitosis.project().cwd)
+                mitosis.ahead.gather(mitosis.read_facts, imports=fact_imports)
+            except (ConfigError, OSError, RuntimeError):
+                pass  # nothing gained, nothing lost: the trial starts its own kernel
+        try:
+            return (yield)
+        except pytest.UsageError as err:
+            from .selection import explain_not_found
+
+            raise pytest.UsageError(*(explain_not_found(str(arg), mitosis) for arg in err.args)) from None
+        finally:
+            mitosis.ahead.settle()
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if not any(isinstance(item, TrialItem) for item in session.items):
+            self.mitosis.ahead.discard()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        """Before the first trial: the check mode, or the sweep size guard, the session-wide guards and the plan."""
+        if hasattr(self.config, "workerinput"):
+            return None
+        mitosis = self.mitosis
+        broken = [(item.nodeid, item.message) for item in session.items if isinstance(item, BrokenExperiment)]
+        if session.config.option.collectonly:
+            if broken and not session.testsfailed:
+                session.testsfailed = len(broken)  # exit code 1: a configuration to fix, listed in the summary
+                mitosis.broken = broken
+                return True  # not pytest's loop, which would call them "errors during collection"
+            return None
+        trials = [(item.nodeid, item.spec) for item in session.items if isinstance(item, TrialItem)]
+        if self.settings.check:
+            return self._check(session, trials, broken)
+        from .selection import sweep_size_refusal
+
+        distributed = self.config.pluginmanager.has_plugin("dsession")
+        too_many = sweep_size_refusal(mitosis, trials if not distributed else None)
+        if too_many is not None:
+            raise pytest.UsageError(too_many)
+        reproducing = any(isinstance(item, ReproduceItem) for item in session.items)
+        if distributed or trials or reproducing:
+            mitosis.preflight()
+        if trials and not self.settings.debug:
+            from .checks.sweep_plan import plan, totals
+
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(f"mitosis plan: {totals(plan(trials, mitosis.store(), mitosis.identify, None))}")
+        return None
+
+    def _check(self, session: pytest.Session, trials: list[tuple[str, Any]], broken: list[tuple[str, str]]) -> bool:
+        """``--mitosis-check``: one line per trial, no kernel; blocked trials count as failures."""
+        from .checks.sweep_plan import check, totals
+        from .store import StoreError
+
+        mitosis = self.mitosis
+        try:
+            dirty, planned = check(trials, broken, mitosis.store(), mitosis.identify, mitosis.repo(),
+                                   mitosis.project().root)
+        except StoreError as err:
+            raise pytest.UsageError(str(err)) from None
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_sep("=", "mitosis check")
+            if dirty:
+                reporter.write_line(dirty)
+            for item in planned:
+                reporter.write_line(item.line)
+            reporter.write_line(f"mitosis check: {totals(planned)}")
+        session.testsfailed = sum(1 for p in planned if p.status == "blocked") or (1 if dirty else 0)
+        return True
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        self.mitosis.next_is_trial = isinstance(nextitem, TrialItem)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """pytest-xdist: every worker uses the controller's seed."""
+        node.workerinput["mitosis_seed"] = self.mitosis.seed
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """SIGTERM stops the session like Ctrl-C (the running trial is recorded ``interrupted``)."""
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._sigterm = signal.signal(signal.SIGTERM, _terminate)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self._sigterm is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, self._sigterm)
+            self._sigterm = None
+        self.mitosis.close()
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        from .views.summary import header_lines
+
+        try:
+            folder = str(self.mitosis.project().trials_folder)
+        except ConfigError:
+            folder = "(unknown: see the collection error)"
+        try:
+            cwd = str(self.mitosis.project().cwd)
+        except ConfigError:
+            cwd = "(unknown)"
+        return header_lines(self.settings.pyproject, folder, cwd, self.mitosis.seed, self.settings.debug)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        from .views.summary import summary_row
+
+        props = list(report.user_properties)
+        is_trial = any(name == "mitosis.trial" for name, _ in props)
+        if report.when == "call" and is_trial:
+            self.mitosis.rows.append(summary_row(report.nodeid, report.outcome, props))
+        elif report.failed and report.when == "setup" and "pyproject.toml::" in report.nodeid:
+            self.mitosis.rows.append(summary_row(report.nodeid, "error", props))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Refresh the static report once, on the controller, when trials ran."""
+        mitosis = self.mitosis
+        if hasattr(self.config, "workerinput") or not mitosis.rows or not self.settings.report:
+            return
+        from .store import RecordsError
+        from .views.report import build
+
+        try:
+            mitosis.report = build(mitosis.project().trials_folder)  # debug trials only on request (report --debug)
+        except (RecordsError, OSError) as err:
+            mitosis.report = f"not refreshed: {err}"
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        from .views.summary import summary_lines
+
+        mitosis = self.mitosis
+        if mitosis.broken:
+            terminalreporter.write_sep("=", "mitosis: experiments that cannot run")
+            for nodeid, message in mitosis.broken:
+                terminalreporter.write_line(f"ERROR {nodeid}\n{message}\n")
+        if hasattr(self.config, "workerinput") or not mitosis.rows:
+            return
+        terminalreporter.write_sep("=", "mitosis trials")
+        for line in summary_lines(mitosis.rows):
+            terminalreporter.write_line(line)
+        if mitosis.report is not None:
+            terminalreporter.write_line(f"report: {mitosis.report}")

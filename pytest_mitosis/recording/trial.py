@@ -1,0 +1,102 @@
+"""Record one new trial: take its record (the locks checked atomically), run it, judge it, finalise it.
+
+The store checks the variant locks again inside the transaction that creates the record:
+another process (an xdist worker, a second session) may have taken them since the trial's
+setup. A trial that cannot be recorded is refused (``TrialFailed``) before its kernel starts.
+Whatever happens while the kernel runs, the record is finalised (``failed``, ``interrupted``)
+before the exception goes on. No pytest import here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from ..checks.verdict import judge
+from ..core.errors import TrialFailed
+from ..execution.runner import TrialOutcome, run_trial
+from ..store import NewTrial, StoreError, VariantRedefined, new_key, start
+
+if TYPE_CHECKING:
+    from ..config.project import ProjectConfig
+    from ..config.settings import Settings
+    from ..config.variants import TrialSpec
+    from ..identity.trial import TrialIdentity
+    from ..store import TrialStore
+
+
+def record_trial(
+    spec: TrialSpec,
+    identity: TrialIdentity,
+    *,
+    nodeid: str,
+    store: TrialStore,
+    project: ProjectConfig,
+    settings: Settings,
+    environment: dict[str, Any],
+    seed: int,
+    prepared: Callable[[], tuple[Any, Any]] | None = None,
+) -> TrialOutcome:
+    """Run ``spec`` as a recorded trial and return its judged outcome.
+
+    ``prepared`` returns a kernel started ahead for this trial (or ``None``) and a prepared HTML
+    exporter (see :mod:`pytest_mitosis.execution.warmup`); it is called only once the record is
+    taken, so a refused trial leaves the kernel for the next one. An outcome with ``interrupted`` set is recorded ``interrupted`` and returned unjudged: the
+    caller stops the session. ``TrialFailed`` means the store refused the record.
+    """
+    debug = settings.debug
+    git = environment["git"]
+    steps = [{"name": s.name, "function": str(s.function), "lookup": str(s.lookup) if s.lookup else None}
+             for s in spec.steps]
+    refusal = None
+    try:  # the store checks the locks again, atomically: another process may have taken them
+        key, iteration = start(
+            store,
+            lambda key: NewTrial(key, spec.experiment, identity.identity, spec.id, spec.slug, nodeid, debug,
+                                 git, seed, environment, steps, identity.params),
+            identity.locks,
+            new_key(),
+        )
+    except (VariantRedefined, StoreError) as err:
+        refusal = str(err)
+    if refusal is not None:  # outside the except block: no "during handling" chain in the report
+        raise TrialFailed(refusal)
+    name = spec.slug if iteration is None else f"{spec.slug}-{iteration}"
+    launched, html = prepared() if prepared is not None else (None, None)
+    try:
+        outcome = run_trial(
+            spec,
+            key=key,
+            name=name,
+            root=project.cwd,
+            trials=project.trials_folder,
+            timeout=settings.timeout,
+            debug=debug,
+            seed=seed,
+            launched=launched,
+            html=html,
+            metadata={"experiment": spec.experiment, "id": spec.id, "iteration": iteration, "debug": debug,
+                      "git": git, "steps": steps, "params": identity.params, "environment": environment,
+                      "working_dir": str(project.cwd)},
+        )
+    except BaseException as err:
+        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        store.finish(key, status=status, main=None, metrics={}, folder=None, message=f"{type(err).__name__}: {err}")
+        raise
+    folder = str(outcome.folder) if outcome.folder is not None else None
+    if outcome.interrupted is not None:
+        store.finish(key, status="interrupted", main=outcome.main, metrics=outcome.metrics, folder=folder,
+                     message=outcome.message)
+        return replace(outcome, iteration=iteration)
+    outcome = judge(outcome, spec, identity.identity, store, settings)
+    warnings = store.finish(
+        key,
+        status="passed" if outcome.passed else "failed",
+        main=outcome.main,
+        metrics=outcome.metrics,
+        folder=folder,
+        message=outcome.message,
+        verdict=outcome.verdict,
+    )
+    return replace(outcome, iteration=iteration, commit=git["commit"], seed=seed, warnings=tuple(warnings))

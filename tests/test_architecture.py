@@ -1,0 +1,114 @@
+"""The package's shape, enforced: no import cycles, and each stage imports only the stages below it.
+
+The import graph is read by ``grimp`` from the source, so an import inside a function (the
+lazy imports that keep ``plugin.py`` cheap) and one under ``TYPE_CHECKING`` count like any
+other: a cycle that only appears at run time, in the right order, is still a cycle. See
+``docs/architecture.md`` for the stages and what each owns.
+"""
+
+from __future__ import annotations
+
+import grimp
+import pytest
+
+PACKAGE = "pytest_mitosis"
+
+#: the stages, from the top: a stage may import those below it, never those above (the pytest
+#: layer, the modules directly in the package, sits above them all and is not listed)
+STAGES = ("views", "recording", "checks", "execution", "store", "identity", "config", "core")
+
+
+@pytest.fixture(scope="module")
+def graph() -> grimp.ImportGraph:
+    return grimp.build_graph(PACKAGE, cache_dir=None)
+
+
+def cycles(graph: grimp.ImportGraph) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(graph.modules):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph.find_modules_directly_imported_by(root))))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.find_modules_directly_imported_by(child)))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    graph = grimp.ImportGraph()
+    for module in ("p", "p.a", "p.b", "p.c"):
+        graph.add_module(module)
+    graph.add_import(importer="p.a", imported="p.b")
+    graph.add_import(importer="p.b", imported="p.c")
+    graph.add_import(importer="p.c", imported="p.a")
+    assert cycles(graph) == [["p.a", "p.b", "p.c"]]
+
+
+def test_no_import_cycles(graph: grimp.ImportGraph) -> None:
+    found = cycles(graph)
+    described = []
+    for component in found:
+        first = component[0]
+        second = next(m for m in component[1:] if graph.chain_exists(first, m))
+        there = graph.find_shortest_chain(importer=first, imported=second) or ()
+        back = graph.find_shortest_chain(importer=second, imported=first) or ()
+        described.append(" -> ".join([*there, *back[1:]]))
+    assert not found, "import cycles (move the code to the stage that owns it):\n" + "\n".join(described)
+
+
+def test_stages_import_only_the_stages_below(graph: grimp.ImportGraph) -> None:
+    illegal = graph.find_illegal_dependencies_for_layers(layers=[f"{PACKAGE}.{s}" for s in STAGES], containers=set())
+    lines = [
+        f"{d.importer} imports {d.imported}: "
+        + "; ".join(" -> ".join([",".join(sorted(r.heads)), *r.middle, ",".join(sorted(r.tails))]) for r in d.routes)
+        for d in illegal
+    ]
+    assert not illegal, "a stage imports a stage above it:\n" + "\n".join(sorted(lines))
+
+
+def test_every_stage_is_listed(graph: grimp.ImportGraph) -> None:
+    packages = {m.split(".")[1] for m in graph.modules if m.count(".") >= 2}
+    assert packages == set(STAGES), "add the new package to STAGES and to docs/architecture.md"
+
+
+def test_no_stage_imports_the_pytest_layer(graph: grimp.ImportGraph) -> None:
+    top = {m for m in graph.find_children(PACKAGE) if m.split(".")[1] not in STAGES}
+    found = [
+        (importer, imported)
+        for stage in STAGES
+        for importer in graph.find_descendants(f"{PACKAGE}.{stage}")
+        for imported in graph.find_modules_directly_imported_by(importer)
+        if imported in top
+    ]
+    assert not found, found
