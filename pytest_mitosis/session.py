@@ -229,7 +229,8 @@ class MitosisSession:
         return reproduce_trial(
             record, reader=reader, store=self.store(), project_root=project.root, trials=project.trials_folder,
             worktree=worktree, environment=self.environment(), nodeid=item.nodeid, timeout=self.settings.timeout,
-            rtol=self.settings.rtol, atol=self.settings.atol,
+            rtol=self.settings.rtol, atol=self.settings.atol, pyproject=project.path,
+            vouched=frozenset((a.step, a.param, a.value) for a in self.settings.evals),
         )
 
     # -- hooks ---------------------------------------------------------------------------------
