@@ -206,7 +206,7 @@ class MitosisSession:
             status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
             store.finish(key, status=status, main=None, metrics={}, folder=None, message=f"{type(err).__name__}: {err}")
             raise
-        outcome = judge(outcome, spec, identity.identity, store, self.settings)
+        outcome = judge(outcome, spec, identity.identity, store, self.settings, seed=self.seed)
         warnings = store.finish(
             key,
             status="passed" if outcome.passed else "failed",
