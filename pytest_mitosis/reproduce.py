@@ -110,6 +110,8 @@ def rebuild(
     if not isinstance(record.steps, list) or not record.steps or not all(isinstance(s, dict) for s in record.steps) \
             or not isinstance(record.params, list) or not all(isinstance(p, dict) for p in record.params):
         raise _refuse(record, where, "its steps or parameters are not records pytest-mitosis writes")
+    if record.seed is not None and (not isinstance(record.seed, int) or isinstance(record.seed, bool)):
+        raise _refuse(record, where, f"its seed {record.seed!r} is not an integer")
     names = [step.get("name") for step in record.steps]
     if project is not None:
         declared = project.experiments.get(record.experiment)
@@ -153,6 +155,34 @@ def rebuild(
             )
         params.append(ParamSpec(step, name, kind, text, bool(p.get("tracked")), False, _Recorded(p.get("repr", ""))))
     return TrialSpec(record.experiment, tuple(steps), tuple(params))
+
+
+def project_at(worktree: Path, commit: str, pyproject: Path, trials: Path, record: TrialRecord) -> ProjectConfig:
+    """``[tool.mitosis]`` of ``pyproject`` as committed at ``commit`` (read with ``git show``, nothing checked out)."""
+    if not valid_commit(commit):
+        raise ReproductionError(printable(f"the recorded commit {commit!r} is not a git object name (hex digits)"))
+    inside = pyproject.relative_to(worktree).as_posix()
+    done = subprocess.run(
+        ["git", "-c", "core.fsmonitor=false", "show", "--no-textconv", "--end-of-options", f"{commit}:{inside}"],
+        cwd=worktree, capture_output=True, stdin=subprocess.DEVNULL,
+    )
+    if done.returncode != 0:
+        raise ReproductionError(
+            f"cannot reproduce trial {record.name} (key {record.key}): {inside} cannot be read at commit {commit[:12]} "
+            f"of {worktree}: {done.stderr.decode(errors='replace').strip()}. Fetch the commit (git fetch) or reproduce "
+            "from a clone that has it; nothing was run."
+        )
+    with tempfile.TemporaryDirectory(prefix="mitosis-reproduce-") as folder:
+        copy = Path(folder) / pyproject.name
+        copy.write_bytes(done.stdout)
+        try:
+            return load_project(copy, trials)
+        except ConfigError as err:
+            raise ReproductionError(
+                f"cannot reproduce trial {record.name} (key {record.key}): {inside} at commit {commit[:12]} cannot be "
+                f"read, so the steps it declares are unknown; nothing was run. "
+                + str(err).replace(str(copy), f"{inside}@{commit[:12]}")
+            ) from None
 
 
 @contextlib.contextmanager
@@ -262,16 +292,9 @@ def reproduce_trial(
         ))
     pyproject = pyproject if pyproject is not None else project_root / "pyproject.toml"
     relative = project_root.relative_to(worktree)
+    # the steps that may run: the pyproject at the recorded commit, checked before anything is checked out
+    spec = rebuild(record, project_at(worktree, record.commit, pyproject, trials, record), vouched)
     with checkout(worktree, record.commit, bool(record.git.get("submodules"))) as path:
-        at_commit = path / pyproject.relative_to(worktree)
-        try:
-            project = load_project(at_commit, trials)
-        except ConfigError as err:
-            raise ReproductionError(
-                f"cannot reproduce trial {record.name} (key {record.key}): the pyproject.toml at commit "
-                f"{record.commit[:12]} cannot be read, so its steps are unknown; nothing was run. {err}"
-            ) from None
-        spec = rebuild(record, project, vouched)
         slug = record.name.rsplit("-", 1)[0] if record.iteration is not None else record.name
         git = {**record.git, "commit": record.commit, "dirty": [], "worktree": str(worktree), "checkout": str(path)}
         env = {**environment, "git": git}
