@@ -280,8 +280,13 @@ def check_store_path(folder: Path) -> bool:
                 "file aside; nothing was written."
             )
         return True
+    # Without a -wal or -shm beside it, no session is using the file and everything is in the
+    # main file: read it as immutable, which creates no -shm (a read-only connection to a WAL
+    # file would). With them, read through them: they exist already.
+    shared = any(path.with_name(path.name + suffix).exists() for suffix in ("-wal", "-shm"))
+    uri = f"{path.resolve().as_uri()}?mode=ro" + ("" if shared else "&immutable=1")
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+        db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT)
     except sqlite3.Error as err:
         raise StoreError(foreign_message(path, str(err))) from None
     try:
