@@ -340,3 +340,31 @@ def test_an_unusable_store_or_trials_folder_is_refused_and_left_byte_identical(c
     assert expected in run.out
     assert "INTERNALERROR" not in run.out and "Traceback" not in run.out
     assert after == before, "nothing was written: not the header, not a -wal or -shm beside it"
+
+
+def test_a_session_ended_by_ctrl_c_leaves_the_store_in_one_file(tmp_path: Path) -> None:
+    root = study(tmp_path / "study")
+    assert run_pytest(root, "--mitosis", "-k", "a", junit=False).ret == 0
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "--mitosis-param=exp.frequency=b",
+            "--mitosis-eval=exp.pause=60"]
+    proc = subprocess.Popen(argv, cwd=root, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    store = root / "trials" / "mitosis.sqlite"
+    try:
+        deadline = time.monotonic() + 120
+        while not (root / "trials" / ".staging").is_dir() or ("trial_exp-b-1", "running") not in _rows(store):
+            assert time.monotonic() < deadline, "the trial never started"
+            time.sleep(0.2)
+        time.sleep(2)  # inside the step's sleep
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    copy = tmp_path / "copied-alone"
+    copy.mkdir()
+    shutil.copyfile(store, copy / "mitosis.sqlite")
+    found = dict(_rows(copy / "mitosis.sqlite"))
+    assert found["trial_exp-a-1"] == "passed"
+    assert found["trial_exp-b-1"] in ("interrupted", "failed"), "finalised, and in the main file"
