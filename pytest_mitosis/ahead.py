@@ -1,30 +1,57 @@
 """Work started before it is needed, so that a trial waits for as little as possible.
 
 The next trial's kernel (launched while pytest collects, then while the previous trial
-runs), nbconvert's exporter (prepared in a thread while the first kernel runs), and the git
-and environment facts (read in a thread while pytest collects). Every kernel still runs one
-trial only. ``close`` stops whatever is left at the end of the session. No pytest import.
+runs), and the git and environment facts (read in a thread while pytest collects). Every
+kernel still runs one trial only. ``close`` stops whatever is left at the end of the session.
+
+No thread of ours runs while pytest's logging plugin walks ``logging.Logger.manager.loggerDict``
+(at the start and end of collection and of every test phase): a thread that imports a module
+creates loggers, and the walk fails with "dictionary changed size during iteration", an
+INTERNALERROR. So the facts thread's imports happen in the main thread before it starts, and
+the session joins it before collection ends (:meth:`Ahead.settle`); nbconvert's exporter is
+prepared in the main thread while a kernel boots in its own process. No pytest import.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 
+class _Facts(threading.Thread):
+    """``read()`` in a thread; :meth:`result` joins it and returns (or raises) what it did."""
+
+    def __init__(self, read: Callable[[], Any]) -> None:
+        super().__init__(name="mitosis-facts", daemon=True)
+        self._read = read
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._value = self._read()
+        except BaseException as err:  # handed to the main thread by result()
+            self._error = err
+
+    def result(self) -> Any:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 class Ahead:
-    """One session's work-ahead: at most one spare kernel, one HTML writer, one facts future."""
+    """One session's work-ahead: at most one spare kernel, one HTML writer, one facts thread."""
 
     def __init__(self) -> None:
         self._launched: Any = None  # kernel.Launched
         self._html: Any = None  # artifacts.HtmlWriter
-        self._facts: Future[Any] | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._facts: _Facts | None = None
 
     def html(self) -> Any:
-        """The HTML writer; its preparation starts (in a thread) the first time it is asked for."""
+        """The HTML writer; it prepares nbconvert's exporter the first time it is needed."""
         if self._html is None:
             from .artifacts import HtmlWriter
 
@@ -51,11 +78,18 @@ class Ahead:
             self._launched.close()
             self._launched = None
 
-    def gather(self, read: Callable[[], Any]) -> None:
-        """Run ``read`` in a thread; :meth:`facts` returns its result."""
+    def gather(self, read: Callable[[], Any], imports: Callable[[], None] | None = None) -> None:
+        """Run ``read`` in a thread after ``imports`` ran here (the thread must import nothing new)."""
         if self._facts is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mitosis-facts")
-            self._facts = self._pool.submit(read)
+            if imports is not None:
+                imports()
+            self._facts = _Facts(read)
+            self._facts.start()
+
+    def settle(self) -> None:
+        """Wait for the facts thread (its result or error is kept for :meth:`facts`)."""
+        if self._facts is not None:
+            self._facts.join()
 
     def facts(self) -> Any:
         """What ``gather`` read (waiting for it), or ``None`` when nothing was gathered ahead."""
@@ -63,9 +97,5 @@ class Ahead:
 
     def close(self) -> None:
         self.discard()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-        if self._html is not None:
-            self._html.close()
-            self._html = None
+        self.settle()
+        self._html = None

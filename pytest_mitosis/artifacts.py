@@ -3,18 +3,59 @@
 Everything is written into ``<trials>/.staging/<key>/`` first and renamed into place at the
 end (one ``rename`` on one filesystem), so a crash never leaves a folder under its final
 name that looks complete and is not: what sits in ``.staging`` is, by its place, unfinished.
+A trial whose files cannot be written discards its staging folder (the space comes back), and
+the next session removes the staging folders of trials that a killed session left behind.
+
+Debug trials go to ``<trials>/debug/``, unless the trials folder is itself named ``debug``
+(``--mitosis-trials-folder trials/debug``): the user already keeps debug runs apart.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 STAGING = ".staging"
+DEBUG = "debug"
+#: written into every trials folder the plugin creates, so git (and so the dirty check) ignores it
+GITIGNORE = "# Created by pytest-mitosis: trial artifacts and the trial store are not source code.\n*\n"
+
+
+def prepare_trials_folder(folder: Path, gitignore: bool = True) -> None:
+    """Create the trials folder (and its ``.gitignore`` holding ``*``) if it does not exist yet.
+
+    Like ``.pytest_cache``, the folder ignores itself wherever it is, so a run into
+    ``trials/debug`` never makes a later run into ``trials/pm`` refuse a dirty tree.
+    Raises ``OSError`` (a file in the way, no permission) for the caller to explain.
+    """
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+    ignore = folder / ".gitignore"
+    if gitignore and not ignore.exists() and not ignore.is_symlink():
+        tmp = folder / ".gitignore.tmp"
+        tmp.write_text(GITIGNORE, encoding="utf-8")
+        os.replace(tmp, ignore)
+
+
+def leftover_staging(trials: Path) -> list[str]:
+    """Keys of the staging folders in ``trials`` (each is a trial that never finished writing)."""
+    try:
+        return sorted(p.name for p in (trials / STAGING).iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:
+        return []
+
+
+def remove_staging(trials: Path, key: str) -> None:
+    """Remove one trial's staging folder (its trial is recorded as over: interrupted or failed)."""
+    path = trials / STAGING / key
+    if path.parent == trials / STAGING and path.name == key and key and "/" not in key and key not in (".", ".."):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -32,7 +73,7 @@ class TrialFolder:
 
     @property
     def final(self) -> Path:
-        parent = self.trials / "debug" if self.debug else self.trials
+        parent = self.trials / DEBUG if self.debug and self.trials.name != DEBUG else self.trials
         return parent / f"{self.name}_{self.key}"
 
     @property
@@ -42,6 +83,10 @@ class TrialFolder:
 
     def create(self) -> None:
         self.staging.mkdir(parents=True, exist_ok=False)
+
+    def discard(self) -> None:
+        """Remove the staging folder and whatever it holds (the trial could not be completed)."""
+        shutil.rmtree(self.staging, ignore_errors=True)
 
     def read_outcome(self) -> dict[str, Any]:
         """What the kernel's runtime last wrote; empty when the kernel never got that far."""
@@ -54,10 +99,9 @@ class TrialFolder:
     def save(self, nb: Any, outcome: dict[str, Any], description: dict[str, Any], html: HtmlWriter | None = None) -> Path:
         """Write the notebook, its HTML, the outcome and ``trial.yaml``, then move the folder into place."""
         import nbformat
-        import yaml
 
         with (self.staging / "trial.yaml").open("w", encoding="utf-8") as stream:
-            yaml.safe_dump(description, stream, sort_keys=False, allow_unicode=True, width=100)
+            yaml.dump(plain_yaml(description), stream, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True, width=100)
         nbformat.write(nb, str(self.staging / f"{self.name}.ipynb"))
         (self.staging / f"{self.name}.html").write_text((html or HtmlWriter())(nb, self.name), encoding="utf-8")
         tmp = self.staging / "outcome.json.tmp"
@@ -68,33 +112,85 @@ class TrialFolder:
         return self.final
 
 
-class HtmlWriter:
-    """nbconvert's HTML exporter, prepared in a background thread and reused for every trial.
+class _PlainDumper(yaml.SafeDumper):
+    """YAML without anchors and aliases (``&id001``/``*id001``): every value written where it is."""
 
-    Importing nbconvert and compiling its templates costs about half a second; started when a
-    session's first kernel starts, that work overlaps the kernel and the trial instead of
-    following them.
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def plain_yaml(value: Any) -> Any:
+    """``value`` with recorded parameter values decoded into plain YAML (mappings, lists, numbers).
+
+    Parameter records hold canonical trees (``{"dict": [[k, v], ...]}``); a person reading
+    ``trial.yaml`` wants ``{k: v}``. Tuples and sets become lists, arrays nested lists, and
+    keys that YAML cannot hold as keys their text.
+    """
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if key == "params" and isinstance(item, list):
+                out[key] = [_param_yaml(p) for p in item]
+            else:
+                out[key] = plain_yaml(item)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [plain_yaml(v) for v in value]
+    return value
+
+
+def _param_yaml(record: Any) -> Any:
+    if not isinstance(record, dict) or "value" not in record:
+        return plain_yaml(record)
+    from .records import decode
+
+    try:
+        value = _yaml_value(decode(record["value"]))
+    except Exception:  # a tree this version cannot decode: keep it as recorded
+        value = plain_yaml(record["value"])
+    return {**{k: plain_yaml(v) for k, v in record.items() if k != "value"}, "value": value}
+
+
+def _yaml_value(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {k if isinstance(k, (str, int, float, bool)) else str(k): _yaml_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_yaml_value(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((_yaml_value(v) for v in value), key=repr)
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return _yaml_value(tolist())
+    return str(value)
+
+
+class HtmlWriter:
+    """nbconvert's HTML exporter, prepared once and reused for every trial of a session.
+
+    Importing nbconvert and compiling its templates costs about half a second: :meth:`prepare`
+    is called while the first trial's kernel boots (in its own process), so that work overlaps
+    the kernel instead of following the trial. It runs in the main thread: imports in a thread
+    race pytest's logging plugin (see ahead.py).
     """
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mitosis-html")
-        self._exporter = self._pool.submit(self._prepare)
+        self._exporter: Any = None
 
-    @staticmethod
-    def _prepare() -> Any:
-        import nbformat.v4 as v4
-        from nbconvert import HTMLExporter
+    def prepare(self) -> None:
+        if self._exporter is None:
+            import nbformat.v4 as v4
+            from nbconvert import HTMLExporter
 
-        from .logs import quiet
+            from .logs import quiet
 
-        exporter = HTMLExporter(log=quiet("html"))
-        exporter.from_notebook_node(v4.new_notebook(cells=[v4.new_code_cell("")]))  # compile the templates
-        return exporter
+            exporter = HTMLExporter(log=quiet("html"))
+            exporter.from_notebook_node(v4.new_notebook(cells=[v4.new_code_cell("")]))  # compile the templates
+            self._exporter = exporter
 
     def __call__(self, nb: Any, title: str = "Notebook") -> str:
         """A self-contained HTML page of the executed notebook (figures are inline PNG data)."""
-        body, _ = self._exporter.result().from_notebook_node(nb, resources={"metadata": {"name": title}})
+        self.prepare()
+        body, _ = self._exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
         return str(body)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)

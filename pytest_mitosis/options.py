@@ -183,6 +183,12 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("mitosis_report", "Refresh the trials report at the end of each session", type="bool", default=True)
     parser.addini("mitosis_seed", "Seed of every trial (default: drawn once per session)", default="")
     parser.addini(
+        "mitosis_gitignore",
+        "Write a .gitignore holding * into each trials folder the plugin creates (false: you track trials in git)",
+        type="bool",
+        default=True,
+    )
+    parser.addini(
         "mitosis_env_vars",
         "Environment variables recorded with every trial",
         type="linelist",
@@ -221,6 +227,8 @@ class Settings:
     report: bool = True
     #: files pytest writes for this session (--junitxml): never part of a dirty tree
     outputs: tuple[Path, ...] = ()
+    #: a new trials folder gets a .gitignore holding ``*`` (ini mitosis_gitignore)
+    gitignore: bool = True
 
 
 settings_key = pytest.StashKey[Settings]()
@@ -300,4 +308,5 @@ def resolve_settings(config: pytest.Config) -> Settings:
         atol=float(config.getoption("mitosis_atol")),
         report=bool(config.getini("mitosis_report")),
         outputs=tuple((invocation / p).resolve() for p in [config.getoption("xmlpath", None)] if p),
+        gitignore=bool(config.getini("mitosis_gitignore")),
     )

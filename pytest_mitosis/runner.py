@@ -1,8 +1,10 @@
 """One trial's pipeline: notebook → fresh kernel → artifacts → a ``TrialOutcome``.
 
 Knows nothing of pytest: the item calls :func:`run_trial` and reports what it returns. A
-failing step, a dead kernel or a timeout is an outcome, not an exception, and the notebook
-and its HTML are saved in every case before the outcome is returned.
+failing step, a dead kernel, a timeout, a result that cannot be saved, a full disk and a
+SIGINT/SIGTERM during a step are outcomes, not exceptions: the notebook and its HTML are
+saved (as far as the kernel got) before the outcome is returned, and when the trial's own
+files cannot be written, its staging folder is removed so that the disk space comes back.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ class TrialOutcome:
     passed: bool
     main: Any
     metrics: dict[str, Any]
-    folder: Path
-    html: Path
+    #: the trial's folder and HTML; ``None`` when its files could not be written (disk full)
+    folder: Path | None
+    html: Path | None
     seconds: float
     message: str | None = None
     iteration: int | None = None
@@ -37,6 +40,8 @@ class TrialOutcome:
     warnings: tuple[str, ...] = ()
     comparisons: tuple[str, ...] = ()
     verdict: str | None = None
+    #: the signal (SIGINT or SIGTERM) that stopped the trial: recorded ``interrupted``, then the session stops
+    interrupted: int | None = None
 
 
 def new_key() -> str:
@@ -51,12 +56,24 @@ def _step_label(spec: TrialSpec, name: str | None) -> str:
     return "the set-up cell"
 
 
-def _failure(spec: TrialSpec, kind: str | None, error: str | None, outcome: dict[str, Any]) -> str:
+def _where(spec: TrialSpec, phase: str | None, outcome: dict[str, Any]) -> str:
+    """The phase of a trial in the user's terms, for timeouts and interruptions."""
+    if phase == "kernel start":
+        return "while the kernel started"
+    if phase == "set-up":
+        return "in the set-up cell (before the first step)"
+    if phase == "saving":
+        return "while saving the results (pickling each step's result)"
+    return f"during {_step_label(spec, outcome.get('step'))}"
+
+
+def _failure(spec: TrialSpec, execution: Any, outcome: dict[str, Any]) -> str:
+    kind, error = execution.kind, execution.error
     step = _step_label(spec, outcome.get("step"))
     if kind == "dead":
         return f"kernel died during {step}"
-    if kind == "timeout":
-        return f"{error} during {step}"
+    if kind in ("timeout", "interrupted"):
+        return f"{error} {_where(spec, execution.phase, outcome)}"
     if kind == "startup":
         return str(error)
     if outcome.get("status") == "failed":
@@ -81,37 +98,67 @@ def run_trial(
     launched: Any = None,
     html: Any = None,
 ) -> TrialOutcome:
-    """Run ``spec`` in a fresh kernel and save its artifacts under ``trials`` as ``name_key``."""
+    """Run ``spec`` in a fresh kernel and save its artifacts under ``trials`` as ``name_key``.
+
+    A KeyboardInterrupt while the files are written (a second Ctrl-C) still removes the
+    staging folder before it propagates, so nothing unfinished is left behind.
+    """
     from . import kernel, notebook
 
     started = time.monotonic()
     folder = TrialFolder(trials, key, name, debug)
-    folder.create()
-    title = f"{folder.name} ({folder.key})"
-    nb = notebook.build(
-        spec, title=title, folder=folder.staging, debug=debug, seed=seed, sys_path=sys_path,
-        metadata={**metadata, "key": folder.key, "trial": folder.name, "seed": seed},
-    )
-    execution = kernel.execute(nb, root, timeout, launched)
+    try:
+        folder.create()
+        title = f"{folder.name} ({folder.key})"
+        nb = notebook.build(
+            spec, title=title, folder=folder.staging, debug=debug, seed=seed, sys_path=sys_path,
+            metadata={**metadata, "key": folder.key, "trial": folder.name, "seed": seed},
+        )
+    except OSError as err:
+        if launched is not None:
+            launched.close()
+        return _unwritten(spec, folder, err, started)
+    except BaseException:
+        if launched is not None:
+            launched.close()
+        folder.discard()
+        raise
+    phases = ["header", "set-up"] + ["step"] * len(spec.steps) + ["saving"]
+    try:
+        execution = kernel.execute(nb, root, timeout, launched, phases, while_starting=getattr(html, "prepare", None))
+    except BaseException:  # a Ctrl-C outside the cells (while the kernel starts): nothing half-written stays
+        folder.discard()
+        raise
     outcome = folder.read_outcome()
     passed = execution.error is None and outcome.get("status") == "passed"
     message = None
-    if not passed:
+    if execution.kind == "interrupted":
+        outcome["status"] = "interrupted"
+        message = _failure(spec, execution, outcome)
+        outcome["message"] = message
+    elif not passed:
         outcome["status"] = "failed"
-        message = _failure(spec, execution.kind, execution.error, outcome)
+        message = _failure(spec, execution, outcome)
         outcome["message"] = message
     description = {
         "trial": folder.name,
         "key": folder.key,
         **{k: v for k, v in metadata.items() if k != "environment"},
         "seed": seed,
-        "results": {k: outcome.get(k) for k in ("status", "main", "metrics", "message") if k in outcome},
+        "results": {k: outcome.get(k) for k in ("status", "main", "metrics", "metrics_other", "message")
+                    if k in outcome},
         "environment": metadata.get("environment"),
     }
-    final = folder.save(execution.notebook, outcome, description, html)
-    html = folder.html
+    try:
+        final = folder.save(execution.notebook, outcome, description, html)
+    except OSError as err:
+        return _unwritten(spec, folder, err, started, signal=execution.signal)
+    except BaseException:
+        folder.discard()
+        raise
+    page = folder.html
     if message is not None:
-        message = f"{message}\n\nnotebook: {html}"
+        message = f"{message}\n\nnotebook: {page}"
     return TrialOutcome(
         spec=spec,
         key=folder.key,
@@ -120,7 +167,22 @@ def run_trial(
         main=outcome.get("main"),
         metrics=dict(outcome.get("metrics") or {}),
         folder=final,
-        html=html,
+        html=page,
         seconds=time.monotonic() - started,
         message=message,
+        interrupted=execution.signal,
+    )
+
+
+def _unwritten(spec: TrialSpec, folder: TrialFolder, err: OSError, started: float, signal: int | None = None) -> TrialOutcome:
+    """The trial's own files could not be written (a full disk, a quota): a failure that frees the space."""
+    folder.discard()
+    where = f" ({err.filename})" if err.filename else ""
+    reason = (err.strerror or str(err)).lower() if err.strerror else str(err)
+    return TrialOutcome(
+        spec=spec, key=folder.key, name=folder.name, passed=False, main=None, metrics={}, folder=None, html=None,
+        seconds=time.monotonic() - started,
+        message=f"the trial's files could not be written: {reason}{where}. Its unfinished folder was removed; "
+        "free some space (or fix the permissions) and run the trial again.",
+        interrupted=signal,
     )

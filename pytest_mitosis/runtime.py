@@ -29,6 +29,10 @@ class StepResultError(Exception):
     """A step returned something other than a dict with the keys mitosis requires."""
 
 
+class ResultNotSaved(Exception):
+    """A step's result could not be pickled to its file (unpicklable, out of memory, disk full)."""
+
+
 def _series(value: Any) -> Any:
     """A metric series (a list of numbers, or ``{"step": [...], "value": [...]}``), or ``None``."""
     tolist = getattr(value, "tolist", None)
@@ -88,7 +92,9 @@ class Trial:
         level = getattr(logging, log_level)
         root = logging.getLogger()
         root.addHandler(self._handler)
-        root.setLevel(level)
+        # Third-party libraries stay at INFO even in debug mode (matplotlib alone logs ~100
+        # font_manager lines at DEBUG); the experiment's own modules get the requested level.
+        root.setLevel(max(level, logging.INFO))
         for name in modules:
             logging.getLogger(name).setLevel(level)
         self._write()
@@ -154,32 +160,60 @@ class Trial:
                 f"step {name!r} ({reference}) returned no 'data' key, which the next step "
                 f"({self.steps[index + 1]!r}) receives as its first argument"
             )
-        metrics = result.get("metrics", {})
-        if not isinstance(metrics, Mapping):
-            raise StepResultError(
-                f"step {name!r} ({reference}) returned 'metrics' as {_article(type(metrics).__name__)} {type(metrics).__name__}; "
-                "expected a dict of {name: value}"
-            )
 
     def finish(self) -> None:
-        """Pickle each step's result and record ``main`` and the metrics of the last step."""
+        """Pickle each step's result and record ``main`` and the metrics of the last step.
+
+        A result that cannot be saved fails the trial (naming the step and the reason): a trial
+        that passes always has every step's result on disk for ``load_trial_data``. Results are
+        pickled straight into their file (no second copy in memory), through a temporary name,
+        so a failed save never leaves a truncated pickle under the final name.
+        """
         saved = []
+        unsaved = None
         for index, (name, result) in enumerate(zip(self.steps, self.results), start=1):
             path = self.folder / "results" / f"step-{index}-{name}.pickle"
-            path.parent.mkdir(exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
             try:
-                path.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+                path.parent.mkdir(exist_ok=True)
+                with open(tmp, "wb") as stream:
+                    pickle.dump(result, stream, protocol=pickle.HIGHEST_PROTOCOL)
+                os.replace(tmp, path)
                 saved.append(path.name)
-            except Exception as err:  # keep the trial; say what could not be saved
-                print(f"pytest-mitosis: the result of step {name!r} could not be pickled: {err}", file=sys.stderr)
+            except Exception as err:
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
+                unsaved = (name, err)
+                break
         last = self.results[-1]
-        metrics = {str(k): metric(v) for k, v in dict(last.get("metrics", {})).items()}
-        self.outcome.update(
-            status="passed", step=None, main=plain(last["main"]), metrics=metrics, pickles=saved, ended=time.time()
-        )
+        raw_metrics = last.get("metrics", {})
+        metrics: dict[str, Any] = {}
+        if isinstance(raw_metrics, Mapping):
+            metrics = {str(k): metric(v) for k, v in raw_metrics.items()}
+        else:  # e.g. a list naming the metrics a library computed: kept, not charted, never a failure
+            self.outcome["metrics_other"] = _jsonable(raw_metrics)
+            print(
+                f"pytest-mitosis: 'metrics' of the last step is {_article(type(raw_metrics).__name__)} "
+                f"{type(raw_metrics).__name__}, not a {{name: number or series}} dict: it is kept in the result "
+                "and in trial.yaml, but not reported or charted as metrics."
+            )
+        self.outcome.update(main=plain(last["main"]), metrics=metrics, pickles=saved, ended=time.time())
+        if unsaved is not None:
+            name, err = unsaved
+            reference = self.outcome.get("reference", name)
+            self.outcome.update(
+                status="failed", step=name, result_error=True,
+                error=f"ResultNotSaved: the result of step {name!r} could not be saved to "
+                f"results/step-{self.steps.index(name) + 1}-{name}.pickle: {type(err).__name__}: {err}",
+            )
+            self._write()
+            self._close_log()
+            raise ResultNotSaved(self.outcome["error"].split(": ", 1)[1]) from None
+        self.outcome.update(status="passed", step=None)
         self._write()
-        logging.getLogger().removeHandler(self._handler)
-        self._handler.close()
+        self._close_log()
         print(f"main = {self.outcome['main']!r}")
         for key, value in metrics.items():
             if isinstance(value, (list, dict)):
@@ -187,6 +221,19 @@ class Trial:
                 print(f"{key} = series of {len(points)} points, last {points[-1]!r}")
             else:
                 print(f"{key} = {value!r}")
+
+    def _close_log(self) -> None:
+        logging.getLogger().removeHandler(self._handler)
+        self._handler.close()
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as JSON can hold it: containers of plain values kept, anything else as its repr."""
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return plain(value)
 
 
 def _article(word: str) -> str:

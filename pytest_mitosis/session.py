@@ -26,6 +26,20 @@ if TYPE_CHECKING:
     from .variants import TrialSpec
 
 
+def _fact_imports() -> None:
+    """What reading the facts imports, imported here in the main thread (see ahead.py)."""
+    import importlib.metadata  # noqa: F401
+
+    import git  # noqa: F401
+
+    from . import environment, guards  # noqa: F401
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM (batch schedulers, CI runners) stops the session the way Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
 class MitosisSession:
     """Hooks and state for one pytest session with ``--mitosis``."""
 
@@ -42,6 +56,8 @@ class MitosisSession:
         self._next: pytest.Item | None = None
         self.rows: list[SummaryRow] = []
         self.report: Path | str | None = None
+        self._sigterm: Any = None
+        self._swept = False
 
     @property
     def seed(self) -> int:
@@ -121,7 +137,11 @@ class MitosisSession:
         return self._store
 
     def preflight(self) -> None:
-        """Session-wide refusals, before the first trial: a dirty tree, an unusable store."""
+        """Session-wide refusals, before the first trial: a dirty tree, an unusable store.
+
+        Then the leftovers of sessions that were killed: their staging folders (once the store
+        has marked their trials interrupted) and their kernels' private folders.
+        """
         from .guards import refusal
         from .store import StoreError
 
@@ -133,10 +153,45 @@ class MitosisSession:
             message = refusal(self.repo(), project.root)
             if message is not None:
                 raise pytest.UsageError(message)
+        self.prepare_trials_folder()
         try:
-            self.store()
+            store = self.store()
         except StoreError as err:
             raise pytest.UsageError(str(err)) from None
+        self.sweep(store)
+
+    def prepare_trials_folder(self) -> None:
+        """Create the trials folder (with its .gitignore); a path in the way is a usage error."""
+        from .artifacts import prepare_trials_folder
+
+        folder = self.project().trials_folder
+        try:
+            prepare_trials_folder(folder, gitignore=self.settings.gitignore)
+        except OSError as err:
+            what = err.strerror or str(err)
+            if folder.exists() and not folder.is_dir():
+                what = "it exists and is not a folder"
+            raise pytest.UsageError(
+                f"mitosis: the trials folder {folder} cannot be used: {what}. Point --mitosis-trials-folder (or "
+                "trials-folder in [tool.mitosis]) at a folder you can write, or move what is in the way."
+            ) from None
+
+    def sweep(self, store: Any) -> None:
+        """Remove what killed sessions left: staging folders of trials no longer running, kernel folders."""
+        from .artifacts import leftover_staging, remove_staging
+        from .kernel import sweep_stale_private_folders
+
+        if self._swept:
+            return
+        self._swept = True
+        trials = self.project().trials_folder
+        keys = leftover_staging(trials)
+        statuses = getattr(store, "statuses", None)
+        if keys and statuses is not None:
+            for key, status in statuses(keys).items():
+                if status != "running":
+                    remove_staging(trials, key)
+        sweep_stale_private_folders()
 
     def identify(self, nodeid: str, spec: TrialSpec) -> TrialIdentity:
         """A trial's fingerprints, computed once per session (the plan and the setup both need them)."""
@@ -206,13 +261,21 @@ class MitosisSession:
             status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
             store.finish(key, status=status, main=None, metrics={}, folder=None, message=f"{type(err).__name__}: {err}")
             raise
+        folder = str(outcome.folder) if outcome.folder is not None else None
+        if outcome.interrupted is not None:
+            store.finish(key, status="interrupted", main=outcome.main, metrics=outcome.metrics, folder=folder,
+                         message=outcome.message)
+            from .reporting import SummaryRow
+
+            self.rows.append(SummaryRow(item.nodeid, "interrupted", outcome.main, str(outcome.html or ""), iteration, key))
+            raise KeyboardInterrupt  # pytest stops the session: "!!! KeyboardInterrupt !!!", exit code 2
         outcome = judge(outcome, spec, identity.identity, store, self.settings, seed=self.seed)
         warnings = store.finish(
             key,
             status="passed" if outcome.passed else "failed",
             main=outcome.main,
             metrics=outcome.metrics,
-            folder=str(outcome.folder),
+            folder=folder,
             message=outcome.message,
             verdict=outcome.verdict,
         )
@@ -287,23 +350,30 @@ class MitosisSession:
         session.testsfailed = sum(1 for p in planned if p.status == "blocked") or (1 if dirty else 0)
         return True
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_collection(self, session: pytest.Session) -> None:
-        """Start the first trial's kernel while pytest collects (imports of the steps included)."""
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection(self, session: pytest.Session) -> Any:
+        """Start the first trial's kernel and read git and the environment while pytest collects.
+
+        The facts thread is joined before collection ends: pytest's logging plugin walks every
+        logger when collection ends, and must never meet a thread of ours importing modules.
+        """
         settings = self.settings
-        if (
+        if not (
             session.config.option.collectonly
             or settings.check
             or settings.reproduce
             or self.config.pluginmanager.has_plugin("dsession")
             or str(settings.pyproject) not in {str(Path(a.split("::")[0]).resolve()) for a in self.config.args}
         ):
-            return
+            try:
+                self.ahead.launch(self.project().root)
+                self.ahead.gather(self._read_facts, imports=_fact_imports)
+            except (ConfigError, OSError, RuntimeError):
+                pass  # nothing gained, nothing lost: the trial starts its own kernel
         try:
-            self.ahead.launch(self.project().root)
-            self.ahead.gather(self._read_facts)
-        except (ConfigError, OSError, RuntimeError):
-            pass  # nothing gained, nothing lost: the trial starts its own kernel
+            return (yield)
+        finally:
+            self.ahead.settle()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
@@ -320,7 +390,21 @@ class MitosisSession:
         """pytest-xdist: every worker uses the controller's seed."""
         node.workerinput["mitosis_seed"] = self.seed
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """SIGTERM stops the session like Ctrl-C (the running trial is recorded ``interrupted``)."""
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._sigterm = signal.signal(signal.SIGTERM, _terminate)
+
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self._sigterm is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, self._sigterm)
+            self._sigterm = None
         self.ahead.close()
         if self._store is not None:
             self._store.close()

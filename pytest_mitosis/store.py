@@ -537,6 +537,15 @@ class SQLiteStore:
         finally:
             db.close()
 
+    def statuses(self, keys: Sequence[str]) -> dict[str, str]:
+        """The status of each of ``keys`` that the store knows (for cleaning up staging folders)."""
+        found: dict[str, str] = {}
+        for key in keys:
+            row = self._db.execute("SELECT status FROM trials WHERE key=?", (key,)).fetchone()
+            if row is not None:
+                found[key] = str(row[0])
+        return found
+
 
 class _Transaction:
     """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK``): take the write lock up front, so a

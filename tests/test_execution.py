@@ -74,6 +74,20 @@ def dies():
 
 def sleeps():
     time.sleep(120)
+
+
+shapes = {"shape": {"wide": {"width": 3, "height": 1, "tags": ("a", "b")}}}
+
+
+def listmetrics(shape):
+    # the pattern of a widely used experiment library: "metrics" names what it computed
+    return {"main": shape["width"], "metrics": ["coeff_f1", "coeff_mae"], "data": [1, 2]}
+
+
+def unpicklable():
+    import threading
+
+    return {"main": 1.5, "data": threading.Lock()}
 '''
 
 PYPROJECT = """
@@ -90,6 +104,8 @@ nodata = ["cases:nodata"]
 total = ["cases:total", "cases:scales"]
 dies = ["cases:dies"]
 sleeps = ["cases:sleeps"]
+listmetrics = ["cases:listmetrics", "cases:shapes"]
+unpicklable = ["cases:unpicklable"]
 
 [tool.mitosis.experiments]
 sine = { steps = ["sine"], params = { "sine.frequency" = "slow" } }
@@ -100,6 +116,8 @@ pipeline = { steps = ["make", "total"], params = { "total.scale" = "double" } }
 broken = { steps = ["nodata", "total"], params = { "total.scale" = "single" } }
 dies = ["dies"]
 sleeps = ["sleeps"]
+listmetrics = ["listmetrics"]
+unpicklable = ["unpicklable"]
 
 [tool.pytest.ini_options]
 """
@@ -134,11 +152,12 @@ def ET_tostring(element: object) -> str:
 def test_every_trial_runs_and_the_session_reports_each_outcome(session: tuple[Path, Run]) -> None:
     root, run = session
     assert run.ret == 1, run.out
-    assert re.search(r"6 failed, 2 passed", run.out), run.out
+    assert re.search(r"7 failed, 3 passed", run.out), run.out
     assert run.junit is not None
     names = sorted(c.get("name", "") for c in run.junit.iter("testcase"))
     assert names == sorted(
-        ["sine[slow]", "raises", "nondict", "nomain", "pipeline[double]", "broken[single]", "dies", "sleeps"]
+        ["sine[slow]", "raises", "nondict", "nomain", "pipeline[double]", "broken[single]", "dies", "sleeps",
+         "listmetrics[wide]", "unpicklable"]
     )
     # failures, not errors: the trial ran and its outcome is a failure
     assert not list(run.junit.iter("error"))
@@ -214,6 +233,11 @@ def test_a_step_that_raises_fails_with_the_users_traceback_and_the_html_path(ses
         ),
         ("dies", "kernel died during step 'dies' (cases:dies)"),
         ("sleeps", "timed out after 6 s during step 'sleeps' (cases:sleeps)"),
+        (
+            "unpicklable",
+            "the result of step 'unpicklable' could not be saved to results/step-1-unpicklable.pickle: "
+            "TypeError: cannot pickle '_thread.lock' object",
+        ),
     ],
 )
 def test_bad_results_dead_kernels_and_timeouts_fail_with_a_short_message(
@@ -235,7 +259,40 @@ def test_the_terminal_summary_lists_every_trial_once(session: tuple[Path, Run]) 
     line = next(l for l in summary.splitlines() if l.startswith("pyproject.toml::sine[slow]"))
     assert re.match(r"pyproject\.toml::sine\[slow\] +PASSED +#1 key [0-9a-f]{8} +main=2\.0 +/.*/trial_sine-slow-1\.html$", line)
     assert re.search(r"pyproject\.toml::dies +FAILED +#1 key [0-9a-f]{8} +main=- +/.*/trial_dies-1\.html", summary)
-    assert summary.count("pyproject.toml::") == 8
+    assert summary.count("pyproject.toml::") == 10
+
+
+def test_metrics_that_are_not_a_dict_are_kept_and_never_fail_the_trial(session: tuple[Path, Run]) -> None:
+    root, run = session
+    props = run.properties("listmetrics[wide]")
+    assert props["main"] == "3"
+    assert not [name for name in props if name.startswith("mitosis.metrics.")]
+    folder = trial_folder(root, "trial_listmetrics-wide-1")
+    result = pickle.loads((folder / "results" / "step-1-listmetrics.pickle").read_bytes())
+    assert result["metrics"] == ["coeff_f1", "coeff_mae"]
+    nb = json.loads((folder / "trial_listmetrics-wide-1.ipynb").read_text())
+    printed = "".join("".join(o.get("text", "")) for o in nb["cells"][-1]["outputs"])
+    assert "'metrics' of the last step is a list, not a {name: number or series} dict" in printed
+    description = (folder / "trial.yaml").read_text()
+    assert "metrics_other:\n  - coeff_f1\n  - coeff_mae\n" in description
+
+
+def test_trial_yaml_is_plain_yaml_with_decoded_values(session: tuple[Path, Run]) -> None:
+    import yaml
+
+    root, _ = session
+    text = (trial_folder(root, "trial_listmetrics-wide-1") / "trial.yaml").read_text()
+    assert "&id" not in text and "*id" not in text, "no YAML anchors or aliases"
+    params = yaml.safe_load(text)["params"]
+    assert params[0]["value"] == {"width": 3, "height": 1, "tags": ["a", "b"]}
+
+
+def test_a_result_that_cannot_be_pickled_leaves_no_partial_pickle(session: tuple[Path, Run]) -> None:
+    root, run = session
+    folder = trial_folder(root, "trial_unpicklable-1")
+    assert list((folder / "results").iterdir()) == []
+    outcome = json.loads((folder / "outcome.json").read_text())
+    assert outcome["status"] == "failed" and outcome["main"] == 1.5
 
 
 def test_no_staging_folder_is_left_behind(session: tuple[Path, Run]) -> None:
@@ -255,4 +312,5 @@ def test_lf_selects_exactly_the_trials_that_failed(session: tuple[Path, Run]) ->
         "pyproject.toml::nondict",
         "pyproject.toml::raises",
         "pyproject.toml::sleeps",
+        "pyproject.toml::unpicklable",
     ]
