@@ -139,6 +139,8 @@ class Reader:
         self.folder = folder
         self.path = folder / FILENAME
         self._environments: dict[str, dict[str, Any]] = {}
+        if self.path.is_dir():
+            raise RecordsError(f"{self.path} is a directory, not a trial store; pass --trials-folder DIR for another folder.")
         if not self.path.is_file():
             raise RecordsError(
                 f"no trial store at {self.path}. Run trials with pytest --mitosis first, or pass --trials-folder DIR "

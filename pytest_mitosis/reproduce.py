@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+from dataclasses import replace
 import re
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from typing import Any
 from .environment import package_changes
 from .errors import ConfigError, MitosisError
 from .gates import close
-from .project import ProjectConfig, Reference, load_project
+from .project import ProjectConfig, load_project
 from .records import Reader, RecordsError, TrialRecord, printable, valid_commit, valid_key
 from .variants import ParamSpec, StepSpec, TrialSpec
 
@@ -93,7 +94,7 @@ def _literal(text: str) -> bool:
 
 def rebuild(
     record: TrialRecord,
-    project: ProjectConfig | None = None,
+    project: ProjectConfig,
     vouched: frozenset[tuple[str, str, str]] = frozenset(),
 ) -> TrialSpec:
     """The trial as specified, its steps taken from ``project`` (the pyproject at the recorded commit).
@@ -101,10 +102,9 @@ def rebuild(
     The record must agree with ``project``: the same callable and lookup dict for every step
     name, the experiment's chain if it is declared there; eval expressions must be declared
     for that parameter, literals, or ``vouched`` for on the command line. Anything else is a
-    ``ReproductionError`` naming the mismatch, raised before anything runs. Without
-    ``project`` (tests of the record's shape only) the record's own steps are used.
+    ``ReproductionError`` naming the mismatch, raised before anything runs.
     """
-    where = project.path if project is not None else Path("pyproject.toml")
+    where = project.path
     if not isinstance(record.name, str) or not _NAME.match(record.name):
         raise _refuse(record, where, f"its recorded name {record.name!r} is not a trial name (trial_..., no '/')")
     if not isinstance(record.steps, list) or not record.steps or not all(isinstance(s, dict) for s in record.steps) \
@@ -113,18 +113,12 @@ def rebuild(
     if record.seed is not None and (not isinstance(record.seed, int) or isinstance(record.seed, bool)):
         raise _refuse(record, where, f"its seed {record.seed!r} is not an integer")
     names = [step.get("name") for step in record.steps]
-    if project is not None:
-        declared = project.experiments.get(record.experiment)
-        if declared is not None and tuple(names) != declared.steps:
-            raise _refuse(record, where, f"experiment {record.experiment!r} has the steps {', '.join(declared.steps)} "
-                                         f"there, the record names {', '.join(map(str, names))}")
+    declared = project.experiments.get(record.experiment)
+    if declared is not None and tuple(names) != declared.steps:
+        raise _refuse(record, where, f"experiment {record.experiment!r} has the steps {', '.join(declared.steps)} "
+                                     f"there, the record names {', '.join(map(str, names))}")
     steps = []
     for index, step in enumerate(record.steps):
-        if project is None:
-            module, attr = step["function"].split(":", 1)
-            lookup = Reference(*step["lookup"].split(":", 1)) if step.get("lookup") else None
-            steps.append(StepSpec(step["name"], Reference(module, attr), lookup, index > 0))
-            continue
         config = project.steps.get(step.get("name"))  # type: ignore[arg-type]
         if config is None:
             raise _refuse(record, where, f"step {step.get('name')!r} is not registered in [tool.mitosis.steps] there")
@@ -136,16 +130,14 @@ def rebuild(
                 + (f" with {step.get('lookup')!r}" if step.get("lookup") else ""),
             )
         steps.append(StepSpec(config.name, config.function, config.lookup, index > 0))
-    declared_evals: set[tuple[str, str, str]] = set()
-    if project is not None and record.experiment in project.experiments:
-        declared_evals = {(a.step, a.param, a.value) for a in project.experiments[record.experiment].evals}
+    declared_evals = {(a.step, a.param, a.value) for a in declared.evals} if declared is not None else set()
     params = []
     for p in record.params:
         kind, step, name, text = p.get("kind"), p.get("step"), p.get("name"), p.get("text")
         if kind not in ("lookup", "eval", "seed") or step not in names or not isinstance(name, str) \
                 or not _IDENTIFIER.match(name) or not isinstance(text, str):
             raise _refuse(record, where, f"its parameter record {p!r} is not one pytest-mitosis writes")
-        if kind == "eval" and project is not None and (step, name, text) not in declared_evals \
+        if kind == "eval" and (step, name, text) not in declared_evals \
                 and (step, name, text) not in vouched and not _literal(text):
             raise _refuse(
                 record, where,
@@ -175,8 +167,8 @@ def project_at(worktree: Path, commit: str, pyproject: Path, trials: Path, recor
     with tempfile.TemporaryDirectory(prefix="mitosis-reproduce-") as folder:
         copy = Path(folder) / pyproject.name
         copy.write_bytes(done.stdout)
-        try:
-            return load_project(copy, trials)
+        try:  # named as in the repository in messages, not as the temporary copy
+            return replace(load_project(copy, trials), path=Path(inside))
         except ConfigError as err:
             raise ReproductionError(
                 f"cannot reproduce trial {record.name} (key {record.key}): {inside} at commit {commit[:12]} cannot be "
@@ -278,7 +270,6 @@ def reproduce_trial(
     the same file at the recorded commit says which steps may run. ``vouched`` holds the
     ``(step, param, expression)`` the user gave with ``--mitosis-eval``.
     """
-    from dataclasses import replace
 
     from .runner import new_key, run_trial
     from .store import NewTrial, start

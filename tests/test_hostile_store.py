@@ -139,7 +139,9 @@ def step_os_system(s: Study) -> str:
     s.update(s.keys["a"], steps=json.dumps(steps), params=json.dumps(params))
     run = s.reproduce(s.keys["a"])
     assert run.ret == pytest.ExitCode.TESTS_FAILED, run.out
-    assert "step 'exp' is exp:run with exp:lookup there, but the record says 'os:system'" in run.out, run.out
+    assert (f"cannot reproduce trial trial_exp-a-1 (key {s.keys['a']}): step 'exp' is exp:run with exp:lookup there, "
+            "but the record says 'os:system'. A reproduction runs only the steps that pyproject.toml declares at "
+            "commit ") in run.out, run.out
     return run.out
 
 
