@@ -1,4 +1,4 @@
-"""``python -m pytest_mitosis`` (also ``pytest-mitosis``): history, show and diff of trials.
+"""``python -m pytest_mitosis`` (also ``pytest-mitosis``): history, show, diff, report and backup.
 
 Answers *why did this result change?* from the store alone: it never unpickles anything and
 never runs user code. ``git diff --name-status`` is the only command it runs, to list the files
@@ -215,13 +215,13 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m pytest_mitosis", description="Browse the trials that pytest --mitosis recorded."
     )
     folder_help = "trials folder (default: that of ./pyproject.toml, else ./trials)"
-    parser.add_argument("--trials-folder", type=Path, default=None, help=folder_help)
+    parser.add_argument("--trials-folder", type=Path, default=None, metavar="DIR", help=folder_help)
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help)
         # accepted after the subcommand too; SUPPRESS keeps a value given before it
-        sub.add_argument("--trials-folder", type=Path, default=argparse.SUPPRESS, help=folder_help)
+        sub.add_argument("--trials-folder", type=Path, default=argparse.SUPPRESS, metavar="DIR", help=folder_help)
         return sub
 
     p_history = command("history", "one row per trial, newest first")

@@ -271,9 +271,10 @@ class Reader:
         if not rows:
             recent = self._db.execute("SELECT key, name FROM trials ORDER BY started DESC LIMIT 10").fetchall()
             listing = "\n".join(f"  {r['key']}  {r['name']}" for r in recent) or "  (the store has no trials)"
-            raise RecordsError(f"no trial has a key starting with {prefix!r} in {self.path}. The newest trials:\n{listing}")
+            raise RecordsError(printable(
+                f"no trial has a key starting with {prefix!r} in {self.path}. The newest trials:\n{listing}"))
         listing = "\n".join(f"  {r['key']}  {r['name']}" for r in rows[:20])
-        raise RecordsError(f"the key prefix {prefix!r} matches {len(rows)} trials; give more characters:\n{listing}")
+        raise RecordsError(printable(f"the key prefix {prefix!r} matches {len(rows)} trials; give more characters:\n{listing}"))
 
     def environment(self, record: TrialRecord) -> dict[str, Any]:
         """The trial's environment record (read once per distinct environment)."""

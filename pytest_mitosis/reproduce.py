@@ -71,7 +71,7 @@ class _Recorded(str):
         return str(self)
 
 
-_NAME = re.compile(r"^trial_[^/\\\x00]{1,200}$")
+_NAME = re.compile(r"^trial_[^/\\\x00-\x1f\x7f]{1,200}$")  # one path component, no control character
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
