@@ -280,11 +280,19 @@ def check_store_path(folder: Path) -> bool:
                 "file aside; nothing was written."
             )
         return True
-    # Without a -wal or -shm beside it, no session is using the file and everything is in the
-    # main file: read it as immutable, which creates no -shm (a read-only connection to a WAL
-    # file would). With them, read through them: they exist already.
+    # A read-only connection honours locks and journals, and creates nothing beside a file in
+    # rollback-journal mode (every file as it is being created, and foreign ones). Beside a
+    # WAL-mode file it would create -wal and -shm: when they are absent, no session has the
+    # file open and everything is in the main file (our stores get their tables before the
+    # switch to WAL), so read it as immutable, which creates nothing.
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(20)
+    except OSError as err:
+        raise StoreError(foreign_message(path, err.strerror or str(err))) from None
+    wal = len(head) == 20 and head[18] == 2 and head[19] == 2
     shared = any(path.with_name(path.name + suffix).exists() for suffix in ("-wal", "-shm"))
-    uri = f"{path.resolve().as_uri()}?mode=ro" + ("" if shared else "&immutable=1")
+    uri = f"{path.resolve().as_uri()}?mode=ro" + ("&immutable=1" if wal and not shared else "")
     try:
         db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT)
     except sqlite3.Error as err:
