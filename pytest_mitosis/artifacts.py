@@ -28,19 +28,20 @@ GITIGNORE = "# Created by pytest-mitosis: trial artifacts and the trial store ar
 
 
 def prepare_trials_folder(folder: Path, gitignore: bool = True) -> None:
-    """Create the trials folder (and its ``.gitignore`` holding ``*``) if it does not exist yet.
+    """Create the trials folder, with a ``.gitignore`` holding ``*``, if it does not exist yet.
 
-    Like ``.pytest_cache``, the folder ignores itself wherever it is, so a run into
-    ``trials/debug`` never makes a later run into ``trials/pm`` refuse a dirty tree.
+    Like ``.pytest_cache``, a folder the plugin creates ignores itself wherever it is, so a run
+    into ``trials/debug`` never makes a later run into ``trials/pm`` refuse a dirty tree. A
+    folder that exists already is left as it is (it may be the user's, tracked on purpose).
     Raises ``OSError`` (a file in the way, no permission) for the caller to explain.
     """
-    if not folder.is_dir():
-        folder.mkdir(parents=True, exist_ok=True)
-    ignore = folder / ".gitignore"
-    if gitignore and not ignore.exists() and not ignore.is_symlink():
+    if folder.is_dir():
+        return
+    folder.mkdir(parents=True)
+    if gitignore:
         tmp = folder / ".gitignore.tmp"
         tmp.write_text(GITIGNORE, encoding="utf-8")
-        os.replace(tmp, ignore)
+        os.replace(tmp, folder / ".gitignore")
 
 
 def leftover_staging(trials: Path) -> list[str]:

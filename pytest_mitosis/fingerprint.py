@@ -8,7 +8,9 @@ round-trips); arrays are hashed over every element. The fingerprint is the SHA-2
 tree's JSON. The tree doubles as the recorded value: readable back without user code.
 
 A value that cannot be described exactly (a lambda, a closure, an open file) raises
-``FingerprintError`` naming where in the value it sits. No pytest import here.
+``FingerprintError`` naming where in the value it sits; so does any exception raised while
+describing it (a ``get_params()`` or a property that fails), because user code runs here and
+one odd value must refuse one trial, never crash the session. No pytest import here.
 """
 
 from __future__ import annotations
@@ -77,6 +79,22 @@ def _importable(obj: Any) -> bool:
     return found is obj or (getattr(found, "__func__", None) is getattr(obj, "__func__", object()))
 
 
+#: singletons (compared by identity: ``==`` on an arbitrary value may raise) described by name
+_CONSTANTS: tuple[tuple[Any, Any], ...] = (
+    (Ellipsis, {"const": "Ellipsis"}),
+    (NotImplemented, {"const": "NotImplemented"}),
+    # their classes (and None's) say they are in builtins, but only the types module has them
+    (type(None), {"ref": "types:NoneType"}),
+    (type(Ellipsis), {"ref": "types:EllipsisType"}),
+    (type(NotImplemented), {"ref": "types:NotImplementedType"}),
+)
+
+
+def _a(noun: str) -> str:
+    """``noun`` with its indefinite article, for messages: "an ellipsis", "a Random"."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 def _type_name(obj: Any, where: str) -> str:
     cls = type(obj)
     if not _importable(cls):
@@ -85,7 +103,36 @@ def _type_name(obj: Any, where: str) -> str:
 
 
 def canonical(value: Any, where: str = "", _active: frozenset[int] = frozenset()) -> Any:
-    """The canonical tree of ``value`` (see the module docstring)."""
+    """The canonical tree of ``value`` (see the module docstring); raises only ``FingerprintError``.
+
+    Describing a value runs its code (``get_params``, properties, ``__getattr__``); whatever that
+    raises becomes a ``FingerprintError`` at the innermost place it happened.
+    """
+    try:
+        return _canonical(value, where, _active)
+    except FingerprintError:
+        raise
+    except RecursionError:
+        raise FingerprintError(where, "it is nested too deeply to be described") from None
+    except Exception as err:
+        raise FingerprintError(where, f"describing {_a(_safe_type(value))} raised {_exception(err)}") from None
+
+
+def _safe_type(value: Any) -> str:
+    return getattr(type(value), "__qualname__", "object")
+
+
+def _exception(err: BaseException) -> str:
+    """``AttributeError: message`` on one line, cut to a readable length."""
+    text = " ".join(str(err).split())
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _canonical(value: Any, where: str, _active: frozenset[int]) -> Any:
+    for constant, tree in _CONSTANTS:
+        if value is constant:
+            return dict(tree)
     if isinstance(value, enum.Enum):  # before str and int: a StrEnum member is not its string
         return {"enum": f"{_type_name(value, where)}.{value.name}"}
     if value is None or isinstance(value, bool) or type(value) is str:
@@ -161,24 +208,37 @@ def canonical(value: Any, where: str = "", _active: frozenset[int] = frozenset()
     get_params = getattr(value, "get_params", None)
     if callable(get_params) and not isinstance(value, type):
         try:
-            params = get_params(deep=False)
-        except TypeError:
-            params = get_params()
-        return {"estimator": {"type": _type_name(value, where), "params": sub(dict(params), ".get_params()")}}
+            try:
+                params = dict(get_params(deep=False))
+            except TypeError:
+                params = dict(get_params())
+        except Exception as err:  # e.g. scikit-learn's AttributeError for a parameter not stored as an attribute
+            failed = f"its get_params() raised {_exception(err)}"
+            if not (_python_class(type(value)) and (hasattr(value, "__dict__") or _slots(value))):
+                raise FingerprintError(
+                    where, f"{failed}, and {_a(type(value).__qualname__)} is not a pure-Python object that could be "
+                    "described by its attributes instead"
+                ) from None
+            try:  # the whole state instead: exact, if stricter than the parameters (fitted state counts too)
+                return _object(value, where, sub)
+            except FingerprintError as inner:
+                raise FingerprintError(where, f"{failed}, and describing it by its attributes instead failed: {inner}") from None
+        return {"estimator": {"type": _type_name(value, where), "params": sub(params, ".get_params()")}}
     if isinstance(value, functools.partial):
         return {"partial": {"func": sub(value.func, ".func"), "args": sub(list(value.args), ".args"),
                             "keywords": sub(dict(value.keywords), ".keywords")}}
     if not _python_class(type(value)) or hasattr(value, "read"):
-        raise FingerprintError(where, f"a {type(value).__qualname__} cannot be fingerprinted exactly")
-    if hasattr(value, "__dict__"):
-        state = {k: sub(v, f".{k}") for k, v in sorted(vars(value).items())}
-        slots = _slots(value)
-        state.update({k: sub(v, f".{k}") for k, v in slots.items()})
-        return {"object": {"type": _type_name(value, where), "state": state}}
-    slots = _slots(value)
-    if slots:
-        return {"object": {"type": _type_name(value, where), "state": {k: sub(v, f".{k}") for k, v in slots.items()}}}
-    raise FingerprintError(where, f"a {type(value).__qualname__} cannot be fingerprinted exactly")
+        raise FingerprintError(where, f"{_a(type(value).__qualname__)} cannot be fingerprinted exactly")
+    if hasattr(value, "__dict__") or _slots(value):
+        return _object(value, where, sub)
+    raise FingerprintError(where, f"{_a(type(value).__qualname__)} cannot be fingerprinted exactly")
+
+
+def _object(value: Any, where: str, sub: Any) -> Any:
+    """A pure-Python instance by its class and its whole state (``vars()`` and slots)."""
+    state = {k: sub(v, f".{k}") for k, v in sorted(vars(value).items())} if hasattr(value, "__dict__") else {}
+    state.update({k: sub(v, f".{k}") for k, v in _slots(value).items()})
+    return {"object": {"type": _type_name(value, where), "state": state}}
 
 
 _HEAPTYPE = 1 << 9
@@ -248,7 +308,7 @@ def _render(tree: Any) -> str:
         return f"array<{payload['dtype']}, {shape}>[{shown}]"
     if tag == "numpy":
         return _render(payload["value"]) if "value" in payload else str(payload["repr"])
-    if tag in ("ref", "enum"):
+    if tag in ("ref", "enum", "const"):
         return str(payload)
     if tag == "float":
         return str(payload)

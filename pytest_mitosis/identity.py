@@ -2,12 +2,16 @@
 
 Tracked parameters (lookup variants and eval expressions without ``+``) are fingerprinted:
 they make the identity that numbers iterations and the locks that keep a variant name from
-changing meaning. Untracked (``+``) parameters are recorded but neither. No pytest import.
+changing meaning. Untracked (``+``) parameters are recorded by their ``repr`` but never
+fingerprinted: ``+`` is the way out for a value that cannot be described, so describing it
+anyway could only fail. ``identify`` raises nothing but ``UnfingerprintableValue``: the
+pytest layer turns that into the one trial's setup error. No pytest import.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +37,16 @@ def _label(spec: TrialSpec, p: ParamSpec) -> str:
     return f"experiment {spec.experiment!r}, step {p.step!r}, parameter {p.name!r} ({what})"
 
 
+def _refusal(spec: TrialSpec, p: ParamSpec, err: Exception) -> UnfingerprintableValue:
+    what = str(err) if isinstance(err, FingerprintError) else f"fingerprinting it raised {type(err).__name__}: {err}"
+    option = "--mitosis-param" if p.kind == "lookup" else "--mitosis-eval"
+    return UnfingerprintableValue(
+        f"mitosis: {_label(spec, p)}: {what}, so its meaning cannot be locked. Give it a value that can "
+        f"be compared exactly, or mark the parameter untracked with a leading + "
+        f"({option} {shlex.quote(f'+{p.step}.{p.name}={p.text}')}) if it cannot change a result."
+    )
+
+
 def identify(spec: TrialSpec, seed: int, strict: bool = True) -> TrialIdentity:
     """Fingerprint ``spec``'s values; ``strict`` (not debug) refuses tracked values without one."""
     parts: list[list[str]] = []
@@ -44,21 +58,19 @@ def identify(spec: TrialSpec, seed: int, strict: bool = True) -> TrialIdentity:
         if p.kind == "seed":  # the trial seed: recorded with the trial, never part of its identity
             params.append({**record, "fingerprint": None, "value": seed, "repr": str(seed)})
             continue
-        try:
-            digest, tree = fingerprint(p.value)
-        except FingerprintError as err:
-            if p.tracked and strict:
-                plus = "--mitosis-param +" if p.kind == "lookup" else "--mitosis-eval +"
-                raise UnfingerprintableValue(
-                    f"mitosis: {_label(spec, p)}: {err}, so its meaning cannot be locked. Give it a value that can "
-                    f"be compared exactly, or mark the parameter untracked with a leading + "
-                    f"({plus}{p.step}.{p.name}=...) if it cannot change a result."
-                ) from None
-            digest, tree = None, None
+        digest: str | None = None
+        tree: Any = None
+        if p.tracked:
+            try:
+                digest, tree = fingerprint(p.value)
+            except Exception as err:  # fingerprint() raises FingerprintError; anything else is its bug, not a crash
+                if strict:
+                    raise _refusal(spec, p, err) from None
         record.update(fingerprint=digest, value=tree, repr=render(tree) if tree is not None else shorten(p.value, 120))
         params.append(record)
         if p.tracked and digest is not None:
-            parts.append([p.step, p.name, p.kind, p.text if p.kind == "lookup" else digest])
+            if not p.at_default:  # typing the default changes neither the trial's name nor what it computes
+                parts.append([p.step, p.name, p.kind, p.text if p.kind == "lookup" else digest])
             locks.append(Lock(spec.experiment, p.step, p.name, p.kind, p.text, digest, tree, lookups[p.step]))
     if spec.expect is not None:
         digest, tree = fingerprint(spec.expect)

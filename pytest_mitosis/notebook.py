@@ -20,8 +20,9 @@ from .variants import ParamSpec, TrialSpec
 SHOWN = 200
 #: characters of a value inside the fold; beyond that it is cut (the full value is in trial.yaml)
 FOLDED = 20_000
-#: characters that markdown, MathJax or HTML would interpret; written as numeric entities
-_SPECIAL = frozenset("&<>\"'\\`*_[]|~$")
+#: characters that HTML, a markdown link or code span, a table or MathJax would interpret;
+#: written as numeric entities (an underscore stays: within words markdown leaves it alone)
+_SPECIAL = frozenset("&<>\"'\\`*[]|$")
 
 
 def _text(value: object) -> str:
@@ -29,7 +30,8 @@ def _text(value: object) -> str:
 
     Variant names, eval texts and values come from the user's lookup dicts and command line
     (or from a store for a reproduction): written as entities, ``<script>`` stays text, a
-    ``|`` does not split the table, ``$`` starts no formula and ``*`` no emphasis.
+    ``[text](javascript:...)`` is no link, ``|`` does not split the table, ``$`` starts no
+    formula and ``*`` no emphasis.
     """
     return "".join(f"&#{ord(c)};" if c in _SPECIAL else c for c in " ".join(str(value).split()))
 
@@ -65,7 +67,8 @@ def _provenance(metadata: dict[str, Any]) -> str:
             + (f" on branch <code>{_text(git['branch'])}</code>" if git.get("branch") else "")) if commit else "no commit"
     python = _text(env.get("python", {}).get("version", "?"))
     system = _text(env.get("platform", {}).get("platform", "?"))
-    return f"Code: {code}. Python {python} on {system}, host <code>{_text(env.get('hostname', '?'))}</code>."
+    where = f" Working directory: <code>{_text(metadata['working_dir'])}</code>." if metadata.get("working_dir") else ""
+    return f"Code: {code}. Python {python} on {system}, host <code>{_text(env.get('hostname', '?'))}</code>.{where}"
 
 
 def header(spec: TrialSpec, title: str, debug: bool, seed: int, metadata: dict[str, Any] | None = None) -> str:

@@ -51,6 +51,27 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _chain(text: str) -> tuple[str, ...]:
+    """``data,odes`` (or ``data+odes``, the experiment's name): a chain of registered steps."""
+    steps = tuple(part.strip() for part in text.replace("+", ",").split(","))
+    if not all(steps):
+        raise argparse.ArgumentTypeError(f"expected registered step names separated by commas, e.g. data,odes, got {text!r}")
+    return steps
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of trials (0: no limit), got {text!r}")
+    return value
+
+
+#: a plain `pytest --mitosis` runs at most this many trials without an explicit selection
+DEFAULT_MAX_TRIALS = 100
+
 MAX_SEED = 2**32 - 1  # numpy's legacy global generator takes seeds below 2**32
 
 
@@ -91,6 +112,25 @@ def add_options(parser: pytest.Parser) -> None:
         type=_eval,
         metavar="[+]STEP.PARAM=EXPR",
         help="Set an eval parameter to a Python expression (repeatable; repeating a parameter makes an axis)",
+    )
+    group.addoption(
+        "--mitosis-steps",
+        action="append",
+        dest="mitosis_steps",
+        default=[],
+        type=_chain,
+        metavar="STEP[,STEP...]",
+        help="Run this chain of registered steps (as mitosis' 'mitosis data odes'), collected as the experiment "
+        "STEP+STEP...; repeatable. Only these chains are collected",
+    )
+    group.addoption(
+        "--mitosis-max-trials",
+        dest="mitosis_max_trials",
+        default=None,
+        type=_count,
+        metavar="N",
+        help=f"Refuse to run more than N trials without a selection (-k, -m, node ids, --mitosis-param, --lf); "
+        f"0: no limit (ini mitosis_max_trials, default {DEFAULT_MAX_TRIALS})",
     )
     group.addoption(
         "--mitosis-config",
@@ -178,6 +218,11 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini("mitosis_config", "pyproject.toml holding [tool.mitosis] (relative to the rootdir)", default="")
     parser.addini("mitosis_trials_folder", "Folder for trial artifacts (relative to the rootdir)", default="")
+    parser.addini(
+        "mitosis_max_trials",
+        f"Most trials a session runs without an explicit selection (default {DEFAULT_MAX_TRIALS}; 0: no limit)",
+        default=str(DEFAULT_MAX_TRIALS),
+    )
     parser.addini("mitosis_timeout", "Seconds after which a trial fails (default: none)", default="")
     parser.addini("mitosis_debug", "Run trials in debug mode", type="bool", default=False)
     parser.addini("mitosis_report", "Refresh the trials report at the end of each session", type="bool", default=True)
@@ -229,6 +274,10 @@ class Settings:
     outputs: tuple[Path, ...] = ()
     #: a new trials folder gets a .gitignore holding ``*`` (ini mitosis_gitignore)
     gitignore: bool = True
+    #: chains of steps named with --mitosis-steps (then only these are collected)
+    chains: tuple[tuple[str, ...], ...] = ()
+    #: the sweep size guard: most trials run without an explicit selection (0: no limit)
+    max_trials: int = DEFAULT_MAX_TRIALS
 
 
 settings_key = pytest.StashKey[Settings]()
@@ -282,6 +331,13 @@ def resolve_settings(config: pytest.Config) -> Settings:
         except argparse.ArgumentTypeError as err:
             raise pytest.UsageError(f"ini key mitosis_seed: {err}") from None
 
+    max_trials: int | None = config.getoption("mitosis_max_trials")
+    if max_trials is None:
+        try:
+            max_trials = _count(str(config.getini("mitosis_max_trials")).strip())
+        except argparse.ArgumentTypeError as err:
+            raise pytest.UsageError(f"ini key mitosis_max_trials: {err}") from None
+
     debug = config.getoption("mitosis_debug")
     if debug is None:
         debug = bool(config.getini("mitosis_debug"))
@@ -309,4 +365,28 @@ def resolve_settings(config: pytest.Config) -> Settings:
         report=bool(config.getini("mitosis_report")),
         outputs=tuple((invocation / p).resolve() for p in [config.getoption("xmlpath", None)] if p),
         gitignore=bool(config.getini("mitosis_gitignore")),
+        chains=tuple(dict.fromkeys(config.getoption("mitosis_steps"))),
+        max_trials=max_trials,
     )
+
+
+def implied(config: pytest.Config) -> str | None:
+    """The first ``--mitosis-*`` option typed on the command line, which implies ``--mitosis``.
+
+    Options that come from ``addopts`` or ``PYTEST_ADDOPTS`` only configure a ``--mitosis`` run
+    (a project may set ``--mitosis-timeout`` there); typed by hand, each says the user wants
+    trials (``--mitosis-check``, ``--mitosis-reproduce KEY`` ...), so a session that would
+    otherwise collect nothing and exit 5 runs them.
+    """
+    for arg in config.invocation_params.args:
+        if isinstance(arg, str) and arg.startswith("--mitosis-"):
+            return arg.split("=", 1)[0]
+    return None
+
+
+def trial_node_ids(config: pytest.Config) -> list[str]:
+    """Command-line arguments that are node ids inside a ``pyproject.toml`` (``pyproject.toml::sine[slow]``)."""
+    return [
+        arg for arg in config.args
+        if "::" in arg and Path(arg.split("::", 1)[0]).name == "pyproject.toml"
+    ]

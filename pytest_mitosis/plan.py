@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from .guards import RepoState
 from .identity import TrialIdentity, UnfingerprintableValue
 from .store import TrialStore, VariantRedefined
 from .variants import TrialSpec
@@ -40,12 +41,17 @@ def plan(
     for nodeid, spec in trials:
         try:
             identity = identify(nodeid, spec)
-            store.check_locks(identity.locks)
         except UnfingerprintableValue as err:
             found.append(Planned(nodeid, "blocked", f"blocked: {str(err).split(': ', 1)[-1].split(', so ')[0]}"))
             continue
-        except VariantRedefined as err:
-            found.append(Planned(nodeid, "blocked", f"blocked: {err.short}"))
+        conflicts = []
+        for lock in identity.locks:  # one by one: the store stops at the first conflict, the check shows all
+            try:
+                store.check_locks([lock])
+            except VariantRedefined as err:
+                conflicts.append(err.short)
+        if conflicts:
+            found.append(Planned(nodeid, "blocked", "blocked: " + "; ".join(conflicts)))
             continue
         if dirty is not None:
             found.append(Planned(nodeid, "blocked", f"blocked: {dirty}"))
@@ -53,6 +59,17 @@ def plan(
         iteration = store.next_iteration(spec.experiment, identity.identity)
         found.append(Planned(nodeid, "new", "new") if iteration == 1 else Planned(nodeid, "repeat", f"repeat (iteration {iteration})"))
     return found
+
+
+def blocked_reason(repo: RepoState) -> str:
+    """Why every trial is blocked by the tree, in a few words (the full message is printed above the lines)."""
+    if repo.worktree is None:
+        return "not in a git repository (see the message above)"
+    if repo.error is not None:
+        return "git could not report the state of the tree (see the message above)"
+    if repo.commit is None:
+        return "the git repository has no commit yet (see the message above)"
+    return "the git tree has uncommitted changes (listed above)"
 
 
 def totals(planned: Sequence[Planned]) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from .options import add_options, resolve_settings, settings_key
+from .options import add_options, implied, resolve_settings, settings_key, trial_node_ids
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -22,10 +22,27 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    """``--mitosis-config PATH`` and ``--mitosis-trials-folder DIR``: keep PATH and DIR out of pytest's rootdir."""
+    if any(arg.startswith("--mitosis-") and "=" not in arg for arg in args):
+        from .preparse import redetermine_rootdir
+
+        redetermine_rootdir(early_config, args)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "mitosis: a trial of an experiment run by pytest-mitosis")
     if not config.getoption("mitosis", default=False):
-        return
+        if implied(config) is None:
+            node_ids = trial_node_ids(config)
+            if node_ids:
+                raise pytest.UsageError(
+                    f"{node_ids[0]} names a trial of pytest-mitosis, which collects pyproject.toml only with --mitosis: "
+                    f"run pytest --mitosis {' '.join(repr(a) if '[' in a else a for a in node_ids)}"
+                )
+            return
+        config.option.mitosis = True  # a --mitosis-* option typed on the command line implies --mitosis
     from .session import MitosisSession, session_key
 
     settings = resolve_settings(config)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
 
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _REFERENCE = re.compile(rf"^(?P<module>{_DOTTED}):(?P<attr>{_DOTTED})$")
-_TOP_KEYS = ("trials-folder", "steps", "experiments")
+_TOP_KEYS = ("trials-folder", "working-dir", "steps", "experiments")
 _EXPERIMENT_KEYS = ("steps", "params", "eval", "expect", "higher-is-better")
 DEFAULT_TRIALS_FOLDER = "trials"
 
@@ -71,11 +72,56 @@ class ProjectConfig:
     trials_folder: Path
     steps: dict[str, StepConfig] = field(default_factory=dict)
     experiments: dict[str, ExperimentConfig] = field(default_factory=dict)
+    #: experiments that cannot be collected, with the reason: each becomes its own error item,
+    #: so one broken table entry or step never blocks the others
+    broken: dict[str, str] = field(default_factory=dict)
+    #: steps whose ``[tool.mitosis.steps]`` entry is malformed, with the reason
+    broken_steps: dict[str, str] = field(default_factory=dict)
+    #: every experiment name (good or broken) in the order of the table
+    order: tuple[str, ...] = ()
+    #: the kernels' working directory (``working-dir``; default: this pyproject's directory)
+    working_dir: Path | None = None
 
     @property
     def root(self) -> Path:
-        """The investigation's directory: kernels run here and its modules are importable."""
+        """The investigation's directory: its modules are importable (and, by default, kernels run here)."""
         return self.path.parent
+
+    @property
+    def cwd(self) -> Path:
+        """Where every trial's kernel runs: ``working-dir`` of ``[tool.mitosis]``, else :attr:`root`."""
+        return self.working_dir or self.root
+
+    @property
+    def step_names(self) -> tuple[str, ...]:
+        """Every name of ``[tool.mitosis.steps]``, usable or not."""
+        return tuple(dict.fromkeys([*self.steps, *self.broken_steps]))
+
+
+def adhoc_experiment(project: ProjectConfig, chain: tuple[str, ...], option: str = "--mitosis-steps") -> ExperimentConfig:
+    """An experiment for a chain of steps named on the command line (mitosis' ``mitosis data odes``).
+
+    It is named by its steps joined with ``+`` (``data+odes``: a valid pytest name that ``-k``
+    can select), so running the same chain again ad hoc records the same experiment. A chain
+    that is a declared experiment with exactly these steps is that experiment, table included.
+    """
+    spelled = f"{option} {','.join(chain)}"
+    for step in chain:
+        if step not in project.step_names:
+            raise ConfigError(
+                f"{spelled}: unknown step {step!r}; the steps of {project.path} are: {', '.join(project.step_names)}."
+            )
+    name = "+".join(chain)
+    declared = project.experiments.get(name)
+    if declared is not None and declared.steps == chain:
+        return declared
+    if declared is not None or name in project.broken:
+        raise ConfigError(
+            f"{spelled}: {project.path} declares an experiment {name!r} with other steps "
+            f"({' -> '.join(declared.steps) if declared else 'see its error'}); the chain would be recorded under "
+            "the same name. Rename that experiment in [tool.mitosis.experiments]."
+        )
+    return ExperimentConfig(name, chain)
 
 
 def _fail(path: Path, key: str, message: str) -> ConfigError:
@@ -153,7 +199,7 @@ def _assignments(
     return tuple(found)
 
 
-def _experiment(path: Path, name: str, entry: object, steps: dict[str, StepConfig]) -> ExperimentConfig:
+def _experiment(path: Path, name: str, entry: object, steps: Mapping[str, Any]) -> ExperimentConfig:
     key = f"[tool.mitosis.experiments] {name}"
     table: dict[str, Any]
     if isinstance(entry, (list, str)):
@@ -214,12 +260,38 @@ def load_project(pyproject: Path, trials_folder: Path | None = None) -> ProjectC
     if unknown:
         raise _fail(pyproject, "[tool.mitosis]", f"unknown key {unknown[0]!r}; the keys are: {', '.join(_TOP_KEYS)}.")
 
-    steps = {name: _step(pyproject, name, entry) for name, entry in mitosis["steps"].items()}
+    # A malformed entry breaks only its step (and the experiments using it), never the file.
+    steps: dict[str, StepConfig] = {}
+    broken_steps: dict[str, str] = {}
+    for name, entry in mitosis["steps"].items():
+        try:
+            steps[name] = _step(pyproject, name, entry)
+        except ConfigError as err:
+            broken_steps[name] = str(err)
     table = mitosis.get("experiments")
+    experiments: dict[str, ExperimentConfig] = {}
+    broken: dict[str, str] = {}
     if table is None:
-        experiments = {name: ExperimentConfig(name, (name,)) for name in steps}
+        order = tuple(mitosis["steps"])
+        for name in order:
+            if name in steps:
+                experiments[name] = ExperimentConfig(name, (name,))
+            else:
+                broken[name] = broken_steps[name]
     elif isinstance(table, dict) and table:
-        experiments = {name: _experiment(pyproject, name, entry, steps) for name, entry in table.items()}
+        order = tuple(table)
+        known = {**dict.fromkeys(steps), **dict.fromkeys(broken_steps)}
+        for name, entry in table.items():
+            try:
+                experiment = _experiment(pyproject, name, entry, known)
+            except ConfigError as err:
+                broken[name] = str(err)
+                continue
+            failed = [step for step in experiment.steps if step in broken_steps]
+            if failed:
+                broken[name] = broken_steps[failed[0]]
+            else:
+                experiments[name] = experiment
     else:
         raise _fail(pyproject, "[tool.mitosis.experiments]", f"expected a table of experiments, found {table!r}.")
 
@@ -228,4 +300,18 @@ def load_project(pyproject: Path, trials_folder: Path | None = None) -> ProjectC
         if not isinstance(folder, str) or not folder.strip():
             raise _fail(pyproject, "[tool.mitosis] trials-folder", f"expected a folder name, found {folder!r}.")
         trials_folder = (pyproject.parent / folder).resolve()
-    return ProjectConfig(pyproject, trials_folder, steps, experiments)
+    working_dir = None
+    if "working-dir" in mitosis:
+        where = mitosis["working-dir"]
+        if not isinstance(where, str) or not where.strip():
+            raise _fail(
+                pyproject, "[tool.mitosis] working-dir",
+                f'expected a directory relative to this file, such as ".." for its parent, found {where!r}.',
+            )
+        working_dir = (pyproject.parent / where).resolve()
+        if not working_dir.is_dir():
+            raise _fail(
+                pyproject, "[tool.mitosis] working-dir",
+                f"{where!r} is {working_dir}, which is not a directory. Give a directory relative to this file.",
+            )
+    return ProjectConfig(pyproject, trials_folder, steps, experiments, broken, broken_steps, order, working_dir)

@@ -263,12 +263,15 @@ def reproduce_trial(
     atol: float,
     pyproject: Path | None = None,
     vouched: frozenset[tuple[str, str, str]] = frozenset(),
+    working_dir: Path | None = None,
 ) -> Any:
     """Run ``record`` again at its commit, record it as a trial linked to it, and judge it.
 
     ``pyproject`` is the investigation's pyproject.toml (default: ``project_root/pyproject.toml``);
     the same file at the recorded commit says which steps may run. ``vouched`` holds the
-    ``(step, param, expression)`` the user gave with ``--mitosis-eval``.
+    ``(step, param, expression)`` the user gave with ``--mitosis-eval``. The kernel runs in
+    ``working_dir`` (``working-dir`` of ``[tool.mitosis]``, default the investigation's root)
+    moved into the checkout when it is inside the work tree.
     """
 
     from .runner import new_key, run_trial
@@ -282,9 +285,10 @@ def reproduce_trial(
             "name (hex digits): the store was edited or is not ours. Nothing was run."
         ))
     pyproject = pyproject if pyproject is not None else project_root / "pyproject.toml"
-    relative = project_root.relative_to(worktree)
     # the steps that may run: the pyproject at the recorded commit, checked before anything is checked out
     spec = rebuild(record, project_at(worktree, record.commit, pyproject, trials, record), vouched)
+    cwd = working_dir or project_root
+    relative = cwd.relative_to(worktree) if cwd.is_relative_to(worktree) else None
     with checkout(worktree, record.commit, bool(record.git.get("submodules"))) as path:
         slug = record.name.rsplit("-", 1)[0] if record.iteration is not None else record.name
         git = {**record.git, "commit": record.commit, "dirty": [], "worktree": str(worktree), "checkout": str(path)}
@@ -297,13 +301,14 @@ def reproduce_trial(
             new_key(),
         )
         name = f"{slug}-{iteration}"
+        root = path / relative if relative is not None else cwd
         try:
             outcome = run_trial(
-                spec, key=key, name=name, root=path / relative, trials=trials, timeout=timeout, debug=False,
+                spec, key=key, name=name, root=root, trials=trials, timeout=timeout, debug=False,
                 seed=int(record.seed or 0), sys_path=kernel_path(path, worktree, project_root),
                 metadata={"experiment": record.experiment, "id": record.variants, "iteration": iteration, "debug": False,
                           "git": git, "steps": record.steps, "params": record.params, "environment": env,
-                          "reproduces": record.key},
+                          "reproduces": record.key, "working_dir": str(root)},
             )
         except BaseException as err:
             store.finish(key, status="failed", main=None, metrics={}, folder=None, message=f"{type(err).__name__}: {err}")

@@ -7,6 +7,7 @@ pytest session without ``--mitosis``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from .options import Settings
 from .reporting import SummaryRow, summary_lines, summary_row
 
 if TYPE_CHECKING:
+    from .collect import Collected
     from .guards import RepoState
     from .identity import TrialIdentity
     from .project import ProjectConfig
@@ -53,8 +55,11 @@ class MitosisSession:
         self._seed: int | None = settings.seed
         self.ahead = Ahead()
         self._identities: dict[str, TrialIdentity] = {}
+        self._experiments: list[Collected] | None = None
         self._next: pytest.Item | None = None
         self.rows: list[SummaryRow] = []
+        #: experiments that cannot be collected, shown after --collect-only (a run shows their setup errors)
+        self.broken: list[tuple[str, str]] = []
         self.report: Path | str | None = None
         self._sigterm: Any = None
         self._swept = False
@@ -103,6 +108,14 @@ class MitosisSession:
 
             self._project = load_project(self.settings.pyproject, self.settings.trials_folder)
         return self._project
+
+    def experiments(self) -> list[Collected]:
+        """The selected experiments with their trials (or why they cannot run), expanded once per process."""
+        if self._experiments is None:
+            from .collect import collect_experiments
+
+            self._experiments = collect_experiments(self.project(), self.settings)
+        return self._experiments
 
     def repo(self) -> RepoState:
         """The git state of the investigation, read once per process."""
@@ -247,15 +260,16 @@ class MitosisSession:
                 spec,
                 key=key,
                 name=name,
-                root=project.root,
+                root=project.cwd,
                 trials=project.trials_folder,
                 timeout=self.settings.timeout,
                 debug=debug,
                 seed=self.seed,
-                launched=self.ahead.take(self.project().root if isinstance(self._next, TrialItem) else None),
+                launched=self.ahead.take(project.cwd if isinstance(self._next, TrialItem) else None),
                 html=self.ahead.html(),
                 metadata={"experiment": spec.experiment, "id": spec.id, "iteration": iteration, "debug": debug,
-                          "git": git, "steps": steps, "params": identity.params, "environment": environment},
+                          "git": git, "steps": steps, "params": identity.params, "environment": environment,
+                          "working_dir": str(project.cwd)},
             )
         except BaseException as err:
             status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
@@ -292,7 +306,7 @@ class MitosisSession:
         return reproduce_trial(
             record, reader=reader, store=self.store(), project_root=project.root, trials=project.trials_folder,
             worktree=worktree, environment=self.environment(), nodeid=item.nodeid, timeout=self.settings.timeout,
-            rtol=self.settings.rtol, atol=self.settings.atol, pyproject=project.path,
+            rtol=self.settings.rtol, atol=self.settings.atol, pyproject=project.path, working_dir=project.cwd,
             vouched=frozenset((a.step, a.param, a.value) for a in self.settings.evals),
         )
 
@@ -306,18 +320,25 @@ class MitosisSession:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
-        """Before the first trial: the check mode, or the session-wide guards and the plan."""
-        from .collect import TrialItem
+        """Before the first trial: the check mode, or the sweep size guard, the session-wide guards and the plan."""
+        from .collect import BrokenExperiment, ReproduceItem, TrialItem
 
-        if session.config.option.collectonly or hasattr(self.config, "workerinput"):
+        if hasattr(self.config, "workerinput"):
             return None
-        from .collect import ReproduceItem
-
+        broken = [item for item in session.items if isinstance(item, BrokenExperiment)]
+        if session.config.option.collectonly:
+            if broken and not session.testsfailed:
+                session.testsfailed = len(broken)  # exit code 1: a configuration to fix, listed in the summary
+                self.broken = [(item.nodeid, item.message) for item in broken]
+                return True  # not pytest's loop, which would call them "errors during collection"
+            return None
         trials = [(item.nodeid, item.spec) for item in session.items if isinstance(item, TrialItem)]
         if self.settings.check:
-            return self.check(session, trials)
+            return self.check(session, trials, broken)
+        distributed = self.config.pluginmanager.has_plugin("dsession")
+        self.limit(session, trials if not distributed else None)
         reproducing = any(isinstance(item, ReproduceItem) for item in session.items)
-        if self.config.pluginmanager.has_plugin("dsession") or trials or reproducing:
+        if distributed or trials or reproducing:
             self.preflight()
         if trials and not self.settings.debug:
             from .plan import plan, totals
@@ -327,19 +348,52 @@ class MitosisSession:
                 reporter.write_line(f"mitosis plan: {totals(plan(trials, self.store(), self.identify, None))}")
         return None
 
-    def check(self, session: pytest.Session, trials: list[tuple[str, TrialSpec]]) -> bool:
+    def limit(self, session: pytest.Session, trials: Sequence[tuple[str, TrialSpec]] | None) -> None:
+        """The sweep size guard: refuse to start more than ``max_trials`` kernels nobody chose.
+
+        ``trials`` are the selected trials, or ``None`` under pytest-xdist, whose controller
+        does not collect: then, as nothing was selected, every trial of the experiments counts.
+        """
+        from .sweep import explicit_selection, refusal
+
+        limit = self.settings.max_trials
+        if not limit or self.settings.reproduce or explicit_selection(self.config, self.settings):
+            return
+        if trials is None:
+            if not self._collects_trials():
+                return
+            try:
+                trials = [("", spec) for e in self.experiments() for spec in e.trials]
+            except ConfigError:
+                return  # the workers report it as a collection error
+        if len(trials) <= limit:
+            return
+        per_experiment: dict[str, int] = {}
+        examples: dict[str, str] = {}
+        for _, spec in trials:
+            per_experiment[spec.experiment] = per_experiment.get(spec.experiment, 0) + 1
+            examples.setdefault(spec.experiment, spec.item_name)
+        raise pytest.UsageError(refusal(per_experiment, limit, examples, self.config, self.settings.pyproject))
+
+    def _collects_trials(self) -> bool:
+        """Whether this session's arguments include the investigation's pyproject.toml."""
+        return str(self.settings.pyproject) in {str(Path(a.split("::")[0]).resolve()) for a in self.config.args}
+
+    def check(self, session: pytest.Session, trials: list[tuple[str, TrialSpec]], broken: Sequence[Any] = ()) -> bool:
         """``--mitosis-check``: one line per trial, no kernel; blocked trials count as failures."""
         from .guards import refusal
-        from .plan import plan, totals
+        from .plan import Planned, blocked_reason, plan, totals
         from .store import StoreError
 
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         project = self.project()
-        dirty = refusal(self.repo(), project.root)
+        repo = self.repo()
+        dirty = refusal(repo, project.root)
         try:
-            planned = plan(trials, self.store(), self.identify, "the git tree is not clean (see above)" if dirty else None)
+            planned = plan(trials, self.store(), self.identify, blocked_reason(repo) if dirty else None)
         except StoreError as err:
             raise pytest.UsageError(str(err)) from None
+        planned += [Planned(item.nodeid, "blocked", f"blocked: cannot be collected:\n{item.message}") for item in broken]
         if reporter is not None:
             reporter.write_sep("=", "mitosis check")
             if dirty:
@@ -356,6 +410,7 @@ class MitosisSession:
 
         The facts thread is joined before collection ends: pytest's logging plugin walks every
         logger when collection ends, and must never meet a thread of ours importing modules.
+        A node id that matches nothing gets pytest's error completed with what there is.
         """
         settings = self.settings
         if not (
@@ -363,15 +418,19 @@ class MitosisSession:
             or settings.check
             or settings.reproduce
             or self.config.pluginmanager.has_plugin("dsession")
-            or str(settings.pyproject) not in {str(Path(a.split("::")[0]).resolve()) for a in self.config.args}
+            or not self._collects_trials()
         ):
             try:
-                self.ahead.launch(self.project().root)
+                self.ahead.launch(self.project().cwd)
                 self.ahead.gather(self._read_facts, imports=_fact_imports)
             except (ConfigError, OSError, RuntimeError):
                 pass  # nothing gained, nothing lost: the trial starts its own kernel
         try:
             return (yield)
+        except pytest.UsageError as err:
+            from .sweep import explain_not_found
+
+            raise pytest.UsageError(*(explain_not_found(str(arg), self) for arg in err.args)) from None
         finally:
             self.ahead.settle()
 
@@ -422,8 +481,13 @@ class MitosisSession:
             folder = str(self.project().trials_folder)
         except ConfigError:
             folder = "(unknown: see the collection error)"
+        try:
+            cwd = str(self.project().cwd)
+        except ConfigError:
+            cwd = "(unknown)"
         lines = [
             f"mitosis: experiments from {self.settings.pyproject}, trials folder {folder}",
+            f"mitosis: kernels run in {cwd}",
             f"mitosis: seed {self.seed} (repeat with --mitosis-seed {self.seed})",
         ]
         if self.settings.debug:
@@ -451,6 +515,10 @@ class MitosisSession:
             self.report = f"not refreshed: {err}"
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.broken:
+            terminalreporter.write_sep("=", "mitosis: experiments that cannot run")
+            for nodeid, message in self.broken:
+                terminalreporter.write_line(f"ERROR {nodeid}\n{message}\n")
         if hasattr(self.config, "workerinput") or not self.rows:
             return
         terminalreporter.write_sep("=", "mitosis trials")

@@ -7,8 +7,10 @@ file, the step and the fix. No pytest import here.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
+import pkgutil
 import sys
 import traceback
 from collections.abc import Callable, Mapping
@@ -63,25 +65,59 @@ def ensure_importable(root: Path) -> None:
         sys.path.insert(0, str(root))
 
 
-def _import(project: ProjectConfig, key: str, ref: Reference) -> ModuleType:
+def _similar(missing: str, root: Path) -> list[str]:
+    """Importable module names close to ``missing`` (a typo's likely intent), for the hint."""
+    parent, _, last = missing.rpartition(".")
+    try:
+        if parent:
+            package = sys.modules.get(parent) or importlib.import_module(parent)
+            found = {m.name for m in pkgutil.iter_modules(getattr(package, "__path__", []))}
+        else:
+            found = {m.name for m in pkgutil.iter_modules([str(root)])}
+            found |= {m.name for m in pkgutil.iter_modules() if not m.name.startswith("_")}
+    except Exception:  # a hint only: never let it hide the real message
+        return []
+    return [f"{parent}.{name}" if parent else name for name in difflib.get_close_matches(last, sorted(found), n=3)]
+
+
+def _import(project: ProjectConfig, key: str, ref: Reference, what: str) -> ModuleType:
+    """Import ``ref``'s module; a failure says whether the fix is in pyproject.toml or in the module."""
     try:
         return importlib.import_module(ref.module)
     except Exception as err:
-        missing = isinstance(err, ModuleNotFoundError) and err.name == ref.module.split(".")[0]
-        hint = (
-            f"Check the module name, and that it is importable from {project.root} "
-            "(installed in this environment, or beside pyproject.toml)."
-            if missing
-            else "Fix the error in the module and run again."
-        )
+        absent = err.name if isinstance(err, ModuleNotFoundError) and err.name else None
+        if absent is not None and (ref.module == absent or ref.module.startswith(absent + ".")):
+            # the module named in pyproject.toml (or a package on its path) does not exist: a typo, or not installed
+            similar = _similar(absent, project.root)
+            guess = f" Did you mean {' or '.join(repr(s) for s in similar)}?" if similar else ""
+            which = (f"there is no module {absent!r} (from the {what} {str(ref)!r})" if absent == ref.module else
+                     f"there is no module {absent!r}, so {ref.module!r} (from the {what} {str(ref)!r}) cannot be imported")
+            raise ConfigError(
+                f"{project.path}: {key}: {which}.{guess} If the name is misspelt, fix it in {project.path.name} "
+                f"({key}); otherwise make {absent!r} importable from {project.root} (install it in this "
+                f"environment, or put it beside {project.path.name})."
+            ) from None
+        if absent is not None:
+            hint = (
+                f"Module {ref.module!r} exists, but it imports {absent!r}, which cannot be found in this environment "
+                f"({sys.executable}): install it, or fix that import in the module, and run again."
+            )
+        else:
+            hint = (
+                f"Module {ref.module!r} exists but raised this while being imported. Fix the error in the module "
+                "(the traceback above ends where it was raised) and run again."
+            )
         raise ConfigError(
             f"{project.path}: {key}: importing module {ref.module!r} failed:\n\n{_user_traceback(err)}\n\n{hint}"
         ) from None
 
 
-def resolve(project: ProjectConfig, key: str, ref: Reference) -> tuple[ModuleType, Any]:
-    """Import ``ref`` and walk its attribute path; errors list what the module does define."""
-    module = _import(project, key, ref)
+def resolve(project: ProjectConfig, key: str, ref: Reference, what: str = "reference") -> tuple[ModuleType, Any]:
+    """Import ``ref`` and walk its attribute path; errors list what the module does define.
+
+    ``what`` names the reference in messages ("callable", "lookup dict").
+    """
+    module = _import(project, key, ref, what)
     obj: Any = module
     parts = ref.attr.split(".")
     for index, part in enumerate(parts):
@@ -100,7 +136,7 @@ def resolve(project: ProjectConfig, key: str, ref: Reference) -> tuple[ModuleTyp
 def load_step(project: ProjectConfig, step: StepConfig, chained: bool) -> LoadedStep:
     """Import a step; ``chained`` steps receive the previous step's data as first argument."""
     key = f"[tool.mitosis.steps] {step.name}"
-    module, function = resolve(project, key, step.function)
+    module, function = resolve(project, key, step.function, "callable")
     if not callable(function):
         raise ConfigError(
             f"{project.path}: {key}: {str(step.function)!r} is a {type(function).__name__}, not a callable. "
@@ -108,7 +144,7 @@ def load_step(project: ProjectConfig, step: StepConfig, chained: bool) -> Loaded
         )
     lookup: Mapping[str, Mapping[str, Any]] = {}
     if step.lookup is not None:
-        _, found = resolve(project, key, step.lookup)
+        _, found = resolve(project, key, step.lookup, "lookup dict")
         if not isinstance(found, Mapping):
             raise ConfigError(
                 f"{project.path}: {key}: the lookup dict {str(step.lookup)!r} is a {type(found).__name__}; "
@@ -137,11 +173,13 @@ def load_step(project: ProjectConfig, step: StepConfig, chained: bool) -> Loaded
         if param.name not in lookup:
             continue
         variants = lookup[param.name]
-        if not isinstance(variants, Mapping) or not variants:
+        # An empty entry ({}) is a lookup param without variants yet (a shared lookup dict often
+        # has some): accepted, as mitosis does; it is no axis and the signature default applies.
+        if not isinstance(variants, Mapping):
             raise ConfigError(
                 f"{project.path}: {key}: the lookup dict {str(step.lookup)!r} maps {param.name!r} to "
-                f"{shorten(variants, 60)}; expected a non-empty dict of {{variant name: value}}, "
-                'such as {"fast": 10, "slow": 1}.'
+                f"{shorten(variants, 60)}; expected a dict of {{variant name: value}}, "
+                'such as {"fast": 10, "slow": 1} (or {} while it has no variants).'
             )
         bad = [name for name in variants if not isinstance(name, str) or not name]
         if bad:

@@ -1,12 +1,18 @@
 """Turn an experiment and its parameters into trials: axes, their cartesian product, stable ids.
 
-A trial's id is made of variant names (lookup params) and ``param=expr`` parts (eval-param
-axes), in step order and then signature order, so it never changes between runs and
-``-k "sine and slow"``, ``--lf`` and node ids keep working. No pytest import here.
+A trial's id is made of variant names (lookup params) and ``param_value`` parts (eval params
+not at their signature default), in step order and then signature order, so it never changes
+between runs and ``-k "sine and slow"``, ``-k amplitude_4``, ``--lf`` and node ids keep
+working. pytest's ``-k`` grammar reads only words made of letters, digits and ``_.+-:/[]\\``,
+so an eval part is written ``name_value`` with every other character folded to ``_`` (never
+``=``, which ``-k`` cannot parse). No pytest import here.
 """
 
 from __future__ import annotations
 
+import ast
+import hashlib
+import inspect
 import itertools
 import re
 from collections.abc import Sequence
@@ -15,12 +21,17 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 from .assignment import Assignment
+from .fingerprint import fingerprint
 from .project import ExperimentConfig, ProjectConfig, Reference
 from .steps import LoadedStep
 
 #: a step parameter with this name receives the trial seed
 SEED = "seed"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=+-]+")
+#: characters an eval value keeps in a trial id: -k words, and nothing a node id or a path would split on
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]+")
+#: an eval value longer than this (after folding) is cut and made unique with a digest of its expression
+ID_VALUE_LIMIT = 24
 
 
 @dataclass(frozen=True)
@@ -33,14 +44,55 @@ class ParamSpec:
     #: the variant name (lookup) or the Python expression (eval)
     text: str
     tracked: bool
-    #: part of the trial id (every lookup param; eval params only when they form an axis)
+    #: part of the trial id: every lookup param; a tracked eval param not at its default; an untracked
+    #: eval param only when it forms an axis
     in_id: bool
     #: the value as resolved in the pytest process (for the header and, later, fingerprints)
     value: Any = field(compare=False, hash=False, repr=False, default=None)
+    #: the eval param's part of the id (``amplitude_4``); lookup params use their variant name
+    label: str = field(compare=False, default="")
+    #: an eval value exactly equal to the signature default: neither in the id nor in the identity
+    at_default: bool = field(compare=False, default=False)
 
     @property
     def id_part(self) -> str:
-        return self.text if self.kind == "lookup" else f"{self.name}={self.text}"
+        return self.text if self.kind == "lookup" else self.label or eval_label(self.name, self.text)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:6]
+
+
+def eval_label(name: str, text: str, unique: bool = False) -> str:
+    """An eval value's part of a trial id: ``amplitude_4``, ``system_lorenz``, ``x0_np.ones_3``.
+
+    A string literal contributes its content, any other expression its text; each run of
+    characters that ``-k`` cannot parse (spaces too) becomes one ``_``. A value longer than
+    ``ID_VALUE_LIMIT`` is cut and ends in six hex digits of the expression's SHA-256, so it
+    stays unique and stable (the same expression always gives the same part); ``unique`` adds
+    those digits to a short value too, for two expressions that fold to the same text.
+    """
+    try:
+        literal = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        literal = None
+    source = literal if isinstance(literal, str) else text
+    short = _ID_UNSAFE.sub("_", source).strip("_")
+    if len(short) > ID_VALUE_LIMIT:
+        short = short[: ID_VALUE_LIMIT - 7].rstrip("_") + "_" + _digest(text)
+    elif unique or not short:
+        short = (short + "_" if short else "") + _digest(text)
+    return f"{name}_{short}"
+
+
+def _at_default(value: Any, default: Any) -> bool:
+    """Whether an eval value is exactly the signature default (same fingerprint), so not worth naming."""
+    if default is inspect.Parameter.empty or type(value) is not type(default):
+        return False
+    try:
+        return fingerprint(value)[0] == fingerprint(default)[0]
+    except Exception:  # cannot tell: name it (its setup will say why it cannot be fingerprinted)
+        return False
 
 
 @dataclass(frozen=True)
@@ -127,11 +179,12 @@ def _axis(
     project: ProjectConfig,
     experiment: ExperimentConfig,
     step: LoadedStep,
-    param_name: str,
+    param: inspect.Parameter,
     cli_params: Sequence[Assignment],
     cli_evals: Sequence[Assignment],
 ) -> list[ParamSpec] | None:
     """The values one parameter takes in an experiment, or ``None`` when its default is used."""
+    param_name = param.name
     found = _assignments_for(step.name, param_name, [*cli_params, *cli_evals], [*experiment.params, *experiment.evals])
     evals = [a for a in found if a.kind == "eval"]
     narrowed = [a for a in found if a not in evals]
@@ -146,14 +199,26 @@ def _axis(
         where = evals[0].source
         values = list(dict.fromkeys(a.value for a in evals))
         tracked = not any(a.untracked for a in evals)
-        return [
-            ParamSpec(step.name, param_name, "eval", text, tracked, len(values) > 1,
-                      _eval_value(project, step, next(a for a in evals if a.value == text), where))
-            for text in values
-        ]
+        resolved = {text: _eval_value(project, step, next(a for a in evals if a.value == text), where) for text in values}
+        # Named in the id (as mitosis names trials by their values): every tracked value not at the
+        # signature default; an untracked one only where it tells the trials of an axis apart (and
+        # an untracked value is never fingerprinted, not even to compare it with the default).
+        default = {text: tracked and _at_default(value, param.default) for text, value in resolved.items()}
+        named = {text: not default[text] and (tracked or len(values) > 1) for text in values}
+        labels = {text: eval_label(param_name, text) for text in values}
+        folded = [labels[t] for t in values if named[t]]
+        labels = {t: eval_label(param_name, t, unique=folded.count(label) > 1) for t, label in labels.items()}
+        return [ParamSpec(step.name, param_name, "eval", text, tracked, named[text], resolved[text], labels[text],
+                          default[text]) for text in values]
     variants = step.lookup.get(param_name)
     if narrowed:
         where = narrowed[0].source
+        if variants is not None and not variants:
+            raise ConfigError(
+                f"{where}: {target} has no variants: its entry {param_name!r} in the lookup dict "
+                f"{step.config.lookup} is empty ({{}}), so there is no variant {narrowed[0].value!r} to choose. "
+                f"Add the variant there, or give the value as an eval param (--mitosis-eval {target}=EXPR)."
+            )
         if variants is None:
             lookup_params = ", ".join(step.lookup_params) or "none"
             raise ConfigError(
@@ -170,7 +235,7 @@ def _axis(
                 )
         tracked = not any(a.untracked for a in narrowed)
         return [ParamSpec(step.name, param_name, "lookup", n, tracked, True, variants[n]) for n in names]
-    if variants is not None:
+    if variants:  # an empty entry ({}) is a lookup param without variants: no axis, the default applies
         return [ParamSpec(step.name, param_name, "lookup", n, True, True, v) for n, v in variants.items()]
     if param_name == SEED:  # mitosis' run(seed, ...): the trial seed, unless an eval param sets it
         return [ParamSpec(step.name, param_name, "seed", "trial seed", False, False, None)]
@@ -178,12 +243,20 @@ def _axis(
 
 
 def _missing(project: ProjectConfig, experiment: ExperimentConfig, step: LoadedStep, param: str) -> ConfigError:
+    where = f"{project.path}: experiment {experiment.name!r}, step {step.name!r} ({step.config.function})"
+    eval_table = (f'[tool.mitosis.experiments] {experiment.name} = {{ steps = [...], eval = '
+                  f'{{ "{step.name}.{param}" = "EXPR" }} }}')
+    if param in step.lookup and not step.lookup[param]:
+        return ConfigError(
+            f"{where}: parameter {param!r} has no default, and its entry in the lookup dict {step.config.lookup} "
+            f"is empty ({{}}), so it has no variant to take. Add a variant there ({param!r}: {{\"name\": value}}), "
+            f"or give it a value on the command line, --mitosis-eval {step.name}.{param}=EXPR, or in the experiment "
+            f"table, {eval_table}."
+        )
     lookup = f" or add {param!r} to its lookup dict ({step.config.lookup})" if step.config.lookup else ""
     return ConfigError(
-        f"{project.path}: experiment {experiment.name!r}, step {step.name!r} ({step.config.function}): "
-        f"parameter {param!r} has no default and no value. Give it one on the command line, "
-        f"--mitosis-eval {step.name}.{param}=EXPR, or in the experiment table, "
-        f'[tool.mitosis.experiments] {experiment.name} = {{ steps = [...], eval = {{ "{step.name}.{param}" = "EXPR" }} }}'
+        f"{where}: parameter {param!r} has no default and no value. Give it one on the command line, "
+        f"--mitosis-eval {step.name}.{param}=EXPR, or in the experiment table, {eval_table}"
         f"{lookup}."
     )
 
@@ -199,7 +272,7 @@ def expand(
     axes: list[list[ParamSpec]] = []
     for step in steps:
         for param in step.parameters:
-            axis = _axis(project, experiment, step, param.name, cli_params, cli_evals)
+            axis = _axis(project, experiment, step, param, cli_params, cli_evals)
             if axis is not None:
                 axes.append(axis)
             elif param.default is param.empty:
@@ -211,16 +284,26 @@ def expand(
     ]
 
 
+def _parts(spec: TrialSpec) -> str:
+    return " + ".join(
+        p.id_part if p.kind == "lookup" else f"{p.id_part} (eval {p.step}.{p.name}={p.text})" for p in spec.params if p.in_id
+    )
+
+
 def check_distinct_ids(project: ProjectConfig, trials: Sequence[TrialSpec]) -> None:
-    """Two trials must never share an id (variant names joined by '-' can collide)."""
+    """Two trials must never share an id (variant names joined by '-', or folded eval values, can collide)."""
     seen: dict[str, TrialSpec] = {}
     for spec in trials:
         other = seen.setdefault(spec.item_name, spec)
         if other is not spec:
-            first = " + ".join(p.id_part for p in other.params if p.in_id)
-            second = " + ".join(p.id_part for p in spec.params if p.in_id)
+            evals = any(p.kind == "eval" and p.in_id for p in (*spec.params, *other.params))
+            hint = (
+                "Rename a variant, or write an eval expression differently, so that ids stay distinct (a '-' inside "
+                "a variant name, or expressions that differ only in characters an id cannot hold, make them collide)."
+                if evals else
+                "Rename a variant so that ids stay distinct (a '-' inside a variant name is what makes them collide)."
+            )
             raise ConfigError(
                 f"{project.path}: experiment {spec.experiment!r}: two trials would both be {spec.item_name} "
-                f"({first}, and {second}). Rename a variant so that ids stay distinct (a '-' inside a variant "
-                "name is what makes them collide)."
+                f"({_parts(other)}, and {_parts(spec)}). {hint}"
             )

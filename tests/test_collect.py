@@ -40,25 +40,25 @@ def collect(pytester: pytest.Pytester, *args: str, pyproject: str = PYPROJECT, i
 
 def test_one_item_per_trial_with_variant_names_in_step_then_signature_order(pytester: pytest.Pytester) -> None:
     assert collect(pytester, "--mitosis") == [
-        "pyproject.toml::sine[fast-low]",
-        "pyproject.toml::sine[fast-high]",
-        "pyproject.toml::sine[slow-low]",
-        "pyproject.toml::sine[slow-high]",
-        "pyproject.toml::pipeline[amplitude=1-fast-low-small]",
-        "pyproject.toml::pipeline[amplitude=1-fast-low-big]",
-        "pyproject.toml::pipeline[amplitude=1-slow-low-small]",
-        "pyproject.toml::pipeline[amplitude=1-slow-low-big]",
-        "pyproject.toml::pipeline[amplitude=2-fast-low-small]",
-        "pyproject.toml::pipeline[amplitude=2-fast-low-big]",
-        "pyproject.toml::pipeline[amplitude=2-slow-low-small]",
-        "pyproject.toml::pipeline[amplitude=2-slow-low-big]",
+        "pyproject.toml::sine[amplitude_4-fast-low]",
+        "pyproject.toml::sine[amplitude_4-fast-high]",
+        "pyproject.toml::sine[amplitude_4-slow-low]",
+        "pyproject.toml::sine[amplitude_4-slow-high]",
+        "pyproject.toml::pipeline[amplitude_1-fast-low-small]",
+        "pyproject.toml::pipeline[amplitude_1-fast-low-big]",
+        "pyproject.toml::pipeline[amplitude_1-slow-low-small]",
+        "pyproject.toml::pipeline[amplitude_1-slow-low-big]",
+        "pyproject.toml::pipeline[amplitude_2-fast-low-small]",
+        "pyproject.toml::pipeline[amplitude_2-fast-low-big]",
+        "pyproject.toml::pipeline[amplitude_2-slow-low-small]",
+        "pyproject.toml::pipeline[amplitude_2-slow-low-big]",
     ]
 
 
 def test_k_selects_by_variant_names(pytester: pytest.Pytester) -> None:
     assert collect(pytester, "--mitosis", "-k", "sine and slow") == [
-        "pyproject.toml::sine[slow-low]",
-        "pyproject.toml::sine[slow-high]",
+        "pyproject.toml::sine[amplitude_4-slow-low]",
+        "pyproject.toml::sine[amplitude_4-slow-high]",
     ]
 
 
@@ -73,12 +73,12 @@ def test_command_line_narrows_and_overrides_the_table(pytester: pytest.Pytester)
         "--mitosis-eval=+sine.plot=True",
     )
     assert ids == [
-        "pyproject.toml::sine[slow-high]",
-        "pyproject.toml::sine[slow-low]",
-        "pyproject.toml::pipeline[slow-high-small]",
-        "pyproject.toml::pipeline[slow-high-big]",
-        "pyproject.toml::pipeline[slow-low-small]",
-        "pyproject.toml::pipeline[slow-low-big]",
+        "pyproject.toml::sine[amplitude_3-slow-high]",
+        "pyproject.toml::sine[amplitude_3-slow-low]",
+        "pyproject.toml::pipeline[amplitude_3-slow-high-small]",
+        "pyproject.toml::pipeline[amplitude_3-slow-high-big]",
+        "pyproject.toml::pipeline[amplitude_3-slow-low-small]",
+        "pyproject.toml::pipeline[amplitude_3-slow-low-big]",
     ]
 
 
@@ -87,7 +87,7 @@ def test_repeating_an_eval_param_on_the_command_line_makes_an_axis(pytester: pyt
         pytester, "--mitosis", "-k", "sine", "--mitosis-eval=sine.amplitude=1", "--mitosis-eval=sine.amplitude=2",
         "--mitosis-param=sine.noise=low", "--mitosis-param=sine.frequency=fast",
     )
-    assert ids == ["pyproject.toml::sine[amplitude=1-fast-low]", "pyproject.toml::sine[amplitude=2-fast-low]"]
+    assert ids == ["pyproject.toml::sine[amplitude_1-fast-low]", "pyproject.toml::sine[amplitude_2-fast-low]"]
 
 
 def test_items_carry_the_mitosis_marker(pytester: pytest.Pytester) -> None:
@@ -104,19 +104,19 @@ def test_trials_are_collected_beside_testpaths(pytester: pytest.Pytester) -> Non
     tests = pytester.mkdir("tests")
     (tests / "test_plain.py").write_text("def test_it(): pass\n")
     ids = collect(pytester, "--mitosis", "-k", "test_it or (sine and fast and low)", ini='testpaths = ["tests"]\n')
-    assert ids == ["tests/test_plain.py::test_it", "pyproject.toml::sine[fast-low]"]
+    assert ids == ["tests/test_plain.py::test_it", "pyproject.toml::sine[amplitude_4-fast-low]"]
     assert collect(pytester, ini='testpaths = ["tests"]\n') == ["tests/test_plain.py::test_it"]
 
 
 def test_naming_pyproject_collects_only_trials(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_plain="def test_it(): pass")
     ids = collect(pytester, "--mitosis", "pyproject.toml", "-k", "sine and fast and low")
-    assert ids == ["pyproject.toml::sine[fast-low]"]
+    assert ids == ["pyproject.toml::sine[amplitude_4-fast-low]"]
 
 
 def test_node_ids_on_the_command_line_select_one_trial(pytester: pytest.Pytester) -> None:
-    ids = collect(pytester, "--mitosis", "pyproject.toml::pipeline[amplitude=2-slow-low-big]")
-    assert ids == ["pyproject.toml::pipeline[amplitude=2-slow-low-big]"]
+    ids = collect(pytester, "--mitosis", "pyproject.toml::pipeline[amplitude_2-slow-low-big]")
+    assert ids == ["pyproject.toml::pipeline[amplitude_2-slow-low-big]"]
 
 
 def test_mitosis_config_reads_a_sub_package_pyproject(pytester: pytest.Pytester) -> None:
@@ -126,6 +126,6 @@ def test_mitosis_config_reads_a_sub_package_pyproject(pytester: pytest.Pytester)
     (sub / "study.py").write_text(textwrap.dedent(MODULE))
     result = pytester.runpytest("--collect-only", "-q", "--mitosis", "--mitosis-config=sub/pyproject.toml", "-k", "sine and slow")
     assert [line for line in result.stdout.lines if "::" in line] == [
-        "sub/pyproject.toml::sine[slow-low]",
-        "sub/pyproject.toml::sine[slow-high]",
+        "sub/pyproject.toml::sine[amplitude_4-slow-low]",
+        "sub/pyproject.toml::sine[amplitude_4-slow-high]",
     ]

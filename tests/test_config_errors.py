@@ -25,8 +25,13 @@ def collect_error(pytester: pytest.Pytester, pyproject: str, *args: str, module:
     pytester.makepyfile(sine_experiment=textwrap.dedent(module))
     result = pytester.runpytest("--mitosis", "--collect-only", "-p", "no:cacheprovider", *args)
     out = result.stdout.str()
-    assert result.ret == pytest.ExitCode.INTERRUPTED, out
-    assert "ERROR collecting pyproject.toml" in out, out
+    # A problem of the file or the command line stops collection; a problem of one experiment
+    # makes that experiment an error item, listed after --collect-only (test_collection_isolation.py).
+    if result.ret == pytest.ExitCode.TESTS_FAILED:
+        assert "mitosis: experiments that cannot run" in out, out
+    else:
+        assert result.ret == pytest.ExitCode.INTERRUPTED, out
+        assert "ERROR collecting pyproject.toml" in out, out
     assert "Traceback" not in out and "pytest_mitosis" not in out, out
     return out
 
@@ -68,14 +73,43 @@ def test_a_step_entry_of_the_wrong_form(pytester: pytest.Pytester, entry: str, m
 
 
 def test_a_module_that_does_not_exist(pytester: pytest.Pytester) -> None:
+    """A typo in the step's module: the fix is in pyproject.toml, and the message says so."""
     out = collect_error(pytester, '[tool.mitosis.steps]\nsine = ["sine_experimen:run"]\n')
     path = pytester.path / "pyproject.toml"
-    assert f"{path}: [tool.mitosis.steps] sine: importing module 'sine_experimen' failed:" in out
-    assert "    ModuleNotFoundError: No module named 'sine_experimen'" in out
     assert (
-        f"Check the module name, and that it is importable from {pytester.path} "
-        "(installed in this environment, or beside pyproject.toml)."
+        f"{path}: [tool.mitosis.steps] sine: there is no module 'sine_experimen' (from the callable "
+        "'sine_experimen:run'). Did you mean 'sine_experiment'? If the name is misspelt, fix it in pyproject.toml "
+        f"([tool.mitosis.steps] sine); otherwise make 'sine_experimen' importable from {pytester.path} (install it "
+        "in this environment, or put it beside pyproject.toml)."
     ) in out
+    assert "Fix the error in the module" not in out
+
+
+def test_a_submodule_typo_in_a_package_also_points_at_pyproject(pytester: pytest.Pytester) -> None:
+    pytester.mkpydir("study")
+    (pytester.path / "study" / "models.py").write_text("lookup = {}\n\ndef fit(alpha=1):\n    return {'main': alpha}\n")
+    out = collect_error(pytester, '[tool.mitosis.steps]\nfit = ["study.modles:fit", "study.models:lookup"]\n')
+    assert (
+        "[tool.mitosis.steps] fit: there is no module 'study.modles' (from the callable 'study.modles:fit'). "
+        "Did you mean 'study.models'? If the name is misspelt, fix it in pyproject.toml ([tool.mitosis.steps] fit); "
+    ) in out
+    out = collect_error(pytester, '[tool.mitosis.steps]\nfit = ["study.models:fit", "studdy.models:lookup"]\n')
+    assert (
+        "[tool.mitosis.steps] fit: there is no module 'studdy', so 'studdy.models' (from the lookup dict "
+        "'studdy.models:lookup') cannot be imported. Did you mean 'study'?"
+    ) in out
+    assert "Fix the error in the module" not in out
+
+
+def test_a_module_importing_a_missing_package_says_to_install_it(pytester: pytest.Pytester) -> None:
+    out = collect_error(pytester, STEPS, module="import numpyy as np\n")
+    assert "importing module 'sine_experiment' failed:" in out
+    assert 'sine_experiment.py", line 1, in <module>' in out
+    assert (
+        "Module 'sine_experiment' exists, but it imports 'numpyy', which cannot be found in this environment ("
+    ) in out
+    assert "): install it, or fix that import in the module, and run again." in out
+    assert "pyproject.toml ([tool.mitosis.steps]" not in out
 
 
 def test_a_module_that_fails_to_import_shows_its_own_error(pytester: pytest.Pytester) -> None:
@@ -85,7 +119,10 @@ def test_a_module_that_fails_to_import_shows_its_own_error(pytester: pytest.Pyte
     assert 'sine_experiment.py", line 4, in <module>' in out
     assert "raise RuntimeError('the data file is missing')" in out
     assert "RuntimeError: the data file is missing" in out
-    assert "Fix the error in the module and run again." in out
+    assert (
+        "Module 'sine_experiment' exists but raised this while being imported. Fix the error in the module "
+        "(the traceback above ends where it was raised) and run again."
+    ) in out
     assert "importlib" not in out
 
 
@@ -101,7 +138,8 @@ def test_a_lookup_that_is_not_a_dict_of_dicts(pytester: pytest.Pytester) -> None
     out = collect_error(pytester, '[tool.mitosis.steps]\nsine = ["sine_experiment:run", "sine_experiment:not_nested"]\n')
     assert (
         "[tool.mitosis.steps] sine: the lookup dict 'sine_experiment:not_nested' maps 'frequency' to 10; "
-        "expected a non-empty dict of {variant name: value}, such as {\"fast\": 10, \"slow\": 1}."
+        "expected a dict of {variant name: value}, such as {\"fast\": 10, \"slow\": 1} (or {} while it has no "
+        "variants)."
     ) in out
 
 

@@ -22,7 +22,7 @@ def test_the_example_runs_both_trials_on_two_workers(example_run: tuple[Path, Ru
     root, run = example_run
     assert run.ret == 0, run.out
     assert "2 passed" in run.out
-    for name in ("sine[fast]", "sine[slow]"):
+    for name in ("sine[amplitude_4-fast]", "sine[amplitude_4-slow]"):
         props = run.properties(name)
         assert float(props["main"]) < 0.5
         assert Path(props["mitosis.html"]).is_file()

@@ -9,6 +9,7 @@ import functools
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 
@@ -188,3 +189,103 @@ def test_values_that_once_collided_are_told_apart() -> None:
 def test_numpy_scalars_without_a_python_equivalent_are_exact() -> None:
     assert fp(np.longdouble(1)) == fp(np.longdouble(1))
     assert fp(np.longdouble(1)) != fp(np.longdouble(2))
+
+
+# -- values whose description runs code that fails (issue 12, point 3) ---------------------------
+
+
+class Leaf:
+    def __init__(self, degree: int) -> None:
+        self.degree = degree
+
+
+class Composite:
+    """A scikit-learn-style estimator composed of custom parts: ``get_params`` reads an attribute
+    named after an ``__init__`` parameter that the class stores under another name, so it raises
+    ``AttributeError`` exactly as scikit-learn's ``BaseEstimator.get_params`` does."""
+
+    def __init__(self, inner: object = None, alpha: float = 1.0) -> None:
+        self.inner_ = inner
+        self.alpha = alpha
+
+    def get_params(self, deep: bool = True) -> dict[str, object]:
+        return {"inner": getattr(self, "inner"), "alpha": self.alpha}
+
+
+class CompositeWithRng(Composite):
+    def __init__(self) -> None:
+        super().__init__(Leaf(1))
+        self.rng = random.Random(0)
+
+
+class Lazy:
+    """Any attribute lookup it does not know raises something other than AttributeError."""
+
+    def __getattr__(self, name: str) -> object:
+        raise RuntimeError(f"lazy attribute {name} failed to load")
+
+
+class ForeignEstimator(Composite):
+    pass
+
+
+ForeignEstimator.__module__ = "math"  # as if defined in a C extension: vars() would not hold its whole state
+
+
+def test_a_failing_get_params_falls_back_to_the_whole_state_of_a_pure_python_object() -> None:
+    digest, tree = fingerprint(Composite(Leaf(2), alpha=0.5))
+    assert tree == {"object": {"type": f"{__name__}:Composite", "state": {
+        "alpha": 0.5, "inner_": {"object": {"type": f"{__name__}:Leaf", "state": {"degree": 2}}}}}}
+    assert digest == fp(Composite(Leaf(2), alpha=0.5)), "stable"
+    assert digest != fp(Composite(Leaf(3), alpha=0.5)), "exact: a nested part that differs is a different value"
+    assert render(tree) == "Composite(alpha=0.5, inner_=Leaf(degree=2))"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            CompositeWithRng(),
+            "the value: its get_params() raised AttributeError: 'CompositeWithRng' object has no attribute 'inner', "
+            "and describing it by its attributes instead failed: .rng: a Random cannot be fingerprinted exactly",
+        ),
+        (
+            {"model": ForeignEstimator()},
+            "['model']: its get_params() raised AttributeError: 'ForeignEstimator' object has no attribute 'inner', "
+            "and a ForeignEstimator is not a pure-Python object that could be described by its attributes instead",
+        ),
+        ([1, Lazy()], r"[1]: describing a Lazy raised RuntimeError: lazy attribute \w+ failed to load"),
+    ],
+)
+def test_any_exception_while_describing_a_value_is_a_fingerprint_error(value: object, message: str) -> None:
+    with pytest.raises(FingerprintError) as info:
+        fingerprint(value)
+    assert re.fullmatch(re.escape(message).replace(re.escape(r"\w+"), r"\w+"), str(info.value)), str(info.value)
+
+
+# -- singletons and special floats (issue 12, point 4) ------------------------------------------
+
+
+def test_singletons_are_exact() -> None:
+    assert fingerprint(...)[1] == {"const": "Ellipsis"}
+    assert fingerprint({"xlim": (0, ...)})[1] == {"dict": [["xlim", {"tuple": [0, {"const": "Ellipsis"}]}]]}
+    assert render(fingerprint([1, ...])[1]) == "[1, Ellipsis]"
+    values = [..., NotImplemented, None, "...", "Ellipsis", "NotImplemented", type(None), type(...), type(NotImplemented)]
+    assert len({fp(v) for v in values}) == len(values), "every singleton is itself, and none is its name"
+    assert render(fingerprint(type(None))[1]) == "types:NoneType"
+
+
+def test_nan_is_stable_and_signed_zeros_differ() -> None:
+    assert fp(float("nan")) == fp(float("nan")) == fp(math.nan)
+    assert fp([float("nan")]) == fp([math.nan])
+    assert fp(np.float64("nan")) == fp(np.float64("nan"))
+    assert fp(-0.0) != fp(0.0)
+    assert fp(np.array([-0.0])) != fp(np.array([0.0]))
+    assert fp(float("inf")) != fp(float("-inf"))
+
+
+def test_refusals_use_the_right_article() -> None:
+    with pytest.raises(FingerprintError, match=r"^the value: an object cannot be fingerprinted exactly$"):
+        fingerprint(object())
+    with pytest.raises(FingerprintError, match=r"^the value: a Random cannot be fingerprinted exactly$"):
+        fingerprint(random.Random(1))

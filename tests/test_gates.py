@@ -91,7 +91,7 @@ def test_check_reports_a_dirty_tree_as_blocked(tmp_path: Path) -> None:
     run = run_pytest(root, "--mitosis", "--mitosis-check", junit=False)
     assert run.ret == pytest.ExitCode.TESTS_FAILED
     assert "  untracked: scratch.py" in run.out
-    assert "pyproject.toml::exp[a]  blocked: the git tree is not clean (see above)" in run.out
+    assert "pyproject.toml::exp[a]  blocked: the git tree has uncommitted changes (listed above)" in run.out
 
 
 def test_an_ordinary_run_prints_the_plan_before_the_first_kernel(story: tuple[Path, dict[str, Run]]) -> None:

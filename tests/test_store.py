@@ -125,8 +125,8 @@ def test_a_session_killed_mid_trial_leaves_an_interrupted_record_and_no_finished
     later = run_pytest(root, "--mitosis", "-k", "b")
     assert later.ret == 0, later.out
     by_name = {r["name"]: r for r in records(db_path)}
-    assert by_name["trial_exp-a-1"]["status"] == "interrupted"
-    assert by_name["trial_exp-a-1"]["folder"] is None
+    assert by_name["trial_exp-a-pause_60-1"]["status"] == "interrupted"
+    assert by_name["trial_exp-a-pause_60-1"]["folder"] is None
     assert by_name["trial_exp-b-1"]["status"] == "passed"
     assert not list((root / "trials").glob("trial_exp-a-*")), "an unfinished trial never gets its final folder"
 

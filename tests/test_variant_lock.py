@@ -116,7 +116,7 @@ def test_one_changed_element_of_a_2000_element_array_is_a_different_value(histor
 
 def test_a_tracked_eval_param_is_locked_by_value(history: tuple[Path, dict[str, Run]]) -> None:
     _, runs = history
-    text = setup_error(runs["eval"], "sine[slow-flat]")
+    text = setup_error(runs["eval"], "sine[slow-flat-amplitude_SCALE]")  # SCALE = 3 is no longer the default 1
     assert "the eval expression 'SCALE' for parameter 'amplitude' now means a different value" in text
     assert "  stored:    1   " in text and "  attempted: 3\n" in text
     assert "mark the parameter untracked with a leading +, or run with --mitosis-debug." in text
@@ -132,7 +132,7 @@ def test_a_value_that_cannot_be_fingerprinted_is_refused_with_the_plus_hint(tmp_
         "mitosis: experiment 'sine', step 'sine', parameter 'transform' (variant 'square'): the value: a lambda cannot "
         "be fingerprinted: only functions and classes importable by name can, so its meaning cannot be locked. Give it "
         "a value that can be compared exactly, or mark the parameter untracked with a leading + "
-        "(--mitosis-param +sine.transform=...) if it cannot change a result."
+        "(--mitosis-param +sine.transform=square) if it cannot change a result."
     ) in text
     untracked = run_pytest(root, "--mitosis", "--mitosis-param=+sine.transform=square")
     assert untracked.ret == 0, untracked.out

@@ -1,0 +1,125 @@
+"""What a session was asked to run: the sweep size guard and node ids that match no trial.
+
+Every lookup param a step accepts is an axis, so a plain ``pytest --mitosis`` over a shared
+lookup dict can mean a thousand kernels. The guard refuses to *run* more than
+``mitosis_max_trials`` trials that nobody selected; ``--collect-only`` and ``--mitosis-check``
+are never limited. Imported only when ``--mitosis`` is given.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .options import Settings, trial_node_ids
+
+if TYPE_CHECKING:
+    import pytest
+
+#: options that select trials when typed on the command line (not from addopts, where
+#: ``-m "not slow"`` is a project-wide default, not a choice of these trials)
+_SELECTING = ("-k", "-m", "--lf", "--last-failed", "--mitosis-param")
+
+
+def explicit_selection(config: pytest.Config, settings: Settings) -> str | None:
+    """The option by which the user chose the trials to run, or ``None`` when nothing was chosen.
+
+    Counted: ``-k``, ``-m``, ``--lf`` and ``--mitosis-param`` typed on the command line, and
+    node ids inside the pyproject (``pyproject.toml::sine[slow]``). Not counted: options from
+    ``addopts`` or ``PYTEST_ADDOPTS``, ``--deselect`` (it removes a few, it does not choose),
+    ``--mitosis-eval`` (repeating it *makes* an axis) and ``--mitosis-steps`` (a chain is what
+    to run, not how much of its sweep).
+    """
+    typed = [a for a in config.invocation_params.args if isinstance(a, str)]
+    for arg in typed:
+        for option in _SELECTING:
+            if arg == option or arg.startswith(option + "=") or (len(option) == 2 and arg.startswith(option)):
+                if option in ("-k", "-m") and not (config.option.keyword if option == "-k" else config.option.markexpr):
+                    continue
+                if option in ("--lf", "--last-failed") and not _failed_last_time(config):
+                    continue  # with nothing failed last time, --lf runs everything
+                return option
+    if config.args_source == config.ArgsSource.ARGS and trial_node_ids(config):
+        return "a node id"
+    return None
+
+
+def _failed_last_time(config: pytest.Config) -> bool:
+    plugin = config.pluginmanager.get_plugin("lfplugin")
+    return bool(getattr(plugin, "lastfailed", None))
+
+
+def refusal(per_experiment: Mapping[str, int], limit: int, examples: Mapping[str, str], config: pytest.Config,
+            pyproject: Path) -> str:
+    """The message of the sweep size guard: the count per experiment and every way to select."""
+    total = sum(per_experiment.values())
+    width = max(len(name) for name in per_experiment)
+    counts = "\n".join(
+        f"  {name.ljust(width)}  {count} trial{'s' if count != 1 else ''}" for name, count in per_experiment.items()
+    )
+    try:
+        where = os.path.relpath(pyproject, config.invocation_params.dir)
+    except ValueError:  # another drive on Windows
+        where = str(pyproject)
+    name, item = next(iter(examples.items()))
+    words = [w for w in re.split(r"[\[\]\-]", item) if w and "=" not in w and w != name][:1]
+    keyword = f'-k "{name} and {words[0]}"' if words else f"-k {name}"
+    return (
+        f"mitosis: this session would run {total} trials, more than mitosis_max_trials ({limit}), "
+        f"and none was selected:\n{counts}\n"
+        f"Select the trials to run with {keyword}, -m, node ids ('{where}::{item}'), "
+        f"--mitosis-param STEP.PARAM=VARIANT or --lf; or raise the limit with --mitosis-max-trials {total} "
+        f"(ini mitosis_max_trials; 0: no limit). "
+        "`pytest --mitosis --collect-only -q` lists the trials, `pytest --mitosis --mitosis-check` checks them "
+        "without running any."
+    )
+
+
+_NOT_FOUND = re.compile(r"^(?:not found: (?P<a>\S+)\n\(no match in any of .*\)|found no collectors for (?P<b>\S+))$", re.S)
+
+
+def explain_not_found(message: str, mitosis: Any) -> str:
+    """pytest's "not found: pyproject.toml::nosuch", completed with what the pyproject does hold."""
+    from .errors import ConfigError
+
+    match = _NOT_FOUND.match(message)
+    if match is None:
+        return message
+    arg = match.group("a") or match.group("b")
+    path, _, rest = arg.partition("::")
+    settings: Settings = mitosis.settings
+    if not rest or settings.reproduce or Path(path).resolve() != settings.pyproject:
+        return message
+    name = rest.split("[", 1)[0].split("::", 1)[0]
+    for given in mitosis.config.args:  # pytest reports the id without its [...]: show what was typed
+        given_path, _, given_rest = given.partition("::")
+        if Path(given_path).resolve() == settings.pyproject and given_rest.split("[", 1)[0] == name:
+            rest = given_rest
+            break
+    try:
+        project = mitosis.project()
+        experiments = mitosis.experiments()
+    except ConfigError:
+        return message
+    names = [e.name for e in experiments]
+    shown = ", ".join(names) or "none"
+    chains = " (--mitosis-steps collects only the chains it names)" if settings.chains else ""
+    found = next((e for e in experiments if e.name == name), None)
+    if found is not None:
+        trials = [spec.item_name for spec in found.trials]
+        listed = ", ".join(trials[:10]) + (f", ... ({len(trials)} in all)" if len(trials) > 10 else "")
+        why = (
+            f"experiment {name!r} has no trial {rest!r}; its trials are: {listed or 'none'}. "
+            f'Select several with -k, e.g. -k "{name} and VARIANT".'
+        )
+    elif name in project.step_names:
+        why = (
+            f"{name!r} is a step of [tool.mitosis.steps] but not an experiment{chains}; the experiments are: "
+            f"{shown}. Run the step on its own with --mitosis-steps {name}."
+        )
+    else:
+        why = f"{settings.pyproject} has no experiment {name!r}{chains}; the experiments are: {shown}."
+    return f"not found: {arg}\n{why}"

@@ -1,0 +1,215 @@
+"""The command line: options that imply --mitosis, both spellings of path options, the sweep size guard.
+
+Everything here runs without a kernel: collection, usage errors, and the guard (which refuses
+before the first kernel would start).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from .conftest import run_pytest, write_investigation
+
+MODULE = """
+lookup = {"frequency": {"fast": 10, "slow": 1, "medium": 5}}
+
+
+def run(frequency, amplitude=1.0):
+    return {"main": amplitude * frequency}
+"""
+
+PYPROJECT = """
+[tool.mitosis.steps]
+sine = ["study:run", "study:lookup"]
+
+[tool.pytest.ini_options]
+"""
+
+
+def make(pytester: pytest.Pytester, ini: str = "", pyproject: str = PYPROJECT) -> None:
+    pytester.makepyprojecttoml(textwrap.dedent(pyproject) + ini)
+    pytester.makepyfile(study=textwrap.dedent(MODULE))
+
+
+def ids(result: pytest.RunResult) -> list[str]:
+    return [line for line in result.stdout.lines if "::" in line and not line.startswith(("ERROR", "FAILED"))]
+
+
+ALL = ["pyproject.toml::sine[fast]", "pyproject.toml::sine[slow]", "pyproject.toml::sine[medium]"]
+
+# -- point 12: every --mitosis-* option typed on the command line implies --mitosis ---------------
+
+
+@pytest.mark.parametrize("option", ["--mitosis-seed=3", "--mitosis-debug", "--mitosis-timeout=60", "--mitosis-param=sine.frequency=slow"])
+def test_a_mitosis_option_implies_mitosis(pytester: pytest.Pytester, option: str) -> None:
+    make(pytester)
+    result = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider", option)
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert ids(result) == (["pyproject.toml::sine[slow]"] if "param" in option else ALL)
+
+
+def test_check_without_mitosis_checks(pytester: pytest.Pytester) -> None:
+    make(pytester)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--mitosis-check")
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, out  # not a git repository: blocked, not "no tests ran"
+    assert "pyproject.toml::sine[fast]  blocked: not in a git repository (see the message above)" in out
+    assert "mitosis check: 3 trials: 0 new, 0 repeats, 3 blocked" in out
+
+
+def test_reproduce_without_mitosis_reproduces(pytester: pytest.Pytester) -> None:
+    make(pytester)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--mitosis-reproduce", "abc123")
+    assert result.ret != pytest.ExitCode.NO_TESTS_COLLECTED
+    assert "ERROR collecting pyproject.toml" in result.stdout.str()  # the store it would read is not there
+
+
+def test_options_from_addopts_do_not_imply_mitosis(pytester: pytest.Pytester) -> None:
+    make(pytester, ini='addopts = "--mitosis-timeout=60"\n')
+    pytester.makepyfile(test_plain="def test_it(): pass")
+    result = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider")
+    assert ids(result) == ["test_plain.py::test_it"]
+
+
+def test_a_trial_node_id_without_mitosis_says_to_add_it(pytester: pytest.Pytester) -> None:
+    make(pytester)
+    result = pytester.runpytest("-p", "no:cacheprovider", "pyproject.toml::sine[slow]")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: pyproject.toml::sine[[]slow[]] names a trial of pytest-mitosis, which collects pyproject.toml only "
+        "with --mitosis: run pytest --mitosis 'pyproject.toml::sine[[]slow[]]'"
+    ])
+
+
+# -- point 14: --mitosis-trials-folder DIR and --mitosis-config PATH, with a space or with '=' -----
+
+
+def test_trials_folder_outside_the_project_with_a_space(pytester: pytest.Pytester) -> None:
+    root = pytester.mkdir("study")
+    elsewhere = pytester.mkdir("elsewhere")
+    (root / "pyproject.toml").write_text(textwrap.dedent(PYPROJECT))
+    (root / "study.py").write_text(textwrap.dedent(MODULE))
+    import os
+
+    os.chdir(root)
+    for spelling in (["--mitosis-trials-folder", "../elsewhere"], ["--mitosis-trials-folder=../elsewhere"]):
+        result = pytester.runpytest("--mitosis", "--collect-only", "-q", "-p", "no:cacheprovider", *spelling)
+        out = result.stdout.str()
+        assert result.ret == pytest.ExitCode.OK, (spelling, out)
+        assert ids(result) == ALL, spelling
+
+
+def test_an_absolute_trials_folder_without_a_pytest_table(pytester: pytest.Pytester) -> None:
+    root = pytester.mkdir("study")
+    elsewhere = pytester.mkdir("elsewhere")
+    (root / "pyproject.toml").write_text(textwrap.dedent(PYPROJECT).replace("[tool.pytest.ini_options]\n", ""))
+    (root / "study.py").write_text(textwrap.dedent(MODULE))
+    import os
+
+    os.chdir(root)
+    for spelling in (["--mitosis-trials-folder", str(elsewhere)], [f"--mitosis-trials-folder={elsewhere}"]):
+        result = pytester.runpytest("--mitosis", "--collect-only", "-p", "no:cacheprovider", *spelling)
+        out = result.stdout.str()
+        assert result.ret == pytest.ExitCode.OK, (spelling, out, result.stderr.str())
+        assert f"trials folder {elsewhere}" in out
+        assert f"rootdir: {root}" in result.stdout.lines
+
+
+def test_a_sub_package_config_with_a_pytest_table_with_a_space(pytester: pytest.Pytester) -> None:
+    pytester.makepyprojecttoml("[tool.pytest.ini_options]\n")
+    sub = pytester.mkdir("sub")
+    (sub / "pyproject.toml").write_text(textwrap.dedent(PYPROJECT))
+    (sub / "study.py").write_text(textwrap.dedent(MODULE))
+    seen = []
+    for spelling in (["--mitosis-config", "sub/pyproject.toml"], ["--mitosis-config=sub/pyproject.toml"]):
+        result = pytester.runpytest("--mitosis", "--collect-only", "-q", "-p", "no:cacheprovider", "-k", "slow", *spelling)
+        assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+        seen.append(ids(result))
+    # the rootdir stays the enclosing project, so node ids are the same with both spellings
+    assert seen == [["sub/pyproject.toml::sine[slow]"]] * 2
+
+
+# -- point 8: the sweep size guard ------------------------------------------------------------------
+
+REFUSAL = (
+    "ERROR: mitosis: this session would run 3 trials, more than mitosis_max_trials (2), and none was selected:",
+    "  sine  3 trials",
+    "Select the trials to run with -k \"sine and fast\", -m, node ids ('pyproject.toml::sine[[]fast[]]'), "
+    "--mitosis-param STEP.PARAM=VARIANT or --lf; or raise the limit with --mitosis-max-trials 3 "
+    "(ini mitosis_max_trials; 0: no limit). `pytest --mitosis --collect-only -q` lists the trials, "
+    "`pytest --mitosis --mitosis-check` checks them without running any.",
+)
+
+
+def test_more_trials_than_the_limit_are_refused_before_any_kernel(pytester: pytest.Pytester) -> None:
+    make(pytester, ini="mitosis_max_trials = 2\n")
+    result = pytester.runpytest("--mitosis", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(list(REFUSAL))
+    assert not (pytester.path / "trials").exists()
+
+
+def test_the_default_limit_is_100(pytester: pytest.Pytester) -> None:
+    module = "lookup = {'a': {f'a{i}': i for i in range(11)}, 'b': {f'b{i}': i for i in range(10)}}\n\n" \
+             "def run(a, b):\n    return {'main': a + b}\n"
+    pytester.makepyprojecttoml('[tool.mitosis.steps]\ngrid = ["study:run", "study:lookup"]\n')
+    pytester.makepyfile(study=module)
+    result = pytester.runpytest("--mitosis", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*would run 110 trials, more than mitosis_max_trials (100)*", "  grid  110 trials"])
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [["-k", "sine"], ["-m", "mitosis"], ["pyproject.toml::sine"], ["--mitosis-param", "sine.frequency=slow"],
+     ["--mitosis-max-trials", "3"], ["--mitosis-max-trials=0"]],
+)
+def test_a_selection_or_a_raised_limit_passes_the_guard(pytester: pytest.Pytester, selection: list[str]) -> None:
+    make(pytester, ini="mitosis_max_trials = 2\n")
+    result = pytester.runpytest("--mitosis", "-p", "no:cacheprovider", *selection)
+    # past the guard, the next refusal is the clean-repository guard (no kernel needed to tell)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "mitosis_max_trials" not in err
+    assert "is not in a git repository" in err
+
+
+def test_collect_only_and_check_are_never_limited(pytester: pytest.Pytester) -> None:
+    make(pytester, ini="mitosis_max_trials = 2\n")
+    result = pytester.runpytest("--mitosis", "--collect-only", "-q", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.OK and ids(result) == ALL
+    result = pytester.runpytest("--mitosis", "--mitosis-check", "-p", "no:cacheprovider")
+    assert "mitosis check: 3 trials" in result.stdout.str()
+    assert "mitosis_max_trials" not in result.stderr.str()
+
+
+def test_a_selection_from_addopts_is_not_a_choice(pytester: pytest.Pytester) -> None:
+    make(pytester, ini='mitosis_max_trials = 2\naddopts = "-m mitosis"\n')
+    result = pytester.runpytest("--mitosis", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(list(REFUSAL))
+
+
+def test_a_bad_limit_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    make(pytester, ini='mitosis_max_trials = "many"\n')
+    result = pytester.runpytest("--mitosis", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: ini key mitosis_max_trials: expected a number of trials (0: no limit), got 'many'"])
+
+
+def test_the_guard_holds_under_xdist(tmp_path: Path) -> None:
+    root = write_investigation(tmp_path / "study", PYPROJECT + "mitosis_max_trials = 2\n", {"study": MODULE})
+    run = run_pytest(root, "--mitosis", "-n", "2", junit=False)
+    assert run.ret == pytest.ExitCode.USAGE_ERROR, run.out
+    assert REFUSAL[0] in run.out and REFUSAL[1] in run.out
+    assert "[gw0]" not in run.out  # refused on the controller, before the workers start trials
+
+
+def test_lf_with_nothing_failed_last_time_is_not_a_selection(pytester: pytest.Pytester) -> None:
+    make(pytester, ini="mitosis_max_trials = 2\n")
+    result = pytester.runpytest("--mitosis", "--lf")  # cache enabled: nothing failed before, so --lf runs all
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(list(REFUSAL))

@@ -1,0 +1,375 @@
+"""A long sweep survives: signals, killed sessions, descriptors, a full disk, its own folders.
+
+Every case runs pytest in a subprocess and does to it what a terminal, a batch scheduler or
+a full disk does: SIGINT to the process group (Ctrl-C), SIGINT or SIGTERM to pytest alone,
+SIGKILL, a tmpfs that fills up. The tests wait for a marker file that the step itself writes
+(never for a fixed time), then assert what the user sees: exit code, pytest's interrupt
+summary, the store's rows, files on disk, and what is *not* left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import clean_env, git, git_init, run_pytest, write_investigation
+
+STEPS = '''
+import os
+import time
+from pathlib import Path
+
+lookup = {"n": {"a": 1, "b": 2, "c": 3, "d": 4}}
+
+
+def slow(n):
+    """Variants a and b block (until a signal ends the trial); c and d return at once."""
+    Path(os.environ["MITOSIS_TEST_MARKERS"], f"started-{n}").write_text(str(os.getpid()))
+    print("step started", flush=True)
+    if n <= 2 or os.environ.get("MITOSIS_TEST_BLOCK_ALL"):
+        time.sleep(600)
+    return {"main": n}
+'''
+
+PYPROJECT = """
+[tool.mitosis.steps]
+slow = ["steps:slow", "steps:lookup"]
+"""
+
+PATIENCE = 180.0  # seconds to wait for a marker: generous, so a slow machine never fails a test
+
+
+def investigation(base: Path) -> tuple[Path, Path, Path]:
+    root = git_init(write_investigation(base / "study", PYPROJECT, {"steps": STEPS}))
+    markers = base / "markers"
+    tmp = base / "tmp"
+    markers.mkdir()
+    tmp.mkdir()
+    return root, markers, tmp
+
+
+def start(root: Path, markers: Path, tmp: Path, *args: str, **extra: str) -> subprocess.Popen[str]:
+    """pytest as its own process group (a terminal's foreground job)."""
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", *args]
+    env = clean_env(MITOSIS_TEST_MARKERS=str(markers), TMPDIR=str(tmp), **extra)
+    return subprocess.Popen(
+        argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+
+
+def wait_for(path: Path, proc: subprocess.Popen[str], count: int = 1) -> None:
+    """Wait until ``path`` exists (or, with ``count``, until its folder holds that many files)."""
+    deadline = time.monotonic() + PATIENCE
+    while not (path.exists() if count == 1 else len(list(path.iterdir())) >= count):
+        if proc.poll() is not None:
+            out, _ = proc.communicate()
+            pytest.fail(f"pytest ended before {path.name} appeared:\n{out}")
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+            pytest.fail(f"{path.name} did not appear within {PATIENCE} s:\n{out}")
+        time.sleep(0.05)
+
+
+def gone(pid: int) -> bool:
+    """No such process, or a zombie that nobody reaped yet (it holds nothing)."""
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    return "State:\tZ" in state
+
+
+def wait_gone(pid: int) -> bool:
+    deadline = time.monotonic() + PATIENCE
+    while not gone(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def rows(root: Path) -> list[sqlite3.Row]:
+    db = sqlite3.connect(f"file:{root / 'trials' / 'mitosis.sqlite'}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    try:
+        return db.execute("SELECT key, name, status, folder, message FROM trials ORDER BY started").fetchall()
+    finally:
+        db.close()
+
+
+NOISE = ("Task exception was never retrieved", "Exception ignored", "INTERNALERROR", "Traceback")
+
+
+@pytest.mark.parametrize(
+    ("how", "signum"),
+    [("ctrl-c", signal.SIGINT), ("sigint", signal.SIGINT), ("sigterm", signal.SIGTERM)],
+    ids=["ctrl-c-to-the-process-group", "sigint-to-pytest", "sigterm-to-pytest"],
+)
+def test_a_signal_stops_the_session_and_records_the_trial_as_interrupted(
+    tmp_path: Path, how: str, signum: signal.Signals
+) -> None:
+    root, markers, tmp = investigation(tmp_path)
+    proc = start(root, markers, tmp)
+    wait_for(markers / "started-1", proc)
+    kernel = int((markers / "started-1").read_text())
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=PATIENCE)
+
+    assert proc.returncode == 2, out
+    assert re.search(r"!+ KeyboardInterrupt !+", out), out
+    assert not [noise for noise in NOISE if noise in out], out
+    assert sorted(p.name for p in markers.iterdir()) == ["started-1"], "no further trial started"
+    (row,) = rows(root)
+    assert row["status"] == "interrupted"
+    assert row["message"].startswith(f"interrupted by {signum.name} during step 'slow' (steps:slow)")
+    assert re.search(rf"pyproject\.toml::slow\[a\] +INTERRUPTED +#1 key {row['key']}", out), out
+    folder = Path(row["folder"])
+    notebook = json.loads((folder / f"{row['name']}.ipynb").read_text())
+    printed = "".join("".join(o.get("text", "")) for c in notebook["cells"] for o in c.get("outputs", []))
+    assert "step started" in printed, "the notebook is kept as far as it got"
+    assert (folder / f"{row['name']}.html").is_file()
+    assert json.loads((folder / "outcome.json").read_text())["status"] == "interrupted"
+    assert not (root / "trials" / ".staging" / row["key"]).exists()
+    assert list(tmp.glob("mitosis-kernel-*")) == [], "the kernel's private folder is gone"
+    assert wait_gone(kernel), "the kernel process is gone"
+
+
+def test_ctrl_c_under_xdist_interrupts_the_workers_trials(tmp_path: Path) -> None:
+    root, markers, tmp = investigation(tmp_path)
+    proc = start(root, markers, tmp, "-n", "2", MITOSIS_TEST_BLOCK_ALL="1")
+    wait_for(markers, proc, count=2)  # each worker runs one blocking trial
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=PATIENCE)
+
+    assert proc.returncode == 2, out
+    found = rows(root)
+    assert len(found) == 2 and len(list(markers.iterdir())) == 2, "no further trial started"
+    for row in found:
+        assert row["status"] == "interrupted", dict(row)
+        assert row["message"].startswith("interrupted by SIGINT during step 'slow'"), dict(row)
+    assert "kernel died" not in out
+    assert list(tmp.glob("mitosis-kernel-*")) == []
+
+
+def test_a_second_ctrl_c_while_cleaning_up_leaves_a_readable_store(tmp_path: Path) -> None:
+    root, markers, tmp = investigation(tmp_path)
+    proc = start(root, markers, tmp)
+    wait_for(markers / "started-1", proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.2)  # the second press lands during the clean-up or after it: both must be safe
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=PATIENCE)
+    assert proc.returncode == 2, out
+    assert "INTERNALERROR" not in out
+
+    db = sqlite3.connect(root / "trials" / "mitosis.sqlite")
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
+    (row,) = rows(root)
+    assert row["status"] in ("interrupted", "running")
+    # The next session finishes the job: the trial is interrupted, nothing of it is staged.
+    again = run_pytest(root, "--mitosis", "pyproject.toml::slow[c]", env=clean_env(MITOSIS_TEST_MARKERS=str(markers), TMPDIR=str(tmp)))
+    assert again.ret == 0, again.out
+    first = next(r for r in rows(root) if r["key"] == row["key"])
+    assert first["status"] == "interrupted"
+    assert not (root / "trials" / ".staging" / row["key"]).exists()
+
+
+def test_the_next_session_cleans_up_after_a_killed_one(tmp_path: Path) -> None:
+    root, markers, tmp = investigation(tmp_path)
+    proc = start(root, markers, tmp)
+    wait_for(markers / "started-1", proc)
+    kernel = int((markers / "started-1").read_text())
+    proc.kill()  # SIGKILL: nothing of ours runs
+    proc.communicate(timeout=PATIENCE)
+    (row,) = rows(root)
+    assert row["status"] == "running"
+    assert (root / "trials" / ".staging" / row["key"]).is_dir(), "precondition: the killed session left its staging"
+    assert list(tmp.glob(f"mitosis-kernel-{proc.pid}-*")), "precondition: and its kernel's private folder"
+    assert wait_gone(kernel), "the orphaned kernel exits by itself (it polls its parent)"
+
+    again = run_pytest(root, "--mitosis", "pyproject.toml::slow[c]", env=clean_env(MITOSIS_TEST_MARKERS=str(markers), TMPDIR=str(tmp)))
+    assert again.ret == 0, again.out
+    first = next(r for r in rows(root) if r["key"] == row["key"])
+    assert first["status"] == "interrupted"
+    assert first["message"] == "the session running this trial ended before it finished"
+    assert not (root / "trials" / ".staging" / row["key"]).exists()
+    assert list(tmp.glob("mitosis-kernel-*")) == []
+
+
+SWEEP_STEPS = '''
+lookup = {"i": {f"v{i:02d}": i for i in range(60)}}
+
+
+def cheap(i):
+    return {"main": i}
+'''
+
+SWEEP_CONFTEST = '''
+import json
+import os
+import threading
+
+
+def pytest_runtest_logreport(report):
+    """After each phase of each trial: descriptors, threads, and any thread of pytest-mitosis alive."""
+    if report.when not in ("setup", "call"):
+        return
+    record = {
+        "when": report.when,
+        "outcome": report.outcome,
+        "fds": len(os.listdir("/proc/self/fd")),
+        "threads": threading.active_count(),
+        "ours": [t.name for t in threading.enumerate() if t.name.startswith("mitosis")],
+    }
+    with open(os.environ["MITOSIS_TEST_LOG"], "a") as stream:
+        stream.write(json.dumps(record) + "\\n")
+'''
+
+
+def _low_descriptor_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+
+@pytest.mark.slow
+def test_a_sweep_of_60_trials_under_ulimit_256_leaks_no_descriptor_or_thread(tmp_path: Path) -> None:
+    root = tmp_path / "study"
+    write_investigation(root, "[tool.mitosis.steps]\ncheap = ['steps:cheap', 'steps:lookup']\n", {"steps": SWEEP_STEPS})
+    (root / "conftest.py").write_text(SWEEP_CONFTEST)
+    git_init(root)
+    log = tmp_path / "resources.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "-q", "-o", "mitosis_report=false"],
+        cwd=root, env=clean_env(MITOSIS_TEST_LOG=str(log)), capture_output=True, text=True,
+        preexec_fn=_low_descriptor_limit, timeout=1800,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert re.search(r"\b60 passed\b", out), out
+    calls = [json.loads(line) for line in log.read_text().splitlines() if json.loads(line)["when"] == "call"]
+    assert len(calls) == 60
+    assert calls[-1]["fds"] - calls[0]["fds"] <= 4, [c["fds"] for c in calls]
+    assert calls[-1]["threads"] <= calls[0]["threads"], [c["threads"] for c in calls]
+    everything = [json.loads(line) for line in log.read_text().splitlines()]
+    assert not [r for r in everything if r["ours"]], "no thread of ours runs while pytest's logging walks the loggers"
+
+
+DEBUG_STEPS = '''
+import logging
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+logger = logging.getLogger(__name__)
+
+
+def plot():
+    logger.debug("a debug line of the experiment itself")
+    plt.figure()
+    plt.title("text makes matplotlib look up fonts")
+    return {"main": 1}
+'''
+
+
+def test_debug_runs_into_a_debug_folder_and_trials_folders_ignore_themselves(tmp_path: Path) -> None:
+    root = git_init(write_investigation(tmp_path / "study", "[tool.mitosis.steps]\nplot = ['steps:plot']\n",
+                                        {"steps": DEBUG_STEPS}))
+    debug = run_pytest(root, "--mitosis", "--mitosis-debug", "--mitosis-trials-folder=trials/debug")
+    assert debug.ret == 0, debug.out
+    folders = sorted((root / "trials" / "debug").glob("trial_plot_*"))
+    assert len(folders) == 1, "no second 'debug' inside a folder the user chose for debug runs"
+    assert not (root / "trials" / "debug" / "debug").exists()
+    log = (folders[0] / "experiment.log").read_text()
+    assert "DEBUG steps: a debug line of the experiment itself" in log
+    assert "findfont" not in log, "third-party loggers stay at INFO in debug mode"
+    assert (root / "trials" / "debug" / ".gitignore").read_text().splitlines()[-1] == "*"
+    assert git(root, "status", "--porcelain") == "", "the debug folder makes no change git sees"
+
+    clean = run_pytest(root, "--mitosis", "--mitosis-trials-folder=trials/pm")
+    assert clean.ret == 0, clean.out
+    assert len(list((root / "trials" / "pm").glob("trial_plot-1_*"))) == 1
+
+
+def test_a_tracked_trials_folder_gets_no_gitignore_when_the_ini_says_so(tmp_path: Path) -> None:
+    pyproject = "[tool.mitosis.steps]\nplot = ['steps:plot']\n\n[tool.pytest.ini_options]\nmitosis_gitignore = false\n"
+    root = git_init(write_investigation(tmp_path / "study", pyproject, {"steps": DEBUG_STEPS}))
+    run = run_pytest(root, "--mitosis", "--mitosis-check", junit=False)
+    assert run.ret == 0, run.out
+    run = run_pytest(root, "--mitosis", "--mitosis-debug")
+    assert run.ret == 0, run.out
+    assert not (root / "trials" / ".gitignore").exists()
+
+
+FULL_STEPS = '''
+import os
+from pathlib import Path
+
+
+def fill():
+    """Fill the disk the trials folder is on, then free a little: the result cannot be saved."""
+    if "MITOSIS_TEST_FILLER" not in os.environ:
+        return {"main": 1, "data": os.urandom(1_000_000)}
+    filler = Path(os.environ["MITOSIS_TEST_FILLER"])
+    chunk = b"x" * 65536
+    with open(filler, "wb") as stream:
+        try:
+            while True:
+                stream.write(chunk)
+                stream.flush()
+        except OSError:
+            pass
+    with open(filler, "r+b") as stream:
+        stream.truncate(max(0, filler.stat().st_size - 4 * 65536))
+    return {"main": 1, "data": os.urandom(1_000_000)}
+'''
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"a small tmpfs cannot be mounted here (needs root): {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_fails_the_trial_frees_its_staging_and_the_next_session_works(tmp_path: Path, small_disk: Path) -> None:
+    root = git_init(write_investigation(tmp_path / "study", "[tool.mitosis.steps]\nfill = ['steps:fill']\n",
+                                        {"steps": FULL_STEPS}))
+    trials = small_disk / "trials"
+    filler = small_disk / "filler"
+    env = clean_env(MITOSIS_TEST_FILLER=str(filler))
+    run = run_pytest(root, "--mitosis", f"--mitosis-trials-folder={trials}", "-o", "mitosis_report=false", env=env)
+    assert run.ret == 1, run.out
+    assert "INTERNALERROR" not in run.out and "Traceback" not in run.out, run.out
+    failure = run.testcase("fill").find("failure")
+    assert failure is not None
+    assert "No space left on device" in (failure.text or "") or "no space left on device" in (failure.text or "")
+    assert not list((trials / ".staging").iterdir()), "the unfinished trial's files were removed"
+    db = sqlite3.connect(trials / "mitosis.sqlite")
+    status, message = db.execute("SELECT status, message FROM trials").fetchone()
+    db.close()
+    assert status == "failed"
+    assert "no space left on device" in message.lower()
+
+    filler.unlink()  # space is back
+    again = run_pytest(root, "--mitosis", f"--mitosis-trials-folder={trials}", "-o", "mitosis_report=false")
+    assert again.ret == 0, again.out
