@@ -191,10 +191,11 @@ def test_the_readers_refuse_a_store_from_a_newer_version(tmp_path: Path) -> None
 
 
 def _rows(path: Path) -> list[tuple[str, str]]:
+    """``(variant, status)`` of every trial (names also carry eval values: trial_exp-b-pause60-1)."""
     db = sqlite3.connect(path)
     found = db.execute("SELECT name, status FROM trials ORDER BY name").fetchall()
     db.close()
-    return found
+    return [(name.split("-")[1], status) for name, status in found]
 
 
 def test_after_each_session_the_store_file_alone_carries_every_finished_trial(tmp_path: Path) -> None:
@@ -209,8 +210,7 @@ def test_after_each_session_the_store_file_alone_carries_every_finished_trial(tm
     copy = tmp_path / "copied-alone"
     copy.mkdir()
     shutil.copyfile(trials / "mitosis.sqlite", copy / "mitosis.sqlite")  # what rsync of the one file does
-    assert _rows(copy / "mitosis.sqlite") == [("trial_exp-a-1", "passed"), ("trial_exp-b-1", "passed"),
-                                              ("trial_exp-c-1", "failed")]
+    assert _rows(copy / "mitosis.sqlite") == [("a", "passed"), ("b", "passed"), ("c", "failed")]
     listed = subprocess.run([sys.executable, "-m", "pytest_mitosis", "history", "--trials-folder", str(copy)],
                             capture_output=True, text=True, env=clean_env())
     assert listed.returncode == 0 and listed.stdout.count("\n") == 4, listed.stdout + listed.stderr
@@ -224,7 +224,7 @@ def test_a_backup_taken_while_a_session_runs_is_one_consistent_file(tmp_path: Pa
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while ("trial_exp-b-1", "running") not in _rows(root / "trials" / "mitosis.sqlite"):
+        while ("b", "running") not in _rows(root / "trials" / "mitosis.sqlite"):
             assert time.monotonic() < deadline, "the second trial never started"
             time.sleep(0.2)
         dest = tmp_path / "backups"
@@ -235,7 +235,7 @@ def test_a_backup_taken_while_a_session_runs_is_one_consistent_file(tmp_path: Pa
         assert done.stdout == f"backup: {dest / 'mitosis.sqlite'}\n"
         assert sorted(p.name for p in dest.iterdir()) == ["mitosis.sqlite"], "one self-contained file"
         assert (dest / "mitosis.sqlite").read_bytes()[18:20] == b"\x01\x01", "a rollback-journal file, not WAL"
-        assert _rows(dest / "mitosis.sqlite") == [("trial_exp-a-1", "passed"), ("trial_exp-b-1", "running")]
+        assert _rows(dest / "mitosis.sqlite") == [("a", "passed"), ("b", "running")]
         again = subprocess.run([sys.executable, "-m", "pytest_mitosis", "backup", str(dest / "mitosis.sqlite")],
                                cwd=root, capture_output=True, text=True, env=clean_env())
         assert again.returncode == 2
@@ -352,7 +352,7 @@ def test_a_session_ended_by_ctrl_c_leaves_the_store_in_one_file(tmp_path: Path) 
     store = root / "trials" / "mitosis.sqlite"
     try:
         deadline = time.monotonic() + 120
-        while not (root / "trials" / ".staging").is_dir() or ("trial_exp-b-1", "running") not in _rows(store):
+        while not (root / "trials" / ".staging").is_dir() or ("b", "running") not in _rows(store):
             assert time.monotonic() < deadline, "the trial never started"
             time.sleep(0.2)
         time.sleep(2)  # inside the step's sleep
@@ -366,5 +366,5 @@ def test_a_session_ended_by_ctrl_c_leaves_the_store_in_one_file(tmp_path: Path) 
     copy.mkdir()
     shutil.copyfile(store, copy / "mitosis.sqlite")
     found = dict(_rows(copy / "mitosis.sqlite"))
-    assert found["trial_exp-a-1"] == "passed"
-    assert found["trial_exp-b-1"] in ("interrupted", "failed"), "finalised, and in the main file"
+    assert found["a"] == "passed"
+    assert found["b"] == "interrupted", "finalised, and in the main file"
