@@ -166,11 +166,11 @@ class MitosisSession:
             message = refusal(self.repo(), project.root)
             if message is not None:
                 raise pytest.UsageError(message)
-        try:  # the store first: a folder or store it refuses is left exactly as it was (no .gitignore either)
+        self.prepare_trials_folder()
+        try:
             store = self.store()
         except StoreError as err:
             raise pytest.UsageError(str(err)) from None
-        self.prepare_trials_folder()
         self.sweep(store)
 
     def prepare_trials_folder(self) -> None:

@@ -300,8 +300,9 @@ def _store_is_a_directory(trials: Path) -> str:
 
 def _trials_folder_is_a_file(trials: Path) -> str:
     trials.write_text("not a folder\n")
-    return (f"ERROR: mitosis: the trials folder {trials} is a file, not a folder. Move that file aside, or choose "
-            "another trials folder (--mitosis-trials-folder DIR, or trials-folder in [tool.mitosis]).")
+    return (f"ERROR: mitosis: the trials folder {trials} cannot be used: it exists and is not a folder. Point "
+            "--mitosis-trials-folder (or trials-folder in [tool.mitosis]) at a folder you can write, or move what is in "
+            "the way.")
 
 
 def _immutable_trials_folder(trials: Path) -> str:
