@@ -1,14 +1,18 @@
-"""``python -m pytest_mitosis`` (also ``pytest-mitosis``): history, show and diff of trials.
+"""``python -m pytest_mitosis`` (also ``pytest-mitosis``): history, show, diff, report and backup.
 
 Answers *why did this result change?* from the store alone: it never unpickles anything and
-never runs user code (``git diff --name-only`` is the only command it runs, to list the files
-changed between two commits). No pytest import here.
+never runs user code. ``git diff --name-status`` is the only command it runs, to list the files
+changed between two commits: in the current directory's repository (never in a directory the
+store names), with commits checked as hex object names and passed after ``--end-of-options``,
+and with repository settings that run commands (fsmonitor, external diff, textconv) switched
+off. Everything printed passes through :func:`records.printable`. No pytest import here.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -17,7 +21,7 @@ from typing import Any
 
 from .environment import package_changes
 from .gates import series_points
-from .records import Reader, RecordsError, TrialRecord, default_trials_folder
+from .records import Reader, RecordsError, TrialRecord, default_trials_folder, printable, valid_commit
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -44,19 +48,23 @@ def history(reader: Reader, experiment: str | None, as_json: bool, debug: bool) 
                     "key": r.key, "experiment": r.experiment, "variants": r.variants, "iteration": r.iteration,
                     "status": r.status, "main": r.main, "seed": r.seed, "commit": r.commit, "debug": r.debug,
                     "name": r.name, "started": r.started.isoformat(timespec="seconds"),
+                    "reproduces": r.reproduces, "verdict": r.verdict,
                 }
                 for r in records
             ],
             indent=2,
         )
     if not records:
-        return f"no trials{' of experiment ' + repr(experiment) if experiment else ''} in {reader.path}"
-    rows = [["key", "experiment", "variants", "iteration", "status", "main", "seed", "commit", "date"]]
+        hidden = "" if debug else f" (debug trials are listed with --debug)" if reader.trials(experiment, debug=True) else ""
+        return f"no trials{' of experiment ' + repr(experiment) if experiment else ''} in {reader.path}{hidden}"
+    reproductions = any(r.reproduces for r in records)
+    rows = [["key", "experiment", "variants", "iteration", "status", "main", "seed", "commit", "date"]
+            + (["reproduces"] if reproductions else [])]
     for r in records:
         rows.append([
             r.key, r.experiment, r.variants or "-", "debug" if r.debug else str(r.iteration), r.status,
             _short(r.main, 24), str(r.seed), (r.commit or "-")[:8], r.started.strftime("%Y-%m-%d %H:%M"),
-        ])
+        ] + ([f"{r.reproduces} ({r.verdict or r.status})" if r.reproduces else "-"] if reproductions else []))
     return _table(rows)
 
 
@@ -89,6 +97,7 @@ def show_record(reader: Reader, r: TrialRecord) -> str:
         f"status: {r.status}   main: {_short(r.main)}",
         f"started: {r.started.isoformat(timespec='seconds')}   ended: {r.ended.isoformat(timespec='seconds') if r.ended else '-'}",
         f"seed: {r.seed}",
+        *([f"reproduces: trial {r.reproduces} ({r.verdict or 'not judged: ' + r.status})"] if r.reproduces else []),
         f"commit: {r.commit or '-'}   branch: {r.git.get('branch') or '-'}   remote: {r.git.get('remote') or '-'}",
         "parameters:",
         *_param_lines(r),
@@ -107,8 +116,11 @@ def show_record(reader: Reader, r: TrialRecord) -> str:
         "artifacts:",
     ]
     if r.folder:
-        folder = Path(r.folder)
-        lines += [f"  {folder}"] + [f"    {p.name}" for p in sorted(folder.iterdir())] if folder.is_dir() else [f"  {folder} (missing)"]
+        folder = reader.artifacts(r)  # only ever inside the trials folder
+        if folder is not None:
+            lines += [f"  {folder}", *[f"    {p.name}" for p in sorted(folder.iterdir())]]
+        else:
+            lines.append(f"  {r.folder} (not found inside {reader.folder})")
     else:
         lines.append("  none (the trial did not finish)")
     if r.message:
@@ -118,18 +130,28 @@ def show_record(reader: Reader, r: TrialRecord) -> str:
     return "\n".join(lines)
 
 
-def _changed_files(worktree: str | None, old: str, new: str) -> str:
-    if not worktree:
-        return "    (no work tree recorded: cannot list the files)"
+def _changed_files(old: str, new: str) -> str:
+    """The files changed between two recorded commits, from the current directory's repository."""
+    for commit in (old, new):
+        if not valid_commit(commit):
+            return f"    (the recorded commit {printable(repr(commit))} is not a git object name: not passed to git)"
     try:
         done = subprocess.run(
-            ["git", "-C", worktree, "diff", "--name-status", old, new], capture_output=True, text=True, timeout=60
+            ["git", "-c", "core.fsmonitor=false", "--no-pager", "diff", "--no-ext-diff", "--no-textconv",
+             "--name-status", "--end-of-options", old, new],
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
         )
     except (OSError, subprocess.SubprocessError) as err:
         return f"    (git could not list the files: {err})"
     if done.returncode != 0:
-        return f"    (git could not list the files: {done.stderr.strip()})"
+        return f"    (git could not list the files: {done.stderr.strip()}; run diff inside the repository)"
     return "\n".join(f"    {line}" for line in done.stdout.splitlines()) or "    (no file differs)"
+
+
+def _named(p: dict[str, Any]) -> str:
+    """A variant as ``name = value``; an eval param whose expression is its value, once."""
+    text, value = str(p.get("text")), p.get("repr")
+    return text if value is None or str(value) == text else f"{text} = {value}"
 
 
 def diff(reader: Reader, key1: str, key2: str, files: bool = True) -> str:
@@ -146,8 +168,7 @@ def diff_records(reader: Reader, a: TrialRecord, b: TrialRecord, files: bool = T
         lines.append(f"code: commit {(a.commit or '-')[:12]} -> {(b.commit or '-')[:12]}")
         if files:
             lines.append("  files changed:")
-            lines.append(_changed_files(b.git.get("worktree") or a.git.get("worktree"), a.commit or "", b.commit or "")
-                         if a.commit and b.commit else "    (a trial has no commit)")
+            lines.append(_changed_files(a.commit, b.commit) if a.commit and b.commit else "    (a trial has no commit)")
     sub_a, sub_b = a.git.get("submodules") or {}, b.git.get("submodules") or {}
     for path in sorted(set(sub_a) | set(sub_b)):
         if sub_a.get(path) != sub_b.get(path):
@@ -161,7 +182,7 @@ def diff_records(reader: Reader, a: TrialRecord, b: TrialRecord, files: bool = T
         if x is None or y is None:
             changes.append(f"  {k[0]}.{k[1]}: {'only in ' + (a.key if y is None else b.key)}")
         elif x.get("fingerprint") != y.get("fingerprint") or x["text"] != y["text"] or x.get("repr") != y.get("repr"):
-            changes.append(f"  {k[0]}.{k[1]}: {x['text']} = {x.get('repr')}  ->  {y['text']} = {y.get('repr')}")
+            changes.append(f"  {k[0]}.{k[1]}: {_named(x)}  ->  {_named(y)}")
     lines += ["", "parameters: identical" if not changes else "parameters:", *changes]
     if a.experiment != b.experiment:
         lines.append(f"  experiment: {a.experiment} -> {b.experiment}")
@@ -181,7 +202,7 @@ def diff_records(reader: Reader, a: TrialRecord, b: TrialRecord, files: bool = T
     lines += ["", f"seed: identical ({a.seed})" if a.seed == b.seed else f"seed: {a.seed} -> {b.seed}"]
     # results
     lines += ["", "results:", f"  main: {_short(a.main)} -> {_short(b.main)}" + (" (identical)" if a.main == b.main else "")]
-    for k in sorted(set(a.metrics) | set(b.metrics)):
+    for k in sorted((set(a.metrics) | set(b.metrics)) - {"main"}):  # main is shown once, above
         same = a.metrics.get(k) == b.metrics.get(k)
         lines.append(f"  {k}: {_short(a.metrics.get(k))} -> {_short(b.metrics.get(k))}" + (" (identical)" if same else ""))
     if a.status != b.status:
@@ -189,43 +210,76 @@ def diff_records(reader: Reader, a: TrialRecord, b: TrialRecord, files: bool = T
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pytest_mitosis", description="Browse the trials that pytest --mitosis recorded."
     )
-    parser.add_argument("--trials-folder", type=Path, default=None,
-                        help="trials folder (default: that of ./pyproject.toml, else ./trials)")
+    folder_help = "trials folder (default: that of ./pyproject.toml, else ./trials)"
+    parser.add_argument("--trials-folder", type=Path, default=None, metavar="DIR", help=folder_help)
     commands = parser.add_subparsers(dest="command", required=True)
-    p_history = commands.add_parser("history", help="one row per trial, newest first")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help)
+        # accepted after the subcommand too; SUPPRESS keeps a value given before it
+        sub.add_argument("--trials-folder", type=Path, default=argparse.SUPPRESS, metavar="DIR", help=folder_help)
+        return sub
+
+    p_history = command("history", "one row per trial, newest first")
     p_history.add_argument("experiment", nargs="?")
     p_history.add_argument("--json", action="store_true", help="print a JSON list")
     p_history.add_argument("--debug", action="store_true", help="include debug trials")
-    p_show = commands.add_parser("show", help="everything recorded about one trial")
+    p_show = command("show", "everything recorded about one trial")
     p_show.add_argument("key", help="a trial key, or a unique prefix of one")
-    p_diff = commands.add_parser("diff", help="why two trials differ: code, parameters, environment, seed")
+    p_diff = command("diff", "why two trials differ: code, parameters, environment, seed")
     p_diff.add_argument("key1")
     p_diff.add_argument("key2")
-    p_report = commands.add_parser("report", help="write a static site of every trial (no server needed)")
+    p_report = command("report", "write a static site of every trial (no server needed)")
     p_report.add_argument("-o", "--output", type=Path, default=None, help="folder (default: <trials folder>/report)")
     p_report.add_argument("--debug", action="store_true", help="include debug trials")
-    args = parser.parse_args(argv)
-    try:
-        folder = args.trials_folder.resolve() if args.trials_folder else default_trials_folder()
-        reader = Reader(folder)
-        if args.command == "history":
-            print(history(reader, args.experiment, args.json, args.debug))
-        elif args.command == "show":
-            print(show(reader, args.key))
-        elif args.command == "diff":
-            print(diff(reader, args.key1, args.key2))
-        else:
-            from .report import build
+    p_backup = command("backup", "copy the store into DEST with SQLite's online backup (safe while sessions run)")
+    p_backup.add_argument("dest", type=Path, help="a new file, or an existing folder (the copy is DEST/mitosis.sqlite)")
+    return parser
 
-            print(f"report: {build(folder, args.output, debug=args.debug)}")
+
+def _run(args: argparse.Namespace) -> str | None:
+    """The command's output for the terminal, or ``None`` when the command failed (said on stderr)."""
+    folder = args.trials_folder.resolve() if args.trials_folder else default_trials_folder()
+    with Reader(folder) as reader:
+        if args.command == "history":
+            if args.experiment is not None and args.experiment not in reader.experiments():
+                known = ", ".join(reader.experiments()) or "(none yet)"
+                print(printable(f"pytest-mitosis: no experiment {args.experiment!r} in {reader.path}; its experiments: "
+                                f"{known}"), file=sys.stderr)
+                return None
+            return history(reader, args.experiment, args.json, args.debug)
+        if args.command == "show":
+            return show(reader, args.key)
+        if args.command == "diff":
+            return diff(reader, args.key1, args.key2)
+        if args.command == "backup":
+            return f"backup: {reader.backup(args.dest.resolve())}"
+    from .report import build
+
+    return f"report: {build(folder, args.output, debug=args.debug)}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        text = _run(args)
+        if text is None:
+            return 1
+        print(printable(text))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader stopped reading (``| head -1``): quiet, like any Unix tool, and no second
+        # error when Python flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by a closed pipe
     except RecordsError as err:
-        print(f"pytest-mitosis: {err}", file=sys.stderr)
+        print(printable(f"pytest-mitosis: {err}"), file=sys.stderr)
         return 2
     except OSError as err:  # an unwritable report folder, a full disk
-        print(f"pytest-mitosis: {err.strerror or err}: {err.filename or ''}", file=sys.stderr)
+        print(printable(f"pytest-mitosis: {err.strerror or err}: {err.filename or ''}"), file=sys.stderr)
         return 2
     return 0

@@ -283,7 +283,7 @@ class MitosisSession:
 
             self.rows.append(SummaryRow(item.nodeid, "interrupted", outcome.main, str(outcome.html or ""), iteration, key))
             raise KeyboardInterrupt  # pytest stops the session: "!!! KeyboardInterrupt !!!", exit code 2
-        outcome = judge(outcome, spec, identity.identity, store, self.settings)
+        outcome = judge(outcome, spec, identity.identity, store, self.settings, seed=self.seed)
         warnings = store.finish(
             key,
             status="passed" if outcome.passed else "failed",
@@ -306,7 +306,8 @@ class MitosisSession:
         return reproduce_trial(
             record, reader=reader, store=self.store(), project_root=project.root, trials=project.trials_folder,
             worktree=worktree, environment=self.environment(), nodeid=item.nodeid, timeout=self.settings.timeout,
-            rtol=self.settings.rtol, atol=self.settings.atol, working_dir=project.cwd,
+            rtol=self.settings.rtol, atol=self.settings.atol, pyproject=project.path, working_dir=project.cwd,
+            vouched=frozenset((a.step, a.param, a.value) for a in self.settings.evals),
         )
 
     # -- hooks ---------------------------------------------------------------------------------
