@@ -249,7 +249,8 @@ class MitosisSession:
         return reproduce_trial(
             record, reader=reader, store=self.store(), project_root=project.root, trials=project.trials_folder,
             worktree=worktree, environment=self.environment(), nodeid=nodeid, timeout=self.settings.timeout,
-            rtol=self.settings.rtol, atol=self.settings.atol, working_dir=project.cwd,
+            rtol=self.settings.rtol, atol=self.settings.atol, pyproject=project.path, working_dir=project.cwd,
+            vouched=frozenset((a.step, a.param, a.value) for a in self.settings.evals),
         )
 
     def close(self) -> None:

@@ -88,6 +88,16 @@ def unpicklable():
     import threading
 
     return {"main": 1.5, "data": threading.Lock()}
+
+
+class SlowToSave:
+    def __reduce__(self):
+        time.sleep(120)
+        return (SlowToSave, ())
+
+
+def slowsave():
+    return {"main": 1, "data": SlowToSave()}
 '''
 
 PYPROJECT = """
@@ -106,6 +116,7 @@ dies = ["cases:dies"]
 sleeps = ["cases:sleeps"]
 listmetrics = ["cases:listmetrics", "cases:shapes"]
 unpicklable = ["cases:unpicklable"]
+slowsave = ["cases:slowsave"]
 
 [tool.mitosis.experiments]
 sine = { steps = ["sine"], params = { "sine.frequency" = "slow" } }
@@ -118,6 +129,7 @@ dies = ["dies"]
 sleeps = ["sleeps"]
 listmetrics = ["listmetrics"]
 unpicklable = ["unpicklable"]
+slowsave = ["slowsave"]
 
 [tool.pytest.ini_options]
 """
@@ -152,12 +164,12 @@ def ET_tostring(element: object) -> str:
 def test_every_trial_runs_and_the_session_reports_each_outcome(session: tuple[Path, Run]) -> None:
     root, run = session
     assert run.ret == 1, run.out
-    assert re.search(r"7 failed, 3 passed", run.out), run.out
+    assert re.search(r"8 failed, 3 passed", run.out), run.out
     assert run.junit is not None
     names = sorted(c.get("name", "") for c in run.junit.iter("testcase"))
     assert names == sorted(
         ["sine[slow]", "raises", "nondict", "nomain", "pipeline[double]", "broken[single]", "dies", "sleeps",
-         "listmetrics[wide]", "unpicklable"]
+         "listmetrics[wide]", "unpicklable", "slowsave"]
     )
     # failures, not errors: the trial ran and its outcome is a failure
     assert not list(run.junit.iter("error"))
@@ -233,6 +245,7 @@ def test_a_step_that_raises_fails_with_the_users_traceback_and_the_html_path(ses
         ),
         ("dies", "kernel died during step 'dies' (cases:dies)"),
         ("sleeps", "timed out after 6 s during step 'sleeps' (cases:sleeps)"),
+        ("slowsave", "timed out after 6 s while saving the results (pickling each step's result)"),
         (
             "unpicklable",
             "the result of step 'unpicklable' could not be saved to results/step-1-unpicklable.pickle: "
@@ -259,7 +272,7 @@ def test_the_terminal_summary_lists_every_trial_once(session: tuple[Path, Run]) 
     line = next(s for s in summary.splitlines() if s.startswith("pyproject.toml::sine[slow]"))
     assert re.match(r"pyproject\.toml::sine\[slow\] +PASSED +#1 key [0-9a-f]{8} +main=2\.0 +/.*/trial_sine-slow-1\.html$", line)
     assert re.search(r"pyproject\.toml::dies +FAILED +#1 key [0-9a-f]{8} +main=- +/.*/trial_dies-1\.html", summary)
-    assert summary.count("pyproject.toml::") == 10
+    assert summary.count("pyproject.toml::") == 11
 
 
 def test_metrics_that_are_not_a_dict_are_kept_and_never_fail_the_trial(session: tuple[Path, Run]) -> None:
@@ -312,5 +325,6 @@ def test_lf_selects_exactly_the_trials_that_failed(session: tuple[Path, Run]) ->
         "pyproject.toml::nondict",
         "pyproject.toml::raises",
         "pyproject.toml::sleeps",
+        "pyproject.toml::slowsave",
         "pyproject.toml::unpicklable",
     ]

@@ -141,7 +141,9 @@ def test_history_lists_trials_newest_first(runs: tuple[Path, dict[str, Run]]) ->
     assert [row["key"] for row in rows][-1] == key(r["a"], "exp[small]")
     assert set(rows[0]) >= {"key", "experiment", "variants", "iteration", "status", "main", "seed", "commit", "started"}
     assert rows[-1]["seed"] == 7 and rows[-1]["iteration"] == 1
-    assert cli(root, "history", "nothere").stdout.startswith("no trials of experiment 'nothere'")
+    unknown = cli(root, "history", "nothere")
+    assert (unknown.returncode, unknown.stdout) == (1, "")
+    assert unknown.stderr.startswith("pytest-mitosis: no experiment 'nothere' in ") and unknown.stderr.endswith("; its experiments: exp\n")
 
 
 def test_show_tells_everything_recorded(runs: tuple[Path, dict[str, Run]]) -> None:

@@ -130,3 +130,32 @@ def test_a_reproduction_never_becomes_the_drift_baseline(story: tuple[Path, dict
     _, runs = story
     compared = runs["compare"].values("exp[a]", "mitosis.compare")
     assert any(c.startswith("main moved from ") and "(trial_exp-a-2, key " in c for c in compared), compared
+
+
+def test_an_eval_expression_runs_again_only_when_declared_literal_or_vouched_for(tmp_path: Path) -> None:
+    pyproject = PYPROJECT.replace("[tool.pytest.ini_options]", """[tool.mitosis.experiments]
+exp = ["exp"]
+declared = { steps = ["exp"], eval = { "exp.noisy" = "bool(0)" } }
+
+[tool.pytest.ini_options]""")
+    root = git_init(write_investigation(tmp_path / "study", pyproject, {"exp": MODULE}))
+    typed = run_pytest(root, "--mitosis", "-k", "not declared", "--mitosis-param=exp.frequency=a",
+                       "--mitosis-eval=exp.noisy=bool(0)")
+    declared = run_pytest(root, "--mitosis", "-k", "declared", "--mitosis-param=exp.frequency=a")
+    assert typed.ret == declared.ret == 0, typed.out + declared.out
+    (typed_key,) = [v for n, v in _properties(typed) if n == "mitosis.key"]
+    (declared_key,) = [v for n, v in _properties(declared) if n == "mitosis.key"]
+    refused = run_pytest(root, "--mitosis", "--mitosis-reproduce", typed_key)
+    assert refused.ret == pytest.ExitCode.TESTS_FAILED
+    assert ("the eval expression 'bool(0)' for exp.noisy is not declared for experiment 'exp' there and is not a plain "
+            "literal, so it is not evaluated from a store; if you have read it and trust it, add --mitosis-eval "
+            "exp.noisy=bool(0) to vouch for it") in refused.out
+    vouched = run_pytest(root, "--mitosis", "--mitosis-reproduce", typed_key, "--mitosis-eval=exp.noisy=bool(0)")
+    assert vouched.ret == 0, vouched.out
+    again = run_pytest(root, "--mitosis", "--mitosis-reproduce", declared_key)
+    assert again.ret == 0, again.out
+
+
+def _properties(run: Run) -> list[tuple[str, str]]:
+    assert run.junit is not None
+    return [(p.get("name", ""), p.get("value", "")) for p in run.junit.iter("property")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -185,3 +186,184 @@ def test_the_readers_refuse_a_store_from_a_newer_version(tmp_path: Path) -> None
     db.close()
     with pytest.raises(RecordsError, match="has schema version 99, written by a newer pytest-mitosis; this one reads"):
         Reader(tmp_path / "trials")
+
+
+def _rows(path: Path) -> list[tuple[str, str]]:
+    """``(variant, status)`` of every trial (names also carry eval values: trial_exp-b-pause60-1)."""
+    db = sqlite3.connect(path)
+    found = db.execute("SELECT name, status FROM trials ORDER BY name").fetchall()
+    db.close()
+    return [(name.split("-")[1], status) for name, status in found]
+
+
+def test_after_each_session_the_store_file_alone_carries_every_finished_trial(tmp_path: Path) -> None:
+    root = study(tmp_path / "study")
+    assert run_pytest(root, "--mitosis", "-k", "a or b", junit=False).ret == 0
+    failing = run_pytest(root, "--mitosis", "--mitosis-param=exp.frequency=c", "--mitosis-eval=exp.pause='not a number'",
+                         junit=False)
+    assert failing.ret == pytest.ExitCode.TESTS_FAILED, failing.out  # a session that ends with a failed trial
+    trials = root / "trials"
+    wal = trials / "mitosis.sqlite-wal"
+    assert not wal.exists() or wal.stat().st_size == 0, "the WAL was folded into the main file"
+    copy = tmp_path / "copied-alone"
+    copy.mkdir()
+    shutil.copyfile(trials / "mitosis.sqlite", copy / "mitosis.sqlite")  # what rsync of the one file does
+    assert _rows(copy / "mitosis.sqlite") == [("a", "passed"), ("b", "passed"), ("c", "failed")]
+    listed = subprocess.run([sys.executable, "-m", "pytest_mitosis", "history", "--trials-folder", str(copy)],
+                            capture_output=True, text=True, env=clean_env())
+    assert listed.returncode == 0 and listed.stdout.count("\n") == 4, listed.stdout + listed.stderr
+
+
+def test_a_backup_taken_while_a_session_runs_is_one_consistent_file(tmp_path: Path) -> None:
+    root = study(tmp_path / "study")
+    assert run_pytest(root, "--mitosis", "-k", "a", junit=False).ret == 0
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "-k", "b", "--mitosis-eval=exp.pause=60"]
+    proc = subprocess.Popen(argv, cwd=root, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while ("b", "running") not in _rows(root / "trials" / "mitosis.sqlite"):
+            assert time.monotonic() < deadline, "the second trial never started"
+            time.sleep(0.2)
+        dest = tmp_path / "backups"
+        dest.mkdir()
+        done = subprocess.run([sys.executable, "-m", "pytest_mitosis", "backup", str(dest)], cwd=root,
+                              capture_output=True, text=True, env=clean_env())
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == f"backup: {dest / 'mitosis.sqlite'}\n"
+        assert sorted(p.name for p in dest.iterdir()) == ["mitosis.sqlite"], "one self-contained file"
+        assert (dest / "mitosis.sqlite").read_bytes()[18:20] == b"\x01\x01", "a rollback-journal file, not WAL"
+        assert _rows(dest / "mitosis.sqlite") == [("a", "passed"), ("b", "running")]
+        again = subprocess.run([sys.executable, "-m", "pytest_mitosis", "backup", str(dest / "mitosis.sqlite")],
+                               cwd=root, capture_output=True, text=True, env=clean_env())
+        assert again.returncode == 2
+        assert again.stderr == (f"pytest-mitosis: {dest / 'mitosis.sqlite'} exists already; choose a new file name "
+                                "(the backup never overwrites a file).\n")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _empty_beside_trial_folders(trials: Path) -> str:
+    (trials / "trial_exp-a-1_0123abcd").mkdir(parents=True)
+    (trials / "mitosis.sqlite").write_bytes(b"")
+    return (f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} is empty (0 bytes), but {trials} holds 1 "
+            "trial folder (trial_exp-a-1_0123abcd): the store that recorded them was truncated or lost, and a new one "
+            "would number trials from 1 again beside them. Restore the store from a copy or backup, or move the trial "
+            "folders and the empty file aside; nothing was written.")
+
+
+def _drop(trials: Path, *tables: str) -> None:
+    from pytest_mitosis.store import SQLiteStore
+
+    SQLiteStore(trials).close()
+    db = sqlite3.connect(trials / "mitosis.sqlite")
+    for table in tables:
+        db.execute(f"DROP TABLE {table}")
+    db.commit()
+    db.close()
+
+
+def _tables_gone(trials: Path) -> str:
+    _drop(trials, "trials", "locks")
+    return (f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} cannot be used: the tables trials, locks are "
+            "gone (damaged, or edited by hand); nothing was written to it. Restore it from a copy or backup, or move it "
+            "aside (or pass --mitosis-trials-folder for a new folder) and run again.")
+
+
+def _every_table_gone(trials: Path) -> str:
+    _drop(trials, "trials", "locks", "environments", "meta")
+    return (f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} cannot be used: it is a SQLite database "
+            "without any table (not a store, or one whose tables were dropped). It is not a pytest-mitosis store or it "
+            "is damaged; nothing was written to it.")
+
+
+def _foreign_sqlite(trials: Path) -> str:
+    trials.mkdir()
+    db = sqlite3.connect(trials / "mitosis.sqlite")
+    db.execute("CREATE TABLE notes (day TEXT, text TEXT)")
+    db.execute("INSERT INTO notes VALUES ('monday', 'my lab notes')")
+    db.commit()
+    db.close()
+    return (f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} cannot be used: it has the tables notes but "
+            "none of pytest-mitosis's. It is not a pytest-mitosis store or it is damaged; nothing was written to it.")
+
+
+def _store_is_a_directory(trials: Path) -> str:
+    (trials / "mitosis.sqlite").mkdir(parents=True)
+    return (f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} is a directory, not a file. Move that "
+            "directory aside (pytest-mitosis creates the store there), or choose another trials folder "
+            "(--mitosis-trials-folder DIR).")
+
+
+def _trials_folder_is_a_file(trials: Path) -> str:
+    trials.write_text("not a folder\n")
+    return (f"ERROR: mitosis: the trials folder {trials} cannot be used: it exists and is not a folder. Point "
+            "--mitosis-trials-folder (or trials-folder in [tool.mitosis]) at a folder you can write, or move what is in "
+            "the way.")
+
+
+def _immutable_trials_folder(trials: Path) -> str:
+    trials.mkdir()
+    if subprocess.run(["chattr", "+i", str(trials)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here: as root, nothing else makes a folder unwritable")
+    return (f"ERROR: mitosis: the trials folder {trials} is not writable for this user: trials and the store are "
+            "written there. Make it writable (chmod u+w, or chattr -i if it is immutable), or choose another trials "
+            "folder (--mitosis-trials-folder DIR).")
+
+
+UNUSABLE = {f.__name__.lstrip("_"): f for f in (
+    _empty_beside_trial_folders, _tables_gone, _every_table_gone, _foreign_sqlite, _store_is_a_directory,
+    _trials_folder_is_a_file, _immutable_trials_folder,
+)}
+
+
+def _state(path: Path) -> dict[str, bytes | None]:
+    if path.is_file():
+        return {"": path.read_bytes()}
+    return {str(p.relative_to(path)): p.read_bytes() if p.is_file() else None for p in sorted(path.rglob("*"))}
+
+
+@pytest.mark.parametrize("case", list(UNUSABLE))
+def test_an_unusable_store_or_trials_folder_is_refused_and_left_byte_identical(case: str, tmp_path: Path) -> None:
+    root = study(tmp_path / "study", folder="../shared")
+    trials = tmp_path / "shared"
+    expected = UNUSABLE[case](trials)
+    try:
+        before = _state(trials)
+        run = run_pytest(root, "--mitosis", junit=False)
+        after = _state(trials)
+    finally:
+        subprocess.run(["chattr", "-i", str(trials)], capture_output=True)
+    assert run.ret == pytest.ExitCode.USAGE_ERROR, run.out
+    assert expected in run.out
+    assert "INTERNALERROR" not in run.out and "Traceback" not in run.out
+    assert after == before, "nothing was written: not the header, not a -wal or -shm beside it"
+
+
+def test_a_session_ended_by_ctrl_c_leaves_the_store_in_one_file(tmp_path: Path) -> None:
+    root = study(tmp_path / "study")
+    assert run_pytest(root, "--mitosis", "-k", "a", junit=False).ret == 0
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "--mitosis-param=exp.frequency=b",
+            "--mitosis-eval=exp.pause=60"]
+    proc = subprocess.Popen(argv, cwd=root, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    store = root / "trials" / "mitosis.sqlite"
+    try:
+        deadline = time.monotonic() + 120
+        while not (root / "trials" / ".staging").is_dir() or ("b", "running") not in _rows(store):
+            assert time.monotonic() < deadline, "the trial never started"
+            time.sleep(0.2)
+        time.sleep(2)  # inside the step's sleep
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    copy = tmp_path / "copied-alone"
+    copy.mkdir()
+    shutil.copyfile(store, copy / "mitosis.sqlite")
+    found = dict(_rows(copy / "mitosis.sqlite"))
+    assert found["a"] == "passed"
+    assert found["b"] == "interrupted", "finalised, and in the main file"

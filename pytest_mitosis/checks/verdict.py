@@ -19,8 +19,14 @@ if TYPE_CHECKING:
     from ..store.sqlite import TrialStore
 
 
-def judge(outcome: TrialOutcome, spec: TrialSpec, identity: str, store: TrialStore, settings: Settings) -> TrialOutcome:
-    """``outcome`` with comparisons and verdict; failed when a gate or the hypothesis says so."""
+def judge(
+    outcome: TrialOutcome, spec: TrialSpec, identity: str, store: TrialStore, settings: Settings, seed: int | None = None
+) -> TrialOutcome:
+    """``outcome`` with comparisons and verdict; failed when a gate or the hypothesis says so.
+
+    ``seed`` is this trial's: when the previous trial ran with another seed, every change
+    says so, since the seed alone may explain it (the seed is not part of the identity).
+    """
     if not outcome.passed:
         return outcome
     results = scalars({"main": outcome.main, **outcome.metrics})
@@ -35,10 +41,12 @@ def judge(outcome: TrialOutcome, spec: TrialSpec, identity: str, store: TrialSto
             where = f"{previous.name}, key {previous.key}"
             before = scalars({"main": previous.main, **previous.metrics})
             found = drift(before, results, list(settings.compare_fail), higher)
+            reseeded = previous.seed is not None and seed is not None and previous.seed != seed
+            also = f"; the seed changed too ({previous.seed} -> {seed}), which alone may explain it" if reseeded else ""
             if not found:
                 comparisons.append(f"main and metrics unchanged since {where}")
             for item in found:
-                text = item.describe(where, higher)
+                text = item.describe(where, higher) + also
                 comparisons.append(text)
                 if item.failed:
                     failures.append(text)

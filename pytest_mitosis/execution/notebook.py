@@ -15,34 +15,73 @@ from typing import Any
 from ..config.variants import ParamSpec, TrialSpec
 from ..core.errors import shorten
 
+#: characters of a value shown in full in the header's table; longer values are folded
+SHOWN = 200
+#: characters of a value inside the fold; beyond that it is cut (the full value is in trial.yaml)
+FOLDED = 20_000
+#: characters that HTML, a markdown link or code span, a table or MathJax would interpret;
+#: written as numeric entities (an underscore stays: within words markdown leaves it alone)
+_SPECIAL = frozenset("&<>\"'\\`*[]|$")
 
-def _markdown_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("`", "'")
+
+def _text(value: object) -> str:
+    """``value`` as literal text in a markdown cell, also inside a table cell and inside HTML.
+
+    Variant names, eval texts and values come from the user's lookup dicts and command line
+    (or from a store for a reproduction): written as entities, ``<script>`` stays text, a
+    ``[text](javascript:...)`` is no link, ``|`` does not split the table, ``$`` starts no
+    formula and ``*`` no emphasis.
+    """
+    return "".join(f"&#{ord(c)};" if c in _SPECIAL else c for c in " ".join(str(value).split()))
+
+
+def _repr(value: object) -> str:
+    try:
+        return " ".join(repr(value).split())
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def _summary(value: object) -> str:
+    """A long value's first level: every key of a dict (their values shortened), else its start."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_repr(k)}: {shorten(v, 40)}" for k, v in value.items()) + "}"
+    return shorten(value, SHOWN)
+
+
+def value_cell(value: object) -> str:
+    """A value for the header: in full up to ``SHOWN`` characters, else folded in ``<details>``."""
+    text = _repr(value)
+    if len(text) <= SHOWN:  # a code span: markdown shows its content as text, never as HTML
+        return "`" + text.replace("`", "'").replace("|", "\\|") + "`"
+    full = text if len(text) <= FOLDED else f"{text[:FOLDED]}... ({len(text) - FOLDED} more characters; see trial.yaml)"
+    return f"<details><summary><code>{_text(_summary(value))}</code></summary><code>{_text(full)}</code></details>"
 
 
 def _provenance(metadata: dict[str, Any]) -> str:
     git = metadata.get("git") or {}
     env = metadata.get("environment") or {}
     commit = git.get("commit")
-    code = f"commit `{commit[:12]}`" + (f" on branch `{git['branch']}`" if git.get("branch") else "") if commit else "no commit"
-    python = env.get("python", {}).get("version", "?")
-    system = env.get("platform", {}).get("platform", "?")
-    where = f" Working directory: `{metadata['working_dir']}`." if metadata.get("working_dir") else ""
-    return f"Code: {code}. Python {python} on {system}, host `{env.get('hostname', '?')}`.{where}"
+    code = (f"commit <code>{_text(str(commit)[:12])}</code>"
+            + (f" on branch <code>{_text(git['branch'])}</code>" if git.get("branch") else "")) if commit else "no commit"
+    python = _text(env.get("python", {}).get("version", "?"))
+    system = _text(env.get("platform", {}).get("platform", "?"))
+    where = f" Working directory: <code>{_text(metadata['working_dir'])}</code>." if metadata.get("working_dir") else ""
+    return f"Code: {code}. Python {python} on {system}, host <code>{_text(env.get('hostname', '?'))}</code>.{where}"
 
 
 def header(spec: TrialSpec, title: str, debug: bool, seed: int, metadata: dict[str, Any] | None = None) -> str:
-    lines = [f"# {title}", ""]
+    lines = [f"# {_text(title)}", ""]
     if debug:
         lines += ["**Debug trial**: the reproducibility guards were waived; not a reproducible result.", ""]
-    chain = ", ".join(f"`{s.name}` ({s.function})" for s in spec.steps)
-    lines += [f"Experiment **{spec.experiment}**, trial `{spec.item_name}`; steps: {chain}.", ""]
+    chain = ", ".join(f"<code>{_text(s.name)}</code> ({_text(s.function)})" for s in spec.steps)
+    lines += [f"Experiment **{_text(spec.experiment)}**, trial <code>{_text(spec.item_name)}</code>; steps: {chain}.", ""]
     if spec.params:
         lines += ["| step | parameter | kind | variant / expression | value | tracked |", "|---|---|---|---|---|---|"]
         for p in spec.params:
             lines.append(
-                f"| {p.step} | {p.name} | {p.kind} | {_markdown_cell(p.text)} | "
-                f"`{_markdown_cell(shorten(seed if p.kind == 'seed' else p.value))}` | "
+                f"| {_text(p.step)} | {_text(p.name)} | {p.kind} | {_text(p.text)} | "
+                f"{value_cell(seed if p.kind == 'seed' else p.value)} | "
                 f"{'yes' if p.tracked else 'no (+)' if p.kind != 'seed' else 'no (seed)'} |"
             )
     else:

@@ -89,7 +89,7 @@ def record_trial(
         store.finish(key, status="interrupted", main=outcome.main, metrics=outcome.metrics, folder=folder,
                      message=outcome.message)
         return replace(outcome, iteration=iteration)
-    outcome = judge(outcome, spec, identity.identity, store, settings)
+    outcome = judge(outcome, spec, identity.identity, store, settings, seed=seed)
     warnings = store.finish(
         key,
         status="passed" if outcome.passed else "failed",

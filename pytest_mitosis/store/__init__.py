@@ -13,7 +13,18 @@ May import: :mod:`pytest_mitosis.core`, :mod:`pytest_mitosis.identity`, :mod:`py
 from __future__ import annotations
 
 from ..identity.locks import Lock
-from .readers import Reader, RecordsError, TrialRecord, TrialRecords, decode, default_trials_folder
+from .readers import (
+    Reader,
+    RecordsError,
+    TrialRecord,
+    TrialRecords,
+    decode,
+    default_trials_folder,
+    new_file,
+    printable,
+    valid_commit,
+    valid_key,
+)
 from .sqlite import (
     FILENAME,
     SCHEMA_VERSION,
@@ -45,6 +56,10 @@ __all__ = [
     "VariantRedefined",
     "decode",
     "default_trials_folder",
+    "new_file",
     "new_key",
+    "printable",
     "start",
+    "valid_commit",
+    "valid_key",
 ]

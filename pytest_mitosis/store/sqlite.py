@@ -129,6 +129,8 @@ class Previous:
     name: str
     main: Any
     metrics: dict[str, Any]
+    #: its seed, so that the gate can say when the seed changed too
+    seed: int | None = None
 
 
 class TrialStore(Protocol):
@@ -190,6 +192,133 @@ def conflict_message(lock: Lock, stored_value: Any, stored_trial: str) -> str:
     )
 
 
+_FIX = "Move it aside (or pass --mitosis-trials-folder for a new folder) and run again."
+_OURS = ("meta", "trials", "environments", "locks")
+
+
+def foreign_message(path: Path, found: str) -> str:
+    return (
+        f"mitosis: the trial store {path} cannot be used: {found}. It is not a pytest-mitosis store or it is "
+        f"damaged; nothing was written to it. {_FIX}"
+    )
+
+
+def _trial_folders(folder: Path) -> list[Path]:
+    found: list[Path] = []
+    for parent in (folder, folder / "debug"):
+        try:
+            found += [p for p in parent.iterdir() if p.name.startswith("trial_") and p.is_dir()]
+        except OSError:
+            pass
+    return sorted(found)
+
+
+def _readonly(err: BaseException) -> bool:
+    text = str(err).lower()
+    return "readonly" in text or "read-only" in text or "unable to open" in text
+
+
+def check_store_path(folder: Path) -> bool:
+    """Refuse an unusable trials folder or store before anything is written; ``True`` for a new store.
+
+    Everything here only reads: a file we refuse stays byte-identical (its header included,
+    so the switch to WAL waits until the file is known to be ours). Refused: a trials
+    folder that is a file or cannot be written, a store that is a directory, an empty store
+    beside trial folders (the store that numbered them is lost), a SQLite file without our
+    tables or with some of them gone, and a store from a newer pytest-mitosis.
+    """
+    path = folder / FILENAME
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                what = "is a file" if parent == folder else f"cannot be created: {parent} is a file"
+                raise StoreError(
+                    f"mitosis: the trials folder {folder} {what}, not a folder. Move that file aside, or choose "
+                    "another trials folder (--mitosis-trials-folder DIR, or trials-folder in [tool.mitosis])."
+                )
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StoreError(
+            f"mitosis: the trials folder {folder} cannot be created: {err.strerror or err}. Create it yourself with "
+            "write permission for this user, or choose another trials folder (--mitosis-trials-folder DIR)."
+        ) from None
+    if path.is_dir():
+        raise StoreError(
+            f"mitosis: the trial store {path} is a directory, not a file. Move that directory aside (pytest-mitosis "
+            "creates the store there), or choose another trials folder (--mitosis-trials-folder DIR)."
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"mitosis: the trials folder {folder} is not writable for this user: trials and the store are written "
+            "there. Make it writable (chmod u+w, or chattr -i if it is immutable), or choose another trials folder "
+            "(--mitosis-trials-folder DIR)."
+        )
+    if not path.exists():
+        return True
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise StoreError(
+            f"mitosis: the trial store {path} is not writable for this user. Make it writable (chmod u+w, or chattr "
+            "-i if it is immutable), or choose another trials folder (--mitosis-trials-folder DIR)."
+        )
+    if path.stat().st_size == 0:
+        trials = _trial_folders(folder)
+        if trials:
+            raise StoreError(
+                f"mitosis: the trial store {path} is empty (0 bytes), but {folder} holds {len(trials)} trial "
+                f"folder{'s' if len(trials) > 1 else ''} ({trials[0].name}{', ...' if len(trials) > 1 else ''}): the "
+                "store that recorded them was truncated or lost, and a new one would number trials from 1 again "
+                "beside them. Restore the store from a copy or backup, or move the trial folders and the empty "
+                "file aside; nothing was written."
+            )
+        return True
+    # A read-only connection honours locks and journals, and creates nothing beside a file in
+    # rollback-journal mode (every file as it is being created, and foreign ones). Beside a
+    # WAL-mode file it would create -wal and -shm: when they are absent, no session has the
+    # file open and everything is in the main file (our stores get their tables before the
+    # switch to WAL), so read it as immutable, which creates nothing.
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(20)
+    except OSError as err:
+        raise StoreError(foreign_message(path, err.strerror or str(err))) from None
+    wal = len(head) == 20 and head[18] == 2 and head[19] == 2
+    shared = any(path.with_name(path.name + suffix).exists() for suffix in ("-wal", "-shm"))
+    uri = f"{path.resolve().as_uri()}?mode=ro" + ("&immutable=1" if wal and not shared else "")
+    try:
+        db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT)
+    except sqlite3.Error as err:
+        raise StoreError(foreign_message(path, str(err))) from None
+    try:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        row = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone() if "meta" in tables else None
+    except sqlite3.Error as err:
+        raise StoreError(foreign_message(path, str(err))) from None
+    finally:
+        db.close()
+    if "meta" not in tables:
+        found = (f"it has the tables {', '.join(sorted(tables))} but none of pytest-mitosis's" if tables
+                 else "it is a SQLite database without any table (not a store, or one whose tables were dropped)")
+        raise StoreError(foreign_message(path, found))
+    version = int(row[0]) if row is not None and str(row[0]).isdigit() else None
+    if version is not None and version > SCHEMA_VERSION:
+        raise StoreError(
+            f"mitosis: the trial store {path} has schema version {version}, written by a newer "
+            f"pytest-mitosis; this one knows version {SCHEMA_VERSION}. Upgrade pytest-mitosis "
+            "(pip install -U pytest-mitosis); the store was left as it is."
+        )
+    missing = [t for t in _OURS if t not in tables]
+    if missing or version is None:
+        gone = f"the table{'s' if len(missing) > 1 else ''} {', '.join(missing)}" if missing else "its schema version"
+        raise StoreError(
+            f"mitosis: the trial store {path} cannot be used: {gone} {'are' if len(missing) > 1 else 'is'} gone "
+            "(damaged, or edited by hand); nothing was written to it. Restore it from a copy or backup, or move it "
+            "aside (or pass --mitosis-trials-folder for a new folder) and run again."
+        )
+    return False
+
+
 class SQLiteStore:
     """The default store: ``<trials folder>/mitosis.sqlite``."""
 
@@ -197,17 +326,31 @@ class SQLiteStore:
         self.path = folder / FILENAME
         self.location = str(self.path)
         self.host = socket.gethostname()
-        folder.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+        self._closed = False
+        fresh = check_store_path(folder)  # read only: nothing is created in or written to a file we refuse
         try:
+            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as err:
+            raise StoreError(
+                f"mitosis: the trial store {self.path} cannot be opened: {err}. Make the trials folder {folder} and "
+                "the store writable for this user, or pass --mitosis-trials-folder for a folder you can write."
+            ) from None
+        try:
+            self._migrate(fresh)
+            # WAL only once the file is known to be ours (the switch rewrites the header)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
             self._mark_interrupted()
         except (sqlite3.DatabaseError, StoreError) as err:
             self._db.close()
             if isinstance(err, StoreError):
                 raise
+            if _readonly(err):
+                raise StoreError(
+                    f"mitosis: the trial store {self.path} cannot be written: {err}. Make the trials folder {folder} "
+                    "and the store writable for this user (chmod, chattr -i), or pass --mitosis-trials-folder for "
+                    "a folder you can write."
+                ) from None
             raise StoreError(
                 f"mitosis: the trial store {self.path} cannot be used: {err}. It is not a pytest-mitosis store "
                 "or it is damaged; nothing was written to it. Move it aside (or pass --mitosis-trials-folder "
@@ -219,7 +362,12 @@ class SQLiteStore:
     def _write(self) -> _Transaction:
         return _Transaction(self._db)
 
-    def _migrate(self) -> None:
+    def _migrate(self, fresh: bool) -> None:
+        """Create the tables of a new store, or check the version of an existing one.
+
+        A new store gets its tables in one transaction before the switch to WAL, so a
+        session killed meanwhile leaves either an empty file or a complete store.
+        """
         with self._write():
             exists = self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
             if exists:
@@ -231,6 +379,10 @@ class SQLiteStore:
                         f"pytest-mitosis; this one knows version {SCHEMA_VERSION}. Upgrade pytest-mitosis "
                         "(pip install -U pytest-mitosis); the store was left as it is."
                     )
+                if version == SCHEMA_VERSION:
+                    return  # nothing to write: an existing store is never rewritten on open
+            elif not fresh:  # another session created it meanwhile? then it has our tables; else refuse
+                raise StoreError(foreign_message(self.path, "it has no pytest-mitosis tables"))
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 self._db.execute(statement)  # executescript would COMMIT our transaction first
             self._db.execute(
@@ -325,13 +477,13 @@ class SQLiteStore:
 
     def previous(self, experiment: str, identity: str, before: str | None = None) -> Previous | None:
         row = self._db.execute(
-            "SELECT key, name, main, metrics FROM trials WHERE experiment=? AND identity=? AND debug=0 AND "
+            "SELECT key, name, main, metrics, seed FROM trials WHERE experiment=? AND identity=? AND debug=0 AND "
             "status='passed' AND reproduces IS NULL AND key IS NOT ? ORDER BY started DESC LIMIT 1",
             (experiment, identity, before),
         ).fetchone()
         if row is None:
             return None
-        return Previous(row[0], row[1], json.loads(row[2]), json.loads(row[3] or "{}"))
+        return Previous(row[0], row[1], json.loads(row[2]), json.loads(row[3] or "{}"), row[4])
 
     def _warnings(self, key: str, status: str, main: Any) -> list[str]:
         """Changed packages since the experiment's previous trial; a different main for the same inputs."""
@@ -368,7 +520,24 @@ class SQLiteStore:
         return found
 
     def close(self) -> None:
-        self._db.close()
+        """Fold the WAL into the main file, then close: ``mitosis.sqlite`` alone holds every finished trial.
+
+        Another session may still be writing: the checkpoint then waits only briefly and
+        copies what it can (that session's own close finishes the job); never an error.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        db = self._db
+        try:
+            db.execute("PRAGMA busy_timeout = 2000")
+            busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy is not None and busy[0]:
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error:
+            pass  # another writer holds the lock: its own close checkpoints
+        finally:
+            db.close()
 
     def statuses(self, keys: Sequence[str]) -> dict[str, str]:
         """The status of each of ``keys`` that the store knows (for cleaning up staging folders)."""

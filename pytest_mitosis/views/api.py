@@ -7,10 +7,11 @@ untrusted source runs its code**. The other functions read the store's JSON only
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..store.readers import Reader, RecordsError, TrialRecords, decode, default_trials_folder
+from ..store import Reader, RecordsError, TrialRecord, TrialRecords, decode, default_trials_folder
 
 
 def _reader(trials_folder: str | Path | None) -> Reader:
@@ -19,10 +20,15 @@ def _reader(trials_folder: str | Path | None) -> Reader:
 
 def load_trial_data(key: str, trials_folder: str | Path | None = None) -> list[dict[str, Any]]:
     """The results of the trial's steps, in step order, as each step returned them (unpickled)."""
-    record = _reader(trials_folder).get(key)
+    with _reader(trials_folder) as reader:
+        record = reader.get(key)
+        found = reader.artifacts(record)  # never a folder outside the trials folder
     if record.folder is None:
         raise RecordsError(f"trial {record.name} (key {record.key}) did not finish ({record.status}); it saved no results")
-    folder = Path(record.folder) / "results"
+    if found is None:
+        raise RecordsError(f"trial {record.name} (key {record.key}): its folder {record.folder} is not inside "
+                           f"{reader.folder}; copy the trial folder back into the trials folder")
+    folder = found / "results"
     results = []
     for index, step in enumerate(record.steps, start=1):
         path = folder / f"step-{index}-{step['name']}.pickle"
@@ -35,7 +41,8 @@ def load_trial_data(key: str, trials_folder: str | Path | None = None) -> list[d
 
 def load_trial_params(key: str, trials_folder: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """The trial's resolved parameters, step → parameter → value, as recorded (no code runs)."""
-    record = _reader(trials_folder).get(key)
+    with _reader(trials_folder) as reader:
+        record = reader.get(key)
     params: dict[str, dict[str, Any]] = {s["name"]: {} for s in record.steps}
     for p in record.params:
         value = p.get("value")
@@ -43,14 +50,26 @@ def load_trial_params(key: str, trials_folder: str | Path | None = None) -> dict
     return params
 
 
+def _decoded(record: TrialRecord) -> TrialRecord:
+    """The record with every parameter's ``value`` as a plain Python or numpy value."""
+    params = [p if p["kind"] == "seed" or p.get("value") is None else {**p, "value": decode(p["value"])} for p in record.params]
+    return replace(record, params=params)
+
+
 def load_trials(experiment: str | None = None, trials_folder: str | Path | None = None, debug: bool = False) -> TrialRecords:
-    """Every recorded trial (newest first) as ``TrialRecord`` objects; ``.to_dataframe()`` with pandas."""
-    return _reader(trials_folder).trials(experiment, debug=debug)
+    """Every recorded trial (newest first) as ``TrialRecord`` objects; ``.to_dataframe()`` with pandas.
+
+    Parameter values come back decoded (numbers, dicts, numpy arrays), as ``load_trial_params``
+    gives them, never in the store's tagged JSON form.
+    """
+    with _reader(trials_folder) as reader:
+        return TrialRecords(_decoded(r) for r in reader.trials(experiment, debug=debug))
 
 
 def load_metric(key: str, name: str, trials_folder: str | Path | None = None) -> Any:
     """One metric of a trial: a number, or a series (a list, or ``{"step": [...], "value": [...]}``)."""
-    record = _reader(trials_folder).get(key)
+    with _reader(trials_folder) as reader:
+        record = reader.get(key)
     if name == "main":
         return record.main
     if name not in record.metrics:

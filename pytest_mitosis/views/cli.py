@@ -1,19 +1,23 @@
-"""``python -m pytest_mitosis`` (also ``pytest-mitosis``): history, show and diff of trials.
+"""``python -m pytest_mitosis`` (also ``pytest-mitosis``): history, show, diff, report and backup.
 
 Answers *why did this result change?* from the store alone: it never unpickles anything and
-never runs user code (``git diff --name-only`` is the only command it runs, to list the files
-changed between two commits). No pytest import here.
+never runs user code. ``git diff --name-status`` is the only command it runs, to list the files
+changed between two commits: in the current directory's repository (never in a directory the
+store names), with commits checked as hex object names and passed after ``--end-of-options``,
+and with repository settings that run commands (fsmonitor, external diff, textconv) switched
+off. Everything printed passes through :func:`records.printable`. No pytest import here.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..store import Reader, RecordsError, default_trials_folder
+from ..store import Reader, RecordsError, default_trials_folder, printable
 from .records_text import diff_records, short, show_record
 
 
@@ -31,19 +35,23 @@ def history(reader: Reader, experiment: str | None, as_json: bool, debug: bool) 
                     "key": r.key, "experiment": r.experiment, "variants": r.variants, "iteration": r.iteration,
                     "status": r.status, "main": r.main, "seed": r.seed, "commit": r.commit, "debug": r.debug,
                     "name": r.name, "started": r.started.isoformat(timespec="seconds"),
+                    "reproduces": r.reproduces, "verdict": r.verdict,
                 }
                 for r in records
             ],
             indent=2,
         )
     if not records:
-        return f"no trials{' of experiment ' + repr(experiment) if experiment else ''} in {reader.path}"
-    rows = [["key", "experiment", "variants", "iteration", "status", "main", "seed", "commit", "date"]]
+        hidden = "" if debug else " (debug trials are listed with --debug)" if reader.trials(experiment, debug=True) else ""
+        return f"no trials{' of experiment ' + repr(experiment) if experiment else ''} in {reader.path}{hidden}"
+    reproductions = any(r.reproduces for r in records)
+    rows = [["key", "experiment", "variants", "iteration", "status", "main", "seed", "commit", "date"]
+            + (["reproduces"] if reproductions else [])]
     for r in records:
         rows.append([
             r.key, r.experiment, r.variants or "-", "debug" if r.debug else str(r.iteration), r.status,
             short(r.main, 24), str(r.seed), (r.commit or "-")[:8], r.started.strftime("%Y-%m-%d %H:%M"),
-        ])
+        ] + ([f"{r.reproduces} ({r.verdict or r.status})" if r.reproduces else "-"] if reproductions else []))
     return _table(rows)
 
 
@@ -57,43 +65,76 @@ def diff(reader: Reader, key1: str, key2: str, files: bool = True) -> str:
     return diff_records(reader, reader.get(key1), reader.get(key2), files)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pytest_mitosis", description="Browse the trials that pytest --mitosis recorded."
     )
-    parser.add_argument("--trials-folder", type=Path, default=None,
-                        help="trials folder (default: that of ./pyproject.toml, else ./trials)")
+    folder_help = "trials folder (default: that of ./pyproject.toml, else ./trials)"
+    parser.add_argument("--trials-folder", type=Path, default=None, metavar="DIR", help=folder_help)
     commands = parser.add_subparsers(dest="command", required=True)
-    p_history = commands.add_parser("history", help="one row per trial, newest first")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help)
+        # accepted after the subcommand too; SUPPRESS keeps a value given before it
+        sub.add_argument("--trials-folder", type=Path, default=argparse.SUPPRESS, metavar="DIR", help=folder_help)
+        return sub
+
+    p_history = command("history", "one row per trial, newest first")
     p_history.add_argument("experiment", nargs="?")
     p_history.add_argument("--json", action="store_true", help="print a JSON list")
     p_history.add_argument("--debug", action="store_true", help="include debug trials")
-    p_show = commands.add_parser("show", help="everything recorded about one trial")
+    p_show = command("show", "everything recorded about one trial")
     p_show.add_argument("key", help="a trial key, or a unique prefix of one")
-    p_diff = commands.add_parser("diff", help="why two trials differ: code, parameters, environment, seed")
+    p_diff = command("diff", "why two trials differ: code, parameters, environment, seed")
     p_diff.add_argument("key1")
     p_diff.add_argument("key2")
-    p_report = commands.add_parser("report", help="write a static site of every trial (no server needed)")
+    p_report = command("report", "write a static site of every trial (no server needed)")
     p_report.add_argument("-o", "--output", type=Path, default=None, help="folder (default: <trials folder>/report)")
     p_report.add_argument("--debug", action="store_true", help="include debug trials")
-    args = parser.parse_args(argv)
-    try:
-        folder = args.trials_folder.resolve() if args.trials_folder else default_trials_folder()
-        reader = Reader(folder)
-        if args.command == "history":
-            print(history(reader, args.experiment, args.json, args.debug))
-        elif args.command == "show":
-            print(show(reader, args.key))
-        elif args.command == "diff":
-            print(diff(reader, args.key1, args.key2))
-        else:
-            from .report import build
+    p_backup = command("backup", "copy the store into DEST with SQLite's online backup (safe while sessions run)")
+    p_backup.add_argument("dest", type=Path, help="a new file, or an existing folder (the copy is DEST/mitosis.sqlite)")
+    return parser
 
-            print(f"report: {build(folder, args.output, debug=args.debug)}")
+
+def _run(args: argparse.Namespace) -> str | None:
+    """The command's output for the terminal, or ``None`` when the command failed (said on stderr)."""
+    folder = args.trials_folder.resolve() if args.trials_folder else default_trials_folder()
+    with Reader(folder) as reader:
+        if args.command == "history":
+            if args.experiment is not None and args.experiment not in reader.experiments():
+                known = ", ".join(reader.experiments()) or "(none yet)"
+                print(printable(f"pytest-mitosis: no experiment {args.experiment!r} in {reader.path}; its experiments: "
+                                f"{known}"), file=sys.stderr)
+                return None
+            return history(reader, args.experiment, args.json, args.debug)
+        if args.command == "show":
+            return show(reader, args.key)
+        if args.command == "diff":
+            return diff(reader, args.key1, args.key2)
+        if args.command == "backup":
+            return f"backup: {reader.backup(args.dest.resolve())}"
+    from .report import build
+
+    return f"report: {build(folder, args.output, debug=args.debug)}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        text = _run(args)
+        if text is None:
+            return 1
+        print(printable(text))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader stopped reading (``| head -1``): quiet, like any Unix tool, and no second
+        # error when Python flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by a closed pipe
     except RecordsError as err:
-        print(f"pytest-mitosis: {err}", file=sys.stderr)
+        print(printable(f"pytest-mitosis: {err}"), file=sys.stderr)
         return 2
     except OSError as err:  # an unwritable report folder, a full disk
-        print(f"pytest-mitosis: {err.strerror or err}: {err.filename or ''}", file=sys.stderr)
+        print(printable(f"pytest-mitosis: {err.strerror or err}: {err.filename or ''}"), file=sys.stderr)
         return 2
     return 0

@@ -1,20 +1,23 @@
 """One trial, or why two trials differ, as plain text: ``show`` and ``diff`` of the command line.
 
 Shared by the command line (:mod:`.cli`) and the report's trial pages (:mod:`.report`). Reads
-records through the store's :class:`~pytest_mitosis.store.Reader` only; ``git diff
---name-status`` is the only command it runs. No pytest import here.
+records through the store's :class:`~pytest_mitosis.store.Reader` only. ``git diff
+--name-status`` is the only command it runs, to list the files changed between two commits: in
+the current directory's repository (never in a directory the store names), with commits
+checked as hex object names and passed after ``--end-of-options``, and with repository
+settings that run commands (fsmonitor, external diff, textconv) switched off. Everything
+printed passes through :func:`pytest_mitosis.store.printable`. No pytest import here.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 from typing import Any
 
 from ..core.rules import series_points
 from ..identity.environment import package_changes
-from ..store import Reader, TrialRecord
+from ..store import Reader, TrialRecord, printable, valid_commit
 
 
 def short(value: Any, limit: int = 60) -> str:
@@ -51,6 +54,7 @@ def show_record(reader: Reader, r: TrialRecord) -> str:
         f"status: {r.status}   main: {short(r.main)}",
         f"started: {r.started.isoformat(timespec='seconds')}   ended: {r.ended.isoformat(timespec='seconds') if r.ended else '-'}",
         f"seed: {r.seed}",
+        *([f"reproduces: trial {r.reproduces} ({r.verdict or 'not judged: ' + r.status})"] if r.reproduces else []),
         f"commit: {r.commit or '-'}   branch: {r.git.get('branch') or '-'}   remote: {r.git.get('remote') or '-'}",
         "parameters:",
         *_param_lines(r),
@@ -69,8 +73,11 @@ def show_record(reader: Reader, r: TrialRecord) -> str:
         "artifacts:",
     ]
     if r.folder:
-        folder = Path(r.folder)
-        lines += [f"  {folder}"] + [f"    {p.name}" for p in sorted(folder.iterdir())] if folder.is_dir() else [f"  {folder} (missing)"]
+        folder = reader.artifacts(r)  # only ever inside the trials folder
+        if folder is not None:
+            lines += [f"  {folder}", *[f"    {p.name}" for p in sorted(folder.iterdir())]]
+        else:
+            lines.append(f"  {r.folder} (not found inside {reader.folder})")
     else:
         lines.append("  none (the trial did not finish)")
     if r.message:
@@ -80,18 +87,28 @@ def show_record(reader: Reader, r: TrialRecord) -> str:
     return "\n".join(lines)
 
 
-def _changed_files(worktree: str | None, old: str, new: str) -> str:
-    if not worktree:
-        return "    (no work tree recorded: cannot list the files)"
+def _changed_files(old: str, new: str) -> str:
+    """The files changed between two recorded commits, from the current directory's repository."""
+    for commit in (old, new):
+        if not valid_commit(commit):
+            return f"    (the recorded commit {printable(repr(commit))} is not a git object name: not passed to git)"
     try:
         done = subprocess.run(
-            ["git", "-C", worktree, "diff", "--name-status", old, new], capture_output=True, text=True, timeout=60
+            ["git", "-c", "core.fsmonitor=false", "--no-pager", "diff", "--no-ext-diff", "--no-textconv",
+             "--name-status", "--end-of-options", old, new],
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
         )
     except (OSError, subprocess.SubprocessError) as err:
         return f"    (git could not list the files: {err})"
     if done.returncode != 0:
-        return f"    (git could not list the files: {done.stderr.strip()})"
+        return f"    (git could not list the files: {done.stderr.strip()}; run diff inside the repository)"
     return "\n".join(f"    {line}" for line in done.stdout.splitlines()) or "    (no file differs)"
+
+
+def _named(p: dict[str, Any]) -> str:
+    """A variant as ``name = value``; an eval param whose expression is its value, once."""
+    text, value = str(p.get("text")), p.get("repr")
+    return text if value is None or str(value) == text else f"{text} = {value}"
 
 
 def diff_records(reader: Reader, a: TrialRecord, b: TrialRecord, files: bool = True) -> str:
@@ -103,8 +120,7 @@ def diff_records(reader: Reader, a: TrialRecord, b: TrialRecord, files: bool = T
         lines.append(f"code: commit {(a.commit or '-')[:12]} -> {(b.commit or '-')[:12]}")
         if files:
             lines.append("  files changed:")
-            lines.append(_changed_files(b.git.get("worktree") or a.git.get("worktree"), a.commit or "", b.commit or "")
-                         if a.commit and b.commit else "    (a trial has no commit)")
+            lines.append(_changed_files(a.commit, b.commit) if a.commit and b.commit else "    (a trial has no commit)")
     sub_a, sub_b = a.git.get("submodules") or {}, b.git.get("submodules") or {}
     for path in sorted(set(sub_a) | set(sub_b)):
         if sub_a.get(path) != sub_b.get(path):
@@ -118,7 +134,7 @@ def diff_records(reader: Reader, a: TrialRecord, b: TrialRecord, files: bool = T
         if x is None or y is None:
             changes.append(f"  {k[0]}.{k[1]}: {'only in ' + (a.key if y is None else b.key)}")
         elif x.get("fingerprint") != y.get("fingerprint") or x["text"] != y["text"] or x.get("repr") != y.get("repr"):
-            changes.append(f"  {k[0]}.{k[1]}: {x['text']} = {x.get('repr')}  ->  {y['text']} = {y.get('repr')}")
+            changes.append(f"  {k[0]}.{k[1]}: {_named(x)}  ->  {_named(y)}")
     lines += ["", "parameters: identical" if not changes else "parameters:", *changes]
     if a.experiment != b.experiment:
         lines.append(f"  experiment: {a.experiment} -> {b.experiment}")
@@ -138,7 +154,7 @@ def diff_records(reader: Reader, a: TrialRecord, b: TrialRecord, files: bool = T
     lines += ["", f"seed: identical ({a.seed})" if a.seed == b.seed else f"seed: {a.seed} -> {b.seed}"]
     # results
     lines += ["", "results:", f"  main: {short(a.main)} -> {short(b.main)}" + (" (identical)" if a.main == b.main else "")]
-    for metric in sorted(set(a.metrics) | set(b.metrics)):
+    for metric in sorted((set(a.metrics) | set(b.metrics)) - {"main"}):  # main is shown once, above
         same = a.metrics.get(metric) == b.metrics.get(metric)
         before, after = short(a.metrics.get(metric)), short(b.metrics.get(metric))
         lines.append(f"  {metric}: {before} -> {after}" + (" (identical)" if same else ""))

@@ -3,7 +3,12 @@
 Plain HTML with inline CSS, inline JavaScript (sorting and filtering) and inline SVG plots:
 it opens from a file browser, needs no server and fetches nothing. Trial pages are written
 once (a finished trial never changes); the index and the experiment pages are rewritten on
-every refresh, so a refresh stays fast with thousands of trials. No pytest import here.
+every refresh, so a refresh stays fast with thousands of trials.
+
+A store is a file a colleague can hand you, so nothing recorded is trusted: a page is
+written only for a key of the key format (8 hex digits), links point only at artifact
+folders inside the trials folder, are relative and percent-encoded (no ``javascript:``),
+and every text is HTML-escaped. Pages respect the umask. No pytest import here.
 """
 
 from __future__ import annotations
@@ -13,13 +18,13 @@ import html
 import json
 import os
 import re
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ..core.rules import as_number, series_points
-from ..store.readers import Reader, TrialRecord
+from ..store import Reader, TrialRecord, new_file, valid_key
 from .records_text import diff_records, show_record
 
 REPORT = "report"
@@ -90,7 +95,7 @@ def line_chart(
             parts.append(f"<polyline fill='none' stroke='{color}' stroke-width='1.5' points='{path}'/>")
         parts += [f"<circle cx='{sx(x):.1f}' cy='{sy(y):.1f}' r='3' fill='{color}'><title>{_e(name)}: {y:.6g}</title></circle>"
                   for x, y in pts]
-        parts.append(f"<text x='{width - right + 8}' y='{top + 14 * index}' font-size='11' fill='{color}'>{_e(name)[:20]}</text>")
+        parts.append(f"<text x='{width - right + 8}' y='{top + 14 * index}' font-size='11' fill='{color}'>{_e(name[:20])}</text>")
     if labels:
         for x, label in enumerate(labels):
             parts.append(f"<text x='{sx(x):.1f}' y='{height - bottom + 14}' font-size='9' text-anchor='middle'>{_e(label)}</text>")
@@ -98,33 +103,49 @@ def line_chart(
     return "".join(parts)
 
 
-def _link(path: str | None, start: Path) -> str | None:
-    return os.path.relpath(path, start) if path else None
+def _href(target: Path, start: Path) -> str:
+    """A relative, percent-encoded link from the folder ``start`` to ``target`` (never a scheme)."""
+    relative = quote(Path(os.path.relpath(target, start)).as_posix(), safe="/")
+    return relative if relative.startswith("../") else f"./{relative}"
+
+
+def _notebook(reader: Reader, record: TrialRecord) -> Path | None:
+    """The trial's notebook HTML, only when it is a file inside its folder inside the trials folder."""
+    folder = reader.artifacts(record)
+    if folder is None or not isinstance(record.name, str) or Path(record.name).name != record.name:
+        return None
+    page = (folder / f"{record.name}.html").resolve()
+    return page if page.parent == folder and page.is_file() else None
+
+
+def _trial_href(record: TrialRecord, prefix: str) -> str | None:
+    return f"{prefix}trials/{record.key}.html" if valid_key(record.key) else None
 
 
 def build(trials_folder: Path, out: Path | None = None, debug: bool = False) -> Path:
     """Write (or refresh) the site; return the index's path."""
-    reader = Reader(trials_folder)
-    out = (out or trials_folder / REPORT).resolve()
-    (out / "trials").mkdir(parents=True, exist_ok=True)
-    (out / "experiments").mkdir(exist_ok=True)
-    records = list(reader.trials(debug=debug))
-    by_identity: dict[tuple[str, str], list[TrialRecord]] = defaultdict(list)
-    for record in reversed(records):  # oldest first
-        by_identity[(record.experiment, record.identity)].append(record)
-    for record in records:
-        _trial_page(reader, record, by_identity, out)
-    experiments = sorted({r.experiment for r in records})
-    for experiment in experiments:
-        _experiment_page(experiment, [r for r in records if r.experiment == experiment], out)
-    index = out / "index.html"
-    _write(index, _index(records, experiments, out))
+    with Reader(trials_folder) as reader:
+        out = (out or trials_folder / REPORT).resolve()
+        (out / "trials").mkdir(parents=True, exist_ok=True)
+        (out / "experiments").mkdir(exist_ok=True)
+        records = list(reader.trials(debug=debug))
+        by_identity: dict[tuple[str, str], list[TrialRecord]] = defaultdict(list)
+        for record in reversed(records):  # oldest first
+            by_identity[(record.experiment, record.identity)].append(record)
+        for record in records:
+            if valid_key(record.key):  # a crafted key never becomes a file name
+                _trial_page(reader, record, by_identity, out)
+        experiments = sorted({r.experiment for r in records})
+        for experiment in experiments:
+            _experiment_page(experiment, [r for r in records if r.experiment == experiment], out)
+        index = out / "index.html"
+        _write(index, _index(reader, records, experiments, out))
     return index
 
 
 def _write(path: Path, text: str) -> None:
     """Write atomically through a temporary file of our own (two sessions may refresh at once)."""
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, tmp = new_file(path.parent, f".{path.name}.")  # mode 0666 less the umask, like every other file
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
@@ -145,7 +166,7 @@ def _variant_names(record: TrialRecord) -> list[str]:
     return [p["text"] if p["kind"] == "lookup" else f"{p['name']}={p['text']}" for p in record.params if p["kind"] != "seed"]
 
 
-def _index(records: list[TrialRecord], experiments: list[str], out: Path) -> str:
+def _index(reader: Reader, records: list[TrialRecord], experiments: list[str], out: Path) -> str:
     def options(name: str, values: list[str]) -> str:
         choices = "".join(f"<option value='{_e(v)}'>{_e(v)}</option>" for v in values)
         return f"<label>{name} <select data-filter='{name}' onchange='filterRows()'><option value=''>all</option>{choices}</select></label>"
@@ -155,11 +176,24 @@ def _index(records: list[TrialRecord], experiments: list[str], out: Path) -> str
         options("experiment", experiments), options("variants", variants),
         options("status", sorted({r.status for r in records})), options("commit", sorted({(r.commit or "-")[:8] for r in records})),
     ])
-    head = ["experiment", "variants", "iteration", "status", "main", "seed", "commit", "date", "notebook", "trial"]
+    head = ["experiment", "variants", "iteration", "status", "main", "seed", "commit", "date", "notebook", "trial",
+            "reproduces"]
+    keys = {r.key for r in records}
     rows = []
     for r in records:
-        notebook = _link(str(Path(r.folder) / f"{r.name}.html") if r.folder else None, out)
-        classes = " ".join(c for c in (r.status if r.status != "passed" else "", "debug" if r.debug else "") if c)
+        found = _notebook(reader, r)
+        notebook = _href(found, out) if found else None
+        page = _trial_href(r, "")
+        trial = f"<a href='{_e(page)}'>{_e(r.key)}</a>" if page else f"{_e(r.key)} (not a key: no page)"
+        if r.reproduces:
+            original = f"trials/{r.reproduces}.html" if valid_key(r.reproduces) and r.reproduces in keys else None
+            verdict = _e(r.verdict or r.status)
+            reproduces = (f"<a href='{_e(original)}'>{_e(r.reproduces)}</a> ({verdict})" if original
+                          else f"{_e(r.reproduces)} ({verdict})")
+        else:
+            reproduces = "-"
+        classes = " ".join(c for c in (r.status if r.status != "passed" else "", "debug" if r.debug else "",
+                                       "reproduction" if r.reproduces else "") if c)
         main = as_number(r.main)
         rows.append(
             f"<tr class='{classes}' data-experiment='{_e(r.experiment)}' data-variants='{_e(json.dumps(_variant_names(r)))}' "
@@ -168,8 +202,8 @@ def _index(records: list[TrialRecord], experiments: list[str], out: Path) -> str
             f"<td>{'debug' if r.debug else _e(r.iteration)}</td><td>{_e(r.status)}</td>"
             f"<td data-v='{'' if main is None else main}'>{_e('-' if r.main is None else r.main)}</td><td>{_e(r.seed)}</td>"
             f"<td>{_e((r.commit or '-')[:8])}</td><td data-v='{r.started.timestamp()}'>{r.started:%Y-%m-%d %H:%M}</td>"
-            f"<td>{f'<a href={_e(notebook)!r}>notebook</a>' if notebook else '-'}</td>"
-            f"<td><a href='trials/{_e(r.key)}.html'>{_e(r.key)}</a></td></tr>"
+            f"<td>{f'<a href={chr(39)}{_e(notebook)}{chr(39)}>notebook</a>' if notebook else '-'}</td>"
+            f"<td>{trial}</td><td>{reproduces}</td></tr>"
         )
     table = ("<table id='trials'><thead><tr>" + "".join(f"<th onclick='sortBy({i})'>{h}</th>" for i, h in enumerate(head))
              + f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
@@ -196,10 +230,17 @@ def _experiment_page(experiment: str, records: list[TrialRecord], out: Path) -> 
             latest[r.variants or experiment] = value
     bars = line_chart(f"{experiment}: latest main by variant", {"main": [(float(i), v) for i, v in enumerate(latest.values())]},
                       labels=list(latest), lines=False)
-    rows = "".join(f"<li><a href='../trials/{_e(r.key)}.html'>{_e(r.name)}</a> ({_e(r.status)}, main {_e(r.main)})</li>"
-                   for r in reversed(ordered))
+    rows = "".join(
+        f"<li>{_linked(_trial_href(r, '../'), r.name)} ({_e(r.status)}, main {_e(r.main)}"
+        f"{', reproduction of ' + _e(r.reproduces) if r.reproduces else ''})</li>"
+        for r in reversed(ordered)
+    )
     body = f"<p><a href='../index.html'>all trials</a></p><h1>Experiment {_e(experiment)}</h1>{bars}{over_time}<ul>{rows}</ul>"
     _write(out / "experiments" / f"{_page_name(experiment)}.html", _page(f"Experiment {experiment}", body))
+
+
+def _linked(href: str | None, text: str) -> str:
+    return f"<a href='{_e(href)}'>{_e(text)}</a>" if href else _e(text)
 
 
 def _trial_page(reader: Reader, record: TrialRecord, by_identity: dict[tuple[str, str], list[TrialRecord]], out: Path) -> None:
@@ -212,10 +253,14 @@ def _trial_page(reader: Reader, record: TrialRecord, by_identity: dict[tuple[str
     earlier = [r for r in history if r.started < record.started]  # history is oldest first
     difference = (f"<h2>Since the previous trial of this identity</h2><pre>{_e(diff_records(reader, earlier[-1], record, files=False))}</pre>"
                   if earlier else "<p>No earlier trial of this identity.</p>")
-    notebook = _link(str(Path(record.folder) / f"{record.name}.html") if record.folder else None, out / "trials")
-    link = f"<p><a href={_e(notebook)!r}>the executed notebook</a></p>" if notebook else ""
+    found = _notebook(reader, record)
+    link = f"<p><a href='{_e(_href(found, out / 'trials'))}'>the executed notebook</a></p>" if found else ""
+    if record.reproduces:
+        original = _linked(f"{record.reproduces}.html" if valid_key(record.reproduces) else None, record.reproduces)
+        link += f"<p>A reproduction of trial {original}: {_e(record.verdict or record.status)}.</p>"
     body = (f"<p><a href='../index.html'>all trials</a> · <a href='../experiments/{_e(_page_name(record.experiment))}.html'>"
-            f"experiment {_e(record.experiment)}</a></p><h1>{_e(record.name)}{' (debug)' if record.debug else ''}</h1>"
+            f"experiment {_e(record.experiment)}</a></p><h1>{_e(record.name)}{' (debug)' if record.debug else ''}"
+            f"{' (reproduction)' if record.reproduces else ''}</h1>"
             f"{link}{plots}<pre>{_e(show_record(reader, record))}</pre>{difference}")
     _write(path, _page(record.name, body))
 

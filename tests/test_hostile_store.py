@@ -1,0 +1,298 @@
+"""A store is a file a colleague can hand you: reading it never runs or writes anything it should not.
+
+One real session records trials; every case copies that investigation (git repository, trials
+folder, store), crafts the store with sqlite3 as an adversary would, runs a reader (the
+command line, the report, the Python API or ``--mitosis-reproduce``) in a real process, and
+asserts that nothing ran (a marker file a crafted command would create does not exist), that
+a file outside keeps its bytes, and that nothing outside the trials folder changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .conftest import Run, clean_env, git, git_init, run_pytest, write_investigation
+
+MODULE = """
+lookup = {"frequency": {"a": 1, "b": 2}}
+
+
+def run(frequency, scale=1.0, label="plain"):
+    return {"main": frequency * scale, "metrics": {"label_length": len(label)}}
+"""
+
+PYPROJECT = """
+[tool.mitosis.steps]
+exp = ["exp:run", "exp:lookup"]
+
+[tool.pytest.ini_options]
+"""
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run, Run]:
+    root = git_init(write_investigation(tmp_path_factory.mktemp("hostile") / "study", PYPROJECT, {"exp": MODULE}))
+    first = run_pytest(root, "--mitosis", "--mitosis-seed", "3")
+    assert first.ret == 0, first.out
+    named = run_pytest(root, "--mitosis", "-k", "a", f"--mitosis-eval=+exp.label='{SCRIPT}'")
+    assert named.ret == 0, named.out
+    return root, first, named
+
+
+def test_a_hostile_eval_text_is_escaped_in_the_notebook_and_its_html(recorded: tuple[Path, Run, Run]) -> None:
+    _, _, named = recorded
+    html = Path(named.properties("exp[a]")["mitosis.html"])
+    notebook = json.loads(html.with_suffix(".ipynb").read_text())
+    header = "".join(notebook["cells"][0]["source"])
+    # the expression as entities; its value in a code span, which markdown shows as text
+    assert "| &#39;&#60;script&#62;alert(1)&#60;/script&#62;&#39; | `'<script>alert(1)</script>'` |" in header
+    page = html.read_text()
+    assert "<script>alert(1)" not in page, "the eval text became HTML"
+    assert "alert(1)" in page, "the text is still shown"
+
+
+# -- the table of hostile stores -------------------------------------------------------------------
+
+
+@dataclass
+class Study:
+    """A copy of the recorded investigation, the paths an attack aims at, and the store."""
+
+    root: Path
+    trials: Path
+    outside: Path  # a file outside the trials folder that must keep its bytes
+    marker: Path  # a file a crafted command would create
+    keys: dict[str, str]  # "a", "b" -> keys of the first session's trials; "named": the newest trial of a
+
+    @property
+    def store(self) -> Path:
+        return self.trials / "mitosis.sqlite"
+
+    def update(self, target: str, **columns: object) -> None:
+        db = sqlite3.connect(self.store)
+        for column, value in columns.items():
+            db.execute(f'UPDATE trials SET "{column}" = ? WHERE key = ?', (value, target))
+        db.commit()
+        db.close()
+
+    def row(self, key: str) -> dict[str, object]:
+        db = sqlite3.connect(self.store)
+        db.row_factory = sqlite3.Row
+        found = dict(db.execute("SELECT * FROM trials WHERE key = ?", (key,)).fetchone())
+        db.close()
+        return found
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pytest_mitosis", *args], cwd=self.root, capture_output=True,
+                              text=True, env=clean_env(), timeout=120)
+
+    def reproduce(self, key: str, *extra: str) -> Run:
+        return run_pytest(self.root, "--mitosis", "--mitosis-reproduce", key, *extra, junit=False)
+
+
+def _snapshot(top: Path, skip: Path) -> dict[str, str]:
+    """Every file and folder under ``top`` except the trials folder and git's own bookkeeping."""
+    found = {}
+    for path in sorted(top.rglob("*")):
+        if path == skip or skip in path.parents or ".git" in path.relative_to(top).parts:
+            continue
+        found[str(path.relative_to(top))] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+    return found
+
+
+def _params(study: Study, key: str) -> list[dict[str, object]]:
+    return json.loads(str(study.row(key)["params"]))
+
+
+def git_option_commit_in_diff(s: Study) -> str:
+    s.update(s.keys["a"], commit=f"--output={s.outside}")
+    out = s.cli("diff", s.keys["a"], s.keys["b"]).stdout
+    assert "is not a git object name: not passed to git" in out, out
+    return out
+
+
+def git_option_commit_in_reproduce(s: Study) -> str:
+    s.update(s.keys["a"], commit=f"--output={s.outside}")
+    run = s.reproduce(s.keys["a"])
+    assert run.ret == pytest.ExitCode.TESTS_FAILED, run.out
+    assert "which is not a git object name (hex digits): the store was edited or is not ours. Nothing was run." in run.out
+    return run.out
+
+
+def step_os_system(s: Study) -> str:
+    steps = [{"name": "exp", "function": "os:system", "lookup": None}]
+    params = [{"step": "exp", "name": "command", "kind": "eval", "text": repr(f"touch {s.marker}"), "tracked": True,
+               "repr": "", "fingerprint": "x", "value": None}]
+    s.update(s.keys["a"], steps=json.dumps(steps), params=json.dumps(params))
+    run = s.reproduce(s.keys["a"])
+    assert run.ret == pytest.ExitCode.TESTS_FAILED, run.out
+    assert (f"cannot reproduce trial trial_exp-a-1 (key {s.keys['a']}): step 'exp' is exp:run with exp:lookup there, "
+            "but the record says 'os:system'. A reproduction runs only the steps that pyproject.toml declares at "
+            "commit ") in run.out, run.out
+    return run.out
+
+
+def lookup_swapped(s: Study) -> str:
+    steps = [{"name": "exp", "function": "exp:run", "lookup": "os:environ"}]
+    s.update(s.keys["a"], steps=json.dumps(steps))
+    run = s.reproduce(s.keys["a"])
+    assert "but the record says 'exp:run' with 'os:environ'" in run.out, run.out
+    return run.out
+
+
+def eval_text_runs_a_command(s: Study) -> str:
+    params = _params(s, s.keys["a"])
+    params.append({"step": "exp", "name": "scale", "kind": "eval", "tracked": True, "repr": "1",
+                   "text": f"__import__('os').system('touch {s.marker}') or 1", "fingerprint": "x", "value": None})
+    s.update(s.keys["a"], params=json.dumps(params))
+    run = s.reproduce(s.keys["a"])
+    assert run.ret == pytest.ExitCode.TESTS_FAILED, run.out
+    assert "is not declared for experiment 'exp' there and is not a plain literal, so it is not evaluated from a store" in run.out
+    return run.out
+
+
+def parameter_name_is_code(s: Study) -> str:
+    params = _params(s, s.keys["a"])
+    params[0] = {**params[0], "name": f"x')]; __import__('os').system('touch {s.marker}'); ('"}
+    s.update(s.keys["a"], params=json.dumps(params))
+    run = s.reproduce(s.keys["a"])
+    assert "is not one pytest-mitosis writes" in run.out, run.out
+    return run.out
+
+
+def name_escapes_the_trials_folder(s: Study) -> str:
+    s.update(s.keys["a"], name="trial_x/../../../../escaped-1")
+    run = s.reproduce(s.keys["a"])
+    assert "is not a trial name (trial_..., no '/')" in run.out, run.out
+    return run.out
+
+
+def report_key_escapes_the_report_folder(s: Study) -> str:
+    s.update(s.keys["a"], key="../../../../x")
+    done = s.cli("report")
+    assert done.returncode == 0, done.stderr
+    index = (s.trials / "report" / "index.html").read_text()
+    assert "../../../../x (not a key: no page)" in index.replace("&#x27;", "'").replace("&amp;", "&")
+    return index
+
+
+def report_folder_is_a_javascript_link(s: Study) -> str:
+    s.update(s.keys["a"], folder="javascript:alert(document.cookie)//")
+    done = s.cli("report")
+    assert done.returncode == 0, done.stderr
+    pages = "".join(p.read_text() for p in (s.trials / "report").rglob("*.html"))
+    assert "javascript:" not in pages.replace("javascript:alert(document.cookie)// (not found inside", "")
+    return pages
+
+
+def report_folder_lists_another_directory(s: Study) -> str:
+    secret = s.outside.parent / "private"
+    secret.mkdir()
+    (secret / "id_rsa_of_someone").write_text("secret")
+    s.update(s.keys["a"], folder=str(secret))
+    done = s.cli("report")
+    shown = s.cli("show", s.keys["a"]).stdout
+    pages = "".join(p.read_text() for p in (s.trials / "report").rglob("*.html"))
+    assert done.returncode == 0, done.stderr
+    assert "id_rsa_of_someone" not in pages and "id_rsa_of_someone" not in shown, shown
+    assert f"{secret} (not found inside {s.trials})" in shown
+    return shown
+
+
+def terminal_escape_in_names(s: Study) -> str:
+    s.update(s.keys["a"], name="trial_\x1b]0;owned\x07\x1b[2J", experiment="exp\x1b[31m", variants="a\rb")
+    out = "".join(s.cli(*args).stdout for args in (["history"], ["show", s.keys["a"]], ["diff", s.keys["a"], s.keys["b"]]))
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out
+    assert "trial_?]0;owned??[2J" in out
+    return out
+
+
+def html_in_names_of_the_report(s: Study) -> str:
+    s.update(s.keys["a"], experiment=SCRIPT, name=f"trial_{SCRIPT}", variants=SCRIPT)
+    done = s.cli("report")
+    assert done.returncode == 0, done.stderr
+    pages = "".join(p.read_text() for p in (s.trials / "report").rglob("*.html"))
+    assert SCRIPT not in pages and "&lt;script&gt;alert(1)&lt;/script&gt;" in pages
+    assert not list((s.trials / "report" / "experiments").glob("*<*")), "an experiment's page name is sanitised"
+    return pages
+
+
+def pickle_outside_the_trials_folder(s: Study) -> str:
+    elsewhere = s.outside.parent / "planted" / "results"
+    elsewhere.mkdir(parents=True)
+
+    class Plant:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (__import__("os").system, (f"touch {s.marker}",))
+
+    (elsewhere / "step-1-exp.pickle").write_bytes(pickle.dumps(Plant()))
+    s.update(s.keys["a"], folder=str(elsewhere.parent))
+    code = (f"import pytest_mitosis\nfrom pytest_mitosis.store import RecordsError\ntry:\n    pytest_mitosis.load_trial_data({s.keys['a']!r}, {str(s.trials)!r})\n"
+            "except RecordsError as err:\n    print(err)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert f"its folder {elsewhere.parent} is not inside {s.trials}" in done.stdout, done.stdout + done.stderr
+    return done.stdout
+
+
+def reproduction_of_a_forged_key(s: Study) -> str:
+    s.update(s.keys["named"], key="zz; touch x")
+    run = run_pytest(s.root, "--mitosis", "--mitosis-reproduce", "exp", junit=False)
+    assert "holds a trial whose key 'zz; touch x' is not a pytest-mitosis key (8 hex digits)" in run.out, run.out
+    return run.out
+
+
+def seed_that_is_not_a_number(s: Study) -> str:
+    s.update(s.keys["a"], seed="1; touch x")
+    run = s.reproduce(s.keys["a"])
+    assert "its seed '1; touch x' is not an integer" in run.out, run.out
+    return run.out
+
+
+CASES: dict[str, Callable[[Study], str]] = {
+    f.__name__: f
+    for f in (
+        git_option_commit_in_diff, git_option_commit_in_reproduce, step_os_system, lookup_swapped,
+        eval_text_runs_a_command, parameter_name_is_code, name_escapes_the_trials_folder,
+        report_key_escapes_the_report_folder, report_folder_is_a_javascript_link, report_folder_lists_another_directory,
+        terminal_escape_in_names, html_in_names_of_the_report, pickle_outside_the_trials_folder,
+        reproduction_of_a_forged_key, seed_that_is_not_a_number,
+    )
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_hostile_store_runs_nothing_and_writes_nothing_outside_the_trials_folder(
+    case: str, recorded: tuple[Path, Run, Run], tmp_path: Path
+) -> None:
+    source, first, named = recorded
+    top = tmp_path / "home"
+    shutil.copytree(source, top / "study", symlinks=True)
+    outside = top / "notes.txt"
+    outside.write_text("a file of the user's that no reader may change\n")
+    study = Study(top / "study", top / "study" / "trials", outside, top / "MARKER",
+                  {**{v: first.properties(f"exp[{v}]")["mitosis.key"] for v in ("a", "b")},
+                   "named": named.properties("exp[a]")["mitosis.key"]})
+    before = _snapshot(top, study.trials)
+    CASES[case](study)
+    assert not study.marker.exists(), "a crafted command ran"
+    assert outside.read_text() == "a file of the user's that no reader may change\n"
+    after = _snapshot(top, study.trials)
+    assert after == before or set(after) - set(before) <= {"private", "private/id_rsa_of_someone", "planted",
+                                                            "planted/results", "planted/results/step-1-exp.pickle"}
+    assert {k: v for k, v in after.items() if k in before} == before, "nothing outside the trials folder changed"
+    assert git(study.root, "worktree", "list").count("\n") == 1, "no worktree was checked out for a refused record"
+    changed = [line for line in git(study.root, "status", "--porcelain").splitlines() if line != "?? trials/"]
+    assert changed == [], "the work tree is as it was"

@@ -1,0 +1,187 @@
+"""What a person reads back: history, show, diff, backup, the report, the Python API, the notebook header.
+
+One module-scoped story of real sessions (two variants, two eval values, a reproduction)
+serves every assertion; the readers run as the user runs them, in subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import Run, clean_env, git_init, run_pytest, write_investigation
+
+MODULE = """
+lookup = {
+    "frequency": {"a": 1, "b": 2},
+    "options": {"wide": {"width": 3, "kernel": list(range(60)), "note": "x" * 300, "last": "the field that differs"}},
+}
+
+
+def run(frequency, options=None, scale=1.0):
+    return {"main": frequency * scale, "metrics": {"size": 2}}
+"""
+
+PYPROJECT = """
+[tool.mitosis.steps]
+exp = ["exp:run", "exp:lookup"]
+
+[tool.pytest.ini_options]
+"""
+
+
+def cli(cwd: Path, *args: str, umask: int | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest_mitosis", *args], cwd=cwd, capture_output=True, text=True,
+                          env=clean_env(), timeout=120,
+                          preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)  # noqa: PLW1509
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Run]]:
+    root = git_init(write_investigation(tmp_path_factory.mktemp("readers") / "study", PYPROJECT, {"exp": MODULE}))
+    runs = {"first": run_pytest(root, "--mitosis", "--mitosis-seed", "5")}
+    for scale in ("0.2", "2.0"):
+        runs[scale] = run_pytest(root, "--mitosis", "--mitosis-param=exp.frequency=a", f"--mitosis-eval=exp.scale={scale}",
+                                 "--mitosis-seed", "5")
+    original = runs["first"].properties("exp[a-wide]")["mitosis.key"]
+    runs["reproduced"] = run_pytest(root, "--mitosis", "--mitosis-reproduce", original)
+    for name, run in runs.items():
+        assert run.ret == 0, f"{name}: {run.out}"
+    return root, runs
+
+
+def key(run: Run, name: str = "exp[a-wide]") -> str:
+    return run.properties(name)["mitosis.key"]
+
+
+def only(run: Run) -> str:
+    (case,) = [c.get("name", "") for c in run.junit.iter("testcase")]  # type: ignore[union-attr]
+    return run.properties(case)["mitosis.key"]
+
+
+def test_reproductions_are_marked_in_history_show_json_and_the_report(story: tuple[Path, dict[str, Run]]) -> None:
+    root, runs = story
+    original, reproduction = key(runs["first"]), only(runs["reproduced"])
+    table = cli(root, "history").stdout.splitlines()
+    assert table[0].split()[-1] == "reproduces"
+    (line,) = [row for row in table if row.startswith(reproduction)]
+    assert line.endswith(f"{original} (reproduced)")
+    assert all(row.endswith(" -") for row in table[1:] if not row.startswith(reproduction))
+    rows = {r["key"]: r for r in json.loads(cli(root, "history", "--json").stdout)}
+    assert (rows[reproduction]["reproduces"], rows[reproduction]["verdict"]) == (original, "reproduced")
+    assert rows[original]["reproduces"] is None
+    assert f"\nreproduces: trial {original} (reproduced)\n" in cli(root, "show", reproduction).stdout
+    assert cli(root, "report").returncode == 0
+    index = (root / "trials" / "report" / "index.html").read_text()
+    assert f"<a href='trials/{original}.html'>{original}</a> (reproduced)" in index
+    assert re.search(rf"<tr class='reproduction'[^>]*>.*?<a href='trials/{reproduction}\.html'>", index)
+    page = (root / "trials" / "report" / "trials" / f"{reproduction}.html").read_text()
+    assert "(reproduction)</h1>" in page and f"A reproduction of trial <a href='{original}.html'>{original}</a>" in page
+
+
+def test_reproducing_an_experiment_picks_the_original_trials_not_earlier_reproductions(
+    story: tuple[Path, dict[str, Run]]
+) -> None:
+    root, runs = story
+    listed = run_pytest(root, "--mitosis", "--mitosis-reproduce", "exp", "--collect-only", "-q", junit=False)
+    found = sorted(re.findall(r"reproduce\[([0-9a-f]{8})\]", listed.out))
+    originals = sorted([key(runs["first"]), key(runs["first"], "exp[b-wide]"), only(runs["0.2"]), only(runs["2.0"])])
+    assert found == originals, listed.out
+
+
+def test_the_trials_folder_option_is_accepted_before_and_after_the_subcommand(
+    story: tuple[Path, dict[str, Run]], tmp_path: Path
+) -> None:
+    root, _ = story
+    before = cli(tmp_path, "--trials-folder", str(root / "trials"), "history")
+    after = cli(tmp_path, "history", "--trials-folder", str(root / "trials"))
+    assert after.returncode == 0, after.stderr
+    assert after.stdout == before.stdout and after.stdout.count("\n") == 6
+
+
+def test_history_of_an_unknown_experiment_says_so_and_lists_the_experiments(story: tuple[Path, dict[str, Run]]) -> None:
+    root, _ = story
+    done = cli(root, "history", "nosuch")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr == f"pytest-mitosis: no experiment 'nosuch' in {root / 'trials' / 'mitosis.sqlite'}; its experiments: exp\n"
+
+
+def test_diff_shows_main_once_and_an_eval_value_once(story: tuple[Path, dict[str, Run]]) -> None:
+    root, runs = story
+    out = cli(root, "diff", only(runs["0.2"]), only(runs["2.0"])).stdout
+    assert "\n  exp.scale: 0.2  ->  2.0\n" in out, out
+    assert out.count("main") == 1 and "\n  main: 0.2 -> 2.0\n" in out, out
+
+
+def test_history_into_a_closed_pipe_exits_quietly(story: tuple[Path, dict[str, Run]], tmp_path: Path) -> None:
+    root, _ = story
+    many = tmp_path / "many"
+    many.mkdir()
+    db = sqlite3.connect(root / "trials" / "mitosis.sqlite")
+    db.execute(f"VACUUM INTO '{many / 'mitosis.sqlite'}'")
+    db.close()
+    db = sqlite3.connect(many / "mitosis.sqlite")
+    columns = [r[1] for r in db.execute("PRAGMA table_info(trials)")]
+    row = db.execute("SELECT * FROM trials LIMIT 1").fetchone()
+    at, iteration = columns.index("key"), columns.index("iteration")
+    copies = []
+    for i in range(1, 4000):
+        copy = list(row)
+        copy[at], copy[iteration] = f"{i:08x}", 1000 + i
+        copies.append(copy)
+    db.executemany(f"INSERT INTO trials VALUES ({','.join('?' * len(columns))})", copies)
+    db.commit()
+    db.close()
+    script = f"{sys.executable} -m pytest_mitosis --trials-folder {many} history | head -1; echo \"status=${{PIPESTATUS[0]}}\" >&2"
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=clean_env(), timeout=120)
+    assert done.stdout.startswith("key ")
+    assert done.stderr == "status=141\n", done.stderr
+
+
+def test_load_trials_decodes_values_and_a_record_prints_as_a_summary(story: tuple[Path, dict[str, Run]]) -> None:
+    root, runs = story
+    code = (
+        "import pytest_mitosis\n"
+        f"records = pytest_mitosis.load_trials('exp', {str(root / 'trials')!r})\n"
+        f"record = [r for r in records if r.key == {key(runs['first'])!r}][0]\n"
+        "values = {p['name']: p['value'] for p in record.params if p['kind'] != 'seed'}\n"
+        "print(repr(values['options']['kernel'][:3]), values['options']['width'], values['frequency'])\n"
+        "print(repr(record))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert done.returncode == 0, done.stderr
+    values, summary = done.stdout.splitlines()
+    assert values == "[0, 1, 2] 3 1"
+    assert re.fullmatch(
+        rf"TrialRecord\(key='{key(runs['first'])}', name='trial_exp-a-wide-1', experiment='exp', status='passed', "
+        r"main=1\.0, started='[0-9T:-]+'\)", summary
+    ), summary
+
+
+def test_report_pages_respect_the_umask(story: tuple[Path, dict[str, Run]], tmp_path: Path) -> None:
+    root, _ = story
+    done = cli(root, "report", "-o", str(tmp_path / "site"), umask=0o022)
+    assert done.returncode == 0, done.stderr
+    pages = list((tmp_path / "site").rglob("*.html"))
+    assert len(pages) > 5
+    assert {oct(p.stat().st_mode & 0o777) for p in pages} == {"0o644"}
+
+
+def test_the_notebook_header_shows_long_values_in_full_folded(story: tuple[Path, dict[str, Run]]) -> None:
+    _, runs = story
+    html = Path(runs["first"].properties("exp[a-wide]")["mitosis.html"])
+    header = "".join(json.loads(html.with_suffix(".ipynb").read_text())["cells"][0]["source"])
+    (row,) = [line for line in header.splitlines() if line.startswith("| exp | options |")]
+    summary = re.search(r"<details><summary><code>(.*?)</code></summary><code>(.*?)</code></details>", row)
+    assert summary is not None, row
+    assert "&#39;last&#39;: &#39;the field that differs&#39;" in summary.group(1), "every first-level key, in the summary"
+    assert "&#39;note&#39;: &#39;" + "x" * 300 + "&#39;" in summary.group(2), "the full value, folded"
+    assert "<details>" in html.read_text()
