@@ -33,10 +33,14 @@ body, _ = HTMLExporter().from_notebook_node(nb)
 with open("floor.html", "w", encoding="utf-8") as stream:
     stream.write(body)
 done = time.perf_counter()
-print(json.dumps({
-    "imports": imported - started,
-    "kernel start": ready - imported,
-    "cell": ran - ready,
-    "html": done - ran,
-    "python": sys.version.split()[0],
-}))
+print(
+    json.dumps(
+        {
+            "imports": imported - started,
+            "kernel start": ready - imported,
+            "cell": ran - ready,
+            "html": done - ran,
+            "python": sys.version.split()[0],
+        }
+    )
+)

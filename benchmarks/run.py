@@ -25,8 +25,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-GIT = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@example.org", "GIT_COMMITTER_NAME": "b",
-       "GIT_COMMITTER_EMAIL": "b@example.org"}
+GIT = {
+    "GIT_AUTHOR_NAME": "b",
+    "GIT_AUTHOR_EMAIL": "b@example.org",
+    "GIT_COMMITTER_NAME": "b",
+    "GIT_COMMITTER_EMAIL": "b@example.org",
+}
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -100,9 +104,13 @@ def prepare(base: Path) -> dict[str, Path]:
     git_repo(sine)
     sweep = base / "sweep"
     shutil.copytree(REPO / "examples" / "sine", sweep, ignore=shutil.ignore_patterns("trials", "__pycache__"))
-    module = (sweep / "sine_experiment.py").read_text().replace(
-        'lookup_dict = {"frequency": {"fast": 10, "slow": 1}}',
-        'lookup_dict = {"frequency": {f"f{i:02}": 1 + i for i in range(16)}}',
+    module = (
+        (sweep / "sine_experiment.py")
+        .read_text()
+        .replace(
+            'lookup_dict = {"frequency": {"fast": 10, "slow": 1}}',
+            'lookup_dict = {"frequency": {f"f{i:02}": 1 + i for i in range(16)}}',
+        )
     )
     (sweep / "sine_experiment.py").write_text(module)
     (sweep / ".gitignore").write_text("trials/\n__pycache__/\n")
@@ -117,8 +125,11 @@ def prepare(base: Path) -> dict[str, Path]:
 def mitosis_venv(base: Path, sine: Path) -> Path | None:
     venv = base / "mitosis-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "mitosis==0.6.1", "numpy", "matplotlib"],
-                         capture_output=True, text=True)
+    pip = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "mitosis==0.6.1", "numpy", "matplotlib"],
+        capture_output=True,
+        text=True,
+    )
     if pip.returncode != 0:
         print(f"mitosis could not be installed, skipped: {pip.stderr[-500:]}", file=sys.stderr)
         return None
@@ -142,22 +153,52 @@ def store_benchmark(base: Path, count: int) -> dict[str, float]:
     started = time.perf_counter()
     for i in range(count):
         key = f"{i:08x}"
-        store.begin(NewTrial(key, "exp", f'[["s","p","lookup","v{i % 50}"]]', f"v{i % 50}", f"trial_exp-v{i % 50}",
-                             "pyproject.toml::exp", False, {"commit": "abc"}, 7, env,
-                             [{"name": "s", "function": "m:f", "lookup": None}],
-                             [{"step": "s", "name": "p", "kind": "lookup", "text": f"v{i % 50}", "tracked": True,
-                               "fingerprint": "x", "value": i % 50, "repr": str(i % 50)}]), ())
+        store.begin(
+            NewTrial(
+                key,
+                "exp",
+                f'[["s","p","lookup","v{i % 50}"]]',
+                f"v{i % 50}",
+                f"trial_exp-v{i % 50}",
+                "pyproject.toml::exp",
+                False,
+                {"commit": "abc"},
+                7,
+                env,
+                [{"name": "s", "function": "m:f", "lookup": None}],
+                [
+                    {
+                        "step": "s",
+                        "name": "p",
+                        "kind": "lookup",
+                        "text": f"v{i % 50}",
+                        "tracked": True,
+                        "fingerprint": "x",
+                        "value": i % 50,
+                        "repr": str(i % 50),
+                    }
+                ],
+            ),
+            (),
+        )
         store.finish(key, status="passed", main=i * 0.5, metrics={"m": i}, folder=None, message=None)
     recording = (time.perf_counter() - started) / count
     store.close()
-    history = measure([sys.executable, "-m", "pytest_mitosis", "--trials-folder", str(folder), "history"], base,
-                      {**os.environ, "PYTHONPATH": str(REPO)})
+    history = measure(
+        [sys.executable, "-m", "pytest_mitosis", "--trials-folder", str(folder), "history"],
+        base,
+        {**os.environ, "PYTHONPATH": str(REPO)},
+    )
     report = [sys.executable, "-m", "pytest_mitosis", "--trials-folder", str(folder), "report"]
     first = measure(report, base, {**os.environ, "PYTHONPATH": str(REPO)})
     again = measure(report, base, {**os.environ, "PYTHONPATH": str(REPO)})
-    return {"record (ms per trial)": recording * 1000, "history over all (s)": history.seconds,
-            "history peak RSS (MB)": history.rss / 1e6, "report, first build (s)": first.seconds,
-            "report, refresh (s)": again.seconds}
+    return {
+        "record (ms per trial)": recording * 1000,
+        "history over all (s)": history.seconds,
+        "history peak RSS (MB)": history.rss / 1e6,
+        "report, first build (s)": first.seconds,
+        "report, refresh (s)": again.seconds,
+    }
 
 
 def main() -> None:
@@ -174,18 +215,43 @@ def main() -> None:
     env.pop("PYTEST_ADDOPTS", None)
     py = sys.executable
     cases: dict[str, tuple[list[str], Path, dict[str, str], int]] = {
-        "trial: pytest --mitosis -k slow": ([py, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "-k", "slow", "-q"],
-                                            paths["sine"], env, args.repeat),
+        "trial: pytest --mitosis -k slow": (
+            [py, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "-k", "slow", "-q"],
+            paths["sine"],
+            env,
+            args.repeat,
+        ),
         "floor: fresh kernel + one cell + HTML": ([py, str(HERE / "floor.py")], paths["sine"], env, args.repeat),
-        "plain python -c": ([py, "-c", "import sine_experiment; sine_experiment.run(4, 1)"], paths["sine"], env, args.repeat),
-        "sweep: 16 trials, one session": ([py, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "-q"],
-                                          paths["sweep"], env, args.sweeps),
-        "sweep: 16 trials, -n 2": ([py, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "-q", "-n", "2"],
-                                   paths["sweep"], env, args.sweeps),
-        "collect-only, plugin installed": ([py, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q"],
-                                           paths["empty"], env, args.repeat * 3),
-        "collect-only, -p no:mitosis": ([py, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:mitosis",
-                                         "--collect-only", "-q"], paths["empty"], env, args.repeat * 3),
+        "plain python -c": (
+            [py, "-c", "import sine_experiment; sine_experiment.run(4, 1)"],
+            paths["sine"],
+            env,
+            args.repeat,
+        ),
+        "sweep: 16 trials, one session": (
+            [py, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "-q"],
+            paths["sweep"],
+            env,
+            args.sweeps,
+        ),
+        "sweep: 16 trials, -n 2": (
+            [py, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "-q", "-n", "2"],
+            paths["sweep"],
+            env,
+            args.sweeps,
+        ),
+        "collect-only, plugin installed": (
+            [py, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q"],
+            paths["empty"],
+            env,
+            args.repeat * 3,
+        ),
+        "collect-only, -p no:mitosis": (
+            [py, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:mitosis", "--collect-only", "-q"],
+            paths["empty"],
+            env,
+            args.repeat * 3,
+        ),
     }
     if not args.no_mitosis:
         ref = mitosis_venv(base, paths["sine"])
@@ -195,7 +261,10 @@ def main() -> None:
             mitosis = base / "mitosis-venv" / "bin" / "mitosis"
             cases["reference: mitosis 0.6.1"] = (
                 ["sh", "-c", f"rm -rf trials && {mitosis} sine -p sine.frequency=slow -e sine.amplitude=4"],
-                ref, {**env, "PYTHONPATH": str(ref)}, args.repeat)
+                ref,
+                {**env, "PYTHONPATH": str(ref)},
+                args.repeat,
+            )
     # one warm-up of each (bytecode, page cache), then interleaved rounds
     for argv, cwd, case_env, _ in cases.values():
         measure(argv, cwd, case_env)
@@ -243,7 +312,9 @@ def med(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def write_report(out: Path, samples: dict[str, list[Sample]], store: dict[str, float], args: argparse.Namespace) -> None:
+def write_report(
+    out: Path, samples: dict[str, list[Sample]], store: dict[str, float], args: argparse.Namespace
+) -> None:
     t = {name: med([s.seconds for s in found]) for name, found in samples.items()}
     lines = [
         "# Benchmarks",
@@ -274,21 +345,37 @@ def write_report(out: Path, samples: dict[str, list[Sample]], store: dict[str, f
         ("16-trial sweep with -n 2 / (16 × floor)", f"{sweep2 / (16 * floor):.2f}", "≤ 0.6"),
         ("plugin installed, not enabled: added to --collect-only", f"{added:.0f} ms", "< 20 ms"),
         ("sweep process peak RSS − 1-trial process peak RSS", f"{(mem_sweep - mem_trial) / 1e6:.0f} MB", "≤ 50 MB"),
-        (f"store: recording, per trial ({args.store_trials:,} trials)", f"{store['record (ms per trial)']:.2f} ms", "< 20 ms"),
+        (
+            f"store: recording, per trial ({args.store_trials:,} trials)",
+            f"{store['record (ms per trial)']:.2f} ms",
+            "< 20 ms",
+        ),
         (f"store: history over {args.store_trials:,} trials", f"{store['history over all (s)']:.2f} s", "< 1 s"),
-        (f"report over {args.store_trials:,} trials: first build", f"{store['report, first build (s)']:.2f} s", "(issue 8: measure)"),
-        (f"report over {args.store_trials:,} trials: refresh", f"{store['report, refresh (s)']:.2f} s", "(issue 8: measure)"),
+        (
+            f"report over {args.store_trials:,} trials: first build",
+            f"{store['report, first build (s)']:.2f} s",
+            "(issue 8: measure)",
+        ),
+        (
+            f"report over {args.store_trials:,} trials: refresh",
+            f"{store['report, refresh (s)']:.2f} s",
+            "(issue 8: measure)",
+        ),
     ]
     if "reference: mitosis 0.6.1" in t:
-        ratios.insert(1, ("reference mitosis 0.6.1 / floor", f"{t['reference: mitosis 0.6.1'] / floor:.2f}", "(for comparison)"))
+        ratios.insert(
+            1, ("reference mitosis 0.6.1 / floor", f"{t['reference: mitosis 0.6.1'] / floor:.2f}", "(for comparison)")
+        )
     lines += ["", "## Ratios and targets (issue 6)", "", "| measure | this run | target |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in ratios]
     phases = samples["floor: fresh kernel + one cell + HTML"]
     keys = [k for k in phases[0].extra]
     lines += ["", "## Where the floor's time goes", "", "| phase | median (s) |", "|---|---|"]
     lines += [f"| {k} | {med([s.extra.get(k, 0.0) for s in phases]):.2f} |" for k in keys]
-    lines += ["| interpreter start and the rest (total − phases) | "
-              f"{floor - sum(med([s.extra.get(k, 0.0) for s in phases]) for k in keys):.2f} |"]
+    lines += [
+        "| interpreter start and the rest (total − phases) | "
+        f"{floor - sum(med([s.extra.get(k, 0.0) for s in phases]) for k in keys):.2f} |"
+    ]
     lines += ["", NOTES.strip()]
     out.write_text("\n".join(lines) + "\n")
 

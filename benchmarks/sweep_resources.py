@@ -24,11 +24,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-GIT = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@example.org", "GIT_COMMITTER_NAME": "b",
-       "GIT_COMMITTER_EMAIL": "b@example.org"}
+GIT = {
+    "GIT_AUTHOR_NAME": "b",
+    "GIT_AUTHOR_EMAIL": "b@example.org",
+    "GIT_COMMITTER_NAME": "b",
+    "GIT_COMMITTER_EMAIL": "b@example.org",
+}
 SECTION = "## A long sweep: descriptors, threads and memory"
 
-CONFTEST = '''
+CONFTEST = """
 import json
 import os
 import threading
@@ -45,7 +49,7 @@ def pytest_runtest_logreport(report):
               "threads": threading.active_count(), "rss": rss}
     with open(os.environ["MITOSIS_BENCH_LOG"], "a") as stream:
         stream.write(json.dumps(record) + "\\n")
-'''
+"""
 
 
 def run(trials: int) -> tuple[list[dict[str, float]], float, str]:
@@ -53,13 +57,15 @@ def run(trials: int) -> tuple[list[dict[str, float]], float, str]:
         root = Path(tmp) / "study"
         root.mkdir()
         (root / "pyproject.toml").write_text("[tool.mitosis.steps]\ncheap = ['steps:cheap', 'steps:lookup']\n")
-        (root / "steps.py").write_text(textwrap.dedent(f'''
+        (root / "steps.py").write_text(
+            textwrap.dedent(f"""
             lookup = {{"i": {{f"v{{i:04d}}": i for i in range({trials})}}}}
 
 
             def cheap(i):
                 return {{"main": i}}
-        '''))
+        """)
+        )
         (root / "conftest.py").write_text(CONFTEST)
         (root / ".gitignore").write_text("__pycache__/\n")
         env = {**os.environ, **GIT, "MITOSIS_BENCH_LOG": str(Path(tmp) / "log.jsonl")}
@@ -67,9 +73,23 @@ def run(trials: int) -> tuple[list[dict[str, float]], float, str]:
             subprocess.run(["git", *args], cwd=root, env=env, check=True)
         started = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "--mitosis-max-trials", "0",
-             "-o", "mitosis_report=false", "-q"],
-            cwd=root, env=env, capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "--mitosis",
+                "--mitosis-max-trials",
+                "0",
+                "-o",
+                "mitosis_report=false",
+                "-q",
+            ],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
         )
         seconds = time.perf_counter() - started
         tail = (done.stdout + done.stderr).strip().splitlines()[-1]
@@ -115,7 +135,7 @@ def main() -> None:
     if SECTION in doc:
         head, rest = doc.split(SECTION, 1)
         following = rest.find("\n## ")
-        doc = head + text + (rest[following + 1:] if following >= 0 else "")
+        doc = head + text + (rest[following + 1 :] if following >= 0 else "")
     else:
         doc = doc.rstrip("\n") + "\n\n" + text
     args.out.write_text(doc, encoding="utf-8")

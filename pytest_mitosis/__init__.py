@@ -33,7 +33,9 @@ def load_trial_params(key: str, trials_folder: str | Path | None = None) -> dict
     return load(key, trials_folder)
 
 
-def load_trials(experiment: str | None = None, trials_folder: str | Path | None = None, debug: bool = False) -> TrialRecords:
+def load_trials(
+    experiment: str | None = None, trials_folder: str | Path | None = None, debug: bool = False
+) -> TrialRecords:
     """Every recorded trial, newest first (``.to_dataframe()`` with pandas). See :mod:`pytest_mitosis.views.api`."""
     from .views.api import load_trials as load
 

@@ -53,7 +53,9 @@ class MitosisFile(pytest.File):
             for spec in experiment.trials:
                 # The node id is given as a string so that pytest parses "experiment[id]" into a name
                 # and params, exactly as it parses the ids it stores for --lf and --deselect.
-                item = TrialItem.from_parent(self, name=spec.item_name, nodeid=f"{self.nodeid}::{spec.item_name}", spec=spec)
+                item = TrialItem.from_parent(
+                    self, name=spec.item_name, nodeid=f"{self.nodeid}::{spec.item_name}", spec=spec
+                )
                 item.add_marker("mitosis")
                 yield item
 
@@ -68,7 +70,9 @@ class MitosisFile(pytest.File):
             raise self.CollectError(str(err)) from None
         for record in records:
             name = f"reproduce[{record.key}]"
-            item = ReproduceItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}", record=record, reader=reader)
+            item = ReproduceItem.from_parent(
+                self, name=name, nodeid=f"{self.nodeid}::{name}", record=record, reader=reader
+            )
             item.add_marker("mitosis")
             yield item
 

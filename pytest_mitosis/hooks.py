@@ -124,8 +124,9 @@ class MitosisHooks:
 
         mitosis = self.mitosis
         try:
-            dirty, planned = check(trials, broken, mitosis.store(), mitosis.identify, mitosis.repo(),
-                                   mitosis.project().root)
+            dirty, planned = check(
+                trials, broken, mitosis.store(), mitosis.identify, mitosis.repo(), mitosis.project().root
+            )
         except StoreError as err:
             raise pytest.UsageError(str(err)) from None
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")

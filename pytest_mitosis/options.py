@@ -146,11 +146,19 @@ def add_options(parser: pytest.Parser) -> None:
         help="Re-run recorded trials (keys, an experiment's latest trials, or 'all') at their commit and compare",
     )
     group.addoption(
-        "--mitosis-rtol", dest="mitosis_rtol", default=0.0, type=float, metavar="R",
+        "--mitosis-rtol",
+        dest="mitosis_rtol",
+        default=0.0,
+        type=float,
+        metavar="R",
         help="Relative tolerance when comparing a reproduction with its record (default: exact)",
     )
     group.addoption(
-        "--mitosis-atol", dest="mitosis_atol", default=0.0, type=float, metavar="A",
+        "--mitosis-atol",
+        dest="mitosis_atol",
+        default=0.0,
+        type=float,
+        metavar="A",
         help="Absolute tolerance when comparing a reproduction with its record (default: exact)",
     )
     group.addoption(
@@ -297,7 +305,4 @@ def implied(config: pytest.Config) -> str | None:
 
 def trial_node_ids(config: pytest.Config) -> list[str]:
     """Command-line arguments that are node ids inside a ``pyproject.toml`` (``pyproject.toml::sine[slow]``)."""
-    return [
-        arg for arg in config.args
-        if "::" in arg and Path(arg.split("::", 1)[0]).name == "pyproject.toml"
-    ]
+    return [arg for arg in config.args if "::" in arg and Path(arg.split("::", 1)[0]).name == "pyproject.toml"]

@@ -28,7 +28,11 @@ _PRIVATE = ("_rootpath", "_inipath", "_inicfg", "_ignored_config_files", "_inica
 
 def spaced_values(args: list[str]) -> list[str]:
     """Our options written with a space before their value (``--mitosis-config PATH``)."""
-    return [a for i, a in enumerate(args[:-1]) if a.startswith("--mitosis-") and "=" not in a and not args[i + 1].startswith("-")]
+    return [
+        a
+        for i, a in enumerate(args[:-1])
+        if a.startswith("--mitosis-") and "=" not in a and not args[i + 1].startswith("-")
+    ]
 
 
 def redetermine_rootdir(config: pytest.Config, args: list[str]) -> None:

@@ -84,8 +84,9 @@ def sweep_size_refusal(mitosis: Any, trials: Sequence[tuple[str, TrialSpec]] | N
     return refusal(per_experiment, limit, examples, mitosis.config, settings.pyproject)
 
 
-def refusal(per_experiment: Mapping[str, int], limit: int, examples: Mapping[str, str], config: pytest.Config,
-            pyproject: Path) -> str:
+def refusal(
+    per_experiment: Mapping[str, int], limit: int, examples: Mapping[str, str], config: pytest.Config, pyproject: Path
+) -> str:
     """The message of the sweep size guard: the count per experiment and every way to select."""
     total = sum(per_experiment.values())
     width = max(len(name) for name in per_experiment)
@@ -110,7 +111,9 @@ def refusal(per_experiment: Mapping[str, int], limit: int, examples: Mapping[str
     )
 
 
-_NOT_FOUND = re.compile(r"^(?:not found: (?P<a>\S+)\n\(no match in any of .*\)|found no collectors for (?P<b>\S+))$", re.S)
+_NOT_FOUND = re.compile(
+    r"^(?:not found: (?P<a>\S+)\n\(no match in any of .*\)|found no collectors for (?P<b>\S+))$", re.S
+)
 
 
 def explain_not_found(message: str, mitosis: Any) -> str:

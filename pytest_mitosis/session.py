@@ -228,13 +228,20 @@ class MitosisSession:
         project = self.project()
         environment = self.environment()
         outcome = record_trial(
-            spec, identity, nodeid=nodeid, store=self.store(), project=project, settings=self.settings,
-            environment=environment, seed=self.seed,
+            spec,
+            identity,
+            nodeid=nodeid,
+            store=self.store(),
+            project=project,
+            settings=self.settings,
+            environment=environment,
+            seed=self.seed,
             prepared=lambda: (self.ahead.take(project.cwd if self.next_is_trial else None), self.ahead.html()),
         )
         if outcome.interrupted is not None:
-            self.rows.append(SummaryRow(nodeid, "interrupted", outcome.main, str(outcome.html or ""), outcome.iteration,
-                                        outcome.key))
+            self.rows.append(
+                SummaryRow(nodeid, "interrupted", outcome.main, str(outcome.html or ""), outcome.iteration, outcome.key)
+            )
             raise KeyboardInterrupt  # pytest stops the session: "!!! KeyboardInterrupt !!!", exit code 2
         return outcome
 
@@ -247,9 +254,19 @@ class MitosisSession:
         if worktree is None:
             raise ReproductionError(f"{project.root} is not in a git repository: a reproduction checks out a commit")
         return reproduce_trial(
-            record, reader=reader, store=self.store(), project_root=project.root, trials=project.trials_folder,
-            worktree=worktree, environment=self.environment(), nodeid=nodeid, timeout=self.settings.timeout,
-            rtol=self.settings.rtol, atol=self.settings.atol, pyproject=project.path, working_dir=project.cwd,
+            record,
+            reader=reader,
+            store=self.store(),
+            project_root=project.root,
+            trials=project.trials_folder,
+            worktree=worktree,
+            environment=self.environment(),
+            nodeid=nodeid,
+            timeout=self.settings.timeout,
+            rtol=self.settings.rtol,
+            atol=self.settings.atol,
+            pyproject=project.path,
+            working_dir=project.cwd,
             vouched=frozenset((a.step, a.param, a.value) for a in self.settings.evals),
         )
 

@@ -85,15 +85,18 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def run_pytest(
-    cwd: Path, *args: str, junit: bool = True, env: dict[str, str] | None = None, timeout: float = 600, cache: bool = False
+    cwd: Path,
+    *args: str,
+    junit: bool = True,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    cache: bool = False,
 ) -> Run:
     """Run ``python -m pytest ARGS`` in ``cwd`` as a user would, with a junit XML file."""
     xml = cwd.parent / f"{cwd.name}-junit.xml"
     argv = [sys.executable, "-m", "pytest", *([] if cache else ["-p", "no:cacheprovider"]), *args]
     if junit:
         argv.append(f"--junitxml={xml}")
-    done = subprocess.run(
-        argv, cwd=cwd, env=env or clean_env(), capture_output=True, text=True, timeout=timeout
-    )
+    done = subprocess.run(argv, cwd=cwd, env=env or clean_env(), capture_output=True, text=True, timeout=timeout)
     tree = ET.parse(xml).getroot() if junit and xml.exists() else None
     return Run(done.returncode, done.stdout + done.stderr, tree)

@@ -69,22 +69,30 @@ def test_several_chains_and_a_declared_experiment_with_the_same_steps(pytester: 
     # "data" is declared with exactly that chain: it is that experiment (its table applies)
     result = collect(pytester, "--mitosis-steps", "data,fit", "--mitosis-steps", "data", "-k", "not big")
     assert ids(result) == [
-        "pyproject.toml::data+fit[low-small]", "pyproject.toml::data+fit[high-small]", "pyproject.toml::data[high]"
+        "pyproject.toml::data+fit[low-small]",
+        "pyproject.toml::data+fit[high-small]",
+        "pyproject.toml::data[high]",
     ]
 
 
 def test_an_unknown_step_in_a_chain_lists_the_steps(pytester: pytest.Pytester) -> None:
     result = collect(pytester, "--mitosis-steps", "data,fitt")
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines([
-        f"--mitosis-steps data,fitt: unknown step 'fitt'; the steps of {pytester.path / 'pyproject.toml'} are: data, fit."
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            f"--mitosis-steps data,fitt: unknown step 'fitt'; the steps of {pytester.path / 'pyproject.toml'} are: data, fit."
+        ]
+    )
 
 
 def test_an_empty_step_name_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = collect(pytester, "--mitosis-steps", "data,,fit")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*argument --mitosis-steps: expected registered step names separated by commas, e.g. data,odes, got 'data,,fit'"])
+    result.stderr.fnmatch_lines(
+        [
+            "*argument --mitosis-steps: expected registered step names separated by commas, e.g. data,odes, got 'data,,fit'"
+        ]
+    )
 
 
 def records(db: Path) -> list[sqlite3.Row]:
@@ -114,7 +122,9 @@ def test_an_ad_hoc_chain_is_recorded_like_a_declared_experiment(chained: tuple[P
         ("data+fit", "trial_data+fit-low-small-1", "pyproject.toml::data+fit[low-small]", rows[0]["identity"]),
         ("data+fit", "trial_data+fit-low-small-2", "pyproject.toml::data+fit[low-small]", rows[0]["identity"]),
     ]
-    assert (root / "trials" / f"trial_data+fit-low-small-1_{rows[0]['key']}" / "trial_data+fit-low-small-1.html").is_file()
+    assert (
+        root / "trials" / f"trial_data+fit-low-small-1_{rows[0]['key']}" / "trial_data+fit-low-small-1.html"
+    ).is_file()
 
 
 def test_the_check_shows_every_conflict_of_a_trial(chained: tuple[Path, Run, Run]) -> None:
@@ -145,10 +155,12 @@ def test_working_dir_that_is_not_a_directory(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(study=SUB_MODULE)
     result = pytester.runpytest("--mitosis", "--collect-only", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines([
-        f"{pytester.path / 'pyproject.toml'}: [[]tool.mitosis[]] working-dir: 'nosuch' is {pytester.path / 'nosuch'}, "
-        "which is not a directory. Give a directory relative to this file."
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            f"{pytester.path / 'pyproject.toml'}: [[]tool.mitosis[]] working-dir: 'nosuch' is {pytester.path / 'nosuch'}, "
+            "which is not a directory. Give a directory relative to this file."
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +184,10 @@ def test_the_kernel_runs_in_working_dir(sub_package: tuple[Path, Run]) -> None:
     assert run.properties("exp")["main"] == "7.0"
     assert f"mitosis: kernels run in {root}" in run.out
     html = Path(run.properties("exp")["mitosis.html"])
-    assert f"Working directory: <code>{root}</code>" in html.read_text() or f"Working directory: `{root}`" in html.read_text()
+    assert (
+        f"Working directory: <code>{root}</code>" in html.read_text()
+        or f"Working directory: `{root}`" in html.read_text()
+    )
     assert f"working_dir: {root}" in (html.parent / "trial.yaml").read_text()
 
 

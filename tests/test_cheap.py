@@ -64,9 +64,17 @@ def test_help_lists_the_options_and_writes_nothing(project: Path) -> None:
         [sys.executable, "-m", "pytest", "--help"], cwd=project, env=clean_env(), capture_output=True, text=True
     )
     assert done.returncode == 0
-    for option in ("--mitosis ", "--mitosis-param=", "--mitosis-eval=", "--mitosis-config=PATH",
-                   "--mitosis-trials-folder=DIR", "--mitosis-timeout=SECONDS", "--mitosis-debug",
-                   "mitosis_trials_folder (string):", "mitosis_timeout (string):"):
+    for option in (
+        "--mitosis ",
+        "--mitosis-param=",
+        "--mitosis-eval=",
+        "--mitosis-config=PATH",
+        "--mitosis-trials-folder=DIR",
+        "--mitosis-timeout=SECONDS",
+        "--mitosis-debug",
+        "mitosis_trials_folder (string):",
+        "mitosis_timeout (string):",
+    ):
         assert option in done.stdout, option
     assert not (project / "trials").exists()
 
@@ -74,7 +82,10 @@ def test_help_lists_the_options_and_writes_nothing(project: Path) -> None:
 def test_p_no_mitosis_disables_the_plugin(project: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:mitosis", "--mitosis"],
-        cwd=project, env=clean_env(), capture_output=True, text=True,
+        cwd=project,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == pytest.ExitCode.USAGE_ERROR
     assert "unrecognized arguments: --mitosis" in done.stderr

@@ -43,7 +43,9 @@ ALL = ["pyproject.toml::sine[fast]", "pyproject.toml::sine[slow]", "pyproject.to
 # -- point 12: every --mitosis-* option typed on the command line implies --mitosis ---------------
 
 
-@pytest.mark.parametrize("option", ["--mitosis-seed=3", "--mitosis-debug", "--mitosis-timeout=60", "--mitosis-param=sine.frequency=slow"])
+@pytest.mark.parametrize(
+    "option", ["--mitosis-seed=3", "--mitosis-debug", "--mitosis-timeout=60", "--mitosis-param=sine.frequency=slow"]
+)
 def test_a_mitosis_option_implies_mitosis(pytester: pytest.Pytester, option: str) -> None:
     make(pytester)
     result = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider", option)
@@ -78,10 +80,12 @@ def test_a_trial_node_id_without_mitosis_says_to_add_it(pytester: pytest.Pyteste
     make(pytester)
     result = pytester.runpytest("-p", "no:cacheprovider", "pyproject.toml::sine[slow]")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([
-        "ERROR: pyproject.toml::sine[[]slow[]] names a trial of pytest-mitosis, which collects pyproject.toml only "
-        "with --mitosis: run pytest --mitosis 'pyproject.toml::sine[[]slow[]]'"
-    ])
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: pyproject.toml::sine[[]slow[]] names a trial of pytest-mitosis, which collects pyproject.toml only "
+            "with --mitosis: run pytest --mitosis 'pyproject.toml::sine[[]slow[]]'"
+        ]
+    )
 
 
 # -- point 14: --mitosis-trials-folder DIR and --mitosis-config PATH, with a space or with '=' -----
@@ -125,7 +129,9 @@ def test_a_sub_package_config_with_a_pytest_table_with_a_space(pytester: pytest.
     (sub / "study.py").write_text(textwrap.dedent(MODULE))
     seen = []
     for spelling in (["--mitosis-config", "sub/pyproject.toml"], ["--mitosis-config=sub/pyproject.toml"]):
-        result = pytester.runpytest("--mitosis", "--collect-only", "-q", "-p", "no:cacheprovider", "-k", "slow", *spelling)
+        result = pytester.runpytest(
+            "--mitosis", "--collect-only", "-q", "-p", "no:cacheprovider", "-k", "slow", *spelling
+        )
         assert result.ret == pytest.ExitCode.OK, result.stdout.str()
         seen.append(ids(result))
     # the rootdir stays the enclosing project, so node ids are the same with both spellings
@@ -153,8 +159,10 @@ def test_more_trials_than_the_limit_are_refused_before_any_kernel(pytester: pyte
 
 
 def test_the_default_limit_is_100(pytester: pytest.Pytester) -> None:
-    module = "lookup = {'a': {f'a{i}': i for i in range(11)}, 'b': {f'b{i}': i for i in range(10)}}\n\n" \
-             "def run(a, b):\n    return {'main': a + b}\n"
+    module = (
+        "lookup = {'a': {f'a{i}': i for i in range(11)}, 'b': {f'b{i}': i for i in range(10)}}\n\n"
+        "def run(a, b):\n    return {'main': a + b}\n"
+    )
     pytester.makepyprojecttoml('[tool.mitosis.steps]\ngrid = ["study:run", "study:lookup"]\n')
     pytester.makepyfile(study=module)
     result = pytester.runpytest("--mitosis", "-p", "no:cacheprovider")
@@ -164,8 +172,14 @@ def test_the_default_limit_is_100(pytester: pytest.Pytester) -> None:
 
 @pytest.mark.parametrize(
     "selection",
-    [["-k", "sine"], ["-m", "mitosis"], ["pyproject.toml::sine"], ["--mitosis-param", "sine.frequency=slow"],
-     ["--mitosis-max-trials", "3"], ["--mitosis-max-trials=0"]],
+    [
+        ["-k", "sine"],
+        ["-m", "mitosis"],
+        ["pyproject.toml::sine"],
+        ["--mitosis-param", "sine.frequency=slow"],
+        ["--mitosis-max-trials", "3"],
+        ["--mitosis-max-trials=0"],
+    ],
 )
 def test_a_selection_or_a_raised_limit_passes_the_guard(pytester: pytest.Pytester, selection: list[str]) -> None:
     make(pytester, ini="mitosis_max_trials = 2\n")
@@ -197,7 +211,9 @@ def test_a_bad_limit_is_a_usage_error(pytester: pytest.Pytester) -> None:
     make(pytester, ini='mitosis_max_trials = "many"\n')
     result = pytester.runpytest("--mitosis", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: ini key mitosis_max_trials: expected a number of trials (0: no limit), got 'many'"])
+    result.stderr.fnmatch_lines(
+        ["ERROR: ini key mitosis_max_trials: expected a number of trials (0: no limit), got 'many'"]
+    )
 
 
 def test_the_guard_holds_under_xdist(tmp_path: Path) -> None:

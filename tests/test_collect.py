@@ -84,8 +84,14 @@ def test_command_line_narrows_and_overrides_the_table(pytester: pytest.Pytester)
 
 def test_repeating_an_eval_param_on_the_command_line_makes_an_axis(pytester: pytest.Pytester) -> None:
     ids = collect(
-        pytester, "--mitosis", "-k", "sine", "--mitosis-eval=sine.amplitude=1", "--mitosis-eval=sine.amplitude=2",
-        "--mitosis-param=sine.noise=low", "--mitosis-param=sine.frequency=fast",
+        pytester,
+        "--mitosis",
+        "-k",
+        "sine",
+        "--mitosis-eval=sine.amplitude=1",
+        "--mitosis-eval=sine.amplitude=2",
+        "--mitosis-param=sine.noise=low",
+        "--mitosis-param=sine.frequency=fast",
     )
     assert ids == ["pyproject.toml::sine[amplitude_1-fast-low]", "pyproject.toml::sine[amplitude_2-fast-low]"]
 
@@ -124,7 +130,9 @@ def test_mitosis_config_reads_a_sub_package_pyproject(pytester: pytest.Pytester)
     sub = pytester.mkdir("sub")
     (sub / "pyproject.toml").write_text(textwrap.dedent(PYPROJECT))
     (sub / "study.py").write_text(textwrap.dedent(MODULE))
-    result = pytester.runpytest("--collect-only", "-q", "--mitosis", "--mitosis-config=sub/pyproject.toml", "-k", "sine and slow")
+    result = pytester.runpytest(
+        "--collect-only", "-q", "--mitosis", "--mitosis-config=sub/pyproject.toml", "-k", "sine and slow"
+    )
     assert [line for line in result.stdout.lines if "::" in line] == [
         "sub/pyproject.toml::sine[amplitude_4-slow-low]",
         "sub/pyproject.toml::sine[amplitude_4-slow-high]",

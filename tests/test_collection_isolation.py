@@ -122,11 +122,15 @@ def test_k_deselects_the_broken_experiments(pytester: pytest.Pytester) -> None:
 
 def test_a_command_line_mistake_still_stops_the_whole_collection(pytester: pytest.Pytester) -> None:
     make(pytester)
-    result = pytester.runpytest("--mitosis", "--collect-only", "-p", "no:cacheprovider", "--mitosis-param", "good.frequency=medium")
+    result = pytester.runpytest(
+        "--mitosis", "--collect-only", "-p", "no:cacheprovider", "--mitosis-param", "good.frequency=medium"
+    )
     out = result.stdout.str()
     assert result.ret == pytest.ExitCode.INTERRUPTED
     assert "ERROR collecting pyproject.toml" in out
-    assert "--mitosis-param: good.frequency has no variant 'medium' in study:lookup; the variants are: fast, slow." in out
+    assert (
+        "--mitosis-param: good.frequency has no variant 'medium' in study:lookup; the variants are: fast, slow." in out
+    )
 
 
 def test_a_node_id_of_an_unknown_experiment_lists_the_experiments(pytester: pytest.Pytester) -> None:
@@ -134,10 +138,12 @@ def test_a_node_id_of_an_unknown_experiment_lists_the_experiments(pytester: pyte
     result = pytester.runpytest("--mitosis", "--collect-only", "-p", "no:cacheprovider", "pyproject.toml::nosuch")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     pyproject = pytester.path / "pyproject.toml"
-    result.stderr.fnmatch_lines([
-        f"ERROR: not found: {pyproject}::nosuch",
-        f"{pyproject} has no experiment 'nosuch'; the experiments are: good, needs, broken, malformed, badlookup, badtable.",
-    ])
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: not found: {pyproject}::nosuch",
+            f"{pyproject} has no experiment 'nosuch'; the experiments are: good, needs, broken, malformed, badlookup, badtable.",
+        ]
+    )
     assert "found no collectors" not in result.stderr.str() and "no match in any of" not in result.stderr.str()
 
 
@@ -145,20 +151,24 @@ def test_a_node_id_of_a_step_that_is_not_an_experiment_says_how_to_run_it(pytest
     make(pytester)
     result = pytester.runpytest("--mitosis", "--collect-only", "-p", "no:cacheprovider", "pyproject.toml::plain")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([
-        "'plain' is a step of [[]tool.mitosis.steps[]] but not an experiment; the experiments are: good, needs, "
-        "broken, malformed, badlookup, badtable. Run the step on its own with --mitosis-steps plain."
-    ])
+    result.stderr.fnmatch_lines(
+        [
+            "'plain' is a step of [[]tool.mitosis.steps[]] but not an experiment; the experiments are: good, needs, "
+            "broken, malformed, badlookup, badtable. Run the step on its own with --mitosis-steps plain."
+        ]
+    )
 
 
 def test_a_node_id_of_an_unknown_trial_lists_the_trials(pytester: pytest.Pytester) -> None:
     make(pytester)
     result = pytester.runpytest("--mitosis", "--collect-only", "-p", "no:cacheprovider", "pyproject.toml::good[medium]")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([
-        "experiment 'good' has no trial 'good[[]medium[]]'; its trials are: good[[]fast[]], good[[]slow[]]. "
-        'Select several with -k, e.g. -k "good and VARIANT".'
-    ])
+    result.stderr.fnmatch_lines(
+        [
+            "experiment 'good' has no trial 'good[[]medium[]]'; its trials are: good[[]fast[]], good[[]slow[]]. "
+            'Select several with -k, e.g. -k "good and VARIANT".'
+        ]
+    )
 
 
 @pytest.fixture(scope="module")

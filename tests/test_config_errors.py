@@ -62,7 +62,7 @@ def test_missing_steps_table(pytester: pytest.Pytester) -> None:
         ),
         (
             '["sine_experiment:run", "sine_experiment:lookup_dict", "x:y"]',
-            "expected [\"module:callable\", \"module:lookup_dict\"], found ['sine_experiment:run', "
+            'expected ["module:callable", "module:lookup_dict"], found [\'sine_experiment:run\', '
             "'sine_experiment:lookup_dict', 'x:y'].",
         ),
     ],
@@ -127,7 +127,9 @@ def test_a_module_that_fails_to_import_shows_its_own_error(pytester: pytest.Pyte
 
 
 def test_a_missing_attribute_lists_what_the_module_defines(pytester: pytest.Pytester) -> None:
-    out = collect_error(pytester, '[tool.mitosis.steps]\nsine = ["sine_experiment:runn", "sine_experiment:lookup_dict"]\n')
+    out = collect_error(
+        pytester, '[tool.mitosis.steps]\nsine = ["sine_experiment:runn", "sine_experiment:lookup_dict"]\n'
+    )
     assert (
         f"{pytester.path / 'pyproject.toml'}: [tool.mitosis.steps] sine: 'sine_experiment' has no attribute "
         "'runn' (from 'sine_experiment:runn'). It defines: lookup_dict, not_nested, run."
@@ -135,10 +137,12 @@ def test_a_missing_attribute_lists_what_the_module_defines(pytester: pytest.Pyte
 
 
 def test_a_lookup_that_is_not_a_dict_of_dicts(pytester: pytest.Pytester) -> None:
-    out = collect_error(pytester, '[tool.mitosis.steps]\nsine = ["sine_experiment:run", "sine_experiment:not_nested"]\n')
+    out = collect_error(
+        pytester, '[tool.mitosis.steps]\nsine = ["sine_experiment:run", "sine_experiment:not_nested"]\n'
+    )
     assert (
         "[tool.mitosis.steps] sine: the lookup dict 'sine_experiment:not_nested' maps 'frequency' to 10; "
-        "expected a dict of {variant name: value}, such as {\"fast\": 10, \"slow\": 1} (or {} while it has no "
+        'expected a dict of {variant name: value}, such as {"fast": 10, "slow": 1} (or {} while it has no '
         "variants)."
     ) in out
 
@@ -172,7 +176,9 @@ def test_narrowing_to_an_unknown_variant_lists_the_valid_ones(pytester: pytest.P
 
 
 def test_narrowing_to_an_unknown_variant_on_the_command_line(pytester: pytest.Pytester) -> None:
-    out = collect_error(pytester, STEPS, "--mitosis-param", "sine.frequency=medium", "--mitosis-eval", "sine.amplitude=4")
+    out = collect_error(
+        pytester, STEPS, "--mitosis-param", "sine.frequency=medium", "--mitosis-eval", "sine.amplitude=4"
+    )
     assert (
         "--mitosis-param: sine.frequency has no variant 'medium' in sine_experiment:lookup_dict; "
         "the variants are: fast, slow."
@@ -193,7 +199,7 @@ def test_a_required_parameter_without_a_value_shows_both_ways_to_supply_it(pytes
         f"{pytester.path / 'pyproject.toml'}: experiment 'sine', step 'sine' (sine_experiment:run): parameter "
         "'amplitude' has no default and no value. Give it one on the command line, --mitosis-eval "
         "sine.amplitude=EXPR, or in the experiment table, [tool.mitosis.experiments] sine = { steps = [...], "
-        "eval = { \"sine.amplitude\" = \"EXPR\" } } or add 'amplitude' to its lookup dict "
+        'eval = { "sine.amplitude" = "EXPR" } } or add \'amplitude\' to its lookup dict '
         "(sine_experiment:lookup_dict)."
     ) in out
 
@@ -226,7 +232,9 @@ def test_malformed_toml_in_a_config_named_on_the_command_line(pytester: pytest.P
 def test_a_bad_option_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--mitosis", "--mitosis-param", "frequency")
     result.stderr.fnmatch_lines(
-        ["*argument --mitosis-param: expected [[]+[]]STEP.PARAM=VARIANT, for example sine.frequency=slow, got 'frequency'"]
+        [
+            "*argument --mitosis-param: expected [[]+[]]STEP.PARAM=VARIANT, for example sine.frequency=slow, got 'frequency'"
+        ]
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result = pytester.runpytest("--mitosis", "--mitosis-timeout", "soon")
@@ -247,11 +255,11 @@ def test_no_pyproject_at_all(pytester: pytest.Pytester) -> None:
 
 def test_variant_names_whose_ids_collide_are_refused(pytester: pytest.Pytester) -> None:
     module = (
-        "lookup = {'a': {'x-y': 1, 'x': 2}, 'b': {'z': 1, 'y-z': 2}}\n\n"
-        "def run(a, b):\n    return {'main': a + b}\n"
+        "lookup = {'a': {'x-y': 1, 'x': 2}, 'b': {'z': 1, 'y-z': 2}}\n\ndef run(a, b):\n    return {'main': a + b}\n"
     )
-    out = collect_error(pytester, '[tool.mitosis.steps]\nexp = ["sine_experiment:run", "sine_experiment:lookup"]\n',
-                        module=module)
+    out = collect_error(
+        pytester, '[tool.mitosis.steps]\nexp = ["sine_experiment:run", "sine_experiment:lookup"]\n', module=module
+    )
     assert (
         f"{pytester.path / 'pyproject.toml'}: experiment 'exp': two trials would both be exp[x-y-z] "
         "(x-y + z, and x + y-z). Rename a variant so that ids stay distinct (a '-' inside a variant name is what "

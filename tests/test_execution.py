@@ -15,7 +15,7 @@ import pytest
 
 from .conftest import Run, clean_env, git_init, run_pytest, write_investigation
 
-CASES = '''
+CASES = """
 import logging
 import os
 import time
@@ -98,7 +98,7 @@ class SlowToSave:
 
 def slowsave():
     return {"main": 1, "data": SlowToSave()}
-'''
+"""
 
 PYPROJECT = """
 [tool.mitosis]
@@ -168,8 +168,19 @@ def test_every_trial_runs_and_the_session_reports_each_outcome(session: tuple[Pa
     assert run.junit is not None
     names = sorted(c.get("name", "") for c in run.junit.iter("testcase"))
     assert names == sorted(
-        ["sine[slow]", "raises", "nondict", "nomain", "pipeline[double]", "broken[single]", "dies", "sleeps",
-         "listmetrics[wide]", "unpicklable", "slowsave"]
+        [
+            "sine[slow]",
+            "raises",
+            "nondict",
+            "nomain",
+            "pipeline[double]",
+            "broken[single]",
+            "dies",
+            "sleeps",
+            "listmetrics[wide]",
+            "unpicklable",
+            "slowsave",
+        ]
     )
     # failures, not errors: the trial ran and its outcome is a failure
     assert not list(run.junit.iter("error"))
@@ -223,7 +234,9 @@ def test_a_step_that_raises_fails_with_the_users_traceback_and_the_html_path(ses
     root, run = session
     text = failure_text(run, "raises")
     folder = trial_folder(root, "trial_raises-1")
-    assert text.startswith("step 'raises' (cases:raises) raised ValueError: bad value 42\n\nTraceback (most recent call last):")
+    assert text.startswith(
+        "step 'raises' (cases:raises) raised ValueError: bad value 42\n\nTraceback (most recent call last):"
+    )
     assert re.search(r'cases\.py", line \d+, in raises\n    _helper\(\)', text)
     assert re.search(r'cases\.py", line \d+, in _helper\n    raise ValueError\("bad value 42"\)', text)
     assert "pytest_mitosis" not in text.split("notebook:")[0]
@@ -270,7 +283,9 @@ def test_the_terminal_summary_lists_every_trial_once(session: tuple[Path, Run]) 
     assert f"trials folder {root / 'results' / 'trials'}" in run.out
     summary = run.out.split("= mitosis trials =")[1].split("short test summary info")[0]
     line = next(s for s in summary.splitlines() if s.startswith("pyproject.toml::sine[slow]"))
-    assert re.match(r"pyproject\.toml::sine\[slow\] +PASSED +#1 key [0-9a-f]{8} +main=2\.0 +/.*/trial_sine-slow-1\.html$", line)
+    assert re.match(
+        r"pyproject\.toml::sine\[slow\] +PASSED +#1 key [0-9a-f]{8} +main=2\.0 +/.*/trial_sine-slow-1\.html$", line
+    )
     assert re.search(r"pyproject\.toml::dies +FAILED +#1 key [0-9a-f]{8} +main=- +/.*/trial_dies-1\.html", summary)
     assert summary.count("pyproject.toml::") == 11
 

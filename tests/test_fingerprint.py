@@ -156,7 +156,11 @@ print(fingerprint(value)[0])
 def test_stable_across_processes_and_hash_seeds() -> None:
     digests = {
         subprocess.run(
-            [sys.executable, "-c", CHILD], env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True, check=True
+            [sys.executable, "-c", CHILD],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         for seed in ("0", "1", "12345")
     }
@@ -234,8 +238,12 @@ ForeignEstimator.__module__ = "math"  # as if defined in a C extension: vars() w
 
 def test_a_failing_get_params_falls_back_to_the_whole_state_of_a_pure_python_object() -> None:
     digest, tree = fingerprint(Composite(Leaf(2), alpha=0.5))
-    assert tree == {"object": {"type": f"{__name__}:Composite", "state": {
-        "alpha": 0.5, "inner_": {"object": {"type": f"{__name__}:Leaf", "state": {"degree": 2}}}}}}
+    assert tree == {
+        "object": {
+            "type": f"{__name__}:Composite",
+            "state": {"alpha": 0.5, "inner_": {"object": {"type": f"{__name__}:Leaf", "state": {"degree": 2}}}},
+        }
+    }
     assert digest == fp(Composite(Leaf(2), alpha=0.5)), "stable"
     assert digest != fp(Composite(Leaf(3), alpha=0.5)), "exact: a nested part that differs is a different value"
     assert render(tree) == "Composite(alpha=0.5, inner_=Leaf(degree=2))"
@@ -270,7 +278,17 @@ def test_singletons_are_exact() -> None:
     assert fingerprint(...)[1] == {"const": "Ellipsis"}
     assert fingerprint({"xlim": (0, ...)})[1] == {"dict": [["xlim", {"tuple": [0, {"const": "Ellipsis"}]}]]}
     assert render(fingerprint([1, ...])[1]) == "[1, Ellipsis]"
-    values = [..., NotImplemented, None, "...", "Ellipsis", "NotImplemented", type(None), type(...), type(NotImplemented)]
+    values = [
+        ...,
+        NotImplemented,
+        None,
+        "...",
+        "Ellipsis",
+        "NotImplemented",
+        type(None),
+        type(...),
+        type(NotImplemented),
+    ]
     assert len({fp(v) for v in values}) == len(values), "every singleton is itself, and none is its name"
     assert render(fingerprint(type(None))[1]) == "types:NoneType"
 

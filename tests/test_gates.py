@@ -51,8 +51,16 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Run
     runs["both"] = run_pytest(root, "--mitosis", "--mitosis-compare=last", "--mitosis-seed", "1")
     commit(root, factor=1.1)
     runs["worse"] = run_pytest(root, "--mitosis", "-k", "a", "--mitosis-compare-fail=main:5%", "--mitosis-seed", "1")
-    runs["better"] = run_pytest(root, "--mitosis", "-k", "a", "--mitosis-compare-fail=main:5%", "--mitosis-higher-is-better",
-                                "--mitosis-seed", "2")
+    runs["better"] = run_pytest(
+        root,
+        "--mitosis",
+        "-k",
+        "a",
+        "--mitosis-compare-fail=main:5%",
+        "--mitosis-higher-is-better",
+        "--mitosis-seed",
+        "2",
+    )
     commit(root, factor=1.1, b=20)
     runs["check-blocked"] = run_pytest(root, "--mitosis", "--mitosis-check")
     commit(root, factor=1.1, expect="main < 3")
@@ -76,7 +84,9 @@ def test_check_fails_a_redefined_variant_before_any_kernel(story: tuple[Path, di
     assert run.ret == pytest.ExitCode.TESTS_FAILED, run.out
     assert re.search(
         r"^pyproject\.toml::exp\[b\]  blocked: variant 'b' of exp\.frequency was 2 in trial_exp-b-1 "
-        r"\(key [0-9a-f]{8}\), is now 20$", run.out, re.M
+        r"\(key [0-9a-f]{8}\), is now 20$",
+        run.out,
+        re.M,
     ), run.out
     assert re.search(r"^pyproject\.toml::exp\[a\]  repeat \(iteration 5\)$", run.out, re.M)
     assert "1 new" not in run.out and "0 new, 1 repeat, 1 blocked" in run.out
@@ -124,7 +134,8 @@ def test_a_metric_that_got_worse_beyond_the_limit_fails_the_trial(story: tuple[P
     assert failure is not None
     assert re.match(
         r"main moved from 1\.0 \(trial_exp-a-2, key [0-9a-f]{8}\) to 1\.1 \(\+0\.1, \+10%\): higher by more than "
-        r"the allowed 5%\n\nnotebook: /.*trial_exp-a-3\.html", failure.text or ""
+        r"the allowed 5%\n\nnotebook: /.*trial_exp-a-3\.html",
+        failure.text or "",
     ), failure.text
     assert run.properties("exp[a]")["main"] == "1.1", "the metric is still recorded"
 
@@ -134,9 +145,14 @@ def test_with_higher_is_better_an_increase_passes(story: tuple[Path, dict[str, R
     run = runs["better"]
     assert run.ret == 0, run.out
     compared = run.values("exp[a]", "mitosis.compare")
-    assert any(re.fullmatch(r"main moved from 1\.0 \(trial_exp-a-2, key [0-9a-f]{8}\) to 1\.1 \(\+0\.1, \+10%\); "
-                            r"the seed changed too \(1 -> 2\), which alone may explain it", c)
-               for c in compared), compared
+    assert any(
+        re.fullmatch(
+            r"main moved from 1\.0 \(trial_exp-a-2, key [0-9a-f]{8}\) to 1\.1 \(\+0\.1, \+10%\); "
+            r"the seed changed too \(1 -> 2\), which alone may explain it",
+            c,
+        )
+        for c in compared
+    ), compared
 
 
 def test_a_hypothesis_is_checked_and_reported(story: tuple[Path, dict[str, Run]]) -> None:
@@ -155,9 +171,9 @@ def test_a_changed_hypothesis_is_refused_like_a_redefined_variant(story: tuple[P
     run = runs["new-hypothesis"]
     error = run.testcase("exp[a]").find("error")
     assert error is not None
-    assert (
-        "mitosis: experiment 'exp': its hypothesis was 'main < 2' when trial trial_exp-a-1 (key "
-    ) in (error.text or "")
+    assert ("mitosis: experiment 'exp': its hypothesis was 'main < 2' when trial trial_exp-a-1 (key ") in (
+        error.text or ""
+    )
     assert (
         "and is now 'main < 3'. A hypothesis is declared before the trials that test it: declare the new one as a "
         "new experiment in [tool.mitosis.experiments], or run with --mitosis-debug."
@@ -171,7 +187,7 @@ def test_bad_limits_and_hypotheses_are_clear_errors(tmp_path: Path) -> None:
     run = run_pytest(root, "--mitosis", "--collect-only", junit=False)
     assert (
         "[tool.mitosis.experiments] exp expect: expected a comparison of main or a metric with a number, such as "
-        "\"main < 0.05\" or \"accuracy >= 0.9\", found 'main is small'."
+        '"main < 0.05" or "accuracy >= 0.9", found \'main is small\'.'
     ) in run.out
     run = run_pytest(root, "--mitosis", "--mitosis-compare-fail=main", junit=False)
     assert (

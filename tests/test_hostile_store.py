@@ -96,8 +96,14 @@ class Study:
         return found
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "pytest_mitosis", *args], cwd=self.root, capture_output=True,
-                              text=True, env=clean_env(), timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "pytest_mitosis", *args],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            timeout=120,
+        )
 
     def reproduce(self, key: str, *extra: str) -> Run:
         return run_pytest(self.root, "--mitosis", "--mitosis-reproduce", key, *extra, junit=False)
@@ -128,20 +134,34 @@ def git_option_commit_in_reproduce(s: Study) -> str:
     s.update(s.keys["a"], commit=f"--output={s.outside}")
     run = s.reproduce(s.keys["a"])
     assert run.ret == pytest.ExitCode.TESTS_FAILED, run.out
-    assert "which is not a git object name (hex digits): the store was edited or is not ours. Nothing was run." in run.out
+    assert (
+        "which is not a git object name (hex digits): the store was edited or is not ours. Nothing was run." in run.out
+    )
     return run.out
 
 
 def step_os_system(s: Study) -> str:
     steps = [{"name": "exp", "function": "os:system", "lookup": None}]
-    params = [{"step": "exp", "name": "command", "kind": "eval", "text": repr(f"touch {s.marker}"), "tracked": True,
-               "repr": "", "fingerprint": "x", "value": None}]
+    params = [
+        {
+            "step": "exp",
+            "name": "command",
+            "kind": "eval",
+            "text": repr(f"touch {s.marker}"),
+            "tracked": True,
+            "repr": "",
+            "fingerprint": "x",
+            "value": None,
+        }
+    ]
     s.update(s.keys["a"], steps=json.dumps(steps), params=json.dumps(params))
     run = s.reproduce(s.keys["a"])
     assert run.ret == pytest.ExitCode.TESTS_FAILED, run.out
-    assert (f"cannot reproduce trial trial_exp-a-1 (key {s.keys['a']}): step 'exp' is exp:run with exp:lookup there, "
-            "but the record says 'os:system'. A reproduction runs only the steps that pyproject.toml declares at "
-            "commit ") in run.out, run.out
+    assert (
+        f"cannot reproduce trial trial_exp-a-1 (key {s.keys['a']}): step 'exp' is exp:run with exp:lookup there, "
+        "but the record says 'os:system'. A reproduction runs only the steps that pyproject.toml declares at "
+        "commit "
+    ) in run.out, run.out
     return run.out
 
 
@@ -155,12 +175,25 @@ def lookup_swapped(s: Study) -> str:
 
 def eval_text_runs_a_command(s: Study) -> str:
     params = _params(s, s.keys["a"])
-    params.append({"step": "exp", "name": "scale", "kind": "eval", "tracked": True, "repr": "1",
-                   "text": f"__import__('os').system('touch {s.marker}') or 1", "fingerprint": "x", "value": None})
+    params.append(
+        {
+            "step": "exp",
+            "name": "scale",
+            "kind": "eval",
+            "tracked": True,
+            "repr": "1",
+            "text": f"__import__('os').system('touch {s.marker}') or 1",
+            "fingerprint": "x",
+            "value": None,
+        }
+    )
     s.update(s.keys["a"], params=json.dumps(params))
     run = s.reproduce(s.keys["a"])
     assert run.ret == pytest.ExitCode.TESTS_FAILED, run.out
-    assert "is not declared for experiment 'exp' there and is not a plain literal, so it is not evaluated from a store" in run.out
+    assert (
+        "is not declared for experiment 'exp' there and is not a plain literal, so it is not evaluated from a store"
+        in run.out
+    )
     return run.out
 
 
@@ -214,7 +247,9 @@ def report_folder_lists_another_directory(s: Study) -> str:
 
 def terminal_escape_in_names(s: Study) -> str:
     s.update(s.keys["a"], name="trial_\x1b]0;owned\x07\x1b[2J", experiment="exp\x1b[31m", variants="a\rb")
-    out = "".join(s.cli(*args).stdout for args in (["history"], ["show", s.keys["a"]], ["diff", s.keys["a"], s.keys["b"]]))
+    out = "".join(
+        s.cli(*args).stdout for args in (["history"], ["show", s.keys["a"]], ["diff", s.keys["a"], s.keys["b"]])
+    )
     assert "\x1b" not in out and "\x07" not in out and "\r" not in out
     assert "trial_?]0;owned??[2J" in out
     return out
@@ -240,8 +275,10 @@ def pickle_outside_the_trials_folder(s: Study) -> str:
 
     (elsewhere / "step-1-exp.pickle").write_bytes(pickle.dumps(Plant()))
     s.update(s.keys["a"], folder=str(elsewhere.parent))
-    code = (f"import pytest_mitosis\nfrom pytest_mitosis.store import RecordsError\ntry:\n    pytest_mitosis.load_trial_data({s.keys['a']!r}, {str(s.trials)!r})\n"
-            "except RecordsError as err:\n    print(err)")
+    code = (
+        f"import pytest_mitosis\nfrom pytest_mitosis.store import RecordsError\ntry:\n    pytest_mitosis.load_trial_data({s.keys['a']!r}, {str(s.trials)!r})\n"
+        "except RecordsError as err:\n    print(err)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(), timeout=60)
     assert f"its folder {elsewhere.parent} is not inside {s.trials}" in done.stdout, done.stdout + done.stderr
     return done.stdout
@@ -264,11 +301,21 @@ def seed_that_is_not_a_number(s: Study) -> str:
 CASES: dict[str, Callable[[Study], str]] = {
     f.__name__: f
     for f in (
-        git_option_commit_in_diff, git_option_commit_in_reproduce, step_os_system, lookup_swapped,
-        eval_text_runs_a_command, parameter_name_is_code, name_escapes_the_trials_folder,
-        report_key_escapes_the_report_folder, report_folder_is_a_javascript_link, report_folder_lists_another_directory,
-        terminal_escape_in_names, html_in_names_of_the_report, pickle_outside_the_trials_folder,
-        reproduction_of_a_forged_key, seed_that_is_not_a_number,
+        git_option_commit_in_diff,
+        git_option_commit_in_reproduce,
+        step_os_system,
+        lookup_swapped,
+        eval_text_runs_a_command,
+        parameter_name_is_code,
+        name_escapes_the_trials_folder,
+        report_key_escapes_the_report_folder,
+        report_folder_is_a_javascript_link,
+        report_folder_lists_another_directory,
+        terminal_escape_in_names,
+        html_in_names_of_the_report,
+        pickle_outside_the_trials_folder,
+        reproduction_of_a_forged_key,
+        seed_that_is_not_a_number,
     )
 }
 
@@ -282,16 +329,28 @@ def test_a_hostile_store_runs_nothing_and_writes_nothing_outside_the_trials_fold
     shutil.copytree(source, top / "study", symlinks=True)
     outside = top / "notes.txt"
     outside.write_text("a file of the user's that no reader may change\n")
-    study = Study(top / "study", top / "study" / "trials", outside, top / "MARKER",
-                  {**{v: first.properties(f"exp[{v}]")["mitosis.key"] for v in ("a", "b")},
-                   "named": named.properties("exp[a]")["mitosis.key"]})
+    study = Study(
+        top / "study",
+        top / "study" / "trials",
+        outside,
+        top / "MARKER",
+        {
+            **{v: first.properties(f"exp[{v}]")["mitosis.key"] for v in ("a", "b")},
+            "named": named.properties("exp[a]")["mitosis.key"],
+        },
+    )
     before = _snapshot(top, study.trials)
     CASES[case](study)
     assert not study.marker.exists(), "a crafted command ran"
     assert outside.read_text() == "a file of the user's that no reader may change\n"
     after = _snapshot(top, study.trials)
-    assert after == before or set(after) - set(before) <= {"private", "private/id_rsa_of_someone", "planted",
-                                                            "planted/results", "planted/results/step-1-exp.pickle"}
+    assert after == before or set(after) - set(before) <= {
+        "private",
+        "private/id_rsa_of_someone",
+        "planted",
+        "planted/results",
+        "planted/results/step-1-exp.pickle",
+    }
     assert {k: v for k, v in after.items() if k in before} == before, "nothing outside the trials folder changed"
     assert git(study.root, "worktree", "list").count("\n") == 1, "no worktree was checked out for a refused record"
     changed = [line for line in git(study.root, "status", "--porcelain").splitlines() if line != "?? trials/"]

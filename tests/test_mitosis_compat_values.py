@@ -68,7 +68,9 @@ def test_naming_a_variant_of_an_empty_entry_says_it_has_none(pytester: pytest.Py
 
 
 def test_naming_a_variant_of_an_empty_entry_in_the_experiment_table(pytester: pytest.Pytester) -> None:
-    table = STEPS + '[tool.mitosis.experiments]\nsine = { steps = ["sine"], params = { "sine.skinny_specs" = "wide" } }\n'
+    table = (
+        STEPS + '[tool.mitosis.experiments]\nsine = { steps = ["sine"], params = { "sine.skinny_specs" = "wide" } }\n'
+    )
     ret, _, out = collect(pytester, table)
     assert ret != pytest.ExitCode.OK
     assert (
@@ -131,9 +133,23 @@ def test_tracked_eval_values_not_at_their_default_name_the_trial(pytester: pytes
     assert ret == pytest.ExitCode.OK, out
     # noise_abs has no default: always named; t_end=10 is the default: not named
     assert ids == ["pyproject.toml::data_odes[noise_abs_0.2-sfd]", "pyproject.toml::data_odes[noise_abs_0.2-fd]"]
-    ret, ids, out = collect(pytester, table, "--mitosis-eval", "data.t_end=20", "--mitosis-eval", "data.system='rossler'",
-                            "--mitosis-eval", "data.x0=np.ones(3)", "--mitosis-eval", "data.shift=-1.5",
-                            "--mitosis-eval", "+data.plot=True", "--mitosis-param", "odes.diff=fd", module=ODES)
+    ret, ids, out = collect(
+        pytester,
+        table,
+        "--mitosis-eval",
+        "data.t_end=20",
+        "--mitosis-eval",
+        "data.system='rossler'",
+        "--mitosis-eval",
+        "data.x0=np.ones(3)",
+        "--mitosis-eval",
+        "data.shift=-1.5",
+        "--mitosis-eval",
+        "+data.plot=True",
+        "--mitosis-param",
+        "odes.diff=fd",
+        module=ODES,
+    )
     assert ret == pytest.ExitCode.OK, out
     assert ids == ["pyproject.toml::data_odes[noise_abs_0.2-t_end_20-system_rossler-x0_np.ones_3-shift_-1.5-fd]"]
 
@@ -141,17 +157,35 @@ def test_tracked_eval_values_not_at_their_default_name_the_trial(pytester: pytes
 def test_eval_values_at_the_default_and_untracked_ones_are_left_out_unless_they_make_an_axis(
     pytester: pytest.Pytester,
 ) -> None:
-    ret, ids, out = collect(pytester, DATA, "--mitosis-eval", "data.noise_abs=0.1", "--mitosis-eval",
-                            "data.system=SYSTEM", "--mitosis-eval", "+data.plot=True", "--mitosis-eval",
-                            "+data.plot=False", module=ODES)
+    ret, ids, out = collect(
+        pytester,
+        DATA,
+        "--mitosis-eval",
+        "data.noise_abs=0.1",
+        "--mitosis-eval",
+        "data.system=SYSTEM",
+        "--mitosis-eval",
+        "+data.plot=True",
+        "--mitosis-eval",
+        "+data.plot=False",
+        module=ODES,
+    )
     assert ret == pytest.ExitCode.OK, out
     # SYSTEM evaluates to the default "lorenz"; plot is untracked, but its two values tell two trials apart
     assert ids == ["pyproject.toml::data[noise_abs_0.1-plot_True]", "pyproject.toml::data[noise_abs_0.1-plot_False]"]
 
 
 def test_k_selects_by_the_short_form_of_an_eval_value(pytester: pytest.Pytester) -> None:
-    args = ("--mitosis-eval", "data.noise_abs=0.2", "--mitosis-eval", "data.noise_abs=0.3", "--mitosis-eval",
-            "data.noise_abs=-1", "--mitosis-eval", "data.system='lorenz 96'")
+    args = (
+        "--mitosis-eval",
+        "data.noise_abs=0.2",
+        "--mitosis-eval",
+        "data.noise_abs=0.3",
+        "--mitosis-eval",
+        "data.noise_abs=-1",
+        "--mitosis-eval",
+        "data.system='lorenz 96'",
+    )
     ret, ids, out = collect(pytester, DATA, *args, "-k", "noise_abs_0.2", module=ODES)
     assert ret == pytest.ExitCode.OK, out
     assert ids == ["pyproject.toml::data[noise_abs_0.2-system_lorenz_96]"]
@@ -163,21 +197,39 @@ def test_k_selects_by_the_short_form_of_an_eval_value(pytester: pytest.Pytester)
 
 def test_long_and_look_alike_expressions_stay_short_and_distinct(pytester: pytest.Pytester) -> None:
     long = "np.linspace(0, 1, 100) * 2 + np.ones(100)"
-    ret, ids, out = collect(pytester, DATA, "--mitosis-eval", f"data.noise_abs={long}", "--mitosis-eval",
-                            "data.noise_abs='a b'", "--mitosis-eval", "data.noise_abs='a_b'", module=ODES)
+    ret, ids, out = collect(
+        pytester,
+        DATA,
+        "--mitosis-eval",
+        f"data.noise_abs={long}",
+        "--mitosis-eval",
+        "data.noise_abs='a b'",
+        "--mitosis-eval",
+        "data.noise_abs='a_b'",
+        module=ODES,
+    )
     assert ret == pytest.ExitCode.OK, out
     assert len(ids) == 3 and len(set(ids)) == 3
     cut, spaced, underscored = (re.fullmatch(r"pyproject\.toml::data\[(.*)\]", i).group(1) for i in ids)  # type: ignore[union-attr]
     assert re.fullmatch(r"noise_abs_np\.linspace_0_1_1_[0-9a-f]{6}", cut), cut
-    assert re.fullmatch(r"noise_abs_a_b_[0-9a-f]{6}", spaced) and re.fullmatch(r"noise_abs_a_b_[0-9a-f]{6}", underscored)
+    assert re.fullmatch(r"noise_abs_a_b_[0-9a-f]{6}", spaced) and re.fullmatch(
+        r"noise_abs_a_b_[0-9a-f]{6}", underscored
+    )
     _, again, _ = collect(pytester, DATA, "--mitosis-eval", f"data.noise_abs={long}", module=ODES)
     assert again == [ids[0]], "the same expression always gives the same id"
 
 
 def test_an_eval_part_colliding_with_a_variant_name_is_refused(pytester: pytest.Pytester) -> None:
     module = "lookup = {'a': {'p-x_1': 1, 'p': 2}}\n\ndef run(a, x=0):\n    return {'main': a}\n"
-    ret, ids, out = collect(pytester, '[tool.mitosis.steps]\nexp = ["study:run", "study:lookup"]\n', "--mitosis-eval",
-                            "exp.x=0", "--mitosis-eval", "exp.x=1", module=module)
+    ret, ids, out = collect(
+        pytester,
+        '[tool.mitosis.steps]\nexp = ["study:run", "study:lookup"]\n',
+        "--mitosis-eval",
+        "exp.x=0",
+        "--mitosis-eval",
+        "exp.x=1",
+        module=module,
+    )
     assert ret != pytest.ExitCode.OK and set(ids) == {"pyproject.toml::exp", "ERROR pyproject.toml::exp"}, out
     assert (
         f"{pytester.path / 'pyproject.toml'}: experiment 'exp': two trials would both be exp[p-x_1] (p-x_1, and "
@@ -294,8 +346,9 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     runs["odes"] = run_pytest(root, "--mitosis", "-k", "odes", *EVALS, cache=True)
     runs["lf"] = run_pytest(root, "--mitosis", "--lf", *EVALS, cache=True)
     runs["default"] = run_pytest(root, "--mitosis", "-k", "noise_abs_0.2", *EVALS, "--mitosis-eval", "odes.t_end=10")
-    runs["t_end"] = run_pytest(root, "--mitosis", "-k", "odes", "--mitosis-eval", "odes.noise_abs=0.2",
-                               "--mitosis-eval", "odes.t_end=20")
+    runs["t_end"] = run_pytest(
+        root, "--mitosis", "-k", "odes", "--mitosis-eval", "odes.noise_abs=0.2", "--mitosis-eval", "odes.t_end=20"
+    )
     return root, runs
 
 
@@ -384,8 +437,9 @@ def test_an_empty_lookup_entry_leaves_the_default_and_ellipsis_is_locked_exactly
     assert runs["odes"].properties("odes[noise_abs_0.2]")["main"] == "2.0", "diff_series kept its default None"
     db = sqlite3.connect(root / "trials" / "mitosis.sqlite")
     (value,) = db.execute("SELECT value FROM locks WHERE param = 'style' AND name = 'plain'").fetchone()
-    assert json.loads(value) == {"object": {"type": "study:Prefs", "state": {
-        "xlim": {"tuple": [0, {"const": "Ellipsis"}]}}}}
+    assert json.loads(value) == {
+        "object": {"type": "study:Prefs", "state": {"xlim": {"tuple": [0, {"const": "Ellipsis"}]}}}
+    }
     assert not db.execute("SELECT 1 FROM locks WHERE param = 'diff_series'").fetchall()
 
 
@@ -410,6 +464,13 @@ def test_eval_values_name_trials_and_iterations_count_per_identity(sessions: tup
     assert t_end.properties("odes[noise_abs_0.2-t_end_20]")["mitosis.trial"] == "trial_odes-noise_abs_0.2-t_end_20-1"
     assert t_end.properties("odes[noise_abs_0.2-t_end_20]")["main"] == "4.0"
     names = {row[0] for row in sqlite3.connect(root / "trials" / "mitosis.sqlite").execute("SELECT name FROM trials")}
-    assert {"trial_odes-noise_abs_0.2-1", "trial_odes-noise_abs_0.2-2", "trial_odes-noise_abs_-1-1",
-            "trial_odes-noise_abs_-1-2", "trial_odes-noise_abs_0.2-t_end_20-1"} <= names
-    assert list((root / "trials").glob("trial_odes-noise_abs_0.2-t_end_20-1_*/trial_odes-noise_abs_0.2-t_end_20-1.html"))
+    assert {
+        "trial_odes-noise_abs_0.2-1",
+        "trial_odes-noise_abs_0.2-2",
+        "trial_odes-noise_abs_-1-1",
+        "trial_odes-noise_abs_-1-2",
+        "trial_odes-noise_abs_0.2-t_end_20-1",
+    } <= names
+    assert list(
+        (root / "trials").glob("trial_odes-noise_abs_0.2-t_end_20-1_*/trial_odes-noise_abs_0.2-t_end_20-1.html")
+    )

@@ -67,8 +67,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Run]
     found["c"] = run_pytest(root, "--mitosis", "-k", "small", "--mitosis-seed", "8")
     found["d"] = run_pytest(root, "--mitosis", "-n", "2")
     found["e"] = run_pytest(root, "--mitosis", "-k", "small", "--mitosis-seed", "8", "--mitosis-eval=+exp.flaky=True")
-    found["f"] = run_pytest(root, "--mitosis", "-k", "big", "--mitosis-seed", "8",
-                            env=clean_env(PYTHONPATH=str(fake)))
+    found["f"] = run_pytest(root, "--mitosis", "-k", "big", "--mitosis-seed", "8", env=clean_env(PYTHONPATH=str(fake)))
     for name, run in found.items():
         assert run.ret == 0, f"run {name}: {run.out}"
     return root, found
@@ -107,7 +106,8 @@ def test_trial_yaml_and_notebook_metadata_describe_the_trial(runs: tuple[Path, d
     assert described["seed"] == 7
     assert described["git"]["commit"] == r["a"].properties("exp[small]")["mitosis.commit"]
     assert [(p["name"], p["kind"], p["text"], p["repr"]) for p in described["params"]] == [
-        ("size", "lookup", "small", "3"), ("seed", "seed", "trial seed", "7")
+        ("size", "lookup", "small", "3"),
+        ("seed", "seed", "trial seed", "7"),
     ]
     assert described["results"]["status"] == "passed"
     env = described["environment"]
@@ -134,7 +134,17 @@ def test_history_lists_trials_newest_first(runs: tuple[Path, dict[str, Run]]) ->
     done = cli(root, "history")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].split() == ["key", "experiment", "variants", "iteration", "status", "main", "seed", "commit", "date"]
+    assert lines[0].split() == [
+        "key",
+        "experiment",
+        "variants",
+        "iteration",
+        "status",
+        "main",
+        "seed",
+        "commit",
+        "date",
+    ]
     assert len(lines) == 1 + 7
     assert lines[1].split()[:5] == [key(r["f"], "exp[big]"), "exp", "big", "2", "passed"]
     rows = json.loads(cli(root, "history", "--json").stdout)
@@ -143,7 +153,9 @@ def test_history_lists_trials_newest_first(runs: tuple[Path, dict[str, Run]]) ->
     assert rows[-1]["seed"] == 7 and rows[-1]["iteration"] == 1
     unknown = cli(root, "history", "nothere")
     assert (unknown.returncode, unknown.stdout) == (1, "")
-    assert unknown.stderr.startswith("pytest-mitosis: no experiment 'nothere' in ") and unknown.stderr.endswith("; its experiments: exp\n")
+    assert unknown.stderr.startswith("pytest-mitosis: no experiment 'nothere' in ") and unknown.stderr.endswith(
+        "; its experiments: exp\n"
+    )
 
 
 def test_show_tells_everything_recorded(runs: tuple[Path, dict[str, Run]]) -> None:

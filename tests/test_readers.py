@@ -38,9 +38,15 @@ exp = ["exp:run", "exp:lookup"]
 
 
 def cli(cwd: Path, *args: str, umask: int | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pytest_mitosis", *args], cwd=cwd, capture_output=True, text=True,
-                          env=clean_env(), timeout=120,
-                          preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)  # noqa: PLW1509
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_mitosis", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=120,
+        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
+    )  # noqa: PLW1509
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +54,14 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Run
     root = git_init(write_investigation(tmp_path_factory.mktemp("readers") / "study", PYPROJECT, {"exp": MODULE}))
     runs = {"first": run_pytest(root, "--mitosis", "--mitosis-seed", "5")}
     for scale in ("0.2", "2.0"):
-        runs[scale] = run_pytest(root, "--mitosis", "--mitosis-param=exp.frequency=a", f"--mitosis-eval=exp.scale={scale}",
-                                 "--mitosis-seed", "5")
+        runs[scale] = run_pytest(
+            root,
+            "--mitosis",
+            "--mitosis-param=exp.frequency=a",
+            f"--mitosis-eval=exp.scale={scale}",
+            "--mitosis-seed",
+            "5",
+        )
     original = runs["first"].properties("exp[a-wide]")["mitosis.key"]
     runs["reproduced"] = run_pytest(root, "--mitosis", "--mitosis-reproduce", original)
     for name, run in runs.items():
@@ -87,7 +99,7 @@ def test_reproductions_are_marked_in_history_show_json_and_the_report(story: tup
 
 
 def test_reproducing_an_experiment_picks_the_original_trials_not_earlier_reproductions(
-    story: tuple[Path, dict[str, Run]]
+    story: tuple[Path, dict[str, Run]],
 ) -> None:
     root, runs = story
     listed = run_pytest(root, "--mitosis", "--mitosis-reproduce", "exp", "--collect-only", "-q", junit=False)
@@ -111,7 +123,10 @@ def test_history_of_an_unknown_experiment_says_so_and_lists_the_experiments(stor
     done = cli(root, "history", "nosuch")
     assert done.returncode == 1
     assert done.stdout == ""
-    assert done.stderr == f"pytest-mitosis: no experiment 'nosuch' in {root / 'trials' / 'mitosis.sqlite'}; its experiments: exp\n"
+    assert (
+        done.stderr
+        == f"pytest-mitosis: no experiment 'nosuch' in {root / 'trials' / 'mitosis.sqlite'}; its experiments: exp\n"
+    )
 
 
 def test_diff_shows_main_once_and_an_eval_value_once(story: tuple[Path, dict[str, Run]]) -> None:
@@ -140,7 +155,7 @@ def test_history_into_a_closed_pipe_exits_quietly(story: tuple[Path, dict[str, R
     db.executemany(f"INSERT INTO trials VALUES ({','.join('?' * len(columns))})", copies)
     db.commit()
     db.close()
-    script = f"{sys.executable} -m pytest_mitosis --trials-folder {many} history | head -1; echo \"status=${{PIPESTATUS[0]}}\" >&2"
+    script = f'{sys.executable} -m pytest_mitosis --trials-folder {many} history | head -1; echo "status=${{PIPESTATUS[0]}}" >&2'
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=clean_env(), timeout=120)
     assert done.stdout.startswith("key ")
     assert done.stderr == "status=141\n", done.stderr
@@ -162,7 +177,8 @@ def test_load_trials_decodes_values_and_a_record_prints_as_a_summary(story: tupl
     assert values == "[0, 1, 2] 3 1"
     assert re.fullmatch(
         rf"TrialRecord\(key='{key(runs['first'])}', name='trial_exp-a-wide-1', experiment='exp', status='passed', "
-        r"main=1\.0, started='[0-9T:-]+'\)", summary
+        r"main=1\.0, started='[0-9T:-]+'\)",
+        summary,
     ), summary
 
 
@@ -182,6 +198,8 @@ def test_the_notebook_header_shows_long_values_in_full_folded(story: tuple[Path,
     (row,) = [line for line in header.splitlines() if line.startswith("| exp | options |")]
     summary = re.search(r"<details><summary><code>(.*?)</code></summary><code>(.*?)</code></details>", row)
     assert summary is not None, row
-    assert "&#39;last&#39;: &#39;the field that differs&#39;" in summary.group(1), "every first-level key, in the summary"
+    assert "&#39;last&#39;: &#39;the field that differs&#39;" in summary.group(1), (
+        "every first-level key, in the summary"
+    )
     assert "&#39;note&#39;: &#39;" + "x" * 300 + "&#39;" in summary.group(2), "the full value, folded"
     assert "<details>" in html.read_text()

@@ -43,7 +43,11 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Run]]:
     base = tmp_path_factory.mktemp("report")
     root = git_init(write_investigation(base / "study", PYPROJECT, {"exp": MODULE}))
-    runs = {"first": run_pytest(root, "--mitosis", f"--html={base / 'pytest-html' / 'report.html'}", "--self-contained-html")}
+    runs = {
+        "first": run_pytest(
+            root, "--mitosis", f"--html={base / 'pytest-html' / 'report.html'}", "--self-contained-html"
+        )
+    }
     (root / "exp.py").write_text(MODULE.replace("SHIFT = 0", "SHIFT = 0.01"))
     git(root, "commit", "-qam", "shift the loss")
     runs["second"] = run_pytest(root, "--mitosis")
@@ -60,7 +64,9 @@ def test_series_are_recorded_shown_and_loaded(study: tuple[Path, dict[str, Run]]
     key = props["mitosis.key"]
     assert pytest_mitosis.load_metric(key, "loss", root / "trials") == [0.45, 0.25, 0.155]
     assert pytest_mitosis.load_metric(key, "accuracy", root / "trials") == {"step": [10, 20], "value": [0.5, 0.7]}
-    out = subprocess.run([sys.executable, "-m", "pytest_mitosis", "show", key], cwd=root, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest_mitosis", "show", key], cwd=root, capture_output=True, text=True
+    ).stdout
     assert "  loss = series of 3 points, last 0.155" in out
     assert "  accuracy = series of 2 points, last 0.7 at step 20" in out
 
@@ -80,8 +86,12 @@ def test_debug_trials_appear_only_on_request(study: tuple[Path, dict[str, Run]],
     root, runs = study
     debug_key = runs["debug"].properties("exp[a]")["mitosis.key"]
     assert debug_key not in (root / "trials" / "report" / "index.html").read_text()
-    done = subprocess.run([sys.executable, "-m", "pytest_mitosis", "report", "--debug", "-o", str(tmp_path / "all")],
-                          cwd=root, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_mitosis", "report", "--debug", "-o", str(tmp_path / "all")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"report: {tmp_path / 'all' / 'index.html'}"
     text = (tmp_path / "all" / "index.html").read_text()
@@ -89,7 +99,9 @@ def test_debug_trials_appear_only_on_request(study: tuple[Path, dict[str, Run]],
     assert "<tr class='debug'" in text
 
 
-def test_the_trial_page_shows_series_and_the_difference_to_the_previous_trial(study: tuple[Path, dict[str, Run]]) -> None:
+def test_the_trial_page_shows_series_and_the_difference_to_the_previous_trial(
+    study: tuple[Path, dict[str, Run]],
+) -> None:
     root, runs = study
     key = runs["second"].properties("exp[a]")["mitosis.key"]
     page = (root / "trials" / "report" / "trials" / f"{key}.html").read_text()
@@ -119,9 +131,18 @@ def test_the_report_in_a_real_headless_browser(study: tuple[Path, dict[str, Run]
     root, runs = study
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM or "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1200,900",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER or "/usr/bin/chromedriver"), options=options)
     shots = Path(os.environ.get("MITOSIS_ARTIFACTS", tmp_path)) / "screenshots"  # kept by CI as artifacts

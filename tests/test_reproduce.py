@@ -49,7 +49,9 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Run
     keys = [runs["recorded"].properties(n)["mitosis.key"] for n in ("exp[a]", "exp[b]")]
     runs["by-key"] = run_pytest(root, "--mitosis", "--mitosis-reproduce", keys[0][:6], keys[1])
     noisy = runs["noisy"].properties("exp[a]")["mitosis.key"]
-    runs["differs"] = run_pytest(root, "--mitosis", "--mitosis-reproduce", noisy, env=clean_env(PYTHONPATH=str(fake.parent)))
+    runs["differs"] = run_pytest(
+        root, "--mitosis", "--mitosis-reproduce", noisy, env=clean_env(PYTHONPATH=str(fake.parent))
+    )
     runs["tolerant"] = run_pytest(root, "--mitosis", "--mitosis-reproduce", noisy, "--mitosis-atol", "1000")
     runs["unknown"] = run_pytest(root, "--mitosis", "--mitosis-reproduce", "zzzz", junit=False)
     # the user's uncommitted work was never touched by the reproductions (asserted again below)
@@ -83,7 +85,7 @@ def test_a_reproduction_is_a_trial_linked_to_the_original(story: tuple[Path, dic
 
 
 def test_a_result_that_does_not_reproduce_fails_with_both_values_and_the_environment(
-    story: tuple[Path, dict[str, Run]]
+    story: tuple[Path, dict[str, Run]],
 ) -> None:
     _, runs = story
     run = runs["differs"]
@@ -133,23 +135,29 @@ def test_a_reproduction_never_becomes_the_drift_baseline(story: tuple[Path, dict
 
 
 def test_an_eval_expression_runs_again_only_when_declared_literal_or_vouched_for(tmp_path: Path) -> None:
-    pyproject = PYPROJECT.replace("[tool.pytest.ini_options]", """[tool.mitosis.experiments]
+    pyproject = PYPROJECT.replace(
+        "[tool.pytest.ini_options]",
+        """[tool.mitosis.experiments]
 exp = ["exp"]
 declared = { steps = ["exp"], eval = { "exp.noisy" = "bool(0)" } }
 
-[tool.pytest.ini_options]""")
+[tool.pytest.ini_options]""",
+    )
     root = git_init(write_investigation(tmp_path / "study", pyproject, {"exp": MODULE}))
-    typed = run_pytest(root, "--mitosis", "-k", "not declared", "--mitosis-param=exp.frequency=a",
-                       "--mitosis-eval=exp.noisy=bool(0)")
+    typed = run_pytest(
+        root, "--mitosis", "-k", "not declared", "--mitosis-param=exp.frequency=a", "--mitosis-eval=exp.noisy=bool(0)"
+    )
     declared = run_pytest(root, "--mitosis", "-k", "declared", "--mitosis-param=exp.frequency=a")
     assert typed.ret == declared.ret == 0, typed.out + declared.out
     (typed_key,) = [v for n, v in _properties(typed) if n == "mitosis.key"]
     (declared_key,) = [v for n, v in _properties(declared) if n == "mitosis.key"]
     refused = run_pytest(root, "--mitosis", "--mitosis-reproduce", typed_key)
     assert refused.ret == pytest.ExitCode.TESTS_FAILED
-    assert ("the eval expression 'bool(0)' for exp.noisy is not declared for experiment 'exp' there and is not a plain "
-            "literal, so it is not evaluated from a store; if you have read it and trust it, add --mitosis-eval "
-            "exp.noisy=bool(0) to vouch for it") in refused.out
+    assert (
+        "the eval expression 'bool(0)' for exp.noisy is not declared for experiment 'exp' there and is not a plain "
+        "literal, so it is not evaluated from a store; if you have read it and trust it, add --mitosis-eval "
+        "exp.noisy=bool(0) to vouch for it"
+    ) in refused.out
     vouched = run_pytest(root, "--mitosis", "--mitosis-reproduce", typed_key, "--mitosis-eval=exp.noisy=bool(0)")
     assert vouched.ret == 0, vouched.out
     again = run_pytest(root, "--mitosis", "--mitosis-reproduce", declared_key)

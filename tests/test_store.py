@@ -104,13 +104,28 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
 
 def test_a_session_killed_mid_trial_leaves_an_interrupted_record_and_no_finished_folder(tmp_path: Path) -> None:
     root = study(tmp_path / "study")
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "-k", "a", "--mitosis-eval=exp.pause=60"]
-    proc = subprocess.Popen(argv, cwd=root, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "--mitosis",
+        "-k",
+        "a",
+        "--mitosis-eval=exp.pause=60",
+    ]
+    proc = subprocess.Popen(
+        argv, cwd=root, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     db_path = root / "trials" / "mitosis.sqlite"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if db_path.exists() and (root / "trials" / ".staging").exists() and any((root / "trials" / ".staging").iterdir()):
+        if (
+            db_path.exists()
+            and (root / "trials" / ".staging").exists()
+            and any((root / "trials" / ".staging").iterdir())
+        ):
             staged = next((root / "trials" / ".staging").iterdir())
             if (staged / "outcome.json").exists() and '"step": "exp"' in (staged / "outcome.json").read_text():
                 break
@@ -142,7 +157,11 @@ def test_concurrent_sessions_and_workers_share_one_store_safely(tmp_path: Path) 
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-            cwd=root, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=root,
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for args in argvs
     ]
@@ -168,8 +187,23 @@ def test_a_trials_folder_whose_path_has_uri_characters_is_read_correctly(tmp_pat
 
     folder = tmp_path / "odd?name#50%" / "trials"
     store = SQLiteStore(folder)
-    store.begin(NewTrial("k1", "exp", "[]", "a", "trial_exp-a", "pyproject.toml::exp[a]", False, {"commit": None}, 1,
-                         {}, [{"name": "exp", "function": "m:f", "lookup": None}], []), ())
+    store.begin(
+        NewTrial(
+            "k1",
+            "exp",
+            "[]",
+            "a",
+            "trial_exp-a",
+            "pyproject.toml::exp[a]",
+            False,
+            {"commit": None},
+            1,
+            {},
+            [{"name": "exp", "function": "m:f", "lookup": None}],
+            [],
+        ),
+        (),
+    )
     store.finish("k1", status="passed", main=1, metrics={}, folder=None, message=None)
     store.close()
     assert [r.key for r in Reader(folder).trials()] == ["k1"]
@@ -199,8 +233,9 @@ def _rows(path: Path) -> list[tuple[str, str]]:
 def test_after_each_session_the_store_file_alone_carries_every_finished_trial(tmp_path: Path) -> None:
     root = study(tmp_path / "study")
     assert run_pytest(root, "--mitosis", "-k", "a or b", junit=False).ret == 0
-    failing = run_pytest(root, "--mitosis", "--mitosis-param=exp.frequency=c", "--mitosis-eval=exp.pause='not a number'",
-                         junit=False)
+    failing = run_pytest(
+        root, "--mitosis", "--mitosis-param=exp.frequency=c", "--mitosis-eval=exp.pause='not a number'", junit=False
+    )
     assert failing.ret == pytest.ExitCode.TESTS_FAILED, failing.out  # a session that ends with a failed trial
     trials = root / "trials"
     wal = trials / "mitosis.sqlite-wal"
@@ -209,17 +244,32 @@ def test_after_each_session_the_store_file_alone_carries_every_finished_trial(tm
     copy.mkdir()
     shutil.copyfile(trials / "mitosis.sqlite", copy / "mitosis.sqlite")  # what rsync of the one file does
     assert _rows(copy / "mitosis.sqlite") == [("a", "passed"), ("b", "passed"), ("c", "failed")]
-    listed = subprocess.run([sys.executable, "-m", "pytest_mitosis", "history", "--trials-folder", str(copy)],
-                            capture_output=True, text=True, env=clean_env())
+    listed = subprocess.run(
+        [sys.executable, "-m", "pytest_mitosis", "history", "--trials-folder", str(copy)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+    )
     assert listed.returncode == 0 and listed.stdout.count("\n") == 4, listed.stdout + listed.stderr
 
 
 def test_a_backup_taken_while_a_session_runs_is_one_consistent_file(tmp_path: Path) -> None:
     root = study(tmp_path / "study")
     assert run_pytest(root, "--mitosis", "-k", "a", junit=False).ret == 0
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "-k", "b", "--mitosis-eval=exp.pause=60"]
-    proc = subprocess.Popen(argv, cwd=root, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "--mitosis",
+        "-k",
+        "b",
+        "--mitosis-eval=exp.pause=60",
+    ]
+    proc = subprocess.Popen(
+        argv, cwd=root, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 120
         while ("b", "running") not in _rows(root / "trials" / "mitosis.sqlite"):
@@ -227,18 +277,30 @@ def test_a_backup_taken_while_a_session_runs_is_one_consistent_file(tmp_path: Pa
             time.sleep(0.2)
         dest = tmp_path / "backups"
         dest.mkdir()
-        done = subprocess.run([sys.executable, "-m", "pytest_mitosis", "backup", str(dest)], cwd=root,
-                              capture_output=True, text=True, env=clean_env())
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest_mitosis", "backup", str(dest)],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+        )
         assert done.returncode == 0, done.stderr
         assert done.stdout == f"backup: {dest / 'mitosis.sqlite'}\n"
         assert sorted(p.name for p in dest.iterdir()) == ["mitosis.sqlite"], "one self-contained file"
         assert (dest / "mitosis.sqlite").read_bytes()[18:20] == b"\x01\x01", "a rollback-journal file, not WAL"
         assert _rows(dest / "mitosis.sqlite") == [("a", "passed"), ("b", "running")]
-        again = subprocess.run([sys.executable, "-m", "pytest_mitosis", "backup", str(dest / "mitosis.sqlite")],
-                               cwd=root, capture_output=True, text=True, env=clean_env())
+        again = subprocess.run(
+            [sys.executable, "-m", "pytest_mitosis", "backup", str(dest / "mitosis.sqlite")],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+        )
         assert again.returncode == 2
-        assert again.stderr == (f"pytest-mitosis: {dest / 'mitosis.sqlite'} exists already; choose a new file name "
-                                "(the backup never overwrites a file).\n")
+        assert again.stderr == (
+            f"pytest-mitosis: {dest / 'mitosis.sqlite'} exists already; choose a new file name "
+            "(the backup never overwrites a file).\n"
+        )
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -247,10 +309,12 @@ def test_a_backup_taken_while_a_session_runs_is_one_consistent_file(tmp_path: Pa
 def _empty_beside_trial_folders(trials: Path) -> str:
     (trials / "trial_exp-a-1_0123abcd").mkdir(parents=True)
     (trials / "mitosis.sqlite").write_bytes(b"")
-    return (f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} is empty (0 bytes), but {trials} holds 1 "
-            "trial folder (trial_exp-a-1_0123abcd): the store that recorded them was truncated or lost, and a new one "
-            "would number trials from 1 again beside them. Restore the store from a copy or backup, or move the trial "
-            "folders and the empty file aside; nothing was written.")
+    return (
+        f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} is empty (0 bytes), but {trials} holds 1 "
+        "trial folder (trial_exp-a-1_0123abcd): the store that recorded them was truncated or lost, and a new one "
+        "would number trials from 1 again beside them. Restore the store from a copy or backup, or move the trial "
+        "folders and the empty file aside; nothing was written."
+    )
 
 
 def _drop(trials: Path, *tables: str) -> None:
@@ -266,16 +330,20 @@ def _drop(trials: Path, *tables: str) -> None:
 
 def _tables_gone(trials: Path) -> str:
     _drop(trials, "trials", "locks")
-    return (f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} cannot be used: the tables trials, locks are "
-            "gone (damaged, or edited by hand); nothing was written to it. Restore it from a copy or backup, or move it "
-            "aside (or pass --mitosis-trials-folder for a new folder) and run again.")
+    return (
+        f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} cannot be used: the tables trials, locks are "
+        "gone (damaged, or edited by hand); nothing was written to it. Restore it from a copy or backup, or move it "
+        "aside (or pass --mitosis-trials-folder for a new folder) and run again."
+    )
 
 
 def _every_table_gone(trials: Path) -> str:
     _drop(trials, "trials", "locks", "environments", "meta")
-    return (f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} cannot be used: it is a SQLite database "
-            "without any table (not a store, or one whose tables were dropped). It is not a pytest-mitosis store or it "
-            "is damaged; nothing was written to it.")
+    return (
+        f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} cannot be used: it is a SQLite database "
+        "without any table (not a store, or one whose tables were dropped). It is not a pytest-mitosis store or it "
+        "is damaged; nothing was written to it."
+    )
 
 
 def _foreign_sqlite(trials: Path) -> str:
@@ -285,37 +353,53 @@ def _foreign_sqlite(trials: Path) -> str:
     db.execute("INSERT INTO notes VALUES ('monday', 'my lab notes')")
     db.commit()
     db.close()
-    return (f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} cannot be used: it has the tables notes but "
-            "none of pytest-mitosis's. It is not a pytest-mitosis store or it is damaged; nothing was written to it.")
+    return (
+        f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} cannot be used: it has the tables notes but "
+        "none of pytest-mitosis's. It is not a pytest-mitosis store or it is damaged; nothing was written to it."
+    )
 
 
 def _store_is_a_directory(trials: Path) -> str:
     (trials / "mitosis.sqlite").mkdir(parents=True)
-    return (f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} is a directory, not a file. Move that "
-            "directory aside (pytest-mitosis creates the store there), or choose another trials folder "
-            "(--mitosis-trials-folder DIR).")
+    return (
+        f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} is a directory, not a file. Move that "
+        "directory aside (pytest-mitosis creates the store there), or choose another trials folder "
+        "(--mitosis-trials-folder DIR)."
+    )
 
 
 def _trials_folder_is_a_file(trials: Path) -> str:
     trials.write_text("not a folder\n")
-    return (f"ERROR: mitosis: the trials folder {trials} cannot be used: it exists and is not a folder. Point "
-            "--mitosis-trials-folder (or trials-folder in [tool.mitosis]) at a folder you can write, or move what is in "
-            "the way.")
+    return (
+        f"ERROR: mitosis: the trials folder {trials} cannot be used: it exists and is not a folder. Point "
+        "--mitosis-trials-folder (or trials-folder in [tool.mitosis]) at a folder you can write, or move what is in "
+        "the way."
+    )
 
 
 def _immutable_trials_folder(trials: Path) -> str:
     trials.mkdir()
     if subprocess.run(["chattr", "+i", str(trials)], capture_output=True).returncode != 0:
         pytest.skip("chattr +i is not available here: as root, nothing else makes a folder unwritable")
-    return (f"ERROR: mitosis: the trials folder {trials} is not writable for this user: trials and the store are "
-            "written there. Make it writable (chmod u+w, or chattr -i if it is immutable), or choose another trials "
-            "folder (--mitosis-trials-folder DIR).")
+    return (
+        f"ERROR: mitosis: the trials folder {trials} is not writable for this user: trials and the store are "
+        "written there. Make it writable (chmod u+w, or chattr -i if it is immutable), or choose another trials "
+        "folder (--mitosis-trials-folder DIR)."
+    )
 
 
-UNUSABLE = {f.__name__.lstrip("_"): f for f in (
-    _empty_beside_trial_folders, _tables_gone, _every_table_gone, _foreign_sqlite, _store_is_a_directory,
-    _trials_folder_is_a_file, _immutable_trials_folder,
-)}
+UNUSABLE = {
+    f.__name__.lstrip("_"): f
+    for f in (
+        _empty_beside_trial_folders,
+        _tables_gone,
+        _every_table_gone,
+        _foreign_sqlite,
+        _store_is_a_directory,
+        _trials_folder_is_a_file,
+        _immutable_trials_folder,
+    )
+}
 
 
 def _state(path: Path) -> dict[str, bytes | None]:
@@ -344,10 +428,19 @@ def test_an_unusable_store_or_trials_folder_is_refused_and_left_byte_identical(c
 def test_a_session_ended_by_ctrl_c_leaves_the_store_in_one_file(tmp_path: Path) -> None:
     root = study(tmp_path / "study")
     assert run_pytest(root, "--mitosis", "-k", "a", junit=False).ret == 0
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "--mitosis-param=exp.frequency=b",
-            "--mitosis-eval=exp.pause=60"]
-    proc = subprocess.Popen(argv, cwd=root, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "--mitosis",
+        "--mitosis-param=exp.frequency=b",
+        "--mitosis-eval=exp.pause=60",
+    ]
+    proc = subprocess.Popen(
+        argv, cwd=root, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     store = root / "trials" / "mitosis.sqlite"
     try:
         deadline = time.monotonic() + 120

@@ -184,7 +184,9 @@ def test_a_second_ctrl_c_while_cleaning_up_leaves_a_readable_store(tmp_path: Pat
     (row,) = rows(root)
     assert row["status"] in ("interrupted", "running")
     # The next session finishes the job: the trial is interrupted, nothing of it is staged.
-    again = run_pytest(root, "--mitosis", "pyproject.toml::slow[c]", env=clean_env(MITOSIS_TEST_MARKERS=str(markers), TMPDIR=str(tmp)))
+    again = run_pytest(
+        root, "--mitosis", "pyproject.toml::slow[c]", env=clean_env(MITOSIS_TEST_MARKERS=str(markers), TMPDIR=str(tmp))
+    )
     assert again.ret == 0, again.out
     first = next(r for r in rows(root) if r["key"] == row["key"])
     assert first["status"] == "interrupted"
@@ -204,7 +206,9 @@ def test_the_next_session_cleans_up_after_a_killed_one(tmp_path: Path) -> None:
     assert list(tmp.glob(f"mitosis-kernel-{proc.pid}-*")), "precondition: and its kernel's private folder"
     assert wait_gone(kernel), "the orphaned kernel exits by itself (it polls its parent)"
 
-    again = run_pytest(root, "--mitosis", "pyproject.toml::slow[c]", env=clean_env(MITOSIS_TEST_MARKERS=str(markers), TMPDIR=str(tmp)))
+    again = run_pytest(
+        root, "--mitosis", "pyproject.toml::slow[c]", env=clean_env(MITOSIS_TEST_MARKERS=str(markers), TMPDIR=str(tmp))
+    )
     assert again.ret == 0, again.out
     first = next(r for r in rows(root) if r["key"] == row["key"])
     assert first["status"] == "interrupted"
@@ -213,13 +217,13 @@ def test_the_next_session_cleans_up_after_a_killed_one(tmp_path: Path) -> None:
     assert list(tmp.glob("mitosis-kernel-*")) == []
 
 
-SWEEP_STEPS = '''
+SWEEP_STEPS = """
 lookup = {"i": {f"v{i:02d}": i for i in range(60)}}
 
 
 def cheap(i):
     return {"main": i}
-'''
+"""
 
 SWEEP_CONFTEST = '''
 import json
@@ -256,8 +260,12 @@ def test_a_sweep_of_60_trials_under_ulimit_256_leaks_no_descriptor_or_thread(tmp
     log = tmp_path / "resources.jsonl"
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "-q", "-o", "mitosis_report=false"],
-        cwd=root, env=clean_env(MITOSIS_TEST_LOG=str(log)), capture_output=True, text=True,
-        preexec_fn=_low_descriptor_limit, timeout=1800,
+        cwd=root,
+        env=clean_env(MITOSIS_TEST_LOG=str(log)),
+        capture_output=True,
+        text=True,
+        preexec_fn=_low_descriptor_limit,
+        timeout=1800,
     )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
@@ -270,7 +278,7 @@ def test_a_sweep_of_60_trials_under_ulimit_256_leaks_no_descriptor_or_thread(tmp
     assert not [r for r in everything if r["ours"]], "no thread of ours runs while pytest's logging walks the loggers"
 
 
-DEBUG_STEPS = '''
+DEBUG_STEPS = """
 import logging
 
 import matplotlib
@@ -285,12 +293,13 @@ def plot():
     plt.figure()
     plt.title("text makes matplotlib look up fonts")
     return {"main": 1}
-'''
+"""
 
 
 def test_debug_runs_into_a_debug_folder_and_trials_folders_ignore_themselves(tmp_path: Path) -> None:
-    root = git_init(write_investigation(tmp_path / "study", "[tool.mitosis.steps]\nplot = ['steps:plot']\n",
-                                        {"steps": DEBUG_STEPS}))
+    root = git_init(
+        write_investigation(tmp_path / "study", "[tool.mitosis.steps]\nplot = ['steps:plot']\n", {"steps": DEBUG_STEPS})
+    )
     debug = run_pytest(root, "--mitosis", "--mitosis-debug", "--mitosis-trials-folder=trials/debug")
     assert debug.ret == 0, debug.out
     folders = sorted((root / "trials" / "debug").glob("trial_plot_*"))
@@ -345,16 +354,21 @@ def fill():
 def small_disk(tmp_path: Path):
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"a small tmpfs cannot be mounted here (needs root): {done.stderr.strip()}")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_a_full_disk_fails_the_trial_frees_its_staging_and_the_next_session_works(tmp_path: Path, small_disk: Path) -> None:
-    root = git_init(write_investigation(tmp_path / "study", "[tool.mitosis.steps]\nfill = ['steps:fill']\n",
-                                        {"steps": FULL_STEPS}))
+def test_a_full_disk_fails_the_trial_frees_its_staging_and_the_next_session_works(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    root = git_init(
+        write_investigation(tmp_path / "study", "[tool.mitosis.steps]\nfill = ['steps:fill']\n", {"steps": FULL_STEPS})
+    )
     trials = small_disk / "trials"
     filler = small_disk / "filler"
     env = clean_env(MITOSIS_TEST_FILLER=str(filler))
@@ -376,7 +390,7 @@ def test_a_full_disk_fails_the_trial_frees_its_staging_and_the_next_session_work
     assert again.ret == 0, again.out
 
 
-STRESS_STEPS = '''
+STRESS_STEPS = """
 import logging
 
 lookup = {"v": {"x": 1, "y": 2}}
@@ -385,7 +399,7 @@ lookup = {"v": {"x": 1, "y": 2}}
 def quick(v):
     logging.getLogger(f"stress.{v}").info("a new logger in the kernel")
     return {"main": v}
-'''
+"""
 
 
 @pytest.mark.slow
@@ -393,8 +407,9 @@ def test_short_sessions_under_cpu_load_never_race_pytests_logging(tmp_path: Path
     """Eight short sessions, four at a time on two cores: the load under which the work-ahead
     thread once raced pytest's walk over the loggers (an INTERNALERROR). Every session passes,
     and no thread of ours is alive in any test phase (the deterministic half of the proof)."""
-    root = write_investigation(tmp_path / "study", "[tool.mitosis.steps]\nquick = ['steps:quick', 'steps:lookup']\n",
-                               {"steps": STRESS_STEPS})
+    root = write_investigation(
+        tmp_path / "study", "[tool.mitosis.steps]\nquick = ['steps:quick', 'steps:lookup']\n", {"steps": STRESS_STEPS}
+    )
     (root / "conftest.py").write_text(SWEEP_CONFTEST)
     git_init(root)
     for wave in range(2):
@@ -402,11 +417,16 @@ def test_short_sessions_under_cpu_load_never_race_pytests_logging(tmp_path: Path
         for index in range(4):
             log = tmp_path / f"threads-{wave}-{index}.jsonl"
             folder = f"--mitosis-trials-folder=trials/s{wave}{index}"
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", folder, "-q"],
-                cwd=root, env=clean_env(MITOSIS_TEST_LOG=str(log)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                text=True,
-            ))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", folder, "-q"],
+                    cwd=root,
+                    env=clean_env(MITOSIS_TEST_LOG=str(log)),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+            )
         for proc in procs:
             out, _ = proc.communicate(timeout=PATIENCE * 2)
             assert proc.returncode == 0, out

@@ -43,15 +43,21 @@ def commit(root: Path, source: str) -> None:
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Run]]:
     """One investigation through the mitosis workflow: run, redefine, refuse, debug, rename."""
-    root = git_init(write_investigation(tmp_path_factory.mktemp("lock") / "study", PYPROJECT, {"exp": MODULE.format(slow=1)}))
+    root = git_init(
+        write_investigation(tmp_path_factory.mktemp("lock") / "study", PYPROJECT, {"exp": MODULE.format(slow=1)})
+    )
     runs: dict[str, Run] = {}
     runs["first"] = run_pytest(root, "--mitosis", "-k", "slow", "--mitosis-eval=+sine.plot=True")
     runs["untracked-changed"] = run_pytest(root, "--mitosis", "-k", "slow", "--mitosis-eval=+sine.plot=False")
     commit(root, MODULE.format(slow=2))
     runs["redefined"] = run_pytest(root, "--mitosis", "-rA")
     runs["debug"] = run_pytest(root, "--mitosis", "--mitosis-debug", "-k", "slow")
-    commit(root, MODULE.format(slow=1).replace('"weights": {"flat": np.ones(2000)}',
-                                               '"weights": {"flat": np.where(np.arange(2000) == 1234, 2.0, 1.0)}'))
+    commit(
+        root,
+        MODULE.format(slow=1).replace(
+            '"weights": {"flat": np.ones(2000)}', '"weights": {"flat": np.where(np.arange(2000) == 1234, 2.0, 1.0)}'
+        ),
+    )
     runs["array"] = run_pytest(root, "--mitosis", "-k", "fast")
     commit(root, MODULE.format(slow=1).replace("SCALE = 1", "SCALE = 3"))
     runs["eval"] = run_pytest(root, "--mitosis", "-k", "slow")
@@ -65,7 +71,9 @@ def setup_error(run: Run, name: str) -> str:
     return error.get("message", "") + "\n" + (error.text or "")
 
 
-def test_untracked_params_are_recorded_but_neither_locked_nor_part_of_identity(history: tuple[Path, dict[str, Run]]) -> None:
+def test_untracked_params_are_recorded_but_neither_locked_nor_part_of_identity(
+    history: tuple[Path, dict[str, Run]],
+) -> None:
     root, runs = history
     assert runs["first"].ret == 0, runs["first"].out
     assert runs["untracked-changed"].ret == 0, runs["untracked-changed"].out
@@ -81,7 +89,9 @@ def test_untracked_params_are_recorded_but_neither_locked_nor_part_of_identity(h
     ]
 
 
-def test_a_redefined_variant_is_refused_before_its_kernel_and_others_still_run(history: tuple[Path, dict[str, Run]]) -> None:
+def test_a_redefined_variant_is_refused_before_its_kernel_and_others_still_run(
+    history: tuple[Path, dict[str, Run]],
+) -> None:
     root, runs = history
     run = runs["redefined"]
     assert run.ret == pytest.ExitCode.TESTS_FAILED
@@ -94,7 +104,10 @@ def test_a_redefined_variant_is_refused_before_its_kernel_and_others_still_run(h
         "  stored:    1   (locked by trial trial_sine-slow-flat-1 (key "
     ) in text
     assert "  attempted: 2\n  they differ at the value: 1 vs 2\n" in text
-    assert "Give the new value a new variant name in exp:lookup (variant names are never reused), or run with --mitosis-debug." in text
+    assert (
+        "Give the new value a new variant name in exp:lookup (variant names are never reused), or run with --mitosis-debug."
+        in text
+    )
     assert "Traceback" not in run.out and "During handling" not in run.out
     assert "ERROR at setup of trial: sine[slow-flat]" in run.out
     assert len(list((root / "trials").glob("trial_sine-slow-flat-3_*"))) == 0, "no kernel ran for the refused trial"
@@ -124,8 +137,15 @@ def test_a_tracked_eval_param_is_locked_by_value(history: tuple[Path, dict[str, 
 
 def test_a_value_that_cannot_be_fingerprinted_is_refused_with_the_plus_hint(tmp_path: Path) -> None:
     module = "lookup = {'transform': {'square': lambda x: x * x}}\n\ndef run(transform):\n    return {'main': 1}\n"
-    root = git_init(write_investigation(tmp_path / "study", PYPROJECT.replace(
-        '[tool.mitosis.experiments]\nsine = { steps = ["sine"], eval = { "sine.amplitude" = "SCALE" } }\n', ""), {"exp": module}))
+    root = git_init(
+        write_investigation(
+            tmp_path / "study",
+            PYPROJECT.replace(
+                '[tool.mitosis.experiments]\nsine = { steps = ["sine"], eval = { "sine.amplitude" = "SCALE" } }\n', ""
+            ),
+            {"exp": module},
+        )
+    )
     run = run_pytest(root, "--mitosis")
     text = setup_error(run, "sine[square]")
     assert (

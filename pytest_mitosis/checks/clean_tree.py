@@ -51,7 +51,15 @@ def _within(path: Path, folders: tuple[Path, ...]) -> bool:
     return any(path == f or f in path.parents for f in folders)
 
 
-_CODES = {"M": "modified", "A": "added", "D": "deleted", "R": "renamed", "C": "copied", "U": "unmerged", "T": "type changed"}
+_CODES = {
+    "M": "modified",
+    "A": "added",
+    "D": "deleted",
+    "R": "renamed",
+    "C": "copied",
+    "U": "unmerged",
+    "T": "type changed",
+}
 
 
 def _describe(code: str) -> str:
@@ -125,7 +133,9 @@ def refusal(state: RepoState, root: Path) -> str | None:
             f"Run `git init` there and commit the investigation, {debug}"
         )
     if state.error is not None:
-        return f"mitosis: git could not report the state of {state.worktree}: {state.error}. Fix the repository, {debug}"
+        return (
+            f"mitosis: git could not report the state of {state.worktree}: {state.error}. Fix the repository, {debug}"
+        )
     if state.commit is None:
         return f"mitosis: the git repository {state.worktree} has no commit yet. Commit the investigation, {debug}"
     if not state.dirty:

@@ -58,7 +58,11 @@ def plan(
             found.append(Planned(nodeid, "blocked", f"blocked: {dirty}"))
             continue
         iteration = store.next_iteration(spec.experiment, identity.identity)
-        found.append(Planned(nodeid, "new", "new") if iteration == 1 else Planned(nodeid, "repeat", f"repeat (iteration {iteration})"))
+        found.append(
+            Planned(nodeid, "new", "new")
+            if iteration == 1
+            else Planned(nodeid, "repeat", f"repeat (iteration {iteration})")
+        )
     return found
 
 

@@ -20,7 +20,12 @@ if TYPE_CHECKING:
 
 
 def judge(
-    outcome: TrialOutcome, spec: TrialSpec, identity: str, store: TrialStore, settings: Settings, seed: int | None = None
+    outcome: TrialOutcome,
+    spec: TrialSpec,
+    identity: str,
+    store: TrialStore,
+    settings: Settings,
+    seed: int | None = None,
 ) -> TrialOutcome:
     """``outcome`` with comparisons and verdict; failed when a gate or the hypothesis says so.
 

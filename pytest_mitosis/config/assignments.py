@@ -48,5 +48,3 @@ def parse_assignment(text: str, option: str, what: str) -> Assignment:
         kind="eval" if what == "EXPR" else "param",
         source=option,
     )
-
-

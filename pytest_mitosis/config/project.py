@@ -98,7 +98,9 @@ class ProjectConfig:
         return tuple(dict.fromkeys([*self.steps, *self.broken_steps]))
 
 
-def adhoc_experiment(project: ProjectConfig, chain: tuple[str, ...], option: str = "--mitosis-steps") -> ExperimentConfig:
+def adhoc_experiment(
+    project: ProjectConfig, chain: tuple[str, ...], option: str = "--mitosis-steps"
+) -> ExperimentConfig:
     """An experiment for a chain of steps named on the command line (mitosis' ``mitosis data odes``).
 
     It is named by its steps joined with ``+`` (``data+odes``: a valid pytest name that ``-k``
@@ -165,9 +167,7 @@ def _names(value: object) -> list[str] | None:
     return None
 
 
-def _assignments(
-    path: Path, key: str, table: object, steps: tuple[str, ...], what: str
-) -> tuple[Assignment, ...]:
+def _assignments(path: Path, key: str, table: object, steps: tuple[str, ...], what: str) -> tuple[Assignment, ...]:
     option = "params" if what == "VARIANT" else "eval"
     if not isinstance(table, dict):
         raise _fail(path, f"{key} {option}", f'expected a table such as {{ "step.param" = ... }}, found {table!r}.')
@@ -179,8 +179,11 @@ def _assignments(
                 path,
                 f"{key} {option} {target!r}",
                 f"expected a string or a list of strings, found {value!r}."
-                + (' Eval values are Python expressions written as strings, e.g. "4" or "\'lorenz\'".'
-                   if what == "EXPR" else ""),
+                + (
+                    ' Eval values are Python expressions written as strings, e.g. "4" or "\'lorenz\'".'
+                    if what == "EXPR"
+                    else ""
+                ),
             )
         for text in values:
             try:
@@ -207,7 +210,7 @@ def _experiment(path: Path, name: str, entry: object, steps: Mapping[str, Any]) 
     elif isinstance(entry, dict):
         table = entry
     else:
-        raise _fail(path, key, f'expected a list of steps or a table {{ steps = [...] }}, found {entry!r}.')
+        raise _fail(path, key, f"expected a list of steps or a table {{ steps = [...] }}, found {entry!r}.")
     unknown = sorted(set(table) - set(_EXPERIMENT_KEYS))
     if unknown:
         raise _fail(path, key, f"unknown key {unknown[0]!r}; the keys are: {', '.join(_EXPERIMENT_KEYS)}.")
@@ -305,13 +308,15 @@ def load_project(pyproject: Path, trials_folder: Path | None = None) -> ProjectC
         where = mitosis["working-dir"]
         if not isinstance(where, str) or not where.strip():
             raise _fail(
-                pyproject, "[tool.mitosis] working-dir",
+                pyproject,
+                "[tool.mitosis] working-dir",
                 f'expected a directory relative to this file, such as ".." for its parent, found {where!r}.',
             )
         working_dir = (pyproject.parent / where).resolve()
         if not working_dir.is_dir():
             raise _fail(
-                pyproject, "[tool.mitosis] working-dir",
+                pyproject,
+                "[tool.mitosis] working-dir",
                 f"{where!r} is {working_dir}, which is not a directory. Give a directory relative to this file.",
             )
     return ProjectConfig(pyproject, trials_folder, steps, experiments, broken, broken_steps, order, working_dir)

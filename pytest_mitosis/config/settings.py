@@ -30,6 +30,7 @@ DEFAULT_ENV_VARS = (
 #: files that cannot change a result and that tools create on their own (see checks/clean_tree.py)
 DEFAULT_DIRTY_IGNORE = ("__pycache__/", "*.pyc", ".pytest_cache/", "*.egg-info/")
 
+
 def param_value(text: str) -> Assignment:
     return parse_assignment(text, "--mitosis-param", "VARIANT")
 
@@ -52,7 +53,9 @@ def parse_chain(text: str) -> tuple[str, ...]:
     """``data,odes`` (or ``data+odes``, the experiment's name): a chain of registered steps."""
     steps = tuple(part.strip() for part in text.replace("+", ",").split(","))
     if not all(steps):
-        raise argparse.ArgumentTypeError(f"expected registered step names separated by commas, e.g. data,odes, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected registered step names separated by commas, e.g. data,odes, got {text!r}"
+        )
     return steps
 
 

@@ -90,8 +90,11 @@ def _import(project: ProjectConfig, key: str, ref: Reference, what: str) -> Modu
             # the module named in pyproject.toml (or a package on its path) does not exist: a typo, or not installed
             similar = _similar(absent, project.root)
             guess = f" Did you mean {' or '.join(repr(s) for s in similar)}?" if similar else ""
-            which = (f"there is no module {absent!r} (from the {what} {str(ref)!r})" if absent == ref.module else
-                     f"there is no module {absent!r}, so {ref.module!r} (from the {what} {str(ref)!r}) cannot be imported")
+            which = (
+                f"there is no module {absent!r} (from the {what} {str(ref)!r})"
+                if absent == ref.module
+                else f"there is no module {absent!r}, so {ref.module!r} (from the {what} {str(ref)!r}) cannot be imported"
+            )
             raise ConfigError(
                 f"{project.path}: {key}: {which}.{guess} If the name is misspelt, fix it in {project.path.name} "
                 f"({key}); otherwise make {absent!r} importable from {project.root} (install it in this "
@@ -154,7 +157,9 @@ def load_step(project: ProjectConfig, step: StepConfig, chained: bool) -> Loaded
     try:
         signature = inspect.signature(function)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"{project.path}: {key}: cannot read the signature of {str(step.function)!r} ({err}).") from None
+        raise ConfigError(
+            f"{project.path}: {key}: cannot read the signature of {str(step.function)!r} ({err})."
+        ) from None
 
     parameters = list(signature.parameters.values())
     if chained:

@@ -199,7 +199,9 @@ def _axis(
         where = evals[0].source
         values = list(dict.fromkeys(a.value for a in evals))
         tracked = not any(a.untracked for a in evals)
-        resolved = {text: _eval_value(project, step, next(a for a in evals if a.value == text), where) for text in values}
+        resolved = {
+            text: _eval_value(project, step, next(a for a in evals if a.value == text), where) for text in values
+        }
         # Named in the id (as mitosis names trials by their values): every tracked value not at the
         # signature default; an untracked one only where it tells the trials of an axis apart (and
         # an untracked value is never fingerprinted, not even to compare it with the default).
@@ -208,8 +210,12 @@ def _axis(
         labels = {text: eval_label(param_name, text) for text in values}
         folded = [labels[t] for t in values if named[t]]
         labels = {t: eval_label(param_name, t, unique=folded.count(label) > 1) for t, label in labels.items()}
-        return [ParamSpec(step.name, param_name, "eval", text, tracked, named[text], resolved[text], labels[text],
-                          default[text]) for text in values]
+        return [
+            ParamSpec(
+                step.name, param_name, "eval", text, tracked, named[text], resolved[text], labels[text], default[text]
+            )
+            for text in values
+        ]
     variants = step.lookup.get(param_name)
     if narrowed:
         where = narrowed[0].source
@@ -244,12 +250,14 @@ def _axis(
 
 def _missing(project: ProjectConfig, experiment: ExperimentConfig, step: LoadedStep, param: str) -> ConfigError:
     where = f"{project.path}: experiment {experiment.name!r}, step {step.name!r} ({step.config.function})"
-    eval_table = (f'[tool.mitosis.experiments] {experiment.name} = {{ steps = [...], eval = '
-                  f'{{ "{step.name}.{param}" = "EXPR" }} }}')
+    eval_table = (
+        f"[tool.mitosis.experiments] {experiment.name} = {{ steps = [...], eval = "
+        f'{{ "{step.name}.{param}" = "EXPR" }} }}'
+    )
     if param in step.lookup and not step.lookup[param]:
         return ConfigError(
             f"{where}: parameter {param!r} has no default, and its entry in the lookup dict {step.config.lookup} "
-            f"is empty ({{}}), so it has no variant to take. Add a variant there ({param!r}: {{\"name\": value}}), "
+            f'is empty ({{}}), so it has no variant to take. Add a variant there ({param!r}: {{"name": value}}), '
             f"or give it a value on the command line, --mitosis-eval {step.name}.{param}=EXPR, or in the experiment "
             f"table, {eval_table}."
         )
@@ -286,7 +294,9 @@ def expand(
 
 def _parts(spec: TrialSpec) -> str:
     return " + ".join(
-        p.id_part if p.kind == "lookup" else f"{p.id_part} (eval {p.step}.{p.name}={p.text})" for p in spec.params if p.in_id
+        p.id_part if p.kind == "lookup" else f"{p.id_part} (eval {p.step}.{p.name}={p.text})"
+        for p in spec.params
+        if p.in_id
     )
 
 
@@ -300,8 +310,8 @@ def check_distinct_ids(project: ProjectConfig, trials: Sequence[TrialSpec]) -> N
             hint = (
                 "Rename a variant, or write an eval expression differently, so that ids stay distinct (a '-' inside "
                 "a variant name, or expressions that differ only in characters an id cannot hold, make them collide)."
-                if evals else
-                "Rename a variant so that ids stay distinct (a '-' inside a variant name is what makes them collide)."
+                if evals
+                else "Rename a variant so that ids stay distinct (a '-' inside a variant name is what makes them collide)."
             )
             raise ConfigError(
                 f"{project.path}: experiment {spec.experiment!r}: two trials would both be {spec.item_name} "

@@ -36,8 +36,17 @@ from .errors import MitosisError
 #: arrays up to this many elements keep their elements in the recorded value (for diffs)
 INLINE_ELEMENTS = 10_000
 
-_EXACT_REPR = (datetime.datetime, datetime.date, datetime.time, datetime.timedelta, decimal.Decimal,
-               fractions.Fraction, complex, range, slice)
+_EXACT_REPR = (
+    datetime.datetime,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    decimal.Decimal,
+    fractions.Fraction,
+    complex,
+    range,
+    slice,
+)
 
 
 class FingerprintError(MitosisError):
@@ -168,10 +177,18 @@ def _canonical(value: Any, where: str, _active: frozenset[int]) -> Any:
         return {"strlike": {"type": _type_name(value, where), "value": str(value)}}
     if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type)):
         if isinstance(value, types.FunctionType) and value.__closure__:
-            raise FingerprintError(where, f"the function {value.__qualname__} is a closure, whose captured values cannot be compared")
+            raise FingerprintError(
+                where, f"the function {value.__qualname__} is a closure, whose captured values cannot be compared"
+            )
         if not _importable(value):
-            kind = "a lambda" if getattr(value, "__name__", "") == "<lambda>" else f"{getattr(value, '__qualname__', value)!r}"
-            raise FingerprintError(where, f"{kind} cannot be fingerprinted: only functions and classes importable by name can")
+            kind = (
+                "a lambda"
+                if getattr(value, "__name__", "") == "<lambda>"
+                else f"{getattr(value, '__qualname__', value)!r}"
+            )
+            raise FingerprintError(
+                where, f"{kind} cannot be fingerprinted: only functions and classes importable by name can"
+            )
         return {"ref": _qualname(value)}
     if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
         items = [sub(v, f"[{i}]") for i, v in enumerate(value)]
@@ -181,7 +198,12 @@ def _canonical(value: Any, where: str, _active: frozenset[int]) -> Any:
             return {"tuple": items}
         return {"sequence": {"type": _type_name(value, where), "items": items}}
     if isinstance(value, tuple):  # a named tuple
-        return {"namedtuple": {"type": _type_name(value, where), "fields": {f: sub(getattr(value, f), f".{f}") for f in value._fields}}}  # type: ignore[attr-defined]
+        return {
+            "namedtuple": {
+                "type": _type_name(value, where),
+                "fields": {f: sub(getattr(value, f), f".{f}") for f in value._fields},  # type: ignore[attr-defined]
+            }
+        }
     if isinstance(value, dict):
         pairs = [[sub(k, f"[key {k!r}]"), sub(v, f"[{k!r}]")] for k, v in value.items()]
         pairs.sort(key=lambda pair: dumps(pair[0]))
@@ -216,17 +238,25 @@ def _canonical(value: Any, where: str, _active: frozenset[int]) -> Any:
             failed = f"its get_params() raised {_exception(err)}"
             if not (_python_class(type(value)) and (hasattr(value, "__dict__") or _slots(value))):
                 raise FingerprintError(
-                    where, f"{failed}, and {_a(type(value).__qualname__)} is not a pure-Python object that could be "
-                    "described by its attributes instead"
+                    where,
+                    f"{failed}, and {_a(type(value).__qualname__)} is not a pure-Python object that could be "
+                    "described by its attributes instead",
                 ) from None
             try:  # the whole state instead: exact, if stricter than the parameters (fitted state counts too)
                 return _object(value, where, sub)
             except FingerprintError as inner:
-                raise FingerprintError(where, f"{failed}, and describing it by its attributes instead failed: {inner}") from None
+                raise FingerprintError(
+                    where, f"{failed}, and describing it by its attributes instead failed: {inner}"
+                ) from None
         return {"estimator": {"type": _type_name(value, where), "params": sub(params, ".get_params()")}}
     if isinstance(value, functools.partial):
-        return {"partial": {"func": sub(value.func, ".func"), "args": sub(list(value.args), ".args"),
-                            "keywords": sub(dict(value.keywords), ".keywords")}}
+        return {
+            "partial": {
+                "func": sub(value.func, ".func"),
+                "args": sub(list(value.args), ".args"),
+                "keywords": sub(dict(value.keywords), ".keywords"),
+            }
+        }
     if not _python_class(type(value)) or hasattr(value, "read"):
         raise FingerprintError(where, f"{_a(type(value).__qualname__)} cannot be fingerprinted exactly")
     if hasattr(value, "__dict__") or _slots(value):
@@ -355,7 +385,9 @@ def difference(old: Any, new: Any, where: str = "") -> str | None:
                     return found
         if isinstance(a, dict) and isinstance(b, dict):
             for key in sorted(set(a) | set(b)):
-                found = difference(a.get(key), b.get(key), f"{where}.{key}" if key not in ("fields", "state", "params") else where)
+                found = difference(
+                    a.get(key), b.get(key), f"{where}.{key}" if key not in ("fields", "state", "params") else where
+                )
                 if found:
                     return found
         if isinstance(a, list) and isinstance(b, list):

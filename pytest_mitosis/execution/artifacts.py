@@ -97,12 +97,16 @@ class TrialFolder:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def save(self, nb: Any, outcome: dict[str, Any], description: dict[str, Any], html: HtmlWriter | None = None) -> Path:
+    def save(
+        self, nb: Any, outcome: dict[str, Any], description: dict[str, Any], html: HtmlWriter | None = None
+    ) -> Path:
         """Write the notebook, its HTML, the outcome and ``trial.yaml``, then move the folder into place."""
         import nbformat
 
         with (self.staging / "trial.yaml").open("w", encoding="utf-8") as stream:
-            yaml.dump(plain_yaml(description), stream, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True, width=100)
+            yaml.dump(
+                plain_yaml(description), stream, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True, width=100
+            )
         nbformat.write(nb, str(self.staging / f"{self.name}.ipynb"))
         (self.staging / f"{self.name}.html").write_text((html or HtmlWriter())(nb, self.name), encoding="utf-8")
         tmp = self.staging / "outcome.json.tmp"

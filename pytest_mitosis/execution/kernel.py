@@ -88,7 +88,7 @@ def sweep_stale_private_folders(tmp: str | None = None) -> int:
     for entry in entries:
         if not entry.name.startswith(_PRIVATE_PREFIX):
             continue
-        pid_text = entry.name[len(_PRIVATE_PREFIX):].split("-", 1)[0]
+        pid_text = entry.name[len(_PRIVATE_PREFIX) :].split("-", 1)[0]
         if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
             continue
         try:
@@ -304,6 +304,10 @@ def execute(
         kind = "interrupted"
         error = f"interrupted by {signal.Signals(caught[0]).name}"
     return Execution(
-        client.nb if client is not None else nb, error, kind, time.monotonic() - started, deadline.phase,
+        client.nb if client is not None else nb,
+        error,
+        kind,
+        time.monotonic() - started,
+        deadline.phase,
         caught[0] if caught else None,
     )

@@ -62,8 +62,14 @@ def _provenance(metadata: dict[str, Any]) -> str:
     git = metadata.get("git") or {}
     env = metadata.get("environment") or {}
     commit = git.get("commit")
-    code = (f"commit <code>{_text(str(commit)[:12])}</code>"
-            + (f" on branch <code>{_text(git['branch'])}</code>" if git.get("branch") else "")) if commit else "no commit"
+    code = (
+        (
+            f"commit <code>{_text(str(commit)[:12])}</code>"
+            + (f" on branch <code>{_text(git['branch'])}</code>" if git.get("branch") else "")
+        )
+        if commit
+        else "no commit"
+    )
     python = _text(env.get("python", {}).get("version", "?"))
     system = _text(env.get("platform", {}).get("platform", "?"))
     where = f" Working directory: <code>{_text(metadata['working_dir'])}</code>." if metadata.get("working_dir") else ""
@@ -75,7 +81,10 @@ def header(spec: TrialSpec, title: str, debug: bool, seed: int, metadata: dict[s
     if debug:
         lines += ["**Debug trial**: the reproducibility guards were waived; not a reproducible result.", ""]
     chain = ", ".join(f"<code>{_text(s.name)}</code> ({_text(s.function)})" for s in spec.steps)
-    lines += [f"Experiment **{_text(spec.experiment)}**, trial <code>{_text(spec.item_name)}</code>; steps: {chain}.", ""]
+    lines += [
+        f"Experiment **{_text(spec.experiment)}**, trial <code>{_text(spec.item_name)}</code>; steps: {chain}.",
+        "",
+    ]
     if spec.params:
         lines += ["| step | parameter | kind | variant / expression | value | tracked |", "|---|---|---|---|---|---|"]
         for p in spec.params:
@@ -153,7 +162,11 @@ def build(
     )
     cells = [v4.new_markdown_cell(header(spec, title, debug, seed, metadata)), v4.new_code_cell(setup)]
     cells += [v4.new_code_cell(_step_source(i, spec)) for i in range(len(spec.steps))]
-    cells.append(v4.new_code_cell("# Result: main and metrics of the last step; every step's result pickled\nmitosis_trial.finish()"))
+    cells.append(
+        v4.new_code_cell(
+            "# Result: main and metrics of the last step; every step's result pickled\nmitosis_trial.finish()"
+        )
+    )
     nb = v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (pytest-mitosis)", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}

@@ -105,7 +105,12 @@ def run_trial(
         folder.create()
         title = f"{folder.name} ({folder.key})"
         nb = notebook.build(
-            spec, title=title, folder=folder.staging, debug=debug, seed=seed, sys_path=sys_path,
+            spec,
+            title=title,
+            folder=folder.staging,
+            debug=debug,
+            seed=seed,
+            sys_path=sys_path,
             metadata={**metadata, "key": folder.key, "trial": folder.name, "seed": seed},
         )
     except OSError as err:
@@ -139,8 +144,9 @@ def run_trial(
         "key": folder.key,
         **{k: v for k, v in metadata.items() if k != "environment"},
         "seed": seed,
-        "results": {k: outcome.get(k) for k in ("status", "main", "metrics", "metrics_other", "message")
-                    if k in outcome},
+        "results": {
+            k: outcome.get(k) for k in ("status", "main", "metrics", "metrics_other", "message") if k in outcome
+        },
         "environment": metadata.get("environment"),
     }
     try:
@@ -168,13 +174,22 @@ def run_trial(
     )
 
 
-def _unwritten(spec: TrialSpec, folder: TrialFolder, err: OSError, started: float, signal: int | None = None) -> TrialOutcome:
+def _unwritten(
+    spec: TrialSpec, folder: TrialFolder, err: OSError, started: float, signal: int | None = None
+) -> TrialOutcome:
     """The trial's own files could not be written (a full disk, a quota): a failure that frees the space."""
     folder.discard()
     where = f" ({err.filename})" if err.filename else ""
     reason = (err.strerror or str(err)).lower() if err.strerror else str(err)
     return TrialOutcome(
-        spec=spec, key=folder.key, name=folder.name, passed=False, main=None, metrics={}, folder=None, html=None,
+        spec=spec,
+        key=folder.key,
+        name=folder.name,
+        passed=False,
+        main=None,
+        metrics={},
+        folder=None,
+        html=None,
         seconds=time.monotonic() - started,
         message=f"the trial's files could not be written: {reason}{where}. Its unfinished folder was removed; "
         "free some space (or fix the permissions) and run the trial again.",

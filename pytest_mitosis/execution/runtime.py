@@ -104,7 +104,9 @@ class Trial:
         tmp.write_text(json.dumps(self.outcome, indent=2, default=repr), encoding="utf-8")
         os.replace(tmp, self.folder / "outcome.json")
 
-    def step(self, name: str, reference: str, function: Callable[..., Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    def step(
+        self, name: str, reference: str, function: Callable[..., Any], params: Mapping[str, Any]
+    ) -> dict[str, Any]:
         """Call one step (with the previous step's ``data`` first when chained) and check its result."""
         __tracebackhide__ = True
         index = len(self.results)
@@ -203,7 +205,9 @@ class Trial:
         if unsaved is not None:
             name, problem = unsaved
             self.outcome.update(
-                status="failed", step=name, result_error=True,
+                status="failed",
+                step=name,
+                result_error=True,
                 error=f"ResultNotSaved: the result of step {name!r} could not be saved to "
                 f"results/step-{self.steps.index(name) + 1}-{name}.pickle: {type(problem).__name__}: {problem}",
             )
@@ -267,7 +271,8 @@ def _user_traceback(err: BaseException) -> str:
     frames = [
         f
         for f in traceback.extract_tb(err.__traceback__)
-        if os.path.abspath(f.filename) != _OWN_FILE and not f.filename.startswith("<ipython-input")
+        if os.path.abspath(f.filename) != _OWN_FILE
+        and not f.filename.startswith("<ipython-input")
         and "/ipykernel_" not in f.filename
     ]
     lines = ["Traceback (most recent call last):\n"] if frames else []

@@ -74,6 +74,16 @@ def identify(spec: TrialSpec, seed: int, strict: bool = True) -> TrialIdentity:
             locks.append(Lock(spec.experiment, p.step, p.name, p.kind, p.text, digest, tree, lookups[p.step]))
     if spec.expect is not None:
         digest, tree = fingerprint(spec.expect)
-        locks.append(Lock(spec.experiment, f"experiment {spec.experiment}", "expect", "expect", "hypothesis", digest, tree,
-                          "[tool.mitosis.experiments]"))
+        locks.append(
+            Lock(
+                spec.experiment,
+                f"experiment {spec.experiment}",
+                "expect",
+                "expect",
+                "hypothesis",
+                digest,
+                tree,
+                "[tool.mitosis.experiments]",
+            )
+        )
     return TrialIdentity(json.dumps(sorted(parts)), tuple(locks), params)

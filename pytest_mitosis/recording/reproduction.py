@@ -56,10 +56,12 @@ def select(reader: Reader, selectors: tuple[str, ...]) -> list[TrialRecord]:
                 raise ConfigError(f"--mitosis-reproduce {selector}: {err}") from None
         for record in chosen:
             if not valid_key(record.key):
-                raise ConfigError(printable(
-                    f"--mitosis-reproduce {selector}: the store {reader.path} holds a trial whose key {record.key!r} "
-                    "is not a pytest-mitosis key (8 hex digits): the store was edited or is not ours. Nothing was run."
-                ))
+                raise ConfigError(
+                    printable(
+                        f"--mitosis-reproduce {selector}: the store {reader.path} holds a trial whose key {record.key!r} "
+                        "is not a pytest-mitosis key (8 hex digits): the store was edited or is not ours. Nothing was run."
+                    )
+                )
             found.setdefault(record.key, record)
     return list(found.values())
 
@@ -76,12 +78,14 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _refuse(record: TrialRecord, pyproject: Path, what: str) -> ReproductionError:
-    return ReproductionError(printable(
-        f"cannot reproduce trial {record.name} (key {record.key}): {what}. A reproduction runs only the steps "
-        f"that {pyproject} declares at commit {str(record.commit)[:12]}; nothing was run. If the store was edited "
-        "or comes from elsewhere, do not trust it; otherwise reproduce by hand: git checkout the commit and run "
-        "pytest --mitosis with the trial's parameters."
-    ))
+    return ReproductionError(
+        printable(
+            f"cannot reproduce trial {record.name} (key {record.key}): {what}. A reproduction runs only the steps "
+            f"that {pyproject} declares at commit {str(record.commit)[:12]}; nothing was run. If the store was edited "
+            "or comes from elsewhere, do not trust it; otherwise reproduce by hand: git checkout the commit and run "
+            "pytest --mitosis with the trial's parameters."
+        )
+    )
 
 
 def _literal(text: str) -> bool:
@@ -107,25 +111,38 @@ def rebuild(
     where = project.path
     if not isinstance(record.name, str) or not _NAME.match(record.name):
         raise _refuse(record, where, f"its recorded name {record.name!r} is not a trial name (trial_..., no '/')")
-    if not isinstance(record.steps, list) or not record.steps or not all(isinstance(s, dict) for s in record.steps) \
-            or not isinstance(record.params, list) or not all(isinstance(p, dict) for p in record.params):
+    if (
+        not isinstance(record.steps, list)
+        or not record.steps
+        or not all(isinstance(s, dict) for s in record.steps)
+        or not isinstance(record.params, list)
+        or not all(isinstance(p, dict) for p in record.params)
+    ):
         raise _refuse(record, where, "its steps or parameters are not records pytest-mitosis writes")
     if record.seed is not None and (not isinstance(record.seed, int) or isinstance(record.seed, bool)):
         raise _refuse(record, where, f"its seed {record.seed!r} is not an integer")
     names = [step.get("name") for step in record.steps]
     declared = project.experiments.get(record.experiment)
     if declared is not None and tuple(names) != declared.steps:
-        raise _refuse(record, where, f"experiment {record.experiment!r} has the steps {', '.join(declared.steps)} "
-                                     f"there, the record names {', '.join(map(str, names))}")
+        raise _refuse(
+            record,
+            where,
+            f"experiment {record.experiment!r} has the steps {', '.join(declared.steps)} "
+            f"there, the record names {', '.join(map(str, names))}",
+        )
     steps = []
     for index, step in enumerate(record.steps):
         config = project.steps.get(step.get("name"))  # type: ignore[arg-type]
         if config is None:
             raise _refuse(record, where, f"step {step.get('name')!r} is not registered in [tool.mitosis.steps] there")
-        if step.get("function") != str(config.function) or step.get("lookup") != (str(config.lookup) if config.lookup else None):
+        if step.get("function") != str(config.function) or step.get("lookup") != (
+            str(config.lookup) if config.lookup else None
+        ):
             raise _refuse(
-                record, where,
-                f"step {config.name!r} is {config.function}" + (f" with {config.lookup}" if config.lookup else "")
+                record,
+                where,
+                f"step {config.name!r} is {config.function}"
+                + (f" with {config.lookup}" if config.lookup else "")
                 + f" there, but the record says {step.get('function')!r}"
                 + (f" with {step.get('lookup')!r}" if step.get("lookup") else ""),
             )
@@ -134,18 +151,30 @@ def rebuild(
     params = []
     for p in record.params:
         kind, owner, name, text = p.get("kind"), p.get("step"), p.get("name"), p.get("text")
-        if kind not in ("lookup", "eval", "seed") or owner not in names or not isinstance(name, str) \
-                or not _IDENTIFIER.match(name) or not isinstance(text, str):
+        if (
+            kind not in ("lookup", "eval", "seed")
+            or owner not in names
+            or not isinstance(name, str)
+            or not _IDENTIFIER.match(name)
+            or not isinstance(text, str)
+        ):
             raise _refuse(record, where, f"its parameter record {p!r} is not one pytest-mitosis writes")
-        if kind == "eval" and (owner, name, text) not in declared_evals \
-                and (owner, name, text) not in vouched and not _literal(text):
+        if (
+            kind == "eval"
+            and (owner, name, text) not in declared_evals
+            and (owner, name, text) not in vouched
+            and not _literal(text)
+        ):
             raise _refuse(
-                record, where,
+                record,
+                where,
                 f"the eval expression {text!r} for {owner}.{name} is not declared for experiment {record.experiment!r} "
                 "there and is not a plain literal, so it is not evaluated from a store; if you have read it and trust "
                 f"it, add --mitosis-eval {owner}.{name}={text} to vouch for it",
             )
-        params.append(ParamSpec(str(owner), name, kind, text, bool(p.get("tracked")), False, _Recorded(p.get("repr", ""))))
+        params.append(
+            ParamSpec(str(owner), name, kind, text, bool(p.get("tracked")), False, _Recorded(p.get("repr", "")))
+        )
     return TrialSpec(record.experiment, tuple(steps), tuple(params))
 
 
@@ -156,7 +185,9 @@ def project_at(worktree: Path, commit: str, pyproject: Path, trials: Path, recor
     inside = pyproject.relative_to(worktree).as_posix()
     done = subprocess.run(
         ["git", "-c", "core.fsmonitor=false", "show", "--no-textconv", "--end-of-options", f"{commit}:{inside}"],
-        cwd=worktree, capture_output=True, stdin=subprocess.DEVNULL,
+        cwd=worktree,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
     )
     if done.returncode != 0:
         raise ReproductionError(
@@ -182,8 +213,13 @@ def checkout(worktree: Path, commit: str, submodules: bool) -> Iterator[Path]:
     """A temporary ``git worktree`` of ``worktree``'s repository at ``commit``, removed afterwards."""
 
     def git(*args: str, cwd: Path = worktree) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["git", "-c", "core.fsmonitor=false", *args], cwd=cwd, capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            ["git", "-c", "core.fsmonitor=false", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
 
     with tempfile.TemporaryDirectory(prefix="mitosis-reproduce-") as parent:
         path = Path(parent) / "checkout"
@@ -278,12 +314,16 @@ def reproduce_trial(
     from ..store import NewTrial, new_key, start
 
     if record.commit is None:
-        raise ReproductionError(f"trial {record.name} (key {record.key}) recorded no commit, so it cannot be reproduced")
+        raise ReproductionError(
+            f"trial {record.name} (key {record.key}) recorded no commit, so it cannot be reproduced"
+        )
     if not valid_commit(record.commit):
-        raise ReproductionError(printable(
-            f"trial {record.name} (key {record.key}) recorded the commit {record.commit!r}, which is not a git object "
-            "name (hex digits): the store was edited or is not ours. Nothing was run."
-        ))
+        raise ReproductionError(
+            printable(
+                f"trial {record.name} (key {record.key}) recorded the commit {record.commit!r}, which is not a git object "
+                "name (hex digits): the store was edited or is not ours. Nothing was run."
+            )
+        )
     pyproject = pyproject if pyproject is not None else project_root / "pyproject.toml"
     # the steps that may run: the pyproject at the recorded commit, checked before anything is checked out
     spec = rebuild(record, project_at(worktree, record.commit, pyproject, trials, record), vouched)
@@ -295,8 +335,21 @@ def reproduce_trial(
         env = {**environment, "git": git}
         key, iteration = start(
             store,
-            lambda key: NewTrial(key, record.experiment, record.identity, record.variants, slug, nodeid, False, git,
-                                 int(record.seed or 0), env, record.steps, record.params, reproduces=record.key),
+            lambda key: NewTrial(
+                key,
+                record.experiment,
+                record.identity,
+                record.variants,
+                slug,
+                nodeid,
+                False,
+                git,
+                int(record.seed or 0),
+                env,
+                record.steps,
+                record.params,
+                reproduces=record.key,
+            ),
             (),
             new_key(),
         )
@@ -304,14 +357,32 @@ def reproduce_trial(
         root = path / relative if relative is not None else cwd
         try:
             outcome = run_trial(
-                spec, key=key, name=name, root=root, trials=trials, timeout=timeout, debug=False,
-                seed=int(record.seed or 0), sys_path=kernel_path(path, worktree, project_root),
-                metadata={"experiment": record.experiment, "id": record.variants, "iteration": iteration, "debug": False,
-                          "git": git, "steps": record.steps, "params": record.params, "environment": env,
-                          "reproduces": record.key, "working_dir": str(root)},
+                spec,
+                key=key,
+                name=name,
+                root=root,
+                trials=trials,
+                timeout=timeout,
+                debug=False,
+                seed=int(record.seed or 0),
+                sys_path=kernel_path(path, worktree, project_root),
+                metadata={
+                    "experiment": record.experiment,
+                    "id": record.variants,
+                    "iteration": iteration,
+                    "debug": False,
+                    "git": git,
+                    "steps": record.steps,
+                    "params": record.params,
+                    "environment": env,
+                    "reproduces": record.key,
+                    "working_dir": str(root),
+                },
             )
         except BaseException as err:
-            store.finish(key, status="failed", main=None, metrics={}, folder=None, message=f"{type(err).__name__}: {err}")
+            store.finish(
+                key, status="failed", main=None, metrics={}, folder=None, message=f"{type(err).__name__}: {err}"
+            )
             raise
     message = outcome.message
     passed = outcome.passed
@@ -320,17 +391,35 @@ def reproduce_trial(
         if found:
             passed = False
             tolerance = "exactly" if not (rtol or atol) else f"within rtol={rtol:g}, atol={atol:g}"
-            lines = [f"reproduction of {record.name} (key {record.key}) at commit {record.commit[:12]} does not match "
-                     f"its record {tolerance}:", *[f"  {d}" for d in found]]
+            lines = [
+                f"reproduction of {record.name} (key {record.key}) at commit {record.commit[:12]} does not match "
+                f"its record {tolerance}:",
+                *[f"  {d}" for d in found],
+            ]
             changed = environment_changes(reader.environment(record), env)
-            lines += ["the environment differs from the recorded one:", *[f"  {c}" for c in changed]] if changed else [
-                "the environment matches the recorded one (python, platform, packages)"]
+            lines += (
+                ["the environment differs from the recorded one:", *[f"  {c}" for c in changed]]
+                if changed
+                else ["the environment matches the recorded one (python, platform, packages)"]
+            )
             message = "\n".join(lines) + f"\n\nnotebook: {outcome.html}"
     elif message:
         message = f"reproduction of {record.name} (key {record.key}) at commit {record.commit[:12]} failed: {message}"
     warnings = store.finish(
-        key, status="passed" if passed else "failed", main=outcome.main, metrics=outcome.metrics,
-        folder=str(outcome.folder), message=message, verdict="reproduced" if passed else "not reproduced",
+        key,
+        status="passed" if passed else "failed",
+        main=outcome.main,
+        metrics=outcome.metrics,
+        folder=str(outcome.folder),
+        message=message,
+        verdict="reproduced" if passed else "not reproduced",
     )
-    return replace(outcome, passed=passed, message=message, iteration=iteration, commit=record.commit,
-                   seed=record.seed, warnings=tuple(warnings))
+    return replace(
+        outcome,
+        passed=passed,
+        message=message,
+        iteration=iteration,
+        commit=record.commit,
+        seed=record.seed,
+        warnings=tuple(warnings),
+    )

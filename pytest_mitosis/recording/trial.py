@@ -47,14 +47,27 @@ def record_trial(
     """
     debug = settings.debug
     git = environment["git"]
-    steps = [{"name": s.name, "function": str(s.function), "lookup": str(s.lookup) if s.lookup else None}
-             for s in spec.steps]
+    steps = [
+        {"name": s.name, "function": str(s.function), "lookup": str(s.lookup) if s.lookup else None} for s in spec.steps
+    ]
     refusal = None
     try:  # the store checks the locks again, atomically: another process may have taken them
         key, iteration = start(
             store,
-            lambda key: NewTrial(key, spec.experiment, identity.identity, spec.id, spec.slug, nodeid, debug,
-                                 git, seed, environment, steps, identity.params),
+            lambda key: NewTrial(
+                key,
+                spec.experiment,
+                identity.identity,
+                spec.id,
+                spec.slug,
+                nodeid,
+                debug,
+                git,
+                seed,
+                environment,
+                steps,
+                identity.params,
+            ),
             identity.locks,
             new_key(),
         )
@@ -76,9 +89,17 @@ def record_trial(
             seed=seed,
             launched=launched,
             html=html,
-            metadata={"experiment": spec.experiment, "id": spec.id, "iteration": iteration, "debug": debug,
-                      "git": git, "steps": steps, "params": identity.params, "environment": environment,
-                      "working_dir": str(project.cwd)},
+            metadata={
+                "experiment": spec.experiment,
+                "id": spec.id,
+                "iteration": iteration,
+                "debug": debug,
+                "git": git,
+                "steps": steps,
+                "params": identity.params,
+                "environment": environment,
+                "working_dir": str(project.cwd),
+            },
         )
     except BaseException as err:
         status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
@@ -86,8 +107,14 @@ def record_trial(
         raise
     folder = str(outcome.folder) if outcome.folder is not None else None
     if outcome.interrupted is not None:
-        store.finish(key, status="interrupted", main=outcome.main, metrics=outcome.metrics, folder=folder,
-                     message=outcome.message)
+        store.finish(
+            key,
+            status="interrupted",
+            main=outcome.main,
+            metrics=outcome.metrics,
+            folder=folder,
+            message=outcome.message,
+        )
         return replace(outcome, iteration=iteration)
     outcome = judge(outcome, spec, identity.identity, store, settings, seed=seed)
     warnings = store.finish(

@@ -98,8 +98,10 @@ class TrialRecord:
         main = repr(self.main)
         main = main if len(main) <= 40 else main[:37] + "..."
         extra = f", reproduces={self.reproduces!r}" if self.reproduces else ""
-        return (f"TrialRecord(key={self.key!r}, name={self.name!r}, experiment={self.experiment!r}, "
-                f"status={self.status!r}, main={main}, started={self.started.isoformat(timespec='seconds')!r}{extra})")
+        return (
+            f"TrialRecord(key={self.key!r}, name={self.name!r}, experiment={self.experiment!r}, "
+            f"status={self.status!r}, main={main}, started={self.started.isoformat(timespec='seconds')!r}{extra})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -118,12 +120,18 @@ class TrialRecords(list["TrialRecord"]):
             raise RecordsError("to_dataframe() needs pandas, which is not installed: pip install pandas") from None
         rows = []
         for record in self:
-            row = {k: v for k, v in record.to_dict().items() if k not in ("params", "steps", "git", "warnings", "identity")}
+            row = {
+                k: v for k, v in record.to_dict().items() if k not in ("params", "steps", "git", "warnings", "identity")
+            }
             row.pop("metrics")
             row["started"], row["ended"] = record.started, record.ended
             row.update({f"metrics.{k}": v for k, v in record.metrics.items()})
-            row.update({f"{p['step']}.{p['name']}": p.get("text") if p["kind"] != "seed" else p.get("value")
-                        for p in record.params})
+            row.update(
+                {
+                    f"{p['step']}.{p['name']}": p.get("text") if p["kind"] != "seed" else p.get("value")
+                    for p in record.params
+                }
+            )
             rows.append(row)
         return pandas.DataFrame(rows)
 
@@ -140,7 +148,9 @@ class Reader:
         self.path = folder / FILENAME
         self._environments: dict[str, dict[str, Any]] = {}
         if self.path.is_dir():
-            raise RecordsError(f"{self.path} is a directory, not a trial store; pass --trials-folder DIR for another folder.")
+            raise RecordsError(
+                f"{self.path} is a directory, not a trial store; pass --trials-folder DIR for another folder."
+            )
         if not self.path.is_file():
             raise RecordsError(
                 f"no trial store at {self.path}. Run trials with pytest --mitosis first, or pass --trials-folder DIR "
@@ -214,10 +224,14 @@ class Reader:
             finally:
                 target.close()
             if check != "ok":
-                raise RecordsError(f"the copy of {self.path} failed SQLite's check ({check}); the store itself was not changed.")
+                raise RecordsError(
+                    f"the copy of {self.path} failed SQLite's check ({check}); the store itself was not changed."
+                )
             os.link(tmp, dest)
         except FileExistsError:
-            raise RecordsError(f"{dest} exists already; choose a new file name (the backup never overwrites a file).") from None
+            raise RecordsError(
+                f"{dest} exists already; choose a new file name (the backup never overwrites a file)."
+            ) from None
         finally:
             os.unlink(tmp)
         return dest
@@ -225,15 +239,28 @@ class Reader:
     def _record(self, row: sqlite3.Row) -> TrialRecord:
         git = json.loads(row["git"])
         return TrialRecord(
-            key=row["key"], experiment=row["experiment"], identity=row["identity"], variants=row["variants"],
+            key=row["key"],
+            experiment=row["experiment"],
+            identity=row["identity"],
+            variants=row["variants"],
             iteration=row["iteration"],
-            name=row["name"], status=row["status"], debug=bool(row["debug"]),
+            name=row["name"],
+            status=row["status"],
+            debug=bool(row["debug"]),
             main=json.loads(row["main"]) if row["main"] is not None else None,
             metrics=json.loads(row["metrics"]) if row["metrics"] else {},
-            seed=row["seed"], commit=row["commit"], git=git, started=_when(row["started"]) or datetime.now(),
-            ended=_when(row["ended"]), folder=row["folder"], message=row["message"],
-            warnings=json.loads(row["warnings"] or "[]"), steps=json.loads(row["steps"]),
-            params=json.loads(row["params"]), reproduces=row["reproduces"], verdict=row["verdict"],
+            seed=row["seed"],
+            commit=row["commit"],
+            git=git,
+            started=_when(row["started"]) or datetime.now(),
+            ended=_when(row["ended"]),
+            folder=row["folder"],
+            message=row["message"],
+            warnings=json.loads(row["warnings"] or "[]"),
+            steps=json.loads(row["steps"]),
+            params=json.loads(row["params"]),
+            reproduces=row["reproduces"],
+            verdict=row["verdict"],
             environment_digest=row["environment"],
         )
 
@@ -252,7 +279,11 @@ class Reader:
         seen: set[tuple[str, str]] = set()
         found = TrialRecords()
         for record in self.trials(experiment):
-            if record.reproduces is None and record.status == "passed" and (record.experiment, record.identity) not in seen:
+            if (
+                record.reproduces is None
+                and record.status == "passed"
+                and (record.experiment, record.identity) not in seen
+            ):
                 seen.add((record.experiment, record.identity))
                 found.append(record)
         return found
@@ -271,10 +302,13 @@ class Reader:
         if not rows:
             recent = self._db.execute("SELECT key, name FROM trials ORDER BY started DESC LIMIT 10").fetchall()
             listing = "\n".join(f"  {r['key']}  {r['name']}" for r in recent) or "  (the store has no trials)"
-            raise RecordsError(printable(
-                f"no trial has a key starting with {prefix!r} in {self.path}. The newest trials:\n{listing}"))
+            raise RecordsError(
+                printable(f"no trial has a key starting with {prefix!r} in {self.path}. The newest trials:\n{listing}")
+            )
         listing = "\n".join(f"  {r['key']}  {r['name']}" for r in rows[:20])
-        raise RecordsError(printable(f"the key prefix {prefix!r} matches {len(rows)} trials; give more characters:\n{listing}"))
+        raise RecordsError(
+            printable(f"the key prefix {prefix!r} matches {len(rows)} trials; give more characters:\n{listing}")
+        )
 
     def environment(self, record: TrialRecord) -> dict[str, Any]:
         """The trial's environment record (read once per distinct environment)."""
@@ -351,7 +385,11 @@ def decode(tree: Any) -> Any:
             fields = decode(fields)
         return {"type": payload["type"], **{k: decode(v) for k, v in fields.items()}}
     if tag == "partial":
-        return {"partial": decode(payload["func"]), "args": decode(payload["args"]), "keywords": decode(payload["keywords"])}
+        return {
+            "partial": decode(payload["func"]),
+            "args": decode(payload["args"]),
+            "keywords": decode(payload["keywords"]),
+        }
     return tree
 
 

@@ -144,8 +144,17 @@ class TrialStore(Protocol):
     def begin(self, trial: NewTrial, locks: Sequence[Lock]) -> int | None:
         """Atomically re-check and take ``locks`` and record ``trial`` as running; return its iteration."""
 
-    def finish(self, key: str, *, status: str, main: Any, metrics: dict[str, Any], folder: str | None,
-               message: str | None, verdict: str | None = None) -> list[str]:
+    def finish(
+        self,
+        key: str,
+        *,
+        status: str,
+        main: Any,
+        metrics: dict[str, Any],
+        folder: str | None,
+        message: str | None,
+        verdict: str | None = None,
+    ) -> list[str]:
         """Finalise a trial's record; return warnings worth a researcher's attention."""
 
     def next_iteration(self, experiment: str, identity: str) -> int:
@@ -175,7 +184,11 @@ def conflict_message(lock: Lock, stored_value: Any, stored_trial: str) -> str:
             f"{stored_trial} ran, and is now {render(lock.value)}. A hypothesis is declared before the trials that "
             "test it: declare the new one as a new experiment in [tool.mitosis.experiments], or run with --mitosis-debug."
         )
-    what = f"variant {lock.name!r} of parameter" if lock.kind == "lookup" else f"eval expression {lock.name!r} for parameter"
+    what = (
+        f"variant {lock.name!r} of parameter"
+        if lock.kind == "lookup"
+        else f"eval expression {lock.name!r} for parameter"
+    )
     fix = (
         f"Give the new value a new variant name in {lock.where} (variant names are never reused), "
         if lock.kind == "lookup"
@@ -298,8 +311,11 @@ def check_store_path(folder: Path) -> bool:
     finally:
         db.close()
     if "meta" not in tables:
-        found = (f"it has the tables {', '.join(sorted(tables))} but none of pytest-mitosis's" if tables
-                 else "it is a SQLite database without any table (not a store, or one whose tables were dropped)")
+        found = (
+            f"it has the tables {', '.join(sorted(tables))} but none of pytest-mitosis's"
+            if tables
+            else "it is a SQLite database without any table (not a store, or one whose tables were dropped)"
+        )
         raise StoreError(foreign_message(path, found))
     version = int(row[0]) if row is not None and str(row[0]).isdigit() else None
     if version is not None and version > SCHEMA_VERSION:
@@ -390,7 +406,9 @@ class SQLiteStore:
             )
 
     def _mark_interrupted(self) -> None:
-        rows = self._db.execute("SELECT key, pid FROM trials WHERE status='running' AND host=?", (self.host,)).fetchall()
+        rows = self._db.execute(
+            "SELECT key, pid FROM trials WHERE status='running' AND host=?", (self.host,)
+        ).fetchall()
         gone = [key for key, pid in rows if not _alive(pid)]
         if gone:
             with self._write():
@@ -409,9 +427,14 @@ class SQLiteStore:
             ).fetchone()
             if row is not None and row[0] != lock.fingerprint:
                 stored = json.loads(row[1])
-                what = "the hypothesis" if lock.kind == "expect" else (
-                    f"variant {lock.name!r} of {lock.step}.{lock.param}" if lock.kind == "lookup"
-                    else f"eval {lock.name!r} of {lock.step}.{lock.param}"
+                what = (
+                    "the hypothesis"
+                    if lock.kind == "expect"
+                    else (
+                        f"variant {lock.name!r} of {lock.step}.{lock.param}"
+                        if lock.kind == "lookup"
+                        else f"eval {lock.name!r} of {lock.step}.{lock.param}"
+                    )
                 )
                 short = f"{what} was {render(stored, 40)} in {row[2]}, is now {render(lock.value, 40)}"
                 raise VariantRedefined(conflict_message(lock, stored, row[2]), short)
@@ -432,8 +455,15 @@ class SQLiteStore:
                 self._db.executemany(
                     "INSERT OR IGNORE INTO locks (step, param, kind, name, fingerprint, value, trial) VALUES (?,?,?,?,?,?,?)",
                     [
-                        (lock.step, lock.param, lock.kind, lock.name, lock.fingerprint, json.dumps(lock.value),
-                         f"{name} (key {trial.key})")
+                        (
+                            lock.step,
+                            lock.param,
+                            lock.kind,
+                            lock.name,
+                            lock.fingerprint,
+                            json.dumps(lock.value),
+                            f"{name} (key {trial.key})",
+                        )
                         for lock in locks
                     ],
                 )
@@ -441,7 +471,9 @@ class SQLiteStore:
                 name = trial.slug
             environment = json.dumps(trial.environment, sort_keys=True)
             digest = hashlib.sha256(environment.encode("utf-8")).hexdigest()
-            self._db.execute("INSERT OR IGNORE INTO environments (digest, environment) VALUES (?, ?)", (digest, environment))
+            self._db.execute(
+                "INSERT OR IGNORE INTO environments (digest, environment) VALUES (?, ?)", (digest, environment)
+            )
             if self._db.execute("SELECT 1 FROM trials WHERE key=?", (trial.key,)).fetchone():
                 raise KeyTaken(trial.key)
             self._db.execute(
@@ -449,29 +481,63 @@ class SQLiteStore:
                 '"commit", seed, environment, steps, params, started, host, pid, reproduces) '
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    trial.key, trial.experiment, trial.identity, trial.variants, iteration, name, trial.nodeid,
-                    int(trial.debug), "running", json.dumps(trial.git), trial.git.get("commit"), trial.seed, digest,
-                    json.dumps(trial.steps), json.dumps(trial.params), time.time(), self.host, os.getpid(),
+                    trial.key,
+                    trial.experiment,
+                    trial.identity,
+                    trial.variants,
+                    iteration,
+                    name,
+                    trial.nodeid,
+                    int(trial.debug),
+                    "running",
+                    json.dumps(trial.git),
+                    trial.git.get("commit"),
+                    trial.seed,
+                    digest,
+                    json.dumps(trial.steps),
+                    json.dumps(trial.params),
+                    time.time(),
+                    self.host,
+                    os.getpid(),
                     trial.reproduces,
                 ),
             )
         return iteration
 
-    def finish(self, key: str, *, status: str, main: Any, metrics: dict[str, Any], folder: str | None,
-               message: str | None, verdict: str | None = None) -> list[str]:
+    def finish(
+        self,
+        key: str,
+        *,
+        status: str,
+        main: Any,
+        metrics: dict[str, Any],
+        folder: str | None,
+        message: str | None,
+        verdict: str | None = None,
+    ) -> list[str]:
         with self._write():
             warnings = self._warnings(key, status, main)
             self._db.execute(
                 "UPDATE trials SET status=?, ended=?, main=?, metrics=?, folder=?, message=?, warnings=?, verdict=? "
                 "WHERE key=?",
-                (status, time.time(), json.dumps(main), json.dumps(metrics), folder, message, json.dumps(warnings),
-                 verdict, key),
+                (
+                    status,
+                    time.time(),
+                    json.dumps(main),
+                    json.dumps(metrics),
+                    folder,
+                    message,
+                    json.dumps(warnings),
+                    verdict,
+                    key,
+                ),
             )
         return warnings
 
     def next_iteration(self, experiment: str, identity: str) -> int:
         (value,) = self._db.execute(
-            "SELECT COALESCE(MAX(iteration), 0) + 1 FROM trials WHERE experiment=? AND identity=?", (experiment, identity)
+            "SELECT COALESCE(MAX(iteration), 0) + 1 FROM trials WHERE experiment=? AND identity=?",
+            (experiment, identity),
         ).fetchone()
         return int(value)
 
@@ -501,14 +567,16 @@ class SQLiteStore:
         ).fetchone()
         if previous is not None and previous[3] != digest:
             (current,) = self._db.execute("SELECT environment FROM environments WHERE digest=?", (digest,)).fetchone()
-            changes = package_changes(json.loads(previous[2]).get("packages", {}), json.loads(current).get("packages", {}))
+            changes = package_changes(
+                json.loads(previous[2]).get("packages", {}), json.loads(current).get("packages", {})
+            )
             listed = changes["changed"] + [f"+{p}" for p in changes["added"]] + [f"-{p}" for p in changes["removed"]]
             if listed:
                 shown = ", ".join(listed[:8]) + (f" and {len(listed) - 8} more" if len(listed) > 8 else "")
                 found.append(f"installed packages changed since {previous[0]} (key {previous[1]}): {shown}")
         if status == "passed":
             same = self._db.execute(
-                "SELECT name, key, main FROM trials WHERE experiment=? AND identity=? AND \"commit\" IS ? AND seed IS ? "
+                'SELECT name, key, main FROM trials WHERE experiment=? AND identity=? AND "commit" IS ? AND seed IS ? '
                 "AND status='passed' AND debug=0 AND key<>? AND started<? ORDER BY started DESC LIMIT 1",
                 (experiment, identity, commit, seed, key, started),
             ).fetchone()

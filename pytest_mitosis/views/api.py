@@ -24,16 +24,22 @@ def load_trial_data(key: str, trials_folder: str | Path | None = None) -> list[d
         record = reader.get(key)
         found = reader.artifacts(record)  # never a folder outside the trials folder
     if record.folder is None:
-        raise RecordsError(f"trial {record.name} (key {record.key}) did not finish ({record.status}); it saved no results")
+        raise RecordsError(
+            f"trial {record.name} (key {record.key}) did not finish ({record.status}); it saved no results"
+        )
     if found is None:
-        raise RecordsError(f"trial {record.name} (key {record.key}): its folder {record.folder} is not inside "
-                           f"{reader.folder}; copy the trial folder back into the trials folder")
+        raise RecordsError(
+            f"trial {record.name} (key {record.key}): its folder {record.folder} is not inside "
+            f"{reader.folder}; copy the trial folder back into the trials folder"
+        )
     folder = found / "results"
     results = []
     for index, step in enumerate(record.steps, start=1):
         path = folder / f"step-{index}-{step['name']}.pickle"
         if not path.is_file():
-            raise RecordsError(f"trial {record.name} (key {record.key}) has no saved result for step {step['name']!r} ({path})")
+            raise RecordsError(
+                f"trial {record.name} (key {record.key}) has no saved result for step {step['name']!r} ({path})"
+            )
         with path.open("rb") as stream:
             results.append(pickle.load(stream))  # noqa: S301 - documented: results are the user's own pickles
     return results
@@ -46,17 +52,24 @@ def load_trial_params(key: str, trials_folder: str | Path | None = None) -> dict
     params: dict[str, dict[str, Any]] = {s["name"]: {} for s in record.steps}
     for p in record.params:
         value = p.get("value")
-        params.setdefault(p["step"], {})[p["name"]] = value if p["kind"] == "seed" else decode(value) if value is not None else p.get("repr")
+        params.setdefault(p["step"], {})[p["name"]] = (
+            value if p["kind"] == "seed" else decode(value) if value is not None else p.get("repr")
+        )
     return params
 
 
 def _decoded(record: TrialRecord) -> TrialRecord:
     """The record with every parameter's ``value`` as a plain Python or numpy value."""
-    params = [p if p["kind"] == "seed" or p.get("value") is None else {**p, "value": decode(p["value"])} for p in record.params]
+    params = [
+        p if p["kind"] == "seed" or p.get("value") is None else {**p, "value": decode(p["value"])}
+        for p in record.params
+    ]
     return replace(record, params=params)
 
 
-def load_trials(experiment: str | None = None, trials_folder: str | Path | None = None, debug: bool = False) -> TrialRecords:
+def load_trials(
+    experiment: str | None = None, trials_folder: str | Path | None = None, debug: bool = False
+) -> TrialRecords:
     """Every recorded trial (newest first) as ``TrialRecord`` objects; ``.to_dataframe()`` with pandas.
 
     Parameter values come back decoded (numbers, dicts, numpy arrays), as ``load_trial_params``

@@ -32,26 +32,49 @@ def history(reader: Reader, experiment: str | None, as_json: bool, debug: bool) 
         return json.dumps(
             [
                 {
-                    "key": r.key, "experiment": r.experiment, "variants": r.variants, "iteration": r.iteration,
-                    "status": r.status, "main": r.main, "seed": r.seed, "commit": r.commit, "debug": r.debug,
-                    "name": r.name, "started": r.started.isoformat(timespec="seconds"),
-                    "reproduces": r.reproduces, "verdict": r.verdict,
+                    "key": r.key,
+                    "experiment": r.experiment,
+                    "variants": r.variants,
+                    "iteration": r.iteration,
+                    "status": r.status,
+                    "main": r.main,
+                    "seed": r.seed,
+                    "commit": r.commit,
+                    "debug": r.debug,
+                    "name": r.name,
+                    "started": r.started.isoformat(timespec="seconds"),
+                    "reproduces": r.reproduces,
+                    "verdict": r.verdict,
                 }
                 for r in records
             ],
             indent=2,
         )
     if not records:
-        hidden = "" if debug else " (debug trials are listed with --debug)" if reader.trials(experiment, debug=True) else ""
+        hidden = (
+            "" if debug else " (debug trials are listed with --debug)" if reader.trials(experiment, debug=True) else ""
+        )
         return f"no trials{' of experiment ' + repr(experiment) if experiment else ''} in {reader.path}{hidden}"
     reproductions = any(r.reproduces for r in records)
-    rows = [["key", "experiment", "variants", "iteration", "status", "main", "seed", "commit", "date"]
-            + (["reproduces"] if reproductions else [])]
+    rows = [
+        ["key", "experiment", "variants", "iteration", "status", "main", "seed", "commit", "date"]
+        + (["reproduces"] if reproductions else [])
+    ]
     for r in records:
-        rows.append([
-            r.key, r.experiment, r.variants or "-", "debug" if r.debug else str(r.iteration), r.status,
-            short(r.main, 24), str(r.seed), (r.commit or "-")[:8], r.started.strftime("%Y-%m-%d %H:%M"),
-        ] + ([f"{r.reproduces} ({r.verdict or r.status})" if r.reproduces else "-"] if reproductions else []))
+        rows.append(
+            [
+                r.key,
+                r.experiment,
+                r.variants or "-",
+                "debug" if r.debug else str(r.iteration),
+                r.status,
+                short(r.main, 24),
+                str(r.seed),
+                (r.commit or "-")[:8],
+                r.started.strftime("%Y-%m-%d %H:%M"),
+            ]
+            + ([f"{r.reproduces} ({r.verdict or r.status})" if r.reproduces else "-"] if reproductions else [])
+        )
     return _table(rows)
 
 
@@ -103,8 +126,12 @@ def _run(args: argparse.Namespace) -> str | None:
         if args.command == "history":
             if args.experiment is not None and args.experiment not in reader.experiments():
                 known = ", ".join(reader.experiments()) or "(none yet)"
-                print(printable(f"pytest-mitosis: no experiment {args.experiment!r} in {reader.path}; its experiments: "
-                                f"{known}"), file=sys.stderr)
+                print(
+                    printable(
+                        f"pytest-mitosis: no experiment {args.experiment!r} in {reader.path}; its experiments: {known}"
+                    ),
+                    file=sys.stderr,
+                )
                 return None
             return history(reader, args.experiment, args.json, args.debug)
         if args.command == "show":

@@ -66,8 +66,11 @@ def show_record(reader: Reader, r: TrialRecord) -> str:
         f"x{env.get('cpu', {}).get('count', '?')}   host {env.get('hostname', '?')}",
         f"  gpus: {', '.join(env.get('gpus') or []) or 'none'}",
         f"  env: {', '.join(f'{k}={v}' for k, v in (env.get('env') or {}).items()) or 'none recorded'}",
-        *[f"  {k}: {json.dumps(v)}" for k, v in env.items()
-          if k not in ("python", "platform", "cpu", "hostname", "packages", "env", "gpus", "git")],
+        *[
+            f"  {k}: {json.dumps(v)}"
+            for k, v in env.items()
+            if k not in ("python", "platform", "cpu", "hostname", "packages", "env", "gpus", "git")
+        ],
         f"  packages ({len(env.get('packages', {}))}):",
         *[f"    {n} {v}" for n, v in (env.get("packages") or {}).items()],
         "artifacts:",
@@ -94,9 +97,23 @@ def _changed_files(old: str, new: str) -> str:
             return f"    (the recorded commit {printable(repr(commit))} is not a git object name: not passed to git)"
     try:
         done = subprocess.run(
-            ["git", "-c", "core.fsmonitor=false", "--no-pager", "diff", "--no-ext-diff", "--no-textconv",
-             "--name-status", "--end-of-options", old, new],
-            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+            [
+                "git",
+                "-c",
+                "core.fsmonitor=false",
+                "--no-pager",
+                "diff",
+                "--no-ext-diff",
+                "--no-textconv",
+                "--name-status",
+                "--end-of-options",
+                old,
+                new,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
         )
     except (OSError, subprocess.SubprocessError) as err:
         return f"    (git could not list the files: {err})"
@@ -148,12 +165,18 @@ def diff_records(reader: Reader, a: TrialRecord, b: TrialRecord, files: bool = T
     for kind in ("added", "removed", "changed"):
         env_changes += [f"  package {kind}: {p}" for p in packages[kind]]
     extra = sorted((set(ea) | set(eb)) - {"python", "platform", "cpu", "gpus", "env", "hostname", "packages", "git"})
-    env_changes += [f"  {k}: {json.dumps(ea.get(k))} -> {json.dumps(eb.get(k))}" for k in extra if ea.get(k) != eb.get(k)]
+    env_changes += [
+        f"  {k}: {json.dumps(ea.get(k))} -> {json.dumps(eb.get(k))}" for k in extra if ea.get(k) != eb.get(k)
+    ]
     lines += ["", "environment: identical" if not env_changes else "environment:", *env_changes]
     # seed
     lines += ["", f"seed: identical ({a.seed})" if a.seed == b.seed else f"seed: {a.seed} -> {b.seed}"]
     # results
-    lines += ["", "results:", f"  main: {short(a.main)} -> {short(b.main)}" + (" (identical)" if a.main == b.main else "")]
+    lines += [
+        "",
+        "results:",
+        f"  main: {short(a.main)} -> {short(b.main)}" + (" (identical)" if a.main == b.main else ""),
+    ]
     for metric in sorted((set(a.metrics) | set(b.metrics)) - {"main"}):  # main is shown once, above
         same = a.metrics.get(metric) == b.metrics.get(metric)
         before, after = short(a.metrics.get(metric)), short(b.metrics.get(metric))

@@ -55,8 +55,10 @@ def _e(value: Any) -> str:
 
 def _page(title: str, body: str, script: bool = False) -> str:
     js = f"<script>{_JS}</script>" if script else ""
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
-            f"<style>{_CSS}</style>{js}</head><body>{body}</body></html>\n")
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
+        f"<style>{_CSS}</style>{js}</head><body>{body}</body></html>\n"
+    )
 
 
 def line_chart(
@@ -82,23 +84,31 @@ def line_chart(
     def sy(y: float) -> float:
         return height - bottom - (y - y0) / (y1 - y0) * (height - bottom - top)
 
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img' aria-label='{_e(title)}'>",
-             f"<text x='{left}' y='18' font-size='13'>{_e(title)}</text>",
-             f"<line x1='{left}' y1='{height - bottom}' x2='{width - right}' y2='{height - bottom}' stroke='#999'/>",
-             f"<line x1='{left}' y1='{top}' x2='{left}' y2='{height - bottom}' stroke='#999'/>",
-             f"<text x='4' y='{top + 4}' font-size='10'>{y1:.4g}</text><text x='4' y='{height - bottom}' font-size='10'>{y0:.4g}</text>",
-             f"<text x='{left}' y='{height - 8}' font-size='10'>{_e(xlabel)}</text>"]
+    parts = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img' aria-label='{_e(title)}'>",
+        f"<text x='{left}' y='18' font-size='13'>{_e(title)}</text>",
+        f"<line x1='{left}' y1='{height - bottom}' x2='{width - right}' y2='{height - bottom}' stroke='#999'/>",
+        f"<line x1='{left}' y1='{top}' x2='{left}' y2='{height - bottom}' stroke='#999'/>",
+        f"<text x='4' y='{top + 4}' font-size='10'>{y1:.4g}</text><text x='4' y='{height - bottom}' font-size='10'>{y0:.4g}</text>",
+        f"<text x='{left}' y='{height - 8}' font-size='10'>{_e(xlabel)}</text>",
+    ]
     for index, (name, pts) in enumerate(series.items()):
         color = _COLORS[index % len(_COLORS)]
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
         if lines and len(pts) > 1:
             parts.append(f"<polyline fill='none' stroke='{color}' stroke-width='1.5' points='{path}'/>")
-        parts += [f"<circle cx='{sx(x):.1f}' cy='{sy(y):.1f}' r='3' fill='{color}'><title>{_e(name)}: {y:.6g}</title></circle>"
-                  for x, y in pts]
-        parts.append(f"<text x='{width - right + 8}' y='{top + 14 * index}' font-size='11' fill='{color}'>{_e(name[:20])}</text>")
+        parts += [
+            f"<circle cx='{sx(x):.1f}' cy='{sy(y):.1f}' r='3' fill='{color}'><title>{_e(name)}: {y:.6g}</title></circle>"
+            for x, y in pts
+        ]
+        parts.append(
+            f"<text x='{width - right + 8}' y='{top + 14 * index}' font-size='11' fill='{color}'>{_e(name[:20])}</text>"
+        )
     if labels:
         for x, label in enumerate(labels):
-            parts.append(f"<text x='{sx(x):.1f}' y='{height - bottom + 14}' font-size='9' text-anchor='middle'>{_e(label)}</text>")
+            parts.append(
+                f"<text x='{sx(x):.1f}' y='{height - bottom + 14}' font-size='9' text-anchor='middle'>{_e(label)}</text>"
+            )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -163,7 +173,9 @@ def _page_name(experiment: str) -> str:
 
 def _variant_names(record: TrialRecord) -> list[str]:
     """The trial's variant names and eval parts, exactly (names may contain '-')."""
-    return [p["text"] if p["kind"] == "lookup" else f"{p['name']}={p['text']}" for p in record.params if p["kind"] != "seed"]
+    return [
+        p["text"] if p["kind"] == "lookup" else f"{p['name']}={p['text']}" for p in record.params if p["kind"] != "seed"
+    ]
 
 
 def _index(reader: Reader, records: list[TrialRecord], experiments: list[str], out: Path) -> str:
@@ -172,12 +184,27 @@ def _index(reader: Reader, records: list[TrialRecord], experiments: list[str], o
         return f"<label>{name} <select data-filter='{name}' onchange='filterRows()'><option value=''>all</option>{choices}</select></label>"
 
     variants = sorted({v for r in records for v in _variant_names(r)})
-    filters = "".join([
-        options("experiment", experiments), options("variants", variants),
-        options("status", sorted({r.status for r in records})), options("commit", sorted({(r.commit or "-")[:8] for r in records})),
-    ])
-    head = ["experiment", "variants", "iteration", "status", "main", "seed", "commit", "date", "notebook", "trial",
-            "reproduces"]
+    filters = "".join(
+        [
+            options("experiment", experiments),
+            options("variants", variants),
+            options("status", sorted({r.status for r in records})),
+            options("commit", sorted({(r.commit or "-")[:8] for r in records})),
+        ]
+    )
+    head = [
+        "experiment",
+        "variants",
+        "iteration",
+        "status",
+        "main",
+        "seed",
+        "commit",
+        "date",
+        "notebook",
+        "trial",
+        "reproduces",
+    ]
     keys = {r.key for r in records}
     rows = []
     for r in records:
@@ -188,12 +215,22 @@ def _index(reader: Reader, records: list[TrialRecord], experiments: list[str], o
         if r.reproduces:
             original = f"trials/{r.reproduces}.html" if valid_key(r.reproduces) and r.reproduces in keys else None
             verdict = _e(r.verdict or r.status)
-            reproduces = (f"<a href='{_e(original)}'>{_e(r.reproduces)}</a> ({verdict})" if original
-                          else f"{_e(r.reproduces)} ({verdict})")
+            reproduces = (
+                f"<a href='{_e(original)}'>{_e(r.reproduces)}</a> ({verdict})"
+                if original
+                else f"{_e(r.reproduces)} ({verdict})"
+            )
         else:
             reproduces = "-"
-        classes = " ".join(c for c in (r.status if r.status != "passed" else "", "debug" if r.debug else "",
-                                       "reproduction" if r.reproduces else "") if c)
+        classes = " ".join(
+            c
+            for c in (
+                r.status if r.status != "passed" else "",
+                "debug" if r.debug else "",
+                "reproduction" if r.reproduces else "",
+            )
+            if c
+        )
         main = as_number(r.main)
         rows.append(
             f"<tr class='{classes}' data-experiment='{_e(r.experiment)}' data-variants='{_e(json.dumps(_variant_names(r)))}' "
@@ -205,11 +242,16 @@ def _index(reader: Reader, records: list[TrialRecord], experiments: list[str], o
             f"<td>{f'<a href={chr(39)}{_e(notebook)}{chr(39)}>notebook</a>' if notebook else '-'}</td>"
             f"<td>{trial}</td><td>{reproduces}</td></tr>"
         )
-    table = ("<table id='trials'><thead><tr>" + "".join(f"<th onclick='sortBy({i})'>{h}</th>" for i, h in enumerate(head))
-             + f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
-    body = (f"<h1>Trials</h1><p>{len(records)} trials of {len(experiments)} experiments. "
-            "Click a column to sort it.</p>"
-            f"<div class='filters'>{filters}</div>{table}")
+    table = (
+        "<table id='trials'><thead><tr>"
+        + "".join(f"<th onclick='sortBy({i})'>{h}</th>" for i, h in enumerate(head))
+        + f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+    body = (
+        f"<h1>Trials</h1><p>{len(records)} trials of {len(experiments)} experiments. "
+        "Click a column to sort it.</p>"
+        f"<div class='filters'>{filters}</div>{table}"
+    )
     return _page("Trials", body, script=True)
 
 
@@ -221,15 +263,22 @@ def _experiment_page(experiment: str, records: list[TrialRecord], out: Path) -> 
         if value is not None and r.status == "passed":
             by_variant[r.variants or experiment].append((float(index), value))
     labels = [(r.commit or "-")[:7] for r in ordered]
-    over_time = line_chart(f"{experiment}: main over trials (x: trials in order, labelled by commit)", dict(by_variant),
-                           labels=labels if len(labels) <= 30 else None)
+    over_time = line_chart(
+        f"{experiment}: main over trials (x: trials in order, labelled by commit)",
+        dict(by_variant),
+        labels=labels if len(labels) <= 30 else None,
+    )
     latest: dict[str, float] = {}
     for r in ordered:
         value = as_number(r.main)
         if value is not None and r.status == "passed":
             latest[r.variants or experiment] = value
-    bars = line_chart(f"{experiment}: latest main by variant", {"main": [(float(i), v) for i, v in enumerate(latest.values())]},
-                      labels=list(latest), lines=False)
+    bars = line_chart(
+        f"{experiment}: latest main by variant",
+        {"main": [(float(i), v) for i, v in enumerate(latest.values())]},
+        labels=list(latest),
+        lines=False,
+    )
     rows = "".join(
         f"<li>{_linked(_trial_href(r, '../'), r.name)} ({_e(r.status)}, main {_e(r.main)}"
         f"{', reproduction of ' + _e(r.reproduces) if r.reproduces else ''})</li>"
@@ -243,24 +292,33 @@ def _linked(href: str | None, text: str) -> str:
     return f"<a href='{_e(href)}'>{_e(text)}</a>" if href else _e(text)
 
 
-def _trial_page(reader: Reader, record: TrialRecord, by_identity: dict[tuple[str, str], list[TrialRecord]], out: Path) -> None:
+def _trial_page(
+    reader: Reader, record: TrialRecord, by_identity: dict[tuple[str, str], list[TrialRecord]], out: Path
+) -> None:
     path = out / "trials" / f"{record.key}.html"
     if path.exists() or record.status == "running":
         return  # a finished trial never changes: its page is written once
-    plots = "".join(line_chart(f"{name}", {name: pts}, xlabel="step")
-                    for name, value in record.metrics.items() if (pts := series_points(value)))
+    plots = "".join(
+        line_chart(f"{name}", {name: pts}, xlabel="step")
+        for name, value in record.metrics.items()
+        if (pts := series_points(value))
+    )
     history = by_identity[(record.experiment, record.identity)]
     earlier = [r for r in history if r.started < record.started]  # history is oldest first
-    difference = (f"<h2>Since the previous trial of this identity</h2><pre>{_e(diff_records(reader, earlier[-1], record, files=False))}</pre>"
-                  if earlier else "<p>No earlier trial of this identity.</p>")
+    difference = (
+        f"<h2>Since the previous trial of this identity</h2><pre>{_e(diff_records(reader, earlier[-1], record, files=False))}</pre>"
+        if earlier
+        else "<p>No earlier trial of this identity.</p>"
+    )
     found = _notebook(reader, record)
     link = f"<p><a href='{_e(_href(found, out / 'trials'))}'>the executed notebook</a></p>" if found else ""
     if record.reproduces:
         original = _linked(f"{record.reproduces}.html" if valid_key(record.reproduces) else None, record.reproduces)
         link += f"<p>A reproduction of trial {original}: {_e(record.verdict or record.status)}.</p>"
-    body = (f"<p><a href='../index.html'>all trials</a> · <a href='../experiments/{_e(_page_name(record.experiment))}.html'>"
-            f"experiment {_e(record.experiment)}</a></p><h1>{_e(record.name)}{' (debug)' if record.debug else ''}"
-            f"{' (reproduction)' if record.reproduces else ''}</h1>"
-            f"{link}{plots}<pre>{_e(show_record(reader, record))}</pre>{difference}")
+    body = (
+        f"<p><a href='../index.html'>all trials</a> · <a href='../experiments/{_e(_page_name(record.experiment))}.html'>"
+        f"experiment {_e(record.experiment)}</a></p><h1>{_e(record.name)}{' (debug)' if record.debug else ''}"
+        f"{' (reproduction)' if record.reproduces else ''}</h1>"
+        f"{link}{plots}<pre>{_e(show_record(reader, record))}</pre>{difference}"
+    )
     _write(path, _page(record.name, body))
-

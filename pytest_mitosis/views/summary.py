@@ -53,7 +53,12 @@ class SummaryRow:
 def summary_row(nodeid: str, outcome: str, properties: list[tuple[str, Any]]) -> SummaryRow:
     props = dict(properties)
     return SummaryRow(
-        nodeid, outcome, props.get("main"), props.get("mitosis.html"), props.get("mitosis.iteration"), props.get("mitosis.key"),
+        nodeid,
+        outcome,
+        props.get("main"),
+        props.get("mitosis.html"),
+        props.get("mitosis.iteration"),
+        props.get("mitosis.key"),
         tuple(value for name, value in properties if name == "mitosis.warning"),
         tuple(value for name, value in properties if name == "mitosis.compare"),
         props.get("mitosis.verdict"),
@@ -69,12 +74,22 @@ def summary_lines(rows: list[SummaryRow]) -> list[str]:
     width = max(len(r.nodeid) for r in rows)
     lines = []
     for row in rows:
-        main = "main=-" if row.main is None else f"main={row.main!r}" if not isinstance(row.main, str) else f"main={row.main}"
+        main = (
+            "main=-"
+            if row.main is None
+            else f"main={row.main!r}"
+            if not isinstance(row.main, str)
+            else f"main={row.main}"
+        )
         trial = f"#{row.iteration} " if row.iteration is not None else "debug " if row.key else ""
         trial += f"key {row.key}" if row.key else "(not run)"
-        notes = ([f"hypothesis {row.verdict}"] if row.verdict else []) + [f"compare: {text}" for text in row.comparisons]
+        notes = ([f"hypothesis {row.verdict}"] if row.verdict else []) + [
+            f"compare: {text}" for text in row.comparisons
+        ]
         folded = f"  [{'; '.join(notes)}]" if notes else ""
-        lines.append(f"{row.nodeid:<{width}}  {row.outcome.upper():<6}  {trial}  {main}{folded}  {row.html or ''}".rstrip())
+        lines.append(
+            f"{row.nodeid:<{width}}  {row.outcome.upper():<6}  {trial}  {main}{folded}  {row.html or ''}".rstrip()
+        )
     warned = [(row.nodeid, text) for row in rows for text in row.warnings]
     if warned:
         lines.append("")
