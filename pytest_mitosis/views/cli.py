@@ -1,11 +1,9 @@
 """``python -m pytest_mitosis`` (also ``pytest-mitosis``): history, show, diff, report and backup.
 
 Answers *why did this result change?* from the store alone: it never unpickles anything and
-never runs user code. ``git diff --name-status`` is the only command it runs, to list the files
-changed between two commits: in the current directory's repository (never in a directory the
-store names), with commits checked as hex object names and passed after ``--end-of-options``,
-and with repository settings that run commands (fsmonitor, external diff, textconv) switched
-off. Everything printed passes through :func:`records.printable`. No pytest import here.
+never runs user code. The texts of ``show`` and ``diff`` (and the one command run, ``git diff
+--name-status``, with its safeguards) are in :mod:`.records_text`, which the report shares.
+Everything printed passes through :func:`pytest_mitosis.store.printable`. No pytest import here.
 """
 
 from __future__ import annotations
