@@ -123,6 +123,7 @@ class MitosisHooks:
         from .store import StoreError
 
         mitosis = self.mitosis
+        mitosis.prepare_trials_folder()  # the store it reads may be new: its folder ignores itself like a run's
         try:
             dirty, planned = check(
                 trials, broken, mitosis.store(), mitosis.identify, mitosis.repo(), mitosis.project().root
@@ -155,7 +156,10 @@ class MitosisHooks:
         import signal
         import threading
 
-        if threading.current_thread() is threading.main_thread():
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN
+        ):
             self._sigterm = signal.signal(signal.SIGTERM, _terminate)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:

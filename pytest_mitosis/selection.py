@@ -24,18 +24,21 @@ if TYPE_CHECKING:
     from .config.variants import TrialSpec
 
 #: options that select trials when typed on the command line (not from addopts, where
-#: ``-m "not slow"`` is a project-wide default, not a choice of these trials)
-_SELECTING = ("-k", "-m", "--lf", "--last-failed", "--mitosis-param")
+#: ``-m "not slow"`` is a project-wide default, not a choice of these trials). ``--mitosis-param``
+#: is not one: it narrows one step's axis, and every experiment without that step keeps its
+#: whole sweep, so the trials left after it are counted like any others.
+_SELECTING = ("-k", "-m", "--lf", "--last-failed")
 
 
 def explicit_selection(config: pytest.Config, settings: Settings) -> str | None:
     """The option by which the user chose the trials to run, or ``None`` when nothing was chosen.
 
-    Counted: ``-k``, ``-m``, ``--lf`` and ``--mitosis-param`` typed on the command line, and
-    node ids inside the pyproject (``pyproject.toml::sine[slow]``). Not counted: options from
-    ``addopts`` or ``PYTEST_ADDOPTS``, ``--deselect`` (it removes a few, it does not choose),
-    ``--mitosis-eval`` (repeating it *makes* an axis) and ``--mitosis-steps`` (a chain is what
-    to run, not how much of its sweep).
+    Counted: ``-k``, ``-m`` and ``--lf`` typed on the command line, and node ids inside the
+    pyproject (``pyproject.toml::sine[slow]``). Not counted: options from ``addopts`` or
+    ``PYTEST_ADDOPTS``, ``--deselect`` (it removes a few, it does not choose),
+    ``--mitosis-param`` (it narrows one axis: the trials left are counted), ``--mitosis-eval``
+    (repeating it *makes* an axis) and ``--mitosis-steps`` (a chain is what to run, not how
+    much of its sweep).
     """
     typed = [a for a in config.invocation_params.args if isinstance(a, str)]
     for arg in typed:
@@ -103,8 +106,8 @@ def refusal(
     return (
         f"mitosis: this session would run {total} trials, more than mitosis_max_trials ({limit}), "
         f"and none was selected:\n{counts}\n"
-        f"Select the trials to run with {keyword}, -m, node ids ('{where}::{item}'), "
-        f"--mitosis-param STEP.PARAM=VARIANT or --lf; or raise the limit with --mitosis-max-trials {total} "
+        f"Select the trials to run with {keyword}, -m, node ids ('{where}::{item}') or --lf, or narrow "
+        f"axes with --mitosis-param STEP.PARAM=VARIANT; or raise the limit with --mitosis-max-trials {total} "
         f"(ini mitosis_max_trials; 0: no limit). "
         "`pytest --mitosis --collect-only -q` lists the trials, `pytest --mitosis --mitosis-check` checks them "
         "without running any."

@@ -143,8 +143,8 @@ def test_a_sub_package_config_with_a_pytest_table_with_a_space(pytester: pytest.
 REFUSAL = (
     "ERROR: mitosis: this session would run 3 trials, more than mitosis_max_trials (2), and none was selected:",
     "  sine  3 trials",
-    "Select the trials to run with -k \"sine and fast\", -m, node ids ('pyproject.toml::sine[[]fast[]]'), "
-    "--mitosis-param STEP.PARAM=VARIANT or --lf; or raise the limit with --mitosis-max-trials 3 "
+    "Select the trials to run with -k \"sine and fast\", -m, node ids ('pyproject.toml::sine[[]fast[]]') or --lf, "
+    "or narrow axes with --mitosis-param STEP.PARAM=VARIANT; or raise the limit with --mitosis-max-trials 3 "
     "(ini mitosis_max_trials; 0: no limit). `pytest --mitosis --collect-only -q` lists the trials, "
     "`pytest --mitosis --mitosis-check` checks them without running any.",
 )
@@ -189,6 +189,25 @@ def test_a_selection_or_a_raised_limit_passes_the_guard(pytester: pytest.Pyteste
     err = result.stderr.str()
     assert "mitosis_max_trials" not in err
     assert "is not in a git repository" in err
+
+
+def test_narrowing_one_experiments_axis_leaves_the_others_counted(pytester: pytest.Pytester) -> None:
+    """--mitosis-param narrows one step's axis; an experiment without that step keeps its sweep."""
+    module = (
+        "lookup = {'frequency': {'fast': 10, 'slow': 1}, 'n': {f'n{i}': i for i in range(5)}}\n\n"
+        "def sine(frequency):\n    return {'main': frequency}\n\n"
+        "def grid(n):\n    return {'main': n}\n"
+    )
+    pytester.makepyprojecttoml(
+        '[tool.mitosis.steps]\nsine = ["study:sine", "study:lookup"]\ngrid = ["study:grid", "study:lookup"]\n\n'
+        "[tool.pytest.ini_options]\nmitosis_max_trials = 4\n"
+    )
+    pytester.makepyfile(study=module)
+    result = pytester.runpytest("--mitosis", "-p", "no:cacheprovider", "--mitosis-param", "sine.frequency=slow")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*would run 6 trials, more than mitosis_max_trials (4)*", "  sine  1 trial", "  grid  5 trials"]
+    )
 
 
 def test_collect_only_and_check_are_never_limited(pytester: pytest.Pytester) -> None:

@@ -58,12 +58,21 @@ def investigation(base: Path) -> tuple[Path, Path, Path]:
     return root, markers, tmp
 
 
-def start(root: Path, markers: Path, tmp: Path, *args: str, **extra: str) -> subprocess.Popen[str]:
-    """pytest as its own process group (a terminal's foreground job)."""
+def start(
+    root: Path, markers: Path, tmp: Path, *args: str, ignore_sigint: bool = False, **extra: str
+) -> subprocess.Popen[str]:
+    """pytest as its own process group (a terminal's foreground job, or a background job with SIGINT ignored)."""
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", *args]
     env = clean_env(MITOSIS_TEST_MARKERS=str(markers), TMPDIR=str(tmp), **extra)
     return subprocess.Popen(
-        argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        argv,
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None,
     )
 
 
@@ -146,6 +155,22 @@ def test_a_signal_stops_the_session_and_records_the_trial_as_interrupted(
     assert not (root / "trials" / ".staging" / row["key"]).exists()
     assert list(tmp.glob("mitosis-kernel-*")) == [], "the kernel's private folder is gone"
     assert wait_gone(kernel), "the kernel process is gone"
+
+
+def test_a_background_job_that_ignores_sigint_keeps_ignoring_it(tmp_path: Path) -> None:
+    """A non-interactive shell starts background jobs with SIGINT ignored (``cmd &``, nohup
+    scripts): pytest keeps ignoring it during a cell too, and SIGTERM still stops the session."""
+    root, markers, tmp = investigation(tmp_path)
+    proc = start(root, markers, tmp, ignore_sigint=True)
+    wait_for(markers / "started-1", proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(1.0)  # had SIGINT been handled, the trial would be interrupted by now
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=PATIENCE)
+    assert proc.returncode == 2, out
+    (row,) = rows(root)
+    assert row["status"] == "interrupted"
+    assert row["message"].startswith("interrupted by SIGTERM during step 'slow'"), row["message"]
 
 
 def test_ctrl_c_under_xdist_interrupts_the_workers_trials(tmp_path: Path) -> None:
@@ -300,8 +325,18 @@ def test_debug_runs_into_a_debug_folder_and_trials_folders_ignore_themselves(tmp
     root = git_init(
         write_investigation(tmp_path / "study", "[tool.mitosis.steps]\nplot = ['steps:plot']\n", {"steps": DEBUG_STEPS})
     )
-    debug = run_pytest(root, "--mitosis", "--mitosis-debug", "--mitosis-trials-folder=trials/debug")
+    ipython = tmp_path / "ipython"  # where IPython would keep its history database
+    debug = run_pytest(
+        root,
+        "--mitosis",
+        "--mitosis-debug",
+        "--mitosis-trials-folder=trials/debug",
+        env=clean_env(IPYTHONDIR=str(ipython)),
+    )
     assert debug.ret == 0, debug.out
+    assert not list(ipython.rglob("history.sqlite")), (
+        "a trial's kernel writes no IPython history outside the trials folder"
+    )
     folders = sorted((root / "trials" / "debug").glob("trial_plot_*"))
     assert len(folders) == 1, "no second 'debug' inside a folder the user chose for debug runs"
     assert not (root / "trials" / "debug" / "debug").exists()
@@ -311,6 +346,9 @@ def test_debug_runs_into_a_debug_folder_and_trials_folders_ignore_themselves(tmp
     assert (root / "trials" / "debug" / ".gitignore").read_text().splitlines()[-1] == "*"
     assert git(root, "status", "--porcelain") == "", "the debug folder makes no change git sees"
 
+    check = run_pytest(root, "--mitosis", "--mitosis-check", "--mitosis-trials-folder=trials/pm", junit=False)
+    assert check.ret == 0, check.out
+    assert git(root, "status", "--porcelain") == "", "a trials folder that a check creates ignores itself too"
     clean = run_pytest(root, "--mitosis", "--mitosis-trials-folder=trials/pm")
     assert clean.ret == 0, clean.out
     assert len(list((root / "trials" / "pm").glob("trial_plot-1_*"))) == 1

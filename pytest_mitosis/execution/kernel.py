@@ -49,7 +49,17 @@ class _SameInterpreterKernelManager(AsyncKernelManager):
     @property
     def kernel_spec(self) -> KernelSpec:
         return KernelSpec(
-            argv=[sys.executable, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            # No IPython history: it would write every trial's cells into ~/.ipython, outside the
+            # trials folder, in one database shared by every kernel of every session.
+            argv=[
+                sys.executable,
+                "-Xfrozen_modules=off",
+                "-m",
+                "ipykernel_launcher",
+                "-f",
+                "{connection_file}",
+                "--HistoryManager.enabled=False",
+            ],
             display_name="Python 3 (pytest-mitosis)",
             language="python",
             env={"PYDEVD_DISABLE_FILE_VALIDATION": "1"},
@@ -214,7 +224,9 @@ def _stop_on_signals(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -
 
     The handlers that were in place before (pytest's, ours for SIGTERM) are put back afterwards:
     asyncio's ``remove_signal_handler`` would reset them to the defaults instead. Outside the main
-    thread signals cannot be handled, and nothing is installed.
+    thread signals cannot be handled, and nothing is installed. A signal the process was started
+    ignoring (a background job of a non-interactive shell ignores SIGINT) stays ignored, as it
+    does for pytest itself.
     """
     caught: list[int] = []
     signums = (signal.SIGINT, signal.SIGTERM)
@@ -226,6 +238,8 @@ def _stop_on_signals(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -
 
     installed = []
     for signum in signums:
+        if previous[signum] is signal.SIG_IGN:
+            continue
         try:
             loop.add_signal_handler(signum, on_signal, signum)
             installed.append(signum)
