@@ -248,3 +248,30 @@ def test_lf_with_nothing_failed_last_time_is_not_a_selection(pytester: pytest.Py
     result = pytester.runpytest("--mitosis", "--lf")  # cache enabled: nothing failed before, so --lf runs all
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(list(REFUSAL))
+
+
+def test_a_variant_typo_stops_the_session_even_when_its_step_is_only_in_broken_experiments(
+    pytester: pytest.Pytester,
+) -> None:
+    """`pipeline` (data then fit) is broken by a typo in fit's path; `--mitosis-param data.noise=nosuch`
+    names a step that loaded: the typo is the command's, so nothing runs (the others neither)."""
+    pytester.makepyprojecttoml(
+        "[tool.mitosis.steps]\n"
+        'data = ["study:data", "study:lookup"]\n'
+        'fit = ["study.fitt:fit"]\n'
+        'other = ["study:other"]\n\n'
+        "[tool.mitosis.experiments]\n"
+        'pipeline = ["data", "fit"]\n'
+        'other = ["other"]\n'
+    )
+    pytester.makepyfile(
+        study="lookup = {'noise': {'low': 0.1}}\n\ndef data(noise):\n    return {'main': noise, 'data': 1}\n\n"
+        "def other():\n    return {'main': 0}\n"
+    )
+    result = pytester.runpytest(
+        "--mitosis", "--collect-only", "-q", "-p", "no:cacheprovider", "--mitosis-param", "data.noise=nosuch"
+    )
+    assert result.ret != pytest.ExitCode.OK
+    out = result.stdout.str() + result.stderr.str()
+    assert "--mitosis-param: data.noise has no variant 'nosuch' in study:lookup; the variants are: low." in out, out
+    assert "pyproject.toml::other" not in result.stdout.lines

@@ -156,3 +156,32 @@ def test_a_value_that_cannot_be_fingerprinted_is_refused_with_the_plus_hint(tmp_
     ) in text
     untracked = run_pytest(root, "--mitosis", "--mitosis-param=+sine.transform=square")
     assert untracked.ret == 0, untracked.out
+
+
+def test_every_redefined_variant_of_a_trial_is_named_and_a_cut_value_says_where_it_differs(tmp_path: Path) -> None:
+    """Two variants of one trial changed meaning: the refusal names both, and a value too long
+    for the check's line says where the change is, instead of two identical cut texts."""
+    from pytest_mitosis.core.fingerprint import fingerprint
+    from pytest_mitosis.identity.locks import Lock
+    from pytest_mitosis.store import NewTrial, SQLiteStore, VariantRedefined
+
+    def lock(name: str, param: str, value: object) -> Lock:
+        digest, tree = fingerprint(value)
+        return Lock("exp", "fit", param, "lookup", name, digest, tree, "study:lookup")
+
+    model = {"alpha": 10.0, "copy_X": True, "fit_intercept": True, "solver": "auto", "tol": 1e-4}
+    store = SQLiteStore(tmp_path / "trials")
+    try:
+        trial = NewTrial(
+            "0123abcd", "exp", "[]", "low-ridge", "trial_exp-low-ridge", "n", False, {"commit": None}, 1, {}, [], []
+        )
+        store.begin(trial, [lock("low", "noise", 0.1), lock("ridge", "model", model)])
+        with pytest.raises(VariantRedefined) as raised:
+            store.check_locks([lock("low", "noise", 0.2), lock("ridge", "model", {**model, "tol": 1e-3})])
+    finally:
+        store.close()
+    message = str(raised.value)
+    assert "the variant 'low' of parameter 'noise'" in message and "the variant 'ridge' of parameter 'model'" in message
+    low, ridge = raised.value.short.split("; ")
+    assert low == "variant 'low' of fit.noise was 0.1 in trial_exp-low-ridge-1 (key 0123abcd), is now 0.2"
+    assert ridge.endswith("(they differ at ['tol']: 0.0001 vs 0.001)"), ridge

@@ -156,6 +156,35 @@ def check_cli_assignments(project: ProjectConfig, loaded: dict[str, LoadedStep],
                 f"{flag}: step {assignment.step!r} ({step.config.function}) has no parameter "
                 f"{assignment.param!r}; its parameters are: {accepted}."
             )
+        if step is not None and assignment.kind != "eval":
+            # checked here too, not only where an experiment expands: the step's experiments may
+            # all be broken, and a typo must still stop the session rather than run the others
+            _check_variants(step, assignment.param, [assignment.value], assignment.source)
+
+
+def _check_variants(step: LoadedStep, param_name: str, names: Sequence[str], where: str) -> None:
+    """Each of ``names`` is a variant of ``step.param_name`` in its lookup dict, or a ``ConfigError``."""
+    target = f"{step.name}.{param_name}"
+    variants = step.lookup.get(param_name)
+    if variants is not None and not variants:
+        raise ConfigError(
+            f"{where}: {target} has no variants: its entry {param_name!r} in the lookup dict "
+            f"{step.config.lookup} is empty ({{}}), so there is no variant {names[0]!r} to choose. "
+            f"Add the variant there, or give the value as an eval param (--mitosis-eval {target}=EXPR)."
+        )
+    if variants is None:
+        lookup_params = ", ".join(step.lookup_params) or "none"
+        raise ConfigError(
+            f"{where}: {target} is not a lookup param of step {step.name!r}: "
+            f"its lookup dict {step.config.lookup} has no entry {param_name!r} "
+            f"(its lookup params are: {lookup_params}). Use --mitosis-eval for an eval param."
+        )
+    for name in names:
+        if name not in variants:
+            raise ConfigError(
+                f"{where}: {target} has no variant {name!r} in {step.config.lookup}; "
+                f"the variants are: {', '.join(variants)}."
+            )
 
 
 def _eval_value(project: ProjectConfig, step: LoadedStep, assignment: Assignment, where: str) -> Any:
@@ -219,28 +248,11 @@ def _axis(
     variants = step.lookup.get(param_name)
     if narrowed:
         where = narrowed[0].source
-        if variants is not None and not variants:
-            raise ConfigError(
-                f"{where}: {target} has no variants: its entry {param_name!r} in the lookup dict "
-                f"{step.config.lookup} is empty ({{}}), so there is no variant {narrowed[0].value!r} to choose. "
-                f"Add the variant there, or give the value as an eval param (--mitosis-eval {target}=EXPR)."
-            )
-        if variants is None:
-            lookup_params = ", ".join(step.lookup_params) or "none"
-            raise ConfigError(
-                f"{where}: {target} is not a lookup param of step {step.name!r}: "
-                f"its lookup dict {step.config.lookup} has no entry {param_name!r} "
-                f"(its lookup params are: {lookup_params}). Use --mitosis-eval for an eval param."
-            )
         names = list(dict.fromkeys(a.value for a in narrowed))
-        for name in names:
-            if name not in variants:
-                raise ConfigError(
-                    f"{where}: {target} has no variant {name!r} in {step.config.lookup}; "
-                    f"the variants are: {', '.join(variants)}."
-                )
+        _check_variants(step, param_name, names, where)
+        chosen = step.lookup[param_name]  # _check_variants: the entry exists and has every name
         tracked = not any(a.untracked for a in narrowed)
-        return [ParamSpec(step.name, param_name, "lookup", n, tracked, True, variants[n]) for n in names]
+        return [ParamSpec(step.name, param_name, "lookup", n, tracked, True, chosen[n]) for n in names]
     if variants:  # an empty entry ({}) is a lookup param without variants: no axis, the default applies
         return [ParamSpec(step.name, param_name, "lookup", n, True, True, v) for n, v in variants.items()]
     if param_name == SEED:  # mitosis' run(seed, ...): the trial seed, unless an eval param sets it

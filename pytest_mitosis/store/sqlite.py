@@ -420,6 +420,9 @@ class SQLiteStore:
     # -- TrialStore ------------------------------------------------------------------------------
 
     def _conflicts(self, locks: Sequence[Lock]) -> None:
+        """Raise one ``VariantRedefined`` naming *every* lock of ``locks`` that now means another value."""
+        messages: list[str] = []
+        shorts: list[str] = []
         for lock in locks:
             row = self._db.execute(
                 "SELECT fingerprint, value, trial FROM locks WHERE step=? AND param=? AND kind=? AND name=?",
@@ -436,8 +439,14 @@ class SQLiteStore:
                         else f"eval {lock.name!r} of {lock.step}.{lock.param}"
                     )
                 )
-                short = f"{what} was {render(stored, 40)} in {row[2]}, is now {render(lock.value, 40)}"
-                raise VariantRedefined(conflict_message(lock, stored, row[2]), short)
+                was, now = render(stored, 40), render(lock.value, 40)
+                short = f"{what} was {was} in {row[2]}, is now {now}"
+                if was.endswith("...") or now.endswith("..."):  # cut texts may hide the change: say where it is
+                    short += f" (they differ at {difference(stored, lock.value)})"
+                messages.append(conflict_message(lock, stored, row[2]))
+                shorts.append(short)
+        if messages:
+            raise VariantRedefined("\n\n".join(messages), "; ".join(shorts))
 
     def check_locks(self, locks: Sequence[Lock]) -> None:
         self._conflicts(locks)
