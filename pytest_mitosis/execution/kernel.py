@@ -35,6 +35,7 @@ from jupyter_core.utils import ensure_event_loop, run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+from ..core.processes import alive
 from .logs import quiet
 
 STARTUP_TIMEOUT = 60.0
@@ -99,7 +100,7 @@ def sweep_stale_private_folders(tmp: str | None = None) -> int:
         if not entry.name.startswith(_PRIVATE_PREFIX):
             continue
         pid_text = entry.name[len(_PRIVATE_PREFIX) :].split("-", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or alive(int(pid_text)):
             continue
         try:
             if entry.is_dir() and not entry.is_symlink() and entry.stat().st_uid == os.getuid():
@@ -108,16 +109,6 @@ def sweep_stale_private_folders(tmp: str | None = None) -> int:
         except OSError:
             continue
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Launched:

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from ..core.errors import MitosisError
 from ..core.fingerprint import difference, render
+from ..core.processes import alive
 from ..identity.environment import package_changes
 from ..identity.locks import Lock
 
@@ -165,16 +166,6 @@ class TrialStore(Protocol):
 
     def close(self) -> None:
         """Release the store."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def conflict_message(lock: Lock, stored_value: Any, stored_trial: str) -> str:
@@ -409,7 +400,7 @@ class SQLiteStore:
         rows = self._db.execute(
             "SELECT key, pid FROM trials WHERE status='running' AND host=?", (self.host,)
         ).fetchall()
-        gone = [key for key, pid in rows if not _alive(pid)]
+        gone = [key for key, pid in rows if not alive(pid)]
         if gone:
             with self._write():
                 self._db.executemany(
