@@ -42,7 +42,7 @@ class MitosisHooks:
     def pytest_mitosis_make_store(self, config: pytest.Config, folder: Path) -> TrialStore:
         from .store import SQLiteStore
 
-        return SQLiteStore(folder)
+        return SQLiteStore(folder, allow_network=self.settings.allow_network_store)
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
         if file_path.resolve() == self.settings.pyproject:

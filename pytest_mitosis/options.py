@@ -186,6 +186,12 @@ def add_options(parser: pytest.Parser) -> None:
         default=True,
     )
     parser.addini(
+        "mitosis_allow_network_store",
+        "Let the SQLite store live on a network filesystem (NFS, SMB, sshfs...): only if its locking is known to work",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
         "mitosis_env_vars",
         "Environment variables recorded with every trial",
         type="linelist",
@@ -284,6 +290,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         report=bool(config.getini("mitosis_report")),
         outputs=tuple((invocation / p).resolve() for p in [config.getoption("xmlpath", None)] if p),
         gitignore=bool(config.getini("mitosis_gitignore")),
+        allow_network_store=bool(config.getini("mitosis_allow_network_store")),
         chains=tuple(dict.fromkeys(config.getoption("mitosis_steps"))),
         max_trials=max_trials,
     )

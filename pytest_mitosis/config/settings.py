@@ -112,6 +112,8 @@ class Settings:
     outputs: tuple[Path, ...] = ()
     #: a new trials folder gets a .gitignore holding ``*`` (ini mitosis_gitignore)
     gitignore: bool = True
+    #: the SQLite store may live on a network filesystem (ini mitosis_allow_network_store)
+    allow_network_store: bool = False
     #: chains of steps named with --mitosis-steps (then only these are collected)
     chains: tuple[tuple[str, ...], ...] = ()
     #: the sweep size guard: most trials run without an explicit selection (0: no limit)

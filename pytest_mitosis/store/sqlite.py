@@ -27,6 +27,7 @@ from ..core.fingerprint import difference, render
 from ..core.processes import alive
 from ..identity.environment import package_changes
 from ..identity.locks import Lock
+from .filesystems import mount_of
 
 SCHEMA_VERSION = 1
 FILENAME = "mitosis.sqlite"
@@ -222,6 +223,22 @@ def _readonly(err: BaseException) -> bool:
     return "readonly" in text or "read-only" in text or "unable to open" in text
 
 
+def refuse_network_filesystem(path: Path, mountinfo: str | None = None) -> None:
+    """Raise ``StoreError`` when ``path`` would be on a network filesystem (see filesystems.py)."""
+    mount = mount_of(path.parent, mountinfo)
+    if mount is None or not mount.network:
+        return
+    raise StoreError(
+        f"mitosis: the trial store {path} would be on a network filesystem ({mount.fstype} {mount.source}, "
+        f"mounted at {mount.point}). SQLite's WAL journal, which lets several sessions and xdist workers write one "
+        "store safely, needs memory shared between processes on one machine, and on a network filesystem it can "
+        "corrupt the store without a word. Keep the trials folder on a local disk (--mitosis-trials-folder, or "
+        "trials-folder in [tool.mitosis]) and copy it to the shared place after the sessions "
+        "(`python -m pytest_mitosis backup DEST` for the store, rsync for the trial folders). If you know this "
+        "filesystem's locking works across your processes, set the ini key mitosis_allow_network_store = true."
+    )
+
+
 def check_store_path(folder: Path) -> bool:
     """Refuse an unusable trials folder or store before anything is written; ``True`` for a new store.
 
@@ -329,11 +346,15 @@ def check_store_path(folder: Path) -> bool:
 class SQLiteStore:
     """The default store: ``<trials folder>/mitosis.sqlite``."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, allow_network: bool = False, mountinfo: str | None = None) -> None:
+        """Open (or create) ``folder/mitosis.sqlite``; refuse a folder on a network filesystem
+        unless ``allow_network``. ``mountinfo`` replaces ``/proc/self/mountinfo`` (for tests)."""
         self.path = folder / FILENAME
         self.location = str(self.path)
         self.host = socket.gethostname()
         self._closed = False
+        if not allow_network:
+            refuse_network_filesystem(self.path, mountinfo)
         fresh = check_store_path(folder)  # read only: nothing is created in or written to a file we refuse
         try:
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
