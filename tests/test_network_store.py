@@ -46,7 +46,9 @@ def test_a_store_on_a_network_filesystem_is_refused_and_nothing_is_written(tmp_p
     with pytest.raises(StoreError) as refused:
         SQLiteStore(trials, mountinfo=mountinfo)
     message = str(refused.value)
-    assert message.startswith(f"mitosis: the trial store {trials / 'mitosis.sqlite'} would be on a network filesystem ({fstype} ")
+    assert message.startswith(
+        f"mitosis: the trial store {trials / 'mitosis.sqlite'} would be on a network filesystem ({fstype} "
+    )
     assert f"mounted at {lab})" in message
     assert "mitosis_allow_network_store = true" in message and "--mitosis-trials-folder" in message
     assert list(lab.iterdir()) == [], "nothing was created on the shared folder"
