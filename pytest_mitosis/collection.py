@@ -146,7 +146,7 @@ class TrialItem(_OutcomeItem):
     def setup(self) -> None:
         """Refuse the trial before its kernel starts if a variant changed meaning (per trial)."""
         from .identity.trial import UnfingerprintableValue
-        from .store.sqlite import StoreError, VariantRedefined
+        from .store.protocol import StoreError, VariantRedefined
 
         refusal = None
         try:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from .store.sqlite import TrialStore
+    from .store.protocol import TrialStore
 
 
 @pytest.hookspec(firstresult=True)

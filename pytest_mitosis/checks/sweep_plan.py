@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..config.variants import TrialSpec
 from ..identity.trial import TrialIdentity, UnfingerprintableValue
-from ..store.sqlite import TrialStore, VariantRedefined
+from ..store.protocol import TrialStore, VariantRedefined
 from .clean_tree import RepoState, refusal
 
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..config.settings import Settings
     from ..config.variants import TrialSpec
     from ..execution.runner import TrialOutcome
-    from ..store.sqlite import TrialStore
+    from ..store.protocol import TrialStore
 
 
 def judge(

@@ -13,6 +13,8 @@ May import: :mod:`pytest_mitosis.core`, :mod:`pytest_mitosis.identity`, :mod:`py
 from __future__ import annotations
 
 from ..identity.locks import Lock
+from .file import FILENAME, SCHEMA_VERSION
+from .protocol import KeyTaken, NewTrial, Previous, StoreError, TrialStore, VariantRedefined, new_key, start
 from .readers import (
     Reader,
     RecordsError,
@@ -25,19 +27,7 @@ from .readers import (
     valid_commit,
     valid_key,
 )
-from .sqlite import (
-    FILENAME,
-    SCHEMA_VERSION,
-    KeyTaken,
-    NewTrial,
-    Previous,
-    SQLiteStore,
-    StoreError,
-    TrialStore,
-    VariantRedefined,
-    new_key,
-    start,
-)
+from .sqlite import SQLiteStore
 
 __all__ = [
     "FILENAME",

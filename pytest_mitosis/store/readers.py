@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import MitosisError
-from .sqlite import FILENAME, SCHEMA_VERSION
+from .file import FILENAME, SCHEMA_VERSION
 
 
 class RecordsError(MitosisError):

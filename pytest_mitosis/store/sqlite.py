@@ -1,11 +1,11 @@
-"""The trial store: a ``TrialStore`` protocol and its default SQLite implementation.
+"""The default trial store: one SQLite file in the trials folder (``mitosis.sqlite``).
 
-One database file in the trials folder (``mitosis.sqlite``), WAL journal, a generous busy
-timeout, and short ``BEGIN IMMEDIATE`` transactions: one to start a trial (re-check and take
-the variant locks, allocate the iteration, insert a ``running`` record) and one to finish
-it. Two xdist workers or two sessions can therefore never lock one variant name to two
-values nor share an iteration number. A session killed mid-trial leaves a ``running`` row,
-which the next session marks ``interrupted`` once its process is gone. No pytest import.
+WAL journal, a generous busy timeout, and short ``BEGIN IMMEDIATE`` transactions: one to
+start a trial (re-check and take the variant locks, allocate the iteration, insert a
+``running`` record) and one to finish it. Two xdist workers or two sessions can therefore
+never lock one variant name to two values nor share an iteration number. A session killed
+mid-trial leaves a ``running`` row, which the next session marks ``interrupted`` once its
+process is gone. No pytest import.
 """
 
 from __future__ import annotations
@@ -13,25 +13,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import socket
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from ..core.errors import MitosisError
 from ..core.fingerprint import difference, render
 from ..core.processes import alive
 from ..identity.environment import package_changes
 from ..identity.locks import Lock
-from .filesystems import mount_of
-
-SCHEMA_VERSION = 1
-FILENAME = "mitosis.sqlite"
-BUSY_TIMEOUT = 120.0
+from .file import (
+    BUSY_TIMEOUT,
+    FILENAME,
+    SCHEMA_VERSION,
+    _readonly,
+    check_store_path,
+    foreign_message,
+    refuse_network_filesystem,
+)
+from .protocol import KeyTaken, NewTrial, Previous, StoreError, VariantRedefined, conflict_message
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -79,268 +81,6 @@ CREATE TABLE IF NOT EXISTS locks (
     PRIMARY KEY (step, param, kind, name)
 );
 """
-
-
-def new_key() -> str:
-    """A short random key: unique names for folders without any coordination between workers."""
-    return secrets.token_hex(4)
-
-
-class StoreError(MitosisError):
-    """The store cannot be opened or written; the message names the file."""
-
-
-class KeyTaken(MitosisError):
-    """Another trial already has this key (32 random bits: rare, so the caller draws another)."""
-
-
-class VariantRedefined(MitosisError):
-    """A variant name (or a tracked eval expression) now means another value than when locked."""
-
-    def __init__(self, message: str, short: str) -> None:
-        super().__init__(message)
-        #: one line for ``--mitosis-check``
-        self.short = short
-
-
-@dataclass(frozen=True)
-class NewTrial:
-    """A trial about to start, as the store records it."""
-
-    key: str
-    experiment: str
-    identity: str
-    variants: str
-    slug: str
-    nodeid: str
-    debug: bool
-    git: dict[str, Any]
-    seed: int
-    environment: dict[str, Any]
-    steps: list[dict[str, Any]]
-    params: list[dict[str, Any]]
-    #: the key of the trial this one reproduces (``--mitosis-reproduce``)
-    reproduces: str | None = None
-
-
-@dataclass(frozen=True)
-class Previous:
-    """The latest finished, non-debug, passed trial of an identity (for the drift gate)."""
-
-    key: str
-    name: str
-    main: Any
-    metrics: dict[str, Any]
-    #: its seed, so that the gate can say when the seed changed too
-    seed: int | None = None
-
-
-class TrialStore(Protocol):
-    """What collection and execution need of a store; implement it to add a backend."""
-
-    location: str
-
-    def check_locks(self, locks: Sequence[Lock]) -> None:
-        """Raise ``VariantRedefined`` if a lock holds another value (read only, before a kernel starts)."""
-
-    def begin(self, trial: NewTrial, locks: Sequence[Lock]) -> int | None:
-        """Atomically re-check and take ``locks`` and record ``trial`` as running; return its iteration."""
-
-    def finish(
-        self,
-        key: str,
-        *,
-        status: str,
-        main: Any,
-        metrics: dict[str, Any],
-        folder: str | None,
-        message: str | None,
-        verdict: str | None = None,
-    ) -> list[str]:
-        """Finalise a trial's record; return warnings worth a researcher's attention."""
-
-    def next_iteration(self, experiment: str, identity: str) -> int:
-        """The iteration the next trial of this identity would get (read only)."""
-
-    def previous(self, experiment: str, identity: str, before: str | None = None) -> Previous | None:
-        """The latest passed, non-debug trial of this identity, other than the trial ``before``."""
-
-    def close(self) -> None:
-        """Release the store."""
-
-
-def conflict_message(lock: Lock, stored_value: Any, stored_trial: str) -> str:
-    if lock.kind == "expect":
-        return (
-            f"mitosis: experiment {lock.experiment!r}: its hypothesis was {render(stored_value)} when trial "
-            f"{stored_trial} ran, and is now {render(lock.value)}. A hypothesis is declared before the trials that "
-            "test it: declare the new one as a new experiment in [tool.mitosis.experiments], or run with --mitosis-debug."
-        )
-    what = (
-        f"variant {lock.name!r} of parameter"
-        if lock.kind == "lookup"
-        else f"eval expression {lock.name!r} for parameter"
-    )
-    fix = (
-        f"Give the new value a new variant name in {lock.where} (variant names are never reused), "
-        if lock.kind == "lookup"
-        else "Write the new value as a different expression, or mark the parameter untracked with a leading +, "
-    )
-    where = difference(stored_value, lock.value)
-    return (
-        f"mitosis: experiment {lock.experiment!r}, step {lock.step!r}: the {what} {lock.param!r} now means a "
-        f"different value than in earlier trials.\n"
-        f"  stored:    {render(stored_value)}   (locked by trial {stored_trial})\n"
-        f"  attempted: {render(lock.value)}\n"
-        f"  they differ at {where}\n"
-        f"{fix}or run with --mitosis-debug."
-    )
-
-
-_FIX = "Move it aside (or pass --mitosis-trials-folder for a new folder) and run again."
-_OURS = ("meta", "trials", "environments", "locks")
-
-
-def foreign_message(path: Path, found: str) -> str:
-    return (
-        f"mitosis: the trial store {path} cannot be used: {found}. It is not a pytest-mitosis store or it is "
-        f"damaged; nothing was written to it. {_FIX}"
-    )
-
-
-def _trial_folders(folder: Path) -> list[Path]:
-    found: list[Path] = []
-    for parent in (folder, folder / "debug"):
-        try:
-            found += [p for p in parent.iterdir() if p.name.startswith("trial_") and p.is_dir()]
-        except OSError:
-            pass
-    return sorted(found)
-
-
-def _readonly(err: BaseException) -> bool:
-    text = str(err).lower()
-    return "readonly" in text or "read-only" in text or "unable to open" in text
-
-
-def refuse_network_filesystem(path: Path, mountinfo: str | None = None) -> None:
-    """Raise ``StoreError`` when ``path`` would be on a network filesystem (see filesystems.py)."""
-    mount = mount_of(path.parent, mountinfo)
-    if mount is None or not mount.network:
-        return
-    raise StoreError(
-        f"mitosis: the trial store {path} would be on a network filesystem ({mount.fstype} {mount.source}, "
-        f"mounted at {mount.point}). SQLite's WAL journal, which lets several sessions and xdist workers write one "
-        "store safely, needs memory shared between processes on one machine, and on a network filesystem it can "
-        "corrupt the store without a word. Keep the trials folder on a local disk (--mitosis-trials-folder, or "
-        "trials-folder in [tool.mitosis]) and copy it to the shared place after the sessions "
-        "(`python -m pytest_mitosis backup DEST` for the store, rsync for the trial folders). If you know this "
-        "filesystem's locking works across your processes, set the ini key mitosis_allow_network_store = true."
-    )
-
-
-def check_store_path(folder: Path) -> bool:
-    """Refuse an unusable trials folder or store before anything is written; ``True`` for a new store.
-
-    Everything here only reads: a file we refuse stays byte-identical (its header included,
-    so the switch to WAL waits until the file is known to be ours). Refused: a trials
-    folder that is a file or cannot be written, a store that is a directory, an empty store
-    beside trial folders (the store that numbered them is lost), a SQLite file without our
-    tables or with some of them gone, and a store from a newer pytest-mitosis.
-    """
-    path = folder / FILENAME
-    for parent in (folder, *folder.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                what = "is a file" if parent == folder else f"cannot be created: {parent} is a file"
-                raise StoreError(
-                    f"mitosis: the trials folder {folder} {what}, not a folder. Move that file aside, or choose "
-                    "another trials folder (--mitosis-trials-folder DIR, or trials-folder in [tool.mitosis])."
-                )
-            break
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise StoreError(
-            f"mitosis: the trials folder {folder} cannot be created: {err.strerror or err}. Create it yourself with "
-            "write permission for this user, or choose another trials folder (--mitosis-trials-folder DIR)."
-        ) from None
-    if path.is_dir():
-        raise StoreError(
-            f"mitosis: the trial store {path} is a directory, not a file. Move that directory aside (pytest-mitosis "
-            "creates the store there), or choose another trials folder (--mitosis-trials-folder DIR)."
-        )
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise StoreError(
-            f"mitosis: the trials folder {folder} is not writable for this user: trials and the store are written "
-            "there. Make it writable (chmod u+w, or chattr -i if it is immutable), or choose another trials folder "
-            "(--mitosis-trials-folder DIR)."
-        )
-    if not path.exists():
-        return True
-    if not os.access(path, os.R_OK | os.W_OK):
-        raise StoreError(
-            f"mitosis: the trial store {path} is not writable for this user. Make it writable (chmod u+w, or chattr "
-            "-i if it is immutable), or choose another trials folder (--mitosis-trials-folder DIR)."
-        )
-    if path.stat().st_size == 0:
-        trials = _trial_folders(folder)
-        if trials:
-            raise StoreError(
-                f"mitosis: the trial store {path} is empty (0 bytes), but {folder} holds {len(trials)} trial "
-                f"folder{'s' if len(trials) > 1 else ''} ({trials[0].name}{', ...' if len(trials) > 1 else ''}): the "
-                "store that recorded them was truncated or lost, and a new one would number trials from 1 again "
-                "beside them. Restore the store from a copy or backup, or move the trial folders and the empty "
-                "file aside; nothing was written."
-            )
-        return True
-    # A read-only connection honours locks and journals, and creates nothing beside a file in
-    # rollback-journal mode (every file as it is being created, and foreign ones). Beside a
-    # WAL-mode file it would create -wal and -shm: when they are absent, no session has the
-    # file open and everything is in the main file (our stores get their tables before the
-    # switch to WAL), so read it as immutable, which creates nothing.
-    try:
-        with path.open("rb") as stream:
-            head = stream.read(20)
-    except OSError as err:
-        raise StoreError(foreign_message(path, err.strerror or str(err))) from None
-    wal = len(head) == 20 and head[18] == 2 and head[19] == 2
-    shared = any(path.with_name(path.name + suffix).exists() for suffix in ("-wal", "-shm"))
-    uri = f"{path.resolve().as_uri()}?mode=ro" + ("&immutable=1" if wal and not shared else "")
-    try:
-        db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT)
-    except sqlite3.Error as err:
-        raise StoreError(foreign_message(path, str(err))) from None
-    try:
-        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        row = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone() if "meta" in tables else None
-    except sqlite3.Error as err:
-        raise StoreError(foreign_message(path, str(err))) from None
-    finally:
-        db.close()
-    if "meta" not in tables:
-        found = (
-            f"it has the tables {', '.join(sorted(tables))} but none of pytest-mitosis's"
-            if tables
-            else "it is a SQLite database without any table (not a store, or one whose tables were dropped)"
-        )
-        raise StoreError(foreign_message(path, found))
-    version = int(row[0]) if row is not None and str(row[0]).isdigit() else None
-    if version is not None and version > SCHEMA_VERSION:
-        raise StoreError(
-            f"mitosis: the trial store {path} has schema version {version}, written by a newer "
-            f"pytest-mitosis; this one knows version {SCHEMA_VERSION}. Upgrade pytest-mitosis "
-            "(pip install -U pytest-mitosis); the store was left as it is."
-        )
-    missing = [t for t in _OURS if t not in tables]
-    if missing or version is None:
-        gone = f"the table{'s' if len(missing) > 1 else ''} {', '.join(missing)}" if missing else "its schema version"
-        raise StoreError(
-            f"mitosis: the trial store {path} cannot be used: {gone} {'are' if len(missing) > 1 else 'is'} gone "
-            "(damaged, or edited by hand); nothing was written to it. Restore it from a copy or backup, or move it "
-            "aside (or pass --mitosis-trials-folder for a new folder) and run again."
-        )
-    return False
 
 
 class SQLiteStore:
@@ -650,17 +390,3 @@ class _Transaction:
 
     def __exit__(self, kind: object, *_: object) -> None:
         self._db.execute("COMMIT" if kind is None else "ROLLBACK")
-
-
-def start(store: TrialStore, make: Any, locks: Sequence[Lock], key: str) -> tuple[str, int | None]:
-    """``store.begin(make(key), locks)``, drawing a new key while the key is taken."""
-
-    for _ in range(20):
-        try:
-            return key, store.begin(make(key), locks)
-        except KeyTaken:
-            key = new_key()
-    raise StoreError(
-        f"mitosis: 20 random trial keys in a row were already taken in {store.location}; the store's key column is "
-        "probably not what pytest-mitosis wrote. Check the store, or point --mitosis-trials-folder at a new folder."
-    )

@@ -1,0 +1,148 @@
+"""What a trial store is: the ``TrialStore`` protocol, the records it takes, its errors.
+
+Collection, execution and the checks program against :class:`TrialStore`; the SQLite store
+(:mod:`.sqlite`) is one implementation, and a plugin's ``pytest_mitosis_make_store`` may
+return another. The lock-conflict message lives here because every backend must say the same
+thing to the user. No pytest import.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..core.errors import MitosisError
+from ..core.fingerprint import difference, render
+from ..identity.locks import Lock
+
+
+def new_key() -> str:
+    """A short random key: unique names for folders without any coordination between workers."""
+    return secrets.token_hex(4)
+
+
+class StoreError(MitosisError):
+    """The store cannot be opened or written; the message names the file."""
+
+
+class KeyTaken(MitosisError):
+    """Another trial already has this key (32 random bits: rare, so the caller draws another)."""
+
+
+class VariantRedefined(MitosisError):
+    """A variant name (or a tracked eval expression) now means another value than when locked."""
+
+    def __init__(self, message: str, short: str) -> None:
+        super().__init__(message)
+        #: one line for ``--mitosis-check``
+        self.short = short
+
+
+@dataclass(frozen=True)
+class NewTrial:
+    """A trial about to start, as the store records it."""
+
+    key: str
+    experiment: str
+    identity: str
+    variants: str
+    slug: str
+    nodeid: str
+    debug: bool
+    git: dict[str, Any]
+    seed: int
+    environment: dict[str, Any]
+    steps: list[dict[str, Any]]
+    params: list[dict[str, Any]]
+    #: the key of the trial this one reproduces (``--mitosis-reproduce``)
+    reproduces: str | None = None
+
+
+@dataclass(frozen=True)
+class Previous:
+    """The latest finished, non-debug, passed trial of an identity (for the drift gate)."""
+
+    key: str
+    name: str
+    main: Any
+    metrics: dict[str, Any]
+    #: its seed, so that the gate can say when the seed changed too
+    seed: int | None = None
+
+
+class TrialStore(Protocol):
+    """What collection and execution need of a store; implement it to add a backend."""
+
+    location: str
+
+    def check_locks(self, locks: Sequence[Lock]) -> None:
+        """Raise ``VariantRedefined`` if a lock holds another value (read only, before a kernel starts)."""
+
+    def begin(self, trial: NewTrial, locks: Sequence[Lock]) -> int | None:
+        """Atomically re-check and take ``locks`` and record ``trial`` as running; return its iteration."""
+
+    def finish(
+        self,
+        key: str,
+        *,
+        status: str,
+        main: Any,
+        metrics: dict[str, Any],
+        folder: str | None,
+        message: str | None,
+        verdict: str | None = None,
+    ) -> list[str]:
+        """Finalise a trial's record; return warnings worth a researcher's attention."""
+
+    def next_iteration(self, experiment: str, identity: str) -> int:
+        """The iteration the next trial of this identity would get (read only)."""
+
+    def previous(self, experiment: str, identity: str, before: str | None = None) -> Previous | None:
+        """The latest passed, non-debug trial of this identity, other than the trial ``before``."""
+
+    def close(self) -> None:
+        """Release the store."""
+
+
+def conflict_message(lock: Lock, stored_value: Any, stored_trial: str) -> str:
+    if lock.kind == "expect":
+        return (
+            f"mitosis: experiment {lock.experiment!r}: its hypothesis was {render(stored_value)} when trial "
+            f"{stored_trial} ran, and is now {render(lock.value)}. A hypothesis is declared before the trials that "
+            "test it: declare the new one as a new experiment in [tool.mitosis.experiments], or run with --mitosis-debug."
+        )
+    what = (
+        f"variant {lock.name!r} of parameter"
+        if lock.kind == "lookup"
+        else f"eval expression {lock.name!r} for parameter"
+    )
+    fix = (
+        f"Give the new value a new variant name in {lock.where} (variant names are never reused), "
+        if lock.kind == "lookup"
+        else "Write the new value as a different expression, or mark the parameter untracked with a leading +, "
+    )
+    where = difference(stored_value, lock.value)
+    return (
+        f"mitosis: experiment {lock.experiment!r}, step {lock.step!r}: the {what} {lock.param!r} now means a "
+        f"different value than in earlier trials.\n"
+        f"  stored:    {render(stored_value)}   (locked by trial {stored_trial})\n"
+        f"  attempted: {render(lock.value)}\n"
+        f"  they differ at {where}\n"
+        f"{fix}or run with --mitosis-debug."
+    )
+
+
+def start(store: TrialStore, make: Any, locks: Sequence[Lock], key: str) -> tuple[str, int | None]:
+    """``store.begin(make(key), locks)``, drawing a new key while the key is taken."""
+
+    for _ in range(20):
+        try:
+            return key, store.begin(make(key), locks)
+        except KeyTaken:
+            key = new_key()
+    raise StoreError(
+        f"mitosis: 20 random trial keys in a row were already taken in {store.location}; the store's key column is "
+        "probably not what pytest-mitosis wrote. Check the store, or point --mitosis-trials-folder at a new folder."
+    )
