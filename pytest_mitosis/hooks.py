@@ -69,7 +69,7 @@ class MitosisHooks:
             try:
                 mitosis.ahead.launch(mitosis.project().cwd)
                 mitosis.ahead.gather(mitosis.read_facts, imports=fact_imports)
-            except (ConfigError, OSError, RuntimeError):
+            except Exception:  # ConfigError, a kernel that cannot start (zmq, the OS): reported by the trial
                 pass  # nothing gained, nothing lost: the trial starts its own kernel
         try:
             return (yield)

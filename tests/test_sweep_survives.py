@@ -17,6 +17,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,9 +53,10 @@ PATIENCE = 180.0  # seconds to wait for a marker: generous, so a slow machine ne
 def investigation(base: Path) -> tuple[Path, Path, Path]:
     root = git_init(write_investigation(base / "study", PYPROJECT, {"steps": STEPS}))
     markers = base / "markers"
-    tmp = base / "tmp"
     markers.mkdir()
-    tmp.mkdir()
+    # the kernels' private folders go to $TMPDIR: a short one of this test's own (under a deep
+    # basetemp the socket paths would not fit a Unix socket, and pytest-mitosis would use /tmp)
+    tmp = Path(tempfile.mkdtemp(prefix="mk-", dir="/tmp"))
     return root, markers, tmp
 
 
@@ -148,8 +150,9 @@ def test_a_signal_stops_the_session_and_records_the_trial_as_interrupted(
     assert re.search(rf"pyproject\.toml::slow\[a\] +INTERRUPTED +#1 key {row['key']}", out), out
     folder = Path(row["folder"])
     notebook = json.loads((folder / f"{row['name']}.ipynb").read_text())
-    printed = "".join("".join(o.get("text", "")) for c in notebook["cells"] for o in c.get("outputs", []))
-    assert "step started" in printed, "the notebook is kept as far as it got"
+    setup, step = notebook["cells"][1], notebook["cells"][2]
+    assert setup["execution_count"] is not None, "the notebook is kept as far as it got: the set-up cell ran"
+    assert "mitosis_trial.step('slow'" in "".join(step["source"])
     assert (folder / f"{row['name']}.html").is_file()
     assert json.loads((folder / "outcome.json").read_text())["status"] == "interrupted"
     assert not (root / "trials" / ".staging" / row["key"]).exists()
@@ -171,6 +174,19 @@ def test_a_background_job_that_ignores_sigint_keeps_ignoring_it(tmp_path: Path) 
     (row,) = rows(root)
     assert row["status"] == "interrupted"
     assert row["message"].startswith("interrupted by SIGTERM during step 'slow'"), row["message"]
+
+
+def test_a_deep_tmpdir_still_gives_kernels_short_socket_paths(tmp_path: Path) -> None:
+    """A Unix socket's path holds about 107 bytes: under a deep $TMPDIR the kernel's private folder
+    goes to /tmp instead, and the trial runs (it once failed with 'File name too long')."""
+    root, markers, _ = investigation(tmp_path)
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    run = run_pytest(
+        root, "--mitosis", "pyproject.toml::slow[c]", env=clean_env(MITOSIS_TEST_MARKERS=str(markers), TMPDIR=str(deep))
+    )
+    assert run.ret == 0, run.out
+    assert list(deep.iterdir()) == []
 
 
 def test_ctrl_c_under_xdist_interrupts_the_workers_trials(tmp_path: Path) -> None:

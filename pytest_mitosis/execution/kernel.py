@@ -42,6 +42,18 @@ STARTUP_TIMEOUT = 60.0
 _QUIET = quiet("kernel")
 #: prefix of each kernel's private folder (sockets, connection file); the pid says whose it is
 _PRIVATE_PREFIX = "mitosis-kernel-"
+#: a Unix socket's path holds at most 107 bytes (sun_path); the kernel adds "/kernel-NN" to the folder
+_SOCKET_PATH_MAX = 100
+
+
+def private_base() -> str:
+    """Where kernels' private folders go: ``$TMPDIR``, or ``/tmp`` when ``$TMPDIR`` is so deep that
+    the kernel's socket paths would not fit in a Unix socket address."""
+    base = tempfile.gettempdir()
+    longest = os.path.join(base, f"{_PRIVATE_PREFIX}{os.getpid()}-xxxxxxxx", "kernel-xx")
+    if len(os.fsencode(longest)) > _SOCKET_PATH_MAX and os.path.isdir("/tmp") and os.access("/tmp", os.W_OK):
+        return "/tmp"
+    return base
 
 
 class _SameInterpreterKernelManager(AsyncKernelManager):
@@ -90,7 +102,7 @@ def sweep_stale_private_folders(tmp: str | None = None) -> int:
     A folder is ``mitosis-kernel-<pid>-<random>``: it is removed only when no process with that
     pid exists, so folders of concurrent sessions are never touched. Returns how many were removed.
     """
-    base = Path(tmp or tempfile.gettempdir())
+    base = Path(tmp or private_base())
     removed = 0
     try:
         entries = list(base.iterdir())
@@ -122,7 +134,7 @@ class Launched:
 
     def __init__(self, cwd: Path) -> None:
         self.cwd = cwd
-        self._private = tempfile.mkdtemp(prefix=f"{_PRIVATE_PREFIX}{os.getpid()}-")
+        self._private = tempfile.mkdtemp(prefix=f"{_PRIVATE_PREFIX}{os.getpid()}-", dir=private_base())
         os.chmod(self._private, 0o700)
         self.manager = _SameInterpreterKernelManager(
             transport="ipc", ip=os.path.join(self._private, "kernel"), log=_QUIET
@@ -271,7 +283,10 @@ def execute(
         if launched is None or launched.cwd != cwd:
             if launched is not None:
                 launched.close()
-            launched = Launched(cwd)
+            try:
+                launched = Launched(cwd)
+            except Exception as err:  # zmq, the OS, the launcher: the trial fails, the session goes on
+                raise RuntimeError(f"{type(err).__name__}: {err}") from None
         client = _Client(
             nb,
             km=launched.manager,
