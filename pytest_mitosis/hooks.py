@@ -30,6 +30,16 @@ def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _failure_text(report: pytest.TestReport) -> str:
+    """The failure as written, without the ``[gw0] linux -- Python ...`` line that xdist's reports begin with."""
+    if isinstance(report.longrepr, str):
+        return report.longrepr
+    text = report.longreprtext
+    if hasattr(report, "node"):  # a report from an xdist worker: toterminal() writes the worker's line first
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+    return text
+
+
 class MitosisHooks:
     """The hook implementations of one pytest session with ``--mitosis``."""
 
@@ -195,7 +205,7 @@ class MitosisHooks:
 
         props = list(report.user_properties)
         is_trial = any(name == "mitosis.trial" for name, _ in props)
-        message = report.longreprtext if report.failed else None
+        message = _failure_text(report) if report.failed else None
         if report.when == "call" and is_trial:
             self.mitosis.rows.append(summary_row(report.nodeid, report.outcome, props, message))
         elif report.failed and report.when == "setup" and "pyproject.toml::" in report.nodeid:
