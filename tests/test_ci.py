@@ -11,8 +11,10 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -286,3 +288,43 @@ def test_the_gitlab_job_is_valid_and_its_command_runs_the_example(tmp_path_facto
     assert (root / summary).read_text(encoding="utf-8").startswith("## mitosis: 2 passed (2 trials)\n")
     assert len(json.loads((root / bench).read_text(encoding="utf-8"))) == 4
     assert (root / junit).is_file() and (root / "trials" / "report" / "index.html").is_file()
+
+
+SLOW = """
+import time
+
+
+def quick():
+    return {"main": 1.0}
+
+
+def slow():
+    time.sleep(120)
+    return {"main": 2.0}
+"""
+
+
+def test_an_interrupted_session_still_writes_its_summary(tmp_path: Path) -> None:
+    """SIGTERM (a CI runner cancelling the job) during the second trial: the summary has both."""
+    pyproject = '[tool.mitosis.steps]\nquick = ["study:quick"]\nslow = ["study:slow"]\n'
+    root = git_init(write_investigation(tmp_path / "study", pyproject, {"study": SLOW}))
+    summary = tmp_path / "summary.md"
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", f"--mitosis-summary={summary}"]
+    proc = subprocess.Popen(
+        argv, cwd=root, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    staging = root / "trials" / ".staging"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(root.glob("trials/trial_quick-*"))) == 0:
+        time.sleep(0.2)
+    while time.monotonic() < deadline and not any(staging.glob("*")):
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out
+    text = summary.read_text(encoding="utf-8")
+    assert text.startswith("## mitosis: 1 passed, 1 interrupted (2 trials)\n"), text
+    assert "pytest exit status 2" in text
+    assert "| `quick` | passed | 1.0 |" in text and "| `slow` | interrupted | – |" in text
+    assert f"summary: {summary}" in out
