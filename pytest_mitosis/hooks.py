@@ -117,6 +117,7 @@ class MitosisHooks:
         too_many = sweep_size_refusal(mitosis, trials if not distributed else None)
         if too_many is not None:
             raise pytest.UsageError(too_many)
+        self._check_ci_paths()
         reproducing = any(isinstance(item, ReproduceItem) for item in session.items)
         if distributed or trials or reproducing:
             mitosis.preflight()
@@ -127,6 +128,18 @@ class MitosisHooks:
             if reporter is not None:
                 reporter.write_line(f"mitosis plan: {totals(plan(trials, mitosis.store(), mitosis.identify, None))}")
         return None
+
+    def _check_ci_paths(self) -> None:
+        """A summary or benchmark path that cannot be a file stops the session before any trial runs."""
+        from .views.ci import path_problem
+
+        for option, path in (
+            ("--mitosis-summary", self.settings.summary),
+            ("--mitosis-benchmark-json", self.settings.benchmark_json),
+        ):
+            problem = path_problem(option, path) if path is not None else None
+            if problem is not None:
+                raise pytest.UsageError(problem)
 
     def _check(self, session: pytest.Session, trials: list[tuple[str, Any]], broken: list[tuple[str, str]]) -> bool:
         """``--mitosis-check``: one line per trial, no kernel; blocked trials count as failures."""

@@ -157,21 +157,45 @@ def test_the_header_says_how_to_use_the_github_step_summary(tmp_path: Path) -> N
     assert not (tmp_path / "s.md").exists()  # --collect-only writes no summary
 
 
-def test_an_unwritable_path_is_one_line_and_the_trial_is_kept(tmp_path: Path) -> None:
+def test_a_path_that_cannot_take_a_file_stops_the_session_before_any_trial(tmp_path: Path) -> None:
     root = git_init(write_investigation(tmp_path / "study", PYPROJECT, {"study": STUDY}))
-    (tmp_path / "a-folder.json").mkdir()
+    missing = tmp_path / "missing" / "s.md"
+    run = run_pytest(root, "--mitosis", "-k", "acc", f"--mitosis-summary={missing}", junit=False)
+    assert run.ret == 4, run.out
+    assert (
+        f"ERROR: mitosis: --mitosis-summary={missing}: the folder {missing.parent} does not exist "
+        "(or is not a folder): create it, or choose another path." in run.out
+    )
+    assert not (root / "trials" / "mitosis.sqlite").exists()  # no trial ran
+    (tmp_path / "out").mkdir()
+    run = run_pytest(root, "--mitosis", "-k", "acc", f"--mitosis-benchmark-json={tmp_path / 'out'}", junit=False)
+    assert run.ret == 4, run.out
+    assert f"ERROR: mitosis: --mitosis-benchmark-json={tmp_path / 'out'} is a folder" in run.out
+    assert "Traceback" not in run.out and "INTERNALERROR" not in run.out
+
+
+def test_the_ini_key_is_relative_to_the_rootdir_and_the_option_wins(tmp_path: Path) -> None:
+    ini = PYPROJECT + '\n[tool.pytest.ini_options]\nmitosis_summary = "ci/summary.md"\n'
+    root = git_init(write_investigation(tmp_path / "study", ini, {"study": STUDY}))
+    (root / "sub").mkdir()
+    run = run_pytest(root / "sub", "--mitosis", "-k", "acc", junit=False)  # from a sub-folder: still the rootdir's
+    assert run.ret == 4, run.out
+    assert f"--mitosis-summary={root / 'ci' / 'summary.md'}: the folder {root / 'ci'} does not exist" in run.out
+    run = run_pytest(root / "sub", "--mitosis", "-k", "acc", "--mitosis-summary=s/summary.md", junit=False)
+    assert f"--mitosis-summary={root / 'sub' / 's' / 'summary.md'}: the folder" in run.out
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a file that is always full)")
+def test_a_file_that_cannot_be_written_is_one_line_and_the_trial_is_kept(tmp_path: Path) -> None:
+    """Found only when writing (here: no space left): said at the end, the trial recorded, exit 1."""
+    root = git_init(write_investigation(tmp_path / "study", PYPROJECT, {"study": STUDY}))
     run = run_pytest(
-        root,
-        "--mitosis",
-        "-k",
-        "acc",
-        f"--mitosis-summary={tmp_path / 'missing' / 's.md'}",
-        f"--mitosis-benchmark-json={tmp_path / 'a-folder.json'}",
+        root, "--mitosis", "-k", "acc", "--mitosis-summary=/dev/full", "--mitosis-benchmark-json=/dev/full"
     )
     assert run.ret == 1, run.out
     assert "1 passed" in run.out
-    assert f"summary: not written to {tmp_path / 'missing' / 's.md'}: No such file or directory" in run.out
-    assert f"benchmark: not written to {tmp_path / 'a-folder.json'}: Is a directory" in run.out
+    assert "summary: not written to /dev/full: No space left on device" in run.out
+    assert "benchmark: not written to /dev/full: No space left on device" in run.out
     assert "Traceback" not in run.out and "INTERNALERROR" not in run.out
     assert float(run.properties("acc")["main"]) == 0.9
     history = subprocess.run(

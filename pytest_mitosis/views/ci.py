@@ -122,6 +122,22 @@ def markdown_summary(
     return "\n".join(lines)
 
 
+def path_problem(option: str, path: Path) -> str | None:
+    """Why ``path`` cannot take a file, found before any trial runs (a typo costs no kernel hour), or ``None``.
+
+    What only writing can tell (no space left, a folder removed meanwhile) is reported at the
+    end of the session instead, without losing the trials.
+    """
+    if path.is_dir():
+        return f"mitosis: {option}={path} is a folder: give the path of a file in it (e.g. {path / 'summary.md'})."
+    if not path.parent.is_dir():
+        return (
+            f"mitosis: {option}={path}: the folder {path.parent} does not exist (or is not a folder): "
+            "create it, or choose another path."
+        )
+    return None
+
+
 def append_summary(path: Path, text: str) -> None:
     """Append ``text`` to ``path`` (GitHub gives each step an existing, empty summary file)."""
     existing = path.stat().st_size if path.is_file() else 0
