@@ -159,12 +159,13 @@ def test_the_header_says_how_to_use_the_github_step_summary(tmp_path: Path) -> N
 
 def test_a_path_that_cannot_take_a_file_stops_the_session_before_any_trial(tmp_path: Path) -> None:
     root = git_init(write_investigation(tmp_path / "study", PYPROJECT, {"study": STUDY}))
-    missing = tmp_path / "missing" / "s.md"
-    run = run_pytest(root, "--mitosis", "-k", "acc", f"--mitosis-summary={missing}", junit=False)
+    (tmp_path / "a-file").write_text("")
+    inside = tmp_path / "a-file" / "ci" / "s.md"
+    run = run_pytest(root, "--mitosis", "-k", "acc", f"--mitosis-summary={inside}", junit=False)
     assert run.ret == 4, run.out
     assert (
-        f"ERROR: mitosis: --mitosis-summary={missing}: the folder {missing.parent} does not exist "
-        "(or is not a folder): create it, or choose another path." in run.out
+        f"ERROR: mitosis: --mitosis-summary={inside}: {tmp_path / 'a-file'} is a file, not a folder: "
+        "move it aside, or choose another path." in run.out
     )
     assert not (root / "trials" / "mitosis.sqlite").exists()  # no trial ran
     (tmp_path / "out").mkdir()
@@ -175,14 +176,16 @@ def test_a_path_that_cannot_take_a_file_stops_the_session_before_any_trial(tmp_p
 
 
 def test_the_ini_key_is_relative_to_the_rootdir_and_the_option_wins(tmp_path: Path) -> None:
-    ini = PYPROJECT + '\n[tool.pytest.ini_options]\nmitosis_summary = "ci/summary.md"\n'
+    """Paths that name a folder stop the session before any kernel, so they show how each resolved."""
+    ini = PYPROJECT + '\n[tool.pytest.ini_options]\nmitosis_summary = "ci"\n'
     root = git_init(write_investigation(tmp_path / "study", ini, {"study": STUDY}))
-    (root / "sub").mkdir()
+    (root / "sub" / "here").mkdir(parents=True)
+    (root / "ci").mkdir()
     run = run_pytest(root / "sub", "--mitosis", "-k", "acc", junit=False)  # from a sub-folder: still the rootdir's
     assert run.ret == 4, run.out
-    assert f"--mitosis-summary={root / 'ci' / 'summary.md'}: the folder {root / 'ci'} does not exist" in run.out
-    run = run_pytest(root / "sub", "--mitosis", "-k", "acc", "--mitosis-summary=s/summary.md", junit=False)
-    assert f"--mitosis-summary={root / 'sub' / 's' / 'summary.md'}: the folder" in run.out
+    assert f"ERROR: mitosis: --mitosis-summary={root / 'ci'} is a folder" in run.out
+    run = run_pytest(root / "sub", "--mitosis", "-k", "acc", "--mitosis-summary=here", junit=False)
+    assert f"ERROR: mitosis: --mitosis-summary={root / 'sub' / 'here'} is a folder" in run.out
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a file that is always full)")
@@ -288,7 +291,12 @@ def test_the_github_command_runs_the_example_and_fails_on_drift(
     assert second.returncode == 1, second.stdout + second.stderr
     text = step_summary.read_text(encoding="utf-8")
     assert text.startswith("## mitosis: 2 failed (2 trials)\n")
-    assert "### Failures\n\n- `sine[amplitude_4-fast]`: main moved from 0.00035255957093127677" in text
+    failures = text.split("### Failures\n\n", 1)[1].split("\n\n", 1)[0].splitlines()  # in the order they ended
+    assert sorted(line.split(" from ", 1)[0] for line in failures) == [
+        "- `sine[amplitude_4-fast]`: main moved",
+        "- `sine[amplitude_4-slow]`: main moved",
+    ]
+    assert all(line.endswith("higher by more than the allowed 5%") for line in failures)
     assert "\\[gw" not in text  # xdist's line about its worker is not the failure's first line
 
 

@@ -130,16 +130,17 @@ def path_problem(option: str, path: Path) -> str | None:
     """
     if path.is_dir():
         return f"mitosis: {option}={path} is a folder: give the path of a file in it (e.g. {path / 'summary.md'})."
-    if not path.parent.is_dir():
-        return (
-            f"mitosis: {option}={path}: the folder {path.parent} does not exist (or is not a folder): "
-            "create it, or choose another path."
-        )
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent  # missing folders are created when the file is written, as --junitxml does
+    if not ancestor.is_dir():
+        return f"mitosis: {option}={path}: {ancestor} is a file, not a folder: move it aside, or choose another path."
     return None
 
 
 def append_summary(path: Path, text: str) -> None:
     """Append ``text`` to ``path`` (GitHub gives each step an existing, empty summary file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     existing = path.stat().st_size if path.is_file() else 0
     with path.open("a", encoding="utf-8") as out:
         out.write(("\n" if existing else "") + text)
@@ -224,4 +225,5 @@ def bigger_path(path: Path) -> Path:
 
 def write_benchmark(benchmark: Benchmark) -> None:
     """Write one file whole (a fresh file per session: the action keeps the history itself)."""
+    benchmark.path.parent.mkdir(parents=True, exist_ok=True)
     benchmark.path.write_text(json.dumps(benchmark.entries, indent=2) + "\n", encoding="utf-8")
