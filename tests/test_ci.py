@@ -321,6 +321,10 @@ def test_the_gitlab_job_is_valid_and_its_command_runs_the_example(tmp_path_facto
     assert len(json.loads((root / bench).read_text(encoding="utf-8"))) == 4
     assert (root / junit).is_file() and (root / "trials" / "report" / "index.html").is_file()
 
+    again = _shell(root, command)  # the summary the first run left in the work tree does not make it dirty
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (root / summary).read_text(encoding="utf-8").count("## mitosis: 2 passed (2 trials)\n") == 2
+
 
 SLOW = """
 import time
