@@ -188,6 +188,16 @@ def test_the_ini_key_is_relative_to_the_rootdir_and_the_option_wins(tmp_path: Pa
     assert f"ERROR: mitosis: --mitosis-summary={root / 'sub' / 'here'} is a folder" in run.out
 
 
+def test_debug_trials_are_not_charted(tmp_path: Path) -> None:
+    root = git_init(write_investigation(tmp_path / "study", PYPROJECT, {"study": STUDY}))
+    bench = tmp_path / "bench.json"
+    run = run_pytest(root, "--mitosis", "--mitosis-debug", "-k", "acc", f"--mitosis-benchmark-json={bench}")
+    assert run.ret == 0, run.out
+    assert float(run.properties("acc")["main"]) == 0.9  # it ran and passed
+    assert json.loads(bench.read_text(encoding="utf-8")) == []
+    assert f"benchmark: {bench} (0 values, tool: customSmallerIsBetter)" in run.out
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a file that is always full)")
 def test_a_file_that_cannot_be_written_is_one_line_and_the_trial_is_kept(tmp_path: Path) -> None:
     """Found only when writing (here: no space left): said at the end, the trial recorded, exit 1."""

@@ -169,14 +169,15 @@ class Benchmark:
 
 
 def benchmark_entries(rows: Sequence[SummaryRow]) -> dict[str, list[dict[str, Any]]]:
-    """Main and every numeric metric of each passed trial (reproductions left out), by trial id.
+    """Main and every numeric metric of each passed trial (reproductions and debug trials left out), by trial id.
 
     A series metric counts by its last value, as in junit XML. A reproduction runs an old
-    commit: charted over commits it would put an old result at today's commit.
+    commit, and a debug trial may run code no commit holds: charted over commits, either
+    would put a result at a commit that did not produce it.
     """
     found: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        if row.outcome != "passed" or row.reproduces:
+        if row.outcome != "passed" or row.reproduces or row.iteration is None:  # no iteration: a debug trial
             continue
         name = trial_id(row.nodeid)
         extra = ", ".join(
