@@ -11,6 +11,7 @@ report in :mod:`.views`. What the session reads once is :class:`.session.Mitosis
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,16 @@ if TYPE_CHECKING:
 def _terminate(signum: int, frame: Any) -> None:
     """SIGTERM (batch schedulers, CI runners) stops the session the way Ctrl-C does."""
     raise KeyboardInterrupt
+
+
+def _failure_text(report: pytest.TestReport) -> str:
+    """The failure as written, without the ``[gw0] linux -- Python ...`` line that xdist's reports begin with."""
+    if isinstance(report.longrepr, str):
+        return report.longrepr
+    text = report.longreprtext
+    if hasattr(report, "node"):  # a report from an xdist worker: toterminal() writes the worker's line first
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+    return text
 
 
 class MitosisHooks:
@@ -106,6 +117,7 @@ class MitosisHooks:
         too_many = sweep_size_refusal(mitosis, trials if not distributed else None)
         if too_many is not None:
             raise pytest.UsageError(too_many)
+        self._check_ci_paths()
         reproducing = any(isinstance(item, ReproduceItem) for item in session.items)
         if distributed or trials or reproducing:
             mitosis.preflight()
@@ -116,6 +128,18 @@ class MitosisHooks:
             if reporter is not None:
                 reporter.write_line(f"mitosis plan: {totals(plan(trials, mitosis.store(), mitosis.identify, None))}")
         return None
+
+    def _check_ci_paths(self) -> None:
+        """A summary or benchmark path that cannot be a file stops the session before any trial runs."""
+        from .views.ci import path_problem
+
+        for option, path in (
+            ("--mitosis-summary", self.settings.summary),
+            ("--mitosis-benchmark-json", self.settings.benchmark_json),
+        ):
+            problem = path_problem(option, path) if path is not None else None
+            if problem is not None:
+                raise pytest.UsageError(problem)
 
     def _check(self, session: pytest.Session, trials: list[tuple[str, Any]], broken: list[tuple[str, str]]) -> bool:
         """``--mitosis-check``: one line per trial, no kernel; blocked trials count as failures."""
@@ -181,30 +205,92 @@ class MitosisHooks:
             cwd = str(self.mitosis.project().cwd)
         except ConfigError:
             cwd = "(unknown)"
-        return header_lines(self.settings.pyproject, folder, cwd, self.mitosis.seed, self.settings.debug)
+        lines = header_lines(self.settings.pyproject, folder, cwd, self.mitosis.seed, self.settings.debug)
+        if os.environ.get("GITHUB_STEP_SUMMARY") and self.settings.summary is None:
+            lines.append(
+                "mitosis: on GitHub Actions: add --mitosis-summary=$GITHUB_STEP_SUMMARY "
+                "to show the trials on the run's page"
+            )
+        return lines
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         from .views.summary import summary_row
 
         props = list(report.user_properties)
         is_trial = any(name == "mitosis.trial" for name, _ in props)
+        message = _failure_text(report) if report.failed else None
         if report.when == "call" and is_trial:
-            self.mitosis.rows.append(summary_row(report.nodeid, report.outcome, props))
+            self.mitosis.rows.append(summary_row(report.nodeid, report.outcome, props, message))
         elif report.failed and report.when == "setup" and "pyproject.toml::" in report.nodeid:
-            self.mitosis.rows.append(summary_row(report.nodeid, "error", props))
+            self.mitosis.rows.append(summary_row(report.nodeid, "error", props, message))
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        """Refresh the static report once, on the controller, when trials ran."""
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Refresh the static report once, on the controller, when trials ran; then the CI files.
+
+        Also after Ctrl-C (pytest calls this hook with exit status 2), so CI keeps what ran.
+        """
         mitosis = self.mitosis
-        if hasattr(self.config, "workerinput") or not mitosis.rows or not self.settings.report:
+        if hasattr(self.config, "workerinput"):
             return
-        from .store import RecordsError
-        from .views.report import build
+        if mitosis.rows and self.settings.report:
+            from .store import RecordsError
+            from .views.report import build
 
+            try:
+                mitosis.report = build(mitosis.project().trials_folder)  # debug trials only with report --debug
+            except (RecordsError, OSError) as err:
+                mitosis.report = f"not refreshed: {err}"
+        if not (session.config.option.collectonly or self.settings.check):
+            self._write_ci_files(session, int(exitstatus))
+
+    def _write_ci_files(self, session: pytest.Session, exitstatus: int) -> None:
+        """``--mitosis-summary`` and ``--mitosis-benchmark-json``: a path that cannot be written is one line.
+
+        The trials are recorded already; a CI file that cannot be written fails nothing but
+        says so in the terminal summary, and a session that would exit 0 exits 1: CI must notice.
+        """
+        from .views.ci import append_summary, benchmarks, markdown_summary, write_benchmark
+
+        mitosis = self.mitosis
+        settings = self.settings
+        notes: list[str] = []
+        failed = False
+        if settings.summary is not None:
+            report = mitosis.report if isinstance(mitosis.report, Path) else None
+            text = markdown_summary(
+                mitosis.rows,
+                compare=settings.compare,
+                report=str(report) if report is not None else None,
+                seed=mitosis.seed,
+                exitstatus=exitstatus,
+            )
+            try:
+                append_summary(settings.summary, text)
+                notes.append(f"summary: {settings.summary}")
+            except OSError as err:
+                failed = True
+                notes.append(f"summary: not written to {settings.summary}: {err.strerror or err}")
+        if settings.benchmark_json is not None:
+            for bench in benchmarks(mitosis.rows, settings.benchmark_json, self._higher_is_better):
+                try:
+                    write_benchmark(bench)
+                    notes.append(f"benchmark: {bench.path} ({len(bench.entries)} values, tool: {bench.tool})")
+                except OSError as err:
+                    failed = True
+                    notes.append(f"benchmark: not written to {bench.path}: {err.strerror or err}")
+        mitosis.ci_notes = notes
+        if failed and exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _higher_is_better(self, trial: str) -> bool:
+        """The direction of a trial id's experiment: the session's flag, else the experiment's table."""
+        if self.settings.higher_is_better is not None:
+            return self.settings.higher_is_better
         try:
-            mitosis.report = build(mitosis.project().trials_folder)  # debug trials only on request (report --debug)
-        except (RecordsError, OSError) as err:
-            mitosis.report = f"not refreshed: {err}"
+            experiment = self.mitosis.project().experiments.get(trial.split("[", 1)[0])
+        except ConfigError:
+            return False
+        return bool(experiment is not None and experiment.higher_is_better)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         from .views.summary import summary_lines
@@ -214,10 +300,13 @@ class MitosisHooks:
             terminalreporter.write_sep("=", "mitosis: experiments that cannot run")
             for nodeid, message in mitosis.broken:
                 terminalreporter.write_line(f"ERROR {nodeid}\n{message}\n")
-        if hasattr(self.config, "workerinput") or not mitosis.rows:
+        if hasattr(self.config, "workerinput"):
             return
-        terminalreporter.write_sep("=", "mitosis trials")
-        for line in summary_lines(mitosis.rows):
+        if mitosis.rows:
+            terminalreporter.write_sep("=", "mitosis trials")
+            for line in summary_lines(mitosis.rows):
+                terminalreporter.write_line(line)
+            if mitosis.report is not None:
+                terminalreporter.write_line(f"report: {mitosis.report}")
+        for line in mitosis.ci_notes:
             terminalreporter.write_line(line)
-        if mitosis.report is not None:
-            terminalreporter.write_line(f"report: {mitosis.report}")

@@ -10,6 +10,7 @@ Must stay cheap to import: ``plugin.py`` imports it in every pytest run.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,7 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="Debug mode: waive the reproducibility guards; trials are kept apart from clean ones",
     )
+    add_ci_options(group, parser)
     parser.addini("mitosis_config", "pyproject.toml holding [tool.mitosis] (relative to the rootdir)", default="")
     parser.addini("mitosis_trials_folder", "Folder for trial artifacts (relative to the rootdir)", default="")
     parser.addini(
@@ -269,6 +271,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
     if config.getoption("mitosis_check") and getattr(config.option, "numprocesses", None):
         raise pytest.UsageError("--mitosis-check runs no trial, so it has nothing to distribute: drop -n.")
 
+    ci = ci_settings(config)
     return Settings(
         pyproject=pyproject,
         trials_folder=trials_folder,
@@ -288,12 +291,66 @@ def resolve_settings(config: pytest.Config) -> Settings:
         rtol=float(config.getoption("mitosis_rtol")),
         atol=float(config.getoption("mitosis_atol")),
         report=bool(config.getini("mitosis_report")),
-        outputs=tuple((invocation / p).resolve() for p in [config.getoption("xmlpath", None)] if p),
+        outputs=tuple((invocation / p).resolve() for p in [config.getoption("xmlpath", None)] if p) + ci.outputs,
         gitignore=bool(config.getini("mitosis_gitignore")),
         allow_network_store=bool(config.getini("mitosis_allow_network_store")),
         chains=tuple(dict.fromkeys(config.getoption("mitosis_steps"))),
         max_trials=max_trials,
+        summary=ci.summary,
+        benchmark_json=ci.benchmark_json,
     )
+
+
+# --- CI outputs (issue 15): the Markdown summary and github-action-benchmark's JSON -------------
+
+
+def add_ci_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
+    """``--mitosis-summary`` (ini ``mitosis_summary``) and ``--mitosis-benchmark-json``."""
+    group.addoption(
+        "--mitosis-summary",
+        dest="mitosis_summary",
+        default=None,
+        metavar="PATH",
+        help="Append a Markdown summary of the session to PATH (e.g. $GITHUB_STEP_SUMMARY; ini mitosis_summary)",
+    )
+    group.addoption(
+        "--mitosis-benchmark-json",
+        dest="mitosis_benchmark_json",
+        default=None,
+        metavar="PATH",
+        help="Write main and the metrics of the passed trials as github-action-benchmark's custom JSON",
+    )
+    parser.addini("mitosis_summary", "Append a Markdown summary of each session here (relative to the rootdir)")
+
+
+@dataclass(frozen=True)
+class CISettings:
+    summary: Path | None
+    benchmark_json: Path | None
+
+    @property
+    def outputs(self) -> tuple[Path, ...]:
+        """Files this session writes: never part of a dirty tree (a summary left by the last session)."""
+        from .views.ci import bigger_path
+
+        bench = (self.benchmark_json, bigger_path(self.benchmark_json)) if self.benchmark_json else ()
+        return tuple(p for p in (self.summary, *bench) if p is not None)
+
+
+def ci_settings(config: pytest.Config) -> CISettings:
+    """Command line (relative to the current directory) > ini (relative to the rootdir)."""
+    invocation = config.invocation_params.dir
+    cli_summary = config.getoption("mitosis_summary")
+    ini_summary = str(config.getini("mitosis_summary") or "").strip()
+    summary = (
+        (invocation / cli_summary).resolve()
+        if cli_summary
+        else (config.rootpath / ini_summary).resolve()
+        if ini_summary
+        else None
+    )
+    bench = config.getoption("mitosis_benchmark_json")
+    return CISettings(summary, (invocation / bench).resolve() if bench else None)
 
 
 def implied(config: pytest.Config) -> str | None:

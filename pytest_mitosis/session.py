@@ -64,6 +64,8 @@ class MitosisSession:
         #: where the static report was written, or why not
         self.report: Path | str | None = None
         self._swept = False
+        #: what became of --mitosis-summary and --mitosis-benchmark-json (lines for the terminal summary)
+        self.ci_notes: list[str] = []
 
     @property
     def seed(self) -> int:

@@ -118,3 +118,7 @@ class Settings:
     chains: tuple[tuple[str, ...], ...] = ()
     #: the sweep size guard: most trials run without an explicit selection (0: no limit)
     max_trials: int = DEFAULT_MAX_TRIALS
+    #: --mitosis-summary / ini mitosis_summary: the Markdown summary is appended here
+    summary: Path | None = None
+    #: --mitosis-benchmark-json: github-action-benchmark's custom JSON is written here
+    benchmark_json: Path | None = None

@@ -48,9 +48,16 @@ class SummaryRow:
     warnings: tuple[str, ...] = ()
     comparisons: tuple[str, ...] = ()
     verdict: str | None = None
+    #: the failure as pytest reports it (the CI summary shows its first line)
+    message: str | None = None
+    commit: str | None = None
+    #: ``(name, value)`` of every metric, as in junit XML (a series by its last value)
+    metrics: tuple[tuple[str, Any], ...] = ()
+    #: the key of the trial this row reproduces (``--mitosis-reproduce``)
+    reproduces: str | None = None
 
 
-def summary_row(nodeid: str, outcome: str, properties: list[tuple[str, Any]]) -> SummaryRow:
+def summary_row(nodeid: str, outcome: str, properties: list[tuple[str, Any]], message: str | None = None) -> SummaryRow:
     props = dict(properties)
     return SummaryRow(
         nodeid,
@@ -62,6 +69,14 @@ def summary_row(nodeid: str, outcome: str, properties: list[tuple[str, Any]]) ->
         tuple(value for name, value in properties if name == "mitosis.warning"),
         tuple(value for name, value in properties if name == "mitosis.compare"),
         props.get("mitosis.verdict"),
+        message,
+        props.get("mitosis.commit") or None,
+        tuple(
+            (name.removeprefix("mitosis.metrics."), value)
+            for name, value in properties
+            if name.startswith("mitosis.metrics.")
+        ),
+        props.get("mitosis.reproduces"),
     )
 
 

@@ -1,0 +1,230 @@
+"""What CI reads: a Markdown summary of the session and github-action-benchmark's JSON.
+
+Both are built from the summary rows (:class:`.summary.SummaryRow`), which the controller
+builds from ``report.user_properties``: under pytest-xdist that is all it has. The Markdown
+is meant for ``$GITHUB_STEP_SUMMARY`` or a merge-request comment, so cells are escaped to
+stay text (a ``|`` in a message must not split the table). The JSON is the list of
+``{"name", "unit", "value", "extra"}`` that github-action-benchmark's ``customSmallerIsBetter``
+and ``customBiggerIsBetter`` tools read; names are stable across runs (the node id's display
+part, never a key or an iteration), so a metric is one line in the action's chart.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .summary import SummaryRow
+
+#: a failure's first line is cut after this many characters in the summary
+MESSAGE_WIDTH = 300
+
+#: the order of the outcomes in the title's counts
+_OUTCOMES = ("passed", "failed", "error", "interrupted", "skipped")
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
+
+
+def escape(text: str) -> str:
+    """``text`` as literal Markdown table-cell text: punctuation escaped, newlines as ``<br>``."""
+    lines = str(text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "<br>".join(_MARKDOWN_SPECIAL.sub(r"\\\1", line) for line in lines)
+
+
+def code(text: str) -> str:
+    """``text`` as a code span that survives a table cell (``|`` escaped, newlines as spaces)."""
+    flat = " ".join(str(text).splitlines()).replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", flat)), default=0) + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
+
+
+def first_line(message: str | None) -> str:
+    """The first non-empty line of a failure, cut to :data:`MESSAGE_WIDTH` characters."""
+    for line in (message or "").splitlines():
+        if line.strip():
+            line = line.strip()
+            return line if len(line) <= MESSAGE_WIDTH else line[: MESSAGE_WIDTH - 1] + "…"
+    return ""
+
+
+def trial_id(nodeid: str) -> str:
+    """``pyproject.toml::sine[amplitude_4-slow]`` → ``sine[amplitude_4-slow]``: the stable part."""
+    return nodeid.split("::", 1)[1] if "::" in nodeid else nodeid
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "–"
+    return escape(value if isinstance(value, str) else repr(value))
+
+
+def _counts(rows: Sequence[SummaryRow]) -> str:
+    seen = [row.outcome for row in rows]
+    order = [*_OUTCOMES, *sorted(set(seen) - set(_OUTCOMES))]
+    return ", ".join(f"{seen.count(name)} {name}" for name in order if name in seen)
+
+
+def markdown_summary(
+    rows: Sequence[SummaryRow],
+    *,
+    compare: bool,
+    report: str | None,
+    seed: int | None = None,
+    exitstatus: int | None = None,
+) -> str:
+    """The session as Markdown: a title with the counts, a table of trials, the failures, the report.
+
+    The "change" column appears when the session compared (``--mitosis-compare``), the
+    "hypothesis" column when a trial declared one: an empty column would only be noise.
+    """
+    total = len(rows)
+    title = f"{_counts(rows)} ({total} trial{'s' if total != 1 else ''})" if rows else "no trial ran"
+    lines = [f"## mitosis: {title}", ""]
+    facts = []
+    commits = sorted({row.commit for row in rows if row.commit})
+    if len(commits) == 1:
+        facts.append(f"commit {code(commits[0])}")
+    if seed is not None:
+        facts.append(f"seed {seed}")
+    if exitstatus is not None and exitstatus != 0:
+        facts.append(f"pytest exit status {exitstatus}")
+    if facts:
+        lines += [", ".join(facts), ""]
+    if rows:
+        hypothesis = any(row.verdict for row in rows)
+        head = ["trial", "outcome", "main", "iteration / key"]
+        head += ["change against the baseline"] if compare else []
+        head += ["hypothesis"] if hypothesis else []
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for row in rows:
+            trial = f"#{row.iteration}" if row.iteration is not None else "debug" if row.key else ""
+            trial = f"{trial} {code(row.key)}".strip() if row.key else "not run"
+            cells = [code(trial_id(row.nodeid)), row.outcome, _value(row.main), trial]
+            if compare:
+                cells.append(escape("\n".join(row.comparisons)) if row.comparisons else "–")
+            if hypothesis:
+                cells.append(escape(row.verdict) if row.verdict else "–")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    failed = [row for row in rows if row.outcome in ("failed", "error")]
+    if failed:
+        lines += ["### Failures", ""]
+        lines += [f"- {code(trial_id(row.nodeid))}: {escape(first_line(row.message)) or 'failed'}" for row in failed]
+        lines.append("")
+    if report:
+        lines += [f"Report: {code(report)}", ""]
+    return "\n".join(lines)
+
+
+def path_problem(option: str, path: Path) -> str | None:
+    """Why ``path`` cannot take a file, found before any trial runs (a typo costs no kernel hour), or ``None``.
+
+    What only writing can tell (no space left, a folder removed meanwhile) is reported at the
+    end of the session instead, without losing the trials.
+    """
+    if path.is_dir():
+        return f"mitosis: {option}={path} is a folder: give the path of a file in it (e.g. {path / 'summary.md'})."
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent  # missing folders are created when the file is written, as --junitxml does
+    if not ancestor.is_dir():
+        return f"mitosis: {option}={path}: {ancestor} is a file, not a folder: move it aside, or choose another path."
+    return None
+
+
+def append_summary(path: Path, text: str) -> None:
+    """Append ``text`` to ``path`` (GitHub gives each step an existing, empty summary file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existing = path.stat().st_size if path.is_file() else 0
+    with path.open("a", encoding="utf-8") as out:
+        out.write(("\n" if existing else "") + text)
+
+
+def _number(value: Any) -> float | int | None:
+    """A finite number for the JSON (JSON has no NaN), or ``None``: text, booleans, NaN are left out."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                return None
+        else:
+            return None
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One file for github-action-benchmark: its path, the tool to configure, its entries."""
+
+    path: Path
+    tool: str
+    entries: list[dict[str, Any]]
+
+
+def benchmark_entries(rows: Sequence[SummaryRow]) -> dict[str, list[dict[str, Any]]]:
+    """Main and every numeric metric of each passed trial (reproductions and debug trials left out), by trial id.
+
+    A series metric counts by its last value, as in junit XML. A reproduction runs an old
+    commit, and a debug trial may run code no commit holds: charted over commits, either
+    would put a result at a commit that did not produce it.
+    """
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.outcome != "passed" or row.reproduces or row.iteration is None:  # no iteration: a debug trial
+            continue
+        name = trial_id(row.nodeid)
+        extra = ", ".join(
+            part for part in (f"key {row.key}" if row.key else "", f"commit {row.commit}" if row.commit else "") if part
+        )
+        values = [("main", row.main), *row.metrics]
+        for metric, value in values:
+            number = _number(value)
+            if number is None:
+                continue
+            entry: dict[str, Any] = {"name": f"{name} {metric}", "unit": "", "value": number}
+            if extra:
+                entry["extra"] = extra
+            found.setdefault(name, []).append(entry)
+    return found
+
+
+def benchmarks(rows: Sequence[SummaryRow], path: Path, higher_is_better: Callable[[str], bool]) -> list[Benchmark]:
+    """The files to write: ``path``, and when both directions occur, ``<stem>.bigger<suffix>`` too.
+
+    ``higher_is_better`` says it for a trial id (the session's ``--mitosis-higher-is-better``,
+    else the experiment's ``higher-is-better``). With one direction, ``path`` holds
+    everything and names its tool; with both, ``path`` keeps the lower-is-better entries
+    (``customSmallerIsBetter``) and the other file the higher-is-better ones
+    (``customBiggerIsBetter``): github-action-benchmark reads one direction per file.
+    """
+    smaller: list[dict[str, Any]] = []
+    bigger: list[dict[str, Any]] = []
+    directions: set[bool] = set()
+    for name, entries in benchmark_entries(rows).items():
+        higher = higher_is_better(name)
+        directions.add(higher)
+        (bigger if higher else smaller).extend(entries)
+    if directions == {True}:
+        return [Benchmark(path, "customBiggerIsBetter", bigger)]
+    files = [Benchmark(path, "customSmallerIsBetter", smaller)]
+    if bigger:
+        files.append(Benchmark(bigger_path(path), "customBiggerIsBetter", bigger))
+    return files
+
+
+def bigger_path(path: Path) -> Path:
+    """``bench.json`` → ``bench.bigger.json``: the higher-is-better half of a mixed session."""
+    return path.with_name(f"{path.stem}.bigger{path.suffix}")
+
+
+def write_benchmark(benchmark: Benchmark) -> None:
+    """Write one file whole (a fresh file per session: the action keeps the history itself)."""
+    benchmark.path.parent.mkdir(parents=True, exist_ok=True)
+    benchmark.path.write_text(json.dumps(benchmark.entries, indent=2) + "\n", encoding="utf-8")
