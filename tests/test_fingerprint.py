@@ -307,3 +307,11 @@ def test_refusals_use_the_right_article() -> None:
         fingerprint(object())
     with pytest.raises(FingerprintError, match=r"^the value: a Random cannot be fingerprinted exactly$"):
         fingerprint(random.Random(1))
+
+
+def test_recorded_singletons_are_read_back_as_themselves() -> None:
+    """A recorded Ellipsis comes back from the store as ``...`` (load_trial_params, load_trials)."""
+    from pytest_mitosis.store import decode
+
+    _, tree = fingerprint({"xlim": (0, ...), "flag": NotImplemented})
+    assert decode(tree) == {"xlim": (0, ...), "flag": NotImplemented}

@@ -369,6 +369,8 @@ def decode(tree: Any) -> Any:
         return decode(payload["value"])
     if tag in ("ref", "enum"):
         return payload
+    if tag == "const":  # the builtin singletons: the very objects, not their names
+        return {"Ellipsis": ..., "NotImplemented": NotImplemented}.get(payload, payload)
     if tag in ("repr", "path", "strlike"):
         return payload["value"]
     if tag == "sequence":
