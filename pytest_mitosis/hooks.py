@@ -12,6 +12,7 @@ report in :mod:`.views`. What the session reads once is :class:`.session.Mitosis
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ class MitosisHooks:
         self.config = mitosis.config
         self.settings = mitosis.settings
         self._sigterm: Any = None
+        self._started = time.time()
 
     @pytest.hookimpl(trylast=True)
     def pytest_mitosis_make_store(self, config: pytest.Config, folder: Path) -> TrialStore:
@@ -232,6 +234,8 @@ class MitosisHooks:
         mitosis = self.mitosis
         if hasattr(self.config, "workerinput"):
             return
+        if int(exitstatus) == int(pytest.ExitCode.INTERRUPTED) and self.config.pluginmanager.has_plugin("dsession"):
+            self._interrupted_on_workers()
         if mitosis.rows and self.settings.report:
             from .store import RecordsError
             from .views.report import build
@@ -242,6 +246,35 @@ class MitosisHooks:
                 mitosis.report = f"not refreshed: {err}"
         if not (session.config.option.collectonly or self.settings.check):
             self._write_ci_files(session, int(exitstatus))
+
+    def _interrupted_on_workers(self) -> None:
+        """Under pytest-xdist a worker's interrupted trial sends no report (the worker stops at once):
+        its row comes from the store, which the worker finished as ``interrupted`` with this session's seed."""
+        import os
+
+        from .store import Reader, RecordsError
+        from .views.summary import SummaryRow
+
+        mitosis = self.mitosis
+        shown = {row.key for row in mitosis.rows}
+        prefix = os.path.relpath(self.settings.pyproject, self.config.rootpath).replace(os.sep, "/")
+        try:
+            with Reader(mitosis.project().trials_folder) as reader:
+                records = [
+                    r
+                    for r in reader.trials(debug=True)
+                    if r.status == "interrupted" and r.seed == mitosis.seed and r.started.timestamp() >= self._started
+                ]
+        except (RecordsError, OSError, ConfigError):
+            return
+        for record in reversed(records):  # oldest first, like the rest of the summary
+            if record.key in shown or record.reproduces:
+                continue
+            name = f"{record.experiment}[{record.variants}]" if record.variants else record.experiment
+            html = str(Path(record.folder) / f"{record.name}.html") if record.folder else None
+            mitosis.rows.append(
+                SummaryRow(f"{prefix}::{name}", "interrupted", record.main, html, record.iteration, record.key)
+            )
 
     def _write_ci_files(self, session: pytest.Session, exitstatus: int) -> None:
         """``--mitosis-summary`` and ``--mitosis-benchmark-json``: a path that cannot be written is one line.

@@ -202,6 +202,8 @@ def test_ctrl_c_under_xdist_interrupts_the_workers_trials(tmp_path: Path) -> Non
     for row in found:
         assert row["status"] == "interrupted", dict(row)
         assert row["message"].startswith("interrupted by SIGINT during step 'slow'"), dict(row)
+        # the workers sent no report for them: the controller's summary lists them from the store
+        assert re.search(rf"pyproject\.toml::slow\[\w\] +INTERRUPTED +#1 key {row['key']}", out), out
     assert "kernel died" not in out
     assert list(tmp.glob("mitosis-kernel-*")) == []
 
