@@ -250,8 +250,6 @@ class MitosisHooks:
     def _interrupted_on_workers(self) -> None:
         """Under pytest-xdist a worker's interrupted trial sends no report (the worker stops at once):
         its row comes from the store, which the worker finished as ``interrupted`` with this session's seed."""
-        import os
-
         from .store import Reader, RecordsError
         from .views.summary import SummaryRow
 

@@ -28,6 +28,15 @@ def run(frequency, pause=0.0):
     return {"main": frequency, "metrics": {"pid": os.getpid()}}
 """
 
+
+def start_session(root: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``pytest --mitosis ARGS`` in the background, as its own process group (output discarded)."""
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", *args]
+    return subprocess.Popen(
+        argv, cwd=root, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+
+
 PYPROJECT = """
 [tool.mitosis]
 trials-folder = "{folder}"
@@ -104,20 +113,7 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
 
 def test_a_session_killed_mid_trial_leaves_an_interrupted_record_and_no_finished_folder(tmp_path: Path) -> None:
     root = study(tmp_path / "study")
-    argv = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        "--mitosis",
-        "-k",
-        "a",
-        "--mitosis-eval=exp.pause=60",
-    ]
-    proc = subprocess.Popen(
-        argv, cwd=root, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    proc = start_session(root, "-k", "a", "--mitosis-eval=exp.pause=60")
     db_path = root / "trials" / "mitosis.sqlite"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -256,20 +252,7 @@ def test_after_each_session_the_store_file_alone_carries_every_finished_trial(tm
 def test_a_backup_taken_while_a_session_runs_is_one_consistent_file(tmp_path: Path) -> None:
     root = study(tmp_path / "study")
     assert run_pytest(root, "--mitosis", "-k", "a", junit=False).ret == 0
-    argv = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        "--mitosis",
-        "-k",
-        "b",
-        "--mitosis-eval=exp.pause=60",
-    ]
-    proc = subprocess.Popen(
-        argv, cwd=root, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    proc = start_session(root, "-k", "b", "--mitosis-eval=exp.pause=60")
     try:
         deadline = time.monotonic() + 120
         while ("b", "running") not in _rows(root / "trials" / "mitosis.sqlite"):
@@ -428,19 +411,7 @@ def test_an_unusable_store_or_trials_folder_is_refused_and_left_byte_identical(c
 def test_a_session_ended_by_ctrl_c_leaves_the_store_in_one_file(tmp_path: Path) -> None:
     root = study(tmp_path / "study")
     assert run_pytest(root, "--mitosis", "-k", "a", junit=False).ret == 0
-    argv = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        "--mitosis",
-        "--mitosis-param=exp.frequency=b",
-        "--mitosis-eval=exp.pause=60",
-    ]
-    proc = subprocess.Popen(
-        argv, cwd=root, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    proc = start_session(root, "--mitosis-param=exp.frequency=b", "--mitosis-eval=exp.pause=60")
     store = root / "trials" / "mitosis.sqlite"
     try:
         deadline = time.monotonic() + 120

@@ -53,10 +53,8 @@ def leftover_staging(trials: Path) -> list[str]:
 
 
 def remove_staging(trials: Path, key: str) -> None:
-    """Remove one trial's staging folder (its trial is recorded as over: interrupted or failed)."""
-    path = trials / STAGING / key
-    if path.parent == trials / STAGING and path.name == key and key and "/" not in key and key not in (".", ".."):
-        shutil.rmtree(path, ignore_errors=True)
+    """Remove one trial's staging folder (``key`` as :func:`leftover_staging` listed it; its trial is over)."""
+    shutil.rmtree(trials / STAGING / key, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -125,23 +123,29 @@ class _PlainDumper(yaml.SafeDumper):
 
 
 def plain_yaml(value: Any) -> Any:
-    """``value`` with recorded parameter values decoded into plain YAML (mappings, lists, numbers).
+    """``value`` as plain YAML (mappings, lists, numbers, text), recorded parameter values decoded.
 
     Parameter records hold canonical trees (``{"dict": [[k, v], ...]}``); a person reading
-    ``trial.yaml`` wants ``{k: v}``. Tuples and sets become lists, arrays nested lists, and
-    keys that YAML cannot hold as keys their text.
+    ``trial.yaml`` wants ``{k: v}``. Tuples and sets become lists, arrays nested lists, keys
+    that YAML cannot hold as keys their text, and anything else its ``str``.
     """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
     if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            if key == "params" and isinstance(item, list):
-                out[key] = [_param_yaml(p) for p in item]
-            else:
-                out[key] = plain_yaml(item)
-        return out
+        return {
+            (k if isinstance(k, (str, int, float, bool)) else str(k)): (
+                [_param_yaml(p) for p in v] if k == "params" and isinstance(v, list) else plain_yaml(v)
+            )
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [plain_yaml(v) for v in value]
-    return value
+    if isinstance(value, (set, frozenset)):
+        return sorted((plain_yaml(v) for v in value), key=repr)
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return plain_yaml(tolist())
+    return str(value)
 
 
 def _param_yaml(record: Any) -> Any:
@@ -150,25 +154,10 @@ def _param_yaml(record: Any) -> Any:
     from ..store.readers import decode
 
     try:
-        value = _yaml_value(decode(record["value"]))
+        value = plain_yaml(decode(record["value"]))
     except Exception:  # a tree this version cannot decode: keep it as recorded
         value = plain_yaml(record["value"])
     return {**{k: plain_yaml(v) for k, v in record.items() if k != "value"}, "value": value}
-
-
-def _yaml_value(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, dict):
-        return {k if isinstance(k, (str, int, float, bool)) else str(k): _yaml_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_yaml_value(v) for v in value]
-    if isinstance(value, (set, frozenset)):
-        return sorted((_yaml_value(v) for v in value), key=repr)
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist):
-        return _yaml_value(tolist())
-    return str(value)
 
 
 class HtmlWriter:

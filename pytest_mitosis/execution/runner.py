@@ -180,7 +180,7 @@ def _unwritten(
     """The trial's own files could not be written (a full disk, a quota): a failure that frees the space."""
     folder.discard()
     where = f" ({err.filename})" if err.filename else ""
-    reason = (err.strerror or str(err)).lower() if err.strerror else str(err)
+    reason = err.strerror.lower() if err.strerror else str(err)
     return TrialOutcome(
         spec=spec,
         key=folder.key,

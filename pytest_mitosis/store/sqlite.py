@@ -370,12 +370,9 @@ class SQLiteStore:
 
     def statuses(self, keys: Sequence[str]) -> dict[str, str]:
         """The status of each of ``keys`` that the store knows (for cleaning up staging folders)."""
-        found: dict[str, str] = {}
-        for key in keys:
-            row = self._db.execute("SELECT status FROM trials WHERE key=?", (key,)).fetchone()
-            if row is not None:
-                found[key] = str(row[0])
-        return found
+        marks = ",".join("?" * len(keys))
+        rows = self._db.execute(f"SELECT key, status FROM trials WHERE key IN ({marks})", list(keys)).fetchall()
+        return {str(key): str(status) for key, status in rows}
 
 
 class _Transaction:
