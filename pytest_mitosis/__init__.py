@@ -19,31 +19,38 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "load_metric", "load_trial_data", "load_trial_params", "load_trials"]
 
 
-def load_trial_data(key: str, trials_folder: str | Path | None = None) -> list[dict[str, Any]]:
+def load_trial_data(
+    key: str, trials_folder: str | Path | None = None, store: str | None = None
+) -> list[dict[str, Any]]:
     """The results of the trial's steps (unpickled: only load trials you trust). See :mod:`pytest_mitosis.views.api`."""
     from .views.api import load_trial_data as load
 
-    return load(key, trials_folder)
+    return load(key, trials_folder, store)
 
 
-def load_trial_params(key: str, trials_folder: str | Path | None = None) -> dict[str, dict[str, Any]]:
+def load_trial_params(
+    key: str, trials_folder: str | Path | None = None, store: str | None = None
+) -> dict[str, dict[str, Any]]:
     """The trial's resolved parameters, step → parameter → value, as recorded. See :mod:`pytest_mitosis.views.api`."""
     from .views.api import load_trial_params as load
 
-    return load(key, trials_folder)
+    return load(key, trials_folder, store)
 
 
 def load_trials(
-    experiment: str | None = None, trials_folder: str | Path | None = None, debug: bool = False
+    experiment: str | None = None,
+    trials_folder: str | Path | None = None,
+    debug: bool = False,
+    store: str | None = None,
 ) -> TrialRecords:
     """Every recorded trial, newest first (``.to_dataframe()`` with pandas). See :mod:`pytest_mitosis.views.api`."""
     from .views.api import load_trials as load
 
-    return load(experiment, trials_folder, debug)
+    return load(experiment, trials_folder, debug, store)
 
 
-def load_metric(key: str, name: str, trials_folder: str | Path | None = None) -> Any:
+def load_metric(key: str, name: str, trials_folder: str | Path | None = None, store: str | None = None) -> Any:
     """One metric of a trial: a number or a series. See :mod:`pytest_mitosis.views.api`."""
     from .views.api import load_metric as load
 
-    return load(key, name, trials_folder)
+    return load(key, name, trials_folder, store)

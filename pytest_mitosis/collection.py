@@ -64,7 +64,7 @@ class MitosisFile(pytest.File):
         from .store.readers import Reader, RecordsError
 
         try:
-            reader = Reader(mitosis.project().trials_folder)
+            reader = Reader(mitosis.project().trials_folder, mitosis.store_url())
             records = select(reader, mitosis.settings.reproduce)
         except (ConfigError, RecordsError) as err:
             raise self.CollectError(str(err)) from None

@@ -53,9 +53,9 @@ class MitosisHooks:
 
     @pytest.hookimpl(trylast=True)
     def pytest_mitosis_make_store(self, config: pytest.Config, folder: Path) -> TrialStore:
-        from .store import SQLiteStore
+        from .store import make_store
 
-        return SQLiteStore(folder, allow_network=self.settings.allow_network_store)
+        return make_store(self.mitosis.store_url(), folder, allow_network=self.settings.allow_network_store)
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
         if file_path.resolve() == self.settings.pyproject:
@@ -241,7 +241,8 @@ class MitosisHooks:
             from .views.report import build
 
             try:
-                mitosis.report = build(mitosis.project().trials_folder)  # debug trials only with report --debug
+                # debug trials only with report --debug
+                mitosis.report = build(mitosis.project().trials_folder, store=mitosis.store_url())
             except (RecordsError, OSError) as err:
                 mitosis.report = f"not refreshed: {err}"
         if not (session.config.option.collectonly or self.settings.check):
@@ -257,7 +258,7 @@ class MitosisHooks:
         shown = {row.key for row in mitosis.rows}
         prefix = os.path.relpath(self.settings.pyproject, self.config.rootpath).replace(os.sep, "/")
         try:
-            with Reader(mitosis.project().trials_folder) as reader:
+            with Reader(mitosis.project().trials_folder, mitosis.store_url()) as reader:
                 records = [
                     r
                     for r in reader.trials(debug=True)

@@ -20,6 +20,7 @@ from .config.settings import (
     DEFAULT_ENV_VARS,
     DEFAULT_MAX_TRIALS,
     Settings,
+    absolute_store,
     eval_value,
     param_value,
     parse_chain,
@@ -90,6 +91,14 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         metavar="DIR",
         help="Folder for trial artifacts (default: trials-folder of [tool.mitosis], else 'trials')",
+    )
+    group.addoption(
+        "--mitosis-store",
+        dest="mitosis_store",
+        default=None,
+        metavar="URL",
+        help="Trial store: sqlite:///PATH or postgresql://USER@HOST/DB (default: store of [tool.mitosis], "
+        "else sqlite:///<trials folder>/mitosis.sqlite)",
     )
     group.addoption(
         "--mitosis-timeout",
@@ -173,6 +182,9 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("mitosis_config", "pyproject.toml holding [tool.mitosis] (relative to the rootdir)", default="")
     parser.addini("mitosis_trials_folder", "Folder for trial artifacts (relative to the rootdir)", default="")
     parser.addini(
+        "mitosis_store", "Trial store URL (sqlite:///PATH relative to the rootdir, postgresql://...)", default=""
+    )
+    parser.addini(
         "mitosis_max_trials",
         f"Most trials a session runs without an explicit selection (default {DEFAULT_MAX_TRIALS}; 0: no limit)",
         default=str(DEFAULT_MAX_TRIALS),
@@ -242,6 +254,14 @@ def resolve_settings(config: pytest.Config) -> Settings:
     elif ini_trials:
         trials_folder = (rootpath / ini_trials).resolve()
 
+    store: str | None = None
+    cli_store = config.getoption("mitosis_store")
+    ini_store = str(config.getini("mitosis_store") or "").strip()
+    if cli_store:
+        store = absolute_store(cli_store.strip(), invocation)
+    elif ini_store:
+        store = absolute_store(ini_store, rootpath)
+
     timeout: float | None = config.getoption("mitosis_timeout")
     ini_timeout = str(config.getini("mitosis_timeout") or "").strip()
     if timeout is None and ini_timeout:
@@ -294,6 +314,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         outputs=tuple((invocation / p).resolve() for p in [config.getoption("xmlpath", None)] if p) + ci.outputs,
         gitignore=bool(config.getini("mitosis_gitignore")),
         allow_network_store=bool(config.getini("mitosis_allow_network_store")),
+        store=store,
         chains=tuple(dict.fromkeys(config.getoption("mitosis_steps"))),
         max_trials=max_trials,
         summary=ci.summary,

@@ -137,6 +137,11 @@ class MitosisSession:
         """Whether this session's arguments include the investigation's pyproject.toml."""
         return str(self.settings.pyproject) in {str(Path(a.split("::")[0]).resolve()) for a in self.config.args}
 
+    def store_url(self) -> str | None:
+        """The store URL: ``--mitosis-store`` or ini ``mitosis_store``, else ``store`` of ``[tool.mitosis]``;
+        ``None`` for ``<trials folder>/mitosis.sqlite``."""
+        return self.settings.store or self.project().store
+
     def store(self) -> TrialStore:
         """The trial store, opened on first use (never by ``--collect-only`` or ``--help``)."""
         if self._store is None:

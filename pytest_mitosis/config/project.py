@@ -17,6 +17,7 @@ from typing import Any
 from ..core.errors import ConfigError
 from ..core.rules import parse_hypothesis
 from .assignments import Assignment, parse_assignment
+from .settings import absolute_store
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,7 +26,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
 
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _REFERENCE = re.compile(rf"^(?P<module>{_DOTTED}):(?P<attr>{_DOTTED})$")
-_TOP_KEYS = ("trials-folder", "working-dir", "steps", "experiments")
+_TOP_KEYS = ("trials-folder", "store", "working-dir", "steps", "experiments")
 _EXPERIMENT_KEYS = ("steps", "params", "eval", "expect", "higher-is-better")
 DEFAULT_TRIALS_FOLDER = "trials"
 
@@ -81,6 +82,9 @@ class ProjectConfig:
     order: tuple[str, ...] = ()
     #: the kernels' working directory (``working-dir``; default: this pyproject's directory)
     working_dir: Path | None = None
+    #: ``store`` of ``[tool.mitosis]`` (a relative ``sqlite:///`` path made absolute against this file's
+    #: folder); ``None``: ``<trials folder>/mitosis.sqlite``. ``--mitosis-store`` and ini ``mitosis_store`` win
+    store: str | None = None
 
     @property
     def root(self) -> Path:
@@ -319,4 +323,15 @@ def load_project(pyproject: Path, trials_folder: Path | None = None) -> ProjectC
                 "[tool.mitosis] working-dir",
                 f"{where!r} is {working_dir}, which is not a directory. Give a directory relative to this file.",
             )
-    return ProjectConfig(pyproject, trials_folder, steps, experiments, broken, broken_steps, order, working_dir)
+    store = mitosis.get("store")
+    if store is not None:
+        if not isinstance(store, str) or not store.strip():
+            raise _fail(
+                pyproject,
+                "[tool.mitosis] store",
+                f"expected a store URL (sqlite:///PATH or postgresql://USER@HOST/DB), found {store!r}.",
+            )
+        store = absolute_store(store.strip(), pyproject.parent)
+    return ProjectConfig(
+        pyproject, trials_folder, steps, experiments, broken, broken_steps, order, working_dir, store=store
+    )

@@ -39,6 +39,19 @@ def eval_value(text: str) -> Assignment:
     return parse_assignment(text, "--mitosis-eval", "EXPR")
 
 
+def absolute_store(url: str, base: Path) -> str:
+    """``url`` with a relative ``sqlite:///PATH`` made absolute against ``base`` (other URLs as given).
+
+    The store checks the whole URL when it opens it; here only the path is anchored, as the
+    trials folder is: the command line's against the invocation directory, the ini key's against
+    the rootdir, ``[tool.mitosis]``'s against its pyproject.toml.
+    """
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and len(url) > len(prefix):
+        return prefix + str((base / url[len(prefix) :]).resolve())
+    return url
+
+
 def parse_positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -114,6 +127,9 @@ class Settings:
     gitignore: bool = True
     #: the SQLite store may live on a network filesystem (ini mitosis_allow_network_store)
     allow_network_store: bool = False
+    #: --mitosis-store / ini mitosis_store (a relative sqlite:/// path already made absolute); None: the
+    #: ``store`` of [tool.mitosis], else <trials folder>/mitosis.sqlite
+    store: str | None = None
     #: chains of steps named with --mitosis-steps (then only these are collected)
     chains: tuple[tuple[str, ...], ...] = ()
     #: the sweep size guard: most trials run without an explicit selection (0: no limit)

@@ -58,7 +58,7 @@ def select(reader: Reader, selectors: tuple[str, ...]) -> list[TrialRecord]:
             if not valid_key(record.key):
                 raise ConfigError(
                     printable(
-                        f"--mitosis-reproduce {selector}: the store {reader.path} holds a trial whose key {record.key!r} "
+                        f"--mitosis-reproduce {selector}: the store {reader.location} holds a trial whose key {record.key!r} "
                         "is not a pytest-mitosis key (8 hex digits): the store was edited or is not ours. Nothing was run."
                     )
                 )

@@ -1,8 +1,9 @@
-"""The trial store: the ``TrialStore`` protocol, its SQLite implementation, and every reader.
+"""The trial store: the ``TrialStore`` protocol, its SQLite and PostgreSQL implementations, every reader.
 
 Writers (the pytest session, reproductions) go through :class:`TrialStore`; readers (the CLI,
-the Python API, the report, reproductions) through :class:`Reader`. Nothing outside this
-package opens the database, so a new backend is a new module here plus a
+the Python API, the report, reproductions) through :class:`Reader`, whichever backend a store
+URL names (:mod:`.url`: ``sqlite:///PATH``, ``postgresql://...``). Nothing outside this
+package opens a database, so a new backend is a new module here plus a
 ``pytest_mitosis_make_store`` implementation. The names below are the package's public face:
 import them from ``pytest_mitosis.store``, not from its modules.
 
@@ -13,14 +14,16 @@ May import: :mod:`pytest_mitosis.core`, :mod:`pytest_mitosis.identity`, :mod:`py
 from __future__ import annotations
 
 from ..identity.locks import Lock
+from .backends import make_store
 from .file import FILENAME, SCHEMA_VERSION
 from .protocol import KeyTaken, NewTrial, Previous, StoreError, TrialStore, VariantRedefined, new_key, start
-from .readers import (
-    Reader,
+from .readers import Reader
+from .records import (
     RecordsError,
     TrialRecord,
     TrialRecords,
     decode,
+    default_store,
     default_trials_folder,
     new_file,
     printable,
@@ -28,6 +31,8 @@ from .readers import (
     valid_key,
 )
 from .sqlite import SQLiteStore
+from .url import StoreURL, redact
+from .url import parse as parse_url
 
 __all__ = [
     "FILENAME",
@@ -40,15 +45,20 @@ __all__ = [
     "RecordsError",
     "SQLiteStore",
     "StoreError",
+    "StoreURL",
     "TrialRecord",
     "TrialRecords",
     "TrialStore",
     "VariantRedefined",
     "decode",
+    "default_store",
     "default_trials_folder",
+    "make_store",
     "new_file",
     "new_key",
+    "parse_url",
     "printable",
+    "redact",
     "start",
     "valid_commit",
     "valid_key",

@@ -63,7 +63,7 @@ def refuse_network_filesystem(path: Path, mountinfo: str | None = None) -> None:
     )
 
 
-def check_store_path(folder: Path) -> bool:
+def check_store_path(folder: Path, path: Path | None = None) -> bool:
     """Refuse an unusable trials folder or store before anything is written; ``True`` for a new store.
 
     Everything here only reads: a file we refuse stays byte-identical (its header included,

@@ -8,13 +8,15 @@ thing to the user. No pytest import.
 
 from __future__ import annotations
 
+import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..core.errors import MitosisError
 from ..core.fingerprint import difference, render
+from ..identity.environment import package_changes
 from ..identity.locks import Lock
 
 
@@ -132,6 +134,47 @@ def conflict_message(lock: Lock, stored_value: Any, stored_trial: str) -> str:
         f"  they differ at {where}\n"
         f"{fix}or run with --mitosis-debug."
     )
+
+
+def raise_conflicts(locks: Sequence[Lock], stored: Callable[[Lock], Any]) -> None:
+    """Raise one ``VariantRedefined`` naming *every* lock of ``locks`` that now means another value.
+
+    ``stored(lock)`` is the store's row ``(fingerprint, value JSON, trial)`` for the lock, or ``None``:
+    every backend says the same thing to the user.
+    """
+    messages: list[str] = []
+    shorts: list[str] = []
+    for lock in locks:
+        row = stored(lock)
+        if row is not None and row[0] != lock.fingerprint:
+            stored_value = json.loads(row[1])
+            what = (
+                "the hypothesis"
+                if lock.kind == "expect"
+                else (
+                    f"variant {lock.name!r} of {lock.step}.{lock.param}"
+                    if lock.kind == "lookup"
+                    else f"eval {lock.name!r} of {lock.step}.{lock.param}"
+                )
+            )
+            was, now = render(stored_value, 40), render(lock.value, 40)
+            short = f"{what} was {was} in {row[2]}, is now {now}"
+            if was.endswith("...") or now.endswith("..."):  # cut texts may hide the change: say where it is
+                short += f" (they differ at {difference(stored_value, lock.value)})"
+            messages.append(conflict_message(lock, stored_value, row[2]))
+            shorts.append(short)
+    if messages:
+        raise VariantRedefined("\n\n".join(messages), "; ".join(shorts))
+
+
+def package_warning(name: str, key: str, before: str, now: str) -> str | None:
+    """The warning for the packages that changed between two environment records (JSON texts), if any."""
+    changes = package_changes(json.loads(before).get("packages", {}), json.loads(now).get("packages", {}))
+    listed = changes["changed"] + [f"+{p}" for p in changes["added"]] + [f"-{p}" for p in changes["removed"]]
+    if not listed:
+        return None
+    shown = ", ".join(listed[:8]) + (f" and {len(listed) - 8} more" if len(listed) > 8 else "")
+    return f"installed packages changed since {name} (key {key}): {shown}"
 
 
 def start(store: TrialStore, make: Any, locks: Sequence[Lock], key: str) -> tuple[str, int | None]:

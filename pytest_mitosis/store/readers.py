@@ -1,139 +1,28 @@
-"""Read the trial store back: records as plain objects, keys by unique prefix, values decoded.
+"""Read the trial store back, whatever its backend: records as plain objects, keys by unique prefix.
 
-Used by the command line (``python -m pytest_mitosis``) and the Python API. It only reads:
-it never creates a store, never unpickles and never imports user code (recorded values come
-back from their canonical JSON form). No pytest import here.
+Used by the command line (``python -m pytest_mitosis``), the Python API, the report,
+``--mitosis-reproduce`` and the end-of-session summary. It only reads (see :mod:`.sources`:
+a SQLite file opened read-only, PostgreSQL in read-only transactions): it never creates a
+store, never unpickles and never imports user code (recorded values come back from their
+canonical JSON form). No pytest import here.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import sqlite3
-import sys
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import MitosisError
-from .file import FILENAME, SCHEMA_VERSION
+from .protocol import StoreError
+from .records import RecordsError, TrialRecord, TrialRecords, decode, printable
+from .sources import open_source
+from .url import StoreURL
+from .url import default as default_url
+from .url import parse as parse_url
 
-
-class RecordsError(MitosisError):
-    """No store where expected, or a key that matches no trial or several."""
-
-
-#: a trial key as ``runner.new_key`` draws it; anything else in a store was not written by us
-KEY = re.compile(r"^[0-9a-f]{8}$")
-#: a git object name (abbreviated or full, SHA-1 or SHA-256)
-COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(text: str) -> str:
-    """``text`` without control characters (kept: newline and tab), for a terminal.
-
-    A store is a file a colleague can hand you: a recorded name holding an escape
-    sequence must not move the cursor, retitle the terminal or hide text.
-    """
-    return _CONTROL.sub("?", text)
-
-
-def valid_key(key: object) -> bool:
-    return isinstance(key, str) and KEY.match(key) is not None
-
-
-def valid_commit(commit: object) -> bool:
-    return isinstance(commit, str) and COMMIT.match(commit) is not None
-
-
-def default_trials_folder(start: Path | None = None) -> Path:
-    """The trials folder of the pyproject.toml in ``start`` (the current directory by default)."""
-    from ..config.project import DEFAULT_TRIALS_FOLDER, tomllib
-
-    here = (start or Path.cwd()).resolve()
-    pyproject = here / "pyproject.toml"
-    folder = DEFAULT_TRIALS_FOLDER
-    if pyproject.is_file():
-        try:
-            with pyproject.open("rb") as stream:
-                table = tomllib.load(stream).get("tool", {}).get("mitosis", {})
-        except (OSError, tomllib.TOMLDecodeError) as err:
-            raise RecordsError(f"{pyproject}: cannot be read ({err}); pass --trials-folder DIR.") from None
-        folder = str(table.get("trials-folder", folder))
-    return (here / folder).resolve()
-
-
-@dataclass(frozen=True)
-class TrialRecord:
-    """One trial as recorded (values decoded from the store's JSON, never unpickled)."""
-
-    key: str
-    experiment: str
-    identity: str
-    variants: str
-    iteration: int | None
-    name: str
-    status: str
-    debug: bool
-    main: Any
-    metrics: dict[str, Any]
-    seed: int | None
-    commit: str | None
-    git: dict[str, Any]
-    started: datetime
-    ended: datetime | None
-    folder: str | None
-    message: str | None
-    warnings: list[str]
-    steps: list[dict[str, Any]]
-    params: list[dict[str, Any]]
-    reproduces: str | None = None
-    verdict: str | None = None
-    environment_digest: str = field(repr=False, default="")
-
-    def __repr__(self) -> str:
-        main = repr(self.main)
-        main = main if len(main) <= 40 else main[:37] + "..."
-        extra = f", reproduces={self.reproduces!r}" if self.reproduces else ""
-        return (
-            f"TrialRecord(key={self.key!r}, name={self.name!r}, experiment={self.experiment!r}, "
-            f"status={self.status!r}, main={main}, started={self.started.isoformat(timespec='seconds')!r}{extra})"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["started"] = self.started.isoformat(timespec="seconds")
-        data["ended"] = self.ended.isoformat(timespec="seconds") if self.ended else None
-        return data
-
-
-class TrialRecords(list["TrialRecord"]):
-    """A list of ``TrialRecord`` with ``to_dataframe()`` when pandas is installed."""
-
-    def to_dataframe(self) -> Any:
-        try:
-            import pandas
-        except ImportError:
-            raise RecordsError("to_dataframe() needs pandas, which is not installed: pip install pandas") from None
-        rows = []
-        for record in self:
-            row = {
-                k: v for k, v in record.to_dict().items() if k not in ("params", "steps", "git", "warnings", "identity")
-            }
-            row.pop("metrics")
-            row["started"], row["ended"] = record.started, record.ended
-            row.update({f"metrics.{k}": v for k, v in record.metrics.items()})
-            row.update(
-                {
-                    f"{p['step']}.{p['name']}": p.get("text") if p["kind"] != "seed" else p.get("value")
-                    for p in record.params
-                }
-            )
-            rows.append(row)
-        return pandas.DataFrame(rows)
+__all__ = ["Reader", "RecordsError", "TrialRecord", "TrialRecords", "decode"]  # decode: where it used to live
 
 
 def _when(value: float | None) -> datetime | None:
@@ -141,37 +30,36 @@ def _when(value: float | None) -> datetime | None:
 
 
 class Reader:
-    """Read-only access to ``<folder>/mitosis.sqlite``."""
+    """Read-only access to a trial store: the trials folder's ``mitosis.sqlite``, or ``store`` (a URL).
 
-    def __init__(self, folder: Path) -> None:
+    ``folder`` is the trials folder, where the trials' artifact folders are looked for
+    (whichever host wrote the record); ``store`` a store URL (``sqlite:///PATH`` or
+    ``postgresql://...``) or ``None`` for ``<folder>/mitosis.sqlite``.
+    """
+
+    def __init__(self, folder: Path, store: str | StoreURL | None = None) -> None:
         self.folder = folder
-        self.path = folder / FILENAME
+        if store is None:
+            self.url = default_url(folder)
+        elif isinstance(store, StoreURL):
+            self.url = store
+        else:
+            try:
+                self.url = parse_url(store)
+            except StoreError as err:
+                raise RecordsError(str(err).removeprefix("mitosis: ")) from None
+        #: the store, as messages name it (a PostgreSQL password is never in it)
+        self.location = str(self.url)
         self._environments: dict[str, dict[str, Any]] = {}
-        if self.path.is_dir():
-            raise RecordsError(
-                f"{self.path} is a directory, not a trial store; pass --trials-folder DIR for another folder."
-            )
-        if not self.path.is_file():
-            raise RecordsError(
-                f"no trial store at {self.path}. Run trials with pytest --mitosis first, or pass --trials-folder DIR "
-                "(trials_folder=...) pointing at a trials folder."
-            )
-        try:
-            self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("SELECT 1 FROM trials LIMIT 1").fetchall()
-            row = self._db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
-        except sqlite3.DatabaseError as err:
-            self._db.close()
-            raise RecordsError(f"{self.path}: cannot be read as a trial store ({err}).") from None
-        if row is not None and int(row[0]) > SCHEMA_VERSION:
-            raise RecordsError(
-                f"{self.path} has schema version {row[0]}, written by a newer pytest-mitosis; this one reads version "
-                f"{SCHEMA_VERSION}. Upgrade pytest-mitosis (pip install -U pytest-mitosis)."
-            )
+        self._source = open_source(self.url)
+
+    @property
+    def path(self) -> Path | str:
+        """The SQLite file, or the redacted URL of a PostgreSQL store."""
+        return self.url.path or self.location
 
     def close(self) -> None:
-        self._db.close()
+        self._source.close()
 
     def __enter__(self) -> Reader:
         return self
@@ -202,41 +90,13 @@ class Reader:
         return None
 
     def backup(self, dest: Path) -> Path:
-        """A consistent copy of the store in ``dest`` (a new file, or a folder), while sessions may write.
+        """A consistent copy of a SQLite store in ``dest`` (a new file, or a folder), while sessions may write."""
+        return self._source.backup(dest)
 
-        SQLite's online backup API reads one snapshot; the copy is a single self-contained file
-        (rollback journal, no ``-wal``), written beside ``dest`` and linked into place, so a
-        half-written copy never carries the final name and an existing file is never replaced.
-        """
-        dest = dest / FILENAME if dest.is_dir() else dest
-        if dest.exists() or dest.is_symlink():
-            raise RecordsError(f"{dest} exists already; choose a new file name (the backup never overwrites a file).")
-        if not dest.parent.is_dir():
-            raise RecordsError(f"{dest.parent} is not a folder; create it first or choose another destination.")
-        handle, tmp = new_file(dest.parent, f".{dest.name}.")
-        os.close(handle)
-        try:
-            target = sqlite3.connect(tmp)
-            try:
-                self._db.backup(target)
-                target.execute("PRAGMA journal_mode=DELETE")
-                (check,) = target.execute("PRAGMA quick_check").fetchone()
-            finally:
-                target.close()
-            if check != "ok":
-                raise RecordsError(
-                    f"the copy of {self.path} failed SQLite's check ({check}); the store itself was not changed."
-                )
-            os.link(tmp, dest)
-        except FileExistsError:
-            raise RecordsError(
-                f"{dest} exists already; choose a new file name (the backup never overwrites a file)."
-            ) from None
-        finally:
-            os.unlink(tmp)
-        return dest
+    def _rows(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:
+        return self._source.rows(sql, args)
 
-    def _record(self, row: sqlite3.Row) -> TrialRecord:
+    def _record(self, row: Mapping[str, Any]) -> TrialRecord:
         git = json.loads(row["git"])
         return TrialRecord(
             key=row["key"],
@@ -266,12 +126,12 @@ class Reader:
 
     def trials(self, experiment: str | None = None, debug: bool = False) -> TrialRecords:
         """Records newest first; debug trials only when asked for."""
-        sql = "SELECT * FROM trials WHERE (? OR debug = 0)"
+        sql = "SELECT * FROM trials WHERE (? = 1 OR debug = 0)"
         args: list[Any] = [int(debug)]
         if experiment is not None:
             sql += " AND experiment = ?"
             args.append(experiment)
-        rows = self._db.execute(sql + " ORDER BY started DESC", args).fetchall()
+        rows = self._source.rows(sql + " ORDER BY started DESC", args)
         return TrialRecords(self._record(r) for r in rows)
 
     def latest(self, experiment: str | None = None) -> TrialRecords:
@@ -289,21 +149,23 @@ class Reader:
         return found
 
     def experiments(self) -> list[str]:
-        return [row[0] for row in self._db.execute("SELECT DISTINCT experiment FROM trials ORDER BY experiment")]
+        return [row["experiment"] for row in self._rows("SELECT DISTINCT experiment FROM trials ORDER BY experiment")]
 
     def get(self, prefix: str) -> TrialRecord:
         """The trial whose key starts with ``prefix``; errors list the candidates."""
-        rows = self._db.execute(
+        rows = self._rows(  # keys are lower-case hex; SQLite's LIKE ignores case, PostgreSQL's does not
             "SELECT * FROM trials WHERE key LIKE ? ESCAPE '\\' ORDER BY started DESC",
-            (prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",),
-        ).fetchall()
+            prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",
+        )
         if len(rows) == 1:
             return self._record(rows[0])
         if not rows:
-            recent = self._db.execute("SELECT key, name FROM trials ORDER BY started DESC LIMIT 10").fetchall()
+            recent = self._rows("SELECT key, name FROM trials ORDER BY started DESC LIMIT 10")
             listing = "\n".join(f"  {r['key']}  {r['name']}" for r in recent) or "  (the store has no trials)"
             raise RecordsError(
-                printable(f"no trial has a key starting with {prefix!r} in {self.path}. The newest trials:\n{listing}")
+                printable(
+                    f"no trial has a key starting with {prefix!r} in {self.location}. The newest trials:\n{listing}"
+                )
             )
         listing = "\n".join(f"  {r['key']}  {r['name']}" for r in rows[:20])
         raise RecordsError(
@@ -314,98 +176,6 @@ class Reader:
         """The trial's environment record (read once per distinct environment)."""
         digest = record.environment_digest
         if digest not in self._environments:
-            row = self._db.execute("SELECT environment FROM environments WHERE digest = ?", (digest,)).fetchone()
-            self._environments[digest] = json.loads(row[0]) if row else {}
+            rows = self._rows("SELECT environment FROM environments WHERE digest = ?", digest)
+            self._environments[digest] = json.loads(rows[0]["environment"]) if rows else {}
         return self._environments[digest]
-
-
-def new_file(directory: Path, prefix: str) -> tuple[int, str]:
-    """A new, exclusively created file in ``directory``, with the permissions the umask gives.
-
-    ``tempfile.mkstemp`` makes files mode 0600, which hides a shared trials folder's report
-    and backups from colleagues; every other file pytest-mitosis writes respects the umask.
-    """
-    import secrets
-
-    for _ in range(100):
-        path = os.path.join(directory, f"{prefix}{secrets.token_hex(6)}.tmp")
-        try:
-            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free temporary file name in {directory}")
-
-
-def decode(tree: Any) -> Any:
-    """A recorded canonical tree back to a Python value, without importing user code.
-
-    Containers, numbers, strings, sets and (when numpy is importable and the elements were
-    kept) arrays come back as themselves; references to functions or classes come back as
-    their ``"module:qualname"`` string; objects as ``{"type": ..., **their fields}``.
-    """
-    if isinstance(tree, list):
-        return [decode(v) for v in tree]
-    if not isinstance(tree, dict) or len(tree) != 1:
-        return tree
-    tag, payload = next(iter(tree.items()))
-    if tag == "tuple":
-        return tuple(decode(v) for v in payload)
-    if tag.startswith("dict"):
-        return {_hashable(decode(k)): decode(v) for k, v in payload}
-    if tag == "set":
-        return {_hashable(decode(v)) for v in payload}
-    if tag == "frozenset":
-        return frozenset(_hashable(decode(v)) for v in payload)
-    if tag == "float":
-        return float(payload)
-    if tag in ("floatlike", "intlike"):
-        return payload["value"] if tag == "intlike" else float(payload["value"])
-    if tag == "ndarray":
-        if "items" in payload and _numpy():
-            numpy = sys.modules["numpy"]
-            return numpy.array([decode(v) for v in payload["items"]], dtype=payload["dtype"]).reshape(payload["shape"])
-        return {"ndarray": payload}  # too large to keep its elements: its digest, dtype and shape
-    if tag == "numpy":
-        return decode(payload["value"])
-    if tag in ("ref", "enum"):
-        return payload
-    if tag == "const":  # the builtin singletons: the very objects, not their names
-        return {"Ellipsis": ..., "NotImplemented": NotImplemented}.get(payload, payload)
-    if tag in ("repr", "path", "strlike"):
-        return payload["value"]
-    if tag == "sequence":
-        return [decode(v) for v in payload["items"]]
-    if tag == "method":
-        return {"method": payload["name"], "self": decode(payload["self"])}
-    if tag == "bytes":
-        import base64
-
-        return base64.b64decode(payload)
-    if tag in ("dataclass", "namedtuple", "object", "estimator"):
-        fields = payload.get("fields") or payload.get("state") or payload.get("params") or {}
-        if isinstance(fields, dict) and len(fields) == 1 and "dict" in fields:
-            fields = decode(fields)
-        return {"type": payload["type"], **{k: decode(v) for k, v in fields.items()}}
-    if tag == "partial":
-        return {
-            "partial": decode(payload["func"]),
-            "args": decode(payload["args"]),
-            "keywords": decode(payload["keywords"]),
-        }
-    return tree
-
-
-def _numpy() -> bool:
-    try:
-        import numpy  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _hashable(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_hashable(v) for v in value)
-    if isinstance(value, dict):
-        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
-    return value

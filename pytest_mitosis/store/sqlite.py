@@ -20,9 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..core.fingerprint import difference, render
 from ..core.processes import alive
-from ..identity.environment import package_changes
 from ..identity.locks import Lock
 from .file import (
     BUSY_TIMEOUT,
@@ -33,7 +31,7 @@ from .file import (
     foreign_message,
     refuse_network_filesystem,
 )
-from .protocol import KeyTaken, NewTrial, Previous, StoreError, VariantRedefined, conflict_message
+from .protocol import KeyTaken, NewTrial, Previous, StoreError, package_warning, raise_conflicts
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -86,16 +84,20 @@ CREATE TABLE IF NOT EXISTS locks (
 class SQLiteStore:
     """The default store: ``<trials folder>/mitosis.sqlite``."""
 
-    def __init__(self, folder: Path, allow_network: bool = False, mountinfo: str | None = None) -> None:
-        """Open (or create) ``folder/mitosis.sqlite``; refuse a folder on a network filesystem
-        unless ``allow_network``. ``mountinfo`` replaces ``/proc/self/mountinfo`` (for tests)."""
-        self.path = folder / FILENAME
+    def __init__(
+        self, folder: Path, allow_network: bool = False, mountinfo: str | None = None, path: Path | None = None
+    ) -> None:
+        """Open (or create) ``folder/mitosis.sqlite`` (or the file ``path``, from ``--mitosis-store
+        sqlite:///PATH``); refuse a folder on a network filesystem unless ``allow_network``.
+        ``mountinfo`` replaces ``/proc/self/mountinfo`` (for tests)."""
+        self.path = path or folder / FILENAME
+        folder = self.path.parent
         self.location = str(self.path)
         self.host = socket.gethostname()
         self._closed = False
         if not allow_network:
             refuse_network_filesystem(self.path, mountinfo)
-        fresh = check_store_path(folder)  # read only: nothing is created in or written to a file we refuse
+        fresh = check_store_path(folder, self.path)  # read only: nothing is created in or written to a file we refuse
         try:
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as err:
@@ -173,32 +175,13 @@ class SQLiteStore:
 
     def _conflicts(self, locks: Sequence[Lock]) -> None:
         """Raise one ``VariantRedefined`` naming *every* lock of ``locks`` that now means another value."""
-        messages: list[str] = []
-        shorts: list[str] = []
-        for lock in locks:
-            row = self._db.execute(
+        raise_conflicts(
+            locks,
+            lambda lock: self._db.execute(
                 "SELECT fingerprint, value, trial FROM locks WHERE step=? AND param=? AND kind=? AND name=?",
                 (lock.step, lock.param, lock.kind, lock.name),
-            ).fetchone()
-            if row is not None and row[0] != lock.fingerprint:
-                stored = json.loads(row[1])
-                what = (
-                    "the hypothesis"
-                    if lock.kind == "expect"
-                    else (
-                        f"variant {lock.name!r} of {lock.step}.{lock.param}"
-                        if lock.kind == "lookup"
-                        else f"eval {lock.name!r} of {lock.step}.{lock.param}"
-                    )
-                )
-                was, now = render(stored, 40), render(lock.value, 40)
-                short = f"{what} was {was} in {row[2]}, is now {now}"
-                if was.endswith("...") or now.endswith("..."):  # cut texts may hide the change: say where it is
-                    short += f" (they differ at {difference(stored, lock.value)})"
-                messages.append(conflict_message(lock, stored, row[2]))
-                shorts.append(short)
-        if messages:
-            raise VariantRedefined("\n\n".join(messages), "; ".join(shorts))
+            ).fetchone(),
+        )
 
     def check_locks(self, locks: Sequence[Lock]) -> None:
         self._conflicts(locks)
@@ -328,13 +311,9 @@ class SQLiteStore:
         ).fetchone()
         if previous is not None and previous[3] != digest:
             (current,) = self._db.execute("SELECT environment FROM environments WHERE digest=?", (digest,)).fetchone()
-            changes = package_changes(
-                json.loads(previous[2]).get("packages", {}), json.loads(current).get("packages", {})
-            )
-            listed = changes["changed"] + [f"+{p}" for p in changes["added"]] + [f"-{p}" for p in changes["removed"]]
-            if listed:
-                shown = ", ".join(listed[:8]) + (f" and {len(listed) - 8} more" if len(listed) > 8 else "")
-                found.append(f"installed packages changed since {previous[0]} (key {previous[1]}): {shown}")
+            changed = package_warning(previous[0], previous[1], previous[2], current)
+            if changed:
+                found.append(changed)
         if status == "passed":
             same = self._db.execute(
                 'SELECT name, key, main FROM trials WHERE experiment=? AND identity=? AND "commit" IS ? AND seed IS ? '

@@ -1,4 +1,4 @@
-"""``python -m pytest_mitosis`` (also ``pytest-mitosis``): history, show, diff, report and backup.
+"""``python -m pytest_mitosis`` (also ``pytest-mitosis``): history, show, diff, report, backup and migrate.
 
 Answers *why did this result change?* from the store alone: it never unpickles anything and
 never runs user code. The texts of ``show`` and ``diff`` (and the one command run, ``git diff
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..store import Reader, RecordsError, default_trials_folder, printable
+from ..store import Reader, RecordsError, default_store, default_trials_folder, printable
 from .records_text import diff_records, short, show_record
 
 
@@ -52,7 +52,7 @@ def history(reader: Reader, experiment: str | None, as_json: bool, debug: bool) 
         hidden = (
             "" if debug else " (debug trials are listed with --debug)" if reader.trials(experiment, debug=True) else ""
         )
-        return f"no trials{' of experiment ' + repr(experiment) if experiment else ''} in {reader.path}{hidden}"
+        return f"no trials{' of experiment ' + repr(experiment) if experiment else ''} in {reader.location}{hidden}"
     reproductions = any(r.reproduces for r in records)
     rows = [
         ["key", "experiment", "variants", "iteration", "status", "main", "seed", "commit", "date"]
@@ -91,13 +91,19 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m pytest_mitosis", description="Browse the trials that pytest --mitosis recorded."
     )
     folder_help = "trials folder (default: that of ./pyproject.toml, else ./trials)"
+    store_help = (
+        "store URL: sqlite:///PATH or postgresql://USER@HOST/DB (default: store of [tool.mitosis] in "
+        "./pyproject.toml, else the trials folder's mitosis.sqlite)"
+    )
     parser.add_argument("--trials-folder", type=Path, default=None, metavar="DIR", help=folder_help)
+    parser.add_argument("--store", default=None, metavar="URL", help=store_help)
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help)
         # accepted after the subcommand too; SUPPRESS keeps a value given before it
         sub.add_argument("--trials-folder", type=Path, default=argparse.SUPPRESS, metavar="DIR", help=folder_help)
+        sub.add_argument("--store", default=argparse.SUPPRESS, metavar="URL", help=store_help)
         return sub
 
     p_history = command("history", "one row per trial, newest first")
@@ -114,19 +120,30 @@ def _parser() -> argparse.ArgumentParser:
     p_report.add_argument("--debug", action="store_true", help="include debug trials")
     p_backup = command("backup", "copy the store into DEST with SQLite's online backup (safe while sessions run)")
     p_backup.add_argument("dest", type=Path, help="a new file, or an existing folder (the copy is DEST/mitosis.sqlite)")
+    p_migrate = commands.add_parser(
+        "migrate", help="copy a store into another (e.g. SQLite to PostgreSQL): keys, iterations, locks kept"
+    )
+    p_migrate.add_argument("--from", dest="source", required=True, metavar="URL", help="the store to copy (read only)")
+    p_migrate.add_argument("--to", dest="dest", required=True, metavar="URL", help="the store to copy into")
     return parser
 
 
 def _run(args: argparse.Namespace) -> str | None:
     """The command's output for the terminal, or ``None`` when the command failed (said on stderr)."""
+    if args.command == "migrate":
+        from ..store.migrate import copy_store
+
+        return copy_store(args.source, args.dest)
     folder = args.trials_folder.resolve() if args.trials_folder else default_trials_folder()
-    with Reader(folder) as reader:
+    # a folder named on the command line is read with its own mitosis.sqlite unless --store says otherwise
+    store = args.store if args.store is not None else None if args.trials_folder else default_store()
+    with Reader(folder, store) as reader:
         if args.command == "history":
             if args.experiment is not None and args.experiment not in reader.experiments():
                 known = ", ".join(reader.experiments()) or "(none yet)"
                 print(
                     printable(
-                        f"pytest-mitosis: no experiment {args.experiment!r} in {reader.path}; its experiments: {known}"
+                        f"pytest-mitosis: no experiment {args.experiment!r} in {reader.location}; its experiments: {known}"
                     ),
                     file=sys.stderr,
                 )
@@ -140,7 +157,7 @@ def _run(args: argparse.Namespace) -> str | None:
             return f"backup: {reader.backup(args.dest.resolve())}"
     from .report import build
 
-    return f"report: {build(folder, args.output, debug=args.debug)}"
+    return f"report: {build(folder, args.output, debug=args.debug, store=store)}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -132,9 +132,9 @@ def _trial_href(record: TrialRecord, prefix: str) -> str | None:
     return f"{prefix}trials/{record.key}.html" if valid_key(record.key) else None
 
 
-def build(trials_folder: Path, out: Path | None = None, debug: bool = False) -> Path:
-    """Write (or refresh) the site; return the index's path."""
-    with Reader(trials_folder) as reader:
+def build(trials_folder: Path, out: Path | None = None, debug: bool = False, store: str | None = None) -> Path:
+    """Write (or refresh) the site of the store ``store`` (a URL; ``None``: the trials folder's); return the index."""
+    with Reader(trials_folder, store) as reader:
         out = (out or trials_folder / REPORT).resolve()
         (out / "trials").mkdir(parents=True, exist_ok=True)
         (out / "experiments").mkdir(exist_ok=True)

@@ -1,0 +1,26 @@
+"""Which store a URL means: ``make_store`` opens the writer for ``pytest_mitosis_make_store``.
+
+``None`` (no ``--mitosis-store``, no ``mitosis_store``, no ``store`` in ``[tool.mitosis]``) is
+``<trials folder>/mitosis.sqlite``, as before store URLs existed. No pytest import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .protocol import TrialStore
+from .sqlite import SQLiteStore
+from .url import StoreURL
+from .url import parse as parse_url
+
+
+def make_store(store: str | StoreURL | None, folder: Path, allow_network: bool = False) -> TrialStore:
+    """The writer for ``store`` (a URL, already absolute for SQLite) beside the trials folder ``folder``."""
+    if store is None:
+        return SQLiteStore(folder, allow_network=allow_network)
+    url = store if isinstance(store, StoreURL) else parse_url(store)
+    if url.kind == "sqlite":
+        return SQLiteStore(folder, allow_network=allow_network, path=url.path)
+    from .postgres import PostgresStore
+
+    return PostgresStore(url)

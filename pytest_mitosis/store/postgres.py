@@ -1,0 +1,359 @@
+"""A shared trial store on PostgreSQL (``--mitosis-store postgresql://user@host/db``), via psycopg 3.
+
+The same tables as the SQLite store (JSON kept as text, so one reader serves both), plus a
+``counters`` row per (experiment, identity). Every write is one short transaction in READ
+COMMITTED, taking its row locks in one global order: the identity's counter row
+(``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``: the iteration), then the variant locks
+sorted by (step, param, kind, name), then the environment, then the trial. A transaction waits
+on a row only after every row it holds comes earlier in that order, so two sessions never
+deadlock; the variant locks are re-read after they are taken, inside the same transaction, so
+two sessions can never lock one name to two values. A unique constraint on (experiment,
+identity, iteration) backs the counter. Serialization failures and deadlocks (another tool's
+transactions, a server set to SERIALIZABLE) are retried a bounded number of times.
+
+The schema is created under a transaction-scoped advisory lock: ten sessions starting at once
+on an empty database create it once. No pytest import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from ..core.processes import alive
+from ..identity.locks import Lock
+from .file import SCHEMA_VERSION
+from .pgconnect import connect, driver
+from .protocol import KeyTaken, NewTrial, Previous, StoreError, package_warning, raise_conflicts
+from .url import StoreURL
+
+#: pg_advisory_xact_lock key for schema creation ("mitosis" in ASCII)
+SCHEMA_LOCK = 0x6D69746F736973
+RETRIES = 8
+T = TypeVar("T")
+
+TABLES = ("meta", "environments", "trials", "locks", "counters")
+_SCHEMA = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE environments (digest TEXT PRIMARY KEY, environment TEXT NOT NULL);
+CREATE TABLE trials (
+    key TEXT PRIMARY KEY,
+    experiment TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    variants TEXT NOT NULL,
+    iteration INTEGER,
+    name TEXT NOT NULL,
+    nodeid TEXT NOT NULL,
+    debug INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'passed', 'failed', 'interrupted')),
+    git TEXT NOT NULL,
+    "commit" TEXT,
+    seed BIGINT,
+    environment TEXT NOT NULL REFERENCES environments (digest),
+    steps TEXT NOT NULL,
+    params TEXT NOT NULL,
+    started DOUBLE PRECISION NOT NULL,
+    ended DOUBLE PRECISION,
+    main TEXT,
+    metrics TEXT,
+    folder TEXT,
+    message TEXT,
+    warnings TEXT NOT NULL DEFAULT '[]',
+    reproduces TEXT,
+    verdict TEXT,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    CONSTRAINT trials_iteration UNIQUE (experiment, identity, iteration)
+);
+CREATE INDEX trials_started ON trials (started);
+CREATE TABLE locks (
+    step TEXT NOT NULL,
+    param TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    value TEXT NOT NULL,
+    trial TEXT NOT NULL,
+    PRIMARY KEY (step, param, kind, name)
+);
+CREATE TABLE counters (
+    experiment TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    last INTEGER NOT NULL,
+    PRIMARY KEY (experiment, identity)
+)
+"""
+
+_LOCK_ROW = "SELECT fingerprint, value, trial FROM locks WHERE step=%s AND param=%s AND kind=%s AND name=%s"
+
+
+def lock_order(lock: Lock) -> tuple[str, str, str, str]:
+    return (lock.step, lock.param, lock.kind, lock.name)
+
+
+def create_schema(db: Any, url: StoreURL) -> None:
+    """Create the tables of an empty database once (advisory lock), or check an existing schema's version."""
+    with db.transaction():
+        db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        found = {
+            row[0]
+            for row in db.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+            )
+        }
+        if "meta" in found:
+            row = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+            version = int(row[0]) if row and str(row[0]).isdigit() else None
+            if version is not None and version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"mitosis: the trial store {url} has schema version {version}, written by a newer "
+                    f"pytest-mitosis; this one knows version {SCHEMA_VERSION}. Upgrade pytest-mitosis "
+                    "(pip install -U pytest-mitosis); the store was left as it is."
+                )
+            missing = [t for t in TABLES if t not in found]
+            if version is None or missing:
+                raise StoreError(
+                    f"mitosis: the trial store {url} cannot be used: "
+                    f"{'the tables ' + ', '.join(missing) if missing else 'its schema version'} "
+                    "missing (damaged, or edited by hand); nothing was written to it. Restore it from a backup "
+                    "(pg_dump), or point --mitosis-store at a new database."
+                )
+            return
+        taken = sorted(t for t in TABLES if t in found)
+        if taken:
+            raise StoreError(
+                f"mitosis: the database {url} already has tables named {', '.join(taken)} that pytest-mitosis did "
+                "not create; nothing was written to it. Give pytest-mitosis a database of its own "
+                "(createdb mitosis) and point --mitosis-store at it."
+            )
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            db.execute(statement)
+        db.execute("INSERT INTO meta (name, value) VALUES ('schema_version', %s)", (str(SCHEMA_VERSION),))
+
+
+class PostgresStore:
+    """A trial store in a PostgreSQL database, shared by every session, worker and host that reaches it."""
+
+    def __init__(self, url: StoreURL) -> None:
+        self.url = url
+        self.location = str(url)
+        self.host = socket.gethostname()
+        self._errors = driver(url).errors
+        self._db = connect(url)
+        try:
+            self._retrying(lambda: create_schema(self._db, url))
+            self._mark_interrupted()
+        except BaseException:
+            self._db.close()
+            raise
+
+    # -- transactions ----------------------------------------------------------------------------
+
+    def _retrying(self, work: Callable[[], T]) -> T:
+        """``work()`` (which opens its own transaction), again after a serialization failure or deadlock."""
+        errors = self._errors
+        for attempt in range(RETRIES):
+            try:
+                return work()
+            except (errors.SerializationFailure, errors.DeadlockDetected) as err:
+                if attempt == RETRIES - 1:
+                    raise StoreError(
+                        f"mitosis: the trial store {self.url} kept refusing a transaction "
+                        f"({type(err).__name__}) after {RETRIES} attempts; nothing of it was written. "
+                        "Another program may hold long locks on its tables; run again when it is done."
+                    ) from None
+                time.sleep(random.uniform(0.01, 0.05) * 2**attempt)
+            except errors.Error as err:
+                raise StoreError(
+                    f"mitosis: the trial store {self.url} failed: {self.url.scrub(str(err)).strip()}. "
+                    "Nothing of this transaction was written; check the server (its log says more) and run again."
+                ) from None
+        raise AssertionError("unreachable")
+
+    def _mark_interrupted(self) -> None:
+        rows = self._db.execute(
+            "SELECT key, pid FROM trials WHERE status='running' AND host=%s", (self.host,)
+        ).fetchall()
+        gone = [key for key, pid in rows if not alive(pid)]
+        if gone:
+
+            def mark() -> None:
+                with self._db.transaction():
+                    self._db.cursor().executemany(
+                        "UPDATE trials SET status='interrupted', ended=%s, message=%s WHERE key=%s "
+                        "AND status='running'",
+                        [(time.time(), "the session running this trial ended before it finished", k) for k in gone],
+                    )
+
+            self._retrying(mark)
+
+    def _conflicts(self, locks: Sequence[Lock]) -> None:
+        raise_conflicts(locks, lambda lock: self._db.execute(_LOCK_ROW, lock_order(lock)).fetchone())
+
+    # -- TrialStore ------------------------------------------------------------------------------
+
+    def check_locks(self, locks: Sequence[Lock]) -> None:
+        self._retrying(lambda: self._conflicts(locks))
+
+    def begin(self, trial: NewTrial, locks: Sequence[Lock]) -> int | None:
+        return self._retrying(lambda: self._begin(trial, locks))
+
+    def _begin(self, trial: NewTrial, locks: Sequence[Lock]) -> int | None:
+        db = self._db
+        with db.transaction():
+            iteration: int | None = None
+            name = trial.slug
+            if not trial.debug:
+                (iteration,) = db.execute(
+                    "INSERT INTO counters AS c (experiment, identity, last) VALUES (%(e)s, %(i)s, "
+                    "(SELECT COALESCE(MAX(iteration), 0) + 1 FROM trials WHERE experiment=%(e)s AND identity=%(i)s)) "
+                    "ON CONFLICT (experiment, identity) DO UPDATE SET last = GREATEST(c.last, "
+                    "(SELECT COALESCE(MAX(iteration), 0) FROM trials WHERE experiment=%(e)s AND identity=%(i)s)) + 1 "
+                    "RETURNING last",
+                    {"e": trial.experiment, "i": trial.identity},
+                ).fetchone()
+                name = f"{trial.slug}-{iteration}"
+                ordered = sorted(locks, key=lock_order)
+                for lock in ordered:  # waits for a session that is taking the same lock to commit or roll back
+                    db.execute(
+                        "INSERT INTO locks (step, param, kind, name, fingerprint, value, trial) "
+                        "VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                        (*lock_order(lock), lock.fingerprint, json.dumps(lock.value), f"{name} (key {trial.key})"),
+                    )
+                self._conflicts(ordered)  # what is committed now: ours, or the value another session locked
+            environment = json.dumps(trial.environment, sort_keys=True)
+            digest = hashlib.sha256(environment.encode("utf-8")).hexdigest()
+            db.execute(
+                "INSERT INTO environments (digest, environment) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (digest, environment),
+            )
+            inserted = db.execute(
+                "INSERT INTO trials (key, experiment, identity, variants, iteration, name, nodeid, debug, status, git, "
+                '"commit", seed, environment, steps, params, started, host, pid, reproduces) '
+                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (key) DO NOTHING "
+                "RETURNING key",
+                (
+                    trial.key,
+                    trial.experiment,
+                    trial.identity,
+                    trial.variants,
+                    iteration,
+                    name,
+                    trial.nodeid,
+                    int(trial.debug),
+                    "running",
+                    json.dumps(trial.git),
+                    trial.git.get("commit"),
+                    trial.seed,
+                    digest,
+                    json.dumps(trial.steps),
+                    json.dumps(trial.params),
+                    time.time(),
+                    self.host,
+                    os.getpid(),
+                    trial.reproduces,
+                ),
+            ).fetchone()
+            if inserted is None:
+                raise KeyTaken(trial.key)  # leaves the transaction: the counter and locks roll back
+        return iteration
+
+    def finish(
+        self,
+        key: str,
+        *,
+        status: str,
+        main: Any,
+        metrics: dict[str, Any],
+        folder: str | None,
+        message: str | None,
+        verdict: str | None = None,
+    ) -> list[str]:
+        def work() -> list[str]:
+            with self._db.transaction():
+                warnings = self._warnings(key, status, main)
+                self._db.execute(
+                    "UPDATE trials SET status=%s, ended=%s, main=%s, metrics=%s, folder=%s, message=%s, warnings=%s, "
+                    "verdict=%s WHERE key=%s",
+                    (
+                        status,
+                        time.time(),
+                        json.dumps(main),
+                        json.dumps(metrics),
+                        folder,
+                        message,
+                        json.dumps(warnings),
+                        verdict,
+                        key,
+                    ),
+                )
+            return warnings
+
+        return self._retrying(work)
+
+    def next_iteration(self, experiment: str, identity: str) -> int:
+        (value,) = self._db.execute(
+            "SELECT GREATEST(COALESCE((SELECT last FROM counters WHERE experiment=%(e)s AND identity=%(i)s), 0), "
+            "(SELECT COALESCE(MAX(iteration), 0) FROM trials WHERE experiment=%(e)s AND identity=%(i)s)) + 1",
+            {"e": experiment, "i": identity},
+        ).fetchone()
+        return int(value)
+
+    def previous(self, experiment: str, identity: str, before: str | None = None) -> Previous | None:
+        row = self._db.execute(
+            "SELECT key, name, main, metrics, seed FROM trials WHERE experiment=%s AND identity=%s AND debug=0 AND "
+            "status='passed' AND reproduces IS NULL AND key IS DISTINCT FROM %s ORDER BY started DESC LIMIT 1",
+            (experiment, identity, before),
+        ).fetchone()
+        if row is None:
+            return None
+        return Previous(row[0], row[1], json.loads(row[2]), json.loads(row[3] or "{}"), row[4])
+
+    def _warnings(self, key: str, status: str, main: Any) -> list[str]:
+        """Changed packages since the experiment's previous trial; a different main for the same inputs."""
+        db = self._db
+        this = db.execute(
+            'SELECT experiment, identity, "commit", seed, environment, started, debug FROM trials WHERE key=%s', (key,)
+        ).fetchone()
+        if this is None or this[6]:
+            return []
+        experiment, identity, commit, seed, digest, started, _ = this
+        found: list[str] = []
+        previous = db.execute(
+            "SELECT t.name, t.key, e.environment, t.environment FROM trials t JOIN environments e ON e.digest = "
+            "t.environment WHERE t.experiment=%s AND t.debug=0 AND t.key<>%s AND t.started<%s "
+            "ORDER BY t.started DESC LIMIT 1",
+            (experiment, key, started),
+        ).fetchone()
+        if previous is not None and previous[3] != digest:
+            (current,) = db.execute("SELECT environment FROM environments WHERE digest=%s", (digest,)).fetchone()
+            changed = package_warning(previous[0], previous[1], previous[2], current)
+            if changed:
+                found.append(changed)
+        if status == "passed":
+            same = db.execute(
+                "SELECT name, key, main FROM trials WHERE experiment=%s AND identity=%s AND "
+                '"commit" IS NOT DISTINCT FROM %s AND seed IS NOT DISTINCT FROM %s '
+                "AND status='passed' AND debug=0 AND key<>%s AND started<%s ORDER BY started DESC LIMIT 1",
+                (experiment, identity, commit, seed, key, started),
+            ).fetchone()
+            if same is not None and json.loads(same[2]) != main:
+                found.append(
+                    f"non-determinism: {same[0]} (key {same[1]}) had the same parameters, commit and seed "
+                    f"but main = {json.loads(same[2])!r}; this trial's main = {main!r}"
+                )
+        return found
+
+    def statuses(self, keys: Sequence[str]) -> dict[str, str]:
+        """The status of each of ``keys`` that the store knows (for cleaning up staging folders)."""
+        rows = self._db.execute("SELECT key, status FROM trials WHERE key = ANY(%s)", (list(keys),)).fetchall()
+        return {str(key): str(status) for key, status in rows}
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,240 @@
+"""What a reader hands out, whatever the backend: ``TrialRecord`` objects and decoded values.
+
+The record types, the decoding of recorded canonical trees back to Python values (never by
+unpickling or importing user code), and the small checks every view applies to what a store
+holds (keys, commits, printable text). Standard library only; no pytest, no database.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import MitosisError
+
+
+class RecordsError(MitosisError):
+    """No store where expected, or a key that matches no trial or several."""
+
+
+#: a trial key as ``runner.new_key`` draws it; anything else in a store was not written by us
+KEY = re.compile(r"^[0-9a-f]{8}$")
+#: a git object name (abbreviated or full, SHA-1 or SHA-256)
+COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` without control characters (kept: newline and tab), for a terminal.
+
+    A store is a file a colleague can hand you: a recorded name holding an escape
+    sequence must not move the cursor, retitle the terminal or hide text.
+    """
+    return _CONTROL.sub("?", text)
+
+
+def valid_key(key: object) -> bool:
+    return isinstance(key, str) and KEY.match(key) is not None
+
+
+def valid_commit(commit: object) -> bool:
+    return isinstance(commit, str) and COMMIT.match(commit) is not None
+
+
+def _table(here: Path) -> dict[str, Any]:
+    """``[tool.mitosis]`` of ``here/pyproject.toml`` (empty when there is none)."""
+    from ..config.project import tomllib
+
+    pyproject = here / "pyproject.toml"
+    if not pyproject.is_file():
+        return {}
+    try:
+        with pyproject.open("rb") as stream:
+            table = tomllib.load(stream).get("tool", {}).get("mitosis", {})
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise RecordsError(f"{pyproject}: cannot be read ({err}); pass --trials-folder DIR.") from None
+    return table if isinstance(table, dict) else {}
+
+
+def default_trials_folder(start: Path | None = None) -> Path:
+    """The trials folder of the pyproject.toml in ``start`` (the current directory by default)."""
+    from ..config.project import DEFAULT_TRIALS_FOLDER
+
+    here = (start or Path.cwd()).resolve()
+    return (here / str(_table(here).get("trials-folder", DEFAULT_TRIALS_FOLDER))).resolve()
+
+
+def default_store(start: Path | None = None) -> str | None:
+    """``store`` of ``[tool.mitosis]`` in ``start/pyproject.toml`` (a relative SQLite path made absolute), if any."""
+    from ..config.settings import absolute_store
+
+    here = (start or Path.cwd()).resolve()
+    store = _table(here).get("store")
+    return absolute_store(store.strip(), here) if isinstance(store, str) and store.strip() else None
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as recorded (values decoded from the store's JSON, never unpickled)."""
+
+    key: str
+    experiment: str
+    identity: str
+    variants: str
+    iteration: int | None
+    name: str
+    status: str
+    debug: bool
+    main: Any
+    metrics: dict[str, Any]
+    seed: int | None
+    commit: str | None
+    git: dict[str, Any]
+    started: datetime
+    ended: datetime | None
+    folder: str | None
+    message: str | None
+    warnings: list[str]
+    steps: list[dict[str, Any]]
+    params: list[dict[str, Any]]
+    reproduces: str | None = None
+    verdict: str | None = None
+    environment_digest: str = field(repr=False, default="")
+
+    def __repr__(self) -> str:
+        main = repr(self.main)
+        main = main if len(main) <= 40 else main[:37] + "..."
+        extra = f", reproduces={self.reproduces!r}" if self.reproduces else ""
+        return (
+            f"TrialRecord(key={self.key!r}, name={self.name!r}, experiment={self.experiment!r}, "
+            f"status={self.status!r}, main={main}, started={self.started.isoformat(timespec='seconds')!r}{extra})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["started"] = self.started.isoformat(timespec="seconds")
+        data["ended"] = self.ended.isoformat(timespec="seconds") if self.ended else None
+        return data
+
+
+class TrialRecords(list["TrialRecord"]):
+    """A list of ``TrialRecord`` with ``to_dataframe()`` when pandas is installed."""
+
+    def to_dataframe(self) -> Any:
+        try:
+            import pandas
+        except ImportError:
+            raise RecordsError("to_dataframe() needs pandas, which is not installed: pip install pandas") from None
+        rows = []
+        for record in self:
+            row = {
+                k: v for k, v in record.to_dict().items() if k not in ("params", "steps", "git", "warnings", "identity")
+            }
+            row.pop("metrics")
+            row["started"], row["ended"] = record.started, record.ended
+            row.update({f"metrics.{k}": v for k, v in record.metrics.items()})
+            row.update(
+                {
+                    f"{p['step']}.{p['name']}": p.get("text") if p["kind"] != "seed" else p.get("value")
+                    for p in record.params
+                }
+            )
+            rows.append(row)
+        return pandas.DataFrame(rows)
+
+
+def new_file(directory: Path, prefix: str) -> tuple[int, str]:
+    """A new, exclusively created file in ``directory``, with the permissions the umask gives.
+
+    ``tempfile.mkstemp`` makes files mode 0600, which hides a shared trials folder's report
+    and backups from colleagues; every other file pytest-mitosis writes respects the umask.
+    """
+    import secrets
+
+    for _ in range(100):
+        path = os.path.join(directory, f"{prefix}{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name in {directory}")
+
+
+def decode(tree: Any) -> Any:
+    """A recorded canonical tree back to a Python value, without importing user code.
+
+    Containers, numbers, strings, sets and (when numpy is importable and the elements were
+    kept) arrays come back as themselves; references to functions or classes come back as
+    their ``"module:qualname"`` string; objects as ``{"type": ..., **their fields}``.
+    """
+    if isinstance(tree, list):
+        return [decode(v) for v in tree]
+    if not isinstance(tree, dict) or len(tree) != 1:
+        return tree
+    tag, payload = next(iter(tree.items()))
+    if tag == "tuple":
+        return tuple(decode(v) for v in payload)
+    if tag.startswith("dict"):
+        return {_hashable(decode(k)): decode(v) for k, v in payload}
+    if tag == "set":
+        return {_hashable(decode(v)) for v in payload}
+    if tag == "frozenset":
+        return frozenset(_hashable(decode(v)) for v in payload)
+    if tag == "float":
+        return float(payload)
+    if tag in ("floatlike", "intlike"):
+        return payload["value"] if tag == "intlike" else float(payload["value"])
+    if tag == "ndarray":
+        if "items" in payload and _numpy():
+            numpy = sys.modules["numpy"]
+            return numpy.array([decode(v) for v in payload["items"]], dtype=payload["dtype"]).reshape(payload["shape"])
+        return {"ndarray": payload}  # too large to keep its elements: its digest, dtype and shape
+    if tag == "numpy":
+        return decode(payload["value"])
+    if tag in ("ref", "enum"):
+        return payload
+    if tag == "const":  # the builtin singletons: the very objects, not their names
+        return {"Ellipsis": ..., "NotImplemented": NotImplemented}.get(payload, payload)
+    if tag in ("repr", "path", "strlike"):
+        return payload["value"]
+    if tag == "sequence":
+        return [decode(v) for v in payload["items"]]
+    if tag == "method":
+        return {"method": payload["name"], "self": decode(payload["self"])}
+    if tag == "bytes":
+        import base64
+
+        return base64.b64decode(payload)
+    if tag in ("dataclass", "namedtuple", "object", "estimator"):
+        fields = payload.get("fields") or payload.get("state") or payload.get("params") or {}
+        if isinstance(fields, dict) and len(fields) == 1 and "dict" in fields:
+            fields = decode(fields)
+        return {"type": payload["type"], **{k: decode(v) for k, v in fields.items()}}
+    if tag == "partial":
+        return {
+            "partial": decode(payload["func"]),
+            "args": decode(payload["args"]),
+            "keywords": decode(payload["keywords"]),
+        }
+    return tree
+
+
+def _numpy() -> bool:
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return value
