@@ -15,6 +15,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from .pg_server import pg_database, pg_server  # noqa: F401 - fixtures: a real PostgreSQL server
+
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Researcher",
     "GIT_AUTHOR_EMAIL": "researcher@example.org",

@@ -169,12 +169,22 @@ class PostgresStore:
                         "Another program may hold long locks on its tables; run again when it is done."
                     ) from None
                 time.sleep(random.uniform(0.01, 0.05) * 2**attempt)
+            except errors.InsufficientPrivilege as err:
+                raise StoreError(
+                    f"mitosis: the trial store {self.url} refused: {self._said(err)}. Nothing was written. Let this "
+                    "user create and write the store's tables (GRANT CREATE ON SCHEMA public TO USER, needed since "
+                    "PostgreSQL 15; or createdb --owner USER), or use the database owner's account."
+                ) from None
             except errors.Error as err:
                 raise StoreError(
-                    f"mitosis: the trial store {self.url} failed: {self.url.scrub(str(err)).strip()}. "
-                    "Nothing of this transaction was written; check the server (its log says more) and run again."
+                    f"mitosis: the trial store {self.url} failed: {self._said(err)}. Nothing of this transaction "
+                    "was written; check the server (its log says more) and run again."
                 ) from None
         raise AssertionError("unreachable")
+
+    def _said(self, err: BaseException) -> str:
+        """The server's message, first line only, password scrubbed."""
+        return self.url.scrub(str(err)).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
     def _mark_interrupted(self) -> None:
         rows = self._db.execute(

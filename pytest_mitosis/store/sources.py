@@ -64,7 +64,11 @@ class SQLiteSource:
         except sqlite3.DatabaseError as err:
             self._db.close()
             raise RecordsError(f"{path}: cannot be read as a trial store ({err}).") from None
-        _newer(self.location, row[0] if row is not None else None)
+        try:
+            _newer(self.location, row[0] if row is not None else None)
+        except RecordsError:
+            self._db.close()
+            raise
 
     def rows(self, sql: str, args: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
         return list(self._db.execute(sql, list(args)).fetchall())
@@ -124,10 +128,10 @@ class PostgresSource:
         try:
             row = self.rows("SELECT value FROM meta WHERE name='schema_version'")
             self.rows("SELECT 1 FROM trials LIMIT 1")
+            _newer(self.location, row[0]["value"] if row else None)
         except RecordsError:
             self._db.close()
             raise
-        _newer(self.location, row[0]["value"] if row else None)
 
     def rows(self, sql: str, args: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
         from psycopg.rows import dict_row

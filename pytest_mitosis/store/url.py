@@ -84,7 +84,7 @@ def parse(text: str, base: Path | None = None) -> StoreURL:
         netloc += f":{port}"
     user = quote(parts.username, safe="") if parts.username else ""
     shown_user = user + (":***" if parts.password is not None else "")
-    shown_query = urlencode([(k, "***" if k in _SECRET else v) for k, v in query], safe="/")
+    shown_query = urlencode([(k, "***" if k in _SECRET else v) for k, v in query], safe="/*")
     redacted = urlunsplit(
         ("postgresql", (shown_user + "@" if shown_user else "") + netloc, parts.path, shown_query, "")
     )

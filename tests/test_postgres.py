@@ -1,0 +1,341 @@
+"""The PostgreSQL store against a real server: schema under an advisory lock, atomic iterations,
+variant locks in the writing transaction, read-only readers, redacted URLs and one-line errors.
+
+These tests drive the store through its own interface (``make_store``, ``Reader``) from many
+threads at once, each with its own connection: the races are the server's, not simulated.
+The pytest sessions that run trials on PostgreSQL are in ``test_store.py`` (parametrized).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_mitosis.identity.locks import Lock
+from pytest_mitosis.store import (
+    KeyTaken,
+    NewTrial,
+    Reader,
+    RecordsError,
+    StoreError,
+    VariantRedefined,
+    make_store,
+    new_key,
+    parse_url,
+)
+from pytest_mitosis.store.postgres import PostgresStore
+
+from .pg_server import PASSWORD, PgServer
+
+
+def trial(identity: str = "id-a", debug: bool = False, key: str | None = None, packages: str = "1.0") -> NewTrial:
+    return NewTrial(
+        key=key or new_key(),
+        experiment="exp",
+        identity=identity,
+        variants="a",
+        slug="trial_exp-a",
+        nodeid="pyproject.toml::exp[a]",
+        debug=debug,
+        git={"commit": "0" * 40},
+        seed=7,
+        environment={"packages": {"numpy": packages}},
+        steps=[{"name": "exp"}],
+        params=[{"step": "exp", "name": "frequency", "kind": "lookup", "text": "a", "value": 1}],
+    )
+
+
+def lock(value: int, name: str = "a") -> Lock:
+    return Lock("exp", "exp", "frequency", "lookup", name, f"fp-{value}", value, "exp:lookup")
+
+
+def at_once(count: int, work: Callable[[int], Any]) -> list[Any]:
+    """``work(i)`` in ``count`` threads released together; results (or exceptions) in order."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = work(i)
+        except Exception as err:  # noqa: BLE001 - the test inspects what each thread met
+            results[i] = err
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results
+
+
+# -- URLs ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("postgresql://alice:s3cret@db.lab:5433/trials", "postgresql://alice:***@db.lab:5433/trials"),
+        ("postgres://alice@db.lab/trials", "postgresql://alice@db.lab/trials"),
+        ("postgresql://alice@/trials?host=/run/postgresql", "postgresql://alice@/trials?host=/run/postgresql"),
+        (
+            "postgresql://bob@h/db?password=hunter2&sslmode=require",
+            "postgresql://bob@h/db?password=***&sslmode=require",
+        ),
+    ],
+)
+def test_a_postgresql_url_is_shown_with_its_password_redacted(text: str, shown: str) -> None:
+    url = parse_url(text)
+    assert (url.kind, str(url), url.redacted) == ("postgresql", shown, shown)
+    assert "s3cret" not in repr(url) and "hunter2" not in repr(url)
+
+
+def test_a_relative_sqlite_url_is_read_from_the_base_folder(tmp_path: Path) -> None:
+    url = parse_url("sqlite:///local/mitosis.sqlite", tmp_path)
+    assert url.path == tmp_path / "local" / "mitosis.sqlite"
+    assert str(url) == f"sqlite:///{tmp_path}/local/mitosis.sqlite"
+    assert parse_url(f"sqlite:///{tmp_path}/x.sqlite").path == tmp_path / "x.sqlite"
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("mysql://root:pw@h/db", "the store URL 'mysql://root:***@h/db' is not one pytest-mitosis knows; expected"),
+        ("sqlite:relative.db", "the store URL 'sqlite:relative.db' names no file; expected sqlite:///PATH"),
+        ("postgresql://alice:pw@h:port/db", "the store URL 'postgresql://alice:***@h:port/db' cannot be parsed"),
+        ("postgresql://alice:pw@host", "the store URL 'postgresql://alice:***@host' names no database"),
+    ],
+)
+def test_a_bad_store_url_is_one_clear_error_without_its_password(text: str, said: str) -> None:
+    with pytest.raises(StoreError) as caught:
+        parse_url(text)
+    assert said in str(caught.value)
+    assert ":pw@" not in str(caught.value)
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+
+def test_ten_sessions_starting_at_once_on_an_empty_database_create_the_schema_once(pg_server: PgServer) -> None:
+    url = pg_server.createdb()
+    stores = at_once(10, lambda i: make_store(url, Path("/nonexistent")))
+    assert all(isinstance(s, PostgresStore) for s in stores), stores
+    for store in stores:
+        store.close()
+    database = url.split("/")[3].split("?")[0]
+    assert pg_server.execute("SELECT name, value FROM meta", database) == [("schema_version", "1")]
+    tables = pg_server.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema='public' ORDER BY 1", database
+    )
+    assert [t for (t,) in tables] == ["counters", "environments", "locks", "meta", "trials"]
+
+
+def test_concurrent_trials_of_one_identity_get_every_iteration_once(pg_server: PgServer) -> None:
+    url = pg_server.createdb()
+    make_store(url, Path("/x")).close()
+    stores = [make_store(url, Path("/x")) for _ in range(12)]
+    try:
+        iterations = at_once(12, lambda i: stores[i].begin(trial(), [lock(1)]))
+        assert sorted(iterations) == list(range(1, 13)), iterations
+        assert stores[0].next_iteration("exp", "id-a") == 13
+        assert stores[0].next_iteration("exp", "id-b") == 1
+        assert stores[0].begin(trial(debug=True), [lock(99)]) is None  # a debug trial takes no number, no lock
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_two_sessions_locking_one_variant_to_two_values_at_once_one_wins(pg_server: PgServer) -> None:
+    url = pg_server.createdb()
+    make_store(url, Path("/x")).close()
+    for round_ in range(5):  # a race is a race: several rounds, each on a fresh variant name
+        stores = [make_store(url, Path("/x")) for _ in range(2)]
+        try:
+            name = f"v{round_}"
+            results = at_once(
+                2, lambda i, stores=stores, name=name: stores[i].begin(trial(identity=f"{name}-{i}"), [lock(i, name)])
+            )
+        finally:
+            for store in stores:
+                store.close()
+        won = [r for r in results if isinstance(r, int)]
+        lost = [r for r in results if isinstance(r, VariantRedefined)]
+        assert (len(won), len(lost)) == (1, 1), results
+        assert f"the variant {name!r} of parameter 'frequency' now means a different value" in str(lost[0])
+    database = url.split("/")[3].split("?")[0]
+    assert pg_server.execute("SELECT count(*) FROM locks", database) == [(5,)]
+    assert pg_server.execute("SELECT count(*) FROM trials", database) == [(5,)]  # the loser left no row
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new store's URL on either backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/trials/mitosis.sqlite"
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.createdb()
+
+
+def test_both_stores_record_finish_and_warn_alike(any_store: str) -> None:
+    url = any_store
+    store = make_store(url, Path("/x"))
+    try:
+        first = trial()
+        assert store.begin(first, [lock(1)]) == 1
+        assert (
+            store.finish(first.key, status="passed", main=0.5, metrics={"m": [1, 2]}, folder="/t/a", message=None) == []
+        )
+        again = trial(packages="2.0")
+        assert store.begin(again, [lock(1)]) == 2
+        warnings = store.finish(again.key, status="passed", main=0.7, metrics={}, folder="/t/b", message=None)
+        assert warnings == [
+            "installed packages changed since trial_exp-a-1 (key " + first.key + "): numpy 1.0 -> 2.0",
+            f"non-determinism: trial_exp-a-1 (key {first.key}) had the same parameters, commit and seed but "
+            "main = 0.5; this trial's main = 0.7",
+        ]
+        previous = store.previous("exp", "id-a", before=again.key)
+        assert previous is not None and (previous.key, previous.main, previous.seed) == (first.key, 0.5, 7)
+        with pytest.raises(VariantRedefined) as caught:
+            store.check_locks([lock(2)])
+        assert "stored:    1   (locked by trial trial_exp-a-1 (key " in str(caught.value)
+        assert store.statuses([first.key, "ffffffff"]) == {first.key: "passed"}
+        taken = trial(key=first.key)
+        with pytest.raises(KeyTaken, match=first.key):
+            store.begin(taken, [lock(1)])
+        assert store.next_iteration("exp", "id-a") == 3  # the refused key took no number
+    finally:
+        store.close()
+    with Reader(Path("/nonexistent"), url) as reader:
+        records = reader.trials()
+        assert reader.experiments() == ["exp"]
+        assert [(r.key, r.iteration, r.main, r.status) for r in records] == [
+            (again.key, 2, 0.7, "passed"),
+            (first.key, 1, 0.5, "passed"),
+        ]
+        assert reader.get(first.key[:6].upper()).metrics == {"m": [1, 2]}
+        assert reader.environment(records[0]) == {"packages": {"numpy": "2.0"}}
+        assert reader.location == url
+
+
+def test_a_reader_never_writes_a_postgresql_store(pg_server: PgServer) -> None:
+    url = pg_server.createdb()
+    store = make_store(url, Path("/x"))
+    store.begin(trial(), [lock(1)])
+    store.close()
+    with Reader(Path("/x"), url) as reader:
+        with pytest.raises(RecordsError, match="cannot execute DELETE in a read-only transaction"):
+            reader._source.rows("DELETE FROM trials")
+        assert len(reader.trials()) == 1
+        with pytest.raises(RecordsError, match="back it up with pg_dump"):
+            reader.backup(Path("/tmp"))
+
+
+def test_a_reader_of_an_empty_database_says_how_to_fill_it(pg_server: PgServer) -> None:
+    url = pg_server.createdb()
+    with pytest.raises(RecordsError) as caught:
+        Reader(Path("/x"), url)
+    assert str(caught.value).startswith(f"no trial store in {url}: the database has no pytest-mitosis tables.")
+
+
+def test_a_database_with_foreign_tables_named_like_ours_is_refused_untouched(pg_server: PgServer) -> None:
+    url = pg_server.createdb()
+    database = url.split("/")[3].split("?")[0]
+    pg_server.execute("CREATE TABLE trials (id int)", database)
+    with pytest.raises(StoreError) as caught:
+        make_store(url, Path("/x"))
+    assert str(caught.value) == (
+        f"mitosis: the database {url} already has tables named trials that pytest-mitosis did not create; nothing "
+        "was written to it. Give pytest-mitosis a database of its own (createdb mitosis) and point --mitosis-store at it."
+    )
+    assert [t for (t,) in pg_server.execute("SELECT tablename FROM pg_tables WHERE schemaname='public'", database)] == [
+        "trials"
+    ]
+
+
+def test_a_store_from_a_newer_version_is_refused_on_postgresql(pg_server: PgServer) -> None:
+    url = pg_server.createdb()
+    make_store(url, Path("/x")).close()
+    database = url.split("/")[3].split("?")[0]
+    pg_server.execute("UPDATE meta SET value='99' WHERE name='schema_version'", database)
+    with pytest.raises(StoreError, match="has schema version 99, written by a newer pytest-mitosis"):
+        make_store(url, Path("/x"))
+    with pytest.raises(RecordsError, match="has schema version 99, written by a newer pytest-mitosis"):
+        Reader(Path("/x"), url)
+
+
+# -- connection errors ---------------------------------------------------------------------------
+
+
+def _refusal(url: str) -> str:
+    with pytest.raises(StoreError) as caught:
+        make_store(url, Path("/x"))
+    return str(caught.value)
+
+
+def test_a_wrong_password_is_one_line_naming_the_redacted_url(pg_server: PgServer) -> None:
+    url = pg_server.createdb(owner="alice")
+    database = url.split("/")[3].split("?")[0]
+    wrong = pg_server.url(database, "alice", "not-the-password")
+    said = _refusal(wrong)
+    shown = pg_server.url(database, "alice", "***")
+    assert said.startswith(f"mitosis: the trial store {shown} cannot be reached: ")
+    assert 'password authentication failed for user "alice"' in said
+    assert said.endswith(
+        "The server refused the user or password: check them (put the password in ~/.pgpass or PGPASSWORD "
+        "rather than in the URL, where shell history keeps it)."
+    )
+    assert "not-the-password" not in said
+    store = make_store(pg_server.url(database, "alice", PASSWORD), Path("/x"))  # the right one works
+    store.close()
+
+
+def test_a_missing_database_and_a_server_that_is_not_there_say_what_to_do(pg_server: PgServer, tmp_path: Path) -> None:
+    said = _refusal(pg_server.url("no_such_db", "alice", PASSWORD))
+    assert 'database "no_such_db" does not exist' in said and PASSWORD not in said
+    assert said.endswith(
+        "The server has no such database: create it (createdb DATABASE, as a user allowed to) and run again."
+    )
+    gone = _refusal(f"postgresql://alice:{PASSWORD}@/db?host={tmp_path}")
+    assert gone.startswith(f"mitosis: the trial store postgresql://alice:***@/db?host={tmp_path} cannot be reached: ")
+    assert gone.endswith(
+        "Check that the server is running and reachable from this host (host, port or ?host=/socket/dir in the "
+        "URL; pg_isready -h HOST tells), then run again."
+    )
+    assert PASSWORD not in gone
+
+
+def test_a_user_who_may_not_create_tables_is_told_which_grant_is_missing(pg_server: PgServer) -> None:
+    url = pg_server.createdb()  # owned by postgres: since PostgreSQL 15 others may not create tables in public
+    database = url.split("/")[3].split("?")[0]
+    said = _refusal(pg_server.url(database, "alice", PASSWORD))
+    assert said == (
+        f"mitosis: the trial store {pg_server.url(database, 'alice', '***')} refused: permission denied for schema "
+        "public. Nothing was written. Let this user create and write the store's tables (GRANT CREATE ON SCHEMA "
+        "public TO USER, needed since PostgreSQL 15; or createdb --owner USER), or use the database owner's account."
+    )
+    assert pg_server.execute("SELECT count(*) FROM pg_tables WHERE schemaname='public'", database) == [(0,)]
+
+
+def test_json_values_keep_their_exact_text_on_postgresql(pg_server: PgServer) -> None:
+    """Values are stored as the JSON text the SQLite store keeps (NUL escapes included), not as jsonb."""
+    url = pg_server.createdb()
+    store = make_store(url, Path("/x"))
+    try:
+        t = trial()
+        store.begin(t, [])
+        main = {"text": "a\x00b", "big": 2**62, "float": 0.1}
+        store.finish(t.key, status="passed", main=main, metrics={}, folder=None, message=None)
+    finally:
+        store.close()
+    with Reader(Path("/x"), url) as reader:
+        assert reader.get(t.key).main == main
+    database = url.split("/")[3].split("?")[0]
+    (stored,) = pg_server.execute("SELECT main FROM trials", database)
+    assert json.loads(stored[0]) == main
+    assert Counter(r[0] for r in pg_server.execute("SELECT status FROM trials", database)) == {"passed": 1}
