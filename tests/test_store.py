@@ -1,4 +1,10 @@
-"""The SQLite trial store: records, refusals of foreign files, interrupted trials, concurrency."""
+"""The trial store: records, refusals of foreign files, interrupted trials, concurrency.
+
+The tests that run sessions against a store are parametrized over both backends (``backend``:
+the default SQLite file, and a database on a real PostgreSQL server named by ``store`` in
+``[tool.mitosis]``); the refusals of foreign or damaged files, the WAL and the backup are
+SQLite's own.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +17,12 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from .conftest import clean_env, git, git_init, run_pytest, write_investigation
+from .pg_server import PgServer
 
 MODULE = """
 import os
@@ -40,6 +48,7 @@ def start_session(root: Path, *args: str) -> subprocess.Popen[bytes]:
 PYPROJECT = """
 [tool.mitosis]
 trials-folder = "{folder}"
+{store}
 
 [tool.mitosis.steps]
 exp = ["exp:run", "exp:lookup"]
@@ -48,8 +57,9 @@ exp = ["exp:run", "exp:lookup"]
 """
 
 
-def study(root: Path, folder: str = "trials") -> Path:
-    return git_init(write_investigation(root, PYPROJECT.format(folder=folder), {"exp": MODULE}))
+def study(root: Path, folder: str = "trials", store: str | None = None) -> Path:
+    line = f'store = "{store}"' if store else ""
+    return git_init(write_investigation(root, PYPROJECT.format(folder=folder, store=line), {"exp": MODULE}))
 
 
 def records(db_path: Path) -> list[sqlite3.Row]:
@@ -58,15 +68,42 @@ def records(db_path: Path) -> list[sqlite3.Row]:
     return db.execute("SELECT * FROM trials ORDER BY started").fetchall()
 
 
-def test_a_record_holds_the_trial_and_junit_carries_key_iteration_commit(tmp_path: Path) -> None:
-    root = study(tmp_path / "study")
+class Backend:
+    """Where a test's sessions record their trials, and how the test reads the rows back."""
+
+    def __init__(self, kind: str, url: str | None) -> None:
+        self.kind = kind
+        self.url = url  # None: the trials folder's mitosis.sqlite
+
+    def rows(self, trials: Path) -> list[dict[str, Any]]:
+        """Every trial row, oldest first (``trials``: the trials folder, for the SQLite default)."""
+        if self.url is None:
+            path = trials / "mitosis.sqlite"
+            return [dict(r) for r in records(path)] if path.exists() else []
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(self.url, row_factory=dict_row) as db:
+            return list(db.execute("SELECT * FROM trials ORDER BY started").fetchall())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "sqlite":
+        return Backend("sqlite", None)
+    server: PgServer = request.getfixturevalue("pg_server")
+    return Backend("postgresql", server.createdb("store"))
+
+
+def test_a_record_holds_the_trial_and_junit_carries_key_iteration_commit(tmp_path: Path, backend: Backend) -> None:
+    root = study(tmp_path / "study", store=backend.url)
     run = run_pytest(root, "--mitosis", "-k", "b", "--mitosis-trials-folder", str(tmp_path / "elsewhere"))
     assert run.ret == 0, run.out
     props = run.properties("exp[b]")
     head = git(root, "rev-parse", "HEAD").strip()
     assert props["mitosis.commit"] == head
     assert props["mitosis.iteration"] == "1"
-    (row,) = records(tmp_path / "elsewhere" / "mitosis.sqlite")
+    (row,) = backend.rows(tmp_path / "elsewhere")
     assert row["key"] == props["mitosis.key"]
     assert (row["experiment"], row["iteration"], row["status"], row["debug"]) == ("exp", 1, "passed", 0)
     assert row["name"] == "trial_exp-b-1"
@@ -111,17 +148,14 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     ) in run.out
 
 
-def test_a_session_killed_mid_trial_leaves_an_interrupted_record_and_no_finished_folder(tmp_path: Path) -> None:
-    root = study(tmp_path / "study")
+def test_a_session_killed_mid_trial_leaves_an_interrupted_record_and_no_finished_folder(
+    tmp_path: Path, backend: Backend
+) -> None:
+    root = study(tmp_path / "study", store=backend.url)
     proc = start_session(root, "-k", "a", "--mitosis-eval=exp.pause=60")
-    db_path = root / "trials" / "mitosis.sqlite"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if (
-            db_path.exists()
-            and (root / "trials" / ".staging").exists()
-            and any((root / "trials" / ".staging").iterdir())
-        ):
+        if (root / "trials" / ".staging").exists() and any((root / "trials" / ".staging").iterdir()):
             staged = next((root / "trials" / ".staging").iterdir())
             if (staged / "outcome.json").exists() and '"step": "exp"' in (staged / "outcome.json").read_text():
                 break
@@ -131,22 +165,24 @@ def test_a_session_killed_mid_trial_leaves_an_interrupted_record_and_no_finished
         pytest.fail("the trial never started")
     os.killpg(proc.pid, signal.SIGKILL)  # pytest and its kernel, mid-trial
     proc.wait()
-    (row,) = records(db_path)
+    (row,) = backend.rows(root / "trials")
     assert row["status"] == "running"  # readable, and not complete
     later = run_pytest(root, "--mitosis", "-k", "b")
     assert later.ret == 0, later.out
-    by_name = {r["name"]: r for r in records(db_path)}
+    by_name = {r["name"]: r for r in backend.rows(root / "trials")}
     assert by_name["trial_exp-a-pause_60-1"]["status"] == "interrupted"
     assert by_name["trial_exp-a-pause_60-1"]["folder"] is None
     assert by_name["trial_exp-b-1"]["status"] == "passed"
     assert not list((root / "trials").glob("trial_exp-a-*")), "an unfinished trial never gets its final folder"
 
 
-def test_concurrent_sessions_and_workers_share_one_store_safely(tmp_path: Path) -> None:
-    """``-n 4`` plus two more sessions at the same moment: no lock errors, unique iterations."""
-    root = study(tmp_path / "study")
+@pytest.mark.slow
+def test_concurrent_sessions_and_workers_share_one_store_safely(tmp_path: Path, backend: Backend) -> None:
+    """Two ``-n 2`` sessions and two plain ones at the same moment: no lock errors, 0 lost, 0 duplicated."""
+    root = study(tmp_path / "study", store=backend.url)
     argvs = [
-        ["--mitosis", "-n", "4"],
+        ["--mitosis", "-n", "2"],
+        ["--mitosis", "-n", "2"],
         ["--mitosis"],
         ["--mitosis"],
     ]
@@ -165,15 +201,15 @@ def test_concurrent_sessions_and_workers_share_one_store_safely(tmp_path: Path) 
     for proc, out in zip(procs, outputs):
         assert proc.returncode == 0, out
         assert "database is locked" not in out.lower() and "operationalerror" not in out.lower(), out
-    rows = records(root / "trials" / "mitosis.sqlite")
-    assert len(rows) == 12
+    rows = backend.rows(root / "trials")
+    assert len(rows) == 16, "no trial lost"
     assert all(r["status"] == "passed" for r in rows)
     iterations = Counter((r["identity"], r["iteration"]) for r in rows)
     assert max(iterations.values()) == 1, "no iteration number was handed out twice"
-    assert sorted(Counter(r["name"].rsplit("-", 1)[0] for r in rows).values()) == [3, 3, 3, 3]
-    assert sorted({r["iteration"] for r in rows}) == [1, 2, 3]
+    assert sorted(Counter(r["name"].rsplit("-", 1)[0] for r in rows).values()) == [4, 4, 4, 4]
+    assert sorted({r["iteration"] for r in rows}) == [1, 2, 3, 4]
     folders = [r["folder"] for r in rows]
-    assert len(set(folders)) == 12
+    assert len(set(folders)) == 16
     on_disk = sorted(str(p) for p in (root / "trials").iterdir() if p.name.startswith("trial_"))
     assert on_disk == sorted(folders), "every artifact folder is referenced by exactly one record"
 
