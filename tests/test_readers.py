@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import Run, clean_env, git_init, run_pytest, write_investigation
+from .pg_server import PgServer
 
 MODULE = """
 lookup = {
@@ -203,3 +204,114 @@ def test_the_notebook_header_shows_long_values_in_full_folded(story: tuple[Path,
     )
     assert "&#39;note&#39;: &#39;" + "x" * 300 + "&#39;" in summary.group(2), "the full value, folded"
     assert "<details>" in html.read_text()
+
+
+# -- the same story on PostgreSQL: migrate, then every reader through --store ----------------------
+
+
+@pytest.fixture(scope="module")
+def pg_story(story: tuple[Path, dict[str, Run]], pg_database: str) -> tuple[Path, str, str]:
+    """The story's SQLite store copied into a PostgreSQL database with ``migrate`` (run twice)."""
+    root, _ = story
+    first = cli(root, "migrate", "--from", "sqlite:///trials/mitosis.sqlite", "--to", pg_database)
+    assert first.returncode == 0, first.stderr
+    return root, pg_database, first.stdout
+
+
+def test_migrate_copies_every_trial_once_and_a_second_run_copies_nothing(
+    pg_story: tuple[Path, str, str], pg_server: PgServer
+) -> None:
+    root, url, said = pg_story
+    assert said == (
+        f"migrate: 5 trials copied, 2 environment records and 5 variant locks added, from "
+        f"sqlite:///{root / 'trials' / 'mitosis.sqlite'} to {url}. Artifact folders stay where they are: readers "
+        "find each trial's folder by name in their trials folder.\n"
+    )
+    again = cli(root, "migrate", "--from", "sqlite:///trials/mitosis.sqlite", "--to", url)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("migrate: 0 trials copied (5 were there already), 0 environment records and 0 ")
+    database = url.split("/")[3].split("?")[0]
+    db = sqlite3.connect(root / "trials" / "mitosis.sqlite")
+    columns = "key, experiment, identity, iteration, name, status, main, folder, reproduces, verdict"
+    mine = sorted(db.execute(f"SELECT {columns} FROM trials").fetchall())
+    locks = sorted(db.execute("SELECT * FROM locks").fetchall())
+    db.close()
+    assert sorted(pg_server.execute(f"SELECT {columns} FROM trials", database)) == mine
+    assert sorted(pg_server.execute("SELECT * FROM locks", database)) == locks
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["history"], ["history", "--json", "--debug"], ["show", "FIRST"], ["diff", "LOW", "HIGH"], ["history", "nosuch"]],
+)
+def test_every_reader_shows_the_same_on_both_backends(
+    pg_story: tuple[Path, str, str], story: tuple[Path, dict[str, Run]], command: list[str]
+) -> None:
+    (root, runs), url = story, pg_story[1]
+    names = {"FIRST": key(runs["first"]), "LOW": only(runs["0.2"]), "HIGH": only(runs["2.0"])}
+    args = [names.get(a, a) for a in command]
+    on_sqlite = cli(root, *args)
+    on_postgres = cli(root, "--store", url, *args)
+    assert on_postgres.returncode == on_sqlite.returncode, on_postgres.stderr
+    assert on_postgres.stdout == on_sqlite.stdout
+    sqlite_path = str(root / "trials" / "mitosis.sqlite")
+    assert on_postgres.stderr == on_sqlite.stderr.replace(sqlite_path, url)
+
+
+def test_the_api_and_the_report_read_a_postgresql_store(pg_story: tuple[Path, str, str], tmp_path: Path) -> None:
+    root, url, _ = pg_story
+    code = (
+        "import pytest_mitosis\n"
+        "a = [(r.key, r.main, r.iteration) for r in pytest_mitosis.load_trials('exp')]\n"
+        f"b = [(r.key, r.main, r.iteration) for r in pytest_mitosis.load_trials('exp', store={url!r})]\n"
+        "assert a == b and len(a) == 5, (a, b)\n"
+        f"print(pytest_mitosis.load_metric(a[-1][0], 'size', store={url!r}))\n"
+        f"print(len(pytest_mitosis.load_trial_data(a[-1][0], store={url!r})))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, env=clean_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "2\n1\n"
+    report = cli(root, "report", "--store", url, "-o", str(tmp_path / "site"))
+    assert report.returncode == 0, report.stderr
+    pages = sorted(p.stem for p in (tmp_path / "site" / "trials").glob("*.html"))
+    assert len(pages) == 5
+
+
+def test_sessions_on_the_migrated_store_continue_its_numbering(
+    pg_story: tuple[Path, str, str], story: tuple[Path, dict[str, Run]]
+) -> None:
+    root, url, _ = pg_story
+    runs = story[1]
+    check = run_pytest(root, "--mitosis", "--mitosis-check", f"--mitosis-store={url}", junit=False)
+    same = run_pytest(root, "--mitosis", "--mitosis-check", junit=False)
+    assert check.ret == same.ret == 0, check.out
+    lines = [line for line in check.out.splitlines() if line.startswith("pyproject.toml::exp[")]
+    assert lines and lines == [line for line in same.out.splitlines() if line.startswith("pyproject.toml::exp[")]
+    listed = run_pytest(
+        root, "--mitosis", f"--mitosis-store={url}", "--mitosis-reproduce", "exp", "--collect-only", "-q", junit=False
+    )
+    assert f"reproduce[{key(runs['first'])}]" in listed.out, listed.out
+    ran = run_pytest(root, "--mitosis", f"--mitosis-store={url}", "-k", "b-wide", "--mitosis-compare=last")
+    assert ran.ret == 0, ran.out
+    assert ran.properties("exp[b-wide]")["mitosis.iteration"] == "2"
+    assert ran.values("exp[b-wide]", "mitosis.compare"), "compared with the migrated trial"
+    history = cli(root, "--store", url, "history").stdout
+    assert history.count("\n") == 7 and cli(root, "history").stdout.count("\n") == 6, "the SQLite store was not written"
+
+
+def test_a_bad_store_url_or_password_is_one_line_on_the_command_line(pg_server: PgServer, tmp_path: Path) -> None:
+    bad = cli(tmp_path, "--store", "mysql://root:hunter2@db/x", "history")
+    assert (bad.returncode, bad.stdout) == (2, "")
+    assert bad.stderr.startswith(
+        "pytest-mitosis: the store URL 'mysql://root:***@db/x' is not one pytest-mitosis knows;"
+    )
+    wrong = cli(tmp_path, "--store", pg_server.url("postgres", "alice", "hunter2"), "history")
+    assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1, wrong.stderr
+    assert wrong.stderr.startswith(
+        f"pytest-mitosis: the trial store {pg_server.url('postgres', 'alice', '***')} cannot"
+    )
+    assert "hunter2" not in wrong.stderr and "Traceback" not in wrong.stderr
+    session = run_pytest(
+        tmp_path, "--mitosis", "--mitosis-store=postgresql://alice:hunter2@/x?host=/nowhere", junit=False
+    )
+    assert "hunter2" not in session.out and "Traceback" not in session.out

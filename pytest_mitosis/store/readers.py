@@ -48,8 +48,8 @@ class Reader:
                 self.url = parse_url(store)
             except StoreError as err:
                 raise RecordsError(str(err).removeprefix("mitosis: ")) from None
-        #: the store, as messages name it (a PostgreSQL password is never in it)
-        self.location = str(self.url)
+        #: the store, as messages name it: the SQLite file, or the URL without its password
+        self.location = str(self.url.path or self.url)
         self._environments: dict[str, dict[str, Any]] = {}
         self._source = open_source(self.url)
 
