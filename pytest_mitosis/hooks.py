@@ -208,6 +208,14 @@ class MitosisHooks:
         except ConfigError:
             cwd = "(unknown)"
         lines = header_lines(self.settings.pyproject, folder, cwd, self.mitosis.seed, self.settings.debug)
+        try:
+            store = self.mitosis.store_url()
+        except ConfigError:
+            store = None
+        if store is not None:  # the default (the trials folder's mitosis.sqlite) goes without saying
+            from .store import redact
+
+            lines.insert(1, f"mitosis: store {redact(store)}")
         if os.environ.get("GITHUB_STEP_SUMMARY") and self.settings.summary is None:
             lines.append(
                 "mitosis: on GitHub Actions: add --mitosis-summary=$GITHUB_STEP_SUMMARY "

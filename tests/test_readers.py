@@ -294,6 +294,7 @@ def test_sessions_on_the_migrated_store_continue_its_numbering(
     ran = run_pytest(root, "--mitosis", f"--mitosis-store={url}", "-k", "b-wide", "--mitosis-compare=last")
     assert ran.ret == 0, ran.out
     assert ran.properties("exp[b-wide]")["mitosis.iteration"] == "2"
+    assert f"\nmitosis: store {url}\n" in ran.out, "the header names the store"
     assert ran.values("exp[b-wide]", "mitosis.compare"), "compared with the migrated trial"
     history = cli(root, "--store", url, "history").stdout
     assert history.count("\n") == 7 and cli(root, "history").stdout.count("\n") == 6, "the SQLite store was not written"
@@ -311,7 +312,9 @@ def test_a_bad_store_url_or_password_is_one_line_on_the_command_line(pg_server: 
         f"pytest-mitosis: the trial store {pg_server.url('postgres', 'alice', '***')} cannot"
     )
     assert "hunter2" not in wrong.stderr and "Traceback" not in wrong.stderr
-    session = run_pytest(
-        tmp_path, "--mitosis", "--mitosis-store=postgresql://alice:hunter2@/x?host=/nowhere", junit=False
-    )
+    root = git_init(write_investigation(tmp_path / "study", PYPROJECT, {"exp": MODULE}))
+    session = run_pytest(root, "--mitosis", "--mitosis-store=postgresql://alice:hunter2@/x?host=/nowhere", junit=False)
+    assert session.ret == pytest.ExitCode.USAGE_ERROR, session.out
+    assert "\nmitosis: store postgresql://alice:***@/x?host=/nowhere\n" in session.out
+    assert "ERROR: mitosis: the trial store postgresql://alice:***@/x?host=/nowhere cannot be reached: " in session.out
     assert "hunter2" not in session.out and "Traceback" not in session.out

@@ -56,10 +56,13 @@ def refuse_network_filesystem(path: Path, mountinfo: str | None = None) -> None:
         f"mitosis: the trial store {path} would be on a network filesystem ({mount.fstype} {mount.source}, "
         f"mounted at {mount.point}). SQLite's WAL journal, which lets several sessions and xdist workers write one "
         "store safely, needs memory shared between processes on one machine, and on a network filesystem it can "
-        "corrupt the store without a word. Keep the trials folder on a local disk (--mitosis-trials-folder, or "
-        "trials-folder in [tool.mitosis]) and copy it to the shared place after the sessions "
-        "(`python -m pytest_mitosis backup DEST` for the store, rsync for the trial folders). If you know this "
-        "filesystem's locking works across your processes, set the ini key mitosis_allow_network_store = true."
+        "corrupt the store without a word. For a team, use a shared PostgreSQL store (--mitosis-store "
+        "postgresql://USER@HOST/DB, or store in [tool.mitosis]); alone, keep the store on a local disk "
+        "(--mitosis-store sqlite:///LOCAL/PATH/mitosis.sqlite: the artifacts may stay on the shared folder), or the "
+        "whole trials folder (--mitosis-trials-folder, or trials-folder in [tool.mitosis]) and copy it to the "
+        "shared place after the sessions (`python -m pytest_mitosis backup DEST` for the store, rsync for the trial "
+        "folders). If you know this filesystem's locking works across your processes, set the ini key "
+        "mitosis_allow_network_store = true."
     )
 
 

@@ -52,6 +52,7 @@ def describe(err: BaseException, url: StoreURL) -> str:
     """One message for a failed connection: what the server said, and what to do."""
     said = url.scrub(str(err)).strip().splitlines()
     first = next((line.strip() for line in said if "FATAL" in line or "error" in line.lower()), said[0] if said else "")
+    first = first.rstrip(".") + "."
     return f"mitosis: the trial store {url} cannot be reached: {first} {_advice(str(err), url)}"
 
 

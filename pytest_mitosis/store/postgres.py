@@ -104,7 +104,7 @@ def create_schema(db: Any, url: StoreURL) -> None:
         found = {
             row[0]
             for row in db.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+                "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"  # whatever the grants
             )
         }
         if "meta" in found:
