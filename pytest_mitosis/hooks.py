@@ -250,7 +250,7 @@ class MitosisHooks:
 
             try:
                 # debug trials only with report --debug
-                mitosis.report = build(mitosis.project().trials_folder, store=mitosis.store_url())
+                mitosis.report = build(mitosis.project().trials_folder, store=mitosis.read_from())
             except (RecordsError, OSError) as err:
                 mitosis.report = f"not refreshed: {err}"
         if not (session.config.option.collectonly or self.settings.check):
@@ -266,7 +266,7 @@ class MitosisHooks:
         shown = {row.key for row in mitosis.rows}
         prefix = os.path.relpath(self.settings.pyproject, self.config.rootpath).replace(os.sep, "/")
         try:
-            with Reader(mitosis.project().trials_folder, mitosis.store_url()) as reader:
+            with Reader(mitosis.project().trials_folder, mitosis.read_from()) as reader:
                 records = [
                     r
                     for r in reader.trials(debug=True)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .config.variants import TrialSpec
     from .execution.runner import TrialOutcome
     from .identity.trial import TrialIdentity
-    from .store import Reader, TrialRecord, TrialStore
+    from .store import Reader, StoreURL, TrialRecord, TrialStore
     from .views.summary import SummaryRow
 
 
@@ -141,6 +141,14 @@ class MitosisSession:
         """The store URL: ``--mitosis-store`` or ini ``mitosis_store``, else ``store`` of ``[tool.mitosis]``;
         ``None`` for ``<trials folder>/mitosis.sqlite``."""
         return self.settings.store or self.project().store
+
+    def read_from(self) -> str | StoreURL | None:
+        """What readers in this session open: the store this session writes, once it is open (so a
+        store from a plugin's ``pytest_mitosis_make_store`` is read back too), else the configured URL."""
+        from .store import readable
+
+        found = readable(self._store) if self._store is not None else None
+        return found or self.store_url()
 
     def store(self) -> TrialStore:
         """The trial store, opened on first use (never by ``--collect-only`` or ``--help``)."""

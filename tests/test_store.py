@@ -467,3 +467,29 @@ def test_a_session_ended_by_ctrl_c_leaves_the_store_in_one_file(tmp_path: Path) 
     found = dict(_rows(copy / "mitosis.sqlite"))
     assert found["a"] == "passed"
     assert found["b"] == "interrupted", "finalised, and in the main file"
+
+
+HOOK_STORE = """
+import pytest
+from pytest_mitosis.store import SQLiteStore
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_mitosis_make_store(config, folder):
+    return SQLiteStore(folder, path=folder.parent / "elsewhere.sqlite")
+"""
+
+
+def test_the_session_reads_back_the_store_a_plugin_made(tmp_path: Path) -> None:
+    """The end-of-session report reads the store the session wrote, not ``<trials>/mitosis.sqlite``."""
+    root = study(tmp_path / "study")
+    (root / "conftest.py").write_text(HOOK_STORE, encoding="utf-8")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "a store of our own")
+    run = run_pytest(root, "--mitosis", "-k", "a")
+    assert run.ret == 0, run.out
+    key = run.properties("exp[a]")["mitosis.key"]
+    assert [r["key"] for r in records(root / "elsewhere.sqlite")] == [key]
+    assert not (root / "trials" / "mitosis.sqlite").exists()
+    index = (root / "trials" / "report" / "index.html").read_text(encoding="utf-8")
+    assert f"trials/{key}.html" in index

@@ -14,7 +14,7 @@ May import: :mod:`pytest_mitosis.core`, :mod:`pytest_mitosis.identity`, :mod:`py
 from __future__ import annotations
 
 from ..identity.locks import Lock
-from .backends import make_store
+from .backends import make_store, readable
 from .file import FILENAME, SCHEMA_VERSION
 from .protocol import KeyTaken, NewTrial, Previous, StoreError, TrialStore, VariantRedefined, new_key, start
 from .readers import Reader
@@ -58,6 +58,7 @@ __all__ = [
     "new_key",
     "parse_url",
     "printable",
+    "readable",
     "redact",
     "start",
     "valid_commit",

@@ -14,6 +14,16 @@ from .url import StoreURL
 from .url import parse as parse_url
 
 
+def readable(store: object) -> StoreURL | None:
+    """The URL a reader opens to read ``store`` back, when the store says (ours do: ``store.url``).
+
+    A store from a plugin's ``pytest_mitosis_make_store`` that subclasses ours keeps its URL;
+    one that does not is read through the configured URL.
+    """
+    url = getattr(store, "url", None)
+    return url if isinstance(url, StoreURL) else None
+
+
 def make_store(store: str | StoreURL | None, folder: Path, allow_network: bool = False) -> TrialStore:
     """The writer for ``store`` (a URL, already absolute for SQLite) beside the trials folder ``folder``."""
     if store is None:

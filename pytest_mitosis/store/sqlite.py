@@ -32,6 +32,7 @@ from .file import (
     refuse_network_filesystem,
 )
 from .protocol import KeyTaken, NewTrial, Previous, StoreError, package_warning, raise_conflicts
+from .url import StoreURL
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -93,6 +94,8 @@ class SQLiteStore:
         self.path = path or folder / FILENAME
         folder = self.path.parent
         self.location = str(self.path)
+        #: what a reader opens to read this store back (see ``Reader``)
+        self.url = StoreURL("sqlite", f"sqlite:///{self.path}", path=self.path)
         self.host = socket.gethostname()
         self._closed = False
         if not allow_network:

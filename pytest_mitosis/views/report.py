@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..core.rules import as_number, series_points
-from ..store import Reader, TrialRecord, new_file, valid_key
+from ..store import Reader, StoreURL, TrialRecord, new_file, valid_key
 from .records_text import diff_records, show_record
 
 REPORT = "report"
@@ -132,7 +132,9 @@ def _trial_href(record: TrialRecord, prefix: str) -> str | None:
     return f"{prefix}trials/{record.key}.html" if valid_key(record.key) else None
 
 
-def build(trials_folder: Path, out: Path | None = None, debug: bool = False, store: str | None = None) -> Path:
+def build(
+    trials_folder: Path, out: Path | None = None, debug: bool = False, store: str | StoreURL | None = None
+) -> Path:
     """Write (or refresh) the site of the store ``store`` (a URL; ``None``: the trials folder's); return the index."""
     with Reader(trials_folder, store) as reader:
         out = (out or trials_folder / REPORT).resolve()
