@@ -223,6 +223,24 @@ def test_both_stores_record_finish_and_warn_alike(any_store: str) -> None:
         assert reader.location == url.removeprefix("sqlite:///")  # messages name a SQLite store by its file
 
 
+def test_a_store_whose_connection_was_cut_reconnects_and_records_the_trial(pg_server: PgServer) -> None:
+    url = pg_server.createdb()
+    database = url.split("/")[3].split("?")[0]
+    store = make_store(url, Path("/x"))
+    try:
+        first = trial()
+        assert store.begin(first, [lock(1)]) == 1
+        cut = pg_server.execute(  # what a server restart or an idle-connection reaper does to a long sweep
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname=%s AND pid <> pg_backend_pid()",
+            args=(database,),
+        )
+        assert cut == [(True,)]
+        store.finish(first.key, status="passed", main=1, metrics={}, folder=None, message=None)
+    finally:
+        store.close()
+    assert pg_server.execute("SELECT status FROM trials", database) == [("passed",)]
+
+
 def test_a_reader_never_writes_a_postgresql_store(pg_server: PgServer) -> None:
     url = pg_server.createdb()
     store = make_store(url, Path("/x"))
@@ -339,3 +357,44 @@ def test_json_values_keep_their_exact_text_on_postgresql(pg_server: PgServer) ->
     (stored,) = pg_server.execute("SELECT main FROM trials", database)
     assert json.loads(stored[0]) == main
     assert Counter(r[0] for r in pg_server.execute("SELECT status FROM trials", database)) == {"passed": 1}
+
+
+def _sqlite_store(folder: Path, values: list[float]) -> list[str]:
+    """A real SQLite store with one passed trial per value (same identity): their keys."""
+    store = make_store(None, folder)
+    keys = []
+    try:
+        for value in values:
+            t = trial()
+            store.begin(t, [lock(1)])
+            store.finish(t.key, status="passed", main=value, metrics={}, folder=str(folder / t.key), message=None)
+            keys.append(t.key)
+    finally:
+        store.close()
+    return keys
+
+
+def test_migrate_round_trips_and_never_merges_two_histories(pg_server: PgServer, tmp_path: Path) -> None:
+    from pytest_mitosis.store.migrate import copy_store
+
+    url = pg_server.createdb()
+    ours = _sqlite_store(tmp_path / "ours", [0.1, 0.2])
+    said = copy_store(f"sqlite:///{tmp_path}/ours/mitosis.sqlite", url)
+    assert said.startswith("migrate: 2 trials copied, 1 environment record and 1 variant lock added, from sqlite:///")
+    store = make_store(url, Path("/x"))
+    assert store.next_iteration("exp", "id-a") == 3, "the counter starts after the copied iterations"
+    store.close()
+    theirs = _sqlite_store(tmp_path / "theirs", [0.3])
+    with pytest.raises(RecordsError) as refused:
+        copy_store(f"sqlite:///{tmp_path}/theirs/mitosis.sqlite", url)
+    assert str(refused.value) == (
+        f"migrate: iteration 1 of experiment 'exp' is trial {ours[0]} in {url}, and trial trial_exp-a-1 (key "
+        f"{theirs[0]}) in the source; the two stores hold different histories, and migrate never merges them (it "
+        "would renumber trials). Copy into a new database; nothing was written."
+    )
+    back = tmp_path / "back" / "mitosis.sqlite"
+    assert copy_store(url, f"sqlite:///{back}").startswith("migrate: 2 trials copied")
+    with Reader(tmp_path / "ours") as original, Reader(tmp_path / "back") as copy:
+        assert [r.to_dict() for r in copy.trials()] == [r.to_dict() for r in original.trials()]
+    with pytest.raises(RecordsError, match="--from and --to are the same store"):
+        copy_store(url, url)

@@ -72,7 +72,8 @@ class _Sink:
             self._db: Any = sqlite3.connect(url.path, timeout=120.0, isolation_level=None)
             self._mark = "?"
         else:
-            from .postgres import SCHEMA_LOCK, PostgresStore
+            from .pgschema import SCHEMA_LOCK
+            from .postgres import PostgresStore
 
             self._store = PostgresStore(url)
             self._db = self._store._db

@@ -11,8 +11,8 @@ two sessions can never lock one name to two values. A unique constraint on (expe
 identity, iteration) backs the counter. Serialization failures and deadlocks (another tool's
 transactions, a server set to SERIALIZABLE) are retried a bounded number of times.
 
-The schema is created under a transaction-scoped advisory lock: ten sessions starting at once
-on an empty database create it once. No pytest import.
+The schema (:mod:`.pgschema`) is created under a transaction-scoped advisory lock: ten sessions
+starting at once on an empty database create it once. No pytest import.
 """
 
 from __future__ import annotations
@@ -28,113 +28,15 @@ from typing import Any, TypeVar
 
 from ..core.processes import alive
 from ..identity.locks import Lock
-from .file import SCHEMA_VERSION
 from .pgconnect import connect, driver
+from .pgschema import create_schema, lock_order
 from .protocol import KeyTaken, NewTrial, Previous, StoreError, package_warning, raise_conflicts
 from .url import StoreURL
 
-#: pg_advisory_xact_lock key for schema creation ("mitosis" in ASCII)
-SCHEMA_LOCK = 0x6D69746F736973
 RETRIES = 8
 T = TypeVar("T")
 
-TABLES = ("meta", "environments", "trials", "locks", "counters")
-_SCHEMA = """
-CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE environments (digest TEXT PRIMARY KEY, environment TEXT NOT NULL);
-CREATE TABLE trials (
-    key TEXT PRIMARY KEY,
-    experiment TEXT NOT NULL,
-    identity TEXT NOT NULL,
-    variants TEXT NOT NULL,
-    iteration INTEGER,
-    name TEXT NOT NULL,
-    nodeid TEXT NOT NULL,
-    debug INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('running', 'passed', 'failed', 'interrupted')),
-    git TEXT NOT NULL,
-    "commit" TEXT,
-    seed BIGINT,
-    environment TEXT NOT NULL REFERENCES environments (digest),
-    steps TEXT NOT NULL,
-    params TEXT NOT NULL,
-    started DOUBLE PRECISION NOT NULL,
-    ended DOUBLE PRECISION,
-    main TEXT,
-    metrics TEXT,
-    folder TEXT,
-    message TEXT,
-    warnings TEXT NOT NULL DEFAULT '[]',
-    reproduces TEXT,
-    verdict TEXT,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    CONSTRAINT trials_iteration UNIQUE (experiment, identity, iteration)
-);
-CREATE INDEX trials_started ON trials (started);
-CREATE TABLE locks (
-    step TEXT NOT NULL,
-    param TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    name TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    value TEXT NOT NULL,
-    trial TEXT NOT NULL,
-    PRIMARY KEY (step, param, kind, name)
-);
-CREATE TABLE counters (
-    experiment TEXT NOT NULL,
-    identity TEXT NOT NULL,
-    last INTEGER NOT NULL,
-    PRIMARY KEY (experiment, identity)
-)
-"""
-
 _LOCK_ROW = "SELECT fingerprint, value, trial FROM locks WHERE step=%s AND param=%s AND kind=%s AND name=%s"
-
-
-def lock_order(lock: Lock) -> tuple[str, str, str, str]:
-    return (lock.step, lock.param, lock.kind, lock.name)
-
-
-def create_schema(db: Any, url: StoreURL) -> None:
-    """Create the tables of an empty database once (advisory lock), or check an existing schema's version."""
-    with db.transaction():
-        db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        found = {
-            row[0]
-            for row in db.execute(
-                "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"  # whatever the grants
-            )
-        }
-        if "meta" in found:
-            row = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
-            version = int(row[0]) if row and str(row[0]).isdigit() else None
-            if version is not None and version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"mitosis: the trial store {url} has schema version {version}, written by a newer "
-                    f"pytest-mitosis; this one knows version {SCHEMA_VERSION}. Upgrade pytest-mitosis "
-                    "(pip install -U pytest-mitosis); the store was left as it is."
-                )
-            missing = [t for t in TABLES if t not in found]
-            if version is None or missing:
-                raise StoreError(
-                    f"mitosis: the trial store {url} cannot be used: "
-                    f"{'the tables ' + ', '.join(missing) if missing else 'its schema version'} "
-                    "missing (damaged, or edited by hand); nothing was written to it. Restore it from a backup "
-                    "(pg_dump), or point --mitosis-store at a new database."
-                )
-            return
-        taken = sorted(t for t in TABLES if t in found)
-        if taken:
-            raise StoreError(
-                f"mitosis: the database {url} already has tables named {', '.join(taken)} that pytest-mitosis did "
-                "not create; nothing was written to it. Give pytest-mitosis a database of its own "
-                "(createdb mitosis) and point --mitosis-store at it."
-            )
-        for statement in filter(str.strip, _SCHEMA.split(";")):
-            db.execute(statement)
-        db.execute("INSERT INTO meta (name, value) VALUES ('schema_version', %s)", (str(SCHEMA_VERSION),))
 
 
 class PostgresStore:
@@ -156,7 +58,8 @@ class PostgresStore:
     # -- transactions ----------------------------------------------------------------------------
 
     def _retrying(self, work: Callable[[], T]) -> T:
-        """``work()`` (which opens its own transaction), again after a serialization failure or deadlock."""
+        """``work()`` (which opens its own transaction), again after a serialization failure, a deadlock
+        or a lost connection (a server restart between two trials of a long sweep: reconnect once)."""
         errors = self._errors
         for attempt in range(RETRIES):
             try:
@@ -169,6 +72,14 @@ class PostgresStore:
                         "Another program may hold long locks on its tables; run again when it is done."
                     ) from None
                 time.sleep(random.uniform(0.01, 0.05) * 2**attempt)
+            except errors.OperationalError as err:
+                if not self._db.broken or attempt == RETRIES - 1:
+                    raise StoreError(
+                        f"mitosis: the trial store {self.url} failed: {self._said(err)}. Nothing of this "
+                        "transaction was written; check the server (its log says more) and run again."
+                    ) from None
+                self._db.close()  # the server restarted or dropped us: one new connection, the same transaction
+                self._db = connect(self.url)
             except errors.InsufficientPrivilege as err:
                 raise StoreError(
                     f"mitosis: the trial store {self.url} refused: {self._said(err)}. Nothing was written. Let this "

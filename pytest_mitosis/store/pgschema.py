@@ -1,0 +1,116 @@
+"""The PostgreSQL store's tables, and their creation once, under an advisory lock.
+
+The same tables as the SQLite store (JSON kept as text, so one reader serves both), plus
+``counters`` (the last iteration of each experiment and identity). ``create_schema`` takes a
+transaction-scoped advisory lock first, so ten sessions starting at once on an empty database
+create the tables once; an existing schema is checked (version, tables) and never rewritten,
+and tables of the same names that another program made are refused, untouched. No pytest import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..identity.locks import Lock
+from .file import SCHEMA_VERSION
+from .protocol import StoreError
+from .url import StoreURL
+
+#: pg_advisory_xact_lock key for schema creation ("mitosis" in ASCII)
+SCHEMA_LOCK = 0x6D69746F736973
+
+TABLES = ("meta", "environments", "trials", "locks", "counters")
+_SCHEMA = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE environments (digest TEXT PRIMARY KEY, environment TEXT NOT NULL);
+CREATE TABLE trials (
+    key TEXT PRIMARY KEY,
+    experiment TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    variants TEXT NOT NULL,
+    iteration INTEGER,
+    name TEXT NOT NULL,
+    nodeid TEXT NOT NULL,
+    debug INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'passed', 'failed', 'interrupted')),
+    git TEXT NOT NULL,
+    "commit" TEXT,
+    seed BIGINT,
+    environment TEXT NOT NULL REFERENCES environments (digest),
+    steps TEXT NOT NULL,
+    params TEXT NOT NULL,
+    started DOUBLE PRECISION NOT NULL,
+    ended DOUBLE PRECISION,
+    main TEXT,
+    metrics TEXT,
+    folder TEXT,
+    message TEXT,
+    warnings TEXT NOT NULL DEFAULT '[]',
+    reproduces TEXT,
+    verdict TEXT,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    CONSTRAINT trials_iteration UNIQUE (experiment, identity, iteration)
+);
+CREATE INDEX trials_started ON trials (started);
+CREATE TABLE locks (
+    step TEXT NOT NULL,
+    param TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    value TEXT NOT NULL,
+    trial TEXT NOT NULL,
+    PRIMARY KEY (step, param, kind, name)
+);
+CREATE TABLE counters (
+    experiment TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    last INTEGER NOT NULL,
+    PRIMARY KEY (experiment, identity)
+)
+"""
+
+
+def lock_order(lock: Lock) -> tuple[str, str, str, str]:
+    return (lock.step, lock.param, lock.kind, lock.name)
+
+
+def create_schema(db: Any, url: StoreURL) -> None:
+    """Create the tables of an empty database once (advisory lock), or check an existing schema's version."""
+    with db.transaction():
+        db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        found = {
+            row[0]
+            for row in db.execute(
+                "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"  # whatever the grants
+            )
+        }
+        if "meta" in found:
+            row = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+            version = int(row[0]) if row and str(row[0]).isdigit() else None
+            if version is not None and version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"mitosis: the trial store {url} has schema version {version}, written by a newer "
+                    f"pytest-mitosis; this one knows version {SCHEMA_VERSION}. Upgrade pytest-mitosis "
+                    "(pip install -U pytest-mitosis); the store was left as it is."
+                )
+            missing = [t for t in TABLES if t not in found]
+            if version is None or missing:
+                raise StoreError(
+                    f"mitosis: the trial store {url} cannot be used: "
+                    f"{'the tables ' + ', '.join(missing) if missing else 'its schema version'} "
+                    "missing (damaged, or edited by hand); nothing was written to it. Restore it from a backup "
+                    "(pg_dump), or point --mitosis-store at a new database."
+                )
+            return
+        taken = sorted(t for t in TABLES if t in found)
+        if taken:
+            raise StoreError(
+                f"mitosis: the database {url} already has tables named {', '.join(taken)} that pytest-mitosis did "
+                "not create; nothing was written to it. Give pytest-mitosis a database of its own "
+                "(createdb mitosis) and point --mitosis-store at it."
+            )
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            db.execute(statement)
+        db.execute("INSERT INTO meta (name, value) VALUES ('schema_version', %s)", (str(SCHEMA_VERSION),))
