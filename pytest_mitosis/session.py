@@ -124,8 +124,16 @@ class MitosisSession:
         from .checks.clean_tree import repo_state
 
         project = self.project()
-        own = (project.trials_folder, *self.settings.outputs)
+        own = (project.trials_folder, *self.settings.outputs, *self._store_files())
         return repo_state(project.root, own=own, ignore=self.settings.dirty_ignore)
+
+    def _store_files(self) -> tuple[Path, ...]:
+        """A SQLite store named by URL, with its journal files: written by us, never a dirty tree."""
+        url = self.store_url()
+        if url is None or not url.startswith("sqlite:///"):
+            return ()
+        path = Path(url.removeprefix("sqlite:///"))
+        return (path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal")))
 
     def read_facts(self) -> tuple[RepoState, dict[str, Any]]:
         """The git state and the environment, read together (in the warm-up thread while pytest collects)."""

@@ -493,3 +493,23 @@ def test_the_session_reads_back_the_store_a_plugin_made(tmp_path: Path) -> None:
     assert not (root / "trials" / "mitosis.sqlite").exists()
     index = (root / "trials" / "report" / "index.html").read_text(encoding="utf-8")
     assert f"trials/{key}.html" in index
+
+
+def test_a_relative_sqlite_store_url_is_read_like_the_other_paths(tmp_path: Path) -> None:
+    """Command line: from the current directory; ini key: from the rootdir; [tool.mitosis]: from the pyproject."""
+    root = study(tmp_path / "study", store="sqlite:///../table.sqlite")
+    sub = root / "sub"
+    sub.mkdir()
+    assert run_pytest(root, "--mitosis-check", junit=False).ret == 0
+    assert (tmp_path / "table.sqlite").is_file()
+    ini = run_pytest(root, "--mitosis-check", "-o", "mitosis_store=sqlite:///ini/s.sqlite", junit=False)
+    assert ini.ret == 0, ini.out
+    assert f"\nmitosis: store sqlite:///{root / 'ini' / 's.sqlite'}\n" in ini.out, "the header names it, absolute"
+    assert (root / "ini" / "s.sqlite").is_file()
+    shutil.rmtree(root / "ini")  # another session's store in the work tree would make it dirty
+    cli = run_pytest(
+        sub, "--mitosis-check", "--mitosis-store", "sqlite:///here.sqlite", "--rootdir", str(root), junit=False
+    )
+    assert cli.ret == 0, cli.out
+    assert (sub / "here.sqlite").is_file()
+    assert not (root / "trials" / "mitosis.sqlite").exists(), "the default store was never made"
