@@ -398,3 +398,23 @@ def test_migrate_round_trips_and_never_merges_two_histories(pg_server: PgServer,
         assert [r.to_dict() for r in copy.trials()] == [r.to_dict() for r in original.trials()]
     with pytest.raises(RecordsError, match="--from and --to are the same store"):
         copy_store(url, url)
+
+
+def test_without_psycopg_a_postgresql_url_says_which_extra_to_install(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"  # what an install without the extra finds
+        "from pathlib import Path\n"
+        "from pytest_mitosis.store import StoreError, make_store\n"
+        "try:\n"
+        "    make_store('postgresql://alice:pw@db.lab/study', Path('.'))\n"
+        "except StoreError as err:\n"
+        "    print(err)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.stdout == (
+        "mitosis: the trial store postgresql://alice:***@db.lab/study is a PostgreSQL database, which needs psycopg 3: "
+        "pip install 'pytest-mitosis[postgresql]' (or pip install 'psycopg[binary]').\n"
+    ), done.stderr
