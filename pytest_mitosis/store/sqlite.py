@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..core.fingerprint import difference, render
 from ..core.processes import alive
+from ..core.tree_text import difference, render
 from ..identity.environment import package_changes
 from ..identity.locks import Lock
 from .file import (
