@@ -72,7 +72,11 @@ def refusal(
         what = (
             "is not in a git repository"
             if state.worktree is None
-            else (f"is a git repository without a commit" if state.commit is None else f"cannot be read by git: {state.error}")
+            else (
+                "is a git repository without a commit"
+                if state.commit is None
+                else f"cannot be read by git: {state.error}"
+            )
         )
         return (
             f"{head}: its folder {root} {what}, so it cannot be at the controller's commit "
