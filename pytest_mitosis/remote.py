@@ -59,50 +59,63 @@ class Controller:
     def __init__(self, mitosis: MitosisSession) -> None:
         self.mitosis = mitosis
         self._facts: dict[str, Any] | None = None
+        self._variants: dict[str, dict[str, str]] | None = None
         self._lock = threading.Lock()
         self._servers: list[StoreServer] = []
         #: trial key → the controller's folder of each trial a worker sent
         self.shipped: dict[str, Path] = {}
 
     def facts(self) -> dict[str, Any]:
-        """Host, trials folder, commit and fingerprints, computed once for all workers (JSON-able)."""
+        """Host, trials folder and commit, read once for all workers (JSON-able)."""
         if self._facts is None:
             mitosis = self.mitosis
             facts: dict[str, Any] = {
                 "host": socket.gethostname(),
                 "trials": None,
                 "commit": None,
-                "variants": None,
                 "debug": mitosis.settings.debug,
             }
             try:
                 facts["trials"] = _here(mitosis.project().trials_folder)
                 facts["commit"] = mitosis.repo().commit
-                facts["variants"] = self._variants()
             except ConfigError:
                 pass  # the workers report the same error when they collect
             self._facts = facts
         return self._facts
 
-    def _variants(self) -> dict[str, dict[str, str]]:
-        from .checks.worker import variant_fingerprints
-        from .identity.trial import UnfingerprintableValue, identify
+    def variants(self) -> dict[str, dict[str, str]] | None:
+        """Every trial's fingerprints, computed once, and only for a worker with a checkout of its own
+        (it imports the steps' modules here, which a controller of local workers never needs)."""
+        if self._variants is None:
+            from .checks.worker import variant_fingerprints
+            from .identity.trial import UnfingerprintableValue, identify
 
-        found: dict[str, dict[str, str]] = {}
-        for experiment in self.mitosis.experiments():
-            for spec in experiment.trials:
-                try:
-                    found[spec.item_name] = variant_fingerprints(
-                        identify(spec, self.mitosis.seed, strict=not self.mitosis.settings.debug)
-                    )
-                except UnfingerprintableValue:
-                    pass  # that trial fails at its setup on the worker, saying why
-        return found
+            found: dict[str, dict[str, str]] = {}
+            try:
+                experiments = self.mitosis.experiments()
+            except ConfigError:
+                return None  # the workers report the same error when they collect
+            for experiment in experiments:
+                for spec in experiment.trials:
+                    try:
+                        found[spec.item_name] = variant_fingerprints(
+                            identify(spec, self.mitosis.seed, strict=not self.mitosis.settings.debug)
+                        )
+                    except UnfingerprintableValue:
+                        pass  # that trial fails at its setup on the worker, saying why
+            self._variants = found
+        return self._variants
 
     def configure_node(self, node: Any) -> None:
         from .shipping import END, StoreServer
 
-        node.workerinput[INPUT] = {**self.facts(), "rsynced": _rsynced(node)}
+        spec = node.gateway.spec
+        own_checkout = not spec.popen or bool(spec.chdir)  # else: this machine, this directory
+        node.workerinput[INPUT] = {
+            **self.facts(),
+            "variants": self.variants() if own_checkout else None,
+            "rsynced": _rsynced(node),
+        }
         channel = node.gateway.newchannel()
         server = StoreServer(channel, self._store, self._trials(), self._lock, self.shipped)
         channel.setcallback(server, endmarker=END)
@@ -128,7 +141,10 @@ class Controller:
             return
         for index, (name, value) in enumerate(props):
             if name == "mitosis.html":
-                props[index] = (name, str(folder / Path(str(value)).name))
+                html = str(folder / Path(str(value)).name)
+                props[index] = (name, html)
+                if isinstance(report.longrepr, str):  # "notebook: PATH" of a failed trial
+                    report.longrepr = report.longrepr.replace(str(value), html)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_unconfigure(self, config: pytest.Config) -> None:

@@ -124,10 +124,11 @@ class RemoteStore:
                 verdict=verdict,
             )
         except StoreError as err:
-            stays = f" Its folder stays on {self._host}: {folder}" if folder is not None else ""
+            name = f"trial {Path(folder).name}" if folder is not None else f"the trial of key {key}"
+            stays = f" Its folder stays on {self._host}: {folder}." if folder is not None else ""
             raise TrialFailed(
-                f"mitosis: trial key {key} ran on host {self._host}, but the controller could not record it: "
-                f"{err}{stays}"
+                f"mitosis: {name} ran on host {self._host}, but the controller could not store it: {err}.{stays} "
+                "Make the controller's trials folder writable (free space, permissions), and run again."
             ) from None
         if folder is not None and relative is not None:
             shutil.rmtree(folder, ignore_errors=True)

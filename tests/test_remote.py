@@ -220,6 +220,35 @@ def test_a_worker_unlike_the_controller_fails_its_trials_before_any_kernel(origi
     assert recorded(origin / "trials") == before, "no trial was recorded"
 
 
+def test_a_trial_the_controller_cannot_store_fails_saying_where_its_folder_stayed(origin: Path) -> None:
+    checkout = clone(origin, origin.parent / "unstored")
+    trials = origin / "trials"
+    staging = trials / ".staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(["chattr", "+i", str(staging)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here: as root, nothing else makes a folder unwritable")
+    try:
+        run = run_pytest(origin, "--mitosis", "-d", "-k", "small", f"--tx=popen//chdir={checkout}")
+    finally:
+        subprocess.run(["chattr", "-i", str(staging)], capture_output=True)
+    assert run.ret == 1, run.out
+    (folder,) = (checkout / "trials").glob("trial_exp-small-*")
+    assert (folder / f"{folder.name.rsplit('_', 1)[0]}.html").is_file(), "the worker keeps the folder it could not send"
+    key = folder.name.rsplit("_", 1)[1]
+    host = socket.gethostname()
+    problem = f"its folder could not be stored in {trials}: [Errno 1] Operation not permitted: '{staging / key}'"
+    assert (
+        f"mitosis: trial {folder.name} ran on host {host}, but the controller could not store it: {problem}. "
+        f"Its folder stays on {host}: {folder}. Make the controller's trials folder writable (free space, "
+        "permissions), and run again."
+    ) in run.out
+    with Reader(trials) as reader:
+        (record,) = [r for r in reader.trials(debug=True) if r.key == key]
+    assert (record.status, record.folder) == ("failed", None)
+    assert record.message == f"ran on host {host} (worker gw0), but {problem}"
+    assert not (trials / folder.name).exists() and not (staging / key).exists()
+
+
 # -- real ssh ------------------------------------------------------------------------------------
 
 
@@ -302,7 +331,13 @@ def ssh_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshHost]:
         log.close()
 
 
-def test_a_worker_over_ssh_runs_in_its_checkout_and_the_controller_records_it(origin: Path, ssh_host: SshHost) -> None:
+def test_a_worker_over_ssh_runs_in_its_checkout_and_the_controller_records_it(
+    two_hosts: Cluster, ssh_host: SshHost
+) -> None:
+    """The iteration comes from the controller's store, and so does the previous trial the gate compares with."""
+    origin = two_hosts.controller
+    with Reader(origin / "trials") as reader:
+        (first,) = [r for r in reader.trials() if r.variants == "big" and r.iteration == 1]
     checkout = clone(origin, origin.parent / "over-ssh")
     run = run_pytest(
         origin,
@@ -310,6 +345,7 @@ def test_a_worker_over_ssh_runs_in_its_checkout_and_the_controller_records_it(or
         "-d",
         "-k",
         "big",
+        "--mitosis-compare=last",
         "--tx",
         f"ssh={ssh_host.alias}//ssh_config={ssh_host.config}//python={sys.executable}//chdir={checkout}",
     )
@@ -324,3 +360,6 @@ def test_a_worker_over_ssh_runs_in_its_checkout_and_the_controller_records_it(or
     assert folder.parent == origin / "trials"
     assert (folder / f"{record.name}.html").is_file()
     assert not list((checkout / "trials").glob("trial_*"))
+    assert record.iteration == 2
+    compared = run.values("exp[big]", "mitosis.compare")
+    assert compared == [f"main and metrics unchanged since {first.name}, key {first.key}"]
