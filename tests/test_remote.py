@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import pytest
 
 from pytest_mitosis.store import Reader
 
-from .conftest import Run, git, git_init, run_pytest, write_investigation
+from .conftest import Run, clean_env, git, git_init, run_pytest, write_investigation
 
 PYPROJECT = """
 [tool.mitosis]
@@ -53,10 +54,11 @@ def run(size):
 SIZES = {"small": 1, "big": 5}
 
 
-def clone(origin: Path, where: Path, sizes: dict[str, int] = SIZES) -> Path:
-    """A host's own checkout of the investigation, at the controller's commit."""
+def clone(origin: Path, where: Path, sizes: dict[str, int] | None = SIZES) -> Path:
+    """A host's own checkout of the investigation, at the controller's commit (with its ``sizes.json``)."""
     subprocess.run(["git", "clone", "-q", str(origin), str(where)], check=True, capture_output=True)
-    (where / "sizes.json").write_text(json.dumps(sizes), encoding="utf-8")
+    if sizes is not None:
+        (where / "sizes.json").write_text(json.dumps(sizes), encoding="utf-8")
     return where
 
 
@@ -249,6 +251,90 @@ def test_a_trial_the_controller_cannot_store_fails_saying_where_its_folder_staye
     assert not (trials / folder.name).exists() and not (staging / key).exists()
 
 
+def test_a_worker_over_a_socket_gateway_is_recorded_by_the_controller(two_hosts: Cluster) -> None:
+    """``--tx socket=``: execnet's socket server on 127.0.0.1, started here and stopped by its pid."""
+    origin = two_hosts.controller
+    checkout = clone(origin, origin.parent / "over-socket")
+    with Reader(origin / "trials") as reader:
+        last = max(r.iteration or 0 for r in reader.trials() if r.variants == "small")
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "execnet.script.socketserver", f"127.0.0.1:{port}"],
+        cwd=checkout,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        run = run_pytest(origin, "--mitosis", "-d", "-k", "small", f"--tx=socket=127.0.0.1:{port}//chdir={checkout}")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert run.ret == 0, run.out
+    key = run.properties("exp[small]")["mitosis.key"]
+    with Reader(origin / "trials") as reader:
+        (record,) = [r for r in reader.trials() if r.key == key]
+        assert reader.environment(record)["git"]["worktree"] == str(checkout)
+    assert record.iteration == last + 1 and Path(str(record.folder)).parent == origin / "trials"
+    assert (Path(str(record.folder)) / f"{record.name}.ipynb").is_file()
+
+
+WAIT = """
+import os
+import time
+from pathlib import Path
+
+lookup = {"seconds": {"long": 120}}
+
+
+def wait(seconds):
+    Path(os.environ["WORKER_PID_FILE"]).write_text(str(os.getppid()))  # the kernel's parent: the worker
+    time.sleep(seconds)
+    return {"main": 0}
+"""
+
+
+def test_a_worker_killed_mid_trial_leaves_it_recorded_interrupted(tmp_path: Path) -> None:
+    root = write_investigation(
+        tmp_path / "controller",
+        '[tool.mitosis.steps]\nwait = ["wait:wait", "wait:lookup"]\n\n[tool.pytest.ini_options]\n',
+        {"wait": WAIT},
+    )
+    git_init(root)
+    checkout = clone(root, tmp_path / "host", None)
+    pid_file = tmp_path / "worker.pid"
+    session = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "-d", f"--tx=popen//chdir={checkout}"],
+        cwd=root,
+        env=clean_env(WORKER_PID_FILE=str(pid_file)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for _ in range(600):
+            if pid_file.exists() and pid_file.read_text() or session.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert pid_file.exists(), session.communicate(timeout=60)[0]
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        out, _ = session.communicate(timeout=120)
+    finally:
+        if session.poll() is None:
+            session.kill()
+            session.wait()
+    assert session.returncode == 1, out
+    assert "worker 'gw0' crashed while running 'pyproject.toml::wait[long]'" in out
+    with Reader(root / "trials") as reader:
+        (record,) = reader.trials()
+    assert (record.status, record.iteration) == ("interrupted", 1)
+    assert record.message == f"worker gw0 on host {socket.gethostname()} went away before the trial finished"
+
+
 # -- real ssh ------------------------------------------------------------------------------------
 
 
@@ -337,7 +423,7 @@ def test_a_worker_over_ssh_runs_in_its_checkout_and_the_controller_records_it(
     """The iteration comes from the controller's store, and so does the previous trial the gate compares with."""
     origin = two_hosts.controller
     with Reader(origin / "trials") as reader:
-        (first,) = [r for r in reader.trials() if r.variants == "big" and r.iteration == 1]
+        first = max((r for r in reader.trials() if r.variants == "big"), key=lambda r: r.iteration or 0)
     checkout = clone(origin, origin.parent / "over-ssh")
     run = run_pytest(
         origin,
@@ -360,6 +446,6 @@ def test_a_worker_over_ssh_runs_in_its_checkout_and_the_controller_records_it(
     assert folder.parent == origin / "trials"
     assert (folder / f"{record.name}.html").is_file()
     assert not list((checkout / "trials").glob("trial_*"))
-    assert record.iteration == 2
+    assert record.iteration == (first.iteration or 0) + 1
     compared = run.values("exp[big]", "mitosis.compare")
     assert compared == [f"main and metrics unchanged since {first.name}, key {first.key}"]
