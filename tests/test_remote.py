@@ -335,6 +335,49 @@ def test_a_worker_killed_mid_trial_leaves_it_recorded_interrupted(tmp_path: Path
     assert record.message == f"worker gw0 on host {socket.gethostname()} went away before the trial finished"
 
 
+SHARED_CONFTEST = """
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_mitosis.store import SQLiteStore
+
+
+class LabStore(SQLiteStore):
+    shared = True  # every host reaches it (here: one folder of one machine)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_mitosis_make_store(config, folder):
+    return LabStore(Path(os.environ["LAB_STORE"]))
+"""
+
+
+def test_with_a_shared_store_workers_write_it_and_keep_their_folders(tmp_path: Path) -> None:
+    """A store that says it is ``shared`` is written by each worker; the folders stay on the workers' hosts."""
+    root = write_investigation(tmp_path / "controller", PYPROJECT, {"exp": EXP})
+    (root / "conftest.py").write_text(SHARED_CONFTEST, encoding="utf-8")
+    (root / "sizes.json").write_text(json.dumps(SIZES), encoding="utf-8")
+    git_init(root)
+    git(root, "rm", "-q", "--cached", "sizes.json")
+    (root / ".gitignore").write_text("__pycache__/\n.pytest_cache/\nsizes.json\n", encoding="utf-8")
+    git(root, "commit", "-q", "-am", "sizes.json is written on each host")
+    checkout = clone(root, tmp_path / "host")
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    run = run_pytest(
+        root, "--mitosis", "-d", "-k", "small", f"--tx=popen//chdir={checkout}", env=clean_env(LAB_STORE=str(lab))
+    )
+    assert run.ret == 0, run.out
+    with Reader(lab) as reader:
+        (record,) = reader.trials()
+    folder = Path(str(record.folder))
+    assert folder.parent == checkout / "trials" and (folder / f"{record.name}.html").is_file()
+    assert run.properties("exp[small]")["mitosis.html"] == str(folder / f"{record.name}.html")
+    assert not list((root / "trials").glob("trial_*")) and not (root / "trials" / "mitosis.sqlite").exists()
+
+
 # -- real ssh ------------------------------------------------------------------------------------
 
 
