@@ -78,8 +78,8 @@ class Controller:
             try:
                 facts["trials"] = _here(mitosis.project().trials_folder)
                 facts["commit"] = mitosis.repo().commit
-            except ConfigError:
-                pass  # the workers report the same error when they collect
+            except (ConfigError, ImportError, OSError):
+                pass  # a project or git that cannot be read: the controller refuses the session before any trial
             self._facts = facts
         return self._facts
 
@@ -185,7 +185,12 @@ class Worker:
         if answer["shared"]:
             return None  # a store every host reaches: this worker's own store writes it directly
         proxy.location = f"{answer['location']} (on the controller, host {self.facts.get('host')})"
-        self.mitosis.prepare_trials_folder()
+        try:
+            self.mitosis.prepare_trials_folder()  # where this host's trials run before they travel
+        except pytest.UsageError as err:
+            from .store import StoreError
+
+            raise StoreError(f"{err} (on host {self.host})") from None
         return proxy
 
     @pytest.hookimpl(tryfirst=True)
@@ -210,7 +215,8 @@ class Worker:
 
             mitosis = self.mitosis
             own: dict[str, dict[str, str]] = {}
-            for item in session.items:
+            compared = self.facts.get("variants") is not None  # None: a local worker, the controller's own files
+            for item in session.items if compared else ():
                 if isinstance(item, TrialItem):
                     try:
                         own[item.spec.item_name] = variant_fingerprints(mitosis.identify(item.nodeid, item.spec))
