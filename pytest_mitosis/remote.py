@@ -29,7 +29,7 @@ from .core.errors import ConfigError
 
 if TYPE_CHECKING:
     from .session import MitosisSession
-    from .shipping import StoreServer
+    from .shipping import RemoteStore, StoreServer
     from .store import TrialStore
 
 INPUT = "mitosis_remote"
@@ -191,7 +191,18 @@ class Worker:
             from .store import StoreError
 
             raise StoreError(f"{err} (on host {self.host})") from None
+        self._sweep(proxy, folder)
         return proxy
+
+    def _sweep(self, proxy: RemoteStore, folder: Path) -> None:
+        """Staging folders a killed worker left on this host, once the controller's store says their trial is over."""
+        from .execution.artifacts import leftover_staging, remove_staging
+
+        keys = leftover_staging(folder)
+        if keys:
+            for key, status in proxy._call("statuses", keys=keys).items():
+                if status != "running":
+                    remove_staging(folder, key)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:

@@ -217,6 +217,10 @@ class StoreServer:
         found = self._open_store().previous(args["experiment"], args["identity"], args["before"])
         return None if found is None else asdict(found)
 
+    def _op_statuses(self, args: dict[str, Any], data: Any) -> dict[str, str]:
+        statuses = getattr(self._open_store(), "statuses", None)  # optional in the protocol, as for session.sweep
+        return dict(statuses(args["keys"])) if statuses is not None else {}
+
     def _staging(self, key: str) -> Path:
         if key not in self._running:
             raise StoreError(f"mitosis: worker {self.worker} sent a folder for trial key {key!r}, which it never began")

@@ -333,6 +333,18 @@ def test_a_worker_killed_mid_trial_leaves_it_recorded_interrupted(tmp_path: Path
         (record,) = reader.trials()
     assert (record.status, record.iteration) == ("interrupted", 1)
     assert record.message == f"worker gw0 on host {socket.gethostname()} went away before the trial finished"
+    staging = checkout / "trials" / ".staging"
+    assert [p.name for p in staging.iterdir()] == [record.key], "the killed worker left its staging folder"
+    again = run_pytest(
+        root,
+        "--mitosis",
+        "-d",
+        "--mitosis-eval=wait.seconds=0",
+        f"--tx=popen//chdir={checkout}",
+        env=clean_env(WORKER_PID_FILE=str(tmp_path / "again.pid")),
+    )
+    assert again.ret == 0, again.out
+    assert list(staging.iterdir()) == [], "the next session on that host removed it"
 
 
 SHARED_CONFTEST = """
