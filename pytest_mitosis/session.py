@@ -66,6 +66,9 @@ class MitosisSession:
         self._swept = False
         #: what became of --mitosis-summary and --mitosis-benchmark-json (lines for the terminal summary)
         self.ci_notes: list[str] = []
+        #: folders another tool writes into the work tree for this session, never a change of the code
+        #: (pytest-xdist's copies of pytest in a remote worker's checkout: see remote.py)
+        self.written_by_others: tuple[Path, ...] = ()
 
     @property
     def seed(self) -> int:
@@ -124,7 +127,7 @@ class MitosisSession:
         from .checks.clean_tree import repo_state
 
         project = self.project()
-        own = (project.trials_folder, *self.settings.outputs)
+        own = (project.trials_folder, *self.settings.outputs, *self.written_by_others)
         return repo_state(project.root, own=own, ignore=self.settings.dirty_ignore)
 
     def read_facts(self) -> tuple[RepoState, dict[str, Any]]:
