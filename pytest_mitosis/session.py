@@ -271,7 +271,6 @@ class MitosisSession:
             rtol=self.settings.rtol,
             atol=self.settings.atol,
             pyproject=project.path,
-            working_dir=project.cwd,
             vouched=frozenset((a.step, a.param, a.value) for a in self.settings.evals),
         )
 

@@ -161,7 +161,7 @@ def project_at(worktree: Path, commit: str, pyproject: Path, trials: Path, recor
         copy = Path(folder) / pyproject.name
         copy.write_bytes(done.stdout)
         try:  # named as in the repository in messages, not as the temporary copy
-            return replace(load_project(copy, trials), path=Path(inside))
+            return replace(load_project(copy, trials, stands_for=pyproject), path=Path(inside))
         except ConfigError as err:
             raise ReproductionError(
                 f"cannot reproduce trial {record.name} (key {record.key}): {inside} at commit {commit[:12]} cannot be "

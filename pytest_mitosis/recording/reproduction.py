@@ -88,15 +88,15 @@ def reproduce_trial(
     atol: float,
     pyproject: Path | None = None,
     vouched: frozenset[tuple[str, str, str]] = frozenset(),
-    working_dir: Path | None = None,
 ) -> Any:
     """Run ``record`` again at its commit, record it as a trial linked to it, and judge it.
 
     ``pyproject`` is the investigation's pyproject.toml (default: ``project_root/pyproject.toml``);
     the same file at the recorded commit says which steps may run. ``vouched`` holds the
-    ``(step, param, expression)`` the user gave with ``--mitosis-eval``. The kernel runs in
-    ``working_dir`` (``working-dir`` of ``[tool.mitosis]``, default the investigation's root)
-    moved into the checkout when it is inside the work tree.
+    ``(step, param, expression)`` the user gave with ``--mitosis-eval``. The kernel runs in the
+    ``working-dir`` of ``[tool.mitosis]`` *as committed* (default: the pyproject's directory),
+    moved into the checkout when it is inside the work tree: today's value may name another
+    directory, or none.
     """
 
     from ..execution.runner import run_trial
@@ -115,10 +115,18 @@ def reproduce_trial(
         )
     pyproject = pyproject if pyproject is not None else project_root / "pyproject.toml"
     # the steps that may run: the pyproject at the recorded commit, checked before anything is checked out
-    spec = rebuild(record, project_at(worktree, record.commit, pyproject, trials, record), vouched)
-    cwd = working_dir or project_root
+    committed = project_at(worktree, record.commit, pyproject, trials, record)
+    spec = rebuild(record, committed, vouched)
+    cwd = committed.working_dir or pyproject.parent
     relative = cwd.relative_to(worktree) if cwd.is_relative_to(worktree) else None
     with checkout(worktree, record.commit, bool(record.git.get("submodules"))) as path:
+        root = path / relative if relative is not None else cwd
+        if not root.is_dir():
+            raise ReproductionError(
+                f"cannot reproduce trial {record.name} (key {record.key}): the working-dir of "
+                f"{pyproject.relative_to(worktree).as_posix()} at commit {record.commit[:12]} is {root}, which is not a "
+                "directory; nothing was run."
+            )
         slug = record.name.rsplit("-", 1)[0] if record.iteration is not None else record.name
         git = {**record.git, "commit": record.commit, "dirty": [], "worktree": str(worktree), "checkout": str(path)}
         env = {**environment, "git": git}
@@ -143,7 +151,6 @@ def reproduce_trial(
             new_key(),
         )
         name = f"{slug}-{iteration}"
-        root = path / relative if relative is not None else cwd
         try:
             outcome = run_trial(
                 spec,
