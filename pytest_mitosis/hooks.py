@@ -173,8 +173,19 @@ class MitosisHooks:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
-        """pytest-xdist: every worker uses the controller's seed."""
+        """pytest-xdist: every worker uses the controller's seed, checks its checkout against the
+        controller's and, on another host or trials folder, records its trials through the controller."""
+        from .remote import controller
+
         node.workerinput["mitosis_seed"] = self.mitosis.seed
+        controller(self.mitosis).configure_node(node)
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        """On a pytest-xdist worker: the checks and the store of :mod:`.remote`."""
+        if hasattr(config, "workerinput"):
+            from .remote import register_worker
+
+            register_worker(self.mitosis)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:

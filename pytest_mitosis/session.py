@@ -66,6 +66,9 @@ class MitosisSession:
         self._swept = False
         #: what became of --mitosis-summary and --mitosis-benchmark-json (lines for the terminal summary)
         self.ci_notes: list[str] = []
+        #: folders another tool writes into the work tree for this session, never a change of the code
+        #: (pytest-xdist's copies of pytest in a remote worker's checkout: see remote.py)
+        self.written_by_others: tuple[Path, ...] = ()
 
     @property
     def seed(self) -> int:
@@ -124,7 +127,7 @@ class MitosisSession:
         from .checks.clean_tree import repo_state
 
         project = self.project()
-        own = (project.trials_folder, *self.settings.outputs, *self._store_files())
+        own = (project.trials_folder, *self.settings.outputs, *self.written_by_others, *self._store_files())
         return repo_state(project.root, own=own, ignore=self.settings.dirty_ignore)
 
     def _store_files(self) -> tuple[Path, ...]:
@@ -289,7 +292,6 @@ class MitosisSession:
             rtol=self.settings.rtol,
             atol=self.settings.atol,
             pyproject=project.path,
-            working_dir=project.cwd,
             vouched=frozenset((a.step, a.param, a.value) for a in self.settings.evals),
         )
 

@@ -15,6 +15,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from .pg_server import pg_database, pg_server  # noqa: F401 - fixtures: a real PostgreSQL server
 
 GIT_ENV = {
@@ -102,3 +104,10 @@ def run_pytest(
     done = subprocess.run(argv, cwd=cwd, env=env or clean_env(), capture_output=True, text=True, timeout=timeout)
     tree = ET.parse(xml).getroot() if junit and xml.exists() else None
     return Run(done.returncode, done.stdout + done.stderr, tree)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """Tests that share a module-scoped fixture run on one worker (see ``tests/scheduling.py``)."""
+    from .scheduling import SharedFixtureScheduling
+
+    return SharedFixtureScheduling(config, log)

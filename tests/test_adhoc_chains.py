@@ -198,11 +198,21 @@ def test_node_ids_agree_between_pytest_and_the_mitosis_summary(sub_package: tupl
     assert summary.splitlines()[1].startswith("sub/pyproject.toml::exp  PASSED")
 
 
-def test_a_reproduction_runs_in_working_dir_inside_its_checkout(sub_package: tuple[Path, Run]) -> None:
+def test_a_reproduction_runs_in_the_committed_working_dir_inside_its_checkout(sub_package: tuple[Path, Run]) -> None:
+    """Since the trial, working-dir was dropped (kernels would run in sub/, reading sub/data): the
+    reproduction still runs where the recorded commit said, the repository root of its checkout."""
     root, first = sub_package
     key = first.properties("exp")["mitosis.key"]
+    pyproject = root / "sub" / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('working-dir = ".."\n', ""))
+    (root / "sub" / "data").mkdir()
+    (root / "sub" / "data" / "value.txt").write_text("9")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "kernels run in sub/ from now on")
     run = run_pytest(root, "--mitosis-config=sub/pyproject.toml", "--mitosis-reproduce", key)
     assert run.ret == 0, run.out
-    html = Path(run.properties(f"reproduce[{key}]")["mitosis.html"])
-    yaml = (html.parent / "trial.yaml").read_text()
-    assert "working_dir: " in yaml and f"working_dir: {root}\n" not in yaml  # the checkout's root, not the work tree
+    props = run.properties(f"reproduce[{key}]")
+    assert props["main"] == "7.0", "data/value.txt of the repository root, as at the recorded commit"
+    yaml = (Path(props["mitosis.html"]).parent / "trial.yaml").read_text()
+    working_dir = next(line for line in yaml.splitlines() if line.startswith("working_dir: "))
+    assert working_dir.endswith("/checkout"), working_dir  # the checkout's root, not the work tree

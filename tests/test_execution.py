@@ -138,7 +138,9 @@ slowsave = ["slowsave"]
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
     root = git_init(write_investigation(tmp_path_factory.mktemp("exec") / "study", PYPROJECT, {"cases": CASES}))
-    run = run_pytest(root, "--mitosis", "--mitosis-timeout", "6", "-rA", env=clean_env(MPLBACKEND="Agg"), cache=True)
+    # 10 s: the quick steps import matplotlib inside their step (about 1.5 s on 2 loaded cores), so
+    # the limit leaves them a wide margin; only sleeps and slowsave, which never end, reach it.
+    run = run_pytest(root, "--mitosis", "--mitosis-timeout", "10", "-rA", env=clean_env(MPLBACKEND="Agg"), cache=True)
     return root, run
 
 
@@ -257,8 +259,8 @@ def test_a_step_that_raises_fails_with_the_users_traceback_and_the_html_path(ses
             "receives as its first argument",
         ),
         ("dies", "kernel died during step 'dies' (cases:dies)"),
-        ("sleeps", "timed out after 6 s during step 'sleeps' (cases:sleeps)"),
-        ("slowsave", "timed out after 6 s while saving the results (pickling each step's result)"),
+        ("sleeps", "timed out after 10 s during step 'sleeps' (cases:sleeps)"),
+        ("slowsave", "timed out after 10 s while saving the results (pickling each step's result)"),
         (
             "unpicklable",
             "the result of step 'unpicklable' could not be saved to results/step-1-unpicklable.pickle: "

@@ -16,7 +16,8 @@ import sys
 import numpy as np
 import pytest
 
-from pytest_mitosis.core.fingerprint import FingerprintError, difference, fingerprint, render
+from pytest_mitosis.core.fingerprint import FingerprintError, fingerprint
+from pytest_mitosis.core.tree_text import difference, render
 
 
 @dataclasses.dataclass

@@ -143,6 +143,7 @@ def test_history_lists_trials_newest_first(runs: tuple[Path, dict[str, Run]]) ->
         "main",
         "seed",
         "commit",
+        "host",
         "date",
     ]
     assert len(lines) == 1 + 7

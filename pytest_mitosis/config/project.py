@@ -245,8 +245,16 @@ def _experiment(path: Path, name: str, entry: object, steps: Mapping[str, Any]) 
     return ExperimentConfig(name, chain_t, params, evals, expect.strip() if expect else None, higher)
 
 
-def load_project(pyproject: Path, trials_folder: Path | None = None) -> ProjectConfig:
-    """Read ``pyproject``'s ``[tool.mitosis]``; ``trials_folder`` (CLI or ini) wins over the table."""
+def load_project(
+    pyproject: Path, trials_folder: Path | None = None, *, stands_for: Path | None = None
+) -> ProjectConfig:
+    """Read ``pyproject``'s ``[tool.mitosis]``; ``trials_folder`` (CLI or ini) wins over the table.
+
+    ``stands_for`` is where the file belongs when ``pyproject`` is a copy of it (a reproduction
+    reads the committed file with ``git show``): ``working-dir`` is resolved against that place
+    and not checked, because the directory it names exists in the recorded commit's checkout,
+    which is made later.
+    """
     try:
         with pyproject.open("rb") as stream:
             data = tomllib.load(stream)
@@ -316,8 +324,8 @@ def load_project(pyproject: Path, trials_folder: Path | None = None) -> ProjectC
                 "[tool.mitosis] working-dir",
                 f'expected a directory relative to this file, such as ".." for its parent, found {where!r}.',
             )
-        working_dir = (pyproject.parent / where).resolve()
-        if not working_dir.is_dir():
+        working_dir = ((stands_for or pyproject).parent / where).resolve()
+        if stands_for is None and not working_dir.is_dir():
             raise _fail(
                 pyproject,
                 "[tool.mitosis] working-dir",

@@ -17,7 +17,8 @@ from typing import Any
 
 from ..config.variants import ParamSpec, TrialSpec
 from ..core.errors import MitosisError, shorten
-from ..core.fingerprint import FingerprintError, fingerprint, render
+from ..core.fingerprint import FingerprintError, fingerprint
+from ..core.tree_text import render
 from .locks import Lock
 
 

@@ -1,43 +1,26 @@
 """Reproduction as a test: re-run a recorded trial at its commit and compare with the record.
 
-The recorded commit is checked out into a temporary ``git worktree`` (the user's work tree is
-never touched); the trial is rebuilt and run in a fresh kernel whose ``sys.path`` starts at
-that checkout. Its ``main`` and metrics must equal the recorded ones, exactly or within
-``rtol``/``atol``.
-
-A store is a file a colleague can hand you, so the record is never a source of code: the
-steps (callables and lookup dicts) come from the pyproject.toml *at the recorded commit*,
-and the record must name exactly those; an eval expression runs only when that commit's
-experiment table declares it for that parameter, when it is a plain literal (numbers,
-strings, containers of them: ``ast.literal_eval`` reads it without running anything), or
-when the user vouches for it by giving the same ``--mitosis-eval`` on the command line.
-The commit must be a hex object name and reaches git after ``--end-of-options``; names
-that become paths must be single path components. No pytest import.
+The recorded commit is checked out into a temporary ``git worktree`` (:mod:`.checkout`; the
+user's work tree is never touched); the trial is rebuilt from that commit's pyproject.toml,
+never from the record's code (:mod:`.rebuild`), and run in a fresh kernel whose ``sys.path``
+starts at that checkout. Its ``main`` and metrics must equal the recorded ones, exactly or
+within ``rtol``/``atol``. No pytest import.
 """
 
 from __future__ import annotations
 
-import ast
-import contextlib
-import re
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..config.project import ProjectConfig, load_project
-from ..config.variants import ParamSpec, StepSpec, TrialSpec
-from ..core.errors import ConfigError, MitosisError
+from ..core.errors import ConfigError
 from ..core.rules import close
 from ..identity.environment import package_changes
 from ..store import Reader, RecordsError, TrialRecord, printable, valid_commit, valid_key
+from .checkout import checkout, kernel_path
+from .rebuild import ReproductionError, project_at, rebuild
 
-
-class ReproductionError(MitosisError):
-    """The recorded commit cannot be checked out (or the record cannot be rebuilt)."""
+__all__ = ["ReproductionError", "reproduce_trial", "select"]
 
 
 def select(reader: Reader, selectors: tuple[str, ...]) -> list[TrialRecord]:
@@ -64,200 +47,6 @@ def select(reader: Reader, selectors: tuple[str, ...]) -> list[TrialRecord]:
                 )
             found.setdefault(record.key, record)
     return list(found.values())
-
-
-class _Recorded(str):
-    """A recorded value's text, shown as is in the notebook header."""
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-_NAME = re.compile(r"^trial_[^/\\\x00-\x1f\x7f]{1,200}$")  # one path component, no control character
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _refuse(record: TrialRecord, pyproject: Path, what: str) -> ReproductionError:
-    return ReproductionError(
-        printable(
-            f"cannot reproduce trial {record.name} (key {record.key}): {what}. A reproduction runs only the steps "
-            f"that {pyproject} declares at commit {str(record.commit)[:12]}; nothing was run. If the store was edited "
-            "or comes from elsewhere, do not trust it; otherwise reproduce by hand: git checkout the commit and run "
-            "pytest --mitosis with the trial's parameters."
-        )
-    )
-
-
-def _literal(text: str) -> bool:
-    try:
-        ast.literal_eval(text)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False
-    return True
-
-
-def rebuild(
-    record: TrialRecord,
-    project: ProjectConfig,
-    vouched: frozenset[tuple[str, str, str]] = frozenset(),
-) -> TrialSpec:
-    """The trial as specified, its steps taken from ``project`` (the pyproject at the recorded commit).
-
-    The record must agree with ``project``: the same callable and lookup dict for every step
-    name, the experiment's chain if it is declared there; eval expressions must be declared
-    for that parameter, literals, or ``vouched`` for on the command line. Anything else is a
-    ``ReproductionError`` naming the mismatch, raised before anything runs.
-    """
-    where = project.path
-    if not isinstance(record.name, str) or not _NAME.match(record.name):
-        raise _refuse(record, where, f"its recorded name {record.name!r} is not a trial name (trial_..., no '/')")
-    if (
-        not isinstance(record.steps, list)
-        or not record.steps
-        or not all(isinstance(s, dict) for s in record.steps)
-        or not isinstance(record.params, list)
-        or not all(isinstance(p, dict) for p in record.params)
-    ):
-        raise _refuse(record, where, "its steps or parameters are not records pytest-mitosis writes")
-    if record.seed is not None and (not isinstance(record.seed, int) or isinstance(record.seed, bool)):
-        raise _refuse(record, where, f"its seed {record.seed!r} is not an integer")
-    names = [step.get("name") for step in record.steps]
-    declared = project.experiments.get(record.experiment)
-    if declared is not None and tuple(names) != declared.steps:
-        raise _refuse(
-            record,
-            where,
-            f"experiment {record.experiment!r} has the steps {', '.join(declared.steps)} "
-            f"there, the record names {', '.join(map(str, names))}",
-        )
-    steps = []
-    for index, step in enumerate(record.steps):
-        config = project.steps.get(step.get("name"))  # type: ignore[arg-type]
-        if config is None:
-            raise _refuse(record, where, f"step {step.get('name')!r} is not registered in [tool.mitosis.steps] there")
-        if step.get("function") != str(config.function) or step.get("lookup") != (
-            str(config.lookup) if config.lookup else None
-        ):
-            raise _refuse(
-                record,
-                where,
-                f"step {config.name!r} is {config.function}"
-                + (f" with {config.lookup}" if config.lookup else "")
-                + f" there, but the record says {step.get('function')!r}"
-                + (f" with {step.get('lookup')!r}" if step.get("lookup") else ""),
-            )
-        steps.append(StepSpec(config.name, config.function, config.lookup, index > 0))
-    declared_evals = {(a.step, a.param, a.value) for a in declared.evals} if declared is not None else set()
-    params = []
-    for p in record.params:
-        kind, owner, name, text = p.get("kind"), p.get("step"), p.get("name"), p.get("text")
-        if (
-            kind not in ("lookup", "eval", "seed")
-            or owner not in names
-            or not isinstance(name, str)
-            or not _IDENTIFIER.match(name)
-            or not isinstance(text, str)
-        ):
-            raise _refuse(record, where, f"its parameter record {p!r} is not one pytest-mitosis writes")
-        if (
-            kind == "eval"
-            and (owner, name, text) not in declared_evals
-            and (owner, name, text) not in vouched
-            and not _literal(text)
-        ):
-            raise _refuse(
-                record,
-                where,
-                f"the eval expression {text!r} for {owner}.{name} is not declared for experiment {record.experiment!r} "
-                "there and is not a plain literal, so it is not evaluated from a store; if you have read it and trust "
-                f"it, add --mitosis-eval {owner}.{name}={text} to vouch for it",
-            )
-        params.append(
-            ParamSpec(str(owner), name, kind, text, bool(p.get("tracked")), False, _Recorded(p.get("repr", "")))
-        )
-    return TrialSpec(record.experiment, tuple(steps), tuple(params))
-
-
-def project_at(worktree: Path, commit: str, pyproject: Path, trials: Path, record: TrialRecord) -> ProjectConfig:
-    """``[tool.mitosis]`` of ``pyproject`` as committed at ``commit`` (read with ``git show``, nothing checked out)."""
-    if not valid_commit(commit):
-        raise ReproductionError(printable(f"the recorded commit {commit!r} is not a git object name (hex digits)"))
-    inside = pyproject.relative_to(worktree).as_posix()
-    done = subprocess.run(
-        ["git", "-c", "core.fsmonitor=false", "show", "--no-textconv", "--end-of-options", f"{commit}:{inside}"],
-        cwd=worktree,
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-    )
-    if done.returncode != 0:
-        raise ReproductionError(
-            f"cannot reproduce trial {record.name} (key {record.key}): {inside} cannot be read at commit {commit[:12]} "
-            f"of {worktree}: {done.stderr.decode(errors='replace').strip()}. Fetch the commit (git fetch) or reproduce "
-            "from a clone that has it; nothing was run."
-        )
-    with tempfile.TemporaryDirectory(prefix="mitosis-reproduce-") as folder:
-        copy = Path(folder) / pyproject.name
-        copy.write_bytes(done.stdout)
-        try:  # named as in the repository in messages, not as the temporary copy
-            return replace(load_project(copy, trials), path=Path(inside))
-        except ConfigError as err:
-            raise ReproductionError(
-                f"cannot reproduce trial {record.name} (key {record.key}): {inside} at commit {commit[:12]} cannot be "
-                f"read, so the steps it declares are unknown; nothing was run. "
-                + str(err).replace(str(copy), f"{inside}@{commit[:12]}")
-            ) from None
-
-
-@contextlib.contextmanager
-def checkout(worktree: Path, commit: str, submodules: bool) -> Iterator[Path]:
-    """A temporary ``git worktree`` of ``worktree``'s repository at ``commit``, removed afterwards."""
-
-    def git(*args: str, cwd: Path = worktree) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["git", "-c", "core.fsmonitor=false", *args],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-        )
-
-    with tempfile.TemporaryDirectory(prefix="mitosis-reproduce-") as parent:
-        path = Path(parent) / "checkout"
-        if not valid_commit(commit):  # never an option: "--output=..." would make git write a file
-            raise ReproductionError(printable(f"the recorded commit {commit!r} is not a git object name (hex digits)"))
-        done = git("worktree", "add", "--detach", "--end-of-options", str(path), commit)
-        if done.returncode != 0:
-            raise ReproductionError(
-                f"cannot check out commit {commit} of {worktree}: {done.stderr.strip()}. Fetch the commit "
-                "(git fetch) or reproduce from a clone that has it."
-            )
-        try:
-            if submodules:
-                sub = git("-c", "protocol.file.allow=always", "submodule", "update", "--init", "--recursive", cwd=path)
-                if sub.returncode != 0:
-                    raise ReproductionError(f"cannot check out the submodules at {commit}: {sub.stderr.strip()}")
-            yield path
-        finally:
-            git("worktree", "remove", "--force", str(path))
-            git("worktree", "prune")
-
-
-def kernel_path(checkout: Path, worktree: Path, project_root: Path) -> list[str]:
-    """``sys.path`` for the kernel, every entry inside the work tree moved into the checkout.
-
-    That covers the investigation's root and paths such as an editable install's ``src``
-    (a ``.pth`` entry): the kernel imports the recorded commit's code, never today's.
-    """
-    moved = [str(checkout / project_root.relative_to(worktree))]
-    for entry in sys.path:
-        if not entry:
-            continue
-        path = Path(entry).resolve()
-        if path == worktree or worktree in path.parents:
-            moved.append(str(checkout / path.relative_to(worktree)))
-        else:
-            moved.append(entry)
-    return list(dict.fromkeys(moved))
 
 
 def differences(record: TrialRecord, main: Any, metrics: dict[str, Any], rtol: float, atol: float) -> list[str]:
@@ -299,15 +88,15 @@ def reproduce_trial(
     atol: float,
     pyproject: Path | None = None,
     vouched: frozenset[tuple[str, str, str]] = frozenset(),
-    working_dir: Path | None = None,
 ) -> Any:
     """Run ``record`` again at its commit, record it as a trial linked to it, and judge it.
 
     ``pyproject`` is the investigation's pyproject.toml (default: ``project_root/pyproject.toml``);
     the same file at the recorded commit says which steps may run. ``vouched`` holds the
-    ``(step, param, expression)`` the user gave with ``--mitosis-eval``. The kernel runs in
-    ``working_dir`` (``working-dir`` of ``[tool.mitosis]``, default the investigation's root)
-    moved into the checkout when it is inside the work tree.
+    ``(step, param, expression)`` the user gave with ``--mitosis-eval``. The kernel runs in the
+    ``working-dir`` of ``[tool.mitosis]`` *as committed* (default: the pyproject's directory),
+    moved into the checkout when it is inside the work tree: today's value may name another
+    directory, or none.
     """
 
     from ..execution.runner import run_trial
@@ -326,10 +115,18 @@ def reproduce_trial(
         )
     pyproject = pyproject if pyproject is not None else project_root / "pyproject.toml"
     # the steps that may run: the pyproject at the recorded commit, checked before anything is checked out
-    spec = rebuild(record, project_at(worktree, record.commit, pyproject, trials, record), vouched)
-    cwd = working_dir or project_root
+    committed = project_at(worktree, record.commit, pyproject, trials, record)
+    spec = rebuild(record, committed, vouched)
+    cwd = committed.working_dir or pyproject.parent
     relative = cwd.relative_to(worktree) if cwd.is_relative_to(worktree) else None
     with checkout(worktree, record.commit, bool(record.git.get("submodules"))) as path:
+        root = path / relative if relative is not None else cwd
+        if not root.is_dir():
+            raise ReproductionError(
+                f"cannot reproduce trial {record.name} (key {record.key}): the working-dir of "
+                f"{pyproject.relative_to(worktree).as_posix()} at commit {record.commit[:12]} is {root}, which is not a "
+                "directory; nothing was run."
+            )
         slug = record.name.rsplit("-", 1)[0] if record.iteration is not None else record.name
         git = {**record.git, "commit": record.commit, "dirty": [], "worktree": str(worktree), "checkout": str(path)}
         env = {**environment, "git": git}
@@ -354,7 +151,6 @@ def reproduce_trial(
             new_key(),
         )
         name = f"{slug}-{iteration}"
-        root = path / relative if relative is not None else cwd
         try:
             outcome = run_trial(
                 spec,

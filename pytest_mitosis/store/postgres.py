@@ -42,6 +42,9 @@ _LOCK_ROW = "SELECT fingerprint, value, trial FROM locks WHERE step=%s AND param
 class PostgresStore:
     """A trial store in a PostgreSQL database, shared by every session, worker and host that reaches it."""
 
+    #: every host reaches the database: xdist workers on other hosts write it directly (see remote.py)
+    shared = True
+
     def __init__(self, url: StoreURL) -> None:
         self.url = url
         self.location = str(url)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..core.errors import MitosisError
-from ..core.fingerprint import difference, render
+from ..core.tree_text import difference, render
 from ..identity.environment import package_changes
 from ..identity.locks import Lock
 

@@ -15,13 +15,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..store import Reader, RecordsError, default_store, default_trials_folder, printable
+from ..store import Reader, RecordsError, TrialRecord, default_store, default_trials_folder, printable
 from .records_text import diff_records, short, show_record
 
 
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def host(reader: Reader, record: TrialRecord) -> str:
+    """The host the trial ran on (its environment record's ``hostname``; xdist workers on other hosts included)."""
+    return str(reader.environment(record).get("hostname") or "-")
 
 
 def history(reader: Reader, experiment: str | None, as_json: bool, debug: bool) -> str:
@@ -38,6 +43,7 @@ def history(reader: Reader, experiment: str | None, as_json: bool, debug: bool) 
                     "main": r.main,
                     "seed": r.seed,
                     "commit": r.commit,
+                    "host": host(reader, r),
                     "debug": r.debug,
                     "name": r.name,
                     "started": r.started.isoformat(timespec="seconds"),
@@ -55,7 +61,7 @@ def history(reader: Reader, experiment: str | None, as_json: bool, debug: bool) 
         return f"no trials{' of experiment ' + repr(experiment) if experiment else ''} in {reader.location}{hidden}"
     reproductions = any(r.reproduces for r in records)
     rows = [
-        ["key", "experiment", "variants", "iteration", "status", "main", "seed", "commit", "date"]
+        ["key", "experiment", "variants", "iteration", "status", "main", "seed", "commit", "host", "date"]
         + (["reproduces"] if reproductions else [])
     ]
     for r in records:
@@ -69,6 +75,7 @@ def history(reader: Reader, experiment: str | None, as_json: bool, debug: bool) 
                 short(r.main, 24),
                 str(r.seed),
                 (r.commit or "-")[:8],
+                host(reader, r),
                 r.started.strftime("%Y-%m-%d %H:%M"),
             ]
             + ([f"{r.reproduces} ({r.verdict or r.status})" if r.reproduces else "-"] if reproductions else [])

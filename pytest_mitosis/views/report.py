@@ -202,6 +202,7 @@ def _index(reader: Reader, records: list[TrialRecord], experiments: list[str], o
         "main",
         "seed",
         "commit",
+        "host",
         "date",
         "notebook",
         "trial",
@@ -240,7 +241,8 @@ def _index(reader: Reader, records: list[TrialRecord], experiments: list[str], o
             f"<td><a href='experiments/{_e(_page_name(r.experiment))}.html'>{_e(r.experiment)}</a></td><td>{_e(r.variants or '-')}</td>"
             f"<td>{'debug' if r.debug else _e(r.iteration)}</td><td>{_e(r.status)}</td>"
             f"<td data-v='{'' if main is None else main}'>{_e('-' if r.main is None else r.main)}</td><td>{_e(r.seed)}</td>"
-            f"<td>{_e((r.commit or '-')[:8])}</td><td data-v='{r.started.timestamp()}'>{r.started:%Y-%m-%d %H:%M}</td>"
+            f"<td>{_e((r.commit or '-')[:8])}</td><td>{_e(reader.environment(r).get('hostname') or '-')}</td>"
+            f"<td data-v='{r.started.timestamp()}'>{r.started:%Y-%m-%d %H:%M}</td>"
             f"<td>{f'<a href={chr(39)}{_e(notebook)}{chr(39)}>notebook</a>' if notebook else '-'}</td>"
             f"<td>{trial}</td><td>{reproduces}</td></tr>"
         )

@@ -1,0 +1,270 @@
+"""pytest-xdist workers on other hosts (``--tx ssh=...``, ``socket=...``, ``popen//chdir=...``).
+
+The controller (:class:`Controller`, in ``pytest_configure_node``) sends every worker its host,
+trials folder, commit and the variant fingerprints of every trial it would collect, plus an
+execnet channel answered by a :class:`~pytest_mitosis.shipping.StoreServer`. Each worker
+(:class:`Worker`, registered at configure on a worker):
+
+- before its first trial, compares its checkout and fingerprints with the controller's
+  (:mod:`pytest_mitosis.checks.worker`); a mismatch fails every trial of that worker at setup
+  with one message, before any kernel starts;
+- if it shares the controller's host *and* trials folder (``-n 2`` on one machine), writes the
+  store directly as before; otherwise, unless the controller's store says it is ``shared``
+  (a database server every host reaches: then each host writes it directly and keeps its
+  artifacts in its own trials folder), records its trials through the controller
+  (:class:`~pytest_mitosis.shipping.RemoteStore`), which also receives each trial's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from .session import MitosisSession
+    from .shipping import RemoteStore, StoreServer
+    from .store import TrialStore
+
+INPUT = "mitosis_remote"
+CHANNEL = "mitosis_store_channel"
+
+
+def _here(path: Path) -> str:
+    return os.path.realpath(path)
+
+
+def _rsynced(node: Any) -> list[str]:
+    """The folders pytest-xdist copies pytest itself into on a worker with ``//chdir`` or another host.
+
+    xdist rsyncs pytest's own packages into the worker's directory (its checkout): they are
+    not the investigation's code, and must not make that checkout dirty.
+    """
+    import _pytest
+
+    own = {Path(pytest.__file__).resolve().parent, Path(_pytest.__file__).resolve().parent}
+    roots = getattr(getattr(node, "nodemanager", None), "roots", None) or []
+    return [Path(root).name for root in roots if Path(root).resolve() in own]
+
+
+class Controller:
+    """The controller's side: what every worker gets, and the servers that record their trials."""
+
+    def __init__(self, mitosis: MitosisSession) -> None:
+        self.mitosis = mitosis
+        self._facts: dict[str, Any] | None = None
+        self._variants: dict[str, dict[str, str]] | None = None
+        self._lock = threading.Lock()
+        self._servers: list[StoreServer] = []
+        #: trial key → the controller's folder of each trial a worker sent
+        self.shipped: dict[str, Path] = {}
+
+    def facts(self) -> dict[str, Any]:
+        """Host, trials folder and commit, read once for all workers (JSON-able)."""
+        if self._facts is None:
+            mitosis = self.mitosis
+            facts: dict[str, Any] = {
+                "host": socket.gethostname(),
+                "trials": None,
+                "commit": None,
+                "debug": mitosis.settings.debug,
+            }
+            try:
+                facts["trials"] = _here(mitosis.project().trials_folder)
+                facts["commit"] = mitosis.repo().commit
+            except (ConfigError, ImportError, OSError):
+                pass  # a project or git that cannot be read: the controller refuses the session before any trial
+            self._facts = facts
+        return self._facts
+
+    def variants(self) -> dict[str, dict[str, str]] | None:
+        """Every trial's fingerprints, computed once, and only for a worker with a checkout of its own
+        (it imports the steps' modules here, which a controller of local workers never needs)."""
+        if self._variants is None:
+            from .checks.worker import variant_fingerprints
+            from .identity.trial import UnfingerprintableValue, identify
+
+            found: dict[str, dict[str, str]] = {}
+            try:
+                experiments = self.mitosis.experiments()
+            except ConfigError:
+                return None  # the workers report the same error when they collect
+            for experiment in experiments:
+                for spec in experiment.trials:
+                    try:
+                        found[spec.item_name] = variant_fingerprints(
+                            identify(spec, self.mitosis.seed, strict=not self.mitosis.settings.debug)
+                        )
+                    except UnfingerprintableValue:
+                        pass  # that trial fails at its setup on the worker, saying why
+            self._variants = found
+        return self._variants
+
+    def configure_node(self, node: Any) -> None:
+        from .shipping import END, StoreServer
+
+        spec = node.gateway.spec
+        own_checkout = not spec.popen or bool(spec.chdir)  # else: this machine, this directory
+        node.workerinput[INPUT] = {
+            **self.facts(),
+            "variants": self.variants() if own_checkout else None,
+            "rsynced": _rsynced(node),
+        }
+        channel = node.gateway.newchannel()
+        server = StoreServer(channel, self._store, self._trials(), self._lock, self.shipped)
+        channel.setcallback(server, endmarker=END)
+        self._servers.append(server)
+        node.workerinput[CHANNEL] = channel
+
+    def _store(self) -> TrialStore:
+        return self.mitosis.store()
+
+    def _trials(self) -> Path:
+        try:
+            return self.mitosis.project().trials_folder
+        except ConfigError:
+            return Path(os.devnull)  # never reached: no trial runs without a project
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """A shipped trial's HTML is named by its path on the controller (summary, junit XML)."""
+        props = report.user_properties
+        key = dict(props).get("mitosis.key")
+        folder = self.shipped.get(str(key)) if key is not None else None
+        if folder is None:
+            return
+        for index, (name, value) in enumerate(props):
+            if name == "mitosis.html":
+                html = str(folder / Path(str(value)).name)
+                props[index] = (name, html)
+                if isinstance(report.longrepr, str):  # "notebook: PATH" of a failed trial
+                    report.longrepr = report.longrepr.replace(str(value), html)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """Before the store closes: a worker's channel that ends later writes nothing."""
+        with self._lock:
+            for server in self._servers:
+                server.closed = True
+        config.pluginmanager.unregister(self)
+
+
+class Worker:
+    """A worker's side: the check before its first trial, and the store it records through."""
+
+    def __init__(self, mitosis: MitosisSession, facts: dict[str, Any], channel: Any, worker: str) -> None:
+        self.mitosis = mitosis
+        self.facts = facts
+        self.channel = channel
+        self.worker = worker
+        self.host = socket.gethostname()
+        self._refusal: str | None | bool = False  # False: not checked yet
+
+    def local(self) -> bool:
+        """The controller's host and trials folder: the store is written directly, as always."""
+        try:
+            trials = _here(self.mitosis.project().trials_folder)
+        except ConfigError:
+            return True  # nothing will run
+        return self.host == self.facts.get("host") and trials == self.facts.get("trials")
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_mitosis_make_store(self, config: pytest.Config, folder: Path) -> TrialStore | None:
+        if self.local() or self.channel is None:
+            return None
+        from .shipping import RemoteStore
+
+        proxy = RemoteStore(self.channel, trials=folder, host=self.host, location="the controller's store")
+        answer = proxy._call("open", worker=self.worker, host=self.host)
+        if answer["shared"]:
+            return None  # a store every host reaches: this worker's own store writes it directly
+        proxy.location = f"{answer['location']} (on the controller, host {self.facts.get('host')})"
+        try:
+            self.mitosis.prepare_trials_folder()  # where this host's trials run before they travel
+        except pytest.UsageError as err:
+            from .store import StoreError
+
+            raise StoreError(f"{err} (on host {self.host})") from None
+        self._sweep(proxy, folder)
+        return proxy
+
+    def _sweep(self, proxy: RemoteStore, folder: Path) -> None:
+        """Staging folders a killed worker left on this host, once the controller's store says their trial is over."""
+        from .execution.artifacts import leftover_staging, remove_staging
+
+        keys = leftover_staging(folder)
+        if keys:
+            for key, status in proxy._call("statuses", keys=keys).items():
+                if status != "running":
+                    remove_staging(folder, key)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        from .collection import TrialItem
+
+        if not isinstance(item, TrialItem):
+            return
+        refusal = self.refusal(item.session)
+        if refusal is not None:
+            pytest.fail(refusal, pytrace=False)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        config.pluginmanager.unregister(self)
+
+    def refusal(self, session: pytest.Session) -> str | None:
+        """Computed once, before the first trial: the same message fails every trial of this worker."""
+        if self._refusal is False:
+            from .checks.worker import refusal, variant_fingerprints
+            from .collection import TrialItem
+            from .identity.trial import UnfingerprintableValue
+
+            mitosis = self.mitosis
+            own: dict[str, dict[str, str]] = {}
+            compared = self.facts.get("variants") is not None  # None: a local worker, the controller's own files
+            for item in session.items if compared else ():
+                if isinstance(item, TrialItem):
+                    try:
+                        own[item.spec.item_name] = variant_fingerprints(mitosis.identify(item.nodeid, item.spec))
+                    except UnfingerprintableValue:
+                        pass  # that trial's own setup says why
+            facts = self.facts
+            self._refusal = refusal(
+                worker=self.worker,
+                host=self.host,
+                controller_host=str(facts.get("host")),
+                controller_commit=facts.get("commit"),
+                state=mitosis.repo(),
+                root=mitosis.project().root,
+                debug=mitosis.settings.debug,
+                controller_variants=facts.get("variants"),
+                own_variants=own,
+            )
+        return self._refusal if isinstance(self._refusal, str) else None
+
+
+def controller(mitosis: MitosisSession) -> Controller:
+    """The session's controller side, registered as the plugin ``mitosis-remote`` on first use."""
+    manager = mitosis.config.pluginmanager
+    found = manager.get_plugin("mitosis-remote")
+    if isinstance(found, Controller):
+        return found
+    made = Controller(mitosis)
+    manager.register(made, "mitosis-remote")
+    return made
+
+
+def register_worker(mitosis: MitosisSession) -> None:
+    """On an xdist worker whose controller sent our facts: the worker side, as the plugin ``mitosis-remote``."""
+    workerinput = getattr(mitosis.config, "workerinput", None)
+    if workerinput is None or INPUT not in workerinput:
+        return
+    facts = dict(workerinput[INPUT])
+    worker = Worker(mitosis, facts, workerinput.get(CHANNEL), str(workerinput.get("workerid", "?")))
+    mitosis.written_by_others = tuple(Path.cwd() / name for name in facts.get("rsynced", ()))
+    mitosis.config.pluginmanager.register(worker, "mitosis-remote")
