@@ -23,9 +23,12 @@ def pytest_mitosis_make_store(config: pytest.Config, folder: Path) -> TrialStore
     """Return the trial store for the trials ``folder``, or ``None`` to leave it to the next plugin.
 
     Called once per process (the controller and each xdist worker), before the first trial
-    runs. The built-in implementation (``trylast``) opens ``<folder>/mitosis.sqlite``. A store
-    implements :class:`pytest_mitosis.store.TrialStore`; its ``begin`` must check and take the
-    variant locks and allocate the iteration atomically across processes.
+    runs. The built-in implementation (``trylast``) opens the store URL (``--mitosis-store``,
+    ``mitosis_store``, ``store`` in ``[tool.mitosis]``: SQLite or PostgreSQL), by default
+    ``<folder>/mitosis.sqlite``. A store implements :class:`pytest_mitosis.store.TrialStore`; its
+    ``begin`` must check and take the variant locks and allocate the iteration atomically across
+    processes. A ``url`` attribute (a :class:`pytest_mitosis.store.StoreURL`) lets the session's
+    readers (the end-of-session report) read it back; ``shared = True`` says every host reaches it.
 
     Example, in ``conftest.py``::
 

@@ -107,6 +107,22 @@ def test_concurrent_trials_of_one_identity_get_every_iteration_once(pg_server: P
             store.close()
 
 
+def test_on_a_serializable_server_refused_transactions_are_retried(pg_server: PgServer) -> None:
+    """A server whose transactions are SERIALIZABLE refuses all but one of racing writers; they retry."""
+    url = pg_server.createdb()
+    database = url.split("/")[3].split("?")[0]
+    pg_server.execute(f'ALTER DATABASE "{database}" SET default_transaction_isolation TO serializable')
+    make_store(url, Path("/x")).close()
+    stores = [make_store(url, Path("/x")) for _ in range(5)]
+    try:
+        assert stores[0]._db.execute("SHOW transaction_isolation").fetchone() == ("serializable",)
+        iterations = at_once(5, lambda i: stores[i].begin(trial(), [lock(1)]))
+    finally:
+        for store in stores:
+            store.close()
+    assert sorted(iterations) == [1, 2, 3, 4, 5], iterations
+
+
 def test_two_sessions_locking_one_variant_to_two_values_at_once_one_wins(pg_server: PgServer) -> None:
     url = pg_server.createdb()
     make_store(url, Path("/x")).close()
