@@ -1,4 +1,4 @@
-"""``python -m pytest_mitosis`` (also ``pytest-mitosis``): history, show, diff, report and backup.
+"""``python -m pytest_mitosis`` (also ``pytest-mitosis``): history, show, diff, report, compare and backup.
 
 Answers *why did this result change?* from the store alone: it never unpickles anything and
 never runs user code. The texts of ``show`` and ``diff`` (and the one command run, ``git diff
@@ -112,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     p_report = command("report", "write a static site of every trial (no server needed)")
     p_report.add_argument("-o", "--output", type=Path, default=None, help="folder (default: <trials folder>/report)")
     p_report.add_argument("--debug", action="store_true", help="include debug trials")
+    p_compare = command("compare", "write the report's page comparing two or more trials; print its path")
+    p_compare.add_argument("keys", nargs="+", metavar="KEY", help="trial keys, or unique prefixes of them")
+    p_compare.add_argument(
+        "-o", "--output", type=Path, default=None, help="report folder (default: <trials folder>/report)"
+    )
     p_backup = command("backup", "copy the store into DEST with SQLite's online backup (safe while sessions run)")
     p_backup.add_argument("dest", type=Path, help="a new file, or an existing folder (the copy is DEST/mitosis.sqlite)")
     return parser
@@ -138,9 +143,20 @@ def _run(args: argparse.Namespace) -> str | None:
             return diff(reader, args.key1, args.key2)
         if args.command == "backup":
             return f"backup: {reader.backup(args.dest.resolve())}"
+    if args.command == "compare":
+        return compare(folder, args.keys, args.output)
     from .report import build
 
     return f"report: {build(folder, args.output, debug=args.debug)}"
+
+
+def compare(folder: Path, keys: list[str], output: Path | None) -> str:
+    """``compare KEY KEY ...``: refresh the report, write the compare page, say where it is."""
+    if len(set(keys)) < 2:
+        raise RecordsError(f"compare needs two or more different trial keys; got {' '.join(keys) or 'none'}.")
+    from .report import compare as write_compare
+
+    return f"compare: {write_compare(folder, keys, output)}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,131 @@
+"""Write or refresh the report: what is new once, the pages that summarise everything again.
+
+A finished trial never changes, so its page, its figures and its compare data are written
+once (a trial still running gets them at a later refresh); the index and the experiment
+pages are rewritten on every refresh. Which trial pages exist is read with one directory
+listing, so a refresh over 10,000 trials costs reading the records and writing the
+summaries (``benchmarks/report_build.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+
+from ...config.project import load_project
+from ...core.errors import MitosisError
+from ...core.rules import parse_hypothesis
+from ...store import Reader, TrialRecord, valid_key
+from .assets import write_assets
+from .compare import compare_html, write_compare
+from .experiment import experiment_page
+from .facts import write_data
+from .figures import extract, listing
+from .html import page_name, write
+from .index import index_page
+from .trial import trial_page
+
+REPORT = "report"
+
+
+def directions(trials_folder: Path) -> dict[str, bool]:
+    """Whether higher main is better, per experiment, from the pyproject whose trials folder this is.
+
+    The experiment's ``higher-is-better`` decides (as for ``--mitosis-benchmark-json``);
+    without it, a hypothesis that bounds main from below (``expect = "main > 0.9"``) means
+    higher is better; otherwise lower is (the drift gate's default). The pyproject is the
+    current directory's or the trials folder's parent's, used only when its trials folder
+    is this one; without one every experiment reads lower-is-better.
+    """
+    folder = trials_folder.resolve()
+    for pyproject in dict.fromkeys((Path.cwd() / "pyproject.toml", folder.parent / "pyproject.toml")):
+        if not pyproject.is_file():
+            continue
+        try:
+            project = load_project(pyproject)
+        except (MitosisError, OSError, ValueError):
+            continue
+        if project.trials_folder.resolve() != folder:
+            continue
+        found = {}
+        for name, experiment in project.experiments.items():
+            hypothesis = parse_hypothesis(experiment.expect) if experiment.expect else None
+            bounded = hypothesis is not None and hypothesis.name == "main" and hypothesis.op in (">", ">=")
+            found[name] = experiment.higher_is_better if experiment.higher_is_better is not None else bounded
+        return found
+    return {}
+
+
+class Site:
+    """The report folder being written: the trial pages already there, so each new trial is written once."""
+
+    def __init__(self, reader: Reader, out: Path) -> None:
+        self.reader = reader
+        self.out = out
+        for folder in ("trials", "experiments", "data", "figures"):
+            (out / folder).mkdir(parents=True, exist_ok=True)
+        write_assets(out)
+        self.pages = set(os.listdir(out / "trials"))
+        self.environments: dict[str, str] = {}  # an environment's HTML, by digest (shared by many trials)
+
+    def trial(self, record: TrialRecord, previous: TrialRecord | None) -> None:
+        """Write the trial's page and figures, unless there already (or the trial still runs)."""
+        name = f"{record.key}.html"
+        if not valid_key(record.key) or record.status == "running" or name in self.pages:
+            return  # a crafted key never becomes a file name; a running trial is written when it ends
+        figures = extract(self.reader, record, self.out)
+        write(
+            self.out / "trials" / name, trial_page(self.reader, record, previous, figures, self.out, self.environments)
+        )
+        self.pages.add(name)
+
+    def data(self, records: list[TrialRecord]) -> None:
+        """The compare data of every finished trial (rewritten only where a trial was added)."""
+        write_data(self.reader, records, listing(self.out), self.out)
+
+
+def _previous(records: list[TrialRecord]) -> dict[str, TrialRecord | None]:
+    """Each trial's previous trial of the same identity (by start), by key."""
+    by_identity: dict[tuple[str, str], list[TrialRecord]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: r.started):
+        by_identity[(record.experiment, record.identity)].append(record)
+    found: dict[str, TrialRecord | None] = {}
+    for history in by_identity.values():
+        for before, record in zip([None, *history], history):
+            found[record.key] = before
+    return found
+
+
+def build(trials_folder: Path, out: Path | None = None, debug: bool = False) -> Path:
+    """Write (or refresh) the site; return the index's path."""
+    with Reader(trials_folder) as reader:
+        out = (out or trials_folder / REPORT).resolve()
+        site = Site(reader, out)
+        everything = list(reader.trials(debug=True))  # pages and data of debug trials too: compare may name them
+        previous = _previous(everything)
+        for record in everything:
+            site.trial(record, previous[record.key])
+        site.data(everything)
+        records = everything if debug else [r for r in everything if not r.debug]
+        experiments = sorted({r.experiment for r in records})
+        higher = directions(trials_folder)
+        by_experiment: dict[str, list[TrialRecord]] = defaultdict(list)
+        for record in records:
+            by_experiment[record.experiment].append(record)
+        for experiment in experiments:
+            html = experiment_page(experiment, by_experiment[experiment], higher.get(experiment, False))
+            write(out / "experiments" / f"{page_name(experiment)}.html", html)
+        write(out / "compare.html", compare_html(""))
+        index = out / "index.html"
+        write(index, index_page(reader, records, experiments, out))
+    return index
+
+
+def compare(trials_folder: Path, keys: list[str], out: Path | None = None) -> Path:
+    """Refresh the report, then write the compare page of the trials with these keys (or unique prefixes)."""
+    with Reader(trials_folder) as reader:
+        chosen = [reader.get(key) for key in keys]  # an unknown key fails before anything is written
+    build(trials_folder, out)
+    with Reader(trials_folder) as reader:
+        return write_compare(reader, chosen, (out or trials_folder / REPORT).resolve())

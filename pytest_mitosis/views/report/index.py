@@ -1,0 +1,122 @@
+"""The index: one row per trial, sortable, filtered by experiment, variant, status, commit and host.
+
+The count at the top follows the filters. Reproductions and debug trials are marked; a
+checkbox per row picks trials for the compare page. Rewritten on every refresh, so it is
+built as one string in one pass over the records.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from ...core.rules import as_number
+from ...store import Reader, TrialRecord, valid_key
+from .figures import notebook_file
+from .html import e, href, page, page_name, trial_href, variant_names
+
+HEAD = (
+    "",
+    "experiment",
+    "variants",
+    "iteration",
+    "status",
+    "main",
+    "seed",
+    "commit",
+    "host",
+    "date",
+    "notebook",
+    "trial",
+    "reproduces",
+)
+
+
+def host(reader: Reader, record: TrialRecord) -> str:
+    """The host that ran the trial, from its environment record (read once per environment)."""
+    name = reader.environment(record).get("hostname")
+    return name if isinstance(name, str) and name else "-"
+
+
+def _select(name: str, values: Sequence[str]) -> str:
+    choices = "".join(f"<option value='{e(v)}'>{e(v)}</option>" for v in values)
+    return (
+        f"<label>{name}<select data-filter='{name}' onchange='filterRows()'>"
+        f"<option value=''>all</option>{choices}</select></label>"
+    )
+
+
+def _row(reader: Reader, r: TrialRecord, keys: set[str], out: Path, hostname: str) -> str:
+    found = notebook_file(reader, r, ".html")
+    notebook = f"<a href='{e(href(found, out))}'>notebook</a>" if found else "-"
+    page_link = trial_href(r, "")
+    trial = f"<a href='{e(page_link)}'>{e(r.key)}</a>" if page_link else f"{e(r.key)} (not a key: no page)"
+    marks = "<span class='badge debug'>debug</span>" if r.debug else ""
+    if r.reproduces:
+        marks += "<span class='badge repro'>reproduction</span>"
+        verdict = e(r.verdict or r.status)
+        original = f"trials/{r.reproduces}.html" if valid_key(r.reproduces) and r.reproduces in keys else None
+        reproduces = (
+            f"<a href='{e(original)}'>{e(r.reproduces)}</a> ({verdict})"
+            if original
+            else f"{e(r.reproduces)} ({verdict})"
+        )
+    else:
+        reproduces = "-"
+    classes = " ".join(
+        c
+        for c in (
+            r.status if r.status != "passed" else "",
+            "debug" if r.debug else "",
+            "reproduction" if r.reproduces else "",
+        )
+        if c
+    )
+    kind = "debug" if r.debug else "reproduction" if r.reproduces else "trial"
+    main = as_number(r.main)
+    commit = (r.commit or "-")[:8]
+    box = f"<input type='checkbox' value='{e(r.key)}' onchange='selectionChanged()'>" if valid_key(r.key) else ""
+    main_text = "-" if r.main is None else repr(r.main) if not isinstance(r.main, str) else r.main
+    return (
+        f"<tr class='{classes}' data-experiment='{e(r.experiment)}' data-variants='{e(json.dumps(variant_names(r)))}' "
+        f"data-status='{e(r.status)}' data-commit='{e(commit)}' data-host='{e(hostname)}' data-kind='{kind}'>"
+        f"<td>{box}</td><td><a href='experiments/{e(page_name(r.experiment))}.html'>{e(r.experiment)}</a></td>"
+        f"<td>{e(r.variants or '-')}{marks}</td><td>{'debug' if r.debug else e(r.iteration)}</td><td>{e(r.status)}</td>"
+        f"<td class='num' data-v='{'' if main is None else main}'>{e(main_text[:40])}</td><td>{e(r.seed)}</td>"
+        f"<td>{e(commit)}</td><td>{e(hostname)}</td><td data-v='{r.started.timestamp()}'>{r.started:%Y-%m-%d %H:%M}</td>"
+        f"<td>{notebook}</td><td>{trial}</td><td>{reproduces}</td></tr>"
+    )
+
+
+def index_page(reader: Reader, records: Sequence[TrialRecord], experiments: Sequence[str], out: Path) -> str:
+    """The index's HTML (written by the caller to ``index.html``)."""
+    hosts = {r.key: host(reader, r) for r in records}
+    filters = "".join(
+        [
+            _select("experiment", experiments),
+            _select("variants", sorted({v for r in records for v in variant_names(r)})),
+            _select("status", sorted({r.status for r in records})),
+            _select("commit", sorted({(r.commit or "-")[:8] for r in records})),
+            _select("host", sorted(set(hosts.values()))),
+            _select(
+                "kind", sorted({"debug" if r.debug else "reproduction" if r.reproduces else "trial" for r in records})
+            ),
+            "<label>text<input id='search' type='search' oninput='filterRows()' placeholder='any cell'></label>",
+        ]
+    )
+    keys = {r.key for r in records}
+    rows = "".join(_row(reader, r, keys, out, hosts[r.key]) for r in records)
+    table = (
+        "<table id='trials' class='sortable'><thead><tr>"
+        + "".join(f"<th>{h}</th>" for h in HEAD)
+        + f"</tr></thead><tbody>{rows}</tbody></table>"
+    )
+    links = " · ".join(f"<a href='experiments/{e(page_name(x))}.html'>{e(x)}</a>" for x in experiments)
+    body = (
+        f"<h1>Trials</h1><p><span class='count' id='count'>{len(records)}</span> of {len(records)} trials shown, "
+        f"{len(experiments)} experiments: {links}. Click a column to sort it.</p>"
+        f"<div class='filters'>{filters}<button id='compare' disabled onclick='openCompare()'>"
+        f"compare: tick two or more trials</button></div>{table}"
+    )
+    return page("Trials", body, "")
