@@ -18,10 +18,6 @@ from .html import trial_href
 #: points a plotted series keeps at most (min and max of each bucket: spikes survive)
 POINTS = 2000
 
-#: the colour scale of "main" (the best end is green whatever the direction)
-_SCALE_LOWER = "Viridis_r"
-_SCALE_HIGHER = "Viridis"
-
 
 def downsample(points: Sequence[tuple[float, float]], limit: int = POINTS) -> tuple[list[float], list[float]]:
     """``points`` as two lists of at most about ``limit`` points: first, last, and each bucket's min and max.
@@ -71,7 +67,7 @@ def series_figure(name: str, value: Any) -> dict[str, Any] | None:
                 "y": data[1],
             }
         ],
-        "layout": {"title": {"text": f"{name}{note}"}, "xaxis": {"title": {"text": "step"}}, "height": 320},
+        "layout": {"title": {"text": f"{name}{note}"}, "xaxis": {"title": {"text": "step"}}, "height": 300},
     }
 
 
@@ -199,7 +195,8 @@ def parallel(
                 "type": "parcoords",
                 "line": {
                     "color": mains,
-                    "colorscale": _SCALE_HIGHER if higher_is_better else _SCALE_LOWER,
+                    "colorscale": "Viridis",  # the best end is yellow whatever the direction
+                    "reversescale": not higher_is_better,
                     "showscale": True,
                     "colorbar": {"title": {"text": "main"}},
                 },

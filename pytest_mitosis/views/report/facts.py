@@ -85,6 +85,7 @@ def _entry(
         "experiment": record.experiment,
         "variants": record.variants,
         "status": record.status,
+        "started": record.started.isoformat(timespec="seconds"),
         "page": trial_href(record, ""),
         "environment": digest,
         "groups": groups,

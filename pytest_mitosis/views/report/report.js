@@ -99,6 +99,7 @@ async function comparePage(root, preset) {
   for (const prefix of new Set(keys.map(k => k.slice(0, 2)))) await load(`${root}data/${prefix}.js`);
   const missing = keys.filter(k => !MITOSIS.trials[k]);
   const trials = keys.map(k => MITOSIS.trials[k]).filter(Boolean);
+  if (!preset) trials.sort((a, b) => a.started.localeCompare(b.started));  // ticked in the index: oldest first, as diff reads
   for (const t of trials) if (t.environment && !MITOSIS.environments[t.environment]) await load(`${root}data/env-${t.environment}.js`);
   document.title = "compare " + trials.map(t => t.key).join(" ");
   if (missing.length) out.insertAdjacentHTML("beforebegin", `<p class="worse">No data for ${missing.join(", ")} (not in this report).</p>`);

@@ -136,14 +136,13 @@ def trial_page(
         parts.append(f"<p>A reproduction of trial {original}: {e(record.verdict or record.status)}.</p>")
     if record.message:
         parts.append(f"<h2>Failure</h2><pre class='wrap'>{e(record.message)}</pre>")
-    parts.append(f"<h2>Main and metrics</h2>{_results(record)}")
+    parts.append(_figures(figures))
     charts = [
         chart(f"series-{i}", figure)
         for i, (name, value) in enumerate(record.metrics.items())
         if series_points(value) and (figure := series_figure(name, value)) is not None
     ]
-    parts += charts
-    parts.append(_figures(figures))
+    parts.append(f"<h2>Main and metrics</h2>{_results(record)}<div class='charts'>{''.join(charts)}</div>")
     parts.append(f"<h2>Parameters</h2>{_params(record)}")
     if record.warnings:
         parts.append("<h2>Warnings</h2><pre class='wrap'>" + e("\n".join(map(str, record.warnings))) + "</pre>")
