@@ -92,8 +92,8 @@ def record(store: SQLiteStore, i: int, series: int = 200) -> None:
     )
 
 
-def timed(argv: list[str]) -> float:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def timed(argv: list[str], code: Path = REPO) -> float:
+    env = {**os.environ, "PYTHONPATH": str(code)}
     started = time.perf_counter()
     done = subprocess.run(argv, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -108,13 +108,32 @@ def make_store(folder: Path, count: int) -> None:
     store.close()
 
 
-def one_round(base: Path, template: Path, count: int) -> dict[str, float]:
+def old_code(base: Path, ref: str) -> Path | None:
+    """The package as of ``ref`` (the report before this one), extracted to measure it side by side."""
+    folder = base / "old"
+    folder.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "pytest_mitosis"], capture_output=True)
+    if archive.returncode != 0:
+        print(f"no {ref} to compare with: {archive.stderr.decode()[:200]}", file=sys.stderr)
+        return None
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder
+
+
+def one_round(base: Path, template: Path, count: int, old: Path | None) -> dict[str, float]:
     folder = base / "store"
+    cli = [sys.executable, "-m", "pytest_mitosis", "--trials-folder", str(folder), "report"]
+    found: dict[str, float] = {}
+    if old is not None:  # the report before issue 15, on a copy of the same store, interleaved
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(template, folder)
+        found["before: CLI first build"] = timed(cli, old)
+        found["before: CLI refresh, no new trial"] = timed(cli, old)
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(template, folder)
-    cli = [sys.executable, "-m", "pytest_mitosis", "--trials-folder", str(folder), "report"]
     inproc = [sys.executable, "-c", IN_PROCESS, str(folder)]
-    found = {"CLI: first build": timed(cli), "CLI: refresh, no new trial": timed(cli)}
+    found["CLI: first build"] = timed(cli)
+    found["CLI: refresh, no new trial"] = timed(cli)
     found["in-process build(): refresh, no new trial"] = timed(inproc)
     store = SQLiteStore(folder)
     for i in range(count, count + 16):
@@ -141,11 +160,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--against", default="d29abc5", help="git ref of the report to compare with ('' to skip)")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="mitosis-report-bench-"))
     try:
         make_store(base / "template", args.trials)
-        rounds = [one_round(base, base / "template", args.trials) for _ in range(args.repeat)]
+        old = old_code(base, args.against) if args.against else None
+        rounds = [one_round(base, base / "template", args.trials, old) for _ in range(args.repeat)]
         sizes = long_series(base)
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -165,6 +186,15 @@ def main() -> None:
         lines.append(
             f"| {case} | {statistics.median(values):.2f} | {min(values):.2f}–{max(values):.2f} | {targets.get(case, '')} |"
         )
+    medians = {case: statistics.median(r[case] for r in rounds) for case in rounds[0]}
+    if "before: CLI first build" in medians:
+        lines += [
+            "",
+            f"Side by side in the same run with the report before issue 15 (`{args.against}`: hand-written SVG, no "
+            f"figures, no compare data): first build {medians['CLI: first build'] / medians['before: CLI first build']:.2f} x, "
+            f"refresh {medians['CLI: refresh, no new trial'] / medians['before: CLI refresh, no new trial']:.2f} x its time. "
+            f"Load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other jobs shared them).",
+        ]
     lines += [
         "",
         f"A trial with a 10^6-point series: its page {sizes['trial page (kB)']:.0f} kB, its compare data "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import random
 import re
 import shutil
 import socket
@@ -283,7 +285,11 @@ def test_the_report_reads_at_500_trials(browser: Any, tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "trials")
     for i in range(500):
         record_trial(
-            store, i, commit=f"{i // 50:040x}", host="alpha" if i % 3 else "beta", main=0.2 + (i % 50) / 100 - i / 5000
+            store,
+            i,
+            commit=hashlib.sha1(b"%d" % (i // 50)).hexdigest(),  # a new commit every 50 trials
+            host="alpha" if i % 3 else "beta",
+            main=0.2 + 0.03 * (i % 10) + 0.05 * ((i // 10) % 5) - 0.01 * (i // 50) + random.Random(i).gauss(0, 0.01),
         )
     store.close()
     index = build(tmp_path / "trials")

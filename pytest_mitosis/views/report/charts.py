@@ -79,19 +79,23 @@ def hover(record: TrialRecord) -> str:
     )
 
 
-def over_commits(experiment: str, records: Sequence[TrialRecord], label: dict[str, str]) -> dict[str, Any] | None:
+def over_commits(
+    experiment: str, records: Sequence[TrialRecord], label: dict[str, str], shown: set[str]
+) -> dict[str, Any] | None:
     """Main of every passed trial, one line per identity, over the commits in the order they were first run.
 
     ``label`` names each identity (its varying parameters). The x axis is the commit: a code
     change moves a line to the next column, past a dotted boundary labelled with the commit;
     a parameter change is another identity, so another line (with its own colour and legend
-    entry). Repeats at one commit sit side by side inside the commit's column.
+    entry). Repeats at one commit sit side by side inside the commit's column. Only the
+    identities in ``shown`` are drawn at first, the others wait in the legend: fifty lines at
+    once are unreadable.
     """
     ordered = sorted(records, key=lambda r: r.started)
     commits: dict[str, int] = {}
     first_date: dict[str, str] = {}
     for r in ordered:
-        commit = (r.commit or "-")[:8]
+        commit = r.commit or "-"
         if commit not in commits:
             commits[commit] = len(commits)
             first_date[commit] = f"{r.started:%m-%d %H:%M}"
@@ -102,14 +106,14 @@ def over_commits(experiment: str, records: Sequence[TrialRecord], label: dict[st
         main = as_number(r.main)
         if main is None or r.status != "passed" or not math.isfinite(main):
             continue
-        column = commits[(r.commit or "-")[:8]]
+        column = commits[r.commit or "-"]
         per_commit[column] = per_commit.get(column, 0) + 1
         slots[(r.key, column)] = per_commit[column]
     for r in ordered:
         main = as_number(r.main)
         if main is None or r.status != "passed" or not math.isfinite(main):
             continue
-        column = commits[(r.commit or "-")[:8]]
+        column = commits[r.commit or "-"]
         offset = slots[(r.key, column)] / (per_commit[column] + 1) - 0.5  # inside (-0.5, 0.5)
         trace = traces.setdefault(
             r.identity,
@@ -123,6 +127,7 @@ def over_commits(experiment: str, records: Sequence[TrialRecord], label: dict[st
                 "customdata": [],
                 "hoverinfo": "text",
                 "marker": {"size": 7},
+                "visible": True if r.identity in shown else "legendonly",
             },
         )
         trace["x"].append(column + offset * 0.8)
@@ -131,6 +136,8 @@ def over_commits(experiment: str, records: Sequence[TrialRecord], label: dict[st
         trace["customdata"].append(trial_href(r, "../"))
     if not traces:
         return None
+    hidden = sum(1 for t in traces.values() if t["visible"] == "legendonly")
+    more = f"; {hidden} more in the legend" if hidden else ""
     boundaries = [
         {
             "type": "line",
@@ -146,11 +153,13 @@ def over_commits(experiment: str, records: Sequence[TrialRecord], label: dict[st
     return {
         "data": list(traces.values()),
         "layout": {
-            "title": {"text": f"{experiment}: main over commits (a line per identity; dotted lines: a new commit)"},
+            "title": {
+                "text": f"{experiment}: main over commits (a line per identity, the best first{more}; dotted: a new commit)"
+            },
             "xaxis": {
                 "title": {"text": "commit (first run)"},
                 "tickvals": list(commits.values()),
-                "ticktext": [f"{c}<br>{first_date[c]}" for c in commits],
+                "ticktext": [f"{c[:8]}<br>{first_date[c]}" for c in commits],
                 "range": [-0.6, len(commits) - 0.4],
                 "zeroline": False,
             },

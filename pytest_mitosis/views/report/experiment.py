@@ -14,6 +14,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 from ...core.rules import as_number
 from ...store import TrialRecord
@@ -22,6 +23,8 @@ from .html import chart, e, linked, page, trial_href
 
 #: scalar metrics shown as columns at most (the trial pages show them all)
 METRIC_COLUMNS = 8
+#: identities drawn at first in "main over commits" (the best ones; the legend shows the others)
+SHOWN = 12
 
 
 def _param_values(record: TrialRecord) -> dict[str, str]:
@@ -81,6 +84,12 @@ def _trend(row: dict[str, Any], higher: bool) -> str:
     return f"<td data-v='{delta!r}' class='{'better' if better else 'worse'}'>{arrow} {delta:+.3g}</td>"
 
 
+def _rank(row: dict[str, Any], higher: bool) -> tuple[bool, float]:
+    """Best latest main first; identities without one last."""
+    latest = row["latest"]
+    return (latest is None, 0.0 if latest is None else -latest if higher else latest)
+
+
 def _table(rows: list[dict[str, Any]], varying: list[str], higher: bool) -> str:
     latest = [row["latest"] for row in rows if row["latest"] is not None]
     best = (max if higher else min)(latest) if latest else None
@@ -93,7 +102,7 @@ def _table(rows: list[dict[str, Any]], varying: list[str], higher: bool) -> str:
     head = [*varying] if varying else ["variants"]
     head += ["latest main", "best main", "trials", "trend (last change)", *metric_names, "latest trial"]
     body = []
-    for row in sorted(rows, key=lambda r: (r["latest"] is None, -(r["latest"] or 0) if higher else (r["latest"] or 0))):
+    for row in sorted(rows, key=lambda r: _rank(r, higher)):
         cells = (
             [f"<td>{e(row['params'].get(n, '-'))}</td>" for n in varying]
             if varying
@@ -122,26 +131,6 @@ def _table(rows: list[dict[str, Any]], varying: list[str], higher: bool) -> str:
     )
 
 
-def _trials(records: Sequence[TrialRecord]) -> str:
-    rows = "".join(
-        f"<tr class='{e(r.status)}{' debug' if r.debug else ''}'><td>{linked(trial_href(r, '../'), r.name)}</td>"
-        f"<td>{e(r.variants or '-')}</td><td>{e(r.status)}{' (reproduction of ' + e(r.reproduces) + ')' if r.reproduces else ''}</td>"
-        f"<td class='num' data-v='{_num(as_number(r.main))}'>{e(short_main(r.main))}</td><td>{e((r.commit or '-')[:8])}</td>"
-        f"<td data-v='{r.started.timestamp()}'>{r.started:%Y-%m-%d %H:%M}</td></tr>"
-        for r in sorted(records, key=lambda r: r.started, reverse=True)
-    )
-    return (
-        f"<details><summary>all {len(records)} trials of this experiment</summary><table class='sortable'><thead><tr>"
-        "<th>trial</th><th>variants</th><th>status</th><th>main</th><th>commit</th><th>date</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table></details>"
-    )
-
-
-def short_main(value: Any) -> str:
-    text = "-" if value is None else repr(value) if not isinstance(value, str) else value
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def experiment_page(experiment: str, records: Sequence[TrialRecord], higher: bool) -> str:
     """The page's HTML (written by the caller to ``experiments/<name>.html``)."""
     rows, varying = identity_rows(records)
@@ -155,11 +144,15 @@ def experiment_page(experiment: str, records: Sequence[TrialRecord], higher: boo
     figure = parallel(experiment, rows, varying, higher)
     if figure is not None:
         parts.append(chart("parameters", figure))
-    figure = over_commits(experiment, records, labels)
+    ranked = [row["identity"] for row in sorted(rows, key=lambda r: _rank(r, higher))]
+    figure = over_commits(experiment, records, labels, shown=set(ranked[:SHOWN]))
     if figure is not None:
         parts.append(chart("over-commits", figure))
         parts.append(
             "<p>Hover a point for its trial; click it to open the trial; drag to zoom, double-click to reset.</p>"
         )
-    parts.append(_trials(records))
+    parts.append(
+        f"<p>{len(records)} trials of this experiment: <a href='../index.html#experiment={e(quote(experiment))}'>"
+        "listed in the index</a>.</p>"
+    )
     return page(f"Experiment {experiment}", "".join(parts), "../", charts=True)

@@ -56,6 +56,18 @@ function filterRows() {
   if (count) count.textContent = shown;
 }
 
+// index.html#experiment=NAME (the experiment page's link) starts with that filter set.
+document.addEventListener("DOMContentLoaded", () => {
+  if (!document.getElementById("trials")) return;
+  const preset = new URLSearchParams(location.hash.slice(1));
+  let any = false;
+  preset.forEach((value, name) => {
+    const select = document.querySelector(`[data-filter="${CSS.escape(name)}"]`);
+    if (select && [...select.options].some(o => o.value === value)) { select.value = value; any = true; }
+  });
+  if (any) filterRows();
+});
+
 // The index's checkboxes: two or more trials open the compare page.
 function selectionChanged() {
   const keys = [...document.querySelectorAll("#trials tbody input[type=checkbox]:checked")].map(c => c.value);
