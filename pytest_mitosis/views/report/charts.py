@@ -52,10 +52,11 @@ def series_data(value: Any, limit: int = POINTS) -> tuple[list[float], list[floa
 
 def series_figure(name: str, value: Any) -> dict[str, Any] | None:
     """One metric series over its steps (WebGL lines: fast with thousands of points)."""
-    data = series_data(value)
-    if data is None:
+    points = series_points(value)
+    if not points:
         return None
-    total = len(series_points(value) or [])
+    data = downsample(points)
+    total = len(points)
     note = f" ({total:,} points, {len(data[0]):,} drawn)" if total > len(data[0]) else ""
     return {
         "data": [

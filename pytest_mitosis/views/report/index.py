@@ -7,6 +7,7 @@ built as one string in one pass over the records.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 from ...core.rules import as_number
 from ...store import Reader, TrialRecord, valid_key
 from .figures import notebook_file
-from .html import e, href, page, page_name, trial_href, variant_names
+from .html import e, href, page, page_name, variant_names
 
 HEAD = (
     "",
@@ -47,27 +48,35 @@ def _select(name: str, values: Sequence[str]) -> str:
     )
 
 
-def _row(reader: Reader, r: TrialRecord, keys: set[str], out: Path, hostname: str) -> str:
-    found = notebook_file(reader, r, ".html")
+@functools.lru_cache(maxsize=8192)
+def _text(value: str) -> str:
+    """``e`` for the values that repeat from row to row (experiment, variants, status, commit, host)."""
+    return e(value)
+
+
+def _row(reader: Reader, r: TrialRecord, keys: set[str], out: Path, hostname: str, variants: str) -> str:
+    """One row; ``variants`` is the identity's escaped JSON list of variant names (built once per identity)."""
+    found = notebook_file(reader, r, ".html") if r.folder else None
     notebook = f"<a href='{e(href(found, out))}'>notebook</a>" if found else "-"
-    page_link = trial_href(r, "")
-    trial = f"<a href='{e(page_link)}'>{e(r.key)}</a>" if page_link else f"{e(r.key)} (not a key: no page)"
+    good = valid_key(r.key)
+    key = r.key if good else e(r.key)  # a valid key is 8 hex digits: nothing to escape
+    trial = f"<a href='trials/{key}.html'>{key}</a>" if good else f"{key} (not a key: no page)"
     marks = "<span class='badge debug'>debug</span>" if r.debug else ""
+    reproduces = "-"
     if r.reproduces:
         marks += "<span class='badge repro'>reproduction</span>"
         verdict = e(r.verdict or r.status)
-        original = f"trials/{r.reproduces}.html" if valid_key(r.reproduces) and r.reproduces in keys else None
+        original = valid_key(r.reproduces) and r.reproduces in keys
         reproduces = (
-            f"<a href='{e(original)}'>{e(r.reproduces)}</a> ({verdict})"
+            f"<a href='trials/{r.reproduces}.html'>{r.reproduces}</a> ({verdict})"
             if original
             else f"{e(r.reproduces)} ({verdict})"
         )
-    else:
-        reproduces = "-"
+    status = _text(r.status)
     classes = " ".join(
         c
         for c in (
-            r.status if r.status != "passed" else "",
+            status if r.status != "passed" else "",
             "debug" if r.debug else "",
             "reproduction" if r.reproduces else "",
         )
@@ -75,16 +84,18 @@ def _row(reader: Reader, r: TrialRecord, keys: set[str], out: Path, hostname: st
     )
     kind = "debug" if r.debug else "reproduction" if r.reproduces else "trial"
     main = as_number(r.main)
-    commit = (r.commit or "-")[:8]
-    box = f"<input type='checkbox' value='{e(r.key)}' onchange='selectionChanged()'>" if valid_key(r.key) else ""
+    commit = _text((r.commit or "-")[:8])
+    host = _text(hostname)
+    experiment = _text(r.experiment)
+    box = f"<input type='checkbox' value='{key}' onchange='selectionChanged()'>" if good else ""
     main_text = "-" if r.main is None else repr(r.main) if not isinstance(r.main, str) else r.main
     return (
-        f"<tr class='{classes}' data-experiment='{e(r.experiment)}' data-variants='{e(json.dumps(variant_names(r)))}' "
-        f"data-status='{e(r.status)}' data-commit='{e(commit)}' data-host='{e(hostname)}' data-kind='{kind}'>"
-        f"<td>{box}</td><td><a href='experiments/{e(page_name(r.experiment))}.html'>{e(r.experiment)}</a></td>"
-        f"<td>{e(r.variants or '-')}{marks}</td><td>{'debug' if r.debug else e(r.iteration)}</td><td>{e(r.status)}</td>"
+        f"<tr class='{classes}' data-experiment='{experiment}' data-variants='{variants}' "
+        f"data-status='{status}' data-commit='{commit}' data-host='{host}' data-kind='{kind}'>"
+        f"<td>{box}</td><td><a href='experiments/{_text(page_name(r.experiment))}.html'>{experiment}</a></td>"
+        f"<td>{_text(r.variants or '-')}{marks}</td><td>{'debug' if r.debug else e(r.iteration)}</td><td>{status}</td>"
         f"<td class='num' data-v='{'' if main is None else main}'>{e(main_text[:40])}</td><td>{e(r.seed)}</td>"
-        f"<td>{e(commit)}</td><td>{e(hostname)}</td><td data-v='{r.started.timestamp()}'>{r.started:%Y-%m-%d %H:%M}</td>"
+        f"<td>{commit}</td><td>{host}</td><td data-v='{r.started.timestamp()}'>{r.started:%Y-%m-%d %H:%M}</td>"
         f"<td>{notebook}</td><td>{trial}</td><td>{reproduces}</td></tr>"
     )
 
@@ -106,7 +117,11 @@ def index_page(reader: Reader, records: Sequence[TrialRecord], experiments: Sequ
         ]
     )
     keys = {r.key for r in records}
-    rows = "".join(_row(reader, r, keys, out, hosts[r.key]) for r in records)
+    variants: dict[tuple[str, str], str] = {}
+    for r in records:
+        if (r.experiment, r.identity) not in variants:
+            variants[(r.experiment, r.identity)] = e(json.dumps(variant_names(r)))
+    rows = "".join(_row(reader, r, keys, out, hosts[r.key], variants[(r.experiment, r.identity)]) for r in records)
     table = (
         "<table id='trials' class='sortable'><thead><tr>"
         + "".join(f"<th>{h}</th>" for h in HEAD)

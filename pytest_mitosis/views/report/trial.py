@@ -140,7 +140,7 @@ def trial_page(
     charts = [
         chart(f"series-{i}", figure)
         for i, (name, value) in enumerate(record.metrics.items())
-        if series_points(value) and (figure := series_figure(name, value)) is not None
+        if (figure := series_figure(name, value)) is not None
     ]
     parts.append(f"<h2>Main and metrics</h2>{_results(record)}<div class='charts'>{''.join(charts)}</div>")
     parts.append(f"<h2>Parameters</h2>{_params(record)}")
