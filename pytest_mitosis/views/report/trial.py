@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ...core.rules import series_points
 from ...store import Reader, TrialRecord, valid_key
 from ..records_text import diff_records, short
 from .charts import series_figure
