@@ -209,3 +209,31 @@ def test_a_million_point_series_is_down_sampled(tmp_path: Path) -> None:
     page = tmp_path / "trials" / "report" / "trials" / f"{key}.html"
     assert page.stat().st_size < 200_000
     assert "loss (1,000,000 points, 2,000 drawn)" in page.read_text()
+
+
+def test_a_failed_trials_page_wraps_its_message_and_the_index_marks_it(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "trials")
+    message = "ValueError: " + "x" * 500 + "\n<script>alert(1)</script>"
+    key = record_trial(store, 1, status="failed", message=message, main=None)
+    store.close()
+    index = build(tmp_path / "trials").read_text()
+    assert "<tr class='failed' data-experiment='exp'" in index
+    page = (tmp_path / "trials" / "report" / "trials" / f"{key}.html").read_text()
+    assert "<h1>trial_exp-r1-w0-1 <span class='badge failed'>failed</span></h1>" in page
+    assert "<h2>Failure</h2><pre class='wrap'>ValueError: xxx" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
+
+
+def test_a_report_of_an_older_layout_gets_its_trial_pages_again(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "trials")
+    key = record_trial(store, 1)
+    store.close()
+    report = tmp_path / "trials" / "report"
+    build(tmp_path / "trials")
+    page = report / "trials" / f"{key}.html"
+    page.write_text("a page of an older pytest-mitosis")
+    build(tmp_path / "trials")
+    assert page.read_text() == "a page of an older pytest-mitosis", "a finished trial's page is written once"
+    (report / "assets" / "format").write_text("1\n")
+    build(tmp_path / "trials")
+    assert "<h2>Parameters</h2>" in page.read_text()

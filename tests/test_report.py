@@ -242,6 +242,11 @@ def test_the_report_in_a_real_headless_browser(
     assert "main " in text and "commit " in text and "trial " in text, text
     assert re.search(r"commit [0-9a-f]{8}", text) and re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", text), text
     driver.save_screenshot(str(shots / "experiment-hover.png"))
+    traces = len(driver.find_elements(By.CSS_SELECTOR, "#over-commits .scatterlayer .trace"))
+    driver.find_element(By.CSS_SELECTOR, "#over-commits .legend .traces:last-child .legendtoggle").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#over-commits .scatterlayer .trace")) == traces - 1)
+    driver.find_element(By.CSS_SELECTOR, "#over-commits .legend .traces:last-child .legendtoggle").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#over-commits .scatterlayer .trace")) == traces)
     ActionChains(driver).move_to_element(point).click().perform()
     wait.until(lambda d: "/trials/" in d.current_url)
     hovered = re.search(r"trial ([0-9a-f]{8})", text)

@@ -27,6 +27,9 @@ from .index import index_page
 from .trial import trial_page
 
 REPORT = "report"
+#: the layout of the pages written once; a report folder of another layout (an older
+#: pytest-mitosis) gets every trial page again, so no trial keeps a page without its figures
+FORMAT = "2"
 
 
 def directions(trials_folder: Path) -> dict[str, bool]:
@@ -66,7 +69,11 @@ class Site:
         for folder in ("trials", "experiments", "data", "figures"):
             (out / folder).mkdir(parents=True, exist_ok=True)
         write_assets(out)
-        self.pages = set(os.listdir(out / "trials"))
+        marker = out / "assets" / "format"
+        current = marker.is_file() and marker.read_text(encoding="utf-8").strip() == FORMAT
+        self.pages = set(os.listdir(out / "trials")) if current else set()
+        if not current:
+            write(marker, FORMAT + "\n")
         self.environments: dict[str, str] = {}  # an environment's HTML, by digest (shared by many trials)
 
     def trial(self, record: TrialRecord, previous: TrialRecord | None) -> None:
