@@ -88,7 +88,10 @@ def _row(reader: Reader, r: TrialRecord, keys: set[str], out: Path, hostname: st
     host = _text(hostname)
     experiment = _text(r.experiment)
     box = f"<input type='checkbox' value='{key}' onchange='selectionChanged()'>" if good else ""
-    main_text = "-" if r.main is None else repr(r.main) if not isinstance(r.main, str) else r.main
+    if main is not None and not isinstance(r.main, int):
+        main_text = f"{main:.6g}"  # full precision stays in data-v, for sorting
+    else:
+        main_text = "-" if r.main is None else repr(r.main) if not isinstance(r.main, str) else r.main
     return (
         f"<tr class='{classes}' data-experiment='{experiment}' data-variants='{variants}' "
         f"data-status='{status}' data-commit='{commit}' data-host='{host}' data-kind='{kind}'>"
@@ -130,7 +133,7 @@ def index_page(reader: Reader, records: Sequence[TrialRecord], experiments: Sequ
     links = " · ".join(f"<a href='experiments/{e(page_name(x))}.html'>{e(x)}</a>" for x in experiments)
     body = (
         f"<h1>Trials</h1><p><span class='count' id='count'>{len(records)}</span> of {len(records)} trials shown, "
-        f"{len(experiments)} experiments: {links}. Click a column to sort it.</p>"
+        f"{len(experiments)} experiment{'s' if len(experiments) != 1 else ''}: {links}. Click a column to sort it.</p>"
         f"<div class='filters'>{filters}<button id='compare' disabled onclick='openCompare()'>"
         f"compare: tick two or more trials</button></div>{table}"
     )
