@@ -130,8 +130,8 @@ def test_compare_writes_its_page_and_prints_the_path(repo: tuple[Path, dict[str,
 def test_compare_data_holds_the_diff_groups_of_each_trial(repo: tuple[Path, dict[str, str]]) -> None:
     root, keys = repo
     assert mitosis(root, "report").returncode == 0
-    chunk = (root / "trials" / "report" / "data" / f"{keys['new'][:2]}.js").read_text()
-    assert chunk.startswith(f"// keys: {keys['old']},{keys['new']}\n"), "a file per first two key digits"
+    chunk = (root / "trials" / "report" / "data" / f"{keys['new'][-2:]}.js").read_text()
+    assert chunk.startswith(f"// keys: {keys['new']}\n"), "a file per last two key digits"
     entries = json.loads(chunk.split("mitosisTrials(", 1)[1].rsplit(");", 1)[0])
     new = next(t for t in entries if t["key"] == keys["new"])
     assert set(new["groups"]) == {"code", "parameters", "seed"}

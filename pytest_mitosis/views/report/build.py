@@ -9,6 +9,8 @@ summaries (``benchmarks/report_build.py``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -75,6 +77,27 @@ class Site:
         if not current:
             write(marker, FORMAT + "\n")
         self.environments: dict[str, str] = {}  # an environment's HTML, by digest (shared by many trials)
+        self._signatures_path = out / "assets" / "pages.json"
+        try:
+            found = json.loads(self._signatures_path.read_text(encoding="utf-8")) if current else {}
+        except (OSError, ValueError):
+            found = {}
+        self.signatures: dict[str, str] = found if isinstance(found, dict) else {}
+        self._changed = False
+
+    def stale(self, path: Path, signature: str) -> bool:
+        """Whether the summary page at ``path`` must be written (and note its new signature)."""
+        name = path.relative_to(self.out).as_posix()
+        if path.is_file() and self.signatures.get(name) == signature:
+            return False
+        self.signatures[name] = signature
+        self._changed = True
+        return True
+
+    def save(self) -> None:
+        """Keep the summary pages' signatures for the next refresh."""
+        if self._changed:
+            write(self._signatures_path, json.dumps(self.signatures, indent=0, sort_keys=True))
 
     def trial(self, record: TrialRecord, previous: TrialRecord | None) -> None:
         """Write the trial's page and figures, unless there already (or the trial still runs)."""
@@ -104,15 +127,31 @@ def _previous(records: list[TrialRecord]) -> dict[str, TrialRecord | None]:
     return found
 
 
+def _signature(records: list[TrialRecord], *extra: object) -> str:
+    """What a summary page shows depends on: its trials' keys, statuses, verdicts and folders."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr((FORMAT, extra)).encode())
+    for r in records:
+        digest.update(f"{r.key}:{r.status}:{r.verdict}:{r.folder}\n".encode())
+    return digest.hexdigest()
+
+
 def build(trials_folder: Path, out: Path | None = None, debug: bool = False) -> Path:
-    """Write (or refresh) the site; return the index's path."""
+    """Write (or refresh) the site; return the index's path.
+
+    A summary page (the index, an experiment's page) is rewritten only when the trials it
+    shows changed (:func:`_signature`, kept in ``assets/pages.json``): a session that ran one
+    experiment rewrites the index and that experiment's page.
+    """
     with Reader(trials_folder) as reader:
         out = (out or trials_folder / REPORT).resolve()
         site = Site(reader, out)
         everything = list(reader.trials(debug=True))  # pages and data of debug trials too: compare may name them
-        previous = _previous(everything)
-        for record in everything:
-            site.trial(record, previous[record.key])
+        new = [r for r in everything if f"{r.key}.html" not in site.pages]
+        if new:
+            previous = _previous(everything)
+            for record in new:
+                site.trial(record, previous[record.key])
         site.data(everything)
         records = everything if debug else [r for r in everything if not r.debug]
         experiments = sorted({r.experiment for r in records})
@@ -121,11 +160,17 @@ def build(trials_folder: Path, out: Path | None = None, debug: bool = False) -> 
         for record in records:
             by_experiment[record.experiment].append(record)
         for experiment in experiments:
-            html = experiment_page(experiment, by_experiment[experiment], higher.get(experiment, False))
-            write(out / "experiments" / f"{page_name(experiment)}.html", html)
-        write(out / "compare.html", compare_html(""))
+            path = out / "experiments" / f"{page_name(experiment)}.html"
+            direction = higher.get(experiment, False)
+            if site.stale(path, _signature(by_experiment[experiment], experiment, direction)):
+                write(path, experiment_page(experiment, by_experiment[experiment], direction))
+        compare_page = compare_html("")
+        if not (out / "compare.html").is_file() or (out / "compare.html").read_text(encoding="utf-8") != compare_page:
+            write(out / "compare.html", compare_page)
         index = out / "index.html"
-        write(index, index_page(reader, records, experiments, out))
+        if site.stale(index, _signature(records, "index", debug, str(out))):
+            write(index, index_page(reader, records, experiments, out))
+        site.save()
     return index
 
 

@@ -104,9 +104,9 @@ def _first_line(path: Path) -> str:
 
 
 def write_data(reader: Reader, records: Sequence[TrialRecord], figures: dict[str, list[Figure]], out: Path) -> None:
-    """Write the compare data: ``data/<xy>.js`` holds every finished trial whose key starts with ``xy``.
+    """Write the compare data: ``data/<xy>.js`` holds every finished trial whose key ends with ``xy``.
 
-    Grouping by the key's first two hex digits keeps the file count at 256 whatever the
+    Grouping by the key's last two hex digits (even for keys that count up) keeps the file count at 256 whatever the
     number of trials (a file per trial made the first build of 10,000 trials twice as
     slow); the first line of each file lists its keys, so a refresh rewrites only the files
     that gained (or lost) a trial. Each distinct environment is written once.
@@ -116,7 +116,7 @@ def write_data(reader: Reader, records: Sequence[TrialRecord], figures: dict[str
     chunks: dict[str, list[TrialRecord]] = defaultdict(list)
     for record in records:
         if valid_key(record.key) and record.status != "running":
-            chunks[record.key[:2]].append(record)
+            chunks[record.key[-2:]].append(record)
     for prefix, members in chunks.items():
         members.sort(key=lambda r: r.key)
         head = "// keys: " + ",".join(r.key for r in members)

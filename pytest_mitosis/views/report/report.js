@@ -108,7 +108,7 @@ async function comparePage(root, preset) {
   const keys = (preset && preset.keys) || decodeURIComponent(location.hash.slice(1)).split(",").filter(k => /^[0-9a-f]{8}$/.test(k));
   const out = document.getElementById("comparison");
   if (keys.length < 2) { out.textContent = "Tick two or more trials in the index, then press compare."; return; }
-  for (const prefix of new Set(keys.map(k => k.slice(0, 2)))) await load(`${root}data/${prefix}.js`);
+  for (const prefix of new Set(keys.map(k => k.slice(-2)))) await load(`${root}data/${prefix}.js`);
   const missing = keys.filter(k => !MITOSIS.trials[k]);
   const trials = keys.map(k => MITOSIS.trials[k]).filter(Boolean);
   if (!preset) trials.sort((a, b) => a.started.localeCompare(b.started));  // ticked in the index: oldest first, as diff reads
