@@ -237,3 +237,24 @@ def test_a_report_of_an_older_layout_gets_its_trial_pages_again(tmp_path: Path) 
     (report / "assets" / "format").write_text("1\n")
     build(tmp_path / "trials")
     assert "<h2>Parameters</h2>" in page.read_text()
+
+
+def test_a_refresh_rewrites_only_the_summaries_whose_trials_changed(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "trials")
+    record_trial(store, 1, experiment="one")
+    record_trial(store, 2, experiment="two")
+    store.close()
+    report = tmp_path / "trials" / "report"
+    build(tmp_path / "trials")
+    pages = [report / "index.html", report / "experiments" / "one.html", report / "experiments" / "two.html"]
+    for page in pages:
+        page.write_text("as the last refresh left it")
+    build(tmp_path / "trials")
+    assert [p.read_text() for p in pages] == ["as the last refresh left it"] * 3, "nothing changed: nothing rewritten"
+    store = SQLiteStore(tmp_path / "trials")
+    record_trial(store, 3, experiment="two")
+    store.close()
+    build(tmp_path / "trials")
+    index, one, two = (p.read_text() for p in pages)
+    assert "3</span> of 3 trials shown" in index and "<h1>Experiment two</h1>" in two
+    assert one == "as the last refresh left it"
