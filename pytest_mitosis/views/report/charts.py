@@ -15,6 +15,8 @@ from ...core.rules import as_number, series_points
 from ...store import TrialRecord
 from .html import trial_href
 
+#: plotly's default colours: the identities drawn at first get one each
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 #: points a plotted series keeps at most (min and max of each bucket: spikes survive)
 POINTS = 2000
 
@@ -68,7 +70,11 @@ def series_figure(name: str, value: Any) -> dict[str, Any] | None:
                 "y": data[1],
             }
         ],
-        "layout": {"title": {"text": f"{name}{note}"}, "xaxis": {"title": {"text": "step"}}, "height": 300},
+        "layout": {
+            "title": {"text": f"{name}{note}", "x": 0.02, "xanchor": "left"},
+            "xaxis": {"title": {"text": "step"}},
+            "height": 300,
+        },
     }
 
 
@@ -81,7 +87,7 @@ def hover(record: TrialRecord) -> str:
 
 
 def over_commits(
-    experiment: str, records: Sequence[TrialRecord], label: dict[str, str], shown: set[str]
+    experiment: str, records: Sequence[TrialRecord], label: dict[str, str], shown: Sequence[str]
 ) -> dict[str, Any] | None:
     """Main of every passed trial, one line per identity, over the commits in the order they were first run.
 
@@ -90,8 +96,9 @@ def over_commits(
     a parameter change is another identity, so another line (with its own colour and legend
     entry). Repeats at one commit sit side by side inside the commit's column. Only the
     identities in ``shown`` are drawn at first, the others wait in the legend: fifty lines at
-    once are unreadable.
+    once are unreadable; each of them has a colour of its own (plotly's ten).
     """
+    colour = {identity: PALETTE[i % len(PALETTE)] for i, identity in enumerate(shown)}
     ordered = sorted(records, key=lambda r: r.started)
     commits: dict[str, int] = {}
     first_date: dict[str, str] = {}
@@ -127,8 +134,9 @@ def over_commits(
                 "hovertext": [],
                 "customdata": [],
                 "hoverinfo": "text",
-                "marker": {"size": 7},
-                "visible": True if r.identity in shown else "legendonly",
+                "marker": {"size": 7, **({"color": colour[r.identity]} if r.identity in colour else {})},
+                "line": {"color": colour[r.identity]} if r.identity in colour else {},
+                "visible": True if r.identity in colour else "legendonly",
             },
         )
         trace["x"].append(column + offset * 0.8)

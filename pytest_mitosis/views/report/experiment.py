@@ -24,7 +24,7 @@ from .html import chart, e, linked, page, trial_href
 #: scalar metrics shown as columns at most (the trial pages show them all)
 METRIC_COLUMNS = 8
 #: identities drawn at first in "main over commits" (the best ones; the legend shows the others)
-SHOWN = 12
+SHOWN = 10
 
 
 def _param_values(record: TrialRecord) -> dict[str, str]:
@@ -145,7 +145,7 @@ def experiment_page(experiment: str, records: Sequence[TrialRecord], higher: boo
     if figure is not None:
         parts.append(chart("parameters", figure))
     ranked = [row["identity"] for row in sorted(rows, key=lambda r: _rank(r, higher))]
-    figure = over_commits(experiment, records, labels, shown=set(ranked[:SHOWN]))
+    figure = over_commits(experiment, records, labels, shown=ranked[:SHOWN])
     if figure is not None:
         parts.append(chart("over-commits", figure))
         parts.append(
