@@ -219,7 +219,7 @@ def test_a_failed_trials_page_wraps_its_message_and_the_index_marks_it(tmp_path:
     index = build(tmp_path / "trials").read_text()
     assert "<tr class='failed' data-experiment='exp'" in index
     page = (tmp_path / "trials" / "report" / "trials" / f"{key}.html").read_text()
-    assert "<h1>trial_exp-r1-w0-1 <span class='badge failed'>failed</span></h1>" in page
+    assert "<h1>trial_exp-r1-w0-1<span class='badge failed'>failed</span></h1>" in page
     assert "<h2>Failure</h2><pre class='wrap'>ValueError: xxx" in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from ...core.rules import as_number, series_points
 from ...store import TrialRecord
-from .html import trial_href
+from .html import e, trial_href
 
 #: plotly's default colours: the identities drawn at first get one each
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
@@ -65,13 +65,13 @@ def series_figure(name: str, value: Any) -> dict[str, Any] | None:
             {
                 "type": "scattergl",
                 "mode": "lines+markers" if total <= 50 else "lines",
-                "name": name,
+                "name": e(name),
                 "x": data[0],
                 "y": data[1],
             }
         ],
         "layout": {
-            "title": {"text": f"{name}{note}", "x": 0.02, "xanchor": "left"},
+            "title": {"text": f"{e(name)}{note}", "x": 0.02, "xanchor": "left"},
             "xaxis": {"title": {"text": "step"}},
             "height": 300,
         },
@@ -79,10 +79,14 @@ def series_figure(name: str, value: Any) -> dict[str, Any] | None:
 
 
 def hover(record: TrialRecord) -> str:
-    """What hovering a trial's point says: variants, main, commit, date, key (plotly escapes it)."""
+    """What hovering a trial's point says: variants, main, commit, date, key.
+
+    plotly.js reads chart texts as a small subset of HTML (``<br>``, ``<a href>``...) and
+    decodes entities, so every recorded text is HTML-escaped here: it shows as written.
+    """
     return (
-        f"{record.variants or record.experiment}<br>main {record.main!r}<br>commit {(record.commit or '-')[:8]}"
-        f"<br>{record.started:%Y-%m-%d %H:%M}<br>trial {record.key} #{record.iteration}"
+        f"{e(record.variants or record.experiment)}<br>main {e(repr(record.main)[:40])}<br>commit {e((record.commit or '-')[:8])}"
+        f"<br>{record.started:%Y-%m-%d %H:%M}<br>trial {e(record.key)} #{e(record.iteration)}"
     )
 
 
@@ -128,7 +132,7 @@ def over_commits(
             {
                 "type": "scatter",
                 "mode": "lines+markers",
-                "name": label.get(r.identity, r.variants or experiment),
+                "name": e(label.get(r.identity, r.variants or experiment)),
                 "x": [],
                 "y": [],
                 "hovertext": [],
@@ -163,12 +167,12 @@ def over_commits(
         "data": list(traces.values()),
         "layout": {
             "title": {
-                "text": f"{experiment}: main over commits (a line per identity, the best first{more}; dotted: a new commit)"
+                "text": f"{e(experiment)}: main over commits (a line per identity, the best first{more}; dotted: a new commit)"
             },
             "xaxis": {
                 "title": {"text": "commit (first run)"},
                 "tickvals": list(commits.values()),
-                "ticktext": [f"{c[:8]}<br>{first_date[c]}" for c in commits],
+                "ticktext": [f"{e(c[:8])}<br>{first_date[c]}" for c in commits],
                 "range": [-0.6, len(commits) - 0.4],
                 "zeroline": False,
             },
@@ -198,10 +202,10 @@ def parallel(
         index = {v: i for i, v in enumerate(ordered)}
         dimensions.append(
             {
-                "label": param,
+                "label": e(param),
                 "values": [index[v] for v in values],
                 "tickvals": list(range(len(ordered))),
-                "ticktext": [v if len(v) <= 18 else v[:17] + "…" for v in ordered],
+                "ticktext": [e(v if len(v) <= 18 else v[:17] + "…") for v in ordered],
                 "range": [0, max(len(ordered) - 1, 1)],
             }
         )
@@ -223,7 +227,7 @@ def parallel(
         ],
         "layout": {
             "title": {
-                "text": f"{experiment}: the parameters that vary, coloured by latest main (drag an axis to filter)"
+                "text": f"{e(experiment)}: the parameters that vary, coloured by latest main (drag an axis to filter)"
             },
             "height": 420,
             "margin": {"l": 80, "r": 80, "t": 80},

@@ -155,6 +155,10 @@ async function comparePage(root, preset) {
   compareSeries(out, trials);
   compareFigures(out, trials, root);
 }
+// plotly.js reads chart texts as a little HTML: recorded texts are escaped to show as written
+function plain(text) {
+  return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
 function compareSeries(out, trials) {
   const names = [...new Set(trials.flatMap(t => Object.keys(t.series || {})))];
   names.forEach((name, i) => {
@@ -162,8 +166,8 @@ function compareSeries(out, trials) {
     div.id = "series-" + i; div.className = "chart";
     out.appendChild(div);
     const data = trials.filter(t => t.series[name]).map(t => ({
-      type: "scattergl", mode: "lines", name: `${t.key} ${t.variants || ""}`, x: t.series[name][0], y: t.series[name][1]}));
-    mitosisPlot(div.id, {data, layout: {title: {text: name}, xaxis: {title: {text: "step"}}}});
+      type: "scattergl", mode: "lines", name: plain(`${t.key} ${t.variants || ""}`), x: t.series[name][0], y: t.series[name][1]}));
+    mitosisPlot(div.id, {data, layout: {title: {text: plain(name)}, xaxis: {title: {text: "step"}}}});
   });
 }
 function compareFigures(out, trials, root) {

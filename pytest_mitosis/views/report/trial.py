@@ -23,12 +23,12 @@ def _badges(record: TrialRecord) -> str:
     parts = []
     if record.status != "passed":
         parts.append(f"<span class='badge {e(record.status)}'>{e(record.status)}</span>")
-    if record.debug:
-        parts.append("<span class='badge debug'>debug</span>")
-    if record.reproduces:
-        parts.append("<span class='badge repro'>reproduction</span>")
     if record.verdict in ("holds", "refuted"):
         parts.append(f"<span class='badge {record.verdict}'>hypothesis {record.verdict}</span>")
+    if record.debug:
+        parts.append(" (debug)")
+    if record.reproduces:
+        parts.append(" (reproduction)")
     return "".join(parts)
 
 
@@ -119,7 +119,7 @@ def trial_page(
     if previous is not None and valid_key(previous.key):
         links.append(f"<a href='{previous.key}.html'>previous trial of this identity ({e(previous.key)})</a>")
         links.append(f"<a href='../compare.html#{previous.key},{record.key}'>compare with it</a>")
-    parts = [f"<nav>{' · '.join(links)}</nav>", f"<h1>{e(record.name)} {_badges(record)}</h1>"]
+    parts = [f"<nav>{' · '.join(links)}</nav>", f"<h1>{e(record.name)}{_badges(record)}</h1>"]
     facts = [
         f"experiment <b>{e(record.experiment)}</b>",
         f"variants <b>{e(record.variants or '-')}</b>",
