@@ -84,6 +84,12 @@ class Site:
             found = {}
         self.signatures: dict[str, str] = found if isinstance(found, dict) else {}
         self._changed = False
+        self._rows_path = out / "assets" / "rows.json"
+        try:
+            rows = json.loads(self._rows_path.read_text(encoding="utf-8")) if current else {}
+        except (OSError, ValueError):
+            rows = {}
+        self.rows: dict[str, list[str]] = rows if isinstance(rows, dict) else {}
 
     def stale(self, path: Path, signature: str) -> bool:
         """Whether the summary page at ``path`` must be written (and note its new signature)."""
@@ -98,6 +104,7 @@ class Site:
         """Keep the summary pages' signatures for the next refresh."""
         if self._changed:
             write(self._signatures_path, json.dumps(self.signatures, indent=0, sort_keys=True))
+            write(self._rows_path, json.dumps(self.rows, separators=(",", ":")))
 
     def trial(self, record: TrialRecord, previous: TrialRecord | None) -> None:
         """Write the trial's page and figures, unless there already (or the trial still runs)."""
@@ -169,7 +176,7 @@ def build(trials_folder: Path, out: Path | None = None, debug: bool = False) -> 
             write(out / "compare.html", compare_page)
         index = out / "index.html"
         if site.stale(index, _signature(records, "index", debug, str(out))):
-            write(index, index_page(reader, records, experiments, out))
+            write(index, index_page(reader, records, experiments, out, site.rows))
         site.save()
     return index
 

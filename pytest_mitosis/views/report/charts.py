@@ -7,6 +7,7 @@ that :func:`.html.chart` hands to plotly.js. Long metric series are down-sampled
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -78,15 +79,22 @@ def series_figure(name: str, value: Any) -> dict[str, Any] | None:
     }
 
 
+@functools.lru_cache(maxsize=4096)
+def _escaped(text: str) -> str:
+    return e(text)
+
+
 def hover(record: TrialRecord) -> str:
     """What hovering a trial's point says: variants, main, commit, date, key.
 
     plotly.js reads chart texts as a small subset of HTML (``<br>``, ``<a href>``...) and
     decodes entities, so every recorded text is HTML-escaped here: it shows as written.
     """
+    main = repr(record.main)
     return (
-        f"{e(record.variants or record.experiment)}<br>main {e(repr(record.main)[:40])}<br>commit {e((record.commit or '-')[:8])}"
-        f"<br>{record.started:%Y-%m-%d %H:%M}<br>trial {e(record.key)} #{e(record.iteration)}"
+        f"{_escaped(record.variants or record.experiment)}<br>main {e(main[:40])}"
+        f"<br>commit {_escaped((record.commit or '-')[:8])}<br>{record.started:%Y-%m-%d %H:%M}"
+        f"<br>trial {_escaped(record.key)} #{record.iteration}"
     )
 
 
@@ -111,8 +119,7 @@ def over_commits(
         if commit not in commits:
             commits[commit] = len(commits)
             first_date[commit] = f"{r.started:%m-%d %H:%M}"
-    traces: dict[str, dict[str, Any]] = {}
-    slots: dict[tuple[str, int], int] = {}
+    passed = []
     per_commit: dict[int, int] = {}
     for r in ordered:
         main = as_number(r.main)
@@ -120,16 +127,13 @@ def over_commits(
             continue
         column = commits[r.commit or "-"]
         per_commit[column] = per_commit.get(column, 0) + 1
-        slots[(r.key, column)] = per_commit[column]
-    for r in ordered:
-        main = as_number(r.main)
-        if main is None or r.status != "passed" or not math.isfinite(main):
-            continue
-        column = commits[r.commit or "-"]
-        offset = slots[(r.key, column)] / (per_commit[column] + 1) - 0.5  # inside (-0.5, 0.5)
-        trace = traces.setdefault(
-            r.identity,
-            {
+        passed.append((r, main, column, per_commit[column]))
+    traces: dict[str, dict[str, Any]] = {}
+    for r, main, column, slot in passed:
+        offset = slot / (per_commit[column] + 1) - 0.5  # inside (-0.5, 0.5): repeats side by side
+        trace = traces.get(r.identity)
+        if trace is None:
+            trace = traces[r.identity] = {
                 "type": "scatter",
                 "mode": "lines+markers",
                 "name": e(label.get(r.identity, r.variants or experiment)),
@@ -141,9 +145,8 @@ def over_commits(
                 "marker": {"size": 7, **({"color": colour[r.identity]} if r.identity in colour else {})},
                 "line": {"color": colour[r.identity]} if r.identity in colour else {},
                 "visible": True if r.identity in colour else "legendonly",
-            },
-        )
-        trace["x"].append(column + offset * 0.8)
+            }
+        trace["x"].append(round(column + offset * 0.8, 4))
         trace["y"].append(main)
         trace["hovertext"].append(hover(r))
         trace["customdata"].append(trial_href(r, "../"))

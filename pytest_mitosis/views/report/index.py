@@ -103,8 +103,19 @@ def _row(reader: Reader, r: TrialRecord, keys: set[str], out: Path, hostname: st
     )
 
 
-def index_page(reader: Reader, records: Sequence[TrialRecord], experiments: Sequence[str], out: Path) -> str:
-    """The index's HTML (written by the caller to ``index.html``)."""
+def index_page(
+    reader: Reader,
+    records: Sequence[TrialRecord],
+    experiments: Sequence[str],
+    out: Path,
+    rows_cache: dict[str, list[str]] | None = None,
+) -> str:
+    """The index's HTML (written by the caller to ``index.html``).
+
+    ``rows_cache`` (key → [what the row depends on, its HTML]) is read and updated: a
+    finished trial's row never changes, so a refresh builds only the new rows.
+    """
+    cache = rows_cache if rows_cache is not None else {}
     hosts = {r.key: host(reader, r) for r in records}
     filters = "".join(
         [
@@ -124,7 +135,18 @@ def index_page(reader: Reader, records: Sequence[TrialRecord], experiments: Sequ
     for r in records:
         if (r.experiment, r.identity) not in variants:
             variants[(r.experiment, r.identity)] = e(json.dumps(variant_names(r)))
-    rows = "".join(_row(reader, r, keys, out, hosts[r.key], variants[(r.experiment, r.identity)]) for r in records)
+    built = []
+    for r in records:
+        depends = f"{r.status}:{r.verdict}:{r.folder}:{r.reproduces in keys if r.reproduces else ''}"
+        cached = cache.get(r.key)
+        if cached is not None and cached[0] == depends:
+            built.append(cached[1])
+            continue
+        row = _row(reader, r, keys, out, hosts[r.key], variants[(r.experiment, r.identity)])
+        if valid_key(r.key) and r.status != "running":
+            cache[r.key] = [depends, row]
+        built.append(row)
+    rows = "".join(built)
     table = (
         "<table id='trials' class='sortable'><thead><tr>"
         + "".join(f"<th>{h}</th>" for h in HEAD)
