@@ -7,6 +7,7 @@ trials name, so the files changed between them come from git.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -37,6 +38,7 @@ def record_trial(
     seed: int = 7,
     status: str = "passed",
     message: str | None = None,
+    folder: str | None = None,
 ) -> str:
     """Record one finished trial of identity (rate, width); return its key."""
     key = f"{i:08x}"
@@ -73,7 +75,7 @@ def record_trial(
         status=status,
         main=main if main is not None else 0.5 + (i % 50) / 100,
         metrics=metrics or {"m": i},
-        folder=None,
+        folder=folder,
         message=message,
     )
     return key
@@ -258,3 +260,35 @@ def test_a_refresh_rewrites_only_the_summaries_whose_trials_changed(tmp_path: Pa
     index, one, two = (p.read_text() for p in pages)
     assert "3</span> of 3 trials shown" in index and "<h1>Experiment two</h1>" in two
     assert one == "as the last refresh left it"
+
+
+def test_the_trial_page_shows_each_steps_png_and_svg_figures_from_the_notebook(tmp_path: Path) -> None:
+    folder = tmp_path / "trials" / "trial_exp-r1-w0-1_00000001"
+    folder.mkdir(parents=True)
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    )
+    svg = "<svg xmlns='http://www.w3.org/2000/svg' width='10' height='10'><rect width='10' height='10'/></svg>"
+    outputs = [
+        {"output_type": "display_data", "data": {"image/png": base64.b64encode(png).decode(), "text/plain": "fig"}},
+        {"output_type": "display_data", "data": {"image/svg+xml": svg}},
+    ]
+    cells = [
+        {"cell_type": "markdown", "source": "header"},
+        {"cell_type": "code", "source": "setup", "outputs": []},
+        {"cell_type": "code", "source": "step s", "outputs": outputs},
+        {"cell_type": "code", "source": "result", "outputs": []},
+    ]
+    (folder / "trial_exp-r1-w0-1.ipynb").write_text(json.dumps({"cells": cells}))
+    store = SQLiteStore(tmp_path / "trials")
+    key = record_trial(store, 1, folder=str(folder))
+    store.close()
+    build(tmp_path / "trials")
+    report = tmp_path / "trials" / "report"
+    page = (report / "trials" / f"{key}.html").read_text()
+    assert re.findall(r"<img src='\.\./(figures/[^']+)' alt='([^']+)'", page) == [
+        (f"figures/{key}-1-s.png", "step s, figure 1"),
+        (f"figures/{key}-2-s.svg", "step s, figure 2"),
+    ]
+    assert (report / "figures" / f"{key}-1-s.png").read_bytes() == png
+    assert (report / "figures" / f"{key}-2-s.svg").read_text() == svg
