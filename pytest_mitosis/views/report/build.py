@@ -44,7 +44,11 @@ def directions(trials_folder: Path) -> dict[str, bool]:
     is this one; without one every experiment reads lower-is-better.
     """
     folder = trials_folder.resolve()
-    for pyproject in dict.fromkeys((Path.cwd() / "pyproject.toml", folder.parent / "pyproject.toml")):
+    try:
+        here = Path.cwd()
+    except OSError:  # the current directory was removed
+        here = folder.parent
+    for pyproject in dict.fromkeys((here / "pyproject.toml", folder.parent / "pyproject.toml")):
         if not pyproject.is_file():
             continue
         try:
