@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import random
+import re
 import shutil
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import pytest_mitosis
+from pytest_mitosis.store import SQLiteStore
+from pytest_mitosis.views.report import build
 
 from .conftest import Run, git, git_init, run_pytest, write_investigation
+from .test_compare import record_trial
+
+try:
+    from selenium.webdriver.common.by import By
+except ImportError:  # the browser tests skip
+    pass
 
 MODULE = """
 import matplotlib
@@ -73,13 +87,32 @@ def test_series_are_recorded_shown_and_loaded(study: tuple[Path, dict[str, Run]]
 
 def test_the_report_is_refreshed_after_each_session(study: tuple[Path, dict[str, Run]]) -> None:
     root, runs = study
-    index = root / "trials" / "report" / "index.html"
+    report = root / "trials" / "report"
+    index = report / "index.html"
     assert f"report: {index}" in runs["second"].out
     text = index.read_text()
     assert text.count("<tr class=") == 4, "one row per (non-debug) trial"
-    assert "http://" not in text and "https://" not in text, "nothing is fetched from the internet"
+    assert "<span class='count' id='count'>4</span> of 4 trials shown" in text
     for key in (runs[r].properties(n)["mitosis.key"] for r in ("first", "second") for n in ("exp[a]", "exp[b]")):
-        assert (root / "trials" / "report" / "trials" / f"{key}.html").is_file()
+        assert (report / "trials" / f"{key}.html").is_file()
+
+
+def test_every_page_loads_only_files_of_the_report_folder(study: tuple[Path, dict[str, Run]]) -> None:
+    """Offline: each script and stylesheet is a relative path to a file that exists; nothing names a host."""
+    root, _ = study
+    report = root / "trials" / "report"
+    pages = [
+        report / "index.html",
+        report / "compare.html",
+        *report.glob("experiments/*.html"),
+        *report.glob("trials/*.html"),
+    ]
+    for page in pages:
+        text = page.read_text()
+        assert "http://" not in text and "https://" not in text, page
+        for src in re.findall(r"<(?:script src|link rel='stylesheet' href)='([^']+)'", text):
+            assert not src.startswith("/") and (page.parent / src).is_file(), (page, src)
+    assert "plotly.js v" in (report / "assets" / "plotly.min.js").read_text(encoding="utf-8")[:200]
 
 
 def test_debug_trials_appear_only_on_request(study: tuple[Path, dict[str, Run]], tmp_path: Path) -> None:
@@ -96,18 +129,25 @@ def test_debug_trials_appear_only_on_request(study: tuple[Path, dict[str, Run]],
     assert done.stdout.strip() == f"report: {tmp_path / 'all' / 'index.html'}"
     text = (tmp_path / "all" / "index.html").read_text()
     assert text.count("<tr class=") == 5
-    assert "<tr class='debug'" in text
+    assert "<tr class='debug'" in text and "<span class='badge debug'>debug</span>" in text
 
 
-def test_the_trial_page_shows_series_and_the_difference_to_the_previous_trial(
+def test_the_trial_page_shows_figures_series_parameters_and_the_previous_trial(
     study: tuple[Path, dict[str, Run]],
 ) -> None:
     root, runs = study
-    key = runs["second"].properties("exp[a]")["mitosis.key"]
-    page = (root / "trials" / "report" / "trials" / f"{key}.html").read_text()
-    assert page.count("<svg") == 2, "one plot per series"
-    assert "Since the previous trial of this identity" in page
-    assert "seed:" in page and "code: commit" in page
+    first, key = (runs[r].properties("exp[a]")["mitosis.key"] for r in ("first", "second"))
+    report = root / "trials" / "report"
+    page = (report / "trials" / f"{key}.html").read_text()
+    assert page.count("mitosisPlot(") == 2, "one chart per series"
+    figures = re.findall(r"<img src='\.\./(figures/[^']+)'", page)
+    assert figures == [f"figures/{key}-1-exp.png"], "the step's figure, from the executed notebook"
+    assert (report / figures[0]).read_bytes().startswith(b"\x89PNG")
+    assert "<td>exp</td><td>rate</td><td>1</td><td>variant a</td>" in page
+    assert "<details><summary>" in page and " packages</summary>" in page, "the package list is folded away"
+    assert f"<a href='{first}.html'>previous trial of this identity ({first})</a>" in page
+    assert f"<a href='../compare.html#{first},{key}'>compare with it</a>" in page
+    assert "Since the previous trial of this identity" in page and "code: commit" in page
 
 
 def test_pytest_html_rows_link_the_notebook_and_show_the_first_figure(study: tuple[Path, dict[str, Run]]) -> None:
@@ -118,17 +158,11 @@ def test_pytest_html_rows_link_the_notebook_and_show_the_first_figure(study: tup
     assert "first figure" in report and "image/png" in report
 
 
-@pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("MITOSIS_REQUIRE_BROWSER"),
-    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
-)
-def test_the_report_in_a_real_headless_browser(study: tuple[Path, dict[str, Run]], tmp_path: Path) -> None:
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
 
-    root, runs = study
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM or "/usr/bin/chromium"
     for flag in (
@@ -141,33 +175,138 @@ def test_the_report_in_a_real_headless_browser(study: tuple[Path, dict[str, Run]
         "--disable-component-update",
         "--disable-sync",
         f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1200,900",
+        "--window-size=1400,1000",
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER or "/usr/bin/chromedriver"), options=options)
-    shots = Path(os.environ.get("MITOSIS_ARTIFACTS", tmp_path)) / "screenshots"  # kept by CI as artifacts
-    shots.mkdir(parents=True, exist_ok=True)
     try:
-        driver.get((root / "trials" / "report" / "index.html").as_uri())
-        rows = driver.find_elements(By.CSS_SELECTOR, "#trials tbody tr")
-        assert len(rows) == 4
-        driver.save_screenshot(str(shots / "index.png"))
-        Select(driver.find_element(By.CSS_SELECTOR, "[data-filter='variants']")).select_by_value("b")
-        visible = [r for r in rows if r.is_displayed()]
-        assert len(visible) == 2 and all(r.find_elements(By.TAG_NAME, "td")[1].text == "b" for r in visible)
-        driver.save_screenshot(str(shots / "filtered.png"))
-        driver.find_element(By.LINK_TEXT, "exp").click()
-        plots = driver.find_elements(By.TAG_NAME, "svg")
-        assert len(plots) == 2
-        assert all(plot.find_elements(By.TAG_NAME, "circle") for plot in plots), "every plot drew its points"
-        driver.save_screenshot(str(shots / "experiment.png"))
-        driver.back()
-        key = runs["second"].properties("exp[a]")["mitosis.key"]
-        driver.find_element(By.LINK_TEXT, key).click()
-        driver.find_element(By.LINK_TEXT, "the executed notebook").click()
-        assert driver.title.startswith("trial_exp-a-2")
-        assert driver.find_elements(By.CSS_SELECTOR, "img[src^='data:image/png']"), "the notebook page shows its figure"
-        driver.save_screenshot(str(shots / "notebook.png"))
+        yield driver
     finally:
         driver.quit()
+
+
+def screenshots(tmp_path: Path) -> Path:
+    shots = Path(os.environ.get("MITOSIS_ARTIFACTS", tmp_path)) / "screenshots"  # kept by CI as artifacts
+    shots.mkdir(parents=True, exist_ok=True)
+    return shots
+
+
+def shown(driver: Any) -> int:
+    return int(driver.find_element(By.ID, "count").text)
+
+
+needs_browser = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("MITOSIS_REQUIRE_BROWSER"),
+    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
+)
+
+
+@needs_browser
+def test_the_report_in_a_real_headless_browser(
+    study: tuple[Path, dict[str, Run]], browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    root, runs = study
+    driver, shots = browser, screenshots(tmp_path)
+    wait = WebDriverWait(driver, 20)
+    first, second = (runs[r].properties("exp[a]")["mitosis.key"] for r in ("first", "second"))
+    driver.get((root / "trials" / "report" / "index.html").as_uri())
+    rows = driver.find_elements(By.CSS_SELECTOR, "#trials tbody tr")
+    assert len(rows) == 4 and shown(driver) == 4
+    driver.save_screenshot(str(shots / "index.png"))
+    Select(driver.find_element(By.CSS_SELECTOR, "[data-filter='variants']")).select_by_value("b")
+    visible = [r for r in rows if r.is_displayed()]
+    assert len(visible) == 2 and all(r.find_elements(By.TAG_NAME, "td")[2].text == "b" for r in visible)
+    assert shown(driver) == 2, "the count follows the filters"
+    driver.save_screenshot(str(shots / "filtered.png"))
+    Select(driver.find_element(By.CSS_SELECTOR, "[data-filter='variants']")).select_by_value("")
+    hosts = Select(driver.find_element(By.CSS_SELECTOR, "[data-filter='host']"))
+    assert [o.text for o in hosts.options] == ["all", socket.gethostname()]
+    hosts.select_by_index(1)
+    assert shown(driver) == 4
+
+    # the experiment page: the table, the charts, hover text, a click that opens the trial
+    driver.find_element(By.LINK_TEXT, "exp").click()
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#identities tbody tr")) == 2
+    assert driver.find_element(By.CSS_SELECTOR, "#identities tr.best td").text == "b", "lower is better: b's main"
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#over-commits .scatterlayer .point"))
+    assert driver.find_elements(By.CSS_SELECTOR, "#parameters .parcoords") or driver.find_elements(
+        By.CSS_SELECTOR, "#parameters svg"
+    )
+    point = driver.find_elements(By.CSS_SELECTOR, "#over-commits .scatterlayer .trace:first-child .point")[-1]
+    ActionChains(driver).move_to_element(point).perform()
+    hover = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#over-commits .hoverlayer .hovertext"))
+    text = hover.text
+    assert "main " in text and "commit " in text and "trial " in text, text
+    assert re.search(r"commit [0-9a-f]{8}", text) and re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", text), text
+    driver.save_screenshot(str(shots / "experiment-hover.png"))
+    traces = len(driver.find_elements(By.CSS_SELECTOR, "#over-commits .scatterlayer .trace"))
+    driver.find_element(By.CSS_SELECTOR, "#over-commits .legend .traces:last-child .legendtoggle").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#over-commits .scatterlayer .trace")) == traces - 1)
+    driver.find_element(By.CSS_SELECTOR, "#over-commits .legend .traces:last-child .legendtoggle").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#over-commits .scatterlayer .trace")) == traces)
+    ActionChains(driver).move_to_element(point).click().perform()
+    wait.until(lambda d: "/trials/" in d.current_url)
+    hovered = re.search(r"trial ([0-9a-f]{8})", text)
+    assert hovered and driver.current_url.endswith(f"/trials/{hovered.group(1)}.html"), (
+        "the click opens the hovered trial"
+    )
+
+    # the trial page: figures from the notebook, the series charts
+    driver.get((root / "trials" / "report" / "trials" / f"{second}.html").as_uri())
+    image = driver.find_element(By.CSS_SELECTOR, ".figures img")
+    assert driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) > 100
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".chart .main-svg")) >= 2)
+    driver.save_screenshot(str(shots / "trial.png"))
+    driver.find_element(By.LINK_TEXT, "the executed notebook").click()
+    assert driver.title.startswith("trial_exp-a-2")
+
+    # compare two trials picked in the index
+    driver.get((root / "trials" / "report" / "index.html").as_uri())
+    for key in (first, second):
+        driver.find_element(By.CSS_SELECTOR, f"input[type=checkbox][value='{key}']").click()
+    button = driver.find_element(By.ID, "compare")
+    assert button.text == "compare 2 trials"
+    button.click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#comparison table"))
+    table = driver.find_element(By.CSS_SELECTOR, "#comparison table").text
+    assert "parameters: identical" in table and "seed" in table
+    commits = [git(root, "rev-parse", c).strip()[:12] for c in ("HEAD~1", "HEAD")]
+    assert f"commit {commits[0]} {commits[1]}" in table, table
+    assert "main" in table and "loss" in table
+    images = driver.find_elements(By.CSS_SELECTOR, "#comparison .side img")
+    assert len(images) == 2 and all(driver.execute_script("return arguments[0].naturalWidth", i) > 100 for i in images)
+    driver.save_screenshot(str(shots / "compare.png"))
     print(f"screenshots: {shots}")
+
+
+@needs_browser
+def test_the_report_reads_at_500_trials(browser: Any, tmp_path: Path) -> None:
+    """500 trials of 50 identities over 10 commits: screenshots to judge, and the filters still count."""
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    store = SQLiteStore(tmp_path / "trials")
+    for i in range(500):
+        record_trial(
+            store,
+            i,
+            commit=hashlib.sha1(b"%d" % (i // 50)).hexdigest(),  # a new commit every 50 trials
+            host="alpha" if i % 3 else "beta",
+            main=0.2 + 0.03 * (i % 10) + 0.05 * ((i // 10) % 5) - 0.01 * (i // 50) + random.Random(i).gauss(0, 0.01),
+        )
+    store.close()
+    index = build(tmp_path / "trials")
+    driver, shots = browser, screenshots(tmp_path)
+    driver.get(index.as_uri())
+    assert shown(driver) == 500
+    Select(driver.find_element(By.CSS_SELECTOR, "[data-filter='host']")).select_by_value("beta")
+    assert shown(driver) == 167
+    driver.save_screenshot(str(shots / "index-500.png"))
+    driver.get((index.parent / "experiments" / "exp.html").as_uri())
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#identities tbody tr")) == 50
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#over-commits .scatterlayer .point"))
+    driver.save_screenshot(str(shots / "experiment-500.png"))
+    driver.execute_script("document.getElementById('over-commits').scrollIntoView()")
+    driver.save_screenshot(str(shots / "experiment-500-commits.png"))

@@ -1,4 +1,4 @@
-"""``python -m pytest_mitosis`` (also ``pytest-mitosis``): history, show, diff, report, backup and migrate.
+"""``python -m pytest_mitosis`` (also ``pytest-mitosis``): history, show, diff, report, compare, backup and migrate.
 
 Answers *why did this result change?* from the store alone: it never unpickles anything and
 never runs user code. The texts of ``show`` and ``diff`` (and the one command run, ``git diff
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..store import Reader, RecordsError, TrialRecord, default_store, default_trials_folder, printable
+from ..store import Reader, RecordsError, StoreURL, TrialRecord, default_store, default_trials_folder, printable
 from .records_text import diff_records, short, show_record
 
 
@@ -125,6 +125,11 @@ def _parser() -> argparse.ArgumentParser:
     p_report = command("report", "write a static site of every trial (no server needed)")
     p_report.add_argument("-o", "--output", type=Path, default=None, help="folder (default: <trials folder>/report)")
     p_report.add_argument("--debug", action="store_true", help="include debug trials")
+    p_compare = command("compare", "write the report's page comparing two or more trials; print its path")
+    p_compare.add_argument("keys", nargs="+", metavar="KEY", help="trial keys, or unique prefixes of them")
+    p_compare.add_argument(
+        "-o", "--output", type=Path, default=None, help="report folder (default: <trials folder>/report)"
+    )
     p_backup = command("backup", "copy the store into DEST with SQLite's online backup (safe while sessions run)")
     p_backup.add_argument("dest", type=Path, help="a new file, or an existing folder (the copy is DEST/mitosis.sqlite)")
     p_migrate = commands.add_parser(
@@ -162,9 +167,20 @@ def _run(args: argparse.Namespace) -> str | None:
             return diff(reader, args.key1, args.key2)
         if args.command == "backup":
             return f"backup: {reader.backup(args.dest.resolve())}"
+    if args.command == "compare":
+        return compare(folder, args.keys, args.output, store)
     from .report import build
 
     return f"report: {build(folder, args.output, debug=args.debug, store=store)}"
+
+
+def compare(folder: Path, keys: list[str], output: Path | None, store: str | StoreURL | None = None) -> str:
+    """``compare KEY KEY ...``: refresh the report, write the compare page, say where it is."""
+    if len(set(keys)) < 2:
+        raise RecordsError(f"compare needs two or more different trial keys; got {' '.join(keys) or 'none'}.")
+    from .report import compare as write_compare
+
+    return f"compare: {write_compare(folder, keys, output, store)}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

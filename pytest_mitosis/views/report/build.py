@@ -1,0 +1,196 @@
+"""Write or refresh the report: what is new once, the pages that summarise everything again.
+
+A finished trial never changes, so its page, its figures and its compare data are written
+once (a trial still running gets them at a later refresh); the index and the experiment
+pages are rewritten on every refresh. Which trial pages exist is read with one directory
+listing, so a refresh over 10,000 trials costs reading the records and writing the
+summaries (``benchmarks/report_build.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+from ...config.project import load_project
+from ...core.errors import MitosisError
+from ...core.rules import parse_hypothesis
+from ...store import Reader, StoreURL, TrialRecord, valid_key
+from .assets import write_assets
+from .compare import compare_html, write_compare
+from .experiment import experiment_page
+from .facts import write_data
+from .figures import extract, listing
+from .html import page_name, write
+from .index import index_page
+from .trial import trial_page
+
+REPORT = "report"
+#: the layout of the pages written once; a report folder of another layout (an older
+#: pytest-mitosis) gets every trial page again, so no trial keeps a page without its figures
+FORMAT = "2"
+
+
+def directions(trials_folder: Path) -> dict[str, bool]:
+    """Whether higher main is better, per experiment, from the pyproject whose trials folder this is.
+
+    The experiment's ``higher-is-better`` decides (as for ``--mitosis-benchmark-json``);
+    without it, a hypothesis that bounds main from below (``expect = "main > 0.9"``) means
+    higher is better; otherwise lower is (the drift gate's default). The pyproject is the
+    current directory's or the trials folder's parent's, used only when its trials folder
+    is this one; without one every experiment reads lower-is-better.
+    """
+    folder = trials_folder.resolve()
+    try:
+        here = Path.cwd()
+    except OSError:  # the current directory was removed
+        here = folder.parent
+    for pyproject in dict.fromkeys((here / "pyproject.toml", folder.parent / "pyproject.toml")):
+        if not pyproject.is_file():
+            continue
+        try:
+            project = load_project(pyproject)
+        except (MitosisError, OSError, ValueError):
+            continue
+        if project.trials_folder.resolve() != folder:
+            continue
+        found = {}
+        for name, experiment in project.experiments.items():
+            hypothesis = parse_hypothesis(experiment.expect) if experiment.expect else None
+            bounded = hypothesis is not None and hypothesis.name == "main" and hypothesis.op in (">", ">=")
+            found[name] = experiment.higher_is_better if experiment.higher_is_better is not None else bounded
+        return found
+    return {}
+
+
+class Site:
+    """The report folder being written: the trial pages already there, so each new trial is written once."""
+
+    def __init__(self, reader: Reader, out: Path) -> None:
+        self.reader = reader
+        self.out = out
+        for folder in ("trials", "experiments", "data", "figures"):
+            (out / folder).mkdir(parents=True, exist_ok=True)
+        write_assets(out)
+        marker = out / "assets" / "format"
+        current = marker.is_file() and marker.read_text(encoding="utf-8").strip() == FORMAT
+        self.pages = set(os.listdir(out / "trials")) if current else set()
+        if not current:
+            write(marker, FORMAT + "\n")
+        self.environments: dict[str, str] = {}  # an environment's HTML, by digest (shared by many trials)
+        self._signatures_path = out / "assets" / "pages.json"
+        try:
+            found = json.loads(self._signatures_path.read_text(encoding="utf-8")) if current else {}
+        except (OSError, ValueError):
+            found = {}
+        self.signatures: dict[str, str] = found if isinstance(found, dict) else {}
+        self._changed = False
+        self._rows_path = out / "assets" / "rows.json"
+        try:
+            rows = json.loads(self._rows_path.read_text(encoding="utf-8")) if current else {}
+        except (OSError, ValueError):
+            rows = {}
+        self.rows: dict[str, list[str]] = rows if isinstance(rows, dict) else {}
+
+    def stale(self, path: Path, signature: str) -> bool:
+        """Whether the summary page at ``path`` must be written (and note its new signature)."""
+        name = path.relative_to(self.out).as_posix()
+        if path.is_file() and self.signatures.get(name) == signature:
+            return False
+        self.signatures[name] = signature
+        self._changed = True
+        return True
+
+    def save(self) -> None:
+        """Keep the summary pages' signatures for the next refresh."""
+        if self._changed:
+            write(self._signatures_path, json.dumps(self.signatures, indent=0, sort_keys=True))
+            write(self._rows_path, json.dumps(self.rows, separators=(",", ":")))
+
+    def trial(self, record: TrialRecord, previous: TrialRecord | None) -> None:
+        """Write the trial's page and figures, unless there already (or the trial still runs)."""
+        name = f"{record.key}.html"
+        if not valid_key(record.key) or record.status == "running" or name in self.pages:
+            return  # a crafted key never becomes a file name; a running trial is written when it ends
+        figures = extract(self.reader, record, self.out)
+        write(
+            self.out / "trials" / name, trial_page(self.reader, record, previous, figures, self.out, self.environments)
+        )
+        self.pages.add(name)
+
+    def data(self, records: list[TrialRecord]) -> None:
+        """The compare data of every finished trial (rewritten only where a trial was added)."""
+        write_data(self.reader, records, listing(self.out), self.out)
+
+
+def _previous(records: list[TrialRecord]) -> dict[str, TrialRecord | None]:
+    """Each trial's previous trial of the same identity (by start), by key."""
+    by_identity: dict[tuple[str, str], list[TrialRecord]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: r.started):
+        by_identity[(record.experiment, record.identity)].append(record)
+    found: dict[str, TrialRecord | None] = {}
+    for history in by_identity.values():
+        for before, record in zip([None, *history], history):
+            found[record.key] = before
+    return found
+
+
+def _signature(records: list[TrialRecord], *extra: object) -> str:
+    """What a summary page shows depends on: its trials' keys, statuses, verdicts and folders."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr((FORMAT, extra)).encode())
+    for r in records:
+        digest.update(f"{r.key}:{r.status}:{r.verdict}:{r.folder}\n".encode())
+    return digest.hexdigest()
+
+
+def build(
+    trials_folder: Path, out: Path | None = None, debug: bool = False, store: str | StoreURL | None = None
+) -> Path:
+    """Write (or refresh) the site of the store ``store`` (a URL; ``None``: the trials folder's); return the index.
+
+    A summary page (the index, an experiment's page) is rewritten only when the trials it
+    shows changed (:func:`_signature`, kept in ``assets/pages.json``): a session that ran one
+    experiment rewrites the index and that experiment's page.
+    """
+    with Reader(trials_folder, store) as reader:
+        out = (out or trials_folder / REPORT).resolve()
+        site = Site(reader, out)
+        everything = list(reader.trials(debug=True))  # pages and data of debug trials too: compare may name them
+        new = [r for r in everything if f"{r.key}.html" not in site.pages]
+        if new:
+            previous = _previous(everything)
+            for record in new:
+                site.trial(record, previous[record.key])
+        site.data(everything)
+        records = everything if debug else [r for r in everything if not r.debug]
+        experiments = sorted({r.experiment for r in records})
+        higher = directions(trials_folder)
+        by_experiment: dict[str, list[TrialRecord]] = defaultdict(list)
+        for record in records:
+            by_experiment[record.experiment].append(record)
+        for experiment in experiments:
+            path = out / "experiments" / f"{page_name(experiment)}.html"
+            direction = higher.get(experiment, False)
+            if site.stale(path, _signature(by_experiment[experiment], experiment, direction)):
+                write(path, experiment_page(experiment, by_experiment[experiment], direction))
+        compare_page = compare_html("")
+        if not (out / "compare.html").is_file() or (out / "compare.html").read_text(encoding="utf-8") != compare_page:
+            write(out / "compare.html", compare_page)
+        index = out / "index.html"
+        if site.stale(index, _signature(records, "index", debug, str(out))):
+            write(index, index_page(reader, records, experiments, out, site.rows))
+        site.save()
+    return index
+
+
+def compare(trials_folder: Path, keys: list[str], out: Path | None = None, store: str | StoreURL | None = None) -> Path:
+    """Refresh the report, then write the compare page of the trials with these keys (or unique prefixes)."""
+    with Reader(trials_folder, store) as reader:
+        chosen = [reader.get(key) for key in keys]  # an unknown key fails before anything is written
+    build(trials_folder, out, store=store)
+    with Reader(trials_folder, store) as reader:
+        return write_compare(reader, chosen, (out or trials_folder / REPORT).resolve())

@@ -1,0 +1,245 @@
+"""The charts' data: plotly figure dicts (data and layout) built from records; plotly.js draws them.
+
+Nothing here draws: each function returns the JSON-ready ``{"data": [...], "layout": {...}}``
+that :func:`.html.chart` hands to plotly.js. Long metric series are down-sampled here
+(:func:`downsample`), so a 10^6-point series makes a page of kilobytes, not of 100 MB.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from ...core.rules import as_number, series_points
+from ...store import TrialRecord
+from .html import e, trial_href
+
+#: plotly's default colours: the identities drawn at first get one each
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+#: points a plotted series keeps at most (min and max of each bucket: spikes survive)
+POINTS = 2000
+
+
+def downsample(points: Sequence[tuple[float, float]], limit: int = POINTS) -> tuple[list[float], list[float]]:
+    """``points`` as two lists of at most about ``limit`` points: first, last, and each bucket's min and max.
+
+    Min/max decimation keeps the envelope of a noisy series (a spike stays visible), unlike
+    taking every n-th point.
+    """
+    if len(points) <= limit:
+        return [p[0] for p in points], [p[1] for p in points]
+    buckets = max(1, (limit - 2) // 2)
+    size = (len(points) - 2) / buckets
+    xs, ys = [points[0][0]], [points[0][1]]
+    for b in range(buckets):
+        chunk = points[1 + int(b * size) : 1 + int((b + 1) * size)]
+        finite = [p for p in chunk if math.isfinite(p[1])]
+        if not finite:
+            continue
+        low, high = min(finite, key=lambda p: p[1]), max(finite, key=lambda p: p[1])
+        for p in sorted({low, high}, key=lambda p: p[0]):
+            xs.append(p[0])
+            ys.append(p[1])
+    xs.append(points[-1][0])
+    ys.append(points[-1][1])
+    return xs, ys
+
+
+def series_data(value: Any, limit: int = POINTS) -> tuple[list[float], list[float]] | None:
+    """A recorded series, down-sampled; ``None`` for a scalar."""
+    points = series_points(value)
+    return downsample(points, limit) if points else None
+
+
+def series_figure(name: str, value: Any) -> dict[str, Any] | None:
+    """One metric series over its steps (WebGL lines: fast with thousands of points)."""
+    points = series_points(value)
+    if not points:
+        return None
+    data = downsample(points)
+    total = len(points)
+    note = f" ({total:,} points, {len(data[0]):,} drawn)" if total > len(data[0]) else ""
+    return {
+        "data": [
+            {
+                "type": "scattergl",
+                "mode": "lines+markers" if total <= 50 else "lines",
+                "name": e(name),
+                "x": data[0],
+                "y": data[1],
+            }
+        ],
+        "layout": {
+            "title": {"text": f"{e(name)}{note}", "x": 0.02, "xanchor": "left"},
+            "xaxis": {"title": {"text": "step"}},
+            "height": 300,
+        },
+    }
+
+
+@functools.lru_cache(maxsize=4096)
+def _escaped(text: str) -> str:
+    return e(text)
+
+
+def hover(record: TrialRecord) -> str:
+    """What hovering a trial's point says: variants, main, commit, date, key.
+
+    plotly.js reads chart texts as a small subset of HTML (``<br>``, ``<a href>``...) and
+    decodes entities, so every recorded text is HTML-escaped here: it shows as written.
+    """
+    main = repr(record.main)
+    return (
+        f"{_escaped(record.variants or record.experiment)}<br>main {e(main[:40])}"
+        f"<br>commit {_escaped((record.commit or '-')[:8])}<br>{record.started:%Y-%m-%d %H:%M}"
+        f"<br>trial {_escaped(record.key)} #{record.iteration}"
+    )
+
+
+def over_commits(
+    experiment: str, records: Sequence[TrialRecord], label: dict[str, str], shown: Sequence[str]
+) -> dict[str, Any] | None:
+    """Main of every passed trial, one line per identity, over the commits in the order they were first run.
+
+    ``label`` names each identity (its varying parameters). The x axis is the commit: a code
+    change moves a line to the next column, past a dotted boundary labelled with the commit;
+    a parameter change is another identity, so another line (with its own colour and legend
+    entry). Repeats at one commit sit side by side inside the commit's column. Only the
+    identities in ``shown`` are drawn at first, the others wait in the legend: fifty lines at
+    once are unreadable; each of them has a colour of its own (plotly's ten).
+    """
+    colour = {identity: PALETTE[i % len(PALETTE)] for i, identity in enumerate(shown)}
+    ordered = sorted(records, key=lambda r: r.started)
+    commits: dict[str, int] = {}
+    first_date: dict[str, str] = {}
+    for r in ordered:
+        commit = r.commit or "-"
+        if commit not in commits:
+            commits[commit] = len(commits)
+            first_date[commit] = f"{r.started:%m-%d %H:%M}"
+    passed = []
+    per_commit: dict[int, int] = {}
+    for r in ordered:
+        main = as_number(r.main)
+        if main is None or r.status != "passed" or not math.isfinite(main):
+            continue
+        column = commits[r.commit or "-"]
+        per_commit[column] = per_commit.get(column, 0) + 1
+        passed.append((r, main, column, per_commit[column]))
+    traces: dict[str, dict[str, Any]] = {}
+    for r, main, column, slot in passed:
+        offset = slot / (per_commit[column] + 1) - 0.5  # inside (-0.5, 0.5): repeats side by side
+        trace = traces.get(r.identity)
+        if trace is None:
+            trace = traces[r.identity] = {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": e(label.get(r.identity, r.variants or experiment)),
+                "x": [],
+                "y": [],
+                "hovertext": [],
+                "customdata": [],
+                "hoverinfo": "text",
+                "marker": {"size": 7, **({"color": colour[r.identity]} if r.identity in colour else {})},
+                "line": {"color": colour[r.identity]} if r.identity in colour else {},
+                "visible": True if r.identity in colour else "legendonly",
+            }
+        trace["x"].append(round(column + offset * 0.8, 4))
+        trace["y"].append(main)
+        trace["hovertext"].append(hover(r))
+        trace["customdata"].append(trial_href(r, "../"))
+    if not traces:
+        return None
+    hidden = sum(1 for t in traces.values() if t["visible"] == "legendonly")
+    more = f"; {hidden} more in the legend" if hidden else ""
+    boundaries = [
+        {
+            "type": "line",
+            "x0": i - 0.5,
+            "x1": i - 0.5,
+            "y0": 0,
+            "y1": 1,
+            "yref": "paper",
+            "line": {"dash": "dot", "color": "#999", "width": 1},
+        }
+        for i in range(1, len(commits))
+    ]
+    return {
+        "data": list(traces.values()),
+        "layout": {
+            "title": {
+                "text": f"{e(experiment)}: main over commits (a line per identity, the best first{more}; dotted: a new commit)"
+            },
+            "xaxis": {
+                "title": {"text": "commit (first run)"},
+                "tickvals": list(commits.values()),
+                "ticktext": [f"{e(c[:8])}<br>{first_date[c]}" for c in commits],
+                "range": [-0.6, len(commits) - 0.4],
+                "zeroline": False,
+            },
+            "yaxis": {"title": {"text": "main"}},
+            "shapes": boundaries,
+            "legend": {"title": {"text": "identity (click to hide)"}},
+            "height": 480,
+        },
+    }
+
+
+def parallel(
+    experiment: str, rows: Sequence[dict[str, Any]], params: Sequence[str], higher_is_better: bool
+) -> dict[str, Any] | None:
+    """Parallel coordinates over the parameters that vary, one line per identity, coloured by latest main.
+
+    A parameter's values become ticks of their own axis in sorted order (numbers by value,
+    text alphabetically), so categorical and numeric variants share one chart.
+    """
+    usable = [row for row in rows if row["latest"] is not None]
+    if not params or not usable:
+        return None
+    dimensions = []
+    for param in params:
+        values = [row["params"].get(param, "-") for row in usable]
+        ordered = sorted(set(values), key=lambda v: (as_number(_number(v)) is None, as_number(_number(v)) or 0, v))
+        index = {v: i for i, v in enumerate(ordered)}
+        dimensions.append(
+            {
+                "label": e(param),
+                "values": [index[v] for v in values],
+                "tickvals": list(range(len(ordered))),
+                "ticktext": [e(v if len(v) <= 18 else v[:17] + "…") for v in ordered],
+                "range": [0, max(len(ordered) - 1, 1)],
+            }
+        )
+    mains = [row["latest"] for row in usable]
+    dimensions.append({"label": "main (latest)", "values": mains})
+    return {
+        "data": [
+            {
+                "type": "parcoords",
+                "line": {
+                    "color": mains,
+                    "colorscale": "Viridis",  # the best end is yellow whatever the direction
+                    "reversescale": not higher_is_better,
+                    "showscale": True,
+                    "colorbar": {"title": {"text": "main"}},
+                },
+                "dimensions": dimensions,
+            }
+        ],
+        "layout": {
+            "title": {
+                "text": f"{e(experiment)}: the parameters that vary, coloured by latest main (drag an axis to filter)"
+            },
+            "height": 420,
+            "margin": {"l": 80, "r": 80, "t": 80},
+        },
+    }
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None

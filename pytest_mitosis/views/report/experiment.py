@@ -1,0 +1,158 @@
+"""One page per experiment: which variant is best, how the parameters relate to main, main over commits.
+
+Readable at hundreds of trials and dozens of identities: a sortable table with one row per
+identity (the parameters that vary as columns, latest and best main, the number of trials,
+the trend, the latest scalar metrics) with the best row marked; parallel coordinates over
+the varying parameters coloured by main; main over commits, one line per identity. "Best"
+follows the experiment's direction (:func:`.build.directions`): lower is better unless the
+experiment says ``higher-is-better = true`` or its hypothesis bounds main from below.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+from ...core.rules import as_number
+from ...store import TrialRecord
+from .charts import over_commits, parallel
+from .html import chart, e, linked, page, trial_href
+
+#: scalar metrics shown as columns at most (the trial pages show them all)
+METRIC_COLUMNS = 8
+#: identities drawn at first in "main over commits" (the best ones; the legend shows the others)
+SHOWN = 10
+
+
+def _param_values(record: TrialRecord) -> dict[str, str]:
+    return {f"{p['step']}.{p['name']}": str(p.get("text")) for p in record.params if p.get("kind") != "seed"}
+
+
+def _main(record: TrialRecord) -> float | None:
+    value = as_number(record.main)
+    return value if value is not None and math.isfinite(value) and record.status == "passed" else None
+
+
+def identity_rows(records: Sequence[TrialRecord]) -> tuple[list[dict[str, Any]], list[str]]:
+    """One row per identity (oldest first within it), and the parameters whose value varies."""
+    groups: dict[str, list[TrialRecord]] = defaultdict(list)
+    for r in sorted(records, key=lambda r: r.started):
+        groups[r.identity].append(r)
+    rows: list[dict[str, Any]] = []
+    for identity, trials in groups.items():
+        originals = [r for r in trials if not r.reproduces and not r.debug]
+        mains = [(r, m) for r in originals if (m := _main(r)) is not None]
+        latest_record = (originals or trials)[-1]
+        rows.append(
+            {
+                "identity": identity,
+                "params": _param_values(latest_record),
+                "variants": latest_record.variants,
+                "trials": len(trials),
+                "latest": mains[-1][1] if mains else None,
+                "latest_record": mains[-1][0] if mains else latest_record,
+                "previous": mains[-2][1] if len(mains) > 1 else None,
+                "mains": [m for _, m in mains],
+            }
+        )
+    names = sorted({name for row in rows for name in row["params"]})
+    varying = [n for n in names if len({row["params"].get(n, "-") for row in rows}) > 1]
+    return rows, varying
+
+
+def _label(row: dict[str, Any], varying: list[str]) -> str:
+    if not varying:
+        return str(row["variants"] or "(defaults)")
+    return " ".join(f"{n.split('.', 1)[-1]}={row['params'].get(n, '-')}" for n in varying)
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def _trend(row: dict[str, Any], higher: bool) -> str:
+    if row["latest"] is None or row["previous"] is None:
+        return "<td data-v=''>–</td>"
+    delta = row["latest"] - row["previous"]
+    if delta == 0:
+        return "<td data-v='0'>= unchanged</td>"
+    better = (delta > 0) == higher
+    arrow = "▲" if delta > 0 else "▼"
+    return f"<td data-v='{delta!r}' class='{'better' if better else 'worse'}'>{arrow} {delta:+.3g}</td>"
+
+
+def _rank(row: dict[str, Any], higher: bool) -> tuple[bool, float]:
+    """Best latest main first; identities without one last."""
+    latest = row["latest"]
+    return (latest is None, 0.0 if latest is None else -latest if higher else latest)
+
+
+def _table(rows: list[dict[str, Any]], varying: list[str], higher: bool) -> str:
+    latest = [row["latest"] for row in rows if row["latest"] is not None]
+    best = (max if higher else min)(latest) if latest else None
+    metric_names: list[str] = []
+    for row in rows:
+        for name, value in row["latest_record"].metrics.items():
+            if name not in metric_names and as_number(value) is not None and name != "main":
+                metric_names.append(name)
+    metric_names = metric_names[:METRIC_COLUMNS]
+    head = [*varying] if varying else ["variants"]
+    head += ["latest main", "best main", "trials", "trend (last change)", *metric_names, "latest trial"]
+    body = []
+    for row in sorted(rows, key=lambda r: _rank(r, higher)):
+        cells = (
+            [f"<td>{e(row['params'].get(n, '-'))}</td>" for n in varying]
+            if varying
+            else [f"<td>{e(row['variants'] or '(defaults)')}</td>"]
+        )
+        best_main = (max if higher else min)(row["mains"]) if row["mains"] else None
+        cells += [
+            f"<td class='num' data-v='{_num(row['latest'])}'>{_num(row['latest']) or '–'}</td>",
+            f"<td class='num' data-v='{_num(best_main)}'>{_num(best_main) or '–'}</td>",
+            f"<td class='num' data-v='{row['trials']}'>{row['trials']}</td>",
+            _trend(row, higher),
+        ]
+        for name in metric_names:
+            value = as_number(row["latest_record"].metrics.get(name))
+            cells.append(f"<td class='num' data-v='{_num(value)}'>{_num(value) or '–'}</td>")
+        record = row["latest_record"]
+        cells.append(f"<td>{linked(trial_href(record, '../'), record.key)}</td>")
+        marked = " class='best'" if best is not None and row["latest"] == best else ""
+        body.append(f"<tr{marked}>{''.join(cells)}</tr>")
+    direction = "higher is better" if higher else "lower is better"
+    return (
+        f"<p>{len(rows)} identities; main: {direction}; ★ marks the best latest main. Click a column to sort.</p>"
+        "<table class='sortable' id='identities'><thead><tr>"
+        + "".join(f"<th>{e(h)}</th>" for h in head)
+        + f"</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def experiment_page(experiment: str, records: Sequence[TrialRecord], higher: bool) -> str:
+    """The page's HTML (written by the caller to ``experiments/<name>.html``)."""
+    rows, varying = identity_rows(records)
+    labels = {row["identity"]: _label(row, varying) for row in rows}
+    parts = [
+        "<nav><a href='../index.html'>all trials</a></nav>",
+        f"<h1>Experiment {e(experiment)}</h1>",
+        "<h2>Variants</h2>",
+        _table(rows, varying, higher),
+    ]
+    figure = parallel(experiment, rows, varying, higher)
+    if figure is not None:
+        parts.append(chart("parameters", figure))
+    ranked = [row["identity"] for row in sorted(rows, key=lambda r: _rank(r, higher))]
+    figure = over_commits(experiment, records, labels, shown=ranked[:SHOWN])
+    if figure is not None:
+        parts.append(chart("over-commits", figure))
+        parts.append(
+            "<p>Hover a point for its trial; click it to open the trial; drag to zoom, double-click to reset.</p>"
+        )
+    parts.append(
+        f"<p>{len(records)} trials of this experiment: <a href='../index.html#experiment={e(quote(experiment))}'>"
+        "listed in the index</a>.</p>"
+    )
+    return page(f"Experiment {experiment}", "".join(parts), "../", charts=True)

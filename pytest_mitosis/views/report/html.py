@@ -1,0 +1,114 @@
+"""The pieces every report page shares: escaping, links, the page shell, atomic writes.
+
+A store is a file a colleague can hand you, so nothing recorded is trusted: every text
+goes through :func:`e`, every link through :func:`href` (relative, percent-encoded, never a
+scheme), and data handed to JavaScript through :func:`script_json` (which cannot close the
+``<script>`` element it sits in). Pages are written through a temporary file of our own and
+renamed into place, with the permissions the umask gives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from ...store import TrialRecord, new_file, valid_key
+
+
+def e(value: Any) -> str:
+    """``value`` as HTML text (quotes escaped too: safe inside attributes)."""
+    return html.escape(str(value), quote=True)
+
+
+def script_json(value: Any) -> str:
+    """``value`` as JSON that is safe inside ``<script>``: ``<``, ``>``, ``&`` and U+2028/9 escaped."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False, default=str)
+    except ValueError:  # a NaN or an infinity somewhere: walk the value only then
+        text = json.dumps(finite(value), separators=(",", ":"), allow_nan=False, default=str)
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+
+
+def finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``None`` (JSON has neither), containers walked."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): finite(v) for k, v in value.items()}
+    return value
+
+
+def href(target: Path, start: Path) -> str:
+    """A relative, percent-encoded link from the folder ``start`` to ``target`` (never a scheme)."""
+    relative = quote(Path(os.path.relpath(target, start)).as_posix(), safe="/")
+    return relative if relative.startswith("../") else f"./{relative}"
+
+
+def linked(link: str | None, text: Any) -> str:
+    return f"<a href='{e(link)}'>{e(text)}</a>" if link else e(text)
+
+
+def trial_href(record: TrialRecord | str, prefix: str) -> str | None:
+    """The trial page's link from a folder ``prefix`` (``""`` from the index), for a valid key only."""
+    key = record if isinstance(record, str) else record.key
+    return f"{prefix}trials/{key}.html" if valid_key(key) else None
+
+
+def page_name(experiment: str) -> str:
+    """A file name for an experiment's page that stays inside the report folder."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", experiment).lstrip(".") or "_"
+
+
+def variant_names(record: TrialRecord) -> list[str]:
+    """The trial's variant names and eval parts, exactly (names may contain '-')."""
+    return [
+        p["text"] if p["kind"] == "lookup" else f"{p['name']}={p['text']}" for p in record.params if p["kind"] != "seed"
+    ]
+
+
+def page(title: str, body: str, prefix: str, charts: bool = False, data: str = "") -> str:
+    """A whole page; ``prefix`` leads from the page's folder to the report's root (``""`` or ``"../"``).
+
+    The stylesheet, the report's script and (when the page has charts) plotly.js are files
+    of the report folder, written once (:mod:`.assets`): pages stay small and work offline.
+    """
+    plotly = f"<script src='{prefix}assets/plotly.min.js'></script>" if charts else ""
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title>"
+        f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<link rel='stylesheet' href='{prefix}assets/report.css'>{plotly}"
+        f"<script src='{prefix}assets/report.js'></script>{data}</head><body>{body}</body></html>\n"
+    )
+
+
+def chart(element: str, figure: dict[str, Any]) -> str:
+    """A ``<div>`` and the call that draws ``figure`` (plotly's data and layout) into it."""
+    return f"<div class='chart' id='{e(element)}'></div><script>mitosisPlot({script_json(element)},{script_json(figure)})</script>"
+
+
+def write(path: Path, text: str | bytes) -> None:
+    """Write atomically through a temporary file of our own (two sessions may refresh at once)."""
+    handle, tmp = new_file(path.parent, f".{path.name}.")  # mode 0666 less the umask, like every other file
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(text.encode("utf-8") if isinstance(text, str) else text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
