@@ -167,8 +167,8 @@ def test_history_and_show_name_the_host(two_hosts: Cluster) -> None:
     ).stdout
     assert f"host {lines[1].split()[8]}" in shown
     index = (two_hosts.controller / "trials" / "report" / "index.html").read_text(encoding="utf-8")
-    assert "<th onclick='sortBy(7)'>host</th>" in index
-    assert all(f"<td>{line.split()[8]}</td>" in index for line in lines[1:])
+    assert "<th>commit</th><th>host</th>" in index
+    assert all(f"data-host='{line.split()[8]}'" in index for line in lines[1:])
 
 
 def mismatched(origin: Path, case: str) -> tuple[Path, str]:
