@@ -129,6 +129,10 @@ def run_trial(
         folder.discard()
         raise
     outcome = folder.read_outcome()
+    kernel_facts = execution.kernel or {"start": "spawn"}
+    mitosis_metadata = getattr(execution.notebook, "metadata", {}).get("mitosis")
+    if isinstance(mitosis_metadata, dict):  # the notebook says how its kernel was started
+        mitosis_metadata["kernel"] = kernel_facts
     passed = execution.error is None and outcome.get("status") == "passed"
     message = None
     if execution.kind == "interrupted":
@@ -144,6 +148,7 @@ def run_trial(
         "key": folder.key,
         **{k: v for k, v in metadata.items() if k != "environment"},
         "seed": seed,
+        "kernel": kernel_facts,
         "results": {
             k: outcome.get(k) for k in ("status", "main", "metrics", "metrics_other", "message") if k in outcome
         },

@@ -43,12 +43,74 @@ class _Facts(threading.Thread):
 
 
 class Ahead:
-    """One session's work-ahead: at most one spare kernel, one HTML writer, one facts thread."""
+    """One session's work-ahead: at most one spare kernel, one HTML writer, one facts thread, and
+    the fork server the kernels are forked from (``kernel="fork"``, see :mod:`.forkserver`).
 
-    def __init__(self) -> None:
+    ``kernel`` is ``"fork"`` (asked for), ``"auto"`` (the default: fork where the platform
+    allows it) or ``"spawn"``. ``preload`` is the ini's ``mitosis_preload`` (``name`` adds, ``-name`` removes);
+    ``steps`` returns the investigation's root and its step modules (what the parent preloads is
+    found from them, see :mod:`.preload`) or raises when the project cannot be read.
+    """
+
+    def __init__(
+        self,
+        kernel: str = "spawn",
+        preload: tuple[str, ...] = (),
+        steps: Callable[[], tuple[Path, list[str]]] | None = None,
+    ) -> None:
         self._launched: Any = None  # kernel.Launched
         self._html: Any = None  # artifacts.HtmlWriter
         self._facts: _Facts | None = None
+        self.kernel = kernel
+        self._preload = preload
+        self._steps = steps
+        self._server: Any = None  # forkserver.ForkServer
+        #: why kernels are spawned although forking was asked for (said once, see :meth:`problem`)
+        self._problem: str | None = None
+        self._warned = False
+
+    def server(self, cwd: Path) -> Any:
+        """The fork server for kernels in ``cwd`` (started on first use), or ``None`` when kernels are spawned."""
+        if self.kernel not in ("fork", "auto") or self._problem is not None:
+            return None
+        from .kernel import kernel_env
+
+        if self._server is not None:
+            if self._server.problem is not None:
+                self._problem = self._server.problem
+                self._stop_server()
+                return None
+            if self._server.usable_for(cwd, kernel_env()):
+                return self._server
+            self._stop_server()  # another directory or environment: the preloads may differ
+        from .forkserver import ForkServer, fork_unavailable
+        from .preload import adjust, discover
+
+        self._problem = fork_unavailable()
+        if self._problem is not None:
+            self._warned = self.kernel == "auto"  # the platform's default, not a failure: nothing to warn about
+            return None
+        try:
+            root, modules = self._steps() if self._steps is not None else (cwd, [])
+            self._server = ForkServer(cwd, kernel_env(), adjust(discover(root, modules), self._preload), root)
+        except Exception as err:  # the project cannot be read, the parent cannot start: spawn
+            self._problem = f"the fork server could not start ({type(err).__name__}: {err})"
+            return None
+        return self._server
+
+    def problem(self) -> str | None:
+        """Why kernels are spawned instead of forked, the first time it is asked after it happened."""
+        if self._server is not None and self._server.problem is not None and self._problem is None:
+            self._problem = self._server.problem
+        if self._problem is None or self._warned:
+            return None
+        self._warned = True
+        return self._problem
+
+    def _stop_server(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
 
     def html(self) -> Any:
         """The HTML writer; it prepares nbconvert's exporter the first time it is needed."""
@@ -63,7 +125,7 @@ class Ahead:
         if self._launched is None:
             from .kernel import Launched
 
-            self._launched = Launched(cwd)
+            self._launched = Launched(cwd, self.server(cwd))
 
     def take(self, next_in: Path | None) -> Any:
         """The waiting kernel (or ``None``); when another trial follows, start its kernel now."""
@@ -98,4 +160,5 @@ class Ahead:
     def close(self) -> None:
         self.discard()
         self.settle()
+        self._stop_server()
         self._html = None
