@@ -247,9 +247,10 @@ class MitosisSession:
             prepared=lambda: (self.ahead.take(project.cwd if self.next_is_trial else None), self.ahead.html()),
         )
         problem = self.ahead.problem()
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if problem is not None and reporter is not None:
-            reporter.write_line(f"mitosis: kernels are spawned, not forked: {problem}", yellow=True)
+        if problem is not None:  # once per session (per xdist worker), in the summary and the junit XML
+            from dataclasses import replace
+
+            outcome = replace(outcome, warnings=(*outcome.warnings, f"kernels are spawned, not forked: {problem}"))
         if outcome.interrupted is not None:
             self.rows.append(
                 SummaryRow(nodeid, "interrupted", outcome.main, str(outcome.html or ""), outcome.iteration, outcome.key)

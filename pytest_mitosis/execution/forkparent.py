@@ -58,7 +58,9 @@ class Parent:
         self.refusal: str | None = None
         # ipykernel reads JPY_PARENT_PID when kernelapp is imported (a trait's default): pointing it
         # at this process makes every forked kernel exit when its real parent (we) goes away.
-        self.parent_pid_env = os.environ.get("JPY_PARENT_PID")
+        self.start_env = dict(os.environ)
+        #: what the preloaded libraries set in os.environ when imported (pydevd does): kept in the kernels
+        self.env_added: dict[str, str] = {}
         os.environ["JPY_PARENT_PID"] = str(os.getpid())
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # no zombies: the system reaps the kernels
@@ -87,6 +89,7 @@ class Parent:
                 failed[name] = f"{type(err).__name__}: {err}"
         if set_backend:
             del os.environ["MPLBACKEND"]
+        self.env_added = {k: v for k, v in os.environ.items() if k != "JPY_PARENT_PID" and self.start_env.get(k) != v}
         self.refusal = self.refusal or self.unsafe(root)
         self.reply({"op": "preloaded", "loaded": self.loaded, "failed": failed, "unsafe": self.refusal})
 
@@ -151,6 +154,7 @@ class Parent:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        os.environ.update(self.env_added)
         # A fresh interpreter's entropy: random reseeds itself after a fork; numpy's global generator does not.
         numpy = sys.modules.get("numpy")
         if numpy is not None:

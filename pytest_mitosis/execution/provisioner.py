@@ -22,7 +22,7 @@ from typing import Any
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import LocalProvisioner
 
-from .forkserver import ForkServer, alive
+from .forkserver import ForkFailed, ForkServer, alive
 
 #: how ``python -m ipykernel_launcher`` appears in a kernel spec's argv
 _LAUNCHER = ["-m", "ipykernel_launcher"]
@@ -35,17 +35,27 @@ class ForkedProcess:
         self.server = server
         self.request = request
         self._pid: int | None = None
+        self._failed: str | None = None
         self.stdin = self.stdout = self.stderr = None
 
     @property
     def pid(self) -> int:
         """The kernel's pid (waits for the fork server's answer; ``ForkFailed`` when it could not fork)."""
+        if self._failed is not None:
+            raise ForkFailed(self._failed)
         if self._pid is None:
-            self._pid = self.server.pid_of(self.request)
+            try:
+                self._pid = self.server.pid_of(self.request)
+            except ForkFailed as err:
+                self._failed = str(err)
+                raise
         return self._pid
 
     def poll(self) -> int | None:
-        return None if alive(self.pid) else -1
+        try:
+            return None if alive(self.pid) else -1
+        except ForkFailed:  # never forked: not alive
+            return -1
 
     def wait(self, timeout: float | None = None) -> int:
         import time
@@ -95,8 +105,6 @@ class ForkProvisioner(LocalProvisioner):
     async def poll(self) -> int | None:
         if self.process is None:
             return 0
-        if self.pid is None:
-            self.resolve()
         result: int | None = self.process.poll()
         return result
 
@@ -110,5 +118,8 @@ class ForkProvisioner(LocalProvisioner):
 
     async def send_signal(self, signum: int) -> None:
         if self.process is not None and self.pid is None:
-            self.resolve()
+            try:
+                self.resolve()
+            except ForkFailed:  # never forked: nothing to signal
+                return
         await super().send_signal(signum)
