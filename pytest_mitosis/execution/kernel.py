@@ -108,6 +108,8 @@ class Execution:
     signal: int | None = None
     #: how the kernel was started (:meth:`Launched.facts`)
     kernel: dict[str, Any] | None = None
+    #: seconds per phase: "kernel start" (until the set-up cell runs), "set-up", "step", "saving", "kernel stop"
+    phases: dict[str, float] | None = None
 
 
 def sweep_stale_private_folders(tmp: str | None = None) -> int:
@@ -262,9 +264,18 @@ class _Deadline:
     def __init__(self, timeout: float | None) -> None:
         self.timeout = timeout
         self.phase = "kernel start"
+        #: when each phase began (``time.monotonic()``), for the time split in :attr:`Execution.phases`
+        self.began: dict[str, float] = {"kernel start": time.monotonic()}
 
     def enter(self, phase: str) -> None:
         self.phase = phase
+        self.began.setdefault(phase, time.monotonic())
+
+    def split(self, ended: float) -> dict[str, float]:
+        """Seconds per phase, in the order they began (the last one ends at ``ended``)."""
+        marks = sorted(self.began.items(), key=lambda item: item[1])
+        ends = [t for _, t in marks[1:]] + [ended]
+        return {name: end - began for (name, began), end in zip(marks, ends)}
 
     def remaining(self, cell: Any) -> int | None:
         if self.timeout is None:
@@ -386,6 +397,7 @@ def execute(
         kind, error = "startup", f"the kernel did not start: {err}"
     finally:
         # The kernel is ours to stop: now, not at exit.
+        deadline.enter("kernel stop")
         if launched is not None:
             launched.close()
     if caught:
@@ -399,4 +411,5 @@ def execute(
         deadline.phase,
         caught[0] if caught else None,
         kernel_facts,
+        deadline.split(time.monotonic()),
     )
