@@ -219,3 +219,39 @@ def test_an_unsafe_preload_makes_the_session_spawn_and_say_why_once(sessions: An
     assert "a preloaded library started Python threads (threadlib-worker)" in warnings[0]
     assert _kernel(root, "first") == {"start": "spawn"}
     assert "threadlib-worker" not in seen[1]["threads"]
+
+
+def test_the_preload_is_what_the_steps_import_from_outside_the_investigation(tmp_path: Path) -> None:
+    from pytest_mitosis.execution.preload import adjust, discover
+
+    root = write_investigation(
+        tmp_path / "study",
+        PYPROJECT,
+        {
+            "steps": """
+                import os
+                import numpy as np
+                from matplotlib import pyplot
+                import yaml
+                from . import nothing
+                from analysis import tools
+
+                try:
+                    import no_such_library_xyz
+                except ImportError:
+                    pass
+
+
+                def run():
+                    import nbformat  # inside a function: may never run, not preloaded
+                    return {"main": 1}
+            """,
+            "yaml": "SHADOWED = True  # the investigation's own yaml.py shadows the library",
+            "analysis.__init__": "",
+            "analysis.tools": "import jinja2\nfrom .inner import x\n",
+            "analysis.inner": "import markupsafe\nx = 1\n",
+        },
+    )
+    found = discover(root, ["steps"])
+    assert found == ["numpy", "matplotlib.pyplot", "jinja2", "markupsafe"]
+    assert adjust(found, ["-matplotlib", "torch", "-markupsafe"]) == ["numpy", "jinja2", "torch"]

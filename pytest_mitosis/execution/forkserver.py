@@ -139,6 +139,11 @@ class ForkServer:
             raise
         return self._preload_answer
 
+    def preload(self, modules: list[str]) -> None:
+        """Import these as well (before any kernel asked for after this call is forked)."""
+        self.requested += modules
+        self._send({"op": "preload", "modules": modules, "root": str(self.root)})
+
     def request(self, args: list[str], env: dict[str, str], cwd: str) -> int:
         """Ask for a kernel (``ipykernel_launcher ARGS``); returns the request's id (see :meth:`pid_of`)."""
         if self.problem is not None:

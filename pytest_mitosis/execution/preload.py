@@ -30,20 +30,21 @@ def _local_file(name: str, root: Path) -> Path | None:
     return None
 
 
-def _imports(path: Path) -> list[tuple[str, int]]:
-    """``(module, level)`` of every import statement at the top level of ``path`` (also in if/try)."""
+def _imports(path: Path) -> list[tuple[str, int, list[str]]]:
+    """``(module, level, names)`` of every import statement at the top level of ``path`` (also in
+    if/try); ``names`` are what ``from module import ...`` takes, which may be submodules."""
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     except (OSError, SyntaxError, ValueError):
         return []
-    found: list[tuple[str, int]] = []
+    found: list[tuple[str, int, list[str]]] = []
     todo: list[ast.stmt] = list(tree.body)
     while todo:
         node = todo.pop(0)
         if isinstance(node, ast.Import):
-            found += [(alias.name, 0) for alias in node.names]
+            found += [(alias.name, 0, []) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            found.append((node.module or "", node.level))
+            found.append((node.module or "", node.level, [a.name for a in node.names if a.name != "*"]))
         elif isinstance(node, (ast.If, ast.Try)):
             todo += (
                 node.body
@@ -52,6 +53,24 @@ def _imports(path: Path) -> list[tuple[str, int]]:
                 + [s for h in getattr(node, "handlers", []) for s in h.body]
             )
     return found
+
+
+def _is_submodule(name: str) -> bool:
+    """Whether ``name`` (``pkg.sub``) is a module file of an installed package (imports nothing)."""
+    top, *rest = name.split(".")
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return False
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        base = Path(location).joinpath(*rest)
+        if (
+            (base / "__init__.py").is_file()
+            or any(base.parent.glob(base.name + ".*py*"))
+            or any(base.parent.glob(base.name + ".*.so"))
+        ):
+            return True
+    return False
 
 
 def _outside(name: str, root: Path) -> bool:
@@ -90,20 +109,21 @@ def discover(root: Path, modules: Iterable[str]) -> list[str]:
                 found[module] = None
             continue
         package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-        for name, level in _imports(path):
+        for name, level, names in _imports(path):
             if level:  # relative: always the investigation's own
                 parts = package.split(".")[: len(package.split(".")) - (level - 1)] if package else []
                 target = ".".join(p for p in [*parts, name] if p)
-                if target:
-                    todo.append(target)
+                todo += [t for t in [target, *(f"{target}.{n}" if target else n for n in names)] if t]
                 continue
             if not name:
                 continue
             top = name.split(".")[0]
             if _local_file(top, root) is not None or (root / top).is_dir():
-                todo.append(name)
+                todo += [name, *(f"{name}.{n}" for n in names)]
             elif _outside(top, root):
-                found[name] = None
+                subs = [f"{name}.{n}" for n in names if _is_submodule(f"{name}.{n}")]
+                for module in subs or [name]:
+                    found[module] = None
     return list(found)
 
 
@@ -121,3 +141,25 @@ def adjust(found: list[str], entries: Iterable[str]) -> list[str]:
         else:
             result[entry.lstrip("+").strip()] = None
     return list(result)
+
+
+def imported_by(modules: Iterable[str], root: Path) -> list[str]:
+    """The installed modules that the (already imported) step modules hold at their top level.
+
+    Read from the modules' globals after pytest imported them (nothing is imported here): a
+    module bound to a name (``np``), or the module of a class or function (``Ridge`` gives
+    ``sklearn.linear_model._ridge``). This catches what :func:`discover` cannot read, such as an
+    ``importlib.import_module`` call at a module's top level.
+    """
+    root = root.resolve()
+    found: dict[str, None] = {}
+    for name in dict.fromkeys(modules):
+        module = sys.modules.get(name)
+        for value in list(vars(module).values()) if module is not None else []:
+            other = value.__name__ if isinstance(value, type(sys)) else getattr(value, "__module__", None)
+            if not isinstance(other, str) or not other or other.startswith("_"):
+                continue
+            top = other.split(".")[0]
+            if top != name.split(".")[0] and top not in found and _outside(top, root):
+                found[other] = None
+    return list(found)

@@ -68,6 +68,7 @@ class Ahead:
         #: why kernels are spawned although forking was asked for (said once, see :meth:`problem`)
         self._problem: str | None = None
         self._warned = False
+        self._refined = False
 
     def server(self, cwd: Path) -> Any:
         """The fork server for kernels in ``cwd`` (started on first use), or ``None`` when kernels are spawned."""
@@ -107,6 +108,20 @@ class Ahead:
         self._warned = True
         return self._problem
 
+    def _refine(self) -> None:
+        """Once the steps are imported (the first trial runs): preload what they hold that reading
+        their imports missed (the ini's ``-name`` still applies)."""
+        self._refined = True
+        from .preload import adjust, imported_by
+
+        try:
+            root, modules = self._steps() if self._steps is not None else (self._server.cwd, [])
+            more = [m for m in adjust(imported_by(modules, root), self._preload) if m not in self._server.requested]
+            if more:
+                self._server.preload(more)
+        except Exception:  # an optimisation only: the trials import whatever is missing
+            pass
+
     def _stop_server(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -130,6 +145,8 @@ class Ahead:
     def take(self, next_in: Path | None) -> Any:
         """The waiting kernel (or ``None``); when another trial follows, start its kernel now."""
         launched, self._launched = self._launched, None
+        if self._server is not None and not self._refined:
+            self._refine()
         if next_in is not None:
             self.launch(next_in)
         return launched
