@@ -50,17 +50,30 @@ def _rss(pid: int) -> int:
         return 0
 
 
+def _pss(pid: int) -> int:
+    """Proportional set size: shared pages (a forked kernel's copy-on-write libraries) counted once."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as stream:
+            for line in stream:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 @dataclass
 class Sample:
     seconds: float
     rss: int  # peak RSS of the started process (bytes)
     tree: int  # peak RSS summed over its process tree (bytes)
     extra: dict[str, float] = field(default_factory=dict)
+    pss: int = 0  # peak PSS summed over the process tree (bytes)
 
 
 def measure(argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
     """Run ``argv``; wall time and peak memory of the process and its tree."""
-    peak = [0, 0]
+    peak = [0, 0, 0]
     started = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     stop = threading.Event()
@@ -68,12 +81,13 @@ def measure(argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
     def sample() -> None:
         while not stop.is_set():
             own = _rss(proc.pid)
-            todo, total = [proc.pid], 0
+            todo, total, pss = [proc.pid], 0, 0
             while todo:
                 pid = todo.pop()
                 total += _rss(pid)
+                pss += _pss(pid)
                 todo += _children(pid)
-            peak[0], peak[1] = max(peak[0], own), max(peak[1], total)
+            peak[0], peak[1], peak[2] = max(peak[0], own), max(peak[1], total), max(peak[2], pss)
             stop.wait(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -88,7 +102,7 @@ def measure(argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
     last = out.strip().splitlines()[-1] if out.strip() else ""
     if last.startswith("{"):
         extra = {k: v for k, v in json.loads(last).items() if isinstance(v, float)}
-    return Sample(seconds, peak[0], peak[1], extra)
+    return Sample(seconds, peak[0], peak[1], extra, peak[2])
 
 
 def git_repo(path: Path) -> None:
@@ -384,16 +398,19 @@ def write_report(
         f"Measured by `python benchmarks/run.py --repeat {args.repeat} --sweeps {args.sweeps}` on "
         f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d')}. Cases were "
         "interleaved round-robin after one warm-up each; times are wall-clock medians with the range, "
-        "memory is the peak RSS of the started process and of its whole process tree (kernels included).",
+        "memory is the peak RSS of the started process and of its whole process tree (kernels included), "
+        "and the tree's peak PSS (pages shared between processes, such as a forked kernel's copy-on-write "
+        "libraries, counted once).",
         "",
-        "| case | median (s) | range (s) | peak RSS, process (MB) | peak RSS, tree (MB) | runs |",
-        "|---|---|---|---|---|---|",
+        "| case | median (s) | range (s) | peak RSS, process (MB) | peak RSS, tree (MB) | peak PSS, tree (MB) | runs |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, found in samples.items():
         seconds = [s.seconds for s in found]
         lines.append(
             f"| {name} | {med(seconds):.2f} | {min(seconds):.2f}–{max(seconds):.2f} | "
-            f"{max(s.rss for s in found) / 1e6:.0f} | {max(s.tree for s in found) / 1e6:.0f} | {len(found)} |"
+            f"{max(s.rss for s in found) / 1e6:.0f} | {max(s.tree for s in found) / 1e6:.0f} | "
+            f"{max(s.pss for s in found) / 1e6:.0f} | {len(found)} |"
         )
     floor = t["floor: fresh kernel + one cell + HTML"]
     heavy_floor = t["scipy+sklearn floor"]
@@ -424,6 +441,7 @@ def write_report(
             ),
         ]
     peak = {k: max(s.tree for s in samples[f"sweep ({k}): 16 trials, one session"]) for k in ("fork", "spawn")}
+    pss = {k: max(s.pss for s in samples[f"sweep ({k}): 16 trials, one session"]) for k in ("fork", "spawn")}
     ratios += [
         (
             "16-trial sweep: fork / spawn (time)",
@@ -431,6 +449,7 @@ def write_report(
             "",
         ),
         ("16-trial sweep: peak RSS of the process tree, fork / spawn", f"{peak['fork'] / peak['spawn']:.2f}", "≤ 1.5"),
+        ("16-trial sweep: peak PSS of the process tree, fork / spawn", f"{pss['fork'] / pss['spawn']:.2f}", ""),
         ("plugin installed, not enabled: added to --collect-only", f"{added:.0f} ms", "< 20 ms"),
         (
             f"store: recording, per trial ({args.store_trials:,} trials)",
