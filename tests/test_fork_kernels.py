@@ -51,7 +51,9 @@ import numpy as np
 import helper
 
 LOADED_IN = os.getpid()
-lookup = {"n": {"first": 1, "second": 2}}
+# as scikit-learn does (KMP_* variables): pytest's environment changes once it imports the steps
+os.environ.setdefault("MITOSIS_PROBE_IMPORTED", "1")
+lookup = {"n": {"first": 1, "second": 2, "killer": 3, "after": 4, "later": 5}}
 
 
 def _fd(fd):
@@ -86,6 +88,10 @@ def probe(n):
     out = os.path.join(os.environ["MITOSIS_TEST_OUT"], f"{n}.json")
     with open(out, "w") as stream:
         json.dump(seen, stream)
+    if n == 3:  # the fork server dies (the OOM killer, a stray kill): this trial goes on, the next ones spawn
+        import signal
+
+        os.kill(os.getppid(), signal.SIGKILL)
     if n == 1:
         fakelib.STATE.append("dirty")
         matplotlib.rcParams["lines.linewidth"] = 9.0
@@ -135,8 +141,9 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Run, P
     """The three sessions (kept by pytest's temporary folder: read them after a failure)."""
     base = tmp_path_factory.mktemp("fork")
     found = {
-        "fork": _session(base, "forked", "--mitosis-kernel=fork"),
-        "spawn": _session(base, "spawned", "--mitosis-kernel=spawn"),
+        "fork": _session(base, "forked", "--mitosis-kernel=fork", "-k", "first or second"),
+        "spawn": _session(base, "spawned", "--mitosis-kernel=spawn", "-k", "first or second"),
+        "killed": _session(base, "killed", "-k", "not first"),
         "unsafe": _session(base, "unsafe", "-k", "first", preload='"threadlib", "no_such_library_xyz"'),
     }
     return found
@@ -255,3 +262,15 @@ def test_the_preload_is_what_the_steps_import_from_outside_the_investigation(tmp
     found = discover(root, ["steps"])
     assert found == ["numpy", "matplotlib.pyplot", "jinja2", "markupsafe"]
     assert adjust(found, ["-matplotlib", "torch", "-markupsafe"]) == ["numpy", "jinja2", "torch"]
+
+
+def test_a_dead_fork_server_fails_no_trial_and_later_kernels_are_spawned(sessions: Any) -> None:
+    run, root, seen = sessions["killed"]
+    assert run.ret == 0, run.out
+    assert "4 passed" in run.out
+    assert _kernel(root, "second")["start"] == "fork"
+    assert _kernel(root, "killer")["start"] == "fork"  # killed its parent, and finished all the same
+    assert _kernel(root, "after")["start"] == "fork"  # forked ahead, while the killer ran
+    assert _kernel(root, "later") == {"start": "spawn"}
+    warnings = [line for line in run.out.splitlines() if "kernels are spawned, not forked" in line]
+    assert len(warnings) == 1 and "the fork server" in warnings[0], run.out

@@ -56,8 +56,8 @@ class Parent:
         self.own_fds = {reply_fd}
         #: why forking would not give a clean kernel (then every fork is refused), or ``None``
         self.refusal: str | None = None
-        # ipykernel reads JPY_PARENT_PID when kernelapp is imported (a trait's default): pointing it
-        # at this process makes every forked kernel exit when its real parent (we) goes away.
+        # ipykernel reads JPY_PARENT_PID when kernelapp is imported (a trait's default): any pid but
+        # 0 and 1 makes each kernel start its parent poller, which watches pytest (see _watch_pytest).
         self.start_env = dict(os.environ)
         #: what the preloaded libraries set in os.environ when imported (pydevd does): kept in the kernels
         self.env_added: dict[str, str] = {}
@@ -162,6 +162,8 @@ class Parent:
         import ipykernel_launcher  # type: ignore[import-untyped]
         from ipykernel import kernelapp
 
+        _watch_pytest(kernelapp, int(request["env"].get("JPY_PARENT_PID") or 0))
+
         sys.argv = [ipykernel_launcher.__file__, *request["args"]]
         kernelapp.launch_new_instance()
 
@@ -183,12 +185,29 @@ class Parent:
                 pass
 
 
+def _watch_pytest(kernelapp: Any, pytest_pid: int) -> None:
+    """Make the kernel's parent poller watch pytest, not this parent: a kernel exits when pytest
+    dies, as a spawned one does, and lives on if the fork server dies (its trial goes on)."""
+    import time
+
+    class WatchPytest(kernelapp.ParentPollerUnix):
+        def run(self) -> None:
+            while True:
+                if not _exists(pytest_pid):
+                    os._exit(1)
+                time.sleep(1.0)
+
+    if pytest_pid > 1:
+        kernelapp.ParentPollerUnix = WatchPytest
+
+
 def _exists(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie has exited (its parent may be waiting for our output to end)."""
     try:
-        os.kill(pid, 0)
-    except OSError:
+        with open(f"/proc/{pid}/stat", "rb") as stream:
+            return stream.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
         return False
-    return True
 
 
 def main() -> None:

@@ -44,11 +44,6 @@ class ForkFailed(Exception):
     """The fork server could not give a kernel; the message says why, for the one warning line."""
 
 
-def _comparable(env: dict[str, str]) -> dict[str, str]:
-    """The environment as it matters to the preloaded imports (pytest changes PYTEST_CURRENT_TEST per test)."""
-    return {k: v for k, v in env.items() if k != "PYTEST_CURRENT_TEST"}
-
-
 class ForkServer:
     """The warm parent of one session's kernels, and the pipe to it."""
 
@@ -67,6 +62,7 @@ class ForkServer:
         self._replies: dict[int, dict[str, Any]] = {}
         self._preload_answer: dict[str, Any] | None = None
         self._buffer = b""
+        self._closed = False
         read, write = os.pipe()
         try:
             self._process = subprocess.Popen(
@@ -88,9 +84,15 @@ class ForkServer:
     def pid(self) -> int:
         return self._process.pid
 
-    def usable_for(self, cwd: Path, env: dict[str, str]) -> bool:
-        """Whether a kernel for ``cwd`` with ``env`` may be forked from this parent."""
-        return self.problem is None and cwd == self.cwd and _comparable(env) == _comparable(self.env)
+    def usable_for(self, cwd: Path) -> bool:
+        """Whether a kernel for ``cwd`` may be forked from this parent.
+
+        The environment is not compared: each kernel gets pytest's environment of the moment it
+        is launched, as a spawned one does, and libraries change it when imported (scikit-learn
+        sets ``KMP_*`` variables while pytest collects); the parent imported its libraries with
+        pytest's environment of the start of collection.
+        """
+        return self.problem is None and cwd == self.cwd
 
     def _send(self, message: dict[str, Any]) -> None:
         assert self._process.stdin is not None
@@ -102,6 +104,8 @@ class ForkServer:
             raise ForkFailed(self.problem) from None
 
     def _read(self, deadline: float) -> dict[str, Any]:
+        if self._closed:
+            raise ForkFailed("the fork server was stopped")
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
             ready, _, _ = select.select([self._reply_fd], [], [], max(0.0, left))
@@ -168,6 +172,8 @@ class ForkServer:
 
     def close(self) -> None:
         """Stop the parent (it kills the kernels it forked that are still running)."""
+        self.problem = self.problem or "the fork server was stopped"
+        self._closed = True
         if self._process.stdin is not None:
             try:
                 self._process.stdin.close()

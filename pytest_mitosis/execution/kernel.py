@@ -159,7 +159,7 @@ class Launched:
         self._closed = False
         #: how the kernel came to exist, for the notebook and the record (see :meth:`facts`)
         self.start = "spawn"
-        self.server = server if server is not None and server.usable_for(cwd, kernel_env()) else None
+        self.server = server if server is not None and server.usable_for(cwd) else None
         if self.server is not None:
             import uuid
 

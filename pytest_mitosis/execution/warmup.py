@@ -79,11 +79,9 @@ class Ahead:
         if self._server is not None:
             if self._server.problem is not None:
                 self._problem = self._server.problem
-                self._stop_server()
                 return None
-            if self._server.usable_for(cwd, kernel_env()):
-                return self._server
-            self._stop_server()  # another directory or environment: the preloads may differ
+            # another directory (never within a session): spawned, the parent's kernels live on
+            return self._server if self._server.usable_for(cwd) else None
         from .forkserver import ForkServer, fork_unavailable
         from .preload import adjust, discover
 
@@ -140,7 +138,14 @@ class Ahead:
         if self._launched is None:
             from .kernel import Launched
 
-            self._launched = Launched(cwd, self.server(cwd))
+            server = self.server(cwd)
+            try:
+                self._launched = Launched(cwd, server)
+            except Exception:
+                if server is None:
+                    raise
+                # the fork server is gone (its problem is warned about once): this kernel is spawned
+                self._launched = Launched(cwd)
 
     def take(self, next_in: Path | None) -> Any:
         """The waiting kernel (or ``None``); when another trial follows, start its kernel now."""
