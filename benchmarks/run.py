@@ -6,6 +6,9 @@ Cases are interleaved round-robin (so a noisy neighbour hurts all of them alike)
 repeated; the report gives the median and the spread, peak memory (RSS of the main process
 and of its whole process tree, sampled every 20 ms), and ratios computed within the run.
 The reference runner mitosis (PyPI) is installed into its own venv unless --no-mitosis.
+Every pytest-mitosis case runs with forked kernels and with spawned ones (--mitosis-kernel),
+and each trial's time split per phase is logged by the plugin (MITOSIS_PHASES). The
+scipy + scikit-learn case needs ``pip install -e ".[bench]"``.
 """
 
 from __future__ import annotations
