@@ -488,7 +488,7 @@ def write_report(
 
 
 #: the heading from which docs/benchmarks.md is written by another script, and kept by this one
-KEPT = "\n## This run"
+KEPT = "\n## A long sweep"
 
 
 def phase_table(split: dict[str, list[dict[str, object]]]) -> list[str]:
