@@ -213,6 +213,9 @@ def _exists(pid: int) -> bool:
 def main() -> None:
     reply_fd = int(sys.argv[1])
     Parent(reply_fd).serve()
+    # Nothing to flush or clean up (replies are written unbuffered): skip the interpreter's teardown
+    # of the preloaded libraries, which would make pytest's session end wait for it.
+    os._exit(0)
 
 
 if __name__ == "__main__":
