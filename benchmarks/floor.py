@@ -1,6 +1,7 @@
 """The floor of a trial: a fresh kernel (nbclient), one cell running the experiment, HTML (nbconvert).
 
-Run from the sine investigation's directory; prints the phases as JSON on its last line.
+Run from the investigation's directory; prints the phases as JSON on its last line. The cell
+runs the sine example, or the code given as the first argument.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import sine_experiment
 result = sine_experiment.run(4, 1)
 plt.show()
 """
-nb = v4.new_notebook(cells=[v4.new_code_cell(CELL)])
+nb = v4.new_notebook(cells=[v4.new_code_cell(sys.argv[1] if len(sys.argv) > 1 else CELL)])
 client = NotebookClient(
     nb, timeout=600, kernel_name="python3", shutdown_kernel="immediate", resources={"metadata": {"path": "."}}
 )

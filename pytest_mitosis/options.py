@@ -178,6 +178,14 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="Debug mode: waive the reproducibility guards; trials are kept apart from clean ones",
     )
+    group.addoption(
+        "--mitosis-kernel",
+        dest="mitosis_kernel",
+        default=None,
+        choices=["fork", "spawn"],
+        help="How trial kernels start: forked from a warm parent that has imported the steps' libraries "
+        "(default where the platform allows it: Linux), or spawned as a new interpreter each",
+    )
     add_ci_options(group, parser)
     parser.addini("mitosis_config", "pyproject.toml holding [tool.mitosis] (relative to the rootdir)", default="")
     parser.addini("mitosis_trials_folder", "Folder for trial artifacts (relative to the rootdir)", default="")
@@ -210,6 +218,12 @@ def add_options(parser: pytest.Parser) -> None:
         "Environment variables recorded with every trial",
         type="linelist",
         default=list(DEFAULT_ENV_VARS),
+    )
+    parser.addini(
+        "mitosis_preload",
+        "Modules the kernels' warm parent imports besides those found in the steps (-NAME: never preload NAME)",
+        type="linelist",
+        default=[],
     )
     parser.addini(
         "mitosis_dirty_ignore",
@@ -319,6 +333,8 @@ def resolve_settings(config: pytest.Config) -> Settings:
         max_trials=max_trials,
         summary=ci.summary,
         benchmark_json=ci.benchmark_json,
+        kernel=config.getoption("mitosis_kernel"),
+        preload=tuple(str(m) for m in config.getini("mitosis_preload")),
     )
 
 

@@ -52,7 +52,7 @@ class MitosisSession:
         self._store: TrialStore | None = None
         self._environment: dict[str, Any] | None = None
         self._seed: int | None = settings.seed
-        self.ahead = Ahead()
+        self.ahead = Ahead(kernel=settings.kernel or "auto", preload=settings.preload, steps=self._step_modules)
         self._identities: dict[str, TrialIdentity] = {}
         self._experiments: list[Collected] | None = None
         #: whether the item after the running one is a trial (then its kernel is started ahead)
@@ -99,6 +99,12 @@ class MitosisSession:
             except ValueError as err:
                 raise pytest.UsageError(f"mitosis: {err}") from None
         return self._environment
+
+    def _step_modules(self) -> tuple[Path, list[str]]:
+        """The investigation's root and the modules of its steps and lookups (what the fork server scans)."""
+        project = self.project()
+        modules = [ref.module for s in project.steps.values() for ref in (s.function, s.lookup) if ref is not None]
+        return project.root, modules
 
     def project(self) -> ProjectConfig:
         """``[tool.mitosis]``, read once (lazily: ``--help`` never reads it)."""
@@ -264,6 +270,11 @@ class MitosisSession:
             seed=self.seed,
             prepared=lambda: (self.ahead.take(project.cwd if self.next_is_trial else None), self.ahead.html()),
         )
+        problem = self.ahead.problem()
+        if problem is not None:  # once per session (per xdist worker), in the summary and the junit XML
+            from dataclasses import replace
+
+            outcome = replace(outcome, warnings=(*outcome.warnings, f"kernels are spawned, not forked: {problem}"))
         if outcome.interrupted is not None:
             self.rows.append(
                 SummaryRow(nodeid, "interrupted", outcome.main, str(outcome.html or ""), outcome.iteration, outcome.key)

@@ -138,3 +138,7 @@ class Settings:
     summary: Path | None = None
     #: --mitosis-benchmark-json: github-action-benchmark's custom JSON is written here
     benchmark_json: Path | None = None
+    #: --mitosis-kernel: "fork" or "spawn"; ``None``: fork where the platform allows it
+    kernel: str | None = None
+    #: ini mitosis_preload: modules the fork server imports as well (``-name``: never)
+    preload: tuple[str, ...] = ()

@@ -36,9 +36,12 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 from ..core.processes import alive
+from .forkserver import ForkFailed
 from .logs import quiet
 
 STARTUP_TIMEOUT = 60.0
+#: longest wait for a kernel's sockets before its client connects anyway (see :meth:`Launched.ready`)
+_BIND_WAIT = 10.0
 _QUIET = quiet("kernel")
 #: prefix of each kernel's private folder (sockets, connection file); the pid says whose it is
 _PRIVATE_PREFIX = "mitosis-kernel-"
@@ -54,6 +57,15 @@ def private_base() -> str:
     if len(os.fsencode(longest)) > _SOCKET_PATH_MAX and os.path.isdir("/tmp") and os.access("/tmp", os.W_OK):
         return "/tmp"
     return base
+
+
+def kernel_env() -> dict[str, str]:
+    """The environment a kernel starts with: pytest's, with the kernel spec's additions."""
+    return {**os.environ, **_KERNEL_ENV}
+
+
+#: added to every kernel's environment (debugpy's warning about frozen modules is noise in a notebook)
+_KERNEL_ENV = {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}
 
 
 class _SameInterpreterKernelManager(AsyncKernelManager):
@@ -75,7 +87,7 @@ class _SameInterpreterKernelManager(AsyncKernelManager):
             ],
             display_name="Python 3 (pytest-mitosis)",
             language="python",
-            env={"PYDEVD_DISABLE_FILE_VALIDATION": "1"},
+            env=dict(_KERNEL_ENV),
         )
 
 
@@ -94,6 +106,10 @@ class Execution:
     phase: str | None = None
     #: the signal that interrupted the trial (``signal.SIGINT`` or ``signal.SIGTERM``)
     signal: int | None = None
+    #: how the kernel was started (:meth:`Launched.facts`)
+    kernel: dict[str, Any] | None = None
+    #: seconds per phase: "kernel start" (until the set-up cell runs), "set-up", "step", "saving", "kernel stop"
+    phases: dict[str, float] | None = None
 
 
 def sweep_stale_private_folders(tmp: str | None = None) -> int:
@@ -132,7 +148,7 @@ class Launched:
     of a killed session is removed by :func:`sweep_stale_private_folders` in the next one.
     """
 
-    def __init__(self, cwd: Path) -> None:
+    def __init__(self, cwd: Path, server: Any = None) -> None:
         self.cwd = cwd
         self._private = tempfile.mkdtemp(prefix=f"{_PRIVATE_PREFIX}{os.getpid()}-", dir=private_base())
         os.chmod(self._private, 0o700)
@@ -141,11 +157,50 @@ class Launched:
         )
         self.manager.connection_file = os.path.join(self._private, "connection.json")
         self._closed = False
+        #: how the kernel came to exist, for the notebook and the record (see :meth:`facts`)
+        self.start = "spawn"
+        self.server = server if server is not None and server.usable_for(cwd) else None
+        if self.server is not None:
+            import uuid
+
+            from .provisioner import ForkProvisioner
+
+            self.manager.kernel_id = str(uuid.uuid4())
+            provisioner = ForkProvisioner(
+                kernel_id=self.manager.kernel_id, kernel_spec=self.manager.kernel_spec, parent=self.manager
+            )
+            provisioner.server = self.server
+            self.manager.provisioner = provisioner
+            self.start = "fork"
         try:
             run_sync(self.manager.start_kernel)(cwd=str(cwd))
         except BaseException:
             self.close()
             raise
+
+    def ready(self) -> None:
+        """Wait until a forked kernel's process exists (``ForkFailed`` when the server could not fork it),
+        then until the kernel has bound its sockets, briefly.
+
+        A client that connects before the kernel binds waits for zmq's reconnection interval, and
+        the first kernel_info round trip may miss the kernel's IOPub status and need a second one:
+        connecting once the socket files exist saves a few hundred milliseconds per trial.
+        """
+        if self.start == "fork":
+            self.manager.provisioner.resolve()  # type: ignore[union-attr]
+        manager = self.manager
+        paths = [f"{manager.ip}-{getattr(manager, f'{c}_port')}" for c in ("shell", "iopub", "stdin", "control", "hb")]
+        deadline = time.monotonic() + _BIND_WAIT
+        while time.monotonic() < deadline and not all(os.path.exists(p) for p in paths):
+            if not run_sync(manager.is_alive)():
+                return  # nbclient reports the death
+            time.sleep(0.005)
+
+    def facts(self) -> dict[str, Any]:
+        """How the kernel was started: ``{"start": "fork" | "spawn", "preloaded": [...]}``."""
+        if self.start == "fork" and self.server is not None:
+            return {"start": "fork", "preloaded": list(self.server.preloaded)}
+        return {"start": "spawn"}
 
     @property
     def private(self) -> str:
@@ -160,7 +215,7 @@ class Launched:
         try:
             if run_sync(self.manager.is_alive)():
                 run_sync(self.manager.shutdown_kernel)(now=True)
-        except RuntimeError:
+        except (RuntimeError, ForkFailed):
             pass
         finally:
             try:
@@ -209,9 +264,18 @@ class _Deadline:
     def __init__(self, timeout: float | None) -> None:
         self.timeout = timeout
         self.phase = "kernel start"
+        #: when each phase began (``time.monotonic()``), for the time split in :attr:`Execution.phases`
+        self.began: dict[str, float] = {"kernel start": time.monotonic()}
 
     def enter(self, phase: str) -> None:
         self.phase = phase
+        self.began.setdefault(phase, time.monotonic())
+
+    def split(self, ended: float) -> dict[str, float]:
+        """Seconds per phase, in the order they began (the last one ends at ``ended``)."""
+        marks = sorted(self.began.items(), key=lambda item: item[1])
+        ends = [t for _, t in marks[1:]] + [ended]
+        return {name: end - began for (name, began), end in zip(marks, ends)}
 
     def remaining(self, cell: Any) -> int | None:
         if self.timeout is None:
@@ -279,7 +343,17 @@ def execute(
     kind: str | None = None
     caught: list[int] = []
     client = None
+    kernel_facts: dict[str, Any] | None = None
     try:
+        if launched is not None and launched.cwd == cwd:
+            if while_starting is not None:
+                while_starting()
+                while_starting = None
+            try:
+                launched.ready()
+            except ForkFailed:  # the fork server's problem is warned about once; this trial spawns its kernel
+                launched.close()
+                launched = None
         if launched is None or launched.cwd != cwd:
             if launched is not None:
                 launched.close()
@@ -287,6 +361,11 @@ def execute(
                 launched = Launched(cwd)
             except Exception as err:  # zmq, the OS, the launcher: the trial fails, the session goes on
                 raise RuntimeError(f"{type(err).__name__}: {err}") from None
+            if while_starting is not None:
+                while_starting()
+                while_starting = None
+            launched.ready()
+        kernel_facts = launched.facts()
         client = _Client(
             nb,
             km=launched.manager,
@@ -318,6 +397,7 @@ def execute(
         kind, error = "startup", f"the kernel did not start: {err}"
     finally:
         # The kernel is ours to stop: now, not at exit.
+        deadline.began["kernel stop"] = time.monotonic()  # for the time split only: ``phase`` says what ran out
         if launched is not None:
             launched.close()
     if caught:
@@ -330,4 +410,6 @@ def execute(
         time.monotonic() - started,
         deadline.phase,
         caught[0] if caught else None,
+        kernel_facts,
+        deadline.split(time.monotonic()),
     )

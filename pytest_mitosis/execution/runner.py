@@ -9,6 +9,8 @@ files cannot be written, its staging folder is removed so that the disk space co
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +131,10 @@ def run_trial(
         folder.discard()
         raise
     outcome = folder.read_outcome()
+    kernel_facts = execution.kernel or {"start": "spawn"}
+    mitosis_metadata = getattr(execution.notebook, "metadata", {}).get("mitosis")
+    if isinstance(mitosis_metadata, dict):  # the notebook says how its kernel was started
+        mitosis_metadata["kernel"] = kernel_facts
     passed = execution.error is None and outcome.get("status") == "passed"
     message = None
     if execution.kind == "interrupted":
@@ -144,11 +150,13 @@ def run_trial(
         "key": folder.key,
         **{k: v for k, v in metadata.items() if k != "environment"},
         "seed": seed,
+        "kernel": kernel_facts,
         "results": {
             k: outcome.get(k) for k in ("status", "main", "metrics", "metrics_other", "message") if k in outcome
         },
         "environment": metadata.get("environment"),
     }
+    saving = time.monotonic()
     try:
         final = folder.save(execution.notebook, outcome, description, html)
     except OSError as err:
@@ -156,6 +164,7 @@ def run_trial(
     except BaseException:
         folder.discard()
         raise
+    _log_phases(started, saving, execution, kernel_facts)
     page = folder.html
     if message is not None:
         message = f"{message}\n\nnotebook: {page}"
@@ -172,6 +181,29 @@ def run_trial(
         message=message,
         interrupted=execution.signal,
     )
+
+
+def _log_phases(started: float, saving: float, execution: Any, kernel: dict[str, Any]) -> None:
+    """For ``benchmarks/``: append where this trial's time went to ``$MITOSIS_PHASES`` (a JSON line)."""
+    path = os.environ.get("MITOSIS_PHASES")
+    if not path:
+        return
+    ended = time.monotonic()
+    phases = {
+        "notebook": execution_start(started, execution, saving),
+        **(execution.phases or {}),
+        "files and HTML": ended - saving,
+    }
+    try:
+        with open(path, "a", encoding="utf-8") as stream:
+            stream.write(json.dumps({"kernel": kernel.get("start"), "total": ended - started, "phases": phases}) + "\n")
+    except OSError:
+        pass
+
+
+def execution_start(started: float, execution: Any, saving: float) -> float:
+    """Seconds from the trial's start to its kernel phase (building the notebook, the staging folder)."""
+    return max(0.0, saving - started - execution.seconds)
 
 
 def _unwritten(

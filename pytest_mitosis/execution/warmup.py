@@ -43,12 +43,87 @@ class _Facts(threading.Thread):
 
 
 class Ahead:
-    """One session's work-ahead: at most one spare kernel, one HTML writer, one facts thread."""
+    """One session's work-ahead: at most one spare kernel, one HTML writer, one facts thread, and
+    the fork server the kernels are forked from (``kernel="fork"``, see :mod:`.forkserver`).
 
-    def __init__(self) -> None:
+    ``kernel`` is ``"fork"`` (asked for), ``"auto"`` (the default: fork where the platform
+    allows it) or ``"spawn"``. ``preload`` is the ini's ``mitosis_preload`` (``name`` adds, ``-name`` removes);
+    ``steps`` returns the investigation's root and its step modules (what the parent preloads is
+    found from them, see :mod:`.preload`) or raises when the project cannot be read.
+    """
+
+    def __init__(
+        self,
+        kernel: str = "spawn",
+        preload: tuple[str, ...] = (),
+        steps: Callable[[], tuple[Path, list[str]]] | None = None,
+    ) -> None:
         self._launched: Any = None  # kernel.Launched
         self._html: Any = None  # artifacts.HtmlWriter
         self._facts: _Facts | None = None
+        self.kernel = kernel
+        self._preload = preload
+        self._steps = steps
+        self._server: Any = None  # forkserver.ForkServer
+        #: why kernels are spawned although forking was asked for (said once, see :meth:`problem`)
+        self._problem: str | None = None
+        self._warned = False
+        self._refined = False
+
+    def server(self, cwd: Path) -> Any:
+        """The fork server for kernels in ``cwd`` (started on first use), or ``None`` when kernels are spawned."""
+        if self.kernel not in ("fork", "auto") or self._problem is not None:
+            return None
+        from .kernel import kernel_env
+
+        if self._server is not None:
+            if self._server.problem is not None:
+                self._problem = self._server.problem
+                return None
+            # another directory (never within a session): spawned, the parent's kernels live on
+            return self._server if self._server.usable_for(cwd) else None
+        from .forkserver import ForkServer, fork_unavailable
+        from .preload import adjust, discover
+
+        self._problem = fork_unavailable()
+        if self._problem is not None:
+            self._warned = self.kernel == "auto"  # the platform's default, not a failure: nothing to warn about
+            return None
+        try:
+            root, modules = self._steps() if self._steps is not None else (cwd, [])
+            self._server = ForkServer(cwd, kernel_env(), adjust(discover(root, modules), self._preload), root)
+        except Exception as err:  # the project cannot be read, the parent cannot start: spawn
+            self._problem = f"the fork server could not start ({type(err).__name__}: {err})"
+            return None
+        return self._server
+
+    def problem(self) -> str | None:
+        """Why kernels are spawned instead of forked, the first time it is asked after it happened."""
+        if self._server is not None and self._server.problem is not None and self._problem is None:
+            self._problem = self._server.problem
+        if self._problem is None or self._warned:
+            return None
+        self._warned = True
+        return self._problem
+
+    def _refine(self) -> None:
+        """Once the steps are imported (the first trial runs): preload what they hold that reading
+        their imports missed (the ini's ``-name`` still applies)."""
+        self._refined = True
+        from .preload import adjust, imported_by
+
+        try:
+            root, modules = self._steps() if self._steps is not None else (self._server.cwd, [])
+            more = [m for m in adjust(imported_by(modules, root), self._preload) if m not in self._server.requested]
+            if more:
+                self._server.preload(more)
+        except Exception:  # an optimisation only: the trials import whatever is missing
+            pass
+
+    def _stop_server(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
 
     def html(self) -> Any:
         """The HTML writer; it prepares nbconvert's exporter the first time it is needed."""
@@ -63,11 +138,20 @@ class Ahead:
         if self._launched is None:
             from .kernel import Launched
 
-            self._launched = Launched(cwd)
+            server = self.server(cwd)
+            try:
+                self._launched = Launched(cwd, server)
+            except Exception:
+                if server is None:
+                    raise
+                # the fork server is gone (its problem is warned about once): this kernel is spawned
+                self._launched = Launched(cwd)
 
     def take(self, next_in: Path | None) -> Any:
         """The waiting kernel (or ``None``); when another trial follows, start its kernel now."""
         launched, self._launched = self._launched, None
+        if self._server is not None and not self._refined:
+            self._refine()
         if next_in is not None:
             self.launch(next_in)
         return launched
@@ -98,4 +182,5 @@ class Ahead:
     def close(self) -> None:
         self.discard()
         self.settle()
+        self._stop_server()
         self._html = None

@@ -1,0 +1,222 @@
+"""The warm parent of forked kernels: a fresh interpreter that has imported ipykernel and the
+libraries the steps import, and forks one child per trial that becomes a normal IPKernelApp.
+
+Runs as ``python -m pytest_mitosis.execution.forkparent REPLY_FD`` (started by
+:mod:`.forkserver` from ``sys.executable``, never forked from pytest, which has threads).
+Commands arrive as JSON lines on stdin, replies leave as JSON lines on ``REPLY_FD``:
+
+- ``{"op": "preload", "modules": [...], "root": DIR}``: import them (never from ``DIR``, the
+  investigation), then say what was loaded, what failed, and whether forking is still safe.
+- ``{"op": "fork", "id": N, "args": [...], "env": {...}, "cwd": DIR}``: fork a kernel; reply its pid.
+
+The parent itself starts no thread, no event loop and no zmq context (it checks, and says so
+when a preloaded library did), ignores SIGINT (a Ctrl-C is pytest's to handle) and lets the
+system reap its children (SIGCHLD ignored). When pytest goes away (stdin closes) it kills the
+kernels it forked and exits; each kernel also watches its parent, as ipykernel does. Standard
+library only at import: what it imports beyond that is the point of its existence.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import sys
+import traceback
+from typing import Any
+
+#: what every kernel imports before the first cell: preloaded always (this is most of a kernel's start)
+KERNEL_MODULES = (
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "ipykernel.zmqshell",
+    "ipykernel.iostream",
+    "ipykernel.comm",
+    "ipykernel.debugger",
+    "IPython.core.completerlib",
+    "IPython.core.debugger",
+    "IPython.core.oinspect",
+    "IPython.extensions.storemagic",
+    "tornado.platform.asyncio",
+    "IPython.core.completer",
+    "jedi",
+    "pytest_mitosis.execution.runtime",
+)
+
+
+class Parent:
+    def __init__(self, reply_fd: int) -> None:
+        self.reply_fd = reply_fd
+        self.children: list[int] = []
+        self.loaded: list[str] = []
+        # What a fresh interpreter had: the child puts it back before it becomes a kernel.
+        self.dispositions = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGCHLD, signal.SIGTERM)}
+        self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        self.own_fds = {reply_fd}
+        #: why forking would not give a clean kernel (then every fork is refused), or ``None``
+        self.refusal: str | None = None
+        # ipykernel reads JPY_PARENT_PID when kernelapp is imported (a trait's default): any pid but
+        # 0 and 1 makes each kernel start its parent poller, which watches pytest (see _watch_pytest).
+        self.start_env = dict(os.environ)
+        #: what the preloaded libraries set in os.environ when imported (pydevd does): kept in the kernels
+        self.env_added: dict[str, str] = {}
+        os.environ["JPY_PARENT_PID"] = str(os.getpid())
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # no zombies: the system reaps the kernels
+        # ``python -m`` put the investigation's directory first: nothing is imported from there.
+        if sys.path and os.path.abspath(sys.path[0] or ".") == os.getcwd():
+            del sys.path[0]
+
+    def reply(self, message: dict[str, Any]) -> None:
+        data = (json.dumps(message) + "\n").encode()
+        while data:
+            written = os.write(self.reply_fd, data)
+            data = data[written:]
+
+    def preload(self, modules: list[str], root: str) -> None:
+        failed: dict[str, str] = {}
+        set_backend = "MPLBACKEND" not in os.environ
+        if set_backend:  # what ipykernel sets before any cell runs: matplotlib reads it when imported
+            os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+        for name in [*KERNEL_MODULES, *modules]:
+            if name in self.loaded:
+                continue
+            try:
+                importlib.import_module(name)
+                self.loaded.append(name)
+            except BaseException as err:  # a library that cannot be imported here is imported by the trial
+                failed[name] = f"{type(err).__name__}: {err}"
+        if set_backend:
+            del os.environ["MPLBACKEND"]
+        self.env_added = {k: v for k, v in os.environ.items() if k != "JPY_PARENT_PID" and self.start_env.get(k) != v}
+        self.refusal = self.refusal or self.unsafe(root)
+        self.reply({"op": "preloaded", "loaded": self.loaded, "failed": failed, "unsafe": self.refusal})
+
+    def unsafe(self, root: str) -> str | None:
+        """Why forking this process would not give a clean kernel, or ``None``."""
+        prefix = os.path.join(os.path.abspath(root), "")
+        for name, module in list(sys.modules.items()):
+            path = getattr(module, "__file__", None)
+            if isinstance(path, str) and os.path.abspath(path).startswith(prefix) and "site-packages" not in path:
+                return f"the preloaded libraries imported the investigation's module {name!r} ({path})"
+        zmq = sys.modules.get("zmq")
+        if zmq is not None and getattr(zmq.Context, "_instance", None) is not None:
+            return "a preloaded library created a zmq context"
+        asyncio = sys.modules.get("asyncio")
+        if asyncio is not None and asyncio.events._get_running_loop() is not None:
+            return "a preloaded library started an event loop"
+        threading = sys.modules.get("threading")
+        if threading is not None and threading.active_count() > 1:
+            names = ", ".join(t.name for t in threading.enumerate() if t is not threading.main_thread())
+            return f"a preloaded library started Python threads ({names}), which a fork would not copy"
+        # Native thread pools (OpenBLAS's) stop themselves around a fork (pthread_atfork): allowed.
+        return None
+
+    def fork(self, request: dict[str, Any]) -> None:
+        if self.refusal is not None:
+            self.reply({"op": "forked", "id": request["id"], "error": self.refusal})
+            return
+        try:
+            pid = os.fork()
+        except OSError as err:
+            self.reply({"op": "forked", "id": request["id"], "error": f"fork failed: {err}"})
+            return
+        if pid == 0:
+            code = 1
+            try:
+                self.become_kernel(request)
+                code = 0
+            except SystemExit as err:
+                code = err.code if isinstance(err.code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        self.children.append(pid)
+        self.children = [p for p in self.children if _exists(p)]
+        self.reply({"op": "forked", "id": request["id"], "pid": pid})
+
+    def become_kernel(self, request: dict[str, Any]) -> None:
+        """In the child: become what ``python -m ipykernel_launcher ARGS`` in ``cwd`` with ``env`` is."""
+        os.setsid()  # its own process group, as jupyter_client starts kernels: interrupts reach its children
+        for signum, handler in self.dispositions.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        for fd in self.own_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.environ.update(self.env_added)
+        # A fresh interpreter's entropy: random reseeds itself after a fork; numpy's global generator does not.
+        numpy = sys.modules.get("numpy")
+        if numpy is not None:
+            numpy.random.seed()
+        import ipykernel_launcher  # type: ignore[import-untyped]
+        from ipykernel import kernelapp
+
+        _watch_pytest(kernelapp, int(request["env"].get("JPY_PARENT_PID") or 0))
+
+        sys.argv = [ipykernel_launcher.__file__, *request["args"]]
+        kernelapp.launch_new_instance()
+
+    def serve(self) -> None:
+        for line in sys.stdin:
+            try:
+                request = json.loads(line)
+            except ValueError:
+                continue
+            if request.get("op") == "preload":
+                self.preload(list(request.get("modules", [])), str(request.get("root", "/")))
+            elif request.get("op") == "fork":
+                self.fork(request)
+        # pytest is gone (or done): so are the kernels it ran
+        for pid in self.children:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _watch_pytest(kernelapp: Any, pytest_pid: int) -> None:
+    """Make the kernel's parent poller watch pytest, not this parent: a kernel exits when pytest
+    dies, as a spawned one does, and lives on if the fork server dies (its trial goes on)."""
+    import time
+
+    class WatchPytest(kernelapp.ParentPollerUnix):
+        def run(self) -> None:
+            while True:
+                if not _exists(pytest_pid):
+                    os._exit(1)
+                time.sleep(1.0)
+
+    if pytest_pid > 1:
+        kernelapp.ParentPollerUnix = WatchPytest
+
+
+def _exists(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie has exited (its parent may be waiting for our output to end)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stream:
+            return stream.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
+
+
+def main() -> None:
+    reply_fd = int(sys.argv[1])
+    Parent(reply_fd).serve()
+    # Nothing to flush or clean up (replies are written unbuffered): skip the interpreter's teardown
+    # of the preloaded libraries, which would make pytest's session end wait for it.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Kernels forked from a warm parent: the pytest side of :mod:`.forkparent`.
+
+One :class:`ForkServer` per session (per xdist worker) starts the parent from
+``sys.executable`` (never a fork of pytest, which has threads), tells it what to preload, and
+asks it for one kernel per trial. A forked kernel is a fresh process that runs one trial, on
+the trial's own connection file, in the investigation's directory, with the environment a
+spawned kernel would get; it is stopped when the trial ends, as a spawned one is.
+
+:class:`ForkProvisioner` is the jupyter_client kernel provisioner that makes this invisible to
+the kernel manager and nbclient: the kernel is not pytest's child, so its liveness is read
+from ``/proc`` and signals go to its process group by pid. Nothing here imports jupyter_client
+at module level except the provisioner's own module body (imported only when a kernel starts).
+
+Forking is used only where it is known to be safe (Linux); elsewhere, when the parent cannot
+start or preload, or when a fork fails, kernels are spawned as before and one warning line
+says why (:attr:`ForkServer.problem`). A trial never fails because of the fork server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+#: how long to wait for the parent's answer (it may still be importing the preloaded libraries)
+REPLY_TIMEOUT = 120.0
+
+
+def fork_unavailable() -> str | None:
+    """Why kernels cannot be forked on this platform, or ``None`` when they can."""
+    if not hasattr(os, "fork"):
+        return "this platform has no fork()"
+    if not sys.platform.startswith("linux"):
+        return f"forking a process that imported system frameworks is not safe on {sys.platform}"
+    return None
+
+
+class ForkFailed(Exception):
+    """The fork server could not give a kernel; the message says why, for the one warning line."""
+
+
+class ForkServer:
+    """The warm parent of one session's kernels, and the pipe to it."""
+
+    def __init__(self, cwd: Path, env: dict[str, str], preload: list[str], root: Path) -> None:
+        self.cwd = cwd
+        self.env = dict(env)
+        self.requested = list(preload)
+        self.root = root
+        #: the modules the parent has imported (known once it answered the preload)
+        self.preloaded: list[str] = []
+        #: preloads that failed in the parent (name → error): the trials import them themselves
+        self.failed: dict[str, str] = {}
+        #: why this server gives no more kernels (the session then spawns them), or ``None``
+        self.problem: str | None = None
+        self._next_id = 0
+        self._replies: dict[int, dict[str, Any]] = {}
+        self._preload_answer: dict[str, Any] | None = None
+        self._buffer = b""
+        self._closed = False
+        read, write = os.pipe()
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-Xfrozen_modules=off", "-m", "pytest_mitosis.execution.forkparent", str(write)],
+                stdin=subprocess.PIPE,
+                cwd=str(cwd),
+                env=self.env,
+                pass_fds=(write,),
+            )
+        except BaseException:
+            os.close(read)
+            raise
+        finally:
+            os.close(write)
+        self._reply_fd = read
+        self._send({"op": "preload", "modules": self.requested, "root": str(root)})
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def usable_for(self, cwd: Path) -> bool:
+        """Whether a kernel for ``cwd`` may be forked from this parent.
+
+        The environment is not compared: each kernel gets pytest's environment of the moment it
+        is launched, as a spawned one does, and libraries change it when imported (scikit-learn
+        sets ``KMP_*`` variables while pytest collects); the parent imported its libraries with
+        pytest's environment of the start of collection.
+        """
+        return self.problem is None and cwd == self.cwd
+
+    def _send(self, message: dict[str, Any]) -> None:
+        assert self._process.stdin is not None
+        try:
+            self._process.stdin.write((json.dumps(message) + "\n").encode())
+            self._process.stdin.flush()
+        except (OSError, ValueError) as err:
+            self.problem = self.problem or f"the fork server is gone ({err})"
+            raise ForkFailed(self.problem) from None
+
+    def _read(self, deadline: float) -> dict[str, Any]:
+        if self._closed:
+            raise ForkFailed("the fork server was stopped")
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self._reply_fd], [], [], max(0.0, left))
+            if not ready:
+                raise ForkFailed(f"the fork server did not answer within {REPLY_TIMEOUT:g} s")
+            chunk = os.read(self._reply_fd, 65536)
+            if not chunk:
+                code = self._process.poll()
+                raise ForkFailed(
+                    f"the fork server exited (code {code})" if code is not None else "the fork server closed its pipe"
+                )
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return dict(json.loads(line))
+
+    def _take(self, deadline: float) -> None:
+        message = self._read(deadline)
+        if message.get("op") == "preloaded":
+            self._preload_answer = message
+            self.preloaded = list(message.get("loaded", []))
+            self.failed = dict(message.get("failed", {}))
+            if message.get("unsafe"):
+                self.problem = str(message["unsafe"])
+        elif message.get("op") == "forked":
+            self._replies[int(message["id"])] = message
+
+    def preload_answer(self) -> dict[str, Any]:
+        """The parent's answer to the preload (waiting for it)."""
+        deadline = time.monotonic() + REPLY_TIMEOUT
+        try:
+            while self._preload_answer is None:
+                self._take(deadline)
+        except ForkFailed as err:
+            self.problem = self.problem or str(err)
+            raise
+        return self._preload_answer
+
+    def preload(self, modules: list[str]) -> None:
+        """Import these as well (before any kernel asked for after this call is forked)."""
+        self.requested += modules
+        self._send({"op": "preload", "modules": modules, "root": str(self.root)})
+
+    def request(self, args: list[str], env: dict[str, str], cwd: str) -> int:
+        """Ask for a kernel (``ipykernel_launcher ARGS``); returns the request's id (see :meth:`pid_of`)."""
+        if self.problem is not None:
+            raise ForkFailed(self.problem)
+        self._next_id += 1
+        self._send({"op": "fork", "id": self._next_id, "args": args, "env": env, "cwd": cwd})
+        return self._next_id
+
+    def pid_of(self, request: int) -> int:
+        """The pid of the kernel forked for ``request`` (waiting for the parent's answer)."""
+        deadline = time.monotonic() + REPLY_TIMEOUT
+        try:
+            while request not in self._replies:
+                self._take(deadline)
+        except ForkFailed as err:
+            self.problem = self.problem or str(err)
+            raise
+        reply = self._replies.pop(request)
+        if "error" in reply:
+            raise ForkFailed(str(reply["error"]))
+        return int(reply["pid"])
+
+    def close(self) -> None:
+        """Stop the parent (it kills the kernels it forked that are still running)."""
+        self.problem = self.problem or "the fork server was stopped"
+        self._closed = True
+        if self._process.stdin is not None:
+            try:
+                self._process.stdin.close()
+            except OSError:
+                pass
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        try:
+            os.close(self._reply_fd)
+        except OSError:
+            pass
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not: it has exited, its parent has not reaped it yet)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stream:
+            state = stream.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")

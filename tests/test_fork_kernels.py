@@ -1,0 +1,276 @@
+"""Kernels forked from a warm parent are as fresh as spawned ones (issue 14).
+
+Three real sessions, shared by every assertion: two trials with ``--mitosis-kernel=fork``
+(the first one dirties everything it can reach, the second one reports what it finds), the
+same two with ``--mitosis-kernel=spawn`` (the reference: what a fresh interpreter looks like),
+and one whose preload starts a thread (forking is then unsafe: the session spawns and says so
+once). Each step writes what it saw into a JSON file; the tests compare them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import Run, clean_env, git_init, run_pytest, write_investigation
+
+#: an installed library (outside the investigation), found on PYTHONPATH: the fork server preloads it
+FAKELIB = """
+import os
+
+STATE = []
+IMPORTED_IN = os.getpid()
+"""
+
+#: a library that starts a Python thread when imported: forking after it is not safe
+THREADLIB = """
+import threading
+import time
+
+threading.Thread(target=time.sleep, args=(600,), name="threadlib-worker", daemon=True).start()
+"""
+
+PROBE = '''
+import json
+import logging
+import os
+import random
+import re
+import sys
+import threading
+
+import fakelib
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+
+import helper
+
+LOADED_IN = os.getpid()
+# as scikit-learn does (KMP_* variables): pytest's environment changes once it imports the steps
+os.environ.setdefault("MITOSIS_PROBE_IMPORTED", "1")
+lookup = {"n": {"first": 1, "second": 2, "killer": 3, "after": 4, "later": 5}}
+
+
+def _fd(fd):
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return "?"
+    return target.split(":[")[0] if ":[" in target else "file"
+
+
+def probe(n):
+    """Report what this kernel looks like; the first trial then dirties whatever it can reach."""
+    seen = {
+        "pid": os.getpid(),
+        "fakelib_state": list(fakelib.STATE),
+        "fakelib_preloaded": fakelib.IMPORTED_IN != os.getpid(),
+        "probe_fresh": LOADED_IN == os.getpid() and helper.LOADED_IN == os.getpid(),
+        "backend": matplotlib.get_backend(),
+        "linewidth": matplotlib.rcParams["lines.linewidth"],
+        "numpy_draw": float(np.random.rand()),
+        "random_draw": random.random(),
+        "environ": sorted(k for k in os.environ if k not in ("PYTEST_CURRENT_TEST",)),
+        "dirty_env": os.environ.get("MITOSIS_PROBE_DIRTY"),
+        "cwd": os.getcwd(),
+        "sys_path": [p for p in sys.path],
+        "fds": sorted(_fd(int(fd)) for fd in os.listdir("/proc/self/fd") if int(fd) > 2),
+        "threads": sorted(re.sub(r"Thread-[0-9]+", "Thread-N", t.name) for t in threading.enumerate()),
+        "root_handlers": len(logging.getLogger().handlers),
+        "matplotlib_logger_level": logging.getLogger("matplotlib").level,
+        "fakelib_logger": "fakelib.dirty" in logging.Logger.manager.loggerDict,
+    }
+    out = os.path.join(os.environ["MITOSIS_TEST_OUT"], f"{n}.json")
+    with open(out, "w") as stream:
+        json.dump(seen, stream)
+    if n == 3:  # the fork server dies (the OOM killer, a stray kill): this trial goes on, the next ones spawn
+        import signal
+
+        os.kill(os.getppid(), signal.SIGKILL)
+    if n == 1:
+        fakelib.STATE.append("dirty")
+        matplotlib.rcParams["lines.linewidth"] = 9.0
+        matplotlib.use("Agg")
+        np.random.seed(0)
+        os.environ["MITOSIS_PROBE_DIRTY"] = "yes"
+        os.chdir("/")
+        sys.path.append("/dirty")
+        logging.getLogger("fakelib.dirty").setLevel(logging.DEBUG)
+        logging.getLogger().addHandler(logging.NullHandler())
+        open(os.devnull)  # a descriptor left open
+    plt.plot([0, 1], [1, 0])  # a figure, embedded whatever the backend
+    return {"main": n}
+'''
+
+HELPER = """
+import os
+
+LOADED_IN = os.getpid()
+"""
+
+PYPROJECT = """
+[tool.mitosis.steps]
+probe = ["probe:probe", "probe:lookup"]
+"""
+
+
+def _session(base: Path, name: str, *args: str, preload: str = "") -> tuple[Run, Path, dict[int, dict[str, Any]]]:
+    lib = base / "lib"
+    if not lib.exists():
+        (lib / "fakelib").mkdir(parents=True)
+        (lib / "fakelib" / "__init__.py").write_text(FAKELIB, encoding="utf-8")
+        (lib / "threadlib.py").write_text(THREADLIB, encoding="utf-8")
+    pyproject = PYPROJECT + (f"\n[tool.pytest.ini_options]\nmitosis_preload = [{preload}]\n" if preload else "")
+    root = git_init(write_investigation(base / name, pyproject, {"probe": PROBE, "helper": HELPER}))
+    out = base / f"{name}-out"
+    out.mkdir()
+    env = clean_env(PYTHONPATH=str(lib), MITOSIS_TEST_OUT=str(out))
+    env.pop("MPLBACKEND", None)
+    run = run_pytest(root, "--mitosis", "--mitosis-seed", "7", *args, env=env)
+    seen = {int(p.stem): json.loads(p.read_text()) for p in out.glob("*.json")}
+    return run, root, seen
+
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Run, Path, dict[int, dict[str, Any]]]]:
+    """The three sessions (kept by pytest's temporary folder: read them after a failure)."""
+    base = tmp_path_factory.mktemp("fork")
+    found = {
+        "fork": _session(base, "forked", "--mitosis-kernel=fork", "-k", "first or second"),
+        "spawn": _session(base, "spawned", "--mitosis-kernel=spawn", "-k", "first or second"),
+        "killed": _session(base, "killed", "-k", "not first"),
+        "unsafe": _session(base, "unsafe", "-k", "first", preload='"threadlib", "no_such_library_xyz"'),
+    }
+    return found
+
+
+def _kernel(root: Path, variant: str) -> dict[str, Any]:
+    (folder,) = [p for p in (root / "trials").iterdir() if p.name.startswith(f"trial_probe-{variant}")]
+    (notebook,) = folder.glob("*.ipynb")
+    recorded = yaml.safe_load((folder / "trial.yaml").read_text(encoding="utf-8"))["kernel"]
+    assert json.loads(notebook.read_text(encoding="utf-8"))["metadata"]["mitosis"]["kernel"] == recorded
+    return dict(recorded)
+
+
+def test_both_trials_pass_and_each_says_how_its_kernel_started(sessions: Any) -> None:
+    for mode in ("fork", "spawn"):
+        run, root, seen = sessions[mode]
+        assert run.ret == 0, run.out
+        assert "2 passed" in run.out
+        assert sorted(seen) == [1, 2]
+        for variant in ("first", "second"):
+            kernel = _kernel(root, variant)
+            assert kernel["start"] == mode
+            if mode == "fork":
+                assert {"numpy", "matplotlib.pyplot", "fakelib", "ipykernel.kernelapp"} <= set(kernel["preloaded"])
+                assert not {"probe", "helper"} & set(kernel["preloaded"])
+    fork = sessions["fork"][2]
+    assert fork[1]["fakelib_preloaded"] and fork[2]["fakelib_preloaded"]  # imported by the parent, not the trial
+    assert not sessions["spawn"][2][1]["fakelib_preloaded"]
+    assert fork[1]["pid"] != fork[2]["pid"]
+
+
+def test_what_the_first_trial_dirtied_is_pristine_in_the_second(sessions: Any) -> None:
+    first, second = sessions["fork"][2][1], sessions["fork"][2][2]
+    assert second["fakelib_state"] == [] == first["fakelib_state"]
+    assert second["linewidth"] == first["linewidth"]
+    assert second["backend"] == first["backend"]
+    assert second["dirty_env"] is None
+    assert second["cwd"] == first["cwd"] == str(sessions["fork"][1])
+    assert "/dirty" not in second["sys_path"]
+    assert second["fds"].count("file") == first["fds"].count("file")  # trial 1's leaked descriptor is not inherited
+    assert second["root_handlers"] == first["root_handlers"]
+    assert not second["fakelib_logger"]
+    assert second["probe_fresh"] and first["probe_fresh"]  # the investigation's modules are imported by each trial
+
+
+def test_a_forked_kernel_looks_like_a_spawned_one(sessions: Any) -> None:
+    fork, spawn = sessions["fork"][2], sessions["spawn"][2]
+    for n in (1, 2):
+        for key in ("backend", "linewidth", "environ", "threads", "root_handlers", "matplotlib_logger_level"):
+            assert fork[n][key] == spawn[n][key], key
+        assert fork[n]["cwd"] == str(sessions["fork"][1]) and spawn[n]["cwd"] == str(sessions["spawn"][1])
+        # sys.path: the same entries, but for the investigation's own directory
+        assert [p.replace("forked", "X") for p in fork[n]["sys_path"]] == [
+            p.replace("spawned", "X") for p in spawn[n]["sys_path"]
+        ]
+        # descriptors: the same kinds, but stdin (a pipe from pytest when spawned, /dev/null when forked)
+        assert fork[n]["fds"] == spawn[n]["fds"]
+
+
+def test_the_seed_gives_the_same_draws_forked_or_spawned(sessions: Any) -> None:
+    fork, spawn = sessions["fork"][2], sessions["spawn"][2]
+    for n in (1, 2):
+        assert fork[n]["numpy_draw"] == spawn[n]["numpy_draw"]
+        assert fork[n]["random_draw"] == spawn[n]["random_draw"]
+
+
+def test_figures_are_embedded_from_forked_kernels(sessions: Any) -> None:
+    root = sessions["fork"][1]
+    for variant in ("first", "second"):
+        (folder,) = [p for p in (root / "trials").iterdir() if p.name.startswith(f"trial_probe-{variant}")]
+        (notebook,) = folder.glob("*.ipynb")
+        assert "image/png" in notebook.read_text(encoding="utf-8")
+
+
+def test_an_unsafe_preload_makes_the_session_spawn_and_say_why_once(sessions: Any) -> None:
+    run, root, seen = sessions["unsafe"]
+    assert run.ret == 0, run.out
+    warnings = [line for line in run.out.splitlines() if "kernels are spawned, not forked" in line]
+    assert len(warnings) == 1, run.out
+    assert "a preloaded library started Python threads (threadlib-worker)" in warnings[0]
+    assert _kernel(root, "first") == {"start": "spawn"}
+    assert "threadlib-worker" not in seen[1]["threads"]
+
+
+def test_the_preload_is_what_the_steps_import_from_outside_the_investigation(tmp_path: Path) -> None:
+    from pytest_mitosis.execution.preload import adjust, discover
+
+    root = write_investigation(
+        tmp_path / "study",
+        PYPROJECT,
+        {
+            "steps": """
+                import os
+                import numpy as np
+                from matplotlib import pyplot
+                import yaml
+                from . import nothing
+                from analysis import tools
+
+                try:
+                    import no_such_library_xyz
+                except ImportError:
+                    pass
+
+
+                def run():
+                    import nbformat  # inside a function: may never run, not preloaded
+                    return {"main": 1}
+            """,
+            "yaml": "SHADOWED = True  # the investigation's own yaml.py shadows the library",
+            "analysis.__init__": "",
+            "analysis.tools": "import jinja2\nfrom .inner import x\n",
+            "analysis.inner": "import markupsafe\nx = 1\n",
+        },
+    )
+    found = discover(root, ["steps"])
+    assert found == ["numpy", "matplotlib.pyplot", "jinja2", "markupsafe"]
+    assert adjust(found, ["-matplotlib", "torch", "-markupsafe"]) == ["numpy", "jinja2", "torch"]
+
+
+def test_a_dead_fork_server_fails_no_trial_and_later_kernels_are_spawned(sessions: Any) -> None:
+    run, root, seen = sessions["killed"]
+    assert run.ret == 0, run.out
+    assert "4 passed" in run.out
+    assert _kernel(root, "second")["start"] == "fork"
+    assert _kernel(root, "killer")["start"] == "fork"  # killed its parent, and finished all the same
+    assert _kernel(root, "after")["start"] == "fork"  # forked ahead, while the killer ran
+    assert _kernel(root, "later") == {"start": "spawn"}
+    warnings = [line for line in run.out.splitlines() if "kernels are spawned, not forked" in line]
+    assert len(warnings) == 1 and "the fork server" in warnings[0], run.out
