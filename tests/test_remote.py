@@ -295,7 +295,9 @@ lookup = {"seconds": {"long": 120}}
 
 
 def wait(seconds):
-    Path(os.environ["WORKER_PID_FILE"]).write_text(str(os.getppid()))  # the kernel's parent: the worker
+    # the pytest process (the worker) that started this kernel: not always its parent process, since a
+    # forked kernel is a child of the session's fork server
+    Path(os.environ["WORKER_PID_FILE"]).write_text(os.environ["JPY_PARENT_PID"])
     time.sleep(seconds)
     return {"main": 0}
 """
