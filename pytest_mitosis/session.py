@@ -223,7 +223,7 @@ class MitosisSession:
     def sweep(self, store: Any) -> None:
         """Remove what killed sessions left: staging folders of trials no longer running, kernel folders."""
         from .execution.artifacts import leftover_staging, remove_staging
-        from .execution.kernel import sweep_stale_private_folders
+        from .execution.launch import sweep_stale_private_folders
 
         if self._swept:
             return

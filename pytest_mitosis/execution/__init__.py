@@ -1,6 +1,8 @@
 """Execution: one trial's notebook, run in a fresh kernel, saved as artifacts, as a ``TrialOutcome``.
 
-Owns writing the notebook (:mod:`.notebook`), the kernel's life (:mod:`.kernel`), the
+Owns writing the notebook (:mod:`.notebook`), a fresh kernel process for each trial
+(:mod:`.launch`: forked from the warm parent of :mod:`.forkserver`/:mod:`.forkparent`, with
+:mod:`.provisioner` and :mod:`.preload`, or spawned), running its cells (:mod:`.kernel`), the
 helpers the notebook imports *inside the kernel* (:mod:`.runtime`, standard library only,
 imported by module path from the notebook's set-up cell), the trial folder and its files
 (:mod:`.artifacts`), the pipeline that ties them together (:mod:`.runner`), work started

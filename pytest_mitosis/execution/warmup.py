@@ -58,7 +58,7 @@ class Ahead:
         preload: tuple[str, ...] = (),
         steps: Callable[[], tuple[Path, list[str]]] | None = None,
     ) -> None:
-        self._launched: Any = None  # kernel.Launched
+        self._launched: Any = None  # launch.Launched
         self._html: Any = None  # artifacts.HtmlWriter
         self._facts: _Facts | None = None
         self.kernel = kernel
@@ -74,7 +74,7 @@ class Ahead:
         """The fork server for kernels in ``cwd`` (started on first use), or ``None`` when kernels are spawned."""
         if self.kernel not in ("fork", "auto") or self._problem is not None:
             return None
-        from .kernel import kernel_env
+        from .launch import kernel_env
 
         if self._server is not None:
             if self._server.problem is not None:
@@ -136,7 +136,7 @@ class Ahead:
     def launch(self, cwd: Path) -> None:
         """Start a kernel for the next trial now, unless one is waiting already."""
         if self._launched is None:
-            from .kernel import Launched
+            from .launch import Launched
 
             server = self.server(cwd)
             try:

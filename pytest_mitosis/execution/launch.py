@@ -1,0 +1,188 @@
+"""A fresh kernel process for one trial: its private folder, its manager, started ahead of the trial.
+
+The kernel is started from ``sys.executable`` (never whatever a ``python3`` kernelspec points
+to), forked from the session's warm parent (:mod:`.forkserver`) or spawned, and talks over IPC
+sockets in a private temporary directory (no TCP port another local user could reach for its
+channels, and no "unencrypted TCP" warning). The private folders of a killed session are
+swept by the next one. Running cells in it is :mod:`.kernel`'s job.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
+
+from ..core.processes import alive
+from .forkserver import ForkFailed
+from .logs import quiet
+
+#: longest wait for a kernel's sockets before its client connects anyway (see :meth:`Launched.ready`)
+_BIND_WAIT = 10.0
+_QUIET = quiet("kernel")
+#: prefix of each kernel's private folder (sockets, connection file); the pid says whose it is
+_PRIVATE_PREFIX = "mitosis-kernel-"
+#: a Unix socket's path holds at most 107 bytes (sun_path); the kernel adds "/kernel-NN" to the folder
+_SOCKET_PATH_MAX = 100
+
+
+def private_base() -> str:
+    """Where kernels' private folders go: ``$TMPDIR``, or ``/tmp`` when ``$TMPDIR`` is so deep that
+    the kernel's socket paths would not fit in a Unix socket address."""
+    base = tempfile.gettempdir()
+    longest = os.path.join(base, f"{_PRIVATE_PREFIX}{os.getpid()}-xxxxxxxx", "kernel-xx")
+    if len(os.fsencode(longest)) > _SOCKET_PATH_MAX and os.path.isdir("/tmp") and os.access("/tmp", os.W_OK):
+        return "/tmp"
+    return base
+
+
+def kernel_env() -> dict[str, str]:
+    """The environment a kernel starts with: pytest's, with the kernel spec's additions."""
+    return {**os.environ, **_KERNEL_ENV}
+
+
+#: added to every kernel's environment (debugpy's warning about frozen modules is noise in a notebook)
+_KERNEL_ENV = {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+
+
+class _SameInterpreterKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernel is ``sys.executable -m ipykernel_launcher``."""
+
+    @property
+    def kernel_spec(self) -> KernelSpec:
+        return KernelSpec(
+            # No IPython history: it would write every trial's cells into ~/.ipython, outside the
+            # trials folder, in one database shared by every kernel of every session.
+            argv=[
+                sys.executable,
+                "-Xfrozen_modules=off",
+                "-m",
+                "ipykernel_launcher",
+                "-f",
+                "{connection_file}",
+                "--HistoryManager.enabled=False",
+            ],
+            display_name="Python 3 (pytest-mitosis)",
+            language="python",
+            env=dict(_KERNEL_ENV),
+        )
+
+
+def sweep_stale_private_folders(tmp: str | None = None) -> int:
+    """Remove kernel folders left by a pytest process that is gone (SIGKILL, power loss).
+
+    A folder is ``mitosis-kernel-<pid>-<random>``: it is removed only when no process with that
+    pid exists, so folders of concurrent sessions are never touched. Returns how many were removed.
+    """
+    base = Path(tmp or private_base())
+    removed = 0
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(_PRIVATE_PREFIX):
+            continue
+        pid_text = entry.name[len(_PRIVATE_PREFIX) :].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or alive(int(pid_text)):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink() and entry.stat().st_uid == os.getuid():
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+class Launched:
+    """A fresh kernel process, started ahead of the trial that will use it (and only that one).
+
+    Starting the next trial's kernel while the current trial runs (or while pytest collects)
+    hides most of a kernel's start-up; a launched kernel never runs more than one trial. The
+    kernel exits by itself if pytest dies (ipykernel polls its parent), and the private folder
+    of a killed session is removed by :func:`sweep_stale_private_folders` in the next one.
+    """
+
+    def __init__(self, cwd: Path, server: Any = None) -> None:
+        self.cwd = cwd
+        self._private = tempfile.mkdtemp(prefix=f"{_PRIVATE_PREFIX}{os.getpid()}-", dir=private_base())
+        os.chmod(self._private, 0o700)
+        self.manager = _SameInterpreterKernelManager(
+            transport="ipc", ip=os.path.join(self._private, "kernel"), log=_QUIET
+        )
+        self.manager.connection_file = os.path.join(self._private, "connection.json")
+        self._closed = False
+        #: how the kernel came to exist, for the notebook and the record (see :meth:`facts`)
+        self.start = "spawn"
+        self.server = server if server is not None and server.usable_for(cwd) else None
+        if self.server is not None:
+            import uuid
+
+            from .provisioner import ForkProvisioner
+
+            self.manager.kernel_id = str(uuid.uuid4())
+            provisioner = ForkProvisioner(
+                kernel_id=self.manager.kernel_id, kernel_spec=self.manager.kernel_spec, parent=self.manager
+            )
+            provisioner.server = self.server
+            self.manager.provisioner = provisioner
+            self.start = "fork"
+        try:
+            run_sync(self.manager.start_kernel)(cwd=str(cwd))
+        except BaseException:
+            self.close()
+            raise
+
+    def ready(self) -> None:
+        """Wait until a forked kernel's process exists (``ForkFailed`` when the server could not fork it),
+        then until the kernel has bound its sockets, briefly.
+
+        A client that connects before the kernel binds waits for zmq's reconnection interval, and
+        the first kernel_info round trip may miss the kernel's IOPub status and need a second one:
+        connecting once the socket files exist saves a few hundred milliseconds per trial.
+        """
+        if self.start == "fork":
+            self.manager.provisioner.resolve()  # type: ignore[union-attr]
+        manager = self.manager
+        paths = [f"{manager.ip}-{getattr(manager, f'{c}_port')}" for c in ("shell", "iopub", "stdin", "control", "hb")]
+        deadline = time.monotonic() + _BIND_WAIT
+        while time.monotonic() < deadline and not all(os.path.exists(p) for p in paths):
+            if not run_sync(manager.is_alive)():
+                return  # nbclient reports the death
+            time.sleep(0.005)
+
+    def facts(self) -> dict[str, Any]:
+        """How the kernel was started: ``{"start": "fork" | "spawn", "preloaded": [...]}``."""
+        if self.start == "fork" and self.server is not None:
+            return {"start": "fork", "preloaded": list(self.server.preloaded)}
+        return {"start": "spawn"}
+
+    @property
+    def private(self) -> str:
+        """The private folder (sockets and connection file), gone once :meth:`close` returns."""
+        return self._private
+
+    def close(self) -> None:
+        """Stop the kernel (if still running), close the manager's sockets and context, remove the folder."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if run_sync(self.manager.is_alive)():
+                run_sync(self.manager.shutdown_kernel)(now=True)
+        except (RuntimeError, ForkFailed):
+            pass
+        finally:
+            try:
+                run_sync(self.manager.cleanup_resources)()
+            finally:
+                shutil.rmtree(self._private, ignore_errors=True)
