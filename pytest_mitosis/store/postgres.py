@@ -17,9 +17,7 @@ starting at once on an empty database create it once. No pytest import.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import random
 import socket
 import time
@@ -30,7 +28,17 @@ from ..core.processes import alive
 from ..identity.locks import Lock
 from .pgconnect import connect, driver
 from .pgschema import create_schema, lock_order
-from .protocol import KeyTaken, NewTrial, Previous, StoreError, package_warning, raise_conflicts
+from .protocol import (
+    TRIAL_COLUMNS,
+    KeyTaken,
+    NewTrial,
+    Previous,
+    StoreError,
+    environment_row,
+    package_warning,
+    raise_conflicts,
+    trial_row,
+)
 from .url import StoreURL
 
 RETRIES = 8
@@ -151,38 +159,16 @@ class PostgresStore:
                         (*lock_order(lock), lock.fingerprint, json.dumps(lock.value), f"{name} (key {trial.key})"),
                     )
                 self._conflicts(ordered)  # what is committed now: ours, or the value another session locked
-            environment = json.dumps(trial.environment, sort_keys=True)
-            digest = hashlib.sha256(environment.encode("utf-8")).hexdigest()
+            digest, environment = environment_row(trial.environment)
             db.execute(
                 "INSERT INTO environments (digest, environment) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                 (digest, environment),
             )
             inserted = db.execute(
-                "INSERT INTO trials (key, experiment, identity, variants, iteration, name, nodeid, debug, status, git, "
-                '"commit", seed, environment, steps, params, started, host, pid, reproduces) '
+                f"INSERT INTO trials ({TRIAL_COLUMNS}) "
                 "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (key) DO NOTHING "
                 "RETURNING key",
-                (
-                    trial.key,
-                    trial.experiment,
-                    trial.identity,
-                    trial.variants,
-                    iteration,
-                    name,
-                    trial.nodeid,
-                    int(trial.debug),
-                    "running",
-                    json.dumps(trial.git),
-                    trial.git.get("commit"),
-                    trial.seed,
-                    digest,
-                    json.dumps(trial.steps),
-                    json.dumps(trial.params),
-                    time.time(),
-                    self.host,
-                    os.getpid(),
-                    trial.reproduces,
-                ),
+                trial_row(trial, iteration, name, digest, self.host),
             ).fetchone()
             if inserted is None:
                 raise KeyTaken(trial.key)  # leaves the transaction: the counter and locks roll back

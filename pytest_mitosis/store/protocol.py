@@ -8,8 +8,11 @@ thing to the user. No pytest import.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -188,4 +191,42 @@ def start(store: TrialStore, make: Any, locks: Sequence[Lock], key: str) -> tupl
     raise StoreError(
         f"mitosis: 20 random trial keys in a row were already taken in {store.location}; the store's key column is "
         "probably not what pytest-mitosis wrote. Check the store, or point --mitosis-trials-folder at a new folder."
+    )
+
+
+#: the columns of a new trial's row, in the order of :func:`trial_row` (every backend inserts the same row)
+TRIAL_COLUMNS = (
+    'key, experiment, identity, variants, iteration, name, nodeid, debug, status, git, "commit", seed, '
+    "environment, steps, params, started, host, pid, reproduces"
+)
+
+
+def environment_row(environment: dict[str, Any]) -> tuple[str, str]:
+    """``(digest, json)`` of an environment: stored once, however many trials share it."""
+    text = json.dumps(environment, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest(), text
+
+
+def trial_row(trial: NewTrial, iteration: int | None, name: str, digest: str, host: str) -> tuple[Any, ...]:
+    """The values of a running trial's row, in the order of :data:`TRIAL_COLUMNS`."""
+    return (
+        trial.key,
+        trial.experiment,
+        trial.identity,
+        trial.variants,
+        iteration,
+        name,
+        trial.nodeid,
+        int(trial.debug),
+        "running",
+        json.dumps(trial.git),
+        trial.git.get("commit"),
+        trial.seed,
+        digest,
+        json.dumps(trial.steps),
+        json.dumps(trial.params),
+        time.time(),
+        host,
+        os.getpid(),
+        trial.reproduces,
     )

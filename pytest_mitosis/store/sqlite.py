@@ -10,9 +10,7 @@ process is gone. No pytest import.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import socket
 import sqlite3
 import time
@@ -31,7 +29,17 @@ from .file import (
     foreign_message,
     refuse_network_filesystem,
 )
-from .protocol import KeyTaken, NewTrial, Previous, StoreError, package_warning, raise_conflicts
+from .protocol import (
+    TRIAL_COLUMNS,
+    KeyTaken,
+    NewTrial,
+    Previous,
+    StoreError,
+    environment_row,
+    package_warning,
+    raise_conflicts,
+    trial_row,
+)
 from .url import StoreURL
 
 _SCHEMA = """
@@ -216,38 +224,15 @@ class SQLiteStore:
                 )
             else:
                 name = trial.slug
-            environment = json.dumps(trial.environment, sort_keys=True)
-            digest = hashlib.sha256(environment.encode("utf-8")).hexdigest()
+            digest, environment = environment_row(trial.environment)
             self._db.execute(
                 "INSERT OR IGNORE INTO environments (digest, environment) VALUES (?, ?)", (digest, environment)
             )
             if self._db.execute("SELECT 1 FROM trials WHERE key=?", (trial.key,)).fetchone():
                 raise KeyTaken(trial.key)
             self._db.execute(
-                "INSERT INTO trials (key, experiment, identity, variants, iteration, name, nodeid, debug, status, git, "
-                '"commit", seed, environment, steps, params, started, host, pid, reproduces) '
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    trial.key,
-                    trial.experiment,
-                    trial.identity,
-                    trial.variants,
-                    iteration,
-                    name,
-                    trial.nodeid,
-                    int(trial.debug),
-                    "running",
-                    json.dumps(trial.git),
-                    trial.git.get("commit"),
-                    trial.seed,
-                    digest,
-                    json.dumps(trial.steps),
-                    json.dumps(trial.params),
-                    time.time(),
-                    self.host,
-                    os.getpid(),
-                    trial.reproduces,
-                ),
+                f"INSERT INTO trials ({TRIAL_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                trial_row(trial, iteration, name, digest, self.host),
             )
         return iteration
 
