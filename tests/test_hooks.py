@@ -33,3 +33,42 @@ def test_a_conftest_can_provide_the_trial_store(tmp_path: Path) -> None:
     assert "STORE begin exp one" in run.out
     assert (root / "trials" / "lab" / "mitosis.sqlite").is_file()
     assert not (root / "trials" / "mitosis.sqlite").exists()
+
+
+LOSING_CONFTEST = """
+import pytest
+from pytest_mitosis.store import SQLiteStore, StoreError
+
+
+class LosingStore(SQLiteStore):
+    def finish(self, key, **kwargs):
+        if kwargs.get("status") == "passed":
+            raise StoreError("mitosis: the trial store at lab went away (connection lost)")
+        return super().finish(key, **kwargs)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_mitosis_make_store(config, folder):
+    return LosingStore(folder / "lab")
+"""
+
+
+def test_a_store_lost_after_the_kernel_ran_fails_the_trial_in_one_message(tmp_path: Path) -> None:
+    """A store that fails at the end (a PostgreSQL server stopped mid-sweep): one clear failure
+    naming the trial's notebook, no traceback of ours; the trial's folder is kept whole."""
+    module = "lookup = {'n': {'one': 1}}\n\ndef run(n):\n    return {'main': n}\n"
+    pyproject = '[tool.mitosis.steps]\nexp = ["exp:run", "exp:lookup"]\n\n[tool.pytest.ini_options]\n'
+    root = git_init(write_investigation(tmp_path / "study", pyproject, {"exp": module, "conftest": LOSING_CONFTEST}))
+    run = run_pytest(root, "--mitosis")
+    assert run.ret == 1, run.out
+    assert "Traceback" not in run.out and "pytest_mitosis/" not in run.out.split("short test summary")[0], run.out
+    failure = run.testcase("exp[one]").find("failure")
+    assert failure is not None
+    (folder,) = (root / "trials").glob("trial_exp-one-1_*")
+    assert (failure.text or "").startswith(
+        f"trial_exp-one-1 ran (main=1; notebook: {folder / 'trial_exp-one-1.html'}), but the store could not record "
+        "its outcome: mitosis: the trial store at lab went away (connection lost)\n"
+        "Its record stays 'running' until a later session marks it interrupted; run the trial again once the store "
+        "is reachable."
+    ), failure.text
+    assert (folder / "trial_exp-one-1.ipynb").is_file()

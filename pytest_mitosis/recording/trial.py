@@ -116,14 +116,24 @@ def record_trial(
             message=outcome.message,
         )
         return replace(outcome, iteration=iteration)
-    outcome = judge(outcome, spec, identity.identity, store, settings, seed=seed)
-    warnings = store.finish(
-        key,
-        status="passed" if outcome.passed else "failed",
-        main=outcome.main,
-        metrics=outcome.metrics,
-        folder=folder,
-        message=outcome.message,
-        verdict=outcome.verdict,
-    )
+    lost: str | None = None
+    try:
+        outcome = judge(outcome, spec, identity.identity, store, settings, seed=seed)
+        warnings = store.finish(
+            key,
+            status="passed" if outcome.passed else "failed",
+            main=outcome.main,
+            metrics=outcome.metrics,
+            folder=folder,
+            message=outcome.message,
+            verdict=outcome.verdict,
+        )
+    except StoreError as err:  # the server went away after the kernel ran: the folder is whole, the record is not
+        lost = (
+            f"{name} ran (main={outcome.main!r}; notebook: {outcome.html}), but the store could not record its "
+            f"outcome: {err}\nIts record stays 'running' until a later session marks it interrupted; run the trial "
+            "again once the store is reachable."
+        )
+    if lost is not None:  # outside the except block: no "during handling" chain in the report
+        raise TrialFailed(lost)
     return replace(outcome, iteration=iteration, commit=git["commit"], seed=seed, warnings=tuple(warnings))
