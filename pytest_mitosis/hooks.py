@@ -268,8 +268,10 @@ class MitosisHooks:
             self._write_ci_files(session, int(exitstatus))
 
     def _interrupted_on_workers(self) -> None:
-        """Under pytest-xdist a worker's interrupted trial sends no report (the worker stops at once):
-        its row comes from the store, which the worker finished as ``interrupted`` with this session's seed."""
+        """Under pytest-xdist, once interrupted, the controller reads no more reports: a worker's
+        interrupted trial sends none, and trials a worker finished meanwhile are never shown. Their rows
+        come from the store: every trial of this session (its seed, started since it began) that the
+        summary does not list yet, with the status the worker recorded."""
         from .store import Reader, RecordsError
         from .views.summary import SummaryRow
 
@@ -281,7 +283,9 @@ class MitosisHooks:
                 records = [
                     r
                     for r in reader.trials(debug=True)
-                    if r.status == "interrupted" and r.seed == mitosis.seed and r.started.timestamp() >= self._started
+                    if r.status in ("passed", "failed", "interrupted")
+                    and r.seed == mitosis.seed
+                    and r.started.timestamp() >= self._started
                 ]
         except (RecordsError, OSError, ConfigError):
             return
@@ -291,7 +295,7 @@ class MitosisHooks:
             name = f"{record.experiment}[{record.variants}]" if record.variants else record.experiment
             html = str(Path(record.folder) / f"{record.name}.html") if record.folder else None
             mitosis.rows.append(
-                SummaryRow(f"{prefix}::{name}", "interrupted", record.main, html, record.iteration, record.key)
+                SummaryRow(f"{prefix}::{name}", record.status, record.main, html, record.iteration, record.key)
             )
 
     def _write_ci_files(self, session: pytest.Session, exitstatus: int) -> None:

@@ -205,6 +205,9 @@ def test_ctrl_c_under_xdist_interrupts_the_workers_trials(tmp_path: Path) -> Non
         # the workers sent no report for them: the controller's summary lists them from the store
         assert re.search(rf"pyproject\.toml::slow\[\w\] +INTERRUPTED +#1 key {row['key']}", out), out
     assert "kernel died" not in out
+    # every trial the store recorded for this session is in the summary, whatever reached the controller
+    summary = out.split("mitosis trials", 1)[1]
+    assert set(re.findall(r"key ([0-9a-f]{8})", summary)) == {row["key"] for row in found}, out
     assert list(tmp.glob("mitosis-kernel-*")) == []
 
 
