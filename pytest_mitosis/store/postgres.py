@@ -35,7 +35,7 @@ from .protocol import (
     Previous,
     StoreError,
     environment_row,
-    package_warning,
+    finish_warnings,
     raise_conflicts,
     trial_row,
 )
@@ -45,6 +45,11 @@ RETRIES = 8
 T = TypeVar("T")
 
 _LOCK_ROW = "SELECT fingerprint, value, trial FROM locks WHERE step=%s AND param=%s AND kind=%s AND name=%s"
+
+
+def _postgres(sql: str) -> str:
+    """A query of :func:`.protocol.finish_warnings` (SQLite's dialect) in PostgreSQL's."""
+    return sql.replace(" IS ?", " IS NOT DISTINCT FROM ?").replace("?", "%s")
 
 
 class PostgresStore:
@@ -227,38 +232,7 @@ class PostgresStore:
 
     def _warnings(self, key: str, status: str, main: Any) -> list[str]:
         """Changed packages since the experiment's previous trial; a different main for the same inputs."""
-        db = self._db
-        this = db.execute(
-            'SELECT experiment, identity, "commit", seed, environment, started, debug FROM trials WHERE key=%s', (key,)
-        ).fetchone()
-        if this is None or this[6]:
-            return []
-        experiment, identity, commit, seed, digest, started, _ = this
-        found: list[str] = []
-        previous = db.execute(
-            "SELECT t.name, t.key, e.environment, t.environment FROM trials t JOIN environments e ON e.digest = "
-            "t.environment WHERE t.experiment=%s AND t.debug=0 AND t.key<>%s AND t.started<%s "
-            "ORDER BY t.started DESC LIMIT 1",
-            (experiment, key, started),
-        ).fetchone()
-        if previous is not None and previous[3] != digest:
-            (current,) = db.execute("SELECT environment FROM environments WHERE digest=%s", (digest,)).fetchone()
-            changed = package_warning(previous[0], previous[1], previous[2], current)
-            if changed:
-                found.append(changed)
-        if status == "passed":
-            same = db.execute(
-                "SELECT name, key, main FROM trials WHERE experiment=%s AND identity=%s AND "
-                '"commit" IS NOT DISTINCT FROM %s AND seed IS NOT DISTINCT FROM %s '
-                "AND status='passed' AND debug=0 AND key<>%s AND started<%s ORDER BY started DESC LIMIT 1",
-                (experiment, identity, commit, seed, key, started),
-            ).fetchone()
-            if same is not None and json.loads(same[2]) != main:
-                found.append(
-                    f"non-determinism: {same[0]} (key {same[1]}) had the same parameters, commit and seed "
-                    f"but main = {json.loads(same[2])!r}; this trial's main = {main!r}"
-                )
-        return found
+        return finish_warnings(lambda sql, args: self._db.execute(_postgres(sql), args).fetchone(), key, status, main)
 
     def statuses(self, keys: Sequence[str]) -> dict[str, str]:
         """The status of each of ``keys`` that the store knows (for cleaning up staging folders)."""

@@ -230,3 +230,43 @@ def trial_row(trial: NewTrial, iteration: int | None, name: str, digest: str, ho
         os.getpid(),
         trial.reproduces,
     )
+
+
+def finish_warnings(fetchone: Callable[[str, tuple[Any, ...]], Any], key: str, status: str, main: Any) -> list[str]:
+    """What a finished trial tells a researcher beyond its outcome, for every backend: the packages
+    that changed since the experiment's previous trial, and a different main for the same
+    parameters, commit and seed (non-determinism).
+
+    ``fetchone(sql, args)`` runs one query and returns its first row. The queries are written
+    with SQLite's ``?`` and ``IS ?`` (equal, NULL included); a backend with another dialect
+    translates them (PostgreSQL: ``%s``, ``IS NOT DISTINCT FROM``).
+    """
+    this = fetchone(
+        'SELECT experiment, identity, "commit", seed, environment, started, debug FROM trials WHERE key=?', (key,)
+    )
+    if this is None or this[6]:
+        return []
+    experiment, identity, commit, seed, digest, started, _ = this
+    found: list[str] = []
+    previous = fetchone(
+        "SELECT t.name, t.key, e.environment, t.environment FROM trials t JOIN environments e ON e.digest = t.environment "
+        "WHERE t.experiment=? AND t.debug=0 AND t.key<>? AND t.started<? ORDER BY t.started DESC LIMIT 1",
+        (experiment, key, started),
+    )
+    if previous is not None and previous[3] != digest:
+        (current,) = fetchone("SELECT environment FROM environments WHERE digest=?", (digest,))
+        changed = package_warning(previous[0], previous[1], previous[2], current)
+        if changed:
+            found.append(changed)
+    if status == "passed":
+        same = fetchone(
+            'SELECT name, key, main FROM trials WHERE experiment=? AND identity=? AND "commit" IS ? AND seed IS ? '
+            "AND status='passed' AND debug=0 AND key<>? AND started<? ORDER BY started DESC LIMIT 1",
+            (experiment, identity, commit, seed, key, started),
+        )
+        if same is not None and json.loads(same[2]) != main:
+            found.append(
+                f"non-determinism: {same[0]} (key {same[1]}) had the same parameters, commit and seed "
+                f"but main = {json.loads(same[2])!r}; this trial's main = {main!r}"
+            )
+    return found

@@ -36,7 +36,7 @@ from .protocol import (
     Previous,
     StoreError,
     environment_row,
-    package_warning,
+    finish_warnings,
     raise_conflicts,
     trial_row,
 )
@@ -285,35 +285,7 @@ class SQLiteStore:
 
     def _warnings(self, key: str, status: str, main: Any) -> list[str]:
         """Changed packages since the experiment's previous trial; a different main for the same inputs."""
-        this = self._db.execute(
-            'SELECT experiment, identity, "commit", seed, environment, started, debug FROM trials WHERE key=?', (key,)
-        ).fetchone()
-        if this is None or this[6]:
-            return []
-        experiment, identity, commit, seed, digest, started, _ = this
-        found: list[str] = []
-        previous = self._db.execute(
-            "SELECT t.name, t.key, e.environment, t.environment FROM trials t JOIN environments e ON e.digest = t.environment "
-            "WHERE t.experiment=? AND t.debug=0 AND t.key<>? AND t.started<? ORDER BY t.started DESC LIMIT 1",
-            (experiment, key, started),
-        ).fetchone()
-        if previous is not None and previous[3] != digest:
-            (current,) = self._db.execute("SELECT environment FROM environments WHERE digest=?", (digest,)).fetchone()
-            changed = package_warning(previous[0], previous[1], previous[2], current)
-            if changed:
-                found.append(changed)
-        if status == "passed":
-            same = self._db.execute(
-                'SELECT name, key, main FROM trials WHERE experiment=? AND identity=? AND "commit" IS ? AND seed IS ? '
-                "AND status='passed' AND debug=0 AND key<>? AND started<? ORDER BY started DESC LIMIT 1",
-                (experiment, identity, commit, seed, key, started),
-            ).fetchone()
-            if same is not None and json.loads(same[2]) != main:
-                found.append(
-                    f"non-determinism: {same[0]} (key {same[1]}) had the same parameters, commit and seed "
-                    f"but main = {json.loads(same[2])!r}; this trial's main = {main!r}"
-                )
-        return found
+        return finish_warnings(lambda sql, args: self._db.execute(sql, args).fetchone(), key, status, main)
 
     def close(self) -> None:
         """Fold the WAL into the main file, then close: ``mitosis.sqlite`` alone holds every finished trial.
