@@ -254,7 +254,7 @@ class MitosisHooks:
         if hasattr(self.config, "workerinput"):
             return
         if int(exitstatus) == int(pytest.ExitCode.INTERRUPTED) and self.config.pluginmanager.has_plugin("dsession"):
-            self._interrupted_on_workers()
+            self._rows_from_workers()
         if mitosis.rows and self.settings.report:
             from .store import RecordsError
             from .views.report import build
@@ -267,7 +267,7 @@ class MitosisHooks:
         if not (session.config.option.collectonly or self.settings.check):
             self._write_ci_files(session, int(exitstatus))
 
-    def _interrupted_on_workers(self) -> None:
+    def _rows_from_workers(self) -> None:
         """Under pytest-xdist, once interrupted, the controller reads no more reports: a worker's
         interrupted trial sends none, and trials a worker finished meanwhile are never shown. Their rows
         come from the store: every trial of this session (its seed, started since it began) that the
