@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -271,21 +272,46 @@ def test_the_github_workflow_has_the_expected_steps(github: dict) -> None:
     assert uses["actions/cache"]["with"]["path"] == "trials"
 
 
-def test_the_github_command_runs_the_example_and_fails_on_drift(
-    github: dict, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    base = tmp_path_factory.mktemp("github")
+@pytest.fixture(scope="module")
+def gitlab() -> dict:
+    data = yaml.safe_load((CI_EXAMPLES / "gitlab-ci.yml").read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def pipelines(github: dict, gitlab: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Both examples' commands on one copy of the example, one after the other on the same trials
+    folder (as the CI cache keeps it): GitHub's, then GitLab's (its summary lands in the work
+    tree), then GitLab's again after a commit that moves main by far more than 5% (the summary
+    its first run left must not make the tree dirty)."""
+    base = tmp_path_factory.mktemp("pipelines")
     root = _example_copy(base)
-    command = _pytest_line([step.get("run", "") for step in github["jobs"]["experiments"]["steps"]])
+    found: dict[str, Any] = {"root": root}
+    github_command = _pytest_line([step.get("run", "") for step in github["jobs"]["experiments"]["steps"]])
     step_summary = base / "step-summary.md"
     step_summary.touch()  # GitHub creates it empty for each step
-    first = _shell(root, command, GITHUB_STEP_SUMMARY=str(step_summary))
+    found["github"] = _shell(root, github_command, GITHUB_STEP_SUMMARY=str(step_summary))
+    found["github-summary"] = step_summary.read_text(encoding="utf-8")
+    found["github-bench"] = json.loads((root / "trials" / "benchmark.json").read_text(encoding="utf-8"))
+
+    gitlab_command = _pytest_line(gitlab["mitosis"]["script"])
+    found["gitlab"] = _shell(root, gitlab_command)
+    found["gitlab-bench"] = json.loads((root / "trials" / "benchmark.json").read_text(encoding="utf-8"))
+    module = root / "sine_experiment.py"  # a coarser grid: the maximum is missed by far more than 5%
+    module.write_text(module.read_text().replace("np.arange(0, 10, 0.05)", "np.arange(0, 10, 0.5)"))
+    git(root, "commit", "-qm", "coarser grid", "sine_experiment.py")
+    found["drift"] = _shell(root, gitlab_command)
+    return found
+
+
+def test_the_github_command_runs_the_example(pipelines: dict[str, Any]) -> None:
+    root, first = pipelines["root"], pipelines["github"]
     assert first.returncode == 0, first.stdout + first.stderr
-    text = step_summary.read_text(encoding="utf-8")
+    text = pipelines["github-summary"]
     assert text.startswith("## mitosis: 2 passed (2 trials)\n")
     assert "| `sine[amplitude_4-fast]` | passed |" in text
-    bench = json.loads((root / "trials" / "benchmark.json").read_text(encoding="utf-8"))
-    assert sorted(e["name"] for e in bench) == [
+    assert sorted(e["name"] for e in pipelines["github-bench"]) == [
         "sine[amplitude_4-fast] main",
         "sine[amplitude_4-fast] max",
         "sine[amplitude_4-slow] main",
@@ -293,26 +319,11 @@ def test_the_github_command_runs_the_example_and_fails_on_drift(
     ]
     assert (root / "trials" / "junit.xml").is_file() and (root / "trials" / "report" / "index.html").is_file()
 
-    module = root / "sine_experiment.py"  # a coarser grid: the maximum is missed by far more than 5%
-    module.write_text(module.read_text().replace("np.arange(0, 10, 0.05)", "np.arange(0, 10, 0.5)"))
-    git(root, "commit", "-qam", "coarser grid")
-    step_summary.write_text("")
-    second = _shell(root, command, GITHUB_STEP_SUMMARY=str(step_summary))
-    assert second.returncode == 1, second.stdout + second.stderr
-    text = step_summary.read_text(encoding="utf-8")
-    assert text.startswith("## mitosis: 2 failed (2 trials)\n")
-    failures = text.split("### Failures\n\n", 1)[1].split("\n\n", 1)[0].splitlines()  # in the order they ended
-    assert sorted(line.split(" from ", 1)[0] for line in failures) == [
-        "- `sine[amplitude_4-fast]`: main moved",
-        "- `sine[amplitude_4-slow]`: main moved",
-    ]
-    assert all(line.endswith("higher by more than the allowed 5%") for line in failures)
-    assert "\\[gw" not in text  # xdist's line about its worker is not the failure's first line
 
-
-def test_the_gitlab_job_is_valid_and_its_command_runs_the_example(tmp_path_factory: pytest.TempPathFactory) -> None:
-    data = yaml.safe_load((CI_EXAMPLES / "gitlab-ci.yml").read_text(encoding="utf-8"))
-    job = data["mitosis"]
+def test_the_gitlab_job_is_valid_its_command_runs_the_example_and_fails_on_drift(
+    gitlab: dict, pipelines: dict[str, Any]
+) -> None:
+    job = gitlab["mitosis"]
     command = _pytest_line(job["script"])
     argv = shlex.split(command)
     assert any(a.startswith("--mitosis-compare-fail=") for a in argv)
@@ -324,16 +335,23 @@ def test_the_gitlab_job_is_valid_and_its_command_runs_the_example(tmp_path_facto
     assert {junit, summary, bench, "trials/report/"} <= set(job["artifacts"]["paths"])
     assert job["cache"]["paths"] == ["trials/"]
 
-    root = _example_copy(tmp_path_factory.mktemp("gitlab"))
-    done = _shell(root, command)
+    root, done = pipelines["root"], pipelines["gitlab"]
     assert done.returncode == 0, done.stdout + done.stderr
-    assert (root / summary).read_text(encoding="utf-8").startswith("## mitosis: 2 passed (2 trials)\n")
-    assert len(json.loads((root / bench).read_text(encoding="utf-8"))) == 4
+    assert bench == "trials/benchmark.json" and len(pipelines["gitlab-bench"]) == 4
     assert (root / junit).is_file() and (root / "trials" / "report" / "index.html").is_file()
 
-    again = _shell(root, command)  # the summary the first run left in the work tree does not make it dirty
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert (root / summary).read_text(encoding="utf-8").count("## mitosis: 2 passed (2 trials)\n") == 2
+    drift = pipelines["drift"]  # the summary the first run left in the work tree did not make it dirty
+    assert drift.returncode == 1, drift.stdout + drift.stderr
+    passed, failed = (root / summary).read_text(encoding="utf-8").split("## mitosis: ")[1:]
+    assert passed.startswith("2 passed (2 trials)\n"), "each run appends its summary"
+    assert failed.startswith("2 failed (2 trials)\n")
+    failures = failed.split("### Failures\n\n", 1)[1].split("\n\n", 1)[0].splitlines()  # in the order they ended
+    assert sorted(line.split(" from ", 1)[0] for line in failures) == [
+        "- `sine[amplitude_4-fast]`: main moved",
+        "- `sine[amplitude_4-slow]`: main moved",
+    ]
+    assert all(line.endswith("higher by more than the allowed 5%") for line in failures)
+    assert "\\[gw" not in failed  # xdist's line about its worker is not the failure's first line
 
 
 SLOW = """

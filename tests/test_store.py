@@ -176,10 +176,10 @@ def test_a_session_killed_mid_trial_leaves_an_interrupted_record_and_no_finished
 
 @pytest.mark.slow
 def test_concurrent_sessions_and_workers_share_one_store_safely(tmp_path: Path, backend: Backend) -> None:
-    """Two ``-n 2`` sessions and two plain ones at the same moment: no lock errors, 0 lost, 0 duplicated."""
+    """A ``-n 2`` session and two plain ones at the same moment (four writers): no lock errors, 0 lost,
+    0 duplicated."""
     root = study(tmp_path / "study", store=backend.url)
     argvs = [
-        ["--mitosis", "-n", "2"],
         ["--mitosis", "-n", "2"],
         ["--mitosis"],
         ["--mitosis"],
@@ -200,14 +200,14 @@ def test_concurrent_sessions_and_workers_share_one_store_safely(tmp_path: Path, 
         assert proc.returncode == 0, out
         assert "database is locked" not in out.lower() and "operationalerror" not in out.lower(), out
     rows = backend.rows(root / "trials")
-    assert len(rows) == 16, "no trial lost"
+    assert len(rows) == 12, "no trial lost"
     assert all(r["status"] == "passed" for r in rows)
     iterations = Counter((r["identity"], r["iteration"]) for r in rows)
     assert max(iterations.values()) == 1, "no iteration number was handed out twice"
-    assert sorted(Counter(r["name"].rsplit("-", 1)[0] for r in rows).values()) == [4, 4, 4, 4]
-    assert sorted({r["iteration"] for r in rows}) == [1, 2, 3, 4]
+    assert sorted(Counter(r["name"].rsplit("-", 1)[0] for r in rows).values()) == [3, 3, 3, 3]
+    assert sorted({r["iteration"] for r in rows}) == [1, 2, 3]
     folders = [r["folder"] for r in rows]
-    assert len(set(folders)) == 16
+    assert len(set(folders)) == 12
     on_disk = sorted(str(p) for p in (root / "trials").iterdir() if p.name.startswith("trial_"))
     assert on_disk == sorted(folders), "every artifact folder is referenced by exactly one record"
 
