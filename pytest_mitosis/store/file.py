@@ -17,7 +17,8 @@ from .filesystems import mount_of
 from .protocol import StoreError
 
 FILENAME = "mitosis.sqlite"
-SCHEMA_VERSION = 1
+#: 2: the ``sessions`` table and the trials' ``session`` column (a version-1 store gains them when a session opens it)
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT = 120.0
 
 

@@ -104,6 +104,8 @@ class TrialRecord:
     params: list[dict[str, Any]]
     reproduces: str | None = None
     verdict: str | None = None
+    #: the key of the pytest session that ran it (``None`` for trials recorded before sessions were)
+    session: str | None = None
     environment_digest: str = field(repr=False, default="")
 
     def __repr__(self) -> str:

@@ -30,19 +30,26 @@ from .file import (
     refuse_network_filesystem,
 )
 from .protocol import (
+    DIED,
+    SESSION_COLUMNS,
     TRIAL_COLUMNS,
     KeyTaken,
+    NewSession,
     NewTrial,
     Previous,
     StoreError,
     environment_row,
     finish_warnings,
+    marks,
     raise_conflicts,
+    session_end,
+    session_row,
     trial_row,
 )
 from .url import StoreURL
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trials (
     key TEXT PRIMARY KEY,
@@ -70,7 +77,8 @@ CREATE TABLE IF NOT EXISTS trials (
     reproduces TEXT,
     verdict TEXT,
     host TEXT NOT NULL,
-    pid INTEGER NOT NULL
+    pid INTEGER NOT NULL,
+    session TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS trials_iteration ON trials (experiment, identity, iteration)
     WHERE iteration IS NOT NULL;
@@ -88,6 +96,26 @@ CREATE TABLE IF NOT EXISTS locks (
     PRIMARY KEY (step, param, kind, name)
 );
 """
+    + """
+CREATE TABLE IF NOT EXISTS sessions (
+    key TEXT PRIMARY KEY,
+    started REAL NOT NULL,
+    ended REAL,
+    command TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    "commit" TEXT,
+    dirty INTEGER NOT NULL,
+    debug INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'ended', 'interrupted', 'died')),
+    exitstatus INTEGER
+);
+CREATE INDEX IF NOT EXISTS sessions_started ON sessions (started);
+CREATE INDEX IF NOT EXISTS trials_session ON trials (session);
+"""
+)
+#: what a version-1 store (before sessions) needs before ``_SCHEMA`` completes it
+_UPGRADE = {1: "ALTER TABLE trials ADD COLUMN session TEXT"}
 
 
 class SQLiteStore:
@@ -144,7 +172,8 @@ class SQLiteStore:
         return _Transaction(self._db)
 
     def _migrate(self, fresh: bool) -> None:
-        """Create the tables of a new store, or check the version of an existing one.
+        """Create the tables of a new store, or check the version of an existing one (and upgrade an older one:
+        version 1 gains the ``sessions`` table and the trials' ``session`` column, nothing else changes).
 
         A new store gets its tables in one transaction before the switch to WAL, so a
         session killed meanwhile leaves either an empty file or a complete store.
@@ -162,6 +191,9 @@ class SQLiteStore:
                     )
                 if version == SCHEMA_VERSION:
                     return  # nothing to write: an existing store is never rewritten on open
+                for step in range(version, SCHEMA_VERSION):  # an older store gains what it lacks, in this transaction
+                    if step in _UPGRADE:
+                        self._db.execute(_UPGRADE[step])
             elif not fresh:  # another session created it meanwhile? then it has our tables; else refuse
                 raise StoreError(foreign_message(self.path, "it has no pytest-mitosis tables"))
             for statement in filter(str.strip, _SCHEMA.split(";")):
@@ -171,16 +203,22 @@ class SQLiteStore:
             )
 
     def _mark_interrupted(self) -> None:
+        """Trials (and sessions) of this host whose process is gone without finishing them."""
         rows = self._db.execute(
             "SELECT key, pid FROM trials WHERE status='running' AND host=?", (self.host,)
         ).fetchall()
         gone = [key for key, pid in rows if not alive(pid)]
-        if gone:
+        sessions = self._db.execute(
+            "SELECT key, pid FROM sessions WHERE status='running' AND host=?", (self.host,)
+        ).fetchall()
+        died = [(DIED, key) for key, pid in sessions if not alive(pid)]
+        if gone or died:
             with self._write():
                 self._db.executemany(
                     "UPDATE trials SET status='interrupted', ended=?, message=? WHERE key=? AND status='running'",
                     [(time.time(), "the session running this trial ended before it finished", k) for k in gone],
                 )
+                self._db.executemany("UPDATE sessions SET status=? WHERE key=? AND status='running'", died)
 
     # -- TrialStore ------------------------------------------------------------------------------
 
@@ -231,7 +269,7 @@ class SQLiteStore:
             if self._db.execute("SELECT 1 FROM trials WHERE key=?", (trial.key,)).fetchone():
                 raise KeyTaken(trial.key)
             self._db.execute(
-                f"INSERT INTO trials ({TRIAL_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO trials ({TRIAL_COLUMNS}) VALUES ({marks(TRIAL_COLUMNS, '?')})",
                 trial_row(trial, iteration, name, digest, self.host),
             )
         return iteration
@@ -265,6 +303,22 @@ class SQLiteStore:
                 ),
             )
         return warnings
+
+    def begin_session(self, session: NewSession) -> None:
+        with self._write():
+            if self._db.execute("SELECT 1 FROM sessions WHERE key=?", (session.key,)).fetchone():
+                raise KeyTaken(session.key)
+            self._db.execute(
+                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({marks(SESSION_COLUMNS, '?')})",
+                session_row(session, self.host),
+            )
+
+    def end_session(self, key: str, exitstatus: int) -> None:
+        with self._write():
+            self._db.execute(
+                "UPDATE sessions SET ended=?, status=?, exitstatus=? WHERE key=?",
+                (time.time(), *session_end(exitstatus), key),
+            )
 
     def next_iteration(self, experiment: str, identity: str) -> int:
         (value,) = self._db.execute(
