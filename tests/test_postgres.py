@@ -299,7 +299,9 @@ def test_migrate_round_trips_and_never_merges_two_histories(pg_server: PgServer,
     url = pg_server.createdb()
     ours = _sqlite_store(tmp_path / "ours", [0.1, 0.2])
     said = copy_store(f"sqlite:///{tmp_path}/ours/mitosis.sqlite", url)
-    assert said.startswith("migrate: 2 trials copied, 1 environment record and 1 variant lock added, from sqlite:///")
+    assert said.startswith(
+        "migrate: 2 trials copied, 1 environment record, 1 variant lock and 0 sessions added, from sqlite:///"
+    )
     store = make_store(url, Path("/x"))
     assert store.next_iteration("exp", "id-a") == 3, "the counter starts after the copied iterations"
     store.close()

@@ -59,7 +59,7 @@ class Copied:
             f"migrate: {self.trials} trial{'s' if self.trials != 1 else ''} copied{again}, {self.environments} "
             f"environment record{'s' if self.environments != 1 else ''}, {self.locks} variant "
             f"lock{'s' if self.locks != 1 else ''} and {self.sessions} session{'s' if self.sessions != 1 else ''} "
-            "added, from {source} to {dest}. Artifact folders stay where "
+            f"added, from {source} to {dest}. Artifact folders stay where "
             "they are: readers find each trial's folder by name in their trials folder."
         )
 
