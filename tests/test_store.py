@@ -9,6 +9,7 @@ SQLite's own.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 
 from .conftest import clean_env, git, git_init, run_pytest, write_investigation
-from .pg_server import PgServer
+from .pg_server import PASSWORD, PgServer
 
 MODULE = """
 import os
@@ -161,18 +162,30 @@ def test_a_record_holds_the_trial_and_junit_carries_key_iteration_commit(tmp_pat
     assert session["started"] <= row["started"] <= row["ended"] <= session["ended"]
 
 
-def test_a_session_with_a_failed_trial_ends_with_exit_status_1(tmp_path: Path, backend: Backend) -> None:
-    root = study(tmp_path / "study", store=backend.url)
-    run = run_pytest(
-        root, "--mitosis", "--mitosis-param=exp.frequency=c", "--mitosis-eval=exp.pause=None"
-    )  # sleep(None) fails
-    assert run.ret == 1, run.out
+def test_a_session_with_a_failed_trial_ends_with_exit_status_1_and_hides_the_store_password(
+    tmp_path: Path, backend: Backend, request: pytest.FixtureRequest
+) -> None:
+    root = study(tmp_path / "study")
+    given: list[str] = []
+    if backend.kind == "postgresql":  # the store named on the command line, with a password
+        server: PgServer = request.getfixturevalue("pg_server")
+        database = server.createdb(owner="alice").split("/")[3].split("?")[0]
+        backend = Backend("postgresql", server.url(database, "alice", PASSWORD))
+        given = [f"--mitosis-store={backend.url}"]
+    run = run_pytest(root, "--mitosis", *given, "--mitosis-param=exp.frequency=c", "--mitosis-eval=exp.pause=None")
+    assert run.ret == 1, run.out  # time.sleep(None) fails at once
     (session,) = backend.sessions(root / "trials")
     assert (session["status"], session["exitstatus"]) == ("ended", 1)
     (row,) = backend.rows(root / "trials")
-    assert (row["status"], row["session"]) == ("failed", session["key"]), backend.rows(root / "trials")
+    assert (row["status"], row["session"]) == ("failed", session["key"])
     assert run.properties("exp[c-pause_None]")["mitosis.session"] == session["key"]
     assert f"mitosis session {session['key']}: 1 trial (1 failed); " in run.out
+    shown = "".join(shlex.quote(a.replace(PASSWORD, "***")) + " " for a in given)  # as a shell would take it
+    assert PASSWORD not in session["command"]
+    assert session["command"] == (
+        f"python -m pytest -p no:cacheprovider --mitosis {shown}"
+        f"--mitosis-param=exp.frequency=c --mitosis-eval=exp.pause=None --junitxml={tmp_path / 'study-junit.xml'}"
+    )
 
 
 def test_a_file_that_is_not_a_store_is_refused_and_left_untouched(tmp_path: Path) -> None:
