@@ -30,6 +30,7 @@ from .protocol import (
 )
 from .readers import Reader
 from .records import (
+    NoMatch,
     RecordsError,
     TrialRecord,
     TrialRecords,
@@ -53,6 +54,7 @@ __all__ = [
     "Lock",
     "NewSession",
     "NewTrial",
+    "NoMatch",
     "Previous",
     "Reader",
     "RecordsError",

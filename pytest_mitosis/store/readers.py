@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .protocol import StoreError
-from .records import RecordsError, TrialRecord, TrialRecords, decode, printable
+from .records import NoMatch, RecordsError, TrialRecord, TrialRecords, decode, printable
 from .sessions import SessionRecord, session, sessions
 from .sources import open_source
 from .url import StoreURL
@@ -184,7 +184,7 @@ class Reader:
         if not rows:
             recent = self._rows("SELECT key, name FROM trials ORDER BY started DESC LIMIT 10")
             listing = "\n".join(f"  {r['key']}  {r['name']}" for r in recent) or "  (the store has no trials)"
-            raise RecordsError(
+            raise NoMatch(
                 printable(
                     f"no trial has a key starting with {prefix!r} in {self.location}. The newest trials:\n{listing}"
                 )

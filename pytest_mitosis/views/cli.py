@@ -15,7 +15,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..store import Reader, RecordsError, StoreURL, TrialRecord, default_store, default_trials_folder, printable
+from ..store import (
+    NoMatch,
+    Reader,
+    RecordsError,
+    StoreURL,
+    TrialRecord,
+    default_store,
+    default_trials_folder,
+    printable,
+)
 from .records_text import diff_records, short, show_record
 
 
@@ -103,7 +112,7 @@ def show(reader: Reader, key: str) -> str:
     """Everything recorded about the trial with this key (or unique prefix); else the session with it."""
     try:
         record = reader.get(key)
-    except RecordsError as err:
+    except NoMatch as err:
         try:
             return sessions(reader, key, as_json=False)
         except RecordsError:
