@@ -23,8 +23,7 @@ SCHEMA_LOCK = 0x6D69746F736973
 TABLES = ("meta", "environments", "trials", "locks", "counters", "sessions")
 #: the tables of a version-1 store (before sessions)
 TABLES_1 = TABLES[:-1]
-_SCHEMA = (
-    """
+_SCHEMA = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE environments (digest TEXT PRIMARY KEY, environment TEXT NOT NULL);
 CREATE TABLE trials (
@@ -74,8 +73,6 @@ CREATE TABLE counters (
     last INTEGER NOT NULL,
     PRIMARY KEY (experiment, identity)
 );
-"""
-    + """
 CREATE TABLE sessions (
     key TEXT PRIMARY KEY,
     started DOUBLE PRECISION NOT NULL,
@@ -92,7 +89,6 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_started ON sessions (started);
 CREATE INDEX trials_session ON trials (session)
 """
-)
 #: from where ``CREATE TABLE sessions`` starts: what a version-1 store lacks, besides the trials' column
 _SESSIONS = _SCHEMA[_SCHEMA.index("CREATE TABLE sessions") :]
 
