@@ -422,16 +422,16 @@ def _drop(trials: Path, *tables: str) -> None:
 
 
 def _tables_gone(trials: Path) -> str:
-    _drop(trials, "trials", "locks")
+    _drop(trials, "trials", "locks", "sessions")
     return (
-        f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} cannot be used: the tables trials, locks are "
+        f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} cannot be used: the tables trials, locks, sessions are "
         "gone (damaged, or edited by hand); nothing was written to it. Restore it from a copy or backup, or move it "
         "aside (or pass --mitosis-trials-folder for a new folder) and run again."
     )
 
 
 def _every_table_gone(trials: Path) -> str:
-    _drop(trials, "trials", "locks", "environments", "meta")
+    _drop(trials, "trials", "locks", "environments", "meta", "sessions")
     return (
         f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} cannot be used: it is a SQLite database "
         "without any table (not a store, or one whose tables were dropped). It is not a pytest-mitosis store or it "
