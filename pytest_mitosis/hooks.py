@@ -323,6 +323,7 @@ class MitosisHooks:
                 report=str(report) if report is not None else None,
                 seed=mitosis.seed,
                 exitstatus=exitstatus,
+                session=mitosis.session_key if mitosis.session_recorded else None,
             )
             try:
                 append_summary(settings.summary, text)
