@@ -22,7 +22,7 @@ import yaml
 
 from pytest_mitosis.views.ci import code, escape, first_line
 
-from .conftest import EXAMPLE, Run, clean_env, git, git_init, run_pytest, write_investigation
+from .conftest import EXAMPLE, Run, background, clean_env, git, git_init, run_pytest, write_investigation
 
 CI_EXAMPLES = Path(__file__).parent.parent / "examples" / "ci"
 
@@ -356,9 +356,7 @@ def test_an_interrupted_session_still_writes_its_summary(tmp_path: Path) -> None
     root = git_init(write_investigation(tmp_path / "study", pyproject, {"study": SLOW}))
     summary = tmp_path / "summary.md"
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", f"--mitosis-summary={summary}"]
-    proc = subprocess.Popen(
-        argv, cwd=root, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    proc = background(argv, cwd=root, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     staging = root / "trials" / ".staging"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(root.glob("trials/trial_quick-*"))) == 0:

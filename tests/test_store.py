@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import clean_env, git, git_init, run_pytest, write_investigation
+from .conftest import background, clean_env, git, git_init, run_pytest, write_investigation
 from .pg_server import PASSWORD, PgServer
 
 MODULE = """
@@ -42,9 +42,7 @@ def run(frequency, pause=0.0):
 def start_session(root: Path, *args: str) -> subprocess.Popen[bytes]:
     """``pytest --mitosis ARGS`` in the background, as its own process group (output discarded)."""
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", *args]
-    return subprocess.Popen(
-        argv, cwd=root, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    return background(argv, cwd=root, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 PYPROJECT = """

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import clean_env, git, git_init, run_pytest, write_investigation
+from .conftest import background, clean_env, git, git_init, run_pytest, write_investigation
 
 STEPS = '''
 import os
@@ -36,7 +36,10 @@ lookup = {"n": {"a": 1, "b": 2, "c": 3, "d": 4}}
 
 def slow(n):
     """Variants a and b block (until a signal ends the trial); c and d return at once."""
-    Path(os.environ["MITOSIS_TEST_MARKERS"], f"started-{n}").write_text(str(os.getpid()))
+    marker = Path(os.environ["MITOSIS_TEST_MARKERS"], f"started-{n}")
+    staged = marker.parent.parent / f".{marker.name}"
+    staged.write_text(str(os.getpid()))
+    os.replace(staged, marker)  # whole: the test reads the pid as soon as the marker exists
     print("step started", flush=True)
     if n <= 2 or os.environ.get("MITOSIS_TEST_BLOCK_ALL"):
         time.sleep(600)
@@ -67,14 +70,13 @@ def start(
     """pytest as its own process group (a terminal's foreground job, or a background job with SIGINT ignored)."""
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", *args]
     env = clean_env(MITOSIS_TEST_MARKERS=str(markers), TMPDIR=str(tmp), **extra)
-    return subprocess.Popen(
+    return background(
         argv,
         cwd=root,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        start_new_session=True,
         preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None,
     )
 
