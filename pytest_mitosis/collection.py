@@ -126,7 +126,7 @@ class ReproduceItem(_OutcomeItem):
             outcome = self.mitosis.reproduce(self.nodeid, self.record, self.reader)
         except ReproductionError as err:
             raise TrialFailed(str(err)) from None
-        self.user_properties.extend(user_properties(outcome))
+        self.user_properties.extend(user_properties(outcome, self.mitosis.session_key))
         self.user_properties.append(("mitosis.reproduces", self.record.key))
         if not outcome.passed:
             raise TrialFailed(outcome.message or "the reproduction failed")
@@ -161,7 +161,7 @@ class TrialItem(_OutcomeItem):
 
         assert self.identity is not None, "setup() ran"
         outcome = self.mitosis.run(self.nodeid, self.spec, self.identity)
-        self.user_properties.extend(user_properties(outcome))
+        self.user_properties.extend(user_properties(outcome, self.mitosis.session_key))
         if not outcome.passed:
             raise TrialFailed(outcome.message or "the trial failed")
 

@@ -12,7 +12,6 @@ report in :mod:`.views`. What the session reads once is :class:`.session.Mitosis
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +48,6 @@ class MitosisHooks:
         self.config = mitosis.config
         self.settings = mitosis.settings
         self._sigterm: Any = None
-        self._started = time.time()
 
     @pytest.hookimpl(trylast=True)
     def pytest_mitosis_make_store(self, config: pytest.Config, folder: Path) -> TrialStore:
@@ -123,6 +121,9 @@ class MitosisHooks:
         reproducing = any(isinstance(item, ReproduceItem) for item in session.items)
         if distributed or trials or reproducing:
             mitosis.preflight()
+            from .sessionrecord import open_session
+
+            open_session(mitosis, distributed)
         if trials and not self.settings.debug:
             from .checks.sweep_plan import plan, totals
 
@@ -173,11 +174,12 @@ class MitosisHooks:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
-        """pytest-xdist: every worker uses the controller's seed, checks its checkout against the
+        """pytest-xdist: every worker uses the controller's seed and session key, checks its checkout against the
         controller's and, on another host or trials folder, records its trials through the controller."""
         from .remote import controller
 
         node.workerinput["mitosis_seed"] = self.mitosis.seed
+        node.workerinput["mitosis_session"] = self.mitosis.session_key
         controller(self.mitosis).configure_node(node)
 
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -255,6 +257,9 @@ class MitosisHooks:
             return
         if int(exitstatus) == int(pytest.ExitCode.INTERRUPTED) and self.config.pluginmanager.has_plugin("dsession"):
             self._rows_from_workers()
+        from .sessionrecord import end_session
+
+        end_session(mitosis, int(exitstatus))  # before the report, which shows the session
         if mitosis.rows and self.settings.report:
             from .store import RecordsError
             from .views.report import build
@@ -266,12 +271,14 @@ class MitosisHooks:
                 mitosis.report = f"not refreshed: {err}"
         if not (session.config.option.collectonly or self.settings.check):
             self._write_ci_files(session, int(exitstatus))
+            if int(session.exitstatus) != int(exitstatus):  # a CI file that could not be written
+                end_session(mitosis, int(session.exitstatus))
 
     def _rows_from_workers(self) -> None:
         """Under pytest-xdist, once interrupted, the controller reads no more reports: a worker's
         interrupted trial sends none, and trials a worker finished meanwhile are never shown. Their rows
-        come from the store: every trial of this session (its seed, started since it began) that the
-        summary does not list yet, with the status the worker recorded."""
+        come from the store: every trial recorded with this session's key that the summary does not
+        list yet, with the status the worker recorded."""
         from .store import Reader, RecordsError
         from .views.summary import SummaryRow
 
@@ -282,10 +289,8 @@ class MitosisHooks:
             with Reader(mitosis.project().trials_folder, mitosis.read_from()) as reader:
                 records = [
                     r
-                    for r in reader.trials(debug=True)
+                    for r in reader.trials(debug=True, session=mitosis.session_key)
                     if r.status in ("passed", "failed", "interrupted")
-                    and r.seed == mitosis.seed
-                    and r.started.timestamp() >= self._started
                 ]
         except (RecordsError, OSError, ConfigError):
             return
@@ -318,6 +323,7 @@ class MitosisHooks:
                 report=str(report) if report is not None else None,
                 seed=mitosis.seed,
                 exitstatus=exitstatus,
+                session=mitosis.session_key if mitosis.session_recorded else None,
             )
             try:
                 append_summary(settings.summary, text)
@@ -363,5 +369,9 @@ class MitosisHooks:
                 terminalreporter.write_line(line)
             if mitosis.report is not None:
                 terminalreporter.write_line(f"report: {mitosis.report}")
+        if mitosis.session_recorded:
+            from .views.summary import session_line
+
+            terminalreporter.write_line(session_line(mitosis.session_key, mitosis.rows))
         for line in mitosis.ci_notes:
             terminalreporter.write_line(line)

@@ -69,6 +69,9 @@ class MitosisSession:
         #: folders another tool writes into the work tree for this session, never a change of the code
         #: (pytest-xdist's copies of pytest in a remote worker's checkout: see remote.py)
         self.written_by_others: tuple[Path, ...] = ()
+        self._session_key: str | None = None
+        #: whether this process wrote the session's row (the controller, once trials are about to run)
+        self.session_recorded = False
 
     @property
     def seed(self) -> int:
@@ -84,6 +87,23 @@ class MitosisSession:
 
                 self._seed = secrets.randbelow(MAX_SEED + 1)
         return self._seed
+
+    @property
+    def session_key(self) -> str:
+        """The session's key (see :mod:`.sessionrecord`): sent by the xdist controller, or drawn once here."""
+        if self._session_key is None:
+            workerinput = getattr(self.config, "workerinput", None)
+            if workerinput is not None and "mitosis_session" in workerinput:
+                self._session_key = str(workerinput["mitosis_session"])
+            else:
+                from .store import new_key
+
+                self._session_key = new_key()
+        return self._session_key
+
+    @session_key.setter
+    def session_key(self, key: str) -> None:
+        self._session_key = key
 
     def environment(self) -> dict[str, Any]:
         """The environment record, gathered once per process; plugins add keys through the hook."""
@@ -268,6 +288,7 @@ class MitosisSession:
             settings=self.settings,
             environment=environment,
             seed=self.seed,
+            session=self.session_key,
             prepared=lambda: (self.ahead.take(project.cwd if self.next_is_trial else None), self.ahead.html()),
         )
         problem = self.ahead.problem()
@@ -303,6 +324,7 @@ class MitosisSession:
             rtol=self.settings.rtol,
             atol=self.settings.atol,
             pyproject=project.path,
+            session=self.session_key,
             vouched=frozenset((a.step, a.param, a.value) for a in self.settings.evals),
         )
 

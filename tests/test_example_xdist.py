@@ -34,3 +34,21 @@ def test_the_summary_appears_once_on_the_controller(example_run: tuple[Path, Run
     assert run.out.count("= mitosis trials =") == 1
     summary = run.out.split("= mitosis trials =")[1]
     assert summary.count("pyproject.toml::sine[") == 2
+
+
+def test_under_xdist_one_session_row_holds_the_workers_trials(example_run: tuple[Path, Run]) -> None:
+    import sqlite3
+
+    root, run = example_run
+    db = sqlite3.connect(f"file:{root / 'trials' / 'mitosis.sqlite'}?mode=ro", uri=True)
+    try:
+        (session,) = db.execute("SELECT key, status, exitstatus, pid FROM sessions").fetchall()
+        trials = dict(db.execute("SELECT key, session FROM trials").fetchall())
+    finally:
+        db.close()
+    key = session[0]
+    assert session[1:3] == ("ended", 0)
+    names = ("sine[amplitude_4-fast]", "sine[amplitude_4-slow]")
+    assert {run.properties(n)["mitosis.key"]: run.properties(n)["mitosis.session"] for n in names} == trials
+    assert set(trials.values()) == {key}, "the workers' trials carry the controller's key"
+    assert f"mitosis session {key}: 2 trials (2 passed); python -m pytest_mitosis history --session {key}" in run.out

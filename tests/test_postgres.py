@@ -85,11 +85,11 @@ def test_ten_sessions_starting_at_once_on_an_empty_database_create_the_schema_on
     for store in stores:
         store.close()
     database = url.split("/")[3].split("?")[0]
-    assert pg_server.execute("SELECT name, value FROM meta", database) == [("schema_version", "1")]
+    assert pg_server.execute("SELECT name, value FROM meta", database) == [("schema_version", "2")]
     tables = pg_server.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema='public' ORDER BY 1", database
     )
-    assert [t for (t,) in tables] == ["counters", "environments", "locks", "meta", "trials"]
+    assert [t for (t,) in tables] == ["counters", "environments", "locks", "meta", "sessions", "trials"]
 
 
 def test_concurrent_trials_of_one_identity_get_every_iteration_once(pg_server: PgServer) -> None:
@@ -299,7 +299,9 @@ def test_migrate_round_trips_and_never_merges_two_histories(pg_server: PgServer,
     url = pg_server.createdb()
     ours = _sqlite_store(tmp_path / "ours", [0.1, 0.2])
     said = copy_store(f"sqlite:///{tmp_path}/ours/mitosis.sqlite", url)
-    assert said.startswith("migrate: 2 trials copied, 1 environment record and 1 variant lock added, from sqlite:///")
+    assert said.startswith(
+        "migrate: 2 trials copied, 1 environment record, 1 variant lock and 0 sessions added, from sqlite:///"
+    )
     store = make_store(url, Path("/x"))
     assert store.next_iteration("exp", "id-a") == 3, "the counter starts after the copied iterations"
     store.close()

@@ -12,6 +12,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,106 @@ def key(run: Run, name: str = "exp[a-wide]") -> str:
 def only(run: Run) -> str:
     (case,) = [c.get("name", "") for c in run.junit.iter("testcase")]  # type: ignore[union-attr]
     return run.properties(case)["mitosis.key"]
+
+
+def session_of(run: Run) -> str:
+    """The session key every trial of ``run`` carries in the junit XML (one key per run)."""
+    assert run.junit is not None
+    (found,) = {p.get("value") for p in run.junit.iter("property") if p.get("name") == "mitosis.session"}
+    assert found is not None
+    return found
+
+
+def test_history_session_lists_every_session_newest_first(story: tuple[Path, dict[str, Run]]) -> None:
+    import socket
+
+    root, runs = story
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout[:8]
+    db = sqlite3.connect(root / "trials" / "mitosis.sqlite")
+    started = dict(db.execute("SELECT key, started FROM sessions").fetchall())
+    ended = dict(db.execute("SELECT key, ended FROM sessions").fetchall())
+    db.close()
+    done = cli(root, "history", "--session")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert re.split(r"  +", lines[0]) == ["key", "started", "duration", "host", "commit", "status", "trials", "command"]
+    xml = root.parent / "study-junit.xml"
+    expected = []
+    for name, trials, args in [
+        ("reproduced", "1 passed", f"--mitosis --mitosis-reproduce {key(runs['first'])}"),
+        ("2.0", "1 passed", "--mitosis --mitosis-param=exp.frequency=a --mitosis-eval=exp.scale=2.0 --mitosis-seed 5"),
+        ("0.2", "1 passed", "--mitosis --mitosis-param=exp.frequency=a --mitosis-eval=exp.scale=0.2 --mitosis-seed 5"),
+        ("first", "2 passed", "--mitosis --mitosis-seed 5"),
+    ]:
+        k = session_of(runs[name])
+        seconds = round(ended[k] - started[k])
+        expected.append(
+            [
+                k,
+                datetime.fromtimestamp(started[k]).strftime("%Y-%m-%d %H:%M:%S"),
+                f"{seconds}s" if seconds < 60 else f"{seconds // 60}m {seconds % 60:02d}s",
+                socket.gethostname(),
+                head,
+                "exit 0 (ok)",
+                trials,
+                f"python -m pytest -p no:cacheprovider {args} --junitxml={xml}",
+            ]
+        )
+    assert [re.split(r"  +", line, maxsplit=7) for line in lines[1:]] == expected
+    # the terminal summary named each session, and how to find it again
+    k = session_of(runs["first"])
+    assert (
+        f"mitosis session {k}: 2 trials (2 passed); python -m pytest_mitosis history --session {k}" in runs["first"].out
+    )
+
+
+def test_history_of_one_session_lists_its_trials_and_a_bad_key_is_one_line(story: tuple[Path, dict[str, Run]]) -> None:
+    root, runs = story
+    k = session_of(runs["first"])
+    done = cli(root, "history", "--session", k[:6])
+    assert done.returncode == 0, done.stderr
+    header, command, blank, titles, *rows = done.stdout.splitlines()
+    assert header.startswith(f"session {k}: started ") and header.endswith(", exit 0 (ok), 2 passed")
+    assert command.startswith("command: python -m pytest -p no:cacheprovider --mitosis --mitosis-seed 5 --junitxml=")
+    assert (blank, titles.split()[0]) == ("", "key")
+    assert sorted(r.split()[0] for r in rows) == sorted([key(runs["first"]), key(runs["first"], "exp[b-wide]")])
+    assert cli(root, "show", k).stdout == done.stdout, "show names a session by its key too"
+    as_json = json.loads(cli(root, "history", "--session", k, "--json").stdout)
+    assert (as_json["session"]["key"], as_json["session"]["exitstatus"], as_json["session"]["trials"]) == (
+        k,
+        0,
+        {"passed": 2},
+    )
+    assert {t["session"] for t in as_json["trials"]} == {k} and len(as_json["trials"]) == 2
+    bad = cli(root, "history", "--session", "zz")
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr == (
+        f"pytest-mitosis: no session has a key starting with 'zz' in {root / 'trials' / 'mitosis.sqlite'}; "
+        "`python -m pytest_mitosis history --session` lists the sessions.\n"
+    )
+
+
+def test_the_report_filters_by_session_named_by_key_and_date(
+    story: tuple[Path, dict[str, Run]], tmp_path: Path
+) -> None:
+    root, runs = story
+    assert cli(root, "report", "-o", str(tmp_path / "site")).returncode == 0
+    index = (tmp_path / "site" / "index.html").read_text()
+    db = sqlite3.connect(root / "trials" / "mitosis.sqlite")
+    started = db.execute("SELECT key, started FROM sessions ORDER BY started DESC").fetchall()
+    db.close()
+    options = "".join(
+        f"<option value='{k}'>{k} {datetime.fromtimestamp(t):%Y-%m-%d %H:%M}</option>" for k, t in started
+    )
+    assert (
+        "<label>session<select data-filter='session' onchange='filterRows()'><option value=''>all</option>"
+        f"{options}</select></label>"
+    ) in index
+    first = session_of(runs["first"])
+    tagged = re.findall(r"<tr [^>]*data-session='([0-9a-f]{8})'>.*?<a href='trials/([0-9a-f]{8})\.html'>", index)
+    assert sorted(t for s, t in tagged if s == first) == sorted([key(runs["first"]), key(runs["first"], "exp[b-wide]")])
+    page = (tmp_path / "site" / "trials" / f"{key(runs['first'])}.html").read_text()
+    assert f"session <a href='../index.html#session={first}'>{first}</a>" in page
 
 
 def test_reproductions_are_marked_in_history_show_json_and_the_report(story: tuple[Path, dict[str, Run]]) -> None:
@@ -223,32 +324,55 @@ def test_migrate_copies_every_trial_once_and_a_second_run_copies_nothing(
 ) -> None:
     root, url, said = pg_story
     assert said == (
-        f"migrate: 5 trials copied, 2 environment records and 5 variant locks added, from "
+        f"migrate: 5 trials copied, 2 environment records, 5 variant locks and 4 sessions added, from "
         f"sqlite:///{root / 'trials' / 'mitosis.sqlite'} to {url}. Artifact folders stay where they are: readers "
         "find each trial's folder by name in their trials folder.\n"
     )
     again = cli(root, "migrate", "--from", "sqlite:///trials/mitosis.sqlite", "--to", url)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.startswith("migrate: 0 trials copied (5 were there already), 0 environment records and 0 ")
+    assert again.stdout.startswith(
+        "migrate: 0 trials copied (5 were there already), 0 environment records, 0 variant locks and 0 sessions added"
+    )
     database = url.split("/")[3].split("?")[0]
     db = sqlite3.connect(root / "trials" / "mitosis.sqlite")
     columns = "key, experiment, identity, iteration, name, status, main, folder, reproduces, verdict"
     mine = sorted(db.execute(f"SELECT {columns} FROM trials").fetchall())
     locks = sorted(db.execute("SELECT * FROM locks").fetchall())
+    sessions = sorted(db.execute("SELECT * FROM sessions").fetchall())
+    trial_sessions = sorted(db.execute("SELECT session FROM trials").fetchall())
+    assert len(sessions) == 4 and len({s for (s,) in trial_sessions}) == 4
     db.close()
     assert sorted(pg_server.execute(f"SELECT {columns} FROM trials", database)) == mine
     assert sorted(pg_server.execute("SELECT * FROM locks", database)) == locks
+    assert sorted(pg_server.execute("SELECT * FROM sessions", database)) == sessions
+    assert sorted(pg_server.execute("SELECT session FROM trials", database)) == trial_sessions
 
 
 @pytest.mark.parametrize(
     "command",
-    [["history"], ["history", "--json", "--debug"], ["show", "FIRST"], ["diff", "LOW", "HIGH"], ["history", "nosuch"]],
+    [
+        ["history"],
+        ["history", "--json", "--debug"],
+        ["show", "FIRST"],
+        ["diff", "LOW", "HIGH"],
+        ["history", "nosuch"],
+        ["history", "--session"],
+        ["history", "--session", "--json"],
+        ["history", "--session", "SESSION"],
+        ["show", "SESSION"],
+        ["history", "--session", "0000"],
+    ],
 )
 def test_every_reader_shows_the_same_on_both_backends(
     pg_story: tuple[Path, str, str], story: tuple[Path, dict[str, Run]], command: list[str]
 ) -> None:
     (root, runs), url = story, pg_story[1]
-    names = {"FIRST": key(runs["first"]), "LOW": only(runs["0.2"]), "HIGH": only(runs["2.0"])}
+    names = {
+        "FIRST": key(runs["first"]),
+        "LOW": only(runs["0.2"]),
+        "HIGH": only(runs["2.0"]),
+        "SESSION": session_of(runs["first"]),
+    }
     args = [names.get(a, a) for a in command]
     on_sqlite = cli(root, *args)
     on_postgres = cli(root, "--store", url, *args)

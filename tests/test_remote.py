@@ -135,6 +135,10 @@ def test_every_remote_trial_is_recorded_by_the_controller_with_its_folder(two_ho
         assert (folder / "trial.yaml").is_file() and (folder / "outcome.json").is_file()
         assert run.properties(f"exp[{variants}]")["mitosis.html"] == str(folder / f"{record.name}.html")
     assert set(hosts.values()) <= set(two_hosts.hosts), hosts
+    with Reader(trials) as reader:
+        (session,) = reader.sessions()  # the controller's row; the remote workers' trials carry its key
+    assert {r.session for r in records.values()} == {session.key}
+    assert (session.host, session.status, session.trials) == (socket.gethostname(), "ended", {"passed": 2})
 
 
 def test_the_hosts_keep_no_store_and_no_trial_folder(two_hosts: Cluster) -> None:

@@ -226,6 +226,17 @@ def test_the_report_in_a_real_headless_browser(
     assert [o.text for o in hosts.options] == ["all", socket.gethostname()]
     hosts.select_by_index(1)
     assert shown(driver) == 4
+    hosts.select_by_index(0)
+    sessions = Select(driver.find_element(By.CSS_SELECTOR, "[data-filter='session']"))
+    keys = [runs[r].properties("exp[a]")["mitosis.session"] for r in ("second", "first")]  # newest first
+    assert [o.get_attribute("value") for o in sessions.options] == ["", *keys]
+    assert all(o.text.startswith(f"{k} 20") for o, k in zip(sessions.options[1:], keys)), "key and date"
+    sessions.select_by_value(keys[1])
+    visible = [r for r in rows if r.is_displayed()]
+    assert shown(driver) == 2 and {r.find_elements(By.TAG_NAME, "td")[11].text for r in visible} == {
+        runs["first"].properties(f"exp[{v}]")["mitosis.key"] for v in "ab"
+    }, "the first session's two trials"
+    sessions.select_by_value("")
 
     # the experiment page: the table, the charts, hover text, a click that opens the trial
     driver.find_element(By.LINK_TEXT, "exp").click()

@@ -9,8 +9,10 @@ SQLite's own.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +24,7 @@ from typing import Any
 import pytest
 
 from .conftest import background, clean_env, git, git_init, run_pytest, write_investigation
-from .pg_server import PgServer
+from .pg_server import PASSWORD, PgServer
 
 MODULE = """
 import os
@@ -84,6 +86,36 @@ class Backend:
         with psycopg.connect(self.url, row_factory=dict_row) as db:
             return list(db.execute("SELECT * FROM trials ORDER BY started").fetchall())
 
+    def sessions(self, trials: Path) -> list[dict[str, Any]]:
+        """Every session row, oldest first."""
+        if self.url is None:
+            db = sqlite3.connect(trials / "mitosis.sqlite")
+            db.row_factory = sqlite3.Row
+            try:
+                return [dict(r) for r in db.execute("SELECT * FROM sessions ORDER BY started")]
+            finally:
+                db.close()
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(self.url, row_factory=dict_row) as db:
+            return list(db.execute("SELECT * FROM sessions ORDER BY started").fetchall())
+
+    def execute(self, trials: Path, *statements: str) -> None:
+        """Run SQL statements on the store, as another program would."""
+        if self.url is None:
+            db = sqlite3.connect(trials / "mitosis.sqlite")
+            for statement in statements:
+                db.execute(statement)
+            db.commit()
+            db.close()
+            return
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as db:
+            for statement in statements:
+                db.execute(statement)
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest) -> Backend:
@@ -110,6 +142,48 @@ def test_a_record_holds_the_trial_and_junit_carries_key_iteration_commit(tmp_pat
     assert '"text": "b"' in row["params"] and '"value": 2' in row["params"]
     assert Path(row["folder"]) == Path(props["mitosis.html"]).parent
     assert row["ended"] >= row["started"]
+    (session,) = backend.sessions(tmp_path / "elsewhere")
+    assert row["session"] == props["mitosis.session"] == session["key"]
+    xml = tmp_path / "study-junit.xml"
+    assert session["command"] == (
+        f"python -m pytest -p no:cacheprovider --mitosis -k b --mitosis-trials-folder {tmp_path / 'elsewhere'} "
+        f"--junitxml={xml}"
+    )
+    assert (session["host"], session["pid"], session["commit"], session["dirty"], session["debug"]) == (
+        socket.gethostname(),
+        row["pid"],
+        head,
+        0,
+        0,
+    )
+    assert (session["status"], session["exitstatus"]) == ("ended", 0)
+    assert session["started"] <= row["started"] <= row["ended"] <= session["ended"]
+
+
+def test_a_session_with_a_failed_trial_ends_with_exit_status_1_and_hides_the_store_password(
+    tmp_path: Path, backend: Backend, request: pytest.FixtureRequest
+) -> None:
+    root = study(tmp_path / "study")
+    given: list[str] = []
+    if backend.kind == "postgresql":  # the store named on the command line, with a password
+        server: PgServer = request.getfixturevalue("pg_server")
+        database = server.createdb(owner="alice").split("/")[3].split("?")[0]
+        backend = Backend("postgresql", server.url(database, "alice", PASSWORD))
+        given = [f"--mitosis-store={backend.url}"]
+    run = run_pytest(root, "--mitosis", *given, "--mitosis-param=exp.frequency=c", "--mitosis-eval=exp.pause=None")
+    assert run.ret == 1, run.out  # time.sleep(None) fails at once
+    (session,) = backend.sessions(root / "trials")
+    assert (session["status"], session["exitstatus"]) == ("ended", 1)
+    (row,) = backend.rows(root / "trials")
+    assert (row["status"], row["session"]) == ("failed", session["key"])
+    assert run.properties("exp[c-pause_None]")["mitosis.session"] == session["key"]
+    assert f"mitosis session {session['key']}: 1 trial (1 failed); " in run.out
+    shown = "".join(shlex.quote(a.replace(PASSWORD, "***")) + " " for a in given)  # as a shell would take it
+    assert PASSWORD not in session["command"]
+    assert session["command"] == (
+        f"python -m pytest -p no:cacheprovider --mitosis {shown}"
+        f"--mitosis-param=exp.frequency=c --mitosis-eval=exp.pause=None --junitxml={tmp_path / 'study-junit.xml'}"
+    )
 
 
 def test_a_file_that_is_not_a_store_is_refused_and_left_untouched(tmp_path: Path) -> None:
@@ -142,7 +216,7 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     assert run.ret == pytest.ExitCode.USAGE_ERROR
     assert (
         f"ERROR: mitosis: the trial store {store} has schema version 99, written by a newer pytest-mitosis; "
-        "this one knows version 1. Upgrade pytest-mitosis (pip install -U pytest-mitosis); the store was left as it is."
+        "this one knows version 2. Upgrade pytest-mitosis (pip install -U pytest-mitosis); the store was left as it is."
     ) in run.out
 
 
@@ -346,16 +420,16 @@ def _drop(trials: Path, *tables: str) -> None:
 
 
 def _tables_gone(trials: Path) -> str:
-    _drop(trials, "trials", "locks")
+    _drop(trials, "trials", "locks", "sessions")
     return (
-        f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} cannot be used: the tables trials, locks are "
+        f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} cannot be used: the tables trials, locks, sessions are "
         "gone (damaged, or edited by hand); nothing was written to it. Restore it from a copy or backup, or move it "
         "aside (or pass --mitosis-trials-folder for a new folder) and run again."
     )
 
 
 def _every_table_gone(trials: Path) -> str:
-    _drop(trials, "trials", "locks", "environments", "meta")
+    _drop(trials, "trials", "locks", "environments", "meta", "sessions")
     return (
         f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} cannot be used: it is a SQLite database "
         "without any table (not a store, or one whose tables were dropped). It is not a pytest-mitosis store or it "
@@ -511,3 +585,93 @@ def test_a_relative_sqlite_store_url_is_read_like_the_other_paths(tmp_path: Path
     assert cli.ret == 0, cli.out
     assert (sub / "here.sqlite").is_file()
     assert not (root / "trials" / "mitosis.sqlite").exists(), "the default store was never made"
+
+
+def _old_store(trials: Path, backend: Backend) -> str:
+    """A store as pytest-mitosis wrote it before sessions were recorded (schema version 1), with one trial."""
+    from pytest_mitosis.store import NewTrial, make_store
+
+    store = make_store(backend.url, trials)
+    store.begin(
+        NewTrial(
+            "0ld0ld00", "exp", "[]", "a", "trial_exp-a", "pyproject.toml::exp[a]", False, {"commit": None}, 1, {},
+            [{"name": "exp", "function": "m:f", "lookup": None}], [],
+        ),
+        (),
+    )  # fmt: skip
+    store.finish("0ld0ld00", status="passed", main=1, metrics={}, folder=None, message=None)
+    store.close()
+    backend.execute(
+        trials,
+        "DROP TABLE sessions",
+        "DROP INDEX trials_session",
+        "ALTER TABLE trials DROP COLUMN session",
+        "UPDATE meta SET value='1' WHERE name='schema_version'",
+    )
+    if backend.url is None:
+        db = sqlite3.connect(trials / "mitosis.sqlite")
+        db.execute("VACUUM")  # one file, no WAL: what a closed store of version 1 looks like
+        db.close()
+    return "0ld0ld00"
+
+
+def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_mitosis", *args], cwd=cwd, env=clean_env(), capture_output=True, text=True
+    )
+
+
+def test_reading_a_store_from_before_sessions_writes_nothing_and_finds_no_sessions(
+    tmp_path: Path, backend: Backend
+) -> None:
+    from pytest_mitosis.store import Reader
+
+    trials = tmp_path / "trials"
+    old = _old_store(trials, backend)
+    before = (trials / "mitosis.sqlite").read_bytes() if backend.url is None else None
+    with Reader(trials, backend.url) as reader:
+        assert reader.sessions() == []
+        assert [(r.key, r.session) for r in reader.trials()] == [(old, None)]
+        assert list(reader.trials(session="0123abcd")) == []
+    store = ["--store", backend.url] if backend.url else []
+    where = trials / "mitosis.sqlite" if backend.url is None else backend.url
+    listed = _cli(tmp_path, "history", "--trials-folder", str(trials), *store, "--session")
+    assert (listed.returncode, listed.stdout) == (0, f"no sessions recorded in {where}\n"), listed.stderr
+    bad = _cli(tmp_path, "history", "--trials-folder", str(trials), *store, "--session", "abcd")
+    assert bad.returncode == 2
+    assert bad.stderr == (
+        f"pytest-mitosis: no session has a key starting with 'abcd': {where} was written before pytest-mitosis "
+        "recorded sessions (it has none yet).\n"
+    )
+    if backend.url is None:
+        assert (trials / "mitosis.sqlite").read_bytes() == before, "byte-identical"
+    else:
+        with Reader(trials, backend.url) as reader:
+            assert reader._source.version == 1, "the schema version is unchanged"
+        assert backend.rows(trials)[0].get("session", "absent") == "absent", "no column was added"
+
+
+def test_a_store_from_before_sessions_gains_them_when_a_session_opens_it(tmp_path: Path, backend: Backend) -> None:
+    from pytest_mitosis.store import NewSession, Reader, make_store
+
+    trials = tmp_path / "trials"
+    old = _old_store(trials, backend)
+    (before,) = backend.rows(trials)
+    store = make_store(backend.url, trials)
+    store.begin_session(NewSession("5e55104a", "pytest --mitosis", "0" * 40, dirty=False, debug=True))  # type: ignore[attr-defined]
+    store.end_session("5e55104a", 1)  # type: ignore[attr-defined]
+    store.close()
+    (after,) = backend.rows(trials)
+    assert after == {**before, "session": None}, "the old trial is kept as it was"
+    with Reader(trials, backend.url) as reader:
+        assert reader._source.version == 2
+        (session,) = reader.sessions()
+        assert [r.key for r in reader.trials()] == [old]
+    assert (session.key, session.status, session.exitstatus, session.debug, session.trials) == (
+        "5e55104a",
+        "ended",
+        1,
+        True,
+        {},
+    )
+    assert session.state == "exit 1 (tests failed)"

@@ -14,6 +14,7 @@ import os
 import re
 import resource
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -116,7 +117,17 @@ def rows(root: Path) -> list[sqlite3.Row]:
     db = sqlite3.connect(f"file:{root / 'trials' / 'mitosis.sqlite'}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:
-        return db.execute("SELECT key, name, status, folder, message FROM trials ORDER BY started").fetchall()
+        return db.execute("SELECT key, name, status, folder, message, session FROM trials ORDER BY started").fetchall()
+    finally:
+        db.close()
+
+
+def sessions(root: Path) -> list[sqlite3.Row]:
+    """Every session row, oldest first."""
+    db = sqlite3.connect(f"file:{root / 'trials' / 'mitosis.sqlite'}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    try:
+        return db.execute("SELECT * FROM sessions ORDER BY started").fetchall()
     finally:
         db.close()
 
@@ -160,6 +171,9 @@ def test_a_signal_stops_the_session_and_records_the_trial_as_interrupted(
     assert not (root / "trials" / ".staging" / row["key"]).exists()
     assert list(tmp.glob("mitosis-kernel-*")) == [], "the kernel's private folder is gone"
     assert wait_gone(kernel), "the kernel process is gone"
+    (session,) = sessions(root)
+    assert (session["status"], session["exitstatus"], row["session"]) == ("interrupted", 2, session["key"])
+    assert session["ended"] >= session["started"]
 
 
 def test_a_background_job_that_ignores_sigint_keeps_ignoring_it(tmp_path: Path) -> None:
@@ -210,6 +224,10 @@ def test_ctrl_c_under_xdist_interrupts_the_workers_trials(tmp_path: Path) -> Non
     # every trial the store recorded for this session is in the summary, whatever reached the controller
     summary = out.split("mitosis trials", 1)[1]
     assert set(re.findall(r"key ([0-9a-f]{8})", summary)) == {row["key"] for row in found}, out
+    (session,) = sessions(root)  # the controller's alone; the workers' trials carry its key
+    assert (session["status"], session["exitstatus"]) == ("interrupted", 2)
+    assert {row["session"] for row in found} == {session["key"]}
+    assert f"mitosis session {session['key']}: 2 trials (2 interrupted)" in out
     assert list(tmp.glob("mitosis-kernel-*")) == []
 
 
@@ -251,6 +269,16 @@ def test_the_next_session_cleans_up_after_a_killed_one(tmp_path: Path) -> None:
     (row,) = rows(root)
     assert row["status"] == "running"
     assert (root / "trials" / ".staging" / row["key"]).is_dir(), "precondition: the killed session left its staging"
+    (killed,) = sessions(root)
+    assert (killed["status"], killed["ended"], killed["exitstatus"], killed["pid"]) == ("running", None, None, proc.pid)
+    listed = subprocess.run(
+        [sys.executable, "-m", "pytest_mitosis", "history", "--session", "--json"],
+        cwd=root, env=clean_env(), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    (shown,) = json.loads(listed.stdout)
+    host = socket.gethostname()
+    assert shown["state"] == f"died (pid {proc.pid} on {host}, no end recorded)", "a reader sees the pid is gone"
+    assert shown["trials"] == {"running": 1}
     assert list(tmp.glob(f"mitosis-kernel-{proc.pid}-*")), "precondition: and its kernel's private folder"
     assert wait_gone(kernel), "the orphaned kernel exits by itself (it polls its parent)"
 
@@ -261,6 +289,9 @@ def test_the_next_session_cleans_up_after_a_killed_one(tmp_path: Path) -> None:
     first = next(r for r in rows(root) if r["key"] == row["key"])
     assert first["status"] == "interrupted"
     assert first["message"] == "the session running this trial ended before it finished"
+    died, later = sessions(root)
+    assert (died["key"], died["status"], died["ended"]) == (killed["key"], "died", None), "the next session says so"
+    assert (later["status"], later["exitstatus"]) == ("ended", 0)
     assert not (root / "trials" / ".staging" / row["key"]).exists()
     assert list(tmp.glob("mitosis-kernel-*")) == []
 

@@ -88,11 +88,13 @@ def reproduce_trial(
     atol: float,
     pyproject: Path | None = None,
     vouched: frozenset[tuple[str, str, str]] = frozenset(),
+    session: str | None = None,
 ) -> Any:
     """Run ``record`` again at its commit, record it as a trial linked to it, and judge it.
 
     ``pyproject`` is the investigation's pyproject.toml (default: ``project_root/pyproject.toml``);
-    the same file at the recorded commit says which steps may run. ``vouched`` holds the
+    the same file at the recorded commit says which steps may run (``session``: the pytest session's key,
+    recorded with the reproduction). ``vouched`` holds the
     ``(step, param, expression)`` the user gave with ``--mitosis-eval``. The kernel runs in the
     ``working-dir`` of ``[tool.mitosis]`` *as committed* (default: the pyproject's directory),
     moved into the checkout when it is inside the work tree: today's value may name another
@@ -146,6 +148,7 @@ def reproduce_trial(
                 record.steps,
                 record.params,
                 reproduces=record.key,
+                session=session,
             ),
             (),
             new_key(),

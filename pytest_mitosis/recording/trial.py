@@ -36,13 +36,15 @@ def record_trial(
     settings: Settings,
     environment: dict[str, Any],
     seed: int,
+    session: str | None = None,
     prepared: Callable[[], tuple[Any, Any]] | None = None,
 ) -> TrialOutcome:
     """Run ``spec`` as a recorded trial and return its judged outcome.
 
     ``prepared`` returns a kernel started ahead for this trial (or ``None``) and a prepared HTML
     exporter (see :mod:`pytest_mitosis.execution.warmup`); it is called only once the record is
-    taken, so a refused trial leaves the kernel for the next one. An outcome with ``interrupted`` set is recorded ``interrupted`` and returned unjudged: the
+    taken, so a refused trial leaves the kernel for the next one. ``session`` is the key of the
+    pytest session (recorded with the trial). An outcome with ``interrupted`` set is recorded ``interrupted`` and returned unjudged: the
     caller stops the session. ``TrialFailed`` means the store refused the record.
     """
     debug = settings.debug
@@ -67,6 +69,7 @@ def record_trial(
                 environment,
                 steps,
                 identity.params,
+                session=session,
             ),
             identity.locks,
             new_key(),

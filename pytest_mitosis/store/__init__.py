@@ -16,9 +16,21 @@ from __future__ import annotations
 from ..identity.locks import Lock
 from .backends import make_store, readable
 from .file import FILENAME, SCHEMA_VERSION
-from .protocol import KeyTaken, NewTrial, Previous, StoreError, TrialStore, VariantRedefined, new_key, start
+from .protocol import (
+    KeyTaken,
+    NewSession,
+    NewTrial,
+    Previous,
+    SessionStore,
+    StoreError,
+    TrialStore,
+    VariantRedefined,
+    new_key,
+    start,
+)
 from .readers import Reader
 from .records import (
+    NoMatch,
     RecordsError,
     TrialRecord,
     TrialRecords,
@@ -30,6 +42,7 @@ from .records import (
     valid_commit,
     valid_key,
 )
+from .sessions import SessionRecord
 from .sqlite import SQLiteStore
 from .url import StoreURL, redact
 from .url import parse as parse_url
@@ -39,11 +52,15 @@ __all__ = [
     "SCHEMA_VERSION",
     "KeyTaken",
     "Lock",
+    "NewSession",
     "NewTrial",
+    "NoMatch",
     "Previous",
     "Reader",
     "RecordsError",
     "SQLiteStore",
+    "SessionRecord",
+    "SessionStore",
     "StoreError",
     "StoreURL",
     "TrialRecord",

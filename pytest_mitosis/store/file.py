@@ -17,7 +17,8 @@ from .filesystems import mount_of
 from .protocol import StoreError
 
 FILENAME = "mitosis.sqlite"
-SCHEMA_VERSION = 1
+#: 2: the ``sessions`` table and the trials' ``session`` column (a version-1 store gains them when a session opens it)
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT = 120.0
 
 
@@ -159,7 +160,8 @@ def check_store_path(folder: Path, path: Path | None = None) -> bool:
             f"pytest-mitosis; this one knows version {SCHEMA_VERSION}. Upgrade pytest-mitosis "
             "(pip install -U pytest-mitosis); the store was left as it is."
         )
-    missing = [t for t in _OURS if t not in tables]
+    required = _OURS + (("sessions",) if version is not None and version >= 2 else ())  # version 1: before sessions
+    missing = [t for t in required if t not in tables]
     if missing or version is None:
         gone = f"the table{'s' if len(missing) > 1 else ''} {', '.join(missing)}" if missing else "its schema version"
         raise StoreError(

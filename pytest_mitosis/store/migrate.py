@@ -32,9 +32,17 @@ from .url import StoreURL
 TRIAL_COLUMNS = (
     "key", "experiment", "identity", "variants", "iteration", "name", "nodeid", "debug", "status", "git",
     "commit", "seed", "environment", "steps", "params", "started", "ended", "main", "metrics", "folder",
-    "message", "warnings", "reproduces", "verdict", "host", "pid",
+    "message", "warnings", "reproduces", "verdict", "host", "pid", "session",
 )  # fmt: skip
 LOCK_COLUMNS = ("step", "param", "kind", "name", "fingerprint", "value", "trial")
+SESSION_COLUMNS = (
+    "key", "started", "ended", "command", "host", "pid", "commit", "dirty", "debug", "status", "exitstatus",
+)  # fmt: skip
+
+
+def _value(row: Mapping[str, Any], column: str) -> Any:
+    """``row[column]``, ``None`` for a column the source's older schema lacks (a trial's ``session``)."""
+    return row[column] if column in row.keys() else None
 
 
 @dataclass(frozen=True)
@@ -43,13 +51,15 @@ class Copied:
     present: int
     environments: int
     locks: int
+    sessions: int = 0
 
     def summary(self, source: StoreURL, dest: StoreURL) -> str:
         again = f" ({self.present} were there already)" if self.present else ""
         return (
             f"migrate: {self.trials} trial{'s' if self.trials != 1 else ''} copied{again}, {self.environments} "
-            f"environment record{'s' if self.environments != 1 else ''} and {self.locks} variant "
-            f"lock{'s' if self.locks != 1 else ''} added, from {source} to {dest}. Artifact folders stay where "
+            f"environment record{'s' if self.environments != 1 else ''}, {self.locks} variant "
+            f"lock{'s' if self.locks != 1 else ''} and {self.sessions} session{'s' if self.sessions != 1 else ''} "
+            f"added, from {source} to {dest}. Artifact folders stay where "
             "they are: readers find each trial's folder by name in their trials folder."
         )
 
@@ -136,10 +146,11 @@ def migrate(source: StoreURL, dest: StoreURL) -> Copied:
         trials = reader.rows("SELECT * FROM trials ORDER BY started")
         environments = reader.rows("SELECT digest, environment FROM environments")
         locks = reader.rows("SELECT * FROM locks ORDER BY step, param, kind, name")
+        sessions = reader.rows("SELECT * FROM sessions ORDER BY started") if reader.version >= 2 else []
     finally:
         reader.close()
     try:
-        return _copy(source, dest, trials, environments, locks)
+        return _copy(source, dest, trials, environments, locks, sessions)
     except StoreError:
         raise
     except Exception as err:  # the drivers' errors: sqlite3.Error, psycopg.Error
@@ -157,6 +168,7 @@ def _copy(
     trials: list[Mapping[str, Any]],
     environments: list[Mapping[str, Any]],
     locks: list[Mapping[str, Any]],
+    sessions: list[Mapping[str, Any]],
 ) -> Copied:
     sink = _Sink(dest)
     try:
@@ -178,7 +190,10 @@ def _copy(
             sink.many(
                 _insert("environments", ("digest", "environment")), [(r["digest"], r["environment"]) for r in added]
             )
-            sink.many(_insert("trials", TRIAL_COLUMNS), [[r[c] for c in TRIAL_COLUMNS] for r in new])
+            sink.many(_insert("trials", TRIAL_COLUMNS), [[_value(r, c) for c in TRIAL_COLUMNS] for r in new])
+            had = {r[0] for r in sink.rows("SELECT key FROM sessions")}
+            runs = [r for r in sessions if r["key"] not in had]  # a session's row is the same wherever it is
+            sink.many(_insert("sessions", SESSION_COLUMNS), [[r[c] for c in SESSION_COLUMNS] for r in runs])
             fresh = [r for r in locks if (r["step"], r["param"], r["kind"], r["name"]) not in stored]
             sink.many(_insert("locks", LOCK_COLUMNS), [[r[c] for c in LOCK_COLUMNS] for r in fresh])
             if dest.kind == "postgresql":  # the counters start after the copied iterations
@@ -192,7 +207,7 @@ def _copy(
             sink.end(commit=ok)
     finally:
         sink.close()
-    return Copied(len(new), present, len(added), len(fresh))
+    return Copied(len(new), present, len(added), len(fresh), len(runs))
 
 
 def copy_store(source: str, dest: str, base: Path | None = None) -> str:

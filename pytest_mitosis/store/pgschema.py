@@ -3,7 +3,8 @@
 The same tables as the SQLite store (JSON kept as text, so one reader serves both), plus
 ``counters`` (the last iteration of each experiment and identity). ``create_schema`` takes a
 transaction-scoped advisory lock first, so ten sessions starting at once on an empty database
-create the tables once; an existing schema is checked (version, tables) and never rewritten,
+create the tables once; an existing schema is checked (version, tables) and never rewritten
+(a version-1 store only gains the ``sessions`` table and the trials' ``session`` column),
 and tables of the same names that another program made are refused, untouched. No pytest import.
 """
 
@@ -19,7 +20,9 @@ from .url import StoreURL
 #: pg_advisory_xact_lock key for schema creation ("mitosis" in ASCII)
 SCHEMA_LOCK = 0x6D69746F736973
 
-TABLES = ("meta", "environments", "trials", "locks", "counters")
+TABLES = ("meta", "environments", "trials", "locks", "counters", "sessions")
+#: the tables of a version-1 store (before sessions)
+TABLES_1 = TABLES[:-1]
 _SCHEMA = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE environments (digest TEXT PRIMARY KEY, environment TEXT NOT NULL);
@@ -50,6 +53,7 @@ CREATE TABLE trials (
     verdict TEXT,
     host TEXT NOT NULL,
     pid INTEGER NOT NULL,
+    session TEXT,
     CONSTRAINT trials_iteration UNIQUE (experiment, identity, iteration)
 );
 CREATE INDEX trials_started ON trials (started);
@@ -68,8 +72,25 @@ CREATE TABLE counters (
     identity TEXT NOT NULL,
     last INTEGER NOT NULL,
     PRIMARY KEY (experiment, identity)
-)
+);
+CREATE TABLE sessions (
+    key TEXT PRIMARY KEY,
+    started DOUBLE PRECISION NOT NULL,
+    ended DOUBLE PRECISION,
+    command TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    "commit" TEXT,
+    dirty INTEGER NOT NULL,
+    debug INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'ended', 'interrupted', 'died')),
+    exitstatus INTEGER
+);
+CREATE INDEX sessions_started ON sessions (started);
+CREATE INDEX trials_session ON trials (session)
 """
+#: from where ``CREATE TABLE sessions`` starts: what a version-1 store lacks, besides the trials' column
+_SESSIONS = _SCHEMA[_SCHEMA.index("CREATE TABLE sessions") :]
 
 
 def lock_order(lock: Lock) -> tuple[str, str, str, str]:
@@ -95,7 +116,7 @@ def create_schema(db: Any, url: StoreURL) -> None:
                     f"pytest-mitosis; this one knows version {SCHEMA_VERSION}. Upgrade pytest-mitosis "
                     "(pip install -U pytest-mitosis); the store was left as it is."
                 )
-            missing = [t for t in TABLES if t not in found]
+            missing = [t for t in (TABLES if version != 1 else TABLES_1) if t not in found]
             if version is None or missing:
                 raise StoreError(
                     f"mitosis: the trial store {url} cannot be used: "
@@ -103,6 +124,11 @@ def create_schema(db: Any, url: StoreURL) -> None:
                     "missing (damaged, or edited by hand); nothing was written to it. Restore it from a backup "
                     "(pg_dump), or point --mitosis-store at a new database."
                 )
+            if version == 1:  # an older store gains the sessions, in this transaction; nothing else changes
+                db.execute("ALTER TABLE trials ADD COLUMN session TEXT")
+                for statement in filter(str.strip, _SESSIONS.split(";")):
+                    db.execute(statement)
+                db.execute("UPDATE meta SET value=%s WHERE name='schema_version'", (str(SCHEMA_VERSION),))
             return
         taken = sorted(t for t in TABLES if t in found)
         if taken:

@@ -29,14 +29,20 @@ from ..identity.locks import Lock
 from .pgconnect import connect, driver
 from .pgschema import create_schema, lock_order
 from .protocol import (
+    DIED,
+    SESSION_COLUMNS,
     TRIAL_COLUMNS,
     KeyTaken,
+    NewSession,
     NewTrial,
     Previous,
     StoreError,
     environment_row,
     finish_warnings,
+    marks,
     raise_conflicts,
+    session_end,
+    session_row,
     trial_row,
 )
 from .url import StoreURL
@@ -114,19 +120,26 @@ class PostgresStore:
         return self.url.scrub(str(err)).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
     def _mark_interrupted(self) -> None:
+        """Trials (and sessions) of this host whose process is gone without finishing them."""
         rows = self._db.execute(
             "SELECT key, pid FROM trials WHERE status='running' AND host=%s", (self.host,)
         ).fetchall()
         gone = [key for key, pid in rows if not alive(pid)]
-        if gone:
+        sessions = self._db.execute(
+            "SELECT key, pid FROM sessions WHERE status='running' AND host=%s", (self.host,)
+        ).fetchall()
+        died = [(DIED, key) for key, pid in sessions if not alive(pid)]
+        if gone or died:
 
             def mark() -> None:
                 with self._db.transaction():
-                    self._db.cursor().executemany(
+                    cursor = self._db.cursor()
+                    cursor.executemany(
                         "UPDATE trials SET status='interrupted', ended=%s, message=%s WHERE key=%s "
                         "AND status='running'",
                         [(time.time(), "the session running this trial ended before it finished", k) for k in gone],
                     )
+                    cursor.executemany("UPDATE sessions SET status=%s WHERE key=%s AND status='running'", died)
 
             self._retrying(mark)
 
@@ -171,8 +184,7 @@ class PostgresStore:
             )
             inserted = db.execute(
                 f"INSERT INTO trials ({TRIAL_COLUMNS}) "
-                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (key) DO NOTHING "
-                "RETURNING key",
+                f"VALUES ({marks(TRIAL_COLUMNS, '%s')}) ON CONFLICT (key) DO NOTHING RETURNING key",
                 trial_row(trial, iteration, name, digest, self.host),
             ).fetchone()
             if inserted is None:
@@ -211,6 +223,29 @@ class PostgresStore:
             return warnings
 
         return self._retrying(work)
+
+    def begin_session(self, session: NewSession) -> None:
+        def work() -> None:
+            with self._db.transaction():
+                inserted = self._db.execute(
+                    f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({marks(SESSION_COLUMNS, '%s')}) "
+                    "ON CONFLICT (key) DO NOTHING RETURNING key",
+                    session_row(session, self.host),
+                ).fetchone()
+                if inserted is None:
+                    raise KeyTaken(session.key)
+
+        self._retrying(work)
+
+    def end_session(self, key: str, exitstatus: int) -> None:
+        def work() -> None:
+            with self._db.transaction():
+                self._db.execute(
+                    "UPDATE sessions SET ended=%s, status=%s, exitstatus=%s WHERE key=%s",
+                    (time.time(), *session_end(exitstatus), key),
+                )
+
+        self._retrying(work)
 
     def next_iteration(self, experiment: str, identity: str) -> int:
         (value,) = self._db.execute(

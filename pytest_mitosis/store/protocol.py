@@ -63,6 +63,24 @@ class NewTrial:
     params: list[dict[str, Any]]
     #: the key of the trial this one reproduces (``--mitosis-reproduce``)
     reproduces: str | None = None
+    #: the key of the pytest session that ran it (the controller's, under xdist): see :class:`NewSession`
+    session: str | None = None
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """A ``pytest --mitosis`` session about to run trials, as the store records it.
+
+    Written by the controller only (an xdist worker's trials carry the controller's key), so
+    "the official run of 23 November" is one row with one key, whatever ran where.
+    """
+
+    key: str
+    #: the command line as typed, any store password replaced by ``***``
+    command: str
+    commit: str | None
+    dirty: bool
+    debug: bool
 
 
 @dataclass(frozen=True)
@@ -109,6 +127,16 @@ class TrialStore(Protocol):
 
     def close(self) -> None:
         """Release the store."""
+
+
+class SessionStore(Protocol):
+    """What a store offers to record sessions (both built-in backends; optional for a plugin's store)."""
+
+    def begin_session(self, session: NewSession) -> None:
+        """Record ``session`` as running on this host and process; ``KeyTaken`` if its key is taken."""
+
+    def end_session(self, key: str, exitstatus: int) -> None:
+        """Record the end of the session and pytest's exit status (``2``: interrupted)."""
 
 
 def conflict_message(lock: Lock, stored_value: Any, stored_trial: str) -> str:
@@ -197,8 +225,41 @@ def start(store: TrialStore, make: Any, locks: Sequence[Lock], key: str) -> tupl
 #: the columns of a new trial's row, in the order of :func:`trial_row` (every backend inserts the same row)
 TRIAL_COLUMNS = (
     'key, experiment, identity, variants, iteration, name, nodeid, debug, status, git, "commit", seed, '
-    "environment, steps, params, started, host, pid, reproduces"
+    "environment, steps, params, started, host, pid, reproduces, session"
 )
+#: the columns of a new session's row, in the order of :func:`session_row`
+SESSION_COLUMNS = 'key, started, command, host, pid, "commit", dirty, debug, status'
+#: pytest's exit code for a session stopped by Ctrl-C or SIGTERM
+INTERRUPTED = 2
+
+
+def marks(columns: str, mark: str) -> str:
+    """``mark, mark, ...``: one placeholder per column of ``columns``."""
+    return ", ".join([mark] * (columns.count(",") + 1))
+
+
+def session_row(session: NewSession, host: str) -> tuple[Any, ...]:
+    """The values of a running session's row, in the order of :data:`SESSION_COLUMNS`."""
+    return (
+        session.key,
+        time.time(),
+        session.command,
+        host,
+        os.getpid(),
+        session.commit,
+        int(session.dirty),
+        int(session.debug),
+        "running",
+    )
+
+
+def session_end(exitstatus: int) -> tuple[str, int]:
+    """``(status, exit status)`` of a session that ended: ``interrupted`` for Ctrl-C and SIGTERM, else ``ended``."""
+    return ("interrupted" if int(exitstatus) == INTERRUPTED else "ended"), int(exitstatus)
+
+
+#: what the next session on the same host records for a session whose process is gone without an end
+DIED = "died"
 
 
 def environment_row(environment: dict[str, Any]) -> tuple[str, str]:
@@ -229,6 +290,7 @@ def trial_row(trial: NewTrial, iteration: int | None, name: str, digest: str, ho
         host,
         os.getpid(),
         trial.reproduces,
+        trial.session,
     )
 
 

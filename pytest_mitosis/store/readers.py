@@ -16,13 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from .protocol import StoreError
-from .records import RecordsError, TrialRecord, TrialRecords, decode, printable
+from .records import NoMatch, RecordsError, TrialRecord, TrialRecords, decode, printable
+from .sessions import SessionRecord, session, sessions
 from .sources import open_source
 from .url import StoreURL
 from .url import default as default_url
 from .url import parse as parse_url
 
-__all__ = ["Reader", "RecordsError", "TrialRecord", "TrialRecords", "decode"]  # decode: where it used to live
+__all__ = [
+    "Reader",
+    "RecordsError",
+    "SessionRecord",
+    "TrialRecord",
+    "TrialRecords",
+    "decode",
+]  # decode: where it used to live
 
 
 def _when(value: float | None) -> datetime | None:
@@ -121,16 +129,22 @@ class Reader:
             params=json.loads(row["params"]),
             reproduces=row["reproduces"],
             verdict=row["verdict"],
+            session=row["session"] if "session" in row.keys() else None,  # none before schema version 2
             environment_digest=row["environment"],
         )
 
-    def trials(self, experiment: str | None = None, debug: bool = False) -> TrialRecords:
-        """Records newest first; debug trials only when asked for."""
+    def trials(self, experiment: str | None = None, debug: bool = False, session: str | None = None) -> TrialRecords:
+        """Records newest first; debug trials only when asked for; only those of ``session`` (a full key) if given."""
         sql = "SELECT * FROM trials WHERE (? = 1 OR debug = 0)"
         args: list[Any] = [int(debug)]
         if experiment is not None:
             sql += " AND experiment = ?"
             args.append(experiment)
+        if session is not None:
+            if self._source.version < 2:
+                return TrialRecords()
+            sql += " AND session = ?"
+            args.append(session)
         rows = self._source.rows(sql + " ORDER BY started DESC", args)
         return TrialRecords(self._record(r) for r in rows)
 
@@ -148,6 +162,14 @@ class Reader:
                 found.append(record)
         return found
 
+    def sessions(self) -> list[SessionRecord]:
+        """Every recorded ``pytest --mitosis`` session, newest first, with its trials counted by outcome."""
+        return sessions(self._source)
+
+    def session(self, prefix: str) -> SessionRecord:
+        """The session whose key starts with ``prefix``; a key that matches none or several is a ``RecordsError``."""
+        return session(self._source, prefix)
+
     def experiments(self) -> list[str]:
         return [row["experiment"] for row in self._rows("SELECT DISTINCT experiment FROM trials ORDER BY experiment")]
 
@@ -162,7 +184,7 @@ class Reader:
         if not rows:
             recent = self._rows("SELECT key, name FROM trials ORDER BY started DESC LIMIT 10")
             listing = "\n".join(f"  {r['key']}  {r['name']}" for r in recent) or "  (the store has no trials)"
-            raise RecordsError(
+            raise NoMatch(
                 printable(
                     f"no trial has a key starting with {prefix!r} in {self.location}. The newest trials:\n{listing}"
                 )

@@ -22,6 +22,10 @@ class RecordsError(MitosisError):
     """No store where expected, or a key that matches no trial or several."""
 
 
+class NoMatch(RecordsError):
+    """A key prefix that matches no trial (``show`` then looks for a session with it)."""
+
+
 #: a trial key as ``runner.new_key`` draws it; anything else in a store was not written by us
 KEY = re.compile(r"^[0-9a-f]{8}$")
 #: a git object name (abbreviated or full, SHA-1 or SHA-256)
@@ -104,6 +108,8 @@ class TrialRecord:
     params: list[dict[str, Any]]
     reproduces: str | None = None
     verdict: str | None = None
+    #: the key of the pytest session that ran it (``None`` for trials recorded before sessions were)
+    session: str | None = None
     environment_digest: str = field(repr=False, default="")
 
     def __repr__(self) -> str:

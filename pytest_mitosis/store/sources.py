@@ -25,6 +25,8 @@ class Source(Protocol):
     """A read-only connection to one store."""
 
     location: str
+    #: the store's schema version (2 and later have a ``sessions`` table)
+    version: int
 
     def rows(self, sql: str, args: Sequence[Any] = ()) -> list[Mapping[str, Any]]: ...
 
@@ -33,12 +35,14 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-def _newer(location: str, version: Any) -> None:
+def _newer(location: str, version: Any) -> int:
+    """The schema version (``1`` when unreadable); refuse a version newer than this pytest-mitosis reads."""
     if version is not None and str(version).isdigit() and int(version) > SCHEMA_VERSION:
         raise RecordsError(
             f"{location} has schema version {version}, written by a newer pytest-mitosis; this one reads version "
             f"{SCHEMA_VERSION}. Upgrade pytest-mitosis (pip install -U pytest-mitosis)."
         )
+    return int(version) if version is not None and str(version).isdigit() else 1
 
 
 class SQLiteSource:
@@ -65,7 +69,7 @@ class SQLiteSource:
             self._db.close()
             raise RecordsError(f"{path}: cannot be read as a trial store ({err}).") from None
         try:
-            _newer(self.location, row[0] if row is not None else None)
+            self.version = _newer(self.location, row[0] if row is not None else None)
         except RecordsError:
             self._db.close()
             raise
@@ -128,7 +132,7 @@ class PostgresSource:
         try:
             row = self.rows("SELECT value FROM meta WHERE name='schema_version'")
             self.rows("SELECT 1 FROM trials LIMIT 1")
-            _newer(self.location, row[0]["value"] if row else None)
+            self.version = _newer(self.location, row[0]["value"] if row else None)
         except RecordsError:
             self._db.close()
             raise

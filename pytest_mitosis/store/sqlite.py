@@ -30,64 +30,25 @@ from .file import (
     refuse_network_filesystem,
 )
 from .protocol import (
+    DIED,
+    SESSION_COLUMNS,
     TRIAL_COLUMNS,
     KeyTaken,
+    NewSession,
     NewTrial,
     Previous,
     StoreError,
     environment_row,
     finish_warnings,
+    marks,
     raise_conflicts,
+    session_end,
+    session_row,
     trial_row,
 )
+from .sqlschema import SCHEMA as _SCHEMA
+from .sqlschema import UPGRADE as _UPGRADE
 from .url import StoreURL
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS trials (
-    key TEXT PRIMARY KEY,
-    experiment TEXT NOT NULL,
-    identity TEXT NOT NULL,
-    variants TEXT NOT NULL,
-    iteration INTEGER,
-    name TEXT NOT NULL,
-    nodeid TEXT NOT NULL,
-    debug INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('running', 'passed', 'failed', 'interrupted')),
-    git TEXT NOT NULL,
-    "commit" TEXT,
-    seed INTEGER,
-    environment TEXT NOT NULL REFERENCES environments (digest),
-    steps TEXT NOT NULL,
-    params TEXT NOT NULL,
-    started REAL NOT NULL,
-    ended REAL,
-    main TEXT,
-    metrics TEXT,
-    folder TEXT,
-    message TEXT,
-    warnings TEXT NOT NULL DEFAULT '[]',
-    reproduces TEXT,
-    verdict TEXT,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS trials_iteration ON trials (experiment, identity, iteration)
-    WHERE iteration IS NOT NULL;
-CREATE INDEX IF NOT EXISTS trials_started ON trials (started);
-CREATE INDEX IF NOT EXISTS trials_identity ON trials (experiment, identity);
-CREATE TABLE IF NOT EXISTS environments (digest TEXT PRIMARY KEY, environment TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS locks (
-    step TEXT NOT NULL,
-    param TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    name TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    value TEXT NOT NULL,
-    trial TEXT NOT NULL,
-    PRIMARY KEY (step, param, kind, name)
-);
-"""
 
 
 class SQLiteStore:
@@ -144,7 +105,8 @@ class SQLiteStore:
         return _Transaction(self._db)
 
     def _migrate(self, fresh: bool) -> None:
-        """Create the tables of a new store, or check the version of an existing one.
+        """Create the tables of a new store, or check the version of an existing one (and upgrade an older one:
+        version 1 gains the ``sessions`` table and the trials' ``session`` column, nothing else changes).
 
         A new store gets its tables in one transaction before the switch to WAL, so a
         session killed meanwhile leaves either an empty file or a complete store.
@@ -162,6 +124,9 @@ class SQLiteStore:
                     )
                 if version == SCHEMA_VERSION:
                     return  # nothing to write: an existing store is never rewritten on open
+                for step in range(version, SCHEMA_VERSION):  # an older store gains what it lacks, in this transaction
+                    if step in _UPGRADE:
+                        self._db.execute(_UPGRADE[step])
             elif not fresh:  # another session created it meanwhile? then it has our tables; else refuse
                 raise StoreError(foreign_message(self.path, "it has no pytest-mitosis tables"))
             for statement in filter(str.strip, _SCHEMA.split(";")):
@@ -171,16 +136,22 @@ class SQLiteStore:
             )
 
     def _mark_interrupted(self) -> None:
+        """Trials (and sessions) of this host whose process is gone without finishing them."""
         rows = self._db.execute(
             "SELECT key, pid FROM trials WHERE status='running' AND host=?", (self.host,)
         ).fetchall()
         gone = [key for key, pid in rows if not alive(pid)]
-        if gone:
+        sessions = self._db.execute(
+            "SELECT key, pid FROM sessions WHERE status='running' AND host=?", (self.host,)
+        ).fetchall()
+        died = [(DIED, key) for key, pid in sessions if not alive(pid)]
+        if gone or died:
             with self._write():
                 self._db.executemany(
                     "UPDATE trials SET status='interrupted', ended=?, message=? WHERE key=? AND status='running'",
                     [(time.time(), "the session running this trial ended before it finished", k) for k in gone],
                 )
+                self._db.executemany("UPDATE sessions SET status=? WHERE key=? AND status='running'", died)
 
     # -- TrialStore ------------------------------------------------------------------------------
 
@@ -231,7 +202,7 @@ class SQLiteStore:
             if self._db.execute("SELECT 1 FROM trials WHERE key=?", (trial.key,)).fetchone():
                 raise KeyTaken(trial.key)
             self._db.execute(
-                f"INSERT INTO trials ({TRIAL_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO trials ({TRIAL_COLUMNS}) VALUES ({marks(TRIAL_COLUMNS, '?')})",
                 trial_row(trial, iteration, name, digest, self.host),
             )
         return iteration
@@ -265,6 +236,22 @@ class SQLiteStore:
                 ),
             )
         return warnings
+
+    def begin_session(self, session: NewSession) -> None:
+        with self._write():
+            if self._db.execute("SELECT 1 FROM sessions WHERE key=?", (session.key,)).fetchone():
+                raise KeyTaken(session.key)
+            self._db.execute(
+                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({marks(SESSION_COLUMNS, '?')})",
+                session_row(session, self.host),
+            )
+
+    def end_session(self, key: str, exitstatus: int) -> None:
+        with self._write():
+            self._db.execute(
+                "UPDATE sessions SET ended=?, status=?, exitstatus=? WHERE key=?",
+                (time.time(), *session_end(exitstatus), key),
+            )
 
     def next_iteration(self, experiment: str, identity: str) -> int:
         (value,) = self._db.execute(

@@ -77,11 +77,13 @@ def markdown_summary(
     report: str | None,
     seed: int | None = None,
     exitstatus: int | None = None,
+    session: str | None = None,
 ) -> str:
     """The session as Markdown: a title with the counts, a table of trials, the failures, the report.
 
     The "change" column appears when the session compared (``--mitosis-compare``), the
     "hypothesis" column when a trial declared one: an empty column would only be noise.
+    ``session`` is the session's key, which ``history --session KEY`` finds again.
     """
     total = len(rows)
     title = f"{_counts(rows)} ({total} trial{'s' if total != 1 else ''})" if rows else "no trial ran"
@@ -92,6 +94,8 @@ def markdown_summary(
         facts.append(f"commit {code(commits[0])}")
     if seed is not None:
         facts.append(f"seed {seed}")
+    if session is not None:
+        facts.append(f"session {code(session)}")
     if exitstatus is not None and exitstatus != 0:
         facts.append(f"pytest exit status {exitstatus}")
     if facts:

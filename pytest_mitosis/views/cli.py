@@ -15,7 +15,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..store import Reader, RecordsError, StoreURL, TrialRecord, default_store, default_trials_folder, printable
+from ..store import (
+    NoMatch,
+    Reader,
+    RecordsError,
+    StoreURL,
+    TrialRecord,
+    default_store,
+    default_trials_folder,
+    printable,
+)
 from .records_text import diff_records, short, show_record
 
 
@@ -29,36 +38,30 @@ def host(reader: Reader, record: TrialRecord) -> str:
     return str(reader.environment(record).get("hostname") or "-")
 
 
-def history(reader: Reader, experiment: str | None, as_json: bool, debug: bool) -> str:
-    records = reader.trials(experiment, debug=debug)
-    if as_json:
-        return json.dumps(
-            [
-                {
-                    "key": r.key,
-                    "experiment": r.experiment,
-                    "variants": r.variants,
-                    "iteration": r.iteration,
-                    "status": r.status,
-                    "main": r.main,
-                    "seed": r.seed,
-                    "commit": r.commit,
-                    "host": host(reader, r),
-                    "debug": r.debug,
-                    "name": r.name,
-                    "started": r.started.isoformat(timespec="seconds"),
-                    "reproduces": r.reproduces,
-                    "verdict": r.verdict,
-                }
-                for r in records
-            ],
-            indent=2,
-        )
-    if not records:
-        hidden = (
-            "" if debug else " (debug trials are listed with --debug)" if reader.trials(experiment, debug=True) else ""
-        )
-        return f"no trials{' of experiment ' + repr(experiment) if experiment else ''} in {reader.location}{hidden}"
+def _as_json(reader: Reader, records: list[TrialRecord]) -> list[dict[str, object]]:
+    return [
+        {
+            "key": r.key,
+            "experiment": r.experiment,
+            "variants": r.variants,
+            "iteration": r.iteration,
+            "status": r.status,
+            "main": r.main,
+            "seed": r.seed,
+            "commit": r.commit,
+            "host": host(reader, r),
+            "debug": r.debug,
+            "name": r.name,
+            "started": r.started.isoformat(timespec="seconds"),
+            "reproduces": r.reproduces,
+            "verdict": r.verdict,
+            "session": r.session,
+        }
+        for r in records
+    ]
+
+
+def _trial_table(reader: Reader, records: list[TrialRecord]) -> str:
     reproductions = any(r.reproduces for r in records)
     rows = [
         ["key", "experiment", "variants", "iteration", "status", "main", "seed", "commit", "host", "date"]
@@ -83,9 +86,38 @@ def history(reader: Reader, experiment: str | None, as_json: bool, debug: bool) 
     return _table(rows)
 
 
+def history(reader: Reader, experiment: str | None, as_json: bool, debug: bool) -> str:
+    records = reader.trials(experiment, debug=debug)
+    if as_json:
+        return json.dumps(_as_json(reader, records), indent=2)
+    if not records:
+        hidden = (
+            "" if debug else " (debug trials are listed with --debug)" if reader.trials(experiment, debug=True) else ""
+        )
+        return f"no trials{' of experiment ' + repr(experiment) if experiment else ''} in {reader.location}{hidden}"
+    return _trial_table(reader, records)
+
+
+def sessions(reader: Reader, key: str, as_json: bool) -> str:
+    """``history --session``: every session (``key`` empty), or the session ``key`` and its trials."""
+    from .sessions_text import session_list, session_trials
+
+    if not key:
+        return session_list(reader, as_json, _table)
+    render = (lambda r: _as_json(reader, r)) if as_json else (lambda r: _trial_table(reader, r))
+    return session_trials(reader, key, as_json, render)
+
+
 def show(reader: Reader, key: str) -> str:
-    """Everything recorded about the trial with this key (or unique prefix)."""
-    return show_record(reader, reader.get(key))
+    """Everything recorded about the trial with this key (or unique prefix); else the session with it."""
+    try:
+        record = reader.get(key)
+    except NoMatch as err:
+        try:
+            return sessions(reader, key, as_json=False)
+        except RecordsError:
+            raise err from None
+    return show_record(reader, record)
 
 
 def diff(reader: Reader, key1: str, key2: str, files: bool = True) -> str:
@@ -117,8 +149,16 @@ def _parser() -> argparse.ArgumentParser:
     p_history.add_argument("experiment", nargs="?")
     p_history.add_argument("--json", action="store_true", help="print a JSON list")
     p_history.add_argument("--debug", action="store_true", help="include debug trials")
+    p_history.add_argument(
+        "--session",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="KEY",
+        help="list the pytest sessions, newest first; with KEY (or a unique prefix), that session's trials",
+    )
     p_show = command("show", "everything recorded about one trial")
-    p_show.add_argument("key", help="a trial key, or a unique prefix of one")
+    p_show.add_argument("key", help="a trial key (or a session key), or a unique prefix of one")
     p_diff = command("diff", "why two trials differ: code, parameters, environment, seed")
     p_diff.add_argument("key1")
     p_diff.add_argument("key2")
@@ -151,6 +191,12 @@ def _run(args: argparse.Namespace) -> str | None:
     store = args.store if args.store is not None else None if args.trials_folder else default_store()
     with Reader(folder, store) as reader:
         if args.command == "history":
+            if args.session is not None:
+                if args.experiment is not None:
+                    raise RecordsError(
+                        f"history --session lists sessions, not the trials of an experiment; drop {args.experiment!r}."
+                    )
+                return sessions(reader, args.session, args.json)
             if args.experiment is not None and args.experiment not in reader.experiments():
                 known = ", ".join(reader.experiments()) or "(none yet)"
                 print(

@@ -53,7 +53,7 @@ def show_record(reader: Reader, r: TrialRecord) -> str:
         f"experiment: {r.experiment}   steps: {', '.join(s['name'] + ' = ' + s['function'] for s in r.steps)}",
         f"status: {r.status}   main: {short(r.main)}",
         f"started: {r.started.isoformat(timespec='seconds')}   ended: {r.ended.isoformat(timespec='seconds') if r.ended else '-'}",
-        f"seed: {r.seed}",
+        f"seed: {r.seed}" + (f"   session: {r.session}" if r.session else ""),
         *([f"reproduces: trial {r.reproduces} ({r.verdict or 'not judged: ' + r.status})"] if r.reproduces else []),
         f"commit: {r.commit or '-'}   branch: {r.git.get('branch') or '-'}   remote: {r.git.get('remote') or '-'}",
         "parameters:",

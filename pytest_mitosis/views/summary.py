@@ -16,12 +16,16 @@ if TYPE_CHECKING:
     from ..execution.runner import TrialOutcome
 
 
-def user_properties(outcome: TrialOutcome) -> list[tuple[str, Any]]:
-    """``main`` first (the metric CI reads), then ``mitosis.*`` provenance and metrics."""
+def user_properties(outcome: TrialOutcome, session: str | None = None) -> list[tuple[str, Any]]:
+    """``main`` first (the metric CI reads), then ``mitosis.*`` provenance (``mitosis.session``: the key of
+    the pytest session that ran the trial) and metrics."""
     props: list[tuple[str, Any]] = []
     if outcome.main is not None:
         props.append(("main", outcome.main))
-    props += [("mitosis.trial", outcome.name), ("mitosis.key", outcome.key), ("mitosis.html", str(outcome.html))]
+    props += [("mitosis.trial", outcome.name), ("mitosis.key", outcome.key)]
+    if session is not None:
+        props.append(("mitosis.session", session))
+    props.append(("mitosis.html", str(outcome.html)))
     if outcome.iteration is not None:
         props.append(("mitosis.iteration", outcome.iteration))
     props.append(("mitosis.commit", outcome.commit or ""))
@@ -122,3 +126,15 @@ def header_lines(pyproject: Path, trials_folder: str, cwd: str, seed: int, debug
     if debug:
         lines.append("mitosis: DEBUG MODE: guards waived; trials kept apart in the debug folder")
     return lines
+
+
+def session_line(key: str, rows: list[SummaryRow]) -> str:
+    """The terminal summary's last word: the session's key, what ran, and how to find it again."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.outcome] = counts.get(row.outcome, 0) + 1
+    order = ("passed", "failed", "error", "interrupted")
+    shown = ", ".join(f"{counts[o]} {o}" for o in (*order, *sorted(set(counts) - set(order))) if o in counts)
+    total = sum(counts.values())
+    what = f"{total} trial{'s' if total != 1 else ''}" + (f" ({shown})" if shown else "")
+    return f"mitosis session {key}: {what}; python -m pytest_mitosis history --session {key}"

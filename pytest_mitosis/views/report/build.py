@@ -31,7 +31,7 @@ from .trial import trial_page
 REPORT = "report"
 #: the layout of the pages written once; a report folder of another layout (an older
 #: pytest-mitosis) gets every trial page again, so no trial keeps a page without its figures
-FORMAT = "2"
+FORMAT = "3"
 
 
 def directions(trials_folder: Path) -> dict[str, bool]:
@@ -182,7 +182,7 @@ def build(
             write(out / "compare.html", compare_page)
         index = out / "index.html"
         if site.stale(index, _signature(records, "index", debug, str(out))):
-            write(index, index_page(reader, records, experiments, out, site.rows))
+            write(index, index_page(reader, records, experiments, out, site.rows, reader.sessions()))
         site.save()
     return index
 

@@ -1,4 +1,4 @@
-"""The index: one row per trial, sortable, filtered by experiment, variant, status, commit and host.
+"""The index: one row per trial, sortable, filtered by experiment, variant, status, commit, host and session.
 
 The count at the top follows the filters. Reproductions and debug trials are marked; a
 checkbox per row picks trials for the compare page. Rewritten on every refresh, so it is
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ...core.rules import as_number
-from ...store import Reader, TrialRecord, valid_key
+from ...store import Reader, SessionRecord, TrialRecord, valid_key
 from .figures import notebook_file
 from .html import e, href, page, page_name, variant_names
 
@@ -40,8 +40,10 @@ def host(reader: Reader, record: TrialRecord) -> str:
     return name if isinstance(name, str) and name else "-"
 
 
-def _select(name: str, values: Sequence[str]) -> str:
-    choices = "".join(f"<option value='{e(v)}'>{e(v)}</option>" for v in values)
+def _select(name: str, values: Sequence[str], labels: Mapping[str, str] | None = None) -> str:
+    """A filter over the rows' ``data-NAME``; ``labels`` names an option otherwise shown by its value."""
+    labels = labels or {}
+    choices = "".join(f"<option value='{e(v)}'>{e(labels.get(v, v))}</option>" for v in values)
     return (
         f"<label>{name}<select data-filter='{name}' onchange='filterRows()'>"
         f"<option value=''>all</option>{choices}</select></label>"
@@ -94,7 +96,8 @@ def _row(reader: Reader, r: TrialRecord, keys: set[str], out: Path, hostname: st
         main_text = "-" if r.main is None else repr(r.main) if not isinstance(r.main, str) else r.main
     return (
         f"<tr class='{classes}' data-experiment='{experiment}' data-variants='{variants}' "
-        f"data-status='{status}' data-commit='{commit}' data-host='{host}' data-kind='{kind}'>"
+        f"data-status='{status}' data-commit='{commit}' data-host='{host}' data-kind='{kind}' "
+        f"data-session='{_text(r.session or '-')}'>"
         f"<td>{box}</td><td><a href='experiments/{_text(page_name(r.experiment))}.html'>{experiment}</a></td>"
         f"<td>{_text(r.variants or '-')}{marks}</td><td>{'debug' if r.debug else e(r.iteration)}</td><td>{status}</td>"
         f"<td class='num' data-v='{'' if main is None else main}'>{e(main_text[:40])}</td><td>{e(r.seed)}</td>"
@@ -103,14 +106,26 @@ def _row(reader: Reader, r: TrialRecord, keys: set[str], out: Path, hostname: st
     )
 
 
+def _session_select(records: Sequence[TrialRecord], sessions: Sequence[SessionRecord]) -> str:
+    present = {r.session or "-" for r in records}
+    named = {s.key: f"{s.key} {s.started:%Y-%m-%d %H:%M}" for s in sessions}
+    order = [s.key for s in sessions if s.key in present]  # newest first
+    order += sorted(present - set(order) - {"-"}) + (["-"] if "-" in present else [])
+    return _select("session", order, {**named, "-": "- (none recorded)"})
+
+
 def index_page(
     reader: Reader,
     records: Sequence[TrialRecord],
     experiments: Sequence[str],
     out: Path,
     rows_cache: dict[str, list[str]] | None = None,
+    sessions: Sequence[SessionRecord] = (),
 ) -> str:
     """The index's HTML (written by the caller to ``index.html``).
+
+    The session filter offers the sessions of the trials shown, newest first, each named by its
+    key and start (``3f9a2b1c 2026-11-23 18:40``); trials recorded before sessions were, ``-``.
 
     ``rows_cache`` (key → [what the row depends on, its HTML]) is read and updated: a
     finished trial's row never changes, so a refresh builds only the new rows.
@@ -124,6 +139,7 @@ def index_page(
             _select("status", sorted({r.status for r in records})),
             _select("commit", sorted({(r.commit or "-")[:8] for r in records})),
             _select("host", sorted(set(hosts.values()))),
+            _session_select(records, sessions),
             _select(
                 "kind", sorted({"debug" if r.debug else "reproduction" if r.reproduces else "trial" for r in records})
             ),

@@ -128,6 +128,11 @@ def trial_page(
         f"commit {e((record.commit or '-')[:12])}",
         f"seed {e(record.seed)}",
         f"started {record.started:%Y-%m-%d %H:%M:%S}",
+        *(
+            [f"session <a href='../index.html#session={e(record.session)}'>{e(record.session)}</a>"]
+            if record.session
+            else []
+        ),
     ]
     parts.append(f"<p>{' · '.join(facts)}</p>")
     if record.reproduces:

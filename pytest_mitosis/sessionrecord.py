@@ -1,0 +1,85 @@
+"""The session's own record in the store: "the official run of 23 November", named by a key and found again.
+
+The controller writes one ``sessions`` row when it starts running trials (its key, the
+command line as typed with any store password replaced by ``***``, host, commit, dirty and
+debug flags) and completes it when the session ends (pytest's exit status; ``interrupted``
+for Ctrl-C and SIGTERM). Every trial carries the key: an xdist worker gets the controller's
+in ``workerinput`` (see ``MitosisSession.session_key``), a remote worker's trial reaches the
+controller's store with it through the ``RemoteStore`` proxy. A store from a plugin that
+cannot record sessions (no ``begin_session``) still gets the key on every trial.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from .session import MitosisSession
+
+
+def command_line(config: pytest.Config) -> str:
+    """The command as typed: ``pytest ARGS`` (``python -m pytest ARGS`` when run so), store passwords as ``***``."""
+    from .store import redact
+
+    args = [str(a) for a in config.invocation_params.args]
+    program = "pytest"
+    if args == sys.argv[1:]:  # this process's own command line (not pytest.main() from another program)
+        first = os.path.basename(sys.argv[0])
+        program = "python -m pytest" if first == "__main__.py" else first or "pytest"
+    return " ".join([program, shlex.join(redact(a) for a in args)]).strip()
+
+
+def open_session(mitosis: MitosisSession, distributed: bool) -> None:
+    """Record the session as running (once, on the controller, once the store is open).
+
+    The key was drawn at configure time; under xdist it is already in every worker's
+    ``workerinput``, so a key another session holds (32 random bits: rare) stops this session
+    with a usage error instead of being replaced behind the workers' backs.
+    """
+    from .store import KeyTaken, NewSession, StoreError, new_key
+
+    if mitosis.session_recorded or hasattr(mitosis.config, "workerinput"):
+        return
+    store = mitosis.store()
+    begin = getattr(store, "begin_session", None)
+    if begin is None:
+        return
+    repo = mitosis.repo()
+    for _ in range(1 if distributed else 20):
+        record = NewSession(
+            key=mitosis.session_key,
+            command=command_line(mitosis.config),
+            commit=repo.commit,
+            dirty=bool(repo.dirty),
+            debug=mitosis.settings.debug,
+        )
+        try:
+            begin(record)
+        except KeyTaken:
+            mitosis.session_key = new_key()
+            continue
+        except StoreError as err:
+            raise pytest.UsageError(str(err)) from None
+        mitosis.session_recorded = True
+        return
+    raise pytest.UsageError(
+        f"mitosis: the session key {record.key} is already taken in {store.location} (a coincidence of 32 random "
+        "bits); run the session again."
+    )
+
+
+def end_session(mitosis: MitosisSession, exitstatus: int) -> None:
+    """Record the end of the session (again when the exit status changes late: a CI file not written)."""
+    from .store import StoreError
+
+    if not mitosis.session_recorded:
+        return
+    try:
+        mitosis.store().end_session(mitosis.session_key, int(exitstatus))  # type: ignore[attr-defined]
+    except StoreError:
+        pass  # the row stays ``running``; the next session on this host records it died
