@@ -2,7 +2,7 @@
 
     python benchmarks/report_build.py [--trials 10000] [--repeat 3] [--out docs/benchmarks.md]
 
-Records ``--trials`` trials (50 identities over 20 commits, 150 packages in the environment,
+Records ``--trials`` trials (50 identities over 20 commits, sessions of 16, 150 packages in the environment,
 a scalar metric each, and a 200-point series in every tenth) through the store alone, then measures, each
 in a fresh process (``python -m pytest_mitosis report``, as a user runs it, and ``build()``
 in-process, as the end of a pytest session calls it): the first build, a refresh with no new
@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from pytest_mitosis.store import NewTrial, SQLiteStore  # noqa: E402
+from pytest_mitosis.store import NewSession, NewTrial, SQLiteStore  # noqa: E402
 
 ENV = {
     "python": {"version": "3.11.7", "implementation": "CPython", "executable": "/usr/bin/python3"},
@@ -42,8 +42,16 @@ READ = "import sys, time; from pathlib import Path; from pytest_mitosis.store im
 IN_PROCESS = "import sys, time; from pathlib import Path; from pytest_mitosis.views.report import build; t = time.perf_counter(); build(Path(sys.argv[1])); print(time.perf_counter() - t)"
 
 
+def session_key(i: int) -> str:
+    """The session of trial ``i``: sixteen trials per session, as a sweep of the report's filter sees them."""
+    return f"{0x80000000 + i // 16:08x}"
+
+
 def record(store: SQLiteStore, i: int, series: int = 200) -> None:
-    """One passed trial: identity ``i % 50`` (two parameters), commit ``i // (count / 20)``-ish, a series."""
+    """One passed trial: identity ``i % 50`` (two parameters), commit ``i // (count / 20)``-ish, a series,
+    in session ``session_key(i)`` (begun with its first trial, ended with its last)."""
+    if i % 16 == 0:
+        store.begin_session(NewSession(session_key(i), "pytest --mitosis", f"{(i // 500):040x}", False, False))
     key = f"{i:08x}"
     rate, width = f"r{i % 10}", f"w{(i // 10) % 5}"
     params = [
@@ -82,6 +90,7 @@ def record(store: SQLiteStore, i: int, series: int = 200) -> None:
             ENV,
             [{"name": "s", "function": "m:f", "lookup": None}],
             params,
+            session=session_key(i),
         ),
         (),
     )
@@ -91,6 +100,8 @@ def record(store: SQLiteStore, i: int, series: int = 200) -> None:
     store.finish(
         key, status="passed", main=(i % 50) * 0.01 + (i % 3) * 0.001, metrics=metrics, folder=None, message=None
     )
+    if i % 16 == 15:
+        store.end_session(session_key(i), 0)
 
 
 def timed(argv: list[str], code: Path = REPO, inner: bool = False) -> float:
