@@ -419,6 +419,17 @@ def _drop(trials: Path, *tables: str) -> None:
     db.close()
 
 
+def _missing_beside_trial_folders(trials: Path) -> str:
+    (trials / "trial_exp-a-1_0123abcd").mkdir(parents=True)
+    (trials / "trial_exp-b-1_4567cdef").mkdir()
+    return (
+        f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} does not exist, but {trials} holds 2 "
+        "trial folders (trial_exp-a-1_0123abcd, ...): the store that recorded them was truncated or lost, and a new "
+        "one would number trials from 1 again beside them. Restore the store from a copy or backup, or move the "
+        "trial folders aside; nothing was written."
+    )
+
+
 def _tables_gone(trials: Path) -> str:
     _drop(trials, "trials", "locks", "sessions")
     return (
@@ -483,6 +494,7 @@ UNUSABLE = {
     f.__name__.lstrip("_"): f
     for f in (
         _empty_beside_trial_folders,
+        _missing_beside_trial_folders,
         _tables_gone,
         _every_table_gone,
         _foreign_sqlite,
@@ -675,3 +687,17 @@ def test_a_store_from_before_sessions_gains_them_when_a_session_opens_it(tmp_pat
         {},
     )
     assert session.state == "exit 1 (tests failed)"
+
+
+def test_a_store_url_naming_someone_elses_database_is_refused_and_left_byte_identical(tmp_path: Path) -> None:
+    """The refusals of foreign files hold for any file name a store URL gives, not only mitosis.sqlite."""
+    notes = tmp_path / "notes.db"
+    expected = _foreign_sqlite(tmp_path / "lab")  # a foreign database, then under another name
+    (tmp_path / "lab" / "mitosis.sqlite").rename(notes)
+    before = notes.read_bytes()
+    root = study(tmp_path / "study", store=f"sqlite:///{notes}")
+    run = run_pytest(root, "--mitosis", junit=False)
+    assert run.ret == pytest.ExitCode.USAGE_ERROR, run.out
+    assert expected.replace(str(tmp_path / "lab" / "mitosis.sqlite"), str(notes)) in run.out
+    assert notes.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lab", "notes.db", "study"], "no -wal or -shm beside it"

@@ -43,6 +43,21 @@ def _trial_folders(folder: Path) -> list[Path]:
     return sorted(found)
 
 
+def _refuse_beside_trial_folders(path: Path, folder: Path, state: str) -> None:
+    """A new store where trial folders already are would number trials from 1 again beside them."""
+    trials = _trial_folders(folder)
+    if not trials:
+        return
+    what = "is empty (0 bytes)" if state == "empty" else "does not exist"
+    aside = "the trial folders and the empty file" if state == "empty" else "the trial folders"
+    raise StoreError(
+        f"mitosis: the trial store {path} {what}, but {folder} holds {len(trials)} trial "
+        f"folder{'s' if len(trials) > 1 else ''} ({trials[0].name}{', ...' if len(trials) > 1 else ''}): the "
+        "store that recorded them was truncated or lost, and a new one would number trials from 1 again "
+        f"beside them. Restore the store from a copy or backup, or move {aside} aside; nothing was written."
+    )
+
+
 def _readonly(err: BaseException) -> bool:
     text = str(err).lower()
     return "readonly" in text or "read-only" in text or "unable to open" in text
@@ -72,11 +87,11 @@ def check_store_path(folder: Path, path: Path | None = None) -> bool:
 
     Everything here only reads: a file we refuse stays byte-identical (its header included,
     so the switch to WAL waits until the file is known to be ours). Refused: a trials
-    folder that is a file or cannot be written, a store that is a directory, an empty store
-    beside trial folders (the store that numbered them is lost), a SQLite file without our
+    folder that is a file or cannot be written, a store that is a directory, an empty or missing
+    store beside trial folders (the store that numbered them is lost), a SQLite file without our
     tables or with some of them gone, and a store from a newer pytest-mitosis.
     """
-    path = folder / FILENAME
+    path = path or folder / FILENAME
     for parent in (folder, *folder.parents):
         if parent.exists():
             if not parent.is_dir():
@@ -105,6 +120,7 @@ def check_store_path(folder: Path, path: Path | None = None) -> bool:
             "(--mitosis-trials-folder DIR)."
         )
     if not path.exists():
+        _refuse_beside_trial_folders(path, folder, "missing")
         return True
     if not os.access(path, os.R_OK | os.W_OK):
         raise StoreError(
@@ -112,15 +128,7 @@ def check_store_path(folder: Path, path: Path | None = None) -> bool:
             "-i if it is immutable), or choose another trials folder (--mitosis-trials-folder DIR)."
         )
     if path.stat().st_size == 0:
-        trials = _trial_folders(folder)
-        if trials:
-            raise StoreError(
-                f"mitosis: the trial store {path} is empty (0 bytes), but {folder} holds {len(trials)} trial "
-                f"folder{'s' if len(trials) > 1 else ''} ({trials[0].name}{', ...' if len(trials) > 1 else ''}): the "
-                "store that recorded them was truncated or lost, and a new one would number trials from 1 again "
-                "beside them. Restore the store from a copy or backup, or move the trial folders and the empty "
-                "file aside; nothing was written."
-            )
+        _refuse_beside_trial_folders(path, folder, "empty")
         return True
     # A read-only connection honours locks and journals, and creates nothing beside a file in
     # rollback-journal mode (every file as it is being created, and foreign ones). Beside a
