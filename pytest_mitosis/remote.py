@@ -165,6 +165,8 @@ class Worker:
         self.worker = worker
         self.host = socket.gethostname()
         self._refusal: str | None | bool = False  # False: not checked yet
+        #: the trial whose setup showed the refusal in full (the others of this worker point to it)
+        self._refused_first: str | None = None
 
     def local(self) -> bool:
         """The controller's host and trials folder: the store is written directly, as always."""
@@ -211,8 +213,16 @@ class Worker:
         if not isinstance(item, TrialItem):
             return
         refusal = self.refusal(item.session)
-        if refusal is not None:
+        if refusal is None:
+            return
+        if self._refused_first is None:
+            self._refused_first = item.nodeid
             pytest.fail(refusal, pytrace=False)
+        from .checks.worker import headline
+
+        pytest.fail(
+            f"{headline(self.worker, self.host)}: see the error of {self._refused_first} for why.", pytrace=False
+        )
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         config.pluginmanager.unregister(self)

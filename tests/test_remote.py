@@ -217,14 +217,18 @@ def recorded(trials: Path) -> int:
 
 @pytest.mark.parametrize("case", ["dirty", "other-commit", "redefined"])
 def test_a_worker_unlike_the_controller_fails_its_trials_before_any_kernel(origin: Path, case: str) -> None:
-    """A dirty checkout, another commit, a variant redefined outside git: the exact message, no record."""
+    """A dirty checkout, another commit, a variant redefined outside git: the exact message once (the
+    worker's other trials point to it), no record."""
     checkout, message = mismatched(origin, case)
     before = recorded(origin / "trials")
-    run = run_pytest(origin, "--mitosis", "-d", "-k", "small", f"--tx=popen//chdir={checkout}")
+    run = run_pytest(origin, "--mitosis", "-d", f"--tx=popen//chdir={checkout}")
     assert run.ret == 1, run.out
-    assert "1 error" in run.out
-    assert re.search(r"_ ERROR at setup of trial: exp\[small\] _+\n\[gw0\] linux -- Python", run.out), run.out
-    assert message in run.out
+    assert "2 errors" in run.out
+    first, second = re.findall(r"_ ERROR at setup of trial: exp\[(\w+)\] _+\n\[gw0\] linux -- Python", run.out)
+    assert run.out.count(message) == 1, run.out
+    assert (
+        f"{message.split(':', 2)[0]}:{message.split(':', 2)[1]}: see the error of pyproject.toml::exp[{first}] for why."
+    ) in run.out
     assert "INTERNALERROR" not in run.out and "Traceback" not in run.out
     assert recorded(origin / "trials") == before, "no trial was recorded"
 

@@ -44,6 +44,11 @@ def _short(commit: str | None) -> str:
     return commit[:12] if commit else "(none)"
 
 
+def headline(worker: str, host: str) -> str:
+    """The first words of every refusal of worker ``worker`` (its later trials repeat only these)."""
+    return f"mitosis: worker {worker} on host {host} cannot run this session's trials"
+
+
 def refusal(
     *,
     worker: str,
@@ -63,8 +68,7 @@ def refusal(
     not compared). In ``debug`` mode (trials kept apart, never results) only the commit is
     compared, since uncommitted changes are allowed there on the controller too.
     """
-    where = f"worker {worker} on host {host}"
-    head = f"mitosis: {where} cannot run this session's trials"
+    head = headline(worker, host)
     leave = f"or leave {host} out of --tx, and run again."
     if debug and (controller_commit is None or state.commit is None or state.commit == controller_commit):
         return None  # debug trials may run outside git, or from a dirty tree, on the controller too
