@@ -22,6 +22,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 
 from ..core.processes import alive
+from .forkserver import KERNEL_ENV as _KERNEL_ENV
 from .forkserver import ForkFailed
 from .logs import quiet
 
@@ -42,15 +43,6 @@ def private_base() -> str:
     if len(os.fsencode(longest)) > _SOCKET_PATH_MAX and os.path.isdir("/tmp") and os.access("/tmp", os.W_OK):
         return "/tmp"
     return base
-
-
-def kernel_env() -> dict[str, str]:
-    """The environment a kernel starts with: pytest's, with the kernel spec's additions."""
-    return {**os.environ, **_KERNEL_ENV}
-
-
-#: added to every kernel's environment (debugpy's warning about frozen modules is noise in a notebook)
-_KERNEL_ENV = {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}
 
 
 class _SameInterpreterKernelManager(AsyncKernelManager):

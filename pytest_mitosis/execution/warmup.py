@@ -74,15 +74,13 @@ class Ahead:
         """The fork server for kernels in ``cwd`` (started on first use), or ``None`` when kernels are spawned."""
         if self.kernel not in ("fork", "auto") or self._problem is not None:
             return None
-        from .launch import kernel_env
-
         if self._server is not None:
             if self._server.problem is not None:
                 self._problem = self._server.problem
                 return None
             # another directory (never within a session): spawned, the parent's kernels live on
             return self._server if self._server.usable_for(cwd) else None
-        from .forkserver import ForkServer, fork_unavailable
+        from .forkserver import ForkServer, fork_unavailable, kernel_env
         from .preload import adjust, discover
 
         self._problem = fork_unavailable()
