@@ -210,16 +210,16 @@ class MitosisHooks:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         """SIGTERM stops the session like Ctrl-C (the running trial is recorded ``interrupted``).
 
-        The kernels' warm parent starts here, before pytest collects (collection imports the
-        steps, and so numpy or scikit-learn, in this process): it imports the same libraries on
-        the other core meanwhile, and is ready sooner for the first trial.
+        The kernels' warm parent and the HTML helper start here, before pytest collects (collection
+        imports the steps, and so numpy or scikit-learn, in this process): they import the same
+        libraries, and nbconvert, on the other core meanwhile, and are ready sooner for the first trial.
         """
         import signal
         import threading
 
         if self._runs_trials_here():
             try:
-                self.mitosis.ahead.server(self.mitosis.project().cwd)
+                self.mitosis.ahead.start(self.mitosis.project().cwd)
             except ConfigError:  # reported by collection; the trials (if any) start their own kernels
                 pass
 
