@@ -66,6 +66,7 @@ class _Client(NotebookClient):
     async def run_cells(self, phases: list[str], deadline: _Deadline) -> None:
         self.reset_execution_trackers()
         try:
+            assert self.km is not None
             self.kc = self.km.client()
             await ensure_async(self.kc.start_channels())
             await wait_for_ready(self.kc, self.startup_timeout)
