@@ -68,7 +68,7 @@ class _Client(NotebookClient):
         try:
             assert self.km is not None
             self.kc = self.km.client()
-            await ensure_async(self.kc.start_channels())
+            self.kc.start_channels()
             await wait_for_ready(self.kc, self.startup_timeout)
             self.kc.allow_stdin = False
             for index, cell in enumerate(self.nb.cells):
