@@ -116,8 +116,13 @@ class TrialFolder:
             tmp = self.staging / "outcome.json.tmp"
             tmp.write_text(json.dumps(outcome, indent=2, default=repr), encoding="utf-8")
             os.replace(tmp, self.staging / "outcome.json")
-        finally:
-            written()
+        except BaseException:
+            try:
+                written()  # the helper is done with the folder before the caller removes it
+            except Exception:
+                pass  # the first problem (a full disk, a Ctrl-C) is the one reported
+            raise
+        written()
         self.final.parent.mkdir(parents=True, exist_ok=True)
         os.rename(self.staging, self.final)
         return self.final

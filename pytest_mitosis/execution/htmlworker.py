@@ -30,6 +30,8 @@ from typing import Any
 
 #: the longest wait for one notebook's pages (a huge notebook on a loaded machine)
 REPLY_TIMEOUT = 600.0
+#: after a Ctrl-C, the longest wait for the page being written (then the helper is stopped)
+INTERRUPTED_TIMEOUT = 10.0
 
 
 class HtmlWorker:
@@ -81,7 +83,8 @@ class HtmlWorker:
 
     def _wait(self, request: int, nb: Any, notebook: Path, page: Path, title: str) -> None:
         """Wait for the helper's reply; a Ctrl-C meanwhile is raised once the helper is done with the
-        folder (it would otherwise write into a folder being removed)."""
+        folder (it would otherwise write into a folder being removed): at most
+        :data:`INTERRUPTED_TIMEOUT` later, when the helper is stopped if it has not answered."""
         interrupted: BaseException | None = None
         deadline = time.monotonic() + REPLY_TIMEOUT
         reply: dict[str, Any] | None = None
@@ -89,6 +92,8 @@ class HtmlWorker:
             try:
                 reply = self._reply(request, deadline)
             except KeyboardInterrupt as err:
+                if interrupted is None:
+                    deadline = min(deadline, time.monotonic() + INTERRUPTED_TIMEOUT)
                 interrupted = interrupted or err
         if interrupted is not None:
             raise interrupted
@@ -111,14 +116,16 @@ class HtmlWorker:
             ready, _, _ = select.select([self._reply_fd], [], [], max(0.0, left))
             chunk = os.read(self._reply_fd, 65536) if ready else b""
             if not chunk:
-                self._stop()
+                self._stop(kill=not ready)  # a helper that does not answer writes nothing more
                 return {"gone": "the HTML helper died" if ready else "the HTML helper did not answer"}
             self._buffer += chunk
 
-    def _stop(self) -> None:
+    def _stop(self, kill: bool = False) -> None:
         process, self._process = self._process, None
         if process is None:
             return
+        if kill:
+            process.kill()
         if process.stdin is not None:
             try:
                 process.stdin.close()
