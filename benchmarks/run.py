@@ -526,7 +526,7 @@ def write_report(
     ]
     lines += phase_table(split)
     lines += ["", NOTES.strip()]
-    owned = {line for line in lines if line.startswith("## ")}
+    owned = {line for line in "\n".join(lines).splitlines() if line.startswith("## ")}
     # sections this script does not write (measured by other scripts, such as benchmarks/sweep_resources.py,
     # or written by hand about a run) are kept as they were, in their order
     for heading, body in sections(out.read_text(encoding="utf-8") if out.exists() else ""):
