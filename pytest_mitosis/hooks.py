@@ -105,7 +105,7 @@ class MitosisHooks:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if not any(isinstance(item, TrialItem) for item in session.items):
-            self.mitosis.ahead.discard()
+            self.mitosis.ahead.close()  # no trial runs here: the spare kernel, the warm parent, the HTML helper
         elif self._runs_trials_here():
             import gc
 
