@@ -35,6 +35,7 @@ GIT = {
     "GIT_COMMITTER_EMAIL": "b@example.org",
 }
 PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _children(pid: int) -> list[int]:
@@ -51,6 +52,16 @@ def _rss(pid: int) -> int:
             return int(stream.read().split()[1]) * PAGE
     except OSError:
         return 0
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stream:
+            fields = stream.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def _pss(pid: int) -> int:
@@ -72,11 +83,14 @@ class Sample:
     tree: int  # peak RSS summed over its process tree (bytes)
     extra: dict[str, float] = field(default_factory=dict)
     pss: int = 0  # peak PSS summed over the process tree (bytes)
+    #: CPU seconds of every process of the tree (each one's last sample: a kernel's last 20 ms may be missed)
+    cpu: float = 0.0
 
 
 def measure(argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
     """Run ``argv``; wall time and peak memory of the process and its tree."""
     peak = [0, 0, 0]
+    cpu: dict[int, float] = {}
     started = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     stop = threading.Event()
@@ -89,6 +103,7 @@ def measure(argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
                 pid = todo.pop()
                 total += _rss(pid)
                 pss += _pss(pid)
+                cpu[pid] = max(cpu.get(pid, 0.0), _cpu(pid))
                 todo += _children(pid)
             peak[0], peak[1], peak[2] = max(peak[0], own), max(peak[1], total), max(peak[2], pss)
             stop.wait(0.02)
@@ -105,7 +120,7 @@ def measure(argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
     last = out.strip().splitlines()[-1] if out.strip() else ""
     if last.startswith("{"):
         extra = {k: v for k, v in json.loads(last).items() if isinstance(v, float)}
-    return Sample(seconds, peak[0], peak[1], extra, peak[2])
+    return Sample(seconds, peak[0], peak[1], extra, peak[2], sum(cpu.values()))
 
 
 def git_repo(path: Path) -> None:
@@ -335,6 +350,7 @@ def main() -> None:
             )
     # one warm-up of each (bytecode, page cache), then interleaved rounds; every trial's phases are
     # logged by the plugin (MITOSIS_PHASES), the warm-ups' removed
+    load = [os.getloadavg()[0]]
     for argv, cwd, case_env, _ in cases.values():
         measure(argv, cwd, case_env)
     for log in phases.iterdir():
@@ -345,9 +361,10 @@ def main() -> None:
         for name, (argv, cwd, case_env, n) in cases.items():
             if round_ < n:
                 samples[name].append(measure(argv, cwd, case_env))
+        load.append(os.getloadavg()[0])
     store = store_benchmark(base, args.store_trials)
     split = {log.stem: [json.loads(line) for line in log.read_text().splitlines()] for log in phases.iterdir()}
-    write_report(args.out, samples, store, args, split)
+    write_report(args.out, samples, store, args, split, load)
     shutil.rmtree(base, ignore_errors=True)
     print(args.out.read_text())
 
@@ -362,7 +379,8 @@ matplotlib for the sine example), the git status and environment record (about 0
 fingerprints and the store (milliseconds). What hides most of that:
 
 - **Forked kernels (issue 14, the default on Linux)**: one warm parent per session, started
-  from pytest's interpreter while pytest collects, imports ipykernel and the libraries the
+  from pytest's interpreter at the session's start, before pytest collects (the libraries
+  the steps import are found by reading their import statements), imports ipykernel and the libraries the
   steps import (numpy, matplotlib; scipy and scikit-learn in the heavier case) once; every
   trial's kernel is a fork of it, so a kernel is ready in a fraction of a second and the
   step's imports cost nothing. Every kernel is still a fresh process that runs one trial and
@@ -370,12 +388,27 @@ fingerprints and the store (milliseconds). What hides most of that:
   previous trial's changes). Copy-on-write keeps the preloaded libraries' pages shared.
 - **The next trial's kernel starts while the current trial runs**, so a sweep pays a
   kernel's start-up once (with forks, the next kernel costs a fork and ipykernel's set-up).
-- **nbconvert's exporter is prepared while the first kernel boots** and reused by every
-  later trial of the session.
+- **A kernel is ready as soon as it answers**: jupyter_client's `wait_for_ready` also waits
+  until IOPub has been silent for 0.2 s, which was most of a sweep trial's "kernel start";
+  the trial starts once `kernel_info` is answered and IOPub carries its status. A stopped
+  kernel is looked for every 5 ms (jupyter_client: 0.1 s).
+- **Notebooks and HTML pages are written by a helper process**, started with the warm parent:
+  it imports nbconvert and compiles the templates while pytest collects, on the other core,
+  and writes each trial's notebook and page while the trial writes `trial.yaml` and its
+  outcome. A trial's folder moves into place, and its outcome is reported, only once both
+  are complete. (The export cannot overlap the *next* trial's cells inside pytest's protocol:
+  the next trial's run needs its record and lock check, which pytest's protocol gives only
+  after this trial's reports; starting it earlier would run a trial after a failure that
+  `-x` should stop at, and a Ctrl-C would interrupt two trials.)
+- **What collection imported is frozen for the garbage collector** (`gc.freeze`): pytest's
+  collection at the end of the session and the interpreter's teardown no longer walk numpy,
+  matplotlib and pytest itself (about 0.5 s of every session); the warm parent freezes its
+  preloaded libraries, so no kernel's collector writes to (and copies) their pages.
 - **git and the environment record are read in a thread while pytest collects.**
 
 `--mitosis-kernel=spawn` is the previous behaviour (a new interpreter per kernel), measured
-here side by side. `-n 2` runs two trials at a time, each worker with its own warm parent.
+here side by side. `-n 2` runs two trials at a time, each worker with its own warm parent
+and HTML helper.
 
 The store is SQLite in WAL mode with one short `BEGIN IMMEDIATE` transaction to start and
 one to finish a trial; environments are stored once per distinct environment (by digest),
@@ -393,8 +426,11 @@ def write_report(
     store: dict[str, float],
     args: argparse.Namespace,
     split: dict[str, list[dict[str, object]]],
+    load: list[float],
 ) -> None:
     t = {name: med([s.seconds for s in found]) for name, found in samples.items()}
+    cpu = {name: med([s.cpu for s in found]) for name, found in samples.items()}
+    cores = os.cpu_count() or 1
     lines = [
         "# Benchmarks",
         "",
@@ -403,15 +439,19 @@ def write_report(
         "interleaved round-robin after one warm-up each; times are wall-clock medians with the range, "
         "memory is the peak RSS of the started process and of its whole process tree (kernels included), "
         "and the tree's peak PSS (pages shared between processes, such as a forked kernel's copy-on-write "
-        "libraries, counted once).",
+        "libraries, counted once). CPU is the median CPU time (user + system) of the whole process tree: "
+        f"on {cores} cores no case can take less wall time than its CPU time / {cores}. Load average (1 min) "
+        f"while measuring: {min(load):.1f}–{max(load):.1f} (sampled after each round; other jobs shared the cores "
+        "when it is above 0).",
         "",
-        "| case | median (s) | range (s) | peak RSS, process (MB) | peak RSS, tree (MB) | peak PSS, tree (MB) | runs |",
-        "|---|---|---|---|---|---|---|",
+        "| case | median (s) | range (s) | CPU, tree (s) | peak RSS, process (MB) | peak RSS, tree (MB) "
+        "| peak PSS, tree (MB) | runs |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, found in samples.items():
         seconds = [s.seconds for s in found]
         lines.append(
-            f"| {name} | {med(seconds):.2f} | {min(seconds):.2f}–{max(seconds):.2f} | "
+            f"| {name} | {med(seconds):.2f} | {min(seconds):.2f}–{max(seconds):.2f} | {cpu[name]:.2f} | "
             f"{max(s.rss for s in found) / 1e6:.0f} | {max(s.tree for s in found) / 1e6:.0f} | "
             f"{max(s.pss for s in found) / 1e6:.0f} | {len(found)} |"
         )
@@ -436,6 +476,12 @@ def write_report(
                 f"{kernel}: 16-trial sweep with -n 2 / (16 × floor)",
                 f"{sweep2 / (16 * floor):.2f}",
                 "≤ 0.15" if fork else "",
+            ),
+            (
+                f"{kernel}: 16-trial sweep, CPU of the tree / {cores} cores / (16 × floor): one session, -n 2",
+                f"{cpu[f'sweep ({kernel}): 16 trials, one session'] / cores / (16 * floor):.2f}, "
+                f"{cpu[f'sweep ({kernel}): 16 trials, -n 2'] / cores / (16 * floor):.2f}",
+                "(the least wall time the cores allow)",
             ),
             (
                 f"{kernel}: scipy+sklearn, per trial after the first / its floor",
@@ -480,15 +526,22 @@ def write_report(
     ]
     lines += phase_table(split)
     lines += ["", NOTES.strip()]
-    # sections measured by other scripts (benchmarks/sweep_resources.py) are kept as they were
-    kept = out.read_text(encoding="utf-8").split(KEPT, 1) if out.exists() else []
-    if len(kept) == 2:
-        lines += ["", KEPT.strip() + kept[1].rstrip()]
+    owned = {line for line in "\n".join(lines).splitlines() if line.startswith("## ")}
+    # sections this script does not write (measured by other scripts, such as benchmarks/sweep_resources.py,
+    # or written by hand about a run) are kept as they were, in their order
+    for heading, body in sections(out.read_text(encoding="utf-8") if out.exists() else ""):
+        if heading not in owned:
+            lines += ["", heading + body.rstrip()]
     out.write_text("\n".join(lines) + "\n")
 
 
-#: the heading from which docs/benchmarks.md is written by another script, and kept by this one
-KEPT = "\n## A long sweep"
+def sections(text: str) -> list[tuple[str, str]]:
+    """The ``## `` sections of a Markdown text: (heading line, what follows it up to the next one)."""
+    found: list[tuple[str, str]] = []
+    for part in ("\n" + text).split("\n## ")[1:]:
+        heading, _, body = part.partition("\n")
+        found.append(("## " + heading, "\n" + body))
+    return found
 
 
 def phase_table(split: dict[str, list[dict[str, object]]]) -> list[str]:

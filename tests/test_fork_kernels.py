@@ -85,12 +85,21 @@ def probe(n):
         "matplotlib_logger_level": logging.getLogger("matplotlib").level,
         "fakelib_logger": "fakelib.dirty" in logging.Logger.manager.loggerDict,
     }
+    if n == 3:  # the HTML helper dies (the OOM killer, a stray kill): pytest writes the pages itself
+        import signal
+
+        pytest_pid = os.environ["JPY_PARENT_PID"]
+        seen["helpers_killed"] = 0
+        with open(f"/proc/{pytest_pid}/task/{pytest_pid}/children") as stream:
+            for child in stream.read().split():
+                with open(f"/proc/{child}/cmdline", "rb") as cmdline:
+                    if b"pytest_mitosis.execution.htmlworker" in cmdline.read():
+                        os.kill(int(child), signal.SIGKILL)
+                        seen["helpers_killed"] += 1
     out = os.path.join(os.environ["MITOSIS_TEST_OUT"], f"{n}.json")
     with open(out, "w") as stream:
         json.dump(seen, stream)
-    if n == 3:  # the fork server dies (the OOM killer, a stray kill): this trial goes on, the next ones spawn
-        import signal
-
+    if n == 3:  # the fork server dies as well: this trial goes on, the next ones spawn
         os.kill(os.getppid(), signal.SIGKILL)
     if n == 1:
         fakelib.STATE.append("dirty")
@@ -274,3 +283,18 @@ def test_a_dead_fork_server_fails_no_trial_and_later_kernels_are_spawned(session
     assert _kernel(root, "later") == {"start": "spawn"}
     warnings = [line for line in run.out.splitlines() if "kernels are spawned, not forked" in line]
     assert len(warnings) == 1 and "the fork server" in warnings[0], run.out
+
+
+def test_a_dead_html_helper_fails_no_trial_and_every_page_is_still_written(sessions: Any) -> None:
+    """The helper process that writes notebooks and pages is killed by the third trial's step (before
+    that trial's own pages): every trial, that one included, still has its complete page and notebook."""
+    run, root, seen = sessions["killed"]
+    assert run.ret == 0, run.out
+    assert seen[3]["helpers_killed"] == 1
+    for variant in ("second", "killer", "after", "later"):
+        (folder,) = [p for p in (root / "trials").iterdir() if p.name.startswith(f"trial_probe-{variant}")]
+        (page,) = folder.glob("*.html")
+        text = page.read_text(encoding="utf-8")
+        assert f"<title>{page.stem}</title>" in text and text.rstrip().endswith("</html>"), variant
+        (notebook,) = folder.glob("*.ipynb")
+        assert json.loads(notebook.read_text(encoding="utf-8"))["cells"], variant

@@ -527,3 +527,44 @@ def test_short_sessions_under_cpu_load_never_race_pytests_logging(tmp_path: Path
     records = [json.loads(line) for log in tmp_path.glob("threads-*.jsonl") for line in log.read_text().splitlines()]
     assert len(records) == 4 * 2 * 2  # sessions × trials × (setup, call)
     assert not [r for r in records if r["ours"]]
+
+
+COLOURFUL = '''
+lookup = {"n": {"a": 1}}
+
+
+def colourful(n):
+    """Output whose HTML takes seconds to write (nbconvert turns each ANSI colour into a span)."""
+    print(("\\x1b[31mred\\x1b[0m \\x1b[1mbold\\x1b[0m " * 10 + "\\n") * 1500)
+    return {"main": n}
+'''
+
+
+def test_ctrl_c_while_the_page_is_written_leaves_no_folder_and_an_interrupted_record(tmp_path: Path) -> None:
+    """Ctrl-C once the HTML helper has written the notebook and is writing the page: the session stops,
+    the trial is recorded interrupted without a folder, and its staging folder is removed only once the
+    helper is done with it (no half-written page anywhere, nothing written into a removed folder)."""
+    root = git_init(
+        write_investigation(
+            tmp_path / "study",
+            '[tool.mitosis.steps]\ncolourful = ["steps:colourful", "steps:lookup"]\n',
+            {"steps": COLOURFUL},
+        )
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="mk-", dir="/tmp"))
+    proc = start(root, tmp_path, tmp)
+    staging = root / "trials" / ".staging"
+    deadline = time.monotonic() + PATIENCE
+    while not list(staging.glob("*/*.ipynb")):  # the helper wrote the notebook: the page is next
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=PATIENCE)
+
+    assert proc.returncode == 2, out
+    assert re.search(r"!+ KeyboardInterrupt !+", out), out
+    assert not [noise for noise in NOISE if noise in out], out
+    (row,) = rows(root)
+    assert row["status"] == "interrupted" and row["folder"] is None, dict(row)
+    assert list(staging.iterdir()) == [], "the staging folder is removed"
+    assert [p.name for p in (root / "trials").glob("trial_*")] == [], "no trial folder under its final name"

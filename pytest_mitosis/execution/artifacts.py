@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,10 @@ class TrialFolder:
         """The HTML's path once the trial is complete (what reports name)."""
         return self.final / f"{self.name}.html"
 
+    @property
+    def html_staged(self) -> Path:
+        return self.staging / f"{self.name}.html"
+
     def create(self) -> None:
         self.staging.mkdir(parents=True, exist_ok=False)
 
@@ -95,21 +100,29 @@ class TrialFolder:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def save(
-        self, nb: Any, outcome: dict[str, Any], description: dict[str, Any], html: HtmlWriter | None = None
-    ) -> Path:
-        """Write the notebook, its HTML, the outcome and ``trial.yaml``, then move the folder into place."""
-        import nbformat
+    def save(self, nb: Any, outcome: dict[str, Any], description: dict[str, Any], html: Any = None) -> Path:
+        """Write the notebook, its HTML, the outcome and ``trial.yaml``, then move the folder into place.
 
-        with (self.staging / "trial.yaml").open("w", encoding="utf-8") as stream:
-            yaml.dump(
-                plain_yaml(description), stream, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True, width=100
-            )
-        nbformat.write(nb, str(self.staging / f"{self.name}.ipynb"))
-        (self.staging / f"{self.name}.html").write_text((html or HtmlWriter())(nb, self.name), encoding="utf-8")
-        tmp = self.staging / "outcome.json.tmp"
-        tmp.write_text(json.dumps(outcome, indent=2, default=repr), encoding="utf-8")
-        os.replace(tmp, self.staging / "outcome.json")
+        ``html`` writes the notebook and its page (an :class:`HtmlWriter`, or the helper process of
+        :mod:`.htmlworker`, which writes them while this writes the rest); the folder moves only once
+        all are complete, and never while the helper still writes into it.
+        """
+        written = (html or HtmlWriter()).write(nb, self.staging / f"{self.name}.ipynb", self.html_staged, self.name)
+        try:
+            with (self.staging / "trial.yaml").open("w", encoding="utf-8") as stream:
+                yaml.dump(
+                    plain_yaml(description), stream, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True, width=100
+                )
+            tmp = self.staging / "outcome.json.tmp"
+            tmp.write_text(json.dumps(outcome, indent=2, default=repr), encoding="utf-8")
+            os.replace(tmp, self.staging / "outcome.json")
+        except BaseException:
+            try:
+                written()  # the helper is done with the folder before the caller removes it
+            except Exception:
+                pass  # the first problem (a full disk, a Ctrl-C) is the one reported
+            raise
+        written()
         self.final.parent.mkdir(parents=True, exist_ok=True)
         os.rename(self.staging, self.final)
         return self.final
@@ -160,13 +173,18 @@ def _param_yaml(record: Any) -> Any:
     return {**{k: plain_yaml(v) for k, v in record.items() if k != "value"}, "value": value}
 
 
+def _written() -> None:
+    """What is left to wait for once a page was written in this process: nothing."""
+
+
 class HtmlWriter:
     """nbconvert's HTML exporter, prepared once and reused for every trial of a session.
 
+    A session's trials use the helper process of :mod:`.htmlworker`, which holds one of these;
+    in this process it writes the pages when the helper is unusable, and those of reproductions.
     Importing nbconvert and compiling its templates costs about half a second: :meth:`prepare`
-    is called while the first trial's kernel boots (in its own process), so that work overlaps
-    the kernel instead of following the trial. It runs in the main thread: imports in a thread
-    race pytest's logging plugin (see execution/warmup.py).
+    is then called while the first trial's kernel boots (in its own process). It runs in the
+    main thread: imports in a thread race pytest's logging plugin (see execution/warmup.py).
     """
 
     def __init__(self) -> None:
@@ -188,3 +206,11 @@ class HtmlWriter:
         self.prepare()
         body, _ = self._exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
         return str(body)
+
+    def write(self, nb: Any, notebook: Path, page: Path, title: str) -> Callable[[], None]:
+        """Write ``nb`` to ``notebook`` and its HTML to ``page`` now; returns the (nothing left to) wait."""
+        import nbformat
+
+        nbformat.write(nb, str(notebook))
+        page.write_text(self(nb, title), encoding="utf-8")
+        return _written

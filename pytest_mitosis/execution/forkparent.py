@@ -18,6 +18,7 @@ library only at import: what it imports beyond that is the point of its existenc
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
@@ -91,6 +92,10 @@ class Parent:
             del os.environ["MPLBACKEND"]
         self.env_added = {k: v for k, v in os.environ.items() if k != "JPY_PARENT_PID" and self.start_env.get(k) != v}
         self.refusal = self.refusal or self.unsafe(root)
+        # The preloaded libraries live as long as the kernels: no kernel's collector walks them (which
+        # would also write to their pages and copy them: the pages stay shared). Python's advice for
+        # processes that fork without exec (see gc.freeze).
+        gc.freeze()
         self.reply({"op": "preloaded", "loaded": self.loaded, "failed": failed, "unsafe": self.refusal})
 
     def unsafe(self, root: str) -> str | None:

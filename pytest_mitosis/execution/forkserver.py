@@ -31,6 +31,18 @@ from typing import Any
 REPLY_TIMEOUT = 120.0
 
 
+#: added to every kernel's environment (debugpy's warning about frozen modules is noise in a notebook)
+KERNEL_ENV = {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+
+
+def kernel_env() -> dict[str, str]:
+    """The environment a kernel starts with (forked or spawned): pytest's, with :data:`KERNEL_ENV`.
+
+    Here, not in :mod:`.launch`, so that the fork server starts without importing jupyter_client.
+    """
+    return {**os.environ, **KERNEL_ENV}
+
+
 def fork_unavailable() -> str | None:
     """Why kernels cannot be forked on this platform, or ``None`` when they can."""
     if not hasattr(os, "fork"):

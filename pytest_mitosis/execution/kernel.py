@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
-from jupyter_core.utils import ensure_event_loop
+from jupyter_core.utils import ensure_async, ensure_event_loop
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
@@ -65,8 +66,11 @@ class _Client(NotebookClient):
     async def run_cells(self, phases: list[str], deadline: _Deadline) -> None:
         self.reset_execution_trackers()
         try:
-            await self.async_start_new_kernel_client()
-            assert self.kc is not None
+            assert self.km is not None
+            self.kc = self.km.client()
+            self.kc.start_channels()
+            await wait_for_ready(self.kc, self.startup_timeout)
+            self.kc.allow_stdin = False
             for index, cell in enumerate(self.nb.cells):
                 if cell.cell_type != "code":
                     continue
@@ -83,6 +87,45 @@ class _Client(NotebookClient):
             if self.kc is not None:
                 self.kc.stop_channels()
                 self.kc = None
+
+
+async def wait_for_ready(kc: Any, timeout: float) -> None:
+    """Wait until the kernel answers ``kernel_info`` on shell and its IOPub reaches us.
+
+    jupyter_client's ``wait_for_ready`` does the same, then waits until IOPub has been silent
+    for 0.2 s (its "flush"): 0.2 s of every trial spent waiting for nothing. Nothing needs
+    flushing here: nbclient takes only the IOPub messages of the cell it runs (by parent
+    message id). IOPub counts as connected once a message about one of our ``kernel_info``
+    requests arrives (the kernel publishes its busy and idle status for each); until then the
+    request is sent again, as jupyter_client does (a SUB socket misses what was published
+    before it connected).
+    """
+    deadline = time.monotonic() + timeout
+    asked: set[str] = set()
+    replied = False
+    while True:
+        asked.add(kc.kernel_info())
+        wait_until = time.monotonic() + 1.0
+        while not replied:
+            try:
+                msg = await ensure_async(kc.shell_channel.get_msg(timeout=max(0.0, wait_until - time.monotonic())))
+            except Empty:
+                break
+            if msg["msg_type"] == "kernel_info_reply" and msg["parent_header"].get("msg_id") in asked:
+                kc._handle_kernel_info_reply(msg)
+                replied = True
+        if replied:
+            try:
+                while True:
+                    msg = await ensure_async(kc.iopub_channel.get_msg(timeout=0.2))
+                    if msg["parent_header"].get("msg_id") in asked:
+                        return
+            except Empty:
+                pass  # IOPub not connected yet: ask again
+        if not await ensure_async(kc.is_alive()):
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
 
 
 class _Deadline:

@@ -1,15 +1,16 @@
 """Work started before it is needed, so that a trial waits for as little as possible.
 
-The next trial's kernel (launched while pytest collects, then while the previous trial
-runs), and the git and environment facts (read in a thread while pytest collects). Every
-kernel still runs one trial only. ``close`` stops whatever is left at the end of the session.
+The kernels' warm parent and the HTML helper process (started before pytest collects), the
+next trial's kernel (launched while pytest collects, then while the previous trial runs), and
+the git and environment facts (read in a thread while pytest collects). Every kernel still
+runs one trial only. ``close`` stops whatever is left at the end of the session.
 
 No thread of ours runs while pytest's logging plugin walks ``logging.Logger.manager.loggerDict``
 (at the start and end of collection and of every test phase): a thread that imports a module
 creates loggers, and the walk fails with "dictionary changed size during iteration", an
 INTERNALERROR. So the facts thread's imports happen in the main thread before it starts, and
-the session joins it before collection ends (:meth:`Ahead.settle`); nbconvert's exporter is
-prepared in the main thread while a kernel boots in its own process. No pytest import.
+the session joins it before collection ends (:meth:`Ahead.settle`); nbconvert is imported by
+the HTML helper, in its own process. No pytest import.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ class _Facts(threading.Thread):
 
 
 class Ahead:
-    """One session's work-ahead: at most one spare kernel, one HTML writer, one facts thread, and
-    the fork server the kernels are forked from (``kernel="fork"``, see :mod:`.forkserver`).
+    """One session's work-ahead: at most one spare kernel, one HTML helper process, one facts thread,
+    and the fork server the kernels are forked from (``kernel="fork"``, see :mod:`.forkserver`).
 
     ``kernel`` is ``"fork"`` (asked for), ``"auto"`` (the default: fork where the platform
     allows it) or ``"spawn"``. ``preload`` is the ini's ``mitosis_preload`` (``name`` adds, ``-name`` removes);
@@ -59,7 +60,7 @@ class Ahead:
         steps: Callable[[], tuple[Path, list[str]]] | None = None,
     ) -> None:
         self._launched: Any = None  # launch.Launched
-        self._html: Any = None  # artifacts.HtmlWriter
+        self._html: Any = None  # htmlworker.HtmlWorker
         self._facts: _Facts | None = None
         self.kernel = kernel
         self._preload = preload
@@ -74,15 +75,13 @@ class Ahead:
         """The fork server for kernels in ``cwd`` (started on first use), or ``None`` when kernels are spawned."""
         if self.kernel not in ("fork", "auto") or self._problem is not None:
             return None
-        from .launch import kernel_env
-
         if self._server is not None:
             if self._server.problem is not None:
                 self._problem = self._server.problem
                 return None
             # another directory (never within a session): spawned, the parent's kernels live on
             return self._server if self._server.usable_for(cwd) else None
-        from .forkserver import ForkServer, fork_unavailable
+        from .forkserver import ForkServer, fork_unavailable, kernel_env
         from .preload import adjust, discover
 
         self._problem = fork_unavailable()
@@ -126,12 +125,19 @@ class Ahead:
             self._server = None
 
     def html(self) -> Any:
-        """The HTML writer; it prepares nbconvert's exporter the first time it is needed."""
+        """What writes each trial's notebook and HTML page: a helper process (see :mod:`.htmlworker`),
+        started on first use unless :meth:`start` started it already."""
         if self._html is None:
-            from .artifacts import HtmlWriter
+            from .htmlworker import HtmlWorker
 
-            self._html = HtmlWriter()
+            self._html = HtmlWorker()
         return self._html
+
+    def start(self, cwd: Path) -> None:
+        """Before pytest collects: start the warm parent (it imports the steps' libraries while pytest
+        does) and the HTML helper (it prepares nbconvert meanwhile), each on the other core."""
+        self.server(cwd)
+        self.html()
 
     def launch(self, cwd: Path) -> None:
         """Start a kernel for the next trial now, unless one is waiting already."""
@@ -183,4 +189,6 @@ class Ahead:
         self.discard()
         self.settle()
         self._stop_server()
-        self._html = None
+        if self._html is not None:
+            self._html.close()
+            self._html = None
