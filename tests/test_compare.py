@@ -263,6 +263,7 @@ def test_a_refresh_rewrites_only_the_summaries_whose_trials_changed(tmp_path: Pa
 
 
 def test_the_trial_page_shows_each_steps_png_and_svg_figures_from_the_notebook(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "trials")  # the store first: trial folders without one are refused
     folder = tmp_path / "trials" / "trial_exp-r1-w0-1_00000001"
     folder.mkdir(parents=True)
     png = base64.b64decode(
@@ -280,7 +281,6 @@ def test_the_trial_page_shows_each_steps_png_and_svg_figures_from_the_notebook(t
         {"cell_type": "code", "source": "result", "outputs": []},
     ]
     (folder / "trial_exp-r1-w0-1.ipynb").write_text(json.dumps({"cells": cells}))
-    store = SQLiteStore(tmp_path / "trials")
     key = record_trial(store, 1, folder=str(folder))
     store.close()
     build(tmp_path / "trials")
