@@ -183,9 +183,16 @@ class ForkServer:
         return int(reply["pid"])
 
     def close(self) -> None:
-        """Stop the parent (it kills the kernels it forked that are still running)."""
+        """Stop the parent (it kills the kernels it forked that are still running).
+
+        A parent that never forked (the session ran no trial: refused, or nothing collected)
+        is killed at once instead of being left to finish importing its libraries: it holds
+        nothing, and a refused session should neither wait nor burn a core for it.
+        """
         self.problem = self.problem or "the fork server was stopped"
         self._closed = True
+        if self._next_id == 0 and self._process.poll() is None:
+            self._process.kill()
         if self._process.stdin is not None:
             try:
                 self._process.stdin.close()

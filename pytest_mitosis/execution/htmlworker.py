@@ -138,8 +138,9 @@ class HtmlWorker:
             process.wait()
 
     def close(self) -> None:
-        """Stop the helper (it finishes the page it writes, if any) and close its pipe."""
-        self._stop()
+        """Stop the helper (it finishes the page it writes, if any) and close its pipe; one that was
+        never sent a page is killed at once (it may still be importing nbconvert, and writes nothing)."""
+        self._stop(kill=self._next == 0)
         if self._reply_fd is not None:
             os.close(self._reply_fd)
             self._reply_fd = None
