@@ -228,3 +228,26 @@ def test_the_python_api_reads_results_params_and_records(runs: tuple[Path, dict[
     else:
         frame = records.to_dataframe()
         assert list(frame["key"])[-1] == k
+
+
+def test_package_versions_come_from_the_metadata_headers_alone(tmp_path: Path) -> None:
+    """Name and Version are read from the headers (a description mentioning them changes nothing);
+    an egg-info's PKG-INFO counts too, and metadata without those headers goes to the full parser."""
+    from importlib.metadata import PathDistribution
+
+    from pytest_mitosis.identity.environment import _name_and_version
+
+    wheel = tmp_path / "Fake_Pkg-2.0.dist-info"
+    wheel.mkdir()
+    (wheel / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: Fake_Pkg\nVersion: 2.0\nSummary: x\n\nName: not-this\nVersion: 9.9\n"
+    )
+    egg = tmp_path / "old.egg-info"
+    egg.mkdir()
+    (egg / "PKG-INFO").write_text("Metadata-Version: 1.0\nName: old\nVersion: 0.1\n")
+    folded = tmp_path / "folded-1.0.dist-info"
+    folded.mkdir()
+    (folded / "METADATA").write_text("Metadata-Version: 2.1\nName:\n folded\nVersion: 1.0\n")
+    assert _name_and_version(PathDistribution(wheel)) == ("Fake_Pkg", "2.0")
+    assert _name_and_version(PathDistribution(egg)) == ("old", "0.1")
+    assert _name_and_version(PathDistribution(folded)) == (PathDistribution(folded).metadata["Name"], "1.0")
