@@ -117,7 +117,7 @@ def rows(root: Path) -> list[sqlite3.Row]:
     db = sqlite3.connect(f"file:{root / 'trials' / 'mitosis.sqlite'}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:
-        return db.execute("SELECT key, name, status, folder, message, session FROM trials ORDER BY started").fetchall()
+        return db.execute("SELECT key, name, status, main, folder, message, session FROM trials ORDER BY started").fetchall()
     finally:
         db.close()
 
@@ -540,10 +540,10 @@ def colourful(n):
 '''
 
 
-def test_ctrl_c_while_the_page_is_written_leaves_no_folder_and_an_interrupted_record(tmp_path: Path) -> None:
-    """Ctrl-C once the HTML helper has written the notebook and is writing the page: the session stops,
-    the trial is recorded interrupted without a folder, and its staging folder is removed only once the
-    helper is done with it (no half-written page anywhere, nothing written into a removed folder)."""
+def test_ctrl_c_while_the_page_is_written_keeps_the_finished_trial_whole_and_interrupted(tmp_path: Path) -> None:
+    """Ctrl-C once every step has run and the HTML helper is writing the page: the session stops, and
+    the trial keeps its folder, whole (notebook, page, outcome), recorded interrupted with its main and
+    a message that says its files are complete; nothing stays in staging."""
     root = git_init(
         write_investigation(
             tmp_path / "study",
@@ -565,6 +565,16 @@ def test_ctrl_c_while_the_page_is_written_leaves_no_folder_and_an_interrupted_re
     assert re.search(r"!+ KeyboardInterrupt !+", out), out
     assert not [noise for noise in NOISE if noise in out], out
     (row,) = rows(root)
-    assert row["status"] == "interrupted" and row["folder"] is None, dict(row)
-    assert list(staging.iterdir()) == [], "the staging folder is removed"
-    assert [p.name for p in (root / "trials").glob("trial_*")] == [], "no trial folder under its final name"
+    assert (row["status"], row["main"]) == ("interrupted", "1"), dict(row)
+    assert row["message"].startswith(
+        "interrupted while its files were written, after every step had finished: its notebook and HTML are "
+        "complete\n\nnotebook: "
+    ), row["message"]
+    folder = Path(row["folder"])
+    assert folder.parent == root / "trials" and folder.name.startswith("trial_colourful-a-1_")
+    notebook = json.loads((folder / "trial_colourful-a-1.ipynb").read_text())
+    assert "red" in json.dumps(notebook["cells"][2]["outputs"]), "the step's output is in the kept notebook"
+    assert (folder / "trial_colourful-a-1.html").read_text().rstrip().endswith("</html>"), "the page is whole"
+    assert json.loads((folder / "outcome.json").read_text())["status"] == "interrupted"
+    assert re.search(rf"pyproject\.toml::colourful\[a\] +INTERRUPTED +#1 key {row['key']}", out), out
+    assert list(staging.iterdir()) == [], "nothing stays in staging"

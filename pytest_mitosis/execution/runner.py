@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,12 @@ def _failure(spec: TrialSpec, execution: Any, outcome: dict[str, Any]) -> str:
             return str(outcome.get("error", "")).split(": ", 1)[-1]
         return f"{step} raised {outcome.get('error')}\n\n{outcome.get('traceback', '')}".rstrip()
     return f"the notebook failed outside the steps' own code ({error})"
+
+
+#: the message of a trial whose every step had run when Ctrl-C (or SIGTERM) came (its files are complete)
+INTERRUPTED_WHILE_SAVING = (
+    "interrupted while its files were written, after every step had finished: its notebook and HTML are complete"
+)
 
 
 def run_trial(
@@ -157,10 +164,27 @@ def run_trial(
         "environment": metadata.get("environment"),
     }
     saving = time.monotonic()
+    interrupted = execution.signal
     try:
         final = folder.save(execution.notebook, outcome, description, html)
     except OSError as err:
         return _unwritten(spec, folder, err, started, signal=execution.signal)
+    except KeyboardInterrupt:
+        if execution.signal is not None:  # a second Ctrl-C: nothing unfinished stays
+            folder.discard()
+            raise
+        # The first Ctrl-C (or SIGTERM), once every step had run: the helper is done with the folder,
+        # so the files are written again here, whole, and the trial is recorded interrupted with them.
+        interrupted = signal.SIGINT
+        passed = False
+        message = INTERRUPTED_WHILE_SAVING
+        outcome = {**outcome, "status": "interrupted", "message": message}
+        description["results"] = {**description["results"], "status": "interrupted", "message": message}
+        try:
+            final = folder.save(execution.notebook, outcome, description)
+        except BaseException:
+            folder.discard()
+            raise
     except BaseException:
         folder.discard()
         raise
@@ -179,7 +203,7 @@ def run_trial(
         html=page,
         seconds=time.monotonic() - started,
         message=message,
-        interrupted=execution.signal,
+        interrupted=interrupted,
     )
 
 
