@@ -45,6 +45,10 @@ class MitosisSession:
     """What one pytest session with ``--mitosis`` reads once, and the calls into the stages."""
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        import time
+
+        #: when this session started (pytest's configure): its record's start
+        self.started = time.time()
         self.config = config
         self.settings = settings
         self._project: ProjectConfig | None = None

@@ -57,6 +57,7 @@ def open_session(mitosis: MitosisSession, distributed: bool) -> None:
             commit=repo.commit,
             dirty=bool(repo.dirty),
             debug=mitosis.settings.debug,
+            started=mitosis.started,
         )
         try:
             begin(record)

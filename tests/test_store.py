@@ -125,9 +125,32 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     return Backend("postgresql", server.createdb("store"))
 
 
+SESSIONSTART_CONFTEST = """
+import os
+import time
+
+
+def pytest_sessionstart(session):
+    with open(os.environ["MITOSIS_TEST_SESSIONSTART"], "w") as stream:
+        stream.write(repr(time.time()))
+"""
+
+
 def test_a_record_holds_the_trial_and_junit_carries_key_iteration_commit(tmp_path: Path, backend: Backend) -> None:
     root = study(tmp_path / "study", store=backend.url)
-    run = run_pytest(root, "--mitosis", "-k", "b", "--mitosis-trials-folder", str(tmp_path / "elsewhere"))
+    (root / "conftest.py").write_text(SESSIONSTART_CONFTEST, encoding="utf-8")
+    git(root, "add", "conftest.py")
+    git(root, "commit", "-qm", "conftest: when the session starts")
+    sessionstart = tmp_path / "sessionstart"
+    run = run_pytest(
+        root,
+        "--mitosis",
+        "-k",
+        "b",
+        "--mitosis-trials-folder",
+        str(tmp_path / "elsewhere"),
+        env=clean_env(MITOSIS_TEST_SESSIONSTART=str(sessionstart)),
+    )
     assert run.ret == 0, run.out
     props = run.properties("exp[b]")
     head = git(root, "rev-parse", "HEAD").strip()
@@ -158,6 +181,7 @@ def test_a_record_holds_the_trial_and_junit_carries_key_iteration_commit(tmp_pat
     )
     assert (session["status"], session["exitstatus"]) == ("ended", 0)
     assert session["started"] <= row["started"] <= row["ended"] <= session["ended"]
+    assert session["started"] <= float(sessionstart.read_text()), "the session's start, not its row's writing"
 
 
 def test_a_session_with_a_failed_trial_ends_with_exit_status_1_and_hides_the_store_password(

@@ -117,7 +117,9 @@ def rows(root: Path) -> list[sqlite3.Row]:
     db = sqlite3.connect(f"file:{root / 'trials' / 'mitosis.sqlite'}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:
-        return db.execute("SELECT key, name, status, main, folder, message, session FROM trials ORDER BY started").fetchall()
+        return db.execute(
+            "SELECT key, name, status, main, folder, message, session FROM trials ORDER BY started"
+        ).fetchall()
     finally:
         db.close()
 

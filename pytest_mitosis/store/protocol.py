@@ -81,6 +81,9 @@ class NewSession:
     commit: str | None
     dirty: bool
     debug: bool
+    #: when the session started (``time.time()``; the row's writing when not given): the controller
+    #: writes its row only once its workers are up, and the duration shown should be the whole session's
+    started: float | None = None
 
 
 @dataclass(frozen=True)
@@ -242,7 +245,7 @@ def session_row(session: NewSession, host: str) -> tuple[Any, ...]:
     """The values of a running session's row, in the order of :data:`SESSION_COLUMNS`."""
     return (
         session.key,
-        time.time(),
+        session.started if session.started is not None else time.time(),
         session.command,
         host,
         os.getpid(),
