@@ -24,12 +24,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from ..core.processes import alive
 from ..identity.locks import Lock
 from .pgconnect import connect, driver
 from .pgschema import create_schema, lock_order
 from .protocol import (
-    DIED,
     SESSION_COLUMNS,
     TRIAL_COLUMNS,
     KeyTaken,
@@ -39,6 +37,7 @@ from .protocol import (
     StoreError,
     environment_row,
     finish_warnings,
+    left_running,
     marks,
     raise_conflicts,
     session_end,
@@ -54,7 +53,7 @@ _LOCK_ROW = "SELECT fingerprint, value, trial FROM locks WHERE step=%s AND param
 
 
 def _postgres(sql: str) -> str:
-    """A query of :func:`.protocol.finish_warnings` (SQLite's dialect) in PostgreSQL's."""
+    """A query of :mod:`.protocol` (``finish_warnings``, ``left_running``: SQLite's dialect) in PostgreSQL's."""
     return sql.replace(" IS ?", " IS NOT DISTINCT FROM ?").replace("?", "%s")
 
 
@@ -121,25 +120,14 @@ class PostgresStore:
 
     def _mark_interrupted(self) -> None:
         """Trials (and sessions) of this host whose process is gone without finishing them."""
-        rows = self._db.execute(
-            "SELECT key, pid FROM trials WHERE status='running' AND host=%s", (self.host,)
-        ).fetchall()
-        gone = [key for key, pid in rows if not alive(pid)]
-        sessions = self._db.execute(
-            "SELECT key, pid FROM sessions WHERE status='running' AND host=%s", (self.host,)
-        ).fetchall()
-        died = [(DIED, key) for key, pid in sessions if not alive(pid)]
-        if gone or died:
+        updates = left_running(lambda sql, args: self._db.execute(_postgres(sql), args).fetchall(), self.host)
+        if updates:
 
             def mark() -> None:
                 with self._db.transaction():
                     cursor = self._db.cursor()
-                    cursor.executemany(
-                        "UPDATE trials SET status='interrupted', ended=%s, message=%s WHERE key=%s "
-                        "AND status='running'",
-                        [(time.time(), "the session running this trial ended before it finished", k) for k in gone],
-                    )
-                    cursor.executemany("UPDATE sessions SET status=%s WHERE key=%s AND status='running'", died)
+                    for sql, rows in updates:
+                        cursor.executemany(_postgres(sql), rows)
 
             self._retrying(mark)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..core.errors import MitosisError
+from ..core.processes import alive
 from ..core.tree_text import difference, render
 from ..identity.environment import package_changes
 from ..identity.locks import Lock
@@ -263,6 +264,29 @@ def session_end(exitstatus: int) -> tuple[str, int]:
 
 #: what the next session on the same host records for a session whose process is gone without an end
 DIED = "died"
+
+
+def left_running(fetchall: Callable[[str, tuple[Any, ...]], Any], host: str) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The updates (``(sql, rows)`` for ``executemany``) that close what processes of ``host`` left
+    running when they died: their trials become ``interrupted``, their sessions ``died``.
+
+    For every backend, in SQLite's dialect like :func:`finish_warnings`; ``fetchall(sql, args)``
+    runs one query. Empty when nothing was left running.
+    """
+    trials = fetchall("SELECT key, pid FROM trials WHERE status='running' AND host=?", (host,))
+    sessions = fetchall("SELECT key, pid FROM sessions WHERE status='running' AND host=?", (host,))
+    now, why = time.time(), "the session running this trial ended before it finished"
+    updates: list[tuple[str, list[tuple[Any, ...]]]] = [
+        (
+            "UPDATE trials SET status='interrupted', ended=?, message=? WHERE key=? AND status='running'",
+            [(now, why, key) for key, pid in trials if not alive(pid)],
+        ),
+        (
+            "UPDATE sessions SET status=? WHERE key=? AND status='running'",
+            [(DIED, key) for key, pid in sessions if not alive(pid)],
+        ),
+    ]
+    return [(sql, rows) for sql, rows in updates if rows]
 
 
 def environment_row(environment: dict[str, Any]) -> tuple[str, str]:

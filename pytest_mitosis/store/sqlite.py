@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..core.processes import alive
 from ..identity.locks import Lock
 from .file import (
     BUSY_TIMEOUT,
@@ -30,7 +29,6 @@ from .file import (
     refuse_network_filesystem,
 )
 from .protocol import (
-    DIED,
     SESSION_COLUMNS,
     TRIAL_COLUMNS,
     KeyTaken,
@@ -40,6 +38,7 @@ from .protocol import (
     StoreError,
     environment_row,
     finish_warnings,
+    left_running,
     marks,
     raise_conflicts,
     session_end,
@@ -137,21 +136,11 @@ class SQLiteStore:
 
     def _mark_interrupted(self) -> None:
         """Trials (and sessions) of this host whose process is gone without finishing them."""
-        rows = self._db.execute(
-            "SELECT key, pid FROM trials WHERE status='running' AND host=?", (self.host,)
-        ).fetchall()
-        gone = [key for key, pid in rows if not alive(pid)]
-        sessions = self._db.execute(
-            "SELECT key, pid FROM sessions WHERE status='running' AND host=?", (self.host,)
-        ).fetchall()
-        died = [(DIED, key) for key, pid in sessions if not alive(pid)]
-        if gone or died:
+        updates = left_running(lambda sql, args: self._db.execute(sql, args).fetchall(), self.host)
+        if updates:
             with self._write():
-                self._db.executemany(
-                    "UPDATE trials SET status='interrupted', ended=?, message=? WHERE key=? AND status='running'",
-                    [(time.time(), "the session running this trial ended before it finished", k) for k in gone],
-                )
-                self._db.executemany("UPDATE sessions SET status=? WHERE key=? AND status='running'", died)
+                for sql, rows in updates:
+                    self._db.executemany(sql, rows)
 
     # -- TrialStore ------------------------------------------------------------------------------
 
