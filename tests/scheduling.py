@@ -83,10 +83,11 @@ class SharedFixtureScheduling(LoadScopeScheduling):
         super().__init__(config, log)
         self.rootpath = Path(config.rootpath)
         self.durations = load_durations()
+        #: what a test missing from the file counts as
+        self.default = statistics.median(self.durations.values()) if self.durations else 1.0
 
     def _weight(self, nodeids: dict[str, bool]) -> float:
-        default = statistics.median(self.durations.values()) if self.durations else 1.0
-        return sum(self.durations.get(function_of(n), default) for n in nodeids)
+        return sum(self.durations.get(function_of(n), self.default) for n in nodeids)
 
     def schedule(self) -> None:
         """xdist's, with the work queue sorted by recorded duration before anything is handed out."""

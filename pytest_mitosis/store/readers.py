@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .protocol import StoreError
-from .records import NoMatch, RecordsError, TrialRecord, TrialRecords, decode, printable
+from .records import KEY_PREFIX, NoMatch, RecordsError, TrialRecord, TrialRecords, decode, key_prefix, printable
 from .sessions import SessionRecord, session, sessions
 from .sources import open_source
 from .url import StoreURL
@@ -175,10 +175,7 @@ class Reader:
 
     def get(self, prefix: str) -> TrialRecord:
         """The trial whose key starts with ``prefix``; errors list the candidates."""
-        rows = self._rows(  # keys are lower-case hex; SQLite's LIKE ignores case, PostgreSQL's does not
-            "SELECT * FROM trials WHERE key LIKE ? ESCAPE '\\' ORDER BY started DESC",
-            prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",
-        )
+        rows = self._rows(f"SELECT * FROM trials WHERE {KEY_PREFIX} ORDER BY started DESC", key_prefix(prefix))
         if len(rows) == 1:
             return self._record(rows[0])
         if not rows:

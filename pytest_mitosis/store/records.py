@@ -33,6 +33,16 @@ COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
+#: ``WHERE key LIKE ? ESCAPE '\\'``: with :func:`key_prefix`, the rows whose key starts with a prefix
+KEY_PREFIX = "key LIKE ? ESCAPE '\\'"
+
+
+def key_prefix(prefix: str) -> str:
+    """The ``LIKE`` pattern of keys starting with ``prefix``: keys are lower-case hex, and SQLite's ``LIKE``
+    ignores case where PostgreSQL's does not; ``%``, ``_`` and ``\\`` typed by a user match themselves."""
+    return prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def printable(text: str) -> str:
     """``text`` without control characters (kept: newline and tab), for a terminal.
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from ..core.processes import alive
-from .records import RecordsError, printable
+from .records import KEY_PREFIX, RecordsError, key_prefix, printable
 from .sources import Source
 
 #: the order in which a session's trial counts are shown
@@ -139,10 +139,7 @@ def session(source: Source, prefix: str) -> SessionRecord:
                 "recorded sessions (it has none yet)."
             )
         )
-    rows = source.rows(  # keys are lower-case hex; SQLite's LIKE ignores case, PostgreSQL's does not
-        "SELECT * FROM sessions WHERE key LIKE ? ESCAPE '\\' ORDER BY started DESC",
-        [prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"],
-    )
+    rows = source.rows(f"SELECT * FROM sessions WHERE {KEY_PREFIX} ORDER BY started DESC", [key_prefix(prefix)])
     if len(rows) == 1:
         return _record(rows[0], _counts(source, rows[0]["key"]).get(rows[0]["key"], {}))
     if not rows:
