@@ -39,8 +39,9 @@ def record_trial(
     status: str = "passed",
     message: str | None = None,
     folder: str | None = None,
+    running: bool = False,
 ) -> str:
-    """Record one finished trial of identity (rate, width); return its key."""
+    """Record one finished trial of identity (rate, width), or one still ``running``; return its key."""
     key = f"{i:08x}"
     rate, width = rate or f"r{i % 10}", width or f"w{(i // 10) % 5}"
     params = [
@@ -70,6 +71,8 @@ def record_trial(
         ),
         (),
     )  # fmt: skip
+    if running:
+        return key
     store.finish(
         key,
         status=status,

@@ -132,6 +132,54 @@ def test_debug_trials_appear_only_on_request(study: tuple[Path, dict[str, Run]],
     assert "<tr class='debug'" in text and "<span class='badge debug'>debug</span>" in text
 
 
+def _rows(index: Path) -> dict[str, str]:
+    """The index's rows by trial key: ``status main``."""
+    found = re.findall(
+        r"<tr class='[^']*'[^>]*data-status='(\w+)'[^>]*>.*?<td class='num' data-v='[^']*'>([^<]*)</td>.*?"
+        r"<a href='trials/([0-9a-f]{8})\.html'>",
+        index.read_text(),
+    )
+    return {key: f"{status} {main}" for status, main, key in found}
+
+
+def test_a_refresh_follows_trials_that_end_arrive_and_leave_the_store(tmp_path: Path) -> None:
+    """Each refresh reads whole only the trials that are new or changed, and still shows every change."""
+    folder = tmp_path / "trials"
+    store = SQLiteStore(folder)
+    done = [record_trial(store, i, main=0.1 * i) for i in range(3)]
+    running = record_trial(store, 3, running=True)
+    index = build(folder)
+    report = index.parent
+    text = index.read_text()
+    assert "<span class='count' id='count'>4</span> of 4 trials shown" in text
+    assert _rows(index)[done[1]] == "passed 0.1" and "data-status='running'" in text
+    assert all((report / "trials" / f"{key}.html").is_file() for key in done)
+    assert not (report / "trials" / f"{running}.html").exists(), "a running trial gets its page when it ends"
+    assert not any(running in data.read_text() for data in (report / "data").glob("*.js"))
+
+    store.finish(running, status="passed", main=0.25, metrics={"m": 3}, folder=None, message=None)
+    build(folder)
+    assert _rows(index)[running] == "passed 0.25", "the trial that ended shows its outcome"
+    assert (report / "trials" / f"{running}.html").is_file()
+    assert f'"key":"{running}"' in (report / "data" / f"{running[-2:]}.js").read_text(), "and is in the compare data"
+
+    arrived = [record_trial(store, i, main=0.5) for i in (4, 5)]
+    (report / "assets" / "trials.json").write_text("{", encoding="utf-8")  # damaged: read everything again
+    build(folder)
+    rows = _rows(index)
+    assert len(rows) == 6 and all(rows[key] == "passed 0.5" for key in arrived)
+    assert rows[done[2]] == "passed 0.2"
+    experiment = (report / "experiments" / "exp.html").read_text()
+    assert "6 trials of this experiment" in experiment
+    store.close()
+
+    other = tmp_path / "other"
+    kept = record_trial(SQLiteStore(other), 9, main=0.9)
+    build(other, out=report)  # another store written into the same folder: the trials it lacks leave the index
+    assert _rows(index) == {kept: "passed 0.9"}
+    assert "<span class='count' id='count'>1</span> of 1 trials shown" in index.read_text()
+
+
 def test_the_trial_page_shows_figures_series_parameters_and_the_previous_trial(
     study: tuple[Path, dict[str, Run]],
 ) -> None:

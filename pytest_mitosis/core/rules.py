@@ -71,9 +71,23 @@ def series_points(value: Any) -> list[tuple[float, float]] | None:
     return None
 
 
+def is_series(value: Any) -> bool:
+    """Whether :func:`series_points` reads ``value`` as a series, without converting its points."""
+    if isinstance(value, list):
+        return bool(value)
+    return isinstance(value, dict) and set(value) == {"step", "value"} and bool(value["value"])
+
+
+def series_length(value: Any) -> int:
+    """The number of points :func:`series_points` makes of a series (``0`` for anything else)."""
+    if not is_series(value):
+        return 0
+    return len(value) if isinstance(value, list) else min(len(value["step"]), len(value["value"]))
+
+
 def scalars(results: Mapping[str, Any]) -> dict[str, Any]:
     """``main`` and the metrics without series: what comparisons and hypotheses look at."""
-    return {k: v for k, v in results.items() if series_points(v) is None}
+    return {k: v for k, v in results.items() if not is_series(v)}
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,23 @@ canonical JSON form). No pytest import here.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .protocol import StoreError
-from .records import KEY_PREFIX, NoMatch, RecordsError, TrialRecord, TrialRecords, decode, key_prefix, printable
+from .records import (
+    KEY_PREFIX,
+    NoMatch,
+    RecordsError,
+    TrialRecord,
+    TrialRecords,
+    decode,
+    key_prefix,
+    printable,
+    trial_state,
+)
 from .sessions import SessionRecord, session, sessions
 from .sources import open_source
 from .url import StoreURL
@@ -31,6 +41,10 @@ __all__ = [
     "TrialRecords",
     "decode",
 ]  # decode: where it used to live
+
+
+#: keys per ``IN (...)`` query (SQLite allows 999 parameters in its oldest supported versions)
+_CHUNK = 500
 
 
 def _when(value: float | None) -> datetime | None:
@@ -146,6 +160,31 @@ class Reader:
             sql += " AND session = ?"
             args.append(session)
         rows = self._source.rows(sql + " ORDER BY started DESC", args)
+        return TrialRecords(self._record(r) for r in rows)
+
+    def states(self, debug: bool = False) -> dict[str, str]:
+        """Every trial's key → :func:`~.records.trial_state`, read without decoding any record (debug trials when asked)."""
+        rows = self._source.rows(
+            "SELECT key, status, verdict, folder FROM trials WHERE (? = 1 OR debug = 0)", [int(debug)]
+        )
+        return {r["key"]: trial_state(r["status"], r["verdict"], r["folder"]) for r in rows}
+
+    def trials_with_keys(self, keys: Collection[str]) -> TrialRecords:
+        """The records of these exact keys (those still in the store), newest first.
+
+        Many keys are read in one pass over the table rather than in chunks of ``IN (...)``.
+        """
+        wanted = set(keys)
+        if not wanted:
+            return TrialRecords()
+        if len(wanted) > _CHUNK * 4:
+            return TrialRecords(r for r in self.trials(debug=True) if r.key in wanted)
+        ordered = sorted(wanted)
+        rows: list[Mapping[str, Any]] = []
+        for i in range(0, len(ordered), _CHUNK):
+            chunk = ordered[i : i + _CHUNK]
+            rows += self._source.rows(f"SELECT * FROM trials WHERE key IN ({', '.join('?' * len(chunk))})", chunk)
+        rows.sort(key=lambda r: r["started"], reverse=True)
         return TrialRecords(self._record(r) for r in rows)
 
     def latest(self, experiment: str | None = None) -> TrialRecords:

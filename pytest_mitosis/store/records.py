@@ -52,6 +52,15 @@ def printable(text: str) -> str:
     return _CONTROL.sub("?", text)
 
 
+def trial_state(status: object, verdict: object, folder: object) -> str:
+    """What of a trial changes after it is recorded (it ends, is judged, its folder moves into place), as one text.
+
+    :meth:`Reader.states` reads it for every trial without decoding a record, so a view that
+    keeps what it showed (the report's summaries) reads again only the trials whose state changed.
+    """
+    return f"{status}\x1f{verdict}\x1f{folder}"
+
+
 def valid_key(key: object) -> bool:
     return isinstance(key, str) and KEY.match(key) is not None
 
@@ -130,6 +139,11 @@ class TrialRecord:
             f"TrialRecord(key={self.key!r}, name={self.name!r}, experiment={self.experiment!r}, "
             f"status={self.status!r}, main={main}, started={self.started.isoformat(timespec='seconds')!r}{extra})"
         )
+
+    @property
+    def state(self) -> str:
+        """:func:`trial_state` of this record."""
+        return trial_state(self.status, self.verdict, self.folder)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

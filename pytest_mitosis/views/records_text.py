@@ -15,17 +15,17 @@ import json
 import subprocess
 from typing import Any
 
-from ..core.rules import series_points
+from ..core.rules import series_length
 from ..identity.environment import package_changes
 from ..store import Reader, TrialRecord, printable, valid_commit
 
 
 def short(value: Any, limit: int = 60) -> str:
-    points = series_points(value)
-    if points is not None:
+    points = series_length(value)
+    if points:
         last = value[-1] if isinstance(value, list) else value["value"][-1]
         at = "" if isinstance(value, list) else f" at step {value['step'][-1]!r}"
-        return f"series of {len(points)} points, last {last!r}{at}"
+        return f"series of {points} points, last {last!r}{at}"
     text = "-" if value is None else repr(value) if not isinstance(value, str) else value
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -156,7 +156,9 @@ def diff_records(reader: Reader, a: TrialRecord, b: TrialRecord, files: bool = T
     if a.experiment != b.experiment:
         lines.append(f"  experiment: {a.experiment} -> {b.experiment}")
     # environment
-    ea, eb = reader.environment(a), reader.environment(b)
+    # one digest, one environment record: nothing to compare (a sweep's trials mostly share one)
+    same = a.environment_digest == b.environment_digest and bool(a.environment_digest)
+    ea, eb = (reader.environment(a), reader.environment(b)) if not same else ({}, {})
     env_changes = []
     for part in ("python", "platform", "cpu", "gpus", "env", "hostname"):
         if ea.get(part) != eb.get(part):

@@ -13,19 +13,23 @@ import hashlib
 import json
 import os
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from ...config.project import load_project
 from ...core.errors import MitosisError
 from ...core.rules import parse_hypothesis
 from ...store import Reader, StoreURL, TrialRecord, valid_key
+from . import summaries
 from .assets import write_assets
 from .compare import compare_html, write_compare
 from .experiment import experiment_page
 from .facts import write_data
-from .figures import extract, listing
-from .html import page_name, write
+from .figures import extract, listing, notebook_file
+from .html import href, page_name, write
 from .index import index_page
+from .summaries import TrialSummary
 from .trial import trial_page
 
 REPORT = "report"
@@ -66,8 +70,15 @@ def directions(trials_folder: Path) -> dict[str, bool]:
     return {}
 
 
+def host(reader: Reader, record: TrialRecord) -> str:
+    """The host that ran the trial, from its environment record (read once per environment)."""
+    name = reader.environment(record).get("hostname")
+    return name if isinstance(name, str) and name else "-"
+
+
 class Site:
-    """The report folder being written: the trial pages already there, so each new trial is written once."""
+    """The report folder being written: the trial pages already there, so each new trial is written once,
+    and the summaries of the trials (:mod:`.summaries`), so a refresh reads only what changed."""
 
     def __init__(self, reader: Reader, out: Path) -> None:
         self.reader = reader
@@ -82,18 +93,38 @@ class Site:
             write(marker, FORMAT + "\n")
         self.environments: dict[str, str] = {}  # an environment's HTML, by digest (shared by many trials)
         self._signatures_path = out / "assets" / "pages.json"
-        try:
-            found = json.loads(self._signatures_path.read_text(encoding="utf-8")) if current else {}
-        except (OSError, ValueError):
-            found = {}
-        self.signatures: dict[str, str] = found if isinstance(found, dict) else {}
+        self.signatures: dict[str, str] = _json_object(self._signatures_path) if current else {}
         self._changed = False
         self._rows_path = out / "assets" / "rows.json"
-        try:
-            rows = json.loads(self._rows_path.read_text(encoding="utf-8")) if current else {}
-        except (OSError, ValueError):
-            rows = {}
-        self.rows: dict[str, list[str]] = rows if isinstance(rows, dict) else {}
+        self.rows: dict[str, list[str]] = _json_object(self._rows_path) if current else {}
+        self._summaries_path = out / "assets" / "trials.json"
+        self.summaries = summaries.load(self._summaries_path) if current else {}
+        self._summaries_changed = False
+
+    def read(self) -> dict[str, TrialRecord]:
+        """Bring the summaries up to date with the store; return the records read whole (new or changed trials).
+
+        Every trial's state is read without decoding a record (:meth:`Reader.states`); a trial
+        read whole is one that is new, whose state changed, or whose page is missing.
+        """
+        states = self.reader.states(debug=True)  # debug trials too: compare may name them
+        gone = self.summaries.keys() - states.keys()
+        for key in gone:
+            del self.summaries[key]
+        wanted = {
+            key
+            for key, state in states.items()
+            if (known := self.summaries.get(key)) is None
+            or known.state != state
+            or (valid_key(key) and known.status != "running" and f"{key}.html" not in self.pages)
+        }
+        records = {r.key: r for r in self.reader.trials_with_keys(wanted)}
+        for record in records.values():
+            found = notebook_file(self.reader, record, ".html")
+            notebook = href(found, self.out) if found is not None else None
+            self.summaries[record.key] = summaries.summarize(record, host(self.reader, record), notebook)
+        self._summaries_changed = bool(gone or records)
+        return records
 
     def stale(self, path: Path, signature: str) -> bool:
         """Whether the summary page at ``path`` must be written (and note its new signature)."""
@@ -105,10 +136,12 @@ class Site:
         return True
 
     def save(self) -> None:
-        """Keep the summary pages' signatures for the next refresh."""
+        """Keep the summary pages' signatures, their rows and the trials' summaries for the next refresh."""
         if self._changed:
             write(self._signatures_path, json.dumps(self.signatures, indent=0, sort_keys=True))
             write(self._rows_path, json.dumps(self.rows, separators=(",", ":")))
+        if self._summaries_changed:
+            write(self._summaries_path, summaries.dump(self.summaries))
 
     def trial(self, record: TrialRecord, previous: TrialRecord | None) -> None:
         """Write the trial's page and figures, unless there already (or the trial still runs)."""
@@ -121,24 +154,29 @@ class Site:
         )
         self.pages.add(name)
 
-    def data(self, records: list[TrialRecord]) -> None:
-        """The compare data of every finished trial (rewritten only where a trial was added)."""
-        write_data(self.reader, records, listing(self.out), self.out)
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """The JSON object kept at ``path`` (empty when missing or damaged: the pages it saves are rebuilt)."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
-def _previous(records: list[TrialRecord]) -> dict[str, TrialRecord | None]:
+def _previous(records: Iterable[TrialSummary]) -> dict[str, TrialSummary | None]:
     """Each trial's previous trial of the same identity (by start), by key."""
-    by_identity: dict[tuple[str, str], list[TrialRecord]] = defaultdict(list)
+    by_identity: dict[tuple[str, str], list[TrialSummary]] = defaultdict(list)
     for record in sorted(records, key=lambda r: r.started):
         by_identity[(record.experiment, record.identity)].append(record)
-    found: dict[str, TrialRecord | None] = {}
+    found: dict[str, TrialSummary | None] = {}
     for history in by_identity.values():
         for before, record in zip([None, *history], history):
             found[record.key] = before
     return found
 
 
-def _signature(records: list[TrialRecord], *extra: object) -> str:
+def _signature(records: list[TrialSummary], *extra: object) -> str:
     """What a summary page shows depends on: its trials' keys, statuses, verdicts and folders."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(repr((FORMAT, extra)).encode())
@@ -152,26 +190,32 @@ def build(
 ) -> Path:
     """Write (or refresh) the site of the store ``store`` (a URL; ``None``: the trials folder's); return the index.
 
-    A summary page (the index, an experiment's page) is rewritten only when the trials it
+    Only the trials that are new or changed since the last refresh are read whole (:meth:`Site.read`);
+    a summary page (the index, an experiment's page) is rewritten only when the trials it
     shows changed (:func:`_signature`, kept in ``assets/pages.json``): a session that ran one
     experiment rewrites the index and that experiment's page.
     """
     with Reader(trials_folder, store) as reader:
         out = (out or trials_folder / REPORT).resolve()
         site = Site(reader, out)
-        everything = list(reader.trials(debug=True))  # pages and data of debug trials too: compare may name them
-        new = [r for r in everything if f"{r.key}.html" not in site.pages]
+        records = site.read()
+        everything = sorted(site.summaries.values(), key=lambda r: (r.started, r.key), reverse=True)  # newest first
+        new = [r for r in records.values() if f"{r.key}.html" not in site.pages]
         if new:
             previous = _previous(everything)
-            for record in new:
-                site.trial(record, previous[record.key])
-        site.data(everything)
-        records = everything if debug else [r for r in everything if not r.debug]
-        experiments = sorted({r.experiment for r in records})
+            before = {p.key for r in new if (p := previous[r.key]) is not None and p.key not in records}
+            if before:
+                records.update((r.key, r) for r in reader.trials_with_keys(before))
+            for record in sorted(new, key=lambda r: r.started):
+                earlier = previous[record.key]
+                site.trial(record, records.get(earlier.key) if earlier is not None else None)
+        write_data(reader, everything, records, listing(out), out)
+        shown = everything if debug else [r for r in everything if not r.debug]
+        experiments = sorted({r.experiment for r in shown})
         higher = directions(trials_folder)
-        by_experiment: dict[str, list[TrialRecord]] = defaultdict(list)
-        for record in records:
-            by_experiment[record.experiment].append(record)
+        by_experiment: dict[str, list[TrialSummary]] = defaultdict(list)
+        for summary in shown:
+            by_experiment[summary.experiment].append(summary)
         for experiment in experiments:
             path = out / "experiments" / f"{page_name(experiment)}.html"
             direction = higher.get(experiment, False)
@@ -181,8 +225,8 @@ def build(
         if not (out / "compare.html").is_file() or (out / "compare.html").read_text(encoding="utf-8") != compare_page:
             write(out / "compare.html", compare_page)
         index = out / "index.html"
-        if site.stale(index, _signature(records, "index", debug, str(out))):
-            write(index, index_page(reader, records, experiments, out, site.rows, reader.sessions()))
+        if site.stale(index, _signature(shown, "index", debug, str(out))):
+            write(index, index_page(shown, experiments, site.rows, reader.sessions()))
         site.save()
     return index
 

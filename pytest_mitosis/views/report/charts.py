@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...core.rules import as_number, series_points
-from ...store import TrialRecord
 from .html import e, trial_href
+from .summaries import TrialSummary
 
 #: plotly's default colours: the identities drawn at first get one each
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
@@ -84,7 +84,7 @@ def _escaped(text: str) -> str:
     return e(text)
 
 
-def hover(record: TrialRecord) -> str:
+def hover(record: TrialSummary) -> str:
     """What hovering a trial's point says: variants, main, commit, date, key.
 
     plotly.js reads chart texts as a small subset of HTML (``<br>``, ``<a href>``...) and
@@ -99,7 +99,7 @@ def hover(record: TrialRecord) -> str:
 
 
 def over_commits(
-    experiment: str, records: Sequence[TrialRecord], label: dict[str, str], shown: Sequence[str]
+    experiment: str, records: Sequence[TrialSummary], label: dict[str, str], shown: Sequence[str]
 ) -> dict[str, Any] | None:
     """Main of every passed trial, one line per identity, over the commits in the order they were first run.
 
@@ -149,7 +149,7 @@ def over_commits(
         trace["x"].append(round(column + offset * 0.8, 4))
         trace["y"].append(main)
         trace["hovertext"].append(hover(r))
-        trace["customdata"].append(trial_href(r, "../"))
+        trace["customdata"].append(trial_href(r.key, "../"))
     if not traces:
         return None
     hidden = sum(1 for t in traces.values() if t["visible"] == "legendonly")

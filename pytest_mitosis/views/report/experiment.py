@@ -17,9 +17,9 @@ from typing import Any
 from urllib.parse import quote
 
 from ...core.rules import as_number
-from ...store import TrialRecord
 from .charts import over_commits, parallel
 from .html import chart, e, linked, page, trial_href
+from .summaries import TrialSummary
 
 #: scalar metrics shown as columns at most (the trial pages show them all)
 METRIC_COLUMNS = 8
@@ -27,18 +27,18 @@ METRIC_COLUMNS = 8
 SHOWN = 10
 
 
-def _param_values(record: TrialRecord) -> dict[str, str]:
+def _param_values(record: TrialSummary) -> dict[str, str]:
     return {f"{p['step']}.{p['name']}": str(p.get("text")) for p in record.params if p.get("kind") != "seed"}
 
 
-def _main(record: TrialRecord) -> float | None:
+def _main(record: TrialSummary) -> float | None:
     value = as_number(record.main)
     return value if value is not None and math.isfinite(value) and record.status == "passed" else None
 
 
-def identity_rows(records: Sequence[TrialRecord]) -> tuple[list[dict[str, Any]], list[str]]:
+def identity_rows(records: Sequence[TrialSummary]) -> tuple[list[dict[str, Any]], list[str]]:
     """One row per identity (oldest first within it), and the parameters whose value varies."""
-    groups: dict[str, list[TrialRecord]] = defaultdict(list)
+    groups: dict[str, list[TrialSummary]] = defaultdict(list)
     for r in sorted(records, key=lambda r: r.started):
         groups[r.identity].append(r)
     rows: list[dict[str, Any]] = []
@@ -119,7 +119,7 @@ def _table(rows: list[dict[str, Any]], varying: list[str], higher: bool) -> str:
             value = as_number(row["latest_record"].metrics.get(name))
             cells.append(f"<td class='num' data-v='{_num(value)}'>{_num(value) or '–'}</td>")
         record = row["latest_record"]
-        cells.append(f"<td>{linked(trial_href(record, '../'), record.key)}</td>")
+        cells.append(f"<td>{linked(trial_href(record.key, '../'), record.key)}</td>")
         marked = " class='best'" if best is not None and row["latest"] == best else ""
         body.append(f"<tr{marked}>{''.join(cells)}</tr>")
     direction = "higher is better" if higher else "lower is better"
@@ -131,7 +131,7 @@ def _table(rows: list[dict[str, Any]], varying: list[str], higher: bool) -> str:
     )
 
 
-def experiment_page(experiment: str, records: Sequence[TrialRecord], higher: bool) -> str:
+def experiment_page(experiment: str, records: Sequence[TrialSummary], higher: bool) -> str:
     """The page's HTML (written by the caller to ``experiments/<name>.html``)."""
     rows, varying = identity_rows(records)
     labels = {row["identity"]: _label(row, varying) for row in rows}

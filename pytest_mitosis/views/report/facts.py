@@ -18,16 +18,17 @@ import json
 import os
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...core.rules import series_points
+from ...core.rules import is_series
 from ...store import Reader, TrialRecord, valid_key
 from ..records_text import _named, short
 from .charts import series_data
 from .figures import Figure
 from .html import script_json, trial_href, write
+from .summaries import TrialSummary
 
 #: points of a series kept for the compare page's overlay (the trial page keeps more)
 COMPARE_POINTS = 500
@@ -77,7 +78,7 @@ def _entry(
     series = {
         name: points
         for name, value in record.metrics.items()
-        if series_points(value) and (points := series_data(value, COMPARE_POINTS)) is not None
+        if is_series(value) and (points := series_data(value, COMPARE_POINTS)) is not None
     }
     return {
         "key": record.key,
@@ -86,7 +87,7 @@ def _entry(
         "variants": record.variants,
         "status": record.status,
         "started": record.started.isoformat(timespec="seconds"),
-        "page": trial_href(record, ""),
+        "page": trial_href(record.key, ""),
         "environment": digest,
         "groups": groups,
         "results": results(record),
@@ -103,28 +104,48 @@ def _first_line(path: Path) -> str:
         return ""
 
 
-def write_data(reader: Reader, records: Sequence[TrialRecord], figures: dict[str, list[Figure]], out: Path) -> None:
+def write_data(
+    reader: Reader,
+    summaries: Sequence[TrialSummary],
+    records: Mapping[str, TrialRecord],
+    figures: dict[str, list[Figure]],
+    out: Path,
+) -> None:
     """Write the compare data: ``data/<xy>.js`` holds every finished trial whose key ends with ``xy``.
 
     Grouping by the key's last two hex digits (even for keys that count up) keeps the file count at 256 whatever the
     number of trials (a file per trial made the first build of 10,000 trials twice as
     slow); the first line of each file lists its keys, so a refresh rewrites only the files
-    that gained (or lost) a trial. Each distinct environment is written once.
+    that gained (or lost) a trial, reading from the store only their trials not in ``records``
+    (the records read whole already). Each distinct environment is written once.
     """
     folder = out / "data"
     present = set(os.listdir(folder))
-    chunks: dict[str, list[TrialRecord]] = defaultdict(list)
-    for record in records:
-        if valid_key(record.key) and record.status != "running":
-            chunks[record.key[-2:]].append(record)
-    for prefix, members in chunks.items():
-        members.sort(key=lambda r: r.key)
-        head = "// keys: " + ",".join(r.key for r in members)
+    chunks: dict[str, list[str]] = defaultdict(list)
+    for summary in summaries:
+        if valid_key(summary.key) and summary.status != "running":
+            chunks[summary.key[-2:]].append(summary.key)
+    stale: dict[str, tuple[Path, str, list[str]]] = {}
+    kept: dict[str, dict[str, Any]] = {}  # the entries of unchanged trials, from the files being rewritten
+    for prefix, keys in chunks.items():
+        keys.sort()
+        head = "// keys: " + ",".join(keys)
         path = folder / f"{prefix}.js"
-        if f"{prefix}.js" in present and _first_line(path) == head:
-            continue
+        if f"{prefix}.js" not in present or _first_line(path) != head:
+            stale[prefix] = (path, head, keys)
+            if f"{prefix}.js" in present:
+                kept.update((k, v) for k, v in _entries(path).items() if k not in records)
+    missing = {key for _, _, keys in stale.values() for key in keys if key not in records and key not in kept}
+    found = {**records, **{r.key: r for r in reader.trials_with_keys(missing)}} if missing else records
+    for path, head, keys in stale.values():
         entries = []
-        for record in members:
+        for key in keys:
+            if key in kept:
+                entries.append(kept[key])
+                continue
+            record = found.get(key)
+            if record is None:
+                continue  # deleted since its state was read
             digest = record.environment_digest if DIGEST.match(record.environment_digest or "") else None
             env_name = f"env-{digest}.js"
             if digest is not None and env_name not in present:
@@ -133,4 +154,20 @@ def write_data(reader: Reader, records: Sequence[TrialRecord], figures: dict[str
                 present.add(env_name)
             env = None if digest is not None else environment_facts(reader.environment(record))
             entries.append(_entry(record, digest, env, figures.get(record.key, [])))
-        write(path, f"{head}\nmitosisTrials({script_json(entries)});\n")
+        write(path, f"{head}\n{_CALL}{script_json(entries)});\n")
+
+
+#: how a compare data file hands its trials to the page
+_CALL = "mitosisTrials("
+
+
+def _entries(path: Path) -> dict[str, dict[str, Any]]:
+    """The entries of a compare data file by key (none if it cannot be read back: they are built again)."""
+    try:
+        body = path.read_text(encoding="utf-8").split("\n", 1)[1]
+        entries = json.loads(body.removeprefix(_CALL).removesuffix(");\n")) if body.startswith(_CALL) else []
+    except (OSError, ValueError, IndexError):
+        return {}
+    if not isinstance(entries, list):
+        return {}
+    return {e["key"]: e for e in entries if isinstance(e, dict) and isinstance(e.get("key"), str)}

@@ -15,11 +15,12 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ...store import TrialRecord, new_file, valid_key
+from ...store import new_file, valid_key
 
 
 def e(value: Any) -> str:
@@ -63,9 +64,8 @@ def linked(link: str | None, text: Any) -> str:
     return f"<a href='{e(link)}'>{e(text)}</a>" if link else e(text)
 
 
-def trial_href(record: TrialRecord | str, prefix: str) -> str | None:
+def trial_href(key: str, prefix: str) -> str | None:
     """The trial page's link from a folder ``prefix`` (``""`` from the index), for a valid key only."""
-    key = record if isinstance(record, str) else record.key
     return f"{prefix}trials/{key}.html" if valid_key(key) else None
 
 
@@ -74,11 +74,9 @@ def page_name(experiment: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", experiment).lstrip(".") or "_"
 
 
-def variant_names(record: TrialRecord) -> list[str]:
-    """The trial's variant names and eval parts, exactly (names may contain '-')."""
-    return [
-        p["text"] if p["kind"] == "lookup" else f"{p['name']}={p['text']}" for p in record.params if p["kind"] != "seed"
-    ]
+def variant_names(params: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A trial's variant names and eval parts (from its ``params``), exactly (names may contain '-')."""
+    return [p["text"] if p["kind"] == "lookup" else f"{p['name']}={p['text']}" for p in params if p["kind"] != "seed"]
 
 
 def page(title: str, body: str, prefix: str, charts: bool = False, data: str = "") -> str:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from ...core.rules import as_number
-from ...store import Reader, SessionRecord, TrialRecord, valid_key
-from .figures import notebook_file
-from .html import e, href, page, page_name, variant_names
+from ...store import SessionRecord, valid_key
+from .html import e, page, page_name, variant_names
+from .summaries import TrialSummary
 
 HEAD = (
     "",
@@ -34,12 +33,6 @@ HEAD = (
 )
 
 
-def host(reader: Reader, record: TrialRecord) -> str:
-    """The host that ran the trial, from its environment record (read once per environment)."""
-    name = reader.environment(record).get("hostname")
-    return name if isinstance(name, str) and name else "-"
-
-
 def _select(name: str, values: Sequence[str], labels: Mapping[str, str] | None = None) -> str:
     """A filter over the rows' ``data-NAME``; ``labels`` names an option otherwise shown by its value."""
     labels = labels or {}
@@ -56,10 +49,9 @@ def _text(value: str) -> str:
     return e(value)
 
 
-def _row(reader: Reader, r: TrialRecord, keys: set[str], out: Path, hostname: str, variants: str) -> str:
+def _row(r: TrialSummary, keys: set[str], variants: str) -> str:
     """One row; ``variants`` is the identity's escaped JSON list of variant names (built once per identity)."""
-    found = notebook_file(reader, r, ".html") if r.folder else None
-    notebook = f"<a href='{e(href(found, out))}'>notebook</a>" if found else "-"
+    notebook = f"<a href='{e(r.notebook)}'>notebook</a>" if r.notebook else "-"
     good = valid_key(r.key)
     key = r.key if good else e(r.key)  # a valid key is 8 hex digits: nothing to escape
     trial = f"<a href='trials/{key}.html'>{key}</a>" if good else f"{key} (not a key: no page)"
@@ -87,7 +79,7 @@ def _row(reader: Reader, r: TrialRecord, keys: set[str], out: Path, hostname: st
     kind = "debug" if r.debug else "reproduction" if r.reproduces else "trial"
     main = as_number(r.main)
     commit = _text((r.commit or "-")[:8])
-    host = _text(hostname)
+    host = _text(r.host)
     experiment = _text(r.experiment)
     box = f"<input type='checkbox' value='{key}' onchange='selectionChanged()'>" if good else ""
     if main is not None and not isinstance(r.main, int):
@@ -106,7 +98,7 @@ def _row(reader: Reader, r: TrialRecord, keys: set[str], out: Path, hostname: st
     )
 
 
-def _session_select(records: Sequence[TrialRecord], sessions: Sequence[SessionRecord]) -> str:
+def _session_select(records: Sequence[TrialSummary], sessions: Sequence[SessionRecord]) -> str:
     present = {r.session or "-" for r in records}
     named = {s.key: f"{s.key} {s.started:%Y-%m-%d %H:%M}" for s in sessions}
     order = [s.key for s in sessions if s.key in present]  # newest first
@@ -115,10 +107,8 @@ def _session_select(records: Sequence[TrialRecord], sessions: Sequence[SessionRe
 
 
 def index_page(
-    reader: Reader,
-    records: Sequence[TrialRecord],
+    records: Sequence[TrialSummary],
     experiments: Sequence[str],
-    out: Path,
     rows_cache: dict[str, list[str]] | None = None,
     sessions: Sequence[SessionRecord] = (),
 ) -> str:
@@ -131,14 +121,13 @@ def index_page(
     finished trial's row never changes, so a refresh builds only the new rows.
     """
     cache = rows_cache if rows_cache is not None else {}
-    hosts = {r.key: host(reader, r) for r in records}
     filters = "".join(
         [
             _select("experiment", experiments),
-            _select("variants", sorted({v for r in records for v in variant_names(r)})),
+            _select("variants", sorted({v for r in records for v in variant_names(r.params)})),
             _select("status", sorted({r.status for r in records})),
             _select("commit", sorted({(r.commit or "-")[:8] for r in records})),
-            _select("host", sorted(set(hosts.values()))),
+            _select("host", sorted({r.host for r in records})),
             _session_select(records, sessions),
             _select(
                 "kind", sorted({"debug" if r.debug else "reproduction" if r.reproduces else "trial" for r in records})
@@ -150,7 +139,7 @@ def index_page(
     variants: dict[tuple[str, str], str] = {}
     for r in records:
         if (r.experiment, r.identity) not in variants:
-            variants[(r.experiment, r.identity)] = e(json.dumps(variant_names(r)))
+            variants[(r.experiment, r.identity)] = e(json.dumps(variant_names(r.params)))
     built = []
     for r in records:
         depends = f"{r.status}:{r.verdict}:{r.folder}:{r.reproduces in keys if r.reproduces else ''}"
@@ -158,7 +147,7 @@ def index_page(
         if cached is not None and cached[0] == depends:
             built.append(cached[1])
             continue
-        row = _row(reader, r, keys, out, hosts[r.key], variants[(r.experiment, r.identity)])
+        row = _row(r, keys, variants[(r.experiment, r.identity)])
         if valid_key(r.key) and r.status != "running":
             cache[r.key] = [depends, row]
         built.append(row)

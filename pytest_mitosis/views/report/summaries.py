@@ -1,0 +1,115 @@
+"""What the summary pages (the index, each experiment's page) show of a trial, kept between refreshes.
+
+A refresh after a 16-trial session must not read and decode 10,000 records to add 16: the
+summary pages are built from these summaries, kept in ``assets/trials.json`` with the state
+each was taken at (:meth:`pytest_mitosis.store.Reader.states`: status, verdict, folder). A
+refresh reads every trial's state (no JSON decoded) and the whole record only of a trial that
+is new or whose state changed (it ended, was judged, its folder moved into place); a trial no
+longer in the store is dropped. Only numeric metrics are kept (the experiment table's
+columns), so a long series costs nothing here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ...core.rules import as_number
+from ...store import TrialRecord
+
+#: the layout of ``assets/trials.json``; another layout is rebuilt from the store
+LAYOUT = 1
+
+
+@dataclass(slots=True)
+class TrialSummary:
+    """One trial as the index and the experiment pages show it (attribute names as :class:`TrialRecord`'s).
+
+    Not frozen only because a frozen dataclass builds 10,000 of them measurably slower; none is changed.
+    """
+
+    key: str
+    experiment: str
+    identity: str
+    variants: str
+    iteration: int | None
+    name: str
+    status: str
+    debug: bool
+    main: Any
+    metrics: dict[str, Any]
+    seed: int | None
+    commit: str | None
+    started: datetime
+    folder: str | None
+    reproduces: str | None
+    verdict: str | None
+    session: str | None
+    #: each parameter's step, name, text and kind (what variant names and the table's columns need)
+    params: list[dict[str, Any]]
+    #: the host that ran it, from its environment record
+    host: str
+    #: the executed notebook's HTML, as a link from the report's root (``None``: not there)
+    notebook: str | None
+    #: the store's state of the trial when summarised (:meth:`Reader.states`)
+    state: str
+
+
+def summarize(record: TrialRecord, host: str, notebook: str | None) -> TrialSummary:
+    """The summary of a record read whole from the store."""
+    return TrialSummary(
+        key=record.key,
+        experiment=record.experiment,
+        identity=record.identity,
+        variants=record.variants,
+        iteration=record.iteration,
+        name=record.name,
+        status=record.status,
+        debug=record.debug,
+        main=record.main,
+        metrics={k: v for k, v in record.metrics.items() if as_number(v) is not None},
+        seed=record.seed,
+        commit=record.commit,
+        started=record.started,
+        folder=record.folder,
+        reproduces=record.reproduces,
+        verdict=record.verdict,
+        session=record.session,
+        params=[{k: p.get(k) for k in ("step", "name", "text", "kind")} for p in record.params],
+        host=host,
+        notebook=notebook,
+        state=record.state,
+    )
+
+
+_FIELDS = list(TrialSummary.__dataclass_fields__)
+_STARTED = _FIELDS.index("started")
+
+
+def load(path: Path) -> dict[str, TrialSummary]:
+    """The summaries kept at ``path`` by key; none when the file is missing, unreadable or of another layout."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("layout") != LAYOUT or data.get("fields") != _FIELDS:
+            return {}
+        found = {}
+        for row in data["trials"]:
+            row[_STARTED] = datetime.fromtimestamp(row[_STARTED])
+            summary = TrialSummary(*row)
+            found[summary.key] = summary
+        return found
+    except (OSError, ValueError, TypeError, KeyError, IndexError, OverflowError):
+        return {}  # a damaged cache costs one full read, never a wrong page
+
+
+def dump(summaries: dict[str, TrialSummary]) -> str:
+    """The text of ``assets/trials.json``: a row per trial, its fields in order (the start as a timestamp)."""
+    rows = []
+    for summary in summaries.values():
+        row = [getattr(summary, f) for f in _FIELDS]
+        row[_STARTED] = summary.started.timestamp()
+        rows.append(row)
+    return json.dumps({"layout": LAYOUT, "fields": _FIELDS, "trials": rows}, separators=(",", ":"))
