@@ -105,10 +105,14 @@ def record(store: SQLiteStore, i: int, series: int = 200) -> None:
 
 
 def timed(argv: list[str], code: Path = REPO, inner: bool = False) -> float:
-    """Wall time of ``argv`` in a fresh process; with ``inner``, the time it printed (no interpreter start)."""
+    """Wall time of ``argv`` in a fresh process; with ``inner``, the time it printed (no interpreter start).
+
+    It runs in ``code`` (the folder holding the ``pytest_mitosis`` to measure): ``python -c`` and
+    ``python -m`` put the current directory first on ``sys.path``, ahead of ``PYTHONPATH``.
+    """
     env = {**os.environ, "PYTHONPATH": str(code)}
     started = time.perf_counter()
-    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=code)
     if done.returncode != 0:
         raise SystemExit(f"failed: {' '.join(argv)}\n{done.stdout}\n{done.stderr}")
     return float(done.stdout.split()[-1]) if inner else time.perf_counter() - started

@@ -180,6 +180,50 @@ def test_a_refresh_follows_trials_that_end_arrive_and_leave_the_store(tmp_path: 
     assert "<span class='count' id='count'>1</span> of 1 trials shown" in index.read_text()
 
 
+#: a build in a process of its own (one thread, so it may fork), sharing its pages with a child from
+#: ``argv[3]`` new pages on; ``argv[4]`` "child-fails" makes the child leave at once, writing nothing
+FORKED_BUILD = """
+import os, sys
+from pathlib import Path
+from pytest_mitosis.views.report import pages
+from pytest_mitosis.views.report.build import build
+
+pages.PARALLEL = int(sys.argv[3])
+if sys.argv[4] == "child-fails":
+    pages._child = lambda site, items: os._exit(1)
+fork, forks = os.fork, []
+os.fork = lambda: forks.append(1) or fork()
+build(Path(sys.argv[1]), out=Path(sys.argv[2]))
+print("forks:", len(forks))
+"""
+
+
+def test_pages_shared_with_a_forked_child_are_the_pages_one_process_writes(tmp_path: Path) -> None:
+    folder = tmp_path / "trials"
+    store = SQLiteStore(folder)
+    for i in range(30):  # 10 identities, 3 trials each: every page but the first links its previous trial
+        record_trial(store, i, width="w", main=0.01 * i)
+    store.close()
+    written = {}
+    for case, threshold in (("serial", 10**6), ("forked", 2), ("child-fails", 2)):
+        out = tmp_path / case
+        done = subprocess.run(
+            [sys.executable, "-c", FORKED_BUILD, str(folder), str(out), str(threshold), case],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == f"forks: {0 if case == 'serial' else 1}"
+        assert not [n for n in os.listdir(out / "trials") if not n.endswith(".html")], "no temporary file left"
+        written[case] = {
+            p.relative_to(out).as_posix(): p.read_bytes() for p in (out / "trials").iterdir() if p.is_file()
+        }
+    assert len(written["serial"]) == 30
+    assert written["forked"] == written["serial"], "the child's pages and this process's, as one process writes them"
+    assert written["child-fails"] == written["serial"], "what the child did not write is written after it"
+    assert b"previous trial of this identity" in written["serial"]["trials/00000014.html"]
+
+
 def test_the_trial_page_shows_figures_series_parameters_and_the_previous_trial(
     study: tuple[Path, dict[str, Run]],
 ) -> None:

@@ -29,6 +29,7 @@ from .facts import write_data
 from .figures import extract, listing, notebook_file
 from .html import href, page_name, write
 from .index import index_page
+from .pages import write_pages
 from .summaries import TrialSummary
 from .trial import trial_page
 
@@ -206,9 +207,11 @@ def build(
             before = {p.key for r in new if (p := previous[r.key]) is not None and p.key not in records}
             if before:
                 records.update((r.key, r) for r in reader.trials_with_keys(before))
+            pages = []
             for record in sorted(new, key=lambda r: r.started):
                 earlier = previous[record.key]
-                site.trial(record, records.get(earlier.key) if earlier is not None else None)
+                pages.append((record, records.get(earlier.key) if earlier is not None else None))
+            write_pages(site, pages)
         write_data(reader, everything, records, listing(out), out)
         shown = everything if debug else [r for r in everything if not r.debug]
         experiments = sorted({r.experiment for r in shown})
