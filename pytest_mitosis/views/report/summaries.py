@@ -58,35 +58,22 @@ class TrialSummary:
     state: str
 
 
+_FIELDS = list(TrialSummary.__dataclass_fields__)
+_STARTED = _FIELDS.index("started")
+#: the fields a summary takes from its record unchanged (the others are summarised, or not in a record)
+_COPIED = [f for f in _FIELDS if f not in ("metrics", "params", "host", "notebook", "state")]
+
+
 def summarize(record: TrialRecord, host: str, notebook: str | None) -> TrialSummary:
     """The summary of a record read whole from the store."""
     return TrialSummary(
-        key=record.key,
-        experiment=record.experiment,
-        identity=record.identity,
-        variants=record.variants,
-        iteration=record.iteration,
-        name=record.name,
-        status=record.status,
-        debug=record.debug,
-        main=record.main,
+        **{f: getattr(record, f) for f in _COPIED},
         metrics={k: v for k, v in record.metrics.items() if as_number(v) is not None},
-        seed=record.seed,
-        commit=record.commit,
-        started=record.started,
-        folder=record.folder,
-        reproduces=record.reproduces,
-        verdict=record.verdict,
-        session=record.session,
         params=[{k: p.get(k) for k in ("step", "name", "text", "kind")} for p in record.params],
         host=host,
         notebook=notebook,
         state=record.state,
     )
-
-
-_FIELDS = list(TrialSummary.__dataclass_fields__)
-_STARTED = _FIELDS.index("started")
 
 
 def load(path: Path) -> dict[str, TrialSummary]:
