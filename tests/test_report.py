@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import re
@@ -169,14 +170,21 @@ def test_a_refresh_follows_trials_that_end_arrive_and_leave_the_store(tmp_path: 
     rows = _rows(index)
     assert len(rows) == 6 and all(rows[key] == "passed 0.5" for key in arrived)
     assert rows[done[2]] == "passed 0.2"
+
+    kept = json.loads((report / "assets" / "trials.json").read_text(encoding="utf-8"))
+    kept["trials"][0][kept["fields"].index("params")] = [{"kind": 1}]  # crafted: not what a build writes
+    (report / "assets" / "trials.json").write_text(json.dumps(kept), encoding="utf-8")
+    late = record_trial(store, 6, main=0.75)
+    build(folder)
+    assert _rows(index)[late] == "passed 0.75" and len(_rows(index)) == 7, "the cache is set aside, not trusted"
     experiment = (report / "experiments" / "exp.html").read_text()
-    assert "6 trials of this experiment" in experiment
+    assert "7 trials of this experiment" in experiment
     store.close()
 
     other = tmp_path / "other"
-    kept = record_trial(SQLiteStore(other), 9, main=0.9)
+    other_key = record_trial(SQLiteStore(other), 9, main=0.9)
     build(other, out=report)  # another store written into the same folder: the trials it lacks leave the index
-    assert _rows(index) == {kept: "passed 0.9"}
+    assert _rows(index) == {other_key: "passed 0.9"}
     assert "<span class='count' id='count'>1</span> of 1 trials shown" in index.read_text()
 
 

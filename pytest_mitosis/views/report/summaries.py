@@ -84,12 +84,58 @@ def load(path: Path) -> dict[str, TrialSummary]:
             return {}
         found = {}
         for row in data["trials"]:
+            if not _sound(row):
+                return {}
             row[_STARTED] = datetime.fromtimestamp(row[_STARTED])
             summary = TrialSummary(*row)
             found[summary.key] = summary
         return found
     except (OSError, ValueError, TypeError, KeyError, IndexError, OverflowError):
         return {}  # a damaged cache costs one full read, never a wrong page
+
+
+_OPTIONAL = (str, type(None))
+#: what each field of a row holds (``main`` anything JSON holds); a row that differs was not written by dump()
+_TYPES: dict[str, Any] = {
+    "key": str,
+    "experiment": str,
+    "identity": str,
+    "variants": str,
+    "iteration": (int, type(None)),
+    "name": str,
+    "status": str,
+    "debug": bool,
+    "main": object,
+    "metrics": dict,
+    "seed": (int, type(None)),
+    "commit": _OPTIONAL,
+    "started": (int, float),
+    "folder": _OPTIONAL,
+    "reproduces": _OPTIONAL,
+    "verdict": _OPTIONAL,
+    "session": _OPTIONAL,
+    "params": list,
+    "host": str,
+    "notebook": _OPTIONAL,
+    "state": str,
+}
+_CHECKS = [_TYPES[f] for f in _FIELDS]
+_PARAMS = _FIELDS.index("params")
+_METRICS = _FIELDS.index("metrics")
+
+
+def _sound(row: Any) -> bool:
+    """Whether ``row`` holds what :func:`dump` writes: a damaged or crafted cache is not used at all."""
+    return (
+        isinstance(row, list)
+        and len(row) == len(_CHECKS)
+        and all(isinstance(value, kind) for value, kind in zip(row, _CHECKS))
+        and all(
+            isinstance(p, dict) and all(isinstance(p.get(k), str) for k in ("step", "name", "kind"))
+            for p in row[_PARAMS]
+        )
+        and all(isinstance(k, str) and as_number(v) is not None for k, v in row[_METRICS].items())
+    )
 
 
 def dump(summaries: dict[str, TrialSummary]) -> str:
