@@ -457,7 +457,13 @@ def write_report(
         )
     floor = t["floor: fresh kernel + one cell + HTML"]
     heavy_floor = t["scipy+sklearn floor"]
-    added = (t["collect-only, plugin installed"] - t["collect-only, -p no:mitosis"]) * 1000
+    # paired: the two cases ran one after the other in each round, so a busy moment slows both
+    added = 1000 * med(
+        [
+            a.seconds - b.seconds
+            for a, b in zip(samples["collect-only, plugin installed"], samples["collect-only, -p no:mitosis"])
+        ]
+    )
     ratios: list[tuple[str, str, str]] = []
     for kernel in ("fork", "spawn"):
         trial = t[f"trial ({kernel}): pytest --mitosis -k slow"]
@@ -499,7 +505,11 @@ def write_report(
         ),
         ("16-trial sweep: peak RSS of the process tree, fork / spawn", f"{peak['fork'] / peak['spawn']:.2f}", "≤ 1.5"),
         ("16-trial sweep: peak PSS of the process tree, fork / spawn", f"{pss['fork'] / pss['spawn']:.2f}", ""),
-        ("plugin installed, not enabled: added to --collect-only", f"{added:.0f} ms", "< 20 ms"),
+        (
+            "plugin installed, not enabled: added to --collect-only (median of paired runs)",
+            f"{added:.0f} ms",
+            "< 20 ms",
+        ),
         (
             f"store: recording, per trial ({args.store_trials:,} trials)",
             f"{store['record (ms per trial)']:.2f} ms",

@@ -10,25 +10,42 @@ Must stay cheap to import: ``plugin.py`` imports it in every pytest run.
 from __future__ import annotations
 
 import argparse
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .config.settings import (
-    DEFAULT_DIRTY_IGNORE,
-    DEFAULT_ENV_VARS,
-    DEFAULT_MAX_TRIALS,
-    Settings,
-    absolute_store,
-    eval_value,
-    param_value,
-    parse_chain,
-    parse_count,
-    parse_positive_seconds,
-    parse_seed,
-)
-from .core.rules import parse_limit
+from .config.defaults import DEFAULT_DIRTY_IGNORE, DEFAULT_ENV_VARS, DEFAULT_MAX_TRIALS
+
+if TYPE_CHECKING:
+    from .config.settings import Settings
+
+
+def _parser(module: str, name: str) -> Callable[[str], Any]:
+    """``module.name``, a parser of option values, imported when an option that uses it is given.
+
+    pytest imports this module in every run, with or without ``--mitosis``; the parsers'
+    modules (dataclasses, regular expressions) are imported only when a value is parsed. The
+    name stays the parser's, as argparse shows it in "invalid parse_seed value: ...".
+    """
+
+    def parse(text: str) -> Any:
+        return getattr(importlib.import_module(module, __package__), name)(text)
+
+    parse.__name__ = name
+    return parse
+
+
+param_value = _parser(".config.settings", "param_value")
+eval_value = _parser(".config.settings", "eval_value")
+parse_chain = _parser(".config.settings", "parse_chain")
+parse_count = _parser(".config.settings", "parse_count")
+parse_positive_seconds = _parser(".config.settings", "parse_positive_seconds")
+parse_seed = _parser(".config.settings", "parse_seed")
+parse_limit = _parser(".core.rules", "parse_limit")
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -233,11 +250,13 @@ def add_options(parser: pytest.Parser) -> None:
     )
 
 
-settings_key = pytest.StashKey[Settings]()
+settings_key = pytest.StashKey["Settings"]()
 
 
 def resolve_settings(config: pytest.Config) -> Settings:
     """Apply CLI > ini precedence; raise ``pytest.UsageError`` with the fix for bad values."""
+    from .config.settings import Settings, absolute_store
+
     rootpath = config.rootpath
     invocation = config.invocation_params.dir
     pyproject: Path

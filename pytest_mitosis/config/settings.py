@@ -14,21 +14,7 @@ from pathlib import Path
 
 from ..core.rules import Limit
 from .assignments import Assignment, parse_assignment
-
-#: environment variables recorded with every trial (see identity/environment.py)
-DEFAULT_ENV_VARS = (
-    "CUDA_VISIBLE_DEVICES",
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "PYTHONHASHSEED",
-    "MPLBACKEND",
-    "VIRTUAL_ENV",
-    "CONDA_DEFAULT_ENV",
-)
-
-#: files that cannot change a result and that tools create on their own (see checks/clean_tree.py)
-DEFAULT_DIRTY_IGNORE = ("__pycache__/", "*.pyc", ".pytest_cache/", "*.egg-info/")
+from .defaults import DEFAULT_DIRTY_IGNORE, DEFAULT_ENV_VARS, DEFAULT_MAX_TRIALS
 
 
 def param_value(text: str) -> Assignment:
@@ -81,9 +67,6 @@ def parse_count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a number of trials (0: no limit), got {text!r}")
     return value
 
-
-#: a plain `pytest --mitosis` runs at most this many trials without an explicit selection
-DEFAULT_MAX_TRIALS = 100
 
 MAX_SEED = 2**32 - 1  # numpy's legacy global generator takes seeds below 2**32
 
