@@ -45,12 +45,14 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.mitosis = True  # a --mitosis-* option typed on the command line implies --mitosis
     from .hooks import MitosisHooks
     from .session import MitosisSession, session_key
+    from .session_end import SessionEndHooks
 
     settings = resolve_settings(config)
     config.stash[settings_key] = settings
     session = MitosisSession(config, settings)
     config.stash[session_key] = session
     config.pluginmanager.register(MitosisHooks(session), "mitosis-session")
+    config.pluginmanager.register(SessionEndHooks(session), "mitosis-session-end")
     if config.pluginmanager.hasplugin("html"):
         from .htmlextras import HtmlReportExtras
 
@@ -71,8 +73,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         config.pluginmanager.unregister(extras, "mitosis-html-extras")
     session = config.stash.get(session_key, None)
     if session is not None:
-        hooks = config.pluginmanager.get_plugin("mitosis-session")
-        if hooks is not None:
-            config.pluginmanager.unregister(hooks, "mitosis-session")
+        for name in ("mitosis-session", "mitosis-session-end"):
+            hooks = config.pluginmanager.get_plugin(name)
+            if hooks is not None:
+                config.pluginmanager.unregister(hooks, name)
         del config.stash[session_key]
         del config.stash[settings_key]

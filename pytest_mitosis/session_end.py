@@ -1,0 +1,178 @@
+"""The hooks of a ``--mitosis`` session's end: the trials' summary rows, the report, the CI files, the terminal.
+
+Registered beside :class:`.hooks.MitosisHooks` (as ``mitosis-session-end``) only when
+``--mitosis`` is given. Each trial's report adds a row (:mod:`.views.summary`); on the
+controller the session's end records the session, refreshes the report (:mod:`.views.report`)
+and writes ``--mitosis-summary`` and ``--mitosis-benchmark-json`` (:mod:`.views.ci`), also
+after Ctrl-C; the terminal summary lists the rows and where the files went.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .core.errors import ConfigError
+from .session import MitosisSession
+
+
+def _failure_text(report: pytest.TestReport) -> str:
+    """The failure as written, without the ``[gw0] linux -- Python ...`` line that xdist's reports begin with."""
+    if isinstance(report.longrepr, str):
+        return report.longrepr
+    text = report.longreprtext
+    if hasattr(report, "node"):  # a report from an xdist worker: toterminal() writes the worker's line first
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+    return text
+
+
+class SessionEndHooks:
+    """What one ``--mitosis`` session leaves: rows as trials end, then the report, the CI files and the summary."""
+
+    def __init__(self, mitosis: MitosisSession) -> None:
+        self.mitosis = mitosis
+        self.config = mitosis.config
+        self.settings = mitosis.settings
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        from .views.summary import summary_row
+
+        props = list(report.user_properties)
+        is_trial = any(name == "mitosis.trial" for name, _ in props)
+        message = _failure_text(report) if report.failed else None
+        if report.when == "call" and is_trial:
+            self.mitosis.rows.append(summary_row(report.nodeid, report.outcome, props, message))
+        elif report.failed and report.when == "setup" and "pyproject.toml::" in report.nodeid:
+            self.mitosis.rows.append(summary_row(report.nodeid, "error", props, message))
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Refresh the static report once, on the controller, when trials ran; then the CI files.
+
+        Also after Ctrl-C (pytest calls this hook with exit status 2), so CI keeps what ran.
+        """
+        mitosis = self.mitosis
+        if hasattr(self.config, "workerinput"):
+            return
+        if int(exitstatus) == int(pytest.ExitCode.INTERRUPTED) and self.config.pluginmanager.has_plugin("dsession"):
+            self._rows_from_workers()
+        from .sessionrecord import end_session
+
+        end_session(mitosis, int(exitstatus))  # before the report, which shows the session
+        if mitosis.rows and self.settings.report:
+            from .store import RecordsError
+            from .views.report import build
+
+            try:
+                # debug trials only with report --debug
+                mitosis.report = build(mitosis.project().trials_folder, store=mitosis.read_from())
+            except (RecordsError, OSError) as err:
+                mitosis.report = f"not refreshed: {err}"
+        if not (session.config.option.collectonly or self.settings.check):
+            self._write_ci_files(session, int(exitstatus))
+            if int(session.exitstatus) != int(exitstatus):  # a CI file that could not be written
+                end_session(mitosis, int(session.exitstatus))
+
+    def _rows_from_workers(self) -> None:
+        """Under pytest-xdist, once interrupted, the controller reads no more reports: a worker's
+        interrupted trial sends none, and trials a worker finished meanwhile are never shown. Their rows
+        come from the store: every trial recorded with this session's key that the summary does not
+        list yet, with the status the worker recorded."""
+        from .store import Reader, RecordsError
+        from .views.summary import SummaryRow
+
+        mitosis = self.mitosis
+        shown = {row.key for row in mitosis.rows}
+        prefix = os.path.relpath(self.settings.pyproject, self.config.rootpath).replace(os.sep, "/")
+        try:
+            with Reader(mitosis.project().trials_folder, mitosis.read_from()) as reader:
+                records = [
+                    r
+                    for r in reader.trials(debug=True, session=mitosis.session_key)
+                    if r.status in ("passed", "failed", "interrupted")
+                ]
+        except (RecordsError, OSError, ConfigError):
+            return
+        for record in reversed(records):  # oldest first, like the rest of the summary
+            if record.key in shown or record.reproduces:
+                continue
+            name = f"{record.experiment}[{record.variants}]" if record.variants else record.experiment
+            html = str(Path(record.folder) / f"{record.name}.html") if record.folder else None
+            mitosis.rows.append(
+                SummaryRow(f"{prefix}::{name}", record.status, record.main, html, record.iteration, record.key)
+            )
+
+    def _write_ci_files(self, session: pytest.Session, exitstatus: int) -> None:
+        """``--mitosis-summary`` and ``--mitosis-benchmark-json``: a path that cannot be written is one line.
+
+        The trials are recorded already; a CI file that cannot be written fails nothing but
+        says so in the terminal summary, and a session that would exit 0 exits 1: CI must notice.
+        """
+        from .views.ci import append_summary, benchmarks, markdown_summary, write_benchmark
+
+        mitosis = self.mitosis
+        settings = self.settings
+        notes: list[str] = []
+        failed = False
+        if settings.summary is not None:
+            report = mitosis.report if isinstance(mitosis.report, Path) else None
+            text = markdown_summary(
+                mitosis.rows,
+                compare=settings.compare,
+                report=str(report) if report is not None else None,
+                seed=mitosis.seed,
+                exitstatus=exitstatus,
+                session=mitosis.session_key if mitosis.session_recorded else None,
+            )
+            try:
+                append_summary(settings.summary, text)
+                notes.append(f"summary: {settings.summary}")
+            except OSError as err:
+                failed = True
+                notes.append(f"summary: not written to {settings.summary}: {err.strerror or err}")
+        if settings.benchmark_json is not None:
+            for bench in benchmarks(mitosis.rows, settings.benchmark_json, self._higher_is_better):
+                try:
+                    write_benchmark(bench)
+                    notes.append(f"benchmark: {bench.path} ({len(bench.entries)} values, tool: {bench.tool})")
+                except OSError as err:
+                    failed = True
+                    notes.append(f"benchmark: not written to {bench.path}: {err.strerror or err}")
+        mitosis.ci_notes = notes
+        if failed and exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _higher_is_better(self, trial: str) -> bool:
+        """The direction of a trial id's experiment: the session's flag, else the experiment's table."""
+        if self.settings.higher_is_better is not None:
+            return self.settings.higher_is_better
+        try:
+            experiment = self.mitosis.project().experiments.get(trial.split("[", 1)[0])
+        except ConfigError:
+            return False
+        return bool(experiment is not None and experiment.higher_is_better)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        from .views.summary import summary_lines
+
+        mitosis = self.mitosis
+        if mitosis.broken:
+            terminalreporter.write_sep("=", "mitosis: experiments that cannot run")
+            for nodeid, message in mitosis.broken:
+                terminalreporter.write_line(f"ERROR {nodeid}\n{message}\n")
+        if hasattr(self.config, "workerinput"):
+            return
+        if mitosis.rows:
+            terminalreporter.write_sep("=", "mitosis trials")
+            for line in summary_lines(mitosis.rows):
+                terminalreporter.write_line(line)
+            if mitosis.report is not None:
+                terminalreporter.write_line(f"report: {mitosis.report}")
+        if mitosis.session_recorded:
+            from .views.summary import session_line
+
+            terminalreporter.write_line(session_line(mitosis.session_key, mitosis.rows))
+        for line in mitosis.ci_notes:
+            terminalreporter.write_line(line)
