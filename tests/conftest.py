@@ -118,8 +118,18 @@ def background(argv: list[str], **popen: Any) -> subprocess.Popen[Any]:
 
     A test that fails while its session still runs would otherwise leave pytest and its
     kernels running, and their ``ResourceWarning`` would fail whichever test runs next.
+    SIGINT starts at its default in the child (then ``preexec_fn``, if given, runs): a suite
+    started as a background job of a non-interactive shell (``bash .ci/run &``) inherits SIGINT
+    ignored, and a test that presses Ctrl-C must not depend on how the suite was started.
     """
-    proc = subprocess.Popen(argv, start_new_session=True, **popen)
+    then = popen.pop("preexec_fn", None)
+
+    def preexec() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if then is not None:
+            then()
+
+    proc = subprocess.Popen(argv, start_new_session=True, preexec_fn=preexec, **popen)
     _BACKGROUND.append(proc)
     return proc
 
