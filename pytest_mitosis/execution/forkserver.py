@@ -71,6 +71,8 @@ class ForkServer:
         #: why this server gives no more kernels (the session then spawns them), or ``None``
         self.problem: str | None = None
         self._next_id = 0
+        #: kernels handed to a trial (their pids were asked for): until then, none is in use
+        self._resolved = 0
         self._replies: dict[int, dict[str, Any]] = {}
         self._preload_answer: dict[str, Any] | None = None
         self._buffer = b""
@@ -180,18 +182,24 @@ class ForkServer:
         reply = self._replies.pop(request)
         if "error" in reply:
             raise ForkFailed(str(reply["error"]))
+        self._resolved += 1
         return int(reply["pid"])
 
     def close(self) -> None:
         """Stop the parent (it kills the kernels it forked that are still running).
 
-        A parent that never forked (the session ran no trial: refused, or nothing collected)
-        is killed at once instead of being left to finish importing its libraries: it holds
-        nothing, and a refused session should neither wait nor burn a core for it.
+        A parent none of whose kernels was used (the session ran no trial: refused, or nothing
+        collected; the spare kernel asked for while pytest collected was never taken) is killed
+        at once instead of being left to finish importing its libraries and forking that spare,
+        only for it to be stopped: it holds nothing, and a refused session should neither wait
+        nor burn a core for it. A kernel it forked before it was killed is killed by its pid
+        (the parent had answered with it); a kernel forked in the instant before that answer
+        exits by itself once pytest has (it watches pytest's pid, see :mod:`.forkparent`).
         """
         self.problem = self.problem or "the fork server was stopped"
         self._closed = True
-        if self._next_id == 0 and self._process.poll() is None:
+        killed = self._resolved == 0 and self._process.poll() is None
+        if killed:
             self._process.kill()
         if self._process.stdin is not None:
             try:
@@ -203,10 +211,39 @@ class ForkServer:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        if killed:
+            self._kill_unused()
         try:
             os.close(self._reply_fd)
         except OSError:
             pass
+
+    def _kill_unused(self) -> None:
+        """Kill the kernels a killed parent had forked: those its answers (read or not yet) name."""
+        import signal
+
+        answers = list(self._replies.values())
+        self._replies.clear()
+        data, self._buffer = self._buffer, b""
+        try:
+            while select.select([self._reply_fd], [], [], 0)[0]:
+                chunk = os.read(self._reply_fd, 65536)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            pass
+        for line in data.splitlines():
+            try:
+                answers.append(dict(json.loads(line)))
+            except ValueError:
+                continue
+        for answer in answers:
+            if answer.get("op") == "forked" and "pid" in answer:
+                try:
+                    os.killpg(int(answer["pid"]), signal.SIGKILL)
+                except OSError:
+                    pass
 
 
 def alive(pid: int) -> bool:

@@ -186,9 +186,11 @@ class Ahead:
         return self._facts.result() if self._facts is not None else None
 
     def close(self) -> None:
+        # the fork server first: when no kernel was taken from it (a refused session) it is killed at
+        # once, and closing the waiting kernel then has no fork to wait for
+        self._stop_server()
         self.discard()
         self.settle()
-        self._stop_server()
         if self._html is not None:
             self._html.close()
             self._html = None
