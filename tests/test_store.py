@@ -16,6 +16,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -270,6 +271,33 @@ def test_a_session_killed_mid_trial_leaves_an_interrupted_record_and_no_finished
     assert by_name["trial_exp-a-pause_60-1"]["folder"] is None
     assert by_name["trial_exp-b-1"]["status"] == "passed"
     assert not list((root / "trials").glob("trial_exp-a-*")), "an unfinished trial never gets its final folder"
+
+
+def test_sessions_starting_together_use_the_trials_folder_the_first_one_creates(tmp_path: Path) -> None:
+    """Sessions started at the same moment on a fresh study all find no trials folder: one creates it,
+    with its .gitignore, and the others use it instead of refusing it ("cannot be used: File exists",
+    which the concurrency test below met one run in a few)."""
+    from pytest_mitosis.execution.artifacts import prepare_trials_folder
+
+    def prepare(folder: Path, barrier: threading.Barrier, errors: list[OSError]) -> None:
+        barrier.wait()
+        try:
+            prepare_trials_folder(folder)
+        except OSError as err:
+            errors.append(err)
+
+    for attempt in range(20):
+        folder = tmp_path / f"study-{attempt}" / "trials"
+        barrier = threading.Barrier(6)
+        errors: list[OSError] = []
+        threads = [threading.Thread(target=prepare, args=(folder, barrier, errors)) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert [p.name for p in folder.iterdir()] == [".gitignore"], "no temporary file left"
+        assert (folder / ".gitignore").read_text(encoding="utf-8").endswith("\n*\n")
 
 
 @pytest.mark.slow

@@ -34,13 +34,20 @@ def prepare_trials_folder(folder: Path, gitignore: bool = True) -> None:
     Like ``.pytest_cache``, a folder the plugin creates ignores itself wherever it is, so a run
     into ``trials/debug`` never makes a later run into ``trials/pm`` refuse a dirty tree. A
     folder that exists already is left as it is (it may be the user's, tracked on purpose).
+    Sessions started at the same moment may both find no folder: the one whose ``mkdir``
+    creates it writes the ``.gitignore``, the others go on with the folder it made.
     Raises ``OSError`` (a file in the way, no permission) for the caller to explain.
     """
     if folder.is_dir():
         return
-    folder.mkdir(parents=True)
+    try:
+        folder.mkdir(parents=True)
+    except FileExistsError:
+        if folder.is_dir():
+            return  # another session created it a moment ago (and writes its .gitignore)
+        raise
     if gitignore:
-        tmp = folder / ".gitignore.tmp"
+        tmp = folder / f".gitignore.{os.getpid()}.tmp"
         tmp.write_text(GITIGNORE, encoding="utf-8")
         os.replace(tmp, folder / ".gitignore")
 
