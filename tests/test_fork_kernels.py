@@ -208,8 +208,11 @@ def test_a_forked_kernel_looks_like_a_spawned_one(sessions: Any) -> None:
         assert [p.replace("forked", "X") for p in fork[n]["sys_path"]] == [
             p.replace("spawned", "X") for p in spawn[n]["sys_path"]
         ]
-        # descriptors: the same kinds, but stdin (a pipe from pytest when spawned, /dev/null when forked)
-        assert fork[n]["fds"] == spawn[n]["fds"]
+        # descriptors: the same kinds, but stdin (a pipe from pytest when spawned, /dev/null when forked);
+        # sockets are the kernel's channels, whose connections from pytest's client are accepted on zmq's
+        # own thread: one may still be on its way when the step looks (one run in a few under load)
+        assert [k for k in fork[n]["fds"] if k != "socket"] == [k for k in spawn[n]["fds"] if k != "socket"]
+        assert abs(fork[n]["fds"].count("socket") - spawn[n]["fds"].count("socket")) <= 1, (fork[n], spawn[n])
 
 
 def test_the_seed_gives_the_same_draws_forked_or_spawned(sessions: Any) -> None:
