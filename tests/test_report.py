@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,15 @@ def test_pages_shared_with_a_forked_child_are_the_pages_one_process_writes(tmp_p
             p.relative_to(out).as_posix(): p.read_bytes() for p in (out / "trials").iterdir() if p.is_file()
         }
     assert len(written["serial"]) == 30
+    left, recent = (
+        tmp_path / "serial" / "trials" / ".00000001.html.0a1b2c.tmp",
+        tmp_path / "serial" / "trials" / ".x.tmp",
+    )
+    left.write_text("<html>half a page")  # what a build killed while writing a page leaves
+    recent.write_text("<html>another build is writing this")
+    os.utime(left, (time.time() - 7200, time.time() - 7200))
+    build(folder, out=tmp_path / "serial")
+    assert not left.exists() and recent.exists(), "a leftover an hour old is removed, a page being written is not"
     assert written["forked"] == written["serial"], "the child's pages and this process's, as one process writes them"
     assert written["child-fails"] == written["serial"], "what the child did not write is written after it"
     assert b"previous trial of this identity" in written["serial"]["trials/00000014.html"]

@@ -9,9 +9,11 @@ summaries (``benchmarks/report_build.py``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -89,7 +91,9 @@ class Site:
         write_assets(out)
         marker = out / "assets" / "format"
         current = marker.is_file() and marker.read_text(encoding="utf-8").strip() == FORMAT
-        self.pages = set(os.listdir(out / "trials")) if current else set()
+        listing = os.listdir(out / "trials")
+        self.pages = {n for n in listing if not n.endswith(".tmp")} if current else set()
+        _sweep_leftovers(out / "trials", listing)
         if not current:
             write(marker, FORMAT + "\n")
         self.environments: dict[str, str] = {}  # an environment's HTML, by digest (shared by many trials)
@@ -154,6 +158,22 @@ class Site:
             self.out / "trials" / name, trial_page(self.reader, record, previous, figures, self.out, self.environments)
         )
         self.pages.add(name)
+
+
+#: a temporary page older than this is a leftover (a build killed while writing it), never another build's
+LEFTOVER_SECONDS = 3600
+
+
+def _sweep_leftovers(folder: Path, names: list[str]) -> None:
+    """Remove the temporary pages a killed build left (``.KEY.html.*.tmp``); a recent one may be another
+    build's, still being written, and is left alone."""
+    now = time.time()
+    for name in names:
+        if name.startswith(".") and name.endswith(".tmp"):
+            path = folder / name
+            with contextlib.suppress(OSError):
+                if now - path.lstat().st_mtime > LEFTOVER_SECONDS:
+                    path.unlink()
 
 
 def _json_object(path: Path) -> dict[str, Any]:
