@@ -15,6 +15,7 @@ from typing import Any
 from ..identity.locks import Lock
 from .file import SCHEMA_VERSION
 from .protocol import StoreError
+from .tables import POSTGRESQL, columns
 from .url import StoreURL
 
 #: pg_advisory_xact_lock key for schema creation ("mitosis" in ASCII)
@@ -23,49 +24,14 @@ SCHEMA_LOCK = 0x6D69746F736973
 TABLES = ("meta", "environments", "trials", "locks", "counters", "sessions")
 #: the tables of a version-1 store (before sessions)
 TABLES_1 = TABLES[:-1]
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE environments (digest TEXT PRIMARY KEY, environment TEXT NOT NULL);
-CREATE TABLE trials (
-    key TEXT PRIMARY KEY,
-    experiment TEXT NOT NULL,
-    identity TEXT NOT NULL,
-    variants TEXT NOT NULL,
-    iteration INTEGER,
-    name TEXT NOT NULL,
-    nodeid TEXT NOT NULL,
-    debug INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('running', 'passed', 'failed', 'interrupted')),
-    git TEXT NOT NULL,
-    "commit" TEXT,
-    seed BIGINT,
-    environment TEXT NOT NULL REFERENCES environments (digest),
-    steps TEXT NOT NULL,
-    params TEXT NOT NULL,
-    started DOUBLE PRECISION NOT NULL,
-    ended DOUBLE PRECISION,
-    main TEXT,
-    metrics TEXT,
-    folder TEXT,
-    message TEXT,
-    warnings TEXT NOT NULL DEFAULT '[]',
-    reproduces TEXT,
-    verdict TEXT,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    session TEXT,
+CREATE TABLE trials ({columns("trials", POSTGRESQL)},
     CONSTRAINT trials_iteration UNIQUE (experiment, identity, iteration)
 );
 CREATE INDEX trials_started ON trials (started);
-CREATE TABLE locks (
-    step TEXT NOT NULL,
-    param TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    name TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    value TEXT NOT NULL,
-    trial TEXT NOT NULL,
-    PRIMARY KEY (step, param, kind, name)
+CREATE TABLE locks ({columns("locks", POSTGRESQL)}
 );
 CREATE TABLE counters (
     experiment TEXT NOT NULL,
@@ -73,18 +39,7 @@ CREATE TABLE counters (
     last INTEGER NOT NULL,
     PRIMARY KEY (experiment, identity)
 );
-CREATE TABLE sessions (
-    key TEXT PRIMARY KEY,
-    started DOUBLE PRECISION NOT NULL,
-    ended DOUBLE PRECISION,
-    command TEXT NOT NULL,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    "commit" TEXT,
-    dirty INTEGER NOT NULL,
-    debug INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('running', 'ended', 'interrupted', 'died')),
-    exitstatus INTEGER
+CREATE TABLE sessions ({columns("sessions", POSTGRESQL)}
 );
 CREATE INDEX sessions_started ON sessions (started);
 CREATE INDEX trials_session ON trials (session)
