@@ -37,6 +37,10 @@ class MitosisHooks:
         self.mitosis = mitosis
         self.config = mitosis.config
         self.settings = mitosis.settings
+        #: pytest-xdist's controller has run the session-wide guards (when the first worker had collected)
+        self._distributed_started = False
+        #: the trials folder, resolved (see pytest_ignore_collect)
+        self._trials: Path | None = None
         self._sigterm: Any = None
 
     @pytest.hookimpl(trylast=True)
@@ -44,6 +48,19 @@ class MitosisHooks:
         from .store import make_store
 
         return make_store(self.mitosis.store_url(), folder, allow_network=self.settings.allow_network_store)
+
+    def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
+        """pytest never walks the trials folder: it holds no test, and a study's thousands of trial
+        folders (notebooks, pages, pickles) made every session's collection walk them all (over a
+        second per session at 400 trials, in every xdist worker)."""
+        if self._trials is None:
+            try:
+                self._trials = self.mitosis.project().trials_folder.resolve()
+            except (ConfigError, OSError):
+                self._trials = Path()  # reported by collection; nothing to skip
+        if collection_path.name == self._trials.name and collection_path.resolve() == self._trials:
+            return True
+        return None
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
         if file_path.resolve() == self.settings.pyproject:
@@ -120,19 +137,20 @@ class MitosisHooks:
         trials = [(item.nodeid, item.spec) for item in session.items if isinstance(item, TrialItem)]
         if self.settings.check:
             return self._check(session, trials, broken)
+        if self.config.pluginmanager.has_plugin("dsession"):
+            return None  # see pytest_xdist_node_collection_finished: the workers collect, the controller does not
         from .selection import sweep_size_refusal
 
-        distributed = self.config.pluginmanager.has_plugin("dsession")
-        too_many = sweep_size_refusal(mitosis, trials if not distributed else None)
+        too_many = sweep_size_refusal(mitosis, trials)
         if too_many is not None:
             raise pytest.UsageError(too_many)
         self._check_ci_paths()
         reproducing = any(isinstance(item, ReproduceItem) for item in session.items)
-        if distributed or trials or reproducing:
+        if trials or reproducing:
             mitosis.preflight()
             from .sessionrecord import open_session
 
-            open_session(mitosis, distributed)
+            open_session(mitosis, False)
         if trials and not self.settings.debug:
             from .checks.sweep_plan import plan, totals
 
@@ -177,6 +195,26 @@ class MitosisHooks:
         session.testsfailed = sum(1 for p in planned if p.status == "blocked") or (1 if dirty else 0)
         return True
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """pytest-xdist's controller, when the first worker has collected and before any trial is
+        scheduled: the sweep size guard (counting the worker's node ids: the controller never imports
+        the steps, which costs each session a second of CPU while its workers start), the session-wide
+        guards, and the session's record. A refusal here stops the session before any trial runs."""
+        if self._distributed_started or self.settings.check or self.config.option.collectonly:
+            return
+        self._distributed_started = True
+        from .selection import sweep_size_refusal
+
+        too_many = sweep_size_refusal(self.mitosis, None, ids)
+        if too_many is not None:
+            raise pytest.UsageError(too_many)
+        self._check_ci_paths()
+        self.mitosis.preflight()
+        from .sessionrecord import open_session
+
+        open_session(self.mitosis, True)
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
         self.mitosis.next_is_trial = isinstance(nextitem, TrialItem)
@@ -190,6 +228,31 @@ class MitosisHooks:
         node.workerinput["mitosis_seed"] = self.mitosis.seed
         node.workerinput["mitosis_session"] = self.mitosis.session_key
         controller(self.mitosis).configure_node(node)
+        self._share_helpers(node)
+
+    def _share_helpers(self, node: Any) -> None:
+        """A local worker uses the controller's warm parent and HTML helper (see :mod:`.execution.shared`),
+        started when the first one is configured, if this session runs trials."""
+        from .execution.shared import WORKERINPUT_KEY, SharedHelpers, is_local
+
+        mitosis = self.mitosis
+        settings = self.settings
+        if (
+            not is_local(getattr(getattr(node, "gateway", None), "spec", None))
+            or self.config.option.collectonly
+            or settings.check
+            or settings.reproduce
+            or not mitosis.collects_trials()
+        ):
+            return
+        if mitosis.shared is None:
+            try:
+                cwd = mitosis.project().cwd
+            except ConfigError:  # each worker reports it
+                return
+            mitosis.shared = SharedHelpers(cwd, settings.kernel or "auto", settings.preload, mitosis.step_modules)
+        if mitosis.shared.paths:
+            node.workerinput[WORKERINPUT_KEY] = dict(mitosis.shared.paths)
 
     def pytest_configure(self, config: pytest.Config) -> None:
         """On a pytest-xdist worker: the checks and the store of :mod:`.remote`."""

@@ -59,31 +59,47 @@ def _failed_last_time(config: pytest.Config) -> bool:
     return bool(getattr(plugin, "lastfailed", None))
 
 
-def sweep_size_refusal(mitosis: Any, trials: Sequence[tuple[str, TrialSpec]] | None) -> str | None:
+def sweep_size_refusal(
+    mitosis: Any, trials: Sequence[tuple[str, TrialSpec]] | None, node_ids: Sequence[str] = ()
+) -> str | None:
     """The sweep size guard: why this session must not start more than ``max_trials`` kernels nobody chose.
 
-    ``trials`` are the selected trials, or ``None`` under pytest-xdist, whose controller
-    does not collect: then, as nothing was selected, every trial of the experiments counts.
-    ``mitosis`` is the session's context (:class:`pytest_mitosis.session.MitosisSession`).
+    ``trials`` are the selected trials; ``None`` under pytest-xdist, whose controller does not
+    collect: then ``node_ids`` are what a worker collected (and will run), counted without
+    importing the steps in the controller. Only when they are over the limit are the experiments
+    expanded here, to leave out an experiment that cannot be collected (its one item is no
+    trial). ``mitosis`` is the session's context (:class:`pytest_mitosis.session.MitosisSession`).
     """
     settings: Settings = mitosis.settings
     limit = settings.max_trials
     if not limit or settings.reproduce or explicit_selection(mitosis.config, settings):
         return None
+    per_experiment: dict[str, int] = {}
+    examples: dict[str, str] = {}
     if trials is None:
         if not mitosis.collects_trials():
             return None
+        root = mitosis.config.rootpath
+        files = {i.split("::", 1)[0] for i in node_ids if "::" in i}
+        ours = {f for f in files if (root / f).resolve() == settings.pyproject}
+        names = [i.split("::", 1)[1] for i in node_ids if i.split("::", 1)[0] in ours and "::" in i]
+        if len(names) <= limit:
+            return None
         try:
-            trials = [("", spec) for e in mitosis.experiments() for spec in e.trials]
+            broken = {e.name for e in mitosis.experiments() if e.error is not None}
         except ConfigError:
             return None  # the workers report it as a collection error
-    if len(trials) <= limit:
+        for name in names:
+            experiment = name.split("[", 1)[0]
+            if experiment not in broken:
+                per_experiment[experiment] = per_experiment.get(experiment, 0) + 1
+                examples.setdefault(experiment, name)
+    else:
+        for _, spec in trials:
+            per_experiment[spec.experiment] = per_experiment.get(spec.experiment, 0) + 1
+            examples.setdefault(spec.experiment, spec.item_name)
+    if sum(per_experiment.values()) <= limit:
         return None
-    per_experiment: dict[str, int] = {}
-    examples: dict[str, str] = {}
-    for _, spec in trials:
-        per_experiment[spec.experiment] = per_experiment.get(spec.experiment, 0) + 1
-        examples.setdefault(spec.experiment, spec.item_name)
     return refusal(per_experiment, limit, examples, mitosis.config, settings.pyproject)
 
 

@@ -56,7 +56,16 @@ class MitosisSession:
         self._store: TrialStore | None = None
         self._environment: dict[str, Any] | None = None
         self._seed: int | None = settings.seed
-        self.ahead = Ahead(kernel=settings.kernel or "auto", preload=settings.preload, steps=self._step_modules)
+        from .execution.shared import worker_paths
+
+        self.ahead = Ahead(
+            kernel=settings.kernel or "auto",
+            preload=settings.preload,
+            steps=self.step_modules,
+            shared=worker_paths(config),
+        )
+        #: pytest-xdist's controller: the warm parent and HTML helper of its local workers (see configure_node)
+        self.shared: Any = None
         self._identities: dict[str, TrialIdentity] = {}
         self._experiments: list[Collected] | None = None
         #: whether the item after the running one is a trial (then its kernel is started ahead)
@@ -124,7 +133,7 @@ class MitosisSession:
                 raise pytest.UsageError(f"mitosis: {err}") from None
         return self._environment
 
-    def _step_modules(self) -> tuple[Path, list[str]]:
+    def step_modules(self) -> tuple[Path, list[str]]:
         """The investigation's root and the modules of its steps and lookups (what the fork server scans)."""
         project = self.project()
         modules = [ref.module for s in project.steps.values() for ref in (s.function, s.lookup) if ref is not None]
@@ -247,7 +256,7 @@ class MitosisSession:
     def sweep(self, store: Any) -> None:
         """Remove what killed sessions left: staging folders of trials no longer running, kernel folders."""
         from .execution.artifacts import leftover_staging, remove_staging
-        from .execution.launch import sweep_stale_private_folders
+        from .execution.private import sweep_stale_private_folders
 
         if self._swept:
             return
@@ -335,6 +344,9 @@ class MitosisSession:
     def close(self) -> None:
         """Stop what was started ahead and close the store (at unconfigure)."""
         self.ahead.close()
+        if self.shared is not None:
+            self.shared.close(used=bool(self.rows))
+            self.shared = None
         if self._store is not None:
             self._store.close()
             self._store = None

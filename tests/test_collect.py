@@ -114,6 +114,18 @@ def test_trials_are_collected_beside_testpaths(pytester: pytest.Pytester) -> Non
     assert collect(pytester, ini='testpaths = ["tests"]\n') == ["tests/test_plain.py::test_it"]
 
 
+def test_the_trials_folder_is_never_walked_for_tests(pytester: pytest.Pytester) -> None:
+    """Beside the study's own tests, pytest does not walk the trials folder (a long study's thousands of
+    notebooks and pages made every session's collection slower); without --mitosis it is pytest's to walk."""
+    pytester.makepyfile(test_plain="def test_it(): pass")
+    folder = pytester.mkdir("trials") / "trial_sine-fast-1_0123abcd"
+    folder.mkdir()
+    (folder / "test_left_in_trials.py").write_text("def test_walked(): pass\n")
+    ids = collect(pytester, "--mitosis", "-k", "test_ or (sine and fast and low)")
+    assert ids == ["pyproject.toml::sine[amplitude_4-fast-low]", "test_plain.py::test_it"]
+    assert "trials/trial_sine-fast-1_0123abcd/test_left_in_trials.py::test_walked" in collect(pytester)
+
+
 def test_naming_pyproject_collects_only_trials(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_plain="def test_it(): pass")
     ids = collect(pytester, "--mitosis", "pyproject.toml", "-k", "sine and fast and low")

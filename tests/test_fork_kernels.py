@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from pytest_mitosis.core.processes import alive
+
 from .conftest import Run, clean_env, git_init, run_pytest, write_investigation
 
 #: an installed library (outside the investigation), found on PYTHONPATH: the fork server preloads it
@@ -68,6 +70,8 @@ def probe(n):
     """Report what this kernel looks like; the first trial then dirties whatever it can reach."""
     seen = {
         "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "pytest": int(os.environ["JPY_PARENT_PID"]),
         "fakelib_state": list(fakelib.STATE),
         "fakelib_preloaded": fakelib.IMPORTED_IN != os.getpid(),
         "probe_fresh": LOADED_IN == os.getpid() and helper.LOADED_IN == os.getpid(),
@@ -154,6 +158,7 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Run, P
         "spawn": _session(base, "spawned", "--mitosis-kernel=spawn", "-k", "first or second"),
         "killed": _session(base, "killed", "-k", "not first"),
         "unsafe": _session(base, "unsafe", "-k", "first", preload='"threadlib", "no_such_library_xyz"'),
+        "xdist": _session(base, "xdist", "-n", "2", "-k", "first or second or after or later"),
     }
     return found
 
@@ -301,3 +306,24 @@ def test_a_dead_html_helper_fails_no_trial_and_every_page_is_still_written(sessi
         assert f"<title>{page.stem}</title>" in text and text.rstrip().endswith("</html>"), variant
         (notebook,) = folder.glob("*.ipynb")
         assert json.loads(notebook.read_text(encoding="utf-8"))["cells"], variant
+
+
+def test_xdist_workers_fork_their_kernels_from_one_warm_parent(sessions: Any) -> None:
+    """Under ``-n 2`` the controller starts one warm parent (and one HTML helper) for both workers:
+    each trial's kernel is a fork of it, runs for its own worker, and nothing outlives the session."""
+    run, root, seen = sessions["xdist"]
+    assert run.ret == 0, run.out
+    assert "4 passed" in run.out
+    for variant in ("first", "second", "after", "later"):
+        assert _kernel(root, variant)["start"] == "fork", variant
+    parents = {s["ppid"] for s in seen.values()}
+    workers = {s["pytest"] for s in seen.values()}
+    assert len(seen) == 4 and len(workers) == 2 and len(parents) == 1, seen
+    assert not parents & workers  # the controller's parent, not a worker's
+    assert seen[2]["fakelib_state"] == [] and seen[4]["fakelib_state"] == []  # a fork is fresh: no trial's changes
+    for pid in [*parents, *(s["pid"] for s in seen.values())]:
+        assert not alive(pid), pid
+    for variant in ("first", "second", "after", "later"):
+        (folder,) = [p for p in (root / "trials").iterdir() if p.name.startswith(f"trial_probe-{variant}")]
+        (page,) = folder.glob("*.html")
+        assert page.read_text(encoding="utf-8").rstrip().endswith("</html>"), variant

@@ -230,7 +230,7 @@ def test_ctrl_c_under_xdist_interrupts_the_workers_trials(tmp_path: Path) -> Non
     assert (session["status"], session["exitstatus"]) == ("interrupted", 2)
     assert {row["session"] for row in found} == {session["key"]}
     assert f"mitosis session {session['key']}: 2 trials (2 interrupted)" in out
-    assert list(tmp.glob("mitosis-kernel-*")) == []
+    assert list(tmp.glob("mitosis-kernel-*")) == []  # the kernels' folders, and the controller's for its shared helpers
 
 
 def test_a_second_ctrl_c_while_cleaning_up_leaves_a_readable_store(tmp_path: Path) -> None:

@@ -1,9 +1,11 @@
 """The warm parent of forked kernels: a fresh interpreter that has imported ipykernel and the
 libraries the steps import, and forks one child per trial that becomes a normal IPKernelApp.
 
-Runs as ``python -m pytest_mitosis.execution.forkparent REPLY_FD`` (started by
+Runs as ``python -m pytest_mitosis.execution.forkparent REPLY_FD [LISTEN_FD]`` (started by
 :mod:`.forkserver` from ``sys.executable``, never forked from pytest, which has threads).
-Commands arrive as JSON lines on stdin, replies leave as JSON lines on ``REPLY_FD``:
+Commands arrive as JSON lines on stdin, replies leave as JSON lines on ``REPLY_FD``; with
+``LISTEN_FD`` (pytest-xdist's controller started it for its local workers) each worker
+connected there is served the same way on its connection (see :mod:`.lines`):
 
 - ``{"op": "preload", "modules": [...], "root": DIR}``: import them (never from ``DIR``, the
   investigation), then say what was loaded, what failed, and whether forking is still safe.
@@ -12,7 +14,8 @@ Commands arrive as JSON lines on stdin, replies leave as JSON lines on ``REPLY_F
 The parent itself starts no thread, no event loop and no zmq context (it checks, and says so
 when a preloaded library did), ignores SIGINT (a Ctrl-C is pytest's to handle) and lets the
 system reap its children (SIGCHLD ignored). When pytest goes away (stdin closes) it kills the
-kernels it forked and exits; each kernel also watches its parent, as ipykernel does. Standard
+kernels it forked and exits; when a worker's connection closes, the kernels forked for that
+worker. Each kernel also watches its pytest process, as ipykernel watches its parent. Standard
 library only at import: what it imports beyond that is the point of its existence.
 """
 
@@ -20,12 +23,13 @@ from __future__ import annotations
 
 import gc
 import importlib
-import json
 import os
 import signal
 import sys
 import traceback
 from typing import Any
+
+from pytest_mitosis.execution.lines import Peer, Server
 
 #: what every kernel imports before the first cell: preloaded always (this is most of a kernel's start)
 KERNEL_MODULES = (
@@ -47,14 +51,14 @@ KERNEL_MODULES = (
 
 
 class Parent:
-    def __init__(self, reply_fd: int) -> None:
-        self.reply_fd = reply_fd
-        self.children: list[int] = []
+    def __init__(self, reply_fd: int, listen_fd: int | None = None) -> None:
+        self.server = Server(reply_fd, listen_fd)
+        #: the kernels forked for each peer (by its read descriptor), killed when it goes away
+        self.children: dict[int, list[int]] = {}
         self.loaded: list[str] = []
         # What a fresh interpreter had: the child puts it back before it becomes a kernel.
         self.dispositions = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGCHLD, signal.SIGTERM)}
         self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-        self.own_fds = {reply_fd}
         #: why forking would not give a clean kernel (then every fork is refused), or ``None``
         self.refusal: str | None = None
         # ipykernel reads JPY_PARENT_PID when kernelapp is imported (a trait's default): any pid but
@@ -69,13 +73,7 @@ class Parent:
         if sys.path and os.path.abspath(sys.path[0] or ".") == os.getcwd():
             del sys.path[0]
 
-    def reply(self, message: dict[str, Any]) -> None:
-        data = (json.dumps(message) + "\n").encode()
-        while data:
-            written = os.write(self.reply_fd, data)
-            data = data[written:]
-
-    def preload(self, modules: list[str], root: str) -> None:
+    def preload(self, peer: Peer, modules: list[str], root: str) -> None:
         failed: dict[str, str] = {}
         set_backend = "MPLBACKEND" not in os.environ
         if set_backend:  # what ipykernel sets before any cell runs: matplotlib reads it when imported
@@ -96,7 +94,7 @@ class Parent:
         # would also write to their pages and copy them: the pages stay shared). Python's advice for
         # processes that fork without exec (see gc.freeze).
         gc.freeze()
-        self.reply({"op": "preloaded", "loaded": self.loaded, "failed": failed, "unsafe": self.refusal})
+        peer.reply({"op": "preloaded", "loaded": self.loaded, "failed": failed, "unsafe": self.refusal})
 
     def unsafe(self, root: str) -> str | None:
         """Why forking this process would not give a clean kernel, or ``None``."""
@@ -118,14 +116,14 @@ class Parent:
         # Native thread pools (OpenBLAS's) stop themselves around a fork (pthread_atfork): allowed.
         return None
 
-    def fork(self, request: dict[str, Any]) -> None:
+    def fork(self, peer: Peer, request: dict[str, Any]) -> None:
         if self.refusal is not None:
-            self.reply({"op": "forked", "id": request["id"], "error": self.refusal})
+            peer.reply({"op": "forked", "id": request["id"], "error": self.refusal})
             return
         try:
             pid = os.fork()
         except OSError as err:
-            self.reply({"op": "forked", "id": request["id"], "error": f"fork failed: {err}"})
+            peer.reply({"op": "forked", "id": request["id"], "error": f"fork failed: {err}"})
             return
         if pid == 0:
             code = 1
@@ -138,9 +136,9 @@ class Parent:
                 traceback.print_exc()
             finally:
                 os._exit(code)
-        self.children.append(pid)
-        self.children = [p for p in self.children if _exists(p)]
-        self.reply({"op": "forked", "id": request["id"], "pid": pid})
+        children = self.children.setdefault(peer.read_fd, [])
+        children[:] = [p for p in children if _exists(p)] + [pid]
+        peer.reply({"op": "forked", "id": request["id"], "pid": pid})
 
     def become_kernel(self, request: dict[str, Any]) -> None:
         """In the child: become what ``python -m ipykernel_launcher ARGS`` in ``cwd`` with ``env`` is."""
@@ -151,7 +149,7 @@ class Parent:
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
-        for fd in self.own_fds:
+        for fd in self.server.fds():
             try:
                 os.close(fd)
             except OSError:
@@ -172,22 +170,28 @@ class Parent:
         sys.argv = [ipykernel_launcher.__file__, *request["args"]]
         kernelapp.launch_new_instance()
 
+    def handle(self, peer: Peer, request: dict[str, Any]) -> None:
+        if request.get("op") == "preload":
+            self.preload(peer, list(request.get("modules", [])), str(request.get("root", "/")))
+        elif request.get("op") == "fork":
+            self.fork(peer, request)
+
+    def gone(self, peer: Peer) -> None:
+        """A worker closed its connection (its session ended, or it died): so are the kernels it ran."""
+        _kill(self.children.pop(peer.read_fd, []))
+
     def serve(self) -> None:
-        for line in sys.stdin:
-            try:
-                request = json.loads(line)
-            except ValueError:
-                continue
-            if request.get("op") == "preload":
-                self.preload(list(request.get("modules", [])), str(request.get("root", "/")))
-            elif request.get("op") == "fork":
-                self.fork(request)
+        self.server.serve(self.handle, self.gone)
         # pytest is gone (or done): so are the kernels it ran
-        for pid in self.children:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        _kill([pid for children in self.children.values() for pid in children])
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _watch_pytest(kernelapp: Any, pytest_pid: int) -> None:
@@ -217,7 +221,8 @@ def _exists(pid: int) -> bool:
 
 def main() -> None:
     reply_fd = int(sys.argv[1])
-    Parent(reply_fd).serve()
+    listen_fd = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    Parent(reply_fd, listen_fd).serve()
     # Nothing to flush or clean up (replies are written unbuffered): skip the interpreter's teardown
     # of the preloaded libraries, which would make pytest's session end wait for it.
     os._exit(0)

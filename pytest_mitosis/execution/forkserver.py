@@ -57,9 +57,23 @@ class ForkFailed(Exception):
 
 
 class ForkServer:
-    """The warm parent of one session's kernels, and the pipe to it."""
+    """The warm parent of one session's kernels, and the pipe to it.
 
-    def __init__(self, cwd: Path, env: dict[str, str], preload: list[str], root: Path) -> None:
+    With ``listener`` (pytest-xdist's controller, see :mod:`.shared`) the parent also serves the
+    workers that connect to it; with ``connect`` this is such a worker's side: its requests and
+    the parent's replies go over its own connection, and closing it stops (only) its kernels.
+    ``OSError`` when the parent cannot be reached.
+    """
+
+    def __init__(
+        self,
+        cwd: Path,
+        env: dict[str, str],
+        preload: list[str],
+        root: Path,
+        listener: Any = None,
+        connect: str | None = None,
+    ) -> None:
         self.cwd = cwd
         self.env = dict(env)
         self.requested = list(preload)
@@ -77,26 +91,37 @@ class ForkServer:
         self._preload_answer: dict[str, Any] | None = None
         self._buffer = b""
         self._closed = False
-        read, write = os.pipe()
-        try:
-            self._process = subprocess.Popen(
-                [sys.executable, "-Xfrozen_modules=off", "-m", "pytest_mitosis.execution.forkparent", str(write)],
-                stdin=subprocess.PIPE,
-                cwd=str(cwd),
-                env=self.env,
-                pass_fds=(write,),
-            )
-        except BaseException:
-            os.close(read)
-            raise
-        finally:
-            os.close(write)
-        self._reply_fd = read
-        self._send({"op": "preload", "modules": self.requested, "root": str(root)})
+        self._process: subprocess.Popen[bytes] | None = None
+        self._connection: Any = None  # socket.socket to the controller's parent
+        if connect is not None:
+            from .lines import connect as connect_to
 
-    @property
-    def pid(self) -> int:
-        return self._process.pid
+            self._connection = connect_to(connect)
+            self._reply_fd = self._connection.fileno()
+        else:
+            read, write = os.pipe()
+            passed = (write, listener.fileno()) if listener is not None else (write,)
+            try:
+                self._process = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-Xfrozen_modules=off",
+                        "-m",
+                        "pytest_mitosis.execution.forkparent",
+                        *(str(fd) for fd in passed),
+                    ],
+                    stdin=subprocess.PIPE,
+                    cwd=str(cwd),
+                    env=self.env,
+                    pass_fds=passed,
+                )
+            except BaseException:
+                os.close(read)
+                raise
+            finally:
+                os.close(write)
+            self._reply_fd = read
+        self._send({"op": "preload", "modules": self.requested, "root": str(root)})
 
     def usable_for(self, cwd: Path) -> bool:
         """Whether a kernel for ``cwd`` may be forked from this parent.
@@ -109,8 +134,13 @@ class ForkServer:
         return self.problem is None and cwd == self.cwd
 
     def _send(self, message: dict[str, Any]) -> None:
-        assert self._process.stdin is not None
         try:
+            if self._connection is not None:
+                from .lines import send
+
+                send(self._connection.fileno(), message)
+                return
+            assert self._process is not None and self._process.stdin is not None
             self._process.stdin.write((json.dumps(message) + "\n").encode())
             self._process.stdin.flush()
         except (OSError, ValueError) as err:
@@ -127,7 +157,7 @@ class ForkServer:
                 raise ForkFailed(f"the fork server did not answer within {REPLY_TIMEOUT:g} s")
             chunk = os.read(self._reply_fd, 65536)
             if not chunk:
-                code = self._process.poll()
+                code = self._process.poll() if self._process is not None else None
                 raise ForkFailed(
                     f"the fork server exited (code {code})" if code is not None else "the fork server closed its pipe"
                 )
@@ -185,8 +215,11 @@ class ForkServer:
         self._resolved += 1
         return int(reply["pid"])
 
-    def close(self) -> None:
+    def close(self, graceful: bool | None = None) -> None:
         """Stop the parent (it kills the kernels it forked that are still running).
+
+        ``graceful`` (the controller's shared parent, see :mod:`.shared`) says whether its workers
+        used it; by default, whether a kernel of this session was taken from it.
 
         A parent none of whose kernels was used (the session ran no trial: refused, or nothing
         collected; the spare kernel asked for while pytest collected was never taken) is killed
@@ -198,7 +231,13 @@ class ForkServer:
         """
         self.problem = self.problem or "the fork server was stopped"
         self._closed = True
-        killed = self._resolved == 0 and self._process.poll() is None
+        if self._connection is not None:  # the controller's parent kills this worker's kernels, serves the others
+            self._connection.close()
+            self._connection = None
+            return
+        assert self._process is not None
+        unused = self._resolved == 0 if graceful is None else not graceful
+        killed = unused and self._process.poll() is None
         if killed:
             self._process.kill()
         if self._process.stdin is not None:

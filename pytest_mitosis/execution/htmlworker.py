@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import subprocess
 import sys
 import time
@@ -35,28 +34,53 @@ INTERRUPTED_TIMEOUT = 10.0
 
 
 class HtmlWorker:
-    """The pytest side: the helper process, and a fallback writer in this process when it is unusable."""
+    """The pytest side: the helper process, and a fallback writer in this process when it is unusable.
 
-    def __init__(self) -> None:
+    ``HtmlWorker()`` starts the session's own helper; with ``listener`` (pytest-xdist's controller,
+    see :mod:`.shared`) the helper also serves the workers that connect to it, and
+    ``HtmlWorker(connect=PATH)`` is such a worker: it uses the controller's helper, or, when that
+    cannot be reached, starts its own.
+    """
+
+    def __init__(self, listener: Any = None, connect: str | None = None) -> None:
         self._fallback: Any = None  # artifacts.HtmlWriter
         self._next = 0
-        self._buffer = b""
-        self._reply_fd: int | None = None
+        self._replies: Any = None  # lines.Replies
         self._process: subprocess.Popen[bytes] | None = None
+        self._connection: Any = None  # socket.socket to a shared helper
+        if connect is not None:
+            from .lines import connect as connect_to
+
+            try:
+                self._connection = connect_to(connect)
+            except OSError:  # the controller's helper is gone: this worker's own
+                pass
+        if self._connection is not None:
+            from .lines import Replies
+
+            self._replies = Replies(self._connection.fileno())
+            return
         read, write = os.pipe()
+        extra = [str(listener.fileno())] if listener is not None else []
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "pytest_mitosis.execution.htmlworker", str(write)],
+                [sys.executable, "-m", "pytest_mitosis.execution.htmlworker", str(write), *extra],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                pass_fds=(write,),
+                pass_fds=(write, *([listener.fileno()] if listener is not None else [])),
             )
-            self._reply_fd = read
+            from .lines import Replies
+
+            self._replies = Replies(read)
         except OSError:  # pages are written here instead
             os.close(read)
         finally:
             os.close(write)
+
+    def started(self) -> bool:
+        """Whether the helper process started (or this worker is connected to the controller's)."""
+        return self._process is not None or self._connection is not None
 
     def _writer(self) -> Any:
         if self._fallback is None:
@@ -65,17 +89,28 @@ class HtmlWorker:
             self._fallback = HtmlWriter()
         return self._fallback
 
+    def _usable(self) -> bool:
+        if self._connection is not None:
+            return True
+        process = self._process
+        return process is not None and process.stdin is not None and process.poll() is None
+
     def write(self, nb: Any, notebook: Path, page: Path, title: str) -> Callable[[], None]:
         """Start writing ``nb`` to ``notebook`` and its HTML to ``page``; returns the wait for both."""
-        process = self._process
-        if process is None or process.stdin is None or process.poll() is not None:
+        if not self._usable():
             return self._writer().write(nb, notebook, page, title)
         self._next += 1
         request = self._next
-        line = json.dumps({"id": request, "nb": nb, "ipynb": str(notebook), "html": str(page), "title": title})
+        message = {"id": request, "nb": nb, "ipynb": str(notebook), "html": str(page), "title": title}
         try:
-            process.stdin.write(line.encode() + b"\n")
-            process.stdin.flush()
+            from .lines import send
+
+            if self._connection is not None:
+                send(self._connection.fileno(), message)
+            else:
+                assert self._process is not None and self._process.stdin is not None
+                self._process.stdin.write(json.dumps(message).encode() + b"\n")
+                self._process.stdin.flush()
         except (OSError, ValueError):
             self._stop()
             return self._writer().write(nb, notebook, page, title)
@@ -105,22 +140,25 @@ class HtmlWorker:
 
     def _reply(self, request: int, deadline: float) -> dict[str, Any]:
         """The reply to ``request`` (``{"gone": ...}`` when the helper died or does not answer)."""
-        assert self._reply_fd is not None
+        if self._replies is None:
+            return {"gone": "the HTML helper was stopped"}
         while True:
-            while b"\n" in self._buffer:
-                line, self._buffer = self._buffer.split(b"\n", 1)
-                message = json.loads(line)
-                if message.get("id") == request:
-                    return dict(message)
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([self._reply_fd], [], [], max(0.0, left))
-            chunk = os.read(self._reply_fd, 65536) if ready else b""
-            if not chunk:
-                self._stop(kill=not ready)  # a helper that does not answer writes nothing more
-                return {"gone": "the HTML helper died" if ready else "the HTML helper did not answer"}
-            self._buffer += chunk
+            try:
+                message = self._replies.next(deadline)
+            except (EOFError, OSError):
+                self._stop()
+                return {"gone": "the HTML helper died"}
+            if message is None:
+                self._stop(kill=True)  # a helper that does not answer writes nothing more
+                return {"gone": "the HTML helper did not answer"}
+            if message.get("id") == request:
+                return message
 
     def _stop(self, kill: bool = False) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:  # the shared helper goes on serving the other workers
+            connection.close()
+            self._replies = None
         process, self._process = self._process, None
         if process is None:
             return
@@ -139,30 +177,32 @@ class HtmlWorker:
 
     def close(self) -> None:
         """Stop the helper (it finishes the page it writes, if any) and close its pipe; one that was
-        never sent a page is killed at once (it may still be importing nbconvert, and writes nothing)."""
+        never sent a page is killed at once (it may still be importing nbconvert, and writes nothing).
+        A worker's connection to the controller's helper is closed; the helper is the controller's."""
         self._stop(kill=self._next == 0)
-        if self._reply_fd is not None:
-            os.close(self._reply_fd)
-            self._reply_fd = None
+        replies, self._replies = self._replies, None
+        if replies is not None:
+            os.close(replies.fd)
 
 
-def serve(reply_fd: int) -> None:
-    """The helper: prepare the exporter, then write the pages of each notebook it is sent."""
+def serve(reply_fd: int, listen_fd: int | None = None) -> None:
+    """The helper: prepare the exporter, then write the pages of each notebook it is sent, by its
+    owner or (``listen_fd``, see :mod:`.lines`) by a worker connected to it."""
     import signal
+
+    from .lines import Peer, Server
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    server = Server(reply_fd, listen_fd)  # workers may connect while nbconvert is imported
     import nbformat
 
     from .artifacts import HtmlWriter
 
     writer = HtmlWriter()
     writer.prepare()
-    for line in sys.stdin.buffer:
-        try:
-            request = json.loads(line)
-        except ValueError:
-            continue
+
+    def handle(peer: Peer, request: dict[str, Any]) -> None:
         reply: dict[str, Any] = {"id": request.get("id")}
         try:
             nb = nbformat.from_dict(request["nb"])
@@ -171,11 +211,11 @@ def serve(reply_fd: int) -> None:
             reply["oserror"] = [err.errno, err.strerror or str(err), err.filename]
         except Exception as err:  # the pytest process writes the pages itself and reports the error
             reply["error"] = f"{type(err).__name__}: {err}"
-        data = (json.dumps(reply) + "\n").encode()
-        while data:
-            data = data[os.write(reply_fd, data) :]
+        peer.reply(reply)
+
+    server.serve(handle, lambda peer: None)
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]))
+    serve(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None)
     os._exit(0)  # nothing to flush: skip the teardown of nbconvert's modules

@@ -13,7 +13,6 @@ import asyncio
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,28 +21,14 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 
-from ..core.processes import alive
 from .forkserver import KERNEL_ENV as _KERNEL_ENV
 from .forkserver import ForkFailed
 from .logs import quiet
+from .private import private_folder
 
 #: longest wait for a kernel's sockets before its client connects anyway (see :meth:`Launched.ready`)
 _BIND_WAIT = 10.0
 _QUIET = quiet("kernel")
-#: prefix of each kernel's private folder (sockets, connection file); the pid says whose it is
-_PRIVATE_PREFIX = "mitosis-kernel-"
-#: a Unix socket's path holds at most 107 bytes (sun_path); the kernel adds "/kernel-NN" to the folder
-_SOCKET_PATH_MAX = 100
-
-
-def private_base() -> str:
-    """Where kernels' private folders go: ``$TMPDIR``, or ``/tmp`` when ``$TMPDIR`` is so deep that
-    the kernel's socket paths would not fit in a Unix socket address."""
-    base = tempfile.gettempdir()
-    longest = os.path.join(base, f"{_PRIVATE_PREFIX}{os.getpid()}-xxxxxxxx", "kernel-xx")
-    if len(os.fsencode(longest)) > _SOCKET_PATH_MAX and os.path.isdir("/tmp") and os.access("/tmp", os.W_OK):
-        return "/tmp"
-    return base
 
 
 class _SameInterpreterKernelManager(AsyncKernelManager):
@@ -75,46 +60,18 @@ class _SameInterpreterKernelManager(AsyncKernelManager):
         )
 
 
-def sweep_stale_private_folders(tmp: str | None = None) -> int:
-    """Remove kernel folders left by a pytest process that is gone (SIGKILL, power loss).
-
-    A folder is ``mitosis-kernel-<pid>-<random>``: it is removed only when no process with that
-    pid exists, so folders of concurrent sessions are never touched. Returns how many were removed.
-    """
-    base = Path(tmp or private_base())
-    removed = 0
-    try:
-        entries = list(base.iterdir())
-    except OSError:
-        return 0
-    for entry in entries:
-        if not entry.name.startswith(_PRIVATE_PREFIX):
-            continue
-        pid_text = entry.name[len(_PRIVATE_PREFIX) :].split("-", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid() or alive(int(pid_text)):
-            continue
-        try:
-            if entry.is_dir() and not entry.is_symlink() and entry.stat().st_uid == os.getuid():
-                shutil.rmtree(entry, ignore_errors=True)
-                removed += 1
-        except OSError:
-            continue
-    return removed
-
-
 class Launched:
     """A fresh kernel process, started ahead of the trial that will use it (and only that one).
 
     Starting the next trial's kernel while the current trial runs (or while pytest collects)
     hides most of a kernel's start-up; a launched kernel never runs more than one trial. The
     kernel exits by itself if pytest dies (ipykernel polls its parent), and the private folder
-    of a killed session is removed by :func:`sweep_stale_private_folders` in the next one.
+    of a killed session is removed by :func:`.private.sweep_stale_private_folders` in the next one.
     """
 
     def __init__(self, cwd: Path, server: Any = None) -> None:
         self.cwd = cwd
-        self._private = tempfile.mkdtemp(prefix=f"{_PRIVATE_PREFIX}{os.getpid()}-", dir=private_base())
-        os.chmod(self._private, 0o700)
+        self._private = private_folder()
         self.manager = _SameInterpreterKernelManager(
             transport="ipc", ip=os.path.join(self._private, "kernel"), log=_QUIET
         )

@@ -132,6 +132,25 @@ def _step_source(index: int, spec: TrialSpec) -> str:
     return "\n".join(lines)
 
 
+def _node(**fields: Any) -> Any:
+    from nbformat.notebooknode import NotebookNode
+
+    return NotebookNode(fields)
+
+
+def _cell(kind: str, source: str) -> Any:
+    """A cell as ``nbformat.v4.new_code_cell``/``new_markdown_cell`` make it, without their schema
+    validation of each cell (a few milliseconds of every trial, for cells that are valid by
+    construction; the notebook is validated when it is written)."""
+    from nbformat.corpus.words import generate_corpus_id
+
+    if kind == "code":
+        return _node(
+            id=generate_corpus_id(), cell_type="code", metadata=_node(), execution_count=None, source=source, outputs=[]
+        )
+    return _node(id=generate_corpus_id(), cell_type="markdown", source=source, metadata=_node())
+
+
 def build(
     spec: TrialSpec,
     *,
@@ -146,8 +165,6 @@ def build(
 
     ``sys_path`` (default: the pytest process's) is put in front of the kernel's own.
     """
-    import nbformat.v4 as v4
-
     modules = list(dict.fromkeys(s.function.module for s in spec.steps))
     paths = [p for p in (sys.path if sys_path is None else sys_path) if p]
     setup = "\n".join(
@@ -160,14 +177,14 @@ def build(
             f"modules={modules!r}, seed={seed}, log_level={'DEBUG' if debug else 'INFO'!r})",
         ]
     )
-    cells = [v4.new_markdown_cell(header(spec, title, debug, seed, metadata)), v4.new_code_cell(setup)]
-    cells += [v4.new_code_cell(_step_source(i, spec)) for i in range(len(spec.steps))]
+    cells = [_cell("markdown", header(spec, title, debug, seed, metadata)), _cell("code", setup)]
+    cells += [_cell("code", _step_source(i, spec)) for i in range(len(spec.steps))]
     cells.append(
-        v4.new_code_cell(
-            "# Result: main and metrics of the last step; every step's result pickled\nmitosis_trial.finish()"
+        _cell(
+            "code", "# Result: main and metrics of the last step; every step's result pickled\nmitosis_trial.finish()"
         )
     )
-    nb = v4.new_notebook(cells=cells)
+    nb = _node(nbformat=4, nbformat_minor=5, metadata=_node(), cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (pytest-mitosis)", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     nb.metadata["mitosis"] = metadata

@@ -58,6 +58,7 @@ class Ahead:
         kernel: str = "spawn",
         preload: tuple[str, ...] = (),
         steps: Callable[[], tuple[Path, list[str]]] | None = None,
+        shared: dict[str, str] | None = None,
     ) -> None:
         self._launched: Any = None  # launch.Launched
         self._html: Any = None  # htmlworker.HtmlWorker
@@ -65,6 +66,8 @@ class Ahead:
         self.kernel = kernel
         self._preload = preload
         self._steps = steps
+        #: on an xdist worker, the controller's warm parent and HTML helper to connect to (see :mod:`.shared`)
+        self._shared = dict(shared or {})
         self._server: Any = None  # forkserver.ForkServer
         #: why kernels are spawned although forking was asked for (said once, see :meth:`problem`)
         self._problem: str | None = None
@@ -90,7 +93,15 @@ class Ahead:
             return None
         try:
             root, modules = self._steps() if self._steps is not None else (cwd, [])
-            self._server = ForkServer(cwd, kernel_env(), adjust(discover(root, modules), self._preload), root)
+            preload = adjust(discover(root, modules), self._preload)
+            self._server = None
+            if "fork" in self._shared:
+                try:
+                    self._server = ForkServer(cwd, kernel_env(), preload, root, connect=self._shared["fork"])
+                except OSError:  # the controller's parent is gone: this worker's own
+                    pass
+            if self._server is None:
+                self._server = ForkServer(cwd, kernel_env(), preload, root)
         except Exception as err:  # the project cannot be read, the parent cannot start: spawn
             self._problem = f"the fork server could not start ({type(err).__name__}: {err})"
             return None
@@ -130,7 +141,7 @@ class Ahead:
         if self._html is None:
             from .htmlworker import HtmlWorker
 
-            self._html = HtmlWorker()
+            self._html = HtmlWorker(connect=self._shared.get("html"))
         return self._html
 
     def start(self, cwd: Path) -> None:
