@@ -374,9 +374,9 @@ NOTES = """
 
 The floor is what any notebook-based runner must pay: a fresh kernel, the experiment's cell,
 an HTML export. On top of it, `pytest --mitosis` pays pytest's own start, importing the
-steps in the pytest process (to read their signatures and lookup dicts: numpy and
-matplotlib for the sine example), the git status and environment record (about 0.1 s),
-fingerprints and the store (milliseconds). What hides most of that:
+steps for collection (to read their signatures and lookup dicts: numpy and matplotlib for
+the sine example), the git status and environment record (about 0.1 s), fingerprints and
+the store (milliseconds). What hides most of that:
 
 - **Forked kernels (issue 14, the default on Linux)**: one warm parent per session, started
   from pytest's interpreter at the session's start, before pytest collects (the libraries
@@ -404,6 +404,13 @@ fingerprints and the store (milliseconds). What hides most of that:
   collection at the end of the session and the interpreter's teardown no longer walk numpy,
   matplotlib and pytest itself (about 0.5 s of every session); the warm parent freezes its
   preloaded libraries, so no kernel's collector writes to (and copies) their pages.
+- **Collection imports the steps in a fork of the warm parent**, which has their libraries
+  already: pytest's process no longer imports numpy and matplotlib (about 0.9 s of CPU, paid
+  again by every xdist worker, while the parent imported the same beside it). The fork imports
+  the investigation's own modules, collects, and hands back each value's fingerprint, record
+  text and header cell (the values themselves stay there); the warnings the import raised are
+  raised again in pytest, so its summary lists them. Without a usable parent (spawned kernels,
+  `--collect-only`, `--mitosis-check`) pytest's process collects as before.
 - **git and the environment record are read in a thread while pytest collects.**
 - **pytest does not walk the trials folder** looking for tests: a study's trial folders
   (notebooks, pages, pickles) made every session's collection slower as the study grew

@@ -150,9 +150,17 @@ class MitosisSession:
     def experiments(self) -> list[Collected]:
         """The selected experiments with their trials (or why they cannot run), expanded once per process."""
         if self._experiments is None:
-            from .config.experiments import collect_experiments
+            from .config.steps import ensure_importable
 
-            self._experiments = collect_experiments(self.project(), self.settings)
+            project = self.project()
+            ensure_importable(project.root)  # here too: each trial's kernel gets this process's sys.path
+            # in a fork of the warm parent, which has the steps' libraries: this process need not import them
+            found = self.ahead.collect(project, self.settings, quiet=self.config.getoption("capture", "fd") != "no")
+            if found is None:
+                from .config.experiments import collect_experiments
+
+                found = collect_experiments(project, self.settings)
+            self._experiments = found
         return self._experiments
 
     def repo(self) -> RepoState:

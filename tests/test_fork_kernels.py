@@ -53,6 +53,8 @@ import numpy as np
 import helper
 
 LOADED_IN = os.getpid()
+with open(os.path.join(os.environ["MITOSIS_TEST_OUT"], "imported-by"), "a") as _stream:
+    _stream.write(f"{LOADED_IN}\\n")  # which processes imported the step: collection's, each kernel
 # as scikit-learn does (KMP_* variables): pytest's environment changes once it imports the steps
 os.environ.setdefault("MITOSIS_PROBE_IMPORTED", "1")
 lookup = {"n": {"first": 1, "second": 2, "killer": 3, "after": 4, "later": 5}}
@@ -122,8 +124,10 @@ def probe(n):
 
 HELPER = """
 import os
+import warnings
 
 LOADED_IN = os.getpid()
+warnings.warn("helper.old_name is deprecated", DeprecationWarning)
 """
 
 PYPROJECT = """
@@ -327,3 +331,31 @@ def test_xdist_workers_fork_their_kernels_from_one_warm_parent(sessions: Any) ->
         (folder,) = [p for p in (root / "trials").iterdir() if p.name.startswith(f"trial_probe-{variant}")]
         (page,) = folder.glob("*.html")
         assert page.read_text(encoding="utf-8").rstrip().endswith("</html>"), variant
+
+
+def _importers(name: str, sessions: Any) -> tuple[set[int], set[int]]:
+    """The pids that imported the step module in a session, and the session's pytest pid(s)."""
+    run, root, seen = sessions[name]
+    text = (root.parent / f"{root.name}-out" / "imported-by").read_text()
+    return {int(pid) for pid in text.split()}, {s["pytest"] for s in seen.values()}
+
+
+def test_collection_imports_the_steps_in_a_fork_of_the_warm_parent_not_in_pytest(sessions: Any) -> None:
+    """Forked kernels: collection imports the steps (and so their libraries) in a fork of the warm
+    parent, not in pytest's process; spawned kernels: in pytest's process, as before. Either way
+    each trial's kernel imports them afresh."""
+    importers, pytest_pids = _importers("fork", sessions)
+    assert len(pytest_pids) == 1 and not importers & pytest_pids
+    assert len(importers) == 3  # one collection, two kernels
+    importers, pytest_pids = _importers("spawn", sessions)
+    assert pytest_pids <= importers and len(importers) == 3
+    importers, pytest_pids = _importers("unsafe", sessions)  # a parent that may not fork: pytest collects
+    assert pytest_pids <= importers
+    importers, pytest_pids = _importers("xdist", sessions)  # each worker collects, in a fork
+    assert len(pytest_pids) == 2 and not importers & pytest_pids and len(importers) == 2 + 4
+
+
+def test_a_warning_raised_while_the_steps_are_imported_is_in_pytests_summary(sessions: Any) -> None:
+    for name in ("fork", "spawn", "xdist"):
+        run = sessions[name][0]
+        assert "DeprecationWarning: helper.old_name is deprecated" in run.out, (name, run.out)

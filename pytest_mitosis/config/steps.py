@@ -1,6 +1,7 @@
 """Import the steps named in ``[tool.mitosis.steps]`` and read what their signatures accept.
 
-This is the only place that imports user code in the pytest process. Import failures show
+This is the only place where collection imports user code: in pytest's process, or in a fork
+of the kernels' warm parent (:mod:`pytest_mitosis.execution.forkcollect`). Import failures show
 the user's own traceback (not ours, not importlib's), and every other problem names the
 file, the step and the fix. No pytest import here.
 """

@@ -10,6 +10,8 @@ connected there is served the same way on its connection (see :mod:`.lines`):
 - ``{"op": "preload", "modules": [...], "root": DIR}``: import them (never from ``DIR``, the
   investigation), then say what was loaded, what failed, and whether forking is still safe.
 - ``{"op": "fork", "id": N, "args": [...], "env": {...}, "cwd": DIR}``: fork a kernel; reply its pid.
+- ``{"op": "collect", "id": N, "payload": ..., "out": FILE, "env": {...}, "cwd": DIR}``: fork a child
+  that imports the steps and collects the experiments into ``FILE`` (see :mod:`.forkcollect`); reply its pid.
 
 The parent itself starts no thread, no event loop and no zmq context (it checks, and says so
 when a preloaded library did), ignores SIGINT (a Ctrl-C is pytest's to handle) and lets the
@@ -117,6 +119,7 @@ class Parent:
         return None
 
     def fork(self, peer: Peer, request: dict[str, Any]) -> None:
+        """Fork a child for ``request`` (a kernel, or a collection); reply its pid, or why there is none."""
         if self.refusal is not None:
             peer.reply({"op": "forked", "id": request["id"], "error": self.refusal})
             return
@@ -128,7 +131,10 @@ class Parent:
         if pid == 0:
             code = 1
             try:
-                self.become_kernel(request)
+                if request.get("op") == "collect":
+                    self.collect(request)
+                else:
+                    self.become_kernel(request)
                 code = 0
             except SystemExit as err:
                 code = err.code if isinstance(err.code, int) else 1
@@ -142,6 +148,31 @@ class Parent:
 
     def become_kernel(self, request: dict[str, Any]) -> None:
         """In the child: become what ``python -m ipykernel_launcher ARGS`` in ``cwd`` with ``env`` is."""
+        self.fresh(request)
+        import ipykernel_launcher  # type: ignore[import-untyped]
+        from ipykernel import kernelapp
+
+        _watch_pytest(kernelapp, int(request["env"].get("JPY_PARENT_PID") or 0))
+
+        sys.argv = [ipykernel_launcher.__file__, *request["args"]]
+        kernelapp.launch_new_instance()
+
+    def collect(self, request: dict[str, Any]) -> None:
+        """In the child: import the steps and write the collected experiments (see :mod:`.forkcollect`).
+        What their import prints goes nowhere, as pytest's collection captures and drops it (unless
+        pytest captures nothing, ``-s``: then it goes where this parent's output goes, pytest's)."""
+        self.fresh(request)
+        if request.get("quiet", True):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            os.close(null)
+        from pytest_mitosis.execution.forkcollect import child_main
+
+        child_main(str(request["payload"]), str(request["out"]))
+
+    def fresh(self, request: dict[str, Any]) -> None:
+        """In a child: the process a fresh interpreter in ``cwd`` with ``env`` would be, the libraries loaded."""
         os.setsid()  # its own process group, as jupyter_client starts kernels: interrupts reach its children
         for signum, handler in self.dispositions.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
@@ -162,18 +193,11 @@ class Parent:
         numpy = sys.modules.get("numpy")
         if numpy is not None:
             numpy.random.seed()
-        import ipykernel_launcher  # type: ignore[import-untyped]
-        from ipykernel import kernelapp
-
-        _watch_pytest(kernelapp, int(request["env"].get("JPY_PARENT_PID") or 0))
-
-        sys.argv = [ipykernel_launcher.__file__, *request["args"]]
-        kernelapp.launch_new_instance()
 
     def handle(self, peer: Peer, request: dict[str, Any]) -> None:
         if request.get("op") == "preload":
             self.preload(peer, list(request.get("modules", [])), str(request.get("root", "/")))
-        elif request.get("op") == "fork":
+        elif request.get("op") in ("fork", "collect"):
             self.fork(peer, request)
 
     def gone(self, peer: Peer) -> None:

@@ -200,6 +200,18 @@ class ForkServer:
         self._send({"op": "fork", "id": self._next_id, "args": args, "env": env, "cwd": cwd})
         return self._next_id
 
+    def collect(self, payload: str, out: str, env: dict[str, str], cwd: str, quiet: bool = True) -> int:
+        """Fork a child that collects the experiments into ``out`` (see :mod:`.forkcollect`); its pid.
+        ``quiet``: what the import prints is dropped (pytest captures output)."""
+        if self.problem is not None:
+            raise ForkFailed(self.problem)
+        self._next_id += 1
+        request = {"op": "collect", "id": self._next_id, "payload": payload, "out": out, "env": env, "cwd": cwd}
+        self._send({**request, "quiet": quiet})
+        pid = self.pid_of(self._next_id)
+        self._resolved -= 1  # not a kernel: the parent's use is counted by the trials' kernels only
+        return pid
+
     def pid_of(self, request: int) -> int:
         """The pid of the kernel forked for ``request`` (waiting for the parent's answer)."""
         deadline = time.monotonic() + REPLY_TIMEOUT

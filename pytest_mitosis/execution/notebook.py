@@ -14,6 +14,7 @@ from typing import Any
 
 from ..config.variants import ParamSpec, TrialSpec
 from ..core.errors import shorten
+from ..core.resolved import Resolved
 
 #: characters of a value shown in full in the header's table; longer values are folded
 SHOWN = 200
@@ -50,7 +51,10 @@ def _summary(value: object) -> str:
 
 
 def value_cell(value: object) -> str:
-    """A value for the header: in full up to ``SHOWN`` characters, else folded in ``<details>``."""
+    """A value for the header: in full up to ``SHOWN`` characters, else folded in ``<details>``
+    (a value resolved in another process, :class:`Resolved`, brings its cell)."""
+    if isinstance(value, Resolved):
+        return value.cell
     text = _repr(value)
     if len(text) <= SHOWN:  # a code span: markdown shows its content as text, never as HTML
         return "`" + text.replace("`", "'").replace("|", "\\|") + "`"

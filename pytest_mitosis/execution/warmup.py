@@ -73,6 +73,8 @@ class Ahead:
         self._problem: str | None = None
         self._warned = False
         self._refined = False
+        #: the installed modules the steps hold, when a fork collected them (pytest's process has none)
+        self._imported: list[str] | None = None
 
     def server(self, cwd: Path) -> Any:
         """The fork server for kernels in ``cwd`` (started on first use), or ``None`` when kernels are spawned."""
@@ -107,6 +109,20 @@ class Ahead:
             return None
         return self._server
 
+    def collect(self, project: Any, settings: Any, quiet: bool = True) -> list[Any] | None:
+        """The experiments, collected in a fork of the warm parent (see :mod:`.forkcollect`), or ``None``
+        when there is no usable parent for this session (then pytest's process collects). ``quiet``:
+        pytest captures output (what the steps' import prints is dropped)."""
+        if self._server is None or self._server.problem is not None:
+            return None
+        from .forkcollect import collect_in_fork
+
+        found = collect_in_fork(self._server, project, settings, quiet)
+        if found is None:
+            return None
+        experiments, self._imported = found
+        return experiments
+
     def problem(self) -> str | None:
         """Why kernels are spawned instead of forked, the first time it is asked after it happened."""
         if self._server is not None and self._server.problem is not None and self._problem is None:
@@ -124,7 +140,8 @@ class Ahead:
 
         try:
             root, modules = self._steps() if self._steps is not None else (self._server.cwd, [])
-            more = [m for m in adjust(imported_by(modules, root), self._preload) if m not in self._server.requested]
+            held = self._imported if self._imported is not None else imported_by(modules, root)
+            more = [m for m in adjust(held, self._preload) if m not in self._server.requested]
             if more:
                 self._server.preload(more)
         except Exception:  # an optimisation only: the trials import whatever is missing

@@ -18,6 +18,7 @@ from typing import Any
 from ..config.variants import ParamSpec, TrialSpec
 from ..core.errors import MitosisError, shorten
 from ..core.fingerprint import FingerprintError, fingerprint
+from ..core.resolved import Resolved
 from ..core.tree_text import render
 from .locks import Lock
 
@@ -38,8 +39,28 @@ def _label(spec: TrialSpec, p: ParamSpec) -> str:
     return f"experiment {spec.experiment!r}, step {p.step!r}, parameter {p.name!r} ({what})"
 
 
+class _Worded(Exception):
+    """Why a value resolved in another process has no fingerprint, worded there."""
+
+
+def unfingerprintable(err: Exception) -> str:
+    """Why a value has no fingerprint, as the refusal words it."""
+    if isinstance(err, (FingerprintError, _Worded)):
+        return str(err)
+    return f"fingerprinting it raised {type(err).__name__}: {err}"
+
+
+def fingerprint_of(value: Any) -> tuple[str, Any]:
+    """``fingerprint(value)``; a value resolved in another process (:class:`Resolved`) brings its own."""
+    if isinstance(value, Resolved):
+        if value.fingerprint is None:
+            raise _Worded(value.unfingerprintable or "it has no fingerprint")
+        return value.fingerprint
+    return fingerprint(value)
+
+
 def _refusal(spec: TrialSpec, p: ParamSpec, err: Exception) -> UnfingerprintableValue:
-    what = str(err) if isinstance(err, FingerprintError) else f"fingerprinting it raised {type(err).__name__}: {err}"
+    what = unfingerprintable(err)
     option = "--mitosis-param" if p.kind == "lookup" else "--mitosis-eval"
     return UnfingerprintableValue(
         f"mitosis: {_label(spec, p)}: {what}, so its meaning cannot be locked. Give it a value that can "
@@ -63,11 +84,12 @@ def identify(spec: TrialSpec, seed: int, strict: bool = True) -> TrialIdentity:
         tree: Any = None
         if p.tracked:
             try:
-                digest, tree = fingerprint(p.value)
+                digest, tree = fingerprint_of(p.value)
             except Exception as err:  # fingerprint() raises FingerprintError; anything else is its bug, not a crash
                 if strict:
                     raise _refusal(spec, p, err) from None
-        record.update(fingerprint=digest, value=tree, repr=render(tree) if tree is not None else shorten(p.value, 120))
+        short = p.value.short if isinstance(p.value, Resolved) else shorten(p.value, 120)
+        record.update(fingerprint=digest, value=tree, repr=render(tree) if tree is not None else short)
         params.append(record)
         if p.tracked and digest is not None:
             if not p.at_default:  # typing the default changes neither the trial's name nor what it computes
