@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -87,8 +87,14 @@ class Sample:
     cpu: float = 0.0
 
 
-def measure(argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
-    """Run ``argv``; wall time and peak memory of the process and its tree."""
+def measure(argv: list[str], cwd: Path, env: dict[str, str], sampled: bool = True) -> Sample:
+    """Run ``argv``; wall time and (``sampled``) peak memory and CPU of the process and its tree.
+
+    The sampler reads every process's PSS every 20 ms: on a tree of ten processes (two xdist
+    workers, their kernels, the helpers) that costs a good part of a core, which a 2-core machine
+    takes from the case itself, the more the more processes it has. Wall times are therefore taken
+    from runs without it (``sampled=False``), memory and CPU from separate sampled runs.
+    """
     peak = [0, 0, 0]
     cpu: dict[int, float] = {}
     started = time.perf_counter()
@@ -109,11 +115,13 @@ def measure(argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
             stop.wait(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    if sampled:
+        sampler.start()
     out, _ = proc.communicate()
     seconds = time.perf_counter() - started
     stop.set()
-    sampler.join()
+    if sampled:
+        sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(argv)}\n{out[-3000:]}")
     extra = {}
@@ -360,7 +368,9 @@ def main() -> None:
     for round_ in range(rounds):
         for name, (argv, cwd, case_env, n) in cases.items():
             if round_ < n:
-                samples[name].append(measure(argv, cwd, case_env))
+                timed = measure(argv, cwd, case_env, sampled=False)
+                seen = measure(argv, cwd, case_env)
+                samples[name].append(replace(seen, seconds=timed.seconds, extra=timed.extra))
         load.append(os.getloadavg()[0])
     store = store_benchmark(base, args.store_trials)
     split = {log.stem: [json.loads(line) for line in log.read_text().splitlines()] for log in phases.iterdir()}
@@ -455,7 +465,9 @@ def write_report(
         f"Measured by `python benchmarks/run.py --repeat {args.repeat} --sweeps {args.sweeps}` on "
         f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d')}. Cases were "
         "interleaved round-robin after one warm-up each; times are wall-clock medians with the range, "
-        "memory is the peak RSS of the started process and of its whole process tree (kernels included), "
+        "each from a run without the memory sampler (which reads every process's PSS every 20 ms, a cost "
+        "that grows with the number of processes and would be charged to the case); a second run of each "
+        "case in each round, sampled, gives memory and CPU. Memory is the peak RSS of the started process and of its whole process tree (kernels included), "
         "and the tree's peak PSS (pages shared between processes, such as a forked kernel's copy-on-write "
         "libraries, counted once). CPU is the median CPU time (user + system) of the whole process tree: "
         f"on {cores} cores no case can take less wall time than its CPU time / {cores}. Load average (1 min) "

@@ -51,9 +51,12 @@ def collect_in_fork(
     from .forkserver import ForkFailed, alive
     from .private import private_folder
 
-    folder = private_folder()
+    try:
+        payload = base64.b64encode(pickle.dumps((project, settings, list(sys.path)))).decode("ascii")
+        folder = private_folder()
+    except Exception:  # settings a plugin made unpicklable, a full /tmp: collect here
+        return None
     out = os.path.join(folder, "collected.pickle")
-    payload = base64.b64encode(pickle.dumps((project, settings, list(sys.path)))).decode("ascii")
     try:
         try:
             pid = server.collect(payload, out, dict(os.environ), os.getcwd(), quiet)
