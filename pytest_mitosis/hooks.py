@@ -25,6 +25,19 @@ if TYPE_CHECKING:
     from .store import TrialStore
 
 
+def check_ci_paths(settings: Any) -> None:
+    """A summary or benchmark path that cannot be a file stops the session before any trial runs."""
+    from .views.ci import path_problem
+
+    for option, path in (
+        ("--mitosis-summary", settings.summary),
+        ("--mitosis-benchmark-json", settings.benchmark_json),
+    ):
+        problem = path_problem(option, path) if path is not None else None
+        if problem is not None:
+            raise pytest.UsageError(problem)
+
+
 def _terminate(signum: int, frame: Any) -> None:
     """SIGTERM (batch schedulers, CI runners) stops the session the way Ctrl-C does."""
     raise KeyboardInterrupt
@@ -37,8 +50,6 @@ class MitosisHooks:
         self.mitosis = mitosis
         self.config = mitosis.config
         self.settings = mitosis.settings
-        #: pytest-xdist's controller has run the session-wide guards (when the first worker had collected)
-        self._distributed_started = False
         #: the trials folder, resolved (see pytest_ignore_collect)
         self._trials: Path | None = None
         self._sigterm: Any = None
@@ -144,7 +155,7 @@ class MitosisHooks:
         too_many = sweep_size_refusal(mitosis, trials)
         if too_many is not None:
             raise pytest.UsageError(too_many)
-        self._check_ci_paths()
+        check_ci_paths(self.settings)
         reproducing = any(isinstance(item, ReproduceItem) for item in session.items)
         if trials or reproducing:
             mitosis.preflight()
@@ -158,18 +169,6 @@ class MitosisHooks:
             if reporter is not None:
                 reporter.write_line(f"mitosis plan: {totals(plan(trials, mitosis.store(), mitosis.identify, None))}")
         return None
-
-    def _check_ci_paths(self) -> None:
-        """A summary or benchmark path that cannot be a file stops the session before any trial runs."""
-        from .views.ci import path_problem
-
-        for option, path in (
-            ("--mitosis-summary", self.settings.summary),
-            ("--mitosis-benchmark-json", self.settings.benchmark_json),
-        ):
-            problem = path_problem(option, path) if path is not None else None
-            if problem is not None:
-                raise pytest.UsageError(problem)
 
     def _check(self, session: pytest.Session, trials: list[tuple[str, Any]], broken: list[tuple[str, str]]) -> bool:
         """``--mitosis-check``: one line per trial, no kernel; blocked trials count as failures."""
@@ -195,71 +194,9 @@ class MitosisHooks:
         session.testsfailed = sum(1 for p in planned if p.status == "blocked") or (1 if dirty else 0)
         return True
 
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        """pytest-xdist's controller, when the first worker has collected and before any trial is
-        scheduled: the sweep size guard (counting the worker's node ids: the controller never imports
-        the steps, which costs each session a second of CPU while its workers start), the session-wide
-        guards, and the session's record. A refusal here stops the session before any trial runs."""
-        if self._distributed_started or self.settings.check or self.config.option.collectonly:
-            return
-        self._distributed_started = True
-        from .selection import sweep_size_refusal
-
-        too_many = sweep_size_refusal(self.mitosis, None, ids)
-        if too_many is not None:
-            raise pytest.UsageError(too_many)
-        self._check_ci_paths()
-        self.mitosis.preflight()
-        from .sessionrecord import open_session
-
-        open_session(self.mitosis, True)
-
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
         self.mitosis.next_is_trial = isinstance(nextitem, TrialItem)
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_configure_node(self, node: Any) -> None:
-        """pytest-xdist: every worker uses the controller's seed and session key, checks its checkout against the
-        controller's and, on another host or trials folder, records its trials through the controller."""
-        from .remote import controller
-
-        node.workerinput["mitosis_seed"] = self.mitosis.seed
-        node.workerinput["mitosis_session"] = self.mitosis.session_key
-        controller(self.mitosis).configure_node(node)
-        self._share_helpers(node)
-
-    def _share_helpers(self, node: Any) -> None:
-        """A local worker uses the controller's warm parent and HTML helper (see :mod:`.execution.shared`),
-        started when the first one is configured, if this session runs trials."""
-        from .execution.shared import WORKERINPUT_KEY, SharedHelpers, is_local
-
-        mitosis = self.mitosis
-        settings = self.settings
-        if (
-            not is_local(getattr(getattr(node, "gateway", None), "spec", None))
-            or self.config.option.collectonly
-            or settings.check
-            or settings.reproduce
-            or not mitosis.collects_trials()
-        ):
-            return
-        if mitosis.shared is None:
-            try:
-                cwd = mitosis.project().cwd
-            except ConfigError:  # each worker reports it
-                return
-            mitosis.shared = SharedHelpers(cwd, settings.kernel or "auto", settings.preload, mitosis.step_modules)
-        if mitosis.shared.paths:
-            node.workerinput[WORKERINPUT_KEY] = dict(mitosis.shared.paths)
-
-    def pytest_configure(self, config: pytest.Config) -> None:
-        """On a pytest-xdist worker: the checks and the store of :mod:`.remote`."""
-        if hasattr(config, "workerinput"):
-            from .remote import register_worker
-
-            register_worker(self.mitosis)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:

@@ -43,6 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 )
             return
         config.option.mitosis = True  # a --mitosis-* option typed on the command line implies --mitosis
+    from .distributed import DistributedHooks
     from .hooks import MitosisHooks
     from .session import MitosisSession, session_key
     from .session_end import SessionEndHooks
@@ -53,6 +54,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[session_key] = session
     config.pluginmanager.register(MitosisHooks(session), "mitosis-session")
     config.pluginmanager.register(SessionEndHooks(session), "mitosis-session-end")
+    config.pluginmanager.register(DistributedHooks(session), "mitosis-distributed")
     if config.pluginmanager.hasplugin("html"):
         from .htmlextras import HtmlReportExtras
 
@@ -73,7 +75,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         config.pluginmanager.unregister(extras, "mitosis-html-extras")
     session = config.stash.get(session_key, None)
     if session is not None:
-        for name in ("mitosis-session", "mitosis-session-end"):
+        for name in ("mitosis-session", "mitosis-session-end", "mitosis-distributed"):
             hooks = config.pluginmanager.get_plugin(name)
             if hooks is not None:
                 config.pluginmanager.unregister(hooks, name)
