@@ -69,7 +69,11 @@ def collect_in_fork(
                         break
                     return None  # the child failed: pytest's process collects, and says what is wrong
                 time.sleep(_POLL)
-        except BaseException:  # a Ctrl-C while the steps are imported: the child goes too
+        except KeyboardInterrupt:  # a Ctrl-C while the steps are imported: the child goes too
+            _kill(pid)
+            # pytest names where the interrupt landed: here, not in the module being imported
+            raise KeyboardInterrupt(f"while collection imported the steps of {project.path}") from None
+        except BaseException:
             _kill(pid)
             raise
         try:
