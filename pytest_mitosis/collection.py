@@ -150,8 +150,11 @@ class TrialItem(_OutcomeItem):
 
         refusal = None
         try:
+            done = self.mitosis.resumed(self.nodeid, self.spec)
+            if done is not None:  # reported at the trial's own location, not at this line (see hooks.py)
+                pytest.skip(done)
             self.identity = self.mitosis.guard(self.nodeid, self.spec)
-        except (VariantRedefined, UnfingerprintableValue, StoreError) as err:
+        except (VariantRedefined, UnfingerprintableValue, StoreError, TrialFailed) as err:
             refusal = str(err)
         if refusal is not None:  # outside the except block: no "during handling" chain in the report
             pytest.fail(refusal, pytrace=False)

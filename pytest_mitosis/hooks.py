@@ -167,7 +167,9 @@ class MitosisHooks:
 
             reporter = self.config.pluginmanager.get_plugin("terminalreporter")
             if reporter is not None:
-                reporter.write_line(f"mitosis plan: {totals(plan(trials, mitosis.store(), mitosis.identify, None))}")
+                resume_at = mitosis.repo().commit if self.settings.resume else None
+                planned = plan(trials, mitosis.store(), mitosis.identify, None, resume_at)
+                reporter.write_line(f"mitosis plan: {totals(planned)}")
         return None
 
     def _check(self, session: pytest.Session, trials: list[tuple[str, Any]], broken: list[tuple[str, str]]) -> bool:
@@ -179,7 +181,13 @@ class MitosisHooks:
         mitosis.prepare_trials_folder()  # the store it reads may be new: its folder ignores itself like a run's
         try:
             dirty, planned = check(
-                trials, broken, mitosis.store(), mitosis.identify, mitosis.repo(), mitosis.project().root
+                trials,
+                broken,
+                mitosis.store(),
+                mitosis.identify,
+                mitosis.repo(),
+                mitosis.project().root,
+                self.settings.resume,
             )
         except StoreError as err:
             raise pytest.UsageError(str(err)) from None
@@ -193,6 +201,14 @@ class MitosisHooks:
             reporter.write_line(f"mitosis check: {totals(planned)}")
         session.testsfailed = sum(1 for p in planned if p.status == "blocked") or (1 if dirty else 0)
         return True
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        """A trial skipped by ``--mitosis-resume`` is reported at its pyproject.toml, not at our code's line."""
+        report = yield
+        if report.skipped and isinstance(item, TrialItem) and isinstance(report.longrepr, tuple):
+            report.longrepr = (str(item.path), None, report.longrepr[2])
+        return report
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:

@@ -141,6 +141,21 @@ def add_options(parser: pytest.Parser) -> None:
         help="Check the selected trials against the guards and the store without running any: new, repeat or blocked",
     )
     group.addoption(
+        "--mitosis-resume",
+        action="store_true",
+        dest="mitosis_resume",
+        default=False,
+        help="Skip the selected trials whose identity already passed at the current commit (continue a stopped sweep)",
+    )
+    group.addoption(
+        "--mitosis-progress-every",
+        dest="mitosis_progress_every",
+        default=None,
+        type=parse_positive_seconds,
+        metavar="SECONDS",
+        help="When the output is not a terminal: a line this often for a trial still running (default 60)",
+    )
+    group.addoption(
         "--mitosis-compare",
         dest="mitosis_compare",
         default=None,
@@ -216,6 +231,11 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini("mitosis_timeout", "Seconds after which a trial fails (default: none)", default="")
     parser.addini("mitosis_debug", "Run trials in debug mode", type="bool", default=False)
+    parser.addini(
+        "mitosis_progress_every",
+        "When the output is not a terminal: seconds between lines for a trial still running (default 60)",
+        default="",
+    )
     parser.addini("mitosis_report", "Refresh the trials report at the end of each session", type="bool", default=True)
     parser.addini("mitosis_seed", "Seed of every trial (default: drawn once per session)", default="")
     parser.addini(
@@ -321,6 +341,19 @@ def resolve_settings(config: pytest.Config) -> Settings:
     debug = config.getoption("mitosis_debug")
     if debug is None:
         debug = bool(config.getini("mitosis_debug"))
+    resume = bool(config.getoption("mitosis_resume"))
+    if resume and debug:
+        raise pytest.UsageError(
+            "--mitosis-resume skips trials that passed at the current commit, and debug trials never count as "
+            "passed: drop --mitosis-debug (commit the investigation first), or drop --mitosis-resume."
+        )
+    progress_every: float | None = config.getoption("mitosis_progress_every")
+    ini_every = str(config.getini("mitosis_progress_every") or "").strip()
+    if progress_every is None and ini_every:
+        try:
+            progress_every = parse_positive_seconds(ini_every)
+        except argparse.ArgumentTypeError as err:
+            raise pytest.UsageError(f"ini key mitosis_progress_every: {err}") from None
     if config.getoption("mitosis_check") and getattr(config.option, "numprocesses", None):
         raise pytest.UsageError("--mitosis-check runs no trial, so it has nothing to distribute: drop -n.")
 
@@ -354,6 +387,8 @@ def resolve_settings(config: pytest.Config) -> Settings:
         benchmark_json=ci.benchmark_json,
         kernel=config.getoption("mitosis_kernel"),
         preload=tuple(str(m) for m in config.getini("mitosis_preload")),
+        resume=resume,
+        progress_every=progress_every if progress_every is not None else 60.0,
     )
 
 

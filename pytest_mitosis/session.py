@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .config.settings import Settings
-from .core.errors import ConfigError
+from .core.errors import ConfigError, TrialFailed
 from .execution.warmup import Ahead
 
 if TYPE_CHECKING:
@@ -85,6 +85,9 @@ class MitosisSession:
         self._session_key: str | None = None
         #: whether this process wrote the session's row (the controller, once trials are about to run)
         self.session_recorded = False
+        self._commit_files: Any = None
+        #: the repository's files that this process's trials imported (checked again before every trial)
+        self._sources: set[Path] = set()
 
     @property
     def seed(self) -> int:
@@ -286,12 +289,55 @@ class MitosisSession:
             self._identities[nodeid] = identify(spec, self.seed, strict=not self.settings.debug)
         return self._identities[nodeid]
 
+    def resumed(self, nodeid: str, spec: TrialSpec) -> str | None:
+        """Why ``--mitosis-resume`` skips this trial (it passed at the current commit), or ``None``.
+
+        Asked at each trial's setup, not once at the start: another session (or xdist worker) may have
+        passed it since, and an xdist worker then skips it like a session alone would.
+        """
+        if not self.settings.resume:
+            return None
+        from .checks.sweep_plan import resumed
+
+        return resumed(self.store(), spec, self.identify(nodeid, spec), self.repo().commit)
+
     def guard(self, nodeid: str, spec: TrialSpec) -> TrialIdentity:
-        """Fingerprint a trial and check its variant locks (skipped in debug mode)."""
+        """Fingerprint a trial, check that its code is still the commit's and its variant locks (not in debug mode)."""
         identity = self.identify(nodeid, spec)
         if not self.settings.debug:
+            changed = self.code_changed((), "since the session started")
+            if changed is not None:
+                raise TrialFailed(changed)
             self.store().check_locks(identity.locks)
         return identity
+
+    def code_changed(self, sources: tuple[str, ...], when: str) -> str | None:
+        """Why a trial's record would not name the code that ran (see :mod:`.checks.code_drift`), or ``None``.
+
+        The files compared: ``pyproject.toml``, the step and lookup modules, every file of the repository
+        that a kernel of this process imported, and ``sources`` (what the trial's own kernel imported).
+        Never in debug mode or for a tree that was not clean at the start (nothing to compare with).
+        """
+        if self.settings.debug or self.settings.reproduce:
+            return None
+        files = self._commit_files
+        if files is None:
+            repo = self.repo()
+            if not repo.clean or repo.worktree is None or repo.commit is None:
+                return None
+            from .checks.code_drift import CommitFiles
+
+            project = self.project()
+            own = (project.trials_folder, *self.settings.outputs, *self.written_by_others, *self._store_files())
+            files = self._commit_files = CommitFiles(
+                repo.worktree, repo.commit, tuple(p.resolve() for p in own), self.settings.dirty_ignore
+            )
+        from .checks.code_drift import changed_message, module_files
+
+        root, modules = self.step_modules()
+        self._sources.update(Path(s) for s in sources)
+        changed = files.changed([self.settings.pyproject, *module_files(root, modules), *self._sources])
+        return changed_message(changed, files.commit, when) if changed else None
 
     def run(self, nodeid: str, spec: TrialSpec, identity: TrialIdentity) -> TrialOutcome:
         """Record and run one trial (see :mod:`pytest_mitosis.recording.trial`); an interruption stops the session."""
@@ -311,6 +357,7 @@ class MitosisSession:
             seed=self.seed,
             session=self.session_key,
             prepared=lambda: (self.ahead.take(project.cwd if self.next_is_trial else None), self.ahead.html()),
+            code_changed=lambda sources: self.code_changed(sources, "while the trial ran"),
         )
         problem = self.ahead.problem()
         if problem is not None:  # once per session (per xdist worker), in the summary and the junit XML

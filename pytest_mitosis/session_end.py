@@ -48,16 +48,24 @@ class SessionEndHooks:
         elif report.failed and report.when == "setup" and "pyproject.toml::" in report.nodeid:
             self.mitosis.rows.append(summary_row(report.nodeid, "error", props, message))
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Refresh the static report once, on the controller, when trials ran; then the CI files.
 
-        Also after Ctrl-C (pytest calls this hook with exit status 2), so CI keeps what ran.
+        Also after Ctrl-C (pytest calls this hook with exit status 2), so CI keeps what ran. Before
+        pytest's cache plugin writes ``lastfailed`` (hence ``tryfirst``): an interrupted trial counts
+        as failed for ``--lf`` and ``--ff``, as pytest would never learn of it (its item sends no report).
         """
         mitosis = self.mitosis
         if hasattr(self.config, "workerinput"):
             return
         if int(exitstatus) == int(pytest.ExitCode.INTERRUPTED) and self.config.pluginmanager.has_plugin("dsession"):
             self._rows_from_workers()
+        lastfailed = getattr(self.config.pluginmanager.get_plugin("lfplugin"), "lastfailed", None)
+        if isinstance(lastfailed, dict):
+            for row in mitosis.rows:
+                if row.outcome == "interrupted":
+                    lastfailed[row.nodeid] = True
         from .sessionrecord import end_session
 
         end_session(mitosis, int(exitstatus))  # before the report, which shows the session

@@ -20,7 +20,7 @@ from .clean_tree import RepoState, refusal
 @dataclass(frozen=True)
 class Planned:
     nodeid: str
-    status: str  # "new", "repeat" or "blocked"
+    status: str  # "new", "repeat", "blocked" or "done" (passed at this commit: skipped by --mitosis-resume)
     detail: str
 
     @property
@@ -33,10 +33,12 @@ def plan(
     store: TrialStore,
     identify: Callable[[str, TrialSpec], TrialIdentity],
     dirty: str | None,
+    resume_at: str | None = None,
 ) -> list[Planned]:
     """What would happen to each ``(nodeid, spec)``; ``dirty`` names why the tree blocks everything.
 
     ``identify`` fingerprints a trial (the session caches it, so setup does not do it again).
+    ``resume_at`` is the current commit under ``--mitosis-resume``: a trial whose identity passed there is done.
     """
     found = []
     for nodeid, spec in trials:
@@ -57,6 +59,10 @@ def plan(
         if dirty is not None:
             found.append(Planned(nodeid, "blocked", f"blocked: {dirty}"))
             continue
+        done = resumed(store, spec, identity, resume_at)
+        if done is not None:
+            found.append(Planned(nodeid, "done", done))
+            continue
         iteration = store.next_iteration(spec.experiment, identity.identity)
         found.append(
             Planned(nodeid, "new", "new")
@@ -64,6 +70,16 @@ def plan(
             else Planned(nodeid, "repeat", f"repeat (iteration {iteration})")
         )
     return found
+
+
+def resumed(store: TrialStore, spec: TrialSpec, identity: TrialIdentity, commit: str | None) -> str | None:
+    """Why ``--mitosis-resume`` skips this trial (its identity passed at ``commit``), or ``None``."""
+    if commit is None:
+        return None
+    previous = store.previous(spec.experiment, identity.identity)
+    if previous is None or previous.commit != commit:
+        return None
+    return f"passed at this commit ({commit[:8]}) as {previous.name}, key {previous.key}: skipped by --mitosis-resume"
 
 
 def blocked_reason(repo: RepoState) -> str:
@@ -78,10 +94,11 @@ def blocked_reason(repo: RepoState) -> str:
 
 
 def totals(planned: Sequence[Planned]) -> str:
-    count = {status: sum(1 for p in planned if p.status == status) for status in ("new", "repeat", "blocked")}
+    count = {status: sum(1 for p in planned if p.status == status) for status in ("new", "repeat", "blocked", "done")}
+    done = f", {count['done']} skipped (passed at this commit: --mitosis-resume)" if count["done"] else ""
     return (
         f"{len(planned)} trial{'s' if len(planned) != 1 else ''}: {count['new']} new, "
-        f"{count['repeat']} repeat{'s' if count['repeat'] != 1 else ''}, {count['blocked']} blocked"
+        f"{count['repeat']} repeat{'s' if count['repeat'] != 1 else ''}, {count['blocked']} blocked{done}"
     )
 
 
@@ -92,6 +109,7 @@ def check(
     identify: Callable[[str, TrialSpec], TrialIdentity],
     repo: RepoState,
     root: Path,
+    resume: bool = False,
 ) -> tuple[str | None, list[Planned]]:
     """``--mitosis-check``: why the tree blocks every trial (or ``None``), and each trial's plan.
 
@@ -99,6 +117,6 @@ def check(
     one more blocked line. Raises ``StoreError`` when the store cannot be read.
     """
     dirty = refusal(repo, root)
-    planned = plan(trials, store, identify, blocked_reason(repo) if dirty else None)
+    planned = plan(trials, store, identify, blocked_reason(repo) if dirty else None, repo.commit if resume else None)
     planned += [Planned(nodeid, "blocked", f"blocked: cannot be collected:\n{message}") for nodeid, message in broken]
     return dirty, planned

@@ -125,3 +125,7 @@ class Settings:
     kernel: str | None = None
     #: ini mitosis_preload: modules the fork server imports as well (``-name``: never)
     preload: tuple[str, ...] = ()
+    #: --mitosis-resume: trials whose identity passed at the current commit are skipped
+    resume: bool = False
+    #: --mitosis-progress-every / ini mitosis_progress_every: seconds between "still running" lines off a terminal
+    progress_every: float = 60.0

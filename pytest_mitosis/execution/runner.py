@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ class TrialOutcome:
     verdict: str | None = None
     #: the signal (SIGINT or SIGTERM) that stopped the trial: recorded ``interrupted``, then the session stops
     interrupted: int | None = None
+    #: the files of the modules the kernel imported (not the interpreter's or installed packages'): what ran
+    sources: tuple[str, ...] = ()
 
 
 def _step_label(spec: TrialSpec, name: str | None) -> str:
@@ -100,8 +103,13 @@ def run_trial(
     sys_path: list[str] | None = None,
     launched: Any = None,
     html: Any = None,
+    code_changed: Callable[[tuple[str, ...]], str | None] | None = None,
 ) -> TrialOutcome:
     """Run ``spec`` in a fresh kernel and save its artifacts under ``trials`` as ``name_key``.
+
+    ``code_changed`` is given the files of the modules the kernel imported once it is done, and says
+    why the recorded commit is not the code that ran (``None`` when it is): the trial then fails with
+    that message, in its files as in its record.
 
     A KeyboardInterrupt while the files are written (a second Ctrl-C) still removes the
     staging folder before it propagates, so nothing unfinished is left behind.
@@ -151,6 +159,14 @@ def run_trial(
     elif not passed:
         outcome["status"] = "failed"
         message = _failure(spec, execution, outcome)
+        outcome["message"] = message
+    changed = None
+    if code_changed is not None and execution.kind != "interrupted":
+        changed = code_changed(tuple(str(p) for p in outcome.get("sources") or ()))
+    if changed is not None:  # the record would name a commit whose code did not run: never a pass
+        passed = False
+        message = changed if message is None else f"{changed}\n\nThe trial also failed: {message}"
+        outcome["status"] = "failed"
         outcome["message"] = message
     description = {
         "trial": folder.name,
@@ -204,6 +220,7 @@ def run_trial(
         seconds=time.monotonic() - started,
         message=message,
         interrupted=interrupted,
+        sources=tuple(str(p) for p in outcome.get("sources") or ()),
     )
 
 

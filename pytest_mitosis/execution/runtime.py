@@ -125,6 +125,7 @@ class Trial:
                 error=f"{type(err).__name__}: {err}",
                 traceback=_user_traceback(err),
                 result_error=isinstance(err, StepResultError),
+                sources=sources(),
             )
             self._write()
             raise
@@ -201,7 +202,9 @@ class Trial:
                 f"{type(raw_metrics).__name__}, not a {{name: number or series}} dict: it is kept in the result "
                 "and in trial.yaml, but not reported or charted as metrics."
             )
-        self.outcome.update(main=plain(last["main"]), metrics=metrics, pickles=saved, ended=time.time())
+        self.outcome.update(
+            main=plain(last["main"]), metrics=metrics, pickles=saved, ended=time.time(), sources=sources()
+        )
         if unsaved is not None:
             name, problem = unsaved
             self.outcome.update(
@@ -228,6 +231,27 @@ class Trial:
     def _close_log(self) -> None:
         logging.getLogger().removeHandler(self._handler)
         self._handler.close()
+
+
+def sources() -> list[str]:
+    """The files of every module imported in this kernel, but the interpreter's and installed packages'.
+
+    pytest's process keeps those of the investigation's repository and checks them against the
+    commit the trial records (``checks/code_drift.py``): what the steps imported is what ran.
+    """
+    import site
+    import sysconfig
+
+    skip = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages(), site.getusersitepackages()}
+    skip |= {p for p in sysconfig.get_paths().values() if p}
+    prefixes = tuple(os.path.join(p, "") for p in skip if p)
+    found = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and path.endswith(".py") and not path.startswith(prefixes):
+            found.add(os.path.abspath(path))
+    found.discard(_OWN_FILE)
+    return sorted(found)
 
 
 def _jsonable(value: Any) -> Any:

@@ -38,13 +38,15 @@ def record_trial(
     seed: int,
     session: str | None = None,
     prepared: Callable[[], tuple[Any, Any]] | None = None,
+    code_changed: Callable[[tuple[str, ...]], str | None] | None = None,
 ) -> TrialOutcome:
     """Run ``spec`` as a recorded trial and return its judged outcome.
 
     ``prepared`` returns a kernel started ahead for this trial (or ``None``) and a prepared HTML
     exporter (see :mod:`pytest_mitosis.execution.warmup`); it is called only once the record is
     taken, so a refused trial leaves the kernel for the next one. ``session`` is the key of the
-    pytest session (recorded with the trial). An outcome with ``interrupted`` set is recorded ``interrupted`` and returned unjudged: the
+    pytest session (recorded with the trial). ``code_changed`` is given the files the kernel imported and
+    says why they are not the recorded commit's (the trial then fails, naming them). An outcome with ``interrupted`` set is recorded ``interrupted`` and returned unjudged: the
     caller stops the session. ``TrialFailed`` means the store refused the record.
     """
     debug = settings.debug
@@ -92,6 +94,7 @@ def record_trial(
             seed=seed,
             launched=launched,
             html=html,
+            code_changed=code_changed,
             metadata={
                 "experiment": spec.experiment,
                 "id": spec.id,

@@ -245,13 +245,13 @@ class PostgresStore:
 
     def previous(self, experiment: str, identity: str, before: str | None = None) -> Previous | None:
         row = self._db.execute(
-            "SELECT key, name, main, metrics, seed FROM trials WHERE experiment=%s AND identity=%s AND debug=0 AND "
+            'SELECT key, name, main, metrics, seed, "commit" FROM trials WHERE experiment=%s AND identity=%s AND debug=0 AND '
             "status='passed' AND reproduces IS NULL AND key IS DISTINCT FROM %s ORDER BY started DESC LIMIT 1",
             (experiment, identity, before),
         ).fetchone()
         if row is None:
             return None
-        return Previous(row[0], row[1], json.loads(row[2]), json.loads(row[3] or "{}"), row[4])
+        return Previous(row[0], row[1], json.loads(row[2]), json.loads(row[3] or "{}"), row[4], row[5])
 
     def _warnings(self, key: str, status: str, main: Any) -> list[str]:
         """Changed packages since the experiment's previous trial; a different main for the same inputs."""

@@ -97,6 +97,8 @@ class Previous:
     metrics: dict[str, Any]
     #: its seed, so that the gate can say when the seed changed too
     seed: int | None = None
+    #: its commit, so that ``--mitosis-resume`` can skip an identity that passed at the current one
+    commit: str | None = None
 
 
 class TrialStore(Protocol):

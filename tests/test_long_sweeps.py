@@ -1,0 +1,194 @@
+"""Long sweeps (issue 23): an edit made while a sweep runs never passes as the commit's code; resume; --lf.
+
+One story of real sessions over one investigation, whose step waits while a ``hold-N`` file
+exists (so the test decides when a trial is "running", without sleeping):
+
+A. four trials in one session; the step module is edited while trial n1 runs: n0 passed, n1 fails
+   ("changed while the trial ran"), n2 and n3 are refused at setup ("since the session started");
+B. the same under ``-n 2``, with ``pyproject.toml`` edited while two trials run: nothing passes;
+C. a session stopped by Ctrl-C while n2 runs (pytest's cache on): exit 2, n2 is in ``lastfailed``;
+D. ``--mitosis-resume``: the plan line counts the trials that passed at this commit, which are
+   skipped (naming the trial that passed); the others run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import background, clean_env, git, git_init, write_investigation
+
+pytestmark = pytest.mark.kernel
+
+PATIENCE = 180.0
+
+PYPROJECT = """
+[tool.mitosis.steps]
+fit = ["study.fit:run", "study.fit:lookup_dict"]
+"""
+
+FIT = """
+import time
+from pathlib import Path
+
+lookup_dict = {"n": {"n0": 0, "n1": 1, "n2": 2, "n3": 3}}
+
+
+def run(n):
+    markers = Path("markers")
+    (markers / f"started-n{n}").write_text("")
+    while (markers / f"hold-n{n}").exists():
+        time.sleep(0.05)
+    return {"main": float(n)}
+"""
+
+
+def _start(root: Path, *args: str, cache: bool = False) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "pytest", *([] if cache else ["-p", "no:cacheprovider"]), "--mitosis", *args]
+    return background(argv, cwd=root, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait(root: Path, proc: subprocess.Popen[str], *names: str) -> None:
+    deadline = time.monotonic() + PATIENCE
+    while not all((root / "markers" / name).exists() for name in names):
+        if proc.poll() is not None:
+            pytest.fail(f"pytest ended before {names} appeared:\n{proc.communicate()[0]}")
+        assert time.monotonic() < deadline, f"{names} did not appear"
+        time.sleep(0.05)
+
+
+def _end(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=PATIENCE)
+    return proc.returncode, out
+
+
+def _rows(root: Path) -> list[dict[str, Any]]:
+    with sqlite3.connect(root / "trials" / "mitosis.sqlite") as db:
+        db.row_factory = sqlite3.Row
+        return [dict(r) for r in db.execute("SELECT * FROM trials ORDER BY started")]
+
+
+def _hold(root: Path, *names: str) -> None:
+    for name in names:
+        (root / "markers" / f"hold-{name}").write_text("")
+
+
+def _release(root: Path) -> None:
+    for path in (root / "markers").glob("hold-*"):
+        path.unlink()
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = write_investigation(
+        tmp_path_factory.mktemp("long") / "inv", PYPROJECT, {"study.__init__": "", "study.fit": FIT}
+    )
+    (root / "markers").mkdir()
+    git_init(root)
+    (root / ".gitignore").write_text("__pycache__/\n.pytest_cache/\nmarkers/\n", encoding="utf-8")
+    git(root, "commit", "-qam", "ignore the markers")
+    found: dict[str, Any] = {"root": root}
+    fit = root / "study" / "fit.py"
+    original = fit.read_text()
+
+    # A: the step module edited while n1 runs
+    _hold(root, "n1")
+    proc = _start(root)
+    _wait(root, proc, "started-n1")
+    fit.write_text(original.replace('"main": float(n)', '"main": 0.0 * n'))
+    _release(root)
+    found["A"] = _end(proc)
+    found["A rows"] = _rows(root)
+    git(root, "checkout", "study/fit.py")
+
+    # B: pyproject.toml edited while two trials run under -n 2
+    for path in (root / "markers").iterdir():
+        path.unlink()
+    _hold(root, "n0", "n1", "n2", "n3")
+    proc = _start(root, "-n", "2")
+    deadline = time.monotonic() + PATIENCE
+    while len(list((root / "markers").glob("started-*"))) < 2:
+        if proc.poll() is not None:
+            pytest.fail(f"pytest ended before two trials started:\n{proc.communicate()[0]}")
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + "# edited during the sweep\n")
+    _release(root)
+    found["B"] = _end(proc)
+    git(root, "checkout", "pyproject.toml")
+
+    # C: Ctrl-C while n2 runs, pytest's cache on
+    for path in (root / "markers").iterdir():
+        path.unlink()
+    _hold(root, "n2")
+    proc = _start(root, cache=True)
+    _wait(root, proc, "started-n2")
+    os.killpg(proc.pid, signal.SIGINT)
+    found["C"] = _end(proc)
+    _release(root)
+    lastfailed = root / ".pytest_cache" / "v" / "cache" / "lastfailed"
+    found["lastfailed"] = json.loads(lastfailed.read_text()) if lastfailed.exists() else {}
+
+    # D: resume
+    proc = _start(root, "--mitosis-resume", "-rs")
+    found["D"] = _end(proc)
+    found["D rows"] = _rows(root)
+    return found
+
+
+def test_an_edit_while_a_trial_runs_fails_it_and_refuses_the_next(story: dict[str, Any]) -> None:
+    ret, out = story["A"]
+    assert ret == 1, out
+    assert "1 failed, 1 passed, 2 errors" in out
+    assert (
+        "the investigation's code changed while the trial ran: these files it depends on are not those of commit" in out
+    )
+    assert "the investigation's code changed since the session started" in out
+    assert "  modified: study/fit.py\n" in out
+    assert "Commit the change (or undo it), then run the rest of the sweep with --mitosis-resume" in out
+    rows = {r["variants"]: r for r in story["A rows"]}
+    assert rows["n0"]["status"] == "passed"
+    assert rows["n1"]["status"] == "failed"
+    assert "modified: study/fit.py" in rows["n1"]["message"]
+    assert set(rows) == {"n0", "n1"}, "refused trials leave no record"
+    folder = Path(rows["n1"]["folder"])
+    outcome = json.loads((folder / "outcome.json").read_text())
+    assert outcome["status"] == "failed" and "modified: study/fit.py" in outcome["message"]
+    assert str(story["root"] / "study" / "fit.py") in outcome["sources"]
+
+
+def test_an_edit_of_pyproject_under_xdist_passes_nothing(story: dict[str, Any]) -> None:
+    ret, out = story["B"]
+    assert ret == 1, out
+    assert " passed" not in out.splitlines()[-1], out
+    assert out.count("  modified: pyproject.toml\n") == 4, out
+
+
+def test_an_interrupted_trial_counts_as_failed_for_lf(story: dict[str, Any]) -> None:
+    ret, out = story["C"]
+    assert ret == 2, out
+    assert story["lastfailed"] == {"pyproject.toml::fit[n2]": True}
+
+
+def test_resume_runs_only_what_did_not_pass_at_this_commit(story: dict[str, Any]) -> None:
+    ret, out = story["D"]
+    assert ret == 0, out
+    assert (
+        "mitosis plan: 4 trials: 1 new, 1 repeat, 0 blocked, 2 skipped (passed at this commit: --mitosis-resume)" in out
+    )
+    assert "2 passed, 2 skipped" in out
+    commit = git(story["root"], "rev-parse", "HEAD").strip()
+    assert f"SKIPPED [1] pyproject.toml: passed at this commit ({commit[:8]}) as trial_fit-n0-" in out
+    ran = [r["variants"] for r in story["D rows"][-2:]]
+    assert sorted(ran) == ["n2", "n3"]
+    assert all(r["status"] == "passed" and r["commit"] == commit for r in story["D rows"][-2:])
