@@ -162,6 +162,8 @@ class MitosisHooks:
             from .sessionrecord import open_session
 
             open_session(mitosis, False)
+        if trials:
+            mitosis.start_progress([spec.experiment for _, spec in trials], 1)
         if trials and not self.settings.debug:
             from .checks.sweep_plan import plan, totals
 
@@ -201,6 +203,40 @@ class MitosisHooks:
             reporter.write_line(f"mitosis check: {totals(planned)}")
         session.testsfailed = sum(1 for p in planned if p.status == "blocked") or (1 if dirty else 0)
         return True
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> Any:
+        """The status line goes before pytest writes (the xdist controller's watcher waits meanwhile)."""
+        progress = self.mitosis.progress
+        if progress is None or "pyproject.toml::" not in nodeid:
+            return (yield)
+        with progress.lock:
+            progress.erase()
+            progress.started(nodeid)
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Any:
+        """A trial's end counts in the progress: the status line is erased before pytest writes the outcome,
+        and the log line (off a terminal) follows pytest's own letter or word."""
+        progress = self.mitosis.progress
+        if progress is None or "pyproject.toml::" not in report.nodeid:
+            return (yield)
+        with progress.lock:
+            progress.erase()
+            result = yield
+            if report.when == "call" or (report.when == "setup" and not report.passed):
+                props = dict(report.user_properties)
+                main = props.get("main")
+                outcome = "error" if report.when == "setup" and report.failed else report.outcome
+                progress.finished(
+                    report.nodeid,
+                    outcome,
+                    report.duration,
+                    str(main) if main is not None else None,
+                    props.get("mitosis.key"),
+                )
+            return result
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:

@@ -86,6 +86,9 @@ class MitosisSession:
         #: whether this process wrote the session's row (the controller, once trials are about to run)
         self.session_recorded = False
         self._commit_files: Any = None
+        #: the sweep's progress line (or log lines), on the process that reports (see progress.py)
+        self.progress: Any = None
+        self._beaten = 0.0
         #: the repository's files that this process's trials imported (checked again before every trial)
         self._sources: set[Path] = set()
 
@@ -289,6 +292,59 @@ class MitosisSession:
             self._identities[nodeid] = identify(spec, self.seed, strict=not self.settings.debug)
         return self._identities[nodeid]
 
+    def start_progress(self, experiments: list[str], workers: int) -> None:
+        """The sweep's progress line (or log lines) for the selected trials' experiments (see progress.py)."""
+        from .progress import Progress
+
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None or self.progress is not None:
+            return
+        progress = Progress(reporter, self.settings.progress_every, workers)
+        if progress.active:
+            progress.plan(experiments)
+            self.progress = progress
+
+    def on_progress(self, nodeid: str, key: str, name: str, state: dict[str, Any]) -> None:
+        """A running trial's state, about every second: the progress line, and every few seconds its heartbeat
+        in the store (with this session's progress when it runs alone), for ``status`` and the xdist controller."""
+        import time
+
+        from .store.protocol import BEAT_EVERY
+
+        if self.progress is not None:
+            self.progress.tick(key, name, state)
+        now = time.monotonic()
+        if now - self._beaten < BEAT_EVERY:
+            return
+        self._beaten = now
+        beat = getattr(self.store(), "beat", None)
+        if beat is None:  # a plugin's store, or a remote worker's proxy: no heartbeats
+            return
+        beat("trial", key, self.session_key, {**state, "name": name, "nodeid": nodeid})
+        progress = self.progress
+        if self.session_recorded and progress is not None:
+            beat(
+                "session",
+                self.session_key,
+                None,
+                {
+                    "selected": progress.selected,
+                    "done": progress.done,
+                    "passed": progress.counts["passed"],
+                    "failed": progress.counts["failed"],
+                    "ends": progress.ends(),
+                },
+            )
+
+    def changed_since_start(self) -> list[str]:
+        """What ``git status`` lists now in a tree that was clean when the session started (empty otherwise)."""
+        if self.settings.debug or self.settings.reproduce or not self.repo().clean:
+            return []
+        try:
+            return list(self._read_repo().dirty)
+        except (ConfigError, OSError):
+            return []
+
     def resumed(self, nodeid: str, spec: TrialSpec) -> str | None:
         """Why ``--mitosis-resume`` skips this trial (it passed at the current commit), or ``None``.
 
@@ -341,24 +397,13 @@ class MitosisSession:
 
     def run(self, nodeid: str, spec: TrialSpec, identity: TrialIdentity) -> TrialOutcome:
         """Record and run one trial (see :mod:`pytest_mitosis.recording.trial`); an interruption stops the session."""
-        from .recording.trial import record_trial
         from .views.summary import SummaryRow
 
-        project = self.project()
-        environment = self.environment()
-        outcome = record_trial(
-            spec,
-            identity,
-            nodeid=nodeid,
-            store=self.store(),
-            project=project,
-            settings=self.settings,
-            environment=environment,
-            seed=self.seed,
-            session=self.session_key,
-            prepared=lambda: (self.ahead.take(project.cwd if self.next_is_trial else None), self.ahead.html()),
-            code_changed=lambda sources: self.code_changed(sources, "while the trial ran"),
-        )
+        try:
+            outcome = self._record(nodeid, spec, identity)
+        finally:
+            if self.progress is not None:
+                self.progress.erase()  # before pytest writes the outcome (or "KeyboardInterrupt")
         problem = self.ahead.problem()
         if problem is not None:  # once per session (per xdist worker), in the summary and the junit XML
             from dataclasses import replace
@@ -370,6 +415,27 @@ class MitosisSession:
             )
             raise KeyboardInterrupt  # pytest stops the session: "!!! KeyboardInterrupt !!!", exit code 2
         return outcome
+
+    def _record(self, nodeid: str, spec: TrialSpec, identity: TrialIdentity) -> TrialOutcome:
+        """:func:`~.recording.trial.record_trial` with what this session knows."""
+        from .recording.trial import record_trial
+
+        project = self.project()
+        environment = self.environment()
+        return record_trial(
+            spec,
+            identity,
+            nodeid=nodeid,
+            store=self.store(),
+            project=project,
+            settings=self.settings,
+            environment=environment,
+            seed=self.seed,
+            session=self.session_key,
+            prepared=lambda: (self.ahead.take(project.cwd if self.next_is_trial else None), self.ahead.html()),
+            code_changed=lambda sources: self.code_changed(sources, "while the trial ran"),
+            progress=lambda key, name, state: self.on_progress(nodeid, key, name, state),
+        )
 
     def reproduce(self, nodeid: str, record: TrialRecord, reader: Reader) -> TrialOutcome:
         """``--mitosis-reproduce``: run a recorded trial again at its commit (see recording/reproduction.py)."""
@@ -398,6 +464,9 @@ class MitosisSession:
 
     def close(self) -> None:
         """Stop what was started ahead and close the store (at unconfigure)."""
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None
         self.ahead.close()
         if self.shared is not None:
             self.shared.close(used=bool(self.rows))

@@ -57,6 +57,8 @@ class SessionEndHooks:
         as failed for ``--lf`` and ``--ff``, as pytest would never learn of it (its item sends no report).
         """
         mitosis = self.mitosis
+        if mitosis.progress is not None:
+            mitosis.progress.close()  # the watcher thread stops, the status line goes: the summary follows
         if hasattr(self.config, "workerinput"):
             return
         if int(exitstatus) == int(pytest.ExitCode.INTERRUPTED) and self.config.pluginmanager.has_plugin("dsession"):

@@ -75,12 +75,15 @@ def open_session(mitosis: MitosisSession, distributed: bool) -> None:
 
 
 def end_session(mitosis: MitosisSession, exitstatus: int) -> None:
-    """Record the end of the session (again when the exit status changes late: a CI file not written)."""
+    """Record the end of the session (again when the exit status changes late: a CI file not written),
+    with the files that were edited while it ran, when it started clean."""
     from .store import StoreError
 
     if not mitosis.session_recorded:
         return
+    changed = mitosis.changed_since_start()
     try:
-        mitosis.store().end_session(mitosis.session_key, int(exitstatus))  # type: ignore[attr-defined]
+        end = mitosis.store().end_session  # type: ignore[attr-defined]
+        end(mitosis.session_key, int(exitstatus), changed) if changed else end(mitosis.session_key, int(exitstatus))
     except StoreError:
         pass  # the row stays ``running``; the next session on this host records it died

@@ -241,7 +241,7 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     assert run.ret == pytest.ExitCode.USAGE_ERROR
     assert (
         f"ERROR: mitosis: the trial store {store} has schema version 99, written by a newer pytest-mitosis; "
-        "this one knows version 2. Upgrade pytest-mitosis (pip install -U pytest-mitosis); the store was left as it is."
+        "this one knows version 3. Upgrade pytest-mitosis (pip install -U pytest-mitosis); the store was left as it is."
     ) in run.out
 
 
@@ -667,6 +667,7 @@ def _old_store(trials: Path, backend: Backend) -> str:
     store.close()
     backend.execute(
         trials,
+        "DROP TABLE beats",
         "DROP TABLE sessions",
         "DROP INDEX trials_session",
         "ALTER TABLE trials DROP COLUMN session",

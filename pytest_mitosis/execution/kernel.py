@@ -32,6 +32,8 @@ from .launch import Launched
 from .logs import quiet
 
 STARTUP_TIMEOUT = 60.0
+#: seconds between two progress ticks while a trial's cells run
+TICK = 1.0
 _QUIET = quiet("kernel")
 
 
@@ -63,8 +65,32 @@ class _Client(NotebookClient):
     kernel manager it did not create, which is every one of ours).
     """
 
+    #: called about every second while the cells run, with the phase, the cell's index and the last line printed
+    on_tick: Callable[[str, int, str], None] | None = None
+    #: the last non-blank line a cell printed (stdout or stderr), for the progress line and ``status``
+    last_line = ""
+    _cell = 0
+
+    def process_message(self, msg: dict[str, Any], cell: Any, cell_index: int) -> Any:
+        if msg.get("msg_type") == "stream":
+            lines = [line for line in str(msg.get("content", {}).get("text", ""))[-4096:].splitlines() if line.strip()]
+            if lines:
+                self.last_line = lines[-1][-300:]
+        return super().process_message(msg, cell, cell_index)
+
+    async def _tick(self, deadline: _Deadline) -> None:
+        """Tell ``on_tick`` how the trial goes, every second, until the cells are done (then cancelled)."""
+        while self.on_tick is not None:
+            await asyncio.sleep(TICK)
+            try:
+                self.on_tick(deadline.phase, self._cell, self.last_line)
+            except Exception:  # the progress line or a heartbeat never fails the trial
+                pass
+
     async def run_cells(self, phases: list[str], deadline: _Deadline) -> None:
         self.reset_execution_trackers()
+        if self.on_tick is not None:
+            asyncio.ensure_future(self._tick(deadline))  # cancelled with nbclient's tasks below
         try:
             assert self.km is not None
             self.kc = self.km.client()
@@ -75,6 +101,7 @@ class _Client(NotebookClient):
                 if cell.cell_type != "code":
                     continue
                 deadline.enter(phases[index])
+                self._cell, self.last_line = index, ""
                 await self.async_execute_cell(cell, index, execution_count=self.code_cells_executed + 1)
         finally:
             # nbclient polls the kernel and its output in tasks of their own: after an interruption
@@ -202,6 +229,7 @@ def execute(
     launched: Launched | None = None,
     phases: list[str] | None = None,
     while_starting: Callable[[], None] | None = None,
+    on_tick: Callable[[str, int, str], None] | None = None,
 ) -> Execution:
     """Run every cell of ``nb`` in a fresh kernel (``launched``, or a new one); stop at the first
     error, at ``timeout`` (counted from the first step), or at SIGINT/SIGTERM. The kernel is
@@ -209,6 +237,8 @@ def execute(
 
     ``phases`` names each cell's phase ("set-up", "step", "saving"); code cells default to "step".
     ``while_starting`` runs in this thread once the kernel process is launched, while it boots.
+    ``on_tick(phase, cell index, last printed line)`` is called about every second while the cells run, in
+    this thread (between two messages of the kernel: it must be quick, and what it raises is ignored).
     """
     started = time.monotonic()
     deadline = _Deadline(timeout)
@@ -251,6 +281,7 @@ def execute(
             resources={"metadata": {"path": str(cwd)}},
             log=_QUIET,
         )
+        client.on_tick = on_tick
         if while_starting is not None:
             while_starting()
         loop = ensure_event_loop()

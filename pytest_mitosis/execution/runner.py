@@ -104,12 +104,14 @@ def run_trial(
     launched: Any = None,
     html: Any = None,
     code_changed: Callable[[tuple[str, ...]], str | None] | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrialOutcome:
     """Run ``spec`` in a fresh kernel and save its artifacts under ``trials`` as ``name_key``.
 
     ``code_changed`` is given the files of the modules the kernel imported once it is done, and says
     why the recorded commit is not the code that ran (``None`` when it is): the trial then fails with
-    that message, in its files as in its record.
+    that message, in its files as in its record. ``progress`` gets, about every second while the kernel
+    runs, ``{"phase", "step", "line", "elapsed"}`` (the step's name, the last line it printed).
 
     A KeyboardInterrupt while the files are written (a second Ctrl-C) still removes the
     staging folder before it propagates, so nothing unfinished is left behind.
@@ -140,8 +142,18 @@ def run_trial(
         folder.discard()
         raise
     phases = ["header", "set-up"] + ["step"] * len(spec.steps) + ["saving"]
+    on_tick = None
+    if progress is not None:
+        report = progress
+
+        def on_tick(phase: str, cell: int, line: str) -> None:
+            step = spec.steps[cell - 2].name if phase == "step" and 2 <= cell < 2 + len(spec.steps) else None
+            report({"phase": phase, "step": step, "line": line, "elapsed": time.monotonic() - started})
+
     try:
-        execution = kernel.execute(nb, root, timeout, launched, phases, while_starting=getattr(html, "prepare", None))
+        execution = kernel.execute(
+            nb, root, timeout, launched, phases, while_starting=getattr(html, "prepare", None), on_tick=on_tick
+        )
     except BaseException:  # a Ctrl-C outside the cells (while the kernel starts): nothing half-written stays
         folder.discard()
         raise

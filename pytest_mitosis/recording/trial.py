@@ -39,6 +39,7 @@ def record_trial(
     session: str | None = None,
     prepared: Callable[[], tuple[Any, Any]] | None = None,
     code_changed: Callable[[tuple[str, ...]], str | None] | None = None,
+    progress: Callable[[str, str, dict[str, Any]], None] | None = None,
 ) -> TrialOutcome:
     """Run ``spec`` as a recorded trial and return its judged outcome.
 
@@ -46,7 +47,8 @@ def record_trial(
     exporter (see :mod:`pytest_mitosis.execution.warmup`); it is called only once the record is
     taken, so a refused trial leaves the kernel for the next one. ``session`` is the key of the
     pytest session (recorded with the trial). ``code_changed`` is given the files the kernel imported and
-    says why they are not the recorded commit's (the trial then fails, naming them). An outcome with ``interrupted`` set is recorded ``interrupted`` and returned unjudged: the
+    says why they are not the recorded commit's (the trial then fails, naming them). ``progress(key, name,
+    state)`` hears how the trial goes about every second while its kernel runs. An outcome with ``interrupted`` set is recorded ``interrupted`` and returned unjudged: the
     caller stops the session. ``TrialFailed`` means the store refused the record.
     """
     debug = settings.debug
@@ -95,6 +97,7 @@ def record_trial(
             launched=launched,
             html=html,
             code_changed=code_changed,
+            progress=(lambda state: progress(key, name, state)) if progress is not None else None,
             metadata={
                 "experiment": spec.experiment,
                 "id": spec.id,

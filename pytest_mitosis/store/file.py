@@ -18,7 +18,8 @@ from .protocol import StoreError
 
 FILENAME = "mitosis.sqlite"
 #: 2: the ``sessions`` table and the trials' ``session`` column (a version-1 store gains them when a session opens it)
-SCHEMA_VERSION = 2
+#: 3: the ``beats`` table (running trials' and sessions' heartbeats and progress) and the sessions' ``changed``
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT = 120.0
 
 

@@ -37,11 +37,13 @@ TRIAL_COLUMNS = (
 LOCK_COLUMNS = ("step", "param", "kind", "name", "fingerprint", "value", "trial")
 SESSION_COLUMNS = (
     "key", "started", "ended", "command", "host", "pid", "commit", "dirty", "debug", "status", "exitstatus",
+    "changed",
 )  # fmt: skip
 
 
 def _value(row: Mapping[str, Any], column: str) -> Any:
-    """``row[column]``, ``None`` for a column the source's older schema lacks (a trial's ``session``)."""
+    """``row[column]``, ``None`` for a column the source's older schema lacks (a trial's ``session``, a
+    session's ``changed``)."""
     return row[column] if column in row.keys() else None
 
 
@@ -193,7 +195,7 @@ def _copy(
             sink.many(_insert("trials", TRIAL_COLUMNS), [[_value(r, c) for c in TRIAL_COLUMNS] for r in new])
             had = {r[0] for r in sink.rows("SELECT key FROM sessions")}
             runs = [r for r in sessions if r["key"] not in had]  # a session's row is the same wherever it is
-            sink.many(_insert("sessions", SESSION_COLUMNS), [[r[c] for c in SESSION_COLUMNS] for r in runs])
+            sink.many(_insert("sessions", SESSION_COLUMNS), [[_value(r, c) for c in SESSION_COLUMNS] for r in runs])
             fresh = [r for r in locks if (r["step"], r["param"], r["kind"], r["name"]) not in stored]
             sink.many(_insert("locks", LOCK_COLUMNS), [[r[c] for c in LOCK_COLUMNS] for r in fresh])
             if dest.kind == "postgresql":  # the counters start after the copied iterations

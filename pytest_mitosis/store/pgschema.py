@@ -4,7 +4,8 @@ The same tables as the SQLite store (JSON kept as text, so one reader serves bot
 ``counters`` (the last iteration of each experiment and identity). ``create_schema`` takes a
 transaction-scoped advisory lock first, so ten sessions starting at once on an empty database
 create the tables once; an existing schema is checked (version, tables) and never rewritten
-(a version-1 store only gains the ``sessions`` table and the trials' ``session`` column),
+(a version-1 store only gains the ``sessions`` table and the trials' ``session`` column, a version-2
+store the ``beats`` table and the sessions' ``changed`` column),
 and tables of the same names that another program made are refused, untouched. No pytest import.
 """
 
@@ -21,9 +22,9 @@ from .url import StoreURL
 #: pg_advisory_xact_lock key for schema creation ("mitosis" in ASCII)
 SCHEMA_LOCK = 0x6D69746F736973
 
-TABLES = ("meta", "environments", "trials", "locks", "counters", "sessions")
-#: the tables of a version-1 store (before sessions)
-TABLES_1 = TABLES[:-1]
+TABLES = ("meta", "environments", "trials", "locks", "counters", "sessions", "beats")
+#: the tables of a store of each older version: version 1 predates sessions, version 2 the beats
+OLDER_TABLES = {1: TABLES[:-2], 2: TABLES[:-1]}
 _SCHEMA = f"""
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE environments (digest TEXT PRIMARY KEY, environment TEXT NOT NULL);
@@ -42,10 +43,14 @@ CREATE TABLE counters (
 CREATE TABLE sessions ({columns("sessions", POSTGRESQL)}
 );
 CREATE INDEX sessions_started ON sessions (started);
-CREATE INDEX trials_session ON trials (session)
+CREATE INDEX trials_session ON trials (session);
+CREATE TABLE beats ({columns("beats", POSTGRESQL)}
+)
 """
 #: from where ``CREATE TABLE sessions`` starts: what a version-1 store lacks, besides the trials' column
 _SESSIONS = _SCHEMA[_SCHEMA.index("CREATE TABLE sessions") :]
+#: what a version-2 store lacks
+_BEATS = _SCHEMA[_SCHEMA.index("CREATE TABLE beats") :]
 
 
 def lock_order(lock: Lock) -> tuple[str, str, str, str]:
@@ -71,7 +76,7 @@ def create_schema(db: Any, url: StoreURL) -> None:
                     f"pytest-mitosis; this one knows version {SCHEMA_VERSION}. Upgrade pytest-mitosis "
                     "(pip install -U pytest-mitosis); the store was left as it is."
                 )
-            missing = [t for t in (TABLES if version != 1 else TABLES_1) if t not in found]
+            missing = [t for t in OLDER_TABLES.get(version or 0, TABLES) if t not in found]
             if version is None or missing:
                 raise StoreError(
                     f"mitosis: the trial store {url} cannot be used: "
@@ -79,9 +84,12 @@ def create_schema(db: Any, url: StoreURL) -> None:
                     "missing (damaged, or edited by hand); nothing was written to it. Restore it from a backup "
                     "(pg_dump), or point --mitosis-store at a new database."
                 )
-            if version == 1:  # an older store gains the sessions, in this transaction; nothing else changes
-                db.execute("ALTER TABLE trials ADD COLUMN session TEXT")
-                for statement in filter(str.strip, _SESSIONS.split(";")):
+            if version in OLDER_TABLES:  # an older store gains what it lacks, in this transaction; nothing else changes
+                if version == 1:
+                    db.execute("ALTER TABLE trials ADD COLUMN session TEXT")
+                else:
+                    db.execute("ALTER TABLE sessions ADD COLUMN changed TEXT")
+                for statement in filter(str.strip, (_SESSIONS if version == 1 else _BEATS).split(";")):
                     db.execute(statement)
                 db.execute("UPDATE meta SET value=%s WHERE name='schema_version'", (str(SCHEMA_VERSION),))
             return

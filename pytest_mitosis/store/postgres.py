@@ -28,6 +28,7 @@ from ..identity.locks import Lock
 from .pgconnect import connect, driver
 from .pgschema import create_schema, lock_order
 from .protocol import (
+    BEAT,
     SESSION_COLUMNS,
     TRIAL_COLUMNS,
     KeyTaken,
@@ -35,6 +36,7 @@ from .protocol import (
     NewTrial,
     Previous,
     StoreError,
+    beat_row,
     environment_row,
     finish_warnings,
     left_running,
@@ -208,9 +210,19 @@ class PostgresStore:
                         key,
                     ),
                 )
+                self._db.execute("DELETE FROM beats WHERE kind='trial' AND key=%s", (key,))
             return warnings
 
         return self._retrying(work)
+
+    def beat(self, kind: str, key: str, session: str | None, state: dict[str, Any]) -> None:
+        """A running trial's or session's heartbeat and progress (``status``, the progress line under xdist)."""
+
+        def work() -> None:
+            with self._db.transaction():
+                self._db.execute(_postgres(BEAT), beat_row(kind, key, session, self.host, state))
+
+        self._retrying(work)
 
     def begin_session(self, session: NewSession) -> None:
         def work() -> None:
@@ -225,13 +237,14 @@ class PostgresStore:
 
         self._retrying(work)
 
-    def end_session(self, key: str, exitstatus: int) -> None:
+    def end_session(self, key: str, exitstatus: int, changed: list[str] | None = None) -> None:
         def work() -> None:
             with self._db.transaction():
                 self._db.execute(
-                    "UPDATE sessions SET ended=%s, status=%s, exitstatus=%s WHERE key=%s",
-                    (time.time(), *session_end(exitstatus), key),
+                    "UPDATE sessions SET ended=%s, status=%s, exitstatus=%s, changed=%s WHERE key=%s",
+                    (time.time(), *session_end(exitstatus), json.dumps(changed) if changed else None, key),
                 )
+                self._db.execute("DELETE FROM beats WHERE kind='session' AND key=%s", (key,))
 
         self._retrying(work)
 

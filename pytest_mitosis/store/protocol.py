@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..core.errors import MitosisError
-from ..core.processes import alive
+from ..core.processes import alive, machine
 from ..core.tree_text import difference, render
 from ..identity.environment import package_changes
 from ..identity.locks import Lock
@@ -141,8 +141,12 @@ class SessionStore(Protocol):
     def begin_session(self, session: NewSession) -> None:
         """Record ``session`` as running on this host and process; ``KeyTaken`` if its key is taken."""
 
-    def end_session(self, key: str, exitstatus: int) -> None:
-        """Record the end of the session and pytest's exit status (``2``: interrupted)."""
+    def end_session(self, key: str, exitstatus: int, changed: list[str] | None = None) -> None:
+        """Record the end of the session and pytest's exit status (``2``: interrupted); ``changed``: the
+        files of the investigation that were no longer the commit's when it ended (it started clean)."""
+
+    def beat(self, kind: str, key: str, session: str | None, state: dict[str, Any]) -> None:
+        """A running trial's (``kind="trial"``) or session's heartbeat, with its progress ``state``."""
 
 
 def conflict_message(lock: Lock, stored_value: Any, stored_trial: str) -> str:
@@ -268,27 +272,68 @@ def session_end(exitstatus: int) -> tuple[str, int]:
 DIED = "died"
 
 
+#: seconds without a heartbeat after which a running trial or session of another machine is dead
+#: (beats come every few seconds while a trial runs; saving a large notebook may pause them a while)
+STALE = 120.0
+#: seconds between two heartbeats a running trial writes
+BEAT_EVERY = 5.0
+
+
+def dead(pid: int, host: str, this_host: str, beat_machine: str | None, beat: float | None, now: float) -> bool:
+    """Whether the process behind a ``running`` record is gone.
+
+    With a heartbeat: on this machine (same boot, same pid namespace) the pid says so at once;
+    elsewhere, a heartbeat older than :data:`STALE` does, whatever the host's name (two
+    containers called alike never judge each other's pids). Without one (a record written before
+    heartbeats, or in the instant between its insert and its first beat): the pid, on the same host.
+    """
+    if beat_machine is not None and beat is not None:
+        return not alive(pid) if beat_machine == machine() else now - beat > STALE
+    return host == this_host and not alive(pid)
+
+
 def left_running(fetchall: Callable[[str, tuple[Any, ...]], Any], host: str) -> list[tuple[str, list[tuple[Any, ...]]]]:
-    """The updates (``(sql, rows)`` for ``executemany``) that close what processes of ``host`` left
-    running when they died: their trials become ``interrupted``, their sessions ``died``.
+    """The updates (``(sql, rows)`` for ``executemany``) that close what dead processes left running:
+    their trials become ``interrupted``, their sessions ``died`` (see :func:`dead`), their beats go.
 
     For every backend, in SQLite's dialect like :func:`finish_warnings`; ``fetchall(sql, args)``
     runs one query. Empty when nothing was left running.
     """
-    trials = fetchall("SELECT key, pid FROM trials WHERE status='running' AND host=?", (host,))
-    sessions = fetchall("SELECT key, pid FROM sessions WHERE status='running' AND host=?", (host,))
+    trials = fetchall(
+        "SELECT t.key, t.pid, t.host, b.machine, b.beat FROM trials t "
+        "LEFT JOIN beats b ON b.kind='trial' AND b.key=t.key WHERE t.status='running'",
+        (),
+    )
+    sessions = fetchall(
+        "SELECT s.key, s.pid, s.host, b.machine, b.beat FROM sessions s "
+        "LEFT JOIN beats b ON b.kind='session' AND b.key=s.key WHERE s.status='running'",
+        (),
+    )
     now, why = time.time(), "the session running this trial ended before it finished"
+    gone_trials = [key for key, pid, where, mine, beat in trials if dead(pid, where, host, mine, beat, now)]
+    gone_sessions = [key for key, pid, where, mine, beat in sessions if dead(pid, where, host, mine, beat, now)]
     updates: list[tuple[str, list[tuple[Any, ...]]]] = [
         (
             "UPDATE trials SET status='interrupted', ended=?, message=? WHERE key=? AND status='running'",
-            [(now, why, key) for key, pid in trials if not alive(pid)],
+            [(now, why, key) for key in gone_trials],
         ),
-        (
-            "UPDATE sessions SET status=? WHERE key=? AND status='running'",
-            [(DIED, key) for key, pid in sessions if not alive(pid)],
-        ),
+        ("DELETE FROM beats WHERE kind='trial' AND key=?", [(key,) for key in gone_trials]),
+        ("UPDATE sessions SET status=? WHERE key=? AND status='running'", [(DIED, key) for key in gone_sessions]),
+        ("DELETE FROM beats WHERE kind='session' AND key=?", [(key,) for key in gone_sessions]),
     ]
     return [(sql, rows) for sql, rows in updates if rows]
+
+
+#: a heartbeat: one row per running trial or session, replaced at every beat (SQLite's and PostgreSQL's upsert)
+BEAT = (
+    "INSERT INTO beats (kind, key, session, host, machine, pid, beat, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (kind, key) DO UPDATE SET beat=excluded.beat, state=excluded.state, pid=excluded.pid"
+)
+
+
+def beat_row(kind: str, key: str, session: str | None, host: str, state: dict[str, Any]) -> tuple[Any, ...]:
+    """The values of :data:`BEAT` for a trial (``kind="trial"``) or a session, with its progress ``state``."""
+    return (kind, key, session, host, machine(), os.getpid(), time.time(), json.dumps(state, default=str))
 
 
 def environment_row(environment: dict[str, Any]) -> tuple[str, str]:

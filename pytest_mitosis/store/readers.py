@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,30 @@ _CHUNK = 500
 
 def _when(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class Beat:
+    """A running trial (or session) and its last heartbeat: what ``status`` shows."""
+
+    key: str
+    name: str
+    nodeid: str
+    session: str | None
+    host: str
+    started: float
+    #: ``time.time()`` of its last heartbeat (``None``: none yet)
+    beat: float | None
+    #: its progress: phase, step, last line, elapsed (a trial); selected, done, passed, failed, ends (a session)
+    state: dict[str, Any]
+
+
+def _state(text: Any) -> dict[str, Any]:
+    try:
+        found = json.loads(text) if isinstance(text, str) else {}
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 class Reader:
@@ -117,6 +142,39 @@ class Reader:
 
     def _rows(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:
         return self._source.rows(sql, args)
+
+    def running(self, session: str | None = None) -> list[Beat]:
+        """The trials recorded ``running`` (of ``session``, or all), oldest first, with their last heartbeat.
+
+        A trial whose heartbeat is missing (a store before heartbeats, or the instant before its
+        first) has ``beat=None``; a crafted ``state`` reads as empty.
+        """
+        if self._source.version < 3:
+            sql = "SELECT t.key, t.name, t.nodeid, t.session, t.host, t.started, NULL AS beat, NULL AS state FROM trials t"
+        else:
+            sql = (
+                "SELECT t.key, t.name, t.nodeid, t.session, t.host, t.started, b.beat, b.state FROM trials t "
+                "LEFT JOIN beats b ON b.kind='trial' AND b.key=t.key"
+            )
+        sql += " WHERE t.status='running'" + (" AND t.session=?" if session is not None else "") + " ORDER BY t.started"
+        rows = self._rows(sql, *([session] if session is not None else []))
+        return [
+            Beat(r["key"], r["name"], r["nodeid"], r["session"], r["host"], r["started"], r["beat"], _state(r["state"]))
+            for r in rows
+        ]
+
+    def session_beats(self) -> dict[str, Beat]:
+        """The last heartbeat of each running session (its progress: selected, done, passed, failed, end)."""
+        if self._source.version < 3:
+            return {}
+        rows = self._rows(
+            "SELECT s.key, s.command, s.host, s.started, b.beat, b.state FROM sessions s "
+            "JOIN beats b ON b.kind='session' AND b.key=s.key WHERE s.status='running'"
+        )
+        return {
+            r["key"]: Beat(r["key"], r["command"], "", r["key"], r["host"], r["started"], r["beat"], _state(r["state"]))
+            for r in rows
+        }
 
     def _record(self, row: Mapping[str, Any]) -> TrialRecord:
         git = json.loads(row["git"])

@@ -10,6 +10,7 @@ never upgraded by reading it. No pytest import here.
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ class SessionRecord:
     #: pytest's exit code (``None`` while running, or when the session died)
     exitstatus: int | None
     trials: dict[str, int] = field(default_factory=dict)
+    #: files of the investigation that were not the commit's when the session ended (it started clean): an edit
+    #: made while it ran (its trials from then on failed, naming them)
+    changed: tuple[str, ...] = ()
 
     @property
     def state(self) -> str:
@@ -88,6 +92,7 @@ class SessionRecord:
             "state": self.state,
             "trials": dict(self.trials),
             "command": self.command,
+            "changed": list(self.changed),
         }
 
 
@@ -105,7 +110,18 @@ def _record(row: Mapping[str, Any], trials: dict[str, int]) -> SessionRecord:
         status=row["status"],
         exitstatus=row["exitstatus"],
         trials=trials,
+        changed=_changed(row),
     )
+
+
+def _changed(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """The session's ``changed`` files (none before schema version 3, or when a crafted row holds no list)."""
+    text = row["changed"] if "changed" in row.keys() else None
+    try:
+        found = json.loads(text) if text else []
+    except (TypeError, ValueError):
+        return ()
+    return tuple(str(f) for f in found) if isinstance(found, list) else ()
 
 
 def _counts(source: Source, key: str | None) -> dict[str, dict[str, int]]:

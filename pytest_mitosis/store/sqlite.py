@@ -29,6 +29,7 @@ from .file import (
     refuse_network_filesystem,
 )
 from .protocol import (
+    BEAT,
     SESSION_COLUMNS,
     TRIAL_COLUMNS,
     KeyTaken,
@@ -36,6 +37,7 @@ from .protocol import (
     NewTrial,
     Previous,
     StoreError,
+    beat_row,
     environment_row,
     finish_warnings,
     left_running,
@@ -124,8 +126,10 @@ class SQLiteStore:
                 if version == SCHEMA_VERSION:
                     return  # nothing to write: an existing store is never rewritten on open
                 for step in range(version, SCHEMA_VERSION):  # an older store gains what it lacks, in this transaction
-                    if step in _UPGRADE:
-                        self._db.execute(_UPGRADE[step])
+                    if step == 2 and version < 2:
+                        continue  # its sessions table is created by _SCHEMA below, with every column
+                    for statement in _UPGRADE.get(step, ()):
+                        self._db.execute(statement)
             elif not fresh:  # another session created it meanwhile? then it has our tables; else refuse
                 raise StoreError(foreign_message(self.path, "it has no pytest-mitosis tables"))
             for statement in filter(str.strip, _SCHEMA.split(";")):
@@ -224,7 +228,13 @@ class SQLiteStore:
                     key,
                 ),
             )
+            self._db.execute("DELETE FROM beats WHERE kind='trial' AND key=?", (key,))
         return warnings
+
+    def beat(self, kind: str, key: str, session: str | None, state: dict[str, Any]) -> None:
+        """A running trial's or session's heartbeat and progress (``status``, the progress line under xdist)."""
+        with self._write():
+            self._db.execute(BEAT, beat_row(kind, key, session, self.host, state))
 
     def begin_session(self, session: NewSession) -> None:
         with self._write():
@@ -235,12 +245,13 @@ class SQLiteStore:
                 session_row(session, self.host),
             )
 
-    def end_session(self, key: str, exitstatus: int) -> None:
+    def end_session(self, key: str, exitstatus: int, changed: list[str] | None = None) -> None:
         with self._write():
             self._db.execute(
-                "UPDATE sessions SET ended=?, status=?, exitstatus=? WHERE key=?",
-                (time.time(), *session_end(exitstatus), key),
+                "UPDATE sessions SET ended=?, status=?, exitstatus=?, changed=? WHERE key=?",
+                (time.time(), *session_end(exitstatus), json.dumps(changed) if changed else None, key),
             )
+            self._db.execute("DELETE FROM beats WHERE kind='session' AND key=?", (key,))
 
     def next_iteration(self, experiment: str, identity: str) -> int:
         (value,) = self._db.execute(

@@ -25,6 +25,9 @@ CREATE TABLE IF NOT EXISTS sessions ({columns("sessions", SQLITE)}
 );
 CREATE INDEX IF NOT EXISTS sessions_started ON sessions (started);
 CREATE INDEX IF NOT EXISTS trials_session ON trials (session);
+CREATE TABLE IF NOT EXISTS beats ({columns("beats", SQLITE)}
+);
 """
 #: what a store of version N (the key) needs before ``SCHEMA`` completes it: version 1 predates sessions
-UPGRADE = {1: "ALTER TABLE trials ADD COLUMN session TEXT"}
+#: (``SCHEMA`` creates them, with every column), version 2 the sessions' ``changed`` column (and the beats)
+UPGRADE = {1: ("ALTER TABLE trials ADD COLUMN session TEXT",), 2: ("ALTER TABLE sessions ADD COLUMN changed TEXT",)}

@@ -58,7 +58,18 @@ _COLUMNS = {
     dirty INTEGER NOT NULL,
     debug INTEGER NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('running', 'ended', 'interrupted', 'died')),
-    exitstatus INTEGER""",
+    exitstatus INTEGER,
+    changed TEXT""",
+    "beats": """
+    kind TEXT NOT NULL CHECK (kind IN ('trial', 'session')),
+    key TEXT NOT NULL,
+    session TEXT,
+    host TEXT NOT NULL,
+    machine TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    beat {real} NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (kind, key)""",
 }
 
 #: each backend's spelling of a float and of a 64-bit integer

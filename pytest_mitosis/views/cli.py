@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -157,6 +158,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="list the pytest sessions, newest first; with KEY (or a unique prefix), that session's trials",
     )
+    p_status = command("status", "the trials running now, across sessions and hosts, with their progress")
+    p_status.add_argument("--json", action="store_true", help="print JSON")
+    p_status.add_argument(
+        "--watch", nargs="?", const=2.0, type=float, default=None, metavar="SECONDS", help="refresh (every 2 s)"
+    )
     p_show = command("show", "everything recorded about one trial")
     p_show.add_argument("key", help="a trial key (or a session key), or a unique prefix of one")
     p_diff = command("diff", "why two trials differ: code, parameters, environment, seed")
@@ -207,6 +213,15 @@ def _run(args: argparse.Namespace) -> str | None:
                 )
                 return None
             return history(reader, args.experiment, args.json, args.debug)
+        if args.command == "status":
+            from .status_text import status
+
+            if args.watch is None:
+                return status(reader, args.json, _table)
+            while True:  # until Ctrl-C
+                text = printable(status(reader, args.json, _table))
+                print(f"\x1b[H\x1b[2J{text}" if sys.stdout.isatty() else text, flush=True)
+                time.sleep(max(0.5, args.watch))
         if args.command == "show":
             return show(reader, args.key)
         if args.command == "diff":
@@ -245,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RecordsError as err:
         print(printable(f"pytest-mitosis: {err}"), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # status --watch ends with Ctrl-C
+        return 130
     except OSError as err:  # an unwritable report folder, a full disk
         print(printable(f"pytest-mitosis: {err.strerror or err}: {err.filename or ''}"), file=sys.stderr)
         return 2

@@ -28,8 +28,12 @@ def duration(session: SessionRecord) -> str:
 
 
 def commit(session: SessionRecord) -> str:
-    """The commit's first 8 digits, with ``dirty`` and ``debug`` when they apply."""
-    flags = [f for f, on in (("dirty", session.dirty), ("debug", session.debug)) if on]
+    """The commit's first 8 digits, with ``dirty``, ``debug`` and ``edited while running`` when they apply."""
+    flags = [
+        f
+        for f, on in (("dirty", session.dirty), ("debug", session.debug), ("edited while running", session.changed))
+        if on
+    ]
     return (session.commit or "-")[:8] + (f" ({', '.join(flags)})" if flags else "")
 
 
@@ -59,10 +63,13 @@ def session_list(reader: Reader, as_json: bool, table: Callable[[list[list[str]]
 
 def session_header(session: SessionRecord) -> str:
     """Two lines naming the session: when, where, what, how it ended; then its command line."""
+    changed = ""
+    if session.changed:
+        changed = "\nedited while it ran (not the commit's when it ended): " + ", ".join(session.changed)
     return (
         f"session {session.key}: started {session.started:%Y-%m-%d %H:%M:%S}, {duration(session)}, host "
         f"{session.host}, commit {commit(session)}, {session.state}, {session.counts()}\n"
-        f"command: {session.command}"
+        f"command: {session.command}{changed}"
     )
 
 

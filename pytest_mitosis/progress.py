@@ -1,0 +1,241 @@
+"""The sweep's progress while it runs: a status line on a terminal, a line per event in a log.
+
+A 46-second trial used to show ``pyproject.toml`` and nothing else until it ended. Now, on a
+terminal, a status line after what pytest last wrote on its current line changes every second:
+trials done of selected, passed and failed, each running trial (its key, step, elapsed time,
+the last line it printed) and the sweep's estimated end. Off a terminal (CI logs, ``nohup ... >
+log``) a line when a trial starts, one when it ends, and one every ``--mitosis-progress-every``
+seconds (60) for a trial still running; ``-q`` turns the lines off, as it quiets pytest.
+
+Built on pytest's own terminal writer rather than rich or tqdm: pytest owns the terminal, and a
+second library drawing on it would fight pytest's line bookkeeping (its dots, ``-v`` lines,
+xdist's lines). The status line is drawn only while pytest itself is silent (a trial's kernel
+runs in the main thread), after the cursor, with the terminal's save/restore-cursor and
+clear-to-end-of-line sequences, and erased before pytest writes again: pytest's line is never
+rewritten. Under pytest-xdist the controller draws what its workers' trials report through the
+store's heartbeats (see :meth:`Progress.watch`).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+SAVE, RESTORE, CLEAR = "\x1b7", "\x1b8", "\x1b[K"
+
+
+def clock(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``2h03m``."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def printable(text: str) -> str:
+    """One line of a step's output fit for a status line: control characters as ``?``."""
+    return "".join(c if c.isprintable() else "?" for c in text).strip()
+
+
+@dataclass
+class Running:
+    """A trial that runs now, as its last tick (or heartbeat) described it."""
+
+    name: str
+    key: str
+    step: str | None = None
+    phase: str | None = None
+    line: str = ""
+    elapsed: float = 0.0
+    #: ``time.monotonic()`` of the last "still running" line written for it (off a terminal)
+    said: float = field(default_factory=time.monotonic)
+
+
+class Progress:
+    """How the session's sweep goes, drawn on pytest's terminal writer (see the module's docstring)."""
+
+    def __init__(self, reporter: Any, every: float, workers: int = 1) -> None:
+        self.reporter = reporter
+        self.tw = getattr(reporter, "_tw", None)
+        self.tty = bool(reporter is not None and reporter.isatty() and getattr(self.tw, "hasmarkup", False))
+        self.lines = reporter is not None and not self.tty and reporter.verbosity >= 0
+        self.every = every
+        self.workers = max(1, workers)
+        self.selected = 0
+        self.counts: Counter[str] = Counter()
+        self.remaining: Counter[str] = Counter()
+        self.durations: dict[str, list[float]] = defaultdict(list)
+        self.running: dict[str, Running] = {}
+        self._drawn = False
+        self._drawn_at = 0.0
+        #: held while something writes to the terminal (the xdist controller's watcher is a thread)
+        self.lock = threading.RLock()
+        self._watch: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @property
+    def active(self) -> bool:
+        return self.tty or self.lines
+
+    # -- what the session tells it -------------------------------------------------------------
+
+    def plan(self, experiments: list[str]) -> None:
+        """The experiment of every selected trial (the estimate counts what is left of each)."""
+        self.selected = len(experiments)
+        self.remaining = Counter(experiments)
+
+    def started(self, nodeid: str) -> None:
+        if self.lines:
+            self._line(f"mitosis [{self.done + 1}/{self.selected}] {_short(nodeid)}: started")
+
+    def tick(self, key: str, name: str, state: dict[str, Any]) -> None:
+        """A running trial's state (about every second from its kernel's loop, or from a heartbeat)."""
+        with self.lock:
+            trial = self.running.get(key)
+            if trial is None:
+                trial = self.running[key] = Running(name, key)
+            trial.step, trial.phase = state.get("step"), state.get("phase")
+            trial.line, trial.elapsed = printable(str(state.get("line") or "")), float(state.get("elapsed") or 0.0)
+            if self.tty:
+                self.draw()
+            elif self.lines and time.monotonic() - trial.said >= self.every:
+                trial.said = time.monotonic()
+                last = f"; last line: {trial.line}" if trial.line else ""
+                self._line(
+                    f"mitosis {trial.name} ({trial.key}): still running after {clock(trial.elapsed)}, {_where(trial)}{last}"
+                )
+
+    def finished(self, nodeid: str, outcome: str, seconds: float, main: str | None, key: str | None) -> None:
+        """A trial's report: its outcome counts, its time feeds the estimate."""
+        with self.lock:
+            experiment = _experiment(nodeid)
+            self.counts[outcome] += 1
+            if self.remaining[experiment] > 0:
+                self.remaining[experiment] -= 1
+            if outcome in ("passed", "failed") and seconds > 0:
+                self.durations[experiment].append(seconds)
+            if key is not None:
+                self.running.pop(key, None)
+            if self.lines:
+                shown = f", main={main}" if main is not None else ""
+                self._line(
+                    f"mitosis [{self.done}/{self.selected}] {_short(nodeid)}: {outcome} in {clock(seconds)}{shown}"
+                    f" ({self.ends()})"
+                )
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+    def ends(self) -> str:
+        """The sweep's estimated end, from the finished trials of each experiment still to run."""
+        if not any(count > 0 for count in self.remaining.values()):
+            return "no trial left"
+        left = 0.0
+        for experiment, count in self.remaining.items():
+            if count <= 0:
+                continue
+            seen = self.durations.get(experiment)
+            if not seen:
+                return "end unknown"
+            left += count * sum(seen) / len(seen)
+        left = max(0.0, left / self.workers - max((t.elapsed for t in self.running.values()), default=0.0))
+        return f"ends ~{time.strftime('%H:%M', time.localtime(time.time() + left))}, in {clock(left)}"
+
+    # -- drawing ---------------------------------------------------------------------------------
+
+    def status(self) -> str:
+        """The status line's text (before it is cut to the terminal's width)."""
+        counts = f"{self.counts['passed']} passed, {self.counts['failed']} failed"
+        running = " · ".join(
+            f"{t.name} [{t.key}] {_where(t)} {clock(t.elapsed)}" + (f": {t.line}" if t.line else "")
+            for t in self.running.values()
+        )
+        return f"mitosis {self.done}/{self.selected} ({counts}) · {running or 'starting'} · {self.ends()}"
+
+    def draw(self) -> None:
+        """The status line after the cursor, at most once a second (the cursor stays where pytest left it)."""
+        if not self.tty or self.tw is None or time.monotonic() - self._drawn_at < 0.9:
+            return
+        room = self.tw.fullwidth - _current_width(self.tw) - 2
+        if room < 20:
+            return
+        text = self.status()
+        text = text if len(text) <= room else text[: room - 1] + "…"
+        self.tw.write(f"{SAVE} {text}{CLEAR}{RESTORE}", flush=True)
+        self._drawn, self._drawn_at = True, time.monotonic()
+
+    def erase(self) -> None:
+        """Remove the status line before pytest writes again."""
+        with self.lock:
+            if self._drawn and self.tw is not None:
+                self.tw.write(CLEAR, flush=True)
+                self._drawn, self._drawn_at = False, 0.0
+
+    def _line(self, text: str) -> None:
+        with self.lock:
+            self.reporter.write_line(text)
+
+    # -- under pytest-xdist: the workers' trials, from the store's heartbeats -----------------
+
+    def watch(self, read: Any) -> None:
+        """On the xdist controller: every second, ``read()`` returns ``{key: (name, state)}`` of the session's
+        running trials (their heartbeats in the store), drawn like the trials of a session alone."""
+        if not self.active or self._watch is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(1.0):
+                try:
+                    found = read()
+                except Exception:  # the store is busy or away: the line waits for the next second
+                    continue
+                with self.lock:
+                    for key in set(self.running) - set(found):
+                        self.running.pop(key)
+                    for key, (name, state) in found.items():
+                        self.tick(key, name, state)
+
+        self._watch = threading.Thread(target=loop, name="mitosis-progress", daemon=True)
+        self._watch.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.join(timeout=5)
+            self._watch = None
+        self.erase()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _current_width(tw: Any) -> int:
+    """The width of what pytest wrote on the current line (its own measure counts colour codes as -1)."""
+    width = int(tw.width_of_current_line)
+    if width >= 0:
+        return width
+    line = str(getattr(tw, "_current_line", "")).rsplit("\r", 1)[-1]
+    return len(_ANSI.sub("", line))
+
+
+def _experiment(nodeid: str) -> str:
+    return nodeid.rsplit("::", 1)[-1].split("[", 1)[0]
+
+
+def _short(nodeid: str) -> str:
+    return nodeid.rsplit("::", 1)[-1]
+
+
+def _where(trial: Running) -> str:
+    if trial.phase == "step" and trial.step:
+        return f"step {trial.step}"
+    return {"kernel start": "starting its kernel", "set-up": "set-up", "saving": "saving"}.get(
+        str(trial.phase), str(trial.phase or "starting")
+    )

@@ -1,0 +1,87 @@
+"""``status``: the trials running now in the store, across sessions and hosts (like ``squeue``).
+
+Every running trial writes a heartbeat with its phase, step, elapsed time and last printed line
+every few seconds (:mod:`pytest_mitosis.recording`); each session alone writes its progress
+(selected, done, passed, failed, estimated end). A trial whose heartbeat is older than
+``STALE`` is shown as such: its process is likely gone (the next session of its machine marks
+it ``interrupted`` at once; any other once the heartbeat is that old). No pytest import here;
+everything printed passes through the CLI's ``printable``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from ..store import Reader
+from ..store.protocol import STALE
+
+
+def ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def status(reader: Reader, as_json: bool, table: Callable[[list[list[str]]], str]) -> str:
+    """Every running trial (one row each), then one line per running session with its progress."""
+    now = time.time()
+    trials = reader.running()
+    sessions = reader.session_beats()
+    if as_json:
+        return json.dumps(
+            {
+                "trials": [
+                    {
+                        "key": t.key,
+                        "name": t.name,
+                        "session": t.session,
+                        "host": t.host,
+                        "started": t.started,
+                        "heartbeat": t.beat,
+                        "alive": t.beat is not None and now - t.beat <= STALE,
+                        **t.state,
+                    }
+                    for t in trials
+                ],
+                "sessions": [{"key": s.key, "host": s.host, "heartbeat": s.beat, **s.state} for s in sessions.values()],
+            },
+            indent=2,
+        )
+    if not trials and not sessions:
+        return f"no trial is running in {reader.location}"
+    rows = [["session", "host", "trial", "key", "step", "elapsed", "heartbeat", "last line"]]
+    for t in trials:
+        state = t.state
+        if t.beat is None:
+            beat = "none yet"
+        elif now - t.beat > STALE:
+            beat = f"{ago(now - t.beat)} ago: dead?"
+        else:
+            beat = f"{ago(now - t.beat)} ago"
+        step = state.get("step") or state.get("phase") or "-"
+        rows.append(
+            [
+                t.session or "-",
+                t.host,
+                str(t.nodeid).rsplit("::", 1)[-1],
+                t.key,
+                str(step),
+                ago(now - t.started),
+                beat,
+                str(state.get("line") or "")[:60],
+            ]
+        )
+    lines = [table(rows)] if trials else []
+    for s in sessions.values():
+        st = s.state
+        lines.append(
+            f"session {s.key} on {s.host}: {st.get('done', '?')} of {st.get('selected', '?')} done "
+            f"({st.get('passed', 0)} passed, {st.get('failed', 0)} failed), {st.get('ends', 'end unknown')}; "
+            f"heartbeat {ago(now - (s.beat or now))} ago"
+        )
+    return "\n".join(lines)
