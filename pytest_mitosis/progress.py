@@ -18,6 +18,7 @@ store's heartbeats (see :meth:`Progress.watch`).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -168,18 +169,34 @@ class Progress:
             return
         text = self.status()
         text = text if len(text) <= room else text[: room - 1] + "…"
-        self.tw.write(f"{SAVE} {text}{CLEAR}{RESTORE}", flush=True)
+        self._raw(f"{SAVE} {text}{CLEAR}{RESTORE}")
         self._drawn, self._drawn_at = True, time.monotonic()
+
+    def _raw(self, text: str) -> None:
+        """Write past pytest's line bookkeeping: the cursor stays where pytest left it, so pytest's idea of its
+        current line (its width, where ``[100%]`` goes) stays true."""
+        stream = getattr(self.tw, "_file", None)
+        if stream is None:
+            return
+        with self._uncaptured():
+            stream.write(text)
+            stream.flush()
+
+    def _uncaptured(self) -> Any:
+        """pytest captures file descriptors 1 and 2 while a trial runs: the line is drawn with capture suspended,
+        as pytest's live logging does."""
+        capture = self.reporter.config.pluginmanager.getplugin("capturemanager")
+        return capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
 
     def erase(self) -> None:
         """Remove the status line before pytest writes again."""
         with self.lock:
             if self._drawn and self.tw is not None:
-                self.tw.write(CLEAR, flush=True)
+                self._raw(CLEAR)
                 self._drawn, self._drawn_at = False, 0.0
 
     def _line(self, text: str) -> None:
-        with self.lock:
+        with self.lock, self._uncaptured():
             self.reporter.write_line(text)
 
     # -- under pytest-xdist: the workers' trials, from the store's heartbeats -----------------

@@ -312,7 +312,7 @@ class MitosisSession:
         from .store.protocol import BEAT_EVERY
 
         if self.progress is not None:
-            self.progress.tick(key, name, state)
+            self.progress.tick(key, nodeid.rsplit("::", 1)[-1], state)
         now = time.monotonic()
         if now - self._beaten < BEAT_EVERY:
             return

@@ -492,7 +492,7 @@ def _tables_gone(trials: Path) -> str:
 
 
 def _every_table_gone(trials: Path) -> str:
-    _drop(trials, "trials", "locks", "environments", "meta", "sessions")
+    _drop(trials, "trials", "locks", "environments", "meta", "sessions", "beats")
     return (
         f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} cannot be used: it is a SQLite database "
         "without any table (not a store, or one whose tables were dropped). It is not a pytest-mitosis store or it "
@@ -729,7 +729,7 @@ def test_a_store_from_before_sessions_gains_them_when_a_session_opens_it(tmp_pat
     (after,) = backend.rows(trials)
     assert after == {**before, "session": None}, "the old trial is kept as it was"
     with Reader(trials, backend.url) as reader:
-        assert reader._source.version == 2
+        assert reader._source.version == 3
         (session,) = reader.sessions()
         assert [r.key for r in reader.trials()] == [old]
     assert (session.key, session.status, session.exitstatus, session.debug, session.trials) == (

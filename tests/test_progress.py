@@ -1,0 +1,253 @@
+"""Watching a long sweep (issue 23): the status line on a terminal, log lines off one, ``status``, heartbeats.
+
+The step prints a line, then waits while a ``hold-N`` file exists: the test decides when a trial
+is running (never a fixed sleep) and watches what the session shows meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import background, clean_env, git, git_init, write_investigation
+
+pytestmark = pytest.mark.kernel
+
+PATIENCE = 180.0
+
+PYPROJECT = """
+[tool.mitosis.steps]
+fit = ["study.fit:run", "study.fit:lookup_dict"]
+"""
+
+FIT = """
+import time
+from pathlib import Path
+
+lookup_dict = {"n": {"n0": 0, "n1": 1}}
+
+
+def run(n):
+    hold = Path("markers") / f"hold-n{n}"
+    print(f"waiting for release of n{n}", flush=True)
+    while hold.exists():
+        time.sleep(0.05)
+    return {"main": float(n)}
+"""
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = write_investigation(
+        tmp_path_factory.mktemp("watch") / "inv", PYPROJECT, {"study.__init__": "", "study.fit": FIT}
+    )
+    (root / "markers").mkdir()
+    git_init(root)
+    (root / ".gitignore").write_text("__pycache__/\n.pytest_cache/\nmarkers/\n", encoding="utf-8")
+    git(root, "commit", "-qam", "ignore the markers")
+    return root
+
+
+def _until(what: str, check: Any, proc: subprocess.Popen[Any] | None = None, text: Any = None) -> Any:
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        found = check()
+        if found:
+            return found
+        if proc is not None and proc.poll() is not None and not check():
+            pytest.fail(f"pytest ended before {what}:\n{text() if text else ''}")
+        assert time.monotonic() < deadline, f"no {what} in time:\n{text() if text else ''}"
+        time.sleep(0.05)
+
+
+def _status(root: Path, *needles: str, args: tuple[str, ...] = ()) -> str:
+    """``status``'s output once it holds every needle (else empty, for :func:`_until`; also while the
+    session has not created the store's tables yet)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_mitosis", "status", *args],
+        cwd=root,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout if done.returncode == 0 and all(n in done.stdout for n in needles) else ""
+
+
+def _cli(root: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_mitosis", *args], cwd=root, env=clean_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+class Terminal:
+    """pytest on a pseudo-terminal of 160 columns; what it wrote, as bytes, read by a thread."""
+
+    def __init__(self, root: Path, *args: str) -> None:
+        master, slave = pty.openpty()
+        env = clean_env(COLUMNS="160", LINES="40", TERM="xterm")
+        self.proc = background(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", *args],
+            cwd=root,
+            env=env,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+        )
+        os.close(slave)
+        self.out = b""
+        self._master = master
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.out += chunk
+
+    def end(self) -> int:
+        code = self.proc.wait(timeout=PATIENCE)
+        self._reader.join(timeout=PATIENCE)
+        os.close(self._master)
+        return code
+
+
+def test_the_status_line_moves_on_a_terminal_and_never_reaches_pytest_s_lines(study: Path) -> None:
+    (study / "markers" / "hold-n0").write_text("")
+    term = Terminal(study)
+    text = lambda: term.out.decode(errors="replace")  # noqa: E731
+    _until(
+        "a status line naming the step's last line",
+        lambda: "step fit" in text() and "waiting for release of n0" in text(),
+        term.proc,
+        text,
+    )
+    first = re.search(r"\x1b7 mitosis 0/2 \(0 passed, 0 failed\) · fit\[n0\] \[([0-9a-f]{8})\] step fit (\d+)s", text())
+    assert first is not None, text()
+    _until("a later elapsed time", lambda: f"step fit {int(first.group(2)) + 1}s" in text(), term.proc, text)
+    (study / "markers" / "hold-n0").unlink()
+    assert term.end() == 0, text()
+    out = text()
+    assert "end unknown" in out  # before the first trial ended
+    assert re.search(r"mitosis 1/2 \(1 passed, 0 failed\) · fit\[n1\] \[[0-9a-f]{8}\] ", out) is None or "ends ~" in out
+    # every drawing is erased (clear to the end of the line) before pytest writes; the summary has none
+    summary = out[out.index("[100%]") :]
+    assert "\x1b7" not in summary and "mitosis trials" in summary and "2 passed" in summary
+    lines = out.split("\r\n")
+    assert any(line.startswith("pyproject.toml ") and "[100%]" in line for line in lines), out
+
+
+def test_off_a_terminal_lines_say_start_end_and_still_running_and_status_shows_the_trial(study: Path) -> None:
+    (study / "markers" / "hold-n0").write_text("")
+    log = study.parent / "sweep.log"
+    with open(log, "w") as stream:
+        proc = background(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "--mitosis-progress-every", "1"],
+            cwd=study,
+            env=clean_env(),
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+        )
+        text = log.read_text
+        still = _until(
+            "a still-running line",
+            lambda: re.search(
+                r"mitosis fit\[n0\] \(([0-9a-f]{8})\): still running after \d+s, step fit; last line: "
+                r"waiting for release of n0",
+                text(),
+            ),
+            proc,
+            text,
+        )
+        key = still.group(1)
+        status = _until("the trial in status", lambda: _status(study, key, " ago "))
+        row = next(line for line in status.splitlines() if key in line)
+        assert re.match(
+            r"[0-9a-f]{8}\s+\S+\s+fit\[n0\]\s+" + key + r"\s+fit\s+\d+s\s+\d+s ago\s+waiting for release of n0$", row
+        ), status
+        assert re.search(
+            r"session [0-9a-f]{8} on \S+: 0 of 2 done \(0 passed, 0 failed\), end unknown; heartbeat", status
+        )
+        (study / "markers" / "hold-n0").unlink()
+        assert proc.wait(timeout=PATIENCE) == 0, text()
+    out = text()
+    assert "mitosis [1/2] fit[n0]: started" in out
+    assert re.search(r"mitosis \[1/2\] fit\[n0\]: passed in \d+s, main=0\.0 \(ends ~\d\d:\d\d, in \d+s\)", out), out
+    assert re.search(r"mitosis \[2/2\] fit\[n1\]: passed in \d+s, main=1\.0 \(no trial left\)", out), out
+    assert "\x1b" not in out
+    assert _cli(study, "status").startswith("no trial is running in ")
+
+
+def _contained(root: Path, url: str, *args: str, spread: bool = False) -> subprocess.Popen[str]:
+    """A session in a 'container' of its own: a UTS and a pid namespace, the host name ``box``.
+
+    With ``spread``, two hundred processes come and go first, so that pytest's pid (about 200) is not
+    one the other container's session uses: judged by its pid, a live trial there would look dead here.
+    """
+    spreading = "for i in $(seq 200); do /bin/true; done && " if spread else ""
+    script = f'hostname box && {spreading}"$@"'  # not exec: pytest is a child of the namespace's pid 1
+    argv = ["unshare", "--uts", "--pid", "--fork", "--mount-proc", "sh", "-c", script, "sh"]
+    argv += [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "--mitosis-store", url, *args]
+    return background(argv, cwd=root, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_containers_of_one_host_name_never_mark_each_other_s_live_trial(
+    study: Path, pg_server: Any, pg_database: str
+) -> None:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare (util-linux) for UTS and pid namespaces")
+    probe = subprocess.run(["unshare", "--uts", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"unshare cannot make namespaces here: {probe.stderr.decode().strip()}")
+    url = pg_database
+    database = url.split("/")[3].split("?")[0]
+    (study / "markers" / "hold-n0").write_text("")
+    first = _contained(study, url, "-k", "n0", spread=True)
+    status = _until(
+        "the first container's trial with a heartbeat",
+        lambda: _status(study, "fit[n0]", " ago ", args=("--store", url)),
+        first,
+    )
+    assert re.search(r"\sbox\s+fit\[n0\]", status), status
+    second = _contained(study, url, "-k", "n1")
+    out, _ = second.communicate(timeout=PATIENCE)
+    assert second.returncode == 0, out
+    rows = pg_server.execute("SELECT variants, status, host FROM trials ORDER BY started", database)
+    assert rows == [("n0", "running", "box"), ("n1", "passed", "box")]
+    (study / "markers" / "hold-n0").unlink()
+    out, _ = first.communicate(timeout=PATIENCE)
+    assert first.returncode == 0, out
+    rows = pg_server.execute("SELECT variants, status FROM trials ORDER BY started", database)
+    assert rows == [("n0", "passed"), ("n1", "passed")]
+    git(study, "status", "--porcelain")  # the study stays usable
+
+
+def test_a_killed_container_s_trial_is_interrupted_once_its_heartbeat_is_old(tmp_path: Path) -> None:
+    """The judgement itself, for every backend: a beat from another machine decides by its age alone."""
+    from pytest_mitosis.core.processes import machine
+    from pytest_mitosis.store.protocol import STALE, dead
+
+    now = time.time()
+    me = machine()
+    assert dead(os.getpid(), "box", "box", "another-machine", now - STALE - 1, now)
+    assert not dead(2**22 + 7, "box", "box", "another-machine", now - 1, now)  # a pid not here: age decides
+    assert dead(2**22 + 7, "box", "box", me, now, now)  # this machine: the pid decides at once
+    assert not dead(os.getpid(), "box", "box", me, now - 10 * STALE, now)
+    assert dead(2**22 + 7, "box", "box", None, None, now)  # no beat: the old rule, same host and pid gone
+    assert not dead(2**22 + 7, "elsewhere", "box", None, None, now)
