@@ -27,9 +27,9 @@ class NoMatch(RecordsError):
 
 
 #: a trial key as ``runner.new_key`` draws it; anything else in a store was not written by us
-KEY = re.compile(r"^[0-9a-f]{8}$")
+KEY = re.compile(r"^[0-9a-f]{8}\Z")  # \Z: "$" would let a trailing newline through
 #: a git object name (abbreviated or full, SHA-1 or SHA-256)
-COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
+COMMIT = re.compile(r"^[0-9a-f]{7,64}\Z")
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
