@@ -94,7 +94,7 @@ def finish(key: str = KEY, folder: str | None = FOLDER, **changes: Any) -> tuple
 
 def tar(*members: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as made:
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as made:
         for info, content in members:
             made.addfile(info, io.BytesIO(content) if content is not None else None)
     return buffer.getvalue()
@@ -107,6 +107,13 @@ def member(
     info.type, info.size, info.linkname, info.mode = kind, len(content), link, 0o644
     if kind != tarfile.REGTYPE:
         info.size = 0
+    return info, content
+
+
+def sparse(name: str, size: int) -> tuple[tarfile.TarInfo, bytes]:
+    """A member of one stored byte that claims ``size`` bytes once unpacked (GNU sparse, in PAX headers)."""
+    info, content = member(name, content=b"x")
+    info.pax_headers = {"GNU.sparse.map": "0,1", "GNU.sparse.size": str(size), "GNU.sparse.name": name}
     return info, content
 
 
@@ -293,6 +300,12 @@ CASES = [
         "a device file",
         [OPEN, begin(), chunk(folder(member("./disk", tarfile.BLKTYPE))), finish()],
         "folder member './disk': expected a regular file or a folder, found a device or FIFO",
+        "failed",
+    ),
+    Case(
+        "a sparse file of one byte that unpacks to a terabyte",
+        [OPEN, begin(), chunk(folder(sparse("./big", 1 << 40))), finish()],
+        "folder member './big': expected a regular file or a folder, found a sparse file",
         "failed",
     ),
     Case(
