@@ -52,6 +52,33 @@ def printable(text: str) -> str:
     return _CONTROL.sub("?", text)
 
 
+#: the escapes of :func:`cell` that Python's ``repr`` writes by name
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def cell(value: object) -> str:
+    """``value`` as one terminal cell: on one line, every character visible, as Python's ``repr`` writes it, unquoted.
+
+    Every table cell and every recorded value after a label in a terminal view passes here. A
+    newline or a tab printed raw would split a row or add a fake one (a crafted store row's
+    name ``x\\n2026-01-01  fake  passed``), an escape sequence would move the cursor or
+    retitle the terminal, a bidi override or zero-width character would hide text; so each
+    character Python does not call printable prints as its escape (``\\n``, ``\\t``,
+    ``\\x1b``, ``\\u202e``). Letters of every script stay as they are, and so does a
+    backslash: what ``repr`` or ``json.dumps`` already escaped passes unchanged (``cell`` of a
+    cell is the cell), so a view may pass any text here without showing it escaped twice.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if text.isprintable():
+        return text
+    return "".join(_NAMED.get(c) or (c if c.isprintable() else _escape(c)) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def trial_state(status: object, verdict: object, folder: object) -> str:
     """What of a trial changes after it is recorded (it ends, is judged, its folder moves into place), as one text.
 
