@@ -312,8 +312,9 @@ class StoreServer:
                 )
             except (OSError, tarfile.TarError) as err:
                 problem = str(err)
-        if problem is not None:
+        if problem is not None or args["folder"] is None:  # the chunks of a folder that failed on the way, too
             shutil.rmtree(self._staging(key), ignore_errors=True)
+        if problem is not None:
             status = "failed"
             message = (
                 f"{message + '; ' if message else ''}ran on host {self.host} (worker {self.worker}), but its folder "

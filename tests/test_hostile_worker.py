@@ -219,19 +219,19 @@ class Case:
 
 
 LEGIT = [OPEN, begin(), chunk(folder())]
-SLOW = "a trial key (8 lower-case hexadecimal digits, as new_key draws)"
+A_KEY = "a trial key (8 lower-case hexadecimal digits, as new_key draws)"
 
 CASES = [
     Case(
         "the issue's exploit: a key that climbs out of the trials folder",
         [OPEN, begin(key="../../escaped"), chunk(b"appended", key="../../escaped")],
-        f"trial.key: expected {SLOW}, found '../../escaped'",
+        f"trial.key: expected {A_KEY}, found '../../escaped'",
         None,
     ),
     Case(
         "a chunk for a key never begun, climbing out",
         [OPEN, chunk(b"appended", key="../../escaped")],
-        f"key: expected {SLOW}, found '../../escaped'",
+        f"key: expected {A_KEY}, found '../../escaped'",
         None,
         heard=0,
     ),
@@ -361,7 +361,7 @@ CASES = [
     Case(
         "a question about keys that are not keys",
         [OPEN, op("statuses", keys=["0123abcd", "' OR 1=1 --"])],
-        f'keys[1]: expected {SLOW}, found "\' OR 1=1 --"',
+        f'keys[1]: expected {A_KEY}, found "\' OR 1=1 --"',
         None,
     ),
 ]
@@ -427,6 +427,15 @@ def test_a_worker_s_folder_as_pytest_mitosis_sends_it_is_stored(gateway: execnet
     assert (home.trials / FOLDER / "trial.yaml").read_text() == "experiment: exp\n"
     assert home.row(KEY) == {"status": "passed", "folder": str(home.trials / FOLDER), "message": None, "main": "4.0"}
     assert home.outside() == before
+
+
+def test_a_folder_that_failed_on_the_way_leaves_no_staging_folder(gateway: execnet.Gateway, home: Home) -> None:
+    """A worker whose folder could not be read after some chunks went finishes without a folder: nothing stays."""
+    message = "its folder could not be read on evil: [Errno 5] Input/output error"
+    answers = serve(gateway, home, [*LEGIT, finish(folder=None, status="failed", message=message)])
+    assert answers[-2] == ("ok", "[]", "")
+    assert home.inside() == []
+    assert home.row(KEY) == {"status": "failed", "folder": None, "message": message, "main": "4.0"}
 
 
 def test_the_controller_takes_exactly_the_keys_new_key_draws() -> None:
