@@ -102,7 +102,7 @@ def message(raw: Any) -> tuple[str, dict[str, Any], Any]:
         refuse(f"the {op} message's text", f"a JSON text of at most {MAX_TEXT} characters", text)
     try:
         args = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a JSON text nested thousands deep
         refuse(f"the {op} message's text", "a JSON object", text)
     if not isinstance(args, dict):
         refuse(f"the {op} message's text", "a JSON object", args)
