@@ -26,6 +26,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from .store.records import cell
+
 SAVE, RESTORE, CLEAR = "\x1b7", "\x1b8", "\x1b[K"
 
 
@@ -37,11 +39,6 @@ def clock(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def printable(text: str) -> str:
-    """One line of a step's output fit for a status line: control characters as ``?``."""
-    return "".join(c if c.isprintable() else "?" for c in text).strip()
 
 
 @dataclass
@@ -102,7 +99,7 @@ class Progress:
             if trial is None:
                 trial = self.running[key] = Running(name, key)
             trial.step, trial.phase = state.get("step"), state.get("phase")
-            trial.line, trial.elapsed = printable(str(state.get("line") or "")), float(state.get("elapsed") or 0.0)
+            trial.line, trial.elapsed = cell(str(state.get("line") or "").strip()), float(state.get("elapsed") or 0.0)
             if self.tty:
                 self.draw()
             elif self.lines and time.monotonic() - trial.said >= self.every:

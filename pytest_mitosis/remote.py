@@ -117,7 +117,9 @@ class Controller:
             "rsynced": _rsynced(node),
         }
         channel = node.gateway.newchannel()
-        server = StoreServer(channel, self._store, self._trials(), self._lock, self.shipped)
+        server = StoreServer(
+            channel, self._store, self._trials(), self._lock, self.shipped, session=self.mitosis.session_key
+        )
         channel.setcallback(server, endmarker=END)
         self._servers.append(server)
         node.workerinput[CHANNEL] = channel
@@ -199,10 +201,12 @@ class Worker:
     def _sweep(self, proxy: RemoteStore, folder: Path) -> None:
         """Staging folders a killed worker left on this host, once the controller's store says their trial is over."""
         from .execution.artifacts import leftover_staging, remove_staging
+        from .store import valid_key
+        from .wire import MAX_KEYS
 
-        keys = leftover_staging(folder)
-        if keys:
-            for key, status in proxy._call("statuses", keys=keys).items():
+        keys = [key for key in leftover_staging(folder) if valid_key(key)]  # the controller takes trial keys only
+        for start in range(0, len(keys), MAX_KEYS):
+            for key, status in proxy._call("statuses", keys=keys[start : start + MAX_KEYS]).items():
                 if status != "running":
                     remove_staging(folder, key)
 

@@ -24,17 +24,17 @@ import tarfile
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
+from . import wire
 from .core.errors import MitosisError, TrialFailed
 from .execution.artifacts import STAGING
 from .identity.locks import Lock
 from .store import KeyTaken, NewTrial, Previous, StoreError, VariantRedefined
+from .wire import CHUNK, TRANSFER
 
-#: bytes per message when a trial folder travels to the controller
-CHUNK = 1 << 20
-_TRANSFER = ".transfer.tar"
+_TRANSFER = TRANSFER
 
 
 class ChannelEnd:
@@ -157,31 +157,57 @@ class RemoteStore:
 
 
 class StoreServer:
-    """The controller's side for one worker: the execnet channel's callback (it runs in execnet's receiver thread)."""
+    """The controller's side for one worker: the execnet channel's callback (it runs in execnet's receiver thread).
 
-    def __init__(self, channel: Any, open_store: Any, trials: Path, lock: threading.Lock, shipped: dict[str, Path]):
+    Nothing a worker sends is trusted: every message passes :mod:`pytest_mitosis.wire` before
+    it is used (a key, a folder name, a tar member, a value for the store), and a message that
+    is not what our :class:`RemoteStore` sends is refused whole, its refusal answered to the
+    worker and kept in :attr:`refusals`. A worker may finish only the trials it began, and its
+    folder lands only where that trial's name and key put it.
+    """
+
+    def __init__(
+        self,
+        channel: Any,
+        open_store: Any,
+        trials: Path,
+        lock: threading.Lock,
+        shipped: dict[str, Path],
+        session: str | None = None,
+    ):
         self._channel = channel
         self._open_store = open_store
         self._trials = trials
         self._lock = lock
+        #: the controller's session key: the only session a worker's trial may name (``None``: any key)
+        self._session = session
         #: trial key → the controller's folder of every trial received (the summary shows these paths)
         self.shipped = shipped
         self.closed = False
         self.worker = "?"
         self.host = "?"
         self._running: set[str] = set()
+        #: trial key → (its folder's name, debug): where its folder may land
+        self._folders: dict[str, tuple[str, bool]] = {}
         self._broken: dict[str, str] = {}
+        #: every refusal of a message from this worker, as answered (a chunk's, which has no answer, too)
+        self.refusals: list[str] = []
 
     def __call__(self, message: Any) -> None:
         if isinstance(message, ChannelEnd):
             self._gone()
             return
-        op = "?"
+        # the operation named, even in a message refused below: a chunk is never answered (the worker reads no answer)
+        named = message[0] if isinstance(message, (tuple, list)) and message else None
+        op = named if isinstance(named, str) and named in wire.OPERATIONS else "?"
         try:
-            op, text, data = message
+            op, args, data = wire.message(message)
             with self._lock:
-                result = getattr(self, f"_op_{op}")(json.loads(text), data)
+                result = getattr(self, f"_op_{op}")(args, data)
             answer: tuple[str, str, str] = ("ok", json.dumps(result), "")
+        except wire.Refused as err:
+            with self._lock:
+                answer = ("StoreError", self._refused(op, err, message), "")
         except VariantRedefined as err:
             answer = ("VariantRedefined", str(err), err.short)
         except KeyTaken as err:
@@ -196,38 +222,69 @@ class StoreServer:
             except Exception:  # the worker is gone; its channel's end marker follows
                 pass
 
+    def _refused(self, op: str, err: wire.Refused, message: Any) -> str:
+        """The refusal's text (kept in :attr:`refusals`): whose message, which field, expected, found.
+
+        A refused chunk of a trial this worker began breaks that trial's folder: its staging
+        folder goes at once, and the trial's ``finish`` records it ``failed`` with this text.
+        """
+        what = "a message" if op == "?" else f"a {op!r} message"
+        text = (
+            f"mitosis: the controller refused {what} of worker {self.worker} on host {self.host}: {err}. Nothing of "
+            "it was written. pytest-mitosis never sends that: check that the worker runs the controller's "
+            "pytest-mitosis version, and that nobody else can reach its connection."
+        )
+        self.refusals.append(text)
+        if op == "chunk":
+            try:
+                key = json.loads(message[1]).get("key")
+            except Exception:  # no key to be read: no trial of this worker to break
+                key = None
+            if isinstance(key, str) and key in self._running:
+                self._broken.setdefault(key, text)
+                shutil.rmtree(self._staging(key), ignore_errors=True)
+        return text
+
     def _op_open(self, args: dict[str, Any], data: Any) -> dict[str, Any]:
-        self.worker, self.host = str(args["worker"]), str(args["host"])
+        worker, host = wire.name("worker", args["worker"]), wire.name("host", args["host"])
+        self.worker, self.host = worker, host
         store = self._open_store()
         return {"shared": bool(getattr(store, "shared", False)), "location": store.location}
 
     def _op_check_locks(self, args: dict[str, Any], data: Any) -> None:
-        self._open_store().check_locks([Lock(**lock) for lock in args["locks"]])
+        self._open_store().check_locks(wire.locks("locks", args["locks"]))
 
     def _op_begin(self, args: dict[str, Any], data: Any) -> int | None:
-        trial = NewTrial(**args["trial"])
-        iteration = self._open_store().begin(trial, [Lock(**lock) for lock in args["locks"]])
+        trial = wire.new_trial(args["trial"], self._session)
+        locks = wire.locks("locks", args["locks"])
+        wire.begun(trial, locks)
+        iteration = self._open_store().begin(trial, locks)
+        name = trial.slug if iteration is None else f"{trial.slug}-{iteration}"
         self._running.add(trial.key)
+        self._folders[trial.key] = (f"{name}_{trial.key}", trial.debug)
         return iteration
 
     def _op_next_iteration(self, args: dict[str, Any], data: Any) -> int:
-        return self._open_store().next_iteration(args["experiment"], args["identity"])
+        experiment = wire.text("experiment", args["experiment"], 1000, line=True, empty=False)
+        return self._open_store().next_iteration(experiment, wire.text("identity", args["identity"], 1 << 20))
 
     def _op_previous(self, args: dict[str, Any], data: Any) -> dict[str, Any] | None:
-        found = self._open_store().previous(args["experiment"], args["identity"], args["before"])
+        experiment = wire.text("experiment", args["experiment"], 1000, line=True, empty=False)
+        identity = wire.text("identity", args["identity"], 1 << 20)
+        found = self._open_store().previous(experiment, identity, wire.optional_key("before", args["before"]))
         return None if found is None else asdict(found)
 
     def _op_statuses(self, args: dict[str, Any], data: Any) -> dict[str, str]:
+        keys = wire.keys("keys", args["keys"])
         statuses = getattr(self._open_store(), "statuses", None)  # optional in the protocol, as for session.sweep
-        return dict(statuses(args["keys"])) if statuses is not None else {}
+        return dict(statuses(keys)) if statuses is not None and keys else {}
 
     def _staging(self, key: str) -> Path:
-        if key not in self._running:
-            raise StoreError(f"mitosis: worker {self.worker} sent a folder for trial key {key!r}, which it never began")
+        """The staging folder of a trial this worker began (``key`` checked by :func:`wire.running`)."""
         return self._trials / STAGING / key
 
     def _op_chunk(self, args: dict[str, Any], data: bytes) -> None:
-        key = str(args["key"])
+        key = wire.running("key", args["key"], self._running, self.worker)  # a refusal is kept, never answered
         if key in self._broken:
             return
         try:
@@ -235,21 +292,29 @@ class StoreServer:
             staging.mkdir(parents=True, exist_ok=True)
             with (staging / _TRANSFER).open("ab") as stream:
                 stream.write(data)
-        except (OSError, StoreError) as err:
+        except OSError as err:
             self._broken[key] = str(err)
 
     def _op_finish(self, args: dict[str, Any], data: Any) -> list[str]:
-        key = str(args["key"])
+        key = wire.running("key", args["key"], self._running, self.worker)
+        wire.finish(args)
         store = self._open_store()
         status, message, folder = args["status"], args["message"], None
         problem = self._broken.pop(key, None)
         if args["folder"] is not None and problem is None:
             try:
                 folder = str(self._unpack(key, str(args["folder"])))
-            except (OSError, tarfile.TarError, StoreError) as err:
+            except wire.Refused as err:
+                problem = f"the worker sent what is not this trial's folder: {err}"
+                self.refusals.append(
+                    f"mitosis: the controller refused the folder of trial {key} from worker {self.worker} on host "
+                    f"{self.host}: {err}. Nothing of it was kept; the trial is recorded failed."
+                )
+            except (OSError, tarfile.TarError) as err:
                 problem = str(err)
+        if problem is not None or args["folder"] is None:  # the chunks of a folder that failed on the way, too
+            shutil.rmtree(self._staging(key), ignore_errors=True)
         if problem is not None:
-            shutil.rmtree(self._trials / STAGING / key, ignore_errors=True)
             status = "failed"
             message = (
                 f"{message + '; ' if message else ''}ran on host {self.host} (worker {self.worker}), but its folder "
@@ -265,6 +330,7 @@ class StoreServer:
             verdict=args["verdict"],
         )
         self._running.discard(key)
+        self._folders.pop(key, None)
         if problem is not None:
             raise StoreError(f"its folder could not be stored in {self._trials}: {problem}")
         if folder is not None:
@@ -272,19 +338,27 @@ class StoreServer:
         return warnings
 
     def _unpack(self, key: str, relative: str) -> Path:
-        """Unpack the received tar in the staging folder, then rename it into place (as a local trial's)."""
-        parts = PurePosixPath(relative).parts
-        if not parts or PurePosixPath(relative).is_absolute() or ".." in parts or not parts[-1].endswith(f"_{key}"):
-            raise StoreError(f"the worker named the folder {relative!r}, which is not a trial folder of key {key}")
+        """Unpack the received tar in the staging folder, then rename it into place (as a local trial's).
+
+        Every member is checked before the first is written (:func:`wire.members`), so a refused
+        folder leaves nothing behind but its staging folder, which the caller removes.
+        """
+        leaf, debug = self._folders[key]
+        parts = wire.folder(relative, leaf, debug)
+        final = self._trials.joinpath(*parts)
+        if os.path.lexists(final):
+            raise wire.Refused("folder", "a trial folder that does not exist yet", relative)
         staging = self._staging(key)
         transfer = staging / _TRANSFER
         with tarfile.open(transfer) as tar:
+            members = wire.members(tar)
             if hasattr(tarfile, "data_filter"):
-                tar.extractall(staging, filter="data")
-            else:  # pragma: no cover - Python before 3.11.4
-                tar.extractall(staging)  # noqa: S202 - the names were written by our own worker
+                tar.extractall(staging, members=members, filter="data")
+            else:  # pragma: no cover - Python before 3.10.12: wire.members let through plain files and folders only
+                for member in members:
+                    member.mode &= 0o755
+                tar.extractall(staging, members=members)  # noqa: S202 - every member checked above
         transfer.unlink()
-        final = self._trials.joinpath(*parts)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.rename(staging, final)
         return final

@@ -251,8 +251,51 @@ def terminal_escape_in_names(s: Study) -> str:
         s.cli(*args).stdout for args in (["history"], ["show", s.keys["a"]], ["diff", s.keys["a"], s.keys["b"]])
     )
     assert "\x1b" not in out and "\x07" not in out and "\r" not in out
-    assert "trial_?]0;owned??[2J" in out
+    assert "trial_\\x1b]0;owned\\x07\\x1b[2J" in out, out  # shown as escapes: what is there, without its effect
+    assert "exp\\x1b[31m" in out and "a\\rb" in out
     return out
+
+
+FAKE = "2026-01-01 00:00  fake  passed"
+
+
+def newline_in_names_adds_no_row(s: Study) -> str:
+    """A newline in a recorded name splits no row and adds no fake row: not to ``history``, its sessions, ``show``."""
+    a, b = s.keys["a"], s.keys["b"]
+    s.update(a, variants="a\nb", name=f"trial_x\n{FAKE}")
+    s.update(b, variants=f"x\n{FAKE}", experiment="exp\tb")
+    session = str(s.row(a)["session"])
+    db = sqlite3.connect(s.store)
+    db.execute("UPDATE sessions SET host = ?, command = ? WHERE key = ?", (f"lab\n{FAKE}", f"pytest\n{FAKE}", session))
+    db.commit()
+    trials = db.execute("SELECT count(*) FROM trials WHERE debug = 0").fetchone()[0]
+    sessions = db.execute("SELECT count(*) FROM sessions").fetchone()[0]
+    of_session = db.execute("SELECT count(*) FROM trials WHERE session = ?", (session,)).fetchone()[0]
+    db.close()
+    escaped = f"\\n{FAKE}"  # the newline as the two characters \\ and n, the fake row's text after it
+    shown = {}
+    for args in (["history"], ["history", "--session"], ["history", "--session", session], ["show", a]):
+        done = s.cli(*args)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert not [line for line in lines if FAKE in line and escaped not in line], done.stdout
+        assert not [line for line in lines if line.startswith(("2026", "fake", "passed"))], done.stdout
+        shown[" ".join(args)] = lines
+    history = shown["history"]
+    assert len(history) == 1 + trials, "a header and one line per trial"
+    row_a = [line for line in history if line.startswith(a)]
+    row_b = [line for line in history if line.startswith(b)]
+    assert len(row_a) == 1 and "  a\\nb  " in row_a[0] and "  passed  " in row_a[0], history
+    assert len(row_b) == 1 and "  exp\\tb  " in row_b[0] and f"  x{escaped}  " in row_b[0], history
+    listed = shown["history --session"]
+    assert len(listed) == 1 + sessions, "a header and one line per session"
+    assert [line for line in listed if line.startswith(session)][0].count(escaped) == 2, listed  # host, command
+    own = shown[f"history --session {session}"]
+    assert f"host lab{escaped}, commit " in own[0] and own[1] == f"command: pytest{escaped}", own
+    assert own[2] == "" and len(own) == 3 + 1 + of_session, "two header lines, a blank, the trials' table"
+    show = shown[f"show {a}"]
+    assert show[0] == f"trial trial_x{escaped} (key {a})", show
+    return "\n".join(history + listed + own + show)
 
 
 def html_in_names_of_the_report(s: Study) -> str:
@@ -312,6 +355,7 @@ CASES: dict[str, Callable[[Study], str]] = {
         report_folder_is_a_javascript_link,
         report_folder_lists_another_directory,
         terminal_escape_in_names,
+        newline_in_names_adds_no_row,
         html_in_names_of_the_report,
         pickle_outside_the_trials_folder,
         reproduction_of_a_forged_key,

@@ -27,9 +27,9 @@ class NoMatch(RecordsError):
 
 
 #: a trial key as ``runner.new_key`` draws it; anything else in a store was not written by us
-KEY = re.compile(r"^[0-9a-f]{8}$")
+KEY = re.compile(r"^[0-9a-f]{8}\Z")  # \Z: "$" would let a trailing newline through
 #: a git object name (abbreviated or full, SHA-1 or SHA-256)
-COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
+COMMIT = re.compile(r"^[0-9a-f]{7,64}\Z")
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
@@ -50,6 +50,33 @@ def printable(text: str) -> str:
     sequence must not move the cursor, retitle the terminal or hide text.
     """
     return _CONTROL.sub("?", text)
+
+
+#: the escapes of :func:`cell` that Python's ``repr`` writes by name
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def cell(value: object) -> str:
+    """``value`` as one terminal cell: on one line, every character visible, as Python's ``repr`` writes it, unquoted.
+
+    Every table cell and every recorded value after a label in a terminal view passes here. A
+    newline or a tab printed raw would split a row or add a fake one (a crafted store row's
+    name ``x\\n2026-01-01  fake  passed``), an escape sequence would move the cursor or
+    retitle the terminal, a bidi override or zero-width character would hide text; so each
+    character Python does not call printable prints as its escape (``\\n``, ``\\t``,
+    ``\\x1b``, ``\\u202e``). Letters of every script stay as they are, and so does a
+    backslash: what ``repr`` or ``json.dumps`` already escaped passes unchanged (``cell`` of a
+    cell is the cell), so a view may pass any text here without showing it escaped twice.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if text.isprintable():
+        return text
+    return "".join(_NAMED.get(c) or (c if c.isprintable() else _escape(c)) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def trial_state(status: object, verdict: object, folder: object) -> str:

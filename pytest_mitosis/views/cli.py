@@ -3,7 +3,8 @@
 Answers *why did this result change?* from the store alone: it never unpickles anything and
 never runs user code. The texts of ``show`` and ``diff`` (and the one command run, ``git diff
 --name-status``, with its safeguards) are in :mod:`.records_text`, which the report shares.
-Everything printed passes through :func:`pytest_mitosis.store.printable`. No pytest import here.
+Every table cell passes through :func:`pytest_mitosis.store.cell` (one line, escapes visible), and
+everything printed through :func:`pytest_mitosis.store.printable`. No pytest import here.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..store import (
     RecordsError,
     StoreURL,
     TrialRecord,
+    cell,
     default_store,
     default_trials_folder,
     printable,
@@ -30,6 +32,8 @@ from .records_text import diff_records, short, show_record
 
 
 def _table(rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell; every cell through :func:`cell`, so that a row is always one line."""
+    rows = [[cell(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 

@@ -5,8 +5,10 @@ records through the store's :class:`~pytest_mitosis.store.Reader` only. ``git di
 --name-status`` is the only command it runs, to list the files changed between two commits: in
 the current directory's repository (never in a directory the store names), with commits
 checked as hex object names and passed after ``--end-of-options``, and with repository
-settings that run commands (fsmonitor, external diff, textconv) switched off. Everything
-printed passes through :func:`pytest_mitosis.store.printable`. No pytest import here.
+settings that run commands (fsmonitor, external diff, textconv) switched off. Every recorded
+value shown passes through :func:`pytest_mitosis.store.cell` (one line, escapes visible: a
+crafted name cannot add a line), everything printed through :func:`pytest_mitosis.store.printable`.
+No pytest import here.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from ..core.rules import series_length
 from ..identity.environment import package_changes
-from ..store import Reader, TrialRecord, printable, valid_commit
+from ..store import Reader, TrialRecord, cell, printable, valid_commit
 
 
 def short(value: Any, limit: int = 60) -> str:
@@ -26,7 +28,7 @@ def short(value: Any, limit: int = 60) -> str:
         last = value[-1] if isinstance(value, list) else value["value"][-1]
         at = "" if isinstance(value, list) else f" at step {value['step'][-1]!r}"
         return f"series of {points} points, last {last!r}{at}"
-    text = "-" if value is None else repr(value) if not isinstance(value, str) else value
+    text = "-" if value is None else repr(value) if not isinstance(value, str) else cell(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -40,7 +42,9 @@ def _param_lines(record: TrialRecord) -> list[str]:
         else:
             how = "trial seed"
         tracked = "" if p["tracked"] or p["kind"] == "seed" else "  (untracked)"
-        lines.append(f"  {p['step']}.{p['name']} = {p.get('repr', p.get('value'))}   [{how}]{tracked}")
+        lines.append(
+            f"  {cell(p['step'])}.{cell(p['name'])} = {cell(p.get('repr', p.get('value')))}   [{how}]{tracked}"
+        )
     return lines or ["  (every parameter at its default)"]
 
 
@@ -48,45 +52,51 @@ def show_record(reader: Reader, r: TrialRecord) -> str:
     env = reader.environment(r)
     python = env.get("python", {})
     platform = env.get("platform", {})
+    c, cpu = cell, env.get("cpu", {})
     lines = [
-        f"trial {r.name} (key {r.key}){'  DEBUG' if r.debug else ''}",
-        f"experiment: {r.experiment}   steps: {', '.join(s['name'] + ' = ' + s['function'] for s in r.steps)}",
-        f"status: {r.status}   main: {short(r.main)}",
+        f"trial {c(r.name)} (key {c(r.key)}){'  DEBUG' if r.debug else ''}",
+        f"experiment: {c(r.experiment)}   steps: {', '.join(c(s['name']) + ' = ' + c(s['function']) for s in r.steps)}",
+        f"status: {c(r.status)}   main: {c(short(r.main))}",
         f"started: {r.started.isoformat(timespec='seconds')}   ended: {r.ended.isoformat(timespec='seconds') if r.ended else '-'}",
-        f"seed: {r.seed}" + (f"   session: {r.session}" if r.session else ""),
-        *([f"reproduces: trial {r.reproduces} ({r.verdict or 'not judged: ' + r.status})"] if r.reproduces else []),
-        f"commit: {r.commit or '-'}   branch: {r.git.get('branch') or '-'}   remote: {r.git.get('remote') or '-'}",
+        f"seed: {c(r.seed)}" + (f"   session: {c(r.session)}" if r.session else ""),
+        *(
+            [f"reproduces: trial {c(r.reproduces)} ({c(r.verdict or 'not judged: ' + r.status)})"]
+            if r.reproduces
+            else []
+        ),
+        f"commit: {c(r.commit or '-')}   branch: {c(r.git.get('branch') or '-')}   remote: {c(r.git.get('remote') or '-')}",
         "parameters:",
         *_param_lines(r),
         "metrics:" if r.metrics else "metrics: none",
-        *[f"  {k} = {short(v)}" for k, v in r.metrics.items()],
+        *[f"  {c(k)} = {c(short(v))}" for k, v in r.metrics.items()],
         "environment:",
-        f"  python {python.get('version', '?')} ({python.get('implementation', '?')}) {python.get('executable', '')}",
-        f"  platform {platform.get('platform', '?')}   cpu {env.get('cpu', {}).get('model', '?')} "
-        f"x{env.get('cpu', {}).get('count', '?')}   host {env.get('hostname', '?')}",
-        f"  gpus: {', '.join(env.get('gpus') or []) or 'none'}",
-        f"  env: {', '.join(f'{k}={v}' for k, v in (env.get('env') or {}).items()) or 'none recorded'}",
+        f"  python {c(python.get('version', '?'))} ({c(python.get('implementation', '?'))}) "
+        f"{c(python.get('executable', ''))}",
+        f"  platform {c(platform.get('platform', '?'))}   cpu {c(cpu.get('model', '?'))} x{c(cpu.get('count', '?'))}   "
+        f"host {c(env.get('hostname', '?'))}",
+        f"  gpus: {', '.join(c(g) for g in env.get('gpus') or []) or 'none'}",
+        f"  env: {', '.join(f'{c(k)}={c(v)}' for k, v in (env.get('env') or {}).items()) or 'none recorded'}",
         *[
-            f"  {k}: {json.dumps(v)}"
+            f"  {c(k)}: {c(json.dumps(v))}"
             for k, v in env.items()
             if k not in ("python", "platform", "cpu", "hostname", "packages", "env", "gpus", "git")
         ],
         f"  packages ({len(env.get('packages', {}))}):",
-        *[f"    {n} {v}" for n, v in (env.get("packages") or {}).items()],
+        *[f"    {c(n)} {c(v)}" for n, v in (env.get("packages") or {}).items()],
         "artifacts:",
     ]
     if r.folder:
         folder = reader.artifacts(r)  # only ever inside the trials folder
         if folder is not None:
-            lines += [f"  {folder}", *[f"    {p.name}" for p in sorted(folder.iterdir())]]
+            lines += [f"  {c(folder)}", *[f"    {c(p.name)}" for p in sorted(folder.iterdir())]]
         else:
-            lines.append(f"  {r.folder} (not found inside {reader.folder})")
+            lines.append(f"  {c(r.folder)} (not found inside {c(reader.folder)})")
     else:
         lines.append("  none (the trial did not finish)")
-    if r.message:
-        lines += ["message:", *[f"  {line}" for line in r.message.splitlines()]]
+    if r.message:  # a traceback keeps its lines, each one indented: none can pass for a line of its own
+        lines += ["message:", *[f"  {c(line)}" for line in r.message.splitlines()]]
     if r.warnings:
-        lines += ["warnings:", *[f"  {w}" for w in r.warnings]]
+        lines += ["warnings:", *[f"  {c(w)}" for w in r.warnings]]
     return "\n".join(lines)
 
 
@@ -129,19 +139,22 @@ def _named(p: dict[str, Any]) -> str:
 
 
 def diff_records(reader: Reader, a: TrialRecord, b: TrialRecord, files: bool = True) -> str:
-    lines = [f"{a.name} (key {a.key})  vs  {b.name} (key {b.key})", ""]
+    c = cell
+    lines = [f"{c(a.name)} (key {c(a.key)})  vs  {c(b.name)} (key {c(b.key)})", ""]
     # code
     if a.commit == b.commit:
-        lines.append(f"code: identical (commit {(a.commit or '-')[:12]})")
+        lines.append(f"code: identical (commit {c((a.commit or '-')[:12])})")
     else:
-        lines.append(f"code: commit {(a.commit or '-')[:12]} -> {(b.commit or '-')[:12]}")
+        lines.append(f"code: commit {c((a.commit or '-')[:12])} -> {c((b.commit or '-')[:12])}")
         if files:
             lines.append("  files changed:")
             lines.append(_changed_files(a.commit, b.commit) if a.commit and b.commit else "    (a trial has no commit)")
     sub_a, sub_b = a.git.get("submodules") or {}, b.git.get("submodules") or {}
     for path in sorted(set(sub_a) | set(sub_b)):
         if sub_a.get(path) != sub_b.get(path):
-            lines.append(f"  submodule {path}: {(sub_a.get(path) or '-')[:12]} -> {(sub_b.get(path) or '-')[:12]}")
+            lines.append(
+                f"  submodule {c(path)}: {c((sub_a.get(path) or '-')[:12])} -> {c((sub_b.get(path) or '-')[:12])}"
+            )
     # parameters
     pa = {(p["step"], p["name"]): p for p in a.params if p["kind"] != "seed"}
     pb = {(p["step"], p["name"]): p for p in b.params if p["kind"] != "seed"}
@@ -149,12 +162,12 @@ def diff_records(reader: Reader, a: TrialRecord, b: TrialRecord, files: bool = T
     for k in sorted(set(pa) | set(pb)):
         x, y = pa.get(k), pb.get(k)
         if x is None or y is None:
-            changes.append(f"  {k[0]}.{k[1]}: {'only in ' + (a.key if y is None else b.key)}")
+            changes.append(f"  {c(k[0])}.{c(k[1])}: {'only in ' + c(a.key if y is None else b.key)}")
         elif x.get("fingerprint") != y.get("fingerprint") or x["text"] != y["text"] or x.get("repr") != y.get("repr"):
-            changes.append(f"  {k[0]}.{k[1]}: {_named(x)}  ->  {_named(y)}")
+            changes.append(f"  {c(k[0])}.{c(k[1])}: {c(_named(x))}  ->  {c(_named(y))}")
     lines += ["", "parameters: identical" if not changes else "parameters:", *changes]
     if a.experiment != b.experiment:
-        lines.append(f"  experiment: {a.experiment} -> {b.experiment}")
+        lines.append(f"  experiment: {c(a.experiment)} -> {c(b.experiment)}")
     # environment
     # one digest, one environment record: nothing to compare (a sweep's trials mostly share one)
     same = a.environment_digest == b.environment_digest and bool(a.environment_digest)
@@ -162,27 +175,27 @@ def diff_records(reader: Reader, a: TrialRecord, b: TrialRecord, files: bool = T
     env_changes = []
     for part in ("python", "platform", "cpu", "gpus", "env", "hostname"):
         if ea.get(part) != eb.get(part):
-            env_changes.append(f"  {part}: {json.dumps(ea.get(part))} -> {json.dumps(eb.get(part))}")
+            env_changes.append(f"  {part}: {c(json.dumps(ea.get(part)))} -> {c(json.dumps(eb.get(part)))}")
     packages = package_changes(ea.get("packages", {}), eb.get("packages", {}))
     for kind in ("added", "removed", "changed"):
-        env_changes += [f"  package {kind}: {p}" for p in packages[kind]]
+        env_changes += [f"  package {kind}: {c(p)}" for p in packages[kind]]
     extra = sorted((set(ea) | set(eb)) - {"python", "platform", "cpu", "gpus", "env", "hostname", "packages", "git"})
     env_changes += [
-        f"  {k}: {json.dumps(ea.get(k))} -> {json.dumps(eb.get(k))}" for k in extra if ea.get(k) != eb.get(k)
+        f"  {c(k)}: {c(json.dumps(ea.get(k)))} -> {c(json.dumps(eb.get(k)))}" for k in extra if ea.get(k) != eb.get(k)
     ]
     lines += ["", "environment: identical" if not env_changes else "environment:", *env_changes]
     # seed
-    lines += ["", f"seed: identical ({a.seed})" if a.seed == b.seed else f"seed: {a.seed} -> {b.seed}"]
+    lines += ["", f"seed: identical ({c(a.seed)})" if a.seed == b.seed else f"seed: {c(a.seed)} -> {c(b.seed)}"]
     # results
     lines += [
         "",
         "results:",
-        f"  main: {short(a.main)} -> {short(b.main)}" + (" (identical)" if a.main == b.main else ""),
+        f"  main: {c(short(a.main))} -> {c(short(b.main))}" + (" (identical)" if a.main == b.main else ""),
     ]
     for metric in sorted((set(a.metrics) | set(b.metrics)) - {"main"}):  # main is shown once, above
         same = a.metrics.get(metric) == b.metrics.get(metric)
-        before, after = short(a.metrics.get(metric)), short(b.metrics.get(metric))
-        lines.append(f"  {metric}: {before} -> {after}" + (" (identical)" if same else ""))
+        before, after = c(short(a.metrics.get(metric))), c(short(b.metrics.get(metric)))
+        lines.append(f"  {c(metric)}: {before} -> {after}" + (" (identical)" if same else ""))
     if a.status != b.status:
-        lines.append(f"  status: {a.status} -> {b.status}")
+        lines.append(f"  status: {c(a.status)} -> {c(b.status)}")
     return "\n".join(lines)

@@ -3,7 +3,8 @@
 A session is how "the official run of 23 November" is found again: its key, when it ran and
 for how long, on which host and commit, how it ended (pytest's exit status, ``interrupted``,
 or what is known of one that never recorded its end) and its trials by outcome. No pytest
-import here; everything printed passes through the CLI's ``printable``.
+import here; every recorded value passes through :func:`~pytest_mitosis.store.cell` (the list's
+cells through the CLI's table), everything printed through the CLI's ``printable``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ..store import Reader, SessionRecord, TrialRecord
+from ..store import Reader, SessionRecord, TrialRecord, cell
 
 
 def duration(session: SessionRecord) -> str:
@@ -65,11 +66,11 @@ def session_header(session: SessionRecord) -> str:
     """Two lines naming the session: when, where, what, how it ended; then its command line."""
     changed = ""
     if session.changed:
-        changed = "\nedited while it ran (not the commit's when it ended): " + ", ".join(session.changed)
+        changed = "\nedited while it ran (not the commit's when it ended): " + ", ".join(map(cell, session.changed))
     return (
-        f"session {session.key}: started {session.started:%Y-%m-%d %H:%M:%S}, {duration(session)}, host "
-        f"{session.host}, commit {commit(session)}, {session.state}, {session.counts()}\n"
-        f"command: {session.command}{changed}"
+        f"session {cell(session.key)}: started {session.started:%Y-%m-%d %H:%M:%S}, {duration(session)}, host "
+        f"{cell(session.host)}, commit {cell(commit(session))}, {cell(session.state)}, {cell(session.counts())}\n"
+        f"command: {cell(session.command)}{changed}"
     )
 
 

@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Callable
 
-from ..store import Reader
+from ..store import Reader, cell
 from ..store.protocol import STALE
 
 
@@ -78,9 +78,9 @@ def status(reader: Reader, as_json: bool, table: Callable[[list[list[str]]], str
         )
     lines = [table(rows)] if trials else []
     for s in sessions.values():
-        st = s.state
+        st = {k: cell(v) for k, v in s.state.items()}  # a crafted store's text stays on its line
         lines.append(
-            f"session {s.key} on {s.host}: {st.get('done', '?')} of {st.get('selected', '?')} done "
+            f"session {cell(s.key)} on {cell(s.host)}: {st.get('done', '?')} of {st.get('selected', '?')} done "
             f"({st.get('passed', 0)} passed, {st.get('failed', 0)} failed), {st.get('ends', 'end unknown')}; "
             f"heartbeat {ago(now - (s.beat or now))} ago"
         )

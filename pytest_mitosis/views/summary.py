@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.rules import series_points
+from ..store import cell
 
 if TYPE_CHECKING:
     from ..execution.runner import TrialOutcome
@@ -88,9 +89,10 @@ def summary_lines(rows: list[SummaryRow]) -> list[str]:
     """One line per trial; its hypothesis verdict and comparisons folded into that line.
 
     Warnings (changed packages, non-determinism) follow in a block of their own: they are
-    rare, and each deserves a line.
+    rare, and each deserves a line. Every value passes through :func:`~pytest_mitosis.store.cell`:
+    a ``main`` that is a text, or a warning naming a trial of the store, stays on its line.
     """
-    width = max(len(r.nodeid) for r in rows)
+    width = max(len(cell(r.nodeid)) for r in rows)
     lines = []
     for row in rows:
         main = (
@@ -98,21 +100,21 @@ def summary_lines(rows: list[SummaryRow]) -> list[str]:
             if row.main is None
             else f"main={row.main!r}"
             if not isinstance(row.main, str)
-            else f"main={row.main}"
+            else f"main={cell(row.main)}"
         )
         trial = f"#{row.iteration} " if row.iteration is not None else "debug " if row.key else ""
         trial += f"key {row.key}" if row.key else "(not run)"
-        notes = ([f"hypothesis {row.verdict}"] if row.verdict else []) + [
-            f"compare: {text}" for text in row.comparisons
+        notes = ([f"hypothesis {cell(row.verdict)}"] if row.verdict else []) + [
+            f"compare: {cell(text)}" for text in row.comparisons
         ]
         folded = f"  [{'; '.join(notes)}]" if notes else ""
         lines.append(
-            f"{row.nodeid:<{width}}  {row.outcome.upper():<6}  {trial}  {main}{folded}  {row.html or ''}".rstrip()
+            f"{cell(row.nodeid):<{width}}  {row.outcome.upper():<6}  {trial}  {main}{folded}  {cell(row.html or '')}".rstrip()
         )
     warned = [(row.nodeid, text) for row in rows for text in row.warnings]
     if warned:
         lines.append("")
-        lines += [f"warning: {nodeid}: {text}" for nodeid, text in warned]
+        lines += [f"warning: {cell(nodeid)}: {cell(text)}" for nodeid, text in warned]
     return lines
 
 
