@@ -54,6 +54,33 @@ def series():
     loss[{HIGH}] = 7.0
     curve = [float(i % 1000) for i in range({POINTS})]
     return {{"main": 3.0, "metrics": {{"loss": loss, "curve": curve, "short": [1.0, 2.0, 3.0]}}}}
+
+
+def _parent(pid):
+    with open(f"/proc/{{pid}}/stat", encoding="utf-8") as stream:
+        return int(stream.read().rsplit(")", 1)[1].split()[1])
+
+
+def frozen():
+    # Stop (SIGSTOP) this session's HTML helper: the trial's notebook and page are then never written.
+    import os
+    import signal
+
+    ancestors, pid = set(), os.getpid()
+    while pid > 1:
+        pid = _parent(pid)
+        ancestors.add(pid)
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{{entry}}/cmdline", "rb") as stream:
+                command = stream.read()
+            parent = _parent(entry)
+        except OSError:
+            continue
+        if b"pytest_mitosis.execution.htmlworker" in command and parent in ancestors:
+            os.kill(int(entry), signal.SIGSTOP)
+            return {{"main": 4}}
+    raise RuntimeError("no HTML helper among the kernel's ancestors' children")
 """
 
 PYPROJECT = """
@@ -64,11 +91,13 @@ trials-folder = "trials"
 chatty = ["cases:chatty"]
 displays = ["cases:displays"]
 series = ["cases:series"]
+frozen = ["cases:frozen"]
 
 [tool.mitosis.experiments]
 chatty = ["chatty"]
 displays = ["displays"]
 series = ["series"]
+frozen = ["frozen"]
 
 [tool.pytest.ini_options]
 """
@@ -81,7 +110,15 @@ def printed() -> str:
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
     root = git_init(write_investigation(tmp_path_factory.mktemp("bounded") / "study", PYPROJECT, {"cases": CASES}))
-    run = run_pytest(root, "--mitosis", "--mitosis-max-cell-output=1MB", "-rA", env=clean_env(MPLBACKEND="Agg"))
+    # 10 s: the steps take about a second; only the frozen trial's saving, which never ends, reaches it.
+    run = run_pytest(
+        root,
+        "--mitosis",
+        "--mitosis-max-cell-output=1MB",
+        "--mitosis-timeout=10",
+        "-rA",
+        env=clean_env(MPLBACKEND="Agg"),
+    )
     return root, run
 
 
@@ -97,10 +134,37 @@ def step_text(path: Path, index: int = 2) -> str:
     return "".join(o["text"] for o in outputs if o["output_type"] == "stream" and o["name"] == "stdout")
 
 
-def test_the_session_passes(session: tuple[Path, Run]) -> None:
+def test_the_trials_pass_but_the_one_whose_files_took_too_long(session: tuple[Path, Run]) -> None:
     _, run = session
-    assert run.ret == 0, run.out
-    assert "3 passed" in run.out
+    assert run.ret == 1, run.out
+    assert "1 failed, 3 passed" in run.out
+
+
+def test_the_timeout_covers_writing_the_notebook_and_its_page(session: tuple[Path, Run]) -> None:
+    root, run = session
+    message = (
+        "timed out after 10 s while saving the trial's notebook and HTML page (every step had run): "
+        "the notebook in the trial folder keeps the cells without their outputs"
+    )
+    failure = run.testcase("frozen").find("failure")
+    assert failure is not None and message in (failure.get("message") or "") + (failure.text or "")
+    trial = folder(root, "frozen")
+    outcome = json.loads((trial / "outcome.json").read_text(encoding="utf-8"))
+    assert (outcome["status"], outcome["message"]) == ("failed", message)
+    described = yaml.safe_load((trial / "trial.yaml").read_text(encoding="utf-8"))
+    assert (described["results"]["status"], described["results"]["message"]) == ("failed", message)
+    nb = nbformat.read(str(trial / "trial_frozen-1.ipynb"), as_version=4)
+    assert nb.cells[0].source == f"**{message}**"
+    assert [c.outputs for c in nb.cells if c.cell_type == "code"] == [[], [], []]
+    assert "mitosis_trial.step('frozen'" in nb.cells[3].source
+    page = (trial / "trial_frozen-1.html").read_text(encoding="utf-8")
+    assert message.replace("'", "&#x27;") in page and "trial_frozen-1.ipynb" in page
+    store = sqlite3.connect(root / "trials" / "mitosis.sqlite")
+    try:
+        (status,) = store.execute("SELECT status FROM trials WHERE experiment = 'frozen'").fetchone()
+    finally:
+        store.close()
+    assert status == "failed"
 
 
 def test_a_cell_that_prints_30_mb_shows_1_mb_and_logs_the_rest(session: tuple[Path, Run]) -> None:
