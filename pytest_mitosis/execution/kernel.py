@@ -30,6 +30,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from .forkserver import ForkFailed
 from .launch import Launched
 from .logs import quiet
+from .runtime import LINE_COST, cost, cut_note, fitting, output_log, rest_note
 
 STARTUP_TIMEOUT = 60.0
 _QUIET = quiet("kernel")
@@ -90,8 +91,6 @@ class _Backstop:
 
     def take(self, outs: list[Any], out: Any, index: int) -> Any:
         """``out`` as the notebook keeps it (``None``: it went to the cell's log, and the notebook says so)."""
-        from .runtime import cut_note, output_log
-
         size = _size(out)
         shown = self.shown.get(index, 0)
         if index not in self.cut and shown + size <= self.limit:
@@ -100,13 +99,14 @@ class _Backstop:
         room = 0 if index in self.cut else max(0, self.limit - shown)
         if out.get("output_type") == "stream":
             text = str(out.get("text", ""))
-            kept, rest = text[:room], text[room:]
+            end = fitting(text, room)
+            kept, rest = text[:end], text[end:]
         else:
             kept, rest = "", _as_text(out)
         with open(self.folder / output_log(self.label(index)), "a", encoding="utf-8", errors="replace") as log:
             log.write(rest)
         self.diverted[index] = self.diverted.get(index, 0) + len(rest)
-        self.shown[index] = shown + len(kept)
+        self.shown[index] = shown + cost(kept)
         if index not in self.cut:
             self.cut.add(index)
             outs.append(_stream("stdout", kept + cut_note(self.cap, self.label(index))))
@@ -114,20 +114,18 @@ class _Backstop:
 
     def end(self, cell: Any, index: int) -> None:
         """After the cell: how much of its output went to its log."""
-        from .runtime import rest_note
-
         if index in self.diverted:
             cell.outputs.append(_stream("stdout", rest_note(self.diverted[index], self.label(index))))
 
 
 def _size(out: Any) -> int:
-    """Characters an output takes in the notebook (a stream's text, a display's data, a traceback)."""
+    """About the bytes an output takes in the notebook file (a stream's text, a display's data, a traceback)."""
     kind = out.get("output_type")
     if kind == "stream":
-        return len(out.get("text", ""))
+        return cost(str(out.get("text", "")))
     if kind == "error":
-        return sum(len(line) for line in out.get("traceback", [])) + len(str(out.get("evalue", "")))
-    return sum(len(v) if isinstance(v, str) else len(str(v)) for v in (out.get("data") or {}).values())
+        return sum(cost(line) + LINE_COST for line in out.get("traceback", [])) + len(str(out.get("evalue", "")))
+    return sum(cost(v) if isinstance(v, str) else len(str(v)) for v in (out.get("data") or {}).values())
 
 
 def _as_text(out: Any) -> str:

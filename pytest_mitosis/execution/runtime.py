@@ -65,7 +65,9 @@ def _series(value: Any) -> Any:
 
 def _sequence(value: Any) -> Any:
     """``value`` when it may be a series (a list, a tuple, a one-dimensional array), else ``None``."""
-    if isinstance(value, (list, tuple)) or (callable(getattr(value, "tolist", None)) and getattr(value, "ndim", None) == 1):
+    if isinstance(value, (list, tuple)) or (
+        callable(getattr(value, "tolist", None)) and getattr(value, "ndim", None) == 1
+    ):
         return value
     return None
 
@@ -329,6 +331,29 @@ def output_log(label: str) -> str:
     return f"output-{label}.log"
 
 
+#: what a line of output costs in the notebook file beyond its characters: nbformat writes each
+#: line as an indented JSON string (a cap on characters alone would let a million empty lines
+#: make a 12 MB notebook of a 1 MB cap)
+LINE_COST = 10
+
+
+def cost(text: str) -> int:
+    """About the bytes ``text`` takes in the notebook file (what the cap counts)."""
+    return len(text) + LINE_COST * text.count("\n")
+
+
+def fitting(text: str, room: int) -> int:
+    """How many characters of ``text``, from its start, cost at most ``room``.
+
+    One correction suffices: dropping ``n`` characters lowers the cost by at least ``n``.
+    """
+    if room <= 0:
+        return 0
+    end = min(room, len(text))
+    excess = end + LINE_COST * text.count("\n", 0, end) - room
+    return max(0, end - excess) if excess > 0 else end
+
+
 def megabytes(characters: int) -> str:
     return f"{characters / 1e6:.3g} MB" if characters >= 100_000 else f"{characters / 1e3:.3g} kB"
 
@@ -399,7 +424,7 @@ class OutputCap:
 
                 write.mitosis_original = original  # type: ignore[attr-defined]
                 try:
-                    stream.write = write
+                    stream.write = write  # type: ignore[method-assign]
                 except (AttributeError, TypeError):  # not ipykernel's stream: left as it is
                     continue
             originals.append((stream, original))
@@ -440,19 +465,21 @@ class OutputCap:
             return int(original(text) or 0)  # the stream's own error
         with self.lock:
             room = self.limit - self.shown
-            if len(text) <= room:
-                self.shown += len(text)
+            size = cost(text)
+            if size <= room:
+                self.shown += size
                 original(text)
                 return len(text)
-            if room > 0:
-                original(text[:room])
-                self.shown = self.limit
+            kept = fitting(text, room)
+            if kept:
+                original(text[:kept])
+            self.shown = self.limit
             if self.log is None:
                 self.log = open(self.folder / output_log(self.label), "a", encoding="utf-8", errors="replace")
                 self._show(cut_note(self.limit, self.label))
-            rest = text[max(room, 0) :]
-            self.log.write(rest)
-            self.diverted += len(rest)
+            for start in range(kept, len(text), _CHUNK):  # a slice at a time: no copy of a 200 MB text
+                self.log.write(text[start : start + _CHUNK])
+            self.diverted += len(text) - kept
         return len(text)
 
 
