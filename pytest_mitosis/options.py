@@ -124,7 +124,7 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         type=parse_positive_seconds,
         metavar="SECONDS",
-        help="Fail a trial that runs longer than this",
+        help="Fail a trial whose step, or the saving of its results, notebook and page, runs longer than this",
     )
     group.addoption(
         "--mitosis-max-cell-output",
