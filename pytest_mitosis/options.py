@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .config.defaults import DEFAULT_DIRTY_IGNORE, DEFAULT_ENV_VARS, DEFAULT_MAX_TRIALS
+from .config.defaults import DEFAULT_DIRTY_IGNORE, DEFAULT_ENV_VARS, DEFAULT_MAX_CELL_OUTPUT, DEFAULT_MAX_TRIALS
 
 if TYPE_CHECKING:
     from .config.settings import Settings
@@ -45,6 +45,7 @@ parse_chain = _parser(".config.settings", "parse_chain")
 parse_count = _parser(".config.settings", "parse_count")
 parse_positive_seconds = _parser(".config.settings", "parse_positive_seconds")
 parse_seed = _parser(".config.settings", "parse_seed")
+parse_size = _parser(".config.settings", "parse_size")
 parse_limit = _parser(".core.rules", "parse_limit")
 
 
@@ -123,7 +124,16 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         type=parse_positive_seconds,
         metavar="SECONDS",
-        help="Fail a trial that runs longer than this",
+        help="Fail a trial whose step, or the saving of its results, notebook and page, runs longer than this",
+    )
+    group.addoption(
+        "--mitosis-max-cell-output",
+        dest="mitosis_max_cell_output",
+        default=None,
+        type=parse_size,
+        metavar="SIZE",
+        help="What one cell of a trial's notebook shows at most (4MB, 500kB...; 0: no limit); the rest goes to "
+        f"a log in the trial folder (ini mitosis_max_cell_output, default {DEFAULT_MAX_CELL_OUTPUT})",
     )
     group.addoption(
         "--mitosis-seed",
@@ -230,6 +240,11 @@ def add_options(parser: pytest.Parser) -> None:
         default=str(DEFAULT_MAX_TRIALS),
     )
     parser.addini("mitosis_timeout", "Seconds after which a trial fails (default: none)", default="")
+    parser.addini(
+        "mitosis_max_cell_output",
+        f"What one cell of a trial's notebook shows at most; the rest goes to a log (default {DEFAULT_MAX_CELL_OUTPUT})",
+        default=DEFAULT_MAX_CELL_OUTPUT,
+    )
     parser.addini("mitosis_debug", "Run trials in debug mode", type="bool", default=False)
     parser.addini(
         "mitosis_progress_every",
@@ -331,6 +346,13 @@ def resolve_settings(config: pytest.Config) -> Settings:
         except argparse.ArgumentTypeError as err:
             raise pytest.UsageError(f"ini key mitosis_seed: {err}") from None
 
+    max_cell_output: int | None = config.getoption("mitosis_max_cell_output")
+    if max_cell_output is None:
+        try:
+            max_cell_output = parse_size(str(config.getini("mitosis_max_cell_output")).strip())
+        except argparse.ArgumentTypeError as err:
+            raise pytest.UsageError(f"ini key mitosis_max_cell_output: {err}") from None
+
     max_trials: int | None = config.getoption("mitosis_max_trials")
     if max_trials is None:
         try:
@@ -389,6 +411,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         preload=tuple(str(m) for m in config.getini("mitosis_preload")),
         resume=resume,
         progress_every=progress_every if progress_every is not None else 60.0,
+        max_cell_output=max_cell_output,
     )
 
 

@@ -455,6 +455,7 @@ class MitosisSession:
             environment=self.environment(),
             nodeid=nodeid,
             timeout=self.settings.timeout,
+            max_output=self.settings.max_cell_output,
             rtol=self.settings.rtol,
             atol=self.settings.atol,
             pyproject=project.path,

@@ -44,7 +44,14 @@ ALL = ["pyproject.toml::sine[fast]", "pyproject.toml::sine[slow]", "pyproject.to
 
 
 @pytest.mark.parametrize(
-    "option", ["--mitosis-seed=3", "--mitosis-debug", "--mitosis-timeout=60", "--mitosis-param=sine.frequency=slow"]
+    "option",
+    [
+        "--mitosis-seed=3",
+        "--mitosis-debug",
+        "--mitosis-timeout=60",
+        "--mitosis-max-cell-output=2MB",
+        "--mitosis-param=sine.frequency=slow",
+    ],
 )
 def test_a_mitosis_option_implies_mitosis(pytester: pytest.Pytester, option: str) -> None:
     make(pytester)
@@ -232,6 +239,26 @@ def test_a_bad_limit_is_a_usage_error(pytester: pytest.Pytester) -> None:
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         ["ERROR: ini key mitosis_max_trials: expected a number of trials (0: no limit), got 'many'"]
+    )
+
+
+def test_a_bad_cell_output_size_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    make(pytester, ini='mitosis_max_cell_output = "lots"\n')
+    result = pytester.runpytest("--mitosis", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: ini key mitosis_max_cell_output: expected a size such as 4MB, 500kB or 1MiB "
+            "(or a number of bytes; 0: no limit), got 'lots'"
+        ]
+    )
+    result = pytester.runpytest("--mitosis", "-p", "no:cacheprovider", "--mitosis-max-cell-output=4 parsecs")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*error: argument --mitosis-max-cell-output: expected a size such as 4MB, 500kB or 1MiB "
+            "(or a number of bytes; 0: no limit), got '4 parsecs'",
+        ]
     )
 
 

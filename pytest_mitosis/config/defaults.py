@@ -24,3 +24,6 @@ DEFAULT_DIRTY_IGNORE = ("__pycache__/", "*.pyc", ".pytest_cache/", "*.egg-info/"
 
 #: a plain `pytest --mitosis` runs at most this many trials without an explicit selection
 DEFAULT_MAX_TRIALS = 100
+
+#: what one cell of a trial's notebook shows at most (--mitosis-max-cell-output): the rest goes to a log
+DEFAULT_MAX_CELL_OUTPUT = "4MB"

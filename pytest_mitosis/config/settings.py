@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..core.rules import Limit
 from .assignments import Assignment, parse_assignment
-from .defaults import DEFAULT_DIRTY_IGNORE, DEFAULT_ENV_VARS, DEFAULT_MAX_TRIALS
+from .defaults import DEFAULT_DIRTY_IGNORE, DEFAULT_ENV_VARS, DEFAULT_MAX_CELL_OUTPUT, DEFAULT_MAX_TRIALS
 
 
 def param_value(text: str) -> Assignment:
@@ -66,6 +66,23 @@ def parse_count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a number of trials (0: no limit), got {text!r}")
     return value
+
+
+#: the units of a size (``--mitosis-max-cell-output``): decimal, and the binary ones
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def parse_size(text: str) -> int:
+    """``4MB``, ``500kB``, ``1.5MiB`` or a number of bytes (``0``: no limit) as bytes."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 4MB, 500kB or 1MiB (or a number of bytes; 0: no limit), got {text!r}"
+        )
+    return int(float(match.group(1)) * _UNITS[str(unit)])
 
 
 MAX_SEED = 2**32 - 1  # numpy's legacy global generator takes seeds below 2**32
@@ -129,3 +146,6 @@ class Settings:
     resume: bool = False
     #: --mitosis-progress-every / ini mitosis_progress_every: seconds between "still running" lines off a terminal
     progress_every: float = 60.0
+    #: --mitosis-max-cell-output / ini mitosis_max_cell_output: characters one cell shows in the notebook
+    #: at most, the rest going to a log in the trial folder (0: no limit)
+    max_cell_output: int = parse_size(DEFAULT_MAX_CELL_OUTPUT)

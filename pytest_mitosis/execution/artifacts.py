@@ -65,6 +65,14 @@ def remove_staging(trials: Path, key: str) -> None:
     shutil.rmtree(trials / STAGING / key, ignore_errors=True)
 
 
+class SavingTimedOut(Exception):
+    """Writing a trial's notebook and HTML page took longer than ``--mitosis-timeout``."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"timed out after {timeout:g} s")
+        self.timeout = timeout
+
+
 @dataclass(frozen=True)
 class TrialFolder:
     """Where one trial's files go; ``name`` is the mitosis trial name used for the files."""
@@ -107,14 +115,26 @@ class TrialFolder:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def save(self, nb: Any, outcome: dict[str, Any], description: dict[str, Any], html: Any = None) -> Path:
+    def save(
+        self,
+        nb: Any,
+        outcome: dict[str, Any],
+        description: dict[str, Any],
+        html: Any = None,
+        timeout: float | None = None,
+    ) -> Path:
         """Write the notebook, its HTML, the outcome and ``trial.yaml``, then move the folder into place.
 
         ``html`` writes the notebook and its page (an :class:`HtmlWriter`, or the helper process of
         :mod:`.htmlworker`, which writes them while this writes the rest); the folder moves only once
-        all are complete, and never while the helper still writes into it.
+        all are complete, and never while the helper still writes into it. The helper gets
+        ``timeout`` seconds (:class:`SavingTimedOut`; the folder stays in staging).
         """
-        written = (html or HtmlWriter()).write(nb, self.staging / f"{self.name}.ipynb", self.html_staged, self.name)
+        notebook = self.staging / f"{self.name}.ipynb"
+        if timeout is None:
+            written = (html or HtmlWriter()).write(nb, notebook, self.html_staged, self.name)
+        else:
+            written = (html or HtmlWriter()).write(nb, notebook, self.html_staged, self.name, timeout=timeout)
         try:
             with (self.staging / "trial.yaml").open("w", encoding="utf-8") as stream:
                 yaml.dump(
@@ -218,10 +238,56 @@ class HtmlWriter:
         body, _ = self._exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
         return str(body)
 
-    def write(self, nb: Any, notebook: Path, page: Path, title: str) -> Callable[[], None]:
-        """Write ``nb`` to ``notebook`` and its HTML to ``page`` now; returns the (nothing left to) wait."""
+    def write(
+        self, nb: Any, notebook: Path, page: Path, title: str, timeout: float | None = None
+    ) -> Callable[[], None]:
+        """Write ``nb`` to ``notebook`` and its HTML to ``page`` now; returns the (nothing left to) wait.
+
+        ``timeout`` cannot bound work done in this process; it is accepted as the helper's is.
+        """
         import nbformat
 
         nbformat.write(nb, str(notebook))
         page.write_text(self(nb, title), encoding="utf-8")
+        return _written
+
+
+def without_outputs(nb: Any, note: str) -> Any:
+    """A copy of ``nb`` with no cell outputs, ``note`` (markdown) first: what a trial whose notebook
+    could not be written in time keeps (its cells, and why their outputs are missing)."""
+    import copy
+
+    import nbformat.v4 as v4
+
+    bare = copy.copy(nb)
+    bare.cells = []
+    for cell in nb.cells:
+        cell = copy.copy(cell)
+        if cell.get("cell_type") == "code":
+            cell.outputs = []
+        bare.cells.append(cell)
+    bare.cells.insert(0, v4.new_markdown_cell(note))
+    return bare
+
+
+class PlainPage:
+    """Writes a notebook and, instead of nbconvert's page, a short HTML page saying why: for a trial
+    whose page could not be written within ``--mitosis-timeout``."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def write(self, nb: Any, notebook: Path, page: Path, title: str) -> Callable[[], None]:
+        import html
+
+        import nbformat
+
+        nbformat.write(nb, str(notebook))
+        page.write_text(
+            f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(self.message)}</p>"
+            f"<p>The notebook <a href='{html.escape(notebook.name)}'>{html.escape(notebook.name)}</a> holds the "
+            "trial's cells, without their outputs.</p></body></html>\n",
+            encoding="utf-8",
+        )
         return _written

@@ -95,8 +95,16 @@ class HtmlWorker:
         process = self._process
         return process is not None and process.stdin is not None and process.poll() is None
 
-    def write(self, nb: Any, notebook: Path, page: Path, title: str) -> Callable[[], None]:
-        """Start writing ``nb`` to ``notebook`` and its HTML to ``page``; returns the wait for both."""
+    def write(
+        self, nb: Any, notebook: Path, page: Path, title: str, timeout: float | None = None
+    ) -> Callable[[], None]:
+        """Start writing ``nb`` to ``notebook`` and its HTML to ``page``; returns the wait for both.
+
+        ``timeout`` (``--mitosis-timeout``): when the helper has not written both that many seconds
+        from now, it is stopped and the wait raises :class:`.artifacts.SavingTimedOut` (the
+        pages are not written here instead: what took the helper that long would take as long here).
+        """
+        deadline = time.monotonic() + (REPLY_TIMEOUT if timeout is None else min(timeout, REPLY_TIMEOUT))
         if not self._usable():
             return self._writer().write(nb, notebook, page, title)
         self._next += 1
@@ -114,14 +122,22 @@ class HtmlWorker:
         except (OSError, ValueError):
             self._stop()
             return self._writer().write(nb, notebook, page, title)
-        return lambda: self._wait(request, nb, notebook, page, title)
+        return lambda: self._wait(request, nb, notebook, page, title, deadline, timeout)
 
-    def _wait(self, request: int, nb: Any, notebook: Path, page: Path, title: str) -> None:
+    def _wait(
+        self,
+        request: int,
+        nb: Any,
+        notebook: Path,
+        page: Path,
+        title: str,
+        deadline: float,
+        timeout: float | None = None,
+    ) -> None:
         """Wait for the helper's reply; a Ctrl-C meanwhile is raised once the helper is done with the
         folder (it would otherwise write into a folder being removed): at most
         :data:`INTERRUPTED_TIMEOUT` later, when the helper is stopped if it has not answered."""
         interrupted: BaseException | None = None
-        deadline = time.monotonic() + REPLY_TIMEOUT
         reply: dict[str, Any] | None = None
         while reply is None:
             try:
@@ -132,6 +148,10 @@ class HtmlWorker:
                 interrupted = interrupted or err
         if interrupted is not None:
             raise interrupted
+        if reply.get("late") and timeout is not None:
+            from .artifacts import SavingTimedOut
+
+            raise SavingTimedOut(timeout)
         if reply.get("oserror"):
             number, text, filename = reply["oserror"]
             raise OSError(number, text, filename)
@@ -150,7 +170,7 @@ class HtmlWorker:
                 return {"gone": "the HTML helper died"}
             if message is None:
                 self._stop(kill=True)  # a helper that does not answer writes nothing more
-                return {"gone": "the HTML helper did not answer"}
+                return {"gone": "the HTML helper did not answer", "late": True}
             if message.get("id") == request:
                 return message
 

@@ -30,6 +30,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from .forkserver import ForkFailed
 from .launch import Launched
 from .logs import quiet
+from .runtime import LINE_COST, cost, cut_note, fitting, output_log, rest_note
 
 STARTUP_TIMEOUT = 60.0
 #: seconds between two progress ticks while a trial's cells run
@@ -58,11 +59,100 @@ class Execution:
     phases: dict[str, float] | None = None
 
 
+#: characters a cell may show beyond the cap, for the notes of the kernel's own cut (:class:`.runtime.OutputCap`)
+NOTES = 4096
+
+
+class _Backstop:
+    """What one cell puts into the notebook, capped here too: the kernel cuts stdout and stderr
+    (:class:`.runtime.OutputCap`), this cuts what gets past it (figures and other displays, output
+    written before the set-up cell installed the kernel's cap, a stream the step replaced).
+
+    Each output that would take a cell past ``limit`` goes to the cell's log in ``folder``
+    (a stream's text, a display's plain text, an error's traceback; never a whole image), one
+    message at a time, and the notebook shows where it went.
+    """
+
+    def __init__(self, limit: int, folder: Path, labels: list[str]) -> None:
+        self.limit = limit + NOTES
+        self.cap = limit
+        self.folder = folder
+        self.labels = labels
+        #: per cell: characters shown, characters sent to its log, whether the notebook shows the cut
+        self.shown: dict[int, int] = {}
+        self.diverted: dict[int, int] = {}
+        self.cut: set[int] = set()
+
+    def label(self, index: int) -> str:
+        return self.labels[index] if index < len(self.labels) else f"cell-{index}"
+
+    def cleared(self, index: int) -> None:
+        """The cell's outputs were cleared (a progress display redrawn): it may show ``limit`` again."""
+        self.shown[index] = 0
+        self.cut.discard(index)
+
+    def take(self, outs: list[Any], out: Any, index: int) -> Any:
+        """``out`` as the notebook keeps it (``None``: it went to the cell's log, and the notebook says so)."""
+        size = _size(out)
+        shown = self.shown.get(index, 0)
+        if index not in self.cut and shown + size <= self.limit:
+            self.shown[index] = shown + size
+            return out
+        room = 0 if index in self.cut else max(0, self.limit - shown)
+        if out.get("output_type") == "stream":
+            text = str(out.get("text", ""))
+            end = fitting(text, room)
+            kept, rest = text[:end], text[end:]
+        else:
+            kept, rest = "", _as_text(out)
+        with open(self.folder / output_log(self.label(index)), "a", encoding="utf-8", errors="replace") as log:
+            log.write(rest)
+        self.diverted[index] = self.diverted.get(index, 0) + len(rest)
+        self.shown[index] = shown + cost(kept)
+        if index not in self.cut:
+            self.cut.add(index)
+            outs.append(_stream("stdout", kept + cut_note(self.cap, self.label(index))))
+        return None
+
+    def end(self, cell: Any, index: int) -> None:
+        """After the cell: how much of its output went to its log."""
+        if index in self.diverted:
+            cell.outputs.append(_stream("stdout", rest_note(self.diverted[index], self.label(index))))
+
+
+def _size(out: Any) -> int:
+    """About the bytes an output takes in the notebook file (a stream's text, a display's data, a traceback)."""
+    kind = out.get("output_type")
+    if kind == "stream":
+        return cost(str(out.get("text", "")))
+    if kind == "error":
+        return sum(cost(line) + LINE_COST for line in out.get("traceback", [])) + len(str(out.get("evalue", "")))
+    return sum(cost(v) if isinstance(v, str) else len(str(v)) for v in (out.get("data") or {}).values())
+
+
+def _as_text(out: Any) -> str:
+    """What a log can hold of an output the notebook does not: its text, never an image's bytes."""
+    kind = out.get("output_type")
+    if kind == "error":
+        return "\n".join(out.get("traceback", [])) + "\n"
+    data = out.get("data") or {}
+    kinds = ", ".join(sorted(data))
+    text = data.get("text/plain", "")
+    return f"[a {kind} output ({kinds}) left out of the notebook]\n" + (f"{text}\n" if text else "")
+
+
+def _stream(name: str, text: str) -> Any:
+    from nbformat.v4 import new_output
+
+    return new_output("stream", name=name, text=text)
+
+
 class _Client(NotebookClient):
     """nbclient's cell execution without its kernel set-up: no signal handlers, no ``atexit``.
 
     The channels are always stopped when the cells are done (nbclient leaves them open for a
-    kernel manager it did not create, which is every one of ours).
+    kernel manager it did not create, which is every one of ours). With a :class:`_Backstop`
+    (``backstop``), what a cell puts into the notebook is capped.
     """
 
     #: called about every second while the cells run, with the phase, the cell's index and the last line printed
@@ -87,6 +177,31 @@ class _Client(NotebookClient):
             except Exception:  # the progress line or a heartbeat never fails the trial
                 pass
 
+    backstop: _Backstop | None = None
+
+    def output(self, outs: list[Any], msg: dict[str, Any], display_id: str | None, cell_index: int) -> Any:
+        if self.backstop is None or self.output_hook_stack[msg["parent_header"].get("msg_id")]:
+            return super().output(outs, msg, display_id, cell_index)
+        if self.clear_before_next_output:  # nbclient clears the cell's outputs first
+            self.backstop.cleared(cell_index)
+        out = super().output(outs, msg, display_id, cell_index)
+        if out is None or not outs or outs[-1] is not out:
+            return out
+        outs.pop()
+        taken = self.backstop.take(outs, out, cell_index)
+        if taken is not None:
+            outs.append(taken)
+        elif display_id:  # not in the notebook: a later update_display_data has nothing to replace
+            places = self._display_id_map.get(display_id, {}).get(cell_index, [])
+            if places:
+                places.pop()
+        return taken
+
+    def clear_output(self, outs: list[Any], msg: dict[str, Any], cell_index: int) -> None:
+        super().clear_output(outs, msg, cell_index)
+        if self.backstop is not None and not outs:
+            self.backstop.cleared(cell_index)
+
     async def run_cells(self, phases: list[str], deadline: _Deadline) -> None:
         self.reset_execution_trackers()
         if self.on_tick is not None:
@@ -102,7 +217,11 @@ class _Client(NotebookClient):
                     continue
                 deadline.enter(phases[index])
                 self._cell, self.last_line = index, ""
-                await self.async_execute_cell(cell, index, execution_count=self.code_cells_executed + 1)
+                try:
+                    await self.async_execute_cell(cell, index, execution_count=self.code_cells_executed + 1)
+                finally:
+                    if self.backstop is not None:
+                        self.backstop.end(cell, index)
         finally:
             # nbclient polls the kernel and its output in tasks of their own: after an interruption
             # they are still pending, and would fail noisily once the channels are gone.
@@ -230,6 +349,9 @@ def execute(
     phases: list[str] | None = None,
     while_starting: Callable[[], None] | None = None,
     on_tick: Callable[[str, int, str], None] | None = None,
+    max_output: int = 0,
+    output_folder: Path | None = None,
+    labels: list[str] | None = None,
 ) -> Execution:
     """Run every cell of ``nb`` in a fresh kernel (``launched``, or a new one); stop at the first
     error, at ``timeout`` (counted from the first step), or at SIGINT/SIGTERM. The kernel is
@@ -239,6 +361,8 @@ def execute(
     ``while_starting`` runs in this thread once the kernel process is launched, while it boots.
     ``on_tick(phase, cell index, last printed line)`` is called about every second while the cells run, in
     this thread (between two messages of the kernel: it must be quick, and what it raises is ignored).
+    ``max_output``: the characters each cell puts into the notebook at most (0: all); the rest
+    goes to ``output_folder``, in a log named after the cell's label (``labels``, by cell index).
     """
     started = time.monotonic()
     deadline = _Deadline(timeout)
@@ -282,6 +406,8 @@ def execute(
             log=_QUIET,
         )
         client.on_tick = on_tick
+        if max_output and output_folder is not None:
+            client.backstop = _Backstop(max_output, output_folder, list(labels or []))
         if while_starting is not None:
             while_starting()
         loop = ensure_event_loop()

@@ -164,10 +164,12 @@ def build(
     seed: int,
     metadata: dict[str, Any],
     sys_path: list[str] | None = None,
+    max_output: int = 0,
 ) -> Any:
     """The unexecuted notebook for ``spec``; ``folder`` receives the log, pickles and outcome.
 
-    ``sys_path`` (default: the pytest process's) is put in front of the kernel's own.
+    ``sys_path`` (default: the pytest process's) is put in front of the kernel's own;
+    ``max_output``: the characters of stdout and stderr each cell shows at most (0: all).
     """
     modules = list(dict.fromkeys(s.function.module for s in spec.steps))
     paths = [p for p in (sys.path if sys_path is None else sys_path) if p]
@@ -178,7 +180,9 @@ def build(
             f"sys.path[:0] = [p for p in {paths!r} if p not in sys.path]",
             "import pytest_mitosis.execution.runtime",
             f"mitosis_trial = pytest_mitosis.execution.runtime.Trial({str(folder)!r}, steps={[s.name for s in spec.steps]!r}, "
-            f"modules={modules!r}, seed={seed}, log_level={'DEBUG' if debug else 'INFO'!r})",
+            f"modules={modules!r}, seed={seed}, log_level={'DEBUG' if debug else 'INFO'!r}"
+            + (f", max_output={max_output}" if max_output else "")
+            + ")",
         ]
     )
     cells = [_cell("markdown", header(spec, title, debug, seed, metadata)), _cell("code", setup)]

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config.variants import TrialSpec
-from .artifacts import TrialFolder
+from .artifacts import PlainPage, SavingTimedOut, TrialFolder, without_outputs
+from .runtime import cell_labels
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,11 @@ def _failure(spec: TrialSpec, execution: Any, outcome: dict[str, Any]) -> str:
     return f"the notebook failed outside the steps' own code ({error})"
 
 
+#: the message of a trial whose notebook and page were not written within --mitosis-timeout
+SAVING_TIMED_OUT = (
+    "timed out after {timeout:g} s while saving the trial's notebook and HTML page (every step had run): "
+    "the notebook in the trial folder keeps the cells without their outputs"
+)
 #: the message of a trial whose every step had run when Ctrl-C (or SIGTERM) came (its files are complete)
 INTERRUPTED_WHILE_SAVING = (
     "interrupted while its files were written, after every step had finished: its notebook and HTML are complete"
@@ -105,6 +111,7 @@ def run_trial(
     html: Any = None,
     code_changed: Callable[[tuple[str, ...]], str | None] | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    max_output: int = 0,
 ) -> TrialOutcome:
     """Run ``spec`` in a fresh kernel and save its artifacts under ``trials`` as ``name_key``.
 
@@ -112,6 +119,9 @@ def run_trial(
     why the recorded commit is not the code that ran (``None`` when it is): the trial then fails with
     that message, in its files as in its record. ``progress`` gets, about every second while the kernel
     runs, ``{"phase", "step", "line", "elapsed"}`` (the step's name, the last line it printed).
+    ``max_output`` (``--mitosis-max-cell-output``): the characters each cell puts into the notebook
+    at most (0: all); the rest goes to a log in the trial folder. ``timeout`` bounds each step, and
+    writing the notebook and its page too.
 
     A KeyboardInterrupt while the files are written (a second Ctrl-C) still removes the
     staging folder before it propagates, so nothing unfinished is left behind.
@@ -131,6 +141,7 @@ def run_trial(
             seed=seed,
             sys_path=sys_path,
             metadata={**metadata, "key": folder.key, "trial": folder.name, "seed": seed},
+            max_output=max_output,
         )
     except OSError as err:
         if launched is not None:
@@ -152,7 +163,16 @@ def run_trial(
 
     try:
         execution = kernel.execute(
-            nb, root, timeout, launched, phases, while_starting=getattr(html, "prepare", None), on_tick=on_tick
+            nb,
+            root,
+            timeout,
+            launched,
+            phases,
+            while_starting=getattr(html, "prepare", None),
+            max_output=max_output,
+            output_folder=folder.staging,
+            labels=cell_labels([step.name for step in spec.steps]),
+            on_tick=on_tick,
         )
     except BaseException:  # a Ctrl-C outside the cells (while the kernel starts): nothing half-written stays
         folder.discard()
@@ -194,7 +214,16 @@ def run_trial(
     saving = time.monotonic()
     interrupted = execution.signal
     try:
-        final = folder.save(execution.notebook, outcome, description, html)
+        try:
+            final = folder.save(execution.notebook, outcome, description, html, timeout=timeout)
+        except SavingTimedOut as late:
+            # The helper was stopped: the notebook keeps its cells (not their outputs), the page says why.
+            passed = False
+            message = SAVING_TIMED_OUT.format(timeout=late.timeout)
+            outcome = {**outcome, "status": "failed", "message": message}
+            description["results"] = {**description["results"], "status": "failed", "message": message}
+            bare = without_outputs(execution.notebook, f"**{message}**")
+            final = folder.save(bare, outcome, description, PlainPage(message))
     except OSError as err:
         return _unwritten(spec, folder, err, started, signal=execution.signal)
     except KeyboardInterrupt:

@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..core.series import POINTS, keep
+
 _OWN_FILE = os.path.abspath(__file__)
 
 
@@ -34,17 +36,78 @@ class ResultNotSaved(Exception):
 
 
 def _series(value: Any) -> Any:
-    """A metric series (a list of numbers, or ``{"step": [...], "value": [...]}``), or ``None``."""
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist) and getattr(value, "ndim", None) == 1:
-        value = tolist()
-    if isinstance(value, (list, tuple)) and value and all(_number(v) is not None for v in value):
-        return [_number(v) for v in value]
+    """A metric series (a list of numbers, or ``{"step": [...], "value": [...]}``), or ``None``.
+
+    A series longer than :data:`POINTS` is recorded down-sampled (:func:`..core.series.keep`: first,
+    last, each bucket's min and max) as ``{"step": [...], "value": [...]}``, the steps saying where
+    each kept point was; the step's result pickle keeps the whole series. A one-dimensional array
+    is read a slice at a time, never copied whole into a list.
+    """
     if isinstance(value, Mapping) and set(value) == {"step", "value"}:
-        steps, values = _series(value["step"]), _series(value["value"])
-        if steps is not None and values is not None and len(steps) == len(values):
-            return {"step": steps, "value": values}
+        steps, values = _sequence(value["step"]), _sequence(value["value"])
+        if steps is None or values is None or len(steps) != len(values):
+            return None
+    else:
+        steps, values = None, _sequence(value)
+        if values is None:
+            return None
+    if not _all_numbers(values) or (steps is not None and not _all_numbers(steps)):
+        return None
+    if len(values) <= POINTS:
+        numbers = [_number(v) for v in _listed(values)]
+        return numbers if steps is None else {"step": [_number(s) for s in _listed(steps)], "value": numbers}
+    kept = keep(values, POINTS)
+    return {
+        "step": kept if steps is None else [_number(steps[i]) for i in kept],
+        "value": [_number(values[i]) for i in kept],
+    }
+
+
+def _sequence(value: Any) -> Any:
+    """``value`` when it may be a series (a list, a tuple, a one-dimensional array), else ``None``."""
+    if isinstance(value, (list, tuple)) or (
+        callable(getattr(value, "tolist", None)) and getattr(value, "ndim", None) == 1
+    ):
+        return value
     return None
+
+
+def _listed(chunk: Any) -> list[Any]:
+    tolist = getattr(chunk, "tolist", None)
+    listed = tolist() if callable(tolist) else chunk
+    return listed if isinstance(listed, list) else list(listed)
+
+
+#: points of a series checked at once (an array's slice becomes a list of this many numbers)
+_CHUNK = 1 << 16
+
+
+def _all_numbers(values: Any) -> bool:
+    """Whether ``values`` is not empty and every value is a finite number (not a bool), a slice at a time.
+
+    Plain ints and floats are checked at C speed; anything else (numpy scalars in a list) one by one.
+    """
+    if not len(values):
+        return False
+    for start in range(0, len(values), _CHUNK):
+        chunk = _listed(values[start : start + _CHUNK])
+        if set(map(type, chunk)) <= {int, float}:
+            try:
+                if all(map(math.isfinite, chunk)):
+                    continue
+            except OverflowError:  # an int too large for a float: checked one by one
+                pass
+        if any(_number(v) is None for v in chunk):
+            return False
+    return True
+
+
+def series_length(value: Any) -> int:
+    """The points of ``value`` read as a series as the step returned it (``0`` for anything else)."""
+    if isinstance(value, Mapping) and set(value) == {"step", "value"}:
+        value = value["value"]
+    found = _sequence(value)
+    return len(found) if found is not None else 0
 
 
 def _number(value: Any) -> Any:
@@ -80,10 +143,20 @@ def plain(value: Any) -> Any:
 class Trial:
     """State of one trial inside its kernel; the notebook calls :meth:`step` then :meth:`finish`."""
 
-    def __init__(self, folder: str, steps: list[str], modules: list[str], seed: int, log_level: str = "INFO") -> None:
+    def __init__(
+        self,
+        folder: str,
+        steps: list[str],
+        modules: list[str],
+        seed: int,
+        log_level: str = "INFO",
+        max_output: int = 0,
+    ) -> None:
         self.folder = Path(folder)
         self.seed = seed
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.output = OutputCap(self.folder, max_output, cell_labels(steps)[2:])
+        self.output.install()
         self.steps = steps
         self.results: list[dict[str, Any]] = []
         self.outcome: dict[str, Any] = {"status": "running", "step": None, "started": time.time()}
@@ -110,6 +183,7 @@ class Trial:
         """Call one step (with the previous step's ``data`` first when chained) and check its result."""
         __tracebackhide__ = True
         index = len(self.results)
+        self.output.enter(cell_labels(self.steps)[2 + index])
         self.outcome.update(status="running", step=name, reference=reference)
         self._write()
         self.reseed()
@@ -172,6 +246,7 @@ class Trial:
         pickled straight into their file (no second copy in memory), through a temporary name,
         so a failed save never leaves a truncated pickle under the final name.
         """
+        self.output.enter("result")
         saved = []
         unsaved = None
         for index, (name, result) in enumerate(zip(self.steps, self.results), start=1):
@@ -193,8 +268,14 @@ class Trial:
         last = self.results[-1]
         raw_metrics = last.get("metrics", {})
         metrics: dict[str, Any] = {}
+        #: metric → points of a series recorded down-sampled (the pickle holds them all)
+        whole: dict[str, int] = {}
         if isinstance(raw_metrics, Mapping):
             metrics = {str(k): metric(v) for k, v in raw_metrics.items()}
+            for k, v in raw_metrics.items():
+                recorded = metrics[str(k)]
+                if isinstance(recorded, dict) and len(recorded["value"]) < series_length(v):
+                    whole[str(k)] = series_length(v)
         else:  # e.g. a list naming the metrics a library computed: kept, not charted, never a failure
             self.outcome["metrics_other"] = _jsonable(raw_metrics)
             print(
@@ -205,6 +286,8 @@ class Trial:
         self.outcome.update(
             main=plain(last["main"]), metrics=metrics, pickles=saved, ended=time.time(), sources=sources()
         )
+        if whole:
+            self.outcome["series_points"] = whole
         if unsaved is not None:
             name, problem = unsaved
             self.outcome.update(
@@ -221,10 +304,17 @@ class Trial:
         self._write()
         self._close_log()
         print(f"main = {self.outcome['main']!r}")
+        last_pickle = saved[-1] if saved else None
         for key, value in metrics.items():
             if isinstance(value, (list, dict)):
                 points = value if isinstance(value, list) else value["value"]
-                print(f"{key} = series of {len(points)} points, last {points[-1]!r}")
+                if key in whole:
+                    print(
+                        f"{key} = series of {whole[key]:,} points, last {points[-1]!r} ({len(points):,} of them "
+                        f"recorded, min and max kept; the whole series is in results/{last_pickle})"
+                    )
+                else:
+                    print(f"{key} = series of {len(points)} points, last {points[-1]!r}")
             else:
                 print(f"{key} = {value!r}")
 
@@ -252,6 +342,176 @@ def sources() -> list[str]:
             found.add(os.path.abspath(path))
     found.discard(_OWN_FILE)
     return sorted(found)
+
+
+def cell_labels(steps: list[str]) -> list[str]:
+    """Each cell's name in the trial notebook (header, set-up, ``step-N-NAME`` like its result's
+    pickle, result): what the log of a cell's cut output is named after (:func:`output_log`)."""
+    return ["header", "set-up", *(f"step-{i}-{name}" for i, name in enumerate(steps, start=1)), "result"]
+
+
+def output_log(label: str) -> str:
+    """The file in the trial folder that receives a cell's output beyond the cap."""
+    return f"output-{label}.log"
+
+
+#: what a line of output costs in the notebook file beyond its characters: nbformat writes each
+#: line as an indented JSON string (a cap on characters alone would let a million empty lines
+#: make a 12 MB notebook of a 1 MB cap)
+LINE_COST = 10
+
+
+def cost(text: str) -> int:
+    """About the bytes ``text`` takes in the notebook file (what the cap counts)."""
+    return len(text) + LINE_COST * text.count("\n")
+
+
+def fitting(text: str, room: int) -> int:
+    """How many characters of ``text``, from its start, cost at most ``room``.
+
+    One correction suffices: dropping ``n`` characters lowers the cost by at least ``n``.
+    """
+    if room <= 0:
+        return 0
+    end = min(room, len(text))
+    excess = end + LINE_COST * text.count("\n", 0, end) - room
+    return max(0, end - excess) if excess > 0 else end
+
+
+def megabytes(characters: int) -> str:
+    return f"{characters / 1e6:.3g} MB" if characters >= 100_000 else f"{characters / 1e3:.3g} kB"
+
+
+def cut_note(limit: int, label: str) -> str:
+    """The line the notebook shows where a cell's output was cut (here, or by pytest's backstop)."""
+    return (
+        f"\n[pytest-mitosis: output cut at {megabytes(limit)} (--mitosis-max-cell-output): "
+        f"the rest is in {output_log(label)} in the trial folder]\n"
+    )
+
+
+def rest_note(diverted: int, label: str) -> str:
+    """The line at the end of a cut cell: how much went to its log."""
+    return f"[pytest-mitosis: {output_log(label)} in the trial folder holds the other {megabytes(diverted)} of this cell's output]\n"
+
+
+class OutputCap:
+    """What each cell writes to stdout and stderr goes to the notebook up to ``limit`` characters;
+    the rest is appended to the cell's log in the trial folder, and the notebook says so.
+
+    A step that printed 200 MB made a 212 MB notebook, a 210 MB page and 1.7 GB in pytest's
+    process; cut here, in the kernel, the excess never crosses to pytest at all. The ``write`` of
+    ipykernel's stream objects is replaced on the instances: their thread that forwards what
+    is written to file descriptors 1 and 2 (C code, child processes) calls it too. A cell begins
+    at IPython's ``pre_run_cell`` (the cells after the set-up are ``labels``, in order), or, without
+    IPython's events, when a step or the result begins (:meth:`enter`). ``limit`` 0: no cap.
+    """
+
+    def __init__(self, folder: Path, limit: int, labels: list[str]) -> None:
+        self.folder = folder
+        self.limit = limit
+        self.labels = list(labels)
+        self.label = "set-up"
+        self.shown = 0
+        self.diverted = 0
+        self.log: Any = None
+        self.originals: list[tuple[Any, Callable[[str], Any]]] = []
+        import threading
+
+        self.lock = threading.RLock()
+
+    def install(self) -> None:
+        if self.limit <= 0:
+            return
+        self._wrap()
+        shell = _shell()
+        if shell is not None:
+            shell.events.register("pre_run_cell", self._pre_run_cell)
+            shell.events.register("post_run_cell", self._post_run_cell)
+
+    def _wrap(self) -> None:
+        """Put the cap in front of the streams' ``write`` as it is now.
+
+        IPython 9 replaces ``write`` for each cell (to keep the cell's output in its history) and
+        puts the previous one back afterwards, so the cap is put in front again as every cell
+        begins: outermost, so that IPython's history holds only what the notebook shows.
+        """
+        originals = []
+        for stream in (sys.stdout, sys.stderr):
+            current = stream.write
+            original = getattr(current, "mitosis_original", None)
+            if original is None:
+                original = current
+
+                def write(text: str, _original: Callable[[str], Any] = original) -> int:
+                    return self.write(_original, text)
+
+                write.mitosis_original = original  # type: ignore[attr-defined]
+                try:
+                    stream.write = write  # type: ignore[method-assign]
+                except (AttributeError, TypeError):  # not ipykernel's stream: left as it is
+                    continue
+            originals.append((stream, original))
+        self.originals = originals
+
+    def _pre_run_cell(self, *args: Any) -> None:
+        with self.lock:
+            if self.labels:
+                self.enter(self.labels.pop(0))
+            self._wrap()
+
+    def _post_run_cell(self, *args: Any) -> None:
+        self.end()
+
+    def enter(self, label: str) -> None:
+        """A cell named ``label`` begins (nothing changes when it already has)."""
+        with self.lock:
+            if label == self.label:
+                return
+            self.end()
+            self.label, self.shown, self.diverted = label, 0, 0
+
+    def end(self) -> None:
+        """The cell is over: close its log, and say how much went there."""
+        with self.lock:
+            if self.log is None:
+                return
+            self.log.close()
+            self.log = None
+            self._show(rest_note(self.diverted, self.label))
+
+    def _show(self, text: str) -> None:
+        if self.originals:
+            self.originals[0][1](text)
+
+    def write(self, original: Callable[[str], Any], text: str) -> int:
+        if not isinstance(text, str):
+            return int(original(text) or 0)  # the stream's own error
+        with self.lock:
+            room = self.limit - self.shown
+            size = cost(text)
+            if size <= room:
+                self.shown += size
+                original(text)
+                return len(text)
+            kept = fitting(text, room)
+            if kept:
+                original(text[:kept])
+            self.shown = self.limit
+            if self.log is None:
+                self.log = open(self.folder / output_log(self.label), "a", encoding="utf-8", errors="replace")
+                self._show(cut_note(self.limit, self.label))
+            for start in range(kept, len(text), _CHUNK):  # a slice at a time: no copy of a 200 MB text
+                self.log.write(text[start : start + _CHUNK])
+            self.diverted += len(text) - kept
+        return len(text)
+
+
+def _shell() -> Any:
+    """IPython's running shell, when this is a kernel (``None`` elsewhere)."""
+    ipython = sys.modules.get("IPython")
+    get = getattr(ipython, "get_ipython", None)
+    return get() if callable(get) else None
 
 
 def _jsonable(value: Any) -> Any:

@@ -89,6 +89,7 @@ def reproduce_trial(
     pyproject: Path | None = None,
     vouched: frozenset[tuple[str, str, str]] = frozenset(),
     session: str | None = None,
+    max_output: int = 0,
 ) -> Any:
     """Run ``record`` again at its commit, record it as a trial linked to it, and judge it.
 
@@ -162,6 +163,7 @@ def reproduce_trial(
                 root=root,
                 trials=trials,
                 timeout=timeout,
+                max_output=max_output,
                 debug=False,
                 seed=int(record.seed or 0),
                 sys_path=kernel_path(path, worktree, project_root),

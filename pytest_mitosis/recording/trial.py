@@ -92,6 +92,7 @@ def record_trial(
             root=project.cwd,
             trials=project.trials_folder,
             timeout=settings.timeout,
+            max_output=settings.max_cell_output,
             debug=debug,
             seed=seed,
             launched=launched,

@@ -2,7 +2,9 @@
 
 Nothing here draws: each function returns the JSON-ready ``{"data": [...], "layout": {...}}``
 that :func:`.html.chart` hands to plotly.js. Long metric series are down-sampled here
-(:func:`downsample`), so a 10^6-point series makes a page of kilobytes, not of 100 MB.
+(:func:`downsample`), so a 10^6-point series makes a page of kilobytes, not of 100 MB: trials
+record their series down-sampled by the same rule (:mod:`pytest_mitosis.core.series`), older
+records may hold them whole.
 """
 
 from __future__ import annotations
@@ -13,38 +15,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...core.rules import as_number, series_points
+from ...core.series import POINTS, keep
 from .html import e, trial_href
 from .summaries import TrialSummary
 
 #: plotly's default colours: the identities drawn at first get one each
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-#: points a plotted series keeps at most (min and max of each bucket: spikes survive)
-POINTS = 2000
 
 
 def downsample(points: Sequence[tuple[float, float]], limit: int = POINTS) -> tuple[list[float], list[float]]:
-    """``points`` as two lists of at most about ``limit`` points: first, last, and each bucket's min and max.
-
-    Min/max decimation keeps the envelope of a noisy series (a spike stays visible), unlike
-    taking every n-th point.
-    """
-    if len(points) <= limit:
-        return [p[0] for p in points], [p[1] for p in points]
-    buckets = max(1, (limit - 2) // 2)
-    size = (len(points) - 2) / buckets
-    xs, ys = [points[0][0]], [points[0][1]]
-    for b in range(buckets):
-        chunk = points[1 + int(b * size) : 1 + int((b + 1) * size)]
-        finite = [p for p in chunk if math.isfinite(p[1])]
-        if not finite:
-            continue
-        low, high = min(finite, key=lambda p: p[1]), max(finite, key=lambda p: p[1])
-        for p in sorted({low, high}, key=lambda p: p[0]):
-            xs.append(p[0])
-            ys.append(p[1])
-    xs.append(points[-1][0])
-    ys.append(points[-1][1])
-    return xs, ys
+    """``points`` as two lists of at most ``limit`` points: first, last, and each bucket's min and max
+    (:func:`pytest_mitosis.core.series.keep`, the rule the kernel records series with)."""
+    kept = keep([p[1] for p in points], limit)
+    return [points[i][0] for i in kept], [points[i][1] for i in kept]
 
 
 def series_data(value: Any, limit: int = POINTS) -> tuple[list[float], list[float]] | None:
