@@ -29,6 +29,8 @@ class DistributedHooks:
         self.settings = mitosis.settings
         #: the controller has run the session-wide guards (when the first worker had collected)
         self._started = False
+        #: the workers configured (the estimate of the sweep's end divides by their number)
+        self._workers = 0
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
@@ -36,6 +38,7 @@ class DistributedHooks:
         controller's and, on another host or trials folder, records its trials through the controller."""
         from .remote import controller
 
+        self._workers += 1
         node.workerinput["mitosis_seed"] = self.mitosis.seed
         node.workerinput["mitosis_session"] = self.mitosis.session_key
         controller(self.mitosis).configure_node(node)
@@ -84,6 +87,7 @@ class DistributedHooks:
         check_ci_paths(self.settings)
         self.mitosis.preflight()
         open_session(self.mitosis, True)
+        self.mitosis.watch_workers(ids, self._workers)
 
     def pytest_configure(self, config: pytest.Config) -> None:
         """On a pytest-xdist worker: the checks and the store of :mod:`.remote`."""

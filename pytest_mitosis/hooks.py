@@ -213,7 +213,17 @@ class MitosisHooks:
         with progress.lock:
             progress.erase()
             progress.started(nodeid)
-            return (yield)
+            result = yield
+        self._beat_session()
+        return result
+
+    def _beat_session(self) -> None:
+        from .store import StoreError
+
+        try:
+            self.mitosis.beat_session()
+        except StoreError:
+            pass  # the store is away: the next beat tells
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> Any:
@@ -236,7 +246,8 @@ class MitosisHooks:
                     str(main) if main is not None else None,
                     props.get("mitosis.key"),
                 )
-            return result
+                self._beat_session()
+        return result
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:

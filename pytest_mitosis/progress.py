@@ -24,6 +24,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .store.records import cell
@@ -198,26 +199,41 @@ class Progress:
 
     # -- under pytest-xdist: the workers' trials, from the store's heartbeats -----------------
 
-    def watch(self, read: Any) -> None:
-        """On the xdist controller: every second, ``read()`` returns ``{key: (name, state)}`` of the session's
-        running trials (their heartbeats in the store), drawn like the trials of a session alone."""
+    def watch(self, source: Any) -> None:
+        """On the xdist controller, in a thread: every second ``source.running()`` gives ``{key: (name, state)}``
+        of the session's running trials (their heartbeats in the store), drawn like a session alone's; every
+        ``source.close()`` ends it, in the same thread (its connections are that thread's)."""
         if not self.active or self._watch is not None:
             return
 
         def loop() -> None:
-            while not self._stop.wait(1.0):
-                try:
-                    found = read()
-                except Exception:  # the store is busy or away: the line waits for the next second
-                    continue
-                with self.lock:
-                    for key in set(self.running) - set(found):
-                        self.running.pop(key)
-                    for key, (name, state) in found.items():
-                        self.tick(key, name, state)
+            try:
+                while not self._stop.wait(1.0):
+                    try:
+                        found = source.running()
+                    except Exception:  # the store is busy or away: the line waits for the next second
+                        continue
+                    with self.lock:
+                        for key in set(self.running) - set(found):
+                            self.running.pop(key)
+                        for key, (name, state) in found.items():
+                            self.tick(key, name, state)
+            finally:
+                source.close()
 
         self._watch = threading.Thread(target=loop, name="mitosis-progress", daemon=True)
         self._watch.start()
+
+    def summary(self) -> dict[str, Any]:
+        """The session's progress as its heartbeat records it (``status`` shows it)."""
+        with self.lock:
+            return {
+                "selected": self.selected,
+                "done": self.done,
+                "passed": self.counts["passed"],
+                "failed": self.counts["failed"],
+                "ends": self.ends(),
+            }
 
     def close(self) -> None:
         self._stop.set()
@@ -253,3 +269,38 @@ def _where(trial: Running) -> str:
     return {"kernel start": "starting its kernel", "set-up": "set-up", "saving": "saving"}.get(
         str(trial.phase), str(trial.phase or "starting")
     )
+
+
+class Heartbeats:
+    """The xdist controller's view of its session's running trials in the store, from the watcher's thread only.
+
+    Its own read-only connection, opened lazily in that thread: the controller's store connection belongs
+    to the main thread (and to the remote workers' server), and is never shared with this one. The
+    session's own heartbeat is written by the main thread, at each trial's start and end.
+    """
+
+    def __init__(self, folder: Path, read_from: Any, session: str) -> None:
+        self.folder, self.read_from, self.session = folder, read_from, session
+        self._reader: Any = None
+
+    def running(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        from .store import Reader
+
+        if self._reader is None:
+            self._reader = Reader(self.folder, self.read_from)
+        now = time.time()
+        return {
+            b.key: (
+                b.nodeid.rsplit("::", 1)[-1],
+                {**b.state, "elapsed": float(b.state.get("elapsed") or 0) + now - b.beat},
+            )
+            for b in self._reader.running(self.session)
+            if b.beat is not None
+        }
+
+    def close(self) -> None:
+        if self._reader is not None:
+            try:
+                self._reader.close()
+            except Exception:
+                pass

@@ -89,6 +89,8 @@ class MitosisSession:
         #: the sweep's progress line (or log lines), on the process that reports (see progress.py)
         self.progress: Any = None
         self._beaten = 0.0
+        self._beat_key: str | None = None
+        self._session_beaten = 0.0
         #: the repository's files that this process's trials imported (checked again before every trial)
         self._sources: set[Path] = set()
 
@@ -304,6 +306,27 @@ class MitosisSession:
             progress.plan(experiments)
             self.progress = progress
 
+    def watch_workers(self, ids: list[str], workers: int) -> None:
+        """On the xdist controller: the progress of every worker's trial (``ids``: the collected node ids)."""
+        self.start_progress([i.rsplit("::", 1)[-1].split("[", 1)[0] for i in ids], workers)
+        if self.progress is not None:
+            from .progress import Heartbeats
+
+            self.progress.watch(Heartbeats(self.project().trials_folder, self.read_from(), self.session_key))
+
+    def beat_session(self) -> None:
+        """The session's heartbeat with its progress (``status``), from the main thread: at each trial's start
+        and end, and (a session alone) every few seconds while a trial runs."""
+        import time
+
+        progress = self.progress
+        if not self.session_recorded or progress is None or time.monotonic() - self._session_beaten < 2.0:
+            return  # at most one write every two seconds: a sweep of cheap trials pays next to nothing
+        self._session_beaten = time.monotonic()
+        beat = getattr(self.store(), "beat", None)
+        if beat is not None:
+            beat("session", self.session_key, None, progress.summary())
+
     def on_progress(self, nodeid: str, key: str, name: str, state: dict[str, Any]) -> None:
         """A running trial's state, about every second: the progress line, and every few seconds its heartbeat
         in the store (with this session's progress when it runs alone), for ``status`` and the xdist controller."""
@@ -314,27 +337,14 @@ class MitosisSession:
         if self.progress is not None:
             self.progress.tick(key, nodeid.rsplit("::", 1)[-1], state)
         now = time.monotonic()
-        if now - self._beaten < BEAT_EVERY:
-            return
-        self._beaten = now
+        if key == self._beat_key and now - self._beaten < BEAT_EVERY:
+            return  # a trial's first tick beats at once: status and the xdist controller see it start
+        self._beaten, self._beat_key = now, key
         beat = getattr(self.store(), "beat", None)
         if beat is None:  # a plugin's store, or a remote worker's proxy: no heartbeats
             return
         beat("trial", key, self.session_key, {**state, "name": name, "nodeid": nodeid})
-        progress = self.progress
-        if self.session_recorded and progress is not None:
-            beat(
-                "session",
-                self.session_key,
-                None,
-                {
-                    "selected": progress.selected,
-                    "done": progress.done,
-                    "passed": progress.counts["passed"],
-                    "failed": progress.counts["failed"],
-                    "ends": progress.ends(),
-                },
-            )
+        self.beat_session()
 
     def changed_since_start(self) -> list[str]:
         """What ``git status`` lists now in a tree that was clean when the session started (empty otherwise)."""

@@ -309,9 +309,16 @@ def left_running(fetchall: Callable[[str, tuple[Any, ...]], Any], host: str) -> 
         "LEFT JOIN beats b ON b.kind='session' AND b.key=s.key WHERE s.status='running'",
         (),
     )
+    # a session is alive while its own heartbeat or one of its trials' is (the xdist controller beats at each
+    # trial's start and end; its workers' trials beat every few seconds in between)
+    latest = dict(fetchall("SELECT session, MAX(beat) FROM beats WHERE kind='trial' GROUP BY session", ()))
     now, why = time.time(), "the session running this trial ended before it finished"
     gone_trials = [key for key, pid, where, mine, beat in trials if dead(pid, where, host, mine, beat, now)]
-    gone_sessions = [key for key, pid, where, mine, beat in sessions if dead(pid, where, host, mine, beat, now)]
+    gone_sessions = [
+        key
+        for key, pid, where, mine, beat in sessions
+        if dead(pid, where, host, mine, max(beat or 0.0, latest.get(key) or 0.0) if mine is not None else None, now)
+    ]
     updates: list[tuple[str, list[tuple[Any, ...]]]] = [
         (
             "UPDATE trials SET status='interrupted', ended=?, message=? WHERE key=? AND status='running'",
