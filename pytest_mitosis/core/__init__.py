@@ -3,7 +3,8 @@
 Owns :mod:`.errors` (one exception class per phase), :mod:`.fingerprint` (a value's exact,
 process-independent description), :mod:`.tree_text` (such a description read back: a short
 text, where two differ), :mod:`.rules` (drift limits, hypotheses, reproduction tolerance, how a
-metric becomes a number or a series) and :mod:`.processes` (is a pid alive). Everything else builds on these.
+metric becomes a number or a series) and :mod:`.processes` (is a pid alive; finding and stopping
+the processes a kernel started). Everything else builds on these.
 
 May import: the standard library only (``numpy`` is recognised by duck typing, never
 imported). Never pytest, never another stage of the package.

@@ -133,10 +133,14 @@ def run_trial(
         raise
     phases = ["header", "set-up"] + ["step"] * len(spec.steps) + ["saving"]
     try:
-        execution = kernel.execute(nb, root, timeout, launched, phases, while_starting=getattr(html, "prepare", None))
+        execution = kernel.execute(
+            nb, root, timeout, launched, phases, while_starting=getattr(html, "prepare", None), log=folder.kernel_log
+        )
     except BaseException:  # a Ctrl-C outside the cells (while the kernel starts): nothing half-written stays
         folder.discard()
         raise
+    if execution.stopped:  # the notebook names the processes the trial left running
+        execution.notebook.cells.append(notebook.stopped_cell(execution.stopped, execution.killed))
     outcome = folder.read_outcome()
     kernel_facts = execution.kernel or {"start": "spawn"}
     mitosis_metadata = getattr(execution.notebook, "metadata", {}).get("mitosis")
