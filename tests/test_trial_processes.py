@@ -19,7 +19,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,7 +252,9 @@ def test_the_notebook_and_page_name_what_was_stopped(pipelines: dict[str, Pipeli
         assert "Processes stopped when the trial ended" in page
         assert f"pid {started['detached']}: <code>sleep 600</code>" in page
     stubborn = pipeline.started["1"]["stubborn"]
-    (line,) = [s for s in "".join(pipeline.notebook("leaves-first")["cells"][-1]["source"]).splitlines() if str(stubborn) in s]
+    (line,) = [
+        s for s in "".join(pipeline.notebook("leaves-first")["cells"][-1]["source"]).splitlines() if str(stubborn) in s
+    ]
     assert line.endswith("(ignored SIGTERM: killed)"), line
     assert "Processes stopped" not in pipeline.html("quiet")
     assert "Processes stopped" not in json.dumps(pipeline.notebook("quiet"))

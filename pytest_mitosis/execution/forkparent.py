@@ -159,7 +159,11 @@ class Parent:
         """
         self.fresh(request)
         log = request.get("log")
-        out = os.open(str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600) if log else os.open(os.devnull, os.O_WRONLY)
+        out = (
+            os.open(str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            if log
+            else os.open(os.devnull, os.O_WRONLY)
+        )
         os.dup2(out, 1)
         os.dup2(out, 2)
         os.close(out)
