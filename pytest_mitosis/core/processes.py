@@ -1,12 +1,30 @@
-"""Whether a process still exists: how leftovers of a killed session are told from a running one's.
+"""Processes: whether one still exists, and finding and stopping the ones a kernel left behind.
 
 A ``running`` record in the store and a kernel's private folder both carry the pid of the
 pytest process that made them; either is cleaned up only once that process is gone.
+
+A trial's kernel may start processes that outlive it: a step's ``Popen(..., start_new_session=True)``
+leaves the kernel's process group, so stopping the group (what jupyter_client does) misses it,
+and it would run on after the session, holding whatever descriptors it inherited. Each kernel's
+environment carries a variable unique to it (see :mod:`..execution.launch`), which every process
+it starts inherits whatever session or group it moves to: :func:`marked` finds them by reading
+``/proc/<pid>/environ`` (the environment a process was started with, which later ``setenv``
+calls do not change) of this user's processes, plus any process still in the kernel's session.
+One scan of a few hundred processes costs a few milliseconds. A process started with an
+environment of its own (``Popen(env={...})``) *and* outside the kernel's session is not found.
+Linux only (``/proc``); elsewhere nothing is found and only the kernel's process group is stopped.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+#: how long processes asked to stop (SIGTERM) get before they are killed (SIGKILL)
+GRACE = 2.0
 
 
 def alive(pid: int) -> bool:
@@ -35,3 +53,103 @@ def machine() -> str:
         import socket
 
         return socket.gethostname()
+
+
+def scannable() -> bool:
+    """Whether :func:`marked` can see processes here (``/proc``: Linux)."""
+    return os.path.isdir("/proc/self")
+
+
+@dataclass(frozen=True)
+class Process:
+    """A process found by :func:`marked`: its pid, its command line, and its start time.
+
+    ``started`` (clock ticks after boot, ``/proc/<pid>/stat`` field 22) tells the process from a
+    later one that got the same pid: no signal goes to a process that was not the one found.
+    """
+
+    pid: int
+    command: str
+    started: int
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """``(state, session, start time)`` of ``pid``, or ``None`` when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stream:
+            fields = stream.read().rsplit(b")", 1)[1].split()
+        return fields[0].decode(), int(fields[4]), int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _command(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as stream:
+            words = stream.read().rstrip(b"\0").split(b"\0")
+    except OSError:
+        return "?"
+    text = " ".join(w.decode(errors="replace") for w in words if w)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def marked(variable: str, value: str, session: int | None = None, exclude: Iterable[int] = ()) -> list[Process]:
+    """This user's running processes whose environment holds ``variable=value``, or whose session
+    is ``session``; never this process nor those in ``exclude``. Zombies have exited: not listed."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    needle = f"{variable}={value}".encode() + b"\0"
+    skip = {os.getpid(), *exclude}
+    found = []
+    for name in names:
+        if not name.isdigit() or int(name) in skip:
+            continue
+        pid = int(name)
+        stat = _stat(pid)
+        if stat is None or stat[0] in ("Z", "X"):
+            continue
+        if session is None or stat[1] != session:
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as stream:
+                    environ = stream.read()
+            except OSError:  # another user's process, or gone
+                continue
+            if not (environ.startswith(needle) or b"\0" + needle in environ):
+                continue
+        found.append(Process(pid, _command(pid), stat[2]))
+    return found
+
+
+def _running(process: Process) -> bool:
+    stat = _stat(process.pid)
+    return stat is not None and stat[0] not in ("Z", "X") and stat[2] == process.started
+
+
+def _signal(process: Process, signum: int) -> None:
+    if _running(process):
+        try:
+            os.kill(process.pid, signum)
+        except OSError:
+            pass
+
+
+def stop(processes: Iterable[Process], grace: float = GRACE) -> list[Process]:
+    """Ask ``processes`` to stop (SIGTERM); kill (SIGKILL) those still running after ``grace`` seconds.
+
+    Returns the ones that had to be killed. A process that ended meanwhile is left alone, and so
+    is one whose pid now belongs to another process.
+    """
+    pending = list({p.pid: p for p in processes}.values())
+    for process in pending:
+        _signal(process, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pending and time.monotonic() < deadline:
+        pending = [p for p in pending if _running(p)]
+        if pending:
+            time.sleep(0.005)
+    pending = [p for p in pending if _running(p)]
+    for process in pending:
+        _signal(process, signal.SIGKILL)
+    return pending

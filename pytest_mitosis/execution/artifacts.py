@@ -97,6 +97,11 @@ class TrialFolder:
         return self.final / f"{self.name}.html"
 
     @property
+    def kernel_log(self) -> Path:
+        """What the kernel's (and its processes') descriptors 1 and 2 received, when anything (see :mod:`.launch`)."""
+        return self.staging / "kernel.log"
+
+    @property
     def html_staged(self) -> Path:
         return self.staging / f"{self.name}.html"
 

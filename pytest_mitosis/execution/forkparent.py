@@ -9,11 +9,15 @@ connected there is served the same way on its connection (see :mod:`.lines`):
 
 - ``{"op": "preload", "modules": [...], "root": DIR}``: import them (never from ``DIR``, the
   investigation), then say what was loaded, what failed, and whether forking is still safe.
-- ``{"op": "fork", "id": N, "args": [...], "env": {...}, "cwd": DIR}``: fork a kernel; reply its pid.
+- ``{"op": "fork", "id": N, "args": [...], "env": {...}, "cwd": DIR, "log": FILE}``: fork a kernel
+  (its output descriptors on ``FILE``); reply its pid.
 - ``{"op": "collect", "id": N, "payload": ..., "out": FILE, "env": {...}, "cwd": DIR}``: fork a child
   that imports the steps and collects the experiments into ``FILE`` (see :mod:`.forkcollect`); reply its pid.
 
-The parent itself starts no thread, no event loop and no zmq context (it checks, and says so
+The parent's own descriptors 1 and 2 are pytest's: it lives exactly as long as the session (it
+exits when its stdin closes, and pytest waits for it), and what the steps print while collection
+imports them under ``pytest -s`` goes there, as pytest would show it. Its kernels never keep them
+(see :meth:`Parent.become_kernel`). The parent itself starts no thread, no event loop and no zmq context (it checks, and says so
 when a preloaded library did), ignores SIGINT (a Ctrl-C is pytest's to handle) and lets the
 system reap its children (SIGCHLD ignored). When pytest goes away (stdin closes) it kills the
 kernels it forked and exits; when a worker's connection closes, the kernels forked for that
@@ -147,8 +151,22 @@ class Parent:
         peer.reply({"op": "forked", "id": request["id"], "pid": pid})
 
     def become_kernel(self, request: dict[str, Any]) -> None:
-        """In the child: become what ``python -m ipykernel_launcher ARGS`` in ``cwd`` with ``env`` is."""
+        """In the child: become what ``python -m ipykernel_launcher ARGS`` in ``cwd`` with ``env`` is.
+
+        Its descriptors 1 and 2 go to the kernel's log (``log``; else ``/dev/null``), as a spawned
+        kernel's do (see :mod:`.launch`), never to this parent's, which are pytest's: a process the
+        kernel starts inherits them, and one that outlived pytest would hold pytest's output open.
+        """
         self.fresh(request)
+        log = request.get("log")
+        out = (
+            os.open(str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            if log
+            else os.open(os.devnull, os.O_WRONLY)
+        )
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.close(out)
         import ipykernel_launcher  # type: ignore[import-untyped]
         from ipykernel import kernelapp
 

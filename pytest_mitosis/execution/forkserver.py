@@ -33,14 +33,27 @@ REPLY_TIMEOUT = 120.0
 
 #: added to every kernel's environment (debugpy's warning about frozen modules is noise in a notebook)
 KERNEL_ENV = {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+#: the variable, unique to each kernel, that every process the kernel starts inherits (see
+#: :func:`pytest_mitosis.core.processes.marked`): how the processes a trial left running are found
+MARKER = "MITOSIS_KERNEL"
+#: pytest's variables that no kernel inherits (see :func:`kernel_env`)
+NOT_INHERITED = ("PYTEST_CURRENT_TEST",)
 
 
 def kernel_env() -> dict[str, str]:
     """The environment a kernel starts with (forked or spawned): pytest's, with :data:`KERNEL_ENV`.
 
-    Here, not in :mod:`.launch`, so that the fork server starts without importing jupyter_client.
+    Without ``PYTEST_CURRENT_TEST``: a kernel is no part of pytest's test, and ipykernel, seeing
+    it, would not capture what the kernel's descriptors 1 and 2 receive (it assumes pytest
+    captures them). Every kernel but the first is started while a trial runs, when pytest sets
+    it: what a step's child processes printed went to the notebook in the first trial and to
+    pytest's terminal in the others. Here, not in :mod:`.launch`, so that the fork server starts
+    without importing jupyter_client.
     """
-    return {**os.environ, **KERNEL_ENV}
+    env = {**os.environ, **KERNEL_ENV}
+    for name in NOT_INHERITED:
+        env.pop(name, None)
+    return env
 
 
 def fork_unavailable() -> str | None:
@@ -192,12 +205,13 @@ class ForkServer:
         self.requested += modules
         self._send({"op": "preload", "modules": modules, "root": str(self.root)})
 
-    def request(self, args: list[str], env: dict[str, str], cwd: str) -> int:
-        """Ask for a kernel (``ipykernel_launcher ARGS``); returns the request's id (see :meth:`pid_of`)."""
+    def request(self, args: list[str], env: dict[str, str], cwd: str, log: str | None = None) -> int:
+        """Ask for a kernel (``ipykernel_launcher ARGS``); returns the request's id (see :meth:`pid_of`).
+        ``log``: the file its descriptors 1 and 2 go to (else ``/dev/null``), never pytest's output."""
         if self.problem is not None:
             raise ForkFailed(self.problem)
         self._next_id += 1
-        self._send({"op": "fork", "id": self._next_id, "args": args, "env": env, "cwd": cwd})
+        self._send({"op": "fork", "id": self._next_id, "args": args, "env": env, "cwd": cwd, "log": log})
         return self._next_id
 
     def collect(self, payload: str, out: str, env: dict[str, str], cwd: str, quiet: bool = True) -> int:

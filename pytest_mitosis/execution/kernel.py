@@ -57,6 +57,10 @@ class Execution:
     kernel: dict[str, Any] | None = None
     #: seconds per phase: "kernel start" (until the set-up cell runs), "set-up", "step", "saving", "kernel stop"
     phases: dict[str, float] | None = None
+    #: the processes the trial started that were still running when it ended, stopped then (:meth:`Launched.close`)
+    stopped: tuple[Any, ...] = ()
+    #: those of ``stopped`` that ignored SIGTERM and were killed
+    killed: tuple[Any, ...] = ()
 
 
 #: characters a cell may show beyond the cap, for the notes of the kernel's own cut (:class:`.runtime.OutputCap`)
@@ -352,10 +356,12 @@ def execute(
     max_output: int = 0,
     output_folder: Path | None = None,
     labels: list[str] | None = None,
+    log: Path | None = None,
 ) -> Execution:
     """Run every cell of ``nb`` in a fresh kernel (``launched``, or a new one); stop at the first
-    error, at ``timeout`` (counted from the first step), or at SIGINT/SIGTERM. The kernel is
-    always shut down and its private folder removed before this returns.
+    error, at ``timeout`` (counted from the first step), or at SIGINT/SIGTERM. The kernel, and every
+    process it started, is always stopped and its private folder removed before this returns; what
+    the kernel's descriptors received is moved to ``log`` (when there was anything).
 
     ``phases`` names each cell's phase ("set-up", "step", "saving"); code cells default to "step".
     ``while_starting`` runs in this thread once the kernel process is launched, while it boots.
@@ -430,7 +436,7 @@ def execute(
         # The kernel is ours to stop: now, not at exit.
         deadline.began["kernel stop"] = time.monotonic()  # for the time split only: ``phase`` says what ran out
         if launched is not None:
-            launched.close()
+            launched.close(log)
     if caught:
         kind = "interrupted"
         error = f"interrupted by {signal.Signals(caught[0]).name}"
@@ -443,4 +449,6 @@ def execute(
         caught[0] if caught else None,
         kernel_facts,
         deadline.split(time.monotonic()),
+        tuple(launched.stopped) if launched is not None else (),
+        tuple(launched.killed) if launched is not None else (),
     )

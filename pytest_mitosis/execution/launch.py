@@ -5,6 +5,22 @@ to), forked from the session's warm parent (:mod:`.forkserver`) or spawned, and 
 sockets in a private temporary directory (no TCP port another local user could reach for its
 channels, and no "unencrypted TCP" warning). The private folders of a killed session are
 swept by the next one. Running cells in it is :mod:`.kernel`'s job.
+
+No process of a trial holds pytest's output, and none outlives the trial:
+
+- The kernel's descriptor 0 is ``/dev/null`` and 1 and 2 go to ``kernel.log`` in its private
+  folder, whether it is spawned or forked; the processes it starts inherit them. ipykernel
+  captures what reaches 1 and 2 while the kernel runs (a child's output shows in the notebook)
+  and copies it to the descriptors it started with: the log also keeps what the notebook cannot
+  show (the kernel's own messages before it is up, its last words when it crashes). Were they
+  pytest's, a process a step started in the background would keep ``pytest ... | tee log``
+  waiting for it after pytest exits. :meth:`Launched.close` moves a non-empty log into the trial.
+- The kernel's environment holds ``MITOSIS_KERNEL=<unique id>``, which every process it starts
+  inherits (also one that leaves the kernel's session): when the trial ends, :meth:`Launched.close`
+  finds them (:func:`pytest_mitosis.core.processes.marked`, by that variable and by the kernel's
+  session), stops them (SIGTERM, SIGKILL after a grace) and lists them in :attr:`Launched.stopped`
+  for the notebook. The id is unique to the kernel, so no other trial's processes (another
+  xdist worker's), the warm parent or pytest are ever touched.
 """
 
 from __future__ import annotations
@@ -12,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,8 +39,9 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 
+from ..core import processes
 from .forkserver import KERNEL_ENV as _KERNEL_ENV
-from .forkserver import ForkFailed
+from .forkserver import MARKER, ForkFailed, kernel_env
 from .logs import quiet
 from .private import private_folder
 
@@ -70,8 +89,18 @@ class Launched:
     """
 
     def __init__(self, cwd: Path, server: Any = None) -> None:
+        import uuid
+
         self.cwd = cwd
         self._private = private_folder()
+        #: the value of ``MITOSIS_KERNEL`` in this kernel's environment (and its processes')
+        self.marker = uuid.uuid4().hex
+        #: where the kernel's descriptors 1 and 2 go (see the module's docstring)
+        self.log = os.path.join(self._private, "kernel.log")
+        #: the processes of this kernel still running when it was closed, stopped then (see :meth:`close`)
+        self.stopped: list[processes.Process] = []
+        #: those of :attr:`stopped` that ignored SIGTERM and were killed
+        self.killed: list[processes.Process] = []
         self.manager = _SameInterpreterKernelManager(
             transport="ipc", ip=os.path.join(self._private, "kernel"), log=_QUIET
         )
@@ -81,8 +110,6 @@ class Launched:
         self.start = "spawn"
         self.server = server if server is not None and server.usable_for(cwd) else None
         if self.server is not None:
-            import uuid
-
             from .provisioner import ForkProvisioner
 
             self.manager.kernel_id = str(uuid.uuid4())
@@ -90,10 +117,16 @@ class Launched:
                 kernel_id=self.manager.kernel_id, kernel_spec=self.manager.kernel_spec, parent=self.manager
             )
             provisioner.server = self.server
+            provisioner.log = self.log
             self.manager.provisioner = provisioner
             self.start = "fork"
+        env = {**kernel_env(), MARKER: self.marker}
         try:
-            run_sync(self.manager.start_kernel)(cwd=str(cwd))
+            with open(self.log, "ab") as log:
+                # spawned: the kernel's descriptors (a forked kernel opens the log itself, see forkparent.py)
+                run_sync(self.manager.start_kernel)(
+                    cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+                )
         except BaseException:
             self.close()
             raise
@@ -127,18 +160,70 @@ class Launched:
         """The private folder (sockets and connection file), gone once :meth:`close` returns."""
         return self._private
 
-    def close(self) -> None:
-        """Stop the kernel (if still running), close the manager's sockets and context, remove the folder."""
+    def _pid(self) -> int | None:
+        """The kernel's pid (the fork server's answer for a forked one), or ``None`` when there is none."""
+        process = getattr(self.manager.provisioner, "process", None)
+        try:
+            return int(process.pid) if process is not None else None
+        except ForkFailed:
+            return None
+
+    def _left(self, pid: int | None) -> list[processes.Process]:
+        """This kernel's processes still running (its session too: the kernel is the session's leader)."""
+        return processes.marked(MARKER, self.marker, session=pid, exclude=() if pid is None else (pid,))
+
+    def close(self, log: Path | None = None) -> None:
+        """Stop the kernel (if still running) and every process it started, close the manager's sockets
+        and context, remove the folder; ``log``: where the kernel's log goes when it is not empty.
+
+        The kernel alone is killed (its pid, not its process group as jupyter_client would), then its
+        processes are looked for once (:func:`.processes.marked`, a few milliseconds), asked to stop
+        and named in :attr:`stopped`: those of its group too, which would otherwise die unnamed and
+        without the SIGTERM that lets them clean up. Once the kernel is dead no step runs: only what
+        those processes started meanwhile is left, and it is looked for again only when some were found.
+        """
         if self._closed:
             return
         self._closed = True
+        pid: int | None = None
         try:
+            pid = self._pid()
             if run_sync(self.manager.is_alive)():
-                run_sync(self.manager.shutdown_kernel)(now=True)
+                self._kill(pid)
         except (RuntimeError, ForkFailed):
             pass
         finally:
             try:
                 run_sync(self.manager.cleanup_resources)()
             finally:
-                shutil.rmtree(self._private, ignore_errors=True)
+                try:
+                    self._stop(pid)
+                    if log is not None and os.path.getsize(self.log) > 0:
+                        shutil.move(self.log, log)
+                except OSError:
+                    pass  # no log (the kernel never started), or a trial folder that cannot take it
+                finally:
+                    shutil.rmtree(self._private, ignore_errors=True)
+
+    def _kill(self, pid: int | None) -> None:
+        """Kill the kernel process (SIGKILL, as jupyter_client's immediate shutdown) and wait until it is gone."""
+        if pid is None or not processes.scannable():  # its process group then dies with it, unnamed
+            run_sync(self.manager.shutdown_kernel)(now=True)
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + _BIND_WAIT  # a process in uninterruptible sleep dies when it wakes
+        while run_sync(self.manager.is_alive)() and time.monotonic() < deadline:
+            time.sleep(0.002)
+
+    def _stop(self, pid: int | None) -> None:
+        found: dict[int, processes.Process] = {}
+        for _ in range(3):  # a process being stopped may have started another one meanwhile
+            more = [p for p in self._left(pid) if p.pid not in found]
+            if not more:
+                break
+            found.update((p.pid, p) for p in more)
+            self.killed += processes.stop(more)
+        self.stopped = sorted(found.values(), key=lambda p: p.pid)

@@ -155,6 +155,24 @@ def _cell(kind: str, source: str) -> Any:
     return _node(id=generate_corpus_id(), cell_type="markdown", source=source, metadata=_node())
 
 
+def stopped_cell(stopped: Any, killed: Any = ()) -> Any:
+    """A markdown cell naming the processes a trial left running, stopped when it ended (pid, command line).
+
+    Appended to the executed notebook (so also its HTML page) after the kernel stopped: where a
+    reader of the trial looks, and never mistaken for a step's output.
+    """
+    hard = {p.pid for p in killed}
+    lines = [
+        "**Processes stopped when the trial ended**: started by the trial and still running, "
+        "they were stopped (SIGTERM) with its kernel.",
+        "",
+    ]
+    for process in stopped:
+        note = " (ignored SIGTERM: killed)" if process.pid in hard else ""
+        lines.append(f"- pid {process.pid}: <code>{_text(process.command)}</code>{note}")
+    return _cell("markdown", "\n".join(lines))
+
+
 def build(
     spec: TrialSpec,
     *,

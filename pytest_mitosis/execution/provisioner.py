@@ -81,6 +81,8 @@ class ForkProvisioner(LocalProvisioner):
     """``LocalProvisioner`` whose kernels are forked from the session's warm parent."""
 
     server: ForkServer | None = None
+    #: the file the kernel's descriptors 1 and 2 go to (see :meth:`.ForkServer.request`)
+    log: str | None = None
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         assert self.server is not None
@@ -91,7 +93,7 @@ class ForkProvisioner(LocalProvisioner):
         env = dict(kwargs.get("env") or os.environ)
         env["JPY_PARENT_PID"] = str(os.getpid())  # as jupyter_client's launcher sets it
         cwd = str(kwargs.get("cwd") or os.getcwd())
-        request = self.server.request(cmd[start + 2 :], env, cwd)
+        request = self.server.request(cmd[start + 2 :], env, cwd, self.log)
         self.process = ForkedProcess(self.server, request)  # type: ignore[assignment]
         self.cwd = cwd
         return self.connection_info

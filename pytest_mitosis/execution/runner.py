@@ -173,10 +173,13 @@ def run_trial(
             output_folder=folder.staging,
             labels=cell_labels([step.name for step in spec.steps]),
             on_tick=on_tick,
+            log=folder.kernel_log,
         )
     except BaseException:  # a Ctrl-C outside the cells (while the kernel starts): nothing half-written stays
         folder.discard()
         raise
+    if execution.stopped:  # the notebook names the processes the trial left running
+        execution.notebook.cells.append(notebook.stopped_cell(execution.stopped, execution.killed))
     outcome = folder.read_outcome()
     kernel_facts = execution.kernel or {"start": "spawn"}
     mitosis_metadata = getattr(execution.notebook, "metadata", {}).get("mitosis")
