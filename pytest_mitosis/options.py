@@ -247,6 +247,11 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini("mitosis_debug", "Run trials in debug mode", type="bool", default=False)
     parser.addini(
+        "mitosis_heartbeat_every",
+        "Seconds between two heartbeats a running trial writes to the store (status, xdist's progress; 0: none)",
+        default="5",
+    )
+    parser.addini(
         "mitosis_progress_every",
         "When the output is not a terminal: seconds between lines for a trial still running (default 60)",
         default="",
@@ -369,6 +374,15 @@ def resolve_settings(config: pytest.Config) -> Settings:
             "--mitosis-resume skips trials that passed at the current commit, and debug trials never count as "
             "passed: drop --mitosis-debug (commit the investigation first), or drop --mitosis-resume."
         )
+    try:
+        heartbeat_every = float(str(config.getini("mitosis_heartbeat_every")).strip() or "5")
+        if not heartbeat_every >= 0:
+            raise ValueError
+    except ValueError:
+        raise pytest.UsageError(
+            f"ini key mitosis_heartbeat_every: expected seconds (0 or more; 0 turns heartbeats off), got "
+            f"{config.getini('mitosis_heartbeat_every')!r}"
+        ) from None
     progress_every: float | None = config.getoption("mitosis_progress_every")
     ini_every = str(config.getini("mitosis_progress_every") or "").strip()
     if progress_every is None and ini_every:
@@ -411,6 +425,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         preload=tuple(str(m) for m in config.getini("mitosis_preload")),
         resume=resume,
         progress_every=progress_every if progress_every is not None else 60.0,
+        heartbeat_every=heartbeat_every,
         max_cell_output=max_cell_output,
     )
 

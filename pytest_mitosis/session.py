@@ -332,12 +332,11 @@ class MitosisSession:
         in the store (with this session's progress when it runs alone), for ``status`` and the xdist controller."""
         import time
 
-        from .store.protocol import BEAT_EVERY
-
         if self.progress is not None:
             self.progress.tick(key, nodeid.rsplit("::", 1)[-1], state)
+        every = self.settings.heartbeat_every
         now = time.monotonic()
-        if key == self._beat_key and now - self._beaten < BEAT_EVERY:
+        if every <= 0 or (key == self._beat_key and now - self._beaten < every):
             return  # a trial's first tick beats at once: status and the xdist controller see it start
         self._beaten, self._beat_key = now, key
         beat = getattr(self.store(), "beat", None)

@@ -50,6 +50,8 @@ ALL = ["pyproject.toml::sine[fast]", "pyproject.toml::sine[slow]", "pyproject.to
         "--mitosis-debug",
         "--mitosis-timeout=60",
         "--mitosis-max-cell-output=2MB",
+        "--mitosis-resume",
+        "--mitosis-progress-every=5",
         "--mitosis-param=sine.frequency=slow",
     ],
 )
@@ -240,6 +242,33 @@ def test_a_bad_limit_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(
         ["ERROR: ini key mitosis_max_trials: expected a number of trials (0: no limit), got 'many'"]
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "message"),
+    [
+        (
+            [],
+            'mitosis_heartbeat_every = "often"\n',
+            "ERROR: ini key mitosis_heartbeat_every: expected seconds (0 or more; 0 turns heartbeats off), got 'often'",
+        ),
+        ([], 'mitosis_progress_every = "-1"\n', "ERROR: ini key mitosis_progress_every: *"),
+        (["--mitosis-progress-every=never"], "", "*error: argument --mitosis-progress-every: *"),
+        (
+            ["--mitosis-resume", "--mitosis-debug"],
+            "",
+            "ERROR: --mitosis-resume skips trials that passed at the current commit, and debug trials never count as "
+            "passed: drop --mitosis-debug (commit the investigation first), or drop --mitosis-resume.",
+        ),
+    ],
+)
+def test_bad_long_sweep_settings_are_usage_errors(
+    pytester: pytest.Pytester, args: list[str], ini: str, message: str
+) -> None:
+    make(pytester, ini=ini)
+    result = pytester.runpytest("--mitosis", "-p", "no:cacheprovider", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
 
 
 def test_a_bad_cell_output_size_is_a_usage_error(pytester: pytest.Pytester) -> None:

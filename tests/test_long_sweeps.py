@@ -108,6 +108,13 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     _release(root)
     found["A"] = _end(proc)
     found["A rows"] = _rows(root)
+    found["A sessions"] = subprocess.run(
+        [sys.executable, "-m", "pytest_mitosis", "history", "--session"],
+        cwd=root,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+    ).stdout
     git(root, "checkout", "study/fit.py")
 
     # B: pyproject.toml edited while two trials run under -n 2
@@ -165,6 +172,15 @@ def test_an_edit_while_a_trial_runs_fails_it_and_refuses_the_next(story: dict[st
     outcome = json.loads((folder / "outcome.json").read_text())
     assert outcome["status"] == "failed" and "modified: study/fit.py" in outcome["message"]
     assert str(story["root"] / "study" / "fit.py") in outcome["sources"]
+
+
+def test_a_session_edited_while_it_ran_says_so_in_its_record(story: dict[str, Any]) -> None:
+    with sqlite3.connect(story["root"] / "trials" / "mitosis.sqlite") as db:
+        rows = db.execute("SELECT dirty, changed, exitstatus FROM sessions ORDER BY started").fetchall()
+    assert rows[0] == (0, '["modified: study/fit.py"]', 1)
+    assert rows[-1][1] is None, "the last session (resume) ended with the tree as it started"
+    (line,) = [r for r in story["A sessions"].splitlines() if "exit 1" in r]
+    assert "(edited while running)" in line
 
 
 def test_an_edit_of_pyproject_under_xdist_passes_nothing(story: dict[str, Any]) -> None:

@@ -65,7 +65,8 @@ def _until(what: str, check: Any, proc: subprocess.Popen[Any] | None = None, tex
         if found:
             return found
         if proc is not None and proc.poll() is not None and not check():
-            pytest.fail(f"pytest ended before {what}:\n{text() if text else ''}")
+            said = text() if text else proc.communicate()[0]
+            pytest.fail(f"pytest ended before {what}:\n{said}")
         assert time.monotonic() < deadline, f"no {what} in time:\n{text() if text else ''}"
         time.sleep(0.05)
 

@@ -146,6 +146,8 @@ class Settings:
     resume: bool = False
     #: --mitosis-progress-every / ini mitosis_progress_every: seconds between "still running" lines off a terminal
     progress_every: float = 60.0
+    #: ini mitosis_heartbeat_every: seconds between a running trial's heartbeats in the store (0: none)
+    heartbeat_every: float = 5.0
     #: --mitosis-max-cell-output / ini mitosis_max_cell_output: characters one cell shows in the notebook
     #: at most, the rest going to a log in the trial folder (0: no limit)
     max_cell_output: int = parse_size(DEFAULT_MAX_CELL_OUTPUT)

@@ -275,8 +275,6 @@ DIED = "died"
 #: seconds without a heartbeat after which a running trial or session of another machine is dead
 #: (beats come every few seconds while a trial runs; saving a large notebook may pause them a while)
 STALE = 120.0
-#: seconds between two heartbeats a running trial writes
-BEAT_EVERY = 5.0
 
 
 def dead(pid: int, host: str, this_host: str, beat_machine: str | None, beat: float | None, now: float) -> bool:
