@@ -284,6 +284,12 @@ class MitosisHooks:
         ):
             self._sigterm = signal.signal(signal.SIGTERM, _terminate)
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """The progress line's watcher stops and the line goes before anything of the session's end is written."""
+        if self.mitosis.progress is not None:
+            self.mitosis.progress.close()
+
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self._sigterm is not None:
             import signal

@@ -293,6 +293,18 @@ def add_options(parser: pytest.Parser) -> None:
 settings_key = pytest.StashKey["Settings"]()
 
 
+def _seconds(config: pytest.Config, name: str) -> float | None:
+    """A duration from ``--NAME`` (already checked by its ``type=``), else from the ini key ``name``."""
+    value: float | None = config.getoption(name)
+    ini = str(config.getini(name) or "").strip()
+    if value is None and ini:
+        try:
+            value = parse_positive_seconds(ini)
+        except argparse.ArgumentTypeError as err:
+            raise pytest.UsageError(f"ini key {name}: {err}") from None
+    return value
+
+
 def resolve_settings(config: pytest.Config) -> Settings:
     """Apply CLI > ini precedence; raise ``pytest.UsageError`` with the fix for bad values."""
     from .config.settings import Settings, absolute_store
@@ -335,13 +347,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
     elif ini_store:
         store = absolute_store(ini_store, rootpath)
 
-    timeout: float | None = config.getoption("mitosis_timeout")
-    ini_timeout = str(config.getini("mitosis_timeout") or "").strip()
-    if timeout is None and ini_timeout:
-        try:
-            timeout = parse_positive_seconds(ini_timeout)
-        except argparse.ArgumentTypeError as err:
-            raise pytest.UsageError(f"ini key mitosis_timeout: {err}") from None
+    timeout = _seconds(config, "mitosis_timeout")
 
     seed: int | None = config.getoption("mitosis_seed")
     ini_seed = str(config.getini("mitosis_seed") or "").strip()
@@ -383,13 +389,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
             f"ini key mitosis_heartbeat_every: expected seconds (0 or more; 0 turns heartbeats off), got "
             f"{config.getini('mitosis_heartbeat_every')!r}"
         ) from None
-    progress_every: float | None = config.getoption("mitosis_progress_every")
-    ini_every = str(config.getini("mitosis_progress_every") or "").strip()
-    if progress_every is None and ini_every:
-        try:
-            progress_every = parse_positive_seconds(ini_every)
-        except argparse.ArgumentTypeError as err:
-            raise pytest.UsageError(f"ini key mitosis_progress_every: {err}") from None
+    progress_every = _seconds(config, "mitosis_progress_every")
     if config.getoption("mitosis_check") and getattr(config.option, "numprocesses", None):
         raise pytest.UsageError("--mitosis-check runs no trial, so it has nothing to distribute: drop -n.")
 

@@ -27,19 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .core.tree_text import span
 from .store.records import cell
 
 SAVE, RESTORE, CLEAR = "\x1b7", "\x1b8", "\x1b[K"
-
-
-def clock(seconds: float) -> str:
-    """``42s``, ``3m05s``, ``2h03m``."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 @dataclass
@@ -107,7 +98,7 @@ class Progress:
                 trial.said = time.monotonic()
                 last = f"; last line: {trial.line}" if trial.line else ""
                 self._line(
-                    f"mitosis {trial.name} ({trial.key}): still running after {clock(trial.elapsed)}, {_where(trial)}{last}"
+                    f"mitosis {trial.name} ({trial.key}): still running after {span(trial.elapsed)}, {_where(trial)}{last}"
                 )
 
     def finished(self, nodeid: str, outcome: str, seconds: float, main: str | None, key: str | None) -> None:
@@ -124,7 +115,7 @@ class Progress:
             if self.lines:
                 shown = f", main={main}" if main is not None else ""
                 self._line(
-                    f"mitosis [{self.done}/{self.selected}] {_short(nodeid)}: {outcome} in {clock(seconds)}{shown}"
+                    f"mitosis [{self.done}/{self.selected}] {_short(nodeid)}: {outcome} in {span(seconds)}{shown}"
                     f" ({self.ends()})"
                 )
 
@@ -145,7 +136,7 @@ class Progress:
                 return "end unknown"
             left += count * sum(seen) / len(seen)
         left = max(0.0, left / self.workers - max((t.elapsed for t in self.running.values()), default=0.0))
-        return f"ends ~{time.strftime('%H:%M', time.localtime(time.time() + left))}, in {clock(left)}"
+        return f"ends ~{time.strftime('%H:%M', time.localtime(time.time() + left))}, in {span(left)}"
 
     # -- drawing ---------------------------------------------------------------------------------
 
@@ -153,7 +144,7 @@ class Progress:
         """The status line's text (before it is cut to the terminal's width)."""
         counts = f"{self.counts['passed']} passed, {self.counts['failed']} failed"
         running = " · ".join(
-            f"{t.name} [{t.key}] {_where(t)} {clock(t.elapsed)}" + (f": {t.line}" if t.line else "")
+            f"{t.name} [{t.key}] {_where(t)} {span(t.elapsed)}" + (f": {t.line}" if t.line else "")
             for t in self.running.values()
         )
         return f"mitosis {self.done}/{self.selected} ({counts}) · {running or 'starting'} · {self.ends()}"

@@ -48,26 +48,18 @@ class SessionEndHooks:
         elif report.failed and report.when == "setup" and "pyproject.toml::" in report.nodeid:
             self.mitosis.rows.append(summary_row(report.nodeid, "error", props, message))
 
-    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Refresh the static report once, on the controller, when trials ran; then the CI files.
 
-        Also after Ctrl-C (pytest calls this hook with exit status 2), so CI keeps what ran. Before
-        pytest's cache plugin writes ``lastfailed`` (hence ``tryfirst``): an interrupted trial counts
-        as failed for ``--lf`` and ``--ff``, as pytest would never learn of it (its item sends no report).
+        Also after Ctrl-C (pytest calls this hook with exit status 2), so CI keeps what ran; an
+        interrupted trial then counts as failed for ``--lf`` and ``--ff`` (see :meth:`_last_failed`).
         """
         mitosis = self.mitosis
-        if mitosis.progress is not None:
-            mitosis.progress.close()  # the watcher thread stops, the status line goes: the summary follows
         if hasattr(self.config, "workerinput"):
             return
         if int(exitstatus) == int(pytest.ExitCode.INTERRUPTED) and self.config.pluginmanager.has_plugin("dsession"):
             self._rows_from_workers()
-        lastfailed = getattr(self.config.pluginmanager.get_plugin("lfplugin"), "lastfailed", None)
-        if isinstance(lastfailed, dict):
-            for row in mitosis.rows:
-                if row.outcome == "interrupted":
-                    lastfailed[row.nodeid] = True
+        self._last_failed()
         from .sessionrecord import end_session
 
         end_session(mitosis, int(exitstatus))  # before the report, which shows the session
@@ -84,6 +76,23 @@ class SessionEndHooks:
             self._write_ci_files(session, int(exitstatus))
             if int(session.exitstatus) != int(exitstatus):  # a CI file that could not be written
                 end_session(mitosis, int(session.exitstatus))
+
+    def _last_failed(self) -> None:
+        """Interrupted trials into pytest's ``lastfailed`` (its item sends no report, so pytest never
+        learns of them). Into the cache plugin's dict, which it writes when its own hook runs after
+        this one, and into the cache itself, for when it ran before (xdist's controller must first
+        hear from its workers, whose hooks run before ours: so this one is not ``tryfirst``)."""
+        interrupted = {row.nodeid: True for row in self.mitosis.rows if row.outcome == "interrupted"}
+        plugin = self.config.pluginmanager.get_plugin("lfplugin")
+        cache = getattr(self.config, "cache", None)
+        if not interrupted or plugin is None or cache is None:
+            return
+        lastfailed = getattr(plugin, "lastfailed", None)
+        if isinstance(lastfailed, dict):
+            lastfailed.update(interrupted)
+        saved = cache.get("cache/lastfailed", {})
+        if isinstance(saved, dict) and not interrupted.items() <= saved.items():
+            cache.set("cache/lastfailed", {**saved, **interrupted})
 
     def _rows_from_workers(self) -> None:
         """Under pytest-xdist, once interrupted, the controller reads no more reports: a worker's

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -145,6 +146,58 @@ def _stop_background_sessions() -> Iterator[None]:
             except ProcessLookupError:
                 pass
         proc.communicate()
+
+
+#: seconds a test waits for a marker, a line or a row: generous, so a slow machine never fails a test
+PATIENCE = 180.0
+
+#: an investigation whose step ``fit`` (variants ``n0``...) waits while ``markers/hold-nN`` exists: the test
+#: decides when a trial is running, never a fixed sleep (``held_investigation``)
+HELD_PYPROJECT = """
+[tool.mitosis.steps]
+fit = ["study.fit:run", "study.fit:lookup_dict"]
+"""
+
+HELD_STEP = """
+import time
+from pathlib import Path
+
+lookup_dict = {{"n": {variants}}}
+
+
+def run(n):
+    markers = Path("markers")
+    (markers / f"started-n{{n}}").write_text("")
+    print(f"waiting for release of n{{n}}", flush=True)
+    while (markers / f"hold-n{{n}}").exists():
+        time.sleep(0.05)
+    return {{"main": float(n)}}
+"""
+
+
+def held_investigation(root: Path, count: int) -> Path:
+    """A committed investigation of ``count`` trials ``fit[n0]``... whose step waits while its hold file exists."""
+    variants = "{" + ", ".join(f'"n{i}": {i}' for i in range(count)) + "}"
+    write_investigation(root, HELD_PYPROJECT, {"study.__init__": "", "study.fit": HELD_STEP.format(variants=variants)})
+    (root / "markers").mkdir()
+    git_init(root)
+    (root / ".gitignore").write_text("__pycache__/\n.pytest_cache/\nmarkers/\n", encoding="utf-8")
+    git(root, "commit", "-qam", "ignore the markers")
+    return root
+
+
+def wait_until(what: str, check: Any, proc: subprocess.Popen[Any] | None = None, text: Any = None) -> Any:
+    """``check()``'s first true answer, polled until ``PATIENCE``; fails early, with its output, if ``proc`` ends."""
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        found = check()
+        if found:
+            return found
+        if proc is not None and proc.poll() is not None and not check():
+            said = text() if text else proc.communicate()[0]
+            pytest.fail(f"pytest ended before {what}:\n{said}")
+        assert time.monotonic() < deadline, f"no {what} in time:\n{text() if text else ''}"
+        time.sleep(0.05)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

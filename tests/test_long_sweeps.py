@@ -19,37 +19,14 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import background, clean_env, git, git_init, write_investigation
+from .conftest import PATIENCE, background, clean_env, git, held_investigation, wait_until
 
 pytestmark = pytest.mark.kernel
-
-PATIENCE = 180.0
-
-PYPROJECT = """
-[tool.mitosis.steps]
-fit = ["study.fit:run", "study.fit:lookup_dict"]
-"""
-
-FIT = """
-import time
-from pathlib import Path
-
-lookup_dict = {"n": {"n0": 0, "n1": 1, "n2": 2, "n3": 3}}
-
-
-def run(n):
-    markers = Path("markers")
-    (markers / f"started-n{n}").write_text("")
-    while (markers / f"hold-n{n}").exists():
-        time.sleep(0.05)
-    return {"main": float(n)}
-"""
 
 
 def _start(root: Path, *args: str, cache: bool = False) -> subprocess.Popen[str]:
@@ -58,12 +35,7 @@ def _start(root: Path, *args: str, cache: bool = False) -> subprocess.Popen[str]
 
 
 def _wait(root: Path, proc: subprocess.Popen[str], *names: str) -> None:
-    deadline = time.monotonic() + PATIENCE
-    while not all((root / "markers" / name).exists() for name in names):
-        if proc.poll() is not None:
-            pytest.fail(f"pytest ended before {names} appeared:\n{proc.communicate()[0]}")
-        assert time.monotonic() < deadline, f"{names} did not appear"
-        time.sleep(0.05)
+    wait_until(", ".join(names), lambda: all((root / "markers" / name).exists() for name in names), proc)
 
 
 def _end(proc: subprocess.Popen[str]) -> tuple[int, str]:
@@ -89,13 +61,7 @@ def _release(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def story(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    root = write_investigation(
-        tmp_path_factory.mktemp("long") / "inv", PYPROJECT, {"study.__init__": "", "study.fit": FIT}
-    )
-    (root / "markers").mkdir()
-    git_init(root)
-    (root / ".gitignore").write_text("__pycache__/\n.pytest_cache/\nmarkers/\n", encoding="utf-8")
-    git(root, "commit", "-qam", "ignore the markers")
+    root = held_investigation(tmp_path_factory.mktemp("long") / "inv", 4)
     found: dict[str, Any] = {"root": root}
     fit = root / "study" / "fit.py"
     original = fit.read_text()
@@ -122,12 +88,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         path.unlink()
     _hold(root, "n0", "n1", "n2", "n3")
     proc = _start(root, "-n", "2")
-    deadline = time.monotonic() + PATIENCE
-    while len(list((root / "markers").glob("started-*"))) < 2:
-        if proc.poll() is not None:
-            pytest.fail(f"pytest ended before two trials started:\n{proc.communicate()[0]}")
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until("two trials started", lambda: len(list((root / "markers").glob("started-*"))) >= 2, proc)
     pyproject = root / "pyproject.toml"
     pyproject.write_text(pyproject.read_text() + "# edited during the sweep\n")
     _release(root)

@@ -19,56 +19,14 @@ from typing import Any
 
 import pytest
 
-from .conftest import background, clean_env, git, git_init, write_investigation
+from .conftest import PATIENCE, background, clean_env, git, held_investigation, wait_until
 
 pytestmark = pytest.mark.kernel
-
-PATIENCE = 180.0
-
-PYPROJECT = """
-[tool.mitosis.steps]
-fit = ["study.fit:run", "study.fit:lookup_dict"]
-"""
-
-FIT = """
-import time
-from pathlib import Path
-
-lookup_dict = {"n": {"n0": 0, "n1": 1}}
-
-
-def run(n):
-    hold = Path("markers") / f"hold-n{n}"
-    print(f"waiting for release of n{n}", flush=True)
-    while hold.exists():
-        time.sleep(0.05)
-    return {"main": float(n)}
-"""
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = write_investigation(
-        tmp_path_factory.mktemp("watch") / "inv", PYPROJECT, {"study.__init__": "", "study.fit": FIT}
-    )
-    (root / "markers").mkdir()
-    git_init(root)
-    (root / ".gitignore").write_text("__pycache__/\n.pytest_cache/\nmarkers/\n", encoding="utf-8")
-    git(root, "commit", "-qam", "ignore the markers")
-    return root
-
-
-def _until(what: str, check: Any, proc: subprocess.Popen[Any] | None = None, text: Any = None) -> Any:
-    deadline = time.monotonic() + PATIENCE
-    while True:
-        found = check()
-        if found:
-            return found
-        if proc is not None and proc.poll() is not None and not check():
-            said = text() if text else proc.communicate()[0]
-            pytest.fail(f"pytest ended before {what}:\n{said}")
-        assert time.monotonic() < deadline, f"no {what} in time:\n{text() if text else ''}"
-        time.sleep(0.05)
+    return held_investigation(tmp_path_factory.mktemp("watch") / "inv", 2)
 
 
 def _status(root: Path, *needles: str, args: tuple[str, ...] = ()) -> str:
@@ -133,7 +91,7 @@ def test_the_status_line_moves_on_a_terminal_and_never_reaches_pytest_s_lines(st
     (study / "markers" / "hold-n0").write_text("")
     term = Terminal(study)
     text = lambda: term.out.decode(errors="replace")  # noqa: E731
-    _until(
+    wait_until(
         "a status line naming the step's last line",
         lambda: "step fit" in text() and "waiting for release of n0" in text(),
         term.proc,
@@ -141,7 +99,7 @@ def test_the_status_line_moves_on_a_terminal_and_never_reaches_pytest_s_lines(st
     )
     first = re.search(r"\x1b7 mitosis 0/2 \(0 passed, 0 failed\) · fit\[n0\] \[([0-9a-f]{8})\] step fit (\d+)s", text())
     assert first is not None, text()
-    _until("a later elapsed time", lambda: f"step fit {int(first.group(2)) + 1}s" in text(), term.proc, text)
+    wait_until("a later elapsed time", lambda: f"step fit {int(first.group(2)) + 1}s" in text(), term.proc, text)
     (study / "markers" / "hold-n0").unlink()
     assert term.end() == 0, text()
     out = text()
@@ -166,7 +124,7 @@ def test_off_a_terminal_lines_say_start_end_and_still_running_and_status_shows_t
             stderr=subprocess.STDOUT,
         )
         text = log.read_text
-        still = _until(
+        still = wait_until(
             "a still-running line",
             lambda: re.search(
                 r"mitosis fit\[n0\] \(([0-9a-f]{8})\): still running after \d+s, step fit; last line: "
@@ -177,7 +135,7 @@ def test_off_a_terminal_lines_say_start_end_and_still_running_and_status_shows_t
             text,
         )
         key = still.group(1)
-        status = _until("the trial in status", lambda: _status(study, key, " ago "))
+        status = wait_until("the trial in status", lambda: _status(study, key, " ago "))
         row = next(line for line in status.splitlines() if key in line)
         assert re.match(
             r"[0-9a-f]{8}\s+\S+\s+fit\[n0\]\s+" + key + r"\s+fit\s+\d+s\s+\d+s ago\s+waiting for release of n0$", row
@@ -220,7 +178,7 @@ def test_two_containers_of_one_host_name_never_mark_each_other_s_live_trial(
     database = url.split("/")[3].split("?")[0]
     (study / "markers" / "hold-n0").write_text("")
     first = _contained(study, url, "-k", "n0", spread=True)
-    status = _until(
+    status = wait_until(
         "the first container's trial with a heartbeat",
         lambda: _status(study, "fit[n0]", " ago ", args=("--store", url)),
         first,
@@ -252,3 +210,23 @@ def test_a_killed_container_s_trial_is_interrupted_once_its_heartbeat_is_old(tmp
     assert not dead(os.getpid(), "box", "box", me, now - 10 * STALE, now)
     assert dead(2**22 + 7, "box", "box", None, None, now)  # no beat: the old rule, same host and pid gone
     assert not dead(2**22 + 7, "elsewhere", "box", None, None, now)
+
+
+def test_a_private_folder_of_another_pid_namespace_is_never_swept(tmp_path: Path) -> None:
+    """A container's live pytest has a pid that means nothing here: its kernels' folders stay."""
+    from pytest_mitosis.execution.private import private_folder, sweep_stale_private_folders
+
+    here = os.stat("/proc/self/ns/pid").st_ino
+    gone = 2**22 + 11  # above the kernel's default pid_max: no process has it
+    mine = tmp_path / f"mitosis-kernel-{gone}.{here}-abcdefgh"
+    theirs = tmp_path / f"mitosis-kernel-{gone}.{here + 1}-abcdefgh"
+    older = tmp_path / f"mitosis-kernel-{gone}-abcdefgh"  # named before pid namespaces were
+    for folder in (mine, theirs, older):
+        folder.mkdir()
+    assert sweep_stale_private_folders(str(tmp_path)) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [theirs.name]
+    live = Path(private_folder())
+    try:
+        assert live.name.startswith(f"mitosis-kernel-{os.getpid()}.{here}-")
+    finally:
+        live.rmdir()

@@ -281,7 +281,7 @@ def test_the_next_session_cleans_up_after_a_killed_one(tmp_path: Path) -> None:
     host = socket.gethostname()
     assert shown["state"] == f"died (pid {proc.pid} on {host}, no end recorded)", "a reader sees the pid is gone"
     assert shown["trials"] == {"running": 1}
-    assert list(tmp.glob(f"mitosis-kernel-{proc.pid}-*")), "precondition: and its kernel's private folder"
+    assert list(tmp.glob(f"mitosis-kernel-{proc.pid}[-.]*")), "precondition: and its kernel's private folder"
     assert wait_gone(kernel), "the orphaned kernel exits by itself (it polls its parent)"
 
     again = run_pytest(

@@ -93,3 +93,13 @@ def difference(old: Any, new: Any, where: str = "") -> str | None:
         if isinstance(a, list) and isinstance(b, list):
             return difference(a, b, where)
     return f"{where or 'the value'}: {_render(old)} vs {_render(new)}"
+
+
+def span(seconds: float) -> str:
+    """A duration as the terminal views write it: ``42s``, ``3m05s``, ``2h03m``."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

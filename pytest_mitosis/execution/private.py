@@ -1,9 +1,11 @@
 """The private folders of a session's kernels and helpers: where they go, and sweeping the stale.
 
 Each kernel talks over IPC sockets in a folder only this user can enter
-(``mitosis-kernel-<pid>-<random>``, the pid being pytest's), and pytest-xdist's controller puts
-the sockets of its shared helpers in one too (see :mod:`.shared`). A folder whose pytest process
-is gone (SIGKILL, power loss) is removed by the next session. No jupyter_client import here:
+(``mitosis-kernel-<pid>-<random>``, the pid being pytest's; ``<pid>.<pid namespace>`` on Linux),
+and pytest-xdist's controller puts the sockets of its shared helpers in one too (see
+:mod:`.shared`). A folder whose pytest process is gone (SIGKILL, power loss) is removed by the
+next session of the same pid namespace: a container's session (its own pid namespace, the same
+``/tmp``) never takes another container's live pytest for a dead one. No jupyter_client import here:
 the controller of an xdist session and the session's preflight need these without a kernel.
 """
 
@@ -26,15 +28,29 @@ def private_base() -> str:
     """Where kernels' private folders go: ``$TMPDIR``, or ``/tmp`` when ``$TMPDIR`` is so deep that
     the kernel's socket paths would not fit in a Unix socket address."""
     base = tempfile.gettempdir()
-    longest = os.path.join(base, f"{PRIVATE_PREFIX}{os.getpid()}-xxxxxxxx", "kernel-xx")
+    longest = os.path.join(base, f"{PRIVATE_PREFIX}{_owner()}-xxxxxxxx", "kernel-xx")
     if len(os.fsencode(longest)) > SOCKET_PATH_MAX and os.path.isdir("/tmp") and os.access("/tmp", os.W_OK):
         return "/tmp"
     return base
 
 
+def _namespace() -> str:
+    """This process's pid namespace (its inode), or ``""`` where there is none to tell (not Linux)."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
+def _owner() -> str:
+    """``<pid>`` or ``<pid>.<pid namespace>``: whose a private folder is, and where that pid means something."""
+    namespace = _namespace()
+    return f"{os.getpid()}.{namespace}" if namespace else str(os.getpid())
+
+
 def private_folder() -> str:
     """A new private folder of this process (mode 0700), swept if the process dies without removing it."""
-    folder = tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{os.getpid()}-", dir=private_base())
+    folder = tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{_owner()}-", dir=private_base())
     os.chmod(folder, 0o700)
     return folder
 
@@ -42,10 +58,12 @@ def private_folder() -> str:
 def sweep_stale_private_folders(tmp: str | None = None) -> int:
     """Remove kernel folders left by a pytest process that is gone (SIGKILL, power loss).
 
-    A folder is ``mitosis-kernel-<pid>-<random>``: it is removed only when no process with that
-    pid exists, so folders of concurrent sessions are never touched. Returns how many were removed.
+    A folder is ``mitosis-kernel-<pid>[.<pid namespace>]-<random>``: it is removed only when no
+    process with that pid exists in this pid namespace, so folders of concurrent sessions (another
+    container's included) are never touched. Returns how many were removed.
     """
     base = Path(tmp or private_base())
+    here = _namespace()
     removed = 0
     try:
         entries = list(base.iterdir())
@@ -54,7 +72,10 @@ def sweep_stale_private_folders(tmp: str | None = None) -> int:
     for entry in entries:
         if not entry.name.startswith(PRIVATE_PREFIX):
             continue
-        pid_text = entry.name[len(PRIVATE_PREFIX) :].split("-", 1)[0]
+        owner = entry.name[len(PRIVATE_PREFIX) :].split("-", 1)[0]
+        pid_text, _, namespace = owner.partition(".")
+        if namespace and namespace != here:
+            continue  # another pid namespace's (a container's): its pid means nothing here
         if not pid_text.isdigit() or int(pid_text) == os.getpid() or alive(int(pid_text)):
             continue
         try:

@@ -14,17 +14,9 @@ import json
 import time
 from collections.abc import Callable
 
+from ..core.tree_text import span
 from ..store import Reader, cell
 from ..store.protocol import STALE
-
-
-def ago(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def status(reader: Reader, as_json: bool, table: Callable[[list[list[str]]], str]) -> str:
@@ -60,9 +52,9 @@ def status(reader: Reader, as_json: bool, table: Callable[[list[list[str]]], str
         if t.beat is None:
             beat = "none yet"
         elif now - t.beat > STALE:
-            beat = f"{ago(now - t.beat)} ago: dead?"
+            beat = f"{span(now - t.beat)} ago: dead?"
         else:
-            beat = f"{ago(now - t.beat)} ago"
+            beat = f"{span(now - t.beat)} ago"
         step = state.get("step") or state.get("phase") or "-"
         rows.append(
             [
@@ -71,7 +63,7 @@ def status(reader: Reader, as_json: bool, table: Callable[[list[list[str]]], str
                 str(t.nodeid).rsplit("::", 1)[-1],
                 t.key,
                 str(step),
-                ago(now - t.started),
+                span(now - t.started),
                 beat,
                 str(state.get("line") or "")[:60],
             ]
@@ -82,6 +74,6 @@ def status(reader: Reader, as_json: bool, table: Callable[[list[list[str]]], str
         lines.append(
             f"session {cell(s.key)} on {cell(s.host)}: {st.get('done', '?')} of {st.get('selected', '?')} done "
             f"({st.get('passed', 0)} passed, {st.get('failed', 0)} failed), {st.get('ends', 'end unknown')}; "
-            f"heartbeat {ago(now - (s.beat or now))} ago"
+            f"heartbeat {span(now - (s.beat or now))} ago"
         )
     return "\n".join(lines)
