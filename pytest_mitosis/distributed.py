@@ -10,11 +10,12 @@ the checks and the store of :mod:`.remote`.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .core.errors import ConfigError
+from .core.errors import ConfigError, MitosisError
 
 if TYPE_CHECKING:
     from .session import MitosisSession
@@ -84,6 +85,78 @@ class DistributedHooks:
         check_ci_paths(self.settings)
         self.mitosis.preflight()
         open_session(self.mitosis, True)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        """A worker died while running ``crashitem`` (killed, out of memory, a crash in native code): its
+        trial is recorded ``failed`` at once, its staging folder removed, and xdist's failed report (which
+        pytest counts, and which follows this hook) carries the trial's key, so the summary counts it too.
+
+        Without this the trial stayed ``running`` until the next session, with its staging folder, and
+        the summary said "11 passed" where pytest said "1 failed, 11 passed".
+        """
+        prefix = os.path.relpath(self.settings.pyproject, self.config.rootpath).replace(os.sep, "/")
+        if not crashitem.startswith(f"{prefix}::") or hasattr(self.config, "workerinput"):
+            return None  # not a trial
+        gateway = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", None) or "?"
+        props: list[tuple[str, Any]] = [("mitosis.trial", crashitem.rsplit("::", 1)[-1])]
+        try:
+            done = self._record_crash(crashitem, str(gateway))
+        except (MitosisError, OSError) as err:
+            note = f"mitosis: its record could not be completed: {err}; the next session marks it interrupted."
+        else:
+            if done is None:
+                note = "mitosis: the trial had not started its record yet; nothing of it was kept."
+            else:
+                record, message = done
+                props = [
+                    ("mitosis.trial", record.name),
+                    ("mitosis.key", record.key),
+                    ("mitosis.session", self.mitosis.session_key),
+                    *([("mitosis.iteration", record.iteration)] if record.iteration is not None else []),
+                ]
+                note = f"mitosis: trial {record.name} (key {record.key}) recorded failed: {message}."
+        report.user_properties = props
+        report.longrepr = f"{report.longrepr}\n{note}"
+        return None
+
+    def _record_crash(self, nodeid: str, gateway: str) -> tuple[Any, str] | None:
+        """Record the crashed worker's trial of ``nodeid`` ``failed`` (once its record is found) and remove its
+        staging folder; return that record and the message, or ``None`` if the trial had not begun it.
+
+        The trial is found by this session's key, its node id and ``running`` (a local worker writes the
+        store itself); a worker on another host, whose store is this controller's server, is asked for
+        its trials too (the server may have recorded them ``interrupted`` when the worker's channel ended
+        a moment before xdist reported the crash). Under the servers' lock: execnet's threads write too.
+        """
+        import socket
+
+        from .execution.artifacts import remove_staging
+        from .remote import controller
+        from .store import Reader
+
+        mitosis = self.mitosis
+        trials = mitosis.project().trials_folder
+        remote = controller(mitosis)
+        server = remote.servers.get(gateway)
+        with remote.lock:
+            store = mitosis.store()
+            keys = server.crashed() if server is not None else []
+            with Reader(trials, mitosis.read_from()) as reader:
+                found = {r.key: r for r in reader.unfinished(mitosis.session_key, nodeid)}
+                found.update({r.key: r for r in reader.trials_with_keys(keys) if r.status in ("running", "interrupted")})
+                if not found:
+                    return None
+                records = sorted(found.values(), key=lambda r: r.started, reverse=True)
+                host = reader.environment(records[0]).get("hostname") or socket.gethostname()
+            message = (
+                f"worker {gateway} on host {host} crashed while running this trial: its process ended before the "
+                "trial finished (killed, out of memory, or a crash in native code)"
+            )
+            for record in records:
+                store.finish(record.key, status="failed", main=None, metrics={}, folder=None, message=message)
+                remove_staging(trials, record.key)
+        return records[0], message
 
     def pytest_configure(self, config: pytest.Config) -> None:
         """On a pytest-xdist worker: the checks and the store of :mod:`.remote`."""

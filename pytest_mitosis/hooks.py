@@ -222,10 +222,12 @@ class MitosisHooks:
         progress = self.mitosis.progress
         if progress is None or "pyproject.toml::" not in report.nodeid:
             return (yield)
+        from .views.summary import CRASHED
+
         with progress.lock:
             progress.erase()
             result = yield
-            if report.when == "call" or (report.when == "setup" and not report.passed):
+            if report.when in ("call", CRASHED) or (report.when == "setup" and not report.passed):
                 props = dict(report.user_properties)
                 main = props.get("main")
                 outcome = "error" if report.when == "setup" and report.failed else report.outcome

@@ -60,8 +60,11 @@ class Controller:
         self.mitosis = mitosis
         self._facts: dict[str, Any] | None = None
         self._variants: dict[str, dict[str, str]] | None = None
-        self._lock = threading.Lock()
+        #: held by every worker's server while it uses the store (execnet's threads), and by a crash's record
+        self.lock = threading.Lock()
         self._servers: list[StoreServer] = []
+        #: xdist's gateway id ("gw0") → the server of that worker (a crash report names the gateway)
+        self.servers: dict[str, StoreServer] = {}
         #: trial key → the controller's folder of each trial a worker sent
         self.shipped: dict[str, Path] = {}
 
@@ -118,10 +121,11 @@ class Controller:
         }
         channel = node.gateway.newchannel()
         server = StoreServer(
-            channel, self._store, self._trials(), self._lock, self.shipped, session=self.mitosis.session_key
+            channel, self._store, self._trials(), self.lock, self.shipped, session=self.mitosis.session_key
         )
         channel.setcallback(server, endmarker=END)
         self._servers.append(server)
+        self.servers[str(node.gateway.id)] = server
         node.workerinput[CHANNEL] = channel
 
     def _store(self) -> TrialStore:
@@ -151,7 +155,7 @@ class Controller:
     @pytest.hookimpl(tryfirst=True)
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """Before the store closes: a worker's channel that ends later writes nothing."""
-        with self._lock:
+        with self.lock:
             for server in self._servers:
                 server.closed = True
         config.pluginmanager.unregister(self)
