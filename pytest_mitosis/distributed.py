@@ -11,6 +11,7 @@ the checks and the store of :mod:`.remote`.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -65,6 +66,22 @@ class DistributedHooks:
             mitosis.shared = SharedHelpers(cwd, settings.kernel or "auto", settings.preload, mitosis.step_modules)
         if mitosis.shared.paths:
             node.workerinput[WORKERINPUT_KEY] = dict(mitosis.shared.paths)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_setupnodes(self, config: pytest.Config, specs: Any) -> None:
+        """Nothing is copied into a worker's checkout: pytest-xdist rsyncs pytest's own packages (``pytest/``,
+        ``_pytest/``) into the directory of every worker with ``//chdir`` or on another host, where they
+        made the checkout dirty (a later session there was refused) and shadowed the pytest installed on
+        that host. Each host runs its own pytest and pytest-mitosis (see docs/team.md); only the folders a
+        user names with ``--rsyncdir`` or ``rsyncdirs`` are still copied."""
+        import _pytest
+
+        manager = getattr(config.pluginmanager.getplugin("dsession"), "nodemanager", None)
+        roots = getattr(manager, "roots", None)
+        if manager is None or not roots:
+            return
+        own = {Path(pytest.__file__).resolve().parent, Path(_pytest.__file__).resolve().parent}
+        manager.roots = [root for root in roots if Path(root).resolve() not in own]
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:

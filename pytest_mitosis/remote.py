@@ -40,19 +40,6 @@ def _here(path: Path) -> str:
     return os.path.realpath(path)
 
 
-def _rsynced(node: Any) -> list[str]:
-    """The folders pytest-xdist copies pytest itself into on a worker with ``//chdir`` or another host.
-
-    xdist rsyncs pytest's own packages into the worker's directory (its checkout): they are
-    not the investigation's code, and must not make that checkout dirty.
-    """
-    import _pytest
-
-    own = {Path(pytest.__file__).resolve().parent, Path(_pytest.__file__).resolve().parent}
-    roots = getattr(getattr(node, "nodemanager", None), "roots", None) or []
-    return [Path(root).name for root in roots if Path(root).resolve() in own]
-
-
 class Controller:
     """The controller's side: what every worker gets, and the servers that record their trials."""
 
@@ -117,7 +104,6 @@ class Controller:
         node.workerinput[INPUT] = {
             **self.facts(),
             "variants": self.variants() if own_checkout else None,
-            "rsynced": _rsynced(node),
         }
         channel = node.gateway.newchannel()
         server = StoreServer(
@@ -284,5 +270,4 @@ def register_worker(mitosis: MitosisSession) -> None:
         return
     facts = dict(workerinput[INPUT])
     worker = Worker(mitosis, facts, workerinput.get(CHANNEL), str(workerinput.get("workerid", "?")))
-    mitosis.written_by_others = tuple(Path.cwd() / name for name in facts.get("rsynced", ()))
     mitosis.config.pluginmanager.register(worker, "mitosis-remote")

@@ -79,9 +79,6 @@ class MitosisSession:
         self._swept = False
         #: what became of --mitosis-summary and --mitosis-benchmark-json (lines for the terminal summary)
         self.ci_notes: list[str] = []
-        #: folders another tool writes into the work tree for this session, never a change of the code
-        #: (pytest-xdist's copies of pytest in a remote worker's checkout: see remote.py)
-        self.written_by_others: tuple[Path, ...] = ()
         self._session_key: str | None = None
         #: whether this process wrote the session's row (the controller, once trials are about to run)
         self.session_recorded = False
@@ -180,7 +177,7 @@ class MitosisSession:
         from .checks.clean_tree import repo_state
 
         project = self.project()
-        own = (project.trials_folder, *self.settings.outputs, *self.written_by_others, *self._store_files())
+        own = (project.trials_folder, *self.settings.outputs, *self._store_files())
         return repo_state(project.root, own=own, ignore=self.settings.dirty_ignore)
 
     def _store_files(self) -> tuple[Path, ...]:
@@ -384,7 +381,7 @@ class MitosisSession:
             from .checks.code_drift import CommitFiles
 
             project = self.project()
-            own = (project.trials_folder, *self.settings.outputs, *self.written_by_others, *self._store_files())
+            own = (project.trials_folder, *self.settings.outputs, *self._store_files())
             files = self._commit_files = CommitFiles(
                 repo.worktree, repo.commit, tuple(p.resolve() for p in own), self.settings.dirty_ignore
             )
