@@ -161,7 +161,9 @@ class DistributedHooks:
             keys = server.crashed() if server is not None else []
             with Reader(trials, mitosis.read_from()) as reader:
                 found = {r.key: r for r in reader.unfinished(mitosis.session_key, nodeid)}
-                found.update({r.key: r for r in reader.trials_with_keys(keys) if r.status in ("running", "interrupted")})
+                found.update(
+                    {r.key: r for r in reader.trials_with_keys(keys) if r.status in ("running", "interrupted")}
+                )
                 if not found:
                     return None
                 records = sorted(found.values(), key=lambda r: r.started, reverse=True)

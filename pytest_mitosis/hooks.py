@@ -69,6 +69,9 @@ class MitosisHooks:
                 self._trials = self.mitosis.project().trials_folder.resolve()
             except (ConfigError, OSError):
                 self._trials = Path()  # reported by collection; nothing to skip
+            pyproject = self.settings.pyproject
+            if self._trials == pyproject or self._trials in pyproject.parents:
+                self._trials = Path()  # never skip the experiments: the session refuses that trials folder, saying why
         if collection_path.name == self._trials.name and collection_path.resolve() == self._trials:
             return True
         return None

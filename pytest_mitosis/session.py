@@ -253,6 +253,14 @@ class MitosisSession:
         from .execution.artifacts import prepare_trials_folder
 
         folder = self.project().trials_folder
+        pyproject = self.settings.pyproject
+        if folder == pyproject or folder in pyproject.parents:
+            raise pytest.UsageError(
+                f"mitosis: the trials folder {folder} {'is' if folder == pyproject else 'holds'} the investigation's "
+                f"{pyproject.name} ({pyproject}): trial folders and the store go into a folder of their own, never "
+                "over or around the code. Point --mitosis-trials-folder (or trials-folder in [tool.mitosis]) at a "
+                f"new folder, such as {pyproject.parent / 'trials'}."
+            )
         try:
             prepare_trials_folder(folder, gitignore=self.settings.gitignore)
         except OSError as err:
