@@ -123,7 +123,10 @@ class DistributedHooks:
             note = f"mitosis: its record could not be completed: {err}; the next session marks it interrupted."
         else:
             if done is None:
-                note = "mitosis: the trial had not started its record yet; nothing of it was kept."
+                note = (
+                    "mitosis: this session has no running record of it: the worker died before the trial began its "
+                    "record (nothing of it was kept), or after it finished it."
+                )
             else:
                 record, message = done
                 props = [

@@ -22,7 +22,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -116,7 +115,9 @@ def test_the_crashed_workers_trial_is_recorded_failed_at_once(crash: dict[str, A
     (session,) = crash["sessions"]
     assert (session["status"], session["exitstatus"]) == ("ended", 1)
     assert {row["session"] for row in crash["rows"]} == {session["key"]}
-    assert f"mitosis: trial {crashed['name']} (key {crashed['key']}) recorded failed: worker {gateway[1]}" in crash["out"]
+    assert (
+        f"mitosis: trial {crashed['name']} (key {crashed['key']}) recorded failed: worker {gateway[1]}" in crash["out"]
+    )
 
 
 def test_no_staging_folder_and_no_kernel_is_left(crash: dict[str, Any]) -> None:
