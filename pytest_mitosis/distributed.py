@@ -119,7 +119,7 @@ class DistributedHooks:
         props: list[tuple[str, Any]] = [("mitosis.trial", crashitem.rsplit("::", 1)[-1])]
         try:
             done = self._record_crash(crashitem, str(gateway))
-        except (MitosisError, OSError) as err:
+        except (MitosisError, OSError, pytest.UsageError) as err:  # never an INTERNALERROR in xdist's loop
             note = f"mitosis: its record could not be completed: {err}; the next session marks it interrupted."
         else:
             if done is None:
