@@ -10,11 +10,13 @@ the checks and the store of :mod:`.remote`.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .core.errors import ConfigError
+from .core.errors import ConfigError, MitosisError
 
 if TYPE_CHECKING:
     from .session import MitosisSession
@@ -69,6 +71,22 @@ class DistributedHooks:
             node.workerinput[WORKERINPUT_KEY] = dict(mitosis.shared.paths)
 
     @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_setupnodes(self, config: pytest.Config, specs: Any) -> None:
+        """Nothing is copied into a worker's checkout: pytest-xdist rsyncs pytest's own packages (``pytest/``,
+        ``_pytest/``) into the directory of every worker with ``//chdir`` or on another host, where they
+        made the checkout dirty (a later session there was refused) and shadowed the pytest installed on
+        that host. Each host runs its own pytest and pytest-mitosis (see docs/team.md); only the folders a
+        user names with ``--rsyncdir`` or ``rsyncdirs`` are still copied."""
+        import _pytest
+
+        manager = getattr(config.pluginmanager.getplugin("dsession"), "nodemanager", None)
+        roots = getattr(manager, "roots", None)
+        if manager is None or not roots:
+            return
+        own = {Path(pytest.__file__).resolve().parent, Path(_pytest.__file__).resolve().parent}
+        manager.roots = [root for root in roots if Path(root).resolve() not in own]
+
+    @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         """When the first worker has collected, before any trial is scheduled: the sweep size guard
         (counting the worker's node ids: the controller never imports the steps, which cost each
@@ -88,6 +106,83 @@ class DistributedHooks:
         self.mitosis.preflight()
         open_session(self.mitosis, True)
         self.mitosis.watch_workers(ids, self._workers)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        """A worker died while running ``crashitem`` (killed, out of memory, a crash in native code): its
+        trial is recorded ``failed`` at once, its staging folder removed, and xdist's failed report (which
+        pytest counts, and which follows this hook) carries the trial's key, so the summary counts it too.
+
+        Without this the trial stayed ``running`` until the next session, with its staging folder, and
+        the summary said "11 passed" where pytest said "1 failed, 11 passed".
+        """
+        prefix = os.path.relpath(self.settings.pyproject, self.config.rootpath).replace(os.sep, "/")
+        if not crashitem.startswith(f"{prefix}::") or hasattr(self.config, "workerinput"):
+            return None  # not a trial
+        gateway = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", None) or "?"
+        props: list[tuple[str, Any]] = [("mitosis.trial", crashitem.rsplit("::", 1)[-1])]
+        try:
+            done = self._record_crash(crashitem, str(gateway))
+        except (MitosisError, OSError, pytest.UsageError) as err:  # never an INTERNALERROR in xdist's loop
+            note = f"mitosis: its record could not be completed: {err}; the next session marks it interrupted."
+        else:
+            if done is None:
+                note = (
+                    "mitosis: this session has no running record of it: the worker died before the trial began its "
+                    "record (nothing of it was kept), or after it finished it."
+                )
+            else:
+                record, message = done
+                props = [
+                    ("mitosis.trial", record.name),
+                    ("mitosis.key", record.key),
+                    ("mitosis.session", self.mitosis.session_key),
+                    *([("mitosis.iteration", record.iteration)] if record.iteration is not None else []),
+                ]
+                note = f"mitosis: trial {record.name} (key {record.key}) recorded failed: {message}."
+        report.user_properties = props
+        report.longrepr = f"{report.longrepr}\n{note}"
+        return None
+
+    def _record_crash(self, nodeid: str, gateway: str) -> tuple[Any, str] | None:
+        """Record the crashed worker's trial of ``nodeid`` ``failed`` (once its record is found) and remove its
+        staging folder; return that record and the message, or ``None`` if the trial had not begun it.
+
+        The trial is found by this session's key, its node id and ``running`` (a local worker writes the
+        store itself); a worker on another host, whose store is this controller's server, is asked for
+        its trials too (the server may have recorded them ``interrupted`` when the worker's channel ended
+        a moment before xdist reported the crash). Under the servers' lock: execnet's threads write too.
+        """
+        import socket
+
+        from .execution.artifacts import remove_staging
+        from .remote import controller
+        from .store import Reader
+
+        mitosis = self.mitosis
+        trials = mitosis.project().trials_folder
+        remote = controller(mitosis)
+        server = remote.servers.get(gateway)
+        with remote.lock:
+            store = mitosis.store()
+            keys = server.crashed() if server is not None else []
+            with Reader(trials, mitosis.read_from()) as reader:
+                found = {r.key: r for r in reader.unfinished(mitosis.session_key, nodeid)}
+                found.update(
+                    {r.key: r for r in reader.trials_with_keys(keys) if r.status in ("running", "interrupted")}
+                )
+                if not found:
+                    return None
+                records = sorted(found.values(), key=lambda r: r.started, reverse=True)
+                host = reader.environment(records[0]).get("hostname") or socket.gethostname()
+            message = (
+                f"worker {gateway} on host {host} crashed while running this trial: its process ended before the "
+                "trial finished (killed, out of memory, or a crash in native code)"
+            )
+            for record in records:
+                store.finish(record.key, status="failed", main=None, metrics={}, folder=None, message=message)
+                remove_staging(trials, record.key)
+        return records[0], message
 
     def pytest_configure(self, config: pytest.Config) -> None:
         """On a pytest-xdist worker: the checks and the store of :mod:`.remote`."""

@@ -69,6 +69,9 @@ class MitosisHooks:
                 self._trials = self.mitosis.project().trials_folder.resolve()
             except (ConfigError, OSError):
                 self._trials = Path()  # reported by collection; nothing to skip
+            pyproject = self.settings.pyproject
+            if self._trials == pyproject or self._trials in pyproject.parents:
+                self._trials = Path()  # never skip the experiments: the session refuses that trials folder, saying why
         if collection_path.name == self._trials.name and collection_path.resolve() == self._trials:
             return True
         return None
@@ -232,10 +235,12 @@ class MitosisHooks:
         progress = self.mitosis.progress
         if progress is None or "pyproject.toml::" not in report.nodeid:
             return (yield)
+        from .views.summary import CRASHED
+
         with progress.lock:
             progress.erase()
             result = yield
-            if report.when == "call" or (report.when == "setup" and not report.passed):
+            if report.when in ("call", CRASHED) or (report.when == "setup" and not report.passed):
                 props = dict(report.user_properties)
                 main = props.get("main")
                 outcome = "error" if report.when == "setup" and report.failed else report.outcome

@@ -40,19 +40,6 @@ def _here(path: Path) -> str:
     return os.path.realpath(path)
 
 
-def _rsynced(node: Any) -> list[str]:
-    """The folders pytest-xdist copies pytest itself into on a worker with ``//chdir`` or another host.
-
-    xdist rsyncs pytest's own packages into the worker's directory (its checkout): they are
-    not the investigation's code, and must not make that checkout dirty.
-    """
-    import _pytest
-
-    own = {Path(pytest.__file__).resolve().parent, Path(_pytest.__file__).resolve().parent}
-    roots = getattr(getattr(node, "nodemanager", None), "roots", None) or []
-    return [Path(root).name for root in roots if Path(root).resolve() in own]
-
-
 class Controller:
     """The controller's side: what every worker gets, and the servers that record their trials."""
 
@@ -60,8 +47,11 @@ class Controller:
         self.mitosis = mitosis
         self._facts: dict[str, Any] | None = None
         self._variants: dict[str, dict[str, str]] | None = None
-        self._lock = threading.Lock()
+        #: held by every worker's server while it uses the store (execnet's threads), and by a crash's record
+        self.lock = threading.Lock()
         self._servers: list[StoreServer] = []
+        #: xdist's gateway id ("gw0") → the server of that worker (a crash report names the gateway)
+        self.servers: dict[str, StoreServer] = {}
         #: trial key → the controller's folder of each trial a worker sent
         self.shipped: dict[str, Path] = {}
 
@@ -114,14 +104,14 @@ class Controller:
         node.workerinput[INPUT] = {
             **self.facts(),
             "variants": self.variants() if own_checkout else None,
-            "rsynced": _rsynced(node),
         }
         channel = node.gateway.newchannel()
         server = StoreServer(
-            channel, self._store, self._trials(), self._lock, self.shipped, session=self.mitosis.session_key
+            channel, self._store, self._trials(), self.lock, self.shipped, session=self.mitosis.session_key
         )
         channel.setcallback(server, endmarker=END)
         self._servers.append(server)
+        self.servers[str(node.gateway.id)] = server
         node.workerinput[CHANNEL] = channel
 
     def _store(self) -> TrialStore:
@@ -151,7 +141,7 @@ class Controller:
     @pytest.hookimpl(tryfirst=True)
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """Before the store closes: a worker's channel that ends later writes nothing."""
-        with self._lock:
+        with self.lock:
             for server in self._servers:
                 server.closed = True
         config.pluginmanager.unregister(self)
@@ -280,5 +270,4 @@ def register_worker(mitosis: MitosisSession) -> None:
         return
     facts = dict(workerinput[INPUT])
     worker = Worker(mitosis, facts, workerinput.get(CHANNEL), str(workerinput.get("workerid", "?")))
-    mitosis.written_by_others = tuple(Path.cwd() / name for name in facts.get("rsynced", ()))
     mitosis.config.pluginmanager.register(worker, "mitosis-remote")

@@ -79,9 +79,6 @@ class MitosisSession:
         self._swept = False
         #: what became of --mitosis-summary and --mitosis-benchmark-json (lines for the terminal summary)
         self.ci_notes: list[str] = []
-        #: folders another tool writes into the work tree for this session, never a change of the code
-        #: (pytest-xdist's copies of pytest in a remote worker's checkout: see remote.py)
-        self.written_by_others: tuple[Path, ...] = ()
         self._session_key: str | None = None
         #: whether this process wrote the session's row (the controller, once trials are about to run)
         self.session_recorded = False
@@ -182,7 +179,7 @@ class MitosisSession:
         from .checks.clean_tree import repo_state
 
         project = self.project()
-        own = (project.trials_folder, *self.settings.outputs, *self.written_by_others, *self._store_files())
+        own = (project.trials_folder, *self.settings.outputs, *self._store_files())
         return repo_state(project.root, own=own, ignore=self.settings.dirty_ignore)
 
     def _store_files(self) -> tuple[Path, ...]:
@@ -258,6 +255,14 @@ class MitosisSession:
         from .execution.artifacts import prepare_trials_folder
 
         folder = self.project().trials_folder
+        pyproject = self.settings.pyproject
+        if folder == pyproject or folder in pyproject.parents:
+            raise pytest.UsageError(
+                f"mitosis: the trials folder {folder} {'is' if folder == pyproject else 'holds'} the investigation's "
+                f"{pyproject.name} ({pyproject}): trial folders and the store go into a folder of their own, never "
+                "over or around the code. Point --mitosis-trials-folder (or trials-folder in [tool.mitosis]) at a "
+                f"new folder, such as {pyproject.parent / 'trials'}."
+            )
         try:
             prepare_trials_folder(folder, gitignore=self.settings.gitignore)
         except OSError as err:
@@ -393,7 +398,7 @@ class MitosisSession:
             from .checks.code_drift import CommitFiles
 
             project = self.project()
-            own = (project.trials_folder, *self.settings.outputs, *self.written_by_others, *self._store_files())
+            own = (project.trials_folder, *self.settings.outputs, *self._store_files())
             files = self._commit_files = CommitFiles(
                 repo.worktree, repo.commit, tuple(p.resolve() for p in own), self.settings.dirty_ignore
             )

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .core.errors import ConfigError
+from .core.errors import ConfigError, MitosisError
 from .session import MitosisSession
 
 
@@ -29,6 +29,35 @@ def _failure_text(report: pytest.TestReport) -> str:
     return text
 
 
+def reader_options(mitosis: MitosisSession) -> str:
+    """``--trials-folder`` and ``--store`` for ``python -m pytest_mitosis`` run where pytest was, when what it
+    would read by itself (``./pyproject.toml``'s trials folder and store) is not this session's store:
+    the end-of-session hint must work as printed."""
+    import shlex
+
+    from .store import FILENAME, default_store, default_trials_folder, redact
+
+    here = Path(mitosis.config.invocation_params.dir)
+    try:
+        folder = mitosis.project().trials_folder
+        store = mitosis.store_url()
+        found_folder, found_store = default_trials_folder(here), default_store(here)
+    except (MitosisError, OSError):  # an unreadable ./pyproject.toml: the hint as it always was
+        return ""
+
+    def shown(path: Path) -> str:
+        relative = os.path.relpath(path, here)
+        return relative if not relative.startswith("..") else str(path)
+
+    options: list[str] = []
+    if folder != found_folder:
+        options += ["--trials-folder", shown(folder)]
+        found_store = None  # a folder given on the command line is read with its own store
+    if store != found_store:
+        options += ["--store", redact(store) if store is not None else f"sqlite:///{folder / FILENAME}"]
+    return shlex.join(options)
+
+
 class SessionEndHooks:
     """What one ``--mitosis`` session leaves: rows as trials end, then the report, the CI files and the summary."""
 
@@ -38,12 +67,12 @@ class SessionEndHooks:
         self.settings = mitosis.settings
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        from .views.summary import summary_row
+        from .views.summary import CRASHED, summary_row
 
         props = list(report.user_properties)
         is_trial = any(name == "mitosis.trial" for name, _ in props)
         message = _failure_text(report) if report.failed else None
-        if report.when == "call" and is_trial:
+        if report.when in ("call", CRASHED) and is_trial:  # a crashed worker's trial: failed, as pytest counts it
             self.mitosis.rows.append(summary_row(report.nodeid, report.outcome, props, message))
         elif report.failed and report.when == "setup" and "pyproject.toml::" in report.nodeid:
             self.mitosis.rows.append(summary_row(report.nodeid, "error", props, message))
@@ -192,6 +221,6 @@ class SessionEndHooks:
         if mitosis.session_recorded:
             from .views.summary import session_line
 
-            terminalreporter.write_line(session_line(mitosis.session_key, mitosis.rows))
+            terminalreporter.write_line(session_line(mitosis.session_key, mitosis.rows, reader_options(mitosis)))
         for line in mitosis.ci_notes:
             terminalreporter.write_line(line)

@@ -187,6 +187,8 @@ class StoreServer:
         self.worker = "?"
         self.host = "?"
         self._running: set[str] = set()
+        #: the trials :meth:`_gone` recorded ``interrupted`` (a crash report may follow: see :meth:`crashed`)
+        self._lost: set[str] = set()
         #: trial key → (its folder's name, debug): where its folder may land
         self._folders: dict[str, tuple[str, bool]] = {}
         self._broken: dict[str, str] = {}
@@ -382,4 +384,18 @@ class StoreServer:
                     )
             except Exception:  # the next session marks them interrupted (their process, this controller, is gone)
                 pass
+            self._lost |= self._running
             self._running.clear()
+
+    def crashed(self) -> list[str]:
+        """pytest-xdist says this worker crashed: the keys of its trials that never finished (running, or
+        recorded ``interrupted`` by :meth:`_gone` when its channel ended first), for the controller to record
+        ``failed``; their staging folders here are removed. Called under the controller's lock."""
+        keys = sorted(self._running | self._lost)
+        for key in keys:
+            shutil.rmtree(self._staging(key), ignore_errors=True)
+            self._folders.pop(key, None)
+            self._broken.pop(key, None)
+        self._running.clear()
+        self._lost.clear()
+        return keys

@@ -115,6 +115,40 @@ def test_a_user_who_may_not_create_tables_is_told_which_grant_is_missing(pg_serv
     assert pg_server.execute("SELECT count(*) FROM pg_tables WHERE schemaname='public'", database) == [(0,)]
 
 
+def test_a_user_who_may_not_write_existing_tables_is_told_the_grant_on_them(pg_server: PgServer) -> None:
+    """The tables exist (the owner's first session made them): CREATE ON SCHEMA is not the missing right."""
+    from pytest_mitosis.store import NewSession, NewTrial
+
+    url = pg_server.createdb()
+    database = url.split("/")[3].split("?")[0]
+    make_store(url, Path("/x")).close()  # the owner's first session
+    alice = pg_server.url(database, "alice", PASSWORD)
+    said = _refusal(alice)
+    assert said.startswith(f"mitosis: the trial store {pg_server.url(database, 'alice', '***')} refused: permission ")
+    assert said.endswith(
+        ". Nothing was written. Let this user read and write the store's tables, which exist already: as their owner, "
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO USER; or use the tables' owner's "
+        "account."
+    )
+    assert "CREATE ON SCHEMA" not in said
+    # the grant as said is enough for every write a session makes
+    pg_server.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO alice", database)
+    store = make_store(alice, Path("/x"))
+    try:
+        store.begin_session(NewSession("5e55104a", "pytest --mitosis", None, False, False))  # type: ignore[attr-defined]
+        trial = NewTrial(
+            "a11ce000", "exp", "[]", "a", "trial_exp-a", "pyproject.toml::exp[a]", False, {"commit": None}, 1, {},
+            [{"name": "exp", "function": "m:f", "lookup": None}], [], session="5e55104a",
+        )  # fmt: skip
+        assert store.begin(trial, ()) == 1
+        store.beat("trial", "a11ce000", "5e55104a", {"phase": "running"})  # type: ignore[attr-defined]
+        store.finish("a11ce000", status="passed", main=1, metrics={}, folder=None, message=None)
+        store.end_session("5e55104a", 0)  # type: ignore[attr-defined]
+    finally:
+        store.close()
+    assert pg_server.execute("SELECT status FROM trials", database) == [("passed",)]
+
+
 def test_without_psycopg_a_postgresql_url_says_which_extra_to_install(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['psycopg'] = None\n"  # what an install without the extra finds

@@ -146,8 +146,19 @@ def test_the_hosts_keep_no_store_and_no_trial_folder(two_hosts: Cluster) -> None
         trials = checkout / "trials"
         assert not (trials / "mitosis.sqlite").exists()
         assert not [p for p in trials.glob("trial_*")], "a shipped folder is removed from the worker's host"
-        # only pytest-xdist's copies of pytest itself, which the worker's clean-tree check ignores
-        assert set(git(checkout, "status", "--porcelain").splitlines()) <= {"?? _pytest/", "?? pytest/"}
+        # nothing copied into the checkout (pytest-xdist rsyncs pytest/ and _pytest/ unless told not to)
+        assert git(checkout, "status", "--porcelain", "--untracked-files=all") == "", checkout
+        assert not (checkout / "pytest").exists() and not (checkout / "_pytest").exists()
+
+
+def test_a_local_session_runs_in_a_workers_checkout_after_the_gateway_run(two_hosts: Cluster) -> None:
+    checkout = two_hosts.hosts[socket.gethostname()]
+    run = run_pytest(checkout, "--mitosis", "-k", "small")
+    assert run.ret == 0, run.out
+    assert "1 passed" in run.out and "uncommitted" not in run.out
+    with Reader(checkout / "trials") as reader:
+        (record,) = reader.trials()
+    assert (record.variants, record.status, record.main) == ("small", "passed", 2)
 
 
 def test_history_and_show_name_the_host(two_hosts: Cluster) -> None:
@@ -312,7 +323,7 @@ def wait(seconds):
 """
 
 
-def test_a_worker_killed_mid_trial_leaves_it_recorded_interrupted(tmp_path: Path) -> None:
+def test_a_worker_killed_mid_trial_leaves_it_recorded_failed(tmp_path: Path) -> None:
     root = write_investigation(
         tmp_path / "controller",
         '[tool.mitosis.steps]\nwait = ["wait:wait", "wait:lookup"]\n\n[tool.pytest.ini_options]\n',
@@ -345,8 +356,13 @@ def test_a_worker_killed_mid_trial_leaves_it_recorded_interrupted(tmp_path: Path
     assert "worker 'gw0' crashed while running 'pyproject.toml::wait[long]'" in out
     with Reader(root / "trials") as reader:
         (record,) = reader.trials()
-    assert (record.status, record.iteration) == ("interrupted", 1)
-    assert record.message == f"worker gw0 on host {socket.gethostname()} went away before the trial finished"
+    # failed whichever comes first: the end of the worker's channel, or xdist's crash report
+    assert (record.status, record.iteration) == ("failed", 1)
+    assert record.message == (
+        f"worker gw0 on host {socket.gethostname()} crashed while running this trial: its process ended before the "
+        "trial finished (killed, out of memory, or a crash in native code)"
+    )
+    assert "mitosis session " in out and ": 1 trial (1 failed); " in out
     staging = checkout / "trials" / ".staging"
     assert [p.name for p in staging.iterdir()] == [record.key], "the killed worker left its staging folder"
     again = run_pytest(

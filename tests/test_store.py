@@ -754,3 +754,55 @@ def test_a_store_url_naming_someone_elses_database_is_refused_and_left_byte_iden
     assert expected.replace(str(tmp_path / "lab" / "mitosis.sqlite"), str(notes)) in run.out
     assert notes.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lab", "notes.db", "study"], "no -wal or -shm beside it"
+
+
+@pytest.mark.parametrize("given", ["pyproject.toml", "."])
+def test_a_trials_folder_that_is_the_pyproject_or_holds_it_is_refused_saying_so(tmp_path: Path, given: str) -> None:
+    """Not exit 5 "no tests ran" without a word: the trials folder is never collected, and here it was the code."""
+    root = study(tmp_path / "study")
+    pyproject = root / "pyproject.toml"
+    before = pyproject.read_bytes()
+    run = run_pytest(root, "--mitosis", f"--mitosis-trials-folder={given}", junit=False)
+    assert run.ret == pytest.ExitCode.USAGE_ERROR, run.out
+    folder = (root / given).resolve()
+    assert (
+        f"ERROR: mitosis: the trials folder {folder} {'is' if given != '.' else 'holds'} the investigation's "
+        f"pyproject.toml ({pyproject}): trial folders and the store go into a folder of their own, never over or "
+        "around the code. Point --mitosis-trials-folder (or trials-folder in [tool.mitosis]) at a new folder, such "
+        f"as {root / 'trials'}." in run.out
+    )
+    assert pyproject.read_bytes() == before
+    assert not (root / "mitosis.sqlite").exists() and not list(root.glob("trial_*"))
+    assert git(root, "status", "--porcelain") == ""
+
+
+def test_a_run_into_trials_debug_then_into_trials_as_a_mitosis_script_does(tmp_path: Path) -> None:
+    """``-F trials/debug`` first, then ``-F trials``: the second is not refused as a lost store, git stays quiet,
+    and ``history`` where the store is missing or empty points to the one a level down that holds the trials."""
+    root = study(tmp_path / "study")
+    trials = root / "trials"
+    first = run_pytest(root, "--mitosis", "--mitosis-trials-folder=trials/debug", "-k", "a", junit=False)
+    assert first.ret == 0, first.out
+    (trial,) = (trials / "debug").glob("trial_exp-a-1_*")
+    assert git(root, "status", "--porcelain", "--untracked-files=all") == "", "trials/ ignores itself too"
+    assert (trials / ".gitignore").read_text(encoding="utf-8").endswith("\n*\n")
+
+    pointer = (
+        f"{trials / 'debug' / 'mitosis.sqlite'} holds 1 trial: python -m pytest_mitosis --trials-folder trials/debug "
+        "history"
+    )
+    missing = _cli(root, "history")
+    assert missing.returncode == 2
+    assert missing.stderr.rstrip("\n").endswith(f"--store URL.\n{pointer}"), missing.stderr
+
+    second = run_pytest(root, "--mitosis", "--mitosis-check", "--mitosis-trials-folder=trials", junit=False)
+    assert second.ret == 0, second.out
+    assert "truncated or lost" not in second.out and "mitosis check: 4 " in second.out
+    assert (trials / "mitosis.sqlite").is_file() and trial.is_dir()
+    assert git(root, "status", "--porcelain", "--untracked-files=all") == "", "no mitosis.sqlite shown untracked"
+
+    empty = _cli(root, "history")
+    assert empty.returncode == 0, empty.stderr
+    assert empty.stdout == f"no trials in {trials / 'mitosis.sqlite'}\n{pointer}\n"
+    below = _cli(root, "--trials-folder", "trials/debug", "history")  # the command as printed
+    assert below.returncode == 0 and "exp" in below.stdout and trial.name.rsplit("_", 1)[1] in below.stdout

@@ -36,10 +36,17 @@ def prepare_trials_folder(folder: Path, gitignore: bool = True) -> None:
     folder that exists already is left as it is (it may be the user's, tracked on purpose).
     Sessions started at the same moment may both find no folder: the one whose ``mkdir``
     creates it writes the ``.gitignore``, the others go on with the folder it made.
+    Every folder created on the way gets one too: ``trials/`` made as the parent of ``trials/debug``
+    would otherwise show the store and the report of a later run into ``trials`` as untracked.
     Raises ``OSError`` (a file in the way, no permission) for the caller to explain.
     """
     if folder.is_dir():
         return
+    created = []
+    parent = folder
+    while not os.path.lexists(parent) and parent != parent.parent:
+        created.append(parent)
+        parent = parent.parent
     try:
         folder.mkdir(parents=True)
     except FileExistsError:
@@ -47,9 +54,10 @@ def prepare_trials_folder(folder: Path, gitignore: bool = True) -> None:
             return  # another session created it a moment ago (and writes its .gitignore)
         raise
     if gitignore:
-        tmp = folder / f".gitignore.{os.getpid()}.tmp"
-        tmp.write_text(GITIGNORE, encoding="utf-8")
-        os.replace(tmp, folder / ".gitignore")
+        for made in created:
+            tmp = made / f".gitignore.{os.getpid()}.tmp"
+            tmp.write_text(GITIGNORE, encoding="utf-8")
+            os.replace(tmp, made / ".gitignore")
 
 
 def leftover_staging(trials: Path) -> list[str]:

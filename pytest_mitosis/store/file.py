@@ -35,8 +35,13 @@ def foreign_message(path: Path, found: str) -> str:
 
 
 def _trial_folders(folder: Path) -> list[Path]:
+    """The trial folders of this trials folder's store: its own, and its debug trials' in ``debug/`` unless
+    ``debug/`` holds a store of its own (a session run with ``--mitosis-trials-folder trials/debug``:
+    those trials are that store's, which is not lost)."""
     found: list[Path] = []
     for parent in (folder, folder / "debug"):
+        if parent != folder and (parent / FILENAME).is_file():
+            continue
         try:
             found += [p for p in parent.iterdir() if p.name.startswith("trial_") and p.is_dir()]
         except OSError:

@@ -54,6 +54,21 @@ T = TypeVar("T")
 _LOCK_ROW = "SELECT fingerprint, value, trial FROM locks WHERE step=%s AND param=%s AND kind=%s AND name=%s"
 
 
+def grant_advice(said: str) -> str:
+    """What to grant for the server's refusal ``said``: the right to create the tables (there are none yet), or,
+    when they exist (another user's first session made them), the rights on them that every session uses."""
+    if "permission denied for table" in said or "permission denied for sequence" in said:
+        return (
+            "Nothing was written. Let this user read and write the store's tables, which exist already: as their "
+            "owner, GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO USER; or use the "
+            "tables' owner's account."
+        )
+    return (
+        "Nothing was written. Let this user create and write the store's tables (GRANT CREATE ON SCHEMA public TO "
+        "USER, needed since PostgreSQL 15; or createdb --owner USER), or use the database owner's account."
+    )
+
+
 def _postgres(sql: str) -> str:
     """A query of :mod:`.protocol` (``finish_warnings``, ``left_running``: SQLite's dialect) in PostgreSQL's."""
     return sql.replace(" IS ?", " IS NOT DISTINCT FROM ?").replace("?", "%s")
@@ -104,11 +119,8 @@ class PostgresStore:
                 self._db.close()  # the server restarted or dropped us: one new connection, the same transaction
                 self._db = connect(self.url)
             except errors.InsufficientPrivilege as err:
-                raise StoreError(
-                    f"mitosis: the trial store {self.url} refused: {self._said(err)}. Nothing was written. Let this "
-                    "user create and write the store's tables (GRANT CREATE ON SCHEMA public TO USER, needed since "
-                    "PostgreSQL 15; or createdb --owner USER), or use the database owner's account."
-                ) from None
+                said = self._said(err)
+                raise StoreError(f"mitosis: the trial store {self.url} refused: {said}. {grant_advice(said)}") from None
             except errors.Error as err:
                 raise StoreError(
                     f"mitosis: the trial store {self.url} failed: {self._said(err)}. Nothing of this transaction "

@@ -220,6 +220,17 @@ class Reader:
         rows = self._source.rows(sql + " ORDER BY started DESC", args)
         return TrialRecords(self._record(r) for r in rows)
 
+    def unfinished(self, session: str, nodeid: str) -> TrialRecords:
+        """The trials of ``session`` (a full key) still ``running`` under the pytest node id ``nodeid``, newest
+        first: what an xdist worker that crashed while running that item left (see ``distributed.py``)."""
+        if self._source.version < 2:
+            return TrialRecords()
+        rows = self._source.rows(
+            "SELECT * FROM trials WHERE session = ? AND nodeid = ? AND status = 'running' ORDER BY started DESC",
+            [session, nodeid],
+        )
+        return TrialRecords(self._record(r) for r in rows)
+
     def states(self, debug: bool = False) -> dict[str, str]:
         """Every trial's key → :func:`~.records.trial_state`, read without decoding any record (debug trials when asked)."""
         rows = self._source.rows(

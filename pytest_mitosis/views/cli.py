@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..store import (
+    FILENAME,
     NoMatch,
     Reader,
     RecordsError,
@@ -91,16 +93,44 @@ def _trial_table(reader: Reader, records: list[TrialRecord]) -> str:
     return _table(rows)
 
 
-def history(reader: Reader, experiment: str | None, as_json: bool, debug: bool) -> str:
+def history(reader: Reader, experiment: str | None, as_json: bool, debug: bool, below: Path | None = None) -> str:
+    """One row per trial; for an empty store read by default, the stores one level ``below`` that hold trials."""
     records = reader.trials(experiment, debug=debug)
     if as_json:
         return json.dumps(_as_json(reader, records), indent=2)
     if not records:
-        hidden = (
-            "" if debug else " (debug trials are listed with --debug)" if reader.trials(experiment, debug=True) else ""
+        everything = reader.trials(experiment, debug=True)
+        hidden = "" if debug else " (debug trials are listed with --debug)" if everything else ""
+        elsewhere = stores_below(below) if below is not None and not everything and experiment is None else ""
+        return (
+            f"no trials{' of experiment ' + repr(experiment) if experiment else ''} in {reader.location}{hidden}"
+            f"{elsewhere}"
         )
-        return f"no trials{' of experiment ' + repr(experiment) if experiment else ''} in {reader.location}{hidden}"
     return _trial_table(reader, records)
+
+
+def stores_below(folder: Path) -> str:
+    """Lines naming the stores one level down (in a subfolder of the trials folder or of the current directory,
+    such as ``trials/debug`` of a run with ``--mitosis-trials-folder trials/debug``) that hold trials, with
+    the command that reads each: a store found empty or missing is often just the wrong folder."""
+    here = Path.cwd()
+    own = folder / FILENAME
+    candidates = sorted({*folder.glob(f"*/{FILENAME}"), *here.glob(f"*/{FILENAME}")} - {own})
+    lines = []
+    for path in candidates:
+        try:
+            with Reader(path.parent) as reader:
+                count = len(reader.trials(debug=True))
+        except (RecordsError, OSError):
+            continue  # not a store we can read: not worth pointing to
+        if count:
+            relative = os.path.relpath(path.parent, here)
+            shown = relative if not relative.startswith("..") else str(path.parent)
+            lines.append(
+                f"{path} holds {count} trial{'s' if count > 1 else ''}: "
+                f"python -m pytest_mitosis --trials-folder {shlex.quote(shown)} history"
+            )
+    return "".join(f"\n{line}" for line in lines)
 
 
 def sessions(reader: Reader, key: str, as_json: bool) -> str:
@@ -199,7 +229,12 @@ def _run(args: argparse.Namespace) -> str | None:
     folder = args.trials_folder.resolve() if args.trials_folder else default_trials_folder()
     # a folder named on the command line is read with its own mitosis.sqlite unless --store says otherwise
     store = args.store if args.store is not None else None if args.trials_folder else default_store()
-    with Reader(folder, store) as reader:
+    try:
+        opened = Reader(folder, store)
+    except RecordsError as err:
+        missing = store is None and args.command == "history" and not (folder / FILENAME).exists()
+        raise RecordsError(f"{err}{stores_below(folder) if missing else ''}") from None
+    with opened as reader:
         if args.command == "history":
             if args.session is not None:
                 if args.experiment is not None:
@@ -216,7 +251,7 @@ def _run(args: argparse.Namespace) -> str | None:
                     file=sys.stderr,
                 )
                 return None
-            return history(reader, args.experiment, args.json, args.debug)
+            return history(reader, args.experiment, args.json, args.debug, folder if store is None else None)
         if args.command == "status":
             from .status_text import status
 

@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from ..execution.runner import TrialOutcome
 
 
+#: the ``when`` of the failed report pytest-xdist makes for an item whose worker crashed while running it
+#: (see ``distributed.py``, which adds the trial's key to it)
+CRASHED = "???"
+
+
 def user_properties(outcome: TrialOutcome, session: str | None = None) -> list[tuple[str, Any]]:
     """``main`` first (the metric CI reads), then ``mitosis.*`` provenance (``mitosis.session``: the key of
     the pytest session that ran the trial) and metrics."""
@@ -130,8 +135,9 @@ def header_lines(pyproject: Path, trials_folder: str, cwd: str, seed: int, debug
     return lines
 
 
-def session_line(key: str, rows: list[SummaryRow]) -> str:
-    """The terminal summary's last word: the session's key, what ran, and how to find it again."""
+def session_line(key: str, rows: list[SummaryRow], options: str = "") -> str:
+    """The terminal summary's last word: the session's key, what ran, and how to find it again
+    (``options``: what ``python -m pytest_mitosis`` needs to find this session's store, see ``session_end.py``)."""
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.outcome] = counts.get(row.outcome, 0) + 1
@@ -139,4 +145,5 @@ def session_line(key: str, rows: list[SummaryRow]) -> str:
     shown = ", ".join(f"{counts[o]} {o}" for o in (*order, *sorted(set(counts) - set(order))) if o in counts)
     total = sum(counts.values())
     what = f"{total} trial{'s' if total != 1 else ''}" + (f" ({shown})" if shown else "")
-    return f"mitosis session {key}: {what}; python -m pytest_mitosis history --session {key}"
+    command = " ".join(filter(None, ("python -m pytest_mitosis", options, f"history --session {key}")))
+    return f"mitosis session {key}: {what}; {command}"
