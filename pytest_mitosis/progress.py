@@ -53,7 +53,8 @@ class Progress:
     def __init__(self, reporter: Any, every: float, workers: int = 1) -> None:
         self.reporter = reporter
         self.tw = getattr(reporter, "_tw", None)
-        self.tty = bool(reporter is not None and reporter.isatty() and getattr(self.tw, "hasmarkup", False))
+        isatty = getattr(reporter, "isatty", False)  # a method since pytest 8.4, a bool before
+        self.tty = bool((isatty() if callable(isatty) else isatty) and getattr(self.tw, "hasmarkup", False))
         self.lines = reporter is not None and not self.tty and reporter.verbosity >= 0
         self.every = every
         self.workers = max(1, workers)
