@@ -41,6 +41,10 @@ class DistributedHooks:
         from .remote import controller
 
         self._workers += 1
+        popen = getattr(getattr(getattr(node, "gateway", None), "_io", None), "popen", None)  # execnet's popen gateway
+        pid = getattr(popen, "pid", None)
+        if isinstance(pid, int):
+            self.mitosis.worker_pids.append(pid)
         node.workerinput["mitosis_seed"] = self.mitosis.seed
         node.workerinput["mitosis_session"] = self.mitosis.session_key
         controller(self.mitosis).configure_node(node)

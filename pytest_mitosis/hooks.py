@@ -38,9 +38,28 @@ def check_ci_paths(settings: Any) -> None:
             raise pytest.UsageError(problem)
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    """SIGTERM (batch schedulers, CI runners) stops the session the way Ctrl-C does."""
-    raise KeyboardInterrupt
+class _Terminate:
+    """SIGTERM (batch schedulers, CI runners) stops the session the way Ctrl-C does.
+
+    On pytest-xdist's controller it is passed on to the local workers first.
+
+    Ctrl-C reaches every process of the terminal's group; ``kill PID`` (or a scheduler's SIGTERM)
+    reaches the controller alone, and its workers went on starting trials for seconds while it waited
+    for them. Each worker stops its running trial (recorded ``interrupted``) and takes no other.
+    """
+
+    def __init__(self, workers: list[int]) -> None:
+        self.workers = workers
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        import signal
+
+        for pid in self.workers:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass  # gone already
+        raise KeyboardInterrupt
 
 
 class MitosisHooks:
@@ -215,10 +234,7 @@ class MitosisHooks:
             return (yield)
         with progress.lock:
             progress.erase()
-            progress.started(nodeid)
-            result = yield
-        self._beat_session()
-        return result
+            return (yield)
 
     def _beat_session(self) -> None:
         from .store import StoreError
@@ -240,7 +256,10 @@ class MitosisHooks:
         with progress.lock:
             progress.erase()
             result = yield
-            if report.when in ("call", CRASHED) or (report.when == "setup" and not report.passed):
+            if report.when == "setup" and report.passed:
+                progress.started(report.nodeid, report.duration)
+                self._beat_session()
+            elif report.when in ("call", CRASHED) or (report.when == "setup" and not report.passed):
                 props = dict(report.user_properties)
                 main = props.get("main")
                 outcome = "error" if report.when == "setup" and report.failed else report.outcome
@@ -287,7 +306,7 @@ class MitosisHooks:
             threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN
         ):
-            self._sigterm = signal.signal(signal.SIGTERM, _terminate)
+            self._sigterm = signal.signal(signal.SIGTERM, _Terminate(self.mitosis.worker_pids))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

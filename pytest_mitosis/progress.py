@@ -63,6 +63,9 @@ class Progress:
         self.remaining: Counter[str] = Counter()
         self.durations: dict[str, list[float]] = defaultdict(list)
         self.running: dict[str, Running] = {}
+        #: trials that passed their setup so far (the number a "started" line shows)
+        self.begun = 0
+        self._setup: dict[str, float] = {}
         self._drawn = False
         self._drawn_at = 0.0
         #: held while something writes to the terminal (the xdist controller's watcher is a thread)
@@ -81,9 +84,13 @@ class Progress:
         self.selected = len(experiments)
         self.remaining = Counter(experiments)
 
-    def started(self, nodeid: str) -> None:
-        if self.lines:
-            self._line(f"mitosis [{self.done + 1}/{self.selected}] {_short(nodeid)}: started")
+    def started(self, nodeid: str, setup: float) -> None:
+        """A trial passed its setup (its guards): it runs now. A trial refused or skipped at setup never "started"."""
+        with self.lock:
+            self.begun += 1
+            self._setup[nodeid] = setup
+            if self.lines:
+                self._line(f"mitosis [{self.begun}/{self.selected}] {_short(nodeid)}: started")
 
     def tick(self, key: str, name: str, state: dict[str, Any]) -> None:
         """A running trial's state (about every second from its kernel's loop, or from a heartbeat)."""
@@ -103,9 +110,11 @@ class Progress:
                 )
 
     def finished(self, nodeid: str, outcome: str, seconds: float, main: str | None, key: str | None) -> None:
-        """A trial's report: its outcome counts, its time feeds the estimate."""
+        """A trial's report: its outcome counts, its time (setup included) feeds the estimate. A trial skipped by
+        ``--mitosis-resume`` counts, silently: the plan line said how many there are."""
         with self.lock:
             experiment = _experiment(nodeid)
+            seconds += self._setup.pop(nodeid, 0.0)
             self.counts[outcome] += 1
             if self.remaining[experiment] > 0:
                 self.remaining[experiment] -= 1
@@ -113,7 +122,7 @@ class Progress:
                 self.durations[experiment].append(seconds)
             if key is not None:
                 self.running.pop(key, None)
-            if self.lines:
+            if self.lines and outcome != "skipped":
                 shown = f", main={main}" if main is not None else ""
                 self._line(
                     f"mitosis [{self.done}/{self.selected}] {_short(nodeid)}: {outcome} in {span(seconds)}{shown}"
@@ -141,9 +150,15 @@ class Progress:
 
     # -- drawing ---------------------------------------------------------------------------------
 
+    def counted(self) -> str:
+        """``3 passed, 1 failed`` (and the errors and skips, when there are)."""
+        shown = [f"{self.counts['passed']} passed", f"{self.counts['failed']} failed"]
+        shown += [f"{self.counts[o]} {o}" for o in ("error", "skipped") if self.counts[o]]
+        return ", ".join(shown)
+
     def status(self) -> str:
         """The status line's text (before it is cut to the terminal's width)."""
-        counts = f"{self.counts['passed']} passed, {self.counts['failed']} failed"
+        counts = self.counted()
         running = " · ".join(
             f"{t.name} [{t.key}] {_where(t)} {span(t.elapsed)}" + (f": {t.line}" if t.line else "")
             for t in self.running.values()
@@ -154,12 +169,13 @@ class Progress:
         """The status line after the cursor, at most once a second (the cursor stays where pytest left it)."""
         if not self.tty or self.tw is None or time.monotonic() - self._drawn_at < 0.9:
             return
-        room = self.tw.fullwidth - _current_width(self.tw) - 2
-        if room < 20:
-            return
-        text = self.status()
-        text = text if len(text) <= room else text[: room - 1] + "…"
-        self._raw(f"{SAVE} {text}{CLEAR}{RESTORE}")
+        with self._uncaptured():  # the terminal's width too: while pytest captures, it cannot be asked (80)
+            room = self.tw.fullwidth - _current_width(self.tw) - 2
+            if room < 20:
+                return
+            text = self.status()
+            text = text if len(text) <= room else text[: room - 1] + "…"
+            self._raw(f"{SAVE} {text}{CLEAR}{RESTORE}")
         self._drawn, self._drawn_at = True, time.monotonic()
 
     def _raw(self, text: str) -> None:
@@ -186,7 +202,10 @@ class Progress:
                 self._drawn, self._drawn_at = False, 0.0
 
     def _line(self, text: str) -> None:
+        """A line of its own, even after what pytest-xdist wrote on the current line without pytest's bookkeeping."""
         with self.lock, self._uncaptured():
+            if self.tw is not None and _current_width(self.tw) > 0:
+                self.tw.line()
             self.reporter.write_line(text)
 
     # -- under pytest-xdist: the workers' trials, from the store's heartbeats -----------------
@@ -224,6 +243,8 @@ class Progress:
                 "done": self.done,
                 "passed": self.counts["passed"],
                 "failed": self.counts["failed"],
+                "skipped": self.counts["skipped"],
+                "error": self.counts["error"],
                 "ends": self.ends(),
             }
 

@@ -38,9 +38,12 @@ def explicit_selection(config: pytest.Config, settings: Settings) -> str | None:
     ``PYTEST_ADDOPTS``, ``--deselect`` (it removes a few, it does not choose),
     ``--mitosis-param`` (it narrows one axis: the trials left are counted), ``--mitosis-eval``
     (repeating it *makes* an axis) and ``--mitosis-steps`` (a chain is what to run, not how
-    much of its sweep).
+    much of its sweep). ``--mitosis-resume`` typed on the command line counts: it continues a sweep
+    that was started once already (its size accepted then), and runs only what is missing of it.
     """
     typed = [a for a in config.invocation_params.args if isinstance(a, str)]
+    if "--mitosis-resume" in typed:
+        return "--mitosis-resume"
     for arg in typed:
         for option in _SELECTING:
             if arg == option or arg.startswith(option + "=") or (len(option) == 2 and arg.startswith(option)):

@@ -83,6 +83,8 @@ class MitosisSession:
         #: whether this process wrote the session's row (the controller, once trials are about to run)
         self.session_recorded = False
         self._commit_files: Any = None
+        #: pytest-xdist's local workers (the controller passes a SIGTERM on to them: see hooks.py)
+        self.worker_pids: list[int] = []
         #: the sweep's progress line (or log lines), on the process that reports (see progress.py)
         self.progress: Any = None
         self._beaten = 0.0

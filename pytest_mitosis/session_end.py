@@ -126,12 +126,19 @@ class SessionEndHooks:
     def _rows_from_workers(self) -> None:
         """Under pytest-xdist, once interrupted, the controller reads no more reports: a worker's
         interrupted trial sends none, and trials a worker finished meanwhile are never shown. Their rows
-        come from the store: every trial recorded with this session's key that the summary does not
-        list yet, with the status the worker recorded."""
+        come from the store, once the local workers have exited (each records its trial first): every
+        trial recorded with this session's key that the summary does not list yet, with the status the
+        worker recorded."""
+        import time
+
+        from .core.processes import running
         from .store import Reader, RecordsError
         from .views.summary import SummaryRow
 
         mitosis = self.mitosis
+        deadline = time.monotonic() + 15.0  # each worker records its interrupted trial, then exits
+        while any(running(pid) for pid in mitosis.worker_pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
         shown = {row.key for row in mitosis.rows}
         prefix = os.path.relpath(self.settings.pyproject, self.config.rootpath).replace(os.sep, "/")
         try:

@@ -128,12 +128,15 @@ def module_files(root: Path, modules: Iterable[str]) -> list[Path]:
 
 
 def changed_message(changed: list[str], commit: str, when: str) -> str:
-    """Why a trial fails: the files it depends on are not the commit's (``when``: before or after it ran)."""
-    shown = "\n".join(f"  {line}" for line in changed[:10])
-    more = f"\n  ... and {len(changed) - 10} more" if len(changed) > 10 else ""
+    """Why a trial fails: the files it depends on are not the commit's (``when``: before or after it ran).
+
+    The files come first, on the first line: pytest's short summary keeps only that line's start.
+    """
+    named = [f"{path} ({what})" for what, _, path in (line.partition(": ") for line in changed)]
+    shown = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
+    verb = "is" if len(named) == 1 else "are"
     return (
-        f"the investigation's code changed {when}: these files it depends on are not those of commit "
-        f"{commit[:8]}, which its record would name:\n{shown}{more}\n"
-        "Commit the change (or undo it), then run the rest of the sweep with --mitosis-resume: it runs only the "
-        "trials that have not passed at the new commit."
+        f"{shown} {verb} not as in commit {commit[:8]} (the investigation's code changed {when}), which its record "
+        "would name. Commit the change (or undo it), then run the rest of the sweep with --mitosis-resume: it runs "
+        "only the trials that have not passed at the commit then checked out."
     )

@@ -122,6 +122,15 @@ def marked(variable: str, value: str, session: int | None = None, exclude: Itera
     return found
 
 
+def running(pid: int) -> bool:
+    """True while ``pid`` runs: exists and has not exited (a zombie waiting for its parent has). Where there is
+    no ``/proc`` to tell, as :func:`alive`."""
+    if not scannable():
+        return alive(pid)
+    stat = _stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
 def _running(process: Process) -> bool:
     stat = _stat(process.pid)
     return stat is not None and stat[0] not in ("Z", "X") and stat[2] == process.started

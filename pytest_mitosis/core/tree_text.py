@@ -96,8 +96,10 @@ def difference(old: Any, new: Any, where: str = "") -> str | None:
 
 
 def span(seconds: float) -> str:
-    """A duration as the terminal views write it: ``42s``, ``3m05s``, ``2h03m``."""
-    seconds = max(0, int(seconds))
+    """A duration as the terminal views write it: ``4.2s``, ``42s``, ``3m05s``, ``2h03m``."""
+    if seconds < 9.95:
+        return f"{max(0.0, seconds):.1f}s"
+    seconds = int(seconds)
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:

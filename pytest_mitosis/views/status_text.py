@@ -35,7 +35,7 @@ def status(reader: Reader, as_json: bool, table: Callable[[list[list[str]]], str
                         "host": t.host,
                         "started": t.started,
                         "heartbeat": t.beat,
-                        "alive": t.beat is not None and now - t.beat <= STALE,
+                        "alive": (now - t.started <= STALE) if t.beat is None else now - t.beat <= STALE,
                         **t.state,
                     }
                     for t in trials
@@ -49,8 +49,8 @@ def status(reader: Reader, as_json: bool, table: Callable[[list[list[str]]], str
     rows = [["session", "host", "trial", "key", "step", "elapsed", "heartbeat", "last line"]]
     for t in trials:
         state = t.state
-        if t.beat is None:
-            beat = "none yet"
+        if t.beat is None:  # a trial's first beat comes a second after it starts: much later, it is gone
+            beat = "none yet" if now - t.started <= STALE else "none: dead?"
         elif now - t.beat > STALE:
             beat = f"{span(now - t.beat)} ago: dead?"
         else:
@@ -73,7 +73,9 @@ def status(reader: Reader, as_json: bool, table: Callable[[list[list[str]]], str
         st = {k: cell(v) for k, v in s.state.items()}  # a crafted store's text stays on its line
         lines.append(
             f"session {cell(s.key)} on {cell(s.host)}: {st.get('done', '?')} of {st.get('selected', '?')} done "
-            f"({st.get('passed', 0)} passed, {st.get('failed', 0)} failed), {st.get('ends', 'end unknown')}; "
+            f"({st.get('passed', 0)} passed, {st.get('failed', 0)} failed"
+            + "".join(f", {st[o]} {o}" for o in ("error", "skipped") if st.get(o, "0") != "0")
+            + f"), {st.get('ends', 'end unknown')}; "
             f"heartbeat {span(now - (s.beat or now))} ago"
         )
     return "\n".join(lines)

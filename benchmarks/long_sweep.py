@@ -1,0 +1,463 @@
+"""What the status line and the heartbeats cost a sweep (issue 23), measured side by side with them off.
+
+    python benchmarks/long_sweep.py [--repeat 5] [--long-repeat 3] [--trial-seconds 12] [--out docs/benchmarks.md]
+
+Issue 23 added, to every running trial, a tick about every second (the status line on a terminal,
+the log lines off it) and a heartbeat in the store every ``mitosis_heartbeat_every`` seconds (5);
+its target: they cost the 16-trial sweep of ``benchmarks/run.py`` less than 2%, and the heartbeat
+costs a running trial less than 1% of its time. Two investigations, each run in these settings:
+
+- **all off**: output a pipe, ``-q`` (no log lines), ``-o mitosis_heartbeat_every=0``;
+- **heartbeats only**: output a pipe, ``-q``, heartbeats every 5 s;
+- **status line + heartbeats**: output a pseudo-terminal (``pty``, 160 columns), ``-q``, heartbeats;
+- **log lines + heartbeats**: output a pipe, default verbosity (a line per trial start and end);
+- **terminal, all off** (the 16-trial sweep only): the pseudo-terminal with ``NO_COLOR=1`` (pytest's
+  writer has no markup, so no status line is drawn) and no heartbeats: what the terminal itself costs.
+
+The sine trials of the 16-trial sweep last a fraction of a second: the first tick comes after a
+second, so that sweep mostly shows the per-trial work (start and end lines, the session's beat).
+The second investigation has 4 trials of ``--trial-seconds`` (12) whose step sleeps in small steps
+and prints a line every 0.5 s: ticks, draws and heartbeats really happen there. Its wall time is
+mostly sleep, which hides any cost, so the CPU time of the pytest process (``os.times()`` at its
+exit, every thread: the ticks, the status line and the heartbeats all run there) is reported as
+well. A probe plugin (``-p``, written into the temporary folder) counts the ticks
+and heartbeats each run made; the pseudo-terminal's output counts the status line's draws.
+Finally one heartbeat write is timed alone, in this process, on the long investigation's store.
+
+Cases are interleaved round-robin (a busy moment of the shared machine hurts every setting alike),
+after one warm-up of the 16-trial sweep; medians with the range, ratios computed within this run
+(of the medians, and the median of each round's paired ratio). The machine's load is sampled
+around every round. Writes the section "Long sweeps: the status line and heartbeats (issue 23)"
+of ``--out`` (other sections are kept as they are; ``benchmarks/run.py`` keeps this one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import importlib.util
+import json
+import os
+import pty
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+HEADING = "## Long sweeps: the status line and heartbeats (issue 23)"
+COLUMNS = 160
+PROBE = "mitosis_bench_probe"
+
+
+def _load_run() -> ModuleType:
+    """benchmarks/run.py as a module: its ``prepare()`` builds the 16-trial sweep this script measures."""
+    spec = importlib.util.spec_from_file_location("mitosis_bench_run", HERE / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+#: loaded into the measured pytest with ``-p``: what the process used and did, written at its exit
+PROBE_PLUGIN = '''
+"""benchmarks/long_sweep.py's probe: CPU time, ticks and heartbeats of this pytest process, at its exit."""
+import atexit
+import json
+import os
+
+from pytest_mitosis.session import MitosisSession
+from pytest_mitosis.store.sqlite import SQLiteStore
+
+_PID = os.getpid()
+_COUNTS = {"ticks": 0, "beats": 0}
+
+
+def _counted(function, name):
+    def counted(*args, **kwargs):
+        _COUNTS[name] += 1
+        return function(*args, **kwargs)
+
+    return counted
+
+
+MitosisSession.on_progress = _counted(MitosisSession.on_progress, "ticks")
+SQLiteStore.beat = _counted(SQLiteStore.beat, "beats")
+
+
+def _write():
+    if os.getpid() != _PID:  # a process forked from pytest's exits: not ours to report
+        return
+    used = os.times()
+    with open(os.environ["MITOSIS_BENCH_PROBE"], "w") as stream:
+        json.dump({"cpu": used.user + used.system, **_COUNTS}, stream)
+
+
+atexit.register(_write)
+'''
+
+#: a step that runs ``seconds`` and prints a line every half second (4 variants)
+LONG_STEP = '''
+"""A long trial: sleeps in small steps for ``seconds`` and prints a line every half second."""
+import time
+
+lookup_dict = {"seed": {f"s{i}": i for i in range(4)}}
+
+
+def run(seed, seconds):
+    started = printed = time.monotonic()
+    lines = 0
+    while (now := time.monotonic()) - started < seconds:
+        if now - printed >= 0.5:
+            lines += 1
+            printed = now
+            print(f"trial {seed}: line {lines} after {now - started:.1f} s", flush=True)
+        time.sleep(0.05)
+    return {"main": float(lines)}
+'''
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    args: tuple[str, ...]
+    terminal: bool = False
+    env: tuple[tuple[str, str], ...] = ()
+
+
+OFF = ("-o", "mitosis_heartbeat_every=0")
+SETTINGS = {
+    "a": Setting("all off", ("-q", *OFF)),
+    "b": Setting("heartbeats only", ("-q",)),
+    "c": Setting("status line + heartbeats", ("-q",), terminal=True),
+    "d": Setting("log lines + heartbeats", ()),
+    "e": Setting("terminal, all off", ("-q", *OFF), terminal=True, env=(("NO_COLOR", "1"),)),
+}
+
+
+@dataclass
+class Run:
+    wall: float  # seconds
+    cpu: float  # CPU seconds (user + system) of the pytest process, every thread
+    ticks: int  # a running trial's state handed to the session (about every second)
+    beats: int  # heartbeats written to the store (trials' and the session's)
+    draws: int  # status lines drawn (the terminal's save-cursor sequences)
+    busy: float  # share of the machine's cores busy during the run (ours and everybody else's)
+
+
+def _busy_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
+    with open("/proc/stat") as stream:
+        values = [int(v) for v in stream.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def others(seconds: float = 3.0) -> float:
+    """Share of the machine's cores busy while nothing of this benchmark runs: the other work on it."""
+    busy0, total0 = _busy_jiffies()
+    time.sleep(seconds)
+    busy1, total1 = _busy_jiffies()
+    return (busy1 - busy0) / max(1, total1 - total0)
+
+
+def _read_all(fd: int, into: bytearray) -> None:
+    """Everything written to ``fd`` until its writers are gone (a pipe's EOF, a pty's EIO)."""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        into += chunk
+
+
+def measure(argv: list[str], cwd: Path, env: dict[str, str], terminal: bool, probe: Path) -> Run:
+    """Run ``argv`` with its output on a pipe or a pseudo-terminal (read all along, as a terminal would)."""
+    out = bytearray()
+    if terminal:
+        reading, writing = pty.openpty()
+        fcntl.ioctl(writing, termios.TIOCSWINSZ, struct.pack("HHHH", 50, COLUMNS, 0, 0))
+    else:
+        reading, writing = os.pipe()
+    probe.unlink(missing_ok=True)
+    busy0, total0 = _busy_jiffies()
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=writing, stderr=writing, start_new_session=True
+    )
+    os.close(writing)
+    reader = threading.Thread(target=_read_all, args=(reading, out), daemon=True)
+    reader.start()
+    proc.wait()
+    wall = time.perf_counter() - started
+    busy1, total1 = _busy_jiffies()
+    reader.join(timeout=30)
+    os.close(reading)
+    text = out.decode(errors="replace")
+    if proc.returncode != 0 or not probe.exists():
+        raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(argv)}\n{text[-3000:]}")
+    seen = json.loads(probe.read_text())
+    return Run(
+        wall=wall,
+        cpu=float(seen["cpu"]),
+        ticks=int(seen["ticks"]),
+        beats=int(seen["beats"]),
+        draws=text.count("\x1b7"),
+        busy=(busy1 - busy0) / max(1, total1 - total0),
+    )
+
+
+def long_investigation(base: Path, seconds: float, git_repo: Callable[[Path], None]) -> Path:
+    """4 trials of ``seconds`` each, a line printed every half second, in a git repository of its own."""
+    folder = base / "long"
+    folder.mkdir()
+    (folder / "long_experiment.py").write_text(LONG_STEP.lstrip())
+    (folder / "pyproject.toml").write_text(
+        '[tool.mitosis]\ntrials-folder = "trials"\n\n'
+        '[tool.mitosis.steps]\nwait = ["long_experiment:run", "long_experiment:lookup_dict"]\n\n'
+        f'[tool.mitosis.experiments]\nlong = {{ steps = ["wait"], eval = {{ "wait.seconds" = "{seconds:g}" }} }}\n\n'
+        "[tool.pytest.ini_options]\n"
+    )
+    (folder / ".gitignore").write_text("trials/\n__pycache__/\n")
+    git_repo(folder)
+    return folder
+
+
+def beat_cost(trials: Path, count: int = 1000) -> float:
+    """Seconds one trial heartbeat takes to write on ``trials``' store (the median of 10 batches' means)."""
+    from pytest_mitosis.store import SQLiteStore
+
+    store = SQLiteStore(trials)
+    state = {
+        "phase": "step",
+        "step": "wait",
+        "line": "trial 3: line 17 after 8.5 s",
+        "elapsed": 8.5,
+        "name": "long[s3]",
+        "nodeid": "pyproject.toml::long[s3]",
+    }
+    batch = max(1, count // 10)
+    times = []
+    for _ in range(10):
+        started = time.perf_counter()
+        for _ in range(batch):
+            store.beat("trial", "benchbeat", "benchsession", state)
+        times.append((time.perf_counter() - started) / batch)
+    store.close()
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each setting of the 16-trial sweep")
+    parser.add_argument("--long-repeat", type=int, default=3, help="runs of each setting of the long investigation")
+    parser.add_argument("--trial-seconds", type=float, default=12.0, help="how long each long trial runs")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    run_py = _load_run()
+    base = Path(tempfile.mkdtemp(prefix="mitosis-long-sweep-"))
+    probe_dir = base / "probe"
+    probe_dir.mkdir()
+    (probe_dir / f"{PROBE}.py").write_text(PROBE_PLUGIN.lstrip())
+    probe = base / "probe.json"
+    sweep = run_py.prepare(base)["sweep"]
+    long = long_investigation(base, args.trial_seconds, run_py.git_repo)
+    env = {**os.environ, **run_py.GIT, "PYTHONPATH": str(probe_dir), "MITOSIS_BENCH_PROBE": str(probe)}
+    for name in ("PYTEST_ADDOPTS", "PY_COLORS", "NO_COLOR", "FORCE_COLOR"):
+        env.pop(name, None)
+    env.update(TERM="xterm-256color", COLUMNS=str(COLUMNS))
+    pytest = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", PROBE, "--mitosis"]
+    investigations = {
+        SINE: Investigation(sweep, args.repeat, "abcde", 0.0),
+        LONG: Investigation(long, args.long_repeat, "abcd", 4 * args.trial_seconds),
+    }
+
+    def run(folder: Path, setting: Setting) -> Run:
+        return measure([*pytest, *setting.args], folder, {**env, **dict(setting.env)}, setting.terminal, probe)
+
+    machine = Machine(uptime=[_uptime()], load=[], others=[others()])
+    run(sweep, SETTINGS["a"])  # warm-up: bytecode, page cache
+    runs: dict[tuple[str, str], list[Run]] = {}
+    for round_ in range(max(i.repeat for i in investigations.values())):
+        for title, investigation in investigations.items():
+            if round_ >= investigation.repeat:
+                continue
+            for letter in investigation.settings:
+                done = run(investigation.folder, SETTINGS[letter])
+                runs.setdefault((title, letter), []).append(done)
+                print(
+                    f"round {round_ + 1}: {title}, {letter} ({SETTINGS[letter].name}): {done.wall:.2f} s, "
+                    f"CPU {done.cpu:.2f} s, {done.ticks} ticks, {done.beats} beats, {done.draws} draws, "
+                    f"machine {100 * done.busy:.0f}% busy",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        machine.load.append(os.getloadavg()[0])
+    machine.others.append(others())
+    machine.uptime.append(_uptime())
+    beat = beat_cost(long / "trials")
+    section = report(runs, investigations, args, machine, beat)
+    write_section(args.out, section)
+    shutil.rmtree(base, ignore_errors=True)
+    print("\n".join(section))
+
+
+SINE = "16-trial sine sweep"
+LONG = "4 long trials"
+
+
+@dataclass
+class Investigation:
+    folder: Path
+    repeat: int
+    settings: str  # the letters of SETTINGS it runs in
+    trial_seconds: float  # how long its trials run together (0: not a long one)
+
+
+@dataclass
+class Machine:
+    """How busy the shared machine was: ``uptime``, the 1-minute load after each round, others' share."""
+
+    uptime: list[str]
+    load: list[float]
+    others: list[float]  # share of the cores busy before and after the runs, nothing of ours running
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def spread(values: list[float], digits: int = 2) -> str:
+    return f"{min(values):.{digits}f}–{max(values):.{digits}f}"
+
+
+def report(
+    runs: dict[tuple[str, str], list[Run]],
+    investigations: dict[str, Investigation],
+    args: argparse.Namespace,
+    machine: Machine,
+    beat: float,
+) -> list[str]:
+    """The section's Markdown lines."""
+    cores = os.cpu_count() or 1
+    busy = [r.busy for found in runs.values() for r in found]
+    lines = [
+        HEADING,
+        "",
+        f"Measured by `python benchmarks/long_sweep.py --repeat {args.repeat} --long-repeat {args.long_repeat} "
+        f"--trial-seconds {args.trial_seconds:g}` on {cores} cores, Python {sys.version.split()[0]}, "
+        f"{time.strftime('%Y-%m-%d')}: each setting of each investigation run in turn, round after round, after "
+        "one warm-up; medians with the range. The machine is shared: `uptime` before, "
+        f"`{machine.uptime[0]}`; after, `{machine.uptime[-1]}`; load average (1 min) after each round "
+        f"{', '.join(f'{one:.1f}' for one in machine.load)}. With nothing of this benchmark running, "
+        f"{100 * machine.others[0]:.0f}% of the cores were busy before the runs and "
+        f"{100 * machine.others[-1]:.0f}% after; during the runs {100 * min(busy):.0f}–{100 * max(busy):.0f}% "
+        f"(median {100 * med(busy):.0f}%), the benchmark's own work included.",
+        "",
+        "Settings: **a** all off (output a pipe, `-q`, `-o mitosis_heartbeat_every=0`); **b** heartbeats "
+        "only (a pipe, `-q`, a heartbeat every 5 s); **c** status line + heartbeats (a pseudo-terminal, "
+        f"{COLUMNS} columns, `-q`); **d** log lines + heartbeats (a pipe, default verbosity: a line per "
+        "trial start and end); **e** (16-trial sweep only) terminal, all off (the pseudo-terminal with "
+        "`NO_COLOR=1`: no status line; no heartbeats). The 16-trial sweep is benchmarks/run.py's (sine "
+        f"trials of a fraction of a second); the {LONG} are 4 trials of {args.trial_seconds:g} s each "
+        "whose step sleeps in steps of 50 ms and prints a line every 0.5 s. CPU: user + system time of "
+        "the pytest process (all its threads, at its exit), where the ticks, the status line and the "
+        "heartbeats run. Ticks: a running trial's state handed to the session (about every second, in "
+        "every setting); beats: heartbeats written to the store (a trial's at its first tick and every "
+        "5 s, the session's at most every 2 s when progress is shown); draws: status lines drawn.",
+        "",
+        "| investigation | setting | wall median (s) | wall range (s) | CPU, pytest (s) | CPU range (s) "
+        "| ticks | beats | draws | runs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (title, letter), found in runs.items():
+        walls, cpus = [r.wall for r in found], [r.cpu for r in found]
+        lines.append(
+            f"| {title} | {letter}: {SETTINGS[letter].name} | {med(walls):.2f} | {spread(walls)} | {med(cpus):.2f} | "
+            f"{spread(cpus)} | {med([r.ticks for r in found]):.0f} | {med([r.beats for r in found]):.0f} | "
+            f"{med([r.draws for r in found]):.0f} | {len(found)} |"
+        )
+    lines += [
+        "",
+        "Ratios within this run: of the medians, and the median (range) of each round's paired ratio (the "
+        "two runs of a round ran a few seconds apart).",
+        "",
+        "| investigation | ratio | wall: of medians | wall: paired | CPU, pytest: of medians | CPU, pytest: paired "
+        "| target |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for title, investigation in investigations.items():
+        pairs = [(x, "a") for x in investigation.settings[1:]] + [("c", "e")] * ("e" in investigation.settings)
+        for top, bottom in pairs:
+            wall, cpu = ratios(runs[(title, top)], runs[(title, bottom)])
+            target = "< 1.02" if title == SINE and top in "bcd" else ""
+            lines.append(f"| {title} | {top}/{bottom} | {wall} | {cpu} | {target} |")
+    long = investigations[LONG]
+    added = {
+        letter: med([o.cpu - b.cpu for o, b in zip(runs[(LONG, letter)], runs[(LONG, "a")])]) / long.trial_seconds
+        for letter in "bcd"
+    }
+    beats = med([r.beats for r in runs[(LONG, "b")]])
+    lines += [
+        "",
+        f"Per second of a running trial: the {LONG}' added CPU time of the pytest process (the median of the "
+        f"paired differences to **a**) over the trials' {long.trial_seconds:g} s a run; the heartbeat's target "
+        "is less than 1% of a running trial's time.",
+        "",
+        "| what | CPU per trial-second | target |",
+        "|---|---|---|",
+        f"| heartbeats (b − a) | {100 * added['b']:.2f}% | < 1% |",
+        f"| status line + heartbeats (c − a) | {100 * added['c']:.2f}% |  |",
+        f"| log lines + heartbeats (d − a) | {100 * added['d']:.2f}% |  |",
+        f"| one heartbeat write alone, every 5 s ({beat * 1000:.3f} ms: 1,000 writes timed in-process on the "
+        f"long investigation's SQLite store) | {100 * beat / 5:.4f}% | < 1% |",
+        "",
+        f"In **b** the pytest process wrote {beats:.0f} heartbeats a run ({beats / long.trial_seconds:.2f} a "
+        f"trial-second). Spread of the CPU time between runs of the same setting, for scale: "
+        + "; ".join(f"{title} **a** {spread([r.cpu for r in runs[(title, 'a')]])} s" for title in investigations)
+        + ".",
+    ]
+    return lines
+
+
+def ratios(top: list[Run], bottom: list[Run]) -> tuple[str, str]:
+    """Wall and CPU ratios of ``top`` to ``bottom``: of the medians, and paired round by round."""
+    cells = []
+    for of in ("wall", "cpu"):
+        tops, bottoms = [getattr(r, of) for r in top], [getattr(r, of) for r in bottom]
+        paired = [t / b for t, b in zip(tops, bottoms)]
+        cells.append(f"{med(tops) / med(bottoms):.3f} | {med(paired):.3f} ({spread(paired, 3)})")
+    return cells[0], cells[1]
+
+
+def write_section(out: Path, section: list[str]) -> None:
+    """Put ``section`` in ``out`` in place of its previous version (at the end if it has none)."""
+    text = out.read_text(encoding="utf-8") if out.exists() else "# Benchmarks\n"
+    new = "\n".join(section).rstrip() + "\n"
+    start = text.find("\n" + HEADING + "\n")
+    if start < 0:
+        out.write_text(text.rstrip() + "\n\n" + new)
+        return
+    end = text.find("\n## ", start + 1)
+    out.write_text(text[: start + 1] + new + (text[end:] if end >= 0 else ""))
+
+
+if __name__ == "__main__":
+    main()
