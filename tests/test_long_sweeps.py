@@ -7,6 +7,8 @@ A. four trials in one session; the step module is edited while trial n1 runs: n0
    ("changed while the trial ran"), n2 and n3 are refused at setup ("since the session started");
 B. the same under ``-n 2``, with ``pyproject.toml`` edited while two trials run: nothing passes;
 C. a session stopped by Ctrl-C while n2 runs (pytest's cache on): exit 2, n2 is in ``lastfailed``;
+E. SIGTERM to the ``-n 2`` controller alone while two trials run: both workers stop theirs (recorded
+   ``interrupted``, listed, in ``lastfailed``) and start no other;
 D. ``--mitosis-resume``: the plan line counts the trials that passed at this commit, which are
    skipped (naming the trial that passed); the others run.
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -107,6 +111,21 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     lastfailed = root / ".pytest_cache" / "v" / "cache" / "lastfailed"
     found["lastfailed"] = json.loads(lastfailed.read_text()) if lastfailed.exists() else {}
 
+    # E: SIGTERM to the xdist controller alone (kill PID, a scheduler) while two trials run, pytest's cache on
+    for path in (root / "markers").iterdir():
+        path.unlink()
+    _hold(root, "n0", "n1", "n2", "n3")
+    shutil.rmtree(root / ".pytest_cache", ignore_errors=True)
+    before = {r["key"] for r in _rows(root)}
+    proc = _start(root, "-n", "2", cache=True)
+    wait_until("two trials started", lambda: len(list((root / "markers").glob("started-*"))) >= 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    found["E"] = _end(proc)
+    _release(root)
+    found["E rows"] = [r for r in _rows(root) if r["key"] not in before]
+    found["E lastfailed"] = json.loads(lastfailed.read_text()) if lastfailed.exists() else {}
+    found["E started"] = sorted(p.name for p in (root / "markers").glob("started-*"))
+
     # D: resume
     proc = _start(root, "--mitosis-resume", "-rs")
     found["D"] = _end(proc)
@@ -161,12 +180,26 @@ def test_an_interrupted_trial_counts_as_failed_for_lf(story: dict[str, Any]) -> 
     assert story["lastfailed"] == {"pyproject.toml::fit[n2]": True}
 
 
+def test_sigterm_to_the_xdist_controller_stops_its_workers_trials(story: dict[str, Any]) -> None:
+    ret, out = story["E"]
+    assert ret == 2, out
+    rows = story["E rows"]
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"interrupted"}, f"{rows}\n{out}"
+    assert len(story["E started"]) == 2, "no trial started after the SIGTERM"
+    for row in rows:
+        assert re.search(rf"pyproject\.toml::fit\[{row['variants']}\] +INTERRUPTED +#\d+ key {row['key']}", out), out
+    assert story["E lastfailed"] == {f"pyproject.toml::fit[{r['variants']}]": True for r in rows}
+
+
 def test_resume_runs_only_what_did_not_pass_at_this_commit(story: dict[str, Any]) -> None:
     ret, out = story["D"]
     assert ret == 0, out
-    assert (
-        "mitosis plan: 4 trials: 1 new, 1 repeat, 0 blocked, 2 skipped (passed at this commit: --mitosis-resume)" in out
-    )
+    # n2 was interrupted in C (a repeat now), n3 never ran (new) unless E started it: then both are repeats
+    assert re.search(
+        r"mitosis plan: 4 trials: (1 new, 1 repeat|0 new, 2 repeats), 0 blocked, 2 skipped \(passed at this commit: "
+        r"--mitosis-resume\)",
+        out,
+    ), out
     assert "2 passed, 2 skipped" in out
     commit = git(story["root"], "rev-parse", "HEAD").strip()
     assert f"SKIPPED [1] pyproject.toml: passed at this commit ({commit[:8]}) as trial_fit-n0-" in out
