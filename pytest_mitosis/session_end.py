@@ -59,6 +59,7 @@ class SessionEndHooks:
         mitosis = self.mitosis
         if mitosis.progress is not None:
             mitosis.progress.close()  # the watcher thread stops, the status line goes: the summary follows
+        mitosis.record_kept(earlier=False)  # outcomes kept while the store was away, if it is back
         if hasattr(self.config, "workerinput"):
             return
         if int(exitstatus) == int(pytest.ExitCode.INTERRUPTED) and self.config.pluginmanager.has_plugin("dsession"):
@@ -185,4 +186,6 @@ class SessionEndHooks:
 
             terminalreporter.write_line(session_line(mitosis.session_key, mitosis.rows))
         for line in mitosis.ci_notes:
+            terminalreporter.write_line(line)
+        for line in mitosis.store_notes:
             terminalreporter.write_line(line)
