@@ -357,12 +357,29 @@ class _Transaction:
             signal.signal(number, lambda received, _frame: self._held.append(received))
 
     def _release_signals(self) -> None:
+        """Put the handlers back, then raise what was held back, each once, to the handler it was meant for.
+
+        ``signal.signal`` runs pending handlers before it changes one: a signal restored first may
+        interrupt the restoring of the next, which is then tried again (each try consumes a signal).
+        The first exception a handler raised (``KeyboardInterrupt``) goes on once all are restored.
+        """
         saved, self._saved = self._saved, {}
+        first: BaseException | None = None
         for number, handler in saved.items():
-            signal.signal(number, handler)
+            while True:
+                try:
+                    signal.signal(number, handler)
+                    break
+                except BaseException as err:  # noqa: BLE001 - a handler's exception, raised once all are back
+                    first = first or err
         held, self._held = self._held, []
-        for number in dict.fromkeys(held):  # each once, to the handler it was meant for
-            signal.raise_signal(number)
+        for number in dict.fromkeys(held):
+            try:
+                signal.raise_signal(number)
+            except BaseException as err:  # noqa: BLE001
+                first = first or err
+        if first is not None:
+            raise first
 
     def __enter__(self) -> None:
         locked = False
