@@ -50,6 +50,7 @@ ALL = ["pyproject.toml::sine[fast]", "pyproject.toml::sine[slow]", "pyproject.to
         "--mitosis-debug",
         "--mitosis-timeout=60",
         "--mitosis-max-cell-output=2MB",
+        "--mitosis-store-patience=0",
         "--mitosis-param=sine.frequency=slow",
     ],
 )
@@ -239,6 +240,20 @@ def test_a_bad_limit_is_a_usage_error(pytester: pytest.Pytester) -> None:
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         ["ERROR: ini key mitosis_max_trials: expected a number of trials (0: no limit), got 'many'"]
+    )
+
+
+def test_a_bad_store_patience_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    make(pytester, ini='mitosis_store_patience = "a while"\n')
+    result = pytester.runpytest("--mitosis", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: ini key mitosis_store_patience: expected a number of seconds (0 or more), got 'a while'"]
+    )
+    result = pytester.runpytest("--mitosis", "-p", "no:cacheprovider", "--mitosis-store-patience=-5")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*error: argument --mitosis-store-patience: expected a number of seconds (0 or more), got '-5'"]
     )
 
 

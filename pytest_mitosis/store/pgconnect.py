@@ -62,7 +62,10 @@ def connect(url: StoreURL, read_only: bool = False, timeout: float = CONNECT_TIM
     psycopg = driver(url)
     try:
         db = psycopg.connect(
-            url.conninfo, autocommit=not read_only, connect_timeout=max(1, round(timeout)), application_name="pytest-mitosis"
+            url.conninfo,
+            autocommit=not read_only,
+            connect_timeout=max(1, round(timeout)),
+            application_name="pytest-mitosis",
         )
     except psycopg.Error as err:
         raise StoreError(describe(err, url)) from None

@@ -263,7 +263,12 @@ class SQLiteStore:
         with self._write():
             self._db.execute(
                 "UPDATE sessions SET ended=?, status=?, exitstatus=?, changed=? WHERE key=?",
-                (time.time() if ended is None else ended, *session_end(exitstatus), json.dumps(changed) if changed else None, key),
+                (
+                    time.time() if ended is None else ended,
+                    *session_end(exitstatus),
+                    json.dumps(changed) if changed else None,
+                    key,
+                ),
             )
             self._db.execute("DELETE FROM beats WHERE kind='session' AND key=?", (key,))
 
