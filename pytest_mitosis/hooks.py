@@ -77,7 +77,12 @@ class MitosisHooks:
     def pytest_mitosis_make_store(self, config: pytest.Config, folder: Path) -> TrialStore:
         from .store import make_store
 
-        return make_store(self.mitosis.store_url(), folder, allow_network=self.settings.allow_network_store)
+        return make_store(
+            self.mitosis.store_url(),
+            folder,
+            allow_network=self.settings.allow_network_store,
+            patience=self.settings.store_patience,
+        )
 
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
         """pytest never walks the trials folder: it holds no test, and a study's thousands of trial

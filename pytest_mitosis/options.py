@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .config.defaults import DEFAULT_DIRTY_IGNORE, DEFAULT_ENV_VARS, DEFAULT_MAX_CELL_OUTPUT, DEFAULT_MAX_TRIALS
+from .config.defaults import (
+    DEFAULT_DIRTY_IGNORE,
+    DEFAULT_ENV_VARS,
+    DEFAULT_MAX_CELL_OUTPUT,
+    DEFAULT_MAX_TRIALS,
+    DEFAULT_STORE_PATIENCE,
+)
 
 if TYPE_CHECKING:
     from .config.settings import Settings
@@ -44,6 +50,7 @@ eval_value = _parser(".config.settings", "eval_value")
 parse_chain = _parser(".config.settings", "parse_chain")
 parse_count = _parser(".config.settings", "parse_count")
 parse_positive_seconds = _parser(".config.settings", "parse_positive_seconds")
+parse_nonnegative_seconds = _parser(".config.settings", "parse_nonnegative_seconds")
 parse_seed = _parser(".config.settings", "parse_seed")
 parse_size = _parser(".config.settings", "parse_size")
 parse_limit = _parser(".core.rules", "parse_limit")
@@ -166,6 +173,14 @@ def add_options(parser: pytest.Parser) -> None:
         help="When the output is not a terminal: a line this often for a trial still running (default 60)",
     )
     group.addoption(
+        "--mitosis-store-patience",
+        dest="mitosis_store_patience",
+        default=None,
+        type=parse_nonnegative_seconds,
+        metavar="SECONDS",
+        help="How long to wait for a store that went away (a PostgreSQL restart) before a trial fails (default 60)",
+    )
+    group.addoption(
         "--mitosis-compare",
         dest="mitosis_compare",
         default=None,
@@ -254,6 +269,11 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "mitosis_progress_every",
         "When the output is not a terminal: seconds between lines for a trial still running (default 60)",
+        default="",
+    )
+    parser.addini(
+        "mitosis_store_patience",
+        "Seconds to wait for a store that went away before a trial fails (default 60)",
         default="",
     )
     parser.addini("mitosis_report", "Refresh the trials report at the end of each session", type="bool", default=True)
@@ -390,6 +410,13 @@ def resolve_settings(config: pytest.Config) -> Settings:
             f"{config.getini('mitosis_heartbeat_every')!r}"
         ) from None
     progress_every = _seconds(config, "mitosis_progress_every")
+    patience: float | None = config.getoption("mitosis_store_patience")
+    ini_patience = str(config.getini("mitosis_store_patience") or "").strip()
+    if patience is None and ini_patience:
+        try:
+            patience = parse_nonnegative_seconds(ini_patience)
+        except argparse.ArgumentTypeError as err:
+            raise pytest.UsageError(f"ini key mitosis_store_patience: {err}") from None
     if config.getoption("mitosis_check") and getattr(config.option, "numprocesses", None):
         raise pytest.UsageError("--mitosis-check runs no trial, so it has nothing to distribute: drop -n.")
 
@@ -426,6 +453,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         resume=resume,
         progress_every=progress_every if progress_every is not None else 60.0,
         heartbeat_every=heartbeat_every,
+        store_patience=patience if patience is not None else DEFAULT_STORE_PATIENCE,
         max_cell_output=max_cell_output,
     )
 

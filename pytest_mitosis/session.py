@@ -11,6 +11,7 @@ Kept in ``config.stash[session_key]`` only when ``--mitosis`` is given.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +93,9 @@ class MitosisSession:
         self._session_beaten = 0.0
         #: the repository's files that this process's trials imported (checked again before every trial)
         self._sources: set[Path] = set()
+        #: lines for the terminal summary: records kept while the store was away, recorded since (or not yet)
+        self.store_notes: list[str] = []
+        self._store_lock = threading.Lock()
 
     @property
     def seed(self) -> int:
@@ -217,16 +221,29 @@ class MitosisSession:
 
     def store(self) -> TrialStore:
         """The trial store, opened on first use (never by ``--collect-only`` or ``--help``)."""
+        with self._store_lock:  # execnet's receiver threads may ask while the main thread opens it: one store
+            if self._store is None:
+                folder = self.project().trials_folder
+                store = self.config.hook.pytest_mitosis_make_store(config=self.config, folder=folder)
+                if store is None:
+                    raise pytest.UsageError(
+                        f"mitosis: no plugin provided a trial store for {folder}: every pytest_mitosis_make_store "
+                        "implementation returned None. Return a TrialStore from yours, or let the built-in one answer."
+                    )
+                self._store = store
+            return self._store
+
+    def record_kept(self, earlier: bool) -> None:
+        """Record the outcomes (and session ends) kept in the trials folder while the store was away
+        (see :mod:`.recording.pending`), saying so in the terminal summary; never opens a store for it."""
         if self._store is None:
-            folder = self.project().trials_folder
-            store = self.config.hook.pytest_mitosis_make_store(config=self.config, folder=folder)
-            if store is None:
-                raise pytest.UsageError(
-                    f"mitosis: no plugin provided a trial store for {folder}: every pytest_mitosis_make_store "
-                    "implementation returned None. Return a TrialStore from yours, or let the built-in one answer."
-                )
-            self._store = store
-        return self._store
+            return
+        from .recording.pending import record_kept
+
+        recorded, problems = record_kept(self._store, self.project().trials_folder)
+        when = "kept by an earlier session while the store was away" if earlier else "once the store was back"
+        self.store_notes += [f"mitosis: recorded {when}: {line}" for line in recorded]
+        self.store_notes += [f"mitosis: {line}" for line in problems]
 
     def preflight(self) -> None:
         """Session-wide refusals, before the first trial: a dirty tree, an unusable store.
@@ -250,6 +267,7 @@ class MitosisSession:
             store = self.store()
         except StoreError as err:
             raise pytest.UsageError(str(err)) from None
+        self.record_kept(earlier=True)
         self.sweep(store)
 
     def prepare_trials_folder(self) -> None:
@@ -349,6 +367,14 @@ class MitosisSession:
         beat = getattr(self.store(), "beat", None)
         if beat is None:  # a plugin's store, or a remote worker's proxy: no heartbeats
             return
+        from .store import StoreError
+
+        try:  # a store that went away is not waited for here: the trial runs on, its next write waits
+            self._beat(beat, nodeid, key, name, state)
+        except StoreError:
+            pass
+
+    def _beat(self, beat: Any, nodeid: str, key: str, name: str, state: dict[str, Any]) -> None:
         beat("trial", key, self.session_key, {**state, "name": name, "nodeid": nodeid})
         self.beat_session()
 

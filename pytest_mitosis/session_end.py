@@ -84,6 +84,7 @@ class SessionEndHooks:
         interrupted trial then counts as failed for ``--lf`` and ``--ff`` (see :meth:`_last_failed`).
         """
         mitosis = self.mitosis
+        mitosis.record_kept(earlier=False)  # outcomes kept while the store was away, if it is back
         if hasattr(self.config, "workerinput"):
             return
         if int(exitstatus) == int(pytest.ExitCode.INTERRUPTED) and self.config.pluginmanager.has_plugin("dsession"):
@@ -230,4 +231,6 @@ class SessionEndHooks:
 
             terminalreporter.write_line(session_line(mitosis.session_key, mitosis.rows, reader_options(mitosis)))
         for line in mitosis.ci_notes:
+            terminalreporter.write_line(line)
+        for line in mitosis.store_notes:
             terminalreporter.write_line(line)

@@ -77,6 +77,7 @@ def open_session(mitosis: MitosisSession, distributed: bool) -> None:
 def end_session(mitosis: MitosisSession, exitstatus: int) -> None:
     """Record the end of the session (again when the exit status changes late: a CI file not written),
     with the files that were edited while it ran, when it started clean."""
+    from .recording.pending import drop_session_end, keep_session_end
     from .store import StoreError
 
     if not mitosis.session_recorded:
@@ -85,5 +86,12 @@ def end_session(mitosis: MitosisSession, exitstatus: int) -> None:
     try:
         end = mitosis.store().end_session  # type: ignore[attr-defined]
         end(mitosis.session_key, int(exitstatus), changed) if changed else end(mitosis.session_key, int(exitstatus))
-    except StoreError:
-        pass  # the row stays ``running``; the next session on this host records it died
+    except StoreError as err:  # away past its patience: the end waits in the trials folder for the next session
+        trials = mitosis.project().trials_folder
+        kept = keep_session_end(trials, mitosis.session_key, int(exitstatus), changed or None)
+        mitosis.store_notes.append(
+            f"mitosis: the end of this session could not be recorded ({err}); it is kept in {kept} and "
+            "recorded by the next session that uses this trials folder."
+        )
+    else:  # recorded: an end kept by an earlier call (the exit status changed since) is no longer true
+        drop_session_end(mitosis.project().trials_folder, mitosis.session_key)

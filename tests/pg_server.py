@@ -49,6 +49,24 @@ def missing(reason: str) -> None:
 class PgServer:
     socket_dir: Path
     log: Path
+    #: what ``stop`` and ``start`` need (tests/test_store_faults.py stops its own server while sessions run)
+    data: Path | None = None
+    bin_dir: Path | None = None
+    as_postgres: bool = False
+
+    def pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        assert self.data is not None and self.bin_dir is not None
+        return _run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), *args], self.as_postgres)
+
+    def stop(self, mode: str = "fast") -> None:
+        """``pg_ctl stop -m MODE -w``: every connection is closed, the socket goes away."""
+        done = self.pg_ctl("-m", mode, "-w", "stop")
+        assert done.returncode == 0, done.stderr
+
+    def start(self) -> None:
+        """``pg_ctl start -w`` with the options of the first start."""
+        done = self.pg_ctl("-l", str(self.log), "-o", _options(self.socket_dir), "-w", "start")
+        assert done.returncode == 0, done.stderr
 
     def url(self, database: str, user: str = "postgres", password: str | None = None) -> str:
         who = user + (f":{password}" if password is not None else "")
@@ -75,8 +93,17 @@ def _run(argv: list[str], as_postgres: bool) -> subprocess.CompletedProcess[str]
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd="/")
 
 
+def _options(base: Path) -> str:
+    return f"-c listen_addresses='' -k {base} -c fsync=off -c max_connections=200"
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
+    yield from own_server()
+
+
+def own_server() -> Iterator[PgServer]:
+    """A new server in a temp dir, stopped and removed when the generator ends (or skipped, saying why)."""
     pytest.importorskip("psycopg", reason="psycopg is not installed: pip install -e '.[test]'")
     bin_dir = binaries()
     if bin_dir is None:
@@ -99,13 +126,13 @@ def pg_server() -> Iterator[PgServer]:
         missing(f"initdb failed: {init.stderr.strip() or init.stdout.strip()}")
     hba = data / "pg_hba.conf"
     hba.write_text("local all alice scram-sha-256\nlocal all all trust\n", encoding="utf-8")
-    options = f"-c listen_addresses='' -k {base} -c fsync=off -c max_connections=200"
+    options = _options(base)
     start = _run([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start"], as_postgres)
     if start.returncode != 0:
         text = log.read_text(errors="replace") if log.exists() else start.stderr
         shutil.rmtree(base, ignore_errors=True)
         missing(f"pg_ctl start failed: {text.strip()[-500:]}")
-    server = PgServer(base, log)
+    server = PgServer(base, log, data, bin_dir, as_postgres)
     try:
         server.execute(f"CREATE ROLE alice LOGIN PASSWORD '{PASSWORD}' CREATEDB")
         yield server

@@ -52,6 +52,7 @@ ALL = ["pyproject.toml::sine[fast]", "pyproject.toml::sine[slow]", "pyproject.to
         "--mitosis-max-cell-output=2MB",
         "--mitosis-resume",
         "--mitosis-progress-every=5",
+        "--mitosis-store-patience=0",
         "--mitosis-param=sine.frequency=slow",
     ],
 )
@@ -269,6 +270,20 @@ def test_bad_long_sweep_settings_are_usage_errors(
     result = pytester.runpytest("--mitosis", "-p", "no:cacheprovider", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+
+
+def test_a_bad_store_patience_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    make(pytester, ini='mitosis_store_patience = "a while"\n')
+    result = pytester.runpytest("--mitosis", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: ini key mitosis_store_patience: expected a number of seconds (0 or more), got 'a while'"]
+    )
+    result = pytester.runpytest("--mitosis", "-p", "no:cacheprovider", "--mitosis-store-patience=-5")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*error: argument --mitosis-store-patience: expected a number of seconds (0 or more), got '-5'"]
+    )
 
 
 def test_a_bad_cell_output_size_is_a_usage_error(pytester: pytest.Pytester) -> None:

@@ -27,3 +27,7 @@ DEFAULT_MAX_TRIALS = 100
 
 #: what one cell of a trial's notebook shows at most (--mitosis-max-cell-output): the rest goes to a log
 DEFAULT_MAX_CELL_OUTPUT = "4MB"
+
+#: seconds a session waits for a store that went away (--mitosis-store-patience): a server restart, a
+#: failover, a network blip are shorter; a store gone for longer fails the trial that needs it
+DEFAULT_STORE_PATIENCE = 60.0

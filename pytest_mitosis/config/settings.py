@@ -14,7 +14,13 @@ from pathlib import Path
 
 from ..core.rules import Limit
 from .assignments import Assignment, parse_assignment
-from .defaults import DEFAULT_DIRTY_IGNORE, DEFAULT_ENV_VARS, DEFAULT_MAX_CELL_OUTPUT, DEFAULT_MAX_TRIALS
+from .defaults import (
+    DEFAULT_DIRTY_IGNORE,
+    DEFAULT_ENV_VARS,
+    DEFAULT_MAX_CELL_OUTPUT,
+    DEFAULT_MAX_TRIALS,
+    DEFAULT_STORE_PATIENCE,
+)
 
 
 def param_value(text: str) -> Assignment:
@@ -45,6 +51,17 @@ def parse_positive_seconds(text: str) -> float:
         value = -1.0
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def parse_nonnegative_seconds(text: str) -> float:
+    """A number of seconds, 0 allowed (``--mitosis-store-patience 0``: never wait)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds (0 or more), got {text!r}")
     return value
 
 
@@ -148,6 +165,9 @@ class Settings:
     progress_every: float = 60.0
     #: ini mitosis_heartbeat_every: seconds between a running trial's heartbeats in the store (0: none)
     heartbeat_every: float = 5.0
+    #: --mitosis-store-patience / ini mitosis_store_patience: seconds a session waits for a store that went
+    #: away (reconnecting with a growing pause) before the trial that needs it fails
+    store_patience: float = DEFAULT_STORE_PATIENCE
     #: --mitosis-max-cell-output / ini mitosis_max_cell_output: characters one cell shows in the notebook
     #: at most, the rest going to a log in the trial folder (0: no limit)
     max_cell_output: int = parse_size(DEFAULT_MAX_CELL_OUTPUT)

@@ -17,6 +17,7 @@ from ..checks.verdict import judge
 from ..core.errors import TrialFailed
 from ..execution.runner import TrialOutcome, run_trial
 from ..store import NewTrial, StoreError, VariantRedefined, new_key, start
+from .pending import keep_outcome
 
 if TYPE_CHECKING:
     from ..config.project import ProjectConfig
@@ -113,36 +114,53 @@ def record_trial(
         )
     except BaseException as err:
         status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-        store.finish(key, status=status, main=None, metrics={}, folder=None, message=f"{type(err).__name__}: {err}")
+        message = f"{type(err).__name__}: {err}"
+        try:
+            store.finish(key, status=status, main=None, metrics={}, folder=None, message=message)
+        except StoreError:  # the store is away too: the record waits in the trials folder
+            keep_outcome(
+                project.trials_folder,
+                key,
+                name,
+                {"status": status, "main": None, "metrics": {}, "folder": None, "message": message},
+            )
         raise
     folder = str(outcome.folder) if outcome.folder is not None else None
     if outcome.interrupted is not None:
-        store.finish(
-            key,
-            status="interrupted",
-            main=outcome.main,
-            metrics=outcome.metrics,
-            folder=folder,
-            message=outcome.message,
-        )
+        fields = {
+            "status": "interrupted",
+            "main": outcome.main,
+            "metrics": outcome.metrics,
+            "folder": folder,
+            "message": outcome.message,
+        }
+        try:
+            store.finish(key, **fields)
+        except StoreError:
+            keep_outcome(project.trials_folder, key, name, fields)
         return replace(outcome, iteration=iteration)
-    lost: str | None = None
     try:
         outcome = judge(outcome, spec, identity.identity, store, settings, seed=seed)
-        warnings = store.finish(
-            key,
-            status="passed" if outcome.passed else "failed",
-            main=outcome.main,
-            metrics=outcome.metrics,
-            folder=folder,
-            message=outcome.message,
-            verdict=outcome.verdict,
-        )
-    except StoreError as err:  # the server went away after the kernel ran: the folder is whole, the record is not
+    except StoreError as err:  # the previous trial to compare with cannot be read: recorded as it ran, unjudged
+        note = f"not compared with the previous trial: {err}"
+        outcome = replace(outcome, message=f"{outcome.message}\n{note}" if outcome.message else note)
+    fields = {
+        "status": "passed" if outcome.passed else "failed",
+        "main": outcome.main,
+        "metrics": outcome.metrics,
+        "folder": folder,
+        "message": outcome.message,
+        "verdict": outcome.verdict,
+    }
+    lost: str | None = None
+    try:
+        warnings = store.finish(key, **fields)
+    except StoreError as err:  # the store stayed away past its patience: the folder is whole, the record waits
+        kept = keep_outcome(project.trials_folder, key, name, fields)
         lost = (
             f"{name} ran (main={outcome.main!r}; notebook: {outcome.html}), but the store could not record its "
-            f"outcome: {err}\nIts record stays 'running' until a later session marks it interrupted; run the trial "
-            "again once the store is reachable."
+            f"outcome: {err}\nIts outcome is kept in {kept}: it is recorded when the store is back, at the end of "
+            "this session or by the next session that uses this trials folder."
         )
     if lost is not None:  # outside the except block: no "during handling" chain in the report
         raise TrialFailed(lost)

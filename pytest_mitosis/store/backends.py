@@ -24,8 +24,11 @@ def readable(store: object) -> StoreURL | None:
     return url if isinstance(url, StoreURL) else None
 
 
-def make_store(store: str | StoreURL | None, folder: Path, allow_network: bool = False) -> TrialStore:
-    """The writer for ``store`` (a URL, already absolute for SQLite) beside the trials folder ``folder``."""
+def make_store(
+    store: str | StoreURL | None, folder: Path, allow_network: bool = False, patience: float | None = None
+) -> TrialStore:
+    """The writer for ``store`` (a URL, already absolute for SQLite) beside the trials folder ``folder``;
+    ``patience``: seconds a PostgreSQL store that went away is waited for (its default when ``None``)."""
     if store is None:
         return SQLiteStore(folder, allow_network=allow_network)
     url = store if isinstance(store, StoreURL) else parse_url(store)
@@ -33,4 +36,4 @@ def make_store(store: str | StoreURL | None, folder: Path, allow_network: bool =
         return SQLiteStore(folder, allow_network=allow_network, path=url.path)
     from .postgres import PostgresStore
 
-    return PostgresStore(url)
+    return PostgresStore(url) if patience is None else PostgresStore(url, patience=patience)

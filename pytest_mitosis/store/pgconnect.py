@@ -56,12 +56,16 @@ def describe(err: BaseException, url: StoreURL) -> str:
     return f"mitosis: the trial store {url} cannot be reached: {first} {_advice(str(err), url)}"
 
 
-def connect(url: StoreURL, read_only: bool = False) -> Any:
-    """An autocommit connection (writers open explicit transactions); read-only ones refuse any write."""
+def connect(url: StoreURL, read_only: bool = False, timeout: float = CONNECT_TIMEOUT) -> Any:
+    """An autocommit connection (writers open explicit transactions); read-only ones refuse any write.
+    ``timeout``: seconds to wait for the server (shorter while a writer waits for one that went away)."""
     psycopg = driver(url)
     try:
         db = psycopg.connect(
-            url.conninfo, autocommit=not read_only, connect_timeout=CONNECT_TIMEOUT, application_name="pytest-mitosis"
+            url.conninfo,
+            autocommit=not read_only,
+            connect_timeout=max(1, round(timeout)),
+            application_name="pytest-mitosis",
         )
     except psycopg.Error as err:
         raise StoreError(describe(err, url)) from None

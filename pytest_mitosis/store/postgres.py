@@ -18,14 +18,16 @@ starting at once on an empty database create it once. No pytest import.
 from __future__ import annotations
 
 import json
+import os
 import random
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..identity.locks import Lock
-from .pgconnect import connect, driver
+from .pgconnect import CONNECT_TIMEOUT, connect, driver
 from .pgschema import create_schema, lock_order
 from .protocol import (
     BEAT,
@@ -49,6 +51,8 @@ from .protocol import (
 from .url import StoreURL
 
 RETRIES = 8
+#: seconds a session waits for a store that went away before a trial fails (--mitosis-store-patience)
+PATIENCE = 60.0
 T = TypeVar("T")
 
 _LOCK_ROW = "SELECT fingerprint, value, trial FROM locks WHERE step=%s AND param=%s AND kind=%s AND name=%s"
@@ -80,11 +84,18 @@ class PostgresStore:
     #: every host reaches the database: xdist workers on other hosts write it directly (see remote.py)
     shared = True
 
-    def __init__(self, url: StoreURL) -> None:
+    def __init__(self, url: StoreURL, patience: float = PATIENCE) -> None:
+        """Connect to ``url`` (at once: a server that cannot be reached now is a configuration to fix);
+        later, a lost connection is waited for up to ``patience`` seconds (``--mitosis-store-patience``)."""
         self.url = url
         self.location = str(url)
         self.host = socket.gethostname()
+        self.patience = patience
         self._errors = driver(url).errors
+        #: one transaction at a time on the connection, whichever thread asks (execnet's receivers, the main one)
+        self._lock = threading.RLock()
+        #: when the store went away and this process stopped waiting for it (``None``: reachable)
+        self._gave_up: float | None = None
         self._db = connect(url)
         try:
             self._retrying(lambda: create_schema(self._db, url))
@@ -95,38 +106,86 @@ class PostgresStore:
 
     # -- transactions ----------------------------------------------------------------------------
 
-    def _retrying(self, work: Callable[[], T]) -> T:
+    def _retrying(self, work: Callable[[], T], patience: float | None = None) -> T:
         """``work()`` (which opens its own transaction), again after a serialization failure, a deadlock
-        or a lost connection (a server restart between two trials of a long sweep: reconnect once)."""
+        or a lost connection.
+
+        A lost connection (the server restarted, failed over, or dropped us) is waited for: new
+        connections are tried with a growing pause (0.2 s to 5 s) for up to ``patience`` seconds
+        (the store's, ``--mitosis-store-patience``), and ``work`` runs again on the new one. Every
+        ``work`` is idempotent, so a transaction whose COMMIT landed but whose reply was lost is
+        not recorded twice (see :meth:`_begin`). Once the store stayed away that long, later calls
+        try one connection each and fail at once, so a sweep does not wait again for every trial.
+        """
         errors = self._errors
-        for attempt in range(RETRIES):
+        wait = self.patience if patience is None else patience
+        with self._lock:
+            deadline: float | None = None
+            conflicts = 0
+            while True:
+                if self._db.closed:
+                    deadline = self._reconnect(deadline, wait, None)
+                try:
+                    return work()
+                except (errors.SerializationFailure, errors.DeadlockDetected) as err:
+                    conflicts += 1
+                    if conflicts == RETRIES:
+                        raise StoreError(
+                            f"mitosis: the trial store {self.url} kept refusing a transaction "
+                            f"({type(err).__name__}) after {RETRIES} attempts; nothing of it was written. "
+                            "Another program may hold long locks on its tables; run again when it is done."
+                        ) from None
+                    time.sleep(random.uniform(0.01, 0.05) * 2**conflicts)
+                except errors.OperationalError as err:
+                    if not self._db.broken:
+                        raise StoreError(
+                            f"mitosis: the trial store {self.url} failed: {self._said(err)}. Nothing of this "
+                            "transaction was written; check the server (its log says more) and run again."
+                        ) from None
+                    self._db.close()  # the server restarted or dropped us: wait for it, then the same work again
+                    deadline = self._reconnect(deadline, wait, err)
+                except errors.InsufficientPrivilege as err:
+                    said = self._said(err)
+                    raise StoreError(
+                        f"mitosis: the trial store {self.url} refused: {said}. {grant_advice(said)}"
+                    ) from None
+                except errors.Error as err:
+                    raise StoreError(
+                        f"mitosis: the trial store {self.url} failed: {self._said(err)}. Nothing of this transaction "
+                        "was written; check the server (its log says more) and run again."
+                    ) from None
+
+    def _reconnect(self, deadline: float | None, patience: float, lost: BaseException | None) -> float:
+        """A new connection, tried until ``deadline`` (``patience`` seconds from now when ``None``); the deadline.
+
+        ``StoreError`` once the deadline passes, saying how long this process waited, or at once
+        when this process already waited its patience for this outage.
+        """
+        now = time.monotonic()
+        if deadline is None:
+            deadline = now + (0.0 if self._gave_up is not None else patience)
+        pause = 0.2
+        while True:
             try:
-                return work()
-            except (errors.SerializationFailure, errors.DeadlockDetected) as err:
-                if attempt == RETRIES - 1:
+                self._db = connect(self.url, timeout=max(1.0, min(CONNECT_TIMEOUT, deadline - time.monotonic())))
+            except StoreError as err:
+                if time.monotonic() + pause > deadline:
+                    if self._gave_up is None and patience > 0:  # a heartbeat's single try is no wait
+                        self._gave_up = time.time()
+                    since = time.strftime("%H:%M:%S", time.localtime(self._gave_up))
+                    why = self._said(lost) if lost is not None else "the connection was lost"
                     raise StoreError(
-                        f"mitosis: the trial store {self.url} kept refusing a transaction "
-                        f"({type(err).__name__}) after {RETRIES} attempts; nothing of it was written. "
-                        "Another program may hold long locks on its tables; run again when it is done."
+                        f"mitosis: the trial store {self.url} went away ({why}) and could not be reached again "
+                        f"(this session waited {patience:g} s, and has not reached it since {since}): "
+                        f"{str(err).removeprefix(f'mitosis: the trial store {self.url} cannot be reached: ')} "
+                        "A trial that finished meanwhile keeps its outcome in its folder, recorded once the store is "
+                        "back; wait longer with --mitosis-store-patience SECONDS."
                     ) from None
-                time.sleep(random.uniform(0.01, 0.05) * 2**attempt)
-            except errors.OperationalError as err:
-                if not self._db.broken or attempt == RETRIES - 1:
-                    raise StoreError(
-                        f"mitosis: the trial store {self.url} failed: {self._said(err)}. Nothing of this "
-                        "transaction was written; check the server (its log says more) and run again."
-                    ) from None
-                self._db.close()  # the server restarted or dropped us: one new connection, the same transaction
-                self._db = connect(self.url)
-            except errors.InsufficientPrivilege as err:
-                said = self._said(err)
-                raise StoreError(f"mitosis: the trial store {self.url} refused: {said}. {grant_advice(said)}") from None
-            except errors.Error as err:
-                raise StoreError(
-                    f"mitosis: the trial store {self.url} failed: {self._said(err)}. Nothing of this transaction "
-                    "was written; check the server (its log says more) and run again."
-                ) from None
-        raise AssertionError("unreachable")
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                continue
+            self._gave_up = None
+            return deadline
 
     def _said(self, err: BaseException) -> str:
         """The server's message, first line only, password scrubbed."""
@@ -134,7 +193,9 @@ class PostgresStore:
 
     def _mark_interrupted(self) -> None:
         """Trials (and sessions) of this host whose process is gone without finishing them."""
-        updates = left_running(lambda sql, args: self._db.execute(_postgres(sql), args).fetchall(), self.host)
+        updates = self._retrying(
+            lambda: left_running(lambda sql, args: self._db.execute(_postgres(sql), args).fetchall(), self.host)
+        )
         if updates:
 
             def mark() -> None:
@@ -154,9 +215,15 @@ class PostgresStore:
         self._retrying(lambda: self._conflicts(locks))
 
     def begin(self, trial: NewTrial, locks: Sequence[Lock]) -> int | None:
-        return self._retrying(lambda: self._begin(trial, locks))
+        try:
+            return self._retrying(lambda: self._begin(trial, locks))
+        except _Recorded as done:  # a retry found the row its lost COMMIT had written
+            return done.iteration
 
     def _begin(self, trial: NewTrial, locks: Sequence[Lock]) -> int | None:
+        """Insert the running trial; when its key is taken by this very trial (the same host, process,
+        session and node: a COMMIT that landed, whose reply the lost connection never brought back),
+        raise ``_Recorded`` with its iteration, so a retry after a reconnect never adds a second row."""
         db = self._db
         with db.transaction():
             iteration: int | None = None
@@ -189,8 +256,16 @@ class PostgresStore:
                 f"VALUES ({marks(TRIAL_COLUMNS, '%s')}) ON CONFLICT (key) DO NOTHING RETURNING key",
                 trial_row(trial, iteration, name, digest, self.host),
             ).fetchone()
-            if inserted is None:
-                raise KeyTaken(trial.key)  # leaves the transaction: the counter and locks roll back
+            if inserted is None:  # leaves the transaction either way: the counter and locks roll back
+                mine = db.execute(
+                    "SELECT iteration FROM trials WHERE key=%s AND status='running' AND host=%s AND pid=%s AND nodeid=%s "
+                    "AND identity=%s "
+                    "AND session IS NOT DISTINCT FROM %s",
+                    (trial.key, self.host, os.getpid(), trial.nodeid, trial.identity, trial.session),
+                ).fetchone()
+                if mine is not None:
+                    raise _Recorded(mine[0])
+                raise KeyTaken(trial.key)
         return iteration
 
     def finish(
@@ -203,7 +278,12 @@ class PostgresStore:
         folder: str | None,
         message: str | None,
         verdict: str | None = None,
+        ended: float | None = None,
     ) -> list[str]:
+        """Finalise the trial (``ended``: when it ended, for an outcome recorded late; now by default).
+        Idempotent: run again after a lost reply, it writes the same row."""
+        when = time.time() if ended is None else ended
+
         def work() -> list[str]:
             with self._db.transaction():
                 warnings = self._warnings(key, status, main)
@@ -212,7 +292,7 @@ class PostgresStore:
                     "verdict=%s WHERE key=%s",
                     (
                         status,
-                        time.time(),
+                        when,
                         json.dumps(main),
                         json.dumps(metrics),
                         folder,
@@ -228,13 +308,16 @@ class PostgresStore:
         return self._retrying(work)
 
     def beat(self, kind: str, key: str, session: str | None, state: dict[str, Any]) -> None:
-        """A running trial's or session's heartbeat and progress (``status``, the progress line under xdist)."""
+        """A running trial's or session's heartbeat and progress (``status``, the progress line under xdist).
+
+        Never waits for a store that went away (one new connection is tried): the trial runs on, and
+        its next write waits. ``StoreError`` when the beat could not be written."""
 
         def work() -> None:
             with self._db.transaction():
                 self._db.execute(_postgres(BEAT), beat_row(kind, key, session, self.host, state))
 
-        self._retrying(work)
+        self._retrying(work, patience=0.0)
 
     def begin_session(self, session: NewSession) -> None:
         def work() -> None:
@@ -245,35 +328,49 @@ class PostgresStore:
                     session_row(session, self.host),
                 ).fetchone()
                 if inserted is None:
-                    raise KeyTaken(session.key)
+                    mine = self._db.execute(  # the row a lost reply's COMMIT wrote: ours, not a taken key
+                        "SELECT 1 FROM sessions WHERE key=%s AND host=%s AND pid=%s AND command=%s",
+                        (session.key, self.host, os.getpid(), session.command),
+                    ).fetchone()
+                    if mine is None:
+                        raise KeyTaken(session.key)
 
         self._retrying(work)
 
-    def end_session(self, key: str, exitstatus: int, changed: list[str] | None = None) -> None:
+    def end_session(
+        self, key: str, exitstatus: int, changed: list[str] | None = None, ended: float | None = None
+    ) -> None:
+        when = time.time() if ended is None else ended
+
         def work() -> None:
             with self._db.transaction():
                 self._db.execute(
                     "UPDATE sessions SET ended=%s, status=%s, exitstatus=%s, changed=%s WHERE key=%s",
-                    (time.time(), *session_end(exitstatus), json.dumps(changed) if changed else None, key),
+                    (when, *session_end(exitstatus), json.dumps(changed) if changed else None, key),
                 )
                 self._db.execute("DELETE FROM beats WHERE kind='session' AND key=%s", (key,))
 
         self._retrying(work)
 
     def next_iteration(self, experiment: str, identity: str) -> int:
-        (value,) = self._db.execute(
-            "SELECT GREATEST(COALESCE((SELECT last FROM counters WHERE experiment=%(e)s AND identity=%(i)s), 0), "
-            "(SELECT COALESCE(MAX(iteration), 0) FROM trials WHERE experiment=%(e)s AND identity=%(i)s)) + 1",
-            {"e": experiment, "i": identity},
-        ).fetchone()
+        (value,) = self._retrying(
+            lambda: self._db.execute(
+                "SELECT GREATEST(COALESCE((SELECT last FROM counters WHERE experiment=%(e)s AND identity=%(i)s), 0), "
+                "(SELECT COALESCE(MAX(iteration), 0) FROM trials WHERE experiment=%(e)s AND identity=%(i)s)) + 1",
+                {"e": experiment, "i": identity},
+            ).fetchone()
+        )
         return int(value)
 
     def previous(self, experiment: str, identity: str, before: str | None = None) -> Previous | None:
-        row = self._db.execute(
-            'SELECT key, name, main, metrics, seed, "commit" FROM trials WHERE experiment=%s AND identity=%s AND debug=0 AND '
-            "status='passed' AND reproduces IS NULL AND key IS DISTINCT FROM %s ORDER BY started DESC LIMIT 1",
-            (experiment, identity, before),
-        ).fetchone()
+        row = self._retrying(
+            lambda: self._db.execute(
+                'SELECT key, name, main, metrics, seed, "commit" FROM trials WHERE experiment=%s AND identity=%s AND '
+                "debug=0 AND status='passed' AND reproduces IS NULL AND key IS DISTINCT FROM %s "
+                "ORDER BY started DESC LIMIT 1",
+                (experiment, identity, before),
+            ).fetchone()
+        )
         if row is None:
             return None
         return Previous(row[0], row[1], json.loads(row[2]), json.loads(row[3] or "{}"), row[4], row[5])
@@ -284,8 +381,20 @@ class PostgresStore:
 
     def statuses(self, keys: Sequence[str]) -> dict[str, str]:
         """The status of each of ``keys`` that the store knows (for cleaning up staging folders)."""
-        rows = self._db.execute("SELECT key, status FROM trials WHERE key = ANY(%s)", (list(keys),)).fetchall()
+        rows = self._retrying(
+            lambda: self._db.execute("SELECT key, status FROM trials WHERE key = ANY(%s)", (list(keys),)).fetchall()
+        )
         return {str(key): str(status) for key, status in rows}
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
+
+
+class _Recorded(Exception):
+    """Raised inside :meth:`PostgresStore._begin`'s transaction (so it rolls back) when the trial's row is
+    already there, written by an earlier attempt whose reply was lost; carries that row's iteration."""
+
+    def __init__(self, iteration: int | None) -> None:
+        super().__init__(iteration)
+        self.iteration = iteration

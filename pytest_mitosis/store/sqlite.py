@@ -11,8 +11,10 @@ process is gone. No pytest import.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,6 +70,9 @@ class SQLiteStore:
         self.url = StoreURL("sqlite", f"sqlite:///{self.path}", path=self.path)
         self.host = socket.gethostname()
         self._closed = False
+        #: one connection, one user at a time: execnet's receiver threads (``StoreServer``) and the main
+        #: thread (the session's record) never interleave their transactions or reads on it
+        self._lock = threading.RLock()
         if not allow_network:
             refuse_network_filesystem(self.path, mountinfo)
         fresh = check_store_path(folder, self.path)  # read only: nothing is created in or written to a file we refuse
@@ -103,7 +108,7 @@ class SQLiteStore:
     # -- transactions ----------------------------------------------------------------------------
 
     def _write(self) -> _Transaction:
-        return _Transaction(self._db)
+        return _Transaction(self._db, self._lock)
 
     def _migrate(self, fresh: bool) -> None:
         """Create the tables of a new store, or check the version of an existing one (and upgrade an older one:
@@ -140,7 +145,8 @@ class SQLiteStore:
 
     def _mark_interrupted(self) -> None:
         """Trials (and sessions) of this host whose process is gone without finishing them."""
-        updates = left_running(lambda sql, args: self._db.execute(sql, args).fetchall(), self.host)
+        with self._lock:
+            updates = left_running(lambda sql, args: self._db.execute(sql, args).fetchall(), self.host)
         if updates:
             with self._write():
                 for sql, rows in updates:
@@ -159,7 +165,8 @@ class SQLiteStore:
         )
 
     def check_locks(self, locks: Sequence[Lock]) -> None:
-        self._conflicts(locks)
+        with self._lock:
+            self._conflicts(locks)
 
     def begin(self, trial: NewTrial, locks: Sequence[Lock]) -> int | None:
         with self._write():
@@ -210,7 +217,9 @@ class SQLiteStore:
         folder: str | None,
         message: str | None,
         verdict: str | None = None,
+        ended: float | None = None,
     ) -> list[str]:
+        """Finalise the trial (``ended``: when it ended, for an outcome recorded late; now by default)."""
         with self._write():
             warnings = self._warnings(key, status, main)
             self._db.execute(
@@ -218,7 +227,7 @@ class SQLiteStore:
                 "WHERE key=?",
                 (
                     status,
-                    time.time(),
+                    time.time() if ended is None else ended,
                     json.dumps(main),
                     json.dumps(metrics),
                     folder,
@@ -233,8 +242,11 @@ class SQLiteStore:
 
     def beat(self, kind: str, key: str, session: str | None, state: dict[str, Any]) -> None:
         """A running trial's or session's heartbeat and progress (``status``, the progress line under xdist)."""
-        with self._write():
-            self._db.execute(BEAT, beat_row(kind, key, session, self.host, state))
+        try:
+            with self._write():
+                self._db.execute(BEAT, beat_row(kind, key, session, self.host, state))
+        except sqlite3.Error as err:  # locked past the busy timeout: the next beat tries again
+            raise StoreError(f"mitosis: the trial store {self.path} could not take a heartbeat: {err}") from None
 
     def begin_session(self, session: NewSession) -> None:
         with self._write():
@@ -245,27 +257,36 @@ class SQLiteStore:
                 session_row(session, self.host),
             )
 
-    def end_session(self, key: str, exitstatus: int, changed: list[str] | None = None) -> None:
+    def end_session(
+        self, key: str, exitstatus: int, changed: list[str] | None = None, ended: float | None = None
+    ) -> None:
         with self._write():
             self._db.execute(
                 "UPDATE sessions SET ended=?, status=?, exitstatus=?, changed=? WHERE key=?",
-                (time.time(), *session_end(exitstatus), json.dumps(changed) if changed else None, key),
+                (
+                    time.time() if ended is None else ended,
+                    *session_end(exitstatus),
+                    json.dumps(changed) if changed else None,
+                    key,
+                ),
             )
             self._db.execute("DELETE FROM beats WHERE kind='session' AND key=?", (key,))
 
     def next_iteration(self, experiment: str, identity: str) -> int:
-        (value,) = self._db.execute(
-            "SELECT COALESCE(MAX(iteration), 0) + 1 FROM trials WHERE experiment=? AND identity=?",
-            (experiment, identity),
-        ).fetchone()
+        with self._lock:
+            (value,) = self._db.execute(
+                "SELECT COALESCE(MAX(iteration), 0) + 1 FROM trials WHERE experiment=? AND identity=?",
+                (experiment, identity),
+            ).fetchone()
         return int(value)
 
     def previous(self, experiment: str, identity: str, before: str | None = None) -> Previous | None:
-        row = self._db.execute(
-            'SELECT key, name, main, metrics, seed, "commit" FROM trials WHERE experiment=? AND identity=? AND debug=0 AND '
-            "status='passed' AND reproduces IS NULL AND key IS NOT ? ORDER BY started DESC LIMIT 1",
-            (experiment, identity, before),
-        ).fetchone()
+        with self._lock:
+            row = self._db.execute(
+                'SELECT key, name, main, metrics, seed, "commit" FROM trials WHERE experiment=? AND identity=? AND '
+                "debug=0 AND status='passed' AND reproduces IS NULL AND key IS NOT ? ORDER BY started DESC LIMIT 1",
+                (experiment, identity, before),
+            ).fetchone()
         if row is None:
             return None
         return Previous(row[0], row[1], json.loads(row[2]), json.loads(row[3] or "{}"), row[4], row[5])
@@ -280,6 +301,10 @@ class SQLiteStore:
         Another session may still be writing: the checkpoint then waits only briefly and
         copies what it can (that session's own close finishes the job); never an error.
         """
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._closed:
             return
         self._closed = True
@@ -297,19 +322,94 @@ class SQLiteStore:
     def statuses(self, keys: Sequence[str]) -> dict[str, str]:
         """The status of each of ``keys`` that the store knows (for cleaning up staging folders)."""
         marks = ",".join("?" * len(keys))
-        rows = self._db.execute(f"SELECT key, status FROM trials WHERE key IN ({marks})", list(keys)).fetchall()
+        with self._lock:
+            rows = self._db.execute(f"SELECT key, status FROM trials WHERE key IN ({marks})", list(keys)).fetchall()
         return {str(key): str(status) for key, status in rows}
+
+
+#: the signals that stop a session (pytest-mitosis turns SIGTERM into KeyboardInterrupt): held back in a transaction
+_STOPPING = (signal.SIGINT, signal.SIGTERM)
 
 
 class _Transaction:
     """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK``): take the write lock up front, so a
-    transaction never has to upgrade a read lock, the case SQLite answers with 'database is locked'."""
+    transaction never has to upgrade a read lock, the case SQLite answers with 'database is locked'.
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    The store's thread lock is held from before ``BEGIN`` to after ``COMMIT``: one connection
+    serves execnet's receiver threads and the main thread, and a transaction of one must never
+    take in the statements of another. In the main thread, SIGINT and SIGTERM are held back
+    meanwhile (their handlers record them) and raised again once the transaction is closed and
+    the lock released: a KeyboardInterrupt landing between ``BEGIN`` and the body, or between
+    the body and ``COMMIT``, would skip ``__exit__`` and leave the transaction open, holding the
+    write lock of every process and refusing the session's own next write. The delay is one
+    short transaction: SQLite does not see signals while it waits for a lock anyway.
+    """
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
         self._db = db
+        self._lock = lock
+        self._held: list[int] = []
+        self._saved: dict[int, Any] = {}
+
+    def _hold_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # Python runs signal handlers in the main thread only: this one is never interrupted
+        for number in _STOPPING:
+            handler = signal.getsignal(number)
+            if handler is None:  # installed outside Python: left alone
+                continue
+            self._saved[number] = handler
+            signal.signal(number, lambda received, _frame: self._held.append(received))
+
+    def _release_signals(self) -> None:
+        """Put the handlers back, then raise what was held back, each once, to the handler it was meant for.
+
+        ``signal.signal`` runs pending handlers before it changes one: a signal restored first may
+        interrupt the restoring of the next, which is then tried again (each try consumes a signal).
+        The first exception a handler raised (``KeyboardInterrupt``) goes on once all are restored.
+        """
+        saved, self._saved = self._saved, {}
+        first: BaseException | None = None
+        for number, handler in saved.items():
+            while True:
+                try:
+                    signal.signal(number, handler)
+                    break
+                except BaseException as err:  # noqa: BLE001 - a handler's exception, raised once all are back
+                    first = first or err
+        held, self._held = self._held, []
+        for number in dict.fromkeys(held):
+            try:
+                signal.raise_signal(number)
+            except BaseException as err:  # noqa: BLE001
+                first = first or err
+        if first is not None:
+            raise first
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        locked = False
+        try:
+            self._hold_signals()  # from here on, no KeyboardInterrupt until _release_signals
+            self._lock.acquire()
+            locked = True
+            if self._db.in_transaction:  # never expected: rolled back rather than joined
+                self._db.execute("ROLLBACK")
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            if locked:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._lock.release()
+            self._release_signals()
+            raise
 
     def __exit__(self, kind: object, *_: object) -> None:
-        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+        try:
+            self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        finally:
+            self._lock.release()
+            self._release_signals()
