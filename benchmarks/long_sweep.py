@@ -77,6 +77,7 @@ import atexit
 import json
 import os
 
+import pytest_mitosis
 from pytest_mitosis.session import MitosisSession
 from pytest_mitosis.store.sqlite import SQLiteStore
 
@@ -101,7 +102,7 @@ def _write():
         return
     used = os.times()
     with open(os.environ["MITOSIS_BENCH_PROBE"], "w") as stream:
-        json.dump({"cpu": used.user + used.system, **_COUNTS}, stream)
+        json.dump({"cpu": used.user + used.system, "code": pytest_mitosis.__file__, **_COUNTS}, stream)
 
 
 atexit.register(_write)
@@ -154,6 +155,7 @@ class Run:
     beats: int  # heartbeats written to the store (trials' and the session's)
     draws: int  # status lines drawn (the terminal's save-cursor sequences)
     busy: float  # share of the machine's cores busy during the run (ours and everybody else's)
+    code: str  # where the pytest process imported pytest_mitosis from
 
 
 def _busy_jiffies() -> tuple[int, int]:
@@ -217,7 +219,25 @@ def measure(argv: list[str], cwd: Path, env: dict[str, str], terminal: bool, pro
         beats=int(seen["beats"]),
         draws=text.count("\x1b7"),
         busy=(busy1 - busy0) / max(1, total1 - total0),
+        code=str(seen["code"]),
     )
+
+
+def measured_code(base: Path, commit: str | None) -> tuple[Path | None, str]:
+    """Where the measured pytest_mitosis comes from (``None``: the installed one) and how the report names it."""
+    git = ["git", "-C", str(REPO)]
+    if commit is None:
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--", "pytest_mitosis"], capture_output=True, text=True
+        ).stdout.strip()
+        return None, f"the working tree at {head}" + (" with uncommitted changes to pytest_mitosis" if dirty else "")
+    full = subprocess.run([*git, "rev-parse", "--short", commit], capture_output=True, text=True, check=True)
+    code = base / "code"
+    code.mkdir()
+    archive = subprocess.run([*git, "archive", commit, "pytest_mitosis"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(code)], input=archive, check=True)
+    return code, f"commit {full.stdout.strip()} (`--commit {commit}`)"
 
 
 def long_investigation(base: Path, seconds: float, git_repo: Callable[[Path], None]) -> Path:
@@ -265,6 +285,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="runs of each setting of the 16-trial sweep")
     parser.add_argument("--long-repeat", type=int, default=3, help="runs of each setting of the long investigation")
     parser.add_argument("--trial-seconds", type=float, default=12.0, help="how long each long trial runs")
+    parser.add_argument(
+        "--commit",
+        help="measure pytest_mitosis as of this commit (git archive into the temporary folder, first on "
+        "PYTHONPATH) rather than the working tree's, which may change while the benchmark runs",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
     run_py = _load_run()
@@ -275,7 +300,9 @@ def main() -> None:
     probe = base / "probe.json"
     sweep = run_py.prepare(base)["sweep"]
     long = long_investigation(base, args.trial_seconds, run_py.git_repo)
-    env = {**os.environ, **run_py.GIT, "PYTHONPATH": str(probe_dir), "MITOSIS_BENCH_PROBE": str(probe)}
+    code, args.code = measured_code(base, args.commit)
+    path = os.pathsep.join(str(p) for p in (probe_dir, code) if p is not None)
+    env = {**os.environ, **run_py.GIT, "PYTHONPATH": path, "MITOSIS_BENCH_PROBE": str(probe)}
     for name in ("PYTEST_ADDOPTS", "PY_COLORS", "NO_COLOR", "FORCE_COLOR"):
         env.pop(name, None)
     env.update(TERM="xterm-256color", COLUMNS=str(COLUMNS))
@@ -289,7 +316,9 @@ def main() -> None:
         return measure([*pytest, *setting.args], folder, {**env, **dict(setting.env)}, setting.terminal, probe)
 
     machine = Machine(uptime=[_uptime()], load=[], others=[others()])
-    run(sweep, SETTINGS["a"])  # warm-up: bytecode, page cache
+    warm = run(sweep, SETTINGS["a"])  # warm-up: bytecode, page cache
+    if code is not None and not Path(warm.code).is_relative_to(code):
+        raise SystemExit(f"pytest imported pytest_mitosis from {warm.code}, not from the archive of {args.commit}")
     runs: dict[tuple[str, str], list[Run]] = {}
     for round_ in range(max(i.repeat for i in investigations.values())):
         for title, investigation in investigations.items():
@@ -361,7 +390,7 @@ def report(
         HEADING,
         "",
         f"Measured by `python benchmarks/long_sweep.py --repeat {args.repeat} --long-repeat {args.long_repeat} "
-        f"--trial-seconds {args.trial_seconds:g}` on {cores} cores, Python {sys.version.split()[0]}, "
+        f"--trial-seconds {args.trial_seconds:g}`, {args.code}, on {cores} cores, Python {sys.version.split()[0]}, "
         f"{time.strftime('%Y-%m-%d')}: each setting of each investigation run in turn, round after round, after "
         "one warm-up; medians with the range. The machine is shared: `uptime` before, "
         f"`{machine.uptime[0]}`; after, `{machine.uptime[-1]}`; load average (1 min) after each round "
