@@ -409,7 +409,7 @@ def report(
         "only (a pipe, `-q`, a heartbeat every 5 s); **c** status line + heartbeats (a pseudo-terminal, "
         f"{COLUMNS} columns, `-q`); **d** log lines + heartbeats (a pipe, default verbosity: a line per "
         "trial start and end); **e** (16-trial sweep only) terminal, all off (the pseudo-terminal with "
-        "`NO_COLOR=1`: no status line; no heartbeats). The 16-trial sweep is benchmarks/run.py's (sine "
+        "`NO_COLOR=1`: no status line, and no colours either; no heartbeats). The 16-trial sweep is benchmarks/run.py's (sine "
         f"trials of a fraction of a second); the {LONG} are 4 trials of {args.trial_seconds:g} s each "
         "whose step sleeps in steps of 50 ms and prints a line every 0.5 s. CPU: user + system time of "
         "the pytest process (all its threads, at its exit), where the ticks, the status line and the "
@@ -472,50 +472,65 @@ def report(
         f"In **b** the pytest process wrote {beats:.0f} heartbeats a run ({beats / long.trial_seconds:.2f} a "
         "trial-second).",
         "",
-        *verdict(runs, investigations, added),
+        *verdict(runs, investigations, added, beat),
     ]
     return lines
 
 
 def verdict(
-    runs: dict[tuple[str, str], list[Run]], investigations: dict[str, Investigation], added: dict[str, list[float]]
+    runs: dict[tuple[str, str], list[Run]],
+    investigations: dict[str, Investigation],
+    added: dict[str, list[float]],
+    beat: float,
 ) -> list[str]:
     """What this run says against the targets, in words (the numbers are the tables')."""
     sine, a = investigations[SINE], runs[(SINE, "a")]
     cpu = {x: med([o.cpu / b.cpu for o, b in zip(runs[(SINE, x)], a)]) for x in "bcd"}
     worst = max(cpu, key=lambda x: cpu[x])
-    walls = [r.wall for r in a]
-    noise = max(walls) / min(walls) - 1
+    walls, cpus = [r.wall for r in a], [r.cpu for r in a]
+    noise, cpu_noise = max(walls) / min(walls) - 1, max(cpus) / min(cpus) - 1
     ticks = med([r.ticks for x in sine.settings for r in runs[(SINE, x)]])
     session_beats = med([r.beats for r in runs[(SINE, "d")]])
-    met = all(v < 1.02 for v in cpu.values())
     text = [
-        f"**Against the targets.** The 16-trial sweep: the pytest process's CPU time with heartbeats, the "
+        "**Against the targets.** The 16-trial sweep: the pytest process's CPU time with heartbeats, the "
         f"status line or the log lines is {', '.join(f'{cpu[x]:.3f}' for x in 'bcd')} × its time with them off "
-        f"(b, c, d: paired medians), {'all under' if met else 'not all under'} the target of 1.02 (the largest, "
-        f"{worst}/a, {100 * (cpu[worst] - 1):+.1f}%). "
+        "(b, c, d: paired medians), "
     ]
+    if cpu[worst] < 1.02:
+        text.append("all under the target of 1.02. ")
+    else:
+        text.append(
+            f"{worst}/a {100 * (cpu[worst] - 1):+.1f}%: over the target of 2%, "
+            + (
+                f"but within the spread of the CPU time of a's own runs ({100 * cpu_noise:.0f}%). "
+                if cpu[worst] - 1 <= cpu_noise
+                else "beyond the spread of a's own runs. "
+            )
+        )
     if ticks == 0:
         text.append(
             "Its trials end before their first tick (a second), so no status line is drawn and no trial "
-            f"heartbeat written: what the sweep pays is the session's heartbeat ({session_beats:.0f} writes a "
-            "run in c and d, at trial starts and ends) and, in d, two log lines per trial. "
+            f"heartbeat written: what c and d add is {session_beats:.0f} session heartbeats a run (at trial starts "
+            f"and ends, {1000 * session_beats * beat:.2f} ms at the write's timed cost) and, in d, two log lines "
+            "a trial; c's terminal itself (pytest's colours, a pty) is e's. "
         )
+    if noise > 0.02:
+        text.append(
+            f"Wall time does not resolve a 2% difference in this run: a's own runs took {spread(walls)} s, "
+            f"{100 * noise:.0f}% apart, as the machine's other work came and went; the CPU ratios are the measure. "
+        )
+    else:
+        text.append(f"Wall time agrees: a's runs were within {100 * noise:.1f}% of each other. ")
+    beats = med([r.beats for r in runs[(LONG, "c")]])
     text.append(
-        f"Wall time does not resolve a 2% difference in this run: the same command (a) took "
-        f"{spread(walls)} s, {100 * noise:.0f}% apart"
-        + (", and e (the same work as a, on a terminal) differs from a as much" if noise > 0.02 else "")
-        + "; the CPU ratios are the measure. "
-        if noise > 0.02
-        else f"Wall time agrees: a's runs were within {100 * noise:.1f}% of each other. "
-    )
-    heartbeat = added["b"]
-    text.append(
-        f"The long trials, where ticks, draws and heartbeats happen: the heartbeats add "
-        f"{100 * med(heartbeat):.2f}% of a running trial's time in CPU (rounds {100 * min(heartbeat):.2f}% to "
-        f"{100 * max(heartbeat):.2f}%; target < 1%), status line and heartbeats together "
-        f"{100 * med(added['c']):.2f}%; one heartbeat write is timed at the table's last line, so the measured "
-        "differences are mostly the noise of CPU accounting on a shared machine, and bound the cost from above."
+        "The long trials, where ticks, draws and heartbeats happen: the heartbeats add "
+        f"{100 * med(added['b']):.2f}% of a running trial's time in CPU (rounds {100 * min(added['b']):.2f}% to "
+        f"{100 * max(added['b']):.2f}%; target < 1%), status line and heartbeats together "
+        f"{100 * med(added['c']):.2f}%. The writes themselves cost {1000 * beats * beat:.1f} ms a run in c "
+        f"({beats:.0f} writes at {1000 * beat:.3f} ms): differences larger than that are the noise of CPU "
+        "accounting on a shared machine, or the status line's drawing; read them as an upper bound. The tick "
+        "itself (a coroutine in the trial's loop, every second, handing its state to the session) runs in "
+        "every setting, a included: it cannot be turned off, so it is not in these differences."
     )
     return ["".join(text)]
 

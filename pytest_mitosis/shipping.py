@@ -87,6 +87,11 @@ class RemoteStore:
     def next_iteration(self, experiment: str, identity: str) -> int:
         return int(self._call("next_iteration", experiment=experiment, identity=identity))
 
+    def beat(self, kind: str, key: str, session: str | None, state: dict[str, Any]) -> None:
+        """A running trial's heartbeat, written by the controller (which keeps the session's own)."""
+        if kind == "trial":
+            self._call("beat", key=key, state=state)
+
     def previous(self, experiment: str, identity: str, before: str | None = None) -> Previous | None:
         value = self._call("previous", experiment=experiment, identity=identity, before=before)
         return None if value is None else Previous(**value)
@@ -280,6 +285,14 @@ class StoreServer:
         keys = wire.keys("keys", args["keys"])
         statuses = getattr(self._open_store(), "statuses", None)  # optional in the protocol, as for session.sweep
         return dict(statuses(keys)) if statuses is not None and keys else {}
+
+    def _op_beat(self, args: dict[str, Any], data: Any) -> None:
+        """A running trial's heartbeat: ``status`` and the xdist progress line see remote trials too."""
+        key = wire.running("key", args["key"], self._running, self.worker)
+        state = wire.beat_state(args["state"])
+        beat = getattr(self._open_store(), "beat", None)  # optional: a plugin's store may keep none
+        if beat is not None:
+            beat("trial", key, self._session, state)
 
     def _staging(self, key: str) -> Path:
         """The staging folder of a trial this worker began (``key`` checked by :func:`wire.running`)."""

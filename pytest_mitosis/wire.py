@@ -48,7 +48,10 @@ OPERATIONS: dict[str, frozenset[str]] = {
     "statuses": frozenset({"keys"}),
     "chunk": frozenset({"key"}),
     "finish": frozenset({"key", "status", "main", "metrics", "folder", "message", "verdict"}),
+    "beat": frozenset({"key", "state"}),
 }
+#: what a running trial's heartbeat says (``MitosisSession.on_progress``): each a short text, ``elapsed`` seconds
+BEAT_STATE = frozenset({"phase", "step", "line", "elapsed", "name", "nodeid"})
 #: how a trial sent by a worker may end (``running`` is the controller's to clear)
 STATUSES = ("passed", "failed", "interrupted")
 #: a hypothesis's verdict, or a reproduction's
@@ -250,6 +253,21 @@ def finish(args: dict[str, Any]) -> dict[str, Any]:
     if args["folder"] is not None:
         text("folder", args["folder"], 1000, empty=False)
     return args
+
+
+def beat_state(value: Any) -> dict[str, Any]:
+    """A heartbeat's state: only its known fields, each a short text (``elapsed``: seconds)."""
+    state = mapping("state", value)
+    unknown = sorted(set(state) - BEAT_STATE)
+    if unknown:
+        refuse(f"state.{unknown[0]}", f"only the fields {', '.join(sorted(BEAT_STATE))}", unknown[0])
+    for name in sorted(BEAT_STATE - {"elapsed"}):
+        if state.get(name) is not None:
+            text(f"state.{name}", state[name], 1000)
+    elapsed = state.get("elapsed")
+    if elapsed is not None and (type(elapsed) not in (int, float) or not 0 <= elapsed < 1e9):
+        refuse("state.elapsed", "seconds (a number from 0)", elapsed)
+    return state
 
 
 def keys(field: str, value: Any) -> list[str]:

@@ -349,7 +349,7 @@ CASES = [
         "an operation that is not one",
         [OPEN, op("_gone"), op("__init__")],
         "the operation: expected one of open, check_locks, begin, next_iteration, previous, statuses, chunk, "
-        "finish, found '_gone'",
+        "finish, beat, found '_gone'",
         None,
     ),
     Case(
@@ -357,6 +357,24 @@ CASES = [
         [op("open", worker="gw9", host="evil\nmitosis: all trials passed")],
         "host: expected printable characters on one line, found 'evil\\nmitosis: all trials passed'",
         None,
+    ),
+    Case(
+        "a heartbeat for another worker's trial",
+        [OPEN, op("beat", key=OTHER, state={"phase": "step"})],
+        f"key: expected the key of a trial worker gw9 began and has not finished, found '{OTHER}'",
+        None,
+    ),
+    Case(
+        "a heartbeat whose state carries a field of its own",
+        [OPEN, begin(), op("beat", key=KEY, state={"phase": "step", "status": "passed"})],
+        "state.status: expected only the fields elapsed, line, name, nodeid, phase, step, found 'status'",
+        "interrupted",  # its worker went away after the refusal
+    ),
+    Case(
+        "a heartbeat whose last line is a megabyte",
+        [OPEN, begin(), op("beat", key=KEY, state={"line": "x" * (1 << 20)})],
+        "state.line: expected a string of at most 1000 characters",
+        "interrupted",
     ),
     Case(
         "a question about keys that are not keys",
@@ -427,6 +445,25 @@ def test_a_worker_s_folder_as_pytest_mitosis_sends_it_is_stored(gateway: execnet
     assert (home.trials / FOLDER / "trial.yaml").read_text() == "experiment: exp\n"
     assert home.row(KEY) == {"status": "passed", "folder": str(home.trials / FOLDER), "message": None, "main": "4.0"}
     assert home.outside() == before
+
+
+def test_a_worker_s_heartbeat_reaches_the_controller_s_store(gateway: execnet.Gateway, home: Home) -> None:
+    """The beat row itself goes when the worker's trial ends (its channel closes here): what it held is read as written."""
+    state = {"phase": "step", "step": "fit", "line": "epoch 3", "elapsed": 12.5, "name": "trial_exp-a-1"}
+    written: list[tuple[str, ...]] = []
+    beat = home.store.beat
+
+    def recorded(kind: str, key: str, session: str | None, given: dict[str, Any]) -> None:
+        beat(kind, key, session, given)
+        with sqlite3.connect(home.trials / "mitosis.sqlite") as db:
+            written.extend(db.execute("SELECT kind, key, session, state FROM beats").fetchall())
+
+    home.store.beat = recorded  # type: ignore[method-assign]
+    answers = serve(gateway, home, [OPEN, begin(), op("beat", key=KEY, state=state)])
+    assert answers[2] == ("ok", "null", "")
+    assert [(k, key, session, json.loads(text)) for k, key, session, text in written] == [
+        ("trial", KEY, SESSION, state)
+    ]
 
 
 def test_a_folder_that_failed_on_the_way_leaves_no_staging_folder(gateway: execnet.Gateway, home: Home) -> None:
