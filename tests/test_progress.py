@@ -10,6 +10,7 @@ import os
 import pty
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -261,3 +262,43 @@ def test_a_private_folder_of_another_pid_namespace_is_never_swept(tmp_path: Path
         assert live.name.startswith(f"mitosis-kernel-{os.getpid()}.{here}-")
     finally:
         live.rmdir()
+
+
+KILLED = """
+import os, sys
+from pathlib import Path
+from pytest_mitosis.store import NewTrial, SQLiteStore
+
+store = SQLiteStore(Path(sys.argv[1]))
+store.begin(
+    NewTrial("dead0001", "fit", "[]", "n9", "trial_fit-n9", "pyproject.toml::fit[n9]", False, {"commit": None}, 1, {},
+             [{"name": "fit", "function": "study.fit:run", "lookup": None}], [], session="5e551000"),
+    [],
+)
+os._exit(0)  # killed: its trial stays running, without a heartbeat
+"""
+
+
+def test_status_shows_a_killed_session_s_trial_dead_and_watch_refreshes_until_ctrl_c(tmp_path: Path) -> None:
+    trials = tmp_path / "trials"
+    trials.mkdir()
+    subprocess.run([sys.executable, "-c", KILLED, str(trials)], check=True, env=clean_env())
+    out = _cli(tmp_path, "status", "--trials-folder", str(trials))
+    row = next(line for line in out.splitlines() if "dead0001" in line)
+    assert re.match(r"5e551000\s+\S+\s+fit\[n9\]\s+dead0001\s+-\s+[\d.]+s\s+none: dead$", row), out
+    watch = background(
+        [sys.executable, "-m", "pytest_mitosis", "status", "--trials-folder", str(trials), "--watch", "0.5"],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen: list[str] = []
+
+    def refreshed() -> bool:
+        seen.append(watch.stdout.readline() if watch.stdout is not None else "")
+        return sum("dead0001" in line for line in seen) >= 3
+
+    wait_until("three refreshes of status --watch", refreshed, watch)
+    os.killpg(watch.pid, signal.SIGINT)
+    assert watch.wait(timeout=PATIENCE) == 130

@@ -66,6 +66,9 @@ class Beat:
     beat: float | None
     #: its progress: phase, step, last line, elapsed (a trial); selected, done, passed, failed, ends (a session)
     state: dict[str, Any]
+    #: the pid that runs it, and the machine its heartbeat came from (``None``: no heartbeat yet): see ``dead``
+    pid: int = 0
+    machine: str | None = None
 
 
 def _state(text: Any) -> dict[str, Any]:
@@ -150,18 +153,24 @@ class Reader:
         first) has ``beat=None``; a crafted ``state`` reads as empty.
         """
         if self._source.version < 3:
-            sql = "SELECT t.key, t.name, t.nodeid, t.session, t.host, t.started, NULL AS beat, NULL AS state FROM trials t"
+            sql = (
+                "SELECT t.key, t.name, t.nodeid, t.session, t.host, t.started, t.pid, NULL AS beat, NULL AS state, "
+                "NULL AS machine FROM trials t"
+            )
         else:
             sql = (
-                "SELECT t.key, t.name, t.nodeid, t.session, t.host, t.started, b.beat, b.state FROM trials t "
-                "LEFT JOIN beats b ON b.kind='trial' AND b.key=t.key"
+                "SELECT t.key, t.name, t.nodeid, t.session, t.host, t.started, t.pid, b.beat, b.state, b.machine "
+                "FROM trials t LEFT JOIN beats b ON b.kind='trial' AND b.key=t.key"
             )
         sql += " WHERE t.status='running'" + (" AND t.session=?" if session is not None else "") + " ORDER BY t.started"
         rows = self._rows(sql, *([session] if session is not None else []))
         return [
-            Beat(r["key"], r["name"], r["nodeid"], r["session"], r["host"], r["started"], r["beat"], _state(r["state"]))
+            Beat(
+                r["key"], r["name"], r["nodeid"], r["session"], r["host"], r["started"], r["beat"], _state(r["state"]),
+                int(r["pid"]), r["machine"],
+            )
             for r in rows
-        ]
+        ]  # fmt: skip
 
     def session_beats(self) -> dict[str, Beat]:
         """The last heartbeat of each running session (its progress: selected, done, passed, failed, end)."""

@@ -2,26 +2,28 @@
 
 Every running trial writes a heartbeat with its phase, step, elapsed time and last printed line
 every few seconds (:mod:`pytest_mitosis.recording`); each session alone writes its progress
-(selected, done, passed, failed, estimated end). A trial whose heartbeat is older than
-``STALE`` is shown as such: its process is likely gone (the next session of its machine marks
-it ``interrupted`` at once; any other once the heartbeat is that old). No pytest import here;
+(selected, done, passed, failed, estimated end). A trial whose process is gone, as the
+next session will judge it (:func:`~pytest_mitosis.store.protocol.dead`: its pid on this machine,
+the age of its heartbeat elsewhere), is shown ``dead``; it stays ``running`` in the store until a
+session marks it ``interrupted``. No pytest import here;
 everything printed passes through the CLI's ``printable``.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Callable
 
 from ..core.tree_text import span
 from ..store import Reader, cell
-from ..store.protocol import STALE
+from ..store.protocol import STALE, dead
 
 
 def status(reader: Reader, as_json: bool, table: Callable[[list[list[str]]], str]) -> str:
     """Every running trial (one row each), then one line per running session with its progress."""
-    now = time.time()
+    now, here = time.time(), socket.gethostname()
     trials = reader.running()
     sessions = reader.session_beats()
     if as_json:
@@ -35,7 +37,7 @@ def status(reader: Reader, as_json: bool, table: Callable[[list[list[str]]], str
                         "host": t.host,
                         "started": t.started,
                         "heartbeat": t.beat,
-                        "alive": (now - t.started <= STALE) if t.beat is None else now - t.beat <= STALE,
+                        "alive": not dead(t.pid, t.host, here, t.machine, t.beat, now),
                         **t.state,
                     }
                     for t in trials
@@ -49,12 +51,11 @@ def status(reader: Reader, as_json: bool, table: Callable[[list[list[str]]], str
     rows = [["session", "host", "trial", "key", "step", "elapsed", "heartbeat", "last line"]]
     for t in trials:
         state = t.state
-        if t.beat is None:  # a trial's first beat comes a second after it starts: much later, it is gone
-            beat = "none yet" if now - t.started <= STALE else "none: dead?"
-        elif now - t.beat > STALE:
-            beat = f"{span(now - t.beat)} ago: dead?"
+        gone = dead(t.pid, t.host, here, t.machine, t.beat, now)  # as the next session will judge it
+        if t.beat is None:  # a trial's first beat comes a second after it starts
+            beat = "none: dead" if gone else "none yet" if now - t.started <= STALE else "none: dead?"
         else:
-            beat = f"{span(now - t.beat)} ago"
+            beat = f"{span(now - t.beat)} ago" + (": dead" if gone else "")
         step = state.get("step") or state.get("phase") or "-"
         rows.append(
             [
