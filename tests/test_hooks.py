@@ -68,7 +68,8 @@ def test_a_store_lost_after_the_kernel_ran_fails_the_trial_in_one_message(tmp_pa
     assert (failure.text or "").startswith(
         f"trial_exp-one-1 ran (main=1; notebook: {folder / 'trial_exp-one-1.html'}), but the store could not record "
         "its outcome: mitosis: the trial store at lab went away (connection lost)\n"
-        "Its record stays 'running' until a later session marks it interrupted; run the trial again once the store "
-        "is reachable."
+        f"Its outcome is kept in {root / 'trials' / '.pending' / ('trial-' + folder.name.rsplit('_', 1)[1] + '.json')}: "
+        "it is recorded when the store is back, at the end of this session or by the next session that uses this "
+        "trials folder."
     ), failure.text
     assert (folder / "trial_exp-one-1.ipynb").is_file()
