@@ -1,6 +1,7 @@
 """What the status line and the heartbeats cost a sweep (issue 23), measured side by side with them off.
 
-    python benchmarks/long_sweep.py [--repeat 5] [--long-repeat 3] [--trial-seconds 12] [--out docs/benchmarks.md]
+    python benchmarks/long_sweep.py [--repeat 5] [--long-repeat 3] [--trial-seconds 12] [--commit REV]
+        [--out docs/benchmarks.md]
 
 Issue 23 added, to every running trial, a tick about every second (the status line on a terminal,
 the log lines off it) and a heartbeat in the store every ``mitosis_heartbeat_every`` seconds (5);
@@ -25,8 +26,10 @@ and heartbeats each run made; the pseudo-terminal's output counts the status lin
 Finally one heartbeat write is timed alone, in this process, on the long investigation's store.
 
 Cases are interleaved round-robin (a busy moment of the shared machine hurts every setting alike),
-after one warm-up of the 16-trial sweep; medians with the range, ratios computed within this run
-(of the medians, and the median of each round's paired ratio). The machine's load is sampled
+the order rotated each round, after one warm-up of the 16-trial sweep; every run starts from an
+empty trials folder, so that every run does the same work (a store and a folder that grow run by
+run could make later runs slower, which a fixed order would charge to the settings measured last). Medians with the range, ratios computed within this
+run (of the medians, and the median of each round's paired ratio). The machine's load is sampled
 around every round. Writes the section "Long sweeps: the status line and heartbeats (issue 23)"
 of ``--out`` (other sections are kept as they are; ``benchmarks/run.py`` keeps this one).
 """
@@ -40,6 +43,7 @@ import json
 import os
 import pty
 import shutil
+import signal
 import statistics
 import struct
 import subprocess
@@ -203,7 +207,12 @@ def measure(argv: list[str], cwd: Path, env: dict[str, str], terminal: bool, pro
     os.close(writing)
     reader = threading.Thread(target=_read_all, args=(reading, out), daemon=True)
     reader.start()
-    proc.wait()
+    try:
+        proc.wait()
+    except BaseException:  # Ctrl-C: the session started its own process group, stop it like Ctrl-C would
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait()
+        raise
     wall = time.perf_counter() - started
     busy1, total1 = _busy_jiffies()
     reader.join(timeout=30)
@@ -313,6 +322,8 @@ def main() -> None:
     }
 
     def run(folder: Path, setting: Setting) -> Run:
+        # every run starts from an empty trials folder, so every run does the same work
+        shutil.rmtree(folder / "trials", ignore_errors=True)
         return measure([*pytest, *setting.args], folder, {**env, **dict(setting.env)}, setting.terminal, probe)
 
     machine = Machine(uptime=[_uptime()], load=[], others=[others()])
@@ -324,7 +335,8 @@ def main() -> None:
         for title, investigation in investigations.items():
             if round_ >= investigation.repeat:
                 continue
-            for letter in investigation.settings:
+            turn = round_ % len(investigation.settings)  # each setting in each place of the order in turn
+            for letter in investigation.settings[turn:] + investigation.settings[:turn]:
                 done = run(investigation.folder, SETTINGS[letter])
                 runs.setdefault((title, letter), []).append(done)
                 print(
@@ -391,8 +403,9 @@ def report(
         "",
         f"Measured by `python benchmarks/long_sweep.py --repeat {args.repeat} --long-repeat {args.long_repeat} "
         f"--trial-seconds {args.trial_seconds:g}`, {args.code}, on {cores} cores, Python {sys.version.split()[0]}, "
-        f"{time.strftime('%Y-%m-%d')}: each setting of each investigation run in turn, round after round, after "
-        "one warm-up; medians with the range. The machine is shared: `uptime` before, "
+        f"{time.strftime('%Y-%m-%d')}: each setting of each investigation run in turn, round after round (the "
+        "order rotated each round), each run from an empty trials folder, after one warm-up; medians with the "
+        "range. The machine is shared: `uptime` before, "
         f"`{machine.uptime[0]}`; after, `{machine.uptime[-1]}`; load average (1 min) after each round "
         f"{', '.join(f'{one:.1f}' for one in machine.load)}. With nothing of this benchmark running, "
         f"{100 * machine.others[0]:.0f}% of the cores were busy just before the runs and "

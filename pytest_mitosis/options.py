@@ -313,13 +313,14 @@ def add_options(parser: pytest.Parser) -> None:
 settings_key = pytest.StashKey["Settings"]()
 
 
-def _seconds(config: pytest.Config, name: str) -> float | None:
-    """A duration from ``--NAME`` (already checked by its ``type=``), else from the ini key ``name``."""
-    value: float | None = config.getoption(name)
+def _setting(config: pytest.Config, name: str, parse: Callable[[str], Any]) -> Any:
+    """A value from its ``--mitosis-*`` option (already checked by its ``type=``; an ini-only key has none),
+    else from the ini key ``name`` read by ``parse``; ``None`` when neither is given."""
+    value = config.getoption(name, None)
     ini = str(config.getini(name) or "").strip()
     if value is None and ini:
         try:
-            value = parse_positive_seconds(ini)
+            value = parse(ini)
         except argparse.ArgumentTypeError as err:
             raise pytest.UsageError(f"ini key {name}: {err}") from None
     return value
@@ -367,29 +368,10 @@ def resolve_settings(config: pytest.Config) -> Settings:
     elif ini_store:
         store = absolute_store(ini_store, rootpath)
 
-    timeout = _seconds(config, "mitosis_timeout")
-
-    seed: int | None = config.getoption("mitosis_seed")
-    ini_seed = str(config.getini("mitosis_seed") or "").strip()
-    if seed is None and ini_seed:
-        try:
-            seed = parse_seed(ini_seed)
-        except argparse.ArgumentTypeError as err:
-            raise pytest.UsageError(f"ini key mitosis_seed: {err}") from None
-
-    max_cell_output: int | None = config.getoption("mitosis_max_cell_output")
-    if max_cell_output is None:
-        try:
-            max_cell_output = parse_size(str(config.getini("mitosis_max_cell_output")).strip())
-        except argparse.ArgumentTypeError as err:
-            raise pytest.UsageError(f"ini key mitosis_max_cell_output: {err}") from None
-
-    max_trials: int | None = config.getoption("mitosis_max_trials")
-    if max_trials is None:
-        try:
-            max_trials = parse_count(str(config.getini("mitosis_max_trials")).strip())
-        except argparse.ArgumentTypeError as err:
-            raise pytest.UsageError(f"ini key mitosis_max_trials: {err}") from None
+    timeout: float | None = _setting(config, "mitosis_timeout", parse_positive_seconds)
+    seed: int | None = _setting(config, "mitosis_seed", parse_seed)
+    max_cell_output: int = _setting(config, "mitosis_max_cell_output", parse_size)  # the ini key has a default
+    max_trials: int = _setting(config, "mitosis_max_trials", parse_count)
 
     debug = config.getoption("mitosis_debug")
     if debug is None:
@@ -400,23 +382,9 @@ def resolve_settings(config: pytest.Config) -> Settings:
             "--mitosis-resume skips trials that passed at the current commit, and debug trials never count as "
             "passed: drop --mitosis-debug (commit the investigation first), or drop --mitosis-resume."
         )
-    try:
-        heartbeat_every = float(str(config.getini("mitosis_heartbeat_every")).strip() or "5")
-        if not heartbeat_every >= 0:
-            raise ValueError
-    except ValueError:
-        raise pytest.UsageError(
-            f"ini key mitosis_heartbeat_every: expected seconds (0 or more; 0 turns heartbeats off), got "
-            f"{config.getini('mitosis_heartbeat_every')!r}"
-        ) from None
-    progress_every = _seconds(config, "mitosis_progress_every")
-    patience: float | None = config.getoption("mitosis_store_patience")
-    ini_patience = str(config.getini("mitosis_store_patience") or "").strip()
-    if patience is None and ini_patience:
-        try:
-            patience = parse_nonnegative_seconds(ini_patience)
-        except argparse.ArgumentTypeError as err:
-            raise pytest.UsageError(f"ini key mitosis_store_patience: {err}") from None
+    heartbeat_every: float = _setting(config, "mitosis_heartbeat_every", parse_nonnegative_seconds)
+    progress_every: float | None = _setting(config, "mitosis_progress_every", parse_positive_seconds)
+    patience: float | None = _setting(config, "mitosis_store_patience", parse_nonnegative_seconds)
     if config.getoption("mitosis_check") and getattr(config.option, "numprocesses", None):
         raise pytest.UsageError("--mitosis-check runs no trial, so it has nothing to distribute: drop -n.")
 

@@ -251,7 +251,7 @@ def test_a_bad_limit_is_a_usage_error(pytester: pytest.Pytester) -> None:
         (
             [],
             'mitosis_heartbeat_every = "often"\n',
-            "ERROR: ini key mitosis_heartbeat_every: expected seconds (0 or more; 0 turns heartbeats off), got 'often'",
+            "ERROR: ini key mitosis_heartbeat_every: expected a number of seconds (0 or more), got 'often'",
         ),
         ([], 'mitosis_progress_every = "-1"\n', "ERROR: ini key mitosis_progress_every: *"),
         (["--mitosis-progress-every=never"], "", "*error: argument --mitosis-progress-every: *"),
