@@ -1,7 +1,8 @@
 """What the status line and the heartbeats cost a sweep (issue 23), measured side by side with them off.
 
     python benchmarks/long_sweep.py [--repeat 5] [--long-repeat 3] [--trial-seconds 12] [--commit REV]
-        [--out docs/benchmarks.md]
+        [--raw FILE] [--out docs/benchmarks.md]
+    python benchmarks/long_sweep.py --from-raw FILE [--out docs/benchmarks.md]
 
 Issue 23 added, to every running trial, a tick about every second (the status line on a terminal,
 the log lines off it) and a heartbeat in the store every ``mitosis_heartbeat_every`` seconds (5);
@@ -28,10 +29,13 @@ Finally one heartbeat write is timed alone, in this process, on the long investi
 Cases are interleaved round-robin (a busy moment of the shared machine hurts every setting alike),
 the order rotated each round, after one warm-up of the 16-trial sweep; every run starts from an
 empty trials folder, so that every run does the same work (a store and a folder that grow run by
-run could make later runs slower, which a fixed order would charge to the settings measured last). Medians with the range, ratios computed within this
-run (of the medians, and the median of each round's paired ratio). The machine's load is sampled
-around every round. Writes the section "Long sweeps: the status line and heartbeats (issue 23)"
-of ``--out`` (other sections are kept as they are; ``benchmarks/run.py`` keeps this one).
+run could make later runs slower, which a fixed order would charge to the settings measured last).
+Medians with the range, ratios computed within this run (of the medians, and the median of each
+round's paired ratio). The machine's load is sampled around every round. ``--commit`` measures
+pytest_mitosis as of a commit rather than the working tree, which others may be editing meanwhile.
+Writes the section "Long sweeps: the status line and heartbeats (issue 23)" of ``--out`` (other
+sections are kept as they are; ``benchmarks/run.py`` keeps this one); ``--raw`` keeps every run's
+numbers, from which ``--from-raw`` writes the section again without measuring.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ import termios
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -246,7 +250,7 @@ def measured_code(base: Path, commit: str | None) -> tuple[Path | None, str]:
     code.mkdir()
     archive = subprocess.run([*git, "archive", commit, "pytest_mitosis"], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(code)], input=archive, check=True)
-    return code, f"commit {full.stdout.strip()} (`--commit {commit}`)"
+    return code, f"pytest_mitosis as of commit {full.stdout.strip()}"
 
 
 def long_investigation(base: Path, seconds: float, git_repo: Callable[[Path], None]) -> Path:
@@ -265,8 +269,11 @@ def long_investigation(base: Path, seconds: float, git_repo: Callable[[Path], No
     return folder
 
 
-def beat_cost(trials: Path, count: int = 1000) -> float:
-    """Seconds one trial heartbeat takes to write on ``trials``' store (the median of 10 batches' means)."""
+def beat_cost(trials: Path, code: Path | None, count: int = 1000) -> float:
+    """Seconds one trial heartbeat takes to write on ``trials``' store (the median of 10 batches' means), with the
+    measured pytest_mitosis (``code``: the archive of ``--commit``; ``None``: the installed one)."""
+    if code is not None:
+        sys.path.insert(0, str(code))
     from pytest_mitosis.store import SQLiteStore
 
     store = SQLiteStore(trials)
@@ -299,8 +306,65 @@ def main() -> None:
         help="measure pytest_mitosis as of this commit (git archive into the temporary folder, first on "
         "PYTHONPATH) rather than the working tree's, which may change while the benchmark runs",
     )
+    parser.add_argument("--raw", type=Path, help="also write every run's numbers to this JSON file")
+    parser.add_argument("--from-raw", type=Path, help="measure nothing: write the section from a --raw file")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
+    if args.from_raw is not None:
+        measured = Measured.load(args.from_raw)
+    else:
+        measured = measure_all(args)
+        if args.raw is not None:
+            measured.save(args.raw)
+    section = report(measured)
+    write_section(args.out, section)
+    print("\n".join(section))
+
+
+SINE = "16-trial sine sweep"
+LONG = "4 long trials"
+
+
+@dataclass
+class Machine:
+    """How busy the shared machine was: ``uptime``, the 1-minute load after each round, others' share."""
+
+    uptime: list[str]
+    load: list[float]
+    others: list[float]  # share of the cores busy before and after the runs, nothing of ours running
+
+
+@dataclass
+class Measured:
+    """Everything one run of this benchmark found, as the report needs it (and ``--raw`` keeps it)."""
+
+    command: str  # how it was run
+    code: str  # which pytest_mitosis was measured
+    date: str
+    python: str
+    cores: int
+    trial_seconds: float  # of one long trial
+    machine: Machine
+    beat: float  # seconds one heartbeat write takes, timed alone
+    runs: dict[tuple[str, str], list[Run]]  # (investigation, setting letter): its runs, round by round
+
+    def save(self, path: Path) -> None:
+        data = {k: v for k, v in asdict(self).items() if k != "runs"}
+        data["runs"] = [
+            {"investigation": t, "setting": s, "runs": [asdict(r) for r in found]}
+            for (t, s), found in self.runs.items()
+        ]
+        path.write_text(json.dumps(data, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Measured:
+        data = json.loads(path.read_text())
+        runs = {(e["investigation"], e["setting"]): [Run(**r) for r in e["runs"]] for e in data.pop("runs")}
+        return cls(**{**data, "machine": Machine(**data["machine"]), "runs": runs})
+
+
+def measure_all(args: argparse.Namespace) -> Measured:
+    """Both investigations in every setting, interleaved round by round (see the module's docstring)."""
     run_py = _load_run()
     base = Path(tempfile.mkdtemp(prefix="mitosis-long-sweep-"))
     probe_dir = base / "probe"
@@ -309,17 +373,15 @@ def main() -> None:
     probe = base / "probe.json"
     sweep = run_py.prepare(base)["sweep"]
     long = long_investigation(base, args.trial_seconds, run_py.git_repo)
-    code, args.code = measured_code(base, args.commit)
+    code, named = measured_code(base, args.commit)
     path = os.pathsep.join(str(p) for p in (probe_dir, code) if p is not None)
     env = {**os.environ, **run_py.GIT, "PYTHONPATH": path, "MITOSIS_BENCH_PROBE": str(probe)}
     for name in ("PYTEST_ADDOPTS", "PY_COLORS", "NO_COLOR", "FORCE_COLOR"):
         env.pop(name, None)
     env.update(TERM="xterm-256color", COLUMNS=str(COLUMNS))
     pytest = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", PROBE, "--mitosis"]
-    investigations = {
-        SINE: Investigation(sweep, args.repeat, "abcde", 0.0),
-        LONG: Investigation(long, args.long_repeat, "abcd", 4 * args.trial_seconds),
-    }
+    #: investigation: (its folder, runs of each setting, the settings' letters)
+    investigations = {SINE: (sweep, args.repeat, "abcde"), LONG: (long, args.long_repeat, "abcd")}
 
     def run(folder: Path, setting: Setting) -> Run:
         # every run starts from an empty trials folder, so every run does the same work
@@ -330,15 +392,17 @@ def main() -> None:
     warm = run(sweep, SETTINGS["a"])  # warm-up: bytecode, page cache
     if code is not None and not Path(warm.code).is_relative_to(code):
         raise SystemExit(f"pytest imported pytest_mitosis from {warm.code}, not from the archive of {args.commit}")
-    runs: dict[tuple[str, str], list[Run]] = {}
-    for round_ in range(max(i.repeat for i in investigations.values())):
-        for title, investigation in investigations.items():
-            if round_ >= investigation.repeat:
+    runs: dict[tuple[str, str], list[Run]] = {
+        (t, s): [] for t, (_, _, letters) in investigations.items() for s in letters
+    }
+    for round_ in range(max(n for _, n, _ in investigations.values())):
+        for title, (folder, n, letters) in investigations.items():
+            if round_ >= n:
                 continue
-            turn = round_ % len(investigation.settings)  # each setting in each place of the order in turn
-            for letter in investigation.settings[turn:] + investigation.settings[:turn]:
-                done = run(investigation.folder, SETTINGS[letter])
-                runs.setdefault((title, letter), []).append(done)
+            turn = round_ % len(letters)  # each setting in each place of the order in turn
+            for letter in letters[turn:] + letters[:turn]:
+                done = run(folder, SETTINGS[letter])
+                runs[(title, letter)].append(done)
                 print(
                     f"round {round_ + 1}: {title}, {letter} ({SETTINGS[letter].name}): {done.wall:.2f} s, "
                     f"CPU {done.cpu:.2f} s, {done.ticks} ticks, {done.beats} beats, {done.draws} draws, "
@@ -349,32 +413,21 @@ def main() -> None:
         machine.load.append(os.getloadavg()[0])
     machine.others.append(others())
     machine.uptime.append(_uptime())
-    beat = beat_cost(long / "trials")
-    section = report(runs, investigations, args, machine, beat)
-    write_section(args.out, section)
+    beat = beat_cost(long / "trials", code)
     shutil.rmtree(base, ignore_errors=True)
-    print("\n".join(section))
-
-
-SINE = "16-trial sine sweep"
-LONG = "4 long trials"
-
-
-@dataclass
-class Investigation:
-    folder: Path
-    repeat: int
-    settings: str  # the letters of SETTINGS it runs in
-    trial_seconds: float  # how long its trials run together (0: not a long one)
-
-
-@dataclass
-class Machine:
-    """How busy the shared machine was: ``uptime``, the 1-minute load after each round, others' share."""
-
-    uptime: list[str]
-    load: list[float]
-    others: list[float]  # share of the cores busy before and after the runs, nothing of ours running
+    command = f"python benchmarks/long_sweep.py --repeat {args.repeat} --long-repeat {args.long_repeat} "
+    command += f"--trial-seconds {args.trial_seconds:g}" + (f" --commit {args.commit}" if args.commit else "")
+    return Measured(
+        command=command,
+        code=named,
+        date=time.strftime("%Y-%m-%d"),
+        python=sys.version.split()[0],
+        cores=os.cpu_count() or 1,
+        trial_seconds=args.trial_seconds,
+        machine=machine,
+        beat=beat,
+        runs=runs,
+    )
 
 
 def _uptime() -> str:
@@ -389,42 +442,41 @@ def spread(values: list[float], digits: int = 2) -> str:
     return f"{min(values):.{digits}f}–{max(values):.{digits}f}"
 
 
-def report(
-    runs: dict[tuple[str, str], list[Run]],
-    investigations: dict[str, Investigation],
-    args: argparse.Namespace,
-    machine: Machine,
-    beat: float,
-) -> list[str]:
+def possessive(title: str) -> str:
+    return title + ("'" if title.endswith("s") else "'s")
+
+
+def report(measured: Measured) -> list[str]:
     """The section's Markdown lines."""
-    cores = os.cpu_count() or 1
+    runs, machine = measured.runs, measured.machine
+    titles = list(dict.fromkeys(t for t, _ in runs))
+    letters = {t: "".join(s for u, s in runs if u == t) for t in titles}
+    long_seconds = 4 * measured.trial_seconds
     lines = [
         HEADING,
         "",
-        f"Measured by `python benchmarks/long_sweep.py --repeat {args.repeat} --long-repeat {args.long_repeat} "
-        f"--trial-seconds {args.trial_seconds:g}`, {args.code}, on {cores} cores, Python {sys.version.split()[0]}, "
-        f"{time.strftime('%Y-%m-%d')}: each setting of each investigation run in turn, round after round (the "
-        "order rotated each round), each run from an empty trials folder, after one warm-up; medians with the "
-        "range. The machine is shared: `uptime` before, "
-        f"`{machine.uptime[0]}`; after, `{machine.uptime[-1]}`; load average (1 min) after each round "
-        f"{', '.join(f'{one:.1f}' for one in machine.load)}. With nothing of this benchmark running, "
-        f"{100 * machine.others[0]:.0f}% of the cores were busy just before the runs and "
+        f"Measured by `{measured.command}` ({measured.code}) on {measured.cores} cores, Python {measured.python}, "
+        f"{measured.date}: each setting of each investigation run in turn, round after round (the order rotated "
+        "each round), each run from an empty trials folder, after one warm-up; medians with the range. The "
+        f"machine is shared: `uptime` before, `{machine.uptime[0]}`; after, `{machine.uptime[-1]}`; load average "
+        f"(1 min) after each round {', '.join(f'{one:.1f}' for one in machine.load)}. With nothing of this "
+        f"benchmark running, {100 * machine.others[0]:.0f}% of the cores were busy just before the runs and "
         f"{100 * machine.others[-1]:.0f}% just after. During each run /proc/stat counted the cores' busy share, "
         "ours and other work's: "
         + "; ".join(
-            f"the {title}' runs {100 * min(b):.0f}–{100 * max(b):.0f}% (median {100 * med(b):.0f}%)"
-            for title in investigations
-            for b in [[r.busy for letter in investigations[title].settings for r in runs[(title, letter)]]]
+            f"the {possessive(title)} runs {100 * min(b):.0f}–{100 * max(b):.0f}% (median {100 * med(b):.0f}%)"
+            for title in titles
+            for b in [[r.busy for s in letters[title] for r in runs[(title, s)]]]
         )
-        + ": the least of each is about the benchmark's own share, the rest was other work sharing the cores.",
+        + ": the least of each is about the benchmark's own share, anything above it other work on the cores.",
         "",
         "Settings: **a** all off (output a pipe, `-q`, `-o mitosis_heartbeat_every=0`); **b** heartbeats "
         "only (a pipe, `-q`, a heartbeat every 5 s); **c** status line + heartbeats (a pseudo-terminal, "
         f"{COLUMNS} columns, `-q`); **d** log lines + heartbeats (a pipe, default verbosity: a line per "
         "trial start and end); **e** (16-trial sweep only) terminal, all off (the pseudo-terminal with "
-        "`NO_COLOR=1`: no status line, and no colours either; no heartbeats). The 16-trial sweep is benchmarks/run.py's (sine "
-        f"trials of a fraction of a second); the {LONG} are 4 trials of {args.trial_seconds:g} s each "
-        "whose step sleeps in steps of 50 ms and prints a line every 0.5 s. CPU: user + system time of "
+        "`NO_COLOR=1`: no status line, and no colours either; no heartbeats). The 16-trial sweep is "
+        f"benchmarks/run.py's (sine trials of a fraction of a second); the {LONG} run {measured.trial_seconds:g} s "
+        "each, their step sleeping in steps of 50 ms and printing a line every 0.5 s. CPU: user + system time of "
         "the pytest process (all its threads, at its exit), where the ticks, the status line and the "
         "heartbeats run. Ticks: a running trial's state handed to the session (about every second, in "
         "every setting); beats: heartbeats written to the store (a trial's at its first tick and every "
@@ -444,65 +496,60 @@ def report(
     lines += [
         "",
         "Ratios within this run: of the medians, and the median (range) of each round's paired ratio (the "
-        "two runs of a round ran a few seconds apart).",
+        "two runs of a round ran within minutes of each other).",
         "",
         "| investigation | ratio | wall: of medians | wall: paired | CPU, pytest: of medians | CPU, pytest: paired "
         "| target |",
         "|---|---|---|---|---|---|---|",
     ]
-    for title, investigation in investigations.items():
-        pairs = [(x, "a") for x in investigation.settings[1:]] + [("c", "e")] * ("e" in investigation.settings)
+    for title in titles:
+        pairs = [(x, "a") for x in letters[title][1:]] + [("c", "e")] * ("e" in letters[title])
         for top, bottom in pairs:
             wall, cpu = ratios(runs[(title, top)], runs[(title, bottom)])
             target = "< 1.02" if title == SINE and top in "bcd" else ""
             lines.append(f"| {title} | {top}/{bottom} | {wall} | {cpu} | {target} |")
-    long = investigations[LONG]
     added = {
-        letter: [(o.cpu - b.cpu) / long.trial_seconds for o, b in zip(runs[(LONG, letter)], runs[(LONG, "a")])]
+        letter: [(o.cpu - b.cpu) / long_seconds for o, b in zip(runs[(LONG, letter)], runs[(LONG, "a")])]
         for letter in "bcd"
     }
     beats = med([r.beats for r in runs[(LONG, "b")]])
     lines += [
         "",
-        f"Per second of a running trial: the {LONG}' added CPU time of the pytest process (paired differences "
-        f"to **a**, round by round) over the trials' {long.trial_seconds:g} s a run; the heartbeat's target is "
-        "less than 1% of a running trial's time.",
+        f"Per second of a running trial: the {possessive(LONG)} added CPU time of the pytest process (paired "
+        f"differences to **a**, round by round) over the trials' {long_seconds:g} s a run; the heartbeat's target "
+        "is less than 1% of a running trial's time.",
         "",
         "| what | CPU per trial-second: median | range of the rounds | target |",
         "|---|---|---|---|",
         *(
-            f"| {what} ({letter} − a) | {100 * med(added[letter]):.2f}% | "
-            f"{100 * min(added[letter]):.2f}% to {100 * max(added[letter]):.2f}% | {target} |"
+            f"| {what} ({letter} − a) | {100 * med(added[letter]):+.2f}% | "
+            f"{100 * min(added[letter]):+.2f}% to {100 * max(added[letter]):+.2f}% | {target} |"
             for letter, what, target in (
                 ("b", "heartbeats", "< 1%"),
                 ("c", "status line + heartbeats", ""),
                 ("d", "log lines + heartbeats", ""),
             )
         ),
-        f"| one heartbeat write alone, every 5 s ({beat * 1000:.3f} ms: 1,000 writes timed in-process on the "
-        f"long investigation's SQLite store) | {100 * beat / 5:.4f}% |  | < 1% |",
+        f"| one heartbeat write alone, every 5 s ({measured.beat * 1000:.3f} ms: 1,000 writes timed in-process "
+        f"on the long investigation's SQLite store) | {100 * measured.beat / 5:.4f}% |  | < 1% |",
         "",
-        f"In **b** the pytest process wrote {beats:.0f} heartbeats a run ({beats / long.trial_seconds:.2f} a "
-        "trial-second).",
+        f"In **b** the pytest process wrote {beats:.0f} heartbeats a run ({beats / long_seconds:.2f} a trial-second).",
         "",
-        *verdict(runs, investigations, added, beat),
+        *verdict(measured, added),
     ]
     return lines
 
 
-def verdict(
-    runs: dict[tuple[str, str], list[Run]],
-    investigations: dict[str, Investigation],
-    added: dict[str, list[float]],
-    beat: float,
-) -> list[str]:
+def verdict(measured: Measured, added: dict[str, list[float]]) -> list[str]:
     """What this run says against the targets, in words (the numbers are the tables')."""
-    sine, a = investigations[SINE], runs[(SINE, "a")]
+    runs, beat = measured.runs, measured.beat
+    a = runs[(SINE, "a")]
     cpu = {x: med([o.cpu / b.cpu for o, b in zip(runs[(SINE, x)], a)]) for x in "bcd"}
     worst = max(cpu, key=lambda x: cpu[x])
     walls, cpus = [r.wall for r in a], [r.cpu for r in a]
     noise, cpu_noise = max(walls) / min(walls) - 1, max(cpus) / min(cpus) - 1
-    ticks = med([r.ticks for x in sine.settings for r in runs[(SINE, x)]])
+    busy = [r.busy for (t, _), found in runs.items() if t == SINE for r in found]
+    ticks = med([r.ticks for (t, _), found in runs.items() if t == SINE for r in found])
     session_beats = med([r.beats for r in runs[(SINE, "d")]])
     text = [
         "**Against the targets.** The 16-trial sweep: the pytest process's CPU time with heartbeats, the "
@@ -530,20 +577,27 @@ def verdict(
     if noise > 0.02:
         text.append(
             f"Wall time does not resolve a 2% difference in this run: a's own runs took {spread(walls)} s, "
-            f"{100 * noise:.0f}% apart, as the machine's other work came and went; the CPU ratios are the measure. "
+            f"{100 * noise:.0f}% apart"
+            + (", as other work on the machine came and went" if max(busy) - min(busy) > 0.1 else "")
+            + "; the CPU ratios are the measure. "
         )
     else:
         text.append(f"Wall time agrees: a's runs were within {100 * noise:.1f}% of each other. ")
     beats = med([r.beats for r in runs[(LONG, "c")]])
+    largest = max(max(v) for v in added.values())
+    long_cpu, trials = [r.cpu for r in runs[(LONG, "a")]], 4 * measured.trial_seconds
     text.append(
-        "The long trials, where ticks, draws and heartbeats happen: the heartbeats add "
-        f"{100 * med(added['b']):.2f}% of a running trial's time in CPU (rounds {100 * min(added['b']):.2f}% to "
-        f"{100 * max(added['b']):.2f}%; target < 1%), status line and heartbeats together "
-        f"{100 * med(added['c']):.2f}%. The writes themselves cost {1000 * beats * beat:.1f} ms a run in c "
-        f"({beats:.0f} writes at {1000 * beat:.3f} ms): differences larger than that are the noise of CPU "
-        "accounting on a shared machine, or the status line's drawing; read them as an upper bound. The tick "
-        "itself (a coroutine in the trial's loop, every second, handing its state to the session) runs in "
-        "every setting, a included: it cannot be turned off, so it is not in these differences."
+        "The long trials, where ticks, draws and heartbeats happen: the heartbeats change the pytest process's "
+        f"CPU time by {100 * med(added['b']):+.2f}% of a running trial's time (rounds {100 * min(added['b']):+.2f}% "
+        f"to {100 * max(added['b']):+.2f}%; target < 1%), status line and heartbeats together by "
+        f"{100 * med(added['c']):+.2f}%. The writes themselves cost {1000 * beats * beat:.1f} ms a run in c "
+        f"({beats:.0f} writes at {1000 * beat:.3f} ms, {100 * beats * beat / trials:.3f}% "
+        "of the trials' time): differences much larger than that are the noise of CPU accounting on a shared "
+        f"machine (a's own runs spread over {spread(long_cpu)} s, {100 * (max(long_cpu) - min(long_cpu)) / trials:.2f}% "
+        f"of the trials' time), and the largest of any round ({100 * largest:+.2f}%) bounds the cost from above. "
+        "The tick itself (a "
+        "coroutine in the trial's loop, every second, handing its state to the session) runs in every setting, "
+        "a included: it cannot be turned off, so it is not in these differences."
     )
     return ["".join(text)]
 
