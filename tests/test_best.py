@@ -36,9 +36,29 @@ def record(
     """One trial of identity (model, noise) at ``commit``, recorded as a session records it; its key."""
     key = f"{i:08x}"
     params = [
-        {"step": "s", "name": n, "kind": "lookup", "text": t, "tracked": True, "fingerprint": t, "value": t, "repr": repr(t)}
+        {
+            "step": "s",
+            "name": n,
+            "kind": "lookup",
+            "text": t,
+            "tracked": True,
+            "fingerprint": t,
+            "value": t,
+            "repr": repr(t),
+        }
         for n, t in (("model", model), ("noise", noise))
-    ] + [{"step": "s", "name": "seed", "kind": "seed", "text": "", "tracked": False, "fingerprint": None, "value": 7, "repr": "7"}]
+    ] + [
+        {
+            "step": "s",
+            "name": "seed",
+            "kind": "seed",
+            "text": "",
+            "tracked": False,
+            "fingerprint": None,
+            "value": 7,
+            "repr": "7",
+        }
+    ]
     env = {"python": {"version": "3.11.7"}, "hostname": "alpha", "packages": {}}
     store.begin(
         NewTrial(
@@ -90,9 +110,7 @@ HEADER = (
     "experiment fit at commit 22222222 (the latest with passed trials; --all for every commit, --commit REV for one); "
     "main: lower is better"
 )
-NOT_SHOWN = (
-    "not shown: 1 failed, 1 gate-failed, 1 interrupted, 3 at other commits (--all): python -m pytest_mitosis history fit"
-)
+NOT_SHOWN = "not shown: 1 failed, 1 gate-failed, 1 interrupted, 3 at other commits (--all): python -m pytest_mitosis history fit"
 
 
 def columns(line: str) -> list[str]:

@@ -245,9 +245,23 @@ def best(
     for v in order:
         top = groups[v][0]
         shown = f"{values[v]:g}" if agg == "count" else f"{values[v]:.{m}g}"
-        rows.append(["*" if v == winner else "", v, shown, str(len(groups[v])), top.variants or "-", f"{top.main:.{m}g}", top.key])
+        rows.append(
+            [
+                "*" if v == winner else "",
+                v,
+                shown,
+                str(len(groups[v])),
+                top.variants or "-",
+                f"{top.main:.{m}g}",
+                top.key,
+            ]
+        )
     others = [p for p in parameters(ranked) if p != name]
     over = f"over {', '.join(others)}" if others else "one trial per identity"
-    lines = [found.header, f"{agg} of main by {name} ({over}; the best of each identity, * the best {name})", table(rows)]
+    lines = [
+        found.header,
+        f"{agg} of main by {name} ({over}; the best of each identity, * the best {name})",
+        table(rows),
+    ]
     tail = not_shown(found)
     return "\n".join(lines + ([tail] if tail else []))
