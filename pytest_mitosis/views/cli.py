@@ -1,4 +1,4 @@
-"""``python -m pytest_mitosis`` (also ``pytest-mitosis``): history, show, diff, report, compare, backup and migrate.
+"""``python -m pytest_mitosis`` (also ``pytest-mitosis``): history, best, show, diff, report, compare, backup, migrate.
 
 Answers *why did this result change?* from the store alone: it never unpickles anything and
 never runs user code. The texts of ``show`` and ``diff`` (and the one command run, ``git diff
@@ -30,6 +30,7 @@ from ..store import (
     default_trials_folder,
     printable,
 )
+from .best_text import AGGREGATES, best
 from .records_text import diff_records, short, show_record
 
 
@@ -192,6 +193,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="list the pytest sessions, newest first; with KEY (or a unique prefix), that session's trials",
     )
+    p_best = command("best", "the best passed trial per identity at one commit, or main grouped by one parameter")
+    p_best.add_argument("experiment", nargs="?", help="the experiment (optional when the store holds only one)")
+    p_best.add_argument(
+        "--by", default=None, metavar="PARAM", help="one row per value of this parameter (param or step.param)"
+    )
+    p_best.add_argument(
+        "--agg", choices=sorted(AGGREGATES), default="mean", help="main over the other parameters (with --by; mean)"
+    )
+    p_best.add_argument("--commit", default=None, metavar="REV", help="the trials of this commit (or a prefix of it)")
+    p_best.add_argument("--all", dest="every", action="store_true", help="the trials of every commit")
+    p_best.add_argument("--json", action="store_true", help="print JSON")
     p_status = command("status", "the trials running now, across sessions and hosts, with their progress")
     p_status.add_argument("--json", action="store_true", help="print JSON")
     p_status.add_argument(
@@ -252,6 +264,13 @@ def _run(args: argparse.Namespace) -> str | None:
                 )
                 return None
             return history(reader, args.experiment, args.json, args.debug, folder if store is None else None)
+        if args.command == "best":
+            from .report.build import directions
+
+            return best(
+                reader, args.experiment, args.by, args.agg, args.commit, args.every, args.json,
+                directions(folder), _table,
+            )  # fmt: skip
         if args.command == "status":
             from .status_text import status
 

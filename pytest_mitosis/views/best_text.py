@@ -1,0 +1,267 @@
+"""``python -m pytest_mitosis best``: the leaderboard of an experiment, or main grouped by one parameter.
+
+Answers *which variant wins?* in the terminal, from the store alone (no unpickling, no user
+code). Honest by construction: by default only one commit is ranked (the latest with passed
+trials), because ranking trials of different code against each other compares the code, not
+the variants; every row says its commit; trials that failed, were failed by a gate or were
+interrupted are counted on a last line, never dropped silently. Any other grouping starts
+from ``load_trials().to_dataframe()`` (see the guide). No pytest import here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..store import Reader, RecordsError, TrialRecord
+
+#: ``--agg``: how main is summarised over the other parameters of a group
+AGGREGATES: dict[str, Callable[[list[float]], float]] = {
+    "mean": statistics.fmean,
+    "median": statistics.median,
+    "min": min,
+    "max": max,
+    "count": lambda values: float(len(values)),
+}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The trials ranked: those of ``experiment`` at ``commit`` (``None``: every commit)."""
+
+    experiment: str
+    commit: str | None
+    higher_is_better: bool
+    #: the passed trials in scope, the best of each identity, best first
+    ranked: list[TrialRecord]
+    #: what is not ranked, by kind ("failed", "gate-failed", ...) → count
+    hidden: dict[str, int]
+    header: str
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def digits(values: Sequence[float]) -> int:
+    """The fewest significant digits (4 at least, 12 at most) that keep distinct values distinct when printed."""
+    distinct = set(values)
+    for n in range(4, 13):
+        if len({f"{v:.{n}g}" for v in distinct}) == len(distinct):
+            return n
+    return 12
+
+
+def _kind(record: TrialRecord) -> str:
+    """Why a trial is not ranked: ``gate-failed`` is a trial that ran and recorded main, then failed its
+    drift gate or hypothesis; ``failed`` one that raised (or recorded no main)."""
+    if record.status == "failed":
+        return "gate-failed" if record.main is not None else "failed"
+    return record.status  # interrupted, running
+
+
+def _resolve_commit(commits: list[str | None], rev: str) -> str | None:
+    found = {c for c in commits if c is not None and c.startswith(rev.lower())}
+    if len(found) == 1:
+        return found.pop()
+    known = ", ".join(dict.fromkeys((c or "-")[:8] for c in commits)) or "(none)"
+    if not found:
+        raise RecordsError(f"no trial of this experiment ran at a commit starting with {rev!r}; its commits: {known}")
+    raise RecordsError(f"the commit prefix {rev!r} matches {len(found)} commits; give more characters: {known}")
+
+
+def scope(
+    reader: Reader, experiment: str | None, commit: str | None, every: bool, higher_is_better: dict[str, bool]
+) -> Scope:
+    """The trials ``best`` ranks, with the header line that says which commit and direction."""
+    known = reader.experiments()
+    if experiment is None:
+        if len(known) == 1:
+            experiment = known[0]
+        elif not known:
+            raise RecordsError(f"no trials in {reader.location}")
+        else:
+            raise RecordsError(
+                f"the store holds {len(known)} experiments: {', '.join(known)}; name one: "
+                f"python -m pytest_mitosis best EXPERIMENT"
+            )
+    elif experiment not in known:
+        raise RecordsError(
+            f"no experiment {experiment!r} in {reader.location}; its experiments: {', '.join(known) or '(none yet)'}"
+        )
+    records = [r for r in reader.trials(experiment) if r.reproduces is None]  # newest first, no debug
+    higher = higher_is_better.get(experiment, False)
+    direction = "higher is better" if higher else "lower is better"
+    if every and commit is not None:
+        raise RecordsError("--all ranks every commit and --commit one of them: give one of the two")
+    if every:
+        chosen = None
+        header = f"experiment {experiment} at every commit (--commit REV for one); main: {direction}"
+    elif commit is not None:
+        chosen = _resolve_commit([r.commit for r in records], commit)
+        header = f"experiment {experiment} at commit {chosen[:8] if chosen else '-'}; main: {direction}"
+    else:
+        passed = [r for r in records if r.status == "passed"]
+        chosen = passed[0].commit if passed else records[0].commit if records else None
+        header = (
+            f"experiment {experiment} at commit {(chosen or '-')[:8]} (the latest with passed trials; "
+            f"--all for every commit, --commit REV for one); main: {direction}"
+        )
+    inside = [r for r in records if every or r.commit == chosen]
+    hidden: dict[str, int] = {}
+    best: dict[str, TrialRecord] = {}
+    for r in inside:
+        main = _number(r.main) if r.status == "passed" else None
+        if main is None:
+            kind = _kind(r) if r.status != "passed" else "passed without a numeric main"
+            hidden[kind] = hidden.get(kind, 0) + 1
+            continue
+        held = best.get(r.identity)
+        if held is None or (main > held.main if higher else main < held.main):
+            best[r.identity] = r
+    ranked = sorted(best.values(), key=lambda r: (-r.main if higher else r.main, r.variants))
+    elsewhere = len(records) - len(inside)
+    if elsewhere:
+        hidden["at other commits (--all)"] = elsewhere
+    return Scope(experiment, chosen, higher, ranked, hidden, header)
+
+
+def not_shown(found: Scope) -> str:
+    """The last line: every trial in the experiment the table leaves out, by kind (none: no line)."""
+    order = ["failed", "gate-failed", "interrupted", "running", "passed without a numeric main"]
+    kinds = sorted(found.hidden, key=lambda k: (order.index(k) if k in order else len(order), k))
+    if not kinds:
+        return ""
+    parts = ", ".join(f"{found.hidden[k]} {k}" for k in kinds)
+    return f"not shown: {parts}: python -m pytest_mitosis history {found.experiment}"
+
+
+def parameters(records: Sequence[TrialRecord]) -> list[str]:
+    """The ``step.param`` names of the records' parameters (the seed left out), in first-seen order."""
+    names: dict[str, None] = {}
+    for r in records:
+        for p in r.params:
+            if p.get("kind") != "seed":
+                names[f"{p['step']}.{p['name']}"] = None
+    return list(names)
+
+
+def _pick(records: Sequence[TrialRecord], by: str) -> str:
+    """``by`` as a full ``step.param`` name (a bare ``param`` when one step has it)."""
+    names = parameters(records)
+    if by in names:
+        return by
+    matches = [n for n in names if n.rsplit(".", 1)[-1] == by]
+    if len(matches) == 1:
+        return matches[0]
+    listing = ", ".join(names) or "(none)"
+    if matches:
+        raise RecordsError(f"--by {by}: several steps have it: {', '.join(matches)}; name one as step.param")
+    raise RecordsError(f"--by {by}: no such parameter in the trials shown; the parameters: {listing}")
+
+
+def _value(record: TrialRecord, name: str) -> str:
+    step, param = name.rsplit(".", 1)
+    for p in record.params:
+        if p["step"] == step and p["name"] == param:
+            return str(p.get("text") if p.get("text") is not None else p.get("repr"))
+    return "-"
+
+
+def _trial_json(rank: int, r: TrialRecord) -> dict[str, Any]:
+    return {
+        "rank": rank,
+        "key": r.key,
+        "variants": r.variants,
+        "main": r.main,
+        "iteration": r.iteration,
+        "commit": r.commit,
+        "started": r.started.isoformat(timespec="seconds"),
+    }
+
+
+def best(
+    reader: Reader,
+    experiment: str | None,
+    by: str | None,
+    agg: str,
+    commit: str | None,
+    every: bool,
+    as_json: bool,
+    higher_is_better: dict[str, bool],
+    table: Callable[[list[list[str]]], str],
+) -> str:
+    """The ``best`` command's output: a table (``table`` pads and escapes every cell), or JSON."""
+    found = scope(reader, experiment, commit, every, higher_is_better)
+    ranked = found.ranked
+    facts: dict[str, Any] = {
+        "experiment": found.experiment,
+        "commit": None if every else found.commit,
+        "higher_is_better": found.higher_is_better,
+        "not_shown": found.hidden,
+    }
+    if not ranked:
+        if as_json:
+            return json.dumps({**facts, "rows": []}, indent=2)
+        tail = not_shown(found)
+        return f"{found.header}\nno passed trial with a numeric main{chr(10) + tail if tail else ''}"
+    n = digits([r.main for r in ranked])
+    if by is None:
+        if as_json:
+            return json.dumps({**facts, "rows": [_trial_json(i, r) for i, r in enumerate(ranked, 1)]}, indent=2)
+        rows = [["rank", "variants", "main", "iteration", "key", "commit", "date"]]
+        for i, r in enumerate(ranked, 1):
+            rows.append(
+                [
+                    str(i), r.variants or "-", f"{r.main:.{n}g}", str(r.iteration), r.key, (r.commit or "-")[:8],
+                    r.started.strftime("%Y-%m-%d %H:%M"),
+                ]
+            )  # fmt: skip
+        tail = not_shown(found)
+        return "\n".join([found.header, table(rows)] + ([tail] if tail else []))
+    name = _pick(ranked, by)
+    groups: dict[str, list[TrialRecord]] = {}
+    for r in ranked:  # best first, so each group's first trial is its best
+        groups.setdefault(_value(r, name), []).append(r)
+    summary = AGGREGATES[agg]
+    values = {v: summary([t.main for t in g]) for v, g in groups.items()}
+    higher = found.higher_is_better or agg == "count"
+    order = sorted(groups, key=lambda v: (-values[v] if higher else values[v], v))
+    winner = order[0]
+    if as_json:
+        rows_json = [
+            {"value": v, agg: values[v], "count": len(groups[v]), "best": {k: x for k, x in _trial_json(0, groups[v][0]).items() if k != "rank"}, "best_group": v == winner}
+            for v in order
+        ]  # fmt: skip
+        return json.dumps({**facts, "by": name, "agg": agg, "rows": rows_json}, indent=2)
+    m = digits(list(values.values()) + [g[0].main for g in groups.values()])
+    rows = [["", name, f"{agg} main", "count", "best trial", "its main", "key"]]
+    for v in order:
+        top = groups[v][0]
+        shown = f"{values[v]:g}" if agg == "count" else f"{values[v]:.{m}g}"
+        rows.append(
+            [
+                "*" if v == winner else "",
+                v,
+                shown,
+                str(len(groups[v])),
+                top.variants or "-",
+                f"{top.main:.{m}g}",
+                top.key,
+            ]
+        )
+    others = [p for p in parameters(ranked) if p != name]
+    over = f"over {', '.join(others)}" if others else "one trial per identity"
+    lines = [
+        found.header,
+        f"{agg} of main by {name} ({over}; the best of each identity, * the best {name})",
+        table(rows),
+    ]
+    tail = not_shown(found)
+    return "\n".join(lines + ([tail] if tail else []))

@@ -1,0 +1,236 @@
+"""``python -m pytest_mitosis best``: the leaderboard and the grouped view, over a store written through the store.
+
+The trials are recorded by the real :class:`SQLiteStore` (``begin`` + ``finish``, the same
+record shape a session writes: one lookup parameter per row of ``params``, variants named),
+and the command runs in a subprocess as a user runs it. No kernels: ranking reads records only.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_mitosis.store import NewTrial, SQLiteStore
+
+OLD, NEW = "1" * 40, "2" * 40
+MODELS = {"ridge": 0.1, "lasso": 0.2, "tree": 0.3}
+NOISES = {"low": 0.01, "mid": 0.02, "high": 0.04}
+
+
+def record(
+    store: SQLiteStore,
+    i: int,
+    model: str,
+    noise: str,
+    *,
+    experiment: str = "fit",
+    commit: str = NEW,
+    main: Any = None,
+    status: str = "passed",
+) -> str:
+    """One trial of identity (model, noise) at ``commit``, recorded as a session records it; its key."""
+    key = f"{i:08x}"
+    params = [
+        {
+            "step": "s",
+            "name": n,
+            "kind": "lookup",
+            "text": t,
+            "tracked": True,
+            "fingerprint": t,
+            "value": t,
+            "repr": repr(t),
+        }
+        for n, t in (("model", model), ("noise", noise))
+    ] + [
+        {
+            "step": "s",
+            "name": "seed",
+            "kind": "seed",
+            "text": "",
+            "tracked": False,
+            "fingerprint": None,
+            "value": 7,
+            "repr": "7",
+        }
+    ]
+    env = {"python": {"version": "3.11.7"}, "hostname": "alpha", "packages": {}}
+    store.begin(
+        NewTrial(
+            key, experiment, json.dumps([model, noise]), f"{model}-{noise}", f"trial_{experiment}-{model}-{noise}",
+            f"pyproject.toml::{experiment}", False, {"commit": commit}, 7, env,
+            [{"name": "s", "function": "m:f", "lookup": "m:LOOKUP"}], params,
+        ),
+        (),
+    )  # fmt: skip
+    if main is None and status == "passed":
+        main = round(MODELS[model] + NOISES[noise], 6)
+    store.finish(key, status=status, main=main, metrics={}, folder=None, message=None if status == "passed" else "no")
+    return key
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store: 3 trials at an older commit (better mains, never ranked with the newer ones), then the
+    3 x 3 sweep at the newer one, a worse second iteration of ridge-low, a failed, a gate-failed and an
+    interrupted trial, and one trial of a second experiment."""
+    here = tmp_path_factory.mktemp("best")
+    store = SQLiteStore(here / "trials")
+    i = 0xB0000000
+    for model in ("ridge", "lasso", "tree"):
+        i += 1
+        record(store, i, model, "low", commit=OLD, main=0.001)
+    for model in MODELS:
+        for noise in NOISES:
+            i += 1
+            record(store, i, model, noise)
+    record(store, i + 1, "ridge", "low", main=0.5)  # a second, worse iteration: the best of ridge-low stays 0.11
+    record(store, i + 2, "tree", "low", status="failed", main=None)  # raised
+    record(store, i + 3, "lasso", "mid", status="failed", main=0.9)  # ran, then failed by its drift gate
+    record(store, i + 4, "tree", "high", status="interrupted", main=None)
+    store.close()
+    return here
+
+
+def mitosis(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_mitosis", "--trials-folder", "trials", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+
+
+HEADER = (
+    "experiment fit at commit 22222222 (the latest with passed trials; --all for every commit, --commit REV for one); "
+    "main: lower is better"
+)
+NOT_SHOWN = "not shown: 1 failed, 1 gate-failed, 1 interrupted, 3 at other commits (--all): python -m pytest_mitosis history fit"
+
+
+def columns(line: str) -> list[str]:
+    return line.split()
+
+
+def test_leaderboard_ranks_the_latest_commit_best_first_and_counts_what_it_leaves_out(root: Path) -> None:
+    done = mitosis(root, "best", "fit")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == HEADER
+    assert columns(lines[1]) == ["rank", "variants", "main", "iteration", "key", "commit", "date"]
+    rows = [columns(line) for line in lines[2:-1]]
+    assert [r[:6] for r in rows] == [
+        ["1", "ridge-low", "0.11", "2", "b0000004", "22222222"],  # its second iteration (0.5) is worse
+        ["2", "ridge-mid", "0.12", "1", "b0000005", "22222222"],
+        ["3", "ridge-high", "0.14", "1", "b0000006", "22222222"],
+        ["4", "lasso-low", "0.21", "2", "b0000007", "22222222"],
+        ["5", "lasso-mid", "0.22", "1", "b0000008", "22222222"],  # not the gate-failed 0.9
+        ["6", "lasso-high", "0.24", "1", "b0000009", "22222222"],
+        ["7", "tree-low", "0.31", "2", "b000000a", "22222222"],
+        ["8", "tree-mid", "0.32", "1", "b000000b", "22222222"],
+        ["9", "tree-high", "0.34", "1", "b000000c", "22222222"],
+    ]
+    assert lines[-1] == NOT_SHOWN
+    # one experiment in the store: it is the default
+    assert mitosis(root, "best").stdout == done.stdout
+
+
+def test_by_a_parameter_aggregates_main_over_the_others_and_stars_the_best(root: Path) -> None:
+    done = mitosis(root, "best", "fit", "--by", "model")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        HEADER,
+        "mean of main by s.model (over s.noise; the best of each identity, * the best s.model)",
+        "   s.model  mean main  count  best trial  its main  key",
+        "*  ridge    0.1233     3      ridge-low   0.11      b0000004",
+        "   lasso    0.2233     3      lasso-low   0.21      b0000007",
+        "   tree     0.3233     3      tree-low    0.31      b000000a",
+        NOT_SHOWN,
+    ]
+    median = mitosis(root, "best", "fit", "--by", "s.noise", "--agg", "median").stdout.splitlines()
+    assert median[1:5] == [
+        "median of main by s.noise (over s.model; the best of each identity, * the best s.noise)",
+        "   s.noise  median main  count  best trial  its main  key",
+        "*  low      0.21         3      ridge-low   0.11      b0000004",
+        "   mid      0.22         3      ridge-mid   0.12      b0000005",
+    ]
+    assert median[5] == "   high     0.24         3      ridge-high  0.14      b0000006"
+    data = json.loads(mitosis(root, "best", "fit", "--by", "model", "--agg", "max", "--json").stdout)
+    assert (data["by"], data["agg"], data["commit"]) == ("s.model", "max", NEW)
+    assert [(r["value"], r["max"], r["count"], r["best"]["key"], r["best_group"]) for r in data["rows"]] == [
+        ("ridge", 0.14, 3, "b0000004", True),
+        ("lasso", 0.24, 3, "b0000007", False),
+        ("tree", 0.34, 3, "b000000a", False),
+    ]
+    assert data["not_shown"] == {"failed": 1, "gate-failed": 1, "interrupted": 1, "at other commits (--all)": 3}
+
+
+def test_commit_and_all_choose_which_code_is_ranked(root: Path) -> None:
+    old = mitosis(root, "best", "fit", "--commit", "1111").stdout.splitlines()
+    assert old[0] == "experiment fit at commit 11111111; main: lower is better"
+    assert [columns(line)[:6] for line in old[2:-1]] == [
+        ["1", "lasso-low", "0.001", "1", "b0000002", "11111111"],
+        ["2", "ridge-low", "0.001", "1", "b0000001", "11111111"],
+        ["3", "tree-low", "0.001", "1", "b0000003", "11111111"],
+    ]
+    assert old[-1] == "not shown: 13 at other commits (--all): python -m pytest_mitosis history fit"
+    every = mitosis(root, "best", "fit", "--all").stdout.splitlines()
+    assert every[0] == "experiment fit at every commit (--commit REV for one); main: lower is better"
+    # each identity's best over both commits, and each row says its commit
+    assert [(columns(line)[1], columns(line)[5]) for line in every[2:-1]] == [
+        ("lasso-low", "11111111"), ("ridge-low", "11111111"), ("tree-low", "11111111"),
+        ("ridge-mid", "22222222"), ("ridge-high", "22222222"), ("lasso-mid", "22222222"),
+        ("lasso-high", "22222222"), ("tree-mid", "22222222"), ("tree-high", "22222222"),
+    ]  # fmt: skip
+    assert every[-1] == "not shown: 1 failed, 1 gate-failed, 1 interrupted: python -m pytest_mitosis history fit"
+    data = json.loads(mitosis(root, "best", "fit", "--json").stdout)
+    assert data["commit"] == NEW and data["higher_is_better"] is False
+    assert [(r["rank"], r["variants"], r["main"], r["commit"]) for r in data["rows"][:2]] == [
+        (1, "ridge-low", 0.11, NEW),
+        (2, "ridge-mid", 0.12, NEW),
+    ]
+
+
+def test_higher_is_better_from_the_experiments_table(root: Path) -> None:
+    (root / "pyproject.toml").write_text(
+        "[tool.mitosis.steps]\ns = ['m:f']\n[tool.mitosis.experiments.fit]\nsteps = ['s']\nhigher-is-better = true\n"
+    )
+    try:
+        lines = mitosis(root, "best", "fit", "--by", "model").stdout.splitlines()
+    finally:
+        (root / "pyproject.toml").unlink()
+    assert lines[0].endswith("main: higher is better")
+    assert lines[3] == "*  tree     0.3233     3      tree-high   0.34      b000000c"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["best", "nope"], "no experiment 'nope' in {store}; its experiments: fit"),
+        (["best", "fit", "--by", "x"], "--by x: no such parameter in the trials shown; the parameters: s.model, s.noise"),
+        (["best", "fit", "--commit", "3333"], "no trial of this experiment ran at a commit starting with '3333'; its commits: 22222222, 11111111"),
+        (["best", "fit", "--all", "--commit", "1111"], "--all ranks every commit and --commit one of them: give one of the two"),
+    ],
+)  # fmt: skip
+def test_errors_say_what_is_known(root: Path, args: list[str], message: str) -> None:
+    done = mitosis(root, *args)
+    store = root / "trials" / "mitosis.sqlite"
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"pytest-mitosis: {message.format(store=store)}\n")
+
+
+def test_several_experiments_need_a_name(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "trials")
+    record(store, 1, "ridge", "low", experiment="fit")
+    record(store, 2, "ridge", "low", experiment="sweep")
+    store.close()
+    done = mitosis(tmp_path, "best")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "pytest-mitosis: the store holds 2 experiments: fit, sweep; name one: python -m pytest_mitosis best EXPERIMENT\n"
+    )
+    assert mitosis(tmp_path, "best", "sweep").stdout.splitlines()[2].split()[:3] == ["1", "ridge-low", "0.11"]
