@@ -157,6 +157,7 @@ class TrialItem(_OutcomeItem):
         except (VariantRedefined, UnfingerprintableValue, StoreError, TrialFailed) as err:
             refusal = str(err)
         if refusal is not None:  # outside the except block: no "during handling" chain in the report
+            self._stop_if_code_moved()
             pytest.fail(refusal, pytrace=False)
 
     def runtest(self) -> None:
@@ -166,7 +167,14 @@ class TrialItem(_OutcomeItem):
         outcome = self.mitosis.run(self.nodeid, self.spec, self.identity)
         self.user_properties.extend(user_properties(outcome, self.mitosis.session_key))
         if not outcome.passed:
+            self._stop_if_code_moved()
             raise TrialFailed(outcome.message or "the trial failed")
+
+    def _stop_if_code_moved(self) -> None:
+        """Once the investigation's code changed, every later trial would be refused: the sweep stops, as ``-x``
+        stops pytest (pytest-xdist's workers stop too, and their controller says why)."""
+        if self.mitosis.code_moved is not None:
+            self.session.shouldfail = self.mitosis.code_moved
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, None, f"trial: {self.name}"

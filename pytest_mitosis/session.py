@@ -84,6 +84,8 @@ class MitosisSession:
         #: whether this process wrote the session's row (the controller, once trials are about to run)
         self.session_recorded = False
         self._commit_files: Any = None
+        #: why the sweep stops: the investigation's code changed while it ran (no later trial could pass)
+        self.code_moved: str | None = None
         #: pytest-xdist's local workers (the controller passes a SIGTERM on to them: see hooks.py)
         self.worker_pids: list[int] = []
         #: the sweep's progress line (or log lines), on the process that reports (see progress.py)
@@ -430,12 +432,15 @@ class MitosisSession:
             files = self._commit_files = CommitFiles(
                 repo.worktree, repo.commit, tuple(p.resolve() for p in own), self.settings.dirty_ignore
             )
-        from .checks.code_drift import changed_message, module_files
+        from .checks.code_drift import changed_message, module_files, stop_message
 
         root, modules = self.step_modules()
         self._sources.update(Path(s) for s in sources)
         changed = files.changed([self.settings.pyproject, *module_files(root, modules), *self._sources])
-        return changed_message(changed, files.commit, when) if changed else None
+        if not changed:
+            return None
+        self.code_moved = stop_message(changed)
+        return changed_message(changed, files.commit, when)
 
     def run(self, nodeid: str, spec: TrialSpec, identity: TrialIdentity) -> TrialOutcome:
         """Record and run one trial (see :mod:`pytest_mitosis.recording.trial`); an interruption stops the session."""

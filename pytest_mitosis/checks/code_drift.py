@@ -140,3 +140,13 @@ def changed_message(changed: list[str], commit: str, when: str) -> str:
         "would name. Commit the change (or undo it), then run the rest of the sweep with --mitosis-resume: it runs "
         "only the trials that have not passed at the commit then checked out."
     )
+
+
+def stop_message(changed: list[str]) -> str:
+    """Why the session stops after the trial that found the change: every later trial would be refused."""
+    files = ", ".join(line.partition(": ")[2] for line in changed[:5]) + (" ..." if len(changed) > 5 else "")
+    return (
+        f"mitosis: the investigation's code changed while the sweep ran ({files}): no later trial would run its "
+        "commit's code, so the sweep stops here. Commit the change (or undo it), then run pytest --mitosis "
+        "--mitosis-resume"
+    )
