@@ -308,18 +308,25 @@ def test_latest_and_best_say_their_commit_and_failed_trials_are_counted_and_draw
     assert ticks[1].endswith("<br>2 passed") and ticks[2].endswith("<br>0 passed, <b>1 failed</b>"), ticks
 
 
-def test_chart_texts_are_raw_and_axes_keep_the_run_order(tmp_path: Path) -> None:
-    """``-e data.group="lorenz"`` shows as ``"lorenz"``; categories in the order first run, numbers on a number axis."""
-    folder = tmp_path / "trials"
+NAMES = ("mid", "low", "huge", "high")  # a lookup dict's order, not an alphabetical one
+
+
+def words_and_numbers(folder: Path) -> Path:
+    """A store with a string parameter (as ``-e data.group="lorenz"`` records it) and a numeric one; its report."""
     store = SQLiteStore(folder)
-    names = ("mid", "low", "huge", "high")  # a lookup dict's order, not an alphabetical one
-    for i, rate in enumerate(names * 2):
+    for i, rate in enumerate(NAMES * 2):
         group = '"lorenz"' if i < 4 else '"rossler & <co>"'
         record_trial(store, i, experiment="words", rate=rate, width=group, main=0.1 + 0.01 * i)
     for i, rate in enumerate(("0.5", "10", "2")):
         record_trial(store, 10 + i, experiment="numbers", rate=rate, width="w", main=0.2 + i)
     store.close()
-    index = build(folder)
+    return build(folder)
+
+
+def test_chart_texts_are_raw_and_axes_keep_the_run_order(tmp_path: Path) -> None:
+    """``-e data.group="lorenz"`` shows as ``"lorenz"``; categories in the order first run, numbers on a number axis."""
+    names = NAMES
+    index = words_and_numbers(tmp_path / "trials")
     page = (index.parent / "experiments" / "words.html").read_text()
     for element in ("parameters", "over-commits"):
         script = re.search(rf"mitosisPlot\(\"{element}\",(.*?)\)</script>", page)
@@ -327,9 +334,9 @@ def test_chart_texts_are_raw_and_axes_keep_the_run_order(tmp_path: Path) -> None
     figure = _figure(page, "parameters")
     rate, width = figure["data"][0]["dimensions"][:2]
     assert rate["label"] == "s.rate" and rate["ticktext"] == list(names)
-    assert width["ticktext"] == ['"lorenz"', '"rossler &amp; &lt;co&gt;"'], "plotly decodes &amp; &lt; &gt; only"
+    assert width["ticktext"] == ['"lorenz"', '"rossler & <co>"'], "plotly shows parcoords ticks as plain text"
     legend = [t["name"] for t in _figure(page, "over-commits")["data"]]
-    assert 'rate=mid width="lorenz"' in legend
+    assert 'rate=mid width="lorenz"' in legend and 'rate=mid width="rossler &amp; &lt;co&gt;"' in legend
     assert "<td>&quot;lorenz&quot;</td>" in page, "in HTML it is escaped, once"
     numbers = _figure((index.parent / "experiments" / "numbers.html").read_text(), "parameters")
     axis = numbers["data"][0]["dimensions"][0]
@@ -509,3 +516,21 @@ def test_the_report_reads_at_500_trials(browser: Any, tmp_path: Path) -> None:
     driver.save_screenshot(str(shots / "experiment-500.png"))
     driver.execute_script("document.getElementById('over-commits').scrollIntoView()")
     driver.save_screenshot(str(shots / "experiment-500-commits.png"))
+
+
+@needs_browser
+def test_chart_texts_show_as_written_in_a_real_browser(browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    index = words_and_numbers(tmp_path / "trials")
+    driver = browser
+    driver.get((index.parent / "experiments" / "words.html").as_uri())
+    wait = WebDriverWait(driver, 30)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#parameters .tick text"))
+    ticks = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "#parameters .tick text")]
+    assert '"lorenz"' in ticks and '"rossler & <co>"' in ticks, ticks
+    assert [t for t in ticks if t in NAMES] == list(NAMES), "the rate axis, top to bottom as first run"
+    legend = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "#over-commits .legendtext")]
+    assert 'rate=mid width="lorenz"' in legend and 'rate=mid width="rossler & <co>"' in legend, legend
+    assert not any("&quot;" in t or "&amp;" in t or "&lt;" in t for t in legend), legend
+    driver.save_screenshot(str(screenshots(tmp_path) / "experiment-words.png"))

@@ -270,7 +270,8 @@ def parallel(
                 "label": plot_text(param),
                 "values": [index[v] for v in values],
                 "tickvals": list(range(len(ordered))),
-                "ticktext": [plot_text(v if len(v) <= 18 else v[:17] + "…") for v in ordered],
+                # plotly.js sets parcoords ticks as plain text (no markup, no entities): raw
+                "ticktext": [v if len(v) <= 18 else v[:17] + "…" for v in ordered],
                 "range": [0, max(len(ordered) - 1, 1)],
             }
         )
