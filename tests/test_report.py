@@ -297,6 +297,14 @@ def test_latest_and_best_say_their_commit_and_failed_trials_are_counted_and_draw
     assert f">{commits[2][:8]} 20" in cells[-1], "the latest trial, whatever its outcome, at its commit"
     assert f"{commits[0][:8]} → {commits[1][:8]}" in cells[3], "the trend says which commits it compares"
 
+    options = re.findall(r"<option value='(\d)' title='([0-9a-f]{40})'>([^<]*)</option>", page)
+    assert [(v, c) for v, c, _ in options] == [("2", commits[2]), ("1", commits[1]), ("0", commits[0])]
+    assert options[0][2].startswith(commits[2][:8]) and options[0][2].endswith(
+        "1 trial: 0 passed, 1 failed (drift gate)"
+    )
+    newest = page.split("id='identities-2'")[1].split("</table>")[0]
+    assert newest.count("<tr") == 2 and "<td>a</td><td class='num' data-v=''>–</td>" in newest, "its table: a failed"
+
     figure = _figure(page, "over-commits")
     failed = [t for t in figure["data"] if t["name"] == "failed (drift gate)"]
     assert len(failed) == 1 and failed[0]["marker"]["symbol"] == "x" and failed[0]["visible"] is True
@@ -439,6 +447,19 @@ def test_the_report_in_a_real_headless_browser(
     assert driver.find_elements(By.CSS_SELECTOR, "#parameters .parcoords") or driver.find_elements(
         By.CSS_SELECTOR, "#parameters svg"
     )
+    commit_filter = Select(driver.find_element(By.ID, "commit-filter"))
+    assert [o.get_attribute("value") for o in commit_filter.options] == ["", "2", "1", "0"], "newest first"
+    assert commit_filter.options[1].text.endswith("1 trial: 0 passed, 1 failed (drift gate)")
+    commit_filter.select_by_value("2")
+    newest = driver.find_elements(By.CSS_SELECTOR, "#identities-2 tbody tr")
+    assert [r.is_displayed() for r in newest] == [True] and not driver.find_element(By.ID, "identities").is_displayed()
+    assert newest[0].text.startswith("a –"), newest[0].text
+    x_range = "return document.getElementById('over-commits').layout.xaxis.range"
+    assert driver.execute_script(x_range) == [pytest.approx(1.4), pytest.approx(2.6)], "zoomed to its column"
+    driver.save_screenshot(str(shots / "experiment-commit.png"))
+    commit_filter.select_by_value("")
+    assert driver.find_element(By.ID, "identities").is_displayed()
+    assert driver.execute_script(x_range) == [pytest.approx(-0.6), pytest.approx(2.6)]
     point = driver.find_elements(By.CSS_SELECTOR, "#over-commits .scatterlayer .trace:first-child .point")[-1]
     ActionChains(driver).move_to_element(point).perform()
     hover = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#over-commits .hoverlayer .hovertext"))

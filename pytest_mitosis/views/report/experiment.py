@@ -142,7 +142,7 @@ def _rank(row: dict[str, Any], higher: bool) -> tuple[bool, float]:
     return (latest is None, 0.0 if latest is None else -latest if higher else latest)
 
 
-def _table(rows: list[dict[str, Any]], varying: list[str], higher: bool) -> str:
+def _table(rows: list[dict[str, Any]], varying: list[str], higher: bool, element: str = "identities") -> str:
     latest = [row["latest"] for row in rows if row["latest"] is not None]
     best = (max if higher else min)(latest) if latest else None
     metric_names: list[str] = []
@@ -189,7 +189,7 @@ def _table(rows: list[dict[str, Any]], varying: list[str], higher: bool) -> str:
         f'<p>{len(rows)} identities; main: {direction}; ★ marks the best latest main. "Latest" and "best" are of'
         " passed trials, each at the commit and date under it; the metrics are the latest main's trial's."
         " Click a column to sort.</p>"
-        "<table class='sortable' id='identities'><thead><tr>"
+        f"<table class='sortable' id='{e(element)}'><thead><tr>"
         + "".join(f"<th>{e(h)}</th>" for h in head)
         + f"</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
@@ -216,6 +216,43 @@ def _outcomes(records: Sequence[TrialSummary]) -> str:
     )
 
 
+def _by_commit(
+    records: Sequence[TrialSummary], rows: list[dict[str, Any]], varying: list[str], higher: bool
+) -> list[str]:
+    """The table of every commit, and one per commit (newest first) that a filter shows instead.
+
+    Each commit's table is built from its trials alone, so its "latest" and "best" are that
+    commit's and its counts say how many of its trials failed; picking a commit also zooms
+    "main over commits" to its column. Built here, not in the browser: the rows are the same
+    Python as the whole table's.
+    """
+    ordered = sorted(records, key=lambda r: r.started)
+    column: dict[str, int] = {}
+    for r in ordered:
+        column.setdefault(r.commit or "-", len(column))
+    if len(column) < 2:
+        return [_table(rows, varying, higher)]
+    options, tables = [], []
+    for commit in sorted(column, key=lambda c: -column[c]):
+        trials = [r for r in ordered if (r.commit or "-") == commit]
+        newest = trials[-1].started
+        options.append(
+            f"<option value='{column[commit]}' title='{e(commit)}'>{e(commit[:8])} {newest:%Y-%m-%d %H:%M}: "
+            f"{e(_tally(trials))}</option>"
+        )
+        commit_rows, _ = identity_rows(trials)
+        tables.append(
+            f"<div class='by-commit' data-column='{column[commit]}' hidden><p>At commit <span title='{e(commit)}'>"
+            f"{e(commit[:8])}</span> only: {e(_tally(trials))}.</p>"
+            f"{_table(commit_rows, varying, higher, f'identities-{column[commit]}')}</div>"
+        )
+    select = (
+        "<div class='filters'><label>commit<select id='commit-filter' onchange='showCommit(this)'>"
+        f"<option value=''>all commits</option>{''.join(options)}</select></label></div>"
+    )
+    return [select, f"<div class='by-commit' data-column=''>{_table(rows, varying, higher)}</div>", *tables]
+
+
 def experiment_page(experiment: str, records: Sequence[TrialSummary], higher: bool) -> str:
     """The page's HTML (written by the caller to ``experiments/<name>.html``)."""
     rows, varying = identity_rows(records)
@@ -225,7 +262,7 @@ def experiment_page(experiment: str, records: Sequence[TrialSummary], higher: bo
         f"<h1>Experiment {e(experiment)}</h1>",
         _outcomes(records),
         "<h2>Variants</h2>",
-        _table(rows, varying, higher),
+        *_by_commit(records, rows, varying, higher),
     ]
     figure = parallel(experiment, rows, varying, higher, value_order(records))
     if figure is not None:
