@@ -248,9 +248,9 @@ def parallel(
     """Parallel coordinates over the parameters that vary, one line per identity, coloured by latest main.
 
     A parameter whose every value is a number gets a numeric axis (its values at their
-    distances); another gets a tick per value, in ``order`` (the order its values were first
-    run in, which is the lookup dict's for a sweep over it: the record does not hold the dict's
-    order), so categorical and numeric variants share one chart.
+    distances); another gets a tick per value, top to bottom in ``order`` (the order its values
+    were first run in, which is the lookup dict's for a sweep over it: the record does not hold
+    the dict's order), so categorical and numeric variants share one chart.
     """
     usable = [row for row in rows if row["latest"] is not None]
     if not params or not usable:
@@ -264,12 +264,13 @@ def parallel(
             continue
         first = [v for v in (order or {}).get(param, []) if v in set(values)]
         ordered = first + sorted(set(values) - set(first))
-        index = {v: i for i, v in enumerate(ordered)}
+        top = len(ordered) - 1
+        index = {v: top - i for i, v in enumerate(ordered)}  # the first at the top: read down as run
         dimensions.append(
             {
                 "label": plot_text(param),
                 "values": [index[v] for v in values],
-                "tickvals": list(range(len(ordered))),
+                "tickvals": [index[v] for v in ordered],
                 # plotly.js sets parcoords ticks as plain text (no markup, no entities): raw
                 "ticktext": [v if len(v) <= 18 else v[:17] + "…" for v in ordered],
                 "range": [0, max(len(ordered) - 1, 1)],
