@@ -3,7 +3,11 @@
 Readable at hundreds of trials and dozens of identities: a sortable table with one row per
 identity (the parameters that vary as columns, latest and best main, the number of trials,
 the trend, the latest scalar metrics) with the best row marked; parallel coordinates over
-the varying parameters coloured by main; main over commits, one line per identity. "Best"
+the varying parameters coloured by main; main over commits, one line per identity. Every
+latest, best and trend says the commit and date it comes from, and a trial that failed is
+counted with its reason (never skipped): after a commit whose trials all failed, the page
+shows the older value at its older commit, next to the failures. A commit filter shows one
+commit's trials alone. "Best"
 follows the experiment's direction (:func:`.build.directions`): lower is better unless the
 experiment says ``higher-is-better = true`` or its hypothesis bounds main from below.
 """
