@@ -202,7 +202,7 @@ def test_the_best_row_follows_the_experiments_direction(tmp_path: Path, table: s
     page = _experiment(tmp_path, table)
     assert f"main: {direction}" in page
     marked = re.findall(r"<tr class='best'>(.*?)</tr>", page)
-    assert len(marked) == 1 and f"data-v='{best}'>{best}</td>" in marked[0]
+    assert len(marked) == 1 and f"data-v='{best}'>{best}<br><small class='at'>at " in marked[0], "and its commit"
     assert "<th>s.rate</th>" in page and "<th>s.width</th>" not in page, "only the parameters that vary are columns"
 
 

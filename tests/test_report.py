@@ -70,6 +70,10 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Run
     runs["debug"] = run_pytest(root, "--mitosis", "--mitosis-debug", "-k", "a")
     for name, run in runs.items():
         assert run.ret == 0, f"{name}: {run.out}"
+    (root / "exp.py").write_text(MODULE.replace("SHIFT = 0", "SHIFT = 5"))
+    git(root, "commit", "-qam", "a shift too far")
+    runs["gated"] = run_pytest(root, "--mitosis", "--mitosis-compare=last", "--mitosis-compare-fail=main:5%", "-k", "a")
+    assert runs["gated"].ret == 1 and "by more than the allowed 5%" in runs["gated"].out, runs["gated"].out
     return root, runs
 
 
@@ -93,8 +97,8 @@ def test_the_report_is_refreshed_after_each_session(study: tuple[Path, dict[str,
     index = report / "index.html"
     assert f"report: {index}" in runs["second"].out
     text = index.read_text()
-    assert text.count("<tr class=") == 4, "one row per (non-debug) trial"
-    assert "<span class='count' id='count'>4</span> of 4 trials shown" in text
+    assert text.count("<tr class=") == 5, "one row per (non-debug) trial"
+    assert "<span class='count' id='count'>5</span> of 5 trials shown" in text
     for key in (runs[r].properties(n)["mitosis.key"] for r in ("first", "second") for n in ("exp[a]", "exp[b]")):
         assert (report / "trials" / f"{key}.html").is_file()
 
@@ -130,7 +134,7 @@ def test_debug_trials_appear_only_on_request(study: tuple[Path, dict[str, Run]],
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"report: {tmp_path / 'all' / 'index.html'}"
     text = (tmp_path / "all" / "index.html").read_text()
-    assert text.count("<tr class=") == 5
+    assert text.count("<tr class=") == 6
     assert "<tr class='debug'" in text and "<span class='badge debug'>debug</span>" in text
 
 
@@ -260,6 +264,93 @@ def test_the_trial_page_shows_figures_series_parameters_and_the_previous_trial(
     assert "Since the previous trial of this identity" in page and "code: commit" in page
 
 
+def _figure(page: str, element: str) -> dict[str, Any]:
+    """The plotly figure a page hands to ``mitosisPlot`` for ``element``, as plotly.js receives it."""
+    found = re.search(rf"mitosisPlot\(\"{element}\",(.*?)\)</script>", page)
+    assert found, element
+    return json.loads(found.group(1))
+
+
+def test_latest_and_best_say_their_commit_and_failed_trials_are_counted_and_drawn(
+    study: tuple[Path, dict[str, Run]],
+) -> None:
+    """After a commit whose only trial the drift gate failed, the page says so next to the older value."""
+    root, runs = study
+    commits = [git(root, "rev-parse", c).strip() for c in ("HEAD~2", "HEAD~1", "HEAD")]
+    second_a, gated = (
+        runs["second"].properties("exp[a]")["mitosis.key"],
+        runs["gated"].properties("exp[a]")["mitosis.key"],
+    )
+    page = (root / "trials" / "report" / "experiments" / "exp.html").read_text()
+    assert "<p class='outcomes'>5 trials: 4 passed, 1 failed (drift gate). At the newest commit, " in page
+    assert f"<span title='{commits[2]}'>{commits[2][:8]}</span>" in page
+    assert "1 trial: 0 passed, 1 failed (drift gate).</p>" in page
+    row = re.search(r"<tr[^>]*><td>a</td>(.*?)</tr>", page)
+    assert row, page
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
+    latest, best, trials = cells[0], cells[1], cells[2]
+    assert latest.startswith("0.32<br><small class='at'>at <a href='../trials/" + second_a + ".html'")
+    assert f">{commits[1][:8]} 20" in latest and f"title='commit {commits[1]}, trial {second_a}," in latest
+    assert best.startswith("0.31<br><small class='at'>at ") and f">{commits[0][:8]} 20" in best, "a's best is its first"
+    assert trials == "3 trials: 2 passed, 1 failed (drift gate)"
+    assert f"{gated}</a> <span class='badge failed'>failed: drift gate</span>" in cells[-1]
+    assert f">{commits[2][:8]} 20" in cells[-1], "the latest trial, whatever its outcome, at its commit"
+    assert f"{commits[0][:8]} → {commits[1][:8]}" in cells[3], "the trend says which commits it compares"
+
+    options = re.findall(r"<option value='(\d)' title='([0-9a-f]{40})'>([^<]*)</option>", page)
+    assert [(v, c) for v, c, _ in options] == [("2", commits[2]), ("1", commits[1]), ("0", commits[0])]
+    assert options[0][2].startswith(commits[2][:8]) and options[0][2].endswith(
+        "1 trial: 0 passed, 1 failed (drift gate)"
+    )
+    newest = page.split("id='identities-2'")[1].split("</table>")[0]
+    assert newest.count("<tr") == 2 and "<td>a</td><td class='num' data-v=''>–</td>" in newest, "its table: a failed"
+
+    figure = _figure(page, "over-commits")
+    failed = [t for t in figure["data"] if t["name"] == "failed (drift gate)"]
+    assert len(failed) == 1 and failed[0]["marker"]["symbol"] == "x" and failed[0]["visible"] is True
+    assert failed[0]["y"] == [pytest.approx(0.31 + 5)] and round(failed[0]["x"][0]) == 2, "at the third commit"
+    assert failed[0]["customdata"] == [f"../trials/{gated}.html"]
+    lines = [t for t in figure["data"] if t["mode"] == "lines+markers"]
+    assert [t["visible"] for t in lines] == [True, True]
+    ticks = figure["layout"]["xaxis"]["ticktext"]
+    assert ticks[1].endswith("<br>2 passed") and ticks[2].endswith("<br>0 passed, <b>1 failed</b>"), ticks
+
+
+NAMES = ("mid", "low", "huge", "high")  # a lookup dict's order, not an alphabetical one
+
+
+def words_and_numbers(folder: Path) -> Path:
+    """A store with a string parameter (as ``-e data.group="lorenz"`` records it) and a numeric one; its report."""
+    store = SQLiteStore(folder)
+    for i, rate in enumerate(NAMES * 2):
+        group = '"lorenz"' if i < 4 else '"rossler & <co>"'
+        record_trial(store, i, experiment="words", rate=rate, width=group, main=0.1 + 0.01 * i)
+    for i, rate in enumerate(("0.5", "10", "2")):
+        record_trial(store, 10 + i, experiment="numbers", rate=rate, width="w", main=0.2 + i)
+    store.close()
+    return build(folder)
+
+
+def test_chart_texts_are_raw_and_axes_keep_the_run_order(tmp_path: Path) -> None:
+    """``-e data.group="lorenz"`` shows as ``"lorenz"``; categories in the order first run, numbers on a number axis."""
+    names = NAMES
+    index = words_and_numbers(tmp_path / "trials")
+    page = (index.parent / "experiments" / "words.html").read_text()
+    for element in ("parameters", "over-commits"):
+        script = re.search(rf"mitosisPlot\(\"{element}\",(.*?)\)</script>", page)
+        assert script and "&quot;" not in script.group(1) and "&amp;quot;" not in script.group(1), element
+    figure = _figure(page, "parameters")
+    rate, width = figure["data"][0]["dimensions"][:2]
+    assert rate["label"] == "s.rate" and rate["ticktext"] == list(names) and rate["tickvals"] == [3, 2, 1, 0]
+    assert width["ticktext"] == ['"lorenz"', '"rossler & <co>"'], "plotly shows parcoords ticks as plain text"
+    legend = [t["name"] for t in _figure(page, "over-commits")["data"]]
+    assert 'rate=mid width="lorenz"' in legend and 'rate=mid width="rossler &amp; &lt;co&gt;"' in legend
+    assert "<td>&quot;lorenz&quot;</td>" in page, "in HTML it is escaped, once"
+    numbers = _figure((index.parent / "experiments" / "numbers.html").read_text(), "parameters")
+    axis = numbers["data"][0]["dimensions"][0]
+    assert axis["values"] == [0.5, 10.0, 2.0] and "ticktext" not in axis, "a numeric parameter on a numeric axis"
+
+
 def test_pytest_html_rows_link_the_notebook_and_show_the_first_figure(study: tuple[Path, dict[str, Run]]) -> None:
     root, runs = study
     report = (root.parent / "pytest-html" / "report.html").read_text()
@@ -324,7 +415,7 @@ def test_the_report_in_a_real_headless_browser(
     first, second = (runs[r].properties("exp[a]")["mitosis.key"] for r in ("first", "second"))
     driver.get((root / "trials" / "report" / "index.html").as_uri())
     rows = driver.find_elements(By.CSS_SELECTOR, "#trials tbody tr")
-    assert len(rows) == 4 and shown(driver) == 4
+    assert len(rows) == 5 and shown(driver) == 5
     driver.save_screenshot(str(shots / "index.png"))
     Select(driver.find_element(By.CSS_SELECTOR, "[data-filter='variants']")).select_by_value("b")
     visible = [r for r in rows if r.is_displayed()]
@@ -335,13 +426,13 @@ def test_the_report_in_a_real_headless_browser(
     hosts = Select(driver.find_element(By.CSS_SELECTOR, "[data-filter='host']"))
     assert [o.text for o in hosts.options] == ["all", socket.gethostname()]
     hosts.select_by_index(1)
-    assert shown(driver) == 4
+    assert shown(driver) == 5
     hosts.select_by_index(0)
     sessions = Select(driver.find_element(By.CSS_SELECTOR, "[data-filter='session']"))
-    keys = [runs[r].properties("exp[a]")["mitosis.session"] for r in ("second", "first")]  # newest first
+    keys = [runs[r].properties("exp[a]")["mitosis.session"] for r in ("gated", "second", "first")]  # newest first
     assert [o.get_attribute("value") for o in sessions.options] == ["", *keys]
     assert all(o.text.startswith(f"{k} 20") for o, k in zip(sessions.options[1:], keys)), "key and date"
-    sessions.select_by_value(keys[1])
+    sessions.select_by_value(keys[2])
     visible = [r for r in rows if r.is_displayed()]
     assert shown(driver) == 2 and {r.find_elements(By.TAG_NAME, "td")[11].text for r in visible} == {
         runs["first"].properties(f"exp[{v}]")["mitosis.key"] for v in "ab"
@@ -356,6 +447,19 @@ def test_the_report_in_a_real_headless_browser(
     assert driver.find_elements(By.CSS_SELECTOR, "#parameters .parcoords") or driver.find_elements(
         By.CSS_SELECTOR, "#parameters svg"
     )
+    commit_filter = Select(driver.find_element(By.ID, "commit-filter"))
+    assert [o.get_attribute("value") for o in commit_filter.options] == ["", "2", "1", "0"], "newest first"
+    assert commit_filter.options[1].text.endswith("1 trial: 0 passed, 1 failed (drift gate)")
+    commit_filter.select_by_value("2")
+    newest = driver.find_elements(By.CSS_SELECTOR, "#identities-2 tbody tr")
+    assert [r.is_displayed() for r in newest] == [True] and not driver.find_element(By.ID, "identities").is_displayed()
+    assert newest[0].text.startswith("a –"), newest[0].text
+    x_range = "return document.getElementById('over-commits').layout.xaxis.range"
+    assert driver.execute_script(x_range) == [pytest.approx(1.4), pytest.approx(2.6)], "zoomed to its column"
+    driver.save_screenshot(str(shots / "experiment-commit.png"))
+    commit_filter.select_by_value("")
+    assert driver.find_element(By.ID, "identities").is_displayed()
+    assert driver.execute_script(x_range) == [pytest.approx(-0.6), pytest.approx(2.6)]
     point = driver.find_elements(By.CSS_SELECTOR, "#over-commits .scatterlayer .trace:first-child .point")[-1]
     ActionChains(driver).move_to_element(point).perform()
     hover = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#over-commits .hoverlayer .hovertext"))
@@ -394,7 +498,7 @@ def test_the_report_in_a_real_headless_browser(
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#comparison table"))
     table = driver.find_element(By.CSS_SELECTOR, "#comparison table").text
     assert "parameters: identical" in table and "seed" in table
-    commits = [git(root, "rev-parse", c).strip()[:12] for c in ("HEAD~1", "HEAD")]
+    commits = [git(root, "rev-parse", c).strip()[:12] for c in ("HEAD~2", "HEAD~1")]
     assert f"commit {commits[0]} {commits[1]}" in table, table
     assert "main" in table and "loss" in table
     images = driver.find_elements(By.CSS_SELECTOR, "#comparison .side img")
@@ -433,3 +537,23 @@ def test_the_report_reads_at_500_trials(browser: Any, tmp_path: Path) -> None:
     driver.save_screenshot(str(shots / "experiment-500.png"))
     driver.execute_script("document.getElementById('over-commits').scrollIntoView()")
     driver.save_screenshot(str(shots / "experiment-500-commits.png"))
+
+
+@needs_browser
+def test_chart_texts_show_as_written_in_a_real_browser(browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    index = words_and_numbers(tmp_path / "trials")
+    driver = browser
+    driver.get((index.parent / "experiments" / "words.html").as_uri())
+    wait = WebDriverWait(driver, 30)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#parameters .tick text"))
+    elements = driver.find_elements(By.CSS_SELECTOR, "#parameters .tick text")
+    ticks = [t.text for t in elements]
+    assert '"lorenz"' in ticks and '"rossler & <co>"' in ticks, ticks
+    rate = sorted((t.location["y"], t.text) for t in elements if t.text in NAMES)
+    assert [text for _, text in rate] == list(NAMES), "the rate axis, top to bottom as first run"
+    legend = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "#over-commits .legendtext")]
+    assert 'rate=mid width="lorenz"' in legend and 'rate=mid width="rossler & <co>"' in legend, legend
+    assert not any("&quot;" in t or "&amp;" in t or "&lt;" in t for t in legend), legend
+    driver.save_screenshot(str(screenshots(tmp_path) / "experiment-words.png"))

@@ -108,8 +108,12 @@ class Drift:
         text = f"{self.name} moved from {self.before!r} ({previous}) to {self.after!r}{change}"
         if self.failed and self.limit is not None:
             worse = "lower" if higher_is_better else "higher"
-            text += f": {worse} by more than the allowed {self.limit}"
+            text += f": {worse} {GATE_FAILED} {self.limit}"
         return text
+
+
+#: the words a drift-gate failure's message holds (the report tells a gate's failure from others by them)
+GATE_FAILED = "by more than the allowed"
 
 
 def drift(

@@ -16,7 +16,7 @@ from typing import Any
 
 from ...core.rules import as_number, series_points
 from ...core.series import POINTS, keep
-from .html import e, trial_href
+from .html import plot_text, trial_href
 from .summaries import TrialSummary
 
 #: plotly's default colours: the identities drawn at first get one each
@@ -49,13 +49,13 @@ def series_figure(name: str, value: Any) -> dict[str, Any] | None:
             {
                 "type": "scattergl",
                 "mode": "lines+markers" if total <= 50 else "lines",
-                "name": e(name),
+                "name": plot_text(name),
                 "x": data[0],
                 "y": data[1],
             }
         ],
         "layout": {
-            "title": {"text": f"{e(name)}{note}", "x": 0.02, "xanchor": "left"},
+            "title": {"text": f"{plot_text(name)}{note}", "x": 0.02, "xanchor": "left"},
             "xaxis": {"title": {"text": "step"}},
             "height": 300,
         },
@@ -64,34 +64,71 @@ def series_figure(name: str, value: Any) -> dict[str, Any] | None:
 
 @functools.lru_cache(maxsize=4096)
 def _escaped(text: str) -> str:
-    return e(text)
+    return plot_text(text)
 
 
 def hover(record: TrialSummary) -> str:
-    """What hovering a trial's point says: variants, main, commit, date, key.
+    """What hovering a trial's point says: variants, main (or why it failed), commit, date, key.
 
-    plotly.js reads chart texts as a small subset of HTML (``<br>``, ``<a href>``...) and
-    decodes entities, so every recorded text is HTML-escaped here: it shows as written.
+    plotly.js reads chart texts as a small subset of HTML (``<br>``, ``<a href>``...), so every
+    recorded text goes through :func:`.html.plot_text`: it shows as written.
     """
     main = repr(record.main)
+    outcome = f"<br>{_escaped(record.status)} ({_escaped(record.failure)})" if record.failure else ""
     return (
-        f"{_escaped(record.variants or record.experiment)}<br>main {e(main[:40])}"
+        f"{_escaped(record.variants or record.experiment)}<br>main {plot_text(main[:40])}{outcome}"
         f"<br>commit {_escaped((record.commit or '-')[:8])}<br>{record.started:%Y-%m-%d %H:%M}"
         f"<br>trial {_escaped(record.key)} #{record.iteration}"
     )
 
 
+def _finite(value: Any) -> float | None:
+    number = as_number(value)
+    return number if number is not None and math.isfinite(number) else None
+
+
+def shown_identities(records: Sequence[TrialSummary], ranked: Sequence[str], limit: int) -> list[str]:
+    """The identities "main over commits" draws at first: at most ``limit``, each commit's best first.
+
+    The newest commit picks its best identity that passed there, then the one before it, and
+    so on round the commits again, until ``limit``: every commit where a trial passed gets a
+    line (the best identities overall had not run at a new commit, whose column stayed empty).
+    """
+    rank = {identity: i for i, identity in enumerate(ranked)}
+    ran: dict[str, set[str]] = {}
+    for r in sorted(records, key=lambda r: r.started):
+        if r.status == "passed" and _finite(r.main) is not None:
+            ran.setdefault(r.commit or "-", set()).add(r.identity)
+    queues = [sorted(identities, key=lambda i: rank.get(i, len(rank))) for identities in reversed(ran.values())]
+    shown: list[str] = []
+    while len(shown) < limit and any(queues):
+        for queue in queues:
+            while queue and queue[0] in shown:
+                queue.pop(0)
+            if queue and len(shown) < limit:
+                shown.append(queue.pop(0))
+    return shown
+
+
+#: how a trial that did not pass is drawn in "main over commits", by :attr:`TrialSummary.failure`
+FAILED_MARKERS = {"drift gate": "x", "hypothesis refuted": "triangle-down", "error": "x-open"}
+
+
 def over_commits(
     experiment: str, records: Sequence[TrialSummary], label: dict[str, str], shown: Sequence[str]
 ) -> dict[str, Any] | None:
-    """Main of every passed trial, one line per identity, over the commits in the order they were first run.
+    """Main of every trial, one line per identity, over the commits in the order they were first run.
 
     ``label`` names each identity (its varying parameters). The x axis is the commit: a code
-    change moves a line to the next column, past a dotted boundary labelled with the commit;
-    a parameter change is another identity, so another line (with its own colour and legend
-    entry). Repeats at one commit sit side by side inside the commit's column. Only the
-    identities in ``shown`` are drawn at first, the others wait in the legend: fifty lines at
-    once are unreadable; each of them has a colour of its own (plotly's ten).
+    change moves a line to the next column, past a dotted boundary labelled with the commit
+    and how many of its trials passed and failed; a parameter change is another identity, so
+    another line (with its own colour and legend entry). Repeats at one commit sit side by
+    side inside the commit's column. Only the identities in ``shown`` are drawn at first
+    (:func:`shown_identities`), the others wait in the legend: fifty lines at once are
+    unreadable; each of them has a colour of its own (plotly's ten). A trial that failed is
+    never left out: one that recorded its main (the drift gate fails a trial after it ran) is
+    a red marker of its own shape in a trace per reason, always drawn; one without a main is
+    counted under its commit.
     """
     colour = {identity: PALETTE[i % len(PALETTE)] for i, identity in enumerate(shown)}
     ordered = sorted(records, key=lambda r: r.started)
@@ -102,38 +139,62 @@ def over_commits(
         if commit not in commits:
             commits[commit] = len(commits)
             first_date[commit] = f"{r.started:%m-%d %H:%M}"
-    passed = []
+    drawn = []
     per_commit: dict[int, int] = {}
+    passed_at: dict[int, int] = {}
+    failed_at: dict[int, int] = {}
     for r in ordered:
-        main = as_number(r.main)
-        if main is None or r.status != "passed" or not math.isfinite(main):
-            continue
         column = commits[r.commit or "-"]
+        if r.status == "passed":
+            passed_at[column] = passed_at.get(column, 0) + 1
+        elif r.failure is not None:
+            failed_at[column] = failed_at.get(column, 0) + 1
+        main = _finite(r.main)
+        if main is None or (r.status != "passed" and r.failure is None):
+            continue
         per_commit[column] = per_commit.get(column, 0) + 1
-        passed.append((r, main, column, per_commit[column]))
+        drawn.append((r, main, column, per_commit[column]))
     traces: dict[str, dict[str, Any]] = {}
-    for r, main, column, slot in passed:
+    failures: dict[str, dict[str, Any]] = {}
+    for r, main, column, slot in drawn:
         offset = slot / (per_commit[column] + 1) - 0.5  # inside (-0.5, 0.5): repeats side by side
-        trace = traces.get(r.identity)
-        if trace is None:
-            trace = traces[r.identity] = {
-                "type": "scatter",
-                "mode": "lines+markers",
-                "name": e(label.get(r.identity, r.variants or experiment)),
-                "x": [],
-                "y": [],
-                "hovertext": [],
-                "customdata": [],
-                "hoverinfo": "text",
-                "marker": {"size": 7, **({"color": colour[r.identity]} if r.identity in colour else {})},
-                "line": {"color": colour[r.identity]} if r.identity in colour else {},
-                "visible": True if r.identity in colour else "legendonly",
-            }
+        if r.status == "passed":
+            trace = traces.get(r.identity)
+            if trace is None:
+                trace = traces[r.identity] = {
+                    "type": "scatter",
+                    "mode": "lines+markers",
+                    "name": plot_text(label.get(r.identity, r.variants or experiment)),
+                    "x": [],
+                    "y": [],
+                    "hovertext": [],
+                    "customdata": [],
+                    "hoverinfo": "text",
+                    "marker": {"size": 7, **({"color": colour[r.identity]} if r.identity in colour else {})},
+                    "line": {"color": colour[r.identity]} if r.identity in colour else {},
+                    "visible": True if r.identity in colour else "legendonly",
+                }
+        else:
+            why = r.failure or "error"
+            trace = failures.get(why)
+            if trace is None:
+                trace = failures[why] = {
+                    "type": "scatter",
+                    "mode": "markers",
+                    "name": plot_text(f"{r.status} ({why})"),
+                    "x": [],
+                    "y": [],
+                    "hovertext": [],
+                    "customdata": [],
+                    "hoverinfo": "text",
+                    "marker": {"size": 11, "color": "#d62728", "symbol": FAILED_MARKERS.get(why, "x-open")},
+                    "visible": True,
+                }
         trace["x"].append(round(column + offset * 0.8, 4))
         trace["y"].append(main)
         trace["hovertext"].append(hover(r))
         trace["customdata"].append(trial_href(r.key, "../"))
-    if not traces:
+    if not traces and not failures and not failed_at:
         return None
     hidden = sum(1 for t in traces.values() if t["visible"] == "legendonly")
     more = f"; {hidden} more in the legend" if hidden else ""
@@ -149,54 +210,74 @@ def over_commits(
         }
         for i in range(1, len(commits))
     ]
+
+    def counted(column: int) -> str:
+        passed, failed = passed_at.get(column, 0), failed_at.get(column, 0)
+        return f"{passed} passed" + (f", <b>{failed} failed</b>" if failed else "")
+
     return {
-        "data": list(traces.values()),
+        "data": [*traces.values(), *failures.values()],
         "layout": {
             "title": {
-                "text": f"{e(experiment)}: main over commits (a line per identity, the best first{more}; dotted: a new commit)"
+                "text": f"{plot_text(experiment)}: main over commits (a line per identity, each commit's best first{more};"
+                " red: failed; dotted: a new commit)"
             },
             "xaxis": {
-                "title": {"text": "commit (first run)"},
+                "title": {"text": "commit (first run), its trials"},
                 "tickvals": list(commits.values()),
-                "ticktext": [f"{e(c[:8])}<br>{first_date[c]}" for c in commits],
+                "ticktext": [f"{plot_text(c[:8])}<br>{first_date[c]}<br>{counted(i)}" for c, i in commits.items()],
                 "range": [-0.6, len(commits) - 0.4],
                 "zeroline": False,
             },
             "yaxis": {"title": {"text": "main"}},
             "shapes": boundaries,
             "legend": {"title": {"text": "identity (click to hide)"}},
-            "height": 480,
+            "height": 500,
+            "margin": {"b": 110},
         },
     }
 
 
 def parallel(
-    experiment: str, rows: Sequence[dict[str, Any]], params: Sequence[str], higher_is_better: bool
+    experiment: str,
+    rows: Sequence[dict[str, Any]],
+    params: Sequence[str],
+    higher_is_better: bool,
+    order: dict[str, list[str]] | None = None,
 ) -> dict[str, Any] | None:
     """Parallel coordinates over the parameters that vary, one line per identity, coloured by latest main.
 
-    A parameter's values become ticks of their own axis in sorted order (numbers by value,
-    text alphabetically), so categorical and numeric variants share one chart.
+    A parameter whose every value is a number gets a numeric axis (its values at their
+    distances); another gets a tick per value, top to bottom in ``order`` (the order its values
+    were first run in, which is the lookup dict's for a sweep over it: the record does not hold
+    the dict's order), so categorical and numeric variants share one chart.
     """
     usable = [row for row in rows if row["latest"] is not None]
     if not params or not usable:
         return None
-    dimensions = []
+    dimensions: list[dict[str, Any]] = []
     for param in params:
         values = [row["params"].get(param, "-") for row in usable]
-        ordered = sorted(set(values), key=lambda v: (as_number(_number(v)) is None, as_number(_number(v)) or 0, v))
-        index = {v: i for i, v in enumerate(ordered)}
+        numbers = [_number(v) for v in values]
+        if all(n is not None and math.isfinite(n) for n in numbers):
+            dimensions.append({"label": plot_text(param), "values": numbers})
+            continue
+        first = [v for v in (order or {}).get(param, []) if v in set(values)]
+        ordered = first + sorted(set(values) - set(first))
+        top = len(ordered) - 1
+        index = {v: top - i for i, v in enumerate(ordered)}  # the first at the top: read down as run
         dimensions.append(
             {
-                "label": e(param),
+                "label": plot_text(param),
                 "values": [index[v] for v in values],
-                "tickvals": list(range(len(ordered))),
-                "ticktext": [e(v if len(v) <= 18 else v[:17] + "…") for v in ordered],
+                "tickvals": [index[v] for v in ordered],
+                # plotly.js sets parcoords ticks as plain text (no markup, no entities): raw
+                "ticktext": [v if len(v) <= 18 else v[:17] + "…" for v in ordered],
                 "range": [0, max(len(ordered) - 1, 1)],
             }
         )
     mains = [row["latest"] for row in usable]
-    dimensions.append({"label": "main (latest)", "values": mains})
+    dimensions.append({"label": "main (latest passed)", "values": mains})
     return {
         "data": [
             {
@@ -213,7 +294,7 @@ def parallel(
         ],
         "layout": {
             "title": {
-                "text": f"{e(experiment)}: the parameters that vary, coloured by latest main (drag an axis to filter)"
+                "text": f"{plot_text(experiment)}: the parameters that vary, coloured by latest passed main (drag an axis to filter)"
             },
             "height": 420,
             "margin": {"l": 80, "r": 80, "t": 80},

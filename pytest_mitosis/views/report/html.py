@@ -28,6 +28,17 @@ def e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def plot_text(value: Any) -> str:
+    """``value`` as a text of a plotly chart (a title, a legend entry, an axis tick, hover text).
+
+    plotly.js reads these texts as a small subset of HTML (``<br>``, ``<b>``, ``<a href>``) and
+    decodes ``&amp;``, ``&lt;`` and ``&gt;`` but no other named entity: so only ``&``, ``<`` and
+    ``>`` are escaped, and a recorded ``"lorenz"`` shows as written, never as ``&quot;lorenz&quot;``
+    (what :func:`e` gives, for HTML). The figure then goes through :func:`script_json`.
+    """
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def script_json(value: Any) -> str:
     """``value`` as JSON that is safe inside ``<script>``: ``<``, ``>``, ``&`` and U+2028/9 escaped."""
     try:

@@ -68,6 +68,16 @@ document.addEventListener("DOMContentLoaded", () => {
   if (any) filterRows();
 });
 
+// The experiment page's commit filter: that commit's table instead of every commit's, its column in the chart.
+function showCommit(select) {
+  document.querySelectorAll(".by-commit").forEach(d => { d.hidden = d.dataset.column !== select.value; });
+  const chart = document.getElementById("over-commits");
+  if (!chart || !window.Plotly) return;
+  if (!chart.mitosisRange) chart.mitosisRange = chart.layout.xaxis.range.slice();  // every commit's, as built
+  const c = Number(select.value);
+  Plotly.relayout(chart, {"xaxis.range": select.value === "" ? chart.mitosisRange : [c - 0.6, c + 0.6]});
+}
+
 // The index's checkboxes: two or more trials open the compare page.
 function selectionChanged() {
   const keys = [...document.querySelectorAll("#trials tbody input[type=checkbox]:checked")].map(c => c.value);

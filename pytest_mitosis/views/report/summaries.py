@@ -17,11 +17,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ...core.rules import as_number
+from ...core.rules import GATE_FAILED, as_number
 from ...store import TrialRecord
 
 #: the layout of ``assets/trials.json``; another layout is rebuilt from the store
-LAYOUT = 1
+LAYOUT = 2
 
 
 @dataclass(slots=True)
@@ -56,12 +56,31 @@ class TrialSummary:
     notebook: str | None
     #: the store's state of the trial when summarised (:meth:`Reader.states`)
     state: str
+    #: why a trial that did not pass did not (:func:`failure_kind`); ``None`` for a passed or running one
+    failure: str | None = None
 
 
 _FIELDS = list(TrialSummary.__dataclass_fields__)
 _STARTED = _FIELDS.index("started")
 #: the fields a summary takes from its record unchanged (the others are summarised, or not in a record)
-_COPIED = [f for f in _FIELDS if f not in ("metrics", "params", "host", "notebook", "state")]
+_COPIED = [f for f in _FIELDS if f not in ("metrics", "params", "host", "notebook", "state", "failure")]
+
+
+def failure_kind(status: str, verdict: str | None, message: str | None) -> str | None:
+    """Why a finished trial did not pass, in the words the report shows: a failed trial is never skipped silently.
+
+    A trial the drift gate failed ran to its end and recorded its main: it is told from a
+    trial that raised by the gate's words in its message (:data:`GATE_FAILED`).
+    """
+    if status in ("passed", "running"):
+        return None
+    if status != "failed":
+        return status
+    if verdict == "refuted":
+        return "hypothesis refuted"
+    if message and GATE_FAILED in message:
+        return "drift gate"
+    return "error"
 
 
 def summarize(record: TrialRecord, host: str, notebook: str | None) -> TrialSummary:
@@ -73,6 +92,7 @@ def summarize(record: TrialRecord, host: str, notebook: str | None) -> TrialSumm
         host=host,
         notebook=notebook,
         state=record.state,
+        failure=failure_kind(record.status, record.verdict, record.message),
     )
 
 
@@ -118,6 +138,7 @@ _TYPES: dict[str, Any] = {
     "host": str,
     "notebook": _OPTIONAL,
     "state": str,
+    "failure": _OPTIONAL,
 }
 _CHECKS = [_TYPES[f] for f in _FIELDS]
 _PARAMS = _FIELDS.index("params")
