@@ -38,6 +38,15 @@ def alive(pid: int) -> bool:
     return True
 
 
+def pid_namespace() -> str:
+    """This process's pid namespace (its inode): where a pid means something; ``""`` where there is none to
+    tell (not Linux). Two containers on one machine, or sharing ``/tmp``, have pids of their own."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
 def machine() -> str:
     """What makes a pid meaningful: this boot of this kernel and this pid namespace.
 
@@ -45,14 +54,17 @@ def machine() -> str:
     checked with :func:`alive` only where the record's machine is this one; elsewhere a running
     record's heartbeat age says whether its process lives.
     """
+    namespace = pid_namespace()
     try:
         with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as stream:
             boot = stream.read().strip()
-        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
-    except OSError:  # not Linux: the host name stands for the machine, as before heartbeats
+    except OSError:
+        boot = ""
+    if not boot or not namespace:  # not Linux: the host name stands for the machine, as before heartbeats
         import socket
 
         return socket.gethostname()
+    return f"{boot}:{namespace}"
 
 
 def scannable() -> bool:

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..core.processes import alive
+from ..core.processes import alive, pid_namespace
 
 #: prefix of each kernel's private folder (sockets, connection file); the pid says whose it is
 PRIVATE_PREFIX = "mitosis-kernel-"
@@ -34,17 +34,9 @@ def private_base() -> str:
     return base
 
 
-def _namespace() -> str:
-    """This process's pid namespace (its inode), or ``""`` where there is none to tell (not Linux)."""
-    try:
-        return str(os.stat("/proc/self/ns/pid").st_ino)
-    except OSError:
-        return ""
-
-
 def _owner() -> str:
     """``<pid>`` or ``<pid>.<pid namespace>``: whose a private folder is, and where that pid means something."""
-    namespace = _namespace()
+    namespace = pid_namespace()
     return f"{os.getpid()}.{namespace}" if namespace else str(os.getpid())
 
 
@@ -63,7 +55,7 @@ def sweep_stale_private_folders(tmp: str | None = None) -> int:
     container's included) are never touched. Returns how many were removed.
     """
     base = Path(tmp or private_base())
-    here = _namespace()
+    here = pid_namespace()
     removed = 0
     try:
         entries = list(base.iterdir())
