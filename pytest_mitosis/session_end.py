@@ -93,13 +93,6 @@ class SessionEndHooks:
         from .sessionrecord import end_session
 
         end_session(mitosis, int(exitstatus))  # before the report, which shows the session
-        if mitosis.rows:
-            from .execution.artifacts import tidy_staging
-
-            try:
-                tidy_staging(mitosis.project().trials_folder)
-            except ConfigError:
-                pass
         if mitosis.rows and self.settings.report:
             from .store import RecordsError
             from .views.report import build

@@ -212,4 +212,3 @@ def test_resume_runs_only_what_did_not_pass_at_this_commit(story: dict[str, Any]
     ran = [r["variants"] for r in story["D rows"][-2:]]
     assert sorted(ran) == ["n2", "n3"]
     assert all(r["status"] == "passed" and r["commit"] == commit for r in story["D rows"][-2:])
-    assert not (story["root"] / "trials" / ".staging").exists(), "no empty staging folder is left"

@@ -73,18 +73,6 @@ def remove_staging(trials: Path, key: str) -> None:
     shutil.rmtree(trials / STAGING / key, ignore_errors=True)
 
 
-def tidy_staging(trials: Path) -> None:
-    """Remove the staging folder itself once no trial is in it (each session used to leave it empty).
-
-    ``rmdir`` removes only an empty folder, and a trial that starts meanwhile makes it again
-    (``mkdir(parents=True)``): a concurrent session loses nothing.
-    """
-    try:
-        (trials / STAGING).rmdir()
-    except OSError:
-        pass  # not there, or a trial of this or another session is in it
-
-
 class SavingTimedOut(Exception):
     """Writing a trial's notebook and HTML page took longer than ``--mitosis-timeout``."""
 
