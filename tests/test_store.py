@@ -667,6 +667,7 @@ def _old_store(trials: Path, backend: Backend) -> str:
     store.close()
     backend.execute(
         trials,
+        "DROP TABLE acceptances",
         "DROP TABLE beats",
         "DROP TABLE sessions",
         "DROP INDEX trials_session",
@@ -729,7 +730,7 @@ def test_a_store_from_before_sessions_gains_them_when_a_session_opens_it(tmp_pat
     (after,) = backend.rows(trials)
     assert after == {**before, "session": None}, "the old trial is kept as it was"
     with Reader(trials, backend.url) as reader:
-        assert reader._source.version == 3
+        assert reader._source.version == 4
         (session,) = reader.sessions()
         assert [r.key for r in reader.trials()] == [old]
     assert (session.key, session.status, session.exitstatus, session.debug, session.trials) == (
@@ -740,6 +741,73 @@ def test_a_store_from_before_sessions_gains_them_when_a_session_opens_it(tmp_pat
         {},
     )
     assert session.state == "exit 1 (tests failed)"
+
+
+GATE_MESSAGE = (
+    "main moved from 1 (trial_exp-a-1, key 0ld0ld00) to 2 (+1, +100%): higher by more than the allowed 5%\n\n"
+    "notebook: x.html"
+)
+
+
+def test_a_store_from_before_acceptances_is_read_as_it_is_then_gains_them(tmp_path: Path, backend: Backend) -> None:
+    """Schema 3 → 4: a reader leaves a version-3 store as it is; a writer adds the ``acceptances`` table, and
+    ``accept`` records a gate-failed trial as the baseline (once: a second call changes nothing)."""
+    from pytest_mitosis.store import NewTrial, NotAcceptable, Reader, make_store
+
+    trials = tmp_path / "trials"
+    store = make_store(backend.url, trials)
+    for key, status, main, message in (
+        ("0ld0ld00", "passed", 1, None),
+        ("9a7e0000", "failed", 2, GATE_MESSAGE),
+        ("57e90000", "failed", None, "ZeroDivisionError: division by zero"),
+    ):
+        store.begin(
+            NewTrial(
+                key, "exp", "[]", "a", "trial_exp-a", "pyproject.toml::exp[a]", False, {"commit": None}, 1, {},
+                [{"name": "exp", "function": "m:f", "lookup": None}], [],
+            ),
+            (),
+        )  # fmt: skip
+        store.finish(key, status=status, main=main, metrics={}, folder=None, message=message)
+    store.close()
+    backend.execute(trials, "DROP TABLE acceptances", "UPDATE meta SET value='3' WHERE name='schema_version'")
+    with Reader(trials, backend.url) as reader:
+        assert reader._source.version == 3
+        assert [r.accepted for r in reader.trials()] == [None, None, None]
+    with Reader(trials, backend.url) as reader:
+        assert reader._source.version == 3, "reading never upgrades"
+    store = make_store(backend.url, trials)
+    try:
+        assert store.previous("exp", "[]").key == "0ld0ld00"  # type: ignore[union-attr]
+        with pytest.raises(NotAcceptable) as passed:
+            store.accept("0ld0ld00", "ann", "lab1", "")  # type: ignore[attr-defined]
+        assert str(passed.value) == (
+            "mitosis: trial trial_exp-a-1 (key 0ld0ld00) cannot be accepted: it passed, so the drift gate already "
+            "compares the next trial of its identity with it (or with a newer passed trial); there is nothing to "
+            "accept."
+        )
+        with pytest.raises(NotAcceptable) as crashed:
+            store.accept("57e90000", "ann", "lab1", "")  # type: ignore[attr-defined]
+        assert str(crashed.value) == (
+            "mitosis: trial trial_exp-a-3 (key 57e90000) cannot be accepted: it has no main (it failed before its "
+            "steps returned), so there is no result to accept."
+        )
+        done = store.accept("9a7e0000", "ann", "lab1", "the new loss is right")  # type: ignore[attr-defined]
+        assert (done.baseline, done.accepted_by, done.already) == ("0ld0ld00", "ann", False)
+        again = store.accept("9a7e0000", "bob", "lab2", "")  # type: ignore[attr-defined]
+        assert (again.accepted_by, again.reason, again.already) == ("ann", "the new loss is right", True)
+        previous = store.previous("exp", "[]")
+        assert previous is not None and (previous.key, previous.main, previous.accepted) == ("9a7e0000", 2, True)
+    finally:
+        store.close()
+    with Reader(trials, backend.url) as reader:
+        assert reader._source.version == 4
+        accepted = {r.key: r.accepted for r in reader.trials()}
+    assert accepted["0ld0ld00"] is None and accepted["57e90000"] is None
+    record = accepted["9a7e0000"]
+    assert record is not None and (record.by, record.host, record.reason, record.baseline) == (
+        "ann", "lab1", "the new loss is right", "0ld0ld00",
+    )  # fmt: skip
 
 
 def test_a_store_url_naming_someone_elses_database_is_refused_and_left_byte_identical(tmp_path: Path) -> None:

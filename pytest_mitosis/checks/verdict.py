@@ -7,10 +7,13 @@ import here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..core.rules import drift, parse_hypothesis, scalars
+from .what_changed import since
 
 if TYPE_CHECKING:
     from ..config.settings import Settings
@@ -26,24 +29,31 @@ def judge(
     store: TrialStore,
     settings: Settings,
     seed: int | None = None,
+    environment: Mapping[str, Any] | None = None,
+    params: Sequence[Mapping[str, Any]] = (),
+    root: Path | None = None,
 ) -> TrialOutcome:
     """``outcome`` with comparisons and verdict; failed when a gate or the hypothesis says so.
 
     ``seed`` is this trial's: when the previous trial ran with another seed, every change
     says so, since the seed alone may explain it (the seed is not part of the identity).
+    ``environment`` (with its ``git`` part) and ``params`` are the trial's records: a failed gate
+    says what changed since its baseline, with the files of the code's change read in ``root``'s
+    repository, and how to accept the new value (``python -m pytest_mitosis accept KEY``).
     """
     if not outcome.passed:
         return outcome
     results = scalars({"main": outcome.main, **outcome.metrics})
     comparisons: list[str] = []
     failures: list[str] = []
+    why: list[str] = []  # what changed since the baseline, when the gate failed
     higher = settings.higher_is_better if settings.higher_is_better is not None else bool(spec.higher_is_better)
     if settings.compare and not settings.debug:
         previous = store.previous(spec.experiment, identity, before=outcome.key)
         if previous is None:
             comparisons.append("no earlier passed trial of this identity to compare with")
         else:
-            where = f"{previous.name}, key {previous.key}"
+            where = f"{previous.name}, key {previous.key}{', accepted' if previous.accepted else ''}"
             before = scalars({"main": previous.main, **previous.metrics})
             found = drift(before, results, list(settings.compare_fail), higher)
             reseeded = previous.seed is not None and seed is not None and previous.seed != seed
@@ -55,6 +65,16 @@ def judge(
                 comparisons.append(text)
                 if item.failed:
                     failures.append(text)
+            if failures and environment is not None:
+                changed = since(
+                    previous,
+                    commit=(environment.get("git") or {}).get("commit"),
+                    environment=environment,
+                    params=params,
+                    seed=seed,
+                    root=root or Path.cwd(),
+                )
+                why = [f"what changed since {previous.name} (key {previous.key}):", *[f"  {line}" for line in changed]]
     verdict = None
     if spec.expect is not None:
         hypothesis = parse_hypothesis(spec.expect)
@@ -63,6 +83,9 @@ def judge(
             verdict = "holds" if holds else "refuted"
             if not holds:
                 failures.append(text)
+    if why:  # after the gate's and the hypothesis' lines; accepting is offered for the gate alone
+        fix = f"if the new value is right, make it the baseline: python -m pytest_mitosis accept {outcome.key}"
+        failures += why + ([fix] if verdict != "refuted" else [])
     passed = not failures
     message = outcome.message
     if failures:

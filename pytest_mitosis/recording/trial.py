@@ -140,7 +140,17 @@ def record_trial(
             keep_outcome(project.trials_folder, key, name, fields)
         return replace(outcome, iteration=iteration)
     try:
-        outcome = judge(outcome, spec, identity.identity, store, settings, seed=seed)
+        outcome = judge(
+            outcome,
+            spec,
+            identity.identity,
+            store,
+            settings,
+            seed=seed,
+            environment=environment,
+            params=identity.params,
+            root=project.cwd,
+        )
     except StoreError as err:  # the previous trial to compare with cannot be read: recorded as it ran, unjudged
         note = f"not compared with the previous trial: {err}"
         outcome = replace(outcome, message=f"{outcome.message}\n{note}" if outcome.message else note)

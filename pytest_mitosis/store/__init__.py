@@ -17,9 +17,11 @@ from ..identity.locks import Lock
 from .backends import make_store, readable
 from .file import FILENAME, SCHEMA_VERSION
 from .protocol import (
+    Acceptance,
     KeyTaken,
     NewSession,
     NewTrial,
+    NotAcceptable,
     Previous,
     SessionStore,
     StoreError,
@@ -30,6 +32,7 @@ from .protocol import (
 )
 from .readers import Reader
 from .records import (
+    Accepted,
     NoMatch,
     RecordsError,
     TrialRecord,
@@ -51,11 +54,14 @@ from .url import parse as parse_url
 __all__ = [
     "FILENAME",
     "SCHEMA_VERSION",
+    "Accepted",
+    "Acceptance",
     "KeyTaken",
     "Lock",
     "NewSession",
     "NewTrial",
     "NoMatch",
+    "NotAcceptable",
     "Previous",
     "Reader",
     "RecordsError",

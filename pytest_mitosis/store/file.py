@@ -19,7 +19,8 @@ from .protocol import StoreError
 FILENAME = "mitosis.sqlite"
 #: 2: the ``sessions`` table and the trials' ``session`` column (a version-1 store gains them when a session opens it)
 #: 3: the ``beats`` table (running trials' and sessions' heartbeats and progress) and the sessions' ``changed``
-SCHEMA_VERSION = 3
+#: 4: the ``acceptances`` table (``python -m pytest_mitosis accept KEY``: a trial's result made the drift gate's baseline)
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT = 120.0
 
 

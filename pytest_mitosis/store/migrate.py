@@ -35,6 +35,7 @@ TRIAL_COLUMNS = (
     "message", "warnings", "reproduces", "verdict", "host", "pid", "session",
 )  # fmt: skip
 LOCK_COLUMNS = ("step", "param", "kind", "name", "fingerprint", "value", "trial")
+ACCEPTANCE_COLUMNS = ("trial", "accepted", "accepted_by", "accepted_host", "reason", "baseline")
 SESSION_COLUMNS = (
     "key", "started", "ended", "command", "host", "pid", "commit", "dirty", "debug", "status", "exitstatus",
     "changed",
@@ -149,10 +150,11 @@ def migrate(source: StoreURL, dest: StoreURL) -> Copied:
         environments = reader.rows("SELECT digest, environment FROM environments")
         locks = reader.rows("SELECT * FROM locks ORDER BY step, param, kind, name")
         sessions = reader.rows("SELECT * FROM sessions ORDER BY started") if reader.version >= 2 else []
+        accepted = reader.rows("SELECT * FROM acceptances ORDER BY accepted") if reader.version >= 4 else []
     finally:
         reader.close()
     try:
-        return _copy(source, dest, trials, environments, locks, sessions)
+        return _copy(source, dest, trials, environments, locks, sessions, accepted)
     except StoreError:
         raise
     except Exception as err:  # the drivers' errors: sqlite3.Error, psycopg.Error
@@ -171,6 +173,7 @@ def _copy(
     environments: list[Mapping[str, Any]],
     locks: list[Mapping[str, Any]],
     sessions: list[Mapping[str, Any]],
+    accepted: Sequence[Mapping[str, Any]] = (),
 ) -> Copied:
     sink = _Sink(dest)
     try:
@@ -196,6 +199,11 @@ def _copy(
             had = {r[0] for r in sink.rows("SELECT key FROM sessions")}
             runs = [r for r in sessions if r["key"] not in had]  # a session's row is the same wherever it is
             sink.many(_insert("sessions", SESSION_COLUMNS), [[_value(r, c) for c in SESSION_COLUMNS] for r in runs])
+            copied = {r["key"] for r in new}  # an acceptance comes with its trial (one already there keeps its own)
+            sink.many(
+                _insert("acceptances", ACCEPTANCE_COLUMNS),
+                [[r[c] for c in ACCEPTANCE_COLUMNS] for r in accepted if r["trial"] in copied],
+            )
             fresh = [r for r in locks if (r["step"], r["param"], r["kind"], r["name"]) not in stored]
             sink.many(_insert("locks", LOCK_COLUMNS), [[r[c] for c in LOCK_COLUMNS] for r in fresh])
             if dest.kind == "postgresql":  # the counters start after the copied iterations

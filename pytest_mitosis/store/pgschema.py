@@ -5,7 +5,7 @@ The same tables as the SQLite store (JSON kept as text, so one reader serves bot
 transaction-scoped advisory lock first, so ten sessions starting at once on an empty database
 create the tables once; an existing schema is checked (version, tables) and never rewritten
 (a version-1 store only gains the ``sessions`` table and the trials' ``session`` column, a version-2
-store the ``beats`` table and the sessions' ``changed`` column),
+store the ``beats`` table and the sessions' ``changed`` column, a version-3 store the ``acceptances``),
 and tables of the same names that another program made are refused, untouched. No pytest import.
 """
 
@@ -22,9 +22,10 @@ from .url import StoreURL
 #: pg_advisory_xact_lock key for schema creation ("mitosis" in ASCII)
 SCHEMA_LOCK = 0x6D69746F736973
 
-TABLES = ("meta", "environments", "trials", "locks", "counters", "sessions", "beats")
-#: the tables of a store of each older version: version 1 predates sessions, version 2 the beats
-OLDER_TABLES = {1: TABLES[:-2], 2: TABLES[:-1]}
+TABLES = ("meta", "environments", "trials", "locks", "counters", "sessions", "beats", "acceptances")
+#: the tables of a store of each older version: version 1 predates sessions, version 2 the beats,
+#: version 3 the acceptances
+OLDER_TABLES = {1: TABLES[:-3], 2: TABLES[:-2], 3: TABLES[:-1]}
 _SCHEMA = f"""
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE environments (digest TEXT PRIMARY KEY, environment TEXT NOT NULL);
@@ -45,12 +46,22 @@ CREATE TABLE sessions ({columns("sessions", POSTGRESQL)}
 CREATE INDEX sessions_started ON sessions (started);
 CREATE INDEX trials_session ON trials (session);
 CREATE TABLE beats ({columns("beats", POSTGRESQL)}
+);
+CREATE TABLE acceptances ({columns("acceptances", POSTGRESQL)}
 )
 """
 #: from where ``CREATE TABLE sessions`` starts: what a version-1 store lacks, besides the trials' column
 _SESSIONS = _SCHEMA[_SCHEMA.index("CREATE TABLE sessions") :]
-#: what a version-2 store lacks
+#: what a version-2 store lacks, besides the sessions' column
 _BEATS = _SCHEMA[_SCHEMA.index("CREATE TABLE beats") :]
+#: what a version-3 store lacks
+_ACCEPTANCES = _SCHEMA[_SCHEMA.index("CREATE TABLE acceptances") :]
+#: what each older version needs: the columns its tables lack, then the tables (each slice runs to the end)
+_UPGRADES = {
+    1: ("ALTER TABLE trials ADD COLUMN session TEXT", _SESSIONS),
+    2: ("ALTER TABLE sessions ADD COLUMN changed TEXT", _BEATS),
+    3: (_ACCEPTANCES,),
+}
 
 
 def lock_order(lock: Lock) -> tuple[str, str, str, str]:
@@ -85,12 +96,9 @@ def create_schema(db: Any, url: StoreURL) -> None:
                     "(pg_dump), or point --mitosis-store at a new database."
                 )
             if version in OLDER_TABLES:  # an older store gains what it lacks, in this transaction; nothing else changes
-                if version == 1:
-                    db.execute("ALTER TABLE trials ADD COLUMN session TEXT")
-                else:
-                    db.execute("ALTER TABLE sessions ADD COLUMN changed TEXT")
-                for statement in filter(str.strip, (_SESSIONS if version == 1 else _BEATS).split(";")):
-                    db.execute(statement)
+                for part in _UPGRADES[version]:
+                    for statement in filter(str.strip, part.split(";")):
+                        db.execute(statement)
                 db.execute("UPDATE meta SET value=%s WHERE name='schema_version'", (str(SCHEMA_VERSION),))
             return
         taken = sorted(t for t in TABLES if t in found)

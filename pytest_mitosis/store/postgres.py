@@ -30,14 +30,18 @@ from ..identity.locks import Lock
 from .pgconnect import CONNECT_TIMEOUT, connect, driver
 from .pgschema import create_schema, lock_order
 from .protocol import (
+    BASELINE_SQL,
     BEAT,
     SESSION_COLUMNS,
     TRIAL_COLUMNS,
+    Acceptance,
     KeyTaken,
     NewSession,
     NewTrial,
     Previous,
     StoreError,
+    accept_trial,
+    baseline,
     beat_row,
     environment_row,
     finish_warnings,
@@ -363,17 +367,25 @@ class PostgresStore:
         return int(value)
 
     def previous(self, experiment: str, identity: str, before: str | None = None) -> Previous | None:
-        row = self._retrying(
-            lambda: self._db.execute(
-                'SELECT key, name, main, metrics, seed, "commit" FROM trials WHERE experiment=%s AND identity=%s AND '
-                "debug=0 AND status='passed' AND reproduces IS NULL AND key IS DISTINCT FROM %s "
-                "ORDER BY started DESC LIMIT 1",
-                (experiment, identity, before),
-            ).fetchone()
+        return baseline(
+            self._retrying(lambda: self._db.execute(_postgres(BASELINE_SQL), (experiment, identity, before)).fetchone())
         )
-        if row is None:
-            return None
-        return Previous(row[0], row[1], json.loads(row[2]), json.loads(row[3] or "{}"), row[4], row[5])
+
+    def accept(self, key: str, by: str, host: str, reason: str) -> Acceptance:
+        """Make the trial ``key`` the drift gate's baseline (see :func:`~.protocol.accept_trial`)."""
+
+        def work() -> Acceptance:
+            with self._db.transaction():
+                return accept_trial(
+                    lambda sql, args: self._db.execute(_postgres(sql), args).fetchone(),
+                    lambda sql, args: self._db.execute(_postgres(sql), args),
+                    key,
+                    by,
+                    host,
+                    reason,
+                )
+
+        return self._retrying(work)
 
     def _warnings(self, key: str, status: str, main: Any) -> list[str]:
         """Changed packages since the experiment's previous trial; a different main for the same inputs."""

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from ..core.errors import MitosisError
 from ..core.processes import alive, machine
+from ..core.rules import GATE_FAILED
 from ..core.tree_text import difference, render
 from ..identity.environment import package_changes
 from ..identity.locks import Lock
@@ -99,6 +100,34 @@ class Previous:
     seed: int | None = None
     #: its commit, so that ``--mitosis-resume`` can skip an identity that passed at the current one
     commit: str | None = None
+    #: its environment record and parameter record, so that a failed gate can say what changed since
+    environment: dict[str, Any] | None = None
+    params: list[dict[str, Any]] | None = None
+    #: it failed the drift gate, and ``accept`` made it the baseline
+    accepted: bool = False
+
+
+#: the trials the drift gate compares with: passed, or accepted after failing the gate (``python -m
+#: pytest_mitosis accept KEY``); never a debug trial or a reproduction. Both backends select with it.
+BASELINE_SQL = (
+    'SELECT t.key, t.name, t.main, t.metrics, t.seed, t."commit", e.environment, t.params, '
+    "(SELECT COUNT(*) FROM acceptances a WHERE a.trial = t.key) AS accepted "
+    "FROM trials t LEFT JOIN environments e ON e.digest = t.environment "
+    "WHERE t.experiment=? AND t.identity=? AND t.debug=0 AND t.reproduces IS NULL AND t.key <> COALESCE(?, '') "
+    "AND (t.status='passed' OR EXISTS (SELECT 1 FROM acceptances a WHERE a.trial = t.key)) "
+    "ORDER BY t.started DESC LIMIT 1"
+)
+
+
+def baseline(row: Sequence[Any] | None) -> Previous | None:
+    """A :data:`BASELINE_SQL` row as a :class:`Previous`."""
+    if row is None:
+        return None
+    environment = json.loads(row[6]) if row[6] else None
+    return Previous(
+        row[0], row[1], json.loads(row[2]), json.loads(row[3] or "{}"), row[4], row[5], environment,
+        json.loads(row[7] or "[]"), bool(row[8]),
+    )  # fmt: skip
 
 
 class TrialStore(Protocol):
@@ -411,3 +440,102 @@ def finish_warnings(fetchone: Callable[[str, tuple[Any, ...]], Any], key: str, s
                 f"but main = {json.loads(same[2])!r}; this trial's main = {main!r}"
             )
     return found
+
+
+class NotAcceptable(MitosisError):
+    """``accept KEY`` refused: the trial cannot become the drift gate's baseline (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """A trial made the drift gate's baseline by ``python -m pytest_mitosis accept KEY``."""
+
+    trial: str
+    name: str
+    accepted: float
+    accepted_by: str
+    accepted_host: str
+    reason: str
+    #: the baseline it replaced (the trial the gate had compared it with), if any
+    baseline: str | None
+    #: it had been accepted before this call (nothing was written)
+    already: bool = False
+
+
+def _refusal(status: str, debug: int, reproduces: str | None, main: Any, verdict: str | None, message: str) -> str:
+    """Why a trial cannot become a baseline; empty when it can (it failed the drift gate, and only that)."""
+    if status == "running":
+        return "it is still running (python -m pytest_mitosis status shows whether its session lives)."
+    if status == "interrupted":
+        return "it was interrupted, so its results are incomplete; run it again."
+    if debug:
+        return "it is a debug trial (--mitosis-debug), and the drift gate never compares with debug trials."
+    if reproduces:
+        return f"it reproduces trial {reproduces}; a reproduction is compared with its record, never a baseline."
+    if status == "passed":
+        return (
+            "it passed, so the drift gate already compares the next trial of its identity with it (or with a "
+            "newer passed trial); there is nothing to accept."
+        )
+    if main is None:
+        return "it has no main (it failed before its steps returned), so there is no result to accept."
+    first = message.strip().splitlines()[0] if message.strip() else ""
+    if verdict == "refuted" or GATE_FAILED not in first:
+        return (
+            f"it failed for another reason than the drift gate ({first or 'no message'}). Only a trial that ran "
+            "to its end and failed only the drift gate can become the baseline: fix the cause and run it again."
+        )
+    return ""
+
+
+def accept_trial(
+    fetchone: Callable[[str, tuple[Any, ...]], Any],
+    execute: Callable[[str, tuple[Any, ...]], Any],
+    key: str,
+    by: str,
+    host: str,
+    reason: str,
+) -> Acceptance:
+    """Make the trial ``key`` (full key) the drift gate's baseline for its identity, in the caller's
+    transaction (queries in SQLite's dialect, as :func:`finish_warnings`). Idempotent: a trial
+    accepted before is returned with ``already=True``. ``NotAcceptable`` says why a trial cannot be
+    (a newer baseline of the identity, too: the gate compares with the newest)."""
+    row = fetchone(
+        "SELECT name, experiment, identity, status, debug, reproduces, main, verdict, message, started "
+        "FROM trials WHERE key=?",
+        (key,),
+    )
+    if row is None:
+        raise NotAcceptable(f"mitosis: no trial has the key {key!r}.")
+    name, experiment, identity, status, debug, reproduces, main, verdict, message, started = row
+    done = fetchone(
+        "SELECT accepted, accepted_by, accepted_host, reason, baseline FROM acceptances WHERE trial=?", (key,)
+    )
+    if done is not None:
+        return Acceptance(key, name, float(done[0]), done[1], done[2], done[3], done[4], already=True)
+    why = _refusal(status, debug, reproduces, json.loads(main) if main is not None else None, verdict, message or "")
+    if why:
+        raise NotAcceptable(f"mitosis: trial {name} (key {key}) cannot be accepted: {why}")
+    where = (
+        "FROM trials t WHERE t.experiment=? AND t.identity=? AND t.debug=0 AND t.reproduces IS NULL "
+        "AND (t.status='passed' OR EXISTS (SELECT 1 FROM acceptances a WHERE a.trial = t.key)) "
+    )
+    newer = fetchone(
+        f"SELECT t.name, t.key {where} AND t.started > ? ORDER BY t.started LIMIT 1", (experiment, identity, started)
+    )
+    if newer is not None:
+        raise NotAcceptable(
+            f"mitosis: trial {name} (key {key}) cannot be accepted: a newer trial of its identity, {newer[0]} "
+            f"(key {newer[1]}), is the drift gate's baseline (the gate compares with the newest passed or accepted "
+            "trial). Accept a trial newer than it, or run the identity again."
+        )
+    older = fetchone(
+        f"SELECT t.key {where} AND t.started < ? ORDER BY t.started DESC LIMIT 1", (experiment, identity, started)
+    )
+    when = time.time()
+    baseline_key = older[0] if older is not None else None
+    execute(
+        "INSERT INTO acceptances (trial, accepted, accepted_by, accepted_host, reason, baseline) VALUES (?, ?, ?, ?, ?, ?)",
+        (key, when, by, host, reason, baseline_key),
+    )
+    return Acceptance(key, name, when, by, host, reason, baseline_key)

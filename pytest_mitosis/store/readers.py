@@ -19,6 +19,7 @@ from typing import Any
 from .protocol import StoreError
 from .records import (
     KEY_PREFIX,
+    Accepted,
     NoMatch,
     RecordsError,
     TrialRecord,
@@ -185,8 +186,27 @@ class Reader:
             for r in rows
         }
 
+    @property
+    def _select(self) -> str:
+        """``SELECT`` of whole trial rows, with their acceptance (schema 4) as ``accepted_*`` columns."""
+        if self._source.version < 4:
+            return "SELECT * FROM trials"
+        return (
+            "SELECT trials.*, a.accepted AS accepted_at, a.accepted_by, a.accepted_host, a.reason AS accepted_reason, "
+            "a.baseline AS accepted_baseline FROM trials LEFT JOIN acceptances a ON a.trial = trials.key"
+        )
+
     def _record(self, row: Mapping[str, Any]) -> TrialRecord:
         git = json.loads(row["git"])
+        accepted = None
+        if "accepted_at" in row.keys() and row["accepted_at"] is not None:
+            accepted = Accepted(
+                _when(row["accepted_at"]) or datetime.now(),
+                row["accepted_by"],
+                row["accepted_host"],
+                row["accepted_reason"],
+                row["accepted_baseline"],
+            )
         return TrialRecord(
             key=row["key"],
             experiment=row["experiment"],
@@ -212,11 +232,12 @@ class Reader:
             verdict=row["verdict"],
             session=row["session"] if "session" in row.keys() else None,  # none before schema version 2
             environment_digest=row["environment"],
+            accepted=accepted,
         )
 
     def trials(self, experiment: str | None = None, debug: bool = False, session: str | None = None) -> TrialRecords:
         """Records newest first; debug trials only when asked for; only those of ``session`` (a full key) if given."""
-        sql = "SELECT * FROM trials WHERE (? = 1 OR debug = 0)"
+        sql = f"{self._select} WHERE (? = 1 OR debug = 0)"
         args: list[Any] = [int(debug)]
         if experiment is not None:
             sql += " AND experiment = ?"
@@ -235,7 +256,7 @@ class Reader:
         if self._source.version < 2:
             return TrialRecords()
         rows = self._source.rows(
-            "SELECT * FROM trials WHERE session = ? AND nodeid = ? AND status = 'running' ORDER BY started DESC",
+            f"{self._select} WHERE session = ? AND nodeid = ? AND status = 'running' ORDER BY started DESC",
             [session, nodeid],
         )
         return TrialRecords(self._record(r) for r in rows)
@@ -261,7 +282,7 @@ class Reader:
         rows: list[Mapping[str, Any]] = []
         for i in range(0, len(ordered), _CHUNK):
             chunk = ordered[i : i + _CHUNK]
-            rows += self._source.rows(f"SELECT * FROM trials WHERE key IN ({', '.join('?' * len(chunk))})", chunk)
+            rows += self._source.rows(f"{self._select} WHERE key IN ({', '.join('?' * len(chunk))})", chunk)
         rows.sort(key=lambda r: r["started"], reverse=True)
         return TrialRecords(self._record(r) for r in rows)
 
@@ -292,7 +313,7 @@ class Reader:
 
     def get(self, prefix: str) -> TrialRecord:
         """The trial whose key starts with ``prefix``; errors list the candidates."""
-        rows = self._rows(f"SELECT * FROM trials WHERE {KEY_PREFIX} ORDER BY started DESC", key_prefix(prefix))
+        rows = self._rows(f"{self._select} WHERE {KEY_PREFIX} ORDER BY started DESC", key_prefix(prefix))
         if len(rows) == 1:
             return self._record(rows[0])
         if not rows:

@@ -129,6 +129,18 @@ def default_store(start: Path | None = None) -> str | None:
 
 
 @dataclass(frozen=True)
+class Accepted:
+    """When, by whom and why a trial that failed the drift gate was made its baseline."""
+
+    at: datetime
+    by: str
+    host: str
+    reason: str
+    #: the baseline it replaced, if the identity had one
+    baseline: str | None = None
+
+
+@dataclass(frozen=True)
 class TrialRecord:
     """One trial as recorded (values decoded from the store's JSON, never unpickled)."""
 
@@ -157,6 +169,8 @@ class TrialRecord:
     #: the key of the pytest session that ran it (``None`` for trials recorded before sessions were)
     session: str | None = None
     environment_digest: str = field(repr=False, default="")
+    #: made the drift gate's baseline after failing it (``python -m pytest_mitosis accept KEY``)
+    accepted: Accepted | None = None
 
     def __repr__(self) -> str:
         main = repr(self.main)
@@ -176,6 +190,8 @@ class TrialRecord:
         data = asdict(self)
         data["started"] = self.started.isoformat(timespec="seconds")
         data["ended"] = self.ended.isoformat(timespec="seconds") if self.ended else None
+        if self.accepted is not None:
+            data["accepted"]["at"] = self.accepted.at.isoformat(timespec="seconds")
         return data
 
 

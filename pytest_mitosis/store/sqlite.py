@@ -31,14 +31,18 @@ from .file import (
     refuse_network_filesystem,
 )
 from .protocol import (
+    BASELINE_SQL,
     BEAT,
     SESSION_COLUMNS,
     TRIAL_COLUMNS,
+    Acceptance,
     KeyTaken,
     NewSession,
     NewTrial,
     Previous,
     StoreError,
+    accept_trial,
+    baseline,
     beat_row,
     environment_row,
     finish_warnings,
@@ -282,14 +286,14 @@ class SQLiteStore:
 
     def previous(self, experiment: str, identity: str, before: str | None = None) -> Previous | None:
         with self._lock:
-            row = self._db.execute(
-                'SELECT key, name, main, metrics, seed, "commit" FROM trials WHERE experiment=? AND identity=? AND '
-                "debug=0 AND status='passed' AND reproduces IS NULL AND key IS NOT ? ORDER BY started DESC LIMIT 1",
-                (experiment, identity, before),
-            ).fetchone()
-        if row is None:
-            return None
-        return Previous(row[0], row[1], json.loads(row[2]), json.loads(row[3] or "{}"), row[4], row[5])
+            return baseline(self._db.execute(BASELINE_SQL, (experiment, identity, before)).fetchone())
+
+    def accept(self, key: str, by: str, host: str, reason: str) -> Acceptance:
+        """Make the trial ``key`` the drift gate's baseline (see :func:`~.protocol.accept_trial`)."""
+        with self._write():
+            return accept_trial(
+                lambda sql, args: self._db.execute(sql, args).fetchone(), self._db.execute, key, by, host, reason
+            )
 
     def _warnings(self, key: str, status: str, main: Any) -> list[str]:
         """Changed packages since the experiment's previous trial; a different main for the same inputs."""

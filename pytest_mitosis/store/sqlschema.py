@@ -27,7 +27,10 @@ CREATE INDEX IF NOT EXISTS sessions_started ON sessions (started);
 CREATE INDEX IF NOT EXISTS trials_session ON trials (session);
 CREATE TABLE IF NOT EXISTS beats ({columns("beats", SQLITE)}
 );
+CREATE TABLE IF NOT EXISTS acceptances ({columns("acceptances", SQLITE)}
+);
 """
 #: what a store of version N (the key) needs before ``SCHEMA`` completes it: version 1 predates sessions
-#: (``SCHEMA`` creates them, with every column), version 2 the sessions' ``changed`` column (and the beats)
+#: (``SCHEMA`` creates them, with every column), version 2 the sessions' ``changed`` column (and the beats);
+#: version 3 lacks only the ``acceptances`` table, which ``SCHEMA`` creates
 UPGRADE = {1: ("ALTER TABLE trials ADD COLUMN session TEXT",), 2: ("ALTER TABLE sessions ADD COLUMN changed TEXT",)}

@@ -70,6 +70,13 @@ _COLUMNS = {
     beat {real} NOT NULL,
     state TEXT NOT NULL,
     PRIMARY KEY (kind, key)""",
+    "acceptances": """
+    trial TEXT PRIMARY KEY REFERENCES trials (key),
+    accepted {real} NOT NULL,
+    accepted_by TEXT NOT NULL,
+    accepted_host TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    baseline TEXT""",
 }
 
 #: each backend's spelling of a float and of a 64-bit integer
@@ -78,5 +85,5 @@ POSTGRESQL = {"real": "DOUBLE PRECISION", "big": "BIGINT"}
 
 
 def columns(table: str, types: dict[str, str]) -> str:
-    """The column definitions of ``table`` (``trials``, ``locks`` or ``sessions``) in a backend's ``types``."""
+    """The column definitions of ``table`` (a key of the tables above) in a backend's ``types``."""
     return _COLUMNS[table].format(**types)

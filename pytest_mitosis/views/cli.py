@@ -1,7 +1,9 @@
-"""``python -m pytest_mitosis`` (also ``pytest-mitosis``): history, best, show, diff, report, compare, backup, migrate.
+"""``python -m pytest_mitosis`` (also ``pytest-mitosis``): history, best, status, show, diff, report, compare,
+backup, accept, migrate.
 
 Answers *why did this result change?* from the store alone: it never unpickles anything and
-never runs user code. The texts of ``show`` and ``diff`` (and the one command run, ``git diff
+never runs user code. Only ``accept`` (one row: a trial made the drift gate's baseline), ``backup``
+and ``migrate`` write, each into the store named. The texts of ``show`` and ``diff`` (and the one command run, ``git diff
 --name-status``, with its safeguards) are in :mod:`.records_text`, which the report shares.
 Every table cell passes through :func:`pytest_mitosis.store.cell` (one line, escapes visible), and
 everything printed through :func:`pytest_mitosis.store.printable`. No pytest import here.
@@ -10,24 +12,30 @@ everything printed through :func:`pytest_mitosis.store.printable`. No pytest imp
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import shlex
+import socket
 import sys
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from ..store import (
     FILENAME,
     NoMatch,
+    NotAcceptable,
     Reader,
     RecordsError,
+    StoreError,
     StoreURL,
     TrialRecord,
     cell,
     default_store,
     default_trials_folder,
+    make_store,
     printable,
 )
 from .best_text import AGGREGATES, best
@@ -64,6 +72,7 @@ def _as_json(reader: Reader, records: list[TrialRecord]) -> list[dict[str, objec
             "reproduces": r.reproduces,
             "verdict": r.verdict,
             "session": r.session,
+            "accepted": r.to_dict()["accepted"],
         }
         for r in records
     ]
@@ -82,7 +91,7 @@ def _trial_table(reader: Reader, records: list[TrialRecord]) -> str:
                 r.experiment,
                 r.variants or "-",
                 "debug" if r.debug else str(r.iteration),
-                r.status,
+                f"{r.status} (accepted)" if r.accepted else r.status,
                 short(r.main, 24),
                 str(r.seed),
                 (r.commit or "-")[:8],
@@ -211,6 +220,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p_show = command("show", "everything recorded about one trial")
     p_show.add_argument("key", help="a trial key (or a session key), or a unique prefix of one")
+    p_accept = command("accept", "make a trial that failed the drift gate the baseline of its identity (recorded)")
+    p_accept.add_argument("key", help="the trial's key, or a unique prefix of it")
+    p_accept.add_argument("-m", "--reason", default="", help="why its value is right (recorded, shown by show)")
     p_diff = command("diff", "why two trials differ: code, parameters, environment, seed")
     p_diff.add_argument("key1")
     p_diff.add_argument("key2")
@@ -286,11 +298,50 @@ def _run(args: argparse.Namespace) -> str | None:
             return diff(reader, args.key1, args.key2)
         if args.command == "backup":
             return f"backup: {reader.backup(args.dest.resolve())}"
+        if args.command == "accept":
+            key = reader.get(args.key).key  # a prefix resolved, or the candidates listed, before anything is written
+    if args.command == "accept":
+        return accept(folder, store, key, args.reason)
     if args.command == "compare":
         return compare(folder, args.keys, args.output, store)
     from .report import build
 
     return f"report: {build(folder, args.output, debug=args.debug, store=store)}"
+
+
+def accept(folder: Path, store: str | StoreURL | None, key: str, reason: str) -> str:
+    """``accept KEY``: record the trial (which failed the drift gate) as its identity's baseline."""
+    try:
+        writer = make_store(store, folder)
+    except StoreError as err:
+        raise RecordsError(str(err).removeprefix("mitosis: ")) from None
+    try:
+        done = writer.accept(key, _user(), socket.gethostname(), reason)  # type: ignore[attr-defined]
+    except (NotAcceptable, StoreError) as err:
+        raise RecordsError(str(err).removeprefix("mitosis: ")) from None
+    except AttributeError:
+        raise RecordsError(f"the store {store} does not record acceptances (a plugin's backend).") from None
+    finally:
+        writer.close()
+    when = datetime.fromtimestamp(done.accepted).strftime("%Y-%m-%d %H:%M")
+    why = f": {done.reason}" if done.reason else ""
+    if done.already:
+        return (
+            f"accept: trial {done.name} (key {key}) was accepted on {when} by {done.accepted_by}{why}; nothing changed."
+        )
+    replaced = f", in place of {done.baseline}" if done.baseline else ""
+    return (
+        f"accept: trial {done.name} (key {key}) is now the drift gate's baseline for its identity{replaced}; "
+        f"recorded on {when} by {done.accepted_by}@{done.accepted_host}{why}. The next trial of this identity is "
+        "compared with it."
+    )
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for this uid (a container)
+        return str(os.getuid())
 
 
 def compare(folder: Path, keys: list[str], output: Path | None, store: str | StoreURL | None = None) -> str:

@@ -14,12 +14,12 @@ No pytest import here.
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import Any
 
+from ..checks.what_changed import changed_files
 from ..core.rules import series_length
 from ..identity.environment import package_changes
-from ..store import Reader, TrialRecord, cell, printable, valid_commit
+from ..store import Reader, TrialRecord, cell
 
 
 def short(value: Any, limit: int = 60) -> str:
@@ -48,6 +48,15 @@ def _param_lines(record: TrialRecord) -> list[str]:
     return lines or ["  (every parameter at its default)"]
 
 
+def _accepted_line(r: TrialRecord) -> str:
+    """``accepted: when, by whom, why``: the trial failed the drift gate and became its baseline."""
+    a, c = r.accepted, cell
+    assert a is not None
+    replaced = f" in place of {c(a.baseline)}" if a.baseline else ""
+    why = f": {c(a.reason)}" if a.reason else ""
+    return f"accepted as the drift gate's baseline{replaced} on {a.at:%Y-%m-%d %H:%M} by {c(a.by)}@{c(a.host)}{why}"
+
+
 def show_record(reader: Reader, r: TrialRecord) -> str:
     env = reader.environment(r)
     python = env.get("python", {})
@@ -57,6 +66,7 @@ def show_record(reader: Reader, r: TrialRecord) -> str:
         f"trial {c(r.name)} (key {c(r.key)}){'  DEBUG' if r.debug else ''}",
         f"experiment: {c(r.experiment)}   steps: {', '.join(c(s['name']) + ' = ' + c(s['function']) for s in r.steps)}",
         f"status: {c(r.status)}   main: {c(short(r.main))}",
+        *([_accepted_line(r)] if r.accepted else []),
         f"started: {r.started.isoformat(timespec='seconds')}   ended: {r.ended.isoformat(timespec='seconds') if r.ended else '-'}",
         f"seed: {c(r.seed)}" + (f"   session: {c(r.session)}" if r.session else ""),
         *(
@@ -102,34 +112,10 @@ def show_record(reader: Reader, r: TrialRecord) -> str:
 
 def _changed_files(old: str, new: str) -> str:
     """The files changed between two recorded commits, from the current directory's repository."""
-    for commit in (old, new):
-        if not valid_commit(commit):
-            return f"    (the recorded commit {printable(repr(commit))} is not a git object name: not passed to git)"
-    try:
-        done = subprocess.run(
-            [
-                "git",
-                "-c",
-                "core.fsmonitor=false",
-                "--no-pager",
-                "diff",
-                "--no-ext-diff",
-                "--no-textconv",
-                "--name-status",
-                "--end-of-options",
-                old,
-                new,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.SubprocessError) as err:
-        return f"    (git could not list the files: {err})"
-    if done.returncode != 0:
-        return f"    (git could not list the files: {done.stderr.strip()}; run diff inside the repository)"
-    return "\n".join(f"    {line}" for line in done.stdout.splitlines()) or "    (no file differs)"
+    lines, why = changed_files(old, new)
+    if why is not None:
+        return f"    ({why}{'; run diff inside the repository' if why.startswith('git could not') else ''})"
+    return "\n".join(f"    {line}" for line in lines) or "    (no file differs)"
 
 
 def _named(p: dict[str, Any]) -> str:
