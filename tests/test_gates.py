@@ -132,11 +132,19 @@ def test_a_metric_that_got_worse_beyond_the_limit_fails_the_trial(story: tuple[P
     assert run.ret == pytest.ExitCode.TESTS_FAILED
     failure = run.testcase("exp[a]").find("failure")
     assert failure is not None
-    assert re.match(
+    key = run.properties("exp[a]")["mitosis.key"]
+    found = re.match(
         r"main moved from 1\.0 \(trial_exp-a-2, key [0-9a-f]{8}\) to 1\.1 \(\+0\.1, \+10%\): higher by more than "
-        r"the allowed 5%\n\nnotebook: /.*trial_exp-a-3\.html",
+        r"the allowed 5%\n"
+        # what changed since the baseline, as diff groups it: the commit and its files, then the rest
+        r"what changed since trial_exp-a-2 \(key [0-9a-f]{8}\):\n"
+        r"  code: commit (?P<old>[0-9a-f]{8}) -> (?P<new>[0-9a-f]{8}): exp\.py \(modified\)\n"
+        r"  parameters: identical\n  environment: identical\n  seed: identical \(1\)\n"
+        rf"if the new value is right, make it the baseline: python -m pytest_mitosis accept {key}\n"
+        r"\nnotebook: /.*trial_exp-a-3\.html",
         failure.text or "",
-    ), failure.text
+    )
+    assert found is not None and found["old"] != found["new"], failure.text
     assert run.properties("exp[a]")["main"] == "1.1", "the metric is still recorded"
 
 

@@ -89,7 +89,16 @@ def test_ten_sessions_starting_at_once_on_an_empty_database_create_the_schema_on
     tables = pg_server.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema='public' ORDER BY 1", database
     )
-    assert [t for (t,) in tables] == ["acceptances", "beats", "counters", "environments", "locks", "meta", "sessions", "trials"]
+    assert [t for (t,) in tables] == [
+        "acceptances",
+        "beats",
+        "counters",
+        "environments",
+        "locks",
+        "meta",
+        "sessions",
+        "trials",
+    ]
 
 
 def test_concurrent_trials_of_one_identity_get_every_iteration_once(pg_server: PgServer) -> None:

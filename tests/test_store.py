@@ -241,7 +241,7 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     assert run.ret == pytest.ExitCode.USAGE_ERROR
     assert (
         f"ERROR: mitosis: the trial store {store} has schema version 99, written by a newer pytest-mitosis; "
-        "this one knows version 3. Upgrade pytest-mitosis (pip install -U pytest-mitosis); the store was left as it is."
+        "this one knows version 4. Upgrade pytest-mitosis (pip install -U pytest-mitosis); the store was left as it is."
     ) in run.out
 
 
@@ -492,7 +492,7 @@ def _tables_gone(trials: Path) -> str:
 
 
 def _every_table_gone(trials: Path) -> str:
-    _drop(trials, "trials", "locks", "environments", "meta", "sessions", "beats")
+    _drop(trials, "acceptances", "trials", "locks", "environments", "meta", "sessions", "beats")
     return (
         f"ERROR: mitosis: the trial store {trials / 'mitosis.sqlite'} cannot be used: it is a SQLite database "
         "without any table (not a store, or one whose tables were dropped). It is not a pytest-mitosis store or it "
@@ -798,12 +798,37 @@ def test_a_store_from_before_acceptances_is_read_as_it_is_then_gains_them(tmp_pa
         assert (again.accepted_by, again.reason, again.already) == ("ann", "the new loss is right", True)
         previous = store.previous("exp", "[]")
         assert previous is not None and (previous.key, previous.main, previous.accepted) == ("9a7e0000", 2, True)
+        for key, status, main, message in (("b4d00000", "failed", 3, GATE_MESSAGE), ("1a5e0000", "passed", 3, None)):
+            store.begin(
+                NewTrial(
+                    key, "exp", "[]", "a", "trial_exp-a", "pyproject.toml::exp[a]", False, {"commit": None}, 1, {},
+                    [{"name": "exp", "function": "m:f", "lookup": None}], [],
+                ),
+                (),
+            )  # fmt: skip
+            store.finish(key, status=status, main=main, metrics={}, folder=None, message=message)
+        with pytest.raises(NotAcceptable) as older:
+            store.accept("b4d00000", "ann", "lab1", "")  # type: ignore[attr-defined]
+        assert str(older.value) == (
+            "mitosis: trial trial_exp-a-4 (key b4d00000) cannot be accepted: a newer trial of its identity, "
+            "trial_exp-a-5 (key 1a5e0000), is the drift gate's baseline (the gate compares with the newest passed "
+            "or accepted trial). Accept a trial newer than it, or run the identity again."
+        )
     finally:
         store.close()
     with Reader(trials, backend.url) as reader:
         assert reader._source.version == 4
         accepted = {r.key: r.accepted for r in reader.trials()}
-    assert accepted["0ld0ld00"] is None and accepted["57e90000"] is None
+    assert [k for k, v in accepted.items() if v is not None] == ["9a7e0000"]
+    # migrate takes the acceptance along with its trial
+    from pytest_mitosis.store.migrate import migrate
+    from pytest_mitosis.store.url import parse
+
+    source = parse(backend.url) if backend.url else parse(f"sqlite:///{trials / 'mitosis.sqlite'}")
+    migrate(source, parse(f"sqlite:///{tmp_path / 'copy.sqlite'}"))
+    with Reader(tmp_path, f"sqlite:///{tmp_path / 'copy.sqlite'}") as reader:
+        copied = {r.key: r.accepted for r in reader.trials() if r.accepted is not None}
+    assert list(copied) == ["9a7e0000"] and copied["9a7e0000"] == accepted["9a7e0000"]
     record = accepted["9a7e0000"]
     assert record is not None and (record.by, record.host, record.reason, record.baseline) == (
         "ann", "lab1", "the new loss is right", "0ld0ld00",
