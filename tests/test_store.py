@@ -743,6 +743,58 @@ def test_a_store_from_before_sessions_gains_them_when_a_session_opens_it(tmp_pat
     assert session.state == "exit 1 (tests failed)"
 
 
+def _shape(trials: Path, backend: Backend) -> list[tuple[Any, ...]]:
+    """Every column (table, name, type, nullable, default) and index name of the store, sorted."""
+    if backend.url is None:
+        db = sqlite3.connect(trials / "mitosis.sqlite")
+        try:
+            tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            found: list[tuple[Any, ...]] = [
+                (t, c[1], c[2], c[3], c[4], c[5]) for t in tables for c in db.execute(f"PRAGMA table_info({t})")
+            ]
+            found += [("index", n) for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='index'")]
+        finally:
+            db.close()
+        return sorted(found, key=repr)
+    import psycopg
+
+    with psycopg.connect(backend.url) as db:
+        found = list(
+            db.execute(
+                "SELECT table_name, column_name, data_type, is_nullable, column_default FROM "
+                "information_schema.columns WHERE table_schema = current_schema()"
+            ).fetchall()
+        )
+        found += [
+            ("index", n) for (n,) in db.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")
+        ]
+    return sorted(found, key=repr)
+
+
+def test_an_upgraded_store_has_the_shape_of_a_new_one(
+    tmp_path: Path, backend: Backend, request: pytest.FixtureRequest
+) -> None:
+    """One schema, one list of migrations: a version-1 store brought to the current version has the same
+    columns (types, nullability, defaults, in order) and indexes as a store created now."""
+    from pytest_mitosis.store import make_store
+
+    old = tmp_path / "old"
+    _old_store(old, backend)
+    make_store(backend.url, old).close()
+    upgraded = _shape(old, backend)
+    if backend.url is not None:
+        server: PgServer = request.getfixturevalue("pg_server")
+        fresh_backend = Backend("postgresql", server.createdb())
+    else:
+        fresh_backend = backend
+    make_store(fresh_backend.url, tmp_path / "new").close()
+    fresh = _shape(tmp_path / "new", fresh_backend)
+    if backend.url is not None:  # a PostgreSQL store made before version 4 keeps its iteration constraint's index
+        fresh = [row for row in fresh if row != ("index", "trials_iteration")]
+        upgraded = [row for row in upgraded if row != ("index", "trials_iteration")]
+    assert upgraded == fresh
+
+
 GATE_MESSAGE = (
     "main moved from 1 (trial_exp-a-1, key 0ld0ld00) to 2 (+1, +100%): higher by more than the allowed 5%\n\n"
     "notebook: x.html"

@@ -15,12 +15,9 @@ from pathlib import Path
 
 from .filesystems import mount_of
 from .protocol import StoreError
+from .tables import SCHEMA_VERSION
 
 FILENAME = "mitosis.sqlite"
-#: 2: the ``sessions`` table and the trials' ``session`` column (a version-1 store gains them when a session opens it)
-#: 3: the ``beats`` table (running trials' and sessions' heartbeats and progress) and the sessions' ``changed``
-#: 4: the ``acceptances`` table (``python -m pytest_mitosis accept KEY``: a trial's result made the drift gate's baseline)
-SCHEMA_VERSION = 4
 BUSY_TIMEOUT = 120.0
 
 

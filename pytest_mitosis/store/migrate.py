@@ -24,22 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .dialect import POSTGRESQL, SQLITE
 from .protocol import StoreError
 from .records import RecordsError
 from .sources import open_source
+from .tables import names
 from .url import StoreURL
 
-TRIAL_COLUMNS = (
-    "key", "experiment", "identity", "variants", "iteration", "name", "nodeid", "debug", "status", "git",
-    "commit", "seed", "environment", "steps", "params", "started", "ended", "main", "metrics", "folder",
-    "message", "warnings", "reproduces", "verdict", "host", "pid", "session",
-)  # fmt: skip
-LOCK_COLUMNS = ("step", "param", "kind", "name", "fingerprint", "value", "trial")
-ACCEPTANCE_COLUMNS = ("trial", "accepted", "accepted_by", "accepted_host", "reason", "baseline")
-SESSION_COLUMNS = (
-    "key", "started", "ended", "command", "host", "pid", "commit", "dirty", "debug", "status", "exitstatus",
-    "changed",
-)  # fmt: skip
+TRIAL_COLUMNS = names("trials")
+LOCK_COLUMNS = names("locks")
+ACCEPTANCE_COLUMNS = names("acceptances")
+SESSION_COLUMNS = names("sessions")
 
 
 def _value(row: Mapping[str, Any], column: str) -> Any:
@@ -83,7 +78,7 @@ class _Sink:
             assert url.path is not None
             SQLiteStore(url.path.parent, path=url.path).close()  # the refusals, the schema, WAL
             self._db: Any = sqlite3.connect(url.path, timeout=120.0, isolation_level=None)
-            self._mark = "?"
+            self._dialect = SQLITE
         else:
             from .pgschema import SCHEMA_LOCK
             from .postgres import PostgresStore
@@ -91,7 +86,7 @@ class _Sink:
             self._store = PostgresStore(url)
             self._db = self._store._db
             self._lock = SCHEMA_LOCK
-            self._mark = "%s"
+            self._dialect = POSTGRESQL
 
     def begin(self) -> None:
         if self.url.kind == "sqlite":
@@ -104,10 +99,10 @@ class _Sink:
         self._db.execute("COMMIT" if commit else "ROLLBACK")
 
     def rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return list(self._db.execute(sql.replace("?", self._mark), list(args)).fetchall())
+        return list(self._db.execute(self._dialect.sql(sql), list(args)).fetchall())
 
     def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        self._db.cursor().executemany(sql.replace("?", self._mark), list(rows))
+        self._db.cursor().executemany(self._dialect.sql(sql), list(rows))
 
     def close(self) -> None:
         self._db.close()

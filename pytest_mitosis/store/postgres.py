@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..identity.locks import Lock
+from .dialect import POSTGRESQL
 from .pgconnect import CONNECT_TIMEOUT, connect, driver
 from .pgschema import create_schema, lock_order
 from .protocol import (
@@ -55,6 +56,7 @@ from .protocol import (
 from .url import StoreURL
 
 RETRIES = 8
+_sql = POSTGRESQL.sql  # the queries of .protocol, written in SQLite's dialect
 #: seconds a session waits for a store that went away before a trial fails (--mitosis-store-patience)
 PATIENCE = 60.0
 T = TypeVar("T")
@@ -75,11 +77,6 @@ def grant_advice(said: str) -> str:
         "Nothing was written. Let this user create and write the store's tables (GRANT CREATE ON SCHEMA public TO "
         "USER, needed since PostgreSQL 15; or createdb --owner USER), or use the database owner's account."
     )
-
-
-def _postgres(sql: str) -> str:
-    """A query of :mod:`.protocol` (``finish_warnings``, ``left_running``: SQLite's dialect) in PostgreSQL's."""
-    return sql.replace(" IS ?", " IS NOT DISTINCT FROM ?").replace("?", "%s")
 
 
 class PostgresStore:
@@ -198,7 +195,7 @@ class PostgresStore:
     def _mark_interrupted(self) -> None:
         """Trials (and sessions) of this host whose process is gone without finishing them."""
         updates = self._retrying(
-            lambda: left_running(lambda sql, args: self._db.execute(_postgres(sql), args).fetchall(), self.host)
+            lambda: left_running(lambda sql, args: self._db.execute(_sql(sql), args).fetchall(), self.host)
         )
         if updates:
 
@@ -206,7 +203,7 @@ class PostgresStore:
                 with self._db.transaction():
                     cursor = self._db.cursor()
                     for sql, rows in updates:
-                        cursor.executemany(_postgres(sql), rows)
+                        cursor.executemany(_sql(sql), rows)
 
             self._retrying(mark)
 
@@ -319,7 +316,7 @@ class PostgresStore:
 
         def work() -> None:
             with self._db.transaction():
-                self._db.execute(_postgres(BEAT), beat_row(kind, key, session, self.host, state))
+                self._db.execute(_sql(BEAT), beat_row(kind, key, session, self.host, state))
 
         self._retrying(work, patience=0.0)
 
@@ -368,7 +365,7 @@ class PostgresStore:
 
     def previous(self, experiment: str, identity: str, before: str | None = None) -> Previous | None:
         return baseline(
-            self._retrying(lambda: self._db.execute(_postgres(BASELINE_SQL), (experiment, identity, before)).fetchone())
+            self._retrying(lambda: self._db.execute(_sql(BASELINE_SQL), (experiment, identity, before)).fetchone())
         )
 
     def accept(self, key: str, by: str, host: str, reason: str) -> Acceptance:
@@ -377,8 +374,8 @@ class PostgresStore:
         def work() -> Acceptance:
             with self._db.transaction():
                 return accept_trial(
-                    lambda sql, args: self._db.execute(_postgres(sql), args).fetchone(),
-                    lambda sql, args: self._db.execute(_postgres(sql), args),
+                    lambda sql, args: self._db.execute(_sql(sql), args).fetchone(),
+                    lambda sql, args: self._db.execute(_sql(sql), args),
                     key,
                     by,
                     host,
@@ -389,7 +386,7 @@ class PostgresStore:
 
     def _warnings(self, key: str, status: str, main: Any) -> list[str]:
         """Changed packages since the experiment's previous trial; a different main for the same inputs."""
-        return finish_warnings(lambda sql, args: self._db.execute(_postgres(sql), args).fetchone(), key, status, main)
+        return finish_warnings(lambda sql, args: self._db.execute(_sql(sql), args).fetchone(), key, status, main)
 
     def statuses(self, keys: Sequence[str]) -> dict[str, str]:
         """The status of each of ``keys`` that the store knows (for cleaning up staging folders)."""

@@ -23,6 +23,7 @@ from ..core.rules import GATE_FAILED
 from ..core.tree_text import difference, render
 from ..identity.environment import package_changes
 from ..identity.locks import Lock
+from .tables import column_list, names
 
 
 def new_key() -> str:
@@ -262,12 +263,9 @@ def start(store: TrialStore, make: Any, locks: Sequence[Lock], key: str) -> tupl
 
 
 #: the columns of a new trial's row, in the order of :func:`trial_row` (every backend inserts the same row)
-TRIAL_COLUMNS = (
-    'key, experiment, identity, variants, iteration, name, nodeid, debug, status, git, "commit", seed, '
-    "environment, steps, params, started, host, pid, reproduces, session"
-)
+TRIAL_COLUMNS = column_list("trials", at_end=False)
 #: the columns of a new session's row, in the order of :func:`session_row`
-SESSION_COLUMNS = 'key, started, command, host, pid, "commit", dirty, debug, status'
+SESSION_COLUMNS = column_list("sessions", at_end=False)
 #: pytest's exit code for a session stopped by Ctrl-C or SIGTERM
 INTERRUPTED = 2
 
@@ -279,17 +277,18 @@ def marks(columns: str, mark: str) -> str:
 
 def session_row(session: NewSession, host: str) -> tuple[Any, ...]:
     """The values of a running session's row, in the order of :data:`SESSION_COLUMNS`."""
-    return (
-        session.key,
-        session.started if session.started is not None else time.time(),
-        session.command,
-        host,
-        os.getpid(),
-        session.commit,
-        int(session.dirty),
-        int(session.debug),
-        "running",
-    )
+    row = {
+        "key": session.key,
+        "started": session.started if session.started is not None else time.time(),
+        "command": session.command,
+        "host": host,
+        "pid": os.getpid(),
+        "commit": session.commit,
+        "dirty": int(session.dirty),
+        "debug": int(session.debug),
+        "status": "running",
+    }
+    return tuple(row[name] for name in names("sessions", at_end=False))
 
 
 def session_end(exitstatus: int) -> tuple[str, int]:
@@ -378,28 +377,29 @@ def environment_row(environment: dict[str, Any]) -> tuple[str, str]:
 
 def trial_row(trial: NewTrial, iteration: int | None, name: str, digest: str, host: str) -> tuple[Any, ...]:
     """The values of a running trial's row, in the order of :data:`TRIAL_COLUMNS`."""
-    return (
-        trial.key,
-        trial.experiment,
-        trial.identity,
-        trial.variants,
-        iteration,
-        name,
-        trial.nodeid,
-        int(trial.debug),
-        "running",
-        json.dumps(trial.git),
-        trial.git.get("commit"),
-        trial.seed,
-        digest,
-        json.dumps(trial.steps),
-        json.dumps(trial.params),
-        time.time(),
-        host,
-        os.getpid(),
-        trial.reproduces,
-        trial.session,
-    )
+    row = {
+        "key": trial.key,
+        "experiment": trial.experiment,
+        "identity": trial.identity,
+        "variants": trial.variants,
+        "iteration": iteration,
+        "name": name,
+        "nodeid": trial.nodeid,
+        "debug": int(trial.debug),
+        "status": "running",
+        "git": json.dumps(trial.git),
+        "commit": trial.git.get("commit"),
+        "seed": trial.seed,
+        "environment": digest,
+        "steps": json.dumps(trial.steps),
+        "params": json.dumps(trial.params),
+        "started": time.time(),
+        "host": host,
+        "pid": os.getpid(),
+        "reproduces": trial.reproduces,
+        "session": trial.session,
+    }
+    return tuple(row[column] for column in names("trials", at_end=False))
 
 
 def finish_warnings(fetchone: Callable[[str, tuple[Any, ...]], Any], key: str, status: str, main: Any) -> list[str]:

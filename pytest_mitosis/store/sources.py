@@ -15,9 +15,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from .file import FILENAME, SCHEMA_VERSION
+from .dialect import POSTGRESQL
+from .file import FILENAME
 from .protocol import StoreError
 from .records import RecordsError, new_file
+from .tables import SCHEMA_VERSION
 from .url import StoreURL
 
 
@@ -143,7 +145,7 @@ class PostgresSource:
         errors = self._psycopg.errors
         try:
             with self._db.cursor(row_factory=dict_row) as cursor:
-                found = cursor.execute(sql.replace("?", "%s"), list(args)).fetchall()
+                found = cursor.execute(POSTGRESQL.sql(sql), list(args)).fetchall()
             self._db.rollback()  # end the read-only transaction: nothing to commit, no snapshot kept
             return list(found)
         except errors.UndefinedTable:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..identity.locks import Lock
+from .dialect import SQLITE
 from .file import (
     BUSY_TIMEOUT,
     FILENAME,
@@ -53,8 +54,7 @@ from .protocol import (
     session_row,
     trial_row,
 )
-from .sqlschema import SCHEMA as _SCHEMA
-from .sqlschema import UPGRADE as _UPGRADE
+from .tables import statements
 from .url import StoreURL
 
 
@@ -115,8 +115,8 @@ class SQLiteStore:
         return _Transaction(self._db, self._lock)
 
     def _migrate(self, fresh: bool) -> None:
-        """Create the tables of a new store, or check the version of an existing one (and upgrade an older one:
-        version 1 gains the ``sessions`` table and the trials' ``session`` column, nothing else changes).
+        """Create the tables of a new store, or check the version of an existing one (an older one gains
+        what later versions brought: :func:`~.tables.statements`; nothing else changes).
 
         A new store gets its tables in one transaction before the switch to WAL, so a
         session killed meanwhile leaves either an empty file or a complete store.
@@ -125,7 +125,7 @@ class SQLiteStore:
             exists = self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
             if exists:
                 row = self._db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
-                version = int(row[0]) if row else 0
+                version = int(row[0]) if row else 1
                 if version > SCHEMA_VERSION:
                     raise StoreError(
                         f"mitosis: the trial store {self.path} has schema version {version}, written by a newer "
@@ -134,14 +134,12 @@ class SQLiteStore:
                     )
                 if version == SCHEMA_VERSION:
                     return  # nothing to write: an existing store is never rewritten on open
-                for step in range(version, SCHEMA_VERSION):  # an older store gains what it lacks, in this transaction
-                    if step == 2 and version < 2:
-                        continue  # its sessions table is created by _SCHEMA below, with every column
-                    for statement in _UPGRADE.get(step, ()):
-                        self._db.execute(statement)
+                work = statements(SQLITE, version)  # an older store gains what it lacks, in this transaction
             elif not fresh:  # another session created it meanwhile? then it has our tables; else refuse
                 raise StoreError(foreign_message(self.path, "it has no pytest-mitosis tables"))
-            for statement in filter(str.strip, _SCHEMA.split(";")):
+            else:
+                work = statements(SQLITE)
+            for statement in work:
                 self._db.execute(statement)  # executescript would COMMIT our transaction first
             self._db.execute(
                 "INSERT OR REPLACE INTO meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
