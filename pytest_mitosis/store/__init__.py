@@ -30,6 +30,7 @@ from .protocol import (
 )
 from .readers import Reader
 from .records import (
+    DIRECTIONS,
     NoMatch,
     RecordsError,
     TrialRecord,
@@ -49,6 +50,7 @@ from .url import StoreURL, redact
 from .url import parse as parse_url
 
 __all__ = [
+    "DIRECTIONS",
     "FILENAME",
     "SCHEMA_VERSION",
     "KeyTaken",

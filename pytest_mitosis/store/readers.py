@@ -18,6 +18,7 @@ from typing import Any
 
 from .protocol import StoreError
 from .records import (
+    DIRECTIONS,
     KEY_PREFIX,
     NoMatch,
     RecordsError,
@@ -187,6 +188,7 @@ class Reader:
 
     def _record(self, row: Mapping[str, Any]) -> TrialRecord:
         git = json.loads(row["git"])
+        directions = git.pop(DIRECTIONS, None) if isinstance(git, dict) else None
         return TrialRecord(
             key=row["key"],
             experiment=row["experiment"],
@@ -212,6 +214,7 @@ class Reader:
             verdict=row["verdict"],
             session=row["session"] if "session" in row.keys() else None,  # none before schema version 2
             environment_digest=row["environment"],
+            directions=directions if isinstance(directions, dict) else None,
         )
 
     def trials(self, experiment: str | None = None, debug: bool = False, session: str | None = None) -> TrialRecords:
