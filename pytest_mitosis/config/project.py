@@ -94,7 +94,9 @@ class ProjectConfig:
     #: ``[tool.mitosis.tolerances]``, per metric name
     tolerances: dict[str, Tolerance] = field(default_factory=dict)
 
-    def directions(self, experiment: str, higher: DirectionRule | None = None, lower: DirectionRule | None = None) -> Directions:
+    def directions(
+        self, experiment: str, higher: DirectionRule | None = None, lower: DirectionRule | None = None
+    ) -> Directions:
         """The one resolver of an experiment's directions: its table over [tool.mitosis], then the command line
         (``--mitosis-higher-is-better``, ``--mitosis-lower-is-better``) over both."""
         table = self.experiments.get(experiment)
@@ -191,7 +193,9 @@ def _tolerances(path: Path, key: str, table: object) -> dict[str, Tolerance]:
     expected = 'expected { rtol = 0.01, atol = 0 } (either may be left out) or "ignore"'
     if not isinstance(table, dict):
         raise _fail(
-            path, key, f'expected a table of metric names, such as {{ main = {{ rtol = 0.01 }}, fit_seconds = "ignore" }}, found {table!r}.'
+            path,
+            key,
+            f'expected a table of metric names, such as {{ main = {{ rtol = 0.01 }}, fit_seconds = "ignore" }}, found {table!r}.',
         )
     found: dict[str, Tolerance] = {}
     seen: dict[str, str] = {}
@@ -423,7 +427,9 @@ def load_project(
         store = absolute_store(store.strip(), pyproject.parent)
     higher = mitosis.get("higher-is-better")
     direction = _direction(pyproject, "[tool.mitosis] higher-is-better", higher) if higher is not None else None
-    tolerances = _tolerances(pyproject, "[tool.mitosis.tolerances]", mitosis["tolerances"]) if "tolerances" in mitosis else {}
+    tolerances = (
+        _tolerances(pyproject, "[tool.mitosis.tolerances]", mitosis["tolerances"]) if "tolerances" in mitosis else {}
+    )
     return ProjectConfig(
         pyproject,
         trials_folder,

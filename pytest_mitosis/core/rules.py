@@ -16,7 +16,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 _LIMIT = re.compile(r"^(?P<name>[^:\s]+):(?P<value>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)(?P<percent>%)?$")
 _EXPECT = re.compile(
@@ -102,7 +102,7 @@ def metric_name(name: str) -> str:
 
 
 #: a direction as written: ``True`` (main and every metric), ``False`` (none), or the names where higher is better
-DirectionRule = Union[bool, tuple[str, ...]]
+DirectionRule: TypeAlias = "bool | tuple[str, ...]"
 
 
 @dataclass(frozen=True)
@@ -181,6 +181,13 @@ class Directions:
         if normal.higher:
             return f"higher is better for {', '.join(_main_first(normal.higher))}, lower for the rest"
         return "lower is better"
+
+    def short(self) -> str:
+        """For a table cell: ``lower``, ``higher``, ``higher: main, f1``, ``higher but: loss``."""
+        normal = self.normal()
+        if normal.default:
+            return "higher" + (f" but: {', '.join(sorted(normal.lower))}" if normal.lower else "")
+        return f"higher: {', '.join(_main_first(normal.higher))}" if normal.higher else "lower"
 
 
 def _main_first(names: frozenset[str]) -> list[str]:

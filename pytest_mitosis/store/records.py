@@ -17,7 +17,6 @@ from typing import Any
 
 from ..core.errors import MitosisError
 
-
 #: the key of the ``git`` JSON column that holds a trial's directions (the reader moves it to ``TrialRecord.directions``)
 DIRECTIONS = "directions"
 
@@ -197,7 +196,9 @@ class TrialRecords(list["TrialRecord"]):
         rows = []
         for record in self:
             row = {
-                k: v for k, v in record.to_dict().items() if k not in ("params", "steps", "git", "warnings", "identity", "directions")
+                k: v
+                for k, v in record.to_dict().items()
+                if k not in ("params", "steps", "git", "warnings", "identity", "directions")
             }
             row.pop("metrics")
             row["started"], row["ended"] = record.started, record.ended

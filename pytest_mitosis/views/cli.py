@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..core.rules import Directions
 from ..store import (
     FILENAME,
     NoMatch,
@@ -62,6 +63,7 @@ def _as_json(reader: Reader, records: list[TrialRecord]) -> list[dict[str, objec
             "name": r.name,
             "started": r.started.isoformat(timespec="seconds"),
             "reproduces": r.reproduces,
+            "directions": r.directions,
             "verdict": r.verdict,
             "session": r.session,
         }
@@ -69,11 +71,20 @@ def _as_json(reader: Reader, records: list[TrialRecord]) -> list[dict[str, objec
     ]
 
 
+def _better(record: TrialRecord) -> str:
+    """The directions the trial recorded, in a word or a few (``-``: recorded before directions were)."""
+    directions = Directions.from_json(record.directions)
+    return directions.short() if directions is not None else "-"
+
+
 def _trial_table(reader: Reader, records: list[TrialRecord]) -> str:
     reproductions = any(r.reproduces for r in records)
+    # the "better" column only when a trial was judged other than by the default (lower is better, every metric)
+    better = any(_better(r) not in ("-", "lower") for r in records)
     rows = [
         ["key", "experiment", "variants", "iteration", "status", "main", "seed", "commit", "host", "date"]
         + (["reproduces"] if reproductions else [])
+        + (["better"] if better else [])
     ]
     for r in records:
         rows.append(
@@ -90,6 +101,7 @@ def _trial_table(reader: Reader, records: list[TrialRecord]) -> str:
                 r.started.strftime("%Y-%m-%d %H:%M"),
             ]
             + ([f"{r.reproduces} ({r.verdict or r.status})" if r.reproduces else "-"] if reproductions else [])
+            + ([_better(r)] if better else [])
         )
     return _table(rows)
 
