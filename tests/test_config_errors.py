@@ -278,7 +278,7 @@ def test_variant_names_whose_ids_collide_are_refused(pytester: pytest.Pytester) 
         (
             '[tool.mitosis.tolerances]\nfit_seconds = "skip"\n',
             "[tool.mitosis.tolerances] fit_seconds",
-            'expected { rtol = 0.01, atol = 0 } (either may be left out) or "ignore", found \'skip\'.',
+            "expected { rtol = 0.01, atol = 0 } (either may be left out) or \"ignore\", found 'skip'.",
         ),
         (
             "[tool.mitosis.tolerances]\nf1 = { rtol = 0.1 }\n'metrics.f1' = { atol = 0.1 }\n",
@@ -288,8 +288,7 @@ def test_variant_names_whose_ids_collide_are_refused(pytester: pytest.Pytester) 
         (
             "[tool.mitosis]\nhigher-is-better = 3\n",
             "[tool.mitosis] higher-is-better",
-            'expected true (main and every metric), false, or a list of metric names such as ["main", "f1"], '
-            "found 3.",
+            'expected true (main and every metric), false, or a list of metric names such as ["main", "f1"], found 3.',
         ),
     ],
 )

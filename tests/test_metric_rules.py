@@ -92,6 +92,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Run
     runs["reproduce"] = run_pytest(root, "--mitosis", "--mitosis-reproduce", first_a)
     bump.write_text("1")
     runs["series"] = run_pytest(root, "--mitosis", "--mitosis-reproduce", first_a)
+    runs["typo"] = run_pytest(root, "--mitosis", "--mitosis-check", "--mitosis-higher-is-better=main,f2")
     return root, runs
 
 
@@ -158,6 +159,13 @@ def test_check_prints_the_rules_each_experiment_is_judged_by(story: tuple[Path, 
     run = runs["check"]
     assert run.ret == 0, run.out
     assert f"mitosis rules of exp: {RULES}; tolerances: f1 rtol=0.05, atol=0; fit_seconds ignored\n" in run.out
+    typo = runs["typo"]
+    assert typo.ret == 0, "a name no trial recorded yet is shown, and does not fail the check"
+    assert (
+        "mitosis rules of exp: higher is better for main, f1, f2, lower for the rest; tolerances: f1 rtol=0.05, "
+        "atol=0; fit_seconds ignored\n"
+        "  f2: no earlier passed trial of exp recorded this metric (its metrics: curve, f1, fit_seconds, main)\n"
+    ) in typo.out, typo.out
 
 
 @pytest.mark.kernel
