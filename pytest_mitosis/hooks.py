@@ -203,7 +203,7 @@ class MitosisHooks:
 
     def _check(self, session: pytest.Session, trials: list[tuple[str, Any]], broken: list[tuple[str, str]]) -> bool:
         """``--mitosis-check``: one line per trial, no kernel; blocked trials count as failures."""
-        from .checks.sweep_plan import check, totals
+        from .checks.sweep_plan import check, rules, totals
         from .store import StoreError
 
         mitosis = self.mitosis
@@ -218,6 +218,7 @@ class MitosisHooks:
                 mitosis.project().root,
                 self.settings.resume,
             )
+            judged_by = rules(trials, mitosis.store(), mitosis.identify)
         except StoreError as err:
             raise pytest.UsageError(str(err)) from None
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -227,6 +228,8 @@ class MitosisHooks:
                 reporter.write_line(dirty)
             for item in planned:
                 reporter.write_line(item.line)
+            for line in judged_by:
+                reporter.write_line(line)
             reporter.write_line(f"mitosis check: {totals(planned)}")
         session.testsfailed = sum(1 for p in planned if p.status == "blocked") or (1 if dirty else 0)
         return True

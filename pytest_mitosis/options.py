@@ -54,6 +54,7 @@ parse_nonnegative_seconds = _parser(".config.settings", "parse_nonnegative_secon
 parse_seed = _parser(".config.settings", "parse_seed")
 parse_size = _parser(".config.settings", "parse_size")
 parse_limit = _parser(".core.rules", "parse_limit")
+parse_metric_names = _parser(".config.settings", "parse_metric_names")
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -198,10 +199,24 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--mitosis-higher-is-better",
-        action="store_true",
+        nargs="?",
+        const=True,
+        type=parse_metric_names,
         dest="mitosis_higher_is_better",
         default=None,
-        help="For the comparison, higher main and metrics are better (default: lower is better)",
+        metavar="NAMES",
+        help="Higher main and metrics are better (default: lower, or higher-is-better of [tool.mitosis]); "
+        "=main,f1: only for these",
+    )
+    group.addoption(
+        "--mitosis-lower-is-better",
+        nargs="?",
+        const=True,
+        type=parse_metric_names,
+        dest="mitosis_lower_is_better",
+        default=None,
+        metavar="NAMES",
+        help="Lower main and metrics are better, over higher-is-better of [tool.mitosis]; =loss,fit_seconds: only for these",
     )
     group.addoption(
         "--mitosis-reproduce",
@@ -388,6 +403,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
     if config.getoption("mitosis_check") and getattr(config.option, "numprocesses", None):
         raise pytest.UsageError("--mitosis-check runs no trial, so it has nothing to distribute: drop -n.")
 
+    higher, lower = direction_options(config)
     ci = ci_settings(config)
     return Settings(
         pyproject=pyproject,
@@ -403,7 +419,8 @@ def resolve_settings(config: pytest.Config) -> Settings:
         check=bool(config.getoption("mitosis_check")),
         compare=bool(config.getoption("mitosis_compare")) or bool(config.getoption("mitosis_compare_fail")),
         compare_fail=tuple(config.getoption("mitosis_compare_fail")),
-        higher_is_better=config.getoption("mitosis_higher_is_better"),
+        higher_is_better=higher,
+        lower_is_better=lower,
         reproduce=tuple(config.getoption("mitosis_reproduce")),
         rtol=float(config.getoption("mitosis_rtol")),
         atol=float(config.getoption("mitosis_atol")),
@@ -424,6 +441,38 @@ def resolve_settings(config: pytest.Config) -> Settings:
         store_patience=patience if patience is not None else DEFAULT_STORE_PATIENCE,
         max_cell_output=max_cell_output,
     )
+
+
+def direction_options(config: pytest.Config) -> tuple[bool | tuple[str, ...] | None, bool | tuple[str, ...] | None]:
+    """``--mitosis-higher-is-better[=NAMES]`` and ``--mitosis-lower-is-better[=NAMES]``, checked together.
+
+    Their value is optional, so argparse would take the next word typed after a bare flag as the
+    names (``--mitosis-higher-is-better pyproject.toml::sine``): names go after ``=`` only.
+    """
+    found = []
+    for flag in ("--mitosis-higher-is-better", "--mitosis-lower-is-better"):
+        value = config.getoption(flag[2:].replace("-", "_"))
+        args = [str(a) for a in config.invocation_params.args]
+        for index, arg in enumerate(args[:-1]):
+            if arg == flag and value is not True and value is not None and not args[index + 1].startswith("-"):
+                raise pytest.UsageError(
+                    f"{flag} {args[index + 1]}: the metric names go after '=' ({flag}={args[index + 1]}); "
+                    f"a bare {flag} means main and every metric: write it after the other arguments or before "
+                    "another option."
+                )
+        found.append(value)
+    higher, lower = found
+    if higher is True and lower is True:
+        raise pytest.UsageError(
+            "--mitosis-higher-is-better and --mitosis-lower-is-better both name every metric: name the metrics "
+            "of one of them (--mitosis-lower-is-better=loss)."
+        )
+    both = sorted(set(higher if isinstance(higher, tuple) else ()) & set(lower if isinstance(lower, tuple) else ()))
+    if both:
+        raise pytest.UsageError(
+            f"--mitosis-higher-is-better and --mitosis-lower-is-better both name {', '.join(both)}: keep it in one of them."
+        )
+    return higher, lower
 
 
 # --- CI outputs (issue 15): the Markdown summary and github-action-benchmark's JSON -------------

@@ -505,6 +505,7 @@ class MitosisSession:
             max_output=self.settings.max_cell_output,
             rtol=self.settings.rtol,
             atol=self.settings.atol,
+            tolerances=project.tolerances_of(record.experiment),  # today's pyproject: how close is the same, now
             pyproject=project.path,
             session=self.session_key,
             vouched=frozenset((a.step, a.param, a.value) for a in self.settings.evals),

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from .core.errors import ConfigError, MitosisError
+from .core.rules import Directions
 from .session import MitosisSession
 
 
@@ -65,6 +66,8 @@ class SessionEndHooks:
         self.mitosis = mitosis
         self.config = mitosis.config
         self.settings = mitosis.settings
+        #: each experiment's directions, resolved once (see :meth:`_higher_is_better`)
+        self._directions: dict[str, Directions] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         from .views.summary import CRASHED, summary_row
@@ -200,15 +203,19 @@ class SessionEndHooks:
         if failed and exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
-    def _higher_is_better(self, trial: str) -> bool:
-        """The direction of a trial id's experiment: the session's flag, else the experiment's table."""
-        if self.settings.higher_is_better is not None:
-            return self.settings.higher_is_better
-        try:
-            experiment = self.mitosis.project().experiments.get(trial.split("[", 1)[0])
-        except ConfigError:
-            return False
-        return bool(experiment is not None and experiment.higher_is_better)
+    def _higher_is_better(self, trial: str, metric: str) -> bool:
+        """The direction of a trial id's metric: the resolver its trials were judged (and recorded) with."""
+        experiment = trial.split("[", 1)[0]
+        resolved = self._directions.get(experiment)
+        if resolved is None:
+            try:
+                project = self.mitosis.project()
+            except ConfigError:
+                resolved = Directions().override(self.settings.higher_is_better, self.settings.lower_is_better)
+            else:
+                resolved = project.directions(experiment, self.settings.higher_is_better, self.settings.lower_is_better)
+            self._directions[experiment] = resolved
+        return resolved(metric)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         from .views.summary import summary_lines

@@ -265,3 +265,45 @@ def test_variant_names_whose_ids_collide_are_refused(pytester: pytest.Pytester) 
         "(x-y + z, and x + y-z). Rename a variant so that ids stay distinct (a '-' inside a variant name is what "
         "makes them collide)."
     ) in out
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "message"),
+    [
+        (
+            "[tool.mitosis.tolerances]\nmain = { rtol = -1 }\n",
+            "[tool.mitosis.tolerances] main rtol",
+            "expected a number >= 0, found -1.",
+        ),
+        (
+            '[tool.mitosis.tolerances]\nfit_seconds = "skip"\n',
+            "[tool.mitosis.tolerances] fit_seconds",
+            "expected { rtol = 0.01, atol = 0 } (either may be left out) or \"ignore\", found 'skip'.",
+        ),
+        (
+            "[tool.mitosis.tolerances]\nf1 = { rtol = 0.1 }\n'metrics.f1' = { atol = 0.1 }\n",
+            "[tool.mitosis.tolerances]",
+            "'f1' and 'metrics.f1' name the same metric (f1); keep one of them.",
+        ),
+        (
+            "[tool.mitosis]\nhigher-is-better = 3\n",
+            "[tool.mitosis] higher-is-better",
+            'expected true (main and every metric), false, or a list of metric names such as ["main", "f1"], found 3.',
+        ),
+    ],
+)
+def test_a_bad_direction_or_tolerance_names_the_key_and_what_was_expected(
+    pytester: pytest.Pytester, table: str, key: str, message: str
+) -> None:
+    """Rules of [tool.mitosis] judge every experiment: a bad one stops the session before collection."""
+    out = collect_error(pytester, STEPS + table)
+    assert f"{pytester.path / 'pyproject.toml'}: {key}: {message}" in out
+
+
+def test_a_bad_tolerance_of_one_experiment_breaks_that_experiment_only(pytester: pytest.Pytester) -> None:
+    table = '[tool.mitosis.experiments.sine]\nsteps = ["sine"]\ntolerances = { main = { rtol = "1%" } }\n'
+    out = collect_error(pytester, STEPS + table)
+    assert (
+        f"{pytester.path / 'pyproject.toml'}: [tool.mitosis.experiments] sine tolerances main rtol: "
+        "expected a number >= 0, found '1%'."
+    ) in out

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config.variants import TrialSpec
+from ..core.rules import Directions, describe_tolerances
 from ..identity.trial import TrialIdentity, UnfingerprintableValue
 from ..store.protocol import TrialStore, VariantRedefined
 from .clean_tree import RepoState, refusal
@@ -120,3 +121,45 @@ def check(
     planned = plan(trials, store, identify, blocked_reason(repo) if dirty else None, repo.commit if resume else None)
     planned += [Planned(nodeid, "blocked", f"blocked: cannot be collected:\n{message}") for nodeid, message in broken]
     return dirty, planned
+
+
+def rules(
+    trials: Sequence[tuple[str, TrialSpec]],
+    store: TrialStore,
+    identify: Callable[[str, TrialSpec], TrialIdentity],
+) -> list[str]:
+    """``--mitosis-check``: the directions and tolerances each experiment's trials will be judged by (when not the
+    defaults: lower is better, exact).
+
+    A name in a direction or a tolerance that no earlier passed trial of the experiment recorded
+    is listed: a typo (``fit_second``) would otherwise silently compare as before.
+    """
+    lines = []
+    by_experiment: dict[str, list[tuple[str, TrialSpec]]] = {}
+    for nodeid, spec in trials:
+        by_experiment.setdefault(spec.experiment, []).append((nodeid, spec))
+    for experiment, chosen in by_experiment.items():
+        spec = chosen[0][1]
+        tolerances = dict(spec.tolerances)
+        if spec.directions == Directions() and not tolerances:
+            continue  # the defaults (lower is better, exact): nothing to say
+        text = f"mitosis rules of {experiment}: {spec.directions.describe()}"
+        lines.append(text + (f"; tolerances: {describe_tolerances(tolerances)}" if tolerances else ""))
+        named = {*spec.directions.higher, *spec.directions.lower, *tolerances}
+        if not named - {"main"}:
+            continue
+        recorded: set[str] = set()
+        for nodeid, each in chosen:
+            try:
+                previous = store.previous(experiment, identify(nodeid, each).identity)
+            except UnfingerprintableValue:
+                continue
+            if previous is not None:
+                recorded |= {"main", *previous.metrics}
+        unknown = sorted(named - recorded)
+        if recorded and unknown:
+            lines.append(
+                f"  {', '.join(unknown)}: no earlier passed trial of {experiment} recorded "
+                f"{'this metric' if len(unknown) == 1 else 'these metrics'} (its metrics: {', '.join(sorted(recorded))})"
+            )
+    return lines

@@ -47,7 +47,7 @@ def judge(
     comparisons: list[str] = []
     failures: list[str] = []
     why: list[str] = []  # what changed since the baseline, when the gate failed
-    higher = settings.higher_is_better if settings.higher_is_better is not None else bool(spec.higher_is_better)
+    higher = spec.directions  # per metric: the pyproject's and the command line's, resolved at collection
     if settings.compare and not settings.debug:
         previous = store.previous(spec.experiment, identity, before=outcome.key)
         if previous is None:
@@ -55,13 +55,13 @@ def judge(
         else:
             where = f"{previous.name}, key {previous.key}{', accepted' if previous.accepted else ''}"
             before = scalars({"main": previous.main, **previous.metrics})
-            found = drift(before, results, list(settings.compare_fail), higher)
+            found = drift(before, results, list(settings.compare_fail), higher, dict(spec.tolerances))
             reseeded = previous.seed is not None and seed is not None and previous.seed != seed
             also = f"; the seed changed too ({previous.seed} -> {seed}), which alone may explain it" if reseeded else ""
             if not found:
                 comparisons.append(f"main and metrics unchanged since {where}")
             for item in found:
-                text = item.describe(where, higher) + also
+                text = item.describe(where, higher(item.name)) + also
                 comparisons.append(text)
                 if item.failed:
                     failures.append(text)

@@ -74,7 +74,8 @@ def collect_experiments(project: ProjectConfig, settings: Settings) -> list[Coll
             continue
         try:
             chain = [step(name, index > 0) for index, name in enumerate(experiment.steps)]
-            trials = expand(project, experiment, chain, settings.params, settings.evals)
+            directions = project.directions(experiment.name, settings.higher_is_better, settings.lower_is_better)
+            trials = expand(project, experiment, chain, settings.params, settings.evals, directions)
             check_distinct_ids(project, trials)
         except ConfigError as err:
             if str(err).startswith(_COMMAND_LINE):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError
-from ..core.rules import parse_hypothesis
+from ..core.rules import METRICS_PREFIX, DirectionRule, Directions, Tolerance, metric_name, parse_hypothesis
 from .assignments import Assignment, parse_assignment
 from .settings import absolute_store
 
@@ -26,8 +26,10 @@ else:  # pragma: no cover - exercised only on Python 3.10
 
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _REFERENCE = re.compile(rf"^(?P<module>{_DOTTED}):(?P<attr>{_DOTTED})$")
-_TOP_KEYS = ("trials-folder", "store", "working-dir", "steps", "experiments")
-_EXPERIMENT_KEYS = ("steps", "params", "eval", "expect", "higher-is-better")
+_TOP_KEYS = ("trials-folder", "store", "working-dir", "steps", "experiments", "higher-is-better", "tolerances")
+_EXPERIMENT_KEYS = ("steps", "params", "eval", "expect", "higher-is-better", "tolerances")
+#: a metric name as results key it (``main``, ``f1``), or with the prefix reproduction messages print
+_METRIC = re.compile(r"^[A-Za-z_][\w.-]*\Z")
 DEFAULT_TRIALS_FOLDER = "trials"
 
 
@@ -61,8 +63,10 @@ class ExperimentConfig:
     evals: tuple[Assignment, ...] = ()
     #: the hypothesis, e.g. "main < 0.05" (locked once a trial used it)
     expect: str | None = None
-    #: which direction of main and metrics is better, for the drift gate (None: the command line decides)
-    higher_is_better: bool | None = None
+    #: ``higher-is-better``: true, false or the names where higher is better (None: [tool.mitosis]'s)
+    higher_is_better: DirectionRule | None = None
+    #: ``tolerances`` of the experiment's table, per metric name (over those of [tool.mitosis])
+    tolerances: dict[str, Tolerance] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,24 @@ class ProjectConfig:
     #: ``store`` of ``[tool.mitosis]`` (a relative ``sqlite:///`` path made absolute against this file's
     #: folder); ``None``: ``<trials folder>/mitosis.sqlite``. ``--mitosis-store`` and ini ``mitosis_store`` win
     store: str | None = None
+    #: ``higher-is-better`` of [tool.mitosis]: every experiment's direction unless its table says one
+    higher_is_better: DirectionRule | None = None
+    #: ``[tool.mitosis.tolerances]``, per metric name
+    tolerances: dict[str, Tolerance] = field(default_factory=dict)
+
+    def directions(
+        self, experiment: str, higher: DirectionRule | None = None, lower: DirectionRule | None = None
+    ) -> Directions:
+        """The one resolver of an experiment's directions: its table over [tool.mitosis], then the command line
+        (``--mitosis-higher-is-better``, ``--mitosis-lower-is-better``) over both."""
+        table = self.experiments.get(experiment)
+        rule = table.higher_is_better if table is not None and table.higher_is_better is not None else None
+        return Directions.of(rule if rule is not None else self.higher_is_better).override(higher, lower)
+
+    def tolerances_of(self, experiment: str) -> dict[str, Tolerance]:
+        """The experiment's tolerances: its table's entries over those of [tool.mitosis], metric by metric."""
+        table = self.experiments.get(experiment)
+        return {**self.tolerances, **(table.tolerances if table is not None else {})}
 
     @property
     def root(self) -> Path:
@@ -128,6 +150,69 @@ def adhoc_experiment(
             "the same name. Rename that experiment in [tool.mitosis.experiments]."
         )
     return ExperimentConfig(name, chain)
+
+
+def _metric_key(path: Path, key: str, name: object, seen: dict[str, str]) -> str:
+    """``name`` as results key it; the same metric named twice (``f1`` and ``metrics.f1``) is an error."""
+    if not isinstance(name, str) or not _METRIC.match(name) or name == METRICS_PREFIX.rstrip("."):
+        raise _fail(path, key, f'expected metric names such as "main" or "f1" (or "metrics.f1"), found {name!r}.')
+    bare = metric_name(name)
+    if bare in seen and seen[bare] != name:
+        raise _fail(
+            path,
+            key,
+            f"{seen[bare]!r} and {name!r} name the same metric ({bare}); keep one of them.",
+        )
+    seen[bare] = name
+    return bare
+
+
+def _direction(path: Path, key: str, value: object) -> DirectionRule:
+    """``true``, ``false`` or a list of metric names."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, list) and value:
+        seen: dict[str, str] = {}
+        return tuple(_metric_key(path, key, name, seen) for name in value)
+    raise _fail(
+        path,
+        key,
+        'expected true (main and every metric), false, or a list of metric names such as ["main", "f1"], '
+        f"found {value!r}.",
+    )
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+        return None
+    return float(value)
+
+
+def _tolerances(path: Path, key: str, table: object) -> dict[str, Tolerance]:
+    """``{ NAME = { rtol = R, atol = A } }`` or ``{ NAME = "ignore" }`` per metric name."""
+    expected = 'expected { rtol = 0.01, atol = 0 } (either may be left out) or "ignore"'
+    if not isinstance(table, dict):
+        raise _fail(
+            path,
+            key,
+            f'expected a table of metric names, such as {{ main = {{ rtol = 0.01 }}, fit_seconds = "ignore" }}, found {table!r}.',
+        )
+    found: dict[str, Tolerance] = {}
+    seen: dict[str, str] = {}
+    for name, value in table.items():
+        bare = _metric_key(path, key, name, seen)
+        where = f"{key} {name}"
+        if value == "ignore":
+            found[bare] = Tolerance(ignore=True)
+            continue
+        if not isinstance(value, dict) or not value or set(value) - {"rtol", "atol"}:
+            raise _fail(path, where, f"{expected}, found {value!r}.")
+        numbers = {part: _number(value.get(part, 0.0)) for part in ("rtol", "atol")}
+        for part, number in numbers.items():
+            if number is None:
+                raise _fail(path, f"{where} {part}", f"expected a number >= 0, found {value[part]!r}.")
+        found[bare] = Tolerance(numbers["rtol"] or 0.0, numbers["atol"] or 0.0)
+    return found
 
 
 def _fail(path: Path, key: str, message: str) -> ConfigError:
@@ -240,9 +325,9 @@ def _experiment(path: Path, name: str, entry: object, steps: Mapping[str, Any]) 
             f"found {expect!r}.",
         )
     higher = table.get("higher-is-better")
-    if higher is not None and not isinstance(higher, bool):
-        raise _fail(path, f"{key} higher-is-better", f"expected true or false, found {higher!r}.")
-    return ExperimentConfig(name, chain_t, params, evals, expect.strip() if expect else None, higher)
+    direction = _direction(path, f"{key} higher-is-better", higher) if higher is not None else None
+    tolerances = _tolerances(path, f"{key} tolerances", table["tolerances"]) if "tolerances" in table else {}
+    return ExperimentConfig(name, chain_t, params, evals, expect.strip() if expect else None, direction, tolerances)
 
 
 def load_project(
@@ -340,6 +425,21 @@ def load_project(
                 f"expected a store URL (sqlite:///PATH or postgresql://USER@HOST/DB), found {store!r}.",
             )
         store = absolute_store(store.strip(), pyproject.parent)
+    higher = mitosis.get("higher-is-better")
+    direction = _direction(pyproject, "[tool.mitosis] higher-is-better", higher) if higher is not None else None
+    tolerances = (
+        _tolerances(pyproject, "[tool.mitosis.tolerances]", mitosis["tolerances"]) if "tolerances" in mitosis else {}
+    )
     return ProjectConfig(
-        pyproject, trials_folder, steps, experiments, broken, broken_steps, order, working_dir, store=store
+        pyproject,
+        trials_folder,
+        steps,
+        experiments,
+        broken,
+        broken_steps,
+        order,
+        working_dir,
+        store=store,
+        higher_is_better=direction,
+        tolerances=tolerances,
     )

@@ -9,6 +9,7 @@ stage can read a ``Settings`` without importing pytest.
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +103,20 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[str(unit)])
 
 
+_METRIC_NAME = re.compile(r"^[A-Za-z_][\w.-]*\Z")
+
+
+def parse_metric_names(text: str) -> tuple[str, ...]:
+    """``main,f1`` (after ``=``): the metrics whose direction ``--mitosis-higher-is-better=`` or
+    ``--mitosis-lower-is-better=`` sets; anything else is an ``ArgumentTypeError``."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",")))
+    if not names or not all(_METRIC_NAME.match(n) for n in names):
+        raise argparse.ArgumentTypeError(
+            f"expected metric names separated by commas after '=', such as =main,f1, got {text!r}"
+        )
+    return names
+
+
 MAX_SEED = 2**32 - 1  # numpy's legacy global generator takes seeds below 2**32
 
 
@@ -133,7 +148,10 @@ class Settings:
     check: bool = False
     compare: bool = False
     compare_fail: tuple[Limit, ...] = ()
-    higher_is_better: bool | None = None
+    #: --mitosis-higher-is-better: ``True`` bare (main and every metric), else the names given (None: not given)
+    higher_is_better: bool | tuple[str, ...] | None = None
+    #: --mitosis-lower-is-better: the same, the other way (``True``: every metric lower-is-better)
+    lower_is_better: bool | tuple[str, ...] | None = None
     reproduce: tuple[str, ...] = ()
     rtol: float = 0.0
     atol: float = 0.0

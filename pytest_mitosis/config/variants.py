@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from ..core.errors import ConfigError
 from ..core.fingerprint import fingerprint
+from ..core.rules import Directions, Tolerance
 from .assignments import Assignment
 from .project import ExperimentConfig, ProjectConfig, Reference
 from .steps import LoadedStep
@@ -113,7 +114,10 @@ class TrialSpec:
     steps: tuple[StepSpec, ...]
     params: tuple[ParamSpec, ...]
     expect: str | None = None
-    higher_is_better: bool | None = None
+    #: which way is better, per metric: the pyproject's rules and the command line's, resolved once per experiment
+    directions: Directions = Directions()
+    #: per metric name: how close is unchanged for the drift gate, or ignored (``[tool.mitosis.tolerances]``)
+    tolerances: tuple[tuple[str, Tolerance], ...] = ()
 
     @property
     def id(self) -> str:
@@ -287,8 +291,14 @@ def expand(
     steps: Sequence[LoadedStep],
     cli_params: Sequence[Assignment] = (),
     cli_evals: Sequence[Assignment] = (),
+    directions: Directions | None = None,
 ) -> list[TrialSpec]:
-    """All trials of ``experiment``: the cartesian product over its steps' axes."""
+    """All trials of ``experiment``: the cartesian product over its steps' axes.
+
+    ``directions``: the experiment's, command line included (default: the pyproject's alone).
+    """
+    rules = directions if directions is not None else project.directions(experiment.name)
+    tolerances = tuple(sorted(project.tolerances_of(experiment.name).items()))
     axes: list[list[ParamSpec]] = []
     for step in steps:
         for param in step.parameters:
@@ -299,7 +309,7 @@ def expand(
                 raise _missing(project, experiment, step, param.name)
     step_specs = tuple(StepSpec(s.name, s.config.function, s.config.lookup, s.chained) for s in steps)
     return [
-        TrialSpec(experiment.name, step_specs, tuple(combo), experiment.expect, experiment.higher_is_better)
+        TrialSpec(experiment.name, step_specs, tuple(combo), experiment.expect, rules, tolerances)
         for combo in itertools.product(*axes)
     ]
 

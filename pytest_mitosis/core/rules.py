@@ -1,9 +1,11 @@
-"""Pass/fail rules on results: the metric-drift gate, hypotheses, and reproduction tolerance.
+"""Pass/fail rules on results: the metric-drift gate, hypotheses, reproduction tolerance, and per-metric rules.
 
 ``--mitosis-compare-fail=main:5%`` (or an absolute ``main:0.01``, or a metric name) fails a
 trial whose metric moved further than allowed, in the worse direction, from the previous
 trial of the same identity. ``expect = "main < 0.05"`` in an experiment table is a hypothesis
-declared before the trial runs. No pytest import here.
+declared before the trial runs. Which direction is better and how close is equal can be said
+per metric (:class:`Directions`, :class:`Tolerance`): every consumer asks the same resolver, so
+the gate, ``best``, the report and the benchmark JSON agree. No pytest import here.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 _LIMIT = re.compile(r"^(?P<name>[^:\s]+):(?P<value>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)(?P<percent>%)?$")
 _EXPECT = re.compile(
@@ -90,6 +92,136 @@ def scalars(results: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in results.items() if not is_series(v)}
 
 
+#: the prefix a metric's name may carry (reproduction messages write ``metrics.NAME``): ``metrics.f1`` is ``f1``
+METRICS_PREFIX = "metrics."
+
+
+def metric_name(name: str) -> str:
+    """``name`` as results key it: ``main`` or the bare metric name (``metrics.f1`` → ``f1``)."""
+    return name[len(METRICS_PREFIX) :] if name.startswith(METRICS_PREFIX) and name != METRICS_PREFIX else name
+
+
+#: a direction as written: ``True`` (main and every metric), ``False`` (none), or the names where higher is better
+DirectionRule: TypeAlias = "bool | tuple[str, ...]"
+
+
+@dataclass(frozen=True)
+class Directions:
+    """Which way is better, per metric: built once per experiment, asked by every consumer, recorded with each trial.
+
+    ``default`` holds for every name not listed; ``higher`` and ``lower`` are the exceptions
+    (kept normal: only those that differ from ``default``). A trial records it (see
+    :meth:`to_json`), so a view reads the direction the trial was judged with, not today's.
+    """
+
+    default: bool = False
+    higher: frozenset[str] = frozenset()
+    lower: frozenset[str] = frozenset()
+
+    def __call__(self, name: str) -> bool:
+        """Whether a higher ``name`` (``main``, ``f1`` or ``metrics.f1``) is better."""
+        name = metric_name(name)
+        if name in self.higher:
+            return True
+        if name in self.lower:
+            return False
+        return self.default
+
+    @classmethod
+    def of(cls, rule: DirectionRule | None) -> Directions:
+        """``true``, ``false`` or a list of names, as written in ``[tool.mitosis]``."""
+        if rule is None or isinstance(rule, bool):
+            return cls(bool(rule))
+        return cls(False, frozenset(metric_name(n) for n in rule))
+
+    def override(self, higher: DirectionRule | None, lower: DirectionRule | None) -> Directions:
+        """The command line over the pyproject: a bare flag sets every direction, names set theirs only."""
+        found = self
+        if higher is True:
+            found = Directions(True)
+        if lower is True:
+            found = Directions(False)
+        if isinstance(higher, tuple):
+            names = {metric_name(n) for n in higher}
+            found = Directions(found.default, found.higher | names, found.lower - names)
+        if isinstance(lower, tuple):
+            names = {metric_name(n) for n in lower}
+            found = Directions(found.default, found.higher - names, found.lower | names)
+        return found.normal()
+
+    def normal(self) -> Directions:
+        """The same directions with only the exceptions to ``default`` listed."""
+        if self.default:
+            return Directions(True, frozenset(), self.lower)
+        return Directions(False, self.higher, frozenset())
+
+    def to_json(self) -> dict[str, Any]:
+        normal = self.normal()
+        return {
+            "default": "higher" if normal.default else "lower",
+            "higher": sorted(normal.higher),
+            "lower": sorted(normal.lower),
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> Directions | None:
+        """What :meth:`to_json` wrote, or ``None`` (not recorded, or not ours)."""
+        if not isinstance(value, dict) or value.get("default") not in ("higher", "lower"):
+            return None
+        higher, lower = value.get("higher", []), value.get("lower", [])
+        if not all(isinstance(v, list) and all(isinstance(n, str) for n in v) for v in (higher, lower)):
+            return None
+        return cls(value["default"] == "higher", frozenset(higher), frozenset(lower)).normal()
+
+    def describe(self) -> str:
+        """In a few words: ``lower is better``, ``higher is better for main, f1``, ``higher is better except loss``."""
+        normal = self.normal()
+        if normal.default:
+            return "higher is better" + (f" except {', '.join(sorted(normal.lower))}" if normal.lower else "")
+        if normal.higher:
+            return f"higher is better for {', '.join(_main_first(normal.higher))}, lower for the rest"
+        return "lower is better"
+
+    def short(self) -> str:
+        """For a table cell: ``lower``, ``higher``, ``higher: main, f1``, ``higher but: loss``."""
+        normal = self.normal()
+        if normal.default:
+            return "higher" + (f" but: {', '.join(sorted(normal.lower))}" if normal.lower else "")
+        return f"higher: {', '.join(_main_first(normal.higher))}" if normal.higher else "lower"
+
+
+def _main_first(names: frozenset[str]) -> list[str]:
+    return sorted(names, key=lambda n: (n != "main", n))
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How close a metric's new value must be to count as unchanged, or ``ignore``: never compared."""
+
+    rtol: float = 0.0
+    atol: float = 0.0
+    ignore: bool = False
+
+    def __str__(self) -> str:
+        if self.ignore:
+            return "ignored"
+        return "exact" if not (self.rtol or self.atol) else f"rtol={self.rtol:g}, atol={self.atol:g}"
+
+
+#: per metric name (``main`` or a bare metric name), as ``[tool.mitosis.tolerances]`` says it
+Tolerances = Mapping[str, Tolerance]
+
+
+def tolerance(tolerances: Tolerances, name: str, rtol: float = 0.0, atol: float = 0.0) -> Tolerance:
+    """The tolerance of ``name``: its own entry wins over the session's ``rtol``/``atol``."""
+    return tolerances.get(metric_name(name)) or Tolerance(rtol, atol)
+
+
+def describe_tolerances(tolerances: Tolerances) -> str:
+    """``main rtol=0.01, atol=0; fit_seconds ignored`` (empty without any)."""
+    return "; ".join(f"{name} {tolerances[name]}" for name in _main_first(frozenset(tolerances)))
+
+
 @dataclass(frozen=True)
 class Drift:
     """One metric compared with the previous trial of the same identity."""
@@ -117,20 +249,33 @@ GATE_FAILED = "by more than the allowed"
 
 
 def drift(
-    before: Mapping[str, Any], after: Mapping[str, Any], limits: list[Limit], higher_is_better: bool
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    limits: list[Limit],
+    higher_is_better: bool | Callable[[str], bool],
+    tolerances: Tolerances | None = None,
 ) -> list[Drift]:
-    """Compare ``main`` and every metric; a change in the worse direction beyond its limit fails."""
-    by_name = {limit.name: limit for limit in limits}
+    """Compare ``main`` and every metric; a change in the worse direction beyond its limit fails.
+
+    ``higher_is_better`` is one direction for all, or a :class:`Directions`. A metric whose
+    tolerance is ``ignore`` is neither compared nor able to fail; a change within its
+    tolerance counts as none.
+    """
+    direction = higher_is_better if callable(higher_is_better) else (lambda name: bool(higher_is_better))
+    by_name = {metric_name(limit.name): limit for limit in limits}
     found = []
     for name in dict.fromkeys([*before, *after]):
         old, new = before.get(name), after.get(name)
         if old == new:
             continue
+        allowance = (tolerances or {}).get(name)
+        if allowance is not None and (allowance.ignore or close(old, new, allowance.rtol, allowance.atol)):
+            continue
         limit = by_name.get(name)
         failed = False
         a, b = as_number(old), as_number(new)
         if limit is not None and a is not None and b is not None:
-            worse = (a - b) if higher_is_better else (b - a)
+            worse = (a - b) if direction(name) else (b - a)
             allowed = abs(a) * limit.value / 100 if limit.relative else limit.value
             failed = worse > allowed and not math.isclose(worse, allowed)
         found.append(Drift(name, old, new, failed, limit))
@@ -172,3 +317,58 @@ def close(recorded: Any, reproduced: Any, rtol: float, atol: float) -> bool:
             return True
         return abs(a - b) <= atol + rtol * abs(a)
     return bool(recorded == reproduced)
+
+
+def series_values(value: Any) -> list[Any] | None:
+    """A recorded series as a list of its values (``(step, value)`` pairs for the step form); ``None`` otherwise."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict) and set(value) == {"step", "value"}:
+        steps, values = value["step"], value["value"]
+        if isinstance(steps, list) and isinstance(values, list):
+            return [tuple(pair) for pair in zip(steps, values)] if len(steps) == len(values) else [*values]
+    return None
+
+
+def _close_item(a: Any, b: Any, rtol: float, atol: float) -> bool:
+    if isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b):
+        return all(close(x, y, rtol, atol) for x, y in zip(a, b))
+    return close(a, b, rtol, atol)
+
+
+#: how many values either side of a series' first difference its message shows
+EXCERPT = 2
+
+
+def _excerpt(values: list[Any], at: int) -> str:
+    start, end = max(0, at - EXCERPT), min(len(values), at + EXCERPT + 1)
+    inner = ", ".join(repr(v) for v in values[start:end])
+    return f"[{'..., ' if start else ''}{inner}{', ...' if end < len(values) else ''}] (from index {start})"
+
+
+def series_difference(recorded: Any, reproduced: Any, rtol: float = 0.0, atol: float = 0.0) -> str | None:
+    """Where two series differ, in a few lines (never the whole lists); ``None`` when they match.
+
+    The first differing index and both values there, both lengths when they differ, and the
+    values around it. Values are compared one by one within ``rtol``/``atol``. A value that is
+    not a series on one side is described by its length and first values.
+    """
+    a, b = series_values(recorded), series_values(reproduced)
+    if a is None and b is None:
+        return None
+    if a is None or b is None:
+        shown = [f"{'a series of ' + str(len(v)) + ' values ' + _excerpt(v, 0) if v is not None else repr(w)}"
+                 for v, w in ((a, recorded), (b, reproduced))]  # fmt: skip
+        return f"recorded {shown[0]}, reproduced {shown[1]}"
+    at = next((i for i, (x, y) in enumerate(zip(a, b)) if not _close_item(x, y, rtol, atol)), None)
+    if at is None:
+        if len(a) == len(b):
+            return None
+        at = min(len(a), len(b))
+    here = lambda values: repr(values[at]) if at < len(values) else "nothing (the series ended)"  # noqa: E731
+    lengths = f" (lengths {len(a)} and {len(b)})" if len(a) != len(b) else f" (length {len(a)})"
+    return (
+        f"the series differ first at index {at}: recorded {here(a)}, reproduced {here(b)}{lengths}\n"
+        f"    recorded   {_excerpt(a, at)}\n"
+        f"    reproduced {_excerpt(b, at)}"
+    )

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError
-from ..core.rules import close
+from ..core.rules import Tolerances, close, describe_tolerances, is_series, series_difference, tolerance
 from ..identity.environment import package_changes
-from ..store import Reader, RecordsError, TrialRecord, printable, valid_commit, valid_key
+from ..store import DIRECTIONS, Reader, RecordsError, TrialRecord, printable, valid_commit, valid_key
 from .checkout import checkout, kernel_path
 from .rebuild import ReproductionError, project_at, rebuild
 
@@ -49,14 +49,35 @@ def select(reader: Reader, selectors: tuple[str, ...]) -> list[TrialRecord]:
     return list(found.values())
 
 
-def differences(record: TrialRecord, main: Any, metrics: dict[str, Any], rtol: float, atol: float) -> list[str]:
-    """``name: recorded X, reproduced Y`` for ``main`` and each metric that does not match."""
+def differences(
+    record: TrialRecord,
+    main: Any,
+    metrics: dict[str, Any],
+    rtol: float,
+    atol: float,
+    tolerances: Tolerances | None = None,
+) -> list[str]:
+    """``name: recorded X, reproduced Y`` for ``main`` and each metric that does not match.
+
+    A metric's own tolerance (``[tool.mitosis.tolerances]``) wins over ``rtol``/``atol``; an
+    ignored one is not compared. A series is compared value by value and described by its
+    first difference, never printed whole.
+    """
     found = []
-    if not close(record.main, main, rtol, atol):
-        found.append(f"main: recorded {record.main!r}, reproduced {main!r}")
-    for name in dict.fromkeys([*record.metrics, *metrics]):
-        if not close(record.metrics.get(name), metrics.get(name), rtol, atol):
-            found.append(f"metrics.{name}: recorded {record.metrics.get(name)!r}, reproduced {metrics.get(name)!r}")
+    pairs = [("main", "main", record.main, main)]
+    pairs += [(name, f"metrics.{name}", record.metrics.get(name), metrics.get(name))
+              for name in dict.fromkeys([*record.metrics, *metrics])]  # fmt: skip
+    for name, label, old, new in pairs:
+        allowed = tolerance(tolerances or {}, name, rtol, atol)
+        if allowed.ignore:
+            continue
+        if is_series(old) or is_series(new):
+            text = series_difference(old, new, allowed.rtol, allowed.atol)
+            if text is not None:
+                found.append(f"{label}: {text}")
+        elif not close(old, new, allowed.rtol, allowed.atol):
+            within = f" (within {allowed})" if allowed.rtol or allowed.atol else ""
+            found.append(f"{label}: recorded {old!r}, reproduced {new!r}{within}")
     return found
 
 
@@ -86,6 +107,7 @@ def reproduce_trial(
     timeout: float | None,
     rtol: float,
     atol: float,
+    tolerances: Tolerances | None = None,
     pyproject: Path | None = None,
     vouched: frozenset[tuple[str, str, str]] = frozenset(),
     session: str | None = None,
@@ -133,6 +155,7 @@ def reproduce_trial(
         slug = record.name.rsplit("-", 1)[0] if record.iteration is not None else record.name
         git = {**record.git, "commit": record.commit, "dirty": [], "worktree": str(worktree), "checkout": str(path)}
         env = {**environment, "git": git}
+        recorded = {DIRECTIONS: record.directions} if record.directions is not None else {}
         key, iteration = start(
             store,
             lambda key: NewTrial(
@@ -143,7 +166,7 @@ def reproduce_trial(
                 slug,
                 nodeid,
                 False,
-                git,
+                {**git, **recorded},  # the reproduced trial's directions: its views agree with the original's
                 int(record.seed or 0),
                 env,
                 record.steps,
@@ -188,10 +211,12 @@ def reproduce_trial(
     message = outcome.message
     passed = outcome.passed
     if passed:
-        found = differences(record, outcome.main, outcome.metrics, rtol, atol)
+        found = differences(record, outcome.main, outcome.metrics, rtol, atol, tolerances)
         if found:
             passed = False
             tolerance = "exactly" if not (rtol or atol) else f"within rtol={rtol:g}, atol={atol:g}"
+            if tolerances:
+                tolerance += f" (per metric: {describe_tolerances(tolerances)})"
             lines = [
                 f"reproduction of {record.name} (key {record.key}) at commit {record.commit[:12]} does not match "
                 f"its record {tolerance}:",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..checks.verdict import judge
 from ..core.errors import TrialFailed
 from ..execution.runner import TrialOutcome, run_trial
-from ..store import NewTrial, StoreError, VariantRedefined, new_key, start
+from ..store import DIRECTIONS, NewTrial, StoreError, VariantRedefined, new_key, start
 from .pending import keep_outcome
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def record_trial(
                 spec.slug,
                 nodeid,
                 debug,
-                git,
+                {**git, DIRECTIONS: spec.directions.to_json()},  # the directions it is judged by, for every view
                 seed,
                 environment,
                 steps,

@@ -32,6 +32,7 @@ from .protocol import (
 )
 from .readers import Reader
 from .records import (
+    DIRECTIONS,
     Accepted,
     NoMatch,
     RecordsError,
@@ -53,6 +54,7 @@ from .url import StoreURL, redact
 from .url import parse as parse_url
 
 __all__ = [
+    "DIRECTIONS",
     "FILENAME",
     "SCHEMA_VERSION",
     "Accepted",

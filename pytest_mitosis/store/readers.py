@@ -18,6 +18,7 @@ from typing import Any
 
 from .protocol import StoreError
 from .records import (
+    DIRECTIONS,
     KEY_PREFIX,
     Accepted,
     NoMatch,
@@ -207,6 +208,7 @@ class Reader:
                 row["accepted_reason"],
                 row["accepted_baseline"],
             )
+        directions = git.pop(DIRECTIONS, None) if isinstance(git, dict) else None
         return TrialRecord(
             key=row["key"],
             experiment=row["experiment"],
@@ -233,6 +235,7 @@ class Reader:
             session=row["session"] if "session" in row.keys() else None,  # none before schema version 2
             environment_digest=row["environment"],
             accepted=accepted,
+            directions=directions if isinstance(directions, dict) else None,
         )
 
     def trials(self, experiment: str | None = None, debug: bool = False, session: str | None = None) -> TrialRecords:

@@ -17,6 +17,9 @@ from typing import Any
 
 from ..core.errors import MitosisError
 
+#: the key of the ``git`` JSON column that holds a trial's directions (the reader moves it to ``TrialRecord.directions``)
+DIRECTIONS = "directions"
+
 
 class RecordsError(MitosisError):
     """No store where expected, or a key that matches no trial or several."""
@@ -171,6 +174,9 @@ class TrialRecord:
     environment_digest: str = field(repr=False, default="")
     #: made the drift gate's baseline after failing it (``python -m pytest_mitosis accept KEY``)
     accepted: Accepted | None = None
+    #: which way was better per metric when it ran, as :meth:`~..core.rules.Directions.to_json` wrote it
+    #: (``None`` for a trial recorded before directions were): kept in the ``git`` JSON column, no schema change
+    directions: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         main = repr(self.main)
@@ -206,7 +212,9 @@ class TrialRecords(list["TrialRecord"]):
         rows = []
         for record in self:
             row = {
-                k: v for k, v in record.to_dict().items() if k not in ("params", "steps", "git", "warnings", "identity")
+                k: v
+                for k, v in record.to_dict().items()
+                if k not in ("params", "steps", "git", "warnings", "identity", "directions")
             }
             row.pop("metrics")
             row["started"], row["ended"] = record.started, record.ended

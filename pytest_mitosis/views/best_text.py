@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.rules import Directions
 from ..store import Reader, RecordsError, TrialRecord
 
 #: ``--agg``: how main is summarised over the other parameters of a group
@@ -96,24 +97,27 @@ def scope(
             f"no experiment {experiment!r} in {reader.location}; its experiments: {', '.join(known) or '(none yet)'}"
         )
     records = [r for r in reader.trials(experiment) if r.reproduces is None]  # newest first, no debug
-    higher = higher_is_better.get(experiment, False)
-    direction = "higher is better" if higher else "lower is better"
     if every and commit is not None:
         raise RecordsError("--all ranks every commit and --commit one of them: give one of the two")
     if every:
         chosen = None
-        header = f"experiment {experiment} at every commit (--commit REV for one); main: {direction}"
+        header = f"experiment {experiment} at every commit (--commit REV for one); main: {{direction}}"
     elif commit is not None:
         chosen = _resolve_commit([r.commit for r in records], commit)
-        header = f"experiment {experiment} at commit {chosen[:8] if chosen else '-'}; main: {direction}"
+        header = f"experiment {experiment} at commit {chosen[:8] if chosen else '-'}; main: {{direction}}"
     else:
         passed = [r for r in records if r.status == "passed"]
         chosen = passed[0].commit if passed else records[0].commit if records else None
         header = (
             f"experiment {experiment} at commit {(chosen or '-')[:8]} (the latest with passed trials; "
-            f"--all for every commit, --commit REV for one); main: {direction}"
+            "--all for every commit, --commit REV for one); main: {direction}"
         )
     inside = [r for r in records if every or r.commit == chosen]
+    # the direction the newest trial in scope was judged by; the pyproject's for trials that recorded none
+    recorded = next((d for r in inside if (d := Directions.from_json(r.directions)) is not None), None)
+    higher = recorded("main") if recorded is not None else higher_is_better.get(experiment, False)
+    head, _, tail = header.rpartition("{direction}")  # the last: an experiment's name may hold the same text
+    header = head + ("higher is better" if higher else "lower is better") + tail
     hidden: dict[str, int] = {}
     best: dict[str, TrialRecord] = {}
     for r in inside:

@@ -199,11 +199,11 @@ def benchmark_entries(rows: Sequence[SummaryRow]) -> dict[str, list[dict[str, An
     return found
 
 
-def benchmarks(rows: Sequence[SummaryRow], path: Path, higher_is_better: Callable[[str], bool]) -> list[Benchmark]:
+def benchmarks(rows: Sequence[SummaryRow], path: Path, higher_is_better: Callable[[str, str], bool]) -> list[Benchmark]:
     """The files to write: ``path``, and when both directions occur, ``<stem>.bigger<suffix>`` too.
 
-    ``higher_is_better`` says it for a trial id (the session's ``--mitosis-higher-is-better``,
-    else the experiment's ``higher-is-better``). With one direction, ``path`` holds
+    ``higher_is_better(trial id, metric)`` says it per metric (the directions the trial was
+    judged by: the pyproject's ``higher-is-better`` and the command line's). With one direction, ``path`` holds
     everything and names its tool; with both, ``path`` keeps the lower-is-better entries
     (``customSmallerIsBetter``) and the other file the higher-is-better ones
     (``customBiggerIsBetter``): github-action-benchmark reads one direction per file.
@@ -212,9 +212,10 @@ def benchmarks(rows: Sequence[SummaryRow], path: Path, higher_is_better: Callabl
     bigger: list[dict[str, Any]] = []
     directions: set[bool] = set()
     for name, entries in benchmark_entries(rows).items():
-        higher = higher_is_better(name)
-        directions.add(higher)
-        (bigger if higher else smaller).extend(entries)
+        for entry in entries:
+            higher = higher_is_better(name, entry["name"][len(name) + 1 :])
+            directions.add(higher)
+            (bigger if higher else smaller).append(entry)
     if directions == {True}:
         return [Benchmark(path, "customBiggerIsBetter", bigger)]
     files = [Benchmark(path, "customSmallerIsBetter", smaller)]

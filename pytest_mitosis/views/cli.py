@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from ..core.rules import Directions
 from ..store import (
     FILENAME,
     NoMatch,
@@ -70,6 +71,7 @@ def _as_json(reader: Reader, records: list[TrialRecord]) -> list[dict[str, objec
             "name": r.name,
             "started": r.started.isoformat(timespec="seconds"),
             "reproduces": r.reproduces,
+            "directions": r.directions,
             "verdict": r.verdict,
             "session": r.session,
             "accepted": r.to_dict()["accepted"],
@@ -78,11 +80,20 @@ def _as_json(reader: Reader, records: list[TrialRecord]) -> list[dict[str, objec
     ]
 
 
+def _better(record: TrialRecord) -> str:
+    """The directions the trial recorded, in a word or a few (``-``: recorded before directions were)."""
+    directions = Directions.from_json(record.directions)
+    return directions.short() if directions is not None else "-"
+
+
 def _trial_table(reader: Reader, records: list[TrialRecord]) -> str:
     reproductions = any(r.reproduces for r in records)
+    # the "better" column only when a trial was judged other than by the default (lower is better, every metric)
+    better = any(_better(r) not in ("-", "lower") for r in records)
     rows = [
         ["key", "experiment", "variants", "iteration", "status", "main", "seed", "commit", "host", "date"]
         + (["reproduces"] if reproductions else [])
+        + (["better"] if better else [])
     ]
     for r in records:
         rows.append(
@@ -99,6 +110,7 @@ def _trial_table(reader: Reader, records: list[TrialRecord]) -> str:
                 r.started.strftime("%Y-%m-%d %H:%M"),
             ]
             + ([f"{r.reproduces} ({r.verdict or r.status})" if r.reproduces else "-"] if reproductions else [])
+            + ([_better(r)] if better else [])
         )
     return _table(rows)
 

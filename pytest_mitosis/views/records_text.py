@@ -17,7 +17,7 @@ import json
 from typing import Any
 
 from ..checks.what_changed import changed_files
-from ..core.rules import series_length
+from ..core.rules import Directions, series_length
 from ..identity.environment import package_changes
 from ..store import Reader, TrialRecord, cell
 
@@ -69,6 +69,7 @@ def show_record(reader: Reader, r: TrialRecord) -> str:
         *([_accepted_line(r)] if r.accepted else []),
         f"started: {r.started.isoformat(timespec='seconds')}   ended: {r.ended.isoformat(timespec='seconds') if r.ended else '-'}",
         f"seed: {c(r.seed)}" + (f"   session: {c(r.session)}" if r.session else ""),
+        *([f"better: {c(d.describe())}"] if (d := Directions.from_json(r.directions)) is not None else []),
         *(
             [f"reproduces: trial {c(r.reproduces)} ({c(r.verdict or 'not judged: ' + r.status)})"]
             if r.reproduces

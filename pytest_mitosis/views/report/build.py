@@ -44,7 +44,9 @@ FORMAT = "3"
 def directions(trials_folder: Path) -> dict[str, bool]:
     """Whether higher main is better, per experiment, from the pyproject whose trials folder this is.
 
-    The experiment's ``higher-is-better`` decides (as for ``--mitosis-benchmark-json``);
+    For trials that recorded their directions, the report reads those (see :func:`build`): this
+    is for an experiment whose trials recorded none. The ``higher-is-better`` of the experiment (else
+    of ``[tool.mitosis]``) decides (as for ``--mitosis-benchmark-json``);
     without it, a hypothesis that bounds main from below (``expect = "main > 0.9"``) means
     higher is better; otherwise lower is (the drift gate's default). The pyproject is the
     current directory's or the trials folder's parent's, used only when its trials folder
@@ -68,7 +70,8 @@ def directions(trials_folder: Path) -> dict[str, bool]:
         for name, experiment in project.experiments.items():
             hypothesis = parse_hypothesis(experiment.expect) if experiment.expect else None
             bounded = hypothesis is not None and hypothesis.name == "main" and hypothesis.op in (">", ">=")
-            found[name] = experiment.higher_is_better if experiment.higher_is_better is not None else bounded
+            rule = experiment.higher_is_better if experiment.higher_is_better is not None else project.higher_is_better
+            found[name] = project.directions(name)("main") if rule is not None else bounded
         return found
     return {}
 
@@ -235,7 +238,12 @@ def build(
         write_data(reader, everything, records, listing(out), out)
         shown = everything if debug else [r for r in everything if not r.debug]
         experiments = sorted({r.experiment for r in shown})
+        newest: dict[str, Any] = {}
         higher = directions(trials_folder)
+        for summary in shown:  # newest last: an experiment reads the direction its newest trial recorded
+            if summary.higher is not None and summary.started >= newest.get(summary.experiment, summary.started):
+                higher[summary.experiment] = summary.higher
+                newest[summary.experiment] = summary.started
         by_experiment: dict[str, list[TrialSummary]] = defaultdict(list)
         for summary in shown:
             by_experiment[summary.experiment].append(summary)

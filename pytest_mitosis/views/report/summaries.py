@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ...core.rules import GATE_FAILED, as_number
+from ...core.rules import GATE_FAILED, Directions, as_number
 from ...store import TrialRecord
 
 #: the layout of ``assets/trials.json``; another layout is rebuilt from the store
@@ -58,12 +58,14 @@ class TrialSummary:
     state: str
     #: why a trial that did not pass did not (:func:`failure_kind`); ``None`` for a passed or running one
     failure: str | None = None
+    #: whether a higher main was better by the directions recorded with the trial (``None``: none recorded)
+    higher: bool | None = None
 
 
 _FIELDS = list(TrialSummary.__dataclass_fields__)
 _STARTED = _FIELDS.index("started")
 #: the fields a summary takes from its record unchanged (the others are summarised, or not in a record)
-_COPIED = [f for f in _FIELDS if f not in ("metrics", "params", "host", "notebook", "state", "failure")]
+_COPIED = [f for f in _FIELDS if f not in ("metrics", "params", "host", "notebook", "state", "failure", "higher")]
 
 
 def failure_kind(status: str, verdict: str | None, message: str | None) -> str | None:
@@ -93,7 +95,14 @@ def summarize(record: TrialRecord, host: str, notebook: str | None) -> TrialSumm
         notebook=notebook,
         state=record.state,
         failure=failure_kind(record.status, record.verdict, record.message),
+        higher=recorded_direction(record, "main"),
     )
+
+
+def recorded_direction(record: TrialRecord, metric: str) -> bool | None:
+    """Whether a higher ``metric`` was better for ``record``, as recorded with it (``None``: not recorded)."""
+    directions = Directions.from_json(record.directions)
+    return directions(metric) if directions is not None else None
 
 
 def load(path: Path) -> dict[str, TrialSummary]:
@@ -139,6 +148,7 @@ _TYPES: dict[str, Any] = {
     "notebook": _OPTIONAL,
     "state": str,
     "failure": _OPTIONAL,
+    "higher": (bool, type(None)),
 }
 _CHECKS = [_TYPES[f] for f in _FIELDS]
 _PARAMS = _FIELDS.index("params")
