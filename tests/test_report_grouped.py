@@ -124,6 +124,33 @@ def test_the_page_embeds_every_trial_with_its_outcome_commit_and_values_in_order
     assert all(f"<div class='chart' id='{c}'></div>" in page for c in ("grouped-0", "grouped-1", "heatmap", "lines"))
 
 
+@pytest.mark.kernel
+def test_the_guides_pivot_gives_the_heatmaps_numbers(
+    sweep: tuple[Path, dict[str, Run], list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guide's pandas example, as written there (names changed to this sweep's), run in the investigation."""
+    pytest.importorskip("pandas")
+    root, _, _ = sweep
+    guide = (Path(__file__).parent.parent / "docs" / "guide.md").read_text()
+    found = re.search(r"```python\n(df = pytest_mitosis.load_trials\(\"fit\"\).*?)```", guide, re.S)
+    assert found, "the pivot example in docs/guide.md"
+    names = {'"fit"': '"exp"', '"s.model"': '"exp.model"', '"s.noise"': '"exp.noise"'}
+    code = found.group(1).strip()
+    for name, ours in names.items():
+        code = code.replace(name, ours)
+    *setup, last = code.splitlines()
+    assert len(setup) == 3 and last.startswith("newest.pivot_table("), code
+    monkeypatch.chdir(root)
+    scope: dict[str, Any] = {}
+    exec("\n".join(["import pytest_mitosis", *setup]), scope)
+    newest = eval(last, scope)
+    assert newest.to_dict() == {"1": {"ridge": 3.0}, "2": {"ridge": 4.0}, "4": {"ridge": 6.0}}, "at C only ridge passed"
+    every = eval(last.replace("newest.", "df."), scope)
+    assert every.loc[MODELS, NOISES].to_numpy().ravel().tolist() == pytest.approx(
+        [1.5, 2.5, 4.5, 2, 4, 8, 3, 6, float("nan")], nan_ok=True
+    ), "every commit's: the heatmap's medians in the browser test"
+
+
 def _plot(driver: Any, element: str) -> dict[str, Any]:
     """What plotly.js drew into ``element``: its data and layout, read back from the DOM."""
     found: dict[str, Any] = driver.execute_script(
@@ -145,7 +172,9 @@ def _pick(driver: Any, element: str, value: str) -> None:
 @pytest.mark.kernel
 @needs_browser
 def test_grouped_views_aggregate_what_the_filters_leave_in_a_real_browser(
-    sweep: tuple[Path, dict[str, Run], list[str]], browser: Any, tmp_path: Path  # noqa: F811
+    sweep: tuple[Path, dict[str, Run], list[str]],
+    browser: Any,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
 ) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.support.ui import WebDriverWait
@@ -188,7 +217,9 @@ def test_grouped_views_aggregate_what_the_filters_leave_in_a_real_browser(
     assert "median of main by exp.noise and exp.model<br><sup>14 passed trials at 3 commits" in heat["title"]
     assert cells["hovertext"][2][2].startswith("exp.noise = 4, exp.model = tree<br>no passed trial"), cells
     assert cells["hovertext"][2][2].endswith("not aggregated: 1 failed (error)")
-    assert "<b>median 1.5</b>" in cells["hovertext"][0][0] and "3 passed trials at 3 commits" in cells["hovertext"][0][0]
+    assert (
+        "<b>median 1.5</b>" in cells["hovertext"][0][0] and "3 passed trials at 3 commits" in cells["hovertext"][0][0]
+    )
     lines = _plot(driver, "lines")
     assert [t["name"] for t in lines["data"]] == [f"exp.model = {m}" for m in MODELS] + ["★ best"]
     assert [(t["x"], t["y"]) for t in lines["data"][:3]] == [

@@ -84,9 +84,9 @@ def grouped_data(
     for r in sorted(counted, key=lambda r: (r.started, r.key)):
         kind = outcome(r)
         main = as_number(r.main) if kind == "passed" else None
-        values = params[r.key]
+        these = params[r.key]
         rows.append(
-            [r.key, columns[r.commit or "-"], main, kind, [index[i][values.get(n, "-")] for i, n in enumerate(varying)]]
+            [r.key, columns[r.commit or "-"], main, kind, [index[i][these.get(n, "-")] for i, n in enumerate(varying)]]
         )
     return {
         "higher": higher,
