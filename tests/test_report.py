@@ -346,6 +346,10 @@ def test_chart_texts_are_raw_and_axes_keep_the_run_order(tmp_path: Path) -> None
     legend = [t["name"] for t in _figure(page, "over-commits")["data"]]
     assert 'rate=mid width="lorenz"' in legend and 'rate=mid width="rossler &amp; &lt;co&gt;"' in legend
     assert "<td>&quot;lorenz&quot;</td>" in page, "in HTML it is escaped, once"
+    grouped = re.search(r"<script>mitosisGrouped\((.*?)\)</script>", page)
+    assert grouped and "&quot;" not in grouped.group(1), "the grouped views' data: raw, escaped by the script"
+    rate, width = json.loads(grouped.group(1))["params"]
+    assert rate["values"] == list(names) and width["values"] == ['"lorenz"', '"rossler & <co>"'], "in the run order"
     numbers = _figure((index.parent / "experiments" / "numbers.html").read_text(), "parameters")
     axis = numbers["data"][0]["dimensions"][0]
     assert axis["values"] == [0.5, 10.0, 2.0] and "ticktext" not in axis, "a numeric parameter on a numeric axis"
@@ -556,4 +560,6 @@ def test_chart_texts_show_as_written_in_a_real_browser(browser: Any, tmp_path: P
     legend = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "#over-commits .legendtext")]
     assert 'rate=mid width="lorenz"' in legend and 'rate=mid width="rossler & <co>"' in legend, legend
     assert not any("&quot;" in t or "&amp;" in t or "&lt;" in t for t in legend), legend
+    groups = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "#grouped-1 .xtick text")]
+    assert groups == ['"lorenz"', '"rossler & <co>"'], "the grouped view's axis shows the values as written"
     driver.save_screenshot(str(screenshots(tmp_path) / "experiment-words.png"))

@@ -39,6 +39,9 @@ REPORT = "report"
 #: the layout of the pages written once; a report folder of another layout (an older
 #: pytest-mitosis) gets every trial page again, so no trial keeps a page without its figures
 FORMAT = "3"
+#: the layout of the summary pages (the index, the experiment pages): another one (an older
+#: pytest-mitosis wrote them, without the grouped views) rewrites them at the next refresh, once
+SUMMARY_LAYOUT = "2"
 
 
 def directions(trials_folder: Path) -> dict[str, bool]:
@@ -203,7 +206,7 @@ def _previous(records: Iterable[TrialSummary]) -> dict[str, TrialSummary | None]
 def _signature(records: list[TrialSummary], *extra: object) -> str:
     """What a summary page shows depends on: its trials' keys, statuses, verdicts and folders."""
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(repr((FORMAT, extra)).encode())
+    digest.update(repr((FORMAT, SUMMARY_LAYOUT, extra)).encode())
     for r in records:
         digest.update(f"{r.key}:{r.status}:{r.verdict}:{r.folder}\n".encode())
     return digest.hexdigest()

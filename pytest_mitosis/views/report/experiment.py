@@ -2,12 +2,13 @@
 
 Readable at hundreds of trials and dozens of identities: a sortable table with one row per
 identity (the parameters that vary as columns, latest and best main, the number of trials,
-the trend, the latest scalar metrics) with the best row marked; parallel coordinates over
+the trend, the latest scalar metrics) with the best row marked; main grouped by each varying
+parameter, a heatmap of two, main against a numeric one (:mod:`.grouped`); parallel coordinates over
 the varying parameters coloured by main; main over commits, one line per identity. Every
 latest, best and trend says the commit and date it comes from, and a trial that failed is
 counted with its reason (never skipped): after a commit whose trials all failed, the page
 shows the older value at its older commit, next to the failures. A commit filter shows one
-commit's trials alone. "Best"
+commit's trials alone (the table, and the grouped views). "Best"
 follows the experiment's direction (:func:`.build.directions`): lower is better unless the
 experiment says ``higher-is-better = true`` or its hypothesis bounds main from below.
 """
@@ -22,6 +23,7 @@ from urllib.parse import quote
 
 from ...core.rules import as_number
 from .charts import over_commits, parallel, shown_identities
+from .grouped import grouped_data, grouped_html
 from .html import chart, e, linked, page, trial_href
 from .summaries import TrialSummary
 
@@ -220,6 +222,14 @@ def _outcomes(records: Sequence[TrialSummary]) -> str:
     )
 
 
+def commit_columns(records: Sequence[TrialSummary]) -> dict[str, int]:
+    """Each commit's column, in the order first run: the commit filter's values, shared by every view it filters."""
+    column: dict[str, int] = {}
+    for r in sorted(records, key=lambda r: r.started):
+        column.setdefault(r.commit or "-", len(column))
+    return column
+
+
 def _by_commit(
     records: Sequence[TrialSummary], rows: list[dict[str, Any]], varying: list[str], higher: bool
 ) -> list[str]:
@@ -231,9 +241,7 @@ def _by_commit(
     Python as the whole table's.
     """
     ordered = sorted(records, key=lambda r: r.started)
-    column: dict[str, int] = {}
-    for r in ordered:
-        column.setdefault(r.commit or "-", len(column))
+    column = commit_columns(records)
     if len(column) < 2:
         return [_table(rows, varying, higher)]
     options, tables = [], []
@@ -268,7 +276,13 @@ def experiment_page(experiment: str, records: Sequence[TrialSummary], higher: bo
         "<h2>Variants</h2>",
         *_by_commit(records, rows, varying, higher),
     ]
-    figure = parallel(experiment, rows, varying, higher, value_order(records))
+    order = value_order(records)
+    grouped = grouped_data(
+        records, varying, order, commit_columns(records), {r.key: _param_values(r) for r in records}, higher
+    )
+    if grouped is not None:
+        parts.append(grouped_html(grouped))
+    figure = parallel(experiment, rows, varying, higher, order)
     if figure is not None:
         parts.append(chart("parameters", figure))
     ranked = [row["identity"] for row in sorted(rows, key=lambda r: _rank(r, higher))]

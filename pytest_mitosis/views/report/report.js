@@ -7,7 +7,10 @@
 function mitosisPlot(id, fig) {
   const el = document.getElementById(id);
   const config = {responsive: true, displaylogo: false, scrollZoom: false};
-  Plotly.newPlot(el, fig.data, Object.assign({margin: {t: 40, r: 20}, hovermode: "closest"}, fig.layout), config);
+  // react: a chart drawn again (the grouped views, on every pick) is updated in place
+  Plotly.react(el, fig.data, Object.assign({margin: {t: 40, r: 20}, hovermode: "closest"}, fig.layout), config);
+  if (el.mitosisClick) return;
+  el.mitosisClick = true;
   el.on("plotly_click", ev => {
     const p = ev.points && ev.points[0];
     const link = p && (Array.isArray(p.customdata) ? p.customdata[0] : p.customdata);
@@ -71,11 +74,204 @@ document.addEventListener("DOMContentLoaded", () => {
 // The experiment page's commit filter: that commit's table instead of every commit's, its column in the chart.
 function showCommit(select) {
   document.querySelectorAll(".by-commit").forEach(d => { d.hidden = d.dataset.column !== select.value; });
+  mitosisGroupedDraw();
   const chart = document.getElementById("over-commits");
   if (!chart || !window.Plotly) return;
   if (!chart.mitosisRange) chart.mitosisRange = chart.layout.xaxis.range.slice();  // every commit's, as built
   const c = Number(select.value);
   Plotly.relayout(chart, {"xaxis.range": select.value === "" ? chart.mitosisRange : [c - 0.6, c + 0.6]});
+}
+
+// ---- the experiment page's grouped views: grouped.py embeds one row per trial
+// ([key, commit column, main, outcome, [value index per parameter]]); the aggregation runs here,
+// so every pick (aggregate, parameters, commit filter) redraws at once. Only passed trials with
+// a main are aggregated; every other trial is counted by its outcome on hover, never dropped.
+let GROUPED = null;
+function mitosisGrouped(data) { GROUPED = data; mitosisGroupedDraw(); }
+const AGGREGATE = {
+  mean: g => g.mains.reduce((a, b) => a + b, 0) / g.mains.length,
+  median: g => {
+    const s = [...g.mains].sort((a, b) => a - b), n = s.length;
+    return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+  },
+  best: g => g.best.main,
+  count: g => g.mains.length,
+};
+function fmt(v) { return v === null || v === undefined ? "–" : String(Number(v.toPrecision(6))); }
+function groupScope() {
+  const select = document.getElementById("commit-filter");
+  return select && select.value !== "" ? Number(select.value) : null;
+}
+// The trials of the commit scope (null: every commit), grouped by keyOf(their value indexes).
+function groupTrials(data, scope, keyOf) {
+  const groups = new Map();
+  for (const [key, commit, main, outcome, values] of data.trials) {
+    if (scope !== null && commit !== scope) continue;
+    const k = keyOf(values);
+    let g = groups.get(k);
+    if (!g) groups.set(k, g = {mains: [], best: null, commits: new Set(), other: {}});
+    if (outcome === "passed" && main !== null) {
+      g.mains.push(main);
+      g.commits.add(commit);
+      if (!g.best || (data.higher ? main > g.best.main : main < g.best.main)) g.best = {main, key, commit};
+    } else g.other[outcome] = (g.other[outcome] || 0) + 1;
+  }
+  return groups;
+}
+function aggregated(g, agg) { return g && g.mains.length ? AGGREGATE[agg](g) : null; }
+// The best of these values by the experiment's direction; none for count (a count is not a score).
+function bestOf(values, agg, higher) {
+  const found = values.filter(v => v !== null);
+  if (agg === "count" || !found.length) return null;
+  return higher ? Math.max(...found) : Math.min(...found);
+}
+function commitsText(data, commits) {
+  const names = [...commits].sort((a, b) => a - b).map(c => plain(data.commits[c].slice(0, 8)));
+  if (names.length < 2) return names.length ? `commit ${names[0]}` : "no commit";
+  return `${names.length} commits (${names.slice(0, 4).join(", ")}${names.length > 4 ? ", …" : ""})`;
+}
+function notAggregated(other) {
+  const parts = Object.entries(other).sort().map(([why, n]) => `${n} ${plain(why)}`);
+  return parts.length ? `not aggregated: ${parts.join(", ")}` : "";
+}
+// What hovering a group says: every aggregate (the picked one bold), where its best comes from, what did not count.
+function groupHover(data, label, g, agg) {
+  const lines = [label];
+  const n = g.mains.length;
+  if (n) {
+    lines.push(Object.keys(AGGREGATE).map(a => {
+      const text = `${a} ${fmt(AGGREGATE[a](g))}`;
+      return a === agg ? `<b>${text}</b>` : text;
+    }).join(" · ") + " (main)");
+    lines.push(`${n} passed trial${n === 1 ? "" : "s"} at ${commitsText(data, g.commits)}`);
+    lines.push(`best: trial ${plain(g.best.key)} at commit ${plain(data.commits[g.best.commit].slice(0, 8))}`);
+  } else lines.push("no passed trial");
+  const other = notAggregated(g.other);
+  if (other) lines.push(other);
+  return lines.join("<br>");
+}
+// The subtitle every grouped chart carries: how many trials went in, at which commits, what did not count.
+function scopeText(data, scope, agg) {
+  const all = groupTrials(data, scope, () => 0).get(0) || {mains: [], commits: new Set(), other: {}};
+  const other = notAggregated(all.other);
+  const direction = data.higher ? "higher is better" : "lower is better";
+  const best = agg === "count" ? "no best: a count is not a score" : `★ best, ${direction}`;
+  return `<br><sup>${all.mains.length} passed trials at ${commitsText(data, all.commits)}` +
+    `${other ? "; " + other : ""}; ${best}</sup>`;
+}
+function trialLink(g) { return g && g.best ? `../trials/${g.best.key}.html` : null; }
+function groupedParam(data, i, agg, scope) {
+  const p = data.params[i];
+  const groups = groupTrials(data, scope, v => v[i]);
+  const shown = p.values.map((v, j) => [v, j]).filter(([, j]) => groups.has(j));
+  const y = shown.map(([, j]) => aggregated(groups.get(j), agg));
+  const best = bestOf(y, agg, data.higher);
+  const others = data.params.filter((_, k) => k !== i).map(q => plain(q.name)).join(", ") || "its trials";
+  const x = shown.map(([v]) => plain(v));
+  return {
+    data: [{
+      type: "bar", x, y,
+      text: y.map(v => v === null ? "" : (v === best ? "★ " : "") + fmt(v)),
+      textposition: "auto",
+      marker: {color: y.map(v => v !== null && v === best ? "#2a7d2a" : "#1f77b4")},
+      hovertext: shown.map(([v, j]) => groupHover(data, `${plain(p.name)} = ${plain(v)}`, groups.get(j), agg)),
+      hoverinfo: "text",
+      customdata: shown.map(([, j]) => trialLink(groups.get(j))),
+    }],
+    layout: {
+      title: {text: `main by ${plain(p.name)}: ${agg} over ${others}${scopeText(data, scope, agg)}`, x: 0.02, xanchor: "left"},
+      xaxis: {type: "category", title: {text: plain(p.name)}},
+      yaxis: {title: {text: `${agg} of main`}},
+      annotations: shown.filter(([, j]) => !groups.get(j).mains.length).map(([v, j]) => ({
+        x: plain(v), y: 0, yanchor: "bottom", showarrow: false,
+        text: `no passed trial<br>${notAggregated(groups.get(j).other)}`, font: {color: "#b00"}})),
+      height: 340, margin: {t: 70},
+    },
+  };
+}
+function pickedIndex(id) {
+  const el = document.getElementById(id);
+  return el && el.value !== "" ? Number(el.value) : null;
+}
+function heatmap(data, agg, scope) {
+  const yi = pickedIndex("heat-y"), xi = pickedIndex("heat-x");
+  if (yi === xi) return {data: [], layout: {title: {text: "pick two different parameters"}}};
+  const px = data.params[xi], py = data.params[yi];
+  const groups = groupTrials(data, scope, v => `${v[yi]},${v[xi]}`);
+  const present = (i, k) => data.params[i].values.map((v, j) => [v, j])
+    .filter(([, j]) => [...groups.keys()].some(key => Number(key.split(",")[k]) === j));
+  const rows = present(yi, 0), columns = present(xi, 1);
+  const z = rows.map(([, r]) => columns.map(([, c]) => aggregated(groups.get(`${r},${c}`), agg)));
+  const best = bestOf(z.flat(), agg, data.higher);
+  const cell = (r, c, f) => { const g = groups.get(`${r},${c}`); return g ? f(g) : null; };
+  return {
+    data: [{
+      type: "heatmap",
+      x: columns.map(([v]) => plain(v)), y: rows.map(([v]) => plain(v)), z,
+      text: z.map(row => row.map(v => v === null ? "" : (v === best ? "★ " : "") + fmt(v))),
+      texttemplate: "%{text}",
+      hovertext: rows.map(([yv, r]) => columns.map(([xv, c]) => cell(r, c, g => groupHover(
+        data, `${plain(py.name)} = ${plain(yv)}, ${plain(px.name)} = ${plain(xv)}`, g, agg)) || "no trial")),
+      hoverinfo: "text",
+      customdata: rows.map(([, r]) => columns.map(([, c]) => cell(r, c, trialLink))),
+      colorscale: "Viridis", reversescale: agg !== "count" && !data.higher,  // the best end is yellow
+      colorbar: {title: {text: `${agg} of main`}},
+    }],
+    layout: {
+      title: {text: `${agg} of main by ${plain(py.name)} and ${plain(px.name)}${scopeText(data, scope, agg)}`, x: 0.02, xanchor: "left"},
+      xaxis: {type: "category", title: {text: plain(px.name)}},
+      yaxis: {type: "category", autorange: "reversed", title: {text: plain(py.name)}},
+      height: Math.max(320, 120 + 36 * rows.length), margin: {t: 70},
+    },
+  };
+}
+function lines(data, agg, scope) {
+  const xi = pickedIndex("line-x");
+  let bi = pickedIndex("line-by");
+  if (bi === xi) bi = null;
+  const px = data.params[xi], pb = bi === null ? null : data.params[bi];
+  const groups = groupTrials(data, scope, v => bi === null ? `${v[xi]}` : `${v[bi]},${v[xi]}`);
+  const traces = [], points = [];
+  for (const [lv, l] of pb ? pb.values.map((v, j) => [v, j]) : [[null, null]]) {
+    const key = j => l === null ? `${j}` : `${l},${j}`;
+    const shown = px.values.map((v, j) => [v, j]).filter(([, j]) => groups.has(key(j)));
+    if (!shown.length) continue;
+    const y = shown.map(([, j]) => aggregated(groups.get(key(j)), agg));
+    const label = pb ? `${plain(pb.name)} = ${plain(lv)}` : "main";
+    shown.forEach(([v, j], n) => points.push([Number(v), y[n], label]));
+    traces.push({
+      type: "scatter", mode: "lines+markers", name: label,
+      x: shown.map(([v]) => Number(v)), y,
+      hovertext: shown.map(([v, j]) => groupHover(data, `${label}, ${plain(px.name)} = ${plain(v)}`, groups.get(key(j)), agg)),
+      hoverinfo: "text",
+      customdata: shown.map(([, j]) => trialLink(groups.get(key(j)))),
+    });
+  }
+  const best = bestOf(points.map(p => p[1]), agg, data.higher);
+  const starred = points.filter(p => p[1] !== null && p[1] === best);
+  if (starred.length) traces.push({
+    type: "scatter", mode: "markers", name: "★ best", x: starred.map(p => p[0]), y: starred.map(p => p[1]),
+    hovertext: starred.map(p => `★ best: ${p[2]}, ${plain(px.name)} = ${fmt(p[0])}: ${agg} ${fmt(p[1])}`), hoverinfo: "text",
+    marker: {symbol: "star", size: 16, color: "#2a7d2a"},
+  });
+  const per = pb ? `, a line per ${plain(pb.name)}` : "";
+  return {
+    data: traces,
+    layout: {
+      title: {text: `${agg} of main against ${plain(px.name)}${per}${scopeText(data, scope, agg)}`, x: 0.02, xanchor: "left"},
+      xaxis: {type: "linear", title: {text: plain(px.name)}},
+      yaxis: {title: {text: `${agg} of main`}},
+      height: 420, margin: {t: 70},
+    },
+  };
+}
+function mitosisGroupedDraw() {
+  if (!GROUPED || !window.Plotly) return;
+  const agg = (document.getElementById("aggregate") || {}).value || "mean";
+  const scope = groupScope();
+  GROUPED.params.forEach((_, i) => mitosisPlot(`grouped-${i}`, groupedParam(GROUPED, i, agg, scope)));
+  if (document.getElementById("heatmap")) mitosisPlot("heatmap", heatmap(GROUPED, agg, scope));
+  if (document.getElementById("lines")) mitosisPlot("lines", lines(GROUPED, agg, scope));
 }
 
 // The index's checkboxes: two or more trials open the compare page.
