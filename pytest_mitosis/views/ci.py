@@ -74,12 +74,12 @@ def _change(row: SummaryRow) -> str:
     return escape(change_text(row)) or "–"
 
 
-def _regression_line(row: SummaryRow, text: str) -> str:
+def _regression_line(row: SummaryRow, text: str, digits: int) -> str:
     """``- `sweep[a]`: main 0.0098 -> 0.337 (+245%): higher by more than the allowed 5% (since trial_x-1, key K)``."""
     change = parse_change(text)
     if change is None or change.gate is None:
         return f"- {code(trial_id(row.nodeid))}: {escape(first_line(text))}"
-    return f"- {code(trial_id(row.nodeid))}: {escape(change.text())}: {escape(change.gate)} (since {escape(change.where)})"
+    return f"- {code(trial_id(row.nodeid))}: {escape(change.text(digits))}: {escape(change.gate)} (since {escape(change.where)})"
 
 
 def _details(summary: str, lines: list[str]) -> list[str]:
@@ -101,7 +101,7 @@ def markdown_summary(
 
     Visible: a title with the counts; the regressions (trials the drift gate failed, each with
     the change that failed it) and the other failures (the first line of each message); one
-    line per experiment (counts, best main and its trial); the seed note, said once. Folded in
+    line per experiment (counts, best main and its trial); the seed note, said once; the report. Folded in
     ``<details>``: one line per trial (outcome, main, change since the previous trial, key), the
     failures first, then by experiment and id; then each trial's metrics, comparisons and
     warnings. A reader of 120 trials needs the three that regressed, not 117 that did not.
@@ -128,18 +128,18 @@ def markdown_summary(
     if facts:
         lines += [", ".join(facts), ""]
     ordered = sorted(rows, key=sort_key)
+    groups = by_experiment(rows)
+    digits = {name: distinct_digits(row.main for row in group) for name, group in groups.items()}
     regressed = [(row, text) for row in ordered for text in regressions(row)]
     if regressed:
         lines += [f"### Regressions ({len({id(row) for row, _ in regressed})})", ""]
-        lines += [_regression_line(row, text) for row, text in regressed]
+        lines += [_regression_line(row, text, digits[experiment_of(row.nodeid)]) for row, text in regressed]
         lines.append("")
     failed = [row for row in ordered if is_failure(row) and not regressions(row)]
     if failed:
         lines += [f"### Failures ({len(failed)})", ""]
         lines += [f"- {code(trial_id(row.nodeid))}: {escape(first_line(row.message)) or row.outcome}" for row in failed]
         lines.append("")
-    groups = by_experiment(rows)
-    digits = {name: distinct_digits(row.main for row in group) for name, group in groups.items()}
     if groups:
         lines += ["| experiment | trials | passed | failed | best main |", "|---|---|---|---|---|"]
         for name, group in groups.items():
@@ -152,6 +152,8 @@ def markdown_summary(
     note = seed_note(rows)
     if note:
         lines += [f"Note: {escape(note)}.", ""]
+    if report:
+        lines += [f"Report: {code(report)}", ""]
     if rows:
         hypothesis = any(row.verdict for row in rows)
         head = ["trial", "outcome", "main", *(["change"] if compare else []), "iteration / key"]
@@ -170,14 +172,18 @@ def markdown_summary(
         detailed = [row for row in ordered if row.metrics or row.comparisons or row.warnings]
         if detailed:
             table = ["| trial | metrics | comparisons | warnings |", "|---|---|---|---|"]
+            values: dict[str, list[Any]] = {}
             for row in detailed:
-                metrics = "<br>".join(f"{escape(name)} = {_value(value)}" for name, value in row.metrics) or "–"
+                for name, value in row.metrics:
+                    values.setdefault(name, []).append(value)
+            places = {name: distinct_digits(found) for name, found in values.items()}  # per metric, as main
+            for row in detailed:
+                metrics = "<br>".join(f"{escape(name)} = {_value(value, places[name])}" for name, value in row.metrics)
+                metrics = metrics or "–"
                 comparisons = "<br>".join(escape(without_seed(text)[0]) for text in row.comparisons) or "–"
                 warnings = "<br>".join(escape(text) for text in row.warnings) or "–"
                 table.append(f"| {code(trial_id(row.nodeid))} | {metrics} | {comparisons} | {warnings} |")
             lines += _details("Metrics, comparisons and warnings of each trial", table)
-    if report:
-        lines += [f"Report: {code(report)}", ""]
     return "\n".join(lines)
 
 

@@ -142,16 +142,24 @@ def _rounded(value: float, digits: int) -> str:
 
 
 def distinct_digits(values: Iterable[Any], least: int = 3, most: int = 17) -> int:
-    """The fewest significant digits (at least ``least``) that keep the distinct numbers among ``values`` distinct.
+    """The fewest significant digits (at least ``least``) at which the distinct numbers among ``values`` differ.
 
-    ``0.1234`` and ``0.1239`` need 4, ``0.25`` and ``2.0`` the least: a reader compares the
-    values shown together, and the 17 digits of a float's ``repr`` hide which of them differ.
-    Texts, ``None``, booleans and NaN are not numbers and count for nothing here.
+    ``0.1234`` and ``0.1239`` need 4 (at 3 they would read ``0.123`` and ``0.124``, a
+    difference twice the true one), ``0.25`` and ``2.0`` the least: a reader compares the values
+    shown together, and the 17 digits of a float's ``repr`` hide which of them differ. The last
+    digit shown is no coarser than the gap between two neighbouring values. Texts, ``None``,
+    booleans and NaN are not numbers and count for nothing here.
     """
-    numbers = {number for number in map(_finite, values) if number is not None}
+    numbers = sorted({number for number in map(_finite, values) if number is not None})
+    gaps = [(a, b, b - a) for a, b in zip(numbers, numbers[1:])]
+
+    def unit(value: float, digits: int) -> float:  # the value of the last digit shown
+        return 10.0 ** (math.floor(math.log10(abs(value))) - digits + 1) if value else 0.0
+
     for digits in range(least, most):
-        if len({_rounded(number, digits) for number in numbers}) == len(numbers):
-            return digits
+        if all(max(unit(a, digits), unit(b, digits)) <= gap * (1 + 1e-9) for a, b, gap in gaps):
+            if len({_rounded(number, digits) for number in numbers}) == len(numbers):
+                return digits
     return most
 
 
@@ -190,10 +198,10 @@ class Change:
         return f"{self.before} → {self.after}"
 
     def text(self, digits: int | None = None) -> str:
-        """``main 0.0098 → 0.337 (+245%)``, numbers to the digits that tell them apart."""
+        """``main 0.0098 → 0.337 (+245%)``, numbers to ``digits`` (those of the values shown beside), more
+        when the two need more to differ."""
         before, after = _number_or_text(self.before), _number_or_text(self.after)
-        if digits is None:
-            digits = distinct_digits([before, after])
+        digits = max(digits or 0, distinct_digits([before, after]))
         shown = f"{self.name} {number_text(before, digits)} → {number_text(after, digits)}"
         return shown + (f" ({self.delta.rsplit(', ', 1)[-1]})" if self.delta else "")
 
@@ -372,7 +380,7 @@ def summary_lines(
             if is_failure(row):
                 gated = [parse_change(text) for text in regressions(row)]
                 message = "; ".join(
-                    f"{c.text()}: {c.gate}" for c in gated if c is not None and c.gate
+                    f"{c.text(digits)}: {c.gate}" for c in gated if c is not None and c.gate
                 ) or _first_line(row.message)
                 if message:
                     lines.append(_cut(f"    {cell(message)}", WIDTH))
