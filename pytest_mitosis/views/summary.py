@@ -351,9 +351,9 @@ def summary_lines(
     ``-v``; past that only its failures (always listed), and a line says how many are left out:
     120 lines scroll the failures and the session's last line out of sight, and ``history
     --session`` lists every trial anyway. Each main shows the significant digits that tell the
-    experiment's shown values apart (:func:`distinct_digits`). A failure adds its message's first line and
-    its page, relative to ``here`` (the current folder) when under it, so that a line fits
-    :data:`WIDTH` columns for ids of ordinary length. ``source`` is the ``pyproject.toml`` the node ids
+    experiment's shown values apart (:func:`distinct_digits`). A failure adds its message's first line
+    and its page (every trial its page with ``-v``), on lines of their own and relative to ``here`` (the
+    current folder) when under it, so that a line fits :data:`WIDTH` columns for ids of ordinary length. ``source`` is the ``pyproject.toml`` the node ids
     start with, said once. The verdict of a hypothesis and the change since the previous trial are
     on the trial's line; warnings follow in a block of their own (they are rare, and each deserves a
     line). Every value passes through :func:`~pytest_mitosis.store.cell`.
@@ -384,8 +384,8 @@ def summary_lines(
                 ) or _first_line(row.message)
                 if message:
                     lines.append(_cut(f"    {cell(message)}", WIDTH))
-                if row.html:
-                    lines.append(f"    {cell(shown_path(row.html, here))}")
+            if row.html and (verbose or is_failure(row)):
+                lines.append(f"    {cell(shown_path(row.html, here))}")
         left = [row for row in group if row not in listed]
         if left:
             lines.append(f"  ({counts_text(left)} not listed: -v lists them)")
