@@ -373,8 +373,11 @@ def test_the_gitlab_job_is_valid_its_command_runs_the_example_and_fails_on_drift
         "- `sine[amplitude_4-slow]`",
     ]
     assert all(
-        re.search(r": main [0-9.e-]+ → [0-9.e-]+ \(\+[0-9.e+]+%\): higher by more than the allowed 5% \(since "
-                  r"trial\\_sine-amplitude\\_4-(fast|slow)-\d+, key [0-9a-f]{8}\)$", line)
+        re.search(
+            r": main [0-9.e-]+ → [0-9.e-]+ \(\+[0-9.e+]+%\): higher by more than the allowed 5% \(since "
+            r"trial\\_sine-amplitude\\_4-(fast|slow)-\d+, key [0-9a-f]{8}\)$",
+            line,
+        )
         for line in regressions
     ), regressions
     assert "\\[gw" not in failed  # xdist's line about its worker is not the failure's first line

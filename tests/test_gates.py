@@ -118,8 +118,12 @@ def test_compare_shows_the_change_since_the_previous_trial(story: tuple[Path, di
     assert re.fullmatch(r"main and metrics unchanged since trial_exp-a-1, key [0-9a-f]{8}", compare)
     assert run.properties("exp[b]")["mitosis.compare"] == "no earlier passed trial of this identity to compare with"
     # verdict and comparison folded into the trial's own line of the summary, never lines of their own
-    assert re.search(r"\n  exp\[a\]  PASSED  #2 key [0-9a-f]{8}  main 1 \(unchanged\)  hypothesis holds\n", run.out), run.out
-    assert re.search(r"\n  exp\[b\]  FAILED  #1 key [0-9a-f]{8}  main 2 \(new\)  hypothesis refuted\n", run.out), run.out
+    assert re.search(r"\n  exp\[a\]  PASSED  #2 key [0-9a-f]{8}  main 1 \(unchanged\)  hypothesis holds\n", run.out), (
+        run.out
+    )
+    assert re.search(r"\n  exp\[b\]  FAILED  #1 key [0-9a-f]{8}  main 2 \(new\)  hypothesis refuted\n", run.out), (
+        run.out
+    )
     assert "exp[a]: compare:" not in run.out and "exp[a]: hypothesis" not in run.out
 
 
@@ -159,7 +163,9 @@ def test_with_higher_is_better_an_increase_passes(story: tuple[Path, dict[str, R
         for c in compared
     ), compared
     # the terminal says it once, below the trials
-    assert "\nnote: the seed changed since the trials compared with (1 → 2): that alone may explain a change\n" in run.out
+    assert (
+        "\nnote: the seed changed since the trials compared with (1 → 2): that alone may explain a change\n" in run.out
+    )
 
 
 def test_a_hypothesis_is_checked_and_reported(story: tuple[Path, dict[str, Run]]) -> None:

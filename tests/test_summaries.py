@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ def sweep_rows() -> list[SummaryRow]:
     for i in range(120):
         name = f"m{i // 10}-n{i % 10}"
         main = 0.2 - i / 10000  # 0.19870000000000002 and the like: 17 digits where 4 tell them apart
-        common = {
+        common: dict[str, Any] = {
             "nodeid": f"pyproject.toml::fit[{name}]",
             "html": f"/w/trials/trial_fit-{name}-2/trial_fit-{name}-2.html",
             "iteration": 2,
@@ -43,14 +44,18 @@ def sweep_rows() -> list[SummaryRow]:
                 f"main moved from {main - 0.001!r} (trial_fit-{name}-1, key {i + 4096:08x}) to {main!r} "
                 f"(+0.001, +0.5%): {GATE}; the seed changed too (1 -> 2), which alone may explain it"
             )
-            rows.append(SummaryRow(outcome="failed", main=main, comparisons=(text,), message=f"{text}\n\nnotebook: x", **common))  # type: ignore[arg-type]
+            rows.append(
+                SummaryRow(outcome="failed", main=main, comparisons=(text,), message=f"{text}\n\nnotebook: x", **common)
+            )
         elif i in (13, 77):
             message = "step 'fit' (study:fit) raised ValueError: bad data\nTraceback (most recent call last):"
-            rows.append(SummaryRow(outcome="failed", main=None, message=message, **common))  # type: ignore[arg-type]
+            rows.append(SummaryRow(outcome="failed", main=None, message=message, **common))
         else:
             unchanged = f"main and metrics unchanged since trial_fit-{name}-1, key {i + 4096:08x}"
             rows.append(
-                SummaryRow(outcome="passed", main=main, comparisons=(unchanged,), metrics=(("loss", main / 2),), **common)  # type: ignore[arg-type]
+                SummaryRow(
+                    outcome="passed", main=main, comparisons=(unchanged,), metrics=(("loss", main / 2),), **common
+                )
             )
     return rows
 
@@ -121,8 +126,14 @@ def test_the_folded_table_has_one_line_per_trial_failures_first_then_by_id() -> 
     assert len(lines) == 2 + 120
     assert lines[-1] == "| `fit[m11-n9]` | passed | 0.1881 | unchanged | #2 `00000077` |", "m11 after m9"
     details = text.split("<details><summary>Metrics, comparisons and warnings of each trial</summary>\n\n", 1)[1]
-    assert "| `fit[m0-n0]` | loss = 0.1 | main and metrics unchanged since trial\\_fit-m0-n0-1, key 00001000 | – |" in details
-    assert f"| `fit[m0-n7]` | – | main moved from 0.1983 (trial\\_fit-m0-n7-1, key 00001007) to 0.1993 (+0.001, +0.5%): {GATE} | – |" in details
+    assert (
+        "| `fit[m0-n0]` | loss = 0.1 | main and metrics unchanged since trial\\_fit-m0-n0-1, key 00001000 | – |"
+        in details
+    )
+    assert (
+        f"| `fit[m0-n7]` | – | main moved from 0.1983 (trial\\_fit-m0-n7-1, key 00001007) to 0.1993 (+0.001, +0.5%): {GATE} | – |"
+        in details
+    )
     assert "| `fit[m11-n9]` | loss = 0.09405 |" in details  # a metric's digits: those that tell its values apart
 
 
@@ -250,7 +261,11 @@ def test_a_real_markdown_summary_is_written_with_its_parts(small: tuple[Path, Ru
 
 def _show(root: Path, *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "pytest_mitosis", "show", *args], cwd=root, capture_output=True, text=True, env=clean_env()
+        [sys.executable, "-m", "pytest_mitosis", "show", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
