@@ -141,9 +141,10 @@ def test_main_shows_the_significant_digits_that_tell_the_values_apart() -> None:
     assert distinct_digits([0.1234, 0.1239]) == 4
     assert distinct_digits([0.1234, 0.1239, 0.1234]) == 4  # equal values count once
     assert distinct_digits([0.1999, 0.2]) == 4  # 0.2 - 0.1999 is not quite 0.0001 in floats
-    assert distinct_digits([0.25, 2.0]) == 3  # never fewer than 3
+    assert distinct_digits([0.25, 2.0]) == 4  # never fewer than 4, as best prints them
+    assert distinct_digits([0.12345, 0.12349]) == 5
     assert distinct_digits([1.0, 1.0 + 1e-15]) == 16
-    assert distinct_digits(["text", None, float("nan"), True]) == 3
+    assert distinct_digits(["text", None, float("nan"), True]) == 4
     assert [number_text(v, 4) for v in (0.12340000000000001, 2.0, 123456.7, 7, None, "a\nb", float("nan"))] == [
         "0.1234", "2", "123457", "7", "-", "a\\nb", "nan",
     ]  # fmt: skip
@@ -154,21 +155,21 @@ def test_the_terminal_summary_of_120_trials_lists_failures_and_one_line_for_the_
     lines = summary_lines(sweep_rows(), here=Path("/w"), source="pyproject.toml")
     assert lines == [
         "experiments from pyproject.toml",
-        "fit: 120 trials: 115 passed, 5 failed; best main 0.188 (fit[m11-n9])",
-        "  fit[m0-n7]  FAILED  #2 key 00000007  main 0.199 (+0.5%)",
-        f"    main 0.198 → 0.199 (+0.5%): {GATE}",
+        "fit: 120 trials: 115 passed, 5 failed; best main 0.1881 (fit[m11-n9])",
+        "  fit[m0-n7]  FAILED  #2 key 00000007  main 0.1993 (+0.5%)",
+        f"    main 0.1983 → 0.1993 (+0.5%): {GATE}",
         "    trials/trial_fit-m0-n7-2/trial_fit-m0-n7-2.html",
         "  fit[m1-n3]  FAILED  #2 key 0000000d  main -",
         "    step 'fit' (study:fit) raised ValueError: bad data",
         "    trials/trial_fit-m1-n3-2/trial_fit-m1-n3-2.html",
-        "  fit[m4-n2]  FAILED  #2 key 0000002a  main 0.196 (+0.5%)",
-        f"    main 0.195 → 0.196 (+0.5%): {GATE}",
+        "  fit[m4-n2]  FAILED  #2 key 0000002a  main 0.1958 (+0.5%)",
+        f"    main 0.1948 → 0.1958 (+0.5%): {GATE}",
         "    trials/trial_fit-m4-n2-2/trial_fit-m4-n2-2.html",
         "  fit[m7-n7]  FAILED  #2 key 0000004d  main -",
         "    step 'fit' (study:fit) raised ValueError: bad data",
         "    trials/trial_fit-m7-n7-2/trial_fit-m7-n7-2.html",
-        "  fit[m9-n9]  FAILED  #2 key 00000063  main 0.19 (+0.5%)",
-        f"    main 0.189 → 0.19 (+0.5%): {GATE}",
+        "  fit[m9-n9]  FAILED  #2 key 00000063  main 0.1901 (+0.5%)",
+        f"    main 0.1891 → 0.1901 (+0.5%): {GATE}",
         "    trials/trial_fit-m9-n9-2/trial_fit-m9-n9-2.html",
         "  (115 passed not listed: -v lists them)",
         "note: the seed changed since the trials compared with (1 → 2): that alone may explain a change",

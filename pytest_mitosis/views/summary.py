@@ -141,11 +141,12 @@ def _rounded(value: float, digits: int) -> str:
     return f"{value:.{digits}g}"
 
 
-def distinct_digits(values: Iterable[Any], least: int = 3, most: int = 17) -> int:
+def distinct_digits(values: Iterable[Any], least: int = 4, most: int = 17) -> int:
     """The fewest significant digits (at least ``least``) at which the distinct numbers among ``values`` differ.
 
     ``0.1234`` and ``0.1239`` need 4 (at 3 they would read ``0.123`` and ``0.124``, a
-    difference twice the true one), ``0.25`` and ``2.0`` the least: a reader compares the values
+    difference twice the true one), ``0.12345`` and ``0.12349`` 5; never fewer than 4, as ``best``
+    prints them (:func:`.best_text.digits`), so the views agree. A reader compares the values
     shown together, and the 17 digits of a float's ``repr`` hide which of them differ. The last
     digit shown is no coarser than the gap between two neighbouring values. Texts, ``None``,
     booleans and NaN are not numbers and count for nothing here.
