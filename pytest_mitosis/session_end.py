@@ -184,6 +184,7 @@ class SessionEndHooks:
                 seed=mitosis.seed,
                 exitstatus=exitstatus,
                 session=mitosis.session_key if mitosis.session_recorded else None,
+                higher_is_better=lambda trial: self._higher_is_better(trial, "main"),
             )
             try:
                 append_summary(settings.summary, text)
@@ -218,7 +219,7 @@ class SessionEndHooks:
         return resolved(metric)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        from .views.summary import summary_lines
+        from .views.summary import shown_path, summary_lines
 
         mitosis = self.mitosis
         if mitosis.broken:
@@ -228,10 +229,21 @@ class SessionEndHooks:
         if hasattr(self.config, "workerinput"):
             return
         if mitosis.rows:
+            here = Path(self.config.invocation_params.dir)
             terminalreporter.write_sep("=", "mitosis trials")
-            for line in summary_lines(mitosis.rows):
+            sources = {row.nodeid.split("::", 1)[0] for row in mitosis.rows if "::" in row.nodeid}
+            lines = summary_lines(
+                mitosis.rows,
+                here=here,
+                higher_is_better=lambda trial: self._higher_is_better(trial, "main"),
+                verbose=self.config.get_verbosity() > 0,
+                source=sources.pop() if len(sources) == 1 else None,  # what pytest's node ids start with
+            )
+            for line in lines:
                 terminalreporter.write_line(line)
-            if mitosis.report is not None:
+            if isinstance(mitosis.report, Path):
+                terminalreporter.write_line(f"report: {shown_path(mitosis.report, here)}")
+            elif mitosis.report is not None:
                 terminalreporter.write_line(f"report: {mitosis.report}")
         if mitosis.session_recorded:
             from .views.summary import session_line

@@ -195,7 +195,12 @@ def test_node_ids_agree_between_pytest_and_the_mitosis_summary(sub_package: tupl
     _, run = sub_package
     assert "PASSED sub/pyproject.toml::exp" in run.out
     summary = run.out.split("mitosis trials", 1)[1]
-    assert summary.splitlines()[1].startswith("sub/pyproject.toml::exp  PASSED")
+    key = run.properties("exp")["mitosis.key"]
+    assert summary.splitlines()[1:4] == [  # the node id: the file said once, then the trial id under its experiment
+        "experiments from sub/pyproject.toml",
+        "exp: 1 trial: 1 passed",
+        f"  exp  PASSED  #1 key {key}  main 7",
+    ]
 
 
 def test_a_reproduction_runs_in_the_committed_working_dir_inside_its_checkout(sub_package: tuple[Path, Run]) -> None:

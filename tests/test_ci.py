@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -78,7 +79,7 @@ def _key(run: Run, name: str) -> str:
     return run.properties(name)["mitosis.key"]
 
 
-def test_the_summary_is_appended_with_one_row_per_trial(mixed: tuple[Path, Run, str]) -> None:
+def test_the_summary_is_appended_failures_first_and_one_row_per_trial_folded(mixed: tuple[Path, Run, str]) -> None:
     base, run, text = mixed
     assert run.ret == 1, run.out
     commit = git(base / "study", "rev-parse", "HEAD").strip()
@@ -91,19 +92,39 @@ def test_the_summary_is_appended_with_one_row_per_trial(mixed: tuple[Path, Run, 
             "",
             f"commit `{commit}`, seed 3, session `{run.properties('acc')['mitosis.session']}`, pytest exit status 1",
             "",
-            "| trial | outcome | main | iteration / key | change against the baseline | hypothesis |",
-            "|---|---|---|---|---|---|",
-            f"| `err[small]` | passed | 0.25 | #1 `{_key(run, 'err[small]')}` | {nothing} | holds |",
-            f"| `err[big]` | failed | 2.0 | #1 `{_key(run, 'err[big]')}` | {nothing} | refuted |",
-            f"| `acc` | passed | 0.9 | #1 `{_key(run, 'acc')}` | {nothing} | – |",
-            "| `bad` | failed | – | #1 `" + _key(run, "bad") + "` | – | – |",
+            "### Failures (2)",
             "",
-            "### Failures",
-            "",
-            "- `err[big]`: hypothesis 'main \\< 1' is refuted: main = 2.0",
             "- `bad`: step 'bad' (study:bad) raised ValueError: a \\| b",
+            "- `err[big]`: hypothesis 'main \\< 1' is refuted: main = 2.0",
+            "",
+            "| experiment | trials | passed | failed | best main |",  # acc: higher is better
+            "|---|---|---|---|---|",
+            "| `acc` | 1 | 1 | 0 | 0.9 `acc` |",
+            "| `bad` | 1 | 0 | 1 | – |",
+            "| `err` | 2 | 1 | 1 | 0.25 `err[small]` |",
             "",
             f"Report: `{base / 'study' / 'trials' / 'report' / 'index.html'}`",
+            "",
+            "<details><summary>All 4 trials</summary>",
+            "",
+            "| trial | outcome | main | change | iteration / key | hypothesis |",
+            "|---|---|---|---|---|---|",
+            "| `bad` | failed | – | – | #1 `" + _key(run, "bad") + "` | – |",
+            f"| `err[big]` | failed | 2 | new | #1 `{_key(run, 'err[big]')}` | refuted |",
+            f"| `acc` | passed | 0.9 | new | #1 `{_key(run, 'acc')}` | – |",
+            f"| `err[small]` | passed | 0.25 | new | #1 `{_key(run, 'err[small]')}` | holds |",
+            "",
+            "</details>",
+            "",
+            "<details><summary>Metrics, comparisons and warnings of each trial</summary>",
+            "",
+            "| trial | metrics | comparisons | warnings |",
+            "|---|---|---|---|",
+            f"| `err[big]` | loss = 2<br>label = text<br>nan = nan | {nothing} | – |",
+            f"| `acc` | recall = 0.75 | {nothing} | – |",
+            f"| `err[small]` | loss = 0.25<br>label = text<br>nan = nan | {nothing} | – |",
+            "",
+            "</details>",
             "",
         ]
     )
@@ -345,12 +366,20 @@ def test_the_gitlab_job_is_valid_its_command_runs_the_example_and_fails_on_drift
     passed, failed = (root / summary).read_text(encoding="utf-8").split("## mitosis: ")[1:]
     assert passed.startswith("2 passed (2 trials)\n"), "each run appends its summary"
     assert failed.startswith("2 failed (2 trials)\n")
-    failures = failed.split("### Failures\n\n", 1)[1].split("\n\n", 1)[0].splitlines()  # in the order they ended
-    assert sorted(line.split(" from ", 1)[0] for line in failures) == [
-        "- `sine[amplitude_4-fast]`: main moved",
-        "- `sine[amplitude_4-slow]`: main moved",
+    assert "### Failures" not in failed, "a trial the drift gate failed is a regression, said once"
+    regressions = failed.split("### Regressions (2)\n\n", 1)[1].split("\n\n", 1)[0].splitlines()  # sorted by id
+    assert [line.split(": main ", 1)[0] for line in regressions] == [
+        "- `sine[amplitude_4-fast]`",
+        "- `sine[amplitude_4-slow]`",
     ]
-    assert all(line.endswith("higher by more than the allowed 5%") for line in failures)
+    assert all(
+        re.search(
+            r": main [0-9.e-]+ → [0-9.e-]+ \(\+[0-9.e+]+%\): higher by more than the allowed 5% \(since "
+            r"trial\\_sine-amplitude\\_4-(fast|slow)-\d+, key [0-9a-f]{8}\)$",
+            line,
+        )
+        for line in regressions
+    ), regressions
     assert "\\[gw" not in failed  # xdist's line about its worker is not the failure's first line
 
 
@@ -388,5 +417,5 @@ def test_an_interrupted_session_still_writes_its_summary(tmp_path: Path) -> None
     text = summary.read_text(encoding="utf-8")
     assert text.startswith("## mitosis: 1 passed, 1 interrupted (2 trials)\n"), text
     assert "pytest exit status 2" in text
-    assert "| `quick` | passed | 1.0 |" in text and "| `slow` | interrupted | – |" in text
+    assert "| `quick` | passed | 1 |" in text and "| `slow` | interrupted | – |" in text
     assert f"summary: {summary}" in out

@@ -33,7 +33,7 @@ def test_the_summary_appears_once_on_the_controller(example_run: tuple[Path, Run
     _, run = example_run
     assert run.out.count("= mitosis trials =") == 1
     summary = run.out.split("= mitosis trials =")[1]
-    assert summary.count("pyproject.toml::sine[") == 2
+    assert summary.count("\n  sine[") == 2 and "\nexperiments from pyproject.toml\n" in summary
 
 
 def test_under_xdist_one_session_row_holds_the_workers_trials(example_run: tuple[Path, Run]) -> None:

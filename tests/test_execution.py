@@ -284,12 +284,15 @@ def test_the_terminal_summary_lists_every_trial_once(session: tuple[Path, Run]) 
     assert "mitosis: experiments from" in run.out
     assert f"trials folder {root / 'results' / 'trials'}" in run.out
     summary = run.out.split("= mitosis trials =")[1].split("short test summary info")[0]
-    line = next(s for s in summary.splitlines() if s.startswith("pyproject.toml::sine[slow]"))
-    assert re.match(
-        r"pyproject\.toml::sine\[slow\] +PASSED +#1 key [0-9a-f]{8} +main=2\.0 +/.*/trial_sine-slow-1\.html$", line
+    slow = run.properties("sine[slow]")["mitosis.key"]
+    line = next(s for s in summary.splitlines() if s.startswith("  sine[slow] "))
+    assert re.match(rf"  sine\[slow\] +PASSED  #1 key {slow}  main 2$", line)
+    # a failure's page follows its line, relative to the folder pytest ran in
+    assert re.search(
+        r"\n  dies +FAILED  #1 key ([0-9a-f]{8})  main -\n    .*\n    results/trials/trial_dies-1_\1/trial_dies-1\.html\n",
+        summary,
     )
-    assert re.search(r"pyproject\.toml::dies +FAILED +#1 key [0-9a-f]{8} +main=- +/.*/trial_dies-1\.html", summary)
-    assert summary.count("pyproject.toml::") == 11
+    assert len(re.findall(r"^  \S+ +(?:PASSED|FAILED|ERROR|INTERRUPTED)  ", summary, re.M)) == 11
 
 
 def test_metrics_that_are_not_a_dict_are_kept_and_never_fail_the_trial(session: tuple[Path, Run]) -> None:

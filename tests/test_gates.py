@@ -118,11 +118,12 @@ def test_compare_shows_the_change_since_the_previous_trial(story: tuple[Path, di
     assert re.fullmatch(r"main and metrics unchanged since trial_exp-a-1, key [0-9a-f]{8}", compare)
     assert run.properties("exp[b]")["mitosis.compare"] == "no earlier passed trial of this identity to compare with"
     # verdict and comparison folded into the trial's own line of the summary, never lines of their own
-    assert re.search(
-        r"pyproject\.toml::exp\[a\] +PASSED +#2 key [0-9a-f]{8} +main=1\.0 +\[hypothesis holds; compare: main and "
-        r"metrics unchanged since trial_exp-a-1, key [0-9a-f]{8}\] +/\S+\.html\n",
-        run.out,
-    ), run.out
+    assert re.search(r"\n  exp\[a\]  PASSED  #2 key [0-9a-f]{8}  main 1 \(unchanged\)  hypothesis holds\n", run.out), (
+        run.out
+    )
+    assert re.search(r"\n  exp\[b\]  FAILED  #1 key [0-9a-f]{8}  main 2 \(new\)  hypothesis refuted\n", run.out), (
+        run.out
+    )
     assert "exp[a]: compare:" not in run.out and "exp[a]: hypothesis" not in run.out
 
 
@@ -146,6 +147,14 @@ def test_a_metric_that_got_worse_beyond_the_limit_fails_the_trial(story: tuple[P
     )
     assert found is not None and found["old"] != found["new"], failure.text
     assert run.properties("exp[a]")["main"] == "1.1", "the metric is still recorded"
+    # the terminal summary: the change that failed it, in the digits that tell the two values apart, and its page
+    summary = run.out.split("= mitosis trials =", 1)[1]
+    assert re.search(
+        r"\nexp: 1 trial: 1 failed\n  exp\[a\]  FAILED  #3 key ([0-9a-f]{8})  main 1\.1 \(\+10%; double moved\)  hypothesis holds\n"
+        r"    main 1 → 1\.1 \(\+10%\): higher by more than the allowed 5%\n"
+        r"    trials/trial_exp-a-3_\1/trial_exp-a-3\.html\n",
+        summary,
+    ), summary
 
 
 def test_with_higher_is_better_an_increase_passes(story: tuple[Path, dict[str, Run]]) -> None:
@@ -161,6 +170,10 @@ def test_with_higher_is_better_an_increase_passes(story: tuple[Path, dict[str, R
         )
         for c in compared
     ), compared
+    # the terminal says it once, below the trials
+    assert (
+        "\nnote: the seed changed since the trials compared with (1 → 2): that alone may explain a change\n" in run.out
+    )
 
 
 def test_a_hypothesis_is_checked_and_reported(story: tuple[Path, dict[str, Run]]) -> None:

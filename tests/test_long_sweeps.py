@@ -193,7 +193,7 @@ def test_sigterm_to_the_xdist_controller_stops_its_workers_trials(story: dict[st
     assert len(rows) == 2 and {r["status"] for r in rows} == {"interrupted"}, f"{rows}\n{out}"
     assert len(story["E started"]) == 2, "no trial started after the SIGTERM"
     for row in rows:
-        assert re.search(rf"pyproject\.toml::fit\[{row['variants']}\] +INTERRUPTED +#\d+ key {row['key']}", out), out
+        assert re.search(rf"^  fit\[{row['variants']}\] +INTERRUPTED +#\d+ key {row['key']}", out, re.M), out
     assert story["E lastfailed"] == {f"pyproject.toml::fit[{r['variants']}]": True for r in rows}
 
 

@@ -124,7 +124,7 @@ def test_non_determinism_and_changed_packages_are_warned(runs: tuple[Path, dict[
     warning = r["e"].properties("exp[small]")["mitosis.warning"]
     assert warning.startswith("non-determinism: trial_exp-small-3 (key ")
     assert "had the same parameters, commit and seed but main = " in warning
-    assert "warning: pyproject.toml::exp[small]: non-determinism:" in r["e"].out
+    assert "warning: exp[small]: non-determinism:" in r["e"].out
     changed = r["f"].properties("exp[big]")["mitosis.warning"]
     assert re.match(r"installed packages changed since trial_exp-small-5 \(key [0-9a-f]{8}\): \+fakepkg 1\.0$", changed)
 
@@ -169,7 +169,8 @@ def test_show_tells_everything_recorded(runs: tuple[Path, dict[str, Run]]) -> No
     assert "seed: 7" in out
     assert f"commit: {r['a'].properties('exp[small]')['mitosis.commit']}" in out
     assert f"  python {'.'.join(map(str, sys.version_info[:3]))} (CPython)" in out
-    assert f"    pytest-mitosis {pytest_mitosis.__version__}" in out
+    assert f"    pytest-mitosis {pytest_mitosis.__version__}" in cli(root, "show", k[:5], "--packages").stdout
+    assert re.search(rf"\n  packages: \d+ installed \(show {k} --packages lists them\)$", out)
     assert '  dataset: {"name": "plumes", "version": "v3"}' in out
     assert "  seed_param = 7" in out
     assert "    trial_exp-small-1.html" in out and "    trial.yaml" in out

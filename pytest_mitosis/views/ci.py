@@ -19,13 +19,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .summary import SummaryRow
+from .summary import (
+    SummaryRow,
+    best_row,
+    by_experiment,
+    change_text,
+    counts_text,
+    distinct_digits,
+    experiment_of,
+    is_failure,
+    number_text,
+    parse_change,
+    regressions,
+    seed_note,
+    sort_key,
+    trial_id,
+    without_seed,
+)
 
 #: a failure's first line is cut after this many characters in the summary
 MESSAGE_WIDTH = 300
-
-#: the order of the outcomes in the title's counts
-_OUTCOMES = ("passed", "failed", "error", "interrupted", "skipped")
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
 
@@ -53,21 +66,25 @@ def first_line(message: str | None) -> str:
     return ""
 
 
-def trial_id(nodeid: str) -> str:
-    """``pyproject.toml::sine[amplitude_4-slow]`` → ``sine[amplitude_4-slow]``: the stable part."""
-    return nodeid.split("::", 1)[1] if "::" in nodeid else nodeid
+def _value(value: Any, digits: int = 17) -> str:
+    return "–" if value is None else escape(number_text(value, digits))
 
 
-def _value(value: Any) -> str:
-    if value is None:
-        return "–"
-    return escape(value if isinstance(value, str) else repr(value))
+def _change(row: SummaryRow) -> str:
+    return escape(change_text(row)) or "–"
 
 
-def _counts(rows: Sequence[SummaryRow]) -> str:
-    seen = [row.outcome for row in rows]
-    order = [*_OUTCOMES, *sorted(set(seen) - set(_OUTCOMES))]
-    return ", ".join(f"{seen.count(name)} {name}" for name in order if name in seen)
+def _regression_line(row: SummaryRow, text: str, digits: int) -> str:
+    """``- `sweep[a]`: main 0.0098 -> 0.337 (+245%): higher by more than the allowed 5% (since trial_x-1, key K)``."""
+    change = parse_change(text)
+    if change is None or change.gate is None:
+        return f"- {code(trial_id(row.nodeid))}: {escape(first_line(text))}"
+    return f"- {code(trial_id(row.nodeid))}: {escape(change.text(digits))}: {escape(change.gate)} (since {escape(change.where)})"
+
+
+def _details(summary: str, lines: list[str]) -> list[str]:
+    """Folded: GitHub renders Markdown inside ``<details>`` when blank lines surround it."""
+    return [f"<details><summary>{summary}</summary>", "", *lines, "", "</details>", ""]
 
 
 def markdown_summary(
@@ -78,15 +95,25 @@ def markdown_summary(
     seed: int | None = None,
     exitstatus: int | None = None,
     session: str | None = None,
+    higher_is_better: Callable[[str], bool] = lambda trial: False,
 ) -> str:
-    """The session as Markdown: a title with the counts, a table of trials, the failures, the report.
+    """The session as Markdown, short enough to read at 120 trials: what went wrong first, the rest folded.
 
-    The "change" column appears when the session compared (``--mitosis-compare``), the
-    "hypothesis" column when a trial declared one: an empty column would only be noise.
-    ``session`` is the session's key, which ``history --session KEY`` finds again.
+    Visible: a title with the counts; the regressions (trials the drift gate failed, each with
+    the change that failed it) and the other failures (the first line of each message); one
+    line per experiment (counts, best main and its trial); the seed note, said once; the report. Folded in
+    ``<details>``: one line per trial (outcome, main, change since the previous trial, key), the
+    failures first, then by experiment and id; then each trial's metrics, comparisons and
+    warnings. A reader of 120 trials needs the three that regressed, not 117 that did not.
+
+    Mains show the significant digits that tell the experiment's values apart. The "change"
+    column appears when the session compared (``--mitosis-compare``), the "hypothesis" column
+    when a trial declared one: an empty column would only be noise. ``session`` is the
+    session's key, which ``history --session KEY`` finds again; ``higher_is_better`` says for a
+    trial id which main is the best.
     """
     total = len(rows)
-    title = f"{_counts(rows)} ({total} trial{'s' if total != 1 else ''})" if rows else "no trial ran"
+    title = f"{counts_text(rows)} ({total} trial{'s' if total != 1 else ''})" if rows else "no trial ran"
     lines = [f"## mitosis: {title}", ""]
     facts = []
     commits = sorted({row.commit for row in rows if row.commit})
@@ -100,29 +127,63 @@ def markdown_summary(
         facts.append(f"pytest exit status {exitstatus}")
     if facts:
         lines += [", ".join(facts), ""]
-    if rows:
-        hypothesis = any(row.verdict for row in rows)
-        head = ["trial", "outcome", "main", "iteration / key"]
-        head += ["change against the baseline"] if compare else []
-        head += ["hypothesis"] if hypothesis else []
-        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for row in rows:
-            trial = f"#{row.iteration}" if row.iteration is not None else "debug" if row.key else ""
-            trial = f"{trial} {code(row.key)}".strip() if row.key else "not run"
-            cells = [code(trial_id(row.nodeid)), row.outcome, _value(row.main), trial]
-            if compare:
-                cells.append(escape("\n".join(row.comparisons)) if row.comparisons else "–")
-            if hypothesis:
-                cells.append(escape(row.verdict) if row.verdict else "–")
-            lines.append("| " + " | ".join(cells) + " |")
+    ordered = sorted(rows, key=sort_key)
+    groups = by_experiment(rows)
+    digits = {name: distinct_digits(row.main for row in group) for name, group in groups.items()}
+    regressed = [(row, text) for row in ordered for text in regressions(row)]
+    if regressed:
+        lines += [f"### Regressions ({len({id(row) for row, _ in regressed})})", ""]
+        lines += [_regression_line(row, text, digits[experiment_of(row.nodeid)]) for row, text in regressed]
         lines.append("")
-    failed = [row for row in rows if row.outcome in ("failed", "error")]
+    failed = [row for row in ordered if is_failure(row) and not regressions(row)]
     if failed:
-        lines += ["### Failures", ""]
-        lines += [f"- {code(trial_id(row.nodeid))}: {escape(first_line(row.message)) or 'failed'}" for row in failed]
+        lines += [f"### Failures ({len(failed)})", ""]
+        lines += [f"- {code(trial_id(row.nodeid))}: {escape(first_line(row.message)) or row.outcome}" for row in failed]
         lines.append("")
+    if groups:
+        lines += ["| experiment | trials | passed | failed | best main |", "|---|---|---|---|---|"]
+        for name, group in groups.items():
+            best = best_row(group, higher_is_better(trial_id(group[0].nodeid)))
+            shown = f"{_value(best.main, digits[name])} {code(trial_id(best.nodeid))}" if best else "–"
+            passed = sum(row.outcome == "passed" for row in group)
+            bad = sum(is_failure(row) for row in group)
+            lines.append(f"| {code(name)} | {len(group)} | {passed} | {bad} | {shown} |")
+        lines.append("")
+    note = seed_note(rows)
+    if note:
+        lines += [f"Note: {escape(note)}.", ""]
     if report:
         lines += [f"Report: {code(report)}", ""]
+    if rows:
+        hypothesis = any(row.verdict for row in rows)
+        head = ["trial", "outcome", "main", *(["change"] if compare else []), "iteration / key"]
+        head += ["hypothesis"] if hypothesis else []
+        table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for row in ordered:
+            trial = f"#{row.iteration}" if row.iteration is not None else "debug" if row.key else ""
+            trial = f"{trial} {code(row.key)}".strip() if row.key else "not run"
+            cells = [code(trial_id(row.nodeid)), row.outcome, _value(row.main, digits[experiment_of(row.nodeid)])]
+            cells += [_change(row)] if compare else []
+            cells.append(trial)
+            if hypothesis:
+                cells.append(escape(row.verdict) if row.verdict else "–")
+            table.append("| " + " | ".join(cells) + " |")
+        lines += _details(f"All {total} trial{'s' if total != 1 else ''}", table)
+        detailed = [row for row in ordered if row.metrics or row.comparisons or row.warnings]
+        if detailed:
+            table = ["| trial | metrics | comparisons | warnings |", "|---|---|---|---|"]
+            values: dict[str, list[Any]] = {}
+            for row in detailed:
+                for name, value in row.metrics:
+                    values.setdefault(name, []).append(value)
+            places = {name: distinct_digits(found) for name, found in values.items()}  # per metric, as main
+            for row in detailed:
+                metrics = "<br>".join(f"{escape(name)} = {_value(value, places[name])}" for name, value in row.metrics)
+                metrics = metrics or "–"
+                comparisons = "<br>".join(escape(without_seed(text)[0]) for text in row.comparisons) or "–"
+                warnings = "<br>".join(escape(text) for text in row.warnings) or "–"
+                table.append(f"| {code(trial_id(row.nodeid))} | {metrics} | {comparisons} | {warnings} |")
+            lines += _details("Metrics, comparisons and warnings of each trial", table)
     return "\n".join(lines)
 
 

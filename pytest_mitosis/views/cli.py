@@ -165,8 +165,9 @@ def sessions(reader: Reader, key: str, as_json: bool) -> str:
     return session_trials(reader, key, as_json, render)
 
 
-def show(reader: Reader, key: str) -> str:
-    """Everything recorded about the trial with this key (or unique prefix); else the session with it."""
+def show(reader: Reader, key: str, packages: bool = False) -> str:
+    """Everything recorded about the trial with this key (or unique prefix); else the session with it.
+    ``packages`` lists the installed packages (else only their count)."""
     try:
         record = reader.get(key)
     except NoMatch as err:
@@ -174,7 +175,7 @@ def show(reader: Reader, key: str) -> str:
             return sessions(reader, key, as_json=False)
         except RecordsError:
             raise err from None
-    return show_record(reader, record)
+    return show_record(reader, record, packages)
 
 
 def diff(reader: Reader, key1: str, key2: str, files: bool = True) -> str:
@@ -232,6 +233,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p_show = command("show", "everything recorded about one trial")
     p_show.add_argument("key", help="a trial key (or a session key), or a unique prefix of one")
+    p_show.add_argument("--packages", action="store_true", help="list the installed packages (else their count)")
     p_accept = command("accept", "make a trial that failed the drift gate the baseline of its identity (recorded)")
     p_accept.add_argument("key", help="the trial's key, or a unique prefix of it")
     p_accept.add_argument("-m", "--reason", default="", help="why its value is right (recorded, shown by show)")
@@ -305,7 +307,7 @@ def _run(args: argparse.Namespace) -> str | None:
                 print(f"\x1b[H\x1b[2J{text}" if sys.stdout.isatty() else text, flush=True)
                 time.sleep(max(0.5, args.watch))
         if args.command == "show":
-            return show(reader, args.key)
+            return show(reader, args.key, args.packages)
         if args.command == "diff":
             return diff(reader, args.key1, args.key2)
         if args.command == "backup":

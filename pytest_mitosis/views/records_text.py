@@ -57,16 +57,28 @@ def _accepted_line(r: TrialRecord) -> str:
     return f"accepted as the drift gate's baseline{replaced} on {a.at:%Y-%m-%d %H:%M} by {c(a.by)}@{c(a.host)}{why}"
 
 
-def show_record(reader: Reader, r: TrialRecord) -> str:
+def show_record(reader: Reader, r: TrialRecord, packages: bool = False) -> str:
+    """Everything recorded about one trial, in the order a reader asks: how it ended and why (the
+    failure's message, its warnings), then what it was (experiment, parameters, results,
+    provenance), then where it ran; the installed packages last, as a count unless ``packages``
+    (a list of 75 of them used to push the failure out of sight; ``show KEY --packages`` lists
+    them, ``diff`` says which changed)."""
     env = reader.environment(r)
     python = env.get("python", {})
     platform = env.get("platform", {})
     c, cpu = cell, env.get("cpu", {})
+    installed = env.get("packages") or {}
     lines = [
         f"trial {c(r.name)} (key {c(r.key)}){'  DEBUG' if r.debug else ''}",
-        f"experiment: {c(r.experiment)}   steps: {', '.join(c(s['name']) + ' = ' + c(s['function']) for s in r.steps)}",
         f"status: {c(r.status)}   main: {c(short(r.main))}",
         *([_accepted_line(r)] if r.accepted else []),
+    ]
+    if r.message:  # a traceback keeps its lines, each one indented: none can pass for a line of its own
+        lines += ["message:", *[f"  {c(line)}" for line in r.message.splitlines()]]
+    if r.warnings:
+        lines += ["warnings:", *[f"  {c(w)}" for w in r.warnings]]
+    lines += [
+        f"experiment: {c(r.experiment)}   steps: {', '.join(c(s['name']) + ' = ' + c(s['function']) for s in r.steps)}",
         f"started: {r.started.isoformat(timespec='seconds')}   ended: {r.ended.isoformat(timespec='seconds') if r.ended else '-'}",
         f"seed: {c(r.seed)}" + (f"   session: {c(r.session)}" if r.session else ""),
         *([f"better: {c(d.describe())}"] if (d := Directions.from_json(r.directions)) is not None else []),
@@ -80,6 +92,17 @@ def show_record(reader: Reader, r: TrialRecord) -> str:
         *_param_lines(r),
         "metrics:" if r.metrics else "metrics: none",
         *[f"  {c(k)} = {c(short(v))}" for k, v in r.metrics.items()],
+        "artifacts:",
+    ]
+    if r.folder:
+        folder = reader.artifacts(r)  # only ever inside the trials folder
+        if folder is not None:
+            lines += [f"  {c(folder)}", *[f"    {c(p.name)}" for p in sorted(folder.iterdir())]]
+        else:
+            lines.append(f"  {c(r.folder)} (not found inside {c(reader.folder)})")
+    else:
+        lines.append("  none (the trial did not finish)")
+    lines += [
         "environment:",
         f"  python {c(python.get('version', '?'))} ({c(python.get('implementation', '?'))}) "
         f"{c(python.get('executable', ''))}",
@@ -92,22 +115,11 @@ def show_record(reader: Reader, r: TrialRecord) -> str:
             for k, v in env.items()
             if k not in ("python", "platform", "cpu", "hostname", "packages", "env", "gpus", "git")
         ],
-        f"  packages ({len(env.get('packages', {}))}):",
-        *[f"    {c(n)} {c(v)}" for n, v in (env.get("packages") or {}).items()],
-        "artifacts:",
     ]
-    if r.folder:
-        folder = reader.artifacts(r)  # only ever inside the trials folder
-        if folder is not None:
-            lines += [f"  {c(folder)}", *[f"    {c(p.name)}" for p in sorted(folder.iterdir())]]
-        else:
-            lines.append(f"  {c(r.folder)} (not found inside {c(reader.folder)})")
+    if packages:
+        lines += [f"  packages ({len(installed)}):", *[f"    {c(n)} {c(v)}" for n, v in installed.items()]]
     else:
-        lines.append("  none (the trial did not finish)")
-    if r.message:  # a traceback keeps its lines, each one indented: none can pass for a line of its own
-        lines += ["message:", *[f"  {c(line)}" for line in r.message.splitlines()]]
-    if r.warnings:
-        lines += ["warnings:", *[f"  {c(w)}" for w in r.warnings]]
+        lines.append(f"  packages: {len(installed)} installed (show {c(r.key)} --packages lists them)")
     return "\n".join(lines)
 
 

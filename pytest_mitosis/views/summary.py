@@ -6,11 +6,14 @@ reports (not the stash) from workers, so the summary on the controller is built 
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.rules import series_points
+from ..core.rules import GATE_FAILED, series_points
 from ..store import cell
 
 if TYPE_CHECKING:
@@ -90,36 +93,310 @@ def summary_row(nodeid: str, outcome: str, properties: list[tuple[str, Any]], me
     )
 
 
-def summary_lines(rows: list[SummaryRow]) -> list[str]:
-    """One line per trial; its hypothesis verdict and comparisons folded into that line.
+#: an experiment with more trials than this lists only its failures in the terminal, unless ``-v``
+LIST_LIMIT = 20
 
-    Warnings (changed packages, non-determinism) follow in a block of their own: they are
-    rare, and each deserves a line. Every value passes through :func:`~pytest_mitosis.store.cell`:
-    a ``main`` that is a text, or a warning naming a trial of the store, stays on its line.
+#: the terminal's width the trial lines are kept within (a failure's message is cut to it)
+WIDTH = 80
+
+#: the outcomes that count as failures (listed first, always listed)
+FAILURES = ("failed", "error", "interrupted")
+
+_SEED = re.compile(r"; the seed changed too \((?P<old>[^()]*) -> (?P<new>[^()]*)\), which alone may explain it")
+_MOVED = re.compile(
+    r"^(?P<name>\S+) moved from (?P<before>.*?) \((?P<where>[^()]*)\) to (?P<after>.*?)"
+    r"(?: \((?P<delta>[+-][^()]*)\))?(?P<gate>: .*)?$"
+)
+_NEW = "no earlier passed trial"
+_UNCHANGED = "main and metrics unchanged"
+
+
+def trial_id(nodeid: str) -> str:
+    """``pyproject.toml::sine[amplitude_4-slow]`` → ``sine[amplitude_4-slow]``: the stable part."""
+    return nodeid.split("::", 1)[1] if "::" in nodeid else nodeid
+
+
+def experiment_of(nodeid: str) -> str:
+    """``pyproject.toml::sine[amplitude_4-slow]`` → ``sine``."""
+    return trial_id(nodeid).split("[", 1)[0]
+
+
+def natural(text: str) -> tuple[Any, ...]:
+    """A sort key that puts ``n2`` before ``n10``: variants are often numbered."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _rounded(value: float, digits: int) -> str:
+    """``value`` to ``digits`` significant digits, but never fewer than its integer part has (no ``1.23e+05``)."""
+    if digits >= 17:
+        return repr(value)  # the shortest text that reads back as the same float
+    if value and 1 <= abs(value) < 1e16:
+        digits = max(digits, int(math.floor(math.log10(abs(value)))) + 1)
+    return f"{value:.{digits}g}"
+
+
+def distinct_digits(values: Iterable[Any], least: int = 4, most: int = 17) -> int:
+    """The fewest significant digits (at least ``least``) at which the distinct numbers among ``values`` differ.
+
+    ``0.1234`` and ``0.1239`` need 4 (at 3 they would read ``0.123`` and ``0.124``, a
+    difference twice the true one), ``0.12345`` and ``0.12349`` 5; never fewer than 4, as ``best``
+    prints them (:func:`.best_text.digits`), so the views agree. A reader compares the values
+    shown together, and the 17 digits of a float's ``repr`` hide which of them differ. The last
+    digit shown is no coarser than the gap between two neighbouring values. Texts, ``None``,
+    booleans and NaN are not numbers and count for nothing here.
     """
-    width = max(len(cell(r.nodeid)) for r in rows)
-    lines = []
-    for row in rows:
-        main = (
-            "main=-"
-            if row.main is None
-            else f"main={row.main!r}"
-            if not isinstance(row.main, str)
-            else f"main={cell(row.main)}"
-        )
-        trial = f"#{row.iteration} " if row.iteration is not None else "debug " if row.key else ""
-        trial += f"key {row.key}" if row.key else "(not run)"
-        notes = ([f"hypothesis {cell(row.verdict)}"] if row.verdict else []) + [
-            f"compare: {cell(text)}" for text in row.comparisons
-        ]
-        folded = f"  [{'; '.join(notes)}]" if notes else ""
-        lines.append(
-            f"{cell(row.nodeid):<{width}}  {row.outcome.upper():<6}  {trial}  {main}{folded}  {cell(row.html or '')}".rstrip()
-        )
+    numbers = sorted({number for number in map(_finite, values) if number is not None})
+    gaps = [(a, b, b - a) for a, b in zip(numbers, numbers[1:])]
+
+    def unit(value: float, digits: int) -> float:  # the value of the last digit shown
+        return 10.0 ** (math.floor(math.log10(abs(value))) - digits + 1) if value else 0.0
+
+    for digits in range(least, most):
+        if all(max(unit(a, digits), unit(b, digits)) <= gap * (1 + 1e-9) for a, b, gap in gaps):
+            if len({_rounded(number, digits) for number in numbers}) == len(numbers):
+                return digits
+    return most
+
+
+def number_text(value: Any, digits: int = 17) -> str:
+    """A recorded value for a table: numbers rounded to ``digits`` significant digits (integers whole),
+    anything else as it was recorded, on one line (``-`` when there is none)."""
+    if value is None:
+        return "-"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    number = _finite(value)
+    if number is not None:
+        return _rounded(number, digits)
+    return cell(value) if isinstance(value, str) else repr(value)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One metric that moved since the previous trial of the identity, read back from its comparison's text."""
+
+    name: str
+    before: str
+    after: str
+    #: the previous trial (``trial_x-1, key K``)
+    where: str
+    #: ``+0.327, +245%`` (``None`` when a value is not a number)
+    delta: str | None
+    #: what the drift gate said (``higher by more than the allowed 5%``), ``None`` when it let it pass
+    gate: str | None
+
+    @property
+    def short(self) -> str:
+        """``+245%`` (or ``+0.327`` from 0, or ``a → b`` for texts): what moved, in a few characters."""
+        if self.delta:
+            return self.delta.rsplit(", ", 1)[-1]
+        return f"{self.before} → {self.after}"
+
+    def text(self, digits: int | None = None) -> str:
+        """``main 0.0098 → 0.337 (+245%)``, numbers to ``digits`` (those of the values shown beside), more
+        when the two need more to differ."""
+        before, after = _number_or_text(self.before), _number_or_text(self.after)
+        digits = max(digits or 0, distinct_digits([before, after]))
+        shown = f"{self.name} {number_text(before, digits)} → {number_text(after, digits)}"
+        return shown + (f" ({self.delta.rsplit(', ', 1)[-1]})" if self.delta else "")
+
+
+def _number_or_text(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def without_seed(text: str) -> tuple[str, tuple[str, str] | None]:
+    """A comparison without its "the seed changed too" note, and the seeds it named: the note is said once."""
+    found = _SEED.search(text)
+    if found is None:
+        return text, None
+    return text[: found.start()] + text[found.end() :], (found.group("old"), found.group("new"))
+
+
+def parse_change(text: str) -> Change | None:
+    """The :class:`Change` a comparison describes (``None`` for another kind of comparison, or a text
+    of another form: the views then show the comparison as it is)."""
+    found = _MOVED.match(without_seed(text)[0])
+    if found is None:
+        return None
+    gate = found.group("gate")
+    return Change(
+        found.group("name"),
+        found.group("before"),
+        found.group("after"),
+        found.group("where"),
+        found.group("delta"),
+        gate[2:] if gate and GATE_FAILED in gate else None,
+    )
+
+
+def change_text(row: SummaryRow, named: bool = True) -> str:
+    """The trial's change since the previous trial of its identity in a few words (``""`` without a comparison):
+    ``new``, ``unchanged``, ``main +245%``, ``main +1.2%; loss moved`` (``+1.2%; loss moved`` when not
+    ``named``: written after the main it is about)."""
+    texts = [without_seed(text)[0] for text in row.comparisons]
+    if not texts:
+        return ""
+    if any(text.startswith(_NEW) for text in texts):
+        return "new"
+    if any(text.startswith(_UNCHANGED) for text in texts):
+        return "unchanged"
+    changes = [parse_change(text) for text in texts]
+    parts = [f"main {c.short}" if named else c.short for c in changes if c is not None and c.name == "main"]
+    others = [c.name for c in changes if c is not None and c.name != "main"]
+    unread = sum(c is None for c in changes)
+    if others:
+        parts.append(f"{others[0]} moved" if len(others) == 1 else f"{len(others)} metrics moved")
+    if unread:
+        parts.append("changed")
+    return cell("; ".join(parts))
+
+
+def regressions(row: SummaryRow) -> list[str]:
+    """The comparisons of ``row`` its drift gate failed (a metric worse beyond its limit), without the seed note."""
+    return [without_seed(text)[0] for text in row.comparisons if GATE_FAILED in text]
+
+
+def seed_changes(rows: Iterable[SummaryRow]) -> list[tuple[str, str]]:
+    """Each distinct ``(old, new)`` seed the comparisons named, in the order first seen."""
+    found = [without_seed(text)[1] for row in rows for text in row.comparisons]
+    return list(dict.fromkeys(pair for pair in found if pair is not None))
+
+
+def seed_note(rows: Iterable[SummaryRow]) -> str | None:
+    """Once for the session: the seed changed since the trials compared with, which alone may explain a change."""
+    pairs = seed_changes(rows)
+    if not pairs:
+        return None
+    seeds = ", ".join(f"{old} → {new}" for old, new in pairs)
+    return f"the seed changed since the trials compared with ({seeds}): that alone may explain a change"
+
+
+def is_failure(row: SummaryRow) -> bool:
+    return row.outcome in FAILURES
+
+
+def sort_key(row: SummaryRow) -> tuple[Any, ...]:
+    """Regressions first, then the other failures, then the rest; by experiment and trial id within each."""
+    rank = 0 if regressions(row) else 1 if is_failure(row) else 2
+    return (rank, experiment_of(row.nodeid), natural(trial_id(row.nodeid)))
+
+
+def best_row(rows: Iterable[SummaryRow], higher_is_better: bool) -> SummaryRow | None:
+    """The passed trial with the best numeric main (``None`` when no passed trial has one)."""
+    scored = [(_finite(row.main), row) for row in rows if row.outcome == "passed"]
+    numbers = [(number, row) for number, row in scored if number is not None]
+    if not numbers:
+        return None
+    pick = max if higher_is_better else min
+    return pick(numbers, key=lambda pair: pair[0])[1]
+
+
+def counts_text(rows: Sequence[SummaryRow]) -> str:
+    """``3 passed, 1 failed``: the outcomes in a fixed order, then any other."""
+    seen = [row.outcome for row in rows]
+    order = ("passed", *FAILURES, "skipped")
+    return ", ".join(f"{seen.count(o)} {o}" for o in (*order, *sorted(set(seen) - set(order))) if o in seen)
+
+
+def by_experiment(rows: Iterable[SummaryRow]) -> dict[str, list[SummaryRow]]:
+    """The rows of each experiment, experiments by name, trials by id (numbers in ids in their order)."""
+    groups: dict[str, list[SummaryRow]] = {}
+    for row in sorted(rows, key=lambda r: (experiment_of(r.nodeid), natural(trial_id(r.nodeid)))):
+        groups.setdefault(experiment_of(row.nodeid), []).append(row)
+    return groups
+
+
+def shown_path(path: str | Path, here: Path | None) -> str:
+    """``path`` relative to ``here`` (the current folder) when under it, else as it is: shorter, and still
+    what a shell in that folder can open."""
+    if here is None:
+        return str(path)
+    try:
+        return str(Path(path).relative_to(here))
+    except ValueError:
+        return str(path)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _first_line(message: str | None) -> str:
+    for line in (message or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def summary_lines(
+    rows: list[SummaryRow],
+    *,
+    here: Path | None = None,
+    higher_is_better: Callable[[str], bool] = lambda trial: False,
+    verbose: bool = False,
+    source: str | None = None,
+) -> list[str]:
+    """The terminal summary: a header per experiment with its counts and best main, then its trials.
+
+    An experiment lists its trials when it has at most :data:`LIST_LIMIT` of them, or with
+    ``-v``; past that only its failures (always listed), and a line says how many are left out:
+    120 lines scroll the failures and the session's last line out of sight, and ``history
+    --session`` lists every trial anyway. Each main shows the significant digits that tell the
+    experiment's shown values apart (:func:`distinct_digits`). A failure adds its message's first line
+    and its page (every trial its page with ``-v``), on lines of their own and relative to ``here`` (the
+    current folder) when under it, so that a line fits :data:`WIDTH` columns for ids of ordinary length. ``source`` is the ``pyproject.toml`` the node ids
+    start with, said once. The verdict of a hypothesis and the change since the previous trial are
+    on the trial's line; warnings follow in a block of their own (they are rare, and each deserves a
+    line). Every value passes through :func:`~pytest_mitosis.store.cell`.
+    """
+    lines = [f"experiments from {cell(source)}"] if source else []
+    for experiment, group in by_experiment(rows).items():
+        higher = higher_is_better(trial_id(group[0].nodeid))
+        best = best_row(group, higher)
+        listed = group if verbose or len(group) <= LIST_LIMIT else [row for row in group if is_failure(row)]
+        digits = distinct_digits([row.main for row in listed] + ([best.main] if best else []))
+        head = f"{cell(experiment)}: {len(group)} trial{'s' if len(group) != 1 else ''}: {counts_text(group)}"
+        if best is not None and len(group) > 1:
+            head += f"; best main {number_text(best.main, digits)} ({cell(trial_id(best.nodeid))})"
+        lines.append(head)
+        width = min(max(len(cell(trial_id(row.nodeid))) for row in listed), 40) if listed else 0
+        for row in listed:
+            trial = f"#{row.iteration} " if row.iteration is not None else "debug " if row.key else ""
+            trial += f"key {row.key}" if row.key else "(not run)"
+            change = change_text(row, named=False)
+            main = f"main {number_text(row.main, digits)}" + (f" ({change})" if change else "")
+            verdict = f"  hypothesis {cell(row.verdict)}" if row.verdict else ""
+            name = cell(trial_id(row.nodeid))
+            lines.append(f"  {name:<{width}}  {row.outcome.upper():<6}  {trial}  {main}{verdict}".rstrip())
+            if is_failure(row):
+                gated = [parse_change(text) for text in regressions(row)]
+                message = "; ".join(
+                    f"{c.text(digits)}: {c.gate}" for c in gated if c is not None and c.gate
+                ) or _first_line(row.message)
+                if message:
+                    lines.append(_cut(f"    {cell(message)}", WIDTH))
+            if row.html and (verbose or is_failure(row)):
+                lines.append(f"    {cell(shown_path(row.html, here))}")
+        left = [row for row in group if row not in listed]
+        if left:
+            lines.append(f"  ({counts_text(left)} not listed: -v lists them)")
+    note = seed_note(rows)
+    if note:
+        lines.append(f"note: {note}")
     warned = [(row.nodeid, text) for row in rows for text in row.warnings]
     if warned:
         lines.append("")
-        lines += [f"warning: {cell(nodeid)}: {cell(text)}" for nodeid, text in warned]
+        lines += [f"warning: {cell(trial_id(nodeid))}: {cell(text)}" for nodeid, text in warned]
     return lines
 
 
