@@ -373,7 +373,7 @@ def test_a_failing_get_params_refuses_only_its_own_trial(sessions: tuple[Path, d
     assert OPAQUE in refusal(run, "fit[opaque-plain]")
     assert LAZY.search(refusal(run, "fit[lazy-plain]")), refusal(run, "fit[lazy-plain]")
     assert "ERROR at setup of trial: fit[opaque-plain]" in run.out
-    assert re.search(r"^pyproject\.toml::fit\[opaque-plain\] +ERROR +\(not run\)", run.out, re.M), run.out
+    assert re.search(r"^  fit\[opaque-plain\] +ERROR +\(not run\)", run.out, re.M), run.out
     assert (root.parent / "fit.marker").exists(), "get_params was called (so the + session below can tell)"
     db = sqlite3.connect(root / "trials" / "mitosis.sqlite")
     (params,) = db.execute("SELECT params FROM trials WHERE name = 'trial_fit-composite-plain-1'").fetchone()
@@ -449,7 +449,7 @@ def test_eval_values_name_trials_and_iterations_count_per_identity(sessions: tup
     assert run.ret == pytest.ExitCode.TESTS_FAILED, run.out
     assert run.properties("odes[noise_abs_0.2]")["mitosis.trial"] == "trial_odes-noise_abs_0.2-1"
     assert run.properties("odes[noise_abs_-1]")["mitosis.trial"] == "trial_odes-noise_abs_-1-1"
-    assert re.search(r"^pyproject\.toml::odes\[noise_abs_-1\] +FAILED", run.out, re.M), run.out
+    assert re.search(r"^  odes\[noise_abs_-1\] +FAILED", run.out, re.M), run.out
     # --lf re-runs exactly the failed trial, by its node id
     lf = runs["lf"]
     assert "run-last-failure: rerun previous 1 failure" in lf.out and re.search(r"\b1 failed in\b", lf.out), lf.out

@@ -136,7 +136,7 @@ def test_the_summary_counts_what_pytest_counts(crash: dict[str, Any]) -> None:
     assert len(session) == 1, out
     assert ": 6 trials (5 passed, 1 failed); " in session[0]
     crashed = next(row for row in crash["rows"] if row["variants"] == "n1")
-    (line,) = [line for line in out.splitlines() if line.startswith("pyproject.toml::fit[n1] ")]
+    (line,) = [line for line in out.splitlines() if line.startswith("  fit[n1] ")]
     assert line.split()[1:4] == ["FAILED", f"#{crashed['iteration']}", "key"] and crashed["key"] in line
 
 

@@ -302,10 +302,15 @@ def best_row(rows: Iterable[SummaryRow], higher_is_better: bool) -> SummaryRow |
 
 
 def counts_text(rows: Sequence[SummaryRow]) -> str:
-    """``3 passed, 1 failed``: the outcomes in a fixed order, then any other."""
+    """``3 passed, 1 failed, 2 errors``: the outcomes in a fixed order, then any other (pytest's words)."""
     seen = [row.outcome for row in rows]
     order = ("passed", *FAILURES, "skipped")
-    return ", ".join(f"{seen.count(o)} {o}" for o in (*order, *sorted(set(seen) - set(order))) if o in seen)
+    return ", ".join(_counted(seen.count(o), o) for o in (*order, *sorted(set(seen) - set(order))) if o in seen)
+
+
+def _counted(count: int, outcome: str) -> str:
+    """``2 errors`` as pytest says it (the other outcomes are past participles: ``2 failed``)."""
+    return f"{count} {outcome}{'s' if outcome == 'error' and count != 1 else ''}"
 
 
 def by_experiment(rows: Iterable[SummaryRow]) -> dict[str, list[SummaryRow]]:
@@ -419,7 +424,7 @@ def session_line(key: str, rows: list[SummaryRow], options: str = "") -> str:
     for row in rows:
         counts[row.outcome] = counts.get(row.outcome, 0) + 1
     order = ("passed", "failed", "error", "interrupted")
-    shown = ", ".join(f"{counts[o]} {o}" for o in (*order, *sorted(set(counts) - set(order))) if o in counts)
+    shown = ", ".join(_counted(counts[o], o) for o in (*order, *sorted(set(counts) - set(order))) if o in counts)
     total = sum(counts.values())
     what = f"{total} trial{'s' if total != 1 else ''}" + (f" ({shown})" if shown else "")
     command = " ".join(filter(None, ("python -m pytest_mitosis", options, f"history --session {key}")))
