@@ -86,7 +86,7 @@ import json
 import os
 
 import pytest_mitosis
-from pytest_mitosis.session import MitosisSession
+from pytest_mitosis.pytest_layer.session import MitosisSession
 from pytest_mitosis.store.sqlite import SQLiteStore
 
 _PID = os.getpid()

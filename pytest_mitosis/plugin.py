@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from .options import add_options, implied, resolve_settings, settings_key, trial_node_ids
+from .pytest_layer.options import add_options, implied, resolve_settings, settings_key, trial_node_ids
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -26,7 +26,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
     """``--mitosis-config PATH`` and ``--mitosis-trials-folder DIR``: keep PATH and DIR out of pytest's rootdir."""
     if any(arg.startswith("--mitosis-") and "=" not in arg for arg in args):
-        from .rootdir import redetermine_rootdir
+        from .pytest_layer.rootdir import redetermine_rootdir
 
         redetermine_rootdir(early_config, args)
 
@@ -43,10 +43,10 @@ def pytest_configure(config: pytest.Config) -> None:
                 )
             return
         config.option.mitosis = True  # a --mitosis-* option typed on the command line implies --mitosis
-    from .distributed import DistributedHooks
-    from .hooks import MitosisHooks
-    from .session import MitosisSession, session_key
-    from .session_end import SessionEndHooks
+    from .distributed.hooks import DistributedHooks
+    from .pytest_layer.hooks import MitosisHooks
+    from .pytest_layer.session import MitosisSession, session_key
+    from .pytest_layer.session_end import SessionEndHooks
 
     settings = resolve_settings(config)
     config.stash[settings_key] = settings
@@ -56,7 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(SessionEndHooks(session), "mitosis-session-end")
     config.pluginmanager.register(DistributedHooks(session), "mitosis-distributed")
     if config.pluginmanager.hasplugin("html"):
-        from .htmlextras import HtmlReportExtras
+        from .pytest_layer.html_extras import HtmlReportExtras
 
         config.pluginmanager.register(HtmlReportExtras(), "mitosis-html-extras")
     # With no paths on the command line (testpaths or the current directory), collect the
@@ -68,7 +68,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if settings_key not in config.stash:
         return
-    from .session import session_key
+    from .pytest_layer.session import session_key
 
     extras = config.pluginmanager.get_plugin("mitosis-html-extras")
     if extras is not None:

@@ -14,8 +14,10 @@ import pytest
 PACKAGE = "pytest_mitosis"
 
 #: the stages, from the top: a stage may import those below it, never those above (the pytest
-#: layer, the modules directly in the package, sits above them all and is not listed)
+#: layer and the xdist layer sit above them all: LAYERS)
 STAGES = ("views", "recording", "checks", "execution", "store", "identity", "config", "core")
+#: above the stages: what pytest-xdist adds, then what pytest sees of us
+LAYERS = ("distributed", "pytest_layer")
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +101,16 @@ def test_stages_import_only_the_stages_below(graph: grimp.ImportGraph) -> None:
 
 def test_every_stage_is_listed(graph: grimp.ImportGraph) -> None:
     packages = {m.split(".")[1] for m in graph.modules if m.count(".") >= 2}
-    assert packages == set(STAGES), "add the new package to STAGES and to docs/architecture.md"
+    assert packages == {*STAGES, *LAYERS}, "add the new package to STAGES and to docs/architecture.md"
+
+
+def test_the_package_root_holds_only_the_entry_point_the_api_and_the_hook_specs(graph: grimp.ImportGraph) -> None:
+    modules = {m.split(".")[1] for m in graph.find_children(PACKAGE)} - {*STAGES, *LAYERS}
+    assert modules == {"__main__", "plugin", "hookspecs"}, "a module of a layer belongs in its package"
 
 
 def test_no_stage_imports_the_pytest_layer(graph: grimp.ImportGraph) -> None:
-    top = {m for m in graph.find_children(PACKAGE) if m.split(".")[1] not in STAGES}
+    top = {m for m in graph.modules if m != PACKAGE and m.split(".")[1] not in STAGES}
     found = [
         (importer, imported)
         for stage in STAGES

@@ -94,15 +94,20 @@ def test_p_no_mitosis_disables_the_plugin(project: Path) -> None:
 def below_the_pytest_layer() -> list[str]:
     """Every module of the stage packages, found by walking the package (new modules are covered).
 
-    The pytest layer is the modules directly in ``pytest_mitosis`` (plugin, options, hooks,
-    session, collection, ...); everything in a sub-package must run without pytest.
+    The pytest layer (``pytest_mitosis.pytest_layer``), the xdist layer (``pytest_mitosis.distributed``)
+    and the entry point may import pytest; every module of a stage package must run without it.
     """
     import pkgutil
 
     import pytest_mitosis
 
     found = [m.name for m in pkgutil.walk_packages(pytest_mitosis.__path__, "pytest_mitosis.")]
-    stages = [name for name in found if name.count(".") >= 2 or any(other.startswith(name + ".") for other in found)]
+    above = ("pytest_mitosis.pytest_layer", "pytest_mitosis.distributed")
+    stages = [
+        name
+        for name in found
+        if (name.count(".") >= 2 or any(other.startswith(name + ".") for other in found)) and not name.startswith(above)
+    ]
     return ["pytest_mitosis", *sorted(stages)]
 
 

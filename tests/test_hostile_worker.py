@@ -1,6 +1,6 @@
 """A worker on another host is not trusted: the controller checks every field of its messages.
 
-The controller's real :class:`~pytest_mitosis.shipping.StoreServer` answers a real execnet
+The controller's real :class:`~pytest_mitosis.distributed.shipping.StoreServer` answers a real execnet
 channel, as in a ``--tx ssh=`` or ``--tx socket=`` session; on the other end, a process started
 by execnet (the "worker") sends crafted messages, the way a compromised worker host or anyone
 on the path of an unauthenticated socket connection could. Each case asserts the refusal the
@@ -26,7 +26,7 @@ from typing import Any
 import execnet
 import pytest
 
-from pytest_mitosis.shipping import CHUNK, END, StoreServer
+from pytest_mitosis.distributed.shipping import CHUNK, END, StoreServer
 from pytest_mitosis.store import NewTrial, SQLiteStore, new_key, valid_key
 
 KEY = "0123abcd"

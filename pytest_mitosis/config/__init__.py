@@ -7,5 +7,5 @@ functions and lookup dicts (:mod:`.steps`), expanding experiments into trial spe
 others' problems (:mod:`.experiments`).
 
 May import: :mod:`pytest_mitosis.core`. Never pytest (options are declared in the pytest
-layer, :mod:`pytest_mitosis.options`), never the store, execution, checks or views.
+layer, :mod:`pytest_mitosis.pytest_layer.options`), never the store, execution, checks or views.
 """

@@ -1,6 +1,6 @@
 """The defaults the options' help texts name: constants only, since pytest imports them in every run.
 
-:mod:`pytest_mitosis.options` declares the options when pytest starts, whether or not
+:mod:`pytest_mitosis.pytest_layer.options` declares the options when pytest starts, whether or not
 ``--mitosis`` is given; it reads these here rather than from :mod:`.settings`, whose
 dataclasses and parsers are imported only when a session uses them.
 """

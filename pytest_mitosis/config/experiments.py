@@ -4,7 +4,7 @@
 use and expands every experiment into its trial specs. A problem of one experiment (its step
 module, lookup dict, table entry, a parameter without value) makes only that experiment a
 :class:`Collected` with an ``error``, so the others still run; problems of the command line
-itself raise ``ConfigError``. Pure: the pytest layer (:mod:`pytest_mitosis.collection`) turns
+itself raise ``ConfigError``. Pure: the pytest layer (:mod:`pytest_mitosis.pytest_layer.collection`) turns
 the result into items.
 """
 

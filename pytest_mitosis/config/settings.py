@@ -1,6 +1,6 @@
 """The session's settings, frozen once resolved, and the argparse validators of their values.
 
-Pure: the options are declared and resolved in the pytest layer (:mod:`pytest_mitosis.options`,
+Pure: the options are declared and resolved in the pytest layer (:mod:`pytest_mitosis.pytest_layer.options`,
 precedence command line > ini > ``[tool.mitosis]`` > default); what they resolve to, and the
 ``type=`` callables that turn bad values into argparse usage errors, live here so that every
 stage can read a ``Settings`` without importing pytest.

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .core.tree_text import span
-from .store.records import cell
+from ..core.tree_text import span
+from ..store.records import cell
 
 SAVE, RESTORE, CLEAR = "\x1b7", "\x1b8", "\x1b[K"
 
@@ -297,7 +297,7 @@ class Heartbeats:
         self._reader: Any = None
 
     def running(self) -> dict[str, tuple[str, dict[str, Any]]]:
-        from .store import Reader
+        from ..store import Reader
 
         if self._reader is None:
             self._reader = Reader(self.folder, self.read_from)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .config.defaults import (
+from ..config.defaults import (
     DEFAULT_DIRTY_IGNORE,
     DEFAULT_ENV_VARS,
     DEFAULT_MAX_CELL_OUTPUT,
@@ -27,7 +27,7 @@ from .config.defaults import (
 )
 
 if TYPE_CHECKING:
-    from .config.settings import Settings
+    from ..config.settings import Settings
 
 
 def _parser(module: str, name: str) -> Callable[[str], Any]:
@@ -45,16 +45,16 @@ def _parser(module: str, name: str) -> Callable[[str], Any]:
     return parse
 
 
-param_value = _parser(".config.settings", "param_value")
-eval_value = _parser(".config.settings", "eval_value")
-parse_chain = _parser(".config.settings", "parse_chain")
-parse_count = _parser(".config.settings", "parse_count")
-parse_positive_seconds = _parser(".config.settings", "parse_positive_seconds")
-parse_nonnegative_seconds = _parser(".config.settings", "parse_nonnegative_seconds")
-parse_seed = _parser(".config.settings", "parse_seed")
-parse_size = _parser(".config.settings", "parse_size")
-parse_limit = _parser(".core.rules", "parse_limit")
-parse_metric_names = _parser(".config.settings", "parse_metric_names")
+param_value = _parser("..config.settings", "param_value")
+eval_value = _parser("..config.settings", "eval_value")
+parse_chain = _parser("..config.settings", "parse_chain")
+parse_count = _parser("..config.settings", "parse_count")
+parse_positive_seconds = _parser("..config.settings", "parse_positive_seconds")
+parse_nonnegative_seconds = _parser("..config.settings", "parse_nonnegative_seconds")
+parse_seed = _parser("..config.settings", "parse_seed")
+parse_size = _parser("..config.settings", "parse_size")
+parse_limit = _parser("..core.rules", "parse_limit")
+parse_metric_names = _parser("..config.settings", "parse_metric_names")
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -343,7 +343,7 @@ def _setting(config: pytest.Config, name: str, parse: Callable[[str], Any]) -> A
 
 def resolve_settings(config: pytest.Config) -> Settings:
     """Apply CLI > ini precedence; raise ``pytest.UsageError`` with the fix for bad values."""
-    from .config.settings import Settings, absolute_store
+    from ..config.settings import Settings, absolute_store
 
     rootpath = config.rootpath
     invocation = config.invocation_params.dir
@@ -505,7 +505,7 @@ class CISettings:
     @property
     def outputs(self) -> tuple[Path, ...]:
         """Files this session writes: never part of a dirty tree (a summary left by the last session)."""
-        from .views.ci import bigger_path
+        from ..views.ci import bigger_path
 
         bench = (self.benchmark_json, bigger_path(self.benchmark_json)) if self.benchmark_json else ()
         return tuple(p for p in (self.summary, *bench) if p is not None)

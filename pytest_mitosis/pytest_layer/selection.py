@@ -14,14 +14,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config.settings import Settings
-from .core.errors import ConfigError
+from ..config.settings import Settings
+from ..core.errors import ConfigError
 from .options import trial_node_ids
 
 if TYPE_CHECKING:
     import pytest
 
-    from .config.variants import TrialSpec
+    from ..config.variants import TrialSpec
 
 #: options that select trials when typed on the command line (not from addopts, where
 #: ``-m "not slow"`` is a project-wide default, not a choice of these trials). ``--mitosis-param``
@@ -71,7 +71,7 @@ def sweep_size_refusal(
     collect: then ``node_ids`` are what a worker collected (and will run), counted without
     importing the steps in the controller. Only when they are over the limit are the experiments
     expanded here, to leave out an experiment that cannot be collected (its one item is no
-    trial). ``mitosis`` is the session's context (:class:`pytest_mitosis.session.MitosisSession`).
+    trial). ``mitosis`` is the session's context (:class:`pytest_mitosis.pytest_layer.session.MitosisSession`).
     """
     settings: Settings = mitosis.settings
     limit = settings.max_trials

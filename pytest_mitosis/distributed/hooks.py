@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .core.errors import ConfigError, MitosisError
+from ..core.errors import ConfigError, MitosisError
 
 if TYPE_CHECKING:
-    from .session import MitosisSession
+    from ..pytest_layer.session import MitosisSession
 
 
 class DistributedHooks:
@@ -53,7 +53,7 @@ class DistributedHooks:
     def _share_helpers(self, node: Any) -> None:
         """A local worker uses the controller's warm parent and HTML helper (see :mod:`.execution.shared`),
         started when the first one is configured, if this session runs trials."""
-        from .execution.shared import WORKERINPUT_KEY, SharedHelpers, is_local
+        from ..execution.shared import WORKERINPUT_KEY, SharedHelpers, is_local
 
         mitosis = self.mitosis
         settings = self.settings
@@ -99,9 +99,9 @@ class DistributedHooks:
         if self._started or self.settings.check or self.config.option.collectonly:
             return
         self._started = True
-        from .hooks import check_ci_paths
-        from .selection import sweep_size_refusal
-        from .sessionrecord import open_session
+        from ..pytest_layer.hooks import check_ci_paths
+        from ..pytest_layer.selection import sweep_size_refusal
+        from ..pytest_layer.session_record import open_session
 
         too_many = sweep_size_refusal(self.mitosis, None, ids)
         if too_many is not None:
@@ -159,9 +159,9 @@ class DistributedHooks:
         """
         import socket
 
-        from .execution.artifacts import remove_staging
+        from ..execution.artifacts import remove_staging
+        from ..store import Reader
         from .remote import controller
-        from .store import Reader
 
         mitosis = self.mitosis
         trials = mitosis.project().trials_folder

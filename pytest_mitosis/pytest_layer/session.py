@@ -4,7 +4,7 @@ Settings, the project, the selected experiments, the git state, the environment 
 seed, the store, each trial's identity: read or opened once per process, lazily (``--help``
 and ``--collect-only`` never open a store or read git). The work itself belongs to the
 stages: this class only hands each stage what it needs, and turns their refusals into
-pytest's errors. The hooks that call it are in :mod:`pytest_mitosis.hooks`.
+pytest's errors. The hooks that call it are in :mod:`pytest_mitosis.pytest_layer.hooks`.
 
 Kept in ``config.stash[session_key]`` only when ``--mitosis`` is given.
 """
@@ -17,19 +17,19 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .config.settings import Settings
-from .core.errors import ConfigError, TrialFailed
-from .execution.warmup import Ahead
+from ..config.settings import Settings
+from ..core.errors import ConfigError, TrialFailed
+from ..execution.warmup import Ahead
 
 if TYPE_CHECKING:
-    from .checks.clean_tree import RepoState
-    from .config.experiments import Collected
-    from .config.project import ProjectConfig
-    from .config.variants import TrialSpec
-    from .execution.runner import TrialOutcome
-    from .identity.trial import TrialIdentity
-    from .store import Reader, StoreURL, TrialRecord, TrialStore
-    from .views.summary import SummaryRow
+    from ..checks.clean_tree import RepoState
+    from ..config.experiments import Collected
+    from ..config.project import ProjectConfig
+    from ..config.variants import TrialSpec
+    from ..execution.runner import TrialOutcome
+    from ..identity.trial import TrialIdentity
+    from ..store import Reader, StoreURL, TrialRecord, TrialStore
+    from ..views.summary import SummaryRow
 
 
 def fact_imports() -> None:
@@ -38,8 +38,8 @@ def fact_imports() -> None:
 
     import git  # noqa: F401
 
-    from .checks import clean_tree  # noqa: F401
-    from .identity import environment  # noqa: F401
+    from ..checks import clean_tree  # noqa: F401
+    from ..identity import environment  # noqa: F401
 
 
 class MitosisSession:
@@ -57,7 +57,7 @@ class MitosisSession:
         self._store: TrialStore | None = None
         self._environment: dict[str, Any] | None = None
         self._seed: int | None = settings.seed
-        from .execution.shared import worker_paths
+        from ..execution.shared import worker_paths
 
         self.ahead = Ahead(
             kernel=settings.kernel or "auto",
@@ -109,7 +109,7 @@ class MitosisSession:
             else:
                 import secrets
 
-                from .config.settings import MAX_SEED
+                from ..config.settings import MAX_SEED
 
                 self._seed = secrets.randbelow(MAX_SEED + 1)
         return self._seed
@@ -122,7 +122,7 @@ class MitosisSession:
             if workerinput is not None and "mitosis_session" in workerinput:
                 self._session_key = str(workerinput["mitosis_session"])
             else:
-                from .store import new_key
+                from ..store import new_key
 
                 self._session_key = new_key()
         return self._session_key
@@ -134,8 +134,8 @@ class MitosisSession:
     def environment(self) -> dict[str, Any]:
         """The environment record, gathered once per process; plugins add keys through the hook."""
         if self._environment is None:
-            from .checks.clean_tree import summary
-            from .identity.environment import gather, merge
+            from ..checks.clean_tree import summary
+            from ..identity.environment import gather, merge
 
             facts = self.ahead.facts()
             found = dict(facts[1]) if facts is not None else gather(self.settings.env_vars)
@@ -155,7 +155,7 @@ class MitosisSession:
     def project(self) -> ProjectConfig:
         """``[tool.mitosis]``, read once (lazily: ``--help`` never reads it)."""
         if self._project is None:
-            from .config.project import load_project
+            from ..config.project import load_project
 
             self._project = load_project(self.settings.pyproject, self.settings.trials_folder)
         return self._project
@@ -163,14 +163,14 @@ class MitosisSession:
     def experiments(self) -> list[Collected]:
         """The selected experiments with their trials (or why they cannot run), expanded once per process."""
         if self._experiments is None:
-            from .config.steps import ensure_importable
+            from ..config.steps import ensure_importable
 
             project = self.project()
             ensure_importable(project.root)  # here too: each trial's kernel gets this process's sys.path
             # in a fork of the warm parent, which has the steps' libraries: this process need not import them
             found = self.ahead.collect(project, self.settings, quiet=self.config.getoption("capture", "fd") != "no")
             if found is None:
-                from .config.experiments import collect_experiments
+                from ..config.experiments import collect_experiments
 
                 found = collect_experiments(project, self.settings)
             self._experiments = found
@@ -184,7 +184,7 @@ class MitosisSession:
         return self._repo
 
     def _read_repo(self) -> RepoState:
-        from .checks.clean_tree import repo_state
+        from ..checks.clean_tree import repo_state
 
         project = self.project()
         own = (project.trials_folder, *self.settings.outputs, *self._store_files())
@@ -200,7 +200,7 @@ class MitosisSession:
 
     def read_facts(self) -> tuple[RepoState, dict[str, Any]]:
         """The git state and the environment, read together (in the warm-up thread while pytest collects)."""
-        from .identity.environment import gather
+        from ..identity.environment import gather
 
         return self._read_repo(), gather(self.settings.env_vars)
 
@@ -216,7 +216,7 @@ class MitosisSession:
     def read_from(self) -> str | StoreURL | None:
         """What readers in this session open: the store this session writes, once it is open (so a
         store from a plugin's ``pytest_mitosis_make_store`` is read back too), else the configured URL."""
-        from .store import readable
+        from ..store import readable
 
         found = readable(self._store) if self._store is not None else None
         return found or self.store_url()
@@ -240,7 +240,7 @@ class MitosisSession:
         (see :mod:`.recording.pending`), saying so in the terminal summary; never opens a store for it."""
         if self._store is None:
             return
-        from .recording.pending import record_kept
+        from ..recording.pending import record_kept
 
         recorded, problems = record_kept(self._store, self.project().trials_folder)
         when = "kept by an earlier session while the store was away" if earlier else "once the store was back"
@@ -253,8 +253,8 @@ class MitosisSession:
         Then the leftovers of sessions that were killed: their staging folders (once the store
         has marked their trials interrupted) and their kernels' private folders.
         """
-        from .checks.clean_tree import refusal
-        from .store import StoreError
+        from ..checks.clean_tree import refusal
+        from ..store import StoreError
 
         try:
             project = self.project()
@@ -274,7 +274,7 @@ class MitosisSession:
 
     def prepare_trials_folder(self) -> None:
         """Create the trials folder (with its .gitignore); a path in the way is a usage error."""
-        from .execution.artifacts import prepare_trials_folder
+        from ..execution.artifacts import prepare_trials_folder
 
         folder = self.project().trials_folder
         pyproject = self.settings.pyproject
@@ -298,8 +298,8 @@ class MitosisSession:
 
     def sweep(self, store: Any) -> None:
         """Remove what killed sessions left: staging folders of trials no longer running, kernel folders."""
-        from .execution.artifacts import leftover_staging, remove_staging
-        from .execution.private import sweep_stale_private_folders
+        from ..execution.artifacts import leftover_staging, remove_staging
+        from ..execution.private import sweep_stale_private_folders
 
         if self._swept:
             return
@@ -316,7 +316,7 @@ class MitosisSession:
     def identify(self, nodeid: str, spec: TrialSpec) -> TrialIdentity:
         """A trial's fingerprints, computed once per session (the plan and the setup both need them)."""
         if nodeid not in self._identities:
-            from .identity.trial import identify
+            from ..identity.trial import identify
 
             self._identities[nodeid] = identify(spec, self.seed, strict=not self.settings.debug)
         return self._identities[nodeid]
@@ -369,7 +369,7 @@ class MitosisSession:
         beat = getattr(self.store(), "beat", None)
         if beat is None:  # a plugin's store, or a remote worker's proxy: no heartbeats
             return
-        from .store import StoreError
+        from ..store import StoreError
 
         try:  # a store that went away is not waited for here: the trial runs on, its next write waits
             self._beat(beat, nodeid, key, name, state)
@@ -397,7 +397,7 @@ class MitosisSession:
         """
         if not self.settings.resume:
             return None
-        from .checks.sweep_plan import resumed
+        from ..checks.sweep_plan import resumed
 
         return resumed(self.store(), spec, self.identify(nodeid, spec), self.repo().commit)
 
@@ -425,14 +425,14 @@ class MitosisSession:
             repo = self.repo()
             if not repo.clean or repo.worktree is None or repo.commit is None:
                 return None
-            from .checks.code_drift import CommitFiles
+            from ..checks.code_drift import CommitFiles
 
             project = self.project()
             own = (project.trials_folder, *self.settings.outputs, *self._store_files())
             files = self._commit_files = CommitFiles(
                 repo.worktree, repo.commit, tuple(p.resolve() for p in own), self.settings.dirty_ignore
             )
-        from .checks.code_drift import changed_message, module_files, stop_message
+        from ..checks.code_drift import changed_message, module_files, stop_message
 
         root, modules = self.step_modules()
         self._sources.update(Path(s) for s in sources)
@@ -444,7 +444,7 @@ class MitosisSession:
 
     def run(self, nodeid: str, spec: TrialSpec, identity: TrialIdentity) -> TrialOutcome:
         """Record and run one trial (see :mod:`pytest_mitosis.recording.trial`); an interruption stops the session."""
-        from .views.summary import SummaryRow
+        from ..views.summary import SummaryRow
 
         try:
             outcome = self._record(nodeid, spec, identity)
@@ -465,7 +465,7 @@ class MitosisSession:
 
     def _record(self, nodeid: str, spec: TrialSpec, identity: TrialIdentity) -> TrialOutcome:
         """:func:`~.recording.trial.record_trial` with what this session knows."""
-        from .recording.trial import record_trial
+        from ..recording.trial import record_trial
 
         project = self.project()
         environment = self.environment()
@@ -486,7 +486,7 @@ class MitosisSession:
 
     def reproduce(self, nodeid: str, record: TrialRecord, reader: Reader) -> TrialOutcome:
         """``--mitosis-reproduce``: run a recorded trial again at its commit (see recording/reproduction.py)."""
-        from .recording.reproduction import ReproductionError, reproduce_trial
+        from ..recording.reproduction import ReproductionError, reproduce_trial
 
         project = self.project()
         worktree = self.repo().worktree

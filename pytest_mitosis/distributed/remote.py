@@ -2,7 +2,7 @@
 
 The controller (:class:`Controller`, in ``pytest_configure_node``) sends every worker its host,
 trials folder, commit and the variant fingerprints of every trial it would collect, plus an
-execnet channel answered by a :class:`~pytest_mitosis.shipping.StoreServer`. Each worker
+execnet channel answered by a :class:`~pytest_mitosis.distributed.shipping.StoreServer`. Each worker
 (:class:`Worker`, registered at configure on a worker):
 
 - before its first trial, compares its checkout and fingerprints with the controller's
@@ -12,7 +12,7 @@ execnet channel answered by a :class:`~pytest_mitosis.shipping.StoreServer`. Eac
   store directly as before; otherwise, unless the controller's store says it is ``shared``
   (a database server every host reaches: then each host writes it directly and keeps its
   artifacts in its own trials folder), records its trials through the controller
-  (:class:`~pytest_mitosis.shipping.RemoteStore`), which also receives each trial's folder.
+  (:class:`~pytest_mitosis.distributed.shipping.RemoteStore`), which also receives each trial's folder.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .core.errors import ConfigError
+from ..core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from .session import MitosisSession
+    from ..pytest_layer.session import MitosisSession
+    from ..store import TrialStore
     from .shipping import RemoteStore, StoreServer
-    from .store import TrialStore
 
 INPUT = "mitosis_remote"
 CHANNEL = "mitosis_store_channel"
@@ -77,8 +77,8 @@ class Controller:
         """Every trial's fingerprints, computed once, and only for a worker with a checkout of its own
         (it imports the steps' modules here, which a controller of local workers never needs)."""
         if self._variants is None:
-            from .checks.worker import variant_fingerprints
-            from .identity.trial import UnfingerprintableValue, identify
+            from ..checks.worker import variant_fingerprints
+            from ..identity.trial import UnfingerprintableValue, identify
 
             found: dict[str, dict[str, str]] = {}
             try:
@@ -182,7 +182,7 @@ class Worker:
         try:
             self.mitosis.prepare_trials_folder()  # where this host's trials run before they travel
         except pytest.UsageError as err:
-            from .store import StoreError
+            from ..store import StoreError
 
             raise StoreError(f"{err} (on host {self.host})") from None
         self._sweep(proxy, folder)
@@ -190,8 +190,8 @@ class Worker:
 
     def _sweep(self, proxy: RemoteStore, folder: Path) -> None:
         """Staging folders a killed worker left on this host, once the controller's store says their trial is over."""
-        from .execution.artifacts import leftover_staging, remove_staging
-        from .store import valid_key
+        from ..execution.artifacts import leftover_staging, remove_staging
+        from ..store import valid_key
         from .wire import MAX_KEYS
 
         keys = [key for key in leftover_staging(folder) if valid_key(key)]  # the controller takes trial keys only
@@ -202,7 +202,7 @@ class Worker:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        from .collection import TrialItem
+        from ..pytest_layer.collection import TrialItem
 
         if not isinstance(item, TrialItem):
             return
@@ -212,7 +212,7 @@ class Worker:
         if self._refused_first is None:
             self._refused_first = item.nodeid
             pytest.fail(refusal, pytrace=False)
-        from .checks.worker import headline
+        from ..checks.worker import headline
 
         pytest.fail(
             f"{headline(self.worker, self.host)}: see the error of {self._refused_first} for why.", pytrace=False
@@ -224,9 +224,9 @@ class Worker:
     def refusal(self, session: pytest.Session) -> str | None:
         """Computed once, before the first trial: the same message fails every trial of this worker."""
         if self._refusal is False:
-            from .checks.worker import refusal, variant_fingerprints
-            from .collection import TrialItem
-            from .identity.trial import UnfingerprintableValue
+            from ..checks.worker import refusal, variant_fingerprints
+            from ..identity.trial import UnfingerprintableValue
+            from ..pytest_layer.collection import TrialItem
 
             mitosis = self.mitosis
             own: dict[str, dict[str, str]] = {}

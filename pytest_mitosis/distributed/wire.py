@@ -1,12 +1,12 @@
 """What a worker on another host may send the controller: every field checked before it is used.
 
-A remote worker's messages reach the controller's :class:`~pytest_mitosis.shipping.StoreServer`
+A remote worker's messages reach the controller's :class:`~pytest_mitosis.distributed.shipping.StoreServer`
 over an execnet channel: through ssh, or through a socket server that anyone on the network path
 may talk to. They name a folder in the controller's trials folder, carry values for its store and
 bytes for its disk, so a compromised worker host could otherwise write outside the trials folder
 (a key ``../../x``), rewrite another trial's record or plant a symlink. Every message passes
 through here first, in one place, and is taken whole or refused whole: a refusal
-(:class:`Refused`) names the field, what our own :class:`~pytest_mitosis.shipping.RemoteStore`
+(:class:`Refused`) names the field, what our own :class:`~pytest_mitosis.distributed.shipping.RemoteStore`
 sends there and what came, and the server writes nothing of a refused message. The checks are
 those of the values our worker produces (keys drawn by :func:`~pytest_mitosis.store.new_key`,
 slugs made safe as file names, the statuses a trial ends with), not a loose sanity check.
@@ -23,9 +23,9 @@ from dataclasses import fields
 from pathlib import PurePosixPath
 from typing import Any, NoReturn
 
-from .config.settings import MAX_SEED
-from .identity.locks import Lock
-from .store import NewTrial, StoreError, valid_key
+from ..config.settings import MAX_SEED
+from ..identity.locks import Lock
+from ..store import NewTrial, StoreError, valid_key
 
 #: bytes per message when a trial folder travels to the controller (the largest chunk accepted)
 CHUNK = 1 << 20

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 def command_line(config: pytest.Config) -> str:
     """The command as typed: ``pytest ARGS`` (``python -m pytest ARGS`` when run so), store passwords as ``***``."""
-    from .store import redact
+    from ..store import redact
 
     args = [str(a) for a in config.invocation_params.args]
     program = "pytest"
@@ -41,7 +41,7 @@ def open_session(mitosis: MitosisSession, distributed: bool) -> None:
     ``workerinput``, so a key another session holds (32 random bits: rare) stops this session
     with a usage error instead of being replaced behind the workers' backs.
     """
-    from .store import KeyTaken, NewSession, StoreError, new_key
+    from ..store import KeyTaken, NewSession, StoreError, new_key
 
     if mitosis.session_recorded or hasattr(mitosis.config, "workerinput"):
         return
@@ -77,8 +77,8 @@ def open_session(mitosis: MitosisSession, distributed: bool) -> None:
 def end_session(mitosis: MitosisSession, exitstatus: int) -> None:
     """Record the end of the session (again when the exit status changes late: a CI file not written),
     with the files that were edited while it ran, when it started clean."""
-    from .recording.pending import drop_session_end, keep_session_end
-    from .store import StoreError
+    from ..recording.pending import drop_session_end, keep_session_end
+    from ..store import StoreError
 
     if not mitosis.session_recorded:
         return

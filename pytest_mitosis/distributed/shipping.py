@@ -27,11 +27,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import MitosisError, TrialFailed
+from ..execution.artifacts import STAGING
+from ..identity.locks import Lock
+from ..store import KeyTaken, NewTrial, Previous, StoreError, VariantRedefined
 from . import wire
-from .core.errors import MitosisError, TrialFailed
-from .execution.artifacts import STAGING
-from .identity.locks import Lock
-from .store import KeyTaken, NewTrial, Previous, StoreError, VariantRedefined
 from .wire import CHUNK, TRANSFER
 
 _TRANSFER = TRANSFER
@@ -164,7 +164,7 @@ class RemoteStore:
 class StoreServer:
     """The controller's side for one worker: the execnet channel's callback (it runs in execnet's receiver thread).
 
-    Nothing a worker sends is trusted: every message passes :mod:`pytest_mitosis.wire` before
+    Nothing a worker sends is trusted: every message passes :mod:`pytest_mitosis.distributed.wire` before
     it is used (a key, a folder name, a tar member, a value for the store), and a message that
     is not what our :class:`RemoteStore` sends is refused whole, its refusal answered to the
     worker and kept in :attr:`refusals`. A worker may finish only the trials it began, and its

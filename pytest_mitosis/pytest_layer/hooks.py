@@ -17,17 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ..core.errors import ConfigError
 from .collection import BrokenExperiment, MitosisFile, ReproduceItem, TrialItem
-from .core.errors import ConfigError
 from .session import MitosisSession, fact_imports
 
 if TYPE_CHECKING:
-    from .store import TrialStore
+    from ..store import TrialStore
 
 
 def check_ci_paths(settings: Any) -> None:
     """A summary or benchmark path that cannot be a file stops the session before any trial runs."""
-    from .views.ci import path_problem
+    from ..views.ci import path_problem
 
     for option, path in (
         ("--mitosis-summary", settings.summary),
@@ -75,7 +75,7 @@ class MitosisHooks:
 
     @pytest.hookimpl(trylast=True)
     def pytest_mitosis_make_store(self, config: pytest.Config, folder: Path) -> TrialStore:
-        from .store import make_store
+        from ..store import make_store
 
         return make_store(
             self.mitosis.store_url(),
@@ -186,13 +186,13 @@ class MitosisHooks:
         reproducing = any(isinstance(item, ReproduceItem) for item in session.items)
         if trials or reproducing:
             mitosis.preflight()
-            from .sessionrecord import open_session
+            from .session_record import open_session
 
             open_session(mitosis, False)
         if trials:
             mitosis.start_progress([spec.experiment for _, spec in trials], 1)
         if trials and not self.settings.debug:
-            from .checks.sweep_plan import plan, totals
+            from ..checks.sweep_plan import plan, totals
 
             reporter = self.config.pluginmanager.get_plugin("terminalreporter")
             if reporter is not None:
@@ -203,8 +203,8 @@ class MitosisHooks:
 
     def _check(self, session: pytest.Session, trials: list[tuple[str, Any]], broken: list[tuple[str, str]]) -> bool:
         """``--mitosis-check``: one line per trial, no kernel; blocked trials count as failures."""
-        from .checks.sweep_plan import check, rules, totals
-        from .store import StoreError
+        from ..checks.sweep_plan import check, rules, totals
+        from ..store import StoreError
 
         mitosis = self.mitosis
         mitosis.prepare_trials_folder()  # the store it reads may be new: its folder ignores itself like a run's
@@ -245,7 +245,7 @@ class MitosisHooks:
             return (yield)
 
     def _beat_session(self) -> None:
-        from .store import StoreError
+        from ..store import StoreError
 
         try:
             self.mitosis.beat_session()
@@ -259,7 +259,7 @@ class MitosisHooks:
         progress = self.mitosis.progress
         if progress is None or "pyproject.toml::" not in report.nodeid:
             return (yield)
-        from .views.summary import CRASHED
+        from ..views.summary import CRASHED
 
         with progress.lock:
             progress.erase()
@@ -331,7 +331,7 @@ class MitosisHooks:
         self.mitosis.close()
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
-        from .views.summary import header_lines
+        from ..views.summary import header_lines
 
         try:
             folder = str(self.mitosis.project().trials_folder)
@@ -347,7 +347,7 @@ class MitosisHooks:
         except ConfigError:
             store = None
         if store is not None:  # the default (the trials folder's mitosis.sqlite) goes without saying
-            from .store import redact
+            from ..store import redact
 
             lines.insert(1, f"mitosis: store {redact(store)}")
         if os.environ.get("GITHUB_STEP_SUMMARY") and self.settings.summary is None:

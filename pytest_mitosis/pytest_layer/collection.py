@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .core.errors import ConfigError, TrialFailed
+from ..core.errors import ConfigError, TrialFailed
 
 if TYPE_CHECKING:
-    from .config.variants import TrialSpec
-    from .identity.trial import TrialIdentity
+    from ..config.variants import TrialSpec
+    from ..identity.trial import TrialIdentity
     from .session import MitosisSession
 
 
@@ -60,8 +60,8 @@ class MitosisFile(pytest.File):
                 yield item
 
     def _reproductions(self, mitosis: MitosisSession) -> Iterator[pytest.Item]:
-        from .recording.reproduction import select
-        from .store.readers import Reader, RecordsError
+        from ..recording.reproduction import select
+        from ..store.readers import Reader, RecordsError
 
         try:
             reader = Reader(mitosis.project().trials_folder, mitosis.store_url())
@@ -119,8 +119,8 @@ class ReproduceItem(_OutcomeItem):
         self.reader = reader
 
     def runtest(self) -> None:
-        from .recording.reproduction import ReproductionError
-        from .views.summary import user_properties
+        from ..recording.reproduction import ReproductionError
+        from ..views.summary import user_properties
 
         try:
             outcome = self.mitosis.reproduce(self.nodeid, self.record, self.reader)
@@ -145,8 +145,8 @@ class TrialItem(_OutcomeItem):
 
     def setup(self) -> None:
         """Refuse the trial before its kernel starts if a variant changed meaning (per trial)."""
-        from .identity.trial import UnfingerprintableValue
-        from .store.protocol import StoreError, VariantRedefined
+        from ..identity.trial import UnfingerprintableValue
+        from ..store.protocol import StoreError, VariantRedefined
 
         refusal = None
         try:
@@ -161,7 +161,7 @@ class TrialItem(_OutcomeItem):
             pytest.fail(refusal, pytrace=False)
 
     def runtest(self) -> None:
-        from .views.summary import user_properties
+        from ..views.summary import user_properties
 
         assert self.identity is not None, "setup() ran"
         outcome = self.mitosis.run(self.nodeid, self.spec, self.identity)

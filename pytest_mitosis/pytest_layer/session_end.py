@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from .core.errors import ConfigError, MitosisError
-from .core.rules import Directions
+from ..core.errors import ConfigError, MitosisError
+from ..core.rules import Directions
 from .session import MitosisSession
 
 
@@ -36,7 +36,7 @@ def reader_options(mitosis: MitosisSession) -> str:
     the end-of-session hint must work as printed."""
     import shlex
 
-    from .store import FILENAME, default_store, default_trials_folder, redact
+    from ..store import FILENAME, default_store, default_trials_folder, redact
 
     here = Path(mitosis.config.invocation_params.dir)
     try:
@@ -70,7 +70,7 @@ class SessionEndHooks:
         self._directions: dict[str, Directions] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        from .views.summary import CRASHED, summary_row
+        from ..views.summary import CRASHED, summary_row
 
         props = list(report.user_properties)
         is_trial = any(name == "mitosis.trial" for name, _ in props)
@@ -93,12 +93,12 @@ class SessionEndHooks:
         if int(exitstatus) == int(pytest.ExitCode.INTERRUPTED) and self.config.pluginmanager.has_plugin("dsession"):
             self._rows_from_workers()
         self._last_failed()
-        from .sessionrecord import end_session
+        from .session_record import end_session
 
         end_session(mitosis, int(exitstatus))  # before the report, which shows the session
         if mitosis.rows and self.settings.report:
-            from .store import RecordsError
-            from .views.report import build
+            from ..store import RecordsError
+            from ..views.report import build
 
             try:
                 # debug trials only with report --debug
@@ -135,9 +135,9 @@ class SessionEndHooks:
         worker recorded."""
         import time
 
-        from .core.processes import running
-        from .store import Reader, RecordsError
-        from .views.summary import SummaryRow
+        from ..core.processes import running
+        from ..store import Reader, RecordsError
+        from ..views.summary import SummaryRow
 
         mitosis = self.mitosis
         deadline = time.monotonic() + 15.0  # each worker records its interrupted trial, then exits
@@ -169,7 +169,7 @@ class SessionEndHooks:
         The trials are recorded already; a CI file that cannot be written fails nothing but
         says so in the terminal summary, and a session that would exit 0 exits 1: CI must notice.
         """
-        from .views.ci import append_summary, benchmarks, markdown_summary, write_benchmark
+        from ..views.ci import append_summary, benchmarks, markdown_summary, write_benchmark
 
         mitosis = self.mitosis
         settings = self.settings
@@ -219,7 +219,7 @@ class SessionEndHooks:
         return resolved(metric)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        from .views.summary import shown_path, summary_lines
+        from ..views.summary import shown_path, summary_lines
 
         mitosis = self.mitosis
         if mitosis.broken:
@@ -246,7 +246,7 @@ class SessionEndHooks:
             elif mitosis.report is not None:
                 terminalreporter.write_line(f"report: {mitosis.report}")
         if mitosis.session_recorded:
-            from .views.summary import session_line
+            from ..views.summary import session_line
 
             terminalreporter.write_line(session_line(mitosis.session_key, mitosis.rows, reader_options(mitosis)))
         for line in mitosis.ci_notes:
