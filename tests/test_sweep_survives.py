@@ -592,14 +592,14 @@ def test_short_sessions_under_cpu_load_never_race_pytests_logging(tmp_path: Path
     assert not [r for r in records if r["ours"]]
 
 
-COLOURFUL = '''
+COLOURFUL = """
 lookup = {"n": {"a": 1}}
 
 
 def colourful(n):
     print("\\x1b[31mred\\x1b[0m \\x1b[1mbold\\x1b[0m")
     return {"main": n}
-'''
+"""
 
 
 def test_ctrl_c_while_the_page_is_written_keeps_the_finished_trial_whole_and_interrupted(tmp_path: Path) -> None:
