@@ -72,7 +72,8 @@ def at_once(count: int, work: Callable[[int], Any]) -> list[Any]:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=120)
+        thread.join(timeout=PATIENCE)
+        assert not thread.is_alive(), f"a thread still ran after {PATIENCE:g} s"
     return results
 
 
