@@ -110,6 +110,10 @@ class Cluster:
         """The host names the trials must have run on."""
         return {socket.gethostname(), self.other_host or socket.gethostname()}
 
+    def keys(self) -> set[str]:
+        """The keys of this run's two trials (later tests add trials of their own to the controller's store)."""
+        return {self.run.properties(f"exp[{variants}]")["mitosis.key"] for variants in SIZES}
+
 
 @pytest.fixture(scope="module")
 def two_hosts(origin: Path) -> Cluster:
@@ -135,7 +139,7 @@ def test_every_remote_trial_is_recorded_by_the_controller_with_its_folder(two_ho
     assert "2 passed" in run.out
     trials = two_hosts.controller / "trials"
     with Reader(trials) as reader:
-        records = {r.variants: r for r in reader.trials(debug=True)}
+        records = {r.variants: r for r in reader.trials(debug=True) if r.key in two_hosts.keys()}
         hosts = {r.variants: reader.environment(r).get("hostname") for r in records.values()}
     assert set(records) == {"small", "big"}
     for variants, record in records.items():
@@ -147,8 +151,8 @@ def test_every_remote_trial_is_recorded_by_the_controller_with_its_folder(two_ho
         assert (folder / "trial.yaml").is_file() and (folder / "outcome.json").is_file()
         assert run.properties(f"exp[{variants}]")["mitosis.html"] == str(folder / f"{record.name}.html")
     assert set(hosts.values()) == two_hosts.hosts(), hosts
-    with Reader(trials) as reader:
-        (session,) = reader.sessions()  # the controller's row; the remote workers' trials carry its key
+    with Reader(trials) as reader:  # the controller's row; the remote workers' trials carry its key
+        (session,) = [s for s in reader.sessions() if s.key == records["small"].session]
     assert {r.session for r in records.values()} == {session.key}
     assert (session.host, session.status, session.trials) == (socket.gethostname(), "ended", {"passed": 2})
 
@@ -159,7 +163,8 @@ def test_the_two_trials_ran_on_two_hosts(two_hosts: Cluster) -> None:
         pytest.skip(NO_UNSHARE)
     assert two_hosts.run.ret == 0, two_hosts.run.out
     with Reader(two_hosts.controller / "trials") as reader:
-        hosts = sorted(reader.environment(r).get("hostname") for r in reader.trials(debug=True))
+        records = [r for r in reader.trials(debug=True) if r.key in two_hosts.keys()]
+        hosts = sorted(reader.environment(r).get("hostname") for r in records)
     assert hosts == sorted([socket.gethostname(), two_hosts.other_host]), hosts
 
 
@@ -193,7 +198,11 @@ def test_history_and_show_name_the_host(two_hosts: Cluster) -> None:
     )
     lines = done.stdout.splitlines()
     assert lines[0].split()[7:9] == ["commit", "host"]
-    assert {line.split()[8] for line in lines[1:]} == two_hosts.hosts()
+    shown_hosts = {line.split()[0]: line.split()[8] for line in lines[1:]}
+    with Reader(two_hosts.controller / "trials") as reader:
+        recorded = {r.key: reader.environment(r).get("hostname") for r in reader.trials(debug=True)}
+    assert shown_hosts == {key: recorded[key] for key in shown_hosts}, "each trial's own host"
+    assert {shown_hosts[key] for key in two_hosts.keys()} == two_hosts.hosts(), shown_hosts
     key = lines[1].split()[0]
     shown = subprocess.run(
         [sys.executable, "-m", "pytest_mitosis", "show", key],
