@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import yaml
 
 from pytest_mitosis.views.ci import code, escape, first_line
 
-from .conftest import EXAMPLE, Run, background, clean_env, git, git_init, run_pytest, write_investigation
+from .conftest import EXAMPLE, Run, background, clean_env, git, git_init, run_pytest, wait_until, write_investigation
 
 CI_EXAMPLES = Path(__file__).parent.parent / "examples" / "ci"
 
@@ -384,7 +383,9 @@ def test_the_gitlab_job_is_valid_its_command_runs_the_example_and_fails_on_drift
 
 
 SLOW = """
+import os
 import time
+from pathlib import Path
 
 
 def quick():
@@ -392,6 +393,7 @@ def quick():
 
 
 def slow():
+    Path(os.environ["MITOSIS_TEST_MARKERS"], "slow-started").write_text("")
     time.sleep(120)
     return {"main": 2.0}
 """
@@ -403,14 +405,11 @@ def test_an_interrupted_session_still_writes_its_summary(tmp_path: Path) -> None
     root = git_init(write_investigation(tmp_path / "study", pyproject, {"study": SLOW}))
     summary = tmp_path / "summary.md"
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", f"--mitosis-summary={summary}"]
-    proc = background(argv, cwd=root, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    staging = root / "trials" / ".staging"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(root.glob("trials/trial_quick-*"))) == 0:
-        time.sleep(0.2)
-    while time.monotonic() < deadline and not any(staging.glob("*")):
-        time.sleep(0.2)
-    time.sleep(1)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    env = clean_env(MITOSIS_TEST_MARKERS=str(markers))
+    proc = background(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_until("the slow step running", lambda: (markers / "slow-started").exists(), proc)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2, out

@@ -73,10 +73,16 @@ def test_check_without_mitosis_checks(pytester: pytest.Pytester) -> None:
 
 
 def test_reproduce_without_mitosis_reproduces(pytester: pytest.Pytester) -> None:
+    """``--mitosis-reproduce`` alone turns mitosis on: it looks for the trial in the store (none here)."""
     make(pytester)
     result = pytester.runpytest("-p", "no:cacheprovider", "--mitosis-reproduce", "abc123")
-    assert result.ret != pytest.ExitCode.NO_TESTS_COLLECTED
-    assert "ERROR collecting pyproject.toml" in result.stdout.str()  # the store it would read is not there
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.INTERRUPTED, out
+    assert f"mitosis: experiments from {pytester.path / 'pyproject.toml'}" in out
+    error = out.split("ERROR collecting pyproject.toml", 1)[1].split("\n")[1]
+    store = pytester.path / "trials" / "mitosis.sqlite"
+    assert error.startswith(f"no trial store at {store}. Run trials with pytest --mitosis first, or pass "), out
+    assert "Traceback" not in out and "INTERNALERROR" not in out
 
 
 def test_options_from_addopts_do_not_imply_mitosis(pytester: pytest.Pytester) -> None:

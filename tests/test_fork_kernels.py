@@ -68,6 +68,35 @@ def _fd(fd):
     return target.split(":[")[0] if ":[" in target else "file"
 
 
+def _started(pid):
+    """When ``pid`` started (clock ticks since boot), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stream:
+            return int(stream.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _next_kernel_forked(patience=180.0):
+    """Wait until the fork server has forked a kernel after this one (the next trial's, forked ahead)."""
+    import time
+
+    parent, me = os.getppid(), os.getpid()
+    born = _started(me)
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        for task in os.listdir(f"/proc/{parent}/task"):
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as stream:
+                    children = [int(pid) for pid in stream.read().split()]
+            except OSError:
+                continue
+            if [pid for pid in children if pid != me and (_started(pid) or -1) >= born]:
+                return True
+        time.sleep(0.05)
+    return False
+
+
 def probe(n):
     """Report what this kernel looks like; the first trial then dirties whatever it can reach."""
     seen = {
@@ -102,10 +131,12 @@ def probe(n):
                     if b"pytest_mitosis.execution.htmlworker" in cmdline.read():
                         os.kill(int(child), signal.SIGKILL)
                         seen["helpers_killed"] += 1
+    if n == 3:  # the fork server dies as well, once it forked the next kernel: this trial goes on, the later ones spawn
+        seen["next_forked"] = _next_kernel_forked()
     out = os.path.join(os.environ["MITOSIS_TEST_OUT"], f"{n}.json")
     with open(out, "w") as stream:
         json.dump(seen, stream)
-    if n == 3:  # the fork server dies as well: this trial goes on, the next ones spawn
+    if n == 3:
         os.kill(os.getppid(), signal.SIGKILL)
     if n == 1:
         fakelib.STATE.append("dirty")
@@ -291,7 +322,8 @@ def test_a_dead_fork_server_fails_no_trial_and_later_kernels_are_spawned(session
     assert "4 passed" in run.out
     assert _kernel(root, "second")["start"] == "fork"
     assert _kernel(root, "killer")["start"] == "fork"  # killed its parent, and finished all the same
-    assert _kernel(root, "after")["start"] == "fork"  # forked ahead, while the killer ran
+    assert seen[3]["next_forked"], "the fork server forked the next kernel ahead while the killer's step waited"
+    assert _kernel(root, "after")["start"] == "fork"  # forked ahead, before the killer killed its parent
     assert _kernel(root, "later") == {"start": "spawn"}
     warnings = [line for line in run.out.splitlines() if "kernels are spawned, not forked" in line]
     assert len(warnings) == 1 and "the fork server" in warnings[0], run.out

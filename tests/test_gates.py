@@ -104,10 +104,21 @@ def test_check_reports_a_dirty_tree_as_blocked(tmp_path: Path) -> None:
     assert "pyproject.toml::exp[a]  blocked: the git tree has uncommitted changes (listed above)" in run.out
 
 
-def test_an_ordinary_run_prints_the_plan_before_the_first_kernel(story: tuple[Path, dict[str, Run]]) -> None:
+def test_an_ordinary_run_prints_the_plan_before_the_first_trial_runs(story: tuple[Path, dict[str, Run]]) -> None:
+    """The plan is the line after pytest's count of collected items, before the first trial starts (its
+    kernel may already be waiting: it is launched while pytest collects) and before any outcome."""
     _, runs = story
-    assert "mitosis plan: 1 trial: 1 new, 0 repeats, 0 blocked" in runs["first"].out
-    assert "mitosis plan: 2 trials: 1 new, 1 repeat, 0 blocked" in runs["both"].out
+    for name, plan, first in [
+        ("first", "mitosis plan: 1 trial: 1 new, 0 repeats, 0 blocked", "mitosis [1/1] exp[a]: started"),
+        ("both", "mitosis plan: 2 trials: 1 new, 1 repeat, 0 blocked", "mitosis [1/2] exp[a]: started"),
+    ]:
+        lines = runs[name].out.splitlines()
+        collected = next(i for i, line in enumerate(lines) if line.startswith("collected "))
+        assert lines[collected + 1] == plan, runs[name].out
+        started = lines.index(first)
+        assert started > collected + 1, "the plan comes first"
+        assert not [line for line in lines[: started + 1] if "PASSED" in line or "FAILED" in line or line == "."]
+        assert not [line for line in lines[:started] if line.startswith("mitosis [")], "no trial before the plan"
 
 
 def test_compare_shows_the_change_since_the_previous_trial(story: tuple[Path, dict[str, Run]]) -> None:

@@ -31,6 +31,7 @@ from pytest_mitosis.store import (
 )
 from pytest_mitosis.store.postgres import PostgresStore
 
+from .conftest import PATIENCE, wait_until
 from .pg_server import PgServer
 
 
@@ -71,7 +72,8 @@ def at_once(count: int, work: Callable[[int], Any]) -> list[Any]:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=120)
+        thread.join(timeout=PATIENCE)
+        assert not thread.is_alive(), f"a thread still ran after {PATIENCE:g} s"
     return results
 
 
@@ -116,20 +118,46 @@ def test_concurrent_trials_of_one_identity_get_every_iteration_once(pg_server: P
             store.close()
 
 
+SERIALIZATION_FAILURE = "ERROR:  could not serialize access due to concurrent update"
+
+
 def test_on_a_serializable_server_refused_transactions_are_retried(pg_server: PgServer) -> None:
-    """A server whose transactions are SERIALIZABLE refuses all but one of racing writers; they retry."""
+    """A server whose transactions are SERIALIZABLE refuses the writers that waited on a row another
+    transaction changed; they retry. The conflict is made, not hoped for: another connection holds
+    the identity's counter row while five sessions start a trial, and commits once all five wait on it.
+    The server's log shows that each was refused at least once."""
+    import psycopg
+
     url = pg_server.createdb()
     database = url.split("/")[3].split("?")[0]
     pg_server.execute(f'ALTER DATABASE "{database}" SET default_transaction_isolation TO serializable')
     make_store(url, Path("/x")).close()
     stores = [make_store(url, Path("/x")) for _ in range(5)]
+    results: list[Any] = []
     try:
         assert stores[0]._db.execute("SHOW transaction_isolation").fetchone() == ("serializable",)
-        iterations = at_once(5, lambda i: stores[i].begin(trial(), [lock(1)]))
+        assert stores[0].begin(trial(), [lock(1)]) == 1  # the identity's counter row exists
+        logged = pg_server.log.read_text(errors="replace").count(SERIALIZATION_FAILURE)
+        with psycopg.connect(url) as holder:
+            holder.execute("UPDATE counters SET last = last WHERE experiment = 'exp' AND identity = 'id-a'")
+            racing = threading.Thread(
+                target=lambda: results.extend(at_once(5, lambda i: stores[i].begin(trial(), [lock(1)])))
+            )
+            racing.start()
+            waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'"
+            wait_until(
+                "five sessions waiting on the held counter row",
+                lambda: pg_server.execute(waiting, "postgres", (database,)) == [(5,)],
+            )
+            holder.commit()  # the row the five wait on changed under their snapshots: each is refused
+        racing.join(timeout=PATIENCE)
+        assert not racing.is_alive(), "the five sessions ended"
     finally:
         for store in stores:
             store.close()
-    assert sorted(iterations) == [1, 2, 3, 4, 5], iterations
+    assert sorted(results) == [2, 3, 4, 5, 6], results
+    refused = pg_server.log.read_text(errors="replace").count(SERIALIZATION_FAILURE) - logged
+    assert refused >= 5, f"the server refused {refused} transactions (see {pg_server.log})"
 
 
 def test_two_sessions_locking_one_variant_to_two_values_at_once_one_wins(pg_server: PgServer) -> None:

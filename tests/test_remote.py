@@ -27,7 +27,7 @@ import pytest
 
 from pytest_mitosis.store import Reader
 
-from .conftest import Run, clean_env, git, git_init, run_pytest, write_investigation
+from .conftest import PATIENCE, Run, clean_env, git, git_init, run_pytest, wait_until, write_investigation
 
 PYPROJECT = """
 [tool.mitosis]
@@ -69,13 +69,18 @@ def can_unshare() -> bool:
         return False
 
 
-def python_on_host(folder: Path, host: str) -> tuple[Path, str]:
-    """An interpreter command whose processes see ``host`` as their host name (the real one without ``unshare``)."""
+#: why the machine cannot play a second host (tests that need one skip, saying so)
+NO_UNSHARE = "unshare --uts is not permitted here, so every worker has this machine's host name"
+
+
+def python_on_host(folder: Path, host: str) -> tuple[Path, str | None]:
+    """An interpreter command whose processes see ``host`` as their host name, and that name; without
+    ``unshare`` the real interpreter, and ``None``: its workers run on this host, under its name."""
     wrapper = folder / f"python-on-{host}"
     if can_unshare():
         script = f'exec unshare --uts /bin/sh -c \'hostname {host} && exec "$0" "$@"\' {sys.executable} "$@"\n'
     else:
-        script, host = f'exec {sys.executable} "$@"\n', socket.gethostname()
+        script, host = f'exec {sys.executable} "$@"\n', None
     wrapper.write_text("#!/bin/sh\n" + script, encoding="utf-8")
     wrapper.chmod(0o755)
     return wrapper, host
@@ -95,8 +100,19 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @dataclass
 class Cluster:
     controller: Path
-    hosts: dict[str, Path]
+    #: each worker's checkout: this host's first, then the other host's
+    checkouts: tuple[Path, Path]
+    #: the other worker's host name (``None``: it could not get one, see :data:`NO_UNSHARE`)
+    other_host: str | None
     run: Run
+
+    def hosts(self) -> set[str]:
+        """The host names the trials must have run on."""
+        return {socket.gethostname(), self.other_host or socket.gethostname()}
+
+    def keys(self) -> set[str]:
+        """The keys of this run's two trials (later tests add trials of their own to the controller's store)."""
+        return {self.run.properties(f"exp[{variants}]")["mitosis.key"] for variants in SIZES}
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +130,7 @@ def two_hosts(origin: Path) -> Cluster:
         "--tx",
         f"popen//python={python}//chdir={b}",
     )
-    return Cluster(origin, {socket.gethostname(): a, host_b: b}, run)
+    return Cluster(origin, (a, b), host_b, run)
 
 
 def test_every_remote_trial_is_recorded_by_the_controller_with_its_folder(two_hosts: Cluster) -> None:
@@ -123,7 +139,7 @@ def test_every_remote_trial_is_recorded_by_the_controller_with_its_folder(two_ho
     assert "2 passed" in run.out
     trials = two_hosts.controller / "trials"
     with Reader(trials) as reader:
-        records = {r.variants: r for r in reader.trials(debug=True)}
+        records = {r.variants: r for r in reader.trials(debug=True) if r.key in two_hosts.keys()}
         hosts = {r.variants: reader.environment(r).get("hostname") for r in records.values()}
     assert set(records) == {"small", "big"}
     for variants, record in records.items():
@@ -134,15 +150,26 @@ def test_every_remote_trial_is_recorded_by_the_controller_with_its_folder(two_ho
         assert (folder / f"{record.name}.ipynb").is_file() and (folder / f"{record.name}.html").is_file()
         assert (folder / "trial.yaml").is_file() and (folder / "outcome.json").is_file()
         assert run.properties(f"exp[{variants}]")["mitosis.html"] == str(folder / f"{record.name}.html")
-    assert set(hosts.values()) <= set(two_hosts.hosts), hosts
-    with Reader(trials) as reader:
-        (session,) = reader.sessions()  # the controller's row; the remote workers' trials carry its key
+    assert set(hosts.values()) == two_hosts.hosts(), hosts
+    with Reader(trials) as reader:  # the controller's row; the remote workers' trials carry its key
+        (session,) = [s for s in reader.sessions() if s.key == records["small"].session]
     assert {r.session for r in records.values()} == {session.key}
     assert (session.host, session.status, session.trials) == (socket.gethostname(), "ended", {"passed": 2})
 
 
+def test_the_two_trials_ran_on_two_hosts(two_hosts: Cluster) -> None:
+    """One trial per worker, each recording the host name its worker saw."""
+    if two_hosts.other_host is None:
+        pytest.skip(NO_UNSHARE)
+    assert two_hosts.run.ret == 0, two_hosts.run.out
+    with Reader(two_hosts.controller / "trials") as reader:
+        records = [r for r in reader.trials(debug=True) if r.key in two_hosts.keys()]
+        hosts = sorted(reader.environment(r).get("hostname") for r in records)
+    assert hosts == sorted([socket.gethostname(), two_hosts.other_host]), hosts
+
+
 def test_the_hosts_keep_no_store_and_no_trial_folder(two_hosts: Cluster) -> None:
-    for checkout in two_hosts.hosts.values():
+    for checkout in two_hosts.checkouts:
         trials = checkout / "trials"
         assert not (trials / "mitosis.sqlite").exists()
         assert not [p for p in trials.glob("trial_*")], "a shipped folder is removed from the worker's host"
@@ -152,7 +179,7 @@ def test_the_hosts_keep_no_store_and_no_trial_folder(two_hosts: Cluster) -> None
 
 
 def test_a_local_session_runs_in_a_workers_checkout_after_the_gateway_run(two_hosts: Cluster) -> None:
-    checkout = two_hosts.hosts[socket.gethostname()]
+    checkout = two_hosts.checkouts[0]  # this host's
     run = run_pytest(checkout, "--mitosis", "-k", "small")
     assert run.ret == 0, run.out
     assert "1 passed" in run.out and "uncommitted" not in run.out
@@ -171,7 +198,11 @@ def test_history_and_show_name_the_host(two_hosts: Cluster) -> None:
     )
     lines = done.stdout.splitlines()
     assert lines[0].split()[7:9] == ["commit", "host"]
-    assert {line.split()[8] for line in lines[1:]} <= set(two_hosts.hosts)
+    shown_hosts = {line.split()[0]: line.split()[8] for line in lines[1:]}
+    with Reader(two_hosts.controller / "trials") as reader:
+        recorded = {r.key: reader.environment(r).get("hostname") for r in reader.trials(debug=True)}
+    assert shown_hosts == {key: recorded[key] for key in shown_hosts}, "each trial's own host"
+    assert {shown_hosts[key] for key in two_hosts.keys()} == two_hosts.hosts(), shown_hosts
     key = lines[1].split()[0]
     shown = subprocess.run(
         [sys.executable, "-m", "pytest_mitosis", "show", key],
@@ -287,12 +318,13 @@ def test_a_worker_over_a_socket_gateway_is_recorded_by_the_controller(two_hosts:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+    def listening() -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
     try:
-        for _ in range(100):
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
+        wait_until(f"execnet's socket server listening on port {port}", listening, server)
         run = run_pytest(origin, "--mitosis", "-d", "-k", "small", f"--tx=socket=127.0.0.1:{port}//chdir={checkout}")
     finally:
         server.terminate()
@@ -341,11 +373,7 @@ def test_a_worker_killed_mid_trial_leaves_it_recorded_failed(tmp_path: Path) -> 
         text=True,
     )
     try:
-        for _ in range(600):
-            if pid_file.exists() and pid_file.read_text() or session.poll() is not None:
-                break
-            time.sleep(0.1)
-        assert pid_file.exists(), session.communicate(timeout=60)[0]
+        wait_until("the worker's pid, written by the step", lambda: pid_file.exists() and pid_file.read_text(), session)
         os.kill(int(pid_file.read_text()), signal.SIGKILL)
         out, _ = session.communicate(timeout=120)
     finally:
@@ -483,11 +511,12 @@ def ssh_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshHost]:
     log = (folder / "sshd.log").open("w")
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
-        for _ in range(100):
+        deadline = time.monotonic() + PATIENCE  # sshd starts slowly on a loaded machine: it is waited for
+        while True:
             done = subprocess.run(
                 ["ssh", "-F", str(config), "mitosis-test-host", "hostname"], capture_output=True, text=True
             )
-            if done.returncode == 0 or server.poll() is not None:
+            if done.returncode == 0 or server.poll() is not None or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
         if done.returncode != 0:

@@ -8,6 +8,7 @@ SQLite's own.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -17,14 +18,13 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import background, clean_env, git, git_init, run_pytest, write_investigation
+from .conftest import background, clean_env, git, git_init, run_pytest, wait_until, write_investigation
 from .pg_server import PASSWORD, PgServer
 
 MODULE = """
@@ -56,6 +56,17 @@ exp = ["exp:run", "exp:lookup"]
 
 [tool.pytest.ini_options]
 """
+
+
+def in_step(trials: Path) -> bool:
+    """Whether a staged trial is in its step ``exp``: the kernel writes ``outcome.json`` just before calling it."""
+    for outcome in trials.glob(".staging/*/outcome.json"):
+        try:
+            if json.loads(outcome.read_text(encoding="utf-8")).get("step") == "exp":
+                return True
+        except (OSError, ValueError):  # replaced as it was read
+            pass
+    return False
 
 
 def study(root: Path, folder: str = "trials", store: str | None = None) -> Path:
@@ -250,16 +261,7 @@ def test_a_session_killed_mid_trial_leaves_an_interrupted_record_and_no_finished
 ) -> None:
     root = study(tmp_path / "study", store=backend.url)
     proc = start_session(root, "-k", "a", "--mitosis-eval=exp.pause=60")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if (root / "trials" / ".staging").exists() and any((root / "trials" / ".staging").iterdir()):
-            staged = next((root / "trials" / ".staging").iterdir())
-            if (staged / "outcome.json").exists() and '"step": "exp"' in (staged / "outcome.json").read_text():
-                break
-        time.sleep(0.2)
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("the trial never started")
+    wait_until("trial a in its step", lambda: in_step(root / "trials"), proc)
     os.killpg(proc.pid, signal.SIGKILL)  # pytest and its kernel, mid-trial
     proc.wait()
     (row,) = backend.rows(root / "trials")
@@ -414,10 +416,9 @@ def test_a_backup_taken_while_a_session_runs_is_one_consistent_file(tmp_path: Pa
     assert run_pytest(root, "--mitosis", "-k", "a", junit=False).ret == 0
     proc = start_session(root, "-k", "b", "--mitosis-eval=exp.pause=60")
     try:
-        deadline = time.monotonic() + 120
-        while ("b", "running") not in _rows(root / "trials" / "mitosis.sqlite"):
-            assert time.monotonic() < deadline, "the second trial never started"
-            time.sleep(0.2)
+        wait_until(
+            "the second trial running", lambda: ("b", "running") in _rows(root / "trials" / "mitosis.sqlite"), proc
+        )
         dest = tmp_path / "backups"
         dest.mkdir()
         done = subprocess.run(
@@ -586,12 +587,8 @@ def test_a_session_ended_by_ctrl_c_leaves_the_store_in_one_file(tmp_path: Path) 
     proc = start_session(root, "--mitosis-param=exp.frequency=b", "--mitosis-eval=exp.pause=60")
     store = root / "trials" / "mitosis.sqlite"
     try:
-        deadline = time.monotonic() + 120
-        while not (root / "trials" / ".staging").is_dir() or ("b", "running") not in _rows(store):
-            assert time.monotonic() < deadline, "the trial never started"
-            time.sleep(0.2)
-        time.sleep(2)  # inside the step's sleep
-        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        wait_until("trial b in its step", lambda: ("b", "running") in _rows(store) and in_step(root / "trials"), proc)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does, inside the step's sleep
         proc.wait(timeout=120)
     finally:
         if proc.poll() is None:

@@ -95,6 +95,12 @@ def wait_for(path: Path, proc: subprocess.Popen[str], count: int = 1) -> None:
         time.sleep(0.05)
 
 
+def ignores_sigint(pid: int) -> bool:
+    """Whether the process ``pid`` ignores SIGINT now (the kernel's own record of its dispositions)."""
+    (line,) = [line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("SigIgn:")]
+    return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+
+
 def gone(pid: int) -> bool:
     """No such process, or a zombie that nobody reaped yet (it holds nothing)."""
     try:
@@ -132,6 +138,41 @@ def sessions(root: Path) -> list[sqlite3.Row]:
         return db.execute("SELECT * FROM sessions ORDER BY started").fetchall()
     finally:
         db.close()
+
+
+#: a ``sitecustomize`` (on PYTHONPATH) that holds the session's HTML helper as it opens a trial's page to
+#: write it: it creates ``writing-<page>`` in ``$MITOSIS_TEST_PAGES``, then waits while ``hold`` exists there.
+#: An audit hook on ``open``: the real helper runs, and the test decides when its page is written.
+HOLD_PAGE = """
+import os
+import sys
+import time
+
+if "pytest_mitosis.execution.htmlworker" in sys.orig_argv:
+    def _hold(event, args):
+        if event != "open" or not isinstance(args[0], (str, os.PathLike)) or "w" not in str(args[1]):
+            return
+        path = os.fspath(args[0])
+        if path.endswith(".html") and f"{os.sep}.staging{os.sep}" in path:
+            markers = os.environ["MITOSIS_TEST_PAGES"]
+            with open(os.path.join(markers, "writing-" + os.path.basename(path)), "w"):
+                pass
+            while os.path.exists(os.path.join(markers, "hold")):
+                time.sleep(0.01)
+
+    sys.addaudithook(_hold)
+"""
+
+
+def held_pages(base: Path) -> tuple[Path, dict[str, str]]:
+    """A folder of markers, held (``hold`` exists), and the environment that makes the HTML helper wait on it."""
+    site = base / "site-hold"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(HOLD_PAGE, encoding="utf-8")
+    pages = base / "pages"
+    pages.mkdir()
+    (pages / "hold").write_text("")
+    return pages, {"PYTHONPATH": str(site), "MITOSIS_TEST_PAGES": str(pages)}
 
 
 NOISE = ("Task exception was never retrieved", "Exception ignored", "INTERNALERROR", "Traceback")
@@ -184,8 +225,11 @@ def test_a_background_job_that_ignores_sigint_keeps_ignoring_it(tmp_path: Path) 
     root, markers, tmp = investigation(tmp_path)
     proc = start(root, markers, tmp, ignore_sigint=True)
     wait_for(markers / "started-1", proc)
-    os.killpg(proc.pid, signal.SIGINT)
-    time.sleep(1.0)  # had SIGINT been handled, the trial would be interrupted by now
+    assert ignores_sigint(proc.pid), "during the step's cell, pytest's SIGINT is still ignored"
+    os.killpg(proc.pid, signal.SIGINT)  # ignored: the kernel discards it at once, nothing is left pending
+    assert ignores_sigint(proc.pid), "and still ignored after Ctrl-C"
+    # Had pytest handled SIGINT, it would be pending before SIGTERM is sent, and the lower signal is
+    # delivered first: the trial would be recorded as interrupted by SIGINT, whatever the machine's speed.
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=PATIENCE)
     assert proc.returncode == 2, out
@@ -234,24 +278,28 @@ def test_ctrl_c_under_xdist_interrupts_the_workers_trials(tmp_path: Path) -> Non
 
 
 def test_a_second_ctrl_c_while_cleaning_up_leaves_a_readable_store(tmp_path: Path) -> None:
+    """The second Ctrl-C lands while the interrupted trial's page is written (the HTML helper is held
+    there until it has): the session stops at once, the trial is recorded interrupted, nothing of it
+    stays in staging, the store is readable, and the next session runs."""
     root, markers, tmp = investigation(tmp_path)
-    proc = start(root, markers, tmp)
+    pages, env = held_pages(tmp_path)
+    proc = start(root, markers, tmp, **env)
     wait_for(markers / "started-1", proc)
     os.killpg(proc.pid, signal.SIGINT)
-    time.sleep(0.2)  # the second press lands during the clean-up or after it: both must be safe
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
+    wait_for(pages / "writing-trial_slow-a-1.html", proc)  # the clean-up: the kept notebook's page
+    os.killpg(proc.pid, signal.SIGINT)
+    (pages / "hold").unlink()
     out, _ = proc.communicate(timeout=PATIENCE)
-    # Where the second press lands decides what pytest prints (it may even cut pytest's own
-    # interrupt report short); what must hold is the store, and what the next session does.
-    assert proc.returncode != 0, out
+    assert proc.returncode == 2, out
+    assert re.search(r"!+ KeyboardInterrupt !+", out), out
 
     db = sqlite3.connect(root / "trials" / "mitosis.sqlite")
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     db.close()
     (row,) = rows(root)
-    assert row["status"] in ("interrupted", "running")
-    # The next session finishes the job: the trial is interrupted, nothing of it is staged.
+    assert (row["status"], row["folder"]) == ("interrupted", None), dict(row)
+    assert not (root / "trials" / ".staging" / row["key"]).exists(), "nothing unfinished stays"
+    # The next session runs, and leaves the interrupted trial as it was.
     again = run_pytest(
         root, "--mitosis", "pyproject.toml::slow[c]", env=clean_env(MITOSIS_TEST_MARKERS=str(markers), TMPDIR=str(tmp))
     )
@@ -498,20 +546,22 @@ def quick(v):
 
 @pytest.mark.slow
 def test_short_sessions_under_cpu_load_never_race_pytests_logging(tmp_path: Path) -> None:
-    """Two short sessions at once, on two cores the rest of the suite loads too: the load under which
+    """Two short sessions at once, while a busy process per core loads the machine: the load under which
     the work-ahead thread once raced pytest's walk over the loggers (an INTERNALERROR). Every session
     passes, and no thread of ours is alive in any test phase (the deterministic half of the proof: it
-    holds whatever the load, so two concurrent sessions are enough)."""
+    holds whatever the load)."""
     root = write_investigation(
         tmp_path / "study", "[tool.mitosis.steps]\nquick = ['steps:quick', 'steps:lookup']\n", {"steps": STRESS_STEPS}
     )
     (root / "conftest.py").write_text(SWEEP_CONFTEST)
     git_init(root)
+    # the load: one busy loop per core for the sessions' whole run (stopped below, or by the fixture if the test fails)
+    burners = [background([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
     procs = []
     for index in range(2):
         log = tmp_path / f"threads-{index}.jsonl"
         procs.append(
-            subprocess.Popen(
+            background(
                 [
                     sys.executable,
                     "-m",
@@ -529,8 +579,12 @@ def test_short_sessions_under_cpu_load_never_race_pytests_logging(tmp_path: Path
                 text=True,
             )
         )
-    for proc in procs:
-        out, _ = proc.communicate(timeout=PATIENCE * 2)
+    outs = [proc.communicate(timeout=PATIENCE * 2)[0] for proc in procs]
+    assert all(burner.poll() is None for burner in burners), "the load lasted as long as the sessions"
+    for burner in burners:
+        burner.kill()
+        burner.wait()
+    for proc, out in zip(procs, outs):
         assert proc.returncode == 0, out
         assert "INTERNALERROR" not in out and "2 passed" in out, out
     records = [json.loads(line) for log in tmp_path.glob("threads-*.jsonl") for line in log.read_text().splitlines()]
@@ -538,15 +592,14 @@ def test_short_sessions_under_cpu_load_never_race_pytests_logging(tmp_path: Path
     assert not [r for r in records if r["ours"]]
 
 
-COLOURFUL = '''
+COLOURFUL = """
 lookup = {"n": {"a": 1}}
 
 
 def colourful(n):
-    """Output whose HTML takes seconds to write (nbconvert turns each ANSI colour into a span)."""
-    print(("\\x1b[31mred\\x1b[0m \\x1b[1mbold\\x1b[0m " * 10 + "\\n") * 1500)
+    print("\\x1b[31mred\\x1b[0m \\x1b[1mbold\\x1b[0m")
     return {"main": n}
-'''
+"""
 
 
 def test_ctrl_c_while_the_page_is_written_keeps_the_finished_trial_whole_and_interrupted(tmp_path: Path) -> None:
@@ -561,13 +614,12 @@ def test_ctrl_c_while_the_page_is_written_keeps_the_finished_trial_whole_and_int
         )
     )
     tmp = Path(tempfile.mkdtemp(prefix="mk-", dir="/tmp"))
-    proc = start(root, tmp_path, tmp)
+    pages, env = held_pages(tmp_path)
+    proc = start(root, tmp_path, tmp, **env)
     staging = root / "trials" / ".staging"
-    deadline = time.monotonic() + PATIENCE
-    while not list(staging.glob("*/*.ipynb")):  # the helper wrote the notebook: the page is next
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
-        time.sleep(0.01)
+    wait_for(pages / "writing-trial_colourful-a-1.html", proc)  # the helper holds the page it is writing
     os.killpg(proc.pid, signal.SIGINT)
+    (pages / "hold").unlink()  # after the Ctrl-C was sent: the page is finished while pytest is interrupted
     out, _ = proc.communicate(timeout=PATIENCE)
 
     assert proc.returncode == 2, out

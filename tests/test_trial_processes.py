@@ -63,8 +63,10 @@ def leaves(n):
     if n == 1:  # ignores SIGTERM (once it says so): killed after the grace
         ready = os.path.join(out, "stubborn-ready")
         started["stubborn"] = subprocess.Popen([sys.executable, "-c", STUBBORN, ready], start_new_session=True).pid
-        deadline = time.monotonic() + 60
-        while not os.path.exists(ready) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 180
+        while not os.path.exists(ready):
+            if time.monotonic() > deadline:  # fail the trial, saying why: never test a child not yet ignoring SIGTERM
+                raise RuntimeError("the stubborn child did not say within 180 s that it ignores SIGTERM")
             time.sleep(0.01)
     with open(os.path.join(out, f"{n}.json"), "w") as stream:
         json.dump(started, stream)
