@@ -5,8 +5,9 @@ unregistered at unconfigure), so nothing here runs in a pytest session without i
 decides *when* (which phase, controller or xdist worker, ``--collect-only``, ``--mitosis-check``)
 and turns refusals into pytest's own errors; *what* happens is in the stages: collection in
 :mod:`.collection`, the sweep size guard in :mod:`.selection`, the plan in
-:mod:`.checks.sweep_plan`, running and recording in :mod:`.recording`, the summary and the
-report in :mod:`.views`. What the session reads once is :class:`.session.MitosisSession`.
+:mod:`..checks.sweep_plan`, running and recording in :mod:`..recording` (through
+:class:`.trials.TrialService`), the summary and the report in :mod:`..views`. The progress line's
+hooks are :mod:`.progress_hooks`, those of the session's end :mod:`.session_end`.
 """
 
 from __future__ import annotations
@@ -234,53 +235,6 @@ class MitosisHooks:
             reporter.write_line(f"mitosis check: {totals(planned)}")
         session.testsfailed = sum(1 for p in planned if p.status == "blocked") or (1 if dirty else 0)
         return True
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> Any:
-        """The status line goes before pytest writes (the xdist controller's watcher waits meanwhile)."""
-        progress = self.mitosis.heartbeat.progress
-        if progress is None or "pyproject.toml::" not in nodeid:
-            return (yield)
-        with progress.lock:
-            progress.erase()
-            return (yield)
-
-    def _beat_session(self) -> None:
-        from ..store import StoreError
-
-        try:
-            self.mitosis.heartbeat.beat_session()
-        except StoreError:
-            pass  # the store is away: the next beat tells
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Any:
-        """A trial's end counts in the progress: the status line is erased before pytest writes the outcome,
-        and the log line (off a terminal) follows pytest's own letter or word."""
-        progress = self.mitosis.heartbeat.progress
-        if progress is None or "pyproject.toml::" not in report.nodeid:
-            return (yield)
-        from ..views.summary import CRASHED
-
-        with progress.lock:
-            progress.erase()
-            result = yield
-            if report.when == "setup" and report.passed:
-                progress.started(report.nodeid, report.duration)
-                self._beat_session()
-            elif report.when in ("call", CRASHED) or (report.when == "setup" and not report.passed):
-                props = dict(report.user_properties)
-                main = props.get("main")
-                outcome = "error" if report.when == "setup" and report.failed else report.outcome
-                progress.finished(
-                    report.nodeid,
-                    outcome,
-                    report.duration,
-                    str(main) if main is not None else None,
-                    str(props["mitosis.key"]) if "mitosis.key" in props else None,
-                )
-                self._beat_session()
-        return result
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
