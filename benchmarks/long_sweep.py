@@ -86,7 +86,7 @@ import json
 import os
 
 import pytest_mitosis
-from pytest_mitosis.pytest_layer.session import MitosisSession
+from pytest_mitosis.pytest_layer.heartbeat import Heartbeat
 from pytest_mitosis.store.sqlite import SQLiteStore
 
 _PID = os.getpid()
@@ -101,7 +101,7 @@ def _counted(function, name):
     return counted
 
 
-MitosisSession.on_progress = _counted(MitosisSession.on_progress, "ticks")
+Heartbeat.on_progress = _counted(Heartbeat.on_progress, "ticks")
 SQLiteStore.beat = _counted(SQLiteStore.beat, "beats")
 
 

@@ -45,6 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.mitosis = True  # a --mitosis-* option typed on the command line implies --mitosis
     from .distributed.hooks import DistributedHooks
     from .pytest_layer.hooks import MitosisHooks
+    from .pytest_layer.progress_hooks import ProgressHooks
     from .pytest_layer.session import MitosisSession, session_key
     from .pytest_layer.session_end import SessionEndHooks
 
@@ -53,6 +54,7 @@ def pytest_configure(config: pytest.Config) -> None:
     session = MitosisSession(config, settings)
     config.stash[session_key] = session
     config.pluginmanager.register(MitosisHooks(session), "mitosis-session")
+    config.pluginmanager.register(ProgressHooks(session.heartbeat), "mitosis-progress")
     config.pluginmanager.register(SessionEndHooks(session), "mitosis-session-end")
     config.pluginmanager.register(DistributedHooks(session), "mitosis-distributed")
     if config.pluginmanager.hasplugin("html"):
@@ -75,7 +77,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         config.pluginmanager.unregister(extras, "mitosis-html-extras")
     session = config.stash.get(session_key, None)
     if session is not None:
-        for name in ("mitosis-session", "mitosis-session-end", "mitosis-distributed"):
+        for name in ("mitosis-session", "mitosis-progress", "mitosis-session-end", "mitosis-distributed"):
             hooks = config.pluginmanager.get_plugin(name)
             if hooks is not None:
                 config.pluginmanager.unregister(hooks, name)

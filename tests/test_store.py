@@ -669,6 +669,7 @@ def _old_store(trials: Path, backend: Backend) -> str:
         "DROP TABLE sessions",
         "DROP INDEX trials_session",
         "ALTER TABLE trials DROP COLUMN session",
+        "ALTER TABLE trials DROP COLUMN directions",
         "UPDATE meta SET value='1' WHERE name='schema_version'",
     )
     if backend.url is None:
@@ -725,7 +726,7 @@ def test_a_store_from_before_sessions_gains_them_when_a_session_opens_it(tmp_pat
     store.end_session("5e55104a", 1)  # type: ignore[attr-defined]
     store.close()
     (after,) = backend.rows(trials)
-    assert after == {**before, "session": None}, "the old trial is kept as it was"
+    assert after == {**before, "session": None, "directions": None}, "the old trial is kept as it was"
     with Reader(trials, backend.url) as reader:
         assert reader._source.version == 4
         (session,) = reader.sessions()
@@ -819,7 +820,12 @@ def test_a_store_from_before_acceptances_is_read_as_it_is_then_gains_them(tmp_pa
         )  # fmt: skip
         store.finish(key, status=status, main=main, metrics={}, folder=None, message=message)
     store.close()
-    backend.execute(trials, "DROP TABLE acceptances", "UPDATE meta SET value='3' WHERE name='schema_version'")
+    backend.execute(
+        trials,
+        "DROP TABLE acceptances",
+        "ALTER TABLE trials DROP COLUMN directions",
+        "UPDATE meta SET value='3' WHERE name='schema_version'",
+    )
     with Reader(trials, backend.url) as reader:
         assert reader._source.version == 3
         assert [r.accepted for r in reader.trials()] == [None, None, None]

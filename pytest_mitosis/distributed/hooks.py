@@ -27,8 +27,8 @@ class DistributedHooks:
 
     def __init__(self, mitosis: MitosisSession) -> None:
         self.mitosis = mitosis
-        self.config = mitosis.config
-        self.settings = mitosis.settings
+        self.config = mitosis.context.config
+        self.settings = mitosis.context.settings
         #: the controller has run the session-wide guards (when the first worker had collected)
         self._started = False
         #: the workers configured (the estimate of the sweep's end divides by their number)
@@ -44,9 +44,9 @@ class DistributedHooks:
         popen = getattr(getattr(getattr(node, "gateway", None), "_io", None), "popen", None)  # execnet's popen gateway
         pid = getattr(popen, "pid", None)
         if isinstance(pid, int):
-            self.mitosis.worker_pids.append(pid)
-        node.workerinput["mitosis_seed"] = self.mitosis.seed
-        node.workerinput["mitosis_session"] = self.mitosis.session_key
+            self.mitosis.state.worker_pids.append(pid)
+        node.workerinput["mitosis_seed"] = self.mitosis.context.seed
+        node.workerinput["mitosis_session"] = self.mitosis.context.session_key
         controller(self.mitosis).configure_node(node)
         self._share_helpers(node)
 
@@ -62,17 +62,19 @@ class DistributedHooks:
             or self.config.option.collectonly
             or settings.check
             or settings.reproduce
-            or not mitosis.collects_trials()
+            or not mitosis.context.collects_trials()
         ):
             return
-        if mitosis.shared is None:
+        if mitosis.context.shared is None:
             try:
-                cwd = mitosis.project().cwd
+                cwd = mitosis.context.project().cwd
             except ConfigError:  # each worker reports it
                 return
-            mitosis.shared = SharedHelpers(cwd, settings.kernel or "auto", settings.preload, mitosis.step_modules)
-        if mitosis.shared.paths:
-            node.workerinput[WORKERINPUT_KEY] = dict(mitosis.shared.paths)
+            mitosis.context.shared = SharedHelpers(
+                cwd, settings.kernel or "auto", settings.preload, mitosis.context.step_modules
+            )
+        if mitosis.context.shared.paths:
+            node.workerinput[WORKERINPUT_KEY] = dict(mitosis.context.shared.paths)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_setupnodes(self, config: pytest.Config, specs: Any) -> None:
@@ -107,9 +109,9 @@ class DistributedHooks:
         if too_many is not None:
             raise pytest.UsageError(too_many)
         check_ci_paths(self.settings)
-        self.mitosis.preflight()
+        self.mitosis.preflight.run()
         open_session(self.mitosis, True)
-        self.mitosis.watch_workers(ids, self._workers)
+        self.mitosis.heartbeat.watch_workers(ids, self._workers)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
@@ -140,7 +142,7 @@ class DistributedHooks:
                 props = [
                     ("mitosis.trial", record.name),
                     ("mitosis.key", record.key),
-                    ("mitosis.session", self.mitosis.session_key),
+                    ("mitosis.session", self.mitosis.context.session_key),
                     *([("mitosis.iteration", record.iteration)] if record.iteration is not None else []),
                 ]
                 note = f"mitosis: trial {record.name} (key {record.key}) recorded failed: {message}."
@@ -164,14 +166,14 @@ class DistributedHooks:
         from .remote import controller
 
         mitosis = self.mitosis
-        trials = mitosis.project().trials_folder
+        trials = mitosis.context.project().trials_folder
         remote = controller(mitosis)
         server = remote.servers.get(gateway)
         with remote.lock:
-            store = mitosis.store()
+            store = mitosis.context.store()
             keys = server.crashed() if server is not None else []
-            with Reader(trials, mitosis.read_from()) as reader:
-                found = {r.key: r for r in reader.unfinished(mitosis.session_key, nodeid)}
+            with Reader(trials, mitosis.context.read_from()) as reader:
+                found = {r.key: r for r in reader.unfinished(mitosis.context.session_key, nodeid)}
                 found.update(
                     {r.key: r for r in reader.trials_with_keys(keys) if r.status in ("running", "interrupted")}
                 )

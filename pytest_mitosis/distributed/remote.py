@@ -63,11 +63,11 @@ class Controller:
                 "host": socket.gethostname(),
                 "trials": None,
                 "commit": None,
-                "debug": mitosis.settings.debug,
+                "debug": mitosis.context.settings.debug,
             }
             try:
-                facts["trials"] = _here(mitosis.project().trials_folder)
-                facts["commit"] = mitosis.repo().commit
+                facts["trials"] = _here(mitosis.context.project().trials_folder)
+                facts["commit"] = mitosis.context.repo().commit
             except (ConfigError, ImportError, OSError):
                 pass  # a project or git that cannot be read: the controller refuses the session before any trial
             self._facts = facts
@@ -82,14 +82,14 @@ class Controller:
 
             found: dict[str, dict[str, str]] = {}
             try:
-                experiments = self.mitosis.experiments()
+                experiments = self.mitosis.context.experiments()
             except ConfigError:
                 return None  # the workers report the same error when they collect
             for experiment in experiments:
                 for spec in experiment.trials:
                     try:
                         found[spec.item_name] = variant_fingerprints(
-                            identify(spec, self.mitosis.seed, strict=not self.mitosis.settings.debug)
+                            identify(spec, self.mitosis.context.seed, strict=not self.mitosis.context.settings.debug)
                         )
                     except UnfingerprintableValue:
                         pass  # that trial fails at its setup on the worker, saying why
@@ -107,7 +107,7 @@ class Controller:
         }
         channel = node.gateway.newchannel()
         server = StoreServer(
-            channel, self._store, self._trials(), self.lock, self.shipped, session=self.mitosis.session_key
+            channel, self._store, self._trials(), self.lock, self.shipped, session=self.mitosis.context.session_key
         )
         channel.setcallback(server, endmarker=END)
         self._servers.append(server)
@@ -115,11 +115,11 @@ class Controller:
         node.workerinput[CHANNEL] = channel
 
     def _store(self) -> TrialStore:
-        return self.mitosis.store()
+        return self.mitosis.context.store()
 
     def _trials(self) -> Path:
         try:
-            return self.mitosis.project().trials_folder
+            return self.mitosis.context.project().trials_folder
         except ConfigError:
             return Path(os.devnull)  # never reached: no trial runs without a project
 
@@ -163,7 +163,7 @@ class Worker:
     def local(self) -> bool:
         """The controller's host and trials folder: the store is written directly, as always."""
         try:
-            trials = _here(self.mitosis.project().trials_folder)
+            trials = _here(self.mitosis.context.project().trials_folder)
         except ConfigError:
             return True  # nothing will run
         return self.host == self.facts.get("host") and trials == self.facts.get("trials")
@@ -180,7 +180,7 @@ class Worker:
             return None  # a store every host reaches: this worker's own store writes it directly
         proxy.location = f"{answer['location']} (on the controller, host {self.facts.get('host')})"
         try:
-            self.mitosis.prepare_trials_folder()  # where this host's trials run before they travel
+            self.mitosis.preflight.prepare_trials_folder()  # where this host's trials run before they travel
         except pytest.UsageError as err:
             from ..store import StoreError
 
@@ -234,7 +234,7 @@ class Worker:
             for item in session.items if compared else ():
                 if isinstance(item, TrialItem):
                     try:
-                        own[item.spec.item_name] = variant_fingerprints(mitosis.identify(item.nodeid, item.spec))
+                        own[item.spec.item_name] = variant_fingerprints(mitosis.trials.identify(item.nodeid, item.spec))
                     except UnfingerprintableValue:
                         pass  # that trial's own setup says why
             facts = self.facts
@@ -243,9 +243,9 @@ class Worker:
                 host=self.host,
                 controller_host=str(facts.get("host")),
                 controller_commit=facts.get("commit"),
-                state=mitosis.repo(),
-                root=mitosis.project().root,
-                debug=mitosis.settings.debug,
+                state=mitosis.context.repo(),
+                root=mitosis.context.project().root,
+                debug=mitosis.context.settings.debug,
                 controller_variants=facts.get("variants"),
                 own_variants=own,
             )
@@ -254,7 +254,7 @@ class Worker:
 
 def controller(mitosis: MitosisSession) -> Controller:
     """The session's controller side, registered as the plugin ``mitosis-remote`` on first use."""
-    manager = mitosis.config.pluginmanager
+    manager = mitosis.context.config.pluginmanager
     found = manager.get_plugin("mitosis-remote")
     if isinstance(found, Controller):
         return found
@@ -265,9 +265,9 @@ def controller(mitosis: MitosisSession) -> Controller:
 
 def register_worker(mitosis: MitosisSession) -> None:
     """On an xdist worker whose controller sent our facts: the worker side, as the plugin ``mitosis-remote``."""
-    workerinput = getattr(mitosis.config, "workerinput", None)
+    workerinput = getattr(mitosis.context.config, "workerinput", None)
     if workerinput is None or INPUT not in workerinput:
         return
     facts = dict(workerinput[INPUT])
     worker = Worker(mitosis, facts, workerinput.get(CHANNEL), str(workerinput.get("workerid", "?")))
-    mitosis.config.pluginmanager.register(worker, "mitosis-remote")
+    mitosis.context.config.pluginmanager.register(worker, "mitosis-remote")

@@ -222,6 +222,8 @@ def new_trial(value: Any, session: str | None) -> NewTrial:
     objects("trial.steps", value["steps"])
     objects("trial.params", value["params"])
     optional_key("trial.reproduces", value["reproduces"])
+    if value["directions"] is not None:
+        mapping("trial.directions", value["directions"])
     if session is not None:
         one_of("trial.session", value["session"], [session, None])
     else:

@@ -35,11 +35,11 @@ class MitosisFile(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item]:
         mitosis = self.mitosis
-        if mitosis.settings.reproduce:
+        if mitosis.context.settings.reproduce:
             yield from self._reproductions(mitosis)
             return
         try:
-            experiments = mitosis.experiments()
+            experiments = mitosis.context.experiments()
         except ConfigError as err:
             raise self.CollectError(str(err)) from None
         for experiment in experiments:
@@ -64,8 +64,8 @@ class MitosisFile(pytest.File):
         from ..store.readers import Reader, RecordsError
 
         try:
-            reader = Reader(mitosis.project().trials_folder, mitosis.store_url())
-            records = select(reader, mitosis.settings.reproduce)
+            reader = Reader(mitosis.context.project().trials_folder, mitosis.context.store_url())
+            records = select(reader, mitosis.context.settings.reproduce)
         except (ConfigError, RecordsError) as err:
             raise self.CollectError(str(err)) from None
         for record in records:
@@ -123,10 +123,10 @@ class ReproduceItem(_OutcomeItem):
         from ..views.summary import user_properties
 
         try:
-            outcome = self.mitosis.reproduce(self.nodeid, self.record, self.reader)
+            outcome = self.mitosis.trials.reproduce(self.nodeid, self.record, self.reader)
         except ReproductionError as err:
             raise TrialFailed(str(err)) from None
-        self.user_properties.extend(user_properties(outcome, self.mitosis.session_key))
+        self.user_properties.extend(user_properties(outcome, self.mitosis.context.session_key))
         self.user_properties.append(("mitosis.reproduces", self.record.key))
         if not outcome.passed:
             raise TrialFailed(outcome.message or "the reproduction failed")
@@ -150,10 +150,10 @@ class TrialItem(_OutcomeItem):
 
         refusal = None
         try:
-            done = self.mitosis.resumed(self.nodeid, self.spec)
+            done = self.mitosis.trials.resumed(self.nodeid, self.spec)
             if done is not None:  # reported at the trial's own location, not at this line (see hooks.py)
                 pytest.skip(done)
-            self.identity = self.mitosis.guard(self.nodeid, self.spec)
+            self.identity = self.mitosis.trials.guard(self.nodeid, self.spec)
         except (VariantRedefined, UnfingerprintableValue, StoreError, TrialFailed) as err:
             refusal = str(err)
         if refusal is not None:  # outside the except block: no "during handling" chain in the report
@@ -164,8 +164,8 @@ class TrialItem(_OutcomeItem):
         from ..views.summary import user_properties
 
         assert self.identity is not None, "setup() ran"
-        outcome = self.mitosis.run(self.nodeid, self.spec, self.identity)
-        self.user_properties.extend(user_properties(outcome, self.mitosis.session_key))
+        outcome = self.mitosis.trials.run(self.nodeid, self.spec, self.identity)
+        self.user_properties.extend(user_properties(outcome, self.mitosis.context.session_key))
         if not outcome.passed:
             self._stop_if_code_moved()
             raise TrialFailed(outcome.message or "the trial failed")
@@ -173,8 +173,8 @@ class TrialItem(_OutcomeItem):
     def _stop_if_code_moved(self) -> None:
         """Once the investigation's code changed, every later trial would be refused: the sweep stops, as ``-x``
         stops pytest (pytest-xdist's workers stop too, and their controller says why)."""
-        if self.mitosis.code_moved is not None:
-            self.session.shouldfail = self.mitosis.code_moved
+        if self.mitosis.state.code_moved is not None:
+            self.session.shouldfail = self.mitosis.state.code_moved
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, None, f"trial: {self.name}"

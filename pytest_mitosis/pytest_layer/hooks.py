@@ -5,8 +5,9 @@ unregistered at unconfigure), so nothing here runs in a pytest session without i
 decides *when* (which phase, controller or xdist worker, ``--collect-only``, ``--mitosis-check``)
 and turns refusals into pytest's own errors; *what* happens is in the stages: collection in
 :mod:`.collection`, the sweep size guard in :mod:`.selection`, the plan in
-:mod:`.checks.sweep_plan`, running and recording in :mod:`.recording`, the summary and the
-report in :mod:`.views`. What the session reads once is :class:`.session.MitosisSession`.
+:mod:`..checks.sweep_plan`, running and recording in :mod:`..recording` (through
+:class:`.trials.TrialService`), the summary and the report in :mod:`..views`. The progress line's
+hooks are :mod:`.progress_hooks`, those of the session's end :mod:`.session_end`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import pytest
 
 from ..core.errors import ConfigError
 from .collection import BrokenExperiment, MitosisFile, ReproduceItem, TrialItem
-from .session import MitosisSession, fact_imports
+from .context import warmup_imports
+from .session import MitosisSession
 
 if TYPE_CHECKING:
     from ..store import TrialStore
@@ -67,8 +69,8 @@ class MitosisHooks:
 
     def __init__(self, mitosis: MitosisSession) -> None:
         self.mitosis = mitosis
-        self.config = mitosis.config
-        self.settings = mitosis.settings
+        self.config = mitosis.context.config
+        self.settings = mitosis.context.settings
         #: the trials folder, resolved (see pytest_ignore_collect)
         self._trials: Path | None = None
         self._sigterm: Any = None
@@ -78,7 +80,7 @@ class MitosisHooks:
         from ..store import make_store
 
         return make_store(
-            self.mitosis.store_url(),
+            self.mitosis.context.store_url(),
             folder,
             allow_network=self.settings.allow_network_store,
             patience=self.settings.store_patience,
@@ -90,7 +92,7 @@ class MitosisHooks:
         second per session at 400 trials, in every xdist worker)."""
         if self._trials is None:
             try:
-                self._trials = self.mitosis.project().trials_folder.resolve()
+                self._trials = self.mitosis.context.project().trials_folder.resolve()
             except (ConfigError, OSError):
                 self._trials = Path()  # reported by collection; nothing to skip
             pyproject = self.settings.pyproject
@@ -116,8 +118,8 @@ class MitosisHooks:
         mitosis = self.mitosis
         if self._runs_trials_here():
             try:
-                mitosis.ahead.launch(mitosis.project().cwd)
-                mitosis.ahead.gather(mitosis.read_facts, imports=fact_imports)
+                mitosis.context.ahead.launch(mitosis.context.project().cwd)
+                mitosis.context.ahead.gather(mitosis.context.read_facts, imports=warmup_imports)
             except Exception:  # ConfigError, a kernel that cannot start (zmq, the OS): reported by the trial
                 pass  # nothing gained, nothing lost: the trial starts its own kernel
         try:
@@ -127,7 +129,7 @@ class MitosisHooks:
 
             raise pytest.UsageError(*(explain_not_found(str(arg), mitosis) for arg in err.args)) from None
         finally:
-            mitosis.ahead.settle()
+            mitosis.context.ahead.settle()
 
     def _runs_trials_here(self) -> bool:
         """Whether this process will run trials (so kernels are worth starting before they are needed):
@@ -143,12 +145,12 @@ class MitosisHooks:
             or settings.check
             or settings.reproduce
             or controller
-            or not self.mitosis.collects_trials()
+            or not self.mitosis.context.collects_trials()
         )
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if not any(isinstance(item, TrialItem) for item in session.items):
-            self.mitosis.ahead.close()  # no trial runs here: the spare kernel, the warm parent, the HTML helper
+            self.mitosis.context.ahead.close()  # no trial runs here: the spare kernel, the warm parent, the HTML helper
         elif self._runs_trials_here():
             import gc
 
@@ -169,7 +171,7 @@ class MitosisHooks:
         if session.config.option.collectonly:
             if broken and not session.testsfailed:
                 session.testsfailed = len(broken)  # exit code 1: a configuration to fix, listed in the summary
-                mitosis.broken = broken
+                mitosis.state.broken = broken
                 return True  # not pytest's loop, which would call them "errors during collection"
             return None
         trials = [(item.nodeid, item.spec) for item in session.items if isinstance(item, TrialItem)]
@@ -185,19 +187,19 @@ class MitosisHooks:
         check_ci_paths(self.settings)
         reproducing = any(isinstance(item, ReproduceItem) for item in session.items)
         if trials or reproducing:
-            mitosis.preflight()
+            mitosis.preflight.run()
             from .session_record import open_session
 
             open_session(mitosis, False)
         if trials:
-            mitosis.start_progress([spec.experiment for _, spec in trials], 1)
+            mitosis.heartbeat.start([spec.experiment for _, spec in trials], 1)
         if trials and not self.settings.debug:
             from ..checks.sweep_plan import plan, totals
 
             reporter = self.config.pluginmanager.get_plugin("terminalreporter")
             if reporter is not None:
-                resume_at = mitosis.repo().commit if self.settings.resume else None
-                planned = plan(trials, mitosis.store(), mitosis.identify, None, resume_at)
+                resume_at = mitosis.context.repo().commit if self.settings.resume else None
+                planned = plan(trials, mitosis.context.store(), mitosis.trials.identify, None, resume_at)
                 reporter.write_line(f"mitosis plan: {totals(planned)}")
         return None
 
@@ -207,18 +209,18 @@ class MitosisHooks:
         from ..store import StoreError
 
         mitosis = self.mitosis
-        mitosis.prepare_trials_folder()  # the store it reads may be new: its folder ignores itself like a run's
+        mitosis.preflight.prepare_trials_folder()  # the store it reads may be new: its folder ignores itself like a run's
         try:
             dirty, planned = check(
                 trials,
                 broken,
-                mitosis.store(),
-                mitosis.identify,
-                mitosis.repo(),
-                mitosis.project().root,
+                mitosis.context.store(),
+                mitosis.trials.identify,
+                mitosis.context.repo(),
+                mitosis.context.project().root,
                 self.settings.resume,
             )
-            judged_by = rules(trials, mitosis.store(), mitosis.identify)
+            judged_by = rules(trials, mitosis.context.store(), mitosis.trials.identify)
         except StoreError as err:
             raise pytest.UsageError(str(err)) from None
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -235,53 +237,6 @@ class MitosisHooks:
         return True
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> Any:
-        """The status line goes before pytest writes (the xdist controller's watcher waits meanwhile)."""
-        progress = self.mitosis.progress
-        if progress is None or "pyproject.toml::" not in nodeid:
-            return (yield)
-        with progress.lock:
-            progress.erase()
-            return (yield)
-
-    def _beat_session(self) -> None:
-        from ..store import StoreError
-
-        try:
-            self.mitosis.beat_session()
-        except StoreError:
-            pass  # the store is away: the next beat tells
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Any:
-        """A trial's end counts in the progress: the status line is erased before pytest writes the outcome,
-        and the log line (off a terminal) follows pytest's own letter or word."""
-        progress = self.mitosis.progress
-        if progress is None or "pyproject.toml::" not in report.nodeid:
-            return (yield)
-        from ..views.summary import CRASHED
-
-        with progress.lock:
-            progress.erase()
-            result = yield
-            if report.when == "setup" and report.passed:
-                progress.started(report.nodeid, report.duration)
-                self._beat_session()
-            elif report.when in ("call", CRASHED) or (report.when == "setup" and not report.passed):
-                props = dict(report.user_properties)
-                main = props.get("main")
-                outcome = "error" if report.when == "setup" and report.failed else report.outcome
-                progress.finished(
-                    report.nodeid,
-                    outcome,
-                    report.duration,
-                    str(main) if main is not None else None,
-                    props.get("mitosis.key"),
-                )
-                self._beat_session()
-        return result
-
-    @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         """A trial skipped by ``--mitosis-resume`` is reported at its pyproject.toml, not at our code's line."""
         report = yield
@@ -291,7 +246,7 @@ class MitosisHooks:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
-        self.mitosis.next_is_trial = isinstance(nextitem, TrialItem)
+        self.mitosis.state.next_is_trial = isinstance(nextitem, TrialItem)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -306,7 +261,7 @@ class MitosisHooks:
 
         if self._runs_trials_here():
             try:
-                self.mitosis.ahead.start(self.mitosis.project().cwd)
+                self.mitosis.context.ahead.start(self.mitosis.context.project().cwd)
             except ConfigError:  # reported by collection; the trials (if any) start their own kernels
                 pass
 
@@ -314,13 +269,13 @@ class MitosisHooks:
             threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN
         ):
-            self._sigterm = signal.signal(signal.SIGTERM, _Terminate(self.mitosis.worker_pids))
+            self._sigterm = signal.signal(signal.SIGTERM, _Terminate(self.mitosis.state.worker_pids))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """The progress line's watcher stops and the line goes before anything of the session's end is written."""
-        if self.mitosis.progress is not None:
-            self.mitosis.progress.close()
+        if self.mitosis.heartbeat.progress is not None:
+            self.mitosis.heartbeat.progress.close()
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self._sigterm is not None:
@@ -334,16 +289,16 @@ class MitosisHooks:
         from ..views.summary import header_lines
 
         try:
-            folder = str(self.mitosis.project().trials_folder)
+            folder = str(self.mitosis.context.project().trials_folder)
         except ConfigError:
             folder = "(unknown: see the collection error)"
         try:
-            cwd = str(self.mitosis.project().cwd)
+            cwd = str(self.mitosis.context.project().cwd)
         except ConfigError:
             cwd = "(unknown)"
-        lines = header_lines(self.settings.pyproject, folder, cwd, self.mitosis.seed, self.settings.debug)
+        lines = header_lines(self.settings.pyproject, folder, cwd, self.mitosis.context.seed, self.settings.debug)
         try:
-            store = self.mitosis.store_url()
+            store = self.mitosis.context.store_url()
         except ConfigError:
             store = None
         if store is not None:  # the default (the trials folder's mitosis.sqlite) goes without saying

@@ -73,23 +73,23 @@ def sweep_size_refusal(
     expanded here, to leave out an experiment that cannot be collected (its one item is no
     trial). ``mitosis`` is the session's context (:class:`pytest_mitosis.pytest_layer.session.MitosisSession`).
     """
-    settings: Settings = mitosis.settings
+    settings: Settings = mitosis.context.settings
     limit = settings.max_trials
-    if not limit or settings.reproduce or explicit_selection(mitosis.config, settings):
+    if not limit or settings.reproduce or explicit_selection(mitosis.context.config, settings):
         return None
     per_experiment: dict[str, int] = {}
     examples: dict[str, str] = {}
     if trials is None:
-        if not mitosis.collects_trials():
+        if not mitosis.context.collects_trials():
             return None
-        root = mitosis.config.rootpath
+        root = mitosis.context.config.rootpath
         files = {i.split("::", 1)[0] for i in node_ids if "::" in i}
         ours = {f for f in files if (root / f).resolve() == settings.pyproject}
         names = [i.split("::", 1)[1] for i in node_ids if i.split("::", 1)[0] in ours and "::" in i]
         if len(names) <= limit:
             return None
         try:
-            broken = {e.name for e in mitosis.experiments() if e.error is not None}
+            broken = {e.name for e in mitosis.context.experiments() if e.error is not None}
         except ConfigError:
             return None  # the workers report it as a collection error
         for name in names:
@@ -103,7 +103,7 @@ def sweep_size_refusal(
             examples.setdefault(spec.experiment, spec.item_name)
     if sum(per_experiment.values()) <= limit:
         return None
-    return refusal(per_experiment, limit, examples, mitosis.config, settings.pyproject)
+    return refusal(per_experiment, limit, examples, mitosis.context.config, settings.pyproject)
 
 
 def refusal(
@@ -145,18 +145,18 @@ def explain_not_found(message: str, mitosis: Any) -> str:
         return message
     arg = match.group("a") or match.group("b")
     path, _, rest = arg.partition("::")
-    settings: Settings = mitosis.settings
+    settings: Settings = mitosis.context.settings
     if not rest or settings.reproduce or Path(path).resolve() != settings.pyproject:
         return message
     name = rest.split("[", 1)[0].split("::", 1)[0]
-    for given in mitosis.config.args:  # pytest reports the id without its [...]: show what was typed
+    for given in mitosis.context.config.args:  # pytest reports the id without its [...]: show what was typed
         given_path, _, given_rest = given.partition("::")
         if Path(given_path).resolve() == settings.pyproject and given_rest.split("[", 1)[0] == name:
             rest = given_rest
             break
     try:
-        project = mitosis.project()
-        experiments = mitosis.experiments()
+        project = mitosis.context.project()
+        experiments = mitosis.context.experiments()
     except ConfigError:
         return message
     names = [e.name for e in experiments]

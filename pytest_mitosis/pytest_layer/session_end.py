@@ -38,10 +38,10 @@ def reader_options(mitosis: MitosisSession) -> str:
 
     from ..store import FILENAME, default_store, default_trials_folder, redact
 
-    here = Path(mitosis.config.invocation_params.dir)
+    here = Path(mitosis.context.config.invocation_params.dir)
     try:
-        folder = mitosis.project().trials_folder
-        store = mitosis.store_url()
+        folder = mitosis.context.project().trials_folder
+        store = mitosis.context.store_url()
         found_folder, found_store = default_trials_folder(here), default_store(here)
     except (MitosisError, OSError):  # an unreadable ./pyproject.toml: the hint as it always was
         return ""
@@ -64,8 +64,8 @@ class SessionEndHooks:
 
     def __init__(self, mitosis: MitosisSession) -> None:
         self.mitosis = mitosis
-        self.config = mitosis.config
-        self.settings = mitosis.settings
+        self.config = mitosis.context.config
+        self.settings = mitosis.context.settings
         #: each experiment's directions, resolved once (see :meth:`_higher_is_better`)
         self._directions: dict[str, Directions] = {}
 
@@ -76,9 +76,9 @@ class SessionEndHooks:
         is_trial = any(name == "mitosis.trial" for name, _ in props)
         message = _failure_text(report) if report.failed else None
         if report.when in ("call", CRASHED) and is_trial:  # a crashed worker's trial: failed, as pytest counts it
-            self.mitosis.rows.append(summary_row(report.nodeid, report.outcome, props, message))
+            self.mitosis.state.rows.append(summary_row(report.nodeid, report.outcome, props, message))
         elif report.failed and report.when == "setup" and "pyproject.toml::" in report.nodeid:
-            self.mitosis.rows.append(summary_row(report.nodeid, "error", props, message))
+            self.mitosis.state.rows.append(summary_row(report.nodeid, "error", props, message))
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Refresh the static report once, on the controller, when trials ran; then the CI files.
@@ -87,7 +87,7 @@ class SessionEndHooks:
         interrupted trial then counts as failed for ``--lf`` and ``--ff`` (see :meth:`_last_failed`).
         """
         mitosis = self.mitosis
-        mitosis.record_kept(earlier=False)  # outcomes kept while the store was away, if it is back
+        mitosis.preflight.record_kept(earlier=False)  # outcomes kept while the store was away, if it is back
         if hasattr(self.config, "workerinput"):
             return
         if int(exitstatus) == int(pytest.ExitCode.INTERRUPTED) and self.config.pluginmanager.has_plugin("dsession"):
@@ -96,15 +96,15 @@ class SessionEndHooks:
         from .session_record import end_session
 
         end_session(mitosis, int(exitstatus))  # before the report, which shows the session
-        if mitosis.rows and self.settings.report:
+        if mitosis.state.rows and self.settings.report:
             from ..store import RecordsError
             from ..views.report import build
 
             try:
                 # debug trials only with report --debug
-                mitosis.report = build(mitosis.project().trials_folder, store=mitosis.read_from())
+                mitosis.state.report = build(mitosis.context.project().trials_folder, store=mitosis.context.read_from())
             except (RecordsError, OSError) as err:
-                mitosis.report = f"not refreshed: {err}"
+                mitosis.state.report = f"not refreshed: {err}"
         if not (session.config.option.collectonly or self.settings.check):
             self._write_ci_files(session, int(exitstatus))
             if int(session.exitstatus) != int(exitstatus):  # a CI file that could not be written
@@ -115,7 +115,7 @@ class SessionEndHooks:
         learns of them). Into the cache plugin's dict, which it writes when its own hook runs after
         this one, and into the cache itself, for when it ran before (xdist's controller must first
         hear from its workers, whose hooks run before ours: so this one is not ``tryfirst``)."""
-        interrupted = {row.nodeid: True for row in self.mitosis.rows if row.outcome == "interrupted"}
+        interrupted = {row.nodeid: True for row in self.mitosis.state.rows if row.outcome == "interrupted"}
         plugin = self.config.pluginmanager.get_plugin("lfplugin")
         cache = getattr(self.config, "cache", None)
         if not interrupted or plugin is None or cache is None:
@@ -141,15 +141,15 @@ class SessionEndHooks:
 
         mitosis = self.mitosis
         deadline = time.monotonic() + 15.0  # each worker records its interrupted trial, then exits
-        while any(running(pid) for pid in mitosis.worker_pids) and time.monotonic() < deadline:
+        while any(running(pid) for pid in mitosis.state.worker_pids) and time.monotonic() < deadline:
             time.sleep(0.05)
-        shown = {row.key for row in mitosis.rows}
+        shown = {row.key for row in mitosis.state.rows}
         prefix = os.path.relpath(self.settings.pyproject, self.config.rootpath).replace(os.sep, "/")
         try:
-            with Reader(mitosis.project().trials_folder, mitosis.read_from()) as reader:
+            with Reader(mitosis.context.project().trials_folder, mitosis.context.read_from()) as reader:
                 records = [
                     r
-                    for r in reader.trials(debug=True, session=mitosis.session_key)
+                    for r in reader.trials(debug=True, session=mitosis.context.session_key)
                     if r.status in ("passed", "failed", "interrupted")
                 ]
         except (RecordsError, OSError, ConfigError):
@@ -159,7 +159,7 @@ class SessionEndHooks:
                 continue
             name = f"{record.experiment}[{record.variants}]" if record.variants else record.experiment
             html = str(Path(record.folder) / f"{record.name}.html") if record.folder else None
-            mitosis.rows.append(
+            mitosis.state.rows.append(
                 SummaryRow(f"{prefix}::{name}", record.status, record.main, html, record.iteration, record.key)
             )
 
@@ -176,14 +176,14 @@ class SessionEndHooks:
         notes: list[str] = []
         failed = False
         if settings.summary is not None:
-            report = mitosis.report if isinstance(mitosis.report, Path) else None
+            report = mitosis.state.report if isinstance(mitosis.state.report, Path) else None
             text = markdown_summary(
-                mitosis.rows,
+                mitosis.state.rows,
                 compare=settings.compare,
                 report=str(report) if report is not None else None,
-                seed=mitosis.seed,
+                seed=mitosis.context.seed,
                 exitstatus=exitstatus,
-                session=mitosis.session_key if mitosis.session_recorded else None,
+                session=mitosis.context.session_key if mitosis.state.session_recorded else None,
                 higher_is_better=lambda trial: self._higher_is_better(trial, "main"),
             )
             try:
@@ -193,14 +193,14 @@ class SessionEndHooks:
                 failed = True
                 notes.append(f"summary: not written to {settings.summary}: {err.strerror or err}")
         if settings.benchmark_json is not None:
-            for bench in benchmarks(mitosis.rows, settings.benchmark_json, self._higher_is_better):
+            for bench in benchmarks(mitosis.state.rows, settings.benchmark_json, self._higher_is_better):
                 try:
                     write_benchmark(bench)
                     notes.append(f"benchmark: {bench.path} ({len(bench.entries)} values, tool: {bench.tool})")
                 except OSError as err:
                     failed = True
                     notes.append(f"benchmark: not written to {bench.path}: {err.strerror or err}")
-        mitosis.ci_notes = notes
+        mitosis.state.ci_notes = notes
         if failed and exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -210,7 +210,7 @@ class SessionEndHooks:
         resolved = self._directions.get(experiment)
         if resolved is None:
             try:
-                project = self.mitosis.project()
+                project = self.mitosis.context.project()
             except ConfigError:
                 resolved = Directions().override(self.settings.higher_is_better, self.settings.lower_is_better)
             else:
@@ -222,18 +222,18 @@ class SessionEndHooks:
         from ..views.summary import shown_path, summary_lines
 
         mitosis = self.mitosis
-        if mitosis.broken:
+        if mitosis.state.broken:
             terminalreporter.write_sep("=", "mitosis: experiments that cannot run")
-            for nodeid, message in mitosis.broken:
+            for nodeid, message in mitosis.state.broken:
                 terminalreporter.write_line(f"ERROR {nodeid}\n{message}\n")
         if hasattr(self.config, "workerinput"):
             return
-        if mitosis.rows:
+        if mitosis.state.rows:
             here = Path(self.config.invocation_params.dir)
             terminalreporter.write_sep("=", "mitosis trials")
-            sources = {row.nodeid.split("::", 1)[0] for row in mitosis.rows if "::" in row.nodeid}
+            sources = {row.nodeid.split("::", 1)[0] for row in mitosis.state.rows if "::" in row.nodeid}
             lines = summary_lines(
-                mitosis.rows,
+                mitosis.state.rows,
                 here=here,
                 higher_is_better=lambda trial: self._higher_is_better(trial, "main"),
                 verbose=self.config.get_verbosity() > 0,
@@ -241,15 +241,17 @@ class SessionEndHooks:
             )
             for line in lines:
                 terminalreporter.write_line(line)
-            if isinstance(mitosis.report, Path):
-                terminalreporter.write_line(f"report: {shown_path(mitosis.report, here)}")
-            elif mitosis.report is not None:
-                terminalreporter.write_line(f"report: {mitosis.report}")
-        if mitosis.session_recorded:
+            if isinstance(mitosis.state.report, Path):
+                terminalreporter.write_line(f"report: {shown_path(mitosis.state.report, here)}")
+            elif mitosis.state.report is not None:
+                terminalreporter.write_line(f"report: {mitosis.state.report}")
+        if mitosis.state.session_recorded:
             from ..views.summary import session_line
 
-            terminalreporter.write_line(session_line(mitosis.session_key, mitosis.rows, reader_options(mitosis)))
-        for line in mitosis.ci_notes:
+            terminalreporter.write_line(
+                session_line(mitosis.context.session_key, mitosis.state.rows, reader_options(mitosis))
+            )
+        for line in mitosis.state.ci_notes:
             terminalreporter.write_line(line)
-        for line in mitosis.store_notes:
+        for line in mitosis.state.store_notes:
             terminalreporter.write_line(line)

@@ -43,30 +43,30 @@ def open_session(mitosis: MitosisSession, distributed: bool) -> None:
     """
     from ..store import KeyTaken, NewSession, StoreError, new_key
 
-    if mitosis.session_recorded or hasattr(mitosis.config, "workerinput"):
+    if mitosis.state.session_recorded or hasattr(mitosis.context.config, "workerinput"):
         return
-    store = mitosis.store()
+    store = mitosis.context.store()
     begin = getattr(store, "begin_session", None)
     if begin is None:
         return
-    repo = mitosis.repo()
+    repo = mitosis.context.repo()
     for _ in range(1 if distributed else 20):
         record = NewSession(
-            key=mitosis.session_key,
-            command=command_line(mitosis.config),
+            key=mitosis.context.session_key,
+            command=command_line(mitosis.context.config),
             commit=repo.commit,
             dirty=bool(repo.dirty),
-            debug=mitosis.settings.debug,
-            started=mitosis.started,
+            debug=mitosis.context.settings.debug,
+            started=mitosis.context.started,
         )
         try:
             begin(record)
         except KeyTaken:
-            mitosis.session_key = new_key()
+            mitosis.context.session_key = new_key()
             continue
         except StoreError as err:
             raise pytest.UsageError(str(err)) from None
-        mitosis.session_recorded = True
+        mitosis.state.session_recorded = True
         return
     raise pytest.UsageError(
         f"mitosis: the session key {record.key} is already taken in {store.location} (a coincidence of 32 random "
@@ -80,18 +80,20 @@ def end_session(mitosis: MitosisSession, exitstatus: int) -> None:
     from ..recording.pending import drop_session_end, keep_session_end
     from ..store import StoreError
 
-    if not mitosis.session_recorded:
+    if not mitosis.state.session_recorded:
         return
-    changed = mitosis.changed_since_start()
+    changed = mitosis.trials.changed_since_start()
     try:
-        end = mitosis.store().end_session  # type: ignore[attr-defined]
-        end(mitosis.session_key, int(exitstatus), changed) if changed else end(mitosis.session_key, int(exitstatus))
+        end = mitosis.context.store().end_session  # type: ignore[attr-defined]
+        end(mitosis.context.session_key, int(exitstatus), changed) if changed else end(
+            mitosis.context.session_key, int(exitstatus)
+        )
     except StoreError as err:  # away past its patience: the end waits in the trials folder for the next session
-        trials = mitosis.project().trials_folder
-        kept = keep_session_end(trials, mitosis.session_key, int(exitstatus), changed or None)
-        mitosis.store_notes.append(
+        trials = mitosis.context.project().trials_folder
+        kept = keep_session_end(trials, mitosis.context.session_key, int(exitstatus), changed or None)
+        mitosis.state.store_notes.append(
             f"mitosis: the end of this session could not be recorded ({err}); it is kept in {kept} and "
             "recorded by the next session that uses this trials folder."
         )
     else:  # recorded: an end kept by an earlier call (the exit status changed since) is no longer true
-        drop_session_end(mitosis.project().trials_folder, mitosis.session_key)
+        drop_session_end(mitosis.context.project().trials_folder, mitosis.context.session_key)

@@ -16,7 +16,7 @@ from typing import Any
 from ..core.errors import ConfigError
 from ..core.rules import Tolerances, close, describe_tolerances, is_series, series_difference, tolerance
 from ..identity.environment import package_changes
-from ..store import DIRECTIONS, Reader, RecordsError, TrialRecord, printable, valid_commit, valid_key
+from ..store import Reader, RecordsError, TrialRecord, printable, valid_commit, valid_key
 from .checkout import checkout, kernel_path
 from .rebuild import ReproductionError, project_at, rebuild
 
@@ -155,7 +155,6 @@ def reproduce_trial(
         slug = record.name.rsplit("-", 1)[0] if record.iteration is not None else record.name
         git = {**record.git, "commit": record.commit, "dirty": [], "worktree": str(worktree), "checkout": str(path)}
         env = {**environment, "git": git}
-        recorded = {DIRECTIONS: record.directions} if record.directions is not None else {}
         key, iteration = start(
             store,
             lambda key: NewTrial(
@@ -166,13 +165,14 @@ def reproduce_trial(
                 slug,
                 nodeid,
                 False,
-                {**git, **recorded},  # the reproduced trial's directions: its views agree with the original's
+                git,
                 int(record.seed or 0),
                 env,
                 record.steps,
                 record.params,
                 reproduces=record.key,
                 session=session,
+                directions=record.directions,  # the reproduced trial's: its views agree with the original's
             ),
             (),
             new_key(),

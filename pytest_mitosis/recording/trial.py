@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..checks.verdict import judge
 from ..core.errors import TrialFailed
 from ..execution.runner import TrialOutcome, run_trial
-from ..store import DIRECTIONS, NewTrial, StoreError, VariantRedefined, new_key, start
+from ..store import NewTrial, StoreError, VariantRedefined, new_key, start
 from .pending import keep_outcome
 
 if TYPE_CHECKING:
@@ -69,12 +69,13 @@ def record_trial(
                 spec.slug,
                 nodeid,
                 debug,
-                {**git, DIRECTIONS: spec.directions.to_json()},  # the directions it is judged by, for every view
+                git,
                 seed,
                 environment,
                 steps,
                 identity.params,
                 session=session,
+                directions=spec.directions.to_json(),  # the directions it is judged by, for every view
             ),
             identity.locks,
             new_key(),

@@ -32,7 +32,6 @@ from .protocol import (
 )
 from .readers import Reader
 from .records import (
-    DIRECTIONS,
     Accepted,
     NoMatch,
     RecordsError,
@@ -54,7 +53,6 @@ from .url import StoreURL, redact
 from .url import parse as parse_url
 
 __all__ = [
-    "DIRECTIONS",
     "FILENAME",
     "SCHEMA_VERSION",
     "Accepted",

@@ -68,6 +68,8 @@ class NewTrial:
     reproduces: str | None = None
     #: the key of the pytest session that ran it (the controller's, under xdist): see :class:`NewSession`
     session: str | None = None
+    #: which way is better per metric, as it is judged (``Directions.to_json``): every view reads it back
+    directions: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -398,6 +400,7 @@ def trial_row(trial: NewTrial, iteration: int | None, name: str, digest: str, ho
         "pid": os.getpid(),
         "reproduces": trial.reproduces,
         "session": trial.session,
+        "directions": json.dumps(trial.directions) if trial.directions is not None else None,
     }
     return tuple(row[column] for column in names("trials", at_end=False))
 

@@ -18,7 +18,6 @@ from typing import Any
 
 from .protocol import StoreError
 from .records import (
-    DIRECTIONS,
     KEY_PREFIX,
     Accepted,
     NoMatch,
@@ -208,7 +207,7 @@ class Reader:
                 row["accepted_reason"],
                 row["accepted_baseline"],
             )
-        directions = git.pop(DIRECTIONS, None) if isinstance(git, dict) else None
+        directions = json.loads(row["directions"]) if "directions" in row.keys() and row["directions"] else None
         return TrialRecord(
             key=row["key"],
             experiment=row["experiment"],

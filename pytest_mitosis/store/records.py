@@ -17,9 +17,6 @@ from typing import Any
 
 from ..core.errors import MitosisError
 
-#: the key of the ``git`` JSON column that holds a trial's directions (the reader moves it to ``TrialRecord.directions``)
-DIRECTIONS = "directions"
-
 
 class RecordsError(MitosisError):
     """No store where expected, or a key that matches no trial or several."""
@@ -175,7 +172,7 @@ class TrialRecord:
     #: made the drift gate's baseline after failing it (``python -m pytest_mitosis accept KEY``)
     accepted: Accepted | None = None
     #: which way was better per metric when it ran, as :meth:`~..core.rules.Directions.to_json` wrote it
-    #: (``None`` for a trial recorded before directions were): kept in the ``git`` JSON column, no schema change
+    #: (``None`` for a trial recorded before directions were, schema 4)
     directions: dict[str, Any] | None = None
 
     def __repr__(self) -> str:

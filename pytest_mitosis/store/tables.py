@@ -18,7 +18,8 @@ from .dialect import Dialect
 #: 2: the ``sessions`` table and the trials' ``session`` column
 #: 3: the ``beats`` table (running trials' and sessions' heartbeats and progress) and the sessions' ``changed``
 #: 4: the ``acceptances`` table (``python -m pytest_mitosis accept KEY``: a trial's result made the drift
-#: gate's baseline), and the trials' (experiment, identity) index on PostgreSQL too
+#: gate's baseline), the trials' ``directions`` (which way is better per metric, as each was judged) and their
+#: (experiment, identity) index on PostgreSQL too
 SCHEMA_VERSION = 4
 
 
@@ -101,6 +102,7 @@ TABLES = (
             _c("host", "TEXT", "NOT NULL"),
             _c("pid", "INTEGER", "NOT NULL"),
             _c("session", "TEXT", since=2),
+            _c("directions", "TEXT", since=4),
         ),
     ),
     Table(

@@ -1,0 +1,177 @@
+"""One trial's way through the session: identified, refused or resumed, checked against the commit,
+recorded and run (or reproduced), with what the session's context knows.
+
+The work belongs to the stages (:mod:`..identity.trial`, :mod:`..checks`, :mod:`..recording`);
+this service hands each what it needs and keeps what one trial teaches the next (the files its
+kernel imported, which are checked again before every later trial). The hooks call it at each
+item's setup and call (:mod:`.hooks`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..core.errors import ConfigError, TrialFailed
+
+if TYPE_CHECKING:
+    from ..checks.code_drift import CommitFiles
+    from ..config.variants import TrialSpec
+    from ..execution.runner import TrialOutcome
+    from ..identity.trial import TrialIdentity
+    from ..store import Reader, TrialRecord
+    from .context import SessionContext
+    from .heartbeat import Heartbeat
+    from .state import SessionState
+
+
+class TrialService:
+    """Guards, runs and reproduces the session's trials."""
+
+    def __init__(self, context: SessionContext, state: SessionState, heartbeat: Heartbeat) -> None:
+        self.context = context
+        self.state = state
+        self.heartbeat = heartbeat
+        self._identities: dict[str, TrialIdentity] = {}
+        self._commit_files: CommitFiles | None = None
+        #: the repository's files that this process's trials imported (checked again before every trial)
+        self._sources: set[Path] = set()
+
+    def identify(self, nodeid: str, spec: TrialSpec) -> TrialIdentity:
+        """A trial's fingerprints, computed once per session (the plan and the setup both need them)."""
+        if nodeid not in self._identities:
+            from ..identity.trial import identify
+
+            self._identities[nodeid] = identify(spec, self.context.seed, strict=not self.context.settings.debug)
+        return self._identities[nodeid]
+
+    def resumed(self, nodeid: str, spec: TrialSpec) -> str | None:
+        """Why ``--mitosis-resume`` skips this trial (it passed at the current commit), or ``None``.
+
+        Asked at each trial's setup, not once at the start: another session (or xdist worker) may have
+        passed it since, and an xdist worker then skips it like a session alone would.
+        """
+        if not self.context.settings.resume:
+            return None
+        from ..checks.sweep_plan import resumed
+
+        return resumed(self.context.store(), spec, self.identify(nodeid, spec), self.context.repo().commit)
+
+    def guard(self, nodeid: str, spec: TrialSpec) -> TrialIdentity:
+        """Fingerprint a trial, check that its code is still the commit's and its variant locks (not in debug mode)."""
+        identity = self.identify(nodeid, spec)
+        if not self.context.settings.debug:
+            changed = self.code_changed((), "since the session started")
+            if changed is not None:
+                raise TrialFailed(changed)
+            self.context.store().check_locks(identity.locks)
+        return identity
+
+    def code_changed(self, sources: tuple[str, ...], when: str) -> str | None:
+        """Why a trial's record would not name the code that ran (see :mod:`..checks.code_drift`), or ``None``.
+
+        The files compared: ``pyproject.toml``, the step and lookup modules, every file of the repository
+        that a kernel of this process imported, and ``sources`` (what the trial's own kernel imported).
+        Never in debug mode or for a tree that was not clean at the start (nothing to compare with).
+        """
+        context = self.context
+        if context.settings.debug or context.settings.reproduce:
+            return None
+        files = self._commit_files
+        if files is None:
+            repo = context.repo()
+            if not repo.clean or repo.worktree is None or repo.commit is None:
+                return None
+            from ..checks.code_drift import CommitFiles
+
+            own = tuple(p.resolve() for p in context.own_files())
+            files = self._commit_files = CommitFiles(repo.worktree, repo.commit, own, context.settings.dirty_ignore)
+        from ..checks.code_drift import changed_message, module_files, stop_message
+
+        root, modules = context.step_modules()
+        self._sources.update(Path(s) for s in sources)
+        changed = files.changed([context.settings.pyproject, *module_files(root, modules), *self._sources])
+        if not changed:
+            return None
+        self.state.code_moved = stop_message(changed)
+        return changed_message(changed, files.commit, when)
+
+    def changed_since_start(self) -> list[str]:
+        """What ``git status`` lists now in a tree that was clean when the session started (empty otherwise)."""
+        settings = self.context.settings
+        if settings.debug or settings.reproduce or not self.context.repo().clean:
+            return []
+        try:
+            return list(self.context.read_repo().dirty)
+        except (ConfigError, OSError):
+            return []
+
+    def run(self, nodeid: str, spec: TrialSpec, identity: TrialIdentity) -> TrialOutcome:
+        """Record and run one trial (see :mod:`..recording.trial`); an interruption stops the session."""
+        from ..views.summary import SummaryRow
+
+        try:
+            outcome = self._record(nodeid, spec, identity)
+        finally:
+            self.heartbeat.erase()  # before pytest writes the outcome (or "KeyboardInterrupt")
+        problem = self.context.ahead.problem()
+        if problem is not None:  # once per session (per xdist worker), in the summary and the junit XML
+            outcome = replace(outcome, warnings=(*outcome.warnings, f"kernels are spawned, not forked: {problem}"))
+        if outcome.interrupted is not None:
+            self.state.rows.append(
+                SummaryRow(nodeid, "interrupted", outcome.main, str(outcome.html or ""), outcome.iteration, outcome.key)
+            )
+            raise KeyboardInterrupt  # pytest stops the session: "!!! KeyboardInterrupt !!!", exit code 2
+        return outcome
+
+    def _record(self, nodeid: str, spec: TrialSpec, identity: TrialIdentity) -> TrialOutcome:
+        """:func:`~..recording.trial.record_trial` with what this session knows."""
+        from ..recording.trial import record_trial
+
+        context = self.context
+        project = context.project()
+        ahead = context.ahead
+        return record_trial(
+            spec,
+            identity,
+            nodeid=nodeid,
+            store=context.store(),
+            project=project,
+            settings=context.settings,
+            environment=context.environment(),
+            seed=context.seed,
+            session=context.session_key,
+            prepared=lambda: (ahead.take(project.cwd if self.state.next_is_trial else None), ahead.html()),
+            code_changed=lambda sources: self.code_changed(sources, "while the trial ran"),
+            progress=lambda key, name, state: self.heartbeat.on_progress(nodeid, key, name, state),
+        )
+
+    def reproduce(self, nodeid: str, record: TrialRecord, reader: Reader) -> TrialOutcome:
+        """``--mitosis-reproduce``: run a recorded trial again at its commit (see :mod:`..recording.reproduction`)."""
+        from ..recording.reproduction import ReproductionError, reproduce_trial
+
+        context = self.context
+        settings = context.settings
+        project = context.project()
+        worktree = context.repo().worktree
+        if worktree is None:
+            raise ReproductionError(f"{project.root} is not in a git repository: a reproduction checks out a commit")
+        return reproduce_trial(
+            record,
+            reader=reader,
+            store=context.store(),
+            project_root=project.root,
+            trials=project.trials_folder,
+            worktree=worktree,
+            environment=context.environment(),
+            nodeid=nodeid,
+            timeout=settings.timeout,
+            max_output=settings.max_cell_output,
+            rtol=settings.rtol,
+            atol=settings.atol,
+            tolerances=project.tolerances_of(record.experiment),  # today's pyproject: how close is the same, now
+            pyproject=project.path,
+            session=context.session_key,
+            vouched=frozenset((a.step, a.param, a.value) for a in settings.evals),
+        )
