@@ -128,3 +128,16 @@ def test_no_stage_imports_the_pytest_layer(graph: grimp.ImportGraph) -> None:
         if imported in top
     ]
     assert not found, found
+
+
+def test_every_module_is_named_in_the_architecture_guide() -> None:
+    """docs/architecture.md's table names every module (by file name): a new module says there what it owns."""
+    guide = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    package = ROOT / PACKAGE
+    missing = sorted(
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if path.name != "__init__.py" and path.parent != package and f"`{path.name}`" not in guide
+    )
+    assert not missing, f"add these to docs/architecture.md's table: {missing}"
+

@@ -126,7 +126,7 @@ def test_tolerances_accept_small_differences(story: tuple[Path, dict[str, Run]])
     props = run.properties(f"reproduce[{key}]")
     assert props["mitosis.reproduces"] == key
     assert float(props["main"]) - float(recorded["main"]) == pytest.approx(700), "it differs, within the tolerance"
-    assert re.search(rf"^pyproject\.toml::reproduce\[{key}\] +PASSED +#\d+ key {props['mitosis.key']} ", run.out, re.M)
+    assert re.search(rf"^  reproduce\[{key}\] +PASSED  #\d+ key {props['mitosis.key']}  ", run.out, re.M), run.out
     db = sqlite3.connect(root / "trials" / "mitosis.sqlite")
     row = db.execute("SELECT status, verdict, main FROM trials WHERE key = ?", (props["mitosis.key"],)).fetchone()
     db.close()
