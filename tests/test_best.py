@@ -168,6 +168,10 @@ def test_by_a_parameter_aggregates_main_over_the_others_and_stars_the_best(root:
         ("tree", 0.34, 3, "b000000a", False),
     ]
     assert data["not_shown"] == {"failed": 1, "gate-failed": 1, "interrupted": 1, "at other commits (--all)": 3}
+    counted = mitosis(root, "best", "fit", "--by", "model", "--agg", "count").stdout.splitlines()
+    assert len(counted) == 7 and not any("*" in line for line in counted[2:6]), "a count is not a score: no best"
+    data = json.loads(mitosis(root, "best", "fit", "--by", "model", "--agg", "count", "--json").stdout)
+    assert [r["best_group"] for r in data["rows"]] == [False, False, False]
 
 
 def test_commit_and_all_choose_which_code_is_ranked(root: Path) -> None:

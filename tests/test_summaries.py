@@ -18,7 +18,7 @@ import pytest
 
 import pytest_mitosis
 from pytest_mitosis.views.ci import markdown_summary
-from pytest_mitosis.views.summary import SummaryRow, distinct_digits, number_text, summary_lines
+from pytest_mitosis.views.summary import SummaryRow, distinct_digits, natural, number_text, summary_lines
 
 from .conftest import Run, clean_env, git_init, run_pytest, write_investigation
 
@@ -145,6 +145,8 @@ def test_main_shows_the_significant_digits_that_tell_the_values_apart() -> None:
     assert distinct_digits([0.12345, 0.12349]) == 5
     assert distinct_digits([1.0, 1.0 + 1e-15]) == 16
     assert distinct_digits(["text", None, float("nan"), True]) == 4
+    assert distinct_digits([0.99997, 0.9]) == 5, "an R² just under 1 never reads 1"
+    assert distinct_digits([0.99997, 0.99992]) == 5 and distinct_digits([-0.99997]) == 5
     assert [number_text(v, 4) for v in (0.12340000000000001, 2.0, 123456.7, 7, None, "a\nb", float("nan"))] == [
         "0.1234", "2", "123457", "7", "-", "a\\nb", "nan",
     ]  # fmt: skip
@@ -290,3 +292,10 @@ def test_show_puts_the_outcome_and_the_failure_first_and_the_packages_last(small
     assert every[:4] == lines[:4]
     assert f"    pytest-mitosis {pytest_mitosis.__version__}" in every
     assert every.index(f"    pytest-mitosis {pytest_mitosis.__version__}") > every.index("environment:")
+
+
+def test_decimal_variant_ids_sort_by_their_numbers() -> None:
+    ids = ["fit[noise_0.5]", "fit[noise_0.05]", "fit[noise_0.2]", "fit[noise_0.0]", "fit[n10]", "fit[n2]"]
+    assert sorted(ids, key=natural) == [
+        "fit[n2]", "fit[n10]", "fit[noise_0.0]", "fit[noise_0.05]", "fit[noise_0.2]", "fit[noise_0.5]",
+    ]  # fmt: skip

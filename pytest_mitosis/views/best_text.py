@@ -19,6 +19,7 @@ from typing import Any
 
 from ..core.rules import Directions
 from ..store import Reader, RecordsError, TrialRecord
+from .summary import distinct_digits
 
 #: ``--agg``: how main is summarised over the other parameters of a group
 AGGREGATES: dict[str, Callable[[list[float]], float]] = {
@@ -51,12 +52,9 @@ def _number(value: Any) -> float | None:
 
 
 def digits(values: Sequence[float]) -> int:
-    """The fewest significant digits (4 at least, 12 at most) that keep distinct values distinct when printed."""
-    distinct = set(values)
-    for n in range(4, 13):
-        if len({f"{v:.{n}g}" for v in distinct}) == len(distinct):
-            return n
-    return 12
+    """The significant digits (4 at least, 12 at most) that tell the values apart, as every view shows main
+    (:func:`..summary.distinct_digits`)."""
+    return distinct_digits(values, least=4, most=12)
 
 
 def _kind(record: TrialRecord) -> str:
@@ -237,7 +235,7 @@ def best(
     values = {v: summary([t.main for t in g]) for v, g in groups.items()}
     higher = found.higher_is_better or agg == "count"
     order = sorted(groups, key=lambda v: (-values[v] if higher else values[v], v))
-    winner = order[0]
+    winner = order[0] if agg != "count" else None  # a count is not a score: no best group
     if as_json:
         rows_json = [
             {"value": v, agg: values[v], "count": len(groups[v]), "best": {k: x for k, x in _trial_json(0, groups[v][0]).items() if k != "rank"}, "best_group": v == winner}

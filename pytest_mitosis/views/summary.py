@@ -122,8 +122,9 @@ def experiment_of(nodeid: str) -> str:
 
 
 def natural(text: str) -> tuple[Any, ...]:
-    """A sort key that puts ``n2`` before ``n10``: variants are often numbered."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+    """A sort key that puts ``n2`` before ``n10`` and ``noise_0.05`` before ``noise_0.2``: variants are often
+    numbered (the split keeps texts at even places and numbers at odd ones, so two keys always compare)."""
+    return tuple(float(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+(?:\.\d+)?)", text)))
 
 
 def _finite(value: Any) -> float | None:
@@ -159,9 +160,16 @@ def distinct_digits(values: Iterable[Any], least: int = 4, most: int = 17) -> in
 
     for digits in range(least, most):
         if all(max(unit(a, digits), unit(b, digits)) <= gap * (1 + 1e-9) for a, b, gap in gaps):
-            if len({_rounded(number, digits) for number in numbers}) == len(numbers):
+            if len({_rounded(number, digits) for number in numbers}) == len(numbers) and not any(
+                _whole_below_one(number, digits) for number in numbers
+            ):
                 return digits
     return most
+
+
+def _whole_below_one(number: float, digits: int) -> bool:
+    """A fraction shown as a whole number: an R² of ``0.99997`` read ``1`` at 4 digits (5 show ``0.99997``)."""
+    return 0 < abs(number) < 1 and float(_rounded(number, digits)).is_integer()
 
 
 def number_text(value: Any, digits: int = 17) -> str:
