@@ -6,6 +6,7 @@ the labels whose values differ, then main and metrics side by side, the series o
 and the figures side by side. ``python -m pytest_mitosis compare KEY KEY ...``
 (:func:`write_compare`) writes ``compare/<key>-<key>....html`` with the keys fixed and, since
 it may run git, the files changed between consecutive commits, as ``diff`` lists them.
+The page is ``templates/compare.html.j2``; report.js (``comparePage``) fills it in.
 """
 
 from __future__ import annotations

@@ -114,7 +114,7 @@ def write_data(
     """Write the compare data: ``data/<xy>.js`` holds every finished trial whose key ends with ``xy``.
 
     Grouping by the key's last two hex digits (even for keys that count up) keeps the file count at 256 whatever the
-    number of trials (a file per trial made the first build of 10,000 trials twice as
+    number of trials (a file per trial makes the first build of 10,000 trials twice as
     slow); the first line of each file lists its keys, so a refresh rewrites only the files
     that gained (or lost) a trial, reading from the store only their trials not in ``records``
     (the records read whole already). Each distinct environment is written once.

@@ -11,6 +11,9 @@ shows the older value at its older commit, next to the failures. A commit filter
 commit's trials alone (the table, and the grouped views). "Best"
 follows the experiment's direction (:func:`.build.directions`): lower is better unless the
 experiment says ``higher-is-better = true`` or its hypothesis bounds main from below.
+
+The page is ``templates/experiment.html.j2``: this module decides what it shows (texts and
+numbers, never HTML), the template how.
 """
 
 from __future__ import annotations
@@ -216,7 +219,7 @@ def _by_commit(records: Sequence[TrialSummary], varying: list[str], higher: bool
     Each commit's table is built from its trials alone, so its "latest" and "best" are that
     commit's and its counts say how many of its trials failed; picking a commit also zooms
     "main over commits" to its column. Built here, not in the browser: the rows are the same
-    Python as the whole table's. None when there is one commit only: there is nothing to filter.
+    Python as the whole table's. Empty when there is one commit only: there is nothing to filter.
     """
     ordered = sorted(records, key=lambda r: r.started)
     column = commit_columns(records)
