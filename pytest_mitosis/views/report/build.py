@@ -247,6 +247,7 @@ def _build(env: Environment, trials_folder: Path, out: Path | None, debug: bool,
             for record in sorted(new, key=lambda r: r.started):
                 earlier = previous[record.key]
                 pages.append((record, records.get(earlier.key) if earlier is not None else None))
+            env.get_template("trial.html.j2")  # compiled here, before write_pages may fork: not in both processes
             write_pages(site, pages)
         write_data(reader, everything, records, listing(out), out)
         shown = everything if debug else [r for r in everything if not r.debug]
