@@ -140,4 +140,3 @@ def test_every_module_is_named_in_the_architecture_guide() -> None:
         if path.name != "__init__.py" and path.parent != package and f"`{path.name}`" not in guide
     )
     assert not missing, f"add these to docs/architecture.md's table: {missing}"
-

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -218,7 +219,7 @@ def report_key_escapes_the_report_folder(s: Study) -> str:
     done = s.cli("report")
     assert done.returncode == 0, done.stderr
     index = (s.trials / "report" / "index.html").read_text()
-    assert "../../../../x (not a key: no page)" in index.replace("&#x27;", "'").replace("&amp;", "&")
+    assert "../../../../x (not a key: no page)" in index.replace("&#39;", "'").replace("&amp;", "&")
     return index
 
 
@@ -298,14 +299,63 @@ def newline_in_names_adds_no_row(s: Study) -> str:
     return "\n".join(history + listed + own + show)
 
 
+#: a name that would close the ``<script>`` element of a page's chart data and open one of its own
+BREAKOUT = "</script><script>alert(2)</script>"
+#: every script element a report page may hold: our files, or a call of report.js with JSON
+OURS = re.compile(
+    r"<script src='(\.\./)?assets/(plotly\.min|report)\.js'></script>"
+    r"|<script>(mitosisPlot|mitosisGrouped|document\.addEventListener)\([^<]*</script>"
+)
+
+
 def html_in_names_of_the_report(s: Study) -> str:
-    s.update(s.keys["a"], experiment=SCRIPT, name=f"trial_{SCRIPT}", variants=SCRIPT)
+    """Recorded texts as HTML in every kind of page: escaped as text, never a tag; JSON never closes its script.
+
+    The experiment's name, a trial's name and variants, an eval value (the ``named`` trial's
+    ``label``, recorded as the session gave it), a metric's name and value, a series named to
+    close its chart's ``<script>``, a failure message and a warning: on the index, the
+    experiment page, each trial page, the compare page and the page of the ``compare`` command.
+    """
+    a, b, named = s.keys["a"], s.keys["b"], s.keys["named"]
+    for key in (a, b, named):  # one experiment: its page shows the varying label and the grouped views
+        s.update(key, experiment=SCRIPT)
+    s.update(a, name=f"trial_{SCRIPT}", variants=SCRIPT, message=SCRIPT, warnings=json.dumps([SCRIPT]))
+    s.update(b, metrics=json.dumps({SCRIPT: 1.5, "note": SCRIPT, BREAKOUT: [1.0, 2.0, 3.0]}))
+    assert SCRIPT in json.dumps(_params(s, named)), "the named trial's eval value is the script"
+    shutil.rmtree(s.trials / "report")  # the sessions' pages: a trial's page is written once, from the store as it was
     done = s.cli("report")
     assert done.returncode == 0, done.stderr
-    pages = "".join(p.read_text() for p in (s.trials / "report").rglob("*.html"))
-    assert SCRIPT not in pages and "&lt;script&gt;alert(1)&lt;/script&gt;" in pages
+    compared = s.cli("compare", a, b)
+    assert compared.returncode == 0, compared.stderr
+    report = s.trials / "report"
+    kinds = {
+        "index": [report / "index.html"],
+        "experiment": list((report / "experiments").glob("*.html")),
+        "trial": [report / "trials" / f"{key}.html" for key in (a, b, named)],
+        "compare": [report / "compare.html", *(report / "compare").glob("*.html")],
+    }
+    assert [len(pages) for pages in kinds.values()] == [1, 1, 3, 2], kinds
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    for kind, pages in kinds.items():
+        for page in pages:
+            text = page.read_text()
+            assert SCRIPT not in text and "alert(2)</script>" not in text, page
+            assert OURS.sub("", text).count("<script") == 0, f"{page}: a script element that is not the report's"
+            assert kind == "compare" or escaped in text, f"{page}: the recorded text is shown, as text"
+    trial_a, trial_b, trial_named = (page.read_text() for page in kinds["trial"])
+    assert f"<h1>trial_{escaped}</h1>" in trial_a, "a trial's name"
+    assert f"<pre class='wrap'>{escaped}</pre>" in trial_a, "the failure message and the warning"
+    assert f"<td>{escaped}</td><td class='num'>1.5</td>" in trial_b, "a metric's name"
+    assert f"<td>note</td><td class='num'>{escaped}</td>" in trial_b, "a metric's value"
+    chart = "\\u0026lt;/script\\u0026gt;\\u0026lt;script\\u0026gt;alert(2)"  # escaped for plotly, then for the script
+    assert chart in trial_b, "the series' name in its chart's JSON"
+    assert f"<td>&#39;{escaped}&#39;</td>" in trial_named, "the eval value"
+    experiment = kinds["experiment"][0].read_text()
+    assert f"<td>&#39;{escaped}&#39;</td>" in experiment, "the eval value as the label column's cell"
+    grouped = "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e"  # raw in the data, which the script escapes
+    assert "mitosisGrouped(" in experiment and grouped in experiment, "and in the grouped views' data"
     assert not list((s.trials / "report" / "experiments").glob("*<*")), "an experiment's page name is sanitised"
-    return pages
+    return "".join(page.read_text() for pages in kinds.values() for page in pages)
 
 
 def pickle_outside_the_trials_folder(s: Study) -> str:

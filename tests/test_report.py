@@ -22,7 +22,7 @@ import pytest_mitosis
 from pytest_mitosis.store import SQLiteStore
 from pytest_mitosis.views.report import build
 
-from .conftest import Run, git, git_init, run_pytest, write_investigation
+from .conftest import Run, clean_env, git, git_init, run_pytest, write_investigation
 from .test_compare import record_trial
 
 try:
@@ -193,6 +193,74 @@ def test_a_refresh_follows_trials_that_end_arrive_and_leave_the_store(tmp_path: 
     assert "<span class='count' id='count'>1</span> of 1 trials shown" in index.read_text()
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+#: a report built by the package installed from the wheel, in a process of its own
+BUILD = """
+import sys
+from pathlib import Path
+import pytest_mitosis
+from pytest_mitosis.views.report import build
+print(pytest_mitosis.__file__)
+print(build(Path(sys.argv[1])))
+"""
+
+
+def test_a_wheel_carries_the_templates_and_its_report_is_built(tmp_path: Path) -> None:
+    """The pages are package data: a regular (non-editable) install of the wheel renders every kind of page."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "pytest_mitosis", source / "pytest_mitosis", ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    built = subprocess.run(
+        [*pip, "wheel", "--no-deps", "-q", "-w", str(tmp_path / "wheel"), str(source)], capture_output=True, text=True
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = (tmp_path / "wheel").glob("pytest_mitosis-*.whl")
+    site = tmp_path / "site"
+    installed = subprocess.run(
+        [*pip, "install", "--no-deps", "-q", "--target", str(site), str(wheel)], capture_output=True, text=True
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    templates = sorted(p.name for p in (REPO / "pytest_mitosis" / "views" / "report" / "templates").glob("*.html.j2"))
+    assert sorted(p.name for p in (site / "pytest_mitosis" / "views" / "report" / "templates").iterdir()) == templates
+    store = SQLiteStore(tmp_path / "trials")
+    for i in range(3):
+        record_trial(store, i, main=0.5 + i, metrics={"loss": [1.0, 0.5, 0.25]})
+    store.close()
+    done = subprocess.run(
+        [sys.executable, "-c", BUILD, str(tmp_path / "trials")],
+        cwd=tmp_path,
+        env=clean_env(PYTHONPATH=str(site)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    module, index = done.stdout.split()
+    assert Path(module) == site / "pytest_mitosis" / "__init__.py", "the installed package, not the source"
+    report = Path(index).parent
+    assert "id='count'>3</span> of 3 trials shown" in (report / "index.html").read_text()
+    assert "<h1>Experiment exp</h1>" in (report / "experiments" / "exp.html").read_text()
+    assert "mitosisPlot(" in (report / "trials" / f"{0:08x}.html").read_text(), "the series' chart"
+    assert "comparePage(" in (report / "compare.html").read_text()
+
+
+def test_a_template_variable_the_page_is_not_given_fails_the_render() -> None:
+    """StrictUndefined: a name a template uses and its caller forgot is an error (a test meets it), never an empty text."""
+    from jinja2 import UndefinedError
+
+    from pytest_mitosis.views.report.render import environment
+
+    page = environment().get_template("compare.html.j2")
+    with pytest.raises(UndefinedError, match="'preset' is undefined"):
+        page.render(title="Compare trials", prefix="", charts=True)
+    shown = page.render(title="<b>", prefix="", charts=True, preset={"keys": ["</script>"]})
+    assert "<title>&lt;b&gt;</title>" in shown and '"keys":["\\u003c/script\\u003e"]' in shown
+
+
 #: a build in a process of its own (one thread, so it may fork), sharing its pages with a child from
 #: ``argv[3]`` new pages on; ``argv[4]`` "child-fails" makes the child leave at once, writing nothing
 FORKED_BUILD = """
@@ -345,7 +413,7 @@ def test_chart_texts_are_raw_and_axes_keep_the_run_order(tmp_path: Path) -> None
     assert width["ticktext"] == ['"lorenz"', '"rossler & <co>"'], "plotly shows parcoords ticks as plain text"
     legend = [t["name"] for t in _figure(page, "over-commits")["data"]]
     assert 'rate=mid width="lorenz"' in legend and 'rate=mid width="rossler &amp; &lt;co&gt;"' in legend
-    assert "<td>&quot;lorenz&quot;</td>" in page, "in HTML it is escaped, once"
+    assert "<td>&#34;lorenz&#34;</td>" in page, "in HTML it is escaped, once"
     grouped = re.search(r"<script>mitosisGrouped\((.*?)\)</script>", page)
     assert grouped and "&quot;" not in grouped.group(1), "the grouped views' data: raw, escaped by the script"
     rate, width = json.loads(grouped.group(1))["params"]

@@ -3,8 +3,8 @@
 Charts are drawn by plotly.js (MIT licence), the bundle that the ``plotly`` package ships as
 package data (``plotly/package_data/plotly.min.js``). It is copied once into the report
 folder and every page loads it by a relative ``<script src>``: the report opens from a file
-browser, offline, and makes no network request. It was chosen over Vega-Lite because one
-file holds every chart the report needs (scatter with hover and click, WebGL lines for long
+browser, offline, and makes no network request. plotly.js rather than Vega-Lite: one file
+holds every chart the report needs (scatter with hover and click, WebGL lines for long
 series, parallel coordinates, zoom, legend toggles) and a Python package that is easy to
 install ships it; no PyPI package ships the three Vega bundles together. The price is its
 size (about 4.8 MB), paid once per report folder, not per page.

@@ -19,6 +19,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment
+from markupsafe import Markup
+
 from ...config.project import load_project
 from ...core.errors import MitosisError
 from ...core.rules import parse_hypothesis
@@ -26,12 +29,13 @@ from ...store import Reader, StoreURL, TrialRecord, valid_key
 from . import summaries
 from .assets import write_assets
 from .compare import compare_html, write_compare
+from .compare_data import write_data
 from .experiment import experiment_page
-from .facts import write_data
 from .figures import extract, listing, notebook_file
 from .html import href, page_name, write
 from .index import index_page
 from .pages import write_pages
+from .render import environment
 from .summaries import TrialSummary
 from .trial import trial_page
 
@@ -89,9 +93,10 @@ class Site:
     """The report folder being written: the trial pages already there, so each new trial is written once,
     and the summaries of the trials (:mod:`.summaries`), so a refresh reads only what changed."""
 
-    def __init__(self, reader: Reader, out: Path) -> None:
+    def __init__(self, reader: Reader, out: Path, env: Environment) -> None:
         self.reader = reader
         self.out = out
+        self.env = env
         for folder in ("trials", "experiments", "data", "figures"):
             (out / folder).mkdir(parents=True, exist_ok=True)
         write_assets(out)
@@ -102,7 +107,7 @@ class Site:
         _sweep_leftovers(out / "trials", listing)
         if not current:
             write(marker, FORMAT + "\n")
-        self.environments: dict[str, str] = {}  # an environment's HTML, by digest (shared by many trials)
+        self.environments: dict[str, Markup] = {}  # an environment's HTML, by digest (shared by many trials)
         self._signatures_path = out / "assets" / "pages.json"
         self.signatures: dict[str, str] = _json_object(self._signatures_path) if current else {}
         self._changed = False
@@ -161,7 +166,8 @@ class Site:
             return  # a crafted key never becomes a file name; a running trial is written when it ends
         figures = extract(self.reader, record, self.out)
         write(
-            self.out / "trials" / name, trial_page(self.reader, record, previous, figures, self.out, self.environments)
+            self.out / "trials" / name,
+            trial_page(self.env, self.reader, record, previous, figures, self.out, self.environments),
         )
         self.pages.add(name)
 
@@ -222,9 +228,13 @@ def build(
     shows changed (:func:`_signature`, kept in ``assets/pages.json``): a session that ran one
     experiment rewrites the index and that experiment's page.
     """
+    return _build(environment(), trials_folder, out, debug, store)
+
+
+def _build(env: Environment, trials_folder: Path, out: Path | None, debug: bool, store: str | StoreURL | None) -> Path:
     with Reader(trials_folder, store) as reader:
         out = (out or trials_folder / REPORT).resolve()
-        site = Site(reader, out)
+        site = Site(reader, out, env)
         records = site.read()
         everything = sorted(site.summaries.values(), key=lambda r: (r.started, r.key), reverse=True)  # newest first
         new = [r for r in records.values() if f"{r.key}.html" not in site.pages]
@@ -237,6 +247,7 @@ def build(
             for record in sorted(new, key=lambda r: r.started):
                 earlier = previous[record.key]
                 pages.append((record, records.get(earlier.key) if earlier is not None else None))
+            env.get_template("trial.html.j2")  # compiled here, before write_pages may fork: not in both processes
             write_pages(site, pages)
         write_data(reader, everything, records, listing(out), out)
         shown = everything if debug else [r for r in everything if not r.debug]
@@ -254,13 +265,13 @@ def build(
             path = out / "experiments" / f"{page_name(experiment)}.html"
             direction = higher.get(experiment, False)
             if site.stale(path, _signature(by_experiment[experiment], experiment, direction)):
-                write(path, experiment_page(experiment, by_experiment[experiment], direction))
-        compare_page = compare_html("")
+                write(path, experiment_page(env, experiment, by_experiment[experiment], direction))
+        compare_page = compare_html(env, "")
         if not (out / "compare.html").is_file() or (out / "compare.html").read_text(encoding="utf-8") != compare_page:
             write(out / "compare.html", compare_page)
         index = out / "index.html"
         if site.stale(index, _signature(shown, "index", debug, str(out))):
-            write(index, index_page(shown, experiments, site.rows, reader.sessions()))
+            write(index, index_page(env, shown, experiments, site.rows, reader.sessions()))
         site.save()
     return index
 
@@ -269,6 +280,7 @@ def compare(trials_folder: Path, keys: list[str], out: Path | None = None, store
     """Refresh the report, then write the compare page of the trials with these keys (or unique prefixes)."""
     with Reader(trials_folder, store) as reader:
         chosen = [reader.get(key) for key in keys]  # an unknown key fails before anything is written
-    build(trials_folder, out, store=store)
+    env = environment()
+    _build(env, trials_folder, out, False, store)
     with Reader(trials_folder, store) as reader:
-        return write_compare(reader, chosen, (out or trials_folder / REPORT).resolve())
+        return write_compare(env, reader, chosen, (out or trials_folder / REPORT).resolve())

@@ -11,6 +11,9 @@ shows the older value at its older commit, next to the failures. A commit filter
 commit's trials alone (the table, and the grouped views). "Best"
 follows the experiment's direction (:func:`.build.directions`): lower is better unless the
 experiment says ``higher-is-better = true`` or its hypothesis bounds main from below.
+
+The page is ``templates/experiment.html.j2``: this module decides what it shows (texts and
+numbers, never HTML), the template how.
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote
+
+from jinja2 import Environment
 
 from ...core.rules import as_number
 from .charts import over_commits, parallel, shown_identities
-from .grouped import grouped_data, grouped_html
-from .html import chart, e, linked, page, trial_href
+from .grouped import grouped_data, pickers
 from .summaries import TrialSummary
 
 #: scalar metrics shown as columns at most (the trial pages show them all)
@@ -92,18 +95,6 @@ def value_order(records: Sequence[TrialSummary]) -> dict[str, list[str]]:
     return {name: list(values) for name, values in order.items()}
 
 
-def at(record: TrialSummary | None) -> str:
-    """Where a value comes from: its commit (8 characters, the full one in the title) and date, linked to the trial."""
-    if record is None:
-        return ""
-    commit = record.commit or "-"
-    text = f"{e(commit[:8])} {record.started:%Y-%m-%d %H:%M}"
-    title = e(f"commit {commit}, trial {record.key}, {record.started:%Y-%m-%d %H:%M}")
-    link = trial_href(record.key, "../")
-    inner = f"<a href='{e(link)}' title='{title}'>{text}</a>" if link else f"<span title='{title}'>{text}</span>"
-    return f"<br><small class='at'>at {inner}</small>"
-
-
 def counts(total: int, passed: int, failures: dict[str, int]) -> str:
     """``5 trials: 1 passed, 4 failed (drift gate)``: what did not pass is counted, never dropped."""
     parts = [f"{passed} passed"]
@@ -129,17 +120,22 @@ def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.6g}"
 
 
-def _trend(row: dict[str, Any], higher: bool) -> str:
+def _trend(row: dict[str, Any], higher: bool) -> dict[str, Any] | None:
+    """The change of latest main since the identity's previous passed trial (``None``: there is no change to show)."""
     if row["latest"] is None or row["previous"] is None:
-        return "<td data-v=''>–</td>"
+        return None
     delta = row["latest"] - row["previous"]
     before, after = ((r.commit or "-")[:8] for r in (row["previous_record"], row["latest_record"]))
-    commits = f"<br><small class='at'>{e(before)} → {e(after)}</small>"
     if delta == 0:
-        return f"<td data-v='0'>= unchanged{commits}</td>"
-    better = (delta > 0) == higher
+        return {"sort": "0", "better": None, "text": "= unchanged", "before": before, "after": after}
     arrow = "▲" if delta > 0 else "▼"
-    return f"<td data-v='{delta!r}' class='{'better' if better else 'worse'}'>{arrow} {delta:+.3g}{commits}</td>"
+    return {
+        "sort": repr(delta),
+        "better": (delta > 0) == higher,
+        "text": f"{arrow} {delta:+.3g}",
+        "before": before,
+        "after": after,
+    }
 
 
 def _rank(row: dict[str, Any], higher: bool) -> tuple[bool, float]:
@@ -148,7 +144,8 @@ def _rank(row: dict[str, Any], higher: bool) -> tuple[bool, float]:
     return (latest is None, 0.0 if latest is None else -latest if higher else latest)
 
 
-def _table(rows: list[dict[str, Any]], varying: list[str], higher: bool, element: str = "identities") -> str:
+def _table(rows: list[dict[str, Any]], varying: list[str], higher: bool, element: str = "identities") -> dict[str, Any]:
+    """The identities' table as ``experiment.html.j2`` (its ``identities`` macro) shows it: texts, not HTML."""
     latest = [row["latest"] for row in rows if row["latest"] is not None]
     best = (max if higher else min)(latest) if latest else None
     metric_names: list[str] = []
@@ -159,46 +156,31 @@ def _table(rows: list[dict[str, Any]], varying: list[str], higher: bool, element
     metric_names = metric_names[:METRIC_COLUMNS]
     head = [*varying] if varying else ["variants"]
     head += ["latest main", "best main", "trials", "trend (last change)", *metric_names, "latest trial (any outcome)"]
-    body = []
+    shown = []
     for row in sorted(rows, key=lambda r: _rank(r, higher)):
-        cells = (
-            [f"<td>{e(row['params'].get(n, '-'))}</td>" for n in varying]
-            if varying
-            else [f"<td>{e(row['variants'] or '(defaults)')}</td>"]
-        )
         best_main, best_record = None, None
         if row["mains"]:
             best_main, best_record = (max if higher else min)(
                 zip(row["mains"], row["main_records"]), key=lambda p: p[0]
             )
-        latest_at = at(row["latest_record"]) if row["latest"] is not None else ""
-        cells += [
-            f"<td class='num' data-v='{_num(row['latest'])}'>{_num(row['latest']) or '–'}{latest_at}</td>",
-            f"<td class='num' data-v='{_num(best_main)}'>{_num(best_main) or '–'}{at(best_record)}</td>",
-            f"<td class='num' data-v='{row['trials']}'>{e(counts(row['trials'], row['passed'], row['failures']))}</td>",
-            _trend(row, higher),
-        ]
-        for name in metric_names:
-            value = as_number(row["latest_record"].metrics.get(name))
-            cells.append(f"<td class='num' data-v='{_num(value)}'>{_num(value) or '–'}</td>")
-        record = row["last_record"]
-        outcome = (
-            f" <span class='badge {e(record.status)}'>{e(record.status)}: {e(record.failure)}</span>"
-            if record.failure
-            else ""
+        shown.append(
+            {
+                "best": best is not None and row["latest"] == best,
+                "labels": [row["params"].get(n, "-") for n in varying]
+                if varying
+                else [row["variants"] or "(defaults)"],
+                "latest": _num(row["latest"]),
+                "latest_record": row["latest_record"] if row["latest"] is not None else None,
+                "best_main": _num(best_main),
+                "best_record": best_record,
+                "trials": row["trials"],
+                "counts": counts(row["trials"], row["passed"], row["failures"]),
+                "trend": _trend(row, higher),
+                "metrics": [_num(as_number(row["latest_record"].metrics.get(name))) for name in metric_names],
+                "last_record": row["last_record"],
+            }
         )
-        cells.append(f"<td>{linked(trial_href(record.key, '../'), record.key)}{outcome}{at(record)}</td>")
-        marked = " class='best'" if best is not None and row["latest"] == best else ""
-        body.append(f"<tr{marked}>{''.join(cells)}</tr>")
-    direction = "higher is better" if higher else "lower is better"
-    return (
-        f'<p>{len(rows)} identities; main: {direction}; ★ marks the best latest main. "Latest" and "best" are of'
-        " passed trials, each at the commit and date under it; the metrics are the latest main's trial's."
-        " Click a column to sort.</p>"
-        f"<table class='sortable' id='{e(element)}'><thead><tr>"
-        + "".join(f"<th>{e(h)}</th>" for h in head)
-        + f"</tr></thead><tbody>{''.join(body)}</tbody></table>"
-    )
+    return {"element": element, "head": head, "rows": shown}
 
 
 def _tally(records: Sequence[TrialSummary]) -> str:
@@ -209,17 +191,18 @@ def _tally(records: Sequence[TrialSummary]) -> str:
     return counts(len(records), sum(1 for r in records if r.status == "passed"), failures)
 
 
-def _outcomes(records: Sequence[TrialSummary]) -> str:
+def _outcomes(records: Sequence[TrialSummary]) -> dict[str, Any] | None:
     """All trials counted by outcome, then those of the newest commit: a new commit whose trials all failed shows."""
     if not records:
-        return ""
+        return None
     newest = max(records, key=lambda r: r.started)
     at_newest = [r for r in records if r.commit == newest.commit]
-    commit = newest.commit or "-"
-    return (
-        f"<p class='outcomes'>{e(_tally(records))}. At the newest commit, <span title='{e(commit)}'>{e(commit[:8])}</span>"
-        f" ({newest.started:%Y-%m-%d %H:%M}): {e(_tally(at_newest))}.</p>"
-    )
+    return {
+        "all": _tally(records),
+        "commit": newest.commit or "-",
+        "started": newest.started,
+        "newest": _tally(at_newest),
+    }
 
 
 def commit_columns(records: Sequence[TrialSummary]) -> dict[str, int]:
@@ -230,70 +213,55 @@ def commit_columns(records: Sequence[TrialSummary]) -> dict[str, int]:
     return column
 
 
-def _by_commit(
-    records: Sequence[TrialSummary], rows: list[dict[str, Any]], varying: list[str], higher: bool
-) -> list[str]:
-    """The table of every commit, and one per commit (newest first) that a filter shows instead.
+def _by_commit(records: Sequence[TrialSummary], varying: list[str], higher: bool) -> list[dict[str, Any]]:
+    """One table per commit (newest first), which the commit filter shows instead of every commit's table.
 
     Each commit's table is built from its trials alone, so its "latest" and "best" are that
     commit's and its counts say how many of its trials failed; picking a commit also zooms
     "main over commits" to its column. Built here, not in the browser: the rows are the same
-    Python as the whole table's.
+    Python as the whole table's. Empty when there is one commit only: there is nothing to filter.
     """
     ordered = sorted(records, key=lambda r: r.started)
     column = commit_columns(records)
     if len(column) < 2:
-        return [_table(rows, varying, higher)]
-    options, tables = [], []
+        return []
+    found = []
     for commit in sorted(column, key=lambda c: -column[c]):
         trials = [r for r in ordered if (r.commit or "-") == commit]
-        newest = trials[-1].started
-        options.append(
-            f"<option value='{column[commit]}' title='{e(commit)}'>{e(commit[:8])} {newest:%Y-%m-%d %H:%M}: "
-            f"{e(_tally(trials))}</option>"
-        )
         commit_rows, _ = identity_rows(trials)
-        tables.append(
-            f"<div class='by-commit' data-column='{column[commit]}' hidden><p>At commit <span title='{e(commit)}'>"
-            f"{e(commit[:8])}</span> only: {e(_tally(trials))}.</p>"
-            f"{_table(commit_rows, varying, higher, f'identities-{column[commit]}')}</div>"
+        found.append(
+            {
+                "commit": commit,
+                "column": column[commit],
+                "newest": trials[-1].started,
+                "tally": _tally(trials),
+                "table": _table(commit_rows, varying, higher, f"identities-{column[commit]}"),
+            }
         )
-    select = (
-        "<div class='filters'><label>commit<select id='commit-filter' onchange='showCommit(this)'>"
-        f"<option value=''>all commits</option>{''.join(options)}</select></label></div>"
-    )
-    return [select, f"<div class='by-commit' data-column=''>{_table(rows, varying, higher)}</div>", *tables]
+    return found
 
 
-def experiment_page(experiment: str, records: Sequence[TrialSummary], higher: bool) -> str:
+def experiment_page(env: Environment, experiment: str, records: Sequence[TrialSummary], higher: bool) -> str:
     """The page's HTML (written by the caller to ``experiments/<name>.html``)."""
     rows, varying = identity_rows(records)
     labels = {row["identity"]: _label(row, varying) for row in rows}
-    parts = [
-        "<nav><a href='../index.html'>all trials</a></nav>",
-        f"<h1>Experiment {e(experiment)}</h1>",
-        _outcomes(records),
-        "<h2>Variants</h2>",
-        *_by_commit(records, rows, varying, higher),
-    ]
     order = value_order(records)
     grouped = grouped_data(
         records, varying, order, commit_columns(records), {r.key: _param_values(r) for r in records}, higher
     )
-    if grouped is not None:
-        parts.append(grouped_html(grouped))
-    figure = parallel(experiment, rows, varying, higher, order)
-    if figure is not None:
-        parts.append(chart("parameters", figure))
     ranked = [row["identity"] for row in sorted(rows, key=lambda r: _rank(r, higher))]
-    figure = over_commits(experiment, records, labels, shown=shown_identities(records, ranked, SHOWN))
-    if figure is not None:
-        parts.append(chart("over-commits", figure))
-        parts.append(
-            "<p>Hover a point for its trial; click it to open the trial; drag to zoom, double-click to reset.</p>"
-        )
-    parts.append(
-        f"<p>{len(records)} trials of this experiment: <a href='../index.html#experiment={e(quote(experiment))}'>"
-        "listed in the index</a>.</p>"
+    return env.get_template("experiment.html.j2").render(
+        title=f"Experiment {experiment}",
+        prefix="../",
+        charts=True,
+        experiment=experiment,
+        direction="higher is better" if higher else "lower is better",
+        outcomes=_outcomes(records),
+        table=_table(rows, varying, higher),
+        commits=_by_commit(records, varying, higher),
+        grouped=grouped,
+        pickers=pickers(grouped) if grouped is not None else None,
+        parameters=parallel(experiment, rows, varying, higher, order),
+        over_commits=over_commits(experiment, records, labels, shown=shown_identities(records, ranked, SHOWN)),
+        trials=len(records),
     )
-    return page(f"Experiment {experiment}", "".join(parts), "../", charts=True)

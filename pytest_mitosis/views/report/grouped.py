@@ -1,5 +1,7 @@
 """The experiment page's grouped views: main by one parameter, a heatmap of two, main against a number.
 
+The section is ``templates/grouped.html.j2``; this module decides what it embeds and offers.
+
 Answers *which variant wins, on average over the rest, and where does it lose*: for each
 varying parameter, main aggregated (mean, median, best, count) over the other parameters;
 a heatmap of any two parameters; main against a numeric parameter, a line per value of
@@ -25,7 +27,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...core.rules import as_number
-from .html import e, script_json
 from .summaries import TrialSummary
 
 #: what the page offers to aggregate main with; the first is drawn at first
@@ -96,48 +97,20 @@ def grouped_data(
     }
 
 
-def _select(element: str, label: str, options: Sequence[tuple[str, str]], chosen: str = "") -> str:
-    inner = "".join(
-        f"<option value='{e(value)}'{' selected' if value == chosen else ''}>{e(text)}</option>"
-        for value, text in options
-    )
-    return f"<label>{e(label)}<select id='{e(element)}' onchange='mitosisGroupedDraw()'>{inner}</select></label>"
+def pickers(data: dict[str, Any]) -> dict[str, Any]:
+    """The options of the section's pickers (``templates/grouped.html.j2``): each as ``(value, text)``.
 
-
-def grouped_html(data: dict[str, Any]) -> str:
-    """The section: its pickers, a chart per parameter, the heatmap, the numeric lines; the script draws them."""
+    The heatmap's rows and columns are the first two parameters; the numeric lines' x axis is
+    the first numeric parameter, with a line per value of another parameter than that.
+    """
     params = data["params"]
     names = [(str(i), p["name"]) for i, p in enumerate(params)]
     numeric = [(str(i), p["name"]) for i, p in enumerate(params) if p["numeric"]]
-    direction = "higher is better" if data["higher"] else "lower is better"
-    parts = [
-        "<h2>Which variant wins, over the rest</h2>",
-        "<p>Main of the passed trials grouped by each parameter that varies, aggregated over the other"
-        f" parameters (main: {direction}; ★ marks the best group). Only passed trials are aggregated;"
-        " a trial that failed, was failed by the drift gate or is still running is counted on hover."
-        " Reproductions and debug trials are left out. The commit filter above picks the trials of one"
-        " commit; every chart says how many trials it aggregates and at which commits.</p>",
-        "<div class='filters' id='grouped-pickers'>",
-        _select("aggregate", "aggregate", [(a, a) for a in AGGREGATES]),
-        "</div>",
-        "<div class='charts' id='grouped'>",
-        *(f"<div class='chart' id='grouped-{i}'></div>" for i in range(len(params))),
-        "</div>",
-    ]
-    if len(params) >= 2:
-        parts += [
-            "<h3>Two parameters at once</h3><div class='filters'>",
-            _select("heat-y", "rows", names, "0"),
-            _select("heat-x", "columns", names, "1"),
-            "</div><div class='chart' id='heatmap'></div>",
-        ]
-    if numeric:
-        chosen = next((i for i, _ in names if i != numeric[0][0]), "")  # another parameter than the x axis
-        parts += [
-            "<h3>Main against a numeric parameter</h3><div class='filters'>",
-            _select("line-x", "x axis", numeric, numeric[0][0]),
-            _select("line-by", "a line per", [("", "(one line)"), *names], chosen),
-            "</div><div class='chart' id='lines'></div>",
-        ]
-    parts.append(f"<script>mitosisGrouped({script_json(data)})</script>")
-    return "".join(parts)
+    chosen = next((i for i, _ in names if i != numeric[0][0]), "") if numeric else ""
+    return {
+        "aggregates": [(a, a) for a in AGGREGATES],
+        "names": names,
+        "numeric": numeric,
+        "lines": [("", "(one line)"), *names],
+        "chosen": chosen,
+    }

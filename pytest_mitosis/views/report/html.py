@@ -1,16 +1,17 @@
-"""The pieces every report page shares: escaping, links, the page shell, atomic writes.
+"""What every part of the report shares: links, file names, JSON for scripts, chart texts, atomic writes.
 
-A store is a file a colleague can hand you, so nothing recorded is trusted: every text
-goes through :func:`e`, every link through :func:`href` (relative, percent-encoded, never a
-scheme), and data handed to JavaScript through :func:`script_json` (which cannot close the
-``<script>`` element it sits in). Pages are written through a temporary file of our own and
-renamed into place, with the permissions the umask gives.
+A store is a file a colleague can hand you, so nothing recorded is trusted: every link goes
+through :func:`href` or :func:`trial_href` (relative, percent-encoded, never a scheme), a file
+name through :func:`page_name`, and data handed to JavaScript through :func:`script_json`
+(which cannot close the ``<script>`` element it sits in; the templates' ``|tojson`` uses it).
+Every text of a page is HTML-escaped by the templates (:mod:`.render`). Files are written
+through a temporary file of our own and renamed into place, with the permissions the umask
+gives.
 """
 
 from __future__ import annotations
 
 import contextlib
-import html
 import json
 import math
 import os
@@ -23,18 +24,13 @@ from urllib.parse import quote
 from ...store import new_file, valid_key
 
 
-def e(value: Any) -> str:
-    """``value`` as HTML text (quotes escaped too: safe inside attributes)."""
-    return html.escape(str(value), quote=True)
-
-
 def plot_text(value: Any) -> str:
     """``value`` as a text of a plotly chart (a title, a legend entry, an axis tick, hover text).
 
     plotly.js reads these texts as a small subset of HTML (``<br>``, ``<b>``, ``<a href>``) and
     decodes ``&amp;``, ``&lt;`` and ``&gt;`` but no other named entity: so only ``&``, ``<`` and
     ``>`` are escaped, and a recorded ``"lorenz"`` shows as written, never as ``&quot;lorenz&quot;``
-    (what :func:`e` gives, for HTML). The figure then goes through :func:`script_json`.
+    (what HTML escaping gives). The figure then goes through :func:`script_json`.
     """
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -71,10 +67,6 @@ def href(target: Path, start: Path) -> str:
     return relative if relative.startswith("../") else f"./{relative}"
 
 
-def linked(link: str | None, text: Any) -> str:
-    return f"<a href='{e(link)}'>{e(text)}</a>" if link else e(text)
-
-
 def trial_href(key: str, prefix: str) -> str | None:
     """The trial page's link from a folder ``prefix`` (``""`` from the index), for a valid key only."""
     return f"{prefix}trials/{key}.html" if valid_key(key) else None
@@ -88,26 +80,6 @@ def page_name(experiment: str) -> str:
 def variant_names(params: Sequence[Mapping[str, Any]]) -> list[str]:
     """A trial's variant names and eval parts (from its ``params``), exactly (names may contain '-')."""
     return [p["text"] if p["kind"] == "lookup" else f"{p['name']}={p['text']}" for p in params if p["kind"] != "seed"]
-
-
-def page(title: str, body: str, prefix: str, charts: bool = False, data: str = "") -> str:
-    """A whole page; ``prefix`` leads from the page's folder to the report's root (``""`` or ``"../"``).
-
-    The stylesheet, the report's script and (when the page has charts) plotly.js are files
-    of the report folder, written once (:mod:`.assets`): pages stay small and work offline.
-    """
-    plotly = f"<script src='{prefix}assets/plotly.min.js'></script>" if charts else ""
-    return (
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title>"
-        f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<link rel='stylesheet' href='{prefix}assets/report.css'>{plotly}"
-        f"<script src='{prefix}assets/report.js'></script>{data}</head><body>{body}</body></html>\n"
-    )
-
-
-def chart(element: str, figure: dict[str, Any]) -> str:
-    """A ``<div>`` and the call that draws ``figure`` (plotly's data and layout) into it."""
-    return f"<div class='chart' id='{e(element)}'></div><script>mitosisPlot({script_json(element)},{script_json(figure)})</script>"
 
 
 def write(path: Path, text: str | bytes) -> None:

@@ -1,9 +1,9 @@
-"""What the compare page compares: each trial's facts, grouped as the ``diff`` command groups them.
+"""The compare page's data: each trial's labelled values, grouped as the ``diff`` command groups them.
 
 ``diff`` (:func:`pytest_mitosis.views.records_text.diff_records`) answers "why do these two
 trials differ?" in four groups, code, parameters, environment and seed, then the results.
 The compare page answers it for any number of trials picked in the browser, where no Python
-runs: so each trial's facts are written into ``<report>/data/<xy>.js`` (:func:`write_data`; a
+runs: so each trial's values are written into ``<report>/data/<xy>.js`` (:func:`write_data`; a
 script, since a page opened from ``file://`` may not fetch), one label → value per fact, in the same
 groups, with ``diff``'s notion of a parameter (its ``_named``) and of a package. The page
 shows a label only when the trials' values differ. Environments are shared by many trials, so each
@@ -38,19 +38,19 @@ DIGEST = re.compile(r"^[0-9a-f]{8,128}$")
 ENV_PARTS = ("python", "platform", "cpu", "gpus", "env", "hostname")
 
 
-def environment_facts(env: dict[str, Any]) -> dict[str, str]:
+def environment_labels(env: dict[str, Any]) -> dict[str, str]:
     """An environment record as label → value: ``diff``'s parts, one label per package, extra keys."""
-    facts = {part: json.dumps(env.get(part)) for part in ENV_PARTS if part in env}
+    labels = {part: json.dumps(env.get(part)) for part in ENV_PARTS if part in env}
     packages = env.get("packages") or {}
     if isinstance(packages, dict):
-        facts.update({f"package {name}": str(version) for name, version in packages.items()})
+        labels.update({f"package {name}": str(version) for name, version in packages.items()})
     for key in sorted(set(env) - {*ENV_PARTS, "packages", "git"}):
-        facts[key] = json.dumps(env.get(key))
-    return facts
+        labels[key] = json.dumps(env.get(key))
+    return labels
 
 
-def trial_facts(record: TrialRecord) -> dict[str, dict[str, str]]:
-    """The code, parameter and seed facts of one trial (its environment: :func:`environment_facts`)."""
+def trial_groups(record: TrialRecord) -> dict[str, dict[str, str]]:
+    """The code, parameter and seed groups of one trial, label → value (its environment: :func:`environment_labels`)."""
     code = {"commit": (record.commit or "-")[:12]}
     submodules = record.git.get("submodules") if isinstance(record.git, dict) else None
     if isinstance(submodules, dict):
@@ -72,7 +72,7 @@ def results(record: TrialRecord) -> dict[str, Any]:
 def _entry(
     record: TrialRecord, digest: str | None, env: dict[str, str] | None, figures: list[Figure]
 ) -> dict[str, Any]:
-    groups: dict[str, dict[str, str]] = trial_facts(record)
+    groups: dict[str, dict[str, str]] = trial_groups(record)
     if env is not None:
         groups["environment"] = env
     series = {
@@ -114,7 +114,7 @@ def write_data(
     """Write the compare data: ``data/<xy>.js`` holds every finished trial whose key ends with ``xy``.
 
     Grouping by the key's last two hex digits (even for keys that count up) keeps the file count at 256 whatever the
-    number of trials (a file per trial made the first build of 10,000 trials twice as
+    number of trials (a file per trial makes the first build of 10,000 trials twice as
     slow); the first line of each file lists its keys, so a refresh rewrites only the files
     that gained (or lost) a trial, reading from the store only their trials not in ``records``
     (the records read whole already). Each distinct environment is written once.
@@ -149,10 +149,10 @@ def write_data(
             digest = record.environment_digest if DIGEST.match(record.environment_digest or "") else None
             env_name = f"env-{digest}.js"
             if digest is not None and env_name not in present:
-                facts = environment_facts(reader.environment(record))
-                write(folder / env_name, f"mitosisEnvironment({script_json(digest)},{script_json(facts)});\n")
+                labels = environment_labels(reader.environment(record))
+                write(folder / env_name, f"mitosisEnvironment({script_json(digest)},{script_json(labels)});\n")
                 present.add(env_name)
-            env = None if digest is not None else environment_facts(reader.environment(record))
+            env = None if digest is not None else environment_labels(reader.environment(record))
             entries.append(_entry(record, digest, env, figures.get(record.key, [])))
         write(path, f"{head}\n{_CALL}{script_json(entries)});\n")
 
