@@ -265,10 +265,15 @@ class Reader:
 
     def states(self, debug: bool = False) -> dict[str, str]:
         """Every trial's key → :func:`~.records.trial_state`, read without decoding any record (debug trials when asked)."""
-        rows = self._source.rows(
-            "SELECT key, status, verdict, folder FROM trials WHERE (? = 1 OR debug = 0)", [int(debug)]
-        )
-        return {r["key"]: trial_state(r["status"], r["verdict"], r["folder"]) for r in rows}
+        if self._source.version < 4:
+            sql = "SELECT key, status, verdict, folder, NULL AS accepted FROM trials WHERE (? = 1 OR debug = 0)"
+        else:
+            sql = (
+                "SELECT key, status, verdict, folder, a.trial AS accepted FROM trials "
+                "LEFT JOIN acceptances a ON a.trial = trials.key WHERE (? = 1 OR debug = 0)"
+            )
+        rows = self._source.rows(sql, [int(debug)])
+        return {r["key"]: trial_state(r["status"], r["verdict"], r["folder"], r["accepted"] is not None) for r in rows}
 
     def trials_with_keys(self, keys: Collection[str]) -> TrialRecords:
         """The records of these exact keys (those still in the store), newest first.

@@ -79,13 +79,13 @@ def _escape(char: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
-def trial_state(status: object, verdict: object, folder: object) -> str:
+def trial_state(status: object, verdict: object, folder: object, accepted: bool = False) -> str:
     """What of a trial changes after it is recorded (it ends, is judged, its folder moves into place), as one text.
 
     :meth:`Reader.states` reads it for every trial without decoding a record, so a view that
     keeps what it showed (the report's summaries) reads again only the trials whose state changed.
     """
-    return f"{status}\x1f{verdict}\x1f{folder}"
+    return f"{status}\x1f{verdict}\x1f{folder}" + ("\x1faccepted" if accepted else "")
 
 
 def valid_key(key: object) -> bool:
@@ -187,7 +187,7 @@ class TrialRecord:
     @property
     def state(self) -> str:
         """:func:`trial_state` of this record."""
-        return trial_state(self.status, self.verdict, self.folder)
+        return trial_state(self.status, self.verdict, self.folder, self.accepted is not None)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -111,7 +111,12 @@ def shown_identities(records: Sequence[TrialSummary], ranked: Sequence[str], lim
 
 
 #: how a trial that did not pass is drawn in "main over commits", by :attr:`TrialSummary.failure`
-FAILED_MARKERS = {"drift gate": "x", "hypothesis refuted": "triangle-down", "error": "x-open"}
+FAILED_MARKERS = {
+    "drift gate": "x",
+    "drift gate, accepted": "x-thin",
+    "hypothesis refuted": "triangle-down",
+    "error": "x-open",
+}
 
 
 def over_commits(

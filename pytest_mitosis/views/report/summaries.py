@@ -68,7 +68,7 @@ _STARTED = _FIELDS.index("started")
 _COPIED = [f for f in _FIELDS if f not in ("metrics", "params", "host", "notebook", "state", "failure", "higher")]
 
 
-def failure_kind(status: str, verdict: str | None, message: str | None) -> str | None:
+def failure_kind(status: str, verdict: str | None, message: str | None, accepted: bool = False) -> str | None:
     """Why a finished trial did not pass, in the words the report shows: a failed trial is never skipped silently.
 
     A trial the drift gate failed ran to its end and recorded its main: it is told from a
@@ -81,7 +81,7 @@ def failure_kind(status: str, verdict: str | None, message: str | None) -> str |
     if verdict == "refuted":
         return "hypothesis refuted"
     if message and GATE_FAILED in message:
-        return "drift gate"
+        return "drift gate, accepted" if accepted else "drift gate"  # accepted: the identity's baseline since
     return "error"
 
 
@@ -94,7 +94,7 @@ def summarize(record: TrialRecord, host: str, notebook: str | None) -> TrialSumm
         host=host,
         notebook=notebook,
         state=record.state,
-        failure=failure_kind(record.status, record.verdict, record.message),
+        failure=failure_kind(record.status, record.verdict, record.message, record.accepted is not None),
         higher=recorded_direction(record, "main"),
     )
 
