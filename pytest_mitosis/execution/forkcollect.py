@@ -33,13 +33,14 @@ if TYPE_CHECKING:
     from ..config.experiments import Collected
     from ..config.project import ProjectConfig
     from ..config.settings import Settings
+    from .forkserver import ForkServer
 
 #: how often pytest's process looks whether the child has finished
 _POLL = 0.005
 
 
 def collect_in_fork(
-    server: Any, project: ProjectConfig, settings: Settings, quiet: bool = True
+    server: ForkServer, project: ProjectConfig, settings: Settings, quiet: bool = True
 ) -> tuple[list[Collected], list[str]] | None:
     """The experiments collected in a fork of ``server``'s parent (a :class:`.forkserver.ForkServer`), and
     the installed modules their steps hold; ``None`` when that did not work (then collect here).

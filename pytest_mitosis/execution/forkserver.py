@@ -25,7 +25,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import socket
 
 #: how long to wait for the parent's answer (it may still be importing the preloaded libraries)
 REPLY_TIMEOUT = 120.0
@@ -84,7 +87,7 @@ class ForkServer:
         env: dict[str, str],
         preload: list[str],
         root: Path,
-        listener: Any = None,
+        listener: socket.socket | None = None,
         connect: str | None = None,
     ) -> None:
         self.cwd = cwd
@@ -105,7 +108,8 @@ class ForkServer:
         self._buffer = b""
         self._closed = False
         self._process: subprocess.Popen[bytes] | None = None
-        self._connection: Any = None  # socket.socket to the controller's parent
+        #: the socket to the controller's parent (see :mod:`.shared`)
+        self._connection: socket.socket | None = None
         if connect is not None:
             from .lines import connect as connect_to
 
