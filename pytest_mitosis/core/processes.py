@@ -60,7 +60,7 @@ def machine() -> str:
             boot = stream.read().strip()
     except OSError:
         boot = ""
-    if not boot or not namespace:  # not Linux: the host name stands for the machine, as before heartbeats
+    if not boot or not namespace:  # not Linux: the host name stands for the machine
         import socket
 
         return socket.gethostname()

@@ -13,7 +13,7 @@ pytest's process raises again (pytest lists them as it did), and the installed m
 hold (what the parent should preload as well, see :func:`.preload.imported_by`).
 
 Whenever the fork cannot be used (kernels are spawned, no warm parent was started for this
-session, it refuses to fork or dies, the child fails) pytest's process collects as before: the
+session, it refuses to fork or dies, the child fails) pytest's process collects itself: the
 experiments, their errors and their messages are the same either way.
 """
 

@@ -12,7 +12,7 @@ from ``/proc`` and signals go to its process group by pid. Nothing here imports 
 at module level except the provisioner's own module body (imported only when a kernel starts).
 
 Forking is used only where it is known to be safe (Linux); elsewhere, when the parent cannot
-start or preload, or when a fork fails, kernels are spawned as before and one warning line
+start or preload, or when a fork fails, kernels are spawned and one warning line
 says why (:attr:`ForkServer.problem`). A trial never fails because of the fork server.
 """
 

@@ -13,7 +13,7 @@ SIGTERM (a Ctrl-C is pytest's to handle): an interrupted trial waits for the pag
 written, then removes its staging folder, so nothing is written into a folder being removed.
 The helper exits when pytest closes its pipe (or dies). When it cannot start, dies, or fails
 in a way other than the filesystem's (a disk full is reported like any unwritable file), the
-pages are written in the pytest process as before, which reports the problem as it did.
+pages are written in the pytest process (:class:`.artifacts.HtmlWriter`), which reports the problem.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ class HtmlWorker:
         if reply.get("oserror"):
             number, text, filename = reply["oserror"]
             raise OSError(number, text, filename)
-        if reply.get("error") or reply.get("gone"):  # nbconvert failed, or the helper died: here, as before
+        if reply.get("error") or reply.get("gone"):  # nbconvert failed, or the helper died: written here
             self._writer().write(nb, notebook, page, title)()
 
     def _reply(self, request: int, deadline: float) -> dict[str, Any]:

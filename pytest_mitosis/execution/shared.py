@@ -1,12 +1,12 @@
 """One warm parent and one HTML helper for all of pytest-xdist's local workers, started by the controller.
 
-Each worker used to start its own: on 2 cores, two warm parents importing numpy and
-matplotlib, and two HTML helpers importing nbconvert, competed with the workers' own start
+Were each worker to start its own, on 2 cores two warm parents importing numpy and
+matplotlib, and two HTML helpers importing nbconvert, would compete with the workers' own start
 and collection (about 1.8 s of CPU per worker, as much as seven sine trials). The controller
 starts them once, with a listening Unix socket each (in a private folder, see :mod:`.private`),
 when it configures its first local worker, and hands the sockets' paths to every local
 worker in ``workerinput`` (see :func:`worker_paths`). A worker connects instead of starting
-its own; when it cannot connect, it starts its own, as before. A worker on another host,
+its own; when it cannot connect, it starts its own. A worker on another host,
 or with another Python, is not handed them.
 
 Each kernel is still forked for one trial of one worker, with that worker's environment and

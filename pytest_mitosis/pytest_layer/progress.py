@@ -1,7 +1,7 @@
 """The sweep's progress while it runs: a status line on a terminal, a line per event in a log.
 
-A 46-second trial used to show ``pyproject.toml`` and nothing else until it ended. Now, on a
-terminal, a status line after what pytest last wrote on its current line changes every second:
+A trial may run for minutes: so that a sweep never looks stuck, on a
+terminal a status line after what pytest last wrote on its current line changes every second:
 trials done of selected, passed and failed, each running trial (its key, step, elapsed time,
 the last line it printed) and the sweep's estimated end. Off a terminal (CI logs, ``nohup ... >
 log``) a line when a trial starts, one when it ends, and one every ``--mitosis-progress-every``
