@@ -203,7 +203,7 @@ def _numpy(value: Any, where: str, parts: _Parts) -> Any:
     return {"numpy": {"dtype": str(value.dtype), "value": parts(item, "")}}
 
 
-def _bound_method(value: Any, where: str, parts: _Parts) -> Any:
+def _bound_method(value: types.MethodType, where: str, parts: _Parts) -> Any:
     owner = value.__self__
     if isinstance(owner, type):  # a classmethod: which class it is bound to matters
         if not _importable(owner):
@@ -212,7 +212,7 @@ def _bound_method(value: Any, where: str, parts: _Parts) -> Any:
     return {"method": {"self": parts(owner, ".__self__"), "name": value.__name__}}
 
 
-def _str_subclass(value: Any, where: str, parts: _Parts) -> Any:
+def _str_subclass(value: str, where: str, parts: _Parts) -> Any:
     return {"strlike": {"type": _type_name(value, where), "value": str(value)}}
 
 
@@ -235,7 +235,7 @@ def _is_sequence(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and not hasattr(value, "_fields")
 
 
-def _sequence(value: Any, where: str, parts: _Parts) -> Any:
+def _sequence(value: list[Any] | tuple[Any, ...], where: str, parts: _Parts) -> Any:
     items = [parts(v, f"[{i}]") for i, v in enumerate(value)]
     if type(value) is list:
         return items
@@ -253,31 +253,31 @@ def _named_tuple(value: Any, where: str, parts: _Parts) -> Any:
     }
 
 
-def _dict(value: Any, where: str, parts: _Parts) -> Any:
+def _dict(value: dict[Any, Any], where: str, parts: _Parts) -> Any:
     pairs = [[parts(k, f"[key {k!r}]"), parts(v, f"[{k!r}]")] for k, v in value.items()]
     pairs.sort(key=lambda pair: dumps(pair[0]))
     tag = "dict" if type(value) is dict else f"dict:{_type_name(value, where)}"
     return {tag: pairs}
 
 
-def _set(value: Any, where: str, parts: _Parts) -> Any:
+def _set(value: set[Any] | frozenset[Any], where: str, parts: _Parts) -> Any:
     items = sorted((parts(v, "{element}") for v in value), key=dumps)
     return {"frozenset" if isinstance(value, frozenset) else "set": items}
 
 
-def _bytes(value: Any, where: str, parts: _Parts) -> Any:
+def _bytes(value: bytes, where: str, parts: _Parts) -> Any:
     return {"bytes": base64.b64encode(value).decode("ascii")}
 
 
-def _float_subclass(value: Any, where: str, parts: _Parts) -> Any:
+def _float_subclass(value: float, where: str, parts: _Parts) -> Any:
     return {"floatlike": {"type": _type_name(value, where), "value": repr(float(value))}}
 
 
-def _int_subclass(value: Any, where: str, parts: _Parts) -> Any:  # not bool nor an enum: leaves
+def _int_subclass(value: int, where: str, parts: _Parts) -> Any:  # not bool nor an enum: leaves
     return {"intlike": {"type": _type_name(value, where), "value": int(value)}}
 
 
-def _path(value: Any, where: str, parts: _Parts) -> Any:
+def _path(value: pathlib.PurePath, where: str, parts: _Parts) -> Any:
     return {"path": {"type": type(value).__name__, "value": str(value)}}
 
 
@@ -333,7 +333,7 @@ def _estimator_by_state(value: Any, where: str, parts: _Parts, failed: str) -> A
         ) from None
 
 
-def _partial(value: Any, where: str, parts: _Parts) -> Any:
+def _partial(value: functools.partial[Any], where: str, parts: _Parts) -> Any:
     return {
         "partial": {
             "func": parts(value.func, ".func"),

@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..config.experiments import Collected
+    from ..config.project import ProjectConfig
+    from ..config.settings import Settings
     from .forkserver import ForkServer
     from .htmlworker import HtmlWorker
     from .launch import Launched
@@ -114,7 +117,7 @@ class WorkAhead:
             return None
         return self._server
 
-    def collect(self, project: Any, settings: Any, quiet: bool = True) -> list[Any] | None:
+    def collect(self, project: ProjectConfig, settings: Settings, quiet: bool = True) -> list[Collected] | None:
         """The experiments, collected in a fork of the warm parent (see :mod:`.forkcollect`), or ``None``
         when there is no usable parent for this session (then pytest's process collects). ``quiet``:
         pytest captures output (what the steps' import prints is dropped)."""

@@ -25,9 +25,12 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.tree_text import span
+
+if TYPE_CHECKING:
+    from ..store import Reader
 from ..store.records import cell
 
 SAVE, RESTORE, CLEAR = "\x1b7", "\x1b8", "\x1b[K"
@@ -294,7 +297,7 @@ class Heartbeats:
 
     def __init__(self, folder: Path, read_from: Any, session: str) -> None:
         self.folder, self.read_from, self.session = folder, read_from, session
-        self._reader: Any = None
+        self._reader: Reader | None = None
 
     def running(self) -> dict[str, tuple[str, dict[str, Any]]]:
         from ..store import Reader
