@@ -49,6 +49,7 @@ def collect_in_fork(
     A ``ConfigError`` of the command line is raised here, as in-process collection raises it.
     """
     from ..core.errors import ConfigError
+    from ..core.processes import start_time
     from .forkserver import ForkFailed, alive
     from .private import private_folder
 
@@ -63,9 +64,10 @@ def collect_in_fork(
             pid = server.collect(payload, out, dict(os.environ), os.getcwd(), quiet)
         except ForkFailed:
             return None
+        started = start_time(pid)  # once it exits, its pid may be a later process's
         try:
             while not os.path.exists(out):
-                if not alive(pid):
+                if not alive(pid, started):
                     if os.path.exists(out):  # written just before it exited
                         break
                     return None  # the child failed: pytest's process collects, and says what is wrong

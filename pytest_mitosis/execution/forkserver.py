@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.processes import running, scannable
+
 if TYPE_CHECKING:
     import socket
 
@@ -315,11 +317,8 @@ class ForkServer:
                     pass
 
 
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie does not: it has exited, its parent has not reaped it yet)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stream:
-            state = stream.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in (b"Z", b"X")
+def alive(pid: int, started: int | None = None) -> bool:
+    """Whether ``pid`` runs (a zombie does not: it has exited, its parent has not reaped it yet); with
+    ``started`` (its start time when it was forked), only while it is that process: the warm parent's
+    children are reaped at once, so their pids are free for the next process as soon as they exit."""
+    return scannable() and running(pid, started)

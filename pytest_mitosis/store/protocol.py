@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..core.errors import MitosisError
-from ..core.processes import alive, machine
+from ..core.processes import alive, machine, split_mark
 from ..core.tree_text import difference, render
 from ..identity.locks import Lock
 
@@ -237,13 +237,16 @@ STALE = 120.0
 def dead(pid: int, host: str, this_host: str, beat_machine: str | None, beat: float | None, now: float) -> bool:
     """Whether the process behind a ``running`` record is gone.
 
-    With a heartbeat: on this machine (same boot, same pid namespace) the pid says so at once;
-    elsewhere, a heartbeat older than :data:`STALE` does, whatever the host's name (two
-    containers called alike never judge each other's pids). Without one (a record written before
-    heartbeats, or in the instant between its insert and its first beat): the pid, on the same host.
+    With a heartbeat: on this machine (same boot, same pid namespace) the pid says so at once, and
+    so does its start time where the beat carries one (``beat_machine`` is a
+    :func:`~pytest_mitosis.core.processes.process_mark`): a pid the system gave to a later process
+    is not the record's; elsewhere, a heartbeat older than :data:`STALE` does, whatever the host's
+    name (two containers called alike never judge each other's pids). Without one (a record written
+    before heartbeats, or in the instant between its insert and its first beat): the pid, on the same host.
     """
     if beat_machine is not None and beat is not None:
-        return not alive(pid) if beat_machine == machine() else now - beat > STALE
+        where, started = split_mark(beat_machine)
+        return not alive(pid, started) if where == machine() else now - beat > STALE
     return host == this_host and not alive(pid)
 
 

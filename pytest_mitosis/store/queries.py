@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..core.processes import machine
+from ..core.processes import process_mark
 from ..core.rules import GATE_FAILED
 from ..identity.environment import package_changes
 from .protocol import DIED, Acceptance, NewSession, NewTrial, NotAcceptable, Previous, dead
@@ -140,7 +140,7 @@ BEAT = (
 
 def beat_row(kind: str, key: str, session: str | None, host: str, state: dict[str, Any]) -> tuple[Any, ...]:
     """The values of :data:`BEAT` for a trial (``kind="trial"``) or a session, with its progress ``state``."""
-    return (kind, key, session, host, machine(), os.getpid(), time.time(), json.dumps(state, default=str))
+    return (kind, key, session, host, process_mark(), os.getpid(), time.time(), json.dumps(state, default=str))
 
 
 def environment_row(environment: dict[str, Any]) -> tuple[str, str]:
