@@ -140,3 +140,30 @@ def test_every_module_is_named_in_the_architecture_guide() -> None:
         if path.name != "__init__.py" and path.parent != package and f"`{path.name}`" not in guide
     )
     assert not missing, f"add these to docs/architecture.md's table: {missing}"
+
+
+#: radon's grades E (31-40) and F (41 and more): a function that decides that much is split into functions
+#: that each do one thing (D, 21-30, is tolerated)
+MOST_COMPLEX = 30
+
+
+def test_no_function_is_graded_e_or_f_by_radon() -> None:
+    """Cyclomatic complexity, as radon computes it (``radon cc -s -n E pytest_mitosis`` lists the same)."""
+    from radon.complexity import cc_rank, cc_visit
+
+    found = [
+        f"{path.relative_to(ROOT)}:{block.lineno} {block.fullname}: {cc_rank(block.complexity)} ({block.complexity})"
+        for path in sorted((ROOT / PACKAGE).rglob("*.py"))
+        for block in cc_visit(path.read_text(encoding="utf-8"))
+        if block.complexity > MOST_COMPLEX
+    ]
+    assert not found, "split these into functions that each do one thing:\n" + "\n".join(found)
+
+
+def test_the_complexity_check_finds_a_complex_function() -> None:
+    """The check above cannot pass vacuously: a function of 31 branches is graded E."""
+    from radon.complexity import cc_rank, cc_visit
+
+    source = "def f(x):\n" + "".join(f"    if x == {i}:\n        return {i}\n" for i in range(31))
+    (block,) = cc_visit(source)
+    assert (block.complexity, cc_rank(block.complexity)) == (32, "E")

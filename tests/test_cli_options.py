@@ -154,6 +154,34 @@ def test_a_sub_package_config_with_a_pytest_table_with_a_space(pytester: pytest.
     assert seen == [["sub/pyproject.toml::sine[slow]"]] * 2
 
 
+def test_the_private_pytest_api_the_rootdir_fix_needs_is_there(pytester: pytest.Pytester) -> None:
+    """pytest_layer/rootdir.py re-chooses the rootdir through pytest's private API (there is no public way):
+    a pytest release that changes it fails here, saying what to do, rather than in a user's session."""
+    from pytest_mitosis.pytest_layer.rootdir import CHECKED_PYTEST, private_api_problem
+
+    problem = private_api_problem(pytester.parseconfig())
+    assert problem is None, (
+        f"pytest {pytest.__version__}: {problem}. pytest_mitosis/pytest_layer/rootdir.py was checked against "
+        f"pytest {CHECKED_PYTEST}: adapt _redo_setup and private_api_problem to this pytest, then update "
+        "CHECKED_PYTEST and the pytest pin in pyproject.toml"
+    )
+
+
+def test_the_installed_pytest_is_one_the_package_declares() -> None:
+    """The pin that guards rootdir.py's private API: the suite runs only on a pytest the package accepts."""
+    from packaging.requirements import Requirement
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    declared = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]["dependencies"]
+    (pin,) = [Requirement(d) for d in declared if Requirement(d).name == "pytest"]
+    assert pin.specifier.contains(pytest.__version__), f"pytest {pytest.__version__} is outside {pin}"
+    assert any(spec.operator == "<" for spec in pin.specifier), f"{pin}: no upper bound guards rootdir.py"
+
+
 # -- point 8: the sweep size guard ------------------------------------------------------------------
 
 REFUSAL = (

@@ -11,8 +11,10 @@ import pty
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -246,6 +248,7 @@ def test_a_killed_container_s_trial_is_interrupted_once_its_heartbeat_is_old(tmp
 
 def test_a_private_folder_of_another_pid_namespace_is_never_swept(tmp_path: Path) -> None:
     """A container's live pytest has a pid that means nothing here: its kernels' folders stay."""
+    from pytest_mitosis.core.processes import start_time
     from pytest_mitosis.execution.private import private_folder, sweep_stale_private_folders
 
     here = os.stat("/proc/self/ns/pid").st_ino
@@ -259,9 +262,100 @@ def test_a_private_folder_of_another_pid_namespace_is_never_swept(tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == [theirs.name]
     live = Path(private_folder())
     try:
-        assert live.name.startswith(f"mitosis-kernel-{os.getpid()}.{here}-")
+        assert live.name.startswith(f"mitosis-kernel-{os.getpid()}.{here}.{start_time(os.getpid())}-")
     finally:
         live.rmdir()
+
+
+RECORDED_THEN_KILLED = """
+import os, sys
+from pathlib import Path
+from pytest_mitosis.execution.private import private_folder
+from pytest_mitosis.store import NewTrial, SQLiteStore
+
+store = SQLiteStore(Path(sys.argv[1]))
+store.begin(
+    NewTrial("reused01", "fit", "[]", "n9", "trial_fit-n9", "pyproject.toml::fit[n9]", False, {"commit": None}, 1, {},
+             [{"name": "fit", "function": "study.fit:run", "lookup": None}], [], session="5e551000"),
+    [],
+)
+store.beat("trial", "reused01", "5e551000", {"phase": "step", "step": "fit"})
+private_folder()  # a kernel's private folder, named after this process
+print(os.getpid(), flush=True)
+os._exit(0)  # killed: its trial stays running, its heartbeat and its kernel's folder stay
+"""
+
+
+def _take_pid(pid: int) -> subprocess.Popen[bytes] | None:
+    """A new process given ``pid`` (which must be free): the pid reused, as the system does once it wraps
+    around, made to happen now by setting the last pid handed out (``ns_last_pid``, root only)."""
+    for _ in range(50):  # another process of the machine may fork in between: try again
+        try:
+            with open("/proc/sys/kernel/ns_last_pid", "w") as stream:
+                stream.write(str(pid - 1))
+        except OSError:
+            return None
+        taker = subprocess.Popen(["sleep", "600"])
+        if taker.pid == pid:
+            return taker
+        taker.kill()
+        taker.wait()
+    return None
+
+
+def test_a_pid_reused_by_a_later_process_never_keeps_a_dead_trial_running(tmp_path: Path) -> None:
+    """A session killed with its trial running: the system then gives its pid to another process. Its start
+    time, kept with the heartbeat and in its kernel folder's name, says the new process is not it."""
+    trials = tmp_path / "trials"
+    trials.mkdir()
+    # short: a kernel's socket paths must fit in a Unix socket address, else its folder goes to /tmp
+    tmp = Path(tempfile.mkdtemp(prefix="mitosis-test-", dir="/tmp"))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", RECORDED_THEN_KILLED, str(trials)],
+            env=clean_env(TMPDIR=str(tmp)),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        pid = int(done.stdout)
+        taker = _take_pid(pid)
+        if taker is None:
+            pytest.skip("the pid of a process that ended cannot be given to a new one here (ns_last_pid is root's)")
+        try:
+            _judged_dead_although_its_pid_lives(trials, tmp, pid)
+        finally:
+            taker.kill()
+            taker.wait()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _judged_dead_although_its_pid_lives(trials: Path, tmp: Path, pid: int) -> None:
+    from pytest_mitosis.core.processes import process_mark, split_mark, start_time
+    from pytest_mitosis.execution.private import sweep_stale_private_folders
+    from pytest_mitosis.store import SQLiteStore
+    from pytest_mitosis.store.protocol import dead
+
+    assert start_time(pid) is not None, "precondition: a process has the recorded pid again"
+    out = _cli(trials.parent, "status", "--trials-folder", str(trials))
+    row = next(line for line in out.splitlines() if "reused01" in line)
+    assert re.search(r"\S+ ago: dead$", row), out
+    (folder,) = [p.name for p in tmp.iterdir()]
+    assert folder.startswith(f"mitosis-kernel-{pid}."), folder
+    assert sweep_stale_private_folders(str(tmp)) == 1
+    assert list(tmp.iterdir()) == []
+    SQLiteStore(trials).close()  # the next session: closes what the dead left running
+    db = sqlite3.connect(trials / "mitosis.sqlite")
+    try:
+        assert db.execute("SELECT status FROM trials WHERE key='reused01'").fetchall() == [("interrupted",)]
+        assert db.execute("SELECT COUNT(*) FROM beats").fetchall() == [(0,)]
+    finally:
+        db.close()
+    # the process that has the pid now, judged by its own mark, is alive
+    mark = process_mark(pid)
+    assert split_mark(mark)[1] == start_time(pid)
+    assert not dead(pid, "box", "box", mark, time.time(), time.time())
 
 
 KILLED = """

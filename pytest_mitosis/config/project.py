@@ -340,26 +340,7 @@ def load_project(
     and not checked, because the directory it names exists in the recorded commit's checkout,
     which is made later.
     """
-    try:
-        with pyproject.open("rb") as stream:
-            data = tomllib.load(stream)
-    except OSError as err:
-        raise ConfigError(f"{pyproject}: cannot be read ({err.strerror}).") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{pyproject}: is not valid TOML ({err}). Fix the file and run again.") from None
-
-    mitosis = data.get("tool", {}).get("mitosis")
-    if not isinstance(mitosis, dict) or not isinstance(mitosis.get("steps"), dict) or not mitosis["steps"]:
-        raise ConfigError(
-            f"{pyproject}: no [tool.mitosis.steps] table. Register each experiment step as "
-            'name = ["module:callable", "module:lookup_dict"], for example:\n\n'
-            "    [tool.mitosis.steps]\n"
-            '    sine = ["sine_experiment:run", "sine_experiment:lookup_dict"]'
-        )
-    unknown = sorted(set(mitosis) - set(_TOP_KEYS))
-    if unknown:
-        raise _fail(pyproject, "[tool.mitosis]", f"unknown key {unknown[0]!r}; the keys are: {', '.join(_TOP_KEYS)}.")
-
+    mitosis = _mitosis_table(pyproject, _read_toml(pyproject))
     # A malformed entry breaks only its step (and the experiments using it), never the file.
     steps: dict[str, StepConfig] = {}
     broken_steps: dict[str, str] = {}
@@ -368,63 +349,11 @@ def load_project(
             steps[name] = _step(pyproject, name, entry)
         except ConfigError as err:
             broken_steps[name] = str(err)
-    table = mitosis.get("experiments")
-    experiments: dict[str, ExperimentConfig] = {}
-    broken: dict[str, str] = {}
-    if table is None:
-        order = tuple(mitosis["steps"])
-        for name in order:
-            if name in steps:
-                experiments[name] = ExperimentConfig(name, (name,))
-            else:
-                broken[name] = broken_steps[name]
-    elif isinstance(table, dict) and table:
-        order = tuple(table)
-        known = {**dict.fromkeys(steps), **dict.fromkeys(broken_steps)}
-        for name, entry in table.items():
-            try:
-                experiment = _experiment(pyproject, name, entry, known)
-            except ConfigError as err:
-                broken[name] = str(err)
-                continue
-            failed = [step for step in experiment.steps if step in broken_steps]
-            if failed:
-                broken[name] = broken_steps[failed[0]]
-            else:
-                experiments[name] = experiment
-    else:
-        raise _fail(pyproject, "[tool.mitosis.experiments]", f"expected a table of experiments, found {table!r}.")
-
+    order, experiments, broken = _experiments(pyproject, mitosis, steps, broken_steps)
     if trials_folder is None:
-        folder = mitosis.get("trials-folder", DEFAULT_TRIALS_FOLDER)
-        if not isinstance(folder, str) or not folder.strip():
-            raise _fail(pyproject, "[tool.mitosis] trials-folder", f"expected a folder name, found {folder!r}.")
-        trials_folder = (pyproject.parent / folder).resolve()
-    working_dir = None
-    if "working-dir" in mitosis:
-        where = mitosis["working-dir"]
-        if not isinstance(where, str) or not where.strip():
-            raise _fail(
-                pyproject,
-                "[tool.mitosis] working-dir",
-                f'expected a directory relative to this file, such as ".." for its parent, found {where!r}.',
-            )
-        working_dir = ((stands_for or pyproject).parent / where).resolve()
-        if stands_for is None and not working_dir.is_dir():
-            raise _fail(
-                pyproject,
-                "[tool.mitosis] working-dir",
-                f"{where!r} is {working_dir}, which is not a directory. Give a directory relative to this file.",
-            )
-    store = mitosis.get("store")
-    if store is not None:
-        if not isinstance(store, str) or not store.strip():
-            raise _fail(
-                pyproject,
-                "[tool.mitosis] store",
-                f"expected a store URL (sqlite:///PATH or postgresql://USER@HOST/DB), found {store!r}.",
-            )
-        store = absolute_store(store.strip(), pyproject.parent)
+        trials_folder = _trials_folder(pyproject, mitosis)
+    working_dir = _working_dir(pyproject, mitosis, stands_for)
+    store = _store(pyproject, mitosis)
     higher = mitosis.get("higher-is-better")
     direction = _direction(pyproject, "[tool.mitosis] higher-is-better", higher) if higher is not None else None
     tolerances = (
@@ -443,3 +372,103 @@ def load_project(
         higher_is_better=direction,
         tolerances=tolerances,
     )
+
+
+def _read_toml(pyproject: Path) -> dict[str, Any]:
+    try:
+        with pyproject.open("rb") as stream:
+            return tomllib.load(stream)
+    except OSError as err:
+        raise ConfigError(f"{pyproject}: cannot be read ({err.strerror}).") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{pyproject}: is not valid TOML ({err}). Fix the file and run again.") from None
+
+
+def _mitosis_table(pyproject: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """The ``[tool.mitosis]`` table, with a non-empty ``steps`` table and no unknown key."""
+    mitosis = data.get("tool", {}).get("mitosis")
+    if not isinstance(mitosis, dict) or not isinstance(mitosis.get("steps"), dict) or not mitosis["steps"]:
+        raise ConfigError(
+            f"{pyproject}: no [tool.mitosis.steps] table. Register each experiment step as "
+            'name = ["module:callable", "module:lookup_dict"], for example:\n\n'
+            "    [tool.mitosis.steps]\n"
+            '    sine = ["sine_experiment:run", "sine_experiment:lookup_dict"]'
+        )
+    unknown = sorted(set(mitosis) - set(_TOP_KEYS))
+    if unknown:
+        raise _fail(pyproject, "[tool.mitosis]", f"unknown key {unknown[0]!r}; the keys are: {', '.join(_TOP_KEYS)}.")
+    return mitosis
+
+
+def _experiments(
+    pyproject: Path, mitosis: dict[str, Any], steps: dict[str, StepConfig], broken_steps: dict[str, str]
+) -> tuple[tuple[str, ...], dict[str, ExperimentConfig], dict[str, str]]:
+    """``(order, experiments, broken)``: the experiments in their order, each well-formed one, and why each other
+    is broken (its own entry, or a step it uses). Without ``[tool.mitosis.experiments]``, one per step."""
+    table = mitosis.get("experiments")
+    experiments: dict[str, ExperimentConfig] = {}
+    broken: dict[str, str] = {}
+    if table is None:
+        for name in mitosis["steps"]:
+            if name in steps:
+                experiments[name] = ExperimentConfig(name, (name,))
+            else:
+                broken[name] = broken_steps[name]
+        return tuple(mitosis["steps"]), experiments, broken
+    if not isinstance(table, dict) or not table:
+        raise _fail(pyproject, "[tool.mitosis.experiments]", f"expected a table of experiments, found {table!r}.")
+    known = {**dict.fromkeys(steps), **dict.fromkeys(broken_steps)}
+    for name, entry in table.items():
+        try:
+            experiment = _experiment(pyproject, name, entry, known)
+        except ConfigError as err:
+            broken[name] = str(err)
+            continue
+        failed = [step for step in experiment.steps if step in broken_steps]
+        if failed:
+            broken[name] = broken_steps[failed[0]]
+        else:
+            experiments[name] = experiment
+    return tuple(table), experiments, broken
+
+
+def _trials_folder(pyproject: Path, mitosis: dict[str, Any]) -> Path:
+    folder = mitosis.get("trials-folder", DEFAULT_TRIALS_FOLDER)
+    if not isinstance(folder, str) or not folder.strip():
+        raise _fail(pyproject, "[tool.mitosis] trials-folder", f"expected a folder name, found {folder!r}.")
+    return (pyproject.parent / folder).resolve()
+
+
+def _working_dir(pyproject: Path, mitosis: dict[str, Any], stands_for: Path | None) -> Path | None:
+    """``working-dir`` resolved against the file (or the place it ``stands_for``, then unchecked)."""
+    if "working-dir" not in mitosis:
+        return None
+    where = mitosis["working-dir"]
+    if not isinstance(where, str) or not where.strip():
+        raise _fail(
+            pyproject,
+            "[tool.mitosis] working-dir",
+            f'expected a directory relative to this file, such as ".." for its parent, found {where!r}.',
+        )
+    working_dir = ((stands_for or pyproject).parent / where).resolve()
+    if stands_for is None and not working_dir.is_dir():
+        raise _fail(
+            pyproject,
+            "[tool.mitosis] working-dir",
+            f"{where!r} is {working_dir}, which is not a directory. Give a directory relative to this file.",
+        )
+    return working_dir
+
+
+def _store(pyproject: Path, mitosis: dict[str, Any]) -> str | None:
+    """``store``, a relative SQLite path made absolute against the file."""
+    store = mitosis.get("store")
+    if store is None:
+        return None
+    if not isinstance(store, str) or not store.strip():
+        raise _fail(
+            pyproject,
+            "[tool.mitosis] store",
+            f"expected a store URL (sqlite:///PATH or postgresql://USER@HOST/DB), found {store!r}.",
+        )
+    return absolute_store(store.strip(), pyproject.parent)

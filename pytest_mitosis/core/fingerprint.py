@@ -29,6 +29,7 @@ import math
 import pathlib
 import sys
 import types
+from collections.abc import Callable
 from typing import Any
 
 from .errors import MitosisError
@@ -99,7 +100,7 @@ _CONSTANTS: tuple[tuple[Any, Any], ...] = (
 )
 
 
-def _a(noun: str) -> str:
+def _with_article(noun: str) -> str:
     """``noun`` with its indefinite article, for messages: "an ellipsis", "a Random"."""
     return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
@@ -124,7 +125,9 @@ def canonical(value: Any, where: str = "", _active: frozenset[int] = frozenset()
     except RecursionError:
         raise FingerprintError(where, "it is nested too deeply to be described") from None
     except Exception as err:
-        raise FingerprintError(where, f"describing {_a(_safe_type(value))} raised {_exception(err)}") from None
+        raise FingerprintError(
+            where, f"describing {_with_article(_safe_type(value))} raised {_exception(err)}"
+        ) from None
 
 
 def _safe_type(value: Any) -> str:
@@ -139,6 +142,26 @@ def _exception(err: BaseException) -> str:
 
 
 def _canonical(value: Any, where: str, _active: frozenset[int]) -> Any:
+    """The canonical tree of ``value``: a leaf as it is, else the first kind of :data:`_KINDS` it is."""
+    tree = _leaf(value, where)
+    if tree is not _NOT_A_LEAF:
+        return tree
+    if id(value) in _active:
+        raise FingerprintError(where, "it contains itself (a reference cycle)")
+    parts = _Parts(where, _active | {id(value)})
+    for matches, describe in _KINDS:
+        if matches(value):
+            return describe(value, where, parts)
+    return _instance(value, where, parts)
+
+
+#: what :func:`_leaf` returns for a value that holds other values (or is not a leaf it knows)
+_NOT_A_LEAF = object()
+
+
+def _leaf(value: Any, where: str) -> Any:
+    """The tree of a value that holds no other value (a constant, an enum member, an exact JSON scalar), or
+    :data:`_NOT_A_LEAF`."""
     for constant, tree in _CONSTANTS:
         if value is constant:
             return dict(tree)
@@ -150,124 +173,215 @@ def _canonical(value: Any, where: str, _active: frozenset[int]) -> Any:
         return value
     if type(value) is float:
         return value if math.isfinite(value) else {"float": repr(value)}
-    if id(value) in _active:
-        raise FingerprintError(where, "it contains itself (a reference cycle)")
-    active = _active | {id(value)}
+    return _NOT_A_LEAF
 
-    def sub(item: Any, suffix: str) -> Any:
-        return canonical(item, where + suffix, active)
 
+class _Parts:
+    """Describes the parts of one value (``parts(item, ".name")``), each at its place inside the value and
+    with the value among those being described (so a part holding the value is a reference cycle)."""
+
+    def __init__(self, where: str, active: frozenset[int]) -> None:
+        self.where = where
+        self.active = active
+
+    def __call__(self, item: Any, suffix: str) -> Any:
+        return canonical(item, self.where + suffix, self.active)
+
+
+def _is_numpy(value: Any) -> bool:
     numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        if isinstance(value, numpy.ndarray):
-            return _ndarray(value, where, sub)
-        if isinstance(value, numpy.generic):
-            item = value.item()
-            if isinstance(item, numpy.generic):  # longdouble and friends have no exact Python equivalent
-                return {"numpy": {"dtype": str(value.dtype), "repr": repr(value), "bytes": value.tobytes().hex()}}
-            return {"numpy": {"dtype": str(value.dtype), "value": sub(item, "")}}
-    if isinstance(value, types.MethodType):
-        owner = value.__self__
-        if isinstance(owner, type):  # a classmethod: which class it is bound to matters
-            if not _importable(owner):
-                raise FingerprintError(where, f"the class of {value.__qualname__} cannot be imported by name")
-            return {"ref": f"{_qualname(owner)}.{value.__name__}"}
-        return {"method": {"self": sub(owner, ".__self__"), "name": value.__name__}}
-    if isinstance(value, str):  # a str subclass
-        return {"strlike": {"type": _type_name(value, where), "value": str(value)}}
-    if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type)):
-        if isinstance(value, types.FunctionType) and value.__closure__:
-            raise FingerprintError(
-                where, f"the function {value.__qualname__} is a closure, whose captured values cannot be compared"
-            )
-        if not _importable(value):
-            kind = (
-                "a lambda"
-                if getattr(value, "__name__", "") == "<lambda>"
-                else f"{getattr(value, '__qualname__', value)!r}"
-            )
-            raise FingerprintError(
-                where, f"{kind} cannot be fingerprinted: only functions and classes importable by name can"
-            )
-        return {"ref": _qualname(value)}
-    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
-        items = [sub(v, f"[{i}]") for i, v in enumerate(value)]
-        if type(value) is list:
-            return items
-        if type(value) is tuple:
-            return {"tuple": items}
-        return {"sequence": {"type": _type_name(value, where), "items": items}}
-    if isinstance(value, tuple):  # a named tuple
-        return {
-            "namedtuple": {
-                "type": _type_name(value, where),
-                "fields": {f: sub(getattr(value, f), f".{f}") for f in value._fields},  # type: ignore[attr-defined]
-            }
+    return numpy is not None and isinstance(value, (numpy.ndarray, numpy.generic))
+
+
+def _numpy(value: Any, where: str, parts: _Parts) -> Any:
+    numpy = sys.modules["numpy"]
+    if isinstance(value, numpy.ndarray):
+        return _ndarray(value, where, parts)
+    item = value.item()
+    if isinstance(item, numpy.generic):  # longdouble and friends have no exact Python equivalent
+        return {"numpy": {"dtype": str(value.dtype), "repr": repr(value), "bytes": value.tobytes().hex()}}
+    return {"numpy": {"dtype": str(value.dtype), "value": parts(item, "")}}
+
+
+def _bound_method(value: types.MethodType, where: str, parts: _Parts) -> Any:
+    owner = value.__self__
+    if isinstance(owner, type):  # a classmethod: which class it is bound to matters
+        if not _importable(owner):
+            raise FingerprintError(where, f"the class of {value.__qualname__} cannot be imported by name")
+        return {"ref": f"{_qualname(owner)}.{value.__name__}"}
+    return {"method": {"self": parts(owner, ".__self__"), "name": value.__name__}}
+
+
+def _str_subclass(value: str, where: str, parts: _Parts) -> Any:
+    return {"strlike": {"type": _type_name(value, where), "value": str(value)}}
+
+
+def _function_or_class(value: Any, where: str, parts: _Parts) -> Any:
+    if isinstance(value, types.FunctionType) and value.__closure__:
+        raise FingerprintError(
+            where, f"the function {value.__qualname__} is a closure, whose captured values cannot be compared"
+        )
+    if not _importable(value):
+        kind = (
+            "a lambda" if getattr(value, "__name__", "") == "<lambda>" else f"{getattr(value, '__qualname__', value)!r}"
+        )
+        raise FingerprintError(
+            where, f"{kind} cannot be fingerprinted: only functions and classes importable by name can"
+        )
+    return {"ref": _qualname(value)}
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and not hasattr(value, "_fields")
+
+
+def _sequence(value: list[Any] | tuple[Any, ...], where: str, parts: _Parts) -> Any:
+    items = [parts(v, f"[{i}]") for i, v in enumerate(value)]
+    if type(value) is list:
+        return items
+    if type(value) is tuple:
+        return {"tuple": items}
+    return {"sequence": {"type": _type_name(value, where), "items": items}}
+
+
+def _named_tuple(value: Any, where: str, parts: _Parts) -> Any:
+    return {
+        "namedtuple": {
+            "type": _type_name(value, where),
+            "fields": {f: parts(getattr(value, f), f".{f}") for f in value._fields},
         }
-    if isinstance(value, dict):
-        pairs = [[sub(k, f"[key {k!r}]"), sub(v, f"[{k!r}]")] for k, v in value.items()]
-        pairs.sort(key=lambda pair: dumps(pair[0]))
-        tag = "dict" if type(value) is dict else f"dict:{_type_name(value, where)}"
-        return {tag: pairs}
-    if isinstance(value, (set, frozenset)):
-        items = sorted((sub(v, "{element}") for v in value), key=dumps)
-        return {"frozenset" if isinstance(value, frozenset) else "set": items}
-    if isinstance(value, bytes):
-        return {"bytes": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, float):  # a float subclass
-        return {"floatlike": {"type": _type_name(value, where), "value": repr(float(value))}}
-    if isinstance(value, int):  # an int subclass that is not bool or an enum
-        return {"intlike": {"type": _type_name(value, where), "value": int(value)}}
-    if isinstance(value, pathlib.PurePath):
-        return {"path": {"type": type(value).__name__, "value": str(value)}}
-    if isinstance(value, _EXACT_REPR):
-        return {"repr": {"type": _qualname(type(value)), "value": repr(value)}}
-    if dataclasses.is_dataclass(value):
-        fields = {f.name: sub(getattr(value, f.name), f".{f.name}") for f in dataclasses.fields(value)}
-        return {"dataclass": {"type": _type_name(value, where), "fields": fields}}
-    if getattr(value, "__qualname__", None) and _importable(value):  # ufuncs, functools.partial-free callables
-        return {"ref": _qualname(value)}
-    get_params = getattr(value, "get_params", None)
-    if callable(get_params) and not isinstance(value, type):
+    }
+
+
+def _dict(value: dict[Any, Any], where: str, parts: _Parts) -> Any:
+    pairs = [[parts(k, f"[key {k!r}]"), parts(v, f"[{k!r}]")] for k, v in value.items()]
+    pairs.sort(key=lambda pair: dumps(pair[0]))
+    tag = "dict" if type(value) is dict else f"dict:{_type_name(value, where)}"
+    return {tag: pairs}
+
+
+def _set(value: set[Any] | frozenset[Any], where: str, parts: _Parts) -> Any:
+    items = sorted((parts(v, "{element}") for v in value), key=dumps)
+    return {"frozenset" if isinstance(value, frozenset) else "set": items}
+
+
+def _bytes(value: bytes, where: str, parts: _Parts) -> Any:
+    return {"bytes": base64.b64encode(value).decode("ascii")}
+
+
+def _float_subclass(value: float, where: str, parts: _Parts) -> Any:
+    return {"floatlike": {"type": _type_name(value, where), "value": repr(float(value))}}
+
+
+def _int_subclass(value: int, where: str, parts: _Parts) -> Any:  # not bool nor an enum: leaves
+    return {"intlike": {"type": _type_name(value, where), "value": int(value)}}
+
+
+def _path(value: pathlib.PurePath, where: str, parts: _Parts) -> Any:
+    return {"path": {"type": type(value).__name__, "value": str(value)}}
+
+
+def _exact_repr(value: Any, where: str, parts: _Parts) -> Any:
+    return {"repr": {"type": _qualname(type(value)), "value": repr(value)}}
+
+
+def _dataclass(value: Any, where: str, parts: _Parts) -> Any:
+    fields = {f.name: parts(getattr(value, f.name), f".{f.name}") for f in dataclasses.fields(value)}
+    return {"dataclass": {"type": _type_name(value, where), "fields": fields}}
+
+
+def _is_named_object(value: Any) -> bool:
+    """Ufuncs and other callables importable by name (their name says all of them)."""
+    return bool(getattr(value, "__qualname__", None)) and _importable(value)
+
+
+def _reference(value: Any, where: str, parts: _Parts) -> Any:
+    return {"ref": _qualname(value)}
+
+
+def _is_estimator(value: Any) -> bool:
+    """Has scikit-learn's ``get_params()`` (an instance, not the class)."""
+    return callable(getattr(value, "get_params", None)) and not isinstance(value, type)
+
+
+def _estimator(value: Any, where: str, parts: _Parts) -> Any:
+    get_params = value.get_params
+    try:
         try:
-            try:
-                params = dict(get_params(deep=False))
-            except TypeError:
-                params = dict(get_params())
-        except Exception as err:  # e.g. scikit-learn's AttributeError for a parameter not stored as an attribute
-            failed = f"its get_params() raised {_exception(err)}"
-            if not (_python_class(type(value)) and (hasattr(value, "__dict__") or _slots(value))):
-                raise FingerprintError(
-                    where,
-                    f"{failed}, and {_a(type(value).__qualname__)} is not a pure-Python object that could be "
-                    "described by its attributes instead",
-                ) from None
-            try:  # the whole state instead: exact, if stricter than the parameters (fitted state counts too)
-                return _object(value, where, sub)
-            except FingerprintError as inner:
-                raise FingerprintError(
-                    where, f"{failed}, and describing it by its attributes instead failed: {inner}"
-                ) from None
-        return {"estimator": {"type": _type_name(value, where), "params": sub(params, ".get_params()")}}
-    if isinstance(value, functools.partial):
-        return {
-            "partial": {
-                "func": sub(value.func, ".func"),
-                "args": sub(list(value.args), ".args"),
-                "keywords": sub(dict(value.keywords), ".keywords"),
-            }
+            params = dict(get_params(deep=False))
+        except TypeError:
+            params = dict(get_params())
+    except Exception as err:  # e.g. scikit-learn's AttributeError for a parameter not stored as an attribute
+        return _estimator_by_state(value, where, parts, f"its get_params() raised {_exception(err)}")
+    return {"estimator": {"type": _type_name(value, where), "params": parts(params, ".get_params()")}}
+
+
+def _estimator_by_state(value: Any, where: str, parts: _Parts, failed: str) -> Any:
+    """An estimator whose ``get_params()`` failed (``failed`` says how), by its whole state instead: exact, if
+    stricter than the parameters (fitted state counts too)."""
+    if not (_python_class(type(value)) and (hasattr(value, "__dict__") or _slots(value))):
+        raise FingerprintError(
+            where,
+            f"{failed}, and {_with_article(type(value).__qualname__)} is not a pure-Python object that could be "
+            "described by its attributes instead",
+        ) from None
+    try:
+        return _object(value, where, parts)
+    except FingerprintError as inner:
+        raise FingerprintError(
+            where, f"{failed}, and describing it by its attributes instead failed: {inner}"
+        ) from None
+
+
+def _partial(value: functools.partial[Any], where: str, parts: _Parts) -> Any:
+    return {
+        "partial": {
+            "func": parts(value.func, ".func"),
+            "args": parts(list(value.args), ".args"),
+            "keywords": parts(dict(value.keywords), ".keywords"),
         }
-    if not _python_class(type(value)) or hasattr(value, "read"):
-        raise FingerprintError(where, f"{_a(type(value).__qualname__)} cannot be fingerprinted exactly")
-    if hasattr(value, "__dict__") or _slots(value):
-        return _object(value, where, sub)
-    raise FingerprintError(where, f"{_a(type(value).__qualname__)} cannot be fingerprinted exactly")
+    }
 
 
-def _object(value: Any, where: str, sub: Any) -> Any:
+def _instance(value: Any, where: str, parts: _Parts) -> Any:
+    """A value of no kind above: a pure-Python object by its state; anything else (a C type, a file) refused."""
+    if _python_class(type(value)) and not hasattr(value, "read") and (hasattr(value, "__dict__") or _slots(value)):
+        return _object(value, where, parts)
+    raise FingerprintError(where, f"{_with_article(type(value).__qualname__)} cannot be fingerprinted exactly")
+
+
+def _instance_of(*classes: type) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, classes)
+
+
+#: the kinds of values that hold other values (or are not exact JSON), in the order they are tried: the first
+#: that matches describes the value (a ``str`` subclass before functions, a named tuple after other sequences,
+#: a ``float`` subclass after containers, a dataclass after exact reprs, ...)
+_KINDS: tuple[tuple[Callable[[Any], bool], Callable[[Any, str, _Parts], Any]], ...] = (
+    (_is_numpy, _numpy),
+    (_instance_of(types.MethodType), _bound_method),
+    (_instance_of(str), _str_subclass),
+    (_instance_of(types.FunctionType, types.BuiltinFunctionType, type), _function_or_class),
+    (_is_sequence, _sequence),
+    (_instance_of(tuple), _named_tuple),
+    (_instance_of(dict), _dict),
+    (_instance_of(set, frozenset), _set),
+    (_instance_of(bytes), _bytes),
+    (_instance_of(float), _float_subclass),
+    (_instance_of(int), _int_subclass),
+    (_instance_of(pathlib.PurePath), _path),
+    (_instance_of(*_EXACT_REPR), _exact_repr),
+    (dataclasses.is_dataclass, _dataclass),
+    (_is_named_object, _reference),
+    (_is_estimator, _estimator),
+    (_instance_of(functools.partial), _partial),
+)
+
+
+def _object(value: Any, where: str, parts: _Parts) -> Any:
     """A pure-Python instance by its class and its whole state (``vars()`` and slots)."""
-    state = {k: sub(v, f".{k}") for k, v in sorted(vars(value).items())} if hasattr(value, "__dict__") else {}
-    state.update({k: sub(v, f".{k}") for k, v in _slots(value).items()})
+    state = {k: parts(v, f".{k}") for k, v in sorted(vars(value).items())} if hasattr(value, "__dict__") else {}
+    state.update({k: parts(v, f".{k}") for k, v in _slots(value).items()})
     return {"object": {"type": _type_name(value, where), "state": state}}
 
 
@@ -297,12 +411,12 @@ def _slots(value: Any) -> dict[str, Any]:
     return {n: getattr(value, n) for n in sorted(set(names) - {"__dict__", "__weakref__"}) if hasattr(value, n)}
 
 
-def _ndarray(array: Any, where: str, sub: Any) -> Any:
+def _ndarray(array: Any, where: str, parts: _Parts) -> Any:
     numpy = sys.modules["numpy"]
     dtype = array.dtype.descr if array.dtype.names else array.dtype.str  # structured: field names and types
     head = {"dtype": dtype, "shape": list(array.shape)}
     if array.dtype.kind == "O":
-        return {"ndarray": {**head, "items": [sub(v, f"[{i}]") for i, v in enumerate(array.ravel(order="C"))]}}
+        return {"ndarray": {**head, "items": [parts(v, f"[{i}]") for i, v in enumerate(array.ravel(order="C"))]}}
     data = numpy.ascontiguousarray(array).tobytes(order="C")
     head["sha256"] = hashlib.sha256(data).hexdigest()
     if array.size <= INLINE_ELEMENTS and array.dtype.kind in "biuf":

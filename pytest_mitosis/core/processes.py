@@ -1,7 +1,9 @@
 """Processes: whether one still exists, and finding and stopping the ones a kernel left behind.
 
 A ``running`` record in the store and a kernel's private folder both carry the pid of the
-pytest process that made them; either is cleaned up only once that process is gone.
+pytest process that made them, and its start time (:func:`process_mark`); either is cleaned up
+only once that process is gone. A pid alone could mislead: once a process ends, the system may
+give its pid to a later one, which the start time tells apart.
 
 A trial's kernel may start processes that outlive it: a step's ``Popen(..., start_new_session=True)``
 leaves the kernel's process group, so stopping the group (what jupyter_client does) misses it,
@@ -27,8 +29,17 @@ from dataclasses import dataclass
 GRACE = 2.0
 
 
-def alive(pid: int) -> bool:
-    """True while a process with this pid exists (also when it belongs to another user)."""
+def alive(pid: int, started: int | None = None) -> bool:
+    """True while a process with this pid exists (also when it belongs to another user).
+
+    With ``started`` (its :func:`start_time` when the pid was recorded), only while the pid is still that
+    process: a later process given the same pid (pids are reused) is not it. Where the start time cannot be
+    read (no ``/proc``, or another user's process hidden by ``hidepid``), the pid alone decides.
+    """
+    if started is not None:
+        now = start_time(pid)
+        if now is not None:
+            return now == started
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -36,6 +47,14 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def start_time(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks after boot (``/proc/<pid>/stat`` field 22); ``None`` when it is
+    gone or cannot be read. With the boot (:func:`machine`), it tells the process from a later one that gets
+    the same pid."""
+    stat = _stat(pid)
+    return stat[2] if stat is not None else None
 
 
 def pid_namespace() -> str:
@@ -60,11 +79,36 @@ def machine() -> str:
             boot = stream.read().strip()
     except OSError:
         boot = ""
-    if not boot or not namespace:  # not Linux: the host name stands for the machine, as before heartbeats
+    if not boot or not namespace:  # not Linux: the host name stands for the machine
         import socket
 
         return socket.gethostname()
     return f"{boot}:{namespace}"
+
+
+#: between the machine and the start time in a :func:`process_mark`
+_MARK = "/"
+
+
+def process_mark(pid: int | None = None) -> str:
+    """Which process ``pid`` (this one by default) is: ``<machine>/<start time>`` (:func:`machine`,
+    :func:`start_time`), or the machine alone where the start time cannot be read.
+
+    Stored where the machine alone was (the ``machine`` of a heartbeat): a session that knows only the
+    machine finds it unlike its own and judges the record by its heartbeat's age, as for another
+    machine; :func:`split_mark` reads both forms.
+    """
+    pid = os.getpid() if pid is None else pid
+    started = start_time(pid)
+    return machine() if started is None else f"{machine()}{_MARK}{started}"
+
+
+def split_mark(mark: str) -> tuple[str, int | None]:
+    """``(machine, start time or None)`` of a :func:`process_mark` (or of a machine alone)."""
+    where, _, started = mark.rpartition(_MARK)
+    if where and started.isdigit():
+        return where, int(started)
+    return mark, None
 
 
 def scannable() -> bool:
@@ -134,13 +178,14 @@ def marked(variable: str, value: str, session: int | None = None, exclude: Itera
     return found
 
 
-def running(pid: int) -> bool:
-    """True while ``pid`` runs: exists and has not exited (a zombie waiting for its parent has). Where there is
-    no ``/proc`` to tell, as :func:`alive`."""
+def running(pid: int, started: int | None = None) -> bool:
+    """True while ``pid`` runs: exists and has not exited (a zombie waiting for its parent has); with
+    ``started`` (its :func:`start_time`), only while it is that process. Where there is no ``/proc`` to tell,
+    as :func:`alive`."""
     if not scannable():
         return alive(pid)
     stat = _stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X")
+    return stat is not None and stat[0] not in ("Z", "X") and (started is None or stat[2] == started)
 
 
 def _running(process: Process) -> bool:

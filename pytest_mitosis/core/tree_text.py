@@ -57,42 +57,68 @@ def difference(old: Any, new: Any, where: str = "") -> str | None:
     """Where two canonical trees first differ (``None`` when equal), for the lock message."""
     if dumps(old) == dumps(new):
         return None
+    found = None
     if isinstance(old, list) and isinstance(new, list):
-        if len(old) != len(new):
-            return f"{where or 'the value'}: length {len(old)} vs {len(new)}"
-        for i, (a, b) in enumerate(zip(old, new)):
-            found = difference(a, b, f"{where}[{i}]")
+        found = _list_difference(old, new, where)
+    elif isinstance(old, dict) and isinstance(new, dict) and old.keys() == new.keys() and len(old) == 1:
+        (tag,) = old.keys()
+        found = _tagged_difference(tag, old[tag], new[tag], where)
+    return found or f"{where or 'the value'}: {_render(old)} vs {_render(new)}"
+
+
+def _list_difference(old: list[Any], new: list[Any], where: str) -> str | None:
+    """Their lengths, or the first element that differs."""
+    if len(old) != len(new):
+        return f"{where or 'the value'}: length {len(old)} vs {len(new)}"
+    for i, (a, b) in enumerate(zip(old, new)):
+        found = difference(a, b, f"{where}[{i}]")
+        if found:
+            return found
+    return None
+
+
+def _tagged_difference(tag: str, a: Any, b: Any, where: str) -> str | None:
+    """Inside two values of one kind (``tag``): an array's, a dict's pairs, the fields of a tagged object, the
+    items of a tagged sequence; ``None`` when nothing inside tells where."""
+    if tag == "ndarray":
+        return _array_difference(a, b, where)
+    if tag.startswith("dict"):
+        found = _pairs_difference(a, b, where)
+        if found:
+            return found
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            found = difference(
+                a.get(key), b.get(key), f"{where}.{key}" if key not in ("fields", "state", "params") else where
+            )
             if found:
                 return found
-    if isinstance(old, dict) and isinstance(new, dict) and old.keys() == new.keys() and len(old) == 1:
-        (tag,) = old.keys()
-        a, b = old[tag], new[tag]
-        if tag == "ndarray":
-            if a["dtype"] != b["dtype"] or a["shape"] != b["shape"]:
-                return f"{where or 'the array'}: dtype/shape {a['dtype']} {a['shape']} vs {b['dtype']} {b['shape']}"
-            if "items" in a and "items" in b:
-                for i, (x, y) in enumerate(zip(a["items"], b["items"])):
-                    if dumps(x) != dumps(y):
-                        return f"{where}[flat index {i}]: {_render(x)} vs {_render(y)}"
-            return f"{where or 'the array'}: elements differ (sha256 {a.get('sha256', '')[:12]} vs {b.get('sha256', '')[:12]})"
-        if tag.startswith("dict"):
-            ka, kb = {dumps(k): v for k, v in a}, {dumps(k): v for k, v in b}
-            for key in sorted(set(ka) | set(kb)):
-                if key not in ka or key not in kb:
-                    return f"{where}[{_render(json.loads(key))}]: only in the {'attempted' if key in kb else 'stored'} value"
-                found = difference(ka[key], kb[key], f"{where}[{_render(json.loads(key))}]")
-                if found:
-                    return found
-        if isinstance(a, dict) and isinstance(b, dict):
-            for key in sorted(set(a) | set(b)):
-                found = difference(
-                    a.get(key), b.get(key), f"{where}.{key}" if key not in ("fields", "state", "params") else where
-                )
-                if found:
-                    return found
-        if isinstance(a, list) and isinstance(b, list):
-            return difference(a, b, where)
-    return f"{where or 'the value'}: {_render(old)} vs {_render(new)}"
+    if isinstance(a, list) and isinstance(b, list):
+        return difference(a, b, where)
+    return None
+
+
+def _array_difference(a: dict[str, Any], b: dict[str, Any], where: str) -> str:
+    """Dtype or shape, else the first element that differs (when both kept theirs), else the digests."""
+    if a["dtype"] != b["dtype"] or a["shape"] != b["shape"]:
+        return f"{where or 'the array'}: dtype/shape {a['dtype']} {a['shape']} vs {b['dtype']} {b['shape']}"
+    if "items" in a and "items" in b:
+        for i, (x, y) in enumerate(zip(a["items"], b["items"])):
+            if dumps(x) != dumps(y):
+                return f"{where}[flat index {i}]: {_render(x)} vs {_render(y)}"
+    return f"{where or 'the array'}: elements differ (sha256 {a.get('sha256', '')[:12]} vs {b.get('sha256', '')[:12]})"
+
+
+def _pairs_difference(a: list[Any], b: list[Any], where: str) -> str | None:
+    """The first key (in the order of its JSON text) only one dict has, or whose values differ."""
+    ka, kb = {dumps(k): v for k, v in a}, {dumps(k): v for k, v in b}
+    for key in sorted(set(ka) | set(kb)):
+        if key not in ka or key not in kb:
+            return f"{where}[{_render(json.loads(key))}]: only in the {'attempted' if key in kb else 'stored'} value"
+        found = difference(ka[key], kb[key], f"{where}[{_render(json.loads(key))}]")
+        if found:
+            return found
+    return None
 
 
 def span(seconds: float) -> str:

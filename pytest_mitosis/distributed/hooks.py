@@ -105,7 +105,7 @@ class DistributedHooks:
         from ..pytest_layer.selection import sweep_size_refusal
         from ..pytest_layer.session_record import open_session
 
-        too_many = sweep_size_refusal(self.mitosis, None, ids)
+        too_many = sweep_size_refusal(self.mitosis.context, None, ids)
         if too_many is not None:
             raise pytest.UsageError(too_many)
         check_ci_paths(self.settings)

@@ -9,7 +9,7 @@ execnet channel answered by a :class:`~pytest_mitosis.distributed.shipping.Store
   (:mod:`pytest_mitosis.checks.worker`); a mismatch fails every trial of that worker at setup
   with one message, before any kernel starts;
 - if it shares the controller's host *and* trials folder (``-n 2`` on one machine), writes the
-  store directly as before; otherwise, unless the controller's store says it is ``shared``
+  store directly; otherwise, unless the controller's store says it is ``shared``
   (a database server every host reaches: then each host writes it directly and keeps its
   artifacts in its own trials folder), records its trials through the controller
   (:class:`~pytest_mitosis.distributed.shipping.RemoteStore`), which also receives each trial's folder.
@@ -45,7 +45,7 @@ class Controller:
 
     def __init__(self, mitosis: MitosisSession) -> None:
         self.mitosis = mitosis
-        self._facts: dict[str, Any] | None = None
+        self._checkout: dict[str, Any] | None = None
         self._variants: dict[str, dict[str, str]] | None = None
         #: held by every worker's server while it uses the store (execnet's threads), and by a crash's record
         self.lock = threading.Lock()
@@ -55,23 +55,24 @@ class Controller:
         #: trial key → the controller's folder of each trial a worker sent
         self.shipped: dict[str, Path] = {}
 
-    def facts(self) -> dict[str, Any]:
-        """Host, trials folder and commit, read once for all workers (JSON-able)."""
-        if self._facts is None:
+    def checkout(self) -> dict[str, Any]:
+        """The controller's checkout as every worker gets it: host, trials folder, commit and debug flag, read
+        once for all workers (JSON-able)."""
+        if self._checkout is None:
             mitosis = self.mitosis
-            facts: dict[str, Any] = {
+            checkout: dict[str, Any] = {
                 "host": socket.gethostname(),
                 "trials": None,
                 "commit": None,
                 "debug": mitosis.context.settings.debug,
             }
             try:
-                facts["trials"] = _here(mitosis.context.project().trials_folder)
-                facts["commit"] = mitosis.context.repo().commit
+                checkout["trials"] = _here(mitosis.context.project().trials_folder)
+                checkout["commit"] = mitosis.context.repo().commit
             except (ConfigError, ImportError, OSError):
                 pass  # a project or git that cannot be read: the controller refuses the session before any trial
-            self._facts = facts
-        return self._facts
+            self._checkout = checkout
+        return self._checkout
 
     def variants(self) -> dict[str, dict[str, str]] | None:
         """Every trial's fingerprints, computed once, and only for a worker with a checkout of its own
@@ -102,7 +103,7 @@ class Controller:
         spec = node.gateway.spec
         own_checkout = not spec.popen or bool(spec.chdir)  # else: this machine, this directory
         node.workerinput[INPUT] = {
-            **self.facts(),
+            **self.checkout(),
             "variants": self.variants() if own_checkout else None,
         }
         channel = node.gateway.newchannel()
@@ -150,9 +151,11 @@ class Controller:
 class Worker:
     """A worker's side: the check before its first trial, and the store it records through."""
 
-    def __init__(self, mitosis: MitosisSession, facts: dict[str, Any], channel: Any, worker: str) -> None:
+    def __init__(self, mitosis: MitosisSession, sent: dict[str, Any], channel: Any, worker: str) -> None:
         self.mitosis = mitosis
-        self.facts = facts
+        #: what the controller sent (:meth:`Controller.checkout`, and its variants' fingerprints for a worker
+        #: with a checkout of its own)
+        self.sent = sent
         self.channel = channel
         self.worker = worker
         self.host = socket.gethostname()
@@ -166,7 +169,7 @@ class Worker:
             trials = _here(self.mitosis.context.project().trials_folder)
         except ConfigError:
             return True  # nothing will run
-        return self.host == self.facts.get("host") and trials == self.facts.get("trials")
+        return self.host == self.sent.get("host") and trials == self.sent.get("trials")
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_mitosis_make_store(self, config: pytest.Config, folder: Path) -> TrialStore | None:
@@ -178,7 +181,7 @@ class Worker:
         answer = proxy._call("open", worker=self.worker, host=self.host)
         if answer["shared"]:
             return None  # a store every host reaches: this worker's own store writes it directly
-        proxy.location = f"{answer['location']} (on the controller, host {self.facts.get('host')})"
+        proxy.location = f"{answer['location']} (on the controller, host {self.sent.get('host')})"
         try:
             self.mitosis.preflight.prepare_trials_folder()  # where this host's trials run before they travel
         except pytest.UsageError as err:
@@ -230,23 +233,23 @@ class Worker:
 
             mitosis = self.mitosis
             own: dict[str, dict[str, str]] = {}
-            compared = self.facts.get("variants") is not None  # None: a local worker, the controller's own files
+            compared = self.sent.get("variants") is not None  # None: a local worker, the controller's own files
             for item in session.items if compared else ():
                 if isinstance(item, TrialItem):
                     try:
                         own[item.spec.item_name] = variant_fingerprints(mitosis.trials.identify(item.nodeid, item.spec))
                     except UnfingerprintableValue:
                         pass  # that trial's own setup says why
-            facts = self.facts
+            sent = self.sent
             self._refusal = refusal(
                 worker=self.worker,
                 host=self.host,
-                controller_host=str(facts.get("host")),
-                controller_commit=facts.get("commit"),
+                controller_host=str(sent.get("host")),
+                controller_commit=sent.get("commit"),
                 state=mitosis.context.repo(),
                 root=mitosis.context.project().root,
                 debug=mitosis.context.settings.debug,
-                controller_variants=facts.get("variants"),
+                controller_variants=sent.get("variants"),
                 own_variants=own,
             )
         return self._refusal if isinstance(self._refusal, str) else None
@@ -264,10 +267,10 @@ def controller(mitosis: MitosisSession) -> Controller:
 
 
 def register_worker(mitosis: MitosisSession) -> None:
-    """On an xdist worker whose controller sent our facts: the worker side, as the plugin ``mitosis-remote``."""
+    """On an xdist worker whose controller sent its checkout: the worker side, as the plugin ``mitosis-remote``."""
     workerinput = getattr(mitosis.context.config, "workerinput", None)
     if workerinput is None or INPUT not in workerinput:
         return
-    facts = dict(workerinput[INPUT])
-    worker = Worker(mitosis, facts, workerinput.get(CHANNEL), str(workerinput.get("workerid", "?")))
+    sent = dict(workerinput[INPUT])
+    worker = Worker(mitosis, sent, workerinput.get(CHANNEL), str(workerinput.get("workerid", "?")))
     mitosis.context.config.pluginmanager.register(worker, "mitosis-remote")

@@ -6,7 +6,7 @@ Owns writing the notebook (:mod:`.notebook`), a fresh kernel process for each tr
 helpers the notebook imports *inside the kernel* (:mod:`.runtime`, standard library only,
 imported by module path from the notebook's set-up cell), the trial folder and its files
 (:mod:`.artifacts`), the pipeline that ties them together (:mod:`.runner`), work started
-before it is needed (:mod:`.warmup`: the next kernel, the git and environment facts) and
+before it is needed (:mod:`.warmup`: the next kernel, the git state and environment) and
 silencing the Jupyter machinery's loggers (:mod:`.logs`).
 
 This ``__init__`` imports nothing: the kernel imports ``pytest_mitosis.execution.runtime``,

@@ -13,7 +13,7 @@ pytest's process raises again (pytest lists them as it did), and the installed m
 hold (what the parent should preload as well, see :func:`.preload.imported_by`).
 
 Whenever the fork cannot be used (kernels are spawned, no warm parent was started for this
-session, it refuses to fork or dies, the child fails) pytest's process collects as before: the
+session, it refuses to fork or dies, the child fails) pytest's process collects itself: the
 experiments, their errors and their messages are the same either way.
 """
 
@@ -33,13 +33,14 @@ if TYPE_CHECKING:
     from ..config.experiments import Collected
     from ..config.project import ProjectConfig
     from ..config.settings import Settings
+    from .forkserver import ForkServer
 
 #: how often pytest's process looks whether the child has finished
 _POLL = 0.005
 
 
 def collect_in_fork(
-    server: Any, project: ProjectConfig, settings: Settings, quiet: bool = True
+    server: ForkServer, project: ProjectConfig, settings: Settings, quiet: bool = True
 ) -> tuple[list[Collected], list[str]] | None:
     """The experiments collected in a fork of ``server``'s parent (a :class:`.forkserver.ForkServer`), and
     the installed modules their steps hold; ``None`` when that did not work (then collect here).
@@ -48,6 +49,7 @@ def collect_in_fork(
     A ``ConfigError`` of the command line is raised here, as in-process collection raises it.
     """
     from ..core.errors import ConfigError
+    from ..core.processes import start_time
     from .forkserver import ForkFailed, alive
     from .private import private_folder
 
@@ -62,9 +64,10 @@ def collect_in_fork(
             pid = server.collect(payload, out, dict(os.environ), os.getcwd(), quiet)
         except ForkFailed:
             return None
+        started = start_time(pid)  # once it exits, its pid may be a later process's
         try:
             while not os.path.exists(out):
-                if not alive(pid):
+                if not alive(pid, started):
                     if os.path.exists(out):  # written just before it exited
                         break
                     return None  # the child failed: pytest's process collects, and says what is wrong

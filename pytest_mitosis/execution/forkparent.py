@@ -241,15 +241,28 @@ def _watch_pytest(kernelapp: Any, pytest_pid: int) -> None:
     dies, as a spawned one does, and lives on if the fork server dies (its trial goes on)."""
     import time
 
+    started = _start_time(pytest_pid)  # pytest lives: it asked for this kernel
+
     class WatchPytest(kernelapp.ParentPollerUnix):
         def run(self) -> None:
             while True:
-                if not _exists(pytest_pid):
+                reused = started is not None and _start_time(pytest_pid) != started  # its pid another's now
+                if reused or not _exists(pytest_pid):
                     os._exit(1)
                 time.sleep(1.0)
 
     if pytest_pid > 1:
         kernelapp.ParentPollerUnix = WatchPytest
+
+
+def _start_time(pid: int) -> int | None:
+    """When ``pid`` started (``/proc/<pid>/stat`` field 22, as :func:`pytest_mitosis.core.processes.start_time`
+    reads it; this process imports the standard library only), or ``None`` when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stream:
+            return int(stream.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _exists(pid: int) -> bool:

@@ -12,7 +12,7 @@ from ``/proc`` and signals go to its process group by pid. Nothing here imports 
 at module level except the provisioner's own module body (imported only when a kernel starts).
 
 Forking is used only where it is known to be safe (Linux); elsewhere, when the parent cannot
-start or preload, or when a fork fails, kernels are spawned as before and one warning line
+start or preload, or when a fork fails, kernels are spawned and one warning line
 says why (:attr:`ForkServer.problem`). A trial never fails because of the fork server.
 """
 
@@ -25,7 +25,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ..core.processes import running, scannable
+
+if TYPE_CHECKING:
+    import socket
 
 #: how long to wait for the parent's answer (it may still be importing the preloaded libraries)
 REPLY_TIMEOUT = 120.0
@@ -84,7 +89,7 @@ class ForkServer:
         env: dict[str, str],
         preload: list[str],
         root: Path,
-        listener: Any = None,
+        listener: socket.socket | None = None,
         connect: str | None = None,
     ) -> None:
         self.cwd = cwd
@@ -105,7 +110,8 @@ class ForkServer:
         self._buffer = b""
         self._closed = False
         self._process: subprocess.Popen[bytes] | None = None
-        self._connection: Any = None  # socket.socket to the controller's parent
+        #: the socket to the controller's parent (see :mod:`.shared`)
+        self._connection: socket.socket | None = None
         if connect is not None:
             from .lines import connect as connect_to
 
@@ -311,11 +317,8 @@ class ForkServer:
                     pass
 
 
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie does not: it has exited, its parent has not reaped it yet)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stream:
-            state = stream.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in (b"Z", b"X")
+def alive(pid: int, started: int | None = None) -> bool:
+    """Whether ``pid`` runs (a zombie does not: it has exited, its parent has not reaped it yet); with
+    ``started`` (its start time when it was forked), only while it is that process: the warm parent's
+    children are reaped at once, so their pids are free for the next process as soon as they exit."""
+    return scannable() and running(pid, started)

@@ -13,7 +13,7 @@ SIGTERM (a Ctrl-C is pytest's to handle): an interrupted trial waits for the pag
 written, then removes its staging folder, so nothing is written into a folder being removed.
 The helper exits when pytest closes its pipe (or dies). When it cannot start, dies, or fails
 in a way other than the filesystem's (a disk full is reported like any unwritable file), the
-pages are written in the pytest process as before, which reports the problem as it did.
+pages are written in the pytest process (:class:`.artifacts.HtmlWriter`), which reports the problem.
 """
 
 from __future__ import annotations
@@ -25,7 +25,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import socket
+
+    from .artifacts import HtmlWriter
+    from .lines import Replies
 
 #: the longest wait for one notebook's pages (a huge notebook on a loaded machine)
 REPLY_TIMEOUT = 600.0
@@ -42,12 +48,13 @@ class HtmlWorker:
     cannot be reached, starts its own.
     """
 
-    def __init__(self, listener: Any = None, connect: str | None = None) -> None:
-        self._fallback: Any = None  # artifacts.HtmlWriter
+    def __init__(self, listener: socket.socket | None = None, connect: str | None = None) -> None:
+        self._fallback: HtmlWriter | None = None
         self._next = 0
-        self._replies: Any = None  # lines.Replies
+        self._replies: Replies | None = None
         self._process: subprocess.Popen[bytes] | None = None
-        self._connection: Any = None  # socket.socket to a shared helper
+        #: the socket to a shared helper (the controller's, see :mod:`.shared`)
+        self._connection: socket.socket | None = None
         if connect is not None:
             from .lines import connect as connect_to
 
@@ -82,7 +89,7 @@ class HtmlWorker:
         """Whether the helper process started (or this worker is connected to the controller's)."""
         return self._process is not None or self._connection is not None
 
-    def _writer(self) -> Any:
+    def _writer(self) -> HtmlWriter:
         if self._fallback is None:
             from .artifacts import HtmlWriter
 
@@ -155,7 +162,7 @@ class HtmlWorker:
         if reply.get("oserror"):
             number, text, filename = reply["oserror"]
             raise OSError(number, text, filename)
-        if reply.get("error") or reply.get("gone"):  # nbconvert failed, or the helper died: here, as before
+        if reply.get("error") or reply.get("gone"):  # nbconvert failed, or the helper died: written here
             self._writer().write(nb, notebook, page, title)()
 
     def _reply(self, request: int, deadline: float) -> dict[str, Any]:

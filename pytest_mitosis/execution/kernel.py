@@ -27,6 +27,7 @@ from jupyter_core.utils import ensure_async, ensure_event_loop
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+from ..core.processes import Process
 from .forkserver import ForkFailed
 from .launch import Launched
 from .logs import quiet
@@ -53,14 +54,14 @@ class Execution:
     phase: str | None = None
     #: the signal that interrupted the trial (``signal.SIGINT`` or ``signal.SIGTERM``)
     signal: int | None = None
-    #: how the kernel was started (:meth:`Launched.facts`)
+    #: how the kernel was started (:meth:`Launched.how_started`)
     kernel: dict[str, Any] | None = None
     #: seconds per phase: "kernel start" (until the set-up cell runs), "set-up", "step", "saving", "kernel stop"
     phases: dict[str, float] | None = None
     #: the processes the trial started that were still running when it ended, stopped then (:meth:`Launched.close`)
-    stopped: tuple[Any, ...] = ()
+    stopped: tuple[Process, ...] = ()
     #: those of ``stopped`` that ignored SIGTERM and were killed
-    killed: tuple[Any, ...] = ()
+    killed: tuple[Process, ...] = ()
 
 
 #: characters a cell may show beyond the cap, for the notes of the kernel's own cut (:class:`.runtime.OutputCap`)
@@ -377,7 +378,7 @@ def execute(
     kind: str | None = None
     caught: list[int] = []
     client = None
-    kernel_facts: dict[str, Any] | None = None
+    kernel_start: dict[str, Any] | None = None
     try:
         if launched is not None and launched.cwd == cwd:
             if while_starting is not None:
@@ -399,7 +400,7 @@ def execute(
                 while_starting()
                 while_starting = None
             launched.ready()
-        kernel_facts = launched.facts()
+        kernel_start = launched.how_started()
         client = _Client(
             nb,
             km=launched.manager,
@@ -447,7 +448,7 @@ def execute(
         time.monotonic() - started,
         deadline.phase,
         caught[0] if caught else None,
-        kernel_facts,
+        kernel_start,
         deadline.split(time.monotonic()),
         tuple(launched.stopped) if launched is not None else (),
         tuple(launched.killed) if launched is not None else (),

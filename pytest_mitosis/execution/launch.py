@@ -41,7 +41,7 @@ from jupyter_core.utils import run_sync
 
 from ..core import processes
 from .forkserver import KERNEL_ENV as _KERNEL_ENV
-from .forkserver import MARKER, ForkFailed, kernel_env
+from .forkserver import MARKER, ForkFailed, ForkServer, kernel_env
 from .logs import quiet
 from .private import private_folder
 
@@ -88,7 +88,7 @@ class Launched:
     of a killed session is removed by :func:`.private.sweep_stale_private_folders` in the next one.
     """
 
-    def __init__(self, cwd: Path, server: Any = None) -> None:
+    def __init__(self, cwd: Path, server: ForkServer | None = None) -> None:
         import uuid
 
         self.cwd = cwd
@@ -106,7 +106,7 @@ class Launched:
         )
         self.manager.connection_file = os.path.join(self._private, "connection.json")
         self._closed = False
-        #: how the kernel came to exist, for the notebook and the record (see :meth:`facts`)
+        #: how the kernel came to exist, for the notebook and the record (see :meth:`how_started`)
         self.start = "spawn"
         self.server = server if server is not None and server.usable_for(cwd) else None
         if self.server is not None:
@@ -149,7 +149,7 @@ class Launched:
                 return  # nbclient reports the death
             time.sleep(0.005)
 
-    def facts(self) -> dict[str, Any]:
+    def how_started(self) -> dict[str, Any]:
         """How the kernel was started: ``{"start": "fork" | "spawn", "preloaded": [...]}``."""
         if self.start == "fork" and self.server is not None:
             return {"start": "fork", "preloaded": list(self.server.preloaded)}

@@ -9,11 +9,13 @@ here and nowhere near ``plugin.py``.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..config.variants import ParamSpec, TrialSpec
 from ..core.errors import shorten
+from ..core.processes import Process
 from ..core.resolved import Resolved
 
 #: characters of a value shown in full in the header's table; longer values are folded
@@ -155,7 +157,7 @@ def _cell(kind: str, source: str) -> Any:
     return _node(id=generate_corpus_id(), cell_type="markdown", source=source, metadata=_node())
 
 
-def stopped_cell(stopped: Any, killed: Any = ()) -> Any:
+def stopped_cell(stopped: Iterable[Process], killed: Iterable[Process] = ()) -> Any:
     """A markdown cell naming the processes a trial left running, stopped when it ended (pid, command line).
 
     Appended to the executed notebook (so also its HTML page) after the kernel stopped: where a

@@ -22,6 +22,7 @@ from typing import Any
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import LocalProvisioner
 
+from ..core.processes import start_time
 from .forkserver import ForkFailed, ForkServer, alive
 
 #: how ``python -m ipykernel_launcher`` appears in a kernel spec's argv
@@ -35,6 +36,8 @@ class ForkedProcess:
         self.server = server
         self.request = request
         self._pid: int | None = None
+        #: the kernel's start time: its pid, once the kernel exits, may be a later process's
+        self._started: int | None = None
         self._failed: str | None = None
         self.stdin = self.stdout = self.stderr = None
 
@@ -46,6 +49,7 @@ class ForkedProcess:
         if self._pid is None:
             try:
                 self._pid = self.server.pid_of(self.request)
+                self._started = start_time(self._pid)
             except ForkFailed as err:
                 self._failed = str(err)
                 raise
@@ -53,7 +57,7 @@ class ForkedProcess:
 
     def poll(self) -> int | None:
         try:
-            return None if alive(self.pid) else -1
+            return None if alive(self.pid, self._started) else -1
         except ForkFailed:  # never forked: not alive
             return -1
 
@@ -61,13 +65,15 @@ class ForkedProcess:
         import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
-        while alive(self.pid):
+        while alive(self.pid, self._started):
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"kernel {self.pid} still running")
             time.sleep(0.02)
         return -1
 
     def send_signal(self, signum: int) -> None:
+        if self._started is not None and not alive(self.pid, self._started):  # its pid may be another's now
+            raise ProcessLookupError(f"kernel {self.pid} has exited")
         os.kill(self.pid, signum)
 
     def kill(self) -> None:

@@ -16,11 +16,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config.variants import TrialSpec
 from .artifacts import PlainPage, SavingTimedOut, TrialFolder, without_outputs
 from .runtime import cell_labels
+
+if TYPE_CHECKING:
+    from .htmlworker import HtmlWorker
+    from .kernel import Execution
+    from .launch import Launched
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,7 @@ def _where(spec: TrialSpec, phase: str | None, outcome: dict[str, Any]) -> str:
     return f"during {_step_label(spec, outcome.get('step'))}"
 
 
-def _failure(spec: TrialSpec, execution: Any, outcome: dict[str, Any]) -> str:
+def _failure(spec: TrialSpec, execution: Execution, outcome: dict[str, Any]) -> str:
     kind, error = execution.kind, execution.error
     step = _step_label(spec, outcome.get("step"))
     if kind == "dead":
@@ -107,8 +112,8 @@ def run_trial(
     seed: int,
     metadata: dict[str, Any],
     sys_path: list[str] | None = None,
-    launched: Any = None,
-    html: Any = None,
+    launched: Launched | None = None,
+    html: HtmlWorker | None = None,
     code_changed: Callable[[tuple[str, ...]], str | None] | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     max_output: int = 0,
@@ -153,14 +158,6 @@ def run_trial(
         folder.discard()
         raise
     phases = ["header", "set-up"] + ["step"] * len(spec.steps) + ["saving"]
-    on_tick = None
-    if progress is not None:
-        report = progress
-
-        def on_tick(phase: str, cell: int, line: str) -> None:
-            step = spec.steps[cell - 2].name if phase == "step" and 2 <= cell < 2 + len(spec.steps) else None
-            report({"phase": phase, "step": step, "line": line, "elapsed": time.monotonic() - started})
-
     try:
         execution = kernel.execute(
             nb,
@@ -172,7 +169,7 @@ def run_trial(
             max_output=max_output,
             output_folder=folder.staging,
             labels=cell_labels([step.name for step in spec.steps]),
-            on_tick=on_tick,
+            on_tick=_ticks(spec, progress, started),
             log=folder.kernel_log,
         )
     except BaseException:  # a Ctrl-C outside the cells (while the kernel starts): nothing half-written stays
@@ -181,34 +178,17 @@ def run_trial(
     if execution.stopped:  # the notebook names the processes the trial left running
         execution.notebook.cells.append(notebook.stopped_cell(execution.stopped, execution.killed))
     outcome = folder.read_outcome()
-    kernel_facts = execution.kernel or {"start": "spawn"}
+    kernel_start = execution.kernel or {"start": "spawn"}
     mitosis_metadata = getattr(execution.notebook, "metadata", {}).get("mitosis")
     if isinstance(mitosis_metadata, dict):  # the notebook says how its kernel was started
-        mitosis_metadata["kernel"] = kernel_facts
-    passed = execution.error is None and outcome.get("status") == "passed"
-    message = None
-    if execution.kind == "interrupted":
-        outcome["status"] = "interrupted"
-        message = _failure(spec, execution, outcome)
-        outcome["message"] = message
-    elif not passed:
-        outcome["status"] = "failed"
-        message = _failure(spec, execution, outcome)
-        outcome["message"] = message
-    changed = None
-    if code_changed is not None and execution.kind != "interrupted":
-        changed = code_changed(tuple(str(p) for p in outcome.get("sources") or ()))
-    if changed is not None:  # the record would name a commit whose code did not run: never a pass
-        passed = False
-        message = changed if message is None else f"{changed}\n\nThe trial also failed: {message}"
-        outcome["status"] = "failed"
-        outcome["message"] = message
+        mitosis_metadata["kernel"] = kernel_start
+    passed, message = _verdict(spec, execution, outcome, code_changed)
     description = {
         "trial": folder.name,
         "key": folder.key,
         **{k: v for k, v in metadata.items() if k != "environment"},
         "seed": seed,
-        "kernel": kernel_facts,
+        "kernel": kernel_start,
         "results": {
             k: outcome.get(k) for k in ("status", "main", "metrics", "metrics_other", "message") if k in outcome
         },
@@ -217,16 +197,7 @@ def run_trial(
     saving = time.monotonic()
     interrupted = execution.signal
     try:
-        try:
-            final = folder.save(execution.notebook, outcome, description, html, timeout=timeout)
-        except SavingTimedOut as late:
-            # The helper was stopped: the notebook keeps its cells (not their outputs), the page says why.
-            passed = False
-            message = SAVING_TIMED_OUT.format(timeout=late.timeout)
-            outcome = {**outcome, "status": "failed", "message": message}
-            description["results"] = {**description["results"], "status": "failed", "message": message}
-            bare = without_outputs(execution.notebook, f"**{message}**")
-            final = folder.save(bare, outcome, description, PlainPage(message))
+        final, late = _save(folder, execution, outcome, description, html, timeout)
     except OSError as err:
         return _unwritten(spec, folder, err, started, signal=execution.signal)
     except KeyboardInterrupt:
@@ -235,20 +206,14 @@ def run_trial(
             raise
         # The first Ctrl-C (or SIGTERM), once every step had run: the helper is done with the folder,
         # so the files are written again here, whole, and the trial is recorded interrupted with them.
-        interrupted = signal.SIGINT
-        passed = False
-        message = INTERRUPTED_WHILE_SAVING
-        outcome = {**outcome, "status": "interrupted", "message": message}
-        description["results"] = {**description["results"], "status": "interrupted", "message": message}
-        try:
-            final = folder.save(execution.notebook, outcome, description)
-        except BaseException:
-            folder.discard()
-            raise
+        interrupted, late = signal.SIGINT, INTERRUPTED_WHILE_SAVING
+        final = _save_interrupted(folder, execution, outcome, description)
     except BaseException:
         folder.discard()
         raise
-    _log_phases(started, saving, execution, kernel_facts)
+    if late is not None:
+        passed, message = False, late
+    _log_phases(started, saving, execution, kernel_start)
     page = folder.html
     if message is not None:
         message = f"{message}\n\nnotebook: {page}"
@@ -268,7 +233,91 @@ def run_trial(
     )
 
 
-def _log_phases(started: float, saving: float, execution: Any, kernel: dict[str, Any]) -> None:
+def _ticks(
+    spec: TrialSpec, progress: Callable[[dict[str, Any]], None] | None, started: float
+) -> Callable[[str, int, str], None] | None:
+    """What the kernel calls about every second, turned into ``progress``'s ``{"phase", "step", "line",
+    "elapsed"}``; ``None`` without ``progress``."""
+    if progress is None:
+        return None
+    report = progress
+
+    def on_tick(phase: str, cell: int, line: str) -> None:
+        step = spec.steps[cell - 2].name if phase == "step" and 2 <= cell < 2 + len(spec.steps) else None
+        report({"phase": phase, "step": step, "line": line, "elapsed": time.monotonic() - started})
+
+    return on_tick
+
+
+def _verdict(
+    spec: TrialSpec,
+    execution: Execution,
+    outcome: dict[str, Any],
+    code_changed: Callable[[tuple[str, ...]], str | None] | None,
+) -> tuple[bool, str | None]:
+    """``(passed, message)`` of the kernel's run, written into ``outcome`` (its status and message) too: an
+    interruption, a failure, and code that is not the recorded commit's (never a pass)."""
+    passed = execution.error is None and outcome.get("status") == "passed"
+    message = None
+    if execution.kind == "interrupted":
+        outcome["status"] = "interrupted"
+        message = _failure(spec, execution, outcome)
+        outcome["message"] = message
+    elif not passed:
+        outcome["status"] = "failed"
+        message = _failure(spec, execution, outcome)
+        outcome["message"] = message
+    changed = None
+    if code_changed is not None and execution.kind != "interrupted":
+        changed = code_changed(tuple(str(p) for p in outcome.get("sources") or ()))
+    if changed is not None:  # the record would name a commit whose code did not run: never a pass
+        passed = False
+        message = changed if message is None else f"{changed}\n\nThe trial also failed: {message}"
+        outcome["status"] = "failed"
+        outcome["message"] = message
+    return passed, message
+
+
+def _mark(outcome: dict[str, Any], description: dict[str, Any], status: str, message: str) -> None:
+    """A verdict decided while the files were written, in the outcome and the trial's description."""
+    outcome.update(status=status, message=message)
+    description["results"] = {**description["results"], "status": status, "message": message}
+
+
+def _save(
+    folder: TrialFolder,
+    execution: Execution,
+    outcome: dict[str, Any],
+    description: dict[str, Any],
+    html: HtmlWorker | None,
+    timeout: float | None,
+) -> tuple[Path, str | None]:
+    """``(the trial's folder, the failure when the files were not written in time)``: the notebook and its page
+    written within ``timeout``; when they were not, the notebook without outputs and a page that says why."""
+    try:
+        return folder.save(execution.notebook, outcome, description, html, timeout=timeout), None
+    except SavingTimedOut as late:
+        # The helper was stopped: the notebook keeps its cells (not their outputs), the page says why.
+        message = SAVING_TIMED_OUT.format(timeout=late.timeout)
+        _mark(outcome, description, "failed", message)
+        bare = without_outputs(execution.notebook, f"**{message}**")
+        return folder.save(bare, outcome, description, PlainPage(message)), message
+
+
+def _save_interrupted(
+    folder: TrialFolder, execution: Execution, outcome: dict[str, Any], description: dict[str, Any]
+) -> Path:
+    """The files written again, whole, for a trial interrupted once every step had run; a second interrupt
+    leaves nothing unfinished."""
+    _mark(outcome, description, "interrupted", INTERRUPTED_WHILE_SAVING)
+    try:
+        return folder.save(execution.notebook, outcome, description)
+    except BaseException:
+        folder.discard()
+        raise
+
+
+def _log_phases(started: float, saving: float, execution: Execution, kernel: dict[str, Any]) -> None:
     """For ``benchmarks/``: append where this trial's time went to ``$MITOSIS_PHASES`` (a JSON line)."""
     path = os.environ.get("MITOSIS_PHASES")
     if not path:
@@ -286,7 +335,7 @@ def _log_phases(started: float, saving: float, execution: Any, kernel: dict[str,
         pass
 
 
-def execution_start(started: float, execution: Any, saving: float) -> float:
+def execution_start(started: float, execution: Execution, saving: float) -> float:
     """Seconds from the trial's start to its kernel phase (building the notebook, the staging folder)."""
     return max(0.0, saving - started - execution.seconds)
 

@@ -1,12 +1,12 @@
 """One warm parent and one HTML helper for all of pytest-xdist's local workers, started by the controller.
 
-Each worker used to start its own: on 2 cores, two warm parents importing numpy and
-matplotlib, and two HTML helpers importing nbconvert, competed with the workers' own start
+Were each worker to start its own, on 2 cores two warm parents importing numpy and
+matplotlib, and two HTML helpers importing nbconvert, would compete with the workers' own start
 and collection (about 1.8 s of CPU per worker, as much as seven sine trials). The controller
 starts them once, with a listening Unix socket each (in a private folder, see :mod:`.private`),
 when it configures its first local worker, and hands the sockets' paths to every local
 worker in ``workerinput`` (see :func:`worker_paths`). A worker connects instead of starting
-its own; when it cannot connect, it starts its own, as before. A worker on another host,
+its own; when it cannot connect, it starts its own. A worker on another host,
 or with another Python, is not handed them.
 
 Each kernel is still forked for one trial of one worker, with that worker's environment and
@@ -21,7 +21,11 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .forkserver import ForkServer
+    from .htmlworker import HtmlWorker
 
 #: the ``workerinput`` key of the sockets' paths (``{"fork": PATH, "html": PATH}``)
 WORKERINPUT_KEY = "mitosis_helpers"
@@ -40,7 +44,7 @@ class SharedHelpers:
     """The controller's warm parent and HTML helper, each listening for the workers.
 
     ``kernel`` and ``preload`` are the session's (``--mitosis-kernel``, ``mitosis_preload``);
-    ``steps`` returns the investigation's root and its step modules (see :class:`.warmup.Ahead`).
+    ``steps`` returns the investigation's root and its step modules (see :class:`.warmup.WorkAhead`).
     Nothing here raises: a helper that cannot start is simply not handed to the workers.
     """
 
@@ -51,8 +55,8 @@ class SharedHelpers:
         from .private import private_folder
 
         self.paths: dict[str, str] = {}
-        self._fork: Any = None  # forkserver.ForkServer
-        self._html: Any = None  # htmlworker.HtmlWorker
+        self._fork: ForkServer | None = None
+        self._html: HtmlWorker | None = None
         self._folder = private_folder()  # this user's only; swept if the controller is killed
         if kernel in ("fork", "auto"):
             from .forkserver import ForkServer, fork_unavailable, kernel_env

@@ -2,14 +2,14 @@
 
 The kernels' warm parent and the HTML helper process (started before pytest collects), the
 next trial's kernel (launched while pytest collects, then while the previous trial runs), and
-the git and environment facts (read in a thread while pytest collects). Every kernel still
+the session's provenance, its git state and environment (read in a thread while pytest collects). Every kernel still
 runs one trial only. ``close`` stops whatever is left at the end of the session.
 
 No thread of ours runs while pytest's logging plugin walks ``logging.Logger.manager.loggerDict``
 (at the start and end of collection and of every test phase): a thread that imports a module
 creates loggers, and the walk fails with "dictionary changed size during iteration", an
-INTERNALERROR. So the facts thread's imports happen in the main thread before it starts, and
-the session joins it before collection ends (:meth:`Ahead.settle`); nbconvert is imported by
+INTERNALERROR. So the provenance thread's imports happen in the main thread before it starts, and
+the session joins it before collection ends (:meth:`WorkAhead.settle`); nbconvert is imported by
 the HTML helper, in its own process. No pytest import.
 """
 
@@ -18,14 +18,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..config.experiments import Collected
+    from ..config.project import ProjectConfig
+    from ..config.settings import Settings
+    from .forkserver import ForkServer
+    from .htmlworker import HtmlWorker
+    from .launch import Launched
 
 
-class _Facts(threading.Thread):
+class _Provenance(threading.Thread):
     """``read()`` in a thread; :meth:`result` joins it and returns (or raises) what it did."""
 
     def __init__(self, read: Callable[[], Any]) -> None:
-        super().__init__(name="mitosis-facts", daemon=True)
+        super().__init__(name="mitosis-provenance", daemon=True)
         self._read = read
         self._value: Any = None
         self._error: BaseException | None = None
@@ -43,8 +51,8 @@ class _Facts(threading.Thread):
         return self._value
 
 
-class Ahead:
-    """One session's work-ahead: at most one spare kernel, one HTML helper process, one facts thread,
+class WorkAhead:
+    """One session's work-ahead: at most one spare kernel, one HTML helper process, one provenance thread,
     and the fork server the kernels are forked from (``kernel="fork"``, see :mod:`.forkserver`).
 
     ``kernel`` is ``"fork"`` (asked for), ``"auto"`` (the default: fork where the platform
@@ -60,15 +68,15 @@ class Ahead:
         steps: Callable[[], tuple[Path, list[str]]] | None = None,
         shared: dict[str, str] | None = None,
     ) -> None:
-        self._launched: Any = None  # launch.Launched
-        self._html: Any = None  # htmlworker.HtmlWorker
-        self._facts: _Facts | None = None
+        self._launched: Launched | None = None
+        self._html: HtmlWorker | None = None
+        self._provenance: _Provenance | None = None
         self.kernel = kernel
         self._preload = preload
         self._steps = steps
         #: on an xdist worker, the controller's warm parent and HTML helper to connect to (see :mod:`.shared`)
         self._shared = dict(shared or {})
-        self._server: Any = None  # forkserver.ForkServer
+        self._server: ForkServer | None = None
         #: why kernels are spawned although forking was asked for (said once, see :meth:`problem`)
         self._problem: str | None = None
         self._warned = False
@@ -76,7 +84,7 @@ class Ahead:
         #: the installed modules the steps hold, when a fork collected them (pytest's process has none)
         self._imported: list[str] | None = None
 
-    def server(self, cwd: Path) -> Any:
+    def server(self, cwd: Path) -> ForkServer | None:
         """The fork server for kernels in ``cwd`` (started on first use), or ``None`` when kernels are spawned."""
         if self.kernel not in ("fork", "auto") or self._problem is not None:
             return None
@@ -109,7 +117,7 @@ class Ahead:
             return None
         return self._server
 
-    def collect(self, project: Any, settings: Any, quiet: bool = True) -> list[Any] | None:
+    def collect(self, project: ProjectConfig, settings: Settings, quiet: bool = True) -> list[Collected] | None:
         """The experiments, collected in a fork of the warm parent (see :mod:`.forkcollect`), or ``None``
         when there is no usable parent for this session (then pytest's process collects). ``quiet``:
         pytest captures output (what the steps' import prints is dropped)."""
@@ -138,12 +146,15 @@ class Ahead:
         self._refined = True
         from .preload import adjust, imported_by
 
+        server = self._server
+        if server is None:
+            return
         try:
-            root, modules = self._steps() if self._steps is not None else (self._server.cwd, [])
+            root, modules = self._steps() if self._steps is not None else (server.cwd, [])
             held = self._imported if self._imported is not None else imported_by(modules, root)
-            more = [m for m in adjust(held, self._preload) if m not in self._server.requested]
+            more = [m for m in adjust(held, self._preload) if m not in server.requested]
             if more:
-                self._server.preload(more)
+                server.preload(more)
         except Exception:  # an optimisation only: the trials import whatever is missing
             pass
 
@@ -152,7 +163,7 @@ class Ahead:
             self._server.close()
             self._server = None
 
-    def html(self) -> Any:
+    def html(self) -> HtmlWorker:
         """What writes each trial's notebook and HTML page: a helper process (see :mod:`.htmlworker`),
         started on first use unless :meth:`start` started it already."""
         if self._html is None:
@@ -181,7 +192,7 @@ class Ahead:
                 # the fork server is gone (its problem is warned about once): this kernel is spawned
                 self._launched = Launched(cwd)
 
-    def take(self, next_in: Path | None) -> Any:
+    def take(self, next_in: Path | None) -> Launched | None:
         """The waiting kernel (or ``None``); when another trial follows, start its kernel now."""
         launched, self._launched = self._launched, None
         if self._server is not None and not self._refined:
@@ -198,20 +209,20 @@ class Ahead:
 
     def gather(self, read: Callable[[], Any], imports: Callable[[], None] | None = None) -> None:
         """Run ``read`` in a thread after ``imports`` ran here (the thread must import nothing new)."""
-        if self._facts is None:
+        if self._provenance is None:
             if imports is not None:
                 imports()
-            self._facts = _Facts(read)
-            self._facts.start()
+            self._provenance = _Provenance(read)
+            self._provenance.start()
 
     def settle(self) -> None:
-        """Wait for the facts thread (its result or error is kept for :meth:`facts`)."""
-        if self._facts is not None:
-            self._facts.join()
+        """Wait for the provenance thread (its result or error is kept for :meth:`provenance`)."""
+        if self._provenance is not None:
+            self._provenance.join()
 
-    def facts(self) -> Any:
+    def provenance(self) -> Any:
         """What ``gather`` read (waiting for it), or ``None`` when nothing was gathered ahead."""
-        return self._facts.result() if self._facts is not None else None
+        return self._provenance.result() if self._provenance is not None else None
 
     def close(self) -> None:
         # the fork server first: when no kernel was taken from it (a refused session) it is killed at

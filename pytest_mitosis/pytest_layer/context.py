@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..config.settings import Settings
-from ..execution.warmup import Ahead
+from ..execution.warmup import WorkAhead
 
 if TYPE_CHECKING:
     from ..checks.clean_tree import RepoState
@@ -57,7 +57,7 @@ class SessionContext:
         self._session_key: str | None = None
         self._store_lock = threading.Lock()
         #: the kernel, HTML exporter, git state and environment made ready while pytest collects
-        self.ahead = Ahead(
+        self.ahead = WorkAhead(
             kernel=settings.kernel or "auto",
             preload=settings.preload,
             steps=self.step_modules,
@@ -139,7 +139,7 @@ class SessionContext:
     def repo(self) -> RepoState:
         """The git state of the investigation, read once per process."""
         if self._repo is None:
-            facts = self.ahead.facts()
+            facts = self.ahead.provenance()
             self._repo = facts[0] if facts is not None else self.read_repo()
         return self._repo
 
@@ -171,7 +171,7 @@ class SessionContext:
             from ..checks.clean_tree import summary
             from ..identity.environment import gather, merge
 
-            facts = self.ahead.facts()
+            facts = self.ahead.provenance()
             found = dict(facts[1]) if facts is not None else gather(self.settings.env_vars)
             found["git"] = summary(self.repo())
             try:

@@ -111,7 +111,7 @@ class MitosisHooks:
     def pytest_collection(self, session: pytest.Session) -> Any:
         """Start the first trial's kernel and read git and the environment while pytest collects.
 
-        The facts thread is joined before collection ends: pytest's logging plugin walks every
+        The provenance thread is joined before collection ends: pytest's logging plugin walks every
         logger when collection ends, and must never meet a thread of ours importing modules.
         A node id that matches nothing gets pytest's error completed with what there is.
         """
@@ -127,7 +127,7 @@ class MitosisHooks:
         except pytest.UsageError as err:
             from .selection import explain_not_found
 
-            raise pytest.UsageError(*(explain_not_found(str(arg), mitosis) for arg in err.args)) from None
+            raise pytest.UsageError(*(explain_not_found(str(arg), mitosis.context) for arg in err.args)) from None
         finally:
             mitosis.context.ahead.settle()
 
@@ -181,7 +181,7 @@ class MitosisHooks:
             return None  # see pytest_xdist_node_collection_finished: the workers collect, the controller does not
         from .selection import sweep_size_refusal
 
-        too_many = sweep_size_refusal(mitosis, trials)
+        too_many = sweep_size_refusal(mitosis.context, trials)
         if too_many is not None:
             raise pytest.UsageError(too_many)
         check_ci_paths(self.settings)

@@ -1,7 +1,7 @@
 """The sweep's progress while it runs: a status line on a terminal, a line per event in a log.
 
-A 46-second trial used to show ``pyproject.toml`` and nothing else until it ended. Now, on a
-terminal, a status line after what pytest last wrote on its current line changes every second:
+A trial may run for minutes: so that a sweep never looks stuck, on a
+terminal a status line after what pytest last wrote on its current line changes every second:
 trials done of selected, passed and failed, each running trial (its key, step, elapsed time,
 the last line it printed) and the sweep's estimated end. Off a terminal (CI logs, ``nohup ... >
 log``) a line when a trial starts, one when it ends, and one every ``--mitosis-progress-every``
@@ -25,9 +25,12 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.tree_text import span
+
+if TYPE_CHECKING:
+    from ..store import Reader
 from ..store.records import cell
 
 SAVE, RESTORE, CLEAR = "\x1b7", "\x1b8", "\x1b[K"
@@ -294,7 +297,7 @@ class Heartbeats:
 
     def __init__(self, folder: Path, read_from: Any, session: str) -> None:
         self.folder, self.read_from, self.session = folder, read_from, session
-        self._reader: Any = None
+        self._reader: Reader | None = None
 
     def running(self) -> dict[str, tuple[str, dict[str, Any]]]:
         from ..store import Reader

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..config.settings import Settings
 from ..core.errors import ConfigError
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import pytest
 
     from ..config.variants import TrialSpec
+    from .context import SessionContext
 
 #: options that select trials when typed on the command line (not from addopts, where
 #: ``-m "not slow"`` is a project-wide default, not a choice of these trials). ``--mitosis-param``
@@ -63,7 +64,7 @@ def _failed_last_time(config: pytest.Config) -> bool:
 
 
 def sweep_size_refusal(
-    mitosis: Any, trials: Sequence[tuple[str, TrialSpec]] | None, node_ids: Sequence[str] = ()
+    context: SessionContext, trials: Sequence[tuple[str, TrialSpec]] | None, node_ids: Sequence[str] = ()
 ) -> str | None:
     """The sweep size guard: why this session must not start more than ``max_trials`` kernels nobody chose.
 
@@ -71,25 +72,25 @@ def sweep_size_refusal(
     collect: then ``node_ids`` are what a worker collected (and will run), counted without
     importing the steps in the controller. Only when they are over the limit are the experiments
     expanded here, to leave out an experiment that cannot be collected (its one item is no
-    trial). ``mitosis`` is the session's context (:class:`pytest_mitosis.pytest_layer.session.MitosisSession`).
+    trial). ``context`` is the session's (what it reads once).
     """
-    settings: Settings = mitosis.context.settings
+    settings: Settings = context.settings
     limit = settings.max_trials
-    if not limit or settings.reproduce or explicit_selection(mitosis.context.config, settings):
+    if not limit or settings.reproduce or explicit_selection(context.config, settings):
         return None
     per_experiment: dict[str, int] = {}
     examples: dict[str, str] = {}
     if trials is None:
-        if not mitosis.context.collects_trials():
+        if not context.collects_trials():
             return None
-        root = mitosis.context.config.rootpath
+        root = context.config.rootpath
         files = {i.split("::", 1)[0] for i in node_ids if "::" in i}
         ours = {f for f in files if (root / f).resolve() == settings.pyproject}
         names = [i.split("::", 1)[1] for i in node_ids if i.split("::", 1)[0] in ours and "::" in i]
         if len(names) <= limit:
             return None
         try:
-            broken = {e.name for e in mitosis.context.experiments() if e.error is not None}
+            broken = {e.name for e in context.experiments() if e.error is not None}
         except ConfigError:
             return None  # the workers report it as a collection error
         for name in names:
@@ -103,7 +104,7 @@ def sweep_size_refusal(
             examples.setdefault(spec.experiment, spec.item_name)
     if sum(per_experiment.values()) <= limit:
         return None
-    return refusal(per_experiment, limit, examples, mitosis.context.config, settings.pyproject)
+    return refusal(per_experiment, limit, examples, context.config, settings.pyproject)
 
 
 def refusal(
@@ -138,25 +139,25 @@ _NOT_FOUND = re.compile(
 )
 
 
-def explain_not_found(message: str, mitosis: Any) -> str:
+def explain_not_found(message: str, context: SessionContext) -> str:
     """pytest's "not found: pyproject.toml::nosuch", completed with what the pyproject does hold."""
     match = _NOT_FOUND.match(message)
     if match is None:
         return message
     arg = match.group("a") or match.group("b")
     path, _, rest = arg.partition("::")
-    settings: Settings = mitosis.context.settings
+    settings: Settings = context.settings
     if not rest or settings.reproduce or Path(path).resolve() != settings.pyproject:
         return message
     name = rest.split("[", 1)[0].split("::", 1)[0]
-    for given in mitosis.context.config.args:  # pytest reports the id without its [...]: show what was typed
+    for given in context.config.args:  # pytest reports the id without its [...]: show what was typed
         given_path, _, given_rest = given.partition("::")
         if Path(given_path).resolve() == settings.pyproject and given_rest.split("[", 1)[0] == name:
             rest = given_rest
             break
     try:
-        project = mitosis.context.project()
-        experiments = mitosis.context.experiments()
+        project = context.project()
+        experiments = context.experiments()
     except ConfigError:
         return message
     names = [e.name for e in experiments]

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ..config.project import ProjectConfig, load_project
 from ..config.variants import ParamSpec, StepSpec, TrialSpec
@@ -70,7 +71,24 @@ def rebuild(
     for that parameter, literals, or ``vouched`` for on the command line. Anything else is a
     ``ReproductionError`` naming the mismatch, raised before anything runs.
     """
-    where = project.path
+    _check_shape(record, project.path)
+    names = [step.get("name") for step in record.steps]
+    declared = project.experiments.get(record.experiment)
+    if declared is not None and tuple(names) != declared.steps:
+        raise _refuse(
+            record,
+            project.path,
+            f"experiment {record.experiment!r} has the steps {', '.join(declared.steps)} "
+            f"there, the record names {', '.join(map(str, names))}",
+        )
+    steps = tuple(_step(record, project, index, step) for index, step in enumerate(record.steps))
+    declared_evals = {(a.step, a.param, a.value) for a in declared.evals} if declared is not None else set()
+    params = tuple(_param(record, project.path, p, names, declared_evals | vouched) for p in record.params)
+    return TrialSpec(record.experiment, steps, params)
+
+
+def _check_shape(record: TrialRecord, where: Path) -> None:
+    """The record's name, steps, parameters and seed have the types pytest-mitosis writes."""
     if not isinstance(record.name, str) or not _NAME.match(record.name):
         raise _refuse(record, where, f"its recorded name {record.name!r} is not a trial name (trial_..., no '/')")
     if (
@@ -83,61 +101,56 @@ def rebuild(
         raise _refuse(record, where, "its steps or parameters are not records pytest-mitosis writes")
     if record.seed is not None and (not isinstance(record.seed, int) or isinstance(record.seed, bool)):
         raise _refuse(record, where, f"its seed {record.seed!r} is not an integer")
-    names = [step.get("name") for step in record.steps]
-    declared = project.experiments.get(record.experiment)
-    if declared is not None and tuple(names) != declared.steps:
+
+
+def _step(record: TrialRecord, project: ProjectConfig, index: int, step: dict[str, Any]) -> StepSpec:
+    """The recorded step as registered in ``project``, which must name the same callable and lookup dict."""
+    config = project.steps.get(step.get("name"))  # type: ignore[arg-type]
+    if config is None:
+        raise _refuse(
+            record, project.path, f"step {step.get('name')!r} is not registered in [tool.mitosis.steps] there"
+        )
+    if step.get("function") != str(config.function) or step.get("lookup") != (
+        str(config.lookup) if config.lookup else None
+    ):
+        raise _refuse(
+            record,
+            project.path,
+            f"step {config.name!r} is {config.function}"
+            + (f" with {config.lookup}" if config.lookup else "")
+            + f" there, but the record says {step.get('function')!r}"
+            + (f" with {step.get('lookup')!r}" if step.get("lookup") else ""),
+        )
+    return StepSpec(config.name, config.function, config.lookup, index > 0)
+
+
+def _param(
+    record: TrialRecord,
+    where: Path,
+    p: dict[str, Any],
+    names: list[Any],
+    trusted: frozenset[tuple[str, str, str]] | set[tuple[str, str, str]],
+) -> ParamSpec:
+    """A recorded parameter, checked: of a recorded step, and an eval expression only when ``trusted``
+    (declared there, or vouched for) or a plain literal."""
+    kind, owner, name, text = p.get("kind"), p.get("step"), p.get("name"), p.get("text")
+    if (
+        kind not in ("lookup", "eval", "seed")
+        or owner not in names
+        or not isinstance(name, str)
+        or not _IDENTIFIER.match(name)
+        or not isinstance(text, str)
+    ):
+        raise _refuse(record, where, f"its parameter record {p!r} is not one pytest-mitosis writes")
+    if kind == "eval" and (owner, name, text) not in trusted and not _literal(text):
         raise _refuse(
             record,
             where,
-            f"experiment {record.experiment!r} has the steps {', '.join(declared.steps)} "
-            f"there, the record names {', '.join(map(str, names))}",
+            f"the eval expression {text!r} for {owner}.{name} is not declared for experiment {record.experiment!r} "
+            "there and is not a plain literal, so it is not evaluated from a store; if you have read it and trust "
+            f"it, add --mitosis-eval {owner}.{name}={text} to vouch for it",
         )
-    steps = []
-    for index, step in enumerate(record.steps):
-        config = project.steps.get(step.get("name"))  # type: ignore[arg-type]
-        if config is None:
-            raise _refuse(record, where, f"step {step.get('name')!r} is not registered in [tool.mitosis.steps] there")
-        if step.get("function") != str(config.function) or step.get("lookup") != (
-            str(config.lookup) if config.lookup else None
-        ):
-            raise _refuse(
-                record,
-                where,
-                f"step {config.name!r} is {config.function}"
-                + (f" with {config.lookup}" if config.lookup else "")
-                + f" there, but the record says {step.get('function')!r}"
-                + (f" with {step.get('lookup')!r}" if step.get("lookup") else ""),
-            )
-        steps.append(StepSpec(config.name, config.function, config.lookup, index > 0))
-    declared_evals = {(a.step, a.param, a.value) for a in declared.evals} if declared is not None else set()
-    params = []
-    for p in record.params:
-        kind, owner, name, text = p.get("kind"), p.get("step"), p.get("name"), p.get("text")
-        if (
-            kind not in ("lookup", "eval", "seed")
-            or owner not in names
-            or not isinstance(name, str)
-            or not _IDENTIFIER.match(name)
-            or not isinstance(text, str)
-        ):
-            raise _refuse(record, where, f"its parameter record {p!r} is not one pytest-mitosis writes")
-        if (
-            kind == "eval"
-            and (owner, name, text) not in declared_evals
-            and (owner, name, text) not in vouched
-            and not _literal(text)
-        ):
-            raise _refuse(
-                record,
-                where,
-                f"the eval expression {text!r} for {owner}.{name} is not declared for experiment {record.experiment!r} "
-                "there and is not a plain literal, so it is not evaluated from a store; if you have read it and trust "
-                f"it, add --mitosis-eval {owner}.{name}={text} to vouch for it",
-            )
-        params.append(
-            ParamSpec(str(owner), name, kind, text, bool(p.get("tracked")), False, _Recorded(p.get("repr", "")))
-        )
-    return TrialSpec(record.experiment, tuple(steps), tuple(params))
+    return ParamSpec(str(owner), name, kind, text, bool(p.get("tracked")), False, _Recorded(p.get("repr", "")))
 
 
 def project_at(worktree: Path, commit: str, pyproject: Path, trials: Path, record: TrialRecord) -> ProjectConfig:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from ..identity.locks import Lock
 from .backends import make_store, readable
-from .file import FILENAME
 from .protocol import (
     Acceptance,
     KeyTaken,
@@ -48,6 +47,7 @@ from .records import (
 )
 from .sessions import SessionRecord
 from .sqlite import SQLiteStore
+from .sqlite_file import FILENAME
 from .tables import SCHEMA_VERSION
 from .url import StoreURL, redact
 from .url import parse as parse_url

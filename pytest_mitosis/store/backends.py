@@ -1,7 +1,7 @@
 """Which store a URL means: ``make_store`` opens the writer for ``pytest_mitosis_make_store``.
 
 ``None`` (no ``--mitosis-store``, no ``mitosis_store``, no ``store`` in ``[tool.mitosis]``) is
-``<trials folder>/mitosis.sqlite``, as before store URLs existed. No pytest import.
+``<trials folder>/mitosis.sqlite``. No pytest import.
 """
 
 from __future__ import annotations

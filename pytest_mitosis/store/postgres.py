@@ -31,16 +31,19 @@ from .dialect import POSTGRESQL
 from .pgconnect import CONNECT_TIMEOUT, connect, driver
 from .pgschema import create_schema, lock_order
 from .protocol import (
-    BASELINE_SQL,
-    BEAT,
-    SESSION_COLUMNS,
-    TRIAL_COLUMNS,
     Acceptance,
     KeyTaken,
     NewSession,
     NewTrial,
     Previous,
     StoreError,
+    raise_conflicts,
+)
+from .queries import (
+    BASELINE_SQL,
+    BEAT,
+    SESSION_COLUMNS,
+    TRIAL_COLUMNS,
     accept_trial,
     baseline,
     beat_row,
@@ -48,7 +51,6 @@ from .protocol import (
     finish_warnings,
     left_running,
     marks,
-    raise_conflicts,
     session_end,
     session_row,
     trial_row,
@@ -369,7 +371,7 @@ class PostgresStore:
         )
 
     def accept(self, key: str, by: str, host: str, reason: str) -> Acceptance:
-        """Make the trial ``key`` the drift gate's baseline (see :func:`~.protocol.accept_trial`)."""
+        """Make the trial ``key`` the drift gate's baseline (see :func:`~.queries.accept_trial`)."""
 
         def work() -> Acceptance:
             with self._db.transaction():

@@ -42,7 +42,7 @@ __all__ = [
     "TrialRecord",
     "TrialRecords",
     "decode",
-]  # decode: where it used to live
+]  # decode: records.decode, also importable from here (execution/artifacts.py does)
 
 
 #: keys per ``IN (...)`` query (SQLite allows 999 parameters in its oldest supported versions)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -255,51 +256,74 @@ def decode(tree: Any) -> Any:
     if not isinstance(tree, dict) or len(tree) != 1:
         return tree
     tag, payload = next(iter(tree.items()))
-    if tag == "tuple":
-        return tuple(decode(v) for v in payload)
-    if tag.startswith("dict"):
-        return {_hashable(decode(k)): decode(v) for k, v in payload}
-    if tag == "set":
-        return {_hashable(decode(v)) for v in payload}
-    if tag == "frozenset":
-        return frozenset(_hashable(decode(v)) for v in payload)
-    if tag == "float":
-        return float(payload)
-    if tag in ("floatlike", "intlike"):
-        return payload["value"] if tag == "intlike" else float(payload["value"])
-    if tag == "ndarray":
-        if "items" in payload and _numpy():
-            numpy = sys.modules["numpy"]
-            return numpy.array([decode(v) for v in payload["items"]], dtype=payload["dtype"]).reshape(payload["shape"])
-        return {"ndarray": payload}  # too large to keep its elements: its digest, dtype and shape
-    if tag == "numpy":
-        return decode(payload["value"])
-    if tag in ("ref", "enum"):
-        return payload
-    if tag == "const":  # the builtin singletons: the very objects, not their names
-        return {"Ellipsis": ..., "NotImplemented": NotImplemented}.get(payload, payload)
-    if tag in ("repr", "path", "strlike"):
-        return payload["value"]
-    if tag == "sequence":
-        return [decode(v) for v in payload["items"]]
-    if tag == "method":
-        return {"method": payload["name"], "self": decode(payload["self"])}
-    if tag == "bytes":
-        import base64
+    decoder = _DECODERS.get("dict" if tag.startswith("dict") else tag)  # "dict:Type": a dict subclass
+    return tree if decoder is None else decoder(payload)
 
-        return base64.b64decode(payload)
-    if tag in ("dataclass", "namedtuple", "object", "estimator"):
-        fields = payload.get("fields") or payload.get("state") or payload.get("params") or {}
-        if isinstance(fields, dict) and len(fields) == 1 and "dict" in fields:
-            fields = decode(fields)
-        return {"type": payload["type"], **{k: decode(v) for k, v in fields.items()}}
-    if tag == "partial":
-        return {
-            "partial": decode(payload["func"]),
-            "args": decode(payload["args"]),
-            "keywords": decode(payload["keywords"]),
-        }
-    return tree
+
+def _ndarray(payload: Any) -> Any:
+    if "items" in payload and _numpy():
+        numpy = sys.modules["numpy"]
+        return numpy.array([decode(v) for v in payload["items"]], dtype=payload["dtype"]).reshape(payload["shape"])
+    return {"ndarray": payload}  # too large to keep its elements: its digest, dtype and shape
+
+
+def _bytes(payload: Any) -> bytes:
+    import base64
+
+    return base64.b64decode(payload)
+
+
+def _fields(payload: Any) -> dict[str, Any]:
+    """A dataclass, named tuple, object or estimator as ``{"type": ..., **its fields}``."""
+    fields = payload.get("fields") or payload.get("state") or payload.get("params") or {}
+    if isinstance(fields, dict) and len(fields) == 1 and "dict" in fields:
+        fields = decode(fields)
+    return {"type": payload["type"], **{k: decode(v) for k, v in fields.items()}}
+
+
+def _partial(payload: Any) -> dict[str, Any]:
+    return {
+        "partial": decode(payload["func"]),
+        "args": decode(payload["args"]),
+        "keywords": decode(payload["keywords"]),
+    }
+
+
+def _as_is(payload: Any) -> Any:
+    return payload
+
+
+def _value(payload: Any) -> Any:
+    return payload["value"]
+
+
+#: how :func:`decode` reads the payload of each tag of :mod:`pytest_mitosis.core.fingerprint`'s trees
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "tuple": lambda payload: tuple(decode(v) for v in payload),
+    "dict": lambda payload: {_hashable(decode(k)): decode(v) for k, v in payload},
+    "set": lambda payload: {_hashable(decode(v)) for v in payload},
+    "frozenset": lambda payload: frozenset(_hashable(decode(v)) for v in payload),
+    "float": float,
+    "floatlike": lambda payload: float(payload["value"]),
+    "intlike": _value,
+    "ndarray": _ndarray,
+    "numpy": lambda payload: decode(payload["value"]),
+    "ref": _as_is,
+    "enum": _as_is,
+    # the builtin singletons: the very objects, not their names
+    "const": lambda payload: {"Ellipsis": ..., "NotImplemented": NotImplemented}.get(payload, payload),
+    "repr": _value,
+    "path": _value,
+    "strlike": _value,
+    "sequence": lambda payload: [decode(v) for v in payload["items"]],
+    "method": lambda payload: {"method": payload["name"], "self": decode(payload["self"])},
+    "bytes": _bytes,
+    "dataclass": _fields,
+    "namedtuple": _fields,
+    "object": _fields,
+    "estimator": _fields,
+    "partial": _partial,
+}
 
 
 def _numpy() -> bool:

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .dialect import POSTGRESQL
-from .file import FILENAME
 from .protocol import StoreError
 from .records import RecordsError, new_file
+from .sqlite_file import FILENAME
 from .tables import SCHEMA_VERSION
 from .url import StoreURL
 

@@ -22,26 +22,20 @@ from typing import Any
 
 from ..identity.locks import Lock
 from .dialect import SQLITE
-from .file import (
-    BUSY_TIMEOUT,
-    FILENAME,
-    SCHEMA_VERSION,
-    _readonly,
-    check_store_path,
-    foreign_message,
-    refuse_network_filesystem,
-)
 from .protocol import (
-    BASELINE_SQL,
-    BEAT,
-    SESSION_COLUMNS,
-    TRIAL_COLUMNS,
     Acceptance,
     KeyTaken,
     NewSession,
     NewTrial,
     Previous,
     StoreError,
+    raise_conflicts,
+)
+from .queries import (
+    BASELINE_SQL,
+    BEAT,
+    SESSION_COLUMNS,
+    TRIAL_COLUMNS,
     accept_trial,
     baseline,
     beat_row,
@@ -49,10 +43,18 @@ from .protocol import (
     finish_warnings,
     left_running,
     marks,
-    raise_conflicts,
     session_end,
     session_row,
     trial_row,
+)
+from .sqlite_file import (
+    BUSY_TIMEOUT,
+    FILENAME,
+    SCHEMA_VERSION,
+    _readonly,
+    check_store_path,
+    foreign_message,
+    refuse_network_filesystem,
 )
 from .tables import statements
 from .url import StoreURL
@@ -287,7 +289,7 @@ class SQLiteStore:
             return baseline(self._db.execute(BASELINE_SQL, (experiment, identity, before)).fetchone())
 
     def accept(self, key: str, by: str, host: str, reason: str) -> Acceptance:
-        """Make the trial ``key`` the drift gate's baseline (see :func:`~.protocol.accept_trial`)."""
+        """Make the trial ``key`` the drift gate's baseline (see :func:`~.queries.accept_trial`)."""
         with self._write():
             return accept_trial(
                 lambda sql, args: self._db.execute(sql, args).fetchone(), self._db.execute, key, by, host, reason

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from .file import FILENAME
 from .protocol import StoreError
+from .sqlite_file import FILENAME
 
 #: the query parameters that hold a secret (libpq's names)
 _SECRET = ("password", "sslpassword")

@@ -79,43 +79,63 @@ def scope(
     reader: Reader, experiment: str | None, commit: str | None, every: bool, higher_is_better: dict[str, bool]
 ) -> Scope:
     """The trials ``best`` ranks, with the header line that says which commit and direction."""
-    known = reader.experiments()
-    if experiment is None:
-        if len(known) == 1:
-            experiment = known[0]
-        elif not known:
-            raise RecordsError(f"no trials in {reader.location}")
-        else:
-            raise RecordsError(
-                f"the store holds {len(known)} experiments: {', '.join(known)}; name one: "
-                f"python -m pytest_mitosis best EXPERIMENT"
-            )
-    elif experiment not in known:
-        raise RecordsError(
-            f"no experiment {experiment!r} in {reader.location}; its experiments: {', '.join(known) or '(none yet)'}"
-        )
+    experiment = _experiment(reader, experiment)
     records = [r for r in reader.trials(experiment) if r.reproduces is None]  # newest first, no debug
-    if every and commit is not None:
-        raise RecordsError("--all ranks every commit and --commit one of them: give one of the two")
-    if every:
-        chosen = None
-        header = f"experiment {experiment} at every commit (--commit REV for one); main: {{direction}}"
-    elif commit is not None:
-        chosen = _resolve_commit([r.commit for r in records], commit)
-        header = f"experiment {experiment} at commit {chosen[:8] if chosen else '-'}; main: {{direction}}"
-    else:
-        passed = [r for r in records if r.status == "passed"]
-        chosen = passed[0].commit if passed else records[0].commit if records else None
-        header = (
-            f"experiment {experiment} at commit {(chosen or '-')[:8]} (the latest with passed trials; "
-            "--all for every commit, --commit REV for one); main: {direction}"
-        )
+    chosen, header = _commit_in_scope(experiment, records, commit, every)
     inside = [r for r in records if every or r.commit == chosen]
     # the direction the newest trial in scope was judged by; the pyproject's for trials that recorded none
     recorded = next((d for r in inside if (d := Directions.from_json(r.directions)) is not None), None)
     higher = recorded("main") if recorded is not None else higher_is_better.get(experiment, False)
     head, _, tail = header.rpartition("{direction}")  # the last: an experiment's name may hold the same text
     header = head + ("higher is better" if higher else "lower is better") + tail
+    ranked, hidden = _rank(inside, higher)
+    elsewhere = len(records) - len(inside)
+    if elsewhere:
+        hidden["at other commits (--all)"] = elsewhere
+    return Scope(experiment, chosen, higher, ranked, hidden, header)
+
+
+def _experiment(reader: Reader, experiment: str | None) -> str:
+    """The experiment named, checked against the store's; the store's only one when none is named."""
+    known = reader.experiments()
+    if experiment is not None:
+        if experiment not in known:
+            raise RecordsError(
+                f"no experiment {experiment!r} in {reader.location}; its experiments: {', '.join(known) or '(none yet)'}"
+            )
+        return experiment
+    if len(known) == 1:
+        return known[0]
+    if not known:
+        raise RecordsError(f"no trials in {reader.location}")
+    raise RecordsError(
+        f"the store holds {len(known)} experiments: {', '.join(known)}; name one: python -m pytest_mitosis best EXPERIMENT"
+    )
+
+
+def _commit_in_scope(
+    experiment: str, records: list[TrialRecord], commit: str | None, every: bool
+) -> tuple[str | None, str]:
+    """``(commit ranked, header)``: every commit (``--all``), the one ``--commit`` names, or the latest with
+    passed trials; the header keeps a ``{direction}`` for :func:`scope` to fill."""
+    if every and commit is not None:
+        raise RecordsError("--all ranks every commit and --commit one of them: give one of the two")
+    if every:
+        return None, f"experiment {experiment} at every commit (--commit REV for one); main: {{direction}}"
+    if commit is not None:
+        chosen = _resolve_commit([r.commit for r in records], commit)
+        return chosen, f"experiment {experiment} at commit {chosen[:8] if chosen else '-'}; main: {{direction}}"
+    passed = [r for r in records if r.status == "passed"]
+    chosen = passed[0].commit if passed else records[0].commit if records else None
+    header = (
+        f"experiment {experiment} at commit {(chosen or '-')[:8]} (the latest with passed trials; "
+        "--all for every commit, --commit REV for one); main: {direction}"
+    )
+    return chosen, header
+
+
+def _rank(inside: list[TrialRecord], higher: bool) -> tuple[list[TrialRecord], dict[str, int]]:
+    """``(the best passed trial of each identity, best first; what is not ranked, by kind → count)``."""
     hidden: dict[str, int] = {}
     best: dict[str, TrialRecord] = {}
     for r in inside:
@@ -127,11 +147,7 @@ def scope(
         held = best.get(r.identity)
         if held is None or (main > held.main if higher else main < held.main):
             best[r.identity] = r
-    ranked = sorted(best.values(), key=lambda r: (-r.main if higher else r.main, r.variants))
-    elsewhere = len(records) - len(inside)
-    if elsewhere:
-        hidden["at other commits (--all)"] = elsewhere
-    return Scope(experiment, chosen, higher, ranked, hidden, header)
+    return sorted(best.values(), key=lambda r: (-r.main if higher else r.main, r.variants)), hidden
 
 
 def not_shown(found: Scope) -> str:
@@ -201,47 +217,58 @@ def best(
 ) -> str:
     """The ``best`` command's output: a table (``table`` pads and escapes every cell), or JSON."""
     found = scope(reader, experiment, commit, every, higher_is_better)
-    ranked = found.ranked
-    facts: dict[str, Any] = {
+    about: dict[str, Any] = {
         "experiment": found.experiment,
         "commit": None if every else found.commit,
         "higher_is_better": found.higher_is_better,
         "not_shown": found.hidden,
     }
-    if not ranked:
+    if not found.ranked:
         if as_json:
-            return json.dumps({**facts, "rows": []}, indent=2)
+            return json.dumps({**about, "rows": []}, indent=2)
         tail = not_shown(found)
         return f"{found.header}\nno passed trial with a numeric main{chr(10) + tail if tail else ''}"
-    n = digits([r.main for r in ranked])
     if by is None:
         if as_json:
-            return json.dumps({**facts, "rows": [_trial_json(i, r) for i, r in enumerate(ranked, 1)]}, indent=2)
-        rows = [["rank", "variants", "main", "iteration", "key", "commit", "date"]]
-        for i, r in enumerate(ranked, 1):
-            rows.append(
-                [
-                    str(i), r.variants or "-", f"{r.main:.{n}g}", str(r.iteration), r.key, (r.commit or "-")[:8],
-                    r.started.strftime("%Y-%m-%d %H:%M"),
-                ]
-            )  # fmt: skip
-        tail = not_shown(found)
-        return "\n".join([found.header, table(rows)] + ([tail] if tail else []))
-    name = _pick(ranked, by)
+            return json.dumps({**about, "rows": [_trial_json(i, r) for i, r in enumerate(found.ranked, 1)]}, indent=2)
+        return _leaderboard(found, table)
+    return _grouped(found, _pick(found.ranked, by), agg, about if as_json else None, table)
+
+
+def _leaderboard(found: Scope, table: Callable[[list[list[str]]], str]) -> str:
+    """The ranked trials as a table, best first."""
+    n = digits([r.main for r in found.ranked])
+    rows = [["rank", "variants", "main", "iteration", "key", "commit", "date"]]
+    for i, r in enumerate(found.ranked, 1):
+        rows.append(
+            [
+                str(i), r.variants or "-", f"{r.main:.{n}g}", str(r.iteration), r.key, (r.commit or "-")[:8],
+                r.started.strftime("%Y-%m-%d %H:%M"),
+            ]
+        )  # fmt: skip
+    tail = not_shown(found)
+    return "\n".join([found.header, table(rows)] + ([tail] if tail else []))
+
+
+def _grouped(
+    found: Scope, name: str, agg: str, about: dict[str, Any] | None, table: Callable[[list[list[str]]], str]
+) -> str:
+    """Main summarised (``agg``) by the values of parameter ``name``, best group first: as JSON when ``about``
+    (what the JSON says of the scope) is given, else as a table."""
     groups: dict[str, list[TrialRecord]] = {}
-    for r in ranked:  # best first, so each group's first trial is its best
+    for r in found.ranked:  # best first, so each group's first trial is its best
         groups.setdefault(_value(r, name), []).append(r)
     summary = AGGREGATES[agg]
     values = {v: summary([t.main for t in g]) for v, g in groups.items()}
     higher = found.higher_is_better or agg == "count"
     order = sorted(groups, key=lambda v: (-values[v] if higher else values[v], v))
     winner = order[0] if agg != "count" else None  # a count is not a score: no best group
-    if as_json:
+    if about is not None:
         rows_json = [
             {"value": v, agg: values[v], "count": len(groups[v]), "best": {k: x for k, x in _trial_json(0, groups[v][0]).items() if k != "rank"}, "best_group": v == winner}
             for v in order
         ]  # fmt: skip
-        return json.dumps({**facts, "by": name, "agg": agg, "rows": rows_json}, indent=2)
+        return json.dumps({**about, "by": name, "agg": agg, "rows": rows_json}, indent=2)
     m = digits(list(values.values()) + [g[0].main for g in groups.values()])
     rows = [["", name, f"{agg} main", "count", "best trial", "its main", "key"]]
     for v in order:
@@ -258,7 +285,7 @@ def best(
                 top.key,
             ]
         )
-    others = [p for p in parameters(ranked) if p != name]
+    others = [p for p in parameters(found.ranked) if p != name]
     over = f"over {', '.join(others)}" if others else "one trial per identity"
     lines = [
         found.header,

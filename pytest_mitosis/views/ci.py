@@ -115,76 +115,114 @@ def markdown_summary(
     total = len(rows)
     title = f"{counts_text(rows)} ({total} trial{'s' if total != 1 else ''})" if rows else "no trial ran"
     lines = [f"## mitosis: {title}", ""]
-    facts = []
-    commits = sorted({row.commit for row in rows if row.commit})
-    if len(commits) == 1:
-        facts.append(f"commit {code(commits[0])}")
-    if seed is not None:
-        facts.append(f"seed {seed}")
-    if session is not None:
-        facts.append(f"session {code(session)}")
-    if exitstatus is not None and exitstatus != 0:
-        facts.append(f"pytest exit status {exitstatus}")
-    if facts:
-        lines += [", ".join(facts), ""]
+    lines += _session_line(rows, seed, session, exitstatus)
     ordered = sorted(rows, key=sort_key)
     groups = by_experiment(rows)
     digits = {name: distinct_digits(row.main for row in group) for name, group in groups.items()}
-    regressed = [(row, text) for row in ordered for text in regressions(row)]
-    if regressed:
-        lines += [f"### Regressions ({len({id(row) for row, _ in regressed})})", ""]
-        lines += [_regression_line(row, text, digits[experiment_of(row.nodeid)]) for row, text in regressed]
-        lines.append("")
-    failed = [row for row in ordered if is_failure(row) and not regressions(row)]
-    if failed:
-        lines += [f"### Failures ({len(failed)})", ""]
-        lines += [f"- {code(trial_id(row.nodeid))}: {escape(first_line(row.message)) or row.outcome}" for row in failed]
-        lines.append("")
-    if groups:
-        lines += ["| experiment | trials | passed | failed | best main |", "|---|---|---|---|---|"]
-        for name, group in groups.items():
-            best = best_row(group, higher_is_better(trial_id(group[0].nodeid)))
-            shown = f"{_value(best.main, digits[name])} {code(trial_id(best.nodeid))}" if best else "–"
-            passed = sum(row.outcome == "passed" for row in group)
-            bad = sum(is_failure(row) for row in group)
-            lines.append(f"| {code(name)} | {len(group)} | {passed} | {bad} | {shown} |")
-        lines.append("")
+    lines += _regression_section(ordered, digits)
+    lines += _failure_section(ordered)
+    lines += _experiment_table(groups, digits, higher_is_better)
     note = seed_note(rows)
     if note:
         lines += [f"Note: {escape(note)}.", ""]
     if report:
         lines += [f"Report: {code(report)}", ""]
     if rows:
-        hypothesis = any(row.verdict for row in rows)
-        head = ["trial", "outcome", "main", *(["change"] if compare else []), "iteration / key"]
-        head += ["hypothesis"] if hypothesis else []
-        table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for row in ordered:
-            trial = f"#{row.iteration}" if row.iteration is not None else "debug" if row.key else ""
-            trial = f"{trial} {code(row.key)}".strip() if row.key else "not run"
-            cells = [code(trial_id(row.nodeid)), row.outcome, _value(row.main, digits[experiment_of(row.nodeid)])]
-            cells += [_change(row)] if compare else []
-            cells.append(trial)
-            if hypothesis:
-                cells.append(escape(row.verdict) if row.verdict else "–")
-            table.append("| " + " | ".join(cells) + " |")
-        lines += _details(f"All {total} trial{'s' if total != 1 else ''}", table)
+        lines += _details(f"All {total} trial{'s' if total != 1 else ''}", _trial_table(ordered, digits, compare))
         detailed = [row for row in ordered if row.metrics or row.comparisons or row.warnings]
         if detailed:
-            table = ["| trial | metrics | comparisons | warnings |", "|---|---|---|---|"]
-            values: dict[str, list[Any]] = {}
-            for row in detailed:
-                for name, value in row.metrics:
-                    values.setdefault(name, []).append(value)
-            places = {name: distinct_digits(found) for name, found in values.items()}  # per metric, as main
-            for row in detailed:
-                metrics = "<br>".join(f"{escape(name)} = {_value(value, places[name])}" for name, value in row.metrics)
-                metrics = metrics or "–"
-                comparisons = "<br>".join(escape(without_seed(text)[0]) for text in row.comparisons) or "–"
-                warnings = "<br>".join(escape(text) for text in row.warnings) or "–"
-                table.append(f"| {code(trial_id(row.nodeid))} | {metrics} | {comparisons} | {warnings} |")
-            lines += _details("Metrics, comparisons and warnings of each trial", table)
+            lines += _details("Metrics, comparisons and warnings of each trial", _metrics_table(detailed))
     return "\n".join(lines)
+
+
+def _session_line(
+    rows: Sequence[SummaryRow], seed: int | None, session: str | None, exitstatus: int | None
+) -> list[str]:
+    """What the session was, on one line: its commit (when all trials share one), seed, key, and pytest's exit
+    status when not 0; nothing when none is known."""
+    said = []
+    commits = sorted({row.commit for row in rows if row.commit})
+    if len(commits) == 1:
+        said.append(f"commit {code(commits[0])}")
+    if seed is not None:
+        said.append(f"seed {seed}")
+    if session is not None:
+        said.append(f"session {code(session)}")
+    if exitstatus is not None and exitstatus != 0:
+        said.append(f"pytest exit status {exitstatus}")
+    return [", ".join(said), ""] if said else []
+
+
+def _regression_section(ordered: list[SummaryRow], digits: dict[str, int]) -> list[str]:
+    """The trials the drift gate failed, each with the change that failed it."""
+    regressed = [(row, text) for row in ordered for text in regressions(row)]
+    if not regressed:
+        return []
+    lines = [f"### Regressions ({len({id(row) for row, _ in regressed})})", ""]
+    lines += [_regression_line(row, text, digits[experiment_of(row.nodeid)]) for row, text in regressed]
+    return [*lines, ""]
+
+
+def _failure_section(ordered: list[SummaryRow]) -> list[str]:
+    """The other failures, with the first line of each message."""
+    failed = [row for row in ordered if is_failure(row) and not regressions(row)]
+    if not failed:
+        return []
+    lines = [f"### Failures ({len(failed)})", ""]
+    lines += [f"- {code(trial_id(row.nodeid))}: {escape(first_line(row.message)) or row.outcome}" for row in failed]
+    return [*lines, ""]
+
+
+def _experiment_table(
+    groups: dict[str, list[SummaryRow]], digits: dict[str, int], higher_is_better: Callable[[str], bool]
+) -> list[str]:
+    """One line per experiment: its counts, and its best main with the trial that reached it."""
+    if not groups:
+        return []
+    lines = ["| experiment | trials | passed | failed | best main |", "|---|---|---|---|---|"]
+    for name, group in groups.items():
+        best = best_row(group, higher_is_better(trial_id(group[0].nodeid)))
+        shown = f"{_value(best.main, digits[name])} {code(trial_id(best.nodeid))}" if best else "–"
+        passed = sum(row.outcome == "passed" for row in group)
+        bad = sum(is_failure(row) for row in group)
+        lines.append(f"| {code(name)} | {len(group)} | {passed} | {bad} | {shown} |")
+    return [*lines, ""]
+
+
+def _trial_table(ordered: list[SummaryRow], digits: dict[str, int], compare: bool) -> list[str]:
+    """One line per trial: outcome, main, change (when the session compared), iteration and key, hypothesis
+    (when a trial declared one)."""
+    hypothesis = any(row.verdict for row in ordered)
+    head = ["trial", "outcome", "main", *(["change"] if compare else []), "iteration / key"]
+    head += ["hypothesis"] if hypothesis else []
+    table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in ordered:
+        trial = f"#{row.iteration}" if row.iteration is not None else "debug" if row.key else ""
+        trial = f"{trial} {code(row.key)}".strip() if row.key else "not run"
+        cells = [code(trial_id(row.nodeid)), row.outcome, _value(row.main, digits[experiment_of(row.nodeid)])]
+        cells += [_change(row)] if compare else []
+        cells.append(trial)
+        if hypothesis:
+            cells.append(escape(row.verdict) if row.verdict else "–")
+        table.append("| " + " | ".join(cells) + " |")
+    return table
+
+
+def _metrics_table(detailed: list[SummaryRow]) -> list[str]:
+    """Each trial's metrics (digits per metric, as main's), comparisons and warnings."""
+    table = ["| trial | metrics | comparisons | warnings |", "|---|---|---|---|"]
+    values: dict[str, list[Any]] = {}
+    for row in detailed:
+        for name, value in row.metrics:
+            values.setdefault(name, []).append(value)
+    places = {name: distinct_digits(found) for name, found in values.items()}
+    for row in detailed:
+        metrics = "<br>".join(f"{escape(name)} = {_value(value, places[name])}" for name, value in row.metrics)
+        metrics = metrics or "–"
+        comparisons = "<br>".join(escape(without_seed(text)[0]) for text in row.comparisons) or "–"
+        warnings = "<br>".join(escape(text) for text in row.warnings) or "–"
+        table.append(f"| {code(trial_id(row.nodeid))} | {metrics} | {comparisons} | {warnings} |")
+    return table
 
 
 def path_problem(option: str, path: Path) -> str | None:

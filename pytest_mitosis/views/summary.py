@@ -374,35 +374,7 @@ def summary_lines(
     """
     lines = [f"experiments from {cell(source)}"] if source else []
     for experiment, group in by_experiment(rows).items():
-        higher = higher_is_better(trial_id(group[0].nodeid))
-        best = best_row(group, higher)
-        listed = group if verbose or len(group) <= LIST_LIMIT else [row for row in group if is_failure(row)]
-        digits = distinct_digits([row.main for row in listed] + ([best.main] if best else []))
-        head = f"{cell(experiment)}: {len(group)} trial{'s' if len(group) != 1 else ''}: {counts_text(group)}"
-        if best is not None and len(group) > 1:
-            head += f"; best main {number_text(best.main, digits)} ({cell(trial_id(best.nodeid))})"
-        lines.append(head)
-        width = min(max(len(cell(trial_id(row.nodeid))) for row in listed), 40) if listed else 0
-        for row in listed:
-            trial = f"#{row.iteration} " if row.iteration is not None else "debug " if row.key else ""
-            trial += f"key {row.key}" if row.key else "(not run)"
-            change = change_text(row, named=False)
-            main = f"main {number_text(row.main, digits)}" + (f" ({change})" if change else "")
-            verdict = f"  hypothesis {cell(row.verdict)}" if row.verdict else ""
-            name = cell(trial_id(row.nodeid))
-            lines.append(f"  {name:<{width}}  {row.outcome.upper():<6}  {trial}  {main}{verdict}".rstrip())
-            if is_failure(row):
-                gated = [parse_change(text) for text in regressions(row)]
-                message = "; ".join(
-                    f"{c.text(digits)}: {c.gate}" for c in gated if c is not None and c.gate
-                ) or _first_line(row.message)
-                if message:
-                    lines.append(_cut(f"    {cell(message)}", WIDTH))
-            if row.html and (verbose or is_failure(row)):
-                lines.append(f"    {cell(shown_path(row.html, here))}")
-        left = [row for row in group if row not in listed]
-        if left:
-            lines.append(f"  ({counts_text(left)} not listed: -v lists them)")
+        lines += _experiment_lines(experiment, group, higher_is_better(trial_id(group[0].nodeid)), verbose, here)
     note = seed_note(rows)
     if note:
         lines.append(f"note: {note}")
@@ -410,6 +382,49 @@ def summary_lines(
     if warned:
         lines.append("")
         lines += [f"warning: {cell(trial_id(nodeid))}: {cell(text)}" for nodeid, text in warned]
+    return lines
+
+
+def _experiment_lines(
+    experiment: str, group: list[SummaryRow], higher: bool, verbose: bool, here: Path | None
+) -> list[str]:
+    """One experiment in the terminal summary: its header (counts, best main), its listed trials, and how many
+    are not listed (see :func:`summary_lines`)."""
+    best = best_row(group, higher)
+    listed = group if verbose or len(group) <= LIST_LIMIT else [row for row in group if is_failure(row)]
+    digits = distinct_digits([row.main for row in listed] + ([best.main] if best else []))
+    head = f"{cell(experiment)}: {len(group)} trial{'s' if len(group) != 1 else ''}: {counts_text(group)}"
+    if best is not None and len(group) > 1:
+        head += f"; best main {number_text(best.main, digits)} ({cell(trial_id(best.nodeid))})"
+    lines = [head]
+    width = min(max(len(cell(trial_id(row.nodeid))) for row in listed), 40) if listed else 0
+    for row in listed:
+        lines += _trial_lines(row, width, digits, verbose, here)
+    left = [row for row in group if row not in listed]
+    if left:
+        lines.append(f"  ({counts_text(left)} not listed: -v lists them)")
+    return lines
+
+
+def _trial_lines(row: SummaryRow, width: int, digits: int, verbose: bool, here: Path | None) -> list[str]:
+    """One trial's line (outcome, iteration and key, main and its change, verdict); under a failure, why it
+    failed (the gates it failed, else its message's first line); its page for a failure, or with ``-v``."""
+    trial = f"#{row.iteration} " if row.iteration is not None else "debug " if row.key else ""
+    trial += f"key {row.key}" if row.key else "(not run)"
+    change = change_text(row, named=False)
+    main = f"main {number_text(row.main, digits)}" + (f" ({change})" if change else "")
+    verdict = f"  hypothesis {cell(row.verdict)}" if row.verdict else ""
+    name = cell(trial_id(row.nodeid))
+    lines = [f"  {name:<{width}}  {row.outcome.upper():<6}  {trial}  {main}{verdict}".rstrip()]
+    if is_failure(row):
+        gated = [parse_change(text) for text in regressions(row)]
+        message = "; ".join(f"{c.text(digits)}: {c.gate}" for c in gated if c is not None and c.gate) or _first_line(
+            row.message
+        )
+        if message:
+            lines.append(_cut(f"    {cell(message)}", WIDTH))
+    if row.html and (verbose or is_failure(row)):
+        lines.append(f"    {cell(shown_path(row.html, here))}")
     return lines
 
 

@@ -96,22 +96,7 @@ def check_store_path(folder: Path, path: Path | None = None) -> bool:
     tables or with some of them gone, and a store from a newer pytest-mitosis.
     """
     path = path or folder / FILENAME
-    for parent in (folder, *folder.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                what = "is a file" if parent == folder else f"cannot be created: {parent} is a file"
-                raise StoreError(
-                    f"mitosis: the trials folder {folder} {what}, not a folder. Move that file aside, or choose "
-                    "another trials folder (--mitosis-trials-folder DIR, or trials-folder in [tool.mitosis])."
-                )
-            break
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise StoreError(
-            f"mitosis: the trials folder {folder} cannot be created: {err.strerror or err}. Create it yourself with "
-            "write permission for this user, or choose another trials folder (--mitosis-trials-folder DIR)."
-        ) from None
+    _check_trials_folder(folder)
     if path.is_dir():
         raise StoreError(
             f"mitosis: the trial store {path} is a directory, not a file. Move that directory aside (pytest-mitosis "
@@ -134,11 +119,41 @@ def check_store_path(folder: Path, path: Path | None = None) -> bool:
     if path.stat().st_size == 0:
         _refuse_beside_trial_folders(path, folder, "empty")
         return True
-    # A read-only connection honours locks and journals, and creates nothing beside a file in
-    # rollback-journal mode (every file as it is being created, and foreign ones). Beside a
-    # WAL-mode file it would create -wal and -shm: when they are absent, no session has the
-    # file open and everything is in the main file (our stores get their tables before the
-    # switch to WAL), so read it as immutable, which creates nothing.
+    tables, version = _tables_and_version(path)
+    _check_tables(path, tables, version)
+    return False
+
+
+def _check_trials_folder(folder: Path) -> None:
+    """The trials folder exists (created with its parents when missing) and is a folder."""
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                what = "is a file" if parent == folder else f"cannot be created: {parent} is a file"
+                raise StoreError(
+                    f"mitosis: the trials folder {folder} {what}, not a folder. Move that file aside, or choose "
+                    "another trials folder (--mitosis-trials-folder DIR, or trials-folder in [tool.mitosis])."
+                )
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StoreError(
+            f"mitosis: the trials folder {folder} cannot be created: {err.strerror or err}. Create it yourself with "
+            "write permission for this user, or choose another trials folder (--mitosis-trials-folder DIR)."
+        ) from None
+
+
+def _tables_and_version(path: Path) -> tuple[set[str], int | None]:
+    """The tables of the SQLite file at ``path`` and its schema version (``None`` when it has none), read
+    without creating or changing anything.
+
+    A read-only connection honours locks and journals, and creates nothing beside a file in
+    rollback-journal mode (every file as it is being created, and foreign ones). Beside a
+    WAL-mode file it would create -wal and -shm: when they are absent, no session has the
+    file open and everything is in the main file (our stores get their tables before the
+    switch to WAL), so read it as immutable, which creates nothing.
+    """
     try:
         with path.open("rb") as stream:
             head = stream.read(20)
@@ -158,6 +173,11 @@ def check_store_path(folder: Path, path: Path | None = None) -> bool:
         raise StoreError(foreign_message(path, str(err))) from None
     finally:
         db.close()
+    return tables, int(row[0]) if row is not None and str(row[0]).isdigit() else None
+
+
+def _check_tables(path: Path, tables: set[str], version: int | None) -> None:
+    """Refuse a file without our tables, with some of them gone, or from a newer pytest-mitosis."""
     if "meta" not in tables:
         found = (
             f"it has the tables {', '.join(sorted(tables))} but none of pytest-mitosis's"
@@ -165,7 +185,6 @@ def check_store_path(folder: Path, path: Path | None = None) -> bool:
             else "it is a SQLite database without any table (not a store, or one whose tables were dropped)"
         )
         raise StoreError(foreign_message(path, found))
-    version = int(row[0]) if row is not None and str(row[0]).isdigit() else None
     if version is not None and version > SCHEMA_VERSION:
         raise StoreError(
             f"mitosis: the trial store {path} has schema version {version}, written by a newer "
@@ -181,4 +200,3 @@ def check_store_path(folder: Path, path: Path | None = None) -> bool:
             "(damaged, or edited by hand); nothing was written to it. Restore it from a copy or backup, or move it "
             "aside (or pass --mitosis-trials-folder for a new folder) and run again."
         )
-    return False
