@@ -81,7 +81,8 @@ def test_reproduce_without_mitosis_reproduces(pytester: pytest.Pytester) -> None
     assert f"mitosis: experiments from {pytester.path / 'pyproject.toml'}" in out
     error = out.split("ERROR collecting pyproject.toml", 1)[1].split("\n")[1]
     store = pytester.path / "trials" / "mitosis.sqlite"
-    assert error.startswith(f"no trial store at {store}. Run trials with pytest --mitosis first, or pass "), out
+    assert error.startswith(f"no trial store at {store}. Run trials with pytest --mitosis first, or name "), out
+    assert "pytest --mitosis-trials-folder DIR" in out and "pytest --mitosis-store URL" in out, "pytest's own options"
     assert "Traceback" not in out and "INTERNALERROR" not in out
 
 

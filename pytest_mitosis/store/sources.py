@@ -59,8 +59,9 @@ class SQLiteSource:
             )
         if not path.is_file():
             raise RecordsError(
-                f"no trial store at {path}. Run trials with pytest --mitosis first, or pass --trials-folder DIR "
-                "(trials_folder=...) pointing at a trials folder, or --store URL."
+                f"no trial store at {path}. Run trials with pytest --mitosis first, or name the trials folder that "
+                "holds one (python -m pytest_mitosis --trials-folder DIR; pytest --mitosis-trials-folder DIR; "
+                "load_trials(trials_folder=...)) or its store URL (--store URL; pytest --mitosis-store URL)."
             )
         try:
             self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
