@@ -86,7 +86,7 @@ def test_over_the_limit_is_refused_before_any_worker_starts(trivial: tuple[Path,
     assert error_block(run.out) == error_block(alone.out)
     assert error_block(run.out) == (
         "ERROR: mitosis: this session would run 120 trials, more than mitosis_max_trials (100), and none was "
-        "selected:\n  trivial  120 trials\nSelect the trials to run with -k \"trivial and i0\", -m, node ids "
+        'selected:\n  trivial  120 trials\nSelect the trials to run with -k "trivial and i0", -m, node ids '
         "('pyproject.toml::trivial[i0]') or --lf, or narrow axes with --mitosis-param STEP.PARAM=VARIANT; or raise "
         "the limit with --mitosis-max-trials 120 (ini mitosis_max_trials; 0: no limit). `pytest --mitosis "
         "--collect-only -q` lists the trials, `pytest --mitosis --mitosis-check` checks them without running any."

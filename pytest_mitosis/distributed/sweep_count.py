@@ -70,7 +70,9 @@ def trials_before_workers(mitosis: MitosisSession, session: pytest.Session) -> l
     items: list[pytest.Item] = []
     for experiment in experiments:
         for spec in experiment.trials:  # a broken experiment has none: never a trial, never counted
-            item = TrialItem.from_parent(file, name=spec.item_name, nodeid=f"{file.nodeid}::{spec.item_name}", spec=spec)
+            item = TrialItem.from_parent(
+                file, name=spec.item_name, nodeid=f"{file.nodeid}::{spec.item_name}", spec=spec
+            )
             item.add_marker("mitosis")
             items.append(item)
     selected = kept(items, config)
