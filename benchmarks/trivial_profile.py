@@ -114,7 +114,8 @@ def per_trial(lines: list[dict], trials: int) -> dict[str, list[float]]:
     # from one trial's end to the next one's end, what no phase above accounts for: pytest's item
     # protocol, its reports, our hooks (progress line, summary rows), the terminal
     gaps = [
-        (later["time"] - earlier["time"]) - sum(later["phases"].values()) for earlier, later in zip(records, records[1:])
+        (later["time"] - earlier["time"]) - sum(later["phases"].values())
+        for earlier, later in zip(records, records[1:])
     ]
     found["pytest and our hooks between trials"] = gaps
     assert len(records) == trials, f"{len(records)} trial records, expected {trials}"
