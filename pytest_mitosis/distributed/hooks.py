@@ -2,8 +2,10 @@
 
 The controller hands every worker its seed and session key, and the remote-worker plumbing of
 :mod:`.remote`; its local workers share its warm parent and HTML helper
-(:mod:`.execution.shared`). It never collects, and never imports the steps: the sweep size guard,
-the session-wide guards and the session's record wait until the first worker has collected
+(:mod:`.execution.shared`). It never collects: the sweep size guard counts the trials before the
+workers start (:mod:`.sweep_count`, which expands the experiments here, only when the guard
+applies), or, where it cannot count them exactly, once the first worker has collected; the
+session-wide guards and the session's record wait until then
 (``pytest_xdist_node_collection_finished``), before any trial is scheduled. A worker registers
 the checks and the store of :mod:`.remote`.
 """
@@ -91,6 +93,34 @@ class DistributedHooks:
             return
         own = {Path(pytest.__file__).resolve().parent, Path(_pytest.__file__).resolve().parent}
         manager.roots = [root for root in roots if Path(root).resolve() not in own]
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """On pytest-xdist's controller, before its workers start (xdist starts them in its own
+        ``pytest_sessionstart``, which runs last): the sweep size guard, counting the trials here (see
+        :mod:`.sweep_count`). A session over the limit is refused at once, with the message a session
+        without xdist gives; one the controller cannot count exactly waits for its workers' collection."""
+        config = self.config
+        if (
+            hasattr(config, "workerinput")
+            or not config.pluginmanager.has_plugin("dsession")
+            or config.option.collectonly
+            or self.settings.check
+        ):
+            return
+        from ..pytest_layer.selection import guarded, sweep_size_refusal
+
+        context = self.mitosis.context
+        if not guarded(context) or not context.collects_trials():
+            return
+        from .sweep_count import trials_before_workers
+
+        trials = trials_before_workers(self.mitosis, session)
+        if trials is None:
+            return
+        too_many = sweep_size_refusal(context, trials)
+        if too_many is not None:
+            raise pytest.UsageError(too_many)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:

@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from ..core import profile
+
 STAGING = ".staging"
 DEBUG = "debug"
 #: written into every trials folder the plugin creates, so git (and so the dirty check) ignores it
@@ -144,27 +146,36 @@ class TrialFolder:
         ``timeout`` seconds (:class:`SavingTimedOut`; the folder stays in staging).
         """
         notebook = self.staging / f"{self.name}.ipynb"
-        if timeout is None:
-            written = (html or HtmlWriter()).write(nb, notebook, self.html_staged, self.name)
-        else:
-            written = (html or HtmlWriter()).write(nb, notebook, self.html_staged, self.name, timeout=timeout)
+        with profile.timed("notebook handed to the HTML helper"):
+            if timeout is None:
+                written = (html or HtmlWriter()).write(nb, notebook, self.html_staged, self.name)
+            else:
+                written = (html or HtmlWriter()).write(nb, notebook, self.html_staged, self.name, timeout=timeout)
         try:
-            with (self.staging / "trial.yaml").open("w", encoding="utf-8") as stream:
-                yaml.dump(
-                    plain_yaml(description), stream, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True, width=100
-                )
-            tmp = self.staging / "outcome.json.tmp"
-            tmp.write_text(json.dumps(outcome, indent=2, default=repr), encoding="utf-8")
-            os.replace(tmp, self.staging / "outcome.json")
+            with profile.timed("trial.yaml and outcome.json"):
+                with (self.staging / "trial.yaml").open("w", encoding="utf-8") as stream:
+                    yaml.dump(
+                        plain_yaml(description),
+                        stream,
+                        Dumper=_PlainDumper,
+                        sort_keys=False,
+                        allow_unicode=True,
+                        width=100,
+                    )
+                tmp = self.staging / "outcome.json.tmp"
+                tmp.write_text(json.dumps(outcome, indent=2, default=repr), encoding="utf-8")
+                os.replace(tmp, self.staging / "outcome.json")
         except BaseException:
             try:
                 written()  # the helper is done with the folder before the caller removes it
             except Exception:
                 pass  # the first problem (a full disk, a Ctrl-C) is the one reported
             raise
-        written()
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(self.staging, self.final)
+        with profile.timed("waiting for the notebook and HTML page"):
+            written()
+        with profile.timed("folder moved into place"):
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(self.staging, self.final)
         return self.final
 
 
@@ -260,8 +271,10 @@ class HtmlWriter:
         """
         import nbformat
 
-        nbformat.write(nb, str(notebook))
-        page.write_text(self(nb, title), encoding="utf-8")
+        with profile.timed("notebook save"):
+            nbformat.write(nb, str(notebook))
+        with profile.timed("HTML page"):
+            page.write_text(self(nb, title), encoding="utf-8")
         return _written
 
 

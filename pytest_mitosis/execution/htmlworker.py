@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core import profile
+
 if TYPE_CHECKING:
     import socket
 
@@ -232,13 +234,15 @@ def serve(reply_fd: int, listen_fd: int | None = None) -> None:
     def handle(peer: Peer, request: dict[str, Any]) -> None:
         reply: dict[str, Any] = {"id": request.get("id")}
         try:
-            nb = nbformat.from_dict(request["nb"])
+            with profile.timed("notebook received"):
+                nb = nbformat.from_dict(request["nb"])
             writer.write(nb, Path(request["ipynb"]), Path(request["html"]), str(request["title"]))
         except OSError as err:
             reply["oserror"] = [err.errno, err.strerror or str(err), err.filename]
         except Exception as err:  # the pytest process writes the pages itself and reports the error
             reply["error"] = f"{type(err).__name__}: {err}"
         peer.reply(reply)
+        profile.flush("html", str(request.get("title")))
 
     server.serve(handle, lambda peer: None)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config.variants import TrialSpec
+from ..core import profile
 from .artifacts import PlainPage, SavingTimedOut, TrialFolder, without_outputs
 from .runtime import cell_labels
 
@@ -138,16 +139,17 @@ def run_trial(
     try:
         folder.create()
         title = f"{folder.name} ({folder.key})"
-        nb = notebook.build(
-            spec,
-            title=title,
-            folder=folder.staging,
-            debug=debug,
-            seed=seed,
-            sys_path=sys_path,
-            metadata={**metadata, "key": folder.key, "trial": folder.name, "seed": seed},
-            max_output=max_output,
-        )
+        with profile.timed("notebook built"):
+            nb = notebook.build(
+                spec,
+                title=title,
+                folder=folder.staging,
+                debug=debug,
+                seed=seed,
+                sys_path=sys_path,
+                metadata={**metadata, "key": folder.key, "trial": folder.name, "seed": seed},
+                max_output=max_output,
+            )
     except OSError as err:
         if launched is not None:
             launched.close()
@@ -175,6 +177,7 @@ def run_trial(
     except BaseException:  # a Ctrl-C outside the cells (while the kernel starts): nothing half-written stays
         folder.discard()
         raise
+    profile.add({f"kernel: {phase}": seconds for phase, seconds in (execution.phases or {}).items()})
     if execution.stopped:  # the notebook names the processes the trial left running
         execution.notebook.cells.append(notebook.stopped_cell(execution.stopped, execution.killed))
     outcome = folder.read_outcome()

@@ -145,15 +145,17 @@ class TrialItem(_OutcomeItem):
 
     def setup(self) -> None:
         """Refuse the trial before its kernel starts if a variant changed meaning (per trial)."""
+        from ..core import profile
         from ..identity.trial import UnfingerprintableValue
         from ..store.protocol import StoreError, VariantRedefined
 
         refusal = None
         try:
-            done = self.mitosis.trials.resumed(self.nodeid, self.spec)
-            if done is not None:  # reported at the trial's own location, not at this line (see hooks.py)
-                pytest.skip(done)
-            self.identity = self.mitosis.trials.guard(self.nodeid, self.spec)
+            with profile.timed("setup and guards"):
+                done = self.mitosis.trials.resumed(self.nodeid, self.spec)
+                if done is not None:  # reported at the trial's own location, not at this line (see hooks.py)
+                    pytest.skip(done)
+                self.identity = self.mitosis.trials.guard(self.nodeid, self.spec)
         except (VariantRedefined, UnfingerprintableValue, StoreError, TrialFailed) as err:
             refusal = str(err)
         if refusal is not None:  # outside the except block: no "during handling" chain in the report
@@ -161,10 +163,14 @@ class TrialItem(_OutcomeItem):
             pytest.fail(refusal, pytrace=False)
 
     def runtest(self) -> None:
+        from ..core import profile
         from ..views.summary import user_properties
 
         assert self.identity is not None, "setup() ran"
-        outcome = self.mitosis.trials.run(self.nodeid, self.spec, self.identity)
+        try:
+            outcome = self.mitosis.trials.run(self.nodeid, self.spec, self.identity)
+        finally:
+            profile.flush("trial", self.nodeid)
         self.user_properties.extend(user_properties(outcome, self.mitosis.context.session_key))
         if not outcome.passed:
             self._stop_if_code_moved()

@@ -122,8 +122,13 @@ class MitosisHooks:
                 mitosis.context.ahead.gather(mitosis.context.read_facts, imports=warmup_imports)
             except Exception:  # ConfigError, a kernel that cannot start (zmq, the OS): reported by the trial
                 pass  # nothing gained, nothing lost: the trial starts its own kernel
+        from ..core import profile
+
         try:
-            return (yield)
+            with profile.timed("collection"):
+                collected = yield
+            profile.flush("session", "collection")
+            return collected
         except pytest.UsageError as err:
             from .selection import explain_not_found
 

@@ -63,6 +63,13 @@ def _failed_last_time(config: pytest.Config) -> bool:
     return bool(getattr(plugin, "lastfailed", None))
 
 
+def guarded(context: SessionContext) -> bool:
+    """Whether the sweep size guard applies to this session at all (cheap: nothing is collected to tell):
+    a limit is set, this is no reproduction, and nobody selected the trials."""
+    settings: Settings = context.settings
+    return bool(settings.max_trials) and not settings.reproduce and not explicit_selection(context.config, settings)
+
+
 def sweep_size_refusal(
     context: SessionContext, trials: Sequence[tuple[str, TrialSpec]] | None, node_ids: Sequence[str] = ()
 ) -> str | None:
@@ -76,7 +83,7 @@ def sweep_size_refusal(
     """
     settings: Settings = context.settings
     limit = settings.max_trials
-    if not limit or settings.reproduce or explicit_selection(context.config, settings):
+    if not guarded(context):
         return None
     per_experiment: dict[str, int] = {}
     examples: dict[str, str] = {}

@@ -97,14 +97,19 @@ class SessionEndHooks:
 
         end_session(mitosis, int(exitstatus))  # before the report, which shows the session
         if mitosis.state.rows and self.settings.report:
+            from ..core import profile
             from ..store import RecordsError
             from ..views.report import build
 
             try:
                 # debug trials only with report --debug
-                mitosis.state.report = build(mitosis.context.project().trials_folder, store=mitosis.context.read_from())
+                with profile.timed("report refresh"):
+                    mitosis.state.report = build(
+                        mitosis.context.project().trials_folder, store=mitosis.context.read_from()
+                    )
             except (RecordsError, OSError) as err:
                 mitosis.state.report = f"not refreshed: {err}"
+            profile.flush("session", "end")
         if not (session.config.option.collectonly or self.settings.check):
             self._write_ci_files(session, int(exitstatus))
             if int(session.exitstatus) != int(exitstatus):  # a CI file that could not be written

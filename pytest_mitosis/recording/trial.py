@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..checks.verdict import judge
+from ..core import profile
 from ..core.errors import TrialFailed
 from ..execution.runner import TrialOutcome, run_trial
 from ..store import NewTrial, StoreError, VariantRedefined, new_key, start
@@ -59,33 +60,35 @@ def record_trial(
     ]
     refusal = None
     try:  # the store checks the locks again, atomically: another process may have taken them
-        key, iteration = start(
-            store,
-            lambda key: NewTrial(
-                key,
-                spec.experiment,
-                identity.identity,
-                spec.id,
-                spec.slug,
-                nodeid,
-                debug,
-                git,
-                seed,
-                environment,
-                steps,
-                identity.params,
-                session=session,
-                directions=spec.directions.to_json(),  # the directions it is judged by, for every view
-            ),
-            identity.locks,
-            new_key(),
-        )
+        with profile.timed("store begin"):
+            key, iteration = start(
+                store,
+                lambda key: NewTrial(
+                    key,
+                    spec.experiment,
+                    identity.identity,
+                    spec.id,
+                    spec.slug,
+                    nodeid,
+                    debug,
+                    git,
+                    seed,
+                    environment,
+                    steps,
+                    identity.params,
+                    session=session,
+                    directions=spec.directions.to_json(),  # the directions it is judged by, for every view
+                ),
+                identity.locks,
+                new_key(),
+            )
     except (VariantRedefined, StoreError) as err:
         refusal = str(err)
     if refusal is not None:  # outside the except block: no "during handling" chain in the report
         raise TrialFailed(refusal)
     name = spec.slug if iteration is None else f"{spec.slug}-{iteration}"
-    launched, html = prepared() if prepared is not None else (None, None)
+    with profile.timed("kernel taken, the next one launched"):
+        launched, html = prepared() if prepared is not None else (None, None)
     try:
         outcome = run_trial(
             spec,
@@ -141,17 +144,18 @@ def record_trial(
             keep_outcome(project.trials_folder, key, name, fields)
         return replace(outcome, iteration=iteration)
     try:
-        outcome = judge(
-            outcome,
-            spec,
-            identity.identity,
-            store,
-            settings,
-            seed=seed,
-            environment=environment,
-            params=identity.params,
-            root=project.cwd,
-        )
+        with profile.timed("judge"):
+            outcome = judge(
+                outcome,
+                spec,
+                identity.identity,
+                store,
+                settings,
+                seed=seed,
+                environment=environment,
+                params=identity.params,
+                root=project.cwd,
+            )
     except StoreError as err:  # the previous trial to compare with cannot be read: recorded as it ran, unjudged
         note = f"not compared with the previous trial: {err}"
         outcome = replace(outcome, message=f"{outcome.message}\n{note}" if outcome.message else note)
@@ -165,7 +169,8 @@ def record_trial(
     }
     lost: str | None = None
     try:
-        warnings = store.finish(key, **fields)
+        with profile.timed("store finish"):
+            warnings = store.finish(key, **fields)
     except StoreError as err:  # the store stayed away past its patience: the folder is whole, the record waits
         kept = keep_outcome(project.trials_folder, key, name, fields)
         lost = (

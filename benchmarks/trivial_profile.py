@@ -1,0 +1,180 @@
+"""Where a trivial trial's time goes (issue 28): 200 trials of ``return {"main": float(i)}``, phase by phase.
+
+    python benchmarks/trivial_profile.py [--trials 200] [--repeat 1] [--json out.json]
+
+One session runs 200 trials (a 400-entry lookup dict, ``-k x`` selecting 200) with
+``MITOSIS_PROFILE`` set: each process of ours appends its phase timings as JSON lines (see
+``pytest_mitosis/core/profile.py``: pytest's process per trial, the HTML helper per page, the
+session's collection and report refresh). Side by side, in the same run and interleaved when
+repeated, the bare-process baseline of the issue: a plain pytest parametrize that starts one
+``python -c pass`` per test. Prints a markdown table (median and mean per trial, in ms) for
+docs/benchmarks.md, with the load average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GIT = {
+    "GIT_AUTHOR_NAME": "b",
+    "GIT_AUTHOR_EMAIL": "b@example.org",
+    "GIT_COMMITTER_NAME": "b",
+    "GIT_COMMITTER_EMAIL": "b@example.org",
+}
+
+STEP = """
+lookup = {{"i": {{**{{f"x{{n:03d}}": n for n in range({n})}}, **{{f"y{{n:03d}}": n for n in range({n})}}}}}}
+
+
+def run(i):
+    return {{"main": float(i)}}
+"""
+
+PYPROJECT = """
+[tool.mitosis.steps]
+trivial = ["study:run", "study:lookup"]
+"""
+
+BARE = """
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize("i", range({n}))
+def test_bare(i):
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+"""
+
+#: the phases in the order a trial meets them (what is not listed is appended in the order found)
+ORDER = [
+    "setup and guards",
+    "store begin",
+    "kernel taken, the next one launched",
+    "notebook built",
+    "kernel: kernel start",
+    "kernel: header",
+    "kernel: set-up",
+    "kernel: step",
+    "kernel: saving",
+    "notebook handed to the HTML helper",
+    "trial.yaml and outcome.json",
+    "waiting for the notebook and HTML page",
+    "folder moved into place",
+    "judge",
+    "store finish",
+]
+
+
+def env(**extra: str) -> dict[str, str]:
+    found = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "MITOSIS_"))}
+    return {**found, **GIT, **extra}
+
+
+def investigation(base: Path, trials: int) -> Path:
+    root = base / "trivial"
+    root.mkdir()
+    (root / "pyproject.toml").write_text(PYPROJECT.lstrip(), encoding="utf-8")
+    (root / "study.py").write_text(STEP.format(n=trials).lstrip(), encoding="utf-8")
+    (root / ".gitignore").write_text("__pycache__/\n.pytest_cache/\n", encoding="utf-8")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "trivial"]):
+        subprocess.run(["git", *args], cwd=root, env=env(), check=True)
+    return root
+
+
+def timed(argv: list[str], cwd: Path, environment: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, env=environment, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def per_trial(lines: list[dict], trials: int) -> dict[str, list[float]]:
+    """Seconds per phase per trial: pytest's process and the HTML helper's, and pytest's own between trials."""
+    found: dict[str, list[float]] = {}
+    records = sorted((r for r in lines if r["scope"] == "trial"), key=lambda r: r["time"])
+    pages = {r["name"]: r["phases"] for r in lines if r["scope"] == "html"}
+    for record in records:
+        for phase, seconds in record["phases"].items():
+            found.setdefault(phase, []).append(seconds)
+    for phases in pages.values():
+        for phase, seconds in phases.items():
+            found.setdefault(f"HTML helper: {phase}", []).append(seconds)
+    # from one trial's end to the next one's end, what no phase above accounts for: pytest's item
+    # protocol, its reports, our hooks (progress line, summary rows), the terminal
+    gaps = [
+        (later["time"] - earlier["time"]) - sum(later["phases"].values())
+        for earlier, later in zip(records, records[1:])
+    ]
+    found["pytest and our hooks between trials"] = gaps
+    assert len(records) == trials, f"{len(records)} trial records, expected {trials}"
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=None)
+    options = parser.parse_args()
+    n = options.trials
+    load = [os.getloadavg()[0]]
+    with tempfile.TemporaryDirectory(prefix="mitosis-trivial-") as tmp:
+        base = Path(tmp)
+        root = investigation(base, n)
+        bare = base / "bare"
+        bare.mkdir()
+        (bare / "test_bare.py").write_text(BARE.format(n=n), encoding="utf-8")
+        walls: dict[str, list[float]] = {"mitosis": [], "bare": []}
+        profiles: list[list[dict]] = []
+        for round_ in range(options.repeat):
+            walls["bare"].append(timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], bare, env()))
+            log = base / f"profile-{round_}.jsonl"
+            argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--mitosis", "-k", "x"]
+            walls["mitosis"].append(timed(argv, root, env(MITOSIS_PROFILE=str(log))))
+            profiles.append([json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()])
+            load.append(os.getloadavg()[0])
+    phases: dict[str, list[float]] = {}
+    sessions: dict[str, list[float]] = {}
+    for lines in profiles:
+        for phase, values in per_trial(lines, n).items():
+            phases.setdefault(phase, []).extend(values)
+        for record in lines:
+            if record["scope"] == "session":
+                for phase, seconds in record["phases"].items():
+                    sessions.setdefault(phase, []).append(seconds)
+    mitosis, baseline = statistics.median(walls["mitosis"]), statistics.median(walls["bare"])
+    ordered = [p for p in ORDER if p in phases] + [p for p in phases if p not in ORDER]
+    rows = [
+        f"| {phase} | {1000 * statistics.median(phases[phase]):.1f} | {1000 * statistics.fmean(phases[phase]):.1f} |"
+        for phase in ordered
+    ]
+    accounted = sum(statistics.fmean(phases[p]) for p in ordered if not p.startswith("HTML helper"))
+    print(f"{n} trials in one session: {mitosis:.1f} s ({1000 * mitosis / n:.0f} ms a trial, whole session)")
+    print(f"bare baseline, {n} tests each starting python -c: {baseline:.1f} s ({1000 * baseline / n:.0f} ms a test)")
+    print(f"load average (1 min) before and after each round: {', '.join(f'{x:.1f}' for x in load)}")
+    print("\n| phase (per trial) | median (ms) | mean (ms) |\n|---|---|---|")
+    print("\n".join(rows))
+    print(f"| sum of the means in pytest's process | | {1000 * accounted:.1f} |")
+    for phase, values in sessions.items():
+        share = statistics.fmean(values) / n
+        print(f"| once per session: {phase} ({statistics.fmean(values):.2f} s), per trial | | {1000 * share:.1f} |")
+    if options.json is not None:
+        options.json.write_text(
+            json.dumps({"walls": walls, "load": load, "phases": phases, "sessions": sessions}), encoding="utf-8"
+        )
+
+
+if __name__ == "__main__":
+    main()
