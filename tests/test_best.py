@@ -315,3 +315,23 @@ def test_by_counts_a_variant_whose_only_trials_at_the_commit_failed_the_gate(tmp
         board[-1]
         == "not shown: 2 failed, 2 gate-failed, 3 at other commits (--all): python -m pytest_mitosis history fit"
     )
+
+
+def test_by_defaults_to_the_latest_commit_that_measured_main_even_when_every_trial_there_failed_the_gate(
+    tmp_path: Path,
+) -> None:
+    """After a commit whose every trial the drift gate failed, that commit is the code as it is: ``--by`` ranks it,
+    while the leaderboard (passed trials) still shows the older commit's, and says the newer trials are elsewhere."""
+    store = SQLiteStore(tmp_path / "trials")
+    record(store, 1, "ridge", "low", commit=OLD)  # 0.11
+    record(store, 2, "lasso", "low", commit=OLD)  # 0.21
+    record(store, 3, "ridge", "low", status="failed", main=0.5, message=GATE)
+    record(store, 4, "lasso", "low", status="failed", main=0.4, message=GATE)
+    store.close()
+    by = mitosis(tmp_path, "best", "fit", "--by", "model").stdout.splitlines()
+    assert by[0] == HEADER_BY
+    assert [line.split()[:3] for line in by[3:5]] == [["*", "lasso", "0.4"], ["ridge", "0.5", "1"]]
+    assert by[-1] == "not shown: 2 at other commits (--all): python -m pytest_mitosis history fit"
+    board = mitosis(tmp_path, "best", "fit").stdout.splitlines()
+    assert board[0] == HEADER.replace("22222222", "11111111")
+    assert board[-1] == "not shown: 2 at other commits (--all): python -m pytest_mitosis history fit"

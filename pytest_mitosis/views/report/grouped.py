@@ -101,8 +101,8 @@ def grouped_data(
     rows = []
     for r in sorted(counted, key=lambda r: (r.started, r.key)):
         these = params[r.key]
-        values = [index[i][these.get(n, "-")] for i, n in enumerate(varying)]
-        rows.append([r.key, columns[r.commit or "-"], main_of(r), outcome(r), values])
+        at = [index[i][these.get(n, "-")] for i, n in enumerate(varying)]
+        rows.append([r.key, columns[r.commit or "-"], main_of(r), outcome(r), at])
     return {
         "higher": higher,
         "params": described,
