@@ -247,6 +247,40 @@ class Drift:
 #: the words a drift-gate failure's message holds (the report tells a gate's failure from others by them)
 GATE_FAILED = "by more than the allowed"
 
+#: the failures that judged a trial's main after the trial measured it: such a trial ran to its end,
+#: so its main is as valid a measurement of its code as a passed trial's (:func:`measured`)
+JUDGED = ("drift gate", "drift gate, accepted", "hypothesis refuted")
+
+
+def failure_kind(status: str, verdict: str | None, message: str | None, accepted: bool = False) -> str | None:
+    """Why a finished trial did not pass, in the words the views show: a failed trial is never skipped silently.
+
+    A trial the drift gate failed ran to its end and recorded its main: it is told from a
+    trial that raised by the gate's words in its message (:data:`GATE_FAILED`). A trial whose
+    code changed while it ran is never judged (the gate and the hypothesis run only after a
+    run that passed), so it is an ``error``, as is any other failure.
+    """
+    if status in ("passed", "running"):
+        return None
+    if status != "failed":
+        return status
+    if verdict == "refuted":
+        return "hypothesis refuted"
+    if message and GATE_FAILED in message:
+        return "drift gate, accepted" if accepted else "drift gate"  # accepted: the identity's baseline since
+    return "error"
+
+
+def measured(status: str, failure: str | None) -> bool:
+    """Whether a trial's main measured its code: it passed, or only a judgement of main failed it (:data:`JUDGED`).
+
+    What "which variant wins" aggregates (the report's grouped views, ``best --by``): the gate
+    judged the change, not the measurement, so dropping a regressed variant's trials would rank
+    the survivors. A trial that raised, was interrupted, still runs, or ran code that was not
+    its commit's measured nothing to rank.
+    """
+    return status == "passed" or (status == "failed" and failure in JUDGED)
+
 
 def drift(
     before: Mapping[str, Any],

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import MitosisError
+from ..core.rules import failure_kind, measured
 
 
 class RecordsError(MitosisError):
@@ -216,6 +217,10 @@ class TrialRecords(list["TrialRecord"]):
             }
             row.pop("metrics")
             row["started"], row["ended"] = record.started, record.ended
+            # what the report's grouped views and best --by aggregate: it passed, or only a judgement of its
+            # main (the drift gate, a hypothesis) failed it
+            failure = failure_kind(record.status, record.verdict, record.message, record.accepted is not None)
+            row["measured"] = measured(record.status, failure)
             row.update({f"metrics.{k}": v for k, v in record.metrics.items()})
             row.update(
                 {

@@ -4,8 +4,15 @@ Answers *which variant wins?* in the terminal, from the store alone (no unpickli
 code). Honest by construction: by default only one commit is ranked (the latest with passed
 trials), because ranking trials of different code against each other compares the code, not
 the variants; every row says its commit; trials that failed, were failed by a gate or were
-interrupted are counted on a last line, never dropped silently. Any other grouping starts
-from ``load_trials().to_dataframe()`` (see the guide). No pytest import here.
+interrupted are counted on a last line, never dropped silently.
+
+The leaderboard ranks passed trials: it answers "which trial is the best result". ``--by``
+answers "which variant wins", so it aggregates every trial that measured main
+(:func:`..core.rules.measured`): a trial failed by the drift gate or a refuted hypothesis ran
+to its end, and the gate judged the change, not the measurement. Aggregating passed trials
+alone drops a variant exactly at the commit that made it worse, and ranks the survivors. Any
+other grouping starts from ``load_trials().to_dataframe()`` (see the guide). No pytest import
+here.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.rules import Directions
+from ..core.rules import Directions, failure_kind, measured
 from ..store import Reader, RecordsError, TrialRecord
 from .summary import distinct_digits
 
@@ -38,11 +45,23 @@ class Scope:
     experiment: str
     commit: str | None
     higher_is_better: bool
-    #: the passed trials in scope, the best of each identity, best first
+    #: the trials in scope, the best of each identity, best first: passed ones, and with ``judged`` also
+    #: those failed only by a judgement of their main (the drift gate, a hypothesis)
     ranked: list[TrialRecord]
     #: what is not ranked, by kind ("failed", "gate-failed", ...) → count
     hidden: dict[str, int]
     header: str
+    judged: bool = False
+
+
+def _failure(record: TrialRecord) -> str | None:
+    """Why ``record`` did not pass, as the report says it (:func:`..core.rules.failure_kind`)."""
+    return failure_kind(record.status, record.verdict, record.message, record.accepted is not None)
+
+
+def _counted(record: TrialRecord, judged: bool) -> bool:
+    """Whether ``record`` may be ranked: it passed, or (``judged``) it measured main and only a judgement failed it."""
+    return measured(record.status, _failure(record)) if judged else record.status == "passed"
 
 
 def _number(value: Any) -> float | None:
@@ -59,9 +78,10 @@ def digits(values: Sequence[float]) -> int:
 
 def _kind(record: TrialRecord) -> str:
     """Why a trial is not ranked: ``gate-failed`` is a trial that ran and recorded main, then failed its
-    drift gate or hypothesis; ``failed`` one that raised (or recorded no main)."""
+    drift gate or hypothesis; ``failed`` one that raised, or ran code that was not its commit's (it may have
+    recorded a main: the report tells the two apart by :func:`..core.rules.failure_kind`, and so does this)."""
     if record.status == "failed":
-        return "gate-failed" if record.main is not None else "failed"
+        return "gate-failed" if measured(record.status, _failure(record)) else "failed"
     return record.status  # interrupted, running
 
 
@@ -76,23 +96,29 @@ def _resolve_commit(commits: list[str | None], rev: str) -> str | None:
 
 
 def scope(
-    reader: Reader, experiment: str | None, commit: str | None, every: bool, higher_is_better: dict[str, bool]
+    reader: Reader,
+    experiment: str | None,
+    commit: str | None,
+    every: bool,
+    higher_is_better: dict[str, bool],
+    judged: bool = False,
 ) -> Scope:
-    """The trials ``best`` ranks, with the header line that says which commit and direction."""
+    """The trials ``best`` ranks, with the header line that says which commit and direction: passed trials,
+    and with ``judged`` (``--by``) every trial that measured main (:func:`_counted`)."""
     experiment = _experiment(reader, experiment)
     records = [r for r in reader.trials(experiment) if r.reproduces is None]  # newest first, no debug
-    chosen, header = _commit_in_scope(experiment, records, commit, every)
+    chosen, header = _commit_in_scope(experiment, records, commit, every, judged)
     inside = [r for r in records if every or r.commit == chosen]
     # the direction the newest trial in scope was judged by; the pyproject's for trials that recorded none
     recorded = next((d for r in inside if (d := Directions.from_json(r.directions)) is not None), None)
     higher = recorded("main") if recorded is not None else higher_is_better.get(experiment, False)
     head, _, tail = header.rpartition("{direction}")  # the last: an experiment's name may hold the same text
     header = head + ("higher is better" if higher else "lower is better") + tail
-    ranked, hidden = _rank(inside, higher)
+    ranked, hidden = _rank(inside, higher, judged)
     elsewhere = len(records) - len(inside)
     if elsewhere:
         hidden["at other commits (--all)"] = elsewhere
-    return Scope(experiment, chosen, higher, ranked, hidden, header)
+    return Scope(experiment, chosen, higher, ranked, hidden, header, judged)
 
 
 def _experiment(reader: Reader, experiment: str | None) -> str:
@@ -114,10 +140,11 @@ def _experiment(reader: Reader, experiment: str | None) -> str:
 
 
 def _commit_in_scope(
-    experiment: str, records: list[TrialRecord], commit: str | None, every: bool
+    experiment: str, records: list[TrialRecord], commit: str | None, every: bool, judged: bool
 ) -> tuple[str | None, str]:
     """``(commit ranked, header)``: every commit (``--all``), the one ``--commit`` names, or the latest with
-    passed trials; the header keeps a ``{direction}`` for :func:`scope` to fill."""
+    trials to rank (passed; with ``judged``, measured: a commit whose every trial failed the drift gate is
+    the code as it is now); the header keeps a ``{direction}`` for :func:`scope` to fill."""
     if every and commit is not None:
         raise RecordsError("--all ranks every commit and --commit one of them: give one of the two")
     if every:
@@ -125,23 +152,29 @@ def _commit_in_scope(
     if commit is not None:
         chosen = _resolve_commit([r.commit for r in records], commit)
         return chosen, f"experiment {experiment} at commit {chosen[:8] if chosen else '-'}; main: {{direction}}"
-    passed = [r for r in records if r.status == "passed"]
-    chosen = passed[0].commit if passed else records[0].commit if records else None
+    counted = [r for r in records if _counted(r, judged)]
+    chosen = counted[0].commit if counted else records[0].commit if records else None
+    which = "measured" if judged else "passed"
     header = (
-        f"experiment {experiment} at commit {(chosen or '-')[:8]} (the latest with passed trials; "
+        f"experiment {experiment} at commit {(chosen or '-')[:8]} (the latest with {which} trials; "
         "--all for every commit, --commit REV for one); main: {direction}"
     )
     return chosen, header
 
 
-def _rank(inside: list[TrialRecord], higher: bool) -> tuple[list[TrialRecord], dict[str, int]]:
-    """``(the best passed trial of each identity, best first; what is not ranked, by kind → count)``."""
+def _rank(inside: list[TrialRecord], higher: bool, judged: bool) -> tuple[list[TrialRecord], dict[str, int]]:
+    """``(the best trial of each identity, best first; what is not ranked, by kind → count)``: of the passed
+    trials, or with ``judged`` of every trial that measured main (:func:`_counted`)."""
     hidden: dict[str, int] = {}
     best: dict[str, TrialRecord] = {}
     for r in inside:
-        main = _number(r.main) if r.status == "passed" else None
+        counted = _counted(r, judged)
+        main = _number(r.main) if counted else None
         if main is None:
-            kind = _kind(r) if r.status != "passed" else "passed without a numeric main"
+            if counted:
+                kind = f"{'passed' if r.status == 'passed' else 'gate-failed'} without a numeric main"
+            else:
+                kind = _kind(r)
             hidden[kind] = hidden.get(kind, 0) + 1
             continue
         held = best.get(r.identity)
@@ -152,7 +185,10 @@ def _rank(inside: list[TrialRecord], higher: bool) -> tuple[list[TrialRecord], d
 
 def not_shown(found: Scope) -> str:
     """The last line: every trial in the experiment the table leaves out, by kind (none: no line)."""
-    order = ["failed", "gate-failed", "interrupted", "running", "passed without a numeric main"]
+    order = [
+        "failed", "gate-failed", "interrupted", "running", "passed without a numeric main",
+        "gate-failed without a numeric main",
+    ]  # fmt: skip
     kinds = sorted(found.hidden, key=lambda k: (order.index(k) if k in order else len(order), k))
     if not kinds:
         return ""
@@ -201,6 +237,8 @@ def _trial_json(rank: int, r: TrialRecord) -> dict[str, Any]:
         "iteration": r.iteration,
         "commit": r.commit,
         "started": r.started.isoformat(timespec="seconds"),
+        "status": r.status,
+        "failure": _failure(r),  # None when it passed; "drift gate", "hypothesis refuted", ... when it did not
     }
 
 
@@ -216,7 +254,7 @@ def best(
     table: Callable[[list[list[str]]], str],
 ) -> str:
     """The ``best`` command's output: a table (``table`` pads and escapes every cell), or JSON."""
-    found = scope(reader, experiment, commit, every, higher_is_better)
+    found = scope(reader, experiment, commit, every, higher_is_better, judged=by is not None)
     about: dict[str, Any] = {
         "experiment": found.experiment,
         "commit": None if every else found.commit,
@@ -227,7 +265,8 @@ def best(
         if as_json:
             return json.dumps({**about, "rows": []}, indent=2)
         tail = not_shown(found)
-        return f"{found.header}\nno passed trial with a numeric main{chr(10) + tail if tail else ''}"
+        which = "measured" if found.judged else "passed"
+        return f"{found.header}\nno {which} trial with a numeric main{chr(10) + tail if tail else ''}"
     if by is None:
         if as_json:
             return json.dumps({**about, "rows": [_trial_json(i, r) for i, r in enumerate(found.ranked, 1)]}, indent=2)
@@ -254,7 +293,8 @@ def _grouped(
     found: Scope, name: str, agg: str, about: dict[str, Any] | None, table: Callable[[list[list[str]]], str]
 ) -> str:
     """Main summarised (``agg``) by the values of parameter ``name``, best group first: as JSON when ``about``
-    (what the JSON says of the scope) is given, else as a table."""
+    (what the JSON says of the scope) is given, else as a table. Gate-failed trials are aggregated (``found``
+    was scoped with ``judged``); each group says how many it holds, and a gate-failed best trial says so."""
     groups: dict[str, list[TrialRecord]] = {}
     for r in found.ranked:  # best first, so each group's first trial is its best
         groups.setdefault(_value(r, name), []).append(r)
@@ -263,9 +303,10 @@ def _grouped(
     higher = found.higher_is_better or agg == "count"
     order = sorted(groups, key=lambda v: (-values[v] if higher else values[v], v))
     winner = order[0] if agg != "count" else None  # a count is not a score: no best group
+    failed = {v: sum(t.status != "passed" for t in g) for v, g in groups.items()}
     if about is not None:
         rows_json = [
-            {"value": v, agg: values[v], "count": len(groups[v]), "best": {k: x for k, x in _trial_json(0, groups[v][0]).items() if k != "rank"}, "best_group": v == winner}
+            {"value": v, agg: values[v], "count": len(groups[v]), "gate_failed": failed[v], "best": {k: x for k, x in _trial_json(0, groups[v][0]).items() if k != "rank"}, "best_group": v == winner}
             for v in order
         ]  # fmt: skip
         return json.dumps({**about, "by": name, "agg": agg, "rows": rows_json}, indent=2)
@@ -279,17 +320,18 @@ def _grouped(
                 "*" if v == winner else "",
                 v,
                 shown,
-                str(len(groups[v])),
+                str(len(groups[v])) + (f" ({failed[v]} gate-failed)" if failed[v] else ""),
                 top.variants or "-",
                 f"{top.main:.{m}g}",
-                top.key,
+                top.key + ("" if top.status == "passed" else " (gate-failed)"),
             ]
         )
     others = [p for p in parameters(found.ranked) if p != name]
     over = f"over {', '.join(others)}" if others else "one trial per identity"
     lines = [
         found.header,
-        f"{agg} of main by {name} ({over}; the best of each identity, * the best {name})",
+        f"{agg} of main by {name} ({over}; the best of each identity, gate-failed trials included: their main "
+        f"was measured; * the best {name})",
         table(rows),
     ]
     tail = not_shown(found)

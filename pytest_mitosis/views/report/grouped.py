@@ -14,10 +14,17 @@ of parameters × every commit scope) would otherwise have to be precomputed, whi
 with the square of the parameters and with the commits, while the rows grow only with the
 trials. What is decided here is what the script must not guess: which trials count (a
 reproduction or a debug trial is never aggregated, as in the identity table), each trial's
-outcome in the report's words (only a passed trial with a finite main is aggregated; the
-others are counted by reason on hover), each parameter's values in their order (a
-numeric parameter's by value, another's in the order first run, which is the lookup dict's),
-and the commit columns, the same as the commit filter's.
+outcome in the report's words, which trials' main is aggregated (a row carries a main only
+then), each parameter's values in their order (a numeric parameter's by value, another's in
+the order first run, which is the lookup dict's), and the commit columns, the same as the
+commit filter's.
+
+Every trial that measured main is aggregated (:func:`..core.rules.measured`): a passed one,
+and one failed by the drift gate or a refuted hypothesis, which ran to its end; the gate
+judged the change, not the measurement. Aggregating passed trials alone dropped a variant
+exactly where a commit made it worse, and ranked the survivors. A trial that raised, was
+interrupted, still runs or ran code that was not its commit's measured nothing: it is
+counted by reason on hover, never aggregated.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ...core.rules import as_number
+from ...core.rules import as_number, measured
 from .summaries import TrialSummary
 
 #: what the page offers to aggregate main with; the first is drawn at first
@@ -42,13 +49,22 @@ def _number(text: str) -> float | None:
 
 
 def outcome(record: TrialSummary) -> str:
-    """The trial's outcome as the hover counts it: ``passed`` (aggregated) or why it is not aggregated."""
+    """The trial's outcome in the hover's words: ``passed``, ``failed (drift gate)``, ... (:func:`main_of` says
+    whether it is aggregated)."""
     if record.status == "passed":
         value = as_number(record.main)
         return "passed" if value is not None and math.isfinite(value) else "passed without a main"
     if record.status == "failed":
         return f"failed ({record.failure or 'error'})"  # drift gate, hypothesis refuted, error: as the table says
     return record.status  # interrupted, running
+
+
+def main_of(record: TrialSummary) -> float | None:
+    """The main the page aggregates for ``record``: its finite main when it measured one, else ``None``."""
+    if not measured(record.status, record.failure):
+        return None
+    value = as_number(record.main)
+    return value if value is not None and math.isfinite(value) else None
 
 
 def grouped_data(
@@ -63,7 +79,8 @@ def grouped_data(
 
     ``params`` is each trial's parameter values by key, ``columns`` each commit's column (the
     commit filter's option values). A row is ``[key, commit column, main or None, outcome,
-    [value index per parameter]]``. ``None`` when no parameter varies: there is nothing to group.
+    [value index per parameter]]``: the script aggregates a row with a main, and counts the
+    others by outcome. ``None`` when no parameter varies: there is nothing to group.
     """
     if not varying:
         return None
@@ -83,12 +100,9 @@ def grouped_data(
         index.append({v: i for i, v in enumerate(values)})
     rows = []
     for r in sorted(counted, key=lambda r: (r.started, r.key)):
-        kind = outcome(r)
-        main = as_number(r.main) if kind == "passed" else None
         these = params[r.key]
-        rows.append(
-            [r.key, columns[r.commit or "-"], main, kind, [index[i][these.get(n, "-")] for i, n in enumerate(varying)]]
-        )
+        at = [index[i][these.get(n, "-")] for i, n in enumerate(varying)]
+        rows.append([r.key, columns[r.commit or "-"], main_of(r), outcome(r), at])
     return {
         "higher": higher,
         "params": described,

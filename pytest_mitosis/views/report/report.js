@@ -84,8 +84,10 @@ function showCommit(select) {
 
 // ---- the experiment page's grouped views: grouped.py embeds one row per trial
 // ([key, commit column, main, outcome, [value index per parameter]]); the aggregation runs here,
-// so every pick (aggregate, parameters, commit filter) redraws at once. Only passed trials with
-// a main are aggregated; every other trial is counted by its outcome on hover, never dropped.
+// so every pick (aggregate, parameters, commit filter) redraws at once. A row with a main is
+// aggregated: grouped.py gives one to every trial that measured main (passed, or failed by the
+// drift gate or a refuted hypothesis: the judgement was of the change, not the measurement);
+// every other trial is counted by its outcome on hover, never dropped.
 let GROUPED = null;
 function mitosisGrouped(data) { GROUPED = data; mitosisGroupedDraw(); }
 const AGGREGATE = {
@@ -109,11 +111,12 @@ function groupTrials(data, scope, keyOf) {
     if (scope !== null && commit !== scope) continue;
     const k = keyOf(values);
     let g = groups.get(k);
-    if (!g) groups.set(k, g = {mains: [], best: null, commits: new Set(), other: {}});
-    if (outcome === "passed" && main !== null) {
+    if (!g) groups.set(k, g = {mains: [], best: null, commits: new Set(), judged: {}, other: {}});
+    if (main !== null) {
       g.mains.push(main);
       g.commits.add(commit);
-      if (!g.best || (data.higher ? main > g.best.main : main < g.best.main)) g.best = {main, key, commit};
+      if (outcome !== "passed") g.judged[outcome] = (g.judged[outcome] || 0) + 1;
+      if (!g.best || (data.higher ? main > g.best.main : main < g.best.main)) g.best = {main, key, commit, outcome};
     } else g.other[outcome] = (g.other[outcome] || 0) + 1;
   }
   return groups;
@@ -130,6 +133,21 @@ function commitsText(data, commits) {
   if (names.length < 2) return names.length ? `commit ${names[0]}` : "no commit";
   return `${names.length} commits (${names.slice(0, 4).join(", ")}${names.length > 4 ? ", …" : ""})`;
 }
+// How an aggregated trial that failed a judgement of its main is told ("3 failed the drift gate").
+const JUDGED = {
+  "failed (drift gate)": "failed the drift gate",
+  "failed (drift gate, accepted)": "failed the drift gate and was accepted",
+  "failed (hypothesis refuted)": "refuted the hypothesis",
+};
+function judgedText(judged) {
+  const parts = Object.entries(judged).sort().map(([why, n]) => `${n} ${plain(JUDGED[why] || why)}`);
+  return parts.length ? ` (${parts.join(", ")})` : "";
+}
+// "12 trials at commit abc (3 failed the drift gate)": how many were aggregated, where, which failed a judgement.
+function aggregatedText(data, g) {
+  const n = g.mains.length;
+  return `${n} trial${n === 1 ? "" : "s"} at ${commitsText(data, g.commits)}${judgedText(g.judged)}`;
+}
 function notAggregated(other) {
   const parts = Object.entries(other).sort().map(([why, n]) => `${n} ${plain(why)}`);
   return parts.length ? `not aggregated: ${parts.join(", ")}` : "";
@@ -143,21 +161,21 @@ function groupHover(data, label, g, agg) {
       const text = `${a} ${fmt(AGGREGATE[a](g))}`;
       return a === agg ? `<b>${text}</b>` : text;
     }).join(" · ") + " (main)");
-    lines.push(`${n} passed trial${n === 1 ? "" : "s"} at ${commitsText(data, g.commits)}`);
-    lines.push(`best: trial ${plain(g.best.key)} at commit ${plain(data.commits[g.best.commit].slice(0, 8))}`);
-  } else lines.push("no passed trial");
+    lines.push(aggregatedText(data, g));
+    const judged = g.best.outcome === "passed" ? "" : `, which ${plain(JUDGED[g.best.outcome] || g.best.outcome)}: its main was measured`;
+    lines.push(`best: trial ${plain(g.best.key)} at commit ${plain(data.commits[g.best.commit].slice(0, 8))}${judged}`);
+  } else lines.push("no measured trial");
   const other = notAggregated(g.other);
   if (other) lines.push(other);
   return lines.join("<br>");
 }
 // The subtitle every grouped chart carries: how many trials went in, at which commits, what did not count.
 function scopeText(data, scope, agg) {
-  const all = groupTrials(data, scope, () => 0).get(0) || {mains: [], commits: new Set(), other: {}};
+  const all = groupTrials(data, scope, () => 0).get(0) || {mains: [], commits: new Set(), judged: {}, other: {}};
   const other = notAggregated(all.other);
   const direction = data.higher ? "higher is better" : "lower is better";
   const best = agg === "count" ? "no best: a count is not a score" : `★ best, ${direction}`;
-  return `<br><sup>${all.mains.length} passed trials at ${commitsText(data, all.commits)}` +
-    `${other ? "; " + other : ""}; ${best}</sup>`;
+  return `<br><sup>${aggregatedText(data, all)}${other ? "; " + other : ""}; ${best}</sup>`;
 }
 function trialLink(g) { return g && g.best ? `../trials/${g.best.key}.html` : null; }
 function groupedParam(data, i, agg, scope) {
@@ -184,7 +202,7 @@ function groupedParam(data, i, agg, scope) {
       yaxis: {title: {text: `${agg} of main`}},
       annotations: shown.filter(([, j]) => !groups.get(j).mains.length).map(([v, j]) => ({
         x: plain(v), y: 0, yanchor: "bottom", showarrow: false,
-        text: `no passed trial<br>${notAggregated(groups.get(j).other)}`, font: {color: "#b00"}})),
+        text: `no measured trial<br>${notAggregated(groups.get(j).other)}`, font: {color: "#b00"}})),
       height: 340, margin: {t: 70},
     },
   };

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ...core.rules import GATE_FAILED, Directions, as_number
+from ...core.rules import Directions, as_number, failure_kind
 from ...store import TrialRecord
 
 #: the layout of ``assets/trials.json``; another layout is rebuilt from the store
@@ -56,7 +56,7 @@ class TrialSummary:
     notebook: str | None
     #: the store's state of the trial when summarised (:meth:`Reader.states`)
     state: str
-    #: why a trial that did not pass did not (:func:`failure_kind`); ``None`` for a passed or running one
+    #: why a trial that did not pass did not (:func:`..core.rules.failure_kind`); ``None`` for a passed or running one
     failure: str | None = None
     #: whether a higher main was better by the directions recorded with the trial (``None``: none recorded)
     higher: bool | None = None
@@ -66,23 +66,6 @@ _FIELDS = list(TrialSummary.__dataclass_fields__)
 _STARTED = _FIELDS.index("started")
 #: the fields a summary takes from its record unchanged (the others are summarised, or not in a record)
 _COPIED = [f for f in _FIELDS if f not in ("metrics", "params", "host", "notebook", "state", "failure", "higher")]
-
-
-def failure_kind(status: str, verdict: str | None, message: str | None, accepted: bool = False) -> str | None:
-    """Why a finished trial did not pass, in the words the report shows: a failed trial is never skipped silently.
-
-    A trial the drift gate failed ran to its end and recorded its main: it is told from a
-    trial that raised by the gate's words in its message (:data:`GATE_FAILED`).
-    """
-    if status in ("passed", "running"):
-        return None
-    if status != "failed":
-        return status
-    if verdict == "refuted":
-        return "hypothesis refuted"
-    if message and GATE_FAILED in message:
-        return "drift gate, accepted" if accepted else "drift gate"  # accepted: the identity's baseline since
-    return "error"
 
 
 def summarize(record: TrialRecord, host: str, notebook: str | None) -> TrialSummary:
