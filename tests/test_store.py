@@ -941,7 +941,7 @@ def test_a_run_into_trials_debug_then_into_trials_as_a_mitosis_script_does(tmp_p
     )
     missing = _cli(root, "history")
     assert missing.returncode == 2
-    assert missing.stderr.rstrip("\n").endswith(f"--store URL.\n{pointer}"), missing.stderr
+    assert missing.stderr.rstrip("\n").endswith(f"pytest --mitosis-store URL).\n{pointer}"), missing.stderr
 
     second = run_pytest(root, "--mitosis", "--mitosis-check", "--mitosis-trials-folder=trials", junit=False)
     assert second.ret == 0, second.out
