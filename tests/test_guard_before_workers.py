@@ -154,12 +154,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(
     "addopts",
     [
-        "-k 'fast or slow'",
-        "-k 'not slow'",
+        # each a rule of pytest's matching: a folder's name, case-insensitive words, and/or/not with
+        # parentheses, a marker, --deselect (the suite's time allows five pytest pairs, not more)
         "-k lab",
-        "-k 'pyproject and grid'",
         "-k 'MEDIUM or a1'",
-        "-k 'mitosis and not sine'",
         "-k 'grid and (low or mid) and not a3'",
         "-m 'mitosis and not slow'",
         "-k grid --deselect 'lab/pyproject.toml::grid[a0-low]' --deselect lab/pyproject.toml::grid[a1",
