@@ -252,3 +252,31 @@ def test_package_versions_come_from_the_metadata_headers_alone(tmp_path: Path) -
     assert _name_and_version(PathDistribution(wheel)) == ("Fake_Pkg", "2.0")
     assert _name_and_version(PathDistribution(egg)) == ("old", "0.1")
     assert _name_and_version(PathDistribution(folded)) == (PathDistribution(folded).metadata["Name"], "1.0")
+
+
+LAZY_NUMPY = """
+lookup = {"size": {"small": 3}}
+
+
+def run(size):
+    import numpy  # imported by the step itself: the kernel never had it before
+
+    return {"main": float(numpy.random.rand())}
+"""
+
+
+def test_numpy_imported_inside_a_step_is_seeded_with_the_trial_seed(tmp_path: Path) -> None:
+    """numpy is seeded the moment a step imports it (the kernel does not import it for every trial): the
+    draw is numpy's first after ``numpy.random.seed(trial seed)``, and the same seed gives the same main."""
+    import numpy
+
+    root = write_investigation(tmp_path / "study", PYPROJECT, {"exp": LAZY_NUMPY})
+    git_init(root)
+    first = run_pytest(root, "--mitosis", "--mitosis-seed", "11")
+    second = run_pytest(root, "--mitosis", "--mitosis-seed", "11")
+    assert first.ret == 0 and second.ret == 0, first.out + second.out
+    main = first.properties("exp[small]")["main"]
+    assert main == second.properties("exp[small]")["main"]
+    (record,) = pytest_mitosis.load_trials("exp", trials_folder=root / "trials")[-1:]
+    numpy.random.seed(record.seed)
+    assert float(main) == float(numpy.random.rand()), "the first draw after seeding with the trial's seed"
