@@ -114,6 +114,10 @@ def test_a_result_that_does_not_reproduce_fails_with_both_values_and_the_environ
         text,
     ), text
     assert "reproduction of trial_exp-a-2" in run.out
+    # the terminal summary's line says what differs, not the sentence that introduces it
+    assert re.search(
+        rf"^  reproduce\[{key}\] +FAILED  .*\n    main: recorded [0-9.]+, reproduced [0-9.]+\n", run.out, re.M
+    ), run.out
 
 
 def test_tolerances_accept_small_differences(story: tuple[Path, dict[str, Run]]) -> None:

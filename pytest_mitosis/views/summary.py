@@ -345,10 +345,12 @@ def _cut(text: str, width: int) -> str:
 
 
 def _first_line(message: str | None) -> str:
-    for line in (message or "").splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
+    """The line of a failure that says what went wrong: the first, or, when it only introduces a list
+    (``... does not match its record exactly:``), the list's first item (``main: recorded 1, reproduced 2``)."""
+    lines = [line.strip() for line in (message or "").splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return lines[1]
+    return lines[0] if lines else ""
 
 
 def summary_lines(
