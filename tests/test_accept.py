@@ -124,6 +124,9 @@ def test_accept_records_the_baseline_and_the_next_trial_compares_with_it(
     assert after.properties("exp[a]")["mitosis.compare"] == (
         f"main and metrics unchanged since trial_exp-a-2, key {keys['moved']}, accepted"
     )
+    assert re.search(
+        r"^  exp\[a\] +PASSED  #3 key \w+  main 1\.5 \(unchanged from the accepted baseline\)$", after.out, re.M
+    )
     # the report says it too: the accepted trial's failure reads "drift gate, accepted" (its page is refreshed)
     page = (root / "trials" / "report" / "experiments" / "exp.html").read_text(encoding="utf-8")
     assert "drift gate, accepted" in page

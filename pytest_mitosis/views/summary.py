@@ -256,8 +256,9 @@ def change_text(row: SummaryRow, named: bool = True) -> str:
         return ""
     if any(text.startswith(_NEW) for text in texts):
         return "new"
-    if any(text.startswith(_UNCHANGED) for text in texts):
-        return "unchanged"
+    unchanged = [text for text in texts if text.startswith(_UNCHANGED)]
+    if unchanged:  # compared with a trial that ``accept`` made the baseline: say so, it is not the last pass
+        return "unchanged from the accepted baseline" if unchanged[0].endswith(", accepted") else "unchanged"
     changes = [parse_change(text) for text in texts]
     parts = [f"main {c.short}" if named else c.short for c in changes if c is not None and c.name == "main"]
     others = [c.name for c in changes if c is not None and c.name != "main"]
