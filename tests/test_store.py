@@ -799,18 +799,11 @@ GATE_MESSAGE = (
 )
 
 
-def test_a_store_from_before_acceptances_is_read_as_it_is_then_gains_them(tmp_path: Path, backend: Backend) -> None:
-    """Schema 3 → 4: a reader leaves a version-3 store as it is; a writer adds the ``acceptances`` table, and
-    ``accept`` records a gate-failed trial as the baseline (once: a second call changes nothing)."""
-    from pytest_mitosis.store import NewTrial, NotAcceptable, Reader, make_store
+def _finished(store: Any, *trials: tuple[str, str, Any, str | None]) -> None:
+    """Record each ``(key, status, main, message)`` as a finished trial of one identity, in order."""
+    from pytest_mitosis.store import NewTrial
 
-    trials = tmp_path / "trials"
-    store = make_store(backend.url, trials)
-    for key, status, main, message in (
-        ("0ld0ld00", "passed", 1, None),
-        ("9a7e0000", "failed", 2, GATE_MESSAGE),
-        ("57e90000", "failed", None, "ZeroDivisionError: division by zero"),
-    ):
+    for key, status, main, message in trials:
         store.begin(
             NewTrial(
                 key, "exp", "[]", "a", "trial_exp-a", "pyproject.toml::exp[a]", False, {"commit": None}, 1, {},
@@ -819,6 +812,21 @@ def test_a_store_from_before_acceptances_is_read_as_it_is_then_gains_them(tmp_pa
             (),
         )  # fmt: skip
         store.finish(key, status=status, main=main, metrics={}, folder=None, message=message)
+
+
+def test_a_store_from_before_acceptances_is_read_as_it_is_then_gains_them(tmp_path: Path, backend: Backend) -> None:
+    """Schema 3 → 4: a reader leaves a version-3 store as it is; a writer adds the ``acceptances`` table, and
+    ``accept`` records a gate-failed trial as the baseline (once: a second call changes nothing)."""
+    from pytest_mitosis.store import NotAcceptable, Reader, make_store
+
+    trials = tmp_path / "trials"
+    store = make_store(backend.url, trials)
+    _finished(
+        store,
+        ("0ld0ld00", "passed", 1, None),
+        ("9a7e0000", "failed", 2, GATE_MESSAGE),
+        ("57e90000", "failed", None, "ZeroDivisionError: division by zero"),
+    )
     store.close()
     backend.execute(
         trials,
@@ -853,15 +861,7 @@ def test_a_store_from_before_acceptances_is_read_as_it_is_then_gains_them(tmp_pa
         assert (again.accepted_by, again.reason, again.already) == ("ann", "the new loss is right", True)
         previous = store.previous("exp", "[]")
         assert previous is not None and (previous.key, previous.main, previous.accepted) == ("9a7e0000", 2, True)
-        for key, status, main, message in (("b4d00000", "failed", 3, GATE_MESSAGE), ("1a5e0000", "passed", 3, None)):
-            store.begin(
-                NewTrial(
-                    key, "exp", "[]", "a", "trial_exp-a", "pyproject.toml::exp[a]", False, {"commit": None}, 1, {},
-                    [{"name": "exp", "function": "m:f", "lookup": None}], [],
-                ),
-                (),
-            )  # fmt: skip
-            store.finish(key, status=status, main=main, metrics={}, folder=None, message=message)
+        _finished(store, ("b4d00000", "failed", 3, GATE_MESSAGE), ("1a5e0000", "passed", 3, None))
         with pytest.raises(NotAcceptable) as older:
             store.accept("b4d00000", "ann", "lab1", "")  # type: ignore[attr-defined]
         assert str(older.value) == (
