@@ -449,3 +449,51 @@ def test_a_hostile_store_runs_nothing_and_writes_nothing_outside_the_trials_fold
     assert git(study.root, "worktree", "list").count("\n") == 1, "no worktree was checked out for a refused record"
     changed = [line for line in git(study.root, "status", "--porcelain").splitlines() if line != "?? trials/"]
     assert changed == [], "the work tree is as it was"
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "said"),
+    [
+        ("git", "{not json", "its git column: Expecting property name enclosed in double quotes"),
+        ("started", "yesterday", "its started column:"),
+        ("directions", "[1", "its directions column:"),
+        ("params", '{"a": 1}', "its params is a dict, not a list"),
+    ],
+)
+def test_a_row_of_another_shape_is_an_error_naming_the_trial_never_a_traceback(
+    tmp_path: Path, column: str, value: str, said: str
+) -> None:
+    """A store edited by hand (a column of another type, JSON that does not parse) is read by every reader
+    as an error that names the trial and the column, with what to do; nothing is written."""
+    from pytest_mitosis.store import NewTrial, SQLiteStore
+
+    trials = tmp_path / "trials"
+    store = SQLiteStore(trials)
+    store.begin(
+        NewTrial(
+            "abcd1234", "exp", "[]", "a", "trial_exp-a", "pyproject.toml::exp[a]", False, {"commit": None}, 1, {},
+            [{"name": "exp", "function": "m:f", "lookup": None}], [],
+        ),
+        (),
+    )  # fmt: skip
+    store.finish("abcd1234", status="passed", main=1, metrics={}, folder=None, message=None)
+    store.close()
+    db = sqlite3.connect(trials / "mitosis.sqlite")
+    db.execute(f'UPDATE trials SET "{column}" = ?', (value,))
+    db.commit()
+    db.close()
+    before = (trials / "mitosis.sqlite").read_bytes()
+    for command in (["history"], ["show", "abcd"], ["best"], ["report", "-o", str(tmp_path / "site")]):
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest_mitosis", "--trials-folder", str(trials), *command],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+        )
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        assert done.stderr.startswith(
+            f"pytest-mitosis: trial 'abcd1234' in {trials / 'mitosis.sqlite'} is not as pytest-mitosis records trials"
+        ), done.stderr
+        assert said in done.stderr and "Restore it from a backup, or move that row aside." in done.stderr
+        assert "Traceback" not in done.stderr
+    assert (trials / "mitosis.sqlite").read_bytes() == before, "nothing written"

@@ -53,6 +53,22 @@ def _when(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value) if value is not None else None
 
 
+def _json(row: Mapping[str, Any], column: str) -> Any:
+    """A JSON column of a trial's row; ``ValueError`` naming the column when it does not parse."""
+    try:
+        return json.loads(row[column])
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"its {column} column: {err}") from None
+
+
+def _time(row: Mapping[str, Any], column: str) -> datetime | None:
+    """A time column (seconds since the epoch); ``ValueError`` naming the column when it is not one."""
+    try:
+        return _when(row[column])
+    except (ValueError, TypeError, OverflowError, OSError) as err:
+        raise ValueError(f"its {column} column: {err}") from None
+
+
 @dataclass(frozen=True)
 class Beat:
     """A running trial (or session) and its last heartbeat: what ``status`` shows."""
@@ -197,17 +213,42 @@ class Reader:
         )
 
     def _record(self, row: Mapping[str, Any]) -> TrialRecord:
-        git = json.loads(row["git"])
+        """The row as a record; a row pytest-mitosis did not write (a column of another type, JSON that
+        does not parse, a list where a mapping belongs) is a ``RecordsError`` naming the trial, never a
+        traceback: a store can be handed over, edited or damaged."""
+        try:
+            record = self._decoded(row)
+        except (ValueError, TypeError, OverflowError, OSError) as err:
+            raise RecordsError(
+                printable(
+                    f"trial {row['key']!r} in {self.location} is not as pytest-mitosis records trials ({err}); the "
+                    "store was edited or damaged. Restore it from a backup, or move that row aside."
+                )
+            ) from None
+        shapes = ((record.git, dict, "git"), (record.metrics, dict, "metrics"), (record.steps, list, "steps"))
+        for value, kind, column in (*shapes, (record.params, list, "params"), (record.warnings, list, "warnings")):
+            if not isinstance(value, kind):
+                raise RecordsError(
+                    printable(
+                        f"trial {row['key']!r} in {self.location} is not as pytest-mitosis records trials (its "
+                        f"{column} is a {type(value).__name__}, not a {kind.__name__}); the store was edited or "
+                        "damaged. Restore it from a backup, or move that row aside."
+                    )
+                )
+        return record
+
+    def _decoded(self, row: Mapping[str, Any]) -> TrialRecord:
+        git = _json(row, "git")
         accepted = None
         if "accepted_at" in row.keys() and row["accepted_at"] is not None:
             accepted = Accepted(
-                _when(row["accepted_at"]) or datetime.now(),
+                _time(row, "accepted_at") or datetime.now(),
                 row["accepted_by"],
                 row["accepted_host"],
                 row["accepted_reason"],
                 row["accepted_baseline"],
             )
-        directions = json.loads(row["directions"]) if "directions" in row.keys() and row["directions"] else None
+        directions = _json(row, "directions") if "directions" in row.keys() and row["directions"] else None
         return TrialRecord(
             key=row["key"],
             experiment=row["experiment"],
@@ -217,18 +258,18 @@ class Reader:
             name=row["name"],
             status=row["status"],
             debug=bool(row["debug"]),
-            main=json.loads(row["main"]) if row["main"] is not None else None,
-            metrics=json.loads(row["metrics"]) if row["metrics"] else {},
+            main=_json(row, "main") if row["main"] is not None else None,
+            metrics=_json(row, "metrics") if row["metrics"] else {},
             seed=row["seed"],
             commit=row["commit"],
             git=git,
-            started=_when(row["started"]) or datetime.now(),
-            ended=_when(row["ended"]),
+            started=_time(row, "started") or datetime.now(),
+            ended=_time(row, "ended"),
             folder=row["folder"],
             message=row["message"],
-            warnings=json.loads(row["warnings"] or "[]"),
-            steps=json.loads(row["steps"]),
-            params=json.loads(row["params"]),
+            warnings=_json(row, "warnings") if row["warnings"] else [],
+            steps=_json(row, "steps"),
+            params=_json(row, "params"),
             reproduces=row["reproduces"],
             verdict=row["verdict"],
             session=row["session"] if "session" in row.keys() else None,  # none before schema version 2
@@ -341,5 +382,18 @@ class Reader:
         digest = record.environment_digest
         if digest not in self._environments:
             rows = self._rows("SELECT environment FROM environments WHERE digest = ?", digest)
-            self._environments[digest] = json.loads(rows[0]["environment"]) if rows else {}
+            try:
+                found = json.loads(rows[0]["environment"]) if rows else {}
+            except (ValueError, TypeError) as err:
+                found = err
+            if not isinstance(found, dict):
+                why = found if isinstance(found, Exception) else "not a mapping"
+                raise RecordsError(
+                    printable(
+                        f"the environment record {digest!r} of trial {record.key!r} in {self.location} is not as "
+                        f"pytest-mitosis records environments ({why}); the store was edited or damaged. Restore it "
+                        "from a backup."
+                    )
+                )
+            self._environments[digest] = found
         return self._environments[digest]
