@@ -1,0 +1,1 @@
+"""The Slurm executor: each experiment's selected trials as the tasks of one Slurm job array."""
