@@ -471,6 +471,10 @@ def executor_option(config: pytest.Config) -> str:
     executor = config.getoption("mitosis_executor") or str(config.getini("mitosis_executor") or "").strip() or "local"
     if executor not in ("local", "slurm"):
         raise pytest.UsageError(f"ini mitosis_executor: expected local or slurm, found {executor!r}.")
+    if executor != "slurm" and config.getoption("mitosis_slurm"):
+        raise pytest.UsageError(
+            "--mitosis-slurm sets the resources of Slurm jobs: add --mitosis-executor=slurm (or drop --mitosis-slurm)."
+        )
     if executor == "slurm":
         if getattr(config.option, "numprocesses", None) or getattr(config.option, "tx", None):
             raise pytest.UsageError(

@@ -17,6 +17,7 @@ like Ctrl-C: the notebook as far as it got is saved and the outcome says so, wit
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -63,7 +64,7 @@ def run(folder: ArrayFolder, task: int) -> JobOutcome:
     trials = Path(request.trials)
     files = TrialFolder(trials, request.key, request.name, request.debug)
     remove_trial_files(trials, files.staging, files.final)
-    node = socket.gethostname().split(".")[0]
+    node = os.environ.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0]  # Slurm's name of the node
     steps = tuple(
         StepSpec(
             s["name"],
