@@ -133,7 +133,9 @@ def test_a_store_of_version_4_is_read_as_it_is_then_gains_the_job_column(tmp_pat
     store = make_store(backend.url, trials)
     _record(store, "0ld0ld00", None)
     store.close()
-    backend.execute(trials, "ALTER TABLE trials DROP COLUMN job", "UPDATE meta SET value='4' WHERE name='schema_version'")
+    backend.execute(
+        trials, "ALTER TABLE trials DROP COLUMN job", "UPDATE meta SET value='4' WHERE name='schema_version'"
+    )
     (before,) = backend.rows(trials)
     assert "job" not in before
     for _ in range(2):
@@ -210,7 +212,9 @@ def test_the_report_shows_the_job_on_the_trial_page_and_a_job_column_only_once_a
 
 
 def test_to_dataframe_has_the_job_as_the_scheduler_names_it(tmp_path: Path) -> None:
-    pandas = pytest.importorskip("pandas", reason="to_dataframe() needs pandas, an optional dependency not installed here")
+    pandas = pytest.importorskip(
+        "pandas", reason="to_dataframe() needs pandas, an optional dependency not installed here"
+    )
     import pytest_mitosis
     from pytest_mitosis.store import SQLiteStore
 
@@ -244,7 +248,9 @@ def test_status_shows_a_pending_task_s_reason_and_a_running_task_s_node(tmp_path
         assert rows["0000bbbb"][2:5] == ["exp[b]", "0000bbbb", "fit on node01"], shown
         assert rows["0000bbbb"][-1] == "epoch 3"
         listed = json.loads(_out(_cli(trials, Backend("sqlite", None), "status", "--json")))
-        states = {t["key"]: {k: t.get(k) for k in ("phase", "reason", "job", "node", "alive")} for t in listed["trials"]}
+        states = {
+            t["key"]: {k: t.get(k) for k in ("phase", "reason", "job", "node", "alive")} for t in listed["trials"]
+        }
         assert states == {
             "0000aaaa": {"phase": "pending", "reason": "Priority", "job": "1234_5", "node": None, "alive": True},
             "0000bbbb": {"phase": "step", "reason": None, "job": "1234_6", "node": "node01", "alive": True},
@@ -283,4 +289,3 @@ def test_the_progress_line_shows_a_pending_task_s_reason_and_a_running_task_s_no
         "mitosis 0/2 (0 passed, 0 failed) · trial_exp-a-1 [0000aaaa] pending (Priority) 0.0s · "
         "trial_exp-b-1 [0000bbbb] step fit on node01 12s · "
     ), status
-

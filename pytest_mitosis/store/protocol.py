@@ -146,9 +146,7 @@ def job_problem(job: Any) -> tuple[str, str, Any] | None:
         none = "none or " if nullable else ""
         if kind is int and (type(value) is not int or value < 0):
             return f"job.{name}", f"{none}an integer from 0", value
-        if kind is str and (
-            type(value) is not str or not value or len(value) > JOB_TEXT or not value.isprintable()
-        ):
+        if kind is str and (type(value) is not str or not value or len(value) > JOB_TEXT or not value.isprintable()):
             return f"job.{name}", f"{none}a non-empty string of at most {JOB_TEXT} printable characters", value
     return None
 

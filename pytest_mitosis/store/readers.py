@@ -225,9 +225,10 @@ class Reader:
                     "store was edited or damaged. Restore it from a backup, or move that row aside."
                 )
             ) from None
-        shapes = ((record.git, dict, "git"), (record.metrics, dict, "metrics"), (record.steps, list, "steps"))
-        jobs = ((record.job, dict, "job"),) if record.job is not None else ()
-        for value, kind, column in (*shapes, (record.params, list, "params"), (record.warnings, list, "warnings"), *jobs):
+        shapes: list[tuple[Any, type, str]] = [(record.git, dict, "git"), (record.metrics, dict, "metrics")]
+        shapes += [(record.steps, list, "steps"), (record.params, list, "params"), (record.warnings, list, "warnings")]
+        shapes += [(record.job, dict, "job")] if record.job is not None else []  # none: it ran in no batch job
+        for value, kind, column in shapes:
             if not isinstance(value, kind):
                 raise RecordsError(
                     printable(
