@@ -270,7 +270,7 @@ def terminal_escape_in_names(s: Study) -> str:
     assert "trial_\\x1b]0;owned\\x07\\x1b[2J" in out, out  # shown as escapes: what is there, without its effect
     assert "exp\\x1b[31m" in out and "a\\rb" in out
     assert "  1234\\r5@node\\x1b[2J  " in out, "the history's job column"
-    assert "\njob: slurm 1234\\r5 on node\\x1b[2J (partition x\\ny; cpu=1)\n" in out, "show's job line"
+    assert "\njob:      slurm 1234\\r5 on node\\x1b[2J (partition x\\ny; cpu=1)\n" in out, "show's job line"
     return out
 
 

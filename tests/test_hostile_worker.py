@@ -104,7 +104,7 @@ JOB = {
     "restarts": 0,
     "state": "COMPLETED",
 }
-JOB_TEXT = "a non-empty string of at most 200 printable characters"
+JOB_TEXT = "a string of at most 200 printable characters"
 
 
 def tar(*members: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
@@ -385,6 +385,12 @@ CASES = [
         "interrupted",
     ),
     Case(
+        "a job whose id is empty",
+        [*LEGIT, finish(job={**JOB, "job": ""})],
+        "job.job: expected a non-empty string of at most 200 printable characters, found ''",
+        "interrupted",
+    ),
+    Case(
         "a job without its id",
         [*LEGIT, finish(job={k: v for k, v in JOB.items() if k != "job"})],
         "job.job: expected a field of the job, found nothing",
@@ -506,7 +512,7 @@ def test_a_worker_s_folder_as_pytest_mitosis_sends_it_is_stored(gateway: execnet
 
 def test_a_worker_s_job_reaches_the_controller_s_store(gateway: execnet.Gateway, home: Home) -> None:
     """A trial that ran as a batch job on a worker's host: the job arrives with its record, as it was sent."""
-    queued = {**JOB, "node": None, "partition": None, "allocation": None, "state": None, "restarts": 2}
+    queued = {**JOB, "node": None, "partition": "", "allocation": None, "state": None, "restarts": 2}
     answers = serve(gateway, home, [*LEGIT, finish(job=queued)])
     assert answers[2] == ("ok", "[]", "") and home.server is not None and home.server.refusals == []
     with sqlite3.connect(home.trials / "mitosis.sqlite") as db:

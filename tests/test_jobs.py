@@ -33,9 +33,9 @@ JOB = {
     "restarts": 1,
     "state": "COMPLETED",
 }
-#: a task that never ran anywhere: what Slurm leaves unknown is null
-QUEUED = {**JOB, "job": "1234_6", "task": 6, "node": None, "partition": None, "allocation": None, "restarts": 0}
-JOB_LINE = "job: slurm 1234_5 on node01 (partition debug; cpu=1,mem=500M,node=1), requeued 1 time"
+#: a task that never ran anywhere: what Slurm leaves unknown is null (or empty, as sacct prints it)
+QUEUED = {**JOB, "job": "1234_6", "task": 6, "node": None, "partition": None, "allocation": "", "restarts": 0}
+JOB_LINE = "job:      slurm 1234_5 on node01 (partition debug; cpu=1,mem=500M,node=1), requeued 1 time"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -100,7 +100,7 @@ def test_a_trial_s_job_is_recorded_and_read_back_by_show_history_json_and_migrat
     shown = _out(_cli(trials, backend, "show", "0000aaaa")).splitlines()
     assert JOB_LINE in shown and shown.index(JOB_LINE) == shown.index("seed: 1") + 1, shown
     queued = _out(_cli(trials, backend, "show", "0000bbbb")).splitlines()
-    assert "job: slurm 1234_6" in queued, "no node, partition, allocation or requeue to speak of"
+    assert "job:      slurm 1234_6" in queued, "no node, partition, allocation or requeue to speak of"
     assert not [line for line in _out(_cli(trials, backend, "show", "0000cccc")).splitlines() if "job" in line]
     as_json = json.loads(_out(_cli(trials, backend, "show", "0000aaaa", "--json")))
     assert (as_json["key"], as_json["job"], as_json["host"]) == ("0000aaaa", JOB, "login1")
@@ -207,7 +207,7 @@ def test_the_report_shows_the_job_on_the_trial_page_and_a_job_column_only_once_a
     assert "<td>login1</td><td>1234_5@node01</td>" in index
     assert "<td>login1</td><td>-</td>" in index
     page = (report / "trials" / "0000aaaa.html").read_text()
-    assert JOB_LINE.replace("job: ", " · job ") in " ".join(page.split()), "the job where host, seed, session are"
+    assert JOB_LINE.replace("job:      ", " · job ") in " ".join(page.split()), "the job where host, seed, session are"
     assert "· job" not in (report / "trials" / "0000cccc.html").read_text()
 
 

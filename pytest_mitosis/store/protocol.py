@@ -128,7 +128,7 @@ def job_problem(job: Any) -> tuple[str, str, Any] | None:
     came)``; ``None`` when it is one (or is ``None``: a trial that ran in no batch job).
 
     Strings are one printable line of at most :data:`JOB_TEXT` characters (they are shown in
-    terminals and pages); integers are at least 0 and never booleans.
+    terminals and pages), the ids never empty; integers are at least 0 and never booleans.
     """
     if job is None:
         return None
@@ -146,8 +146,11 @@ def job_problem(job: Any) -> tuple[str, str, Any] | None:
         none = "none or " if nullable else ""
         if kind is int and (type(value) is not int or value < 0):
             return f"job.{name}", f"{none}an integer from 0", value
-        if kind is str and (type(value) is not str or not value or len(value) > JOB_TEXT or not value.isprintable()):
-            return f"job.{name}", f"{none}a non-empty string of at most {JOB_TEXT} printable characters", value
+        if kind is str and (
+            type(value) is not str or (not value and not nullable) or len(value) > JOB_TEXT or not value.isprintable()
+        ):  # what Slurm may leave unknown may come empty too (sacct's empty column): a view shows neither
+            size = "a" if nullable else "a non-empty"
+            return f"job.{name}", f"{none}{size} string of at most {JOB_TEXT} printable characters", value
     return None
 
 

@@ -94,7 +94,7 @@ def _what_lines(r: TrialRecord) -> list[str]:
         f"experiment: {c(r.experiment)}   steps: {', '.join(c(s['name']) + ' = ' + c(s['function']) for s in r.steps)}",
         f"started: {r.started.isoformat(timespec='seconds')}   ended: {r.ended.isoformat(timespec='seconds') if r.ended else '-'}",
         f"seed: {c(r.seed)}" + (f"   session: {c(r.session)}" if r.session else ""),
-        *([f"job: {c(job_text(r.job))}"] if r.job else []),
+        *([f"job:      {c(job_text(r.job))}"] if r.job else []),
         *([f"better: {c(directions.describe())}"] if directions is not None else []),
         *([reproduces] if r.reproduces else []),
         f"commit: {c(r.commit or '-')}   branch: {c(r.git.get('branch') or '-')}   remote: {c(r.git.get('remote') or '-')}",
