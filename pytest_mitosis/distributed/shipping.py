@@ -106,6 +106,7 @@ class RemoteStore:
         folder: str | None,
         message: str | None,
         verdict: str | None = None,
+        job: dict[str, Any] | None = None,
     ) -> list[str]:
         """Send the trial folder, then the record; the folder here is removed once the controller has both."""
         relative = None
@@ -127,6 +128,7 @@ class RemoteStore:
                 folder=relative,
                 message=message,
                 verdict=verdict,
+                job=job,
             )
         except StoreError as err:
             name = f"trial {Path(folder).name}" if folder is not None else f"the trial of key {key}"
@@ -343,6 +345,7 @@ class StoreServer:
             folder=folder,
             message=message,
             verdict=args["verdict"],
+            job=args["job"],
         )
         self._running.discard(key)
         self._folders.pop(key, None)
