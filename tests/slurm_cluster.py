@@ -19,9 +19,10 @@ What was measured on this machine kind (2 cores, Slurm 22.05.8, munge 0.5.15, 20
   name), so xdist workers may each run a module with a cluster of its own: no need to gather every
   Slurm test in one module. (``tests/test_slurm_cli.py::test_two_clusters_run_side_by_side`` keeps
   that true.)
-- **More CPUs than the host has**: ``CPUs=8`` with ``SlurmdParameters=config_overrides`` registers
-  the node with 8 CPUs on 2 cores (``scontrol show node``: ``CPUTot=8``), so 6 one-CPU tasks run at
-  once. ``SelectTypeParameters=CR_CPU_Memory`` with ``DefMemPerCPU=100`` makes memory a counted
+- **More CPUs than the host has**: ``CPUs=16`` with ``SlurmdParameters=config_overrides`` registers
+  the node with 16 CPUs on 2 cores (``scontrol show node``: ``CPUTot=16``), so 6 one-CPU tasks run at
+  once (``tests/test_slurm_cli.py`` proves it from their files), with room for the module's other
+  arrays beside them. ``SelectTypeParameters=CR_CPU_Memory`` with ``DefMemPerCPU=100`` makes memory a counted
   resource too, so a task's allocation reads ``cpu=1,mem=100M,node=1`` (and ``RealMemory`` bounds
   how many fit); nothing enforces it (no cgroup.conf: 22.05's slurmd refuses
   ``CgroupPlugin=disabled``), so an OUT_OF_MEMORY cannot be produced here.
@@ -60,7 +61,7 @@ PATIENCE = 60.0
 DAEMONS = ("/usr/sbin/munged", "/usr/sbin/slurmctld", "/usr/sbin/slurmd")
 COMMANDS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo", "sacct")
 #: the CPUs the node declares (more than the host's cores: ``config_overrides``)
-CPUS = 8
+CPUS = 16
 PARTITION = "debug"
 
 
