@@ -199,7 +199,8 @@ SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={free_port()}
 SlurmdPort={free_port()}
 AuthType=auth/munge
-AuthInfo=socket={base}/munge/munge.socket
+AuthInfo=socket={base}/munge/munge.socket,cred_expire=5
+SchedulerParameters=sched_interval=2
 CredType=cred/munge
 SlurmUser=root
 SlurmdUser=root

@@ -1,10 +1,10 @@
 """Faults of a Slurm sweep as Slurm reports them (issue 27), on a real single-node cluster.
 
 One session of four trials ``fit[n0]``..``fit[n3]`` whose step waits while its ``hold-nK`` file
-exists (the test decides when a trial ends), submitted as one array with ``throttle=2``:
+exists (the test decides when a trial ends), submitted as one array with ``throttle=3``:
 
-1. n0 and n1 run, n2 and n3 wait: ``status`` shows them pending with Slurm's reason;
-2. ``scancel`` of n0's task from outside: n0 is recorded failed with Slurm's word, n2 starts;
+1. n0, n1 and n2 run, n3 waits: ``status`` shows it pending with Slurm's reason (the throttle);
+2. ``scancel`` of n0's task from outside: n0 is recorded failed with Slurm's word, n3 starts;
 3. ``scontrol requeue`` of n1's task while it runs: it runs again; released, it passes with one
    record whose job says it was requeued once;
 4. Ctrl-C on the session while n2 runs: exit 2, n2 and n3 recorded ``interrupted``, their jobs
@@ -79,7 +79,7 @@ def story(cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) -> di
                 "--mitosis",
                 "--mitosis-executor=slurm",
                 "--mitosis-slurm",
-                "throttle=2",
+                "throttle=3",
                 "-o",
                 "mitosis_heartbeat_every=0.2",
                 "-v",
@@ -92,23 +92,21 @@ def story(cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) -> di
         )
     said = log.read_text
     seen: dict[str, Any] = {}
-    wait_until(
-        "n0 and n1 running", lambda: (markers / "started-n0").exists() and (markers / "started-n1").exists(), proc, said
-    )
+    wait_until("n0, n1 and n2 running", lambda: all((markers / f"started-n{n}").exists() for n in range(3)), proc, said)
 
     def pending() -> Any:
         trials = _status(root, env).get("trials") or []
         states = {str(t.get("nodeid", "")).rsplit("::", 1)[-1]: t for t in trials}
-        return states if sum(1 for t in trials if t.get("phase") == "pending") == 2 else None
+        return states if sum(1 for t in trials if t.get("phase") == "pending") == 1 else None
 
-    seen["status"] = wait_until("two pending trials in status", pending, proc, said)
+    seen["status"] = wait_until("a pending trial in status", pending, proc, said)
     queue = _tasks(cluster)
     seen["queue"] = queue
     array = next(iter(queue)).split("_")[0]
     seen["array"] = array
     # 2. scancel from outside
     cluster.run("scancel", f"{array}_0")
-    wait_until("n2 started", lambda: (markers / "started-n2").exists(), proc, said)
+    wait_until("n3 started", lambda: (markers / "started-n3").exists(), proc, said)
     # 3. requeue n1 while it runs
     (markers / "started-n1").unlink()
     cluster.run("scontrol", "requeue", f"{array}_1")
@@ -128,9 +126,9 @@ def story(cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) -> di
 
 def test_pending_tasks_show_slurms_reason(story: dict[str, Any]) -> None:
     status = story["status"]
-    assert {name for name, t in status.items() if t["phase"] == "pending"} == {"fit[n2]", "fit[n3]"}, status
-    assert {status[name]["reason"] for name in ("fit[n2]", "fit[n3]")} == {"JobArrayTaskLimit"}, status
-    assert all(status[name].get("node") for name in ("fit[n0]", "fit[n1]")), status
+    assert {name for name, t in status.items() if t["phase"] == "pending"} == {"fit[n3]"}, status
+    assert status["fit[n3]"]["reason"] == "JobArrayTaskLimit", status
+    assert all(status[name].get("node") for name in ("fit[n0]", "fit[n1]", "fit[n2]")), status
     assert all(t["alive"] for t in status.values()), status
 
 
