@@ -443,18 +443,103 @@ def test_two_clusters_run_side_by_side(slurm_cluster: SlurmCluster) -> None:  # 
             _read_pid(other.base / "slurmctld.pid"),
             _read_pid(other.base / f"slurmd-{other.node}.pid"),
         ]
-        ran = {}
+        jobs = {}
         for cluster in (slurm_cluster, other):
-            done = cluster.run("sbatch", "--parsable", "--wait", "--output=/dev/null", "--wrap=true")
-            ran[cluster.node] = cluster.run("scontrol", "show", "job", "-o", done.stdout.strip()).stdout
-        for node, shown in ran.items():
-            assert f" NodeList={node} " in shown and "JobState=COMPLETED" in shown, shown
+            done = cluster.run("sbatch", "--parsable", "--array=0", "--output=/dev/null", "--wrap=true")
+            jobs[cluster.node] = (done.stdout.strip(), cluster.env)
+        for node, (job, env) in jobs.items():
+            ended = wait_until(
+                f"job {job} on {node}",
+                lambda job=job, env=env: [s for s in cli.states(job, 1, env).values() if s.finished()],
+            )
+            assert [(s.state, s.node) for s in ended] == [("COMPLETED", node)]
         # a job still running when the cluster stops is ended with it
         other.run("sbatch", "--output=/dev/null", "--wrap=sleep 600")
         wait_until("the job to start", lambda: other._job_processes())
+        other.stop()
+        # its commands give up sooner than the module's cluster's would (MessageTimeout=5): a second, not ten
+        other.conf.write_text(other.conf.read_text().replace("MessageTimeout=5", "MessageTimeout=1"))
+        # a controller that is gone: Slurm's own words, after its retries, as an error naming the command
+        with pytest.raises(SlurmError) as gone:
+            cli.states("1", env=other.env)
+        assert str(gone.value) == (
+            "scontrol show job 1 failed (exit 1): "
+            "slurm_load_jobs error: Unable to contact slurm controller (connect failure)"
+        )
     finally:
         next(runner, None)
     assert not other.base.exists()
     assert None not in daemons
     assert [pid for pid in daemons if pid is not None and _alive(pid)] == []
     assert other._job_processes() == []
+
+
+def test_scontrol_records_parse_with_spaces_and_empty_values() -> None:
+    """Values with spaces (a folder "my study", a job name), and Slurm's empty spellings: (null), None, Unknown."""
+    text = (
+        "JobId=12 ArrayJobId=10 ArrayTaskId=2 ArrayTaskThrottle=0 JobName=my sweep UserId=ann(1000) "
+        "Account=(null) JobState=RUNNING Reason=None Requeue=1 Restarts=2 ExitCode=0:0 TimeLimit=01:00:00 "
+        "StartTime=2026-12-07T10:00:00 EndTime=Unknown Partition=short AllocNode:Sid=login1:4242 "
+        "NodeList=node7 BatchHost=node7 TRES=cpu=4,mem=16G,node=1,billing=4 "
+        "Command=/shared/my study/trials/.slurm/sweep.sbatch WorkDir=/shared/my study Power=\n"
+        "JobId=10 ArrayJobId=10 ArrayTaskId=3-5,7%2 JobName=my sweep JobState=PENDING "
+        "Reason=ReqNodeNotAvail,_UnavailableNodes:node[1-3] Restarts=0 ExitCode=0:0 TimeLimit=01:00:00 "
+        "StartTime=2026-12-07T11:00:00 EndTime=Unknown Partition=short NodeList=(null) TRES=cpu=4,mem=16G,node=1\n"
+        "JobId=9 ArrayJobId=(null) JobName=other JobState=RUNNING\n"
+    )
+    found = cli.parse_scontrol("10", text)
+    assert sorted(found) == [2, 3, 4, 5, 7]
+    running = found[2]
+    assert (running.state, running.node, running.partition, running.restarts, running.reason) == (
+        "RUNNING",
+        "node7",
+        "short",
+        2,
+        None,
+    )
+    assert (running.allocation, running.time_limit, running.started, running.ended) == (
+        "cpu=4,mem=16G,node=1,billing=4",
+        "01:00:00",
+        "2026-12-07T10:00:00",
+        None,
+    )
+    assert running.explanation() == "running on node7"
+    pending = found[7]
+    assert (pending.state, pending.node, pending.allocation, pending.started, pending.exit_code) == (
+        "PENDING",
+        None,
+        None,
+        None,
+        None,
+    )
+    assert pending.explanation() == "pending (ReqNodeNotAvail,_UnavailableNodes:node[1-3])"
+
+
+def test_a_command_that_does_not_answer_is_an_error_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A controller that hangs: a stand-in ``scontrol`` that never answers, and a one-second limit."""
+    hanging = tmp_path / "scontrol"
+    hanging.write_text("#!/bin/sh\nexec sleep 60\n")
+    hanging.chmod(0o755)
+    monkeypatch.setattr(cli, "TIMEOUT", 1.0)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "SLURM_CONF": "/etc/slurm/test.conf"}
+    with pytest.raises(SlurmError) as silent:
+        cli.states("5", env=env)
+    assert str(silent.value) == (
+        "scontrol show job -o 5 did not answer within 1 s: is slurmctld up? "
+        "(scontrol ping says; SLURM_CONF=/etc/slurm/test.conf)"
+    )
+
+
+def test_explanations_say_what_slurm_did() -> None:
+    def state(name: str, **kw: object) -> TaskState:
+        return TaskState(job="1", task=0, state=name, **kw)  # type: ignore[arg-type]
+
+    assert state("OUT_OF_MEMORY", allocation="cpu=1,mem=1G,node=1").explanation() == (
+        "out of memory (allocated cpu=1,mem=1G,node=1)"
+    )
+    assert state("NODE_FAIL", node="node3").explanation() == "node node3 failed"
+    assert state("PREEMPTED").explanation() == "preempted (another job took its resources)"
+    assert state("FAILED", exit_code="0:9").explanation() == "killed by signal 9"
+    assert state("SUSPENDED").explanation() == "suspended"
+    assert [state(s).finished() for s in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING")] == [False] * 4
+    assert all(state(s).finished() for s in ("COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"))

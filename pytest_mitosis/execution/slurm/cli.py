@@ -284,10 +284,7 @@ def states(job: str, count: int | None = None, env: Mapping[str, str] | None = N
     done = _run(["scontrol", "show", "job", "-o", job], env)
     found: dict[int, TaskState] = {}
     if done.returncode == 0:
-        for line in done.stdout.splitlines():
-            for state in _from_scontrol(_fields(line)):
-                if state.job == job:
-                    found[state.task] = state
+        found = parse_scontrol(job, done.stdout)
     elif "invalid job id" not in _said(done).lower():
         raise SlurmError(f"scontrol show job {job} failed (exit {done.returncode}): {_said(done)}")
     wanted = set(range(count)) if count is not None else set()
@@ -304,6 +301,16 @@ def _check_job(job: str) -> None:
 
 #: a ``Key=`` at the start of a field of ``scontrol -o``'s line (keys may hold / : and _)
 _KEY = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z0-9_/:]*)=")
+
+
+def parse_scontrol(job: str, text: str) -> dict[int, TaskState]:
+    """``scontrol show job -o``'s lines (one a job record) as the tasks of array ``job``, by index."""
+    found: dict[int, TaskState] = {}
+    for line in text.splitlines():
+        for state in _from_scontrol(_fields(line)):
+            if state.job == job:
+                found[state.task] = state
+    return found
 
 
 def _fields(line: str) -> dict[str, str]:
