@@ -358,14 +358,28 @@ def _from_scontrol(fields: Mapping[str, str]) -> list[TaskState]:
     ]
 
 
-#: the fields asked of sacct, in order (``--parsable2``: ``|``-separated, the last one free text)
+#: the fields asked of sacct, in order (``--parsable2``: ``|``-separated, the last one free text); all in
+#: sacct(1) of Slurm 22.05 (it has no ``--array``: pending tasks come as one ``77_[2-3%2]`` row, expanded)
 _SACCT = ("JobID", "State", "NodeList", "Partition", "ExitCode", "Timelimit", "AllocTRES", "Start", "End", "Reason")
+
+
+def sacct_argv(job: str) -> list[str]:
+    """The ``sacct`` command asking for ``job``'s tasks (every attempt, no steps, ``|``-separated, no header)."""
+    return [
+        "sacct",
+        "-j",
+        job,
+        "--allocations",
+        "--duplicates",
+        "--noheader",
+        "--parsable2",
+        f"--format={','.join(_SACCT)}",
+    ]
 
 
 def _from_sacct(job: str, env: Mapping[str, str] | None) -> dict[int, TaskState]:
     """The tasks accounting knows (every attempt, ``--duplicates``: the attempts before the last are restarts)."""
-    argv = ["sacct", "-j", job, "--array", "--allocations", "--duplicates", "--noheader", "--parsable2"]
-    done = _run([*argv, f"--format={','.join(_SACCT)}"], env)
+    done = _run(sacct_argv(job), env)
     if done.returncode != 0:  # no accounting here ("Slurm accounting storage is disabled"): nothing to add
         return {}
     return parse_sacct(job, done.stdout)
@@ -433,10 +447,12 @@ def cancel(job: str, tasks: Iterable[int] | None = None, env: Mapping[str, str] 
 
 def _run(argv: list[str], env: Mapping[str, str] | None) -> subprocess.CompletedProcess[str]:
     """Run one Slurm command; missing or silent commands as a :class:`SlurmError`, never a traceback."""
+    # a pending range such as "3-5,7,9-12%2" is cut to 64 characters unless told otherwise: tasks would be lost
+    full = {**(env if env is not None else os.environ), "SLURM_BITSTR_LEN": "0"}
     try:
         return subprocess.run(
             argv,
-            env=dict(env) if env is not None else None,
+            env=full,
             capture_output=True,
             text=True,
             timeout=TIMEOUT,
