@@ -547,3 +547,21 @@ def test_explanations_say_what_slurm_did() -> None:
     assert state("SUSPENDED").explanation() == "suspended"
     assert [state(s).finished() for s in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING")] == [False] * 4
     assert all(state(s).finished() for s in ("COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"))
+
+
+def test_a_long_pending_range_is_read_whole(slurm_cluster: SlurmCluster) -> None:  # noqa: F811
+    """Slurm cuts a task range to 64 characters ("1,4,9,...") unless SLURM_BITSTR_LEN says otherwise."""
+    squares = [i * i for i in range(1, 21)]
+    done = slurm_cluster.run(
+        "sbatch", "--parsable", "--hold", f"--array={','.join(map(str, squares))}", "--output=/dev/null", "--wrap=true"
+    )
+    job = done.stdout.strip()
+    try:
+        cut = slurm_cluster.run("scontrol", "show", "job", "-o", job).stdout
+        assert "ArrayTaskId=1,4,9," in cut and "..." in cut  # what a plain call would have seen
+        found = cli.states(job, env=slurm_cluster.env)
+        assert sorted(found) == squares
+        assert {(s.state, s.reason) for s in found.values()} == {("PENDING", "JobHeldUser")}
+    finally:
+        cli.cancel(job, env=slurm_cluster.env)
+    assert {s.state for s in cli.states(job, env=slurm_cluster.env).values()} == {"CANCELLED"}
