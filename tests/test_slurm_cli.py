@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,8 +58,9 @@ if [ "$(grep -c attempt "$1")" -ge 2 ]; then exit 0; fi
 sleep 600
 """
 
+#: fails on purpose, saying where it ran and what the setup lines left it
 FAIL = """\
-echo "failing on purpose" >&2
+echo "failing on purpose in $PWD after $MITOSIS_SETUP" >&2
 exit 3
 """
 
@@ -99,7 +101,7 @@ def arrays(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
     (story.base / "work dir").mkdir()
     env = cluster.env
 
-    def submit(array: str, body: str, count: int, *args: str, throttle: int | None = None, **kw: str) -> None:
+    def submit(array: str, body: str, count: int, *args: str, throttle: int | None = None, **kw: Any) -> None:
         task = story.base / f"{array}.sh"
         task.write_text(body)
         text = cli.array_script(
@@ -125,7 +127,13 @@ def arrays(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
     submit("unthrottled", MEET, 6, log("unthrottled"), "6", "6")
     submit("cancelled", WAIT, 2, log("cancelled"))
     submit("requeued", REQUEUE, 1, log("requeued"))
-    submit("failing", FAIL, 1)
+    submit(
+        "failing",
+        FAIL,
+        1,
+        setup=("MITOSIS_SETUP=setup", 'export MITOSIS_SETUP="$MITOSIS_SETUP lines"'),
+        extra=('--comment="a job of the story"', "#SBATCH --nice=10"),
+    )
 
     counts = {"timeout": 1, "throttled": 6, "unthrottled": 6, "cancelled": 2, "requeued": 1, "failing": 1}
     began = time.monotonic()
@@ -133,7 +141,7 @@ def arrays(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
     requeued = released = cancelled = False
     while True:
         for array, job in story.jobs.items():
-            now = cli.states(job, counts[array], env)
+            now = cli.states(job, env, count=counts[array])
             story.final[array] = now
             for index, state in now.items():
                 history = story.seen[array].setdefault(index, [])
@@ -218,7 +226,8 @@ def test_states_see_pending_tasks_with_a_reason_then_completed_with_where_they_r
 
 def test_each_task_writes_its_output_where_the_script_says(arrays: Story) -> None:
     job = arrays.jobs["failing"]
-    assert (arrays.base / "out" / f"{job}_0.out").read_text() == "failing on purpose\n"
+    said = (arrays.base / "out" / f"{job}_0.out").read_text()
+    assert said == f"failing on purpose in {arrays.base / 'work dir'} after setup lines\n"
     assert sorted(p.name for p in (arrays.base / "out").glob(f"{arrays.jobs['throttled']}_*.out")) == [
         f"{arrays.jobs['throttled']}_{i}.out" for i in range(6)
     ]
@@ -239,7 +248,7 @@ def test_a_task_cancelled_from_outside_is_cancelled(arrays: Story, slurm_cluster
     # cancelling what already ended is no error: the whole array, then one task
     cli.cancel(arrays.jobs["cancelled"], env=slurm_cluster.env)
     cli.cancel(arrays.jobs["failing"], [0], env=slurm_cluster.env)
-    assert cli.states(arrays.jobs["failing"], 1, slurm_cluster.env)[0].state == "FAILED"
+    assert cli.states(arrays.jobs["failing"], slurm_cluster.env, count=1)[0].state == "FAILED"
 
 
 def test_a_requeued_task_runs_again_and_counts_a_restart(arrays: Story) -> None:
@@ -254,10 +263,13 @@ def test_a_requeued_task_runs_again_and_counts_a_restart(arrays: Story) -> None:
     assert (arrays.base / "out" / f"{arrays.jobs['requeued']}_0.out").exists()
 
 
-def test_a_task_that_exits_3_fails_with_exit_code_3(arrays: Story) -> None:
+def test_a_task_that_exits_3_fails_with_exit_code_3(arrays: Story, slurm_cluster: SlurmCluster) -> None:  # noqa: F811
     state = arrays.final["failing"][0]
     assert (state.state, state.exit_code, state.reason) == ("FAILED", "3:0", "NonZeroExitCode")
     assert state.explanation() == "exited with code 3"
+    # its extra #SBATCH lines reached Slurm as written
+    shown = slurm_cluster.run("scontrol", "show", "job", "-o", arrays.jobs["failing"]).stdout
+    assert " Nice=10 " in shown and " Comment=a job of the story " in shown, shown
 
 
 def test_a_partition_sbatch_refuses_is_an_error_quoting_sbatch(
@@ -396,7 +408,7 @@ def test_a_job_slurm_no_longer_knows_has_no_tasks(slurm_cluster: SlurmCluster) -
     asked = slurm_cluster.run(*cli.sacct_argv("999999"), check=False)
     assert (asked.returncode, asked.stderr) == (1, "Slurm accounting storage is disabled\n")
     assert "unrecognized option" in slurm_cluster.run("sacct", "-j", "1", "--array", check=False).stderr
-    assert cli.states("999999", 3, slurm_cluster.env) == {}
+    assert cli.states("999999", slurm_cluster.env, count=3) == {}
     cli.cancel("999999", env=slurm_cluster.env)
 
 
@@ -454,7 +466,7 @@ def test_two_clusters_run_side_by_side(slurm_cluster: SlurmCluster) -> None:  # 
         for node, (job, env) in jobs.items():
             ended = wait_until(
                 f"job {job} on {node}",
-                lambda job=job, env=env: [s for s in cli.states(job, 1, env).values() if s.finished()],
+                lambda job=job, env=env: [s for s in cli.states(job, env, count=1).values() if s.finished()],
             )
             assert [(s.state, s.node) for s in ended] == [("COMPLETED", node)]
         # a job still running when the cluster stops is ended with it

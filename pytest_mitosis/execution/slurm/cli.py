@@ -76,7 +76,8 @@ class Resources:
     mem: str | None = None
     gpus: str | None = None
     account: str | None = None
-    #: further ``#SBATCH`` options, one per line, verbatim (``"--qos=high"`` or ``"#SBATCH --qos=high"``)
+    #: further ``#SBATCH`` options, one per line, verbatim (``"--qos=high"`` or ``"#SBATCH --qos=high"``); sbatch
+    #: splits them like a shell, so a value with spaces is quoted: ``'--comment="a b"'``
     extra: tuple[str, ...] = ()
     #: shell lines run before the command (``module load python/3.11``, ``conda activate lab``)
     setup: tuple[str, ...] = ()
@@ -269,7 +270,7 @@ def _exit(exit_code: str | None) -> tuple[int | None, int]:
         return None, 0
 
 
-def states(job: str, count: int | None = None, env: Mapping[str, str] | None = None) -> dict[int, TaskState]:
+def states(job: str, env: Mapping[str, str] | None = None, *, count: int | None = None) -> dict[int, TaskState]:
     """Every task of array ``job`` Slurm knows, by index.
 
     ``scontrol show job -o JOB`` answers for pending, running and recently finished tasks (for
