@@ -336,6 +336,11 @@ def test_a_partition_sbatch_refuses_is_an_error_quoting_sbatch(
             "[tool.mitosis.slurm] setup: 'module load python\\nrm -rf ~' must be one line of text "
             "(a line break would start a new line of the job script); nothing was submitted",
         ),
+        (
+            Resources(setup=("module load python \\",)),
+            "[tool.mitosis.slurm] setup: 'module load python \\\\' ends with a backslash, which would join it to the "
+            "next line of the job script (the command itself); write each setup line whole",
+        ),
     ],
 )
 def test_a_resource_that_would_change_the_script_is_refused_before_anything_is_written(
@@ -577,3 +582,28 @@ def test_a_long_pending_range_is_read_whole(slurm_cluster: SlurmCluster) -> None
     finally:
         cli.cancel(job, env=slurm_cluster.env)
     assert {s.state for s in cli.states(job, env=slurm_cluster.env).values()} == {"CANCELLED"}
+
+
+def test_a_command_or_folder_that_would_change_the_script_is_refused(tmp_path: Path) -> None:
+    def script(command: list[str], output: Path = tmp_path, name: str = "m") -> str:
+        return cli.array_script(
+            command, count=1, throttle=None, resources=Resources(), name=name, output=output, workdir=tmp_path
+        )
+
+    with pytest.raises(SlurmError) as refused:
+        script(["python", "-c", "1\nrm -rf ~"])
+    assert str(refused.value) == (
+        "the Slurm job's command: '1\\nrm -rf ~' must be one line of text "
+        "(a line break would start a new line of the job script); nothing was submitted"
+    )
+    with pytest.raises(SlurmError) as refused:
+        script(["true"], output=Path("/shared/100%/out"))
+    assert str(refused.value) == (
+        "the Slurm job's output folder '/shared/100%/out' must be an absolute path without line breaks, "
+        "quotes, backslashes or % (sbatch reads % as a file name pattern); nothing was submitted"
+    )
+    with pytest.raises(SlurmError) as refused:
+        script(["true"], name="my sweep")
+    assert str(refused.value) == (
+        "the Slurm job's name: 'my sweep' is not a job name (letters, digits, _ . + -); nothing was submitted"
+    )

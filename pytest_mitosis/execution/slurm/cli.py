@@ -55,7 +55,7 @@ _PATTERNS = {
         r"(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\d+-\d+:\d{1,2}:\d{1,2}|UNLIMITED|INFINITE)",
         'a Slurm time: "MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM" or "D-HH:MM:SS"',
     ),
-    "mem": (r"\d+[KMGT]?B?", 'a size such as "4000", "500M" or "16G"'),
+    "mem": (r"\d+[KMGT]?", 'a size such as "4000", "500M" or "16G"'),
     "gpus": (r"([A-Za-z0-9_.\-]+:)?\d+", 'a count, or type:count such as "a100:2"'),
     "account": (r"[A-Za-z0-9_.\-]+", "an account name (letters, digits, _ . -)"),
     "name": (r"[A-Za-z0-9_.+\-]+", "a job name (letters, digits, _ . + -)"),
@@ -112,8 +112,8 @@ def array_script(
     _check("name", name)
     for what, path in (("output", output), ("workdir", workdir)):
         _check_path(what, path)
-    for what, value in (("command", arg) for arg in command):
-        _single_line(what, value)
+    for arg in command:
+        _single_line("the Slurm job's command", arg)
     limit = f"%{throttle}" if throttle is not None else ""
     lines = [
         "#!/bin/bash",
@@ -126,7 +126,7 @@ def array_script(
     ]
     lines += [f"#SBATCH --{key}={value}" for key, value in _resource_options(resources)]
     for line in resources.extra:
-        _single_line("extra", line)
+        _single_line("[tool.mitosis.slurm] extra", line)
         text = line.strip()
         if not text.startswith("#SBATCH"):
             if not text.startswith("-"):
@@ -138,7 +138,12 @@ def array_script(
         lines.append(text)
     lines += ["", "set -e"]
     for line in resources.setup:
-        _single_line("setup", line)
+        _single_line("[tool.mitosis.slurm] setup", line)
+        if line.rstrip().endswith("\\"):
+            raise SlurmError(
+                f"[tool.mitosis.slurm] setup: {line!r} ends with a backslash, which would join it to the next "
+                "line of the job script (the command itself); write each setup line whole"
+            )
         lines.append(line)
     lines.append(" ".join(["exec", *(shlex.quote(arg) for arg in command), '"$SLURM_ARRAY_TASK_ID"']))
     return "\n".join(lines) + "\n"
@@ -166,10 +171,10 @@ def _check(key: str, value: object) -> str:
     return value
 
 
-def _single_line(what: str, value: object) -> None:
+def _single_line(where: str, value: object) -> None:
     if not isinstance(value, str) or any(c in value for c in "\n\r\0"):
         raise SlurmError(
-            f"[tool.mitosis.slurm] {what}: {value!r} must be one line of text "
+            f"{where}: {value!r} must be one line of text "
             "(a line break would start a new line of the job script); nothing was submitted"
         )
 
