@@ -27,9 +27,11 @@ What was measured on this machine kind (2 cores, Slurm 22.05.8, munge 0.5.15, 20
   how many fit); nothing enforces it (no cgroup.conf: 22.05's slurmd refuses
   ``CgroupPlugin=disabled``), so an OUT_OF_MEMORY cannot be produced here.
 - **Time limit latency**: the smallest limit is one minute (``--time=0:05`` is rounded up to
-  ``TimeLimit=00:01:00``); slurmctld checks running jobs against their limits on its own fixed
-  period (about 30 s; not a slurm.conf setting in 22.05: ``OverTimeLimit`` only *adds* minutes and
-  is 0 here), so a job reaches ``TIMEOUT`` 60-90 s after it starts (measured: 24 s after the limit).
+  ``TimeLimit=00:01:00``); slurmctld checks running jobs against their limits in its background
+  pass, every ``PERIODIC_TIMEOUT`` = 30 s, a constant of its source, not a slurm.conf setting (a
+  ``SlurmctldParameters=periodic_check_interval`` is only proposed upstream: SchedMD/slurm pull
+  request 200; ``OverTimeLimit`` only *adds* minutes and is 0 here), so a job reaches ``TIMEOUT``
+  60-90 s after it starts (measured: 24-27 s after its limit, about 90 s after submission).
   ``KillWait=1`` makes the SIGTERM -> SIGKILL gap one second (default 30). A test of a time limit
   therefore costs about a minute and a half: start it first and let the other tests run meanwhile.
 - **Finished jobs stay known**: without accounting ``sacct`` answers nothing, and ``scontrol show
