@@ -300,12 +300,12 @@ def test_a_partition_sbatch_refuses_is_an_error_quoting_sbatch(
     [
         (
             Resources(partition="x\n#SBATCH --wrap=rm"),
-            "[tool.mitosis.slurm] partition: 'x\\n#SBATCH --wrap=rm' is not partition names (letters, digits, _ . -), "
+            "[tool.mitosis.slurm] partition: 'x\\n#SBATCH --wrap=rm' is not partition names (letters, digits, _ . + -), "
             "comma-separated; nothing was submitted",
         ),
         (
             Resources(partition="gpu nodes"),
-            "[tool.mitosis.slurm] partition: 'gpu nodes' is not partition names (letters, digits, _ . -), "
+            "[tool.mitosis.slurm] partition: 'gpu nodes' is not partition names (letters, digits, _ . + -), "
             "comma-separated; nothing was submitted",
         ),
         (

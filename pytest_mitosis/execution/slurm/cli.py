@@ -50,14 +50,17 @@ _EMPTY = frozenset({"", "(null)", "None", "none", "Unknown", "N/A", "n/a"})
 
 #: what each resource may look like (what sbatch accepts, without anything that could end the line)
 _PATTERNS = {
-    "partition": (r"[A-Za-z0-9_.\-]+(,[A-Za-z0-9_.\-]+)*", "partition names (letters, digits, _ . -), comma-separated"),
+    "partition": (
+        r"[A-Za-z0-9_.+\-]+(,[A-Za-z0-9_.+\-]+)*",
+        "partition names (letters, digits, _ . + -), comma-separated",
+    ),
     "time": (
         r"(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\d+-\d+:\d{1,2}:\d{1,2}|UNLIMITED|INFINITE)",
         'a Slurm time: "MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM" or "D-HH:MM:SS"',
     ),
     "mem": (r"\d+[KMGT]?", 'a size such as "4000", "500M" or "16G"'),
     "gpus": (r"([A-Za-z0-9_.\-]+:)?\d+", 'a count, or type:count such as "a100:2"'),
-    "account": (r"[A-Za-z0-9_.\-]+", "an account name (letters, digits, _ . -)"),
+    "account": (r"[A-Za-z0-9_.+\-]+", "an account name (letters, digits, _ . + -)"),
     "name": (r"[A-Za-z0-9_.+\-]+", "a job name (letters, digits, _ . + -)"),
 }
 
