@@ -27,14 +27,21 @@ What was measured on this machine kind (2 cores, Slurm 22.05.8, munge 0.5.15, 20
   how many fit); nothing enforces it (no cgroup.conf: 22.05's slurmd refuses
   ``CgroupPlugin=disabled``), so an OUT_OF_MEMORY cannot be produced here.
 - **Time limit latency**: the smallest limit is one minute (``--time=0:05`` is rounded up to
-  ``TimeLimit=00:01:00``); slurmctld checks running jobs against their limits on its own fixed
-  period (about 30 s; not a slurm.conf setting in 22.05: ``OverTimeLimit`` only *adds* minutes and
-  is 0 here), so a job reaches ``TIMEOUT`` 60-90 s after it starts (measured: 24 s after the limit).
+  ``TimeLimit=00:01:00``); slurmctld checks running jobs against their limits in its background
+  pass, every ``PERIODIC_TIMEOUT`` = 30 s, a constant of its source, not a slurm.conf setting (a
+  ``SlurmctldParameters=periodic_check_interval`` is only proposed upstream: SchedMD/slurm pull
+  request 200; ``OverTimeLimit`` only *adds* minutes and is 0 here), so a job reaches ``TIMEOUT``
+  60-90 s after it starts (measured: 24-27 s after its limit, about 90 s after submission).
   ``KillWait=1`` makes the SIGTERM -> SIGKILL gap one second (default 30). A test of a time limit
   therefore costs about a minute and a half: start it first and let the other tests run meanwhile.
 - **Finished jobs stay known**: without accounting ``sacct`` answers nothing, and ``scontrol show
   job`` knows a finished job for ``MinJobAge`` seconds: 3600 here (default 300), longer than any
   test module runs.
+- **A requeued task waits**: ``scontrol requeue`` puts the task back to PENDING with ``Reason=BeginTime``,
+  eligible two minutes later; ``scontrol update JobId=<job>_<i> StartTime=now`` (once it is PENDING)
+  lets it run at once, and its ``Restarts`` counts 1.
+- **A controller that is gone**: the commands retry for ``MessageTimeout`` (5 s here, 10 by default;
+  ``scontrol show job`` tries twice) and then say ``Unable to contact slurm controller``.
 - **Start-up**: ``slurmctld`` and ``slurmd`` fork into the background at once; the node is ``idle``
   within a second or two, and a submitted job starts about 1-2 s later (the scheduler runs when
   the job arrives; ``SchedulerParameters=sched_min_interval`` is left at its default).
@@ -224,6 +231,8 @@ SlurmdLogFile={base}/slurmd-{node}.log
 KillWait=1
 # finished jobs stay known to scontrol for an hour (there is no accounting for sacct)
 MinJobAge=3600
+# how long a command keeps trying a controller that does not answer (default 10 s; scontrol tries twice)
+MessageTimeout=5
 NodeName={node} NodeAddr=127.0.0.1 NodeHostname={host} CPUs={CPUS} RealMemory={memory} State=UNKNOWN
 PartitionName={PARTITION} Nodes={node} Default=YES MaxTime=INFINITE State=UP
 """

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,8 +58,9 @@ if [ "$(grep -c attempt "$1")" -ge 2 ]; then exit 0; fi
 sleep 600
 """
 
+#: fails on purpose, saying where it ran and what the setup lines left it
 FAIL = """\
-echo "failing on purpose" >&2
+echo "failing on purpose in $PWD after $MITOSIS_SETUP" >&2
 exit 3
 """
 
@@ -99,7 +101,7 @@ def arrays(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
     (story.base / "work dir").mkdir()
     env = cluster.env
 
-    def submit(array: str, body: str, count: int, *args: str, throttle: int | None = None, **kw: str) -> None:
+    def submit(array: str, body: str, count: int, *args: str, throttle: int | None = None, **kw: Any) -> None:
         task = story.base / f"{array}.sh"
         task.write_text(body)
         text = cli.array_script(
@@ -125,7 +127,13 @@ def arrays(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
     submit("unthrottled", MEET, 6, log("unthrottled"), "6", "6")
     submit("cancelled", WAIT, 2, log("cancelled"))
     submit("requeued", REQUEUE, 1, log("requeued"))
-    submit("failing", FAIL, 1)
+    submit(
+        "failing",
+        FAIL,
+        1,
+        setup=("MITOSIS_SETUP=setup", 'export MITOSIS_SETUP="$MITOSIS_SETUP lines"'),
+        extra=('--comment="a job of the story"', "#SBATCH --nice=10"),
+    )
 
     counts = {"timeout": 1, "throttled": 6, "unthrottled": 6, "cancelled": 2, "requeued": 1, "failing": 1}
     began = time.monotonic()
@@ -133,7 +141,7 @@ def arrays(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
     requeued = released = cancelled = False
     while True:
         for array, job in story.jobs.items():
-            now = cli.states(job, counts[array], env)
+            now = cli.states(job, env, count=counts[array])
             story.final[array] = now
             for index, state in now.items():
                 history = story.seen[array].setdefault(index, [])
@@ -218,7 +226,8 @@ def test_states_see_pending_tasks_with_a_reason_then_completed_with_where_they_r
 
 def test_each_task_writes_its_output_where_the_script_says(arrays: Story) -> None:
     job = arrays.jobs["failing"]
-    assert (arrays.base / "out" / f"{job}_0.out").read_text() == "failing on purpose\n"
+    said = (arrays.base / "out" / f"{job}_0.out").read_text()
+    assert said == f"failing on purpose in {arrays.base / 'work dir'} after setup lines\n"
     assert sorted(p.name for p in (arrays.base / "out").glob(f"{arrays.jobs['throttled']}_*.out")) == [
         f"{arrays.jobs['throttled']}_{i}.out" for i in range(6)
     ]
@@ -239,7 +248,7 @@ def test_a_task_cancelled_from_outside_is_cancelled(arrays: Story, slurm_cluster
     # cancelling what already ended is no error: the whole array, then one task
     cli.cancel(arrays.jobs["cancelled"], env=slurm_cluster.env)
     cli.cancel(arrays.jobs["failing"], [0], env=slurm_cluster.env)
-    assert cli.states(arrays.jobs["failing"], 1, slurm_cluster.env)[0].state == "FAILED"
+    assert cli.states(arrays.jobs["failing"], slurm_cluster.env, count=1)[0].state == "FAILED"
 
 
 def test_a_requeued_task_runs_again_and_counts_a_restart(arrays: Story) -> None:
@@ -254,10 +263,13 @@ def test_a_requeued_task_runs_again_and_counts_a_restart(arrays: Story) -> None:
     assert (arrays.base / "out" / f"{arrays.jobs['requeued']}_0.out").exists()
 
 
-def test_a_task_that_exits_3_fails_with_exit_code_3(arrays: Story) -> None:
+def test_a_task_that_exits_3_fails_with_exit_code_3(arrays: Story, slurm_cluster: SlurmCluster) -> None:  # noqa: F811
     state = arrays.final["failing"][0]
     assert (state.state, state.exit_code, state.reason) == ("FAILED", "3:0", "NonZeroExitCode")
     assert state.explanation() == "exited with code 3"
+    # its extra #SBATCH lines reached Slurm as written
+    shown = slurm_cluster.run("scontrol", "show", "job", "-o", arrays.jobs["failing"]).stdout
+    assert " Nice=10 " in shown and " Comment=a job of the story " in shown, shown
 
 
 def test_a_partition_sbatch_refuses_is_an_error_quoting_sbatch(
@@ -288,12 +300,12 @@ def test_a_partition_sbatch_refuses_is_an_error_quoting_sbatch(
     [
         (
             Resources(partition="x\n#SBATCH --wrap=rm"),
-            "[tool.mitosis.slurm] partition: 'x\\n#SBATCH --wrap=rm' is not partition names (letters, digits, _ . -), "
+            "[tool.mitosis.slurm] partition: 'x\\n#SBATCH --wrap=rm' is not partition names (letters, digits, _ . + -), "
             "comma-separated; nothing was submitted",
         ),
         (
             Resources(partition="gpu nodes"),
-            "[tool.mitosis.slurm] partition: 'gpu nodes' is not partition names (letters, digits, _ . -), "
+            "[tool.mitosis.slurm] partition: 'gpu nodes' is not partition names (letters, digits, _ . + -), "
             "comma-separated; nothing was submitted",
         ),
         (
@@ -323,6 +335,11 @@ def test_a_partition_sbatch_refuses_is_an_error_quoting_sbatch(
             Resources(setup=("module load python\nrm -rf ~",)),
             "[tool.mitosis.slurm] setup: 'module load python\\nrm -rf ~' must be one line of text "
             "(a line break would start a new line of the job script); nothing was submitted",
+        ),
+        (
+            Resources(setup=("module load python \\",)),
+            "[tool.mitosis.slurm] setup: 'module load python \\\\' ends with a backslash, which would join it to the "
+            "next line of the job script (the command itself); write each setup line whole",
         ),
     ],
 )
@@ -391,8 +408,12 @@ def test_a_missing_command_is_an_error_saying_where_to_run(tmp_path: Path) -> No
 
 def test_a_job_slurm_no_longer_knows_has_no_tasks(slurm_cluster: SlurmCluster) -> None:  # noqa: F811
     """scontrol says "Invalid job id", and sacct (no accounting here) has nothing: no tasks, no error."""
-    assert "accounting storage is disabled" in slurm_cluster.run("sacct", "-j", "999999", check=False).stderr
-    assert cli.states("999999", 3, slurm_cluster.env) == {}
+    # sacct checks its options before it asks for accounting: ours are all known to this Slurm (22.05 has no
+    # --array, a pending range comes as one "77_[2-3%2]" row); its fields are checked only by a real database
+    asked = slurm_cluster.run(*cli.sacct_argv("999999"), check=False)
+    assert (asked.returncode, asked.stderr) == (1, "Slurm accounting storage is disabled\n")
+    assert "unrecognized option" in slurm_cluster.run("sacct", "-j", "1", "--array", check=False).stderr
+    assert cli.states("999999", slurm_cluster.env, count=3) == {}
     cli.cancel("999999", env=slurm_cluster.env)
 
 
@@ -443,18 +464,146 @@ def test_two_clusters_run_side_by_side(slurm_cluster: SlurmCluster) -> None:  # 
             _read_pid(other.base / "slurmctld.pid"),
             _read_pid(other.base / f"slurmd-{other.node}.pid"),
         ]
-        ran = {}
+        jobs = {}
         for cluster in (slurm_cluster, other):
-            done = cluster.run("sbatch", "--parsable", "--wait", "--output=/dev/null", "--wrap=true")
-            ran[cluster.node] = cluster.run("scontrol", "show", "job", "-o", done.stdout.strip()).stdout
-        for node, shown in ran.items():
-            assert f" NodeList={node} " in shown and "JobState=COMPLETED" in shown, shown
+            done = cluster.run("sbatch", "--parsable", "--array=0", "--output=/dev/null", "--wrap=true")
+            jobs[cluster.node] = (done.stdout.strip(), cluster.env)
+        for node, (job, env) in jobs.items():
+            ended = wait_until(
+                f"job {job} on {node}",
+                lambda job=job, env=env: [s for s in cli.states(job, env, count=1).values() if s.finished()],
+            )
+            assert [(s.state, s.node) for s in ended] == [("COMPLETED", node)]
         # a job still running when the cluster stops is ended with it
         other.run("sbatch", "--output=/dev/null", "--wrap=sleep 600")
         wait_until("the job to start", lambda: other._job_processes())
+        other.stop()
+        # its commands give up sooner than the module's cluster's would (MessageTimeout=5): a second, not ten
+        other.conf.write_text(other.conf.read_text().replace("MessageTimeout=5", "MessageTimeout=1"))
+        # a controller that is gone: Slurm's own words, after its retries, as an error naming the command
+        with pytest.raises(SlurmError) as gone:
+            cli.states("1", env=other.env)
+        assert str(gone.value) == (
+            "scontrol show job 1 failed (exit 1): "
+            "slurm_load_jobs error: Unable to contact slurm controller (connect failure)"
+        )
     finally:
         next(runner, None)
     assert not other.base.exists()
     assert None not in daemons
     assert [pid for pid in daemons if pid is not None and _alive(pid)] == []
     assert other._job_processes() == []
+
+
+def test_scontrol_records_parse_with_spaces_and_empty_values() -> None:
+    """Values with spaces (a folder "my study", a job name), and Slurm's empty spellings: (null), None, Unknown."""
+    text = (
+        "JobId=12 ArrayJobId=10 ArrayTaskId=2 ArrayTaskThrottle=0 JobName=my sweep UserId=ann(1000) "
+        "Account=(null) JobState=RUNNING Reason=None Requeue=1 Restarts=2 ExitCode=0:0 TimeLimit=01:00:00 "
+        "StartTime=2026-12-07T10:00:00 EndTime=Unknown Partition=short AllocNode:Sid=login1:4242 "
+        "NodeList=node7 BatchHost=node7 TRES=cpu=4,mem=16G,node=1,billing=4 "
+        "Command=/shared/my study/trials/.slurm/sweep.sbatch WorkDir=/shared/my study Power=\n"
+        "JobId=10 ArrayJobId=10 ArrayTaskId=3-5,7%2 JobName=my sweep JobState=PENDING "
+        "Reason=ReqNodeNotAvail,_UnavailableNodes:node[1-3] Restarts=0 ExitCode=0:0 TimeLimit=01:00:00 "
+        "StartTime=2026-12-07T11:00:00 EndTime=Unknown Partition=short NodeList=(null) TRES=cpu=4,mem=16G,node=1\n"
+        "JobId=9 ArrayJobId=(null) JobName=other JobState=RUNNING\n"
+    )
+    found = cli.parse_scontrol("10", text)
+    assert sorted(found) == [2, 3, 4, 5, 7]
+    running = found[2]
+    assert (running.state, running.node, running.partition, running.restarts, running.reason) == (
+        "RUNNING",
+        "node7",
+        "short",
+        2,
+        None,
+    )
+    assert (running.allocation, running.time_limit, running.started, running.ended) == (
+        "cpu=4,mem=16G,node=1,billing=4",
+        "01:00:00",
+        "2026-12-07T10:00:00",
+        None,
+    )
+    assert running.explanation() == "running on node7"
+    pending = found[7]
+    assert (pending.state, pending.node, pending.allocation, pending.started, pending.exit_code) == (
+        "PENDING",
+        None,
+        None,
+        None,
+        None,
+    )
+    assert pending.explanation() == "pending (ReqNodeNotAvail,_UnavailableNodes:node[1-3])"
+
+
+def test_a_command_that_does_not_answer_is_an_error_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A controller that hangs: a stand-in ``scontrol`` that never answers, and a one-second limit."""
+    hanging = tmp_path / "scontrol"
+    hanging.write_text("#!/bin/sh\nexec sleep 60\n")
+    hanging.chmod(0o755)
+    monkeypatch.setattr(cli, "TIMEOUT", 1.0)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "SLURM_CONF": "/etc/slurm/test.conf"}
+    with pytest.raises(SlurmError) as silent:
+        cli.states("5", env=env)
+    assert str(silent.value) == (
+        "scontrol show job -o 5 did not answer within 1 s: is slurmctld up? "
+        "(scontrol ping says; SLURM_CONF=/etc/slurm/test.conf)"
+    )
+
+
+def test_explanations_say_what_slurm_did() -> None:
+    def state(name: str, **kw: object) -> TaskState:
+        return TaskState(job="1", task=0, state=name, **kw)  # type: ignore[arg-type]
+
+    assert state("OUT_OF_MEMORY", allocation="cpu=1,mem=1G,node=1").explanation() == (
+        "out of memory (allocated cpu=1,mem=1G,node=1)"
+    )
+    assert state("NODE_FAIL", node="node3").explanation() == "node node3 failed"
+    assert state("PREEMPTED").explanation() == "preempted (another job took its resources)"
+    assert state("FAILED", exit_code="0:9").explanation() == "killed by signal 9"
+    assert state("SUSPENDED").explanation() == "suspended"
+    assert [state(s).finished() for s in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING")] == [False] * 4
+    assert all(state(s).finished() for s in ("COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"))
+
+
+def test_a_long_pending_range_is_read_whole(slurm_cluster: SlurmCluster) -> None:  # noqa: F811
+    """Slurm cuts a task range to 64 characters ("1,4,9,...") unless SLURM_BITSTR_LEN says otherwise."""
+    squares = [i * i for i in range(1, 21)]
+    done = slurm_cluster.run(
+        "sbatch", "--parsable", "--hold", f"--array={','.join(map(str, squares))}", "--output=/dev/null", "--wrap=true"
+    )
+    job = done.stdout.strip()
+    try:
+        cut = slurm_cluster.run("scontrol", "show", "job", "-o", job).stdout
+        assert "ArrayTaskId=1,4,9," in cut and "..." in cut  # what a plain call would have seen
+        found = cli.states(job, env=slurm_cluster.env)
+        assert sorted(found) == squares
+        assert {(s.state, s.reason) for s in found.values()} == {("PENDING", "JobHeldUser")}
+    finally:
+        cli.cancel(job, env=slurm_cluster.env)
+    assert {s.state for s in cli.states(job, env=slurm_cluster.env).values()} == {"CANCELLED"}
+
+
+def test_a_command_or_folder_that_would_change_the_script_is_refused(tmp_path: Path) -> None:
+    def script(command: list[str], output: Path = tmp_path, name: str = "m") -> str:
+        return cli.array_script(
+            command, count=1, throttle=None, resources=Resources(), name=name, output=output, workdir=tmp_path
+        )
+
+    with pytest.raises(SlurmError) as refused:
+        script(["python", "-c", "1\nrm -rf ~"])
+    assert str(refused.value) == (
+        "the Slurm job's command: '1\\nrm -rf ~' must be one line of text "
+        "(a line break would start a new line of the job script); nothing was submitted"
+    )
+    with pytest.raises(SlurmError) as refused:
+        script(["true"], output=Path("/shared/100%/out"))
+    assert str(refused.value) == (
+        "the Slurm job's output folder '/shared/100%/out' must be an absolute path without line breaks, "
+        "quotes, backslashes or % (sbatch reads % as a file name pattern); nothing was submitted"
+    )
+    with pytest.raises(SlurmError) as refused:
+        script(["true"], name="my sweep")
+    assert str(refused.value) == (
+        "the Slurm job's name: 'my sweep' is not a job name (letters, digits, _ . + -); nothing was submitted"
+    )

@@ -50,14 +50,17 @@ _EMPTY = frozenset({"", "(null)", "None", "none", "Unknown", "N/A", "n/a"})
 
 #: what each resource may look like (what sbatch accepts, without anything that could end the line)
 _PATTERNS = {
-    "partition": (r"[A-Za-z0-9_.\-]+(,[A-Za-z0-9_.\-]+)*", "partition names (letters, digits, _ . -), comma-separated"),
+    "partition": (
+        r"[A-Za-z0-9_.+\-]+(,[A-Za-z0-9_.+\-]+)*",
+        "partition names (letters, digits, _ . + -), comma-separated",
+    ),
     "time": (
         r"(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\d+-\d+:\d{1,2}:\d{1,2}|UNLIMITED|INFINITE)",
         'a Slurm time: "MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM" or "D-HH:MM:SS"',
     ),
-    "mem": (r"\d+[KMGT]?B?", 'a size such as "4000", "500M" or "16G"'),
+    "mem": (r"\d+[KMGT]?", 'a size such as "4000", "500M" or "16G"'),
     "gpus": (r"([A-Za-z0-9_.\-]+:)?\d+", 'a count, or type:count such as "a100:2"'),
-    "account": (r"[A-Za-z0-9_.\-]+", "an account name (letters, digits, _ . -)"),
+    "account": (r"[A-Za-z0-9_.+\-]+", "an account name (letters, digits, _ . + -)"),
     "name": (r"[A-Za-z0-9_.+\-]+", "a job name (letters, digits, _ . + -)"),
 }
 
@@ -76,7 +79,8 @@ class Resources:
     mem: str | None = None
     gpus: str | None = None
     account: str | None = None
-    #: further ``#SBATCH`` options, one per line, verbatim (``"--qos=high"`` or ``"#SBATCH --qos=high"``)
+    #: further ``#SBATCH`` options, one per line, verbatim (``"--qos=high"`` or ``"#SBATCH --qos=high"``); sbatch
+    #: splits them like a shell, so a value with spaces is quoted: ``'--comment="a b"'``
     extra: tuple[str, ...] = ()
     #: shell lines run before the command (``module load python/3.11``, ``conda activate lab``)
     setup: tuple[str, ...] = ()
@@ -111,8 +115,8 @@ def array_script(
     _check("name", name)
     for what, path in (("output", output), ("workdir", workdir)):
         _check_path(what, path)
-    for what, value in (("command", arg) for arg in command):
-        _single_line(what, value)
+    for arg in command:
+        _single_line("the Slurm job's command", arg)
     limit = f"%{throttle}" if throttle is not None else ""
     lines = [
         "#!/bin/bash",
@@ -125,7 +129,7 @@ def array_script(
     ]
     lines += [f"#SBATCH --{key}={value}" for key, value in _resource_options(resources)]
     for line in resources.extra:
-        _single_line("extra", line)
+        _single_line("[tool.mitosis.slurm] extra", line)
         text = line.strip()
         if not text.startswith("#SBATCH"):
             if not text.startswith("-"):
@@ -137,7 +141,12 @@ def array_script(
         lines.append(text)
     lines += ["", "set -e"]
     for line in resources.setup:
-        _single_line("setup", line)
+        _single_line("[tool.mitosis.slurm] setup", line)
+        if line.rstrip().endswith("\\"):
+            raise SlurmError(
+                f"[tool.mitosis.slurm] setup: {line!r} ends with a backslash, which would join it to the next "
+                "line of the job script (the command itself); write each setup line whole"
+            )
         lines.append(line)
     lines.append(" ".join(["exec", *(shlex.quote(arg) for arg in command), '"$SLURM_ARRAY_TASK_ID"']))
     return "\n".join(lines) + "\n"
@@ -165,10 +174,10 @@ def _check(key: str, value: object) -> str:
     return value
 
 
-def _single_line(what: str, value: object) -> None:
+def _single_line(where: str, value: object) -> None:
     if not isinstance(value, str) or any(c in value for c in "\n\r\0"):
         raise SlurmError(
-            f"[tool.mitosis.slurm] {what}: {value!r} must be one line of text "
+            f"{where}: {value!r} must be one line of text "
             "(a line break would start a new line of the job script); nothing was submitted"
         )
 
@@ -269,7 +278,7 @@ def _exit(exit_code: str | None) -> tuple[int | None, int]:
         return None, 0
 
 
-def states(job: str, count: int | None = None, env: Mapping[str, str] | None = None) -> dict[int, TaskState]:
+def states(job: str, env: Mapping[str, str] | None = None, *, count: int | None = None) -> dict[int, TaskState]:
     """Every task of array ``job`` Slurm knows, by index.
 
     ``scontrol show job -o JOB`` answers for pending, running and recently finished tasks (for
@@ -284,10 +293,7 @@ def states(job: str, count: int | None = None, env: Mapping[str, str] | None = N
     done = _run(["scontrol", "show", "job", "-o", job], env)
     found: dict[int, TaskState] = {}
     if done.returncode == 0:
-        for line in done.stdout.splitlines():
-            for state in _from_scontrol(_fields(line)):
-                if state.job == job:
-                    found[state.task] = state
+        found = parse_scontrol(job, done.stdout)
     elif "invalid job id" not in _said(done).lower():
         raise SlurmError(f"scontrol show job {job} failed (exit {done.returncode}): {_said(done)}")
     wanted = set(range(count)) if count is not None else set()
@@ -304,6 +310,16 @@ def _check_job(job: str) -> None:
 
 #: a ``Key=`` at the start of a field of ``scontrol -o``'s line (keys may hold / : and _)
 _KEY = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z0-9_/:]*)=")
+
+
+def parse_scontrol(job: str, text: str) -> dict[int, TaskState]:
+    """``scontrol show job -o``'s lines (one a job record) as the tasks of array ``job``, by index."""
+    found: dict[int, TaskState] = {}
+    for line in text.splitlines():
+        for state in _from_scontrol(_fields(line)):
+            if state.job == job:
+                found[state.task] = state
+    return found
 
 
 def _fields(line: str) -> dict[str, str]:
@@ -351,14 +367,28 @@ def _from_scontrol(fields: Mapping[str, str]) -> list[TaskState]:
     ]
 
 
-#: the fields asked of sacct, in order (``--parsable2``: ``|``-separated, the last one free text)
+#: the fields asked of sacct, in order (``--parsable2``: ``|``-separated, the last one free text); all in
+#: sacct(1) of Slurm 22.05 (it has no ``--array``: pending tasks come as one ``77_[2-3%2]`` row, expanded)
 _SACCT = ("JobID", "State", "NodeList", "Partition", "ExitCode", "Timelimit", "AllocTRES", "Start", "End", "Reason")
+
+
+def sacct_argv(job: str) -> list[str]:
+    """The ``sacct`` command asking for ``job``'s tasks (every attempt, no steps, ``|``-separated, no header)."""
+    return [
+        "sacct",
+        "-j",
+        job,
+        "--allocations",
+        "--duplicates",
+        "--noheader",
+        "--parsable2",
+        f"--format={','.join(_SACCT)}",
+    ]
 
 
 def _from_sacct(job: str, env: Mapping[str, str] | None) -> dict[int, TaskState]:
     """The tasks accounting knows (every attempt, ``--duplicates``: the attempts before the last are restarts)."""
-    argv = ["sacct", "-j", job, "--array", "--allocations", "--duplicates", "--noheader", "--parsable2"]
-    done = _run([*argv, f"--format={','.join(_SACCT)}"], env)
+    done = _run(sacct_argv(job), env)
     if done.returncode != 0:  # no accounting here ("Slurm accounting storage is disabled"): nothing to add
         return {}
     return parse_sacct(job, done.stdout)
@@ -426,10 +456,12 @@ def cancel(job: str, tasks: Iterable[int] | None = None, env: Mapping[str, str] 
 
 def _run(argv: list[str], env: Mapping[str, str] | None) -> subprocess.CompletedProcess[str]:
     """Run one Slurm command; missing or silent commands as a :class:`SlurmError`, never a traceback."""
+    # a pending range such as "3-5,7,9-12%2" is cut to 64 characters unless told otherwise: tasks would be lost
+    full = {**(env if env is not None else os.environ), "SLURM_BITSTR_LEN": "0"}
     try:
         return subprocess.run(
             argv,
-            env=dict(env) if env is not None else None,
+            env=full,
             capture_output=True,
             text=True,
             timeout=TIMEOUT,
