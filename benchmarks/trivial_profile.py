@@ -66,10 +66,13 @@ ORDER = [
     "kernel: set-up",
     "kernel: step",
     "kernel: saving",
+    "kernel: kernel stop",
     "notebook handed to the HTML helper",
     "trial.yaml and outcome.json",
     "waiting for the notebook and HTML page",
+    "waiting for the notebook",
     "folder moved into place",
+    "page asked for",
     "judge",
     "store finish",
 ]
@@ -104,7 +107,12 @@ def per_trial(lines: list[dict], trials: int) -> dict[str, list[float]]:
     """Seconds per phase per trial: pytest's process and the HTML helper's, and pytest's own between trials."""
     found: dict[str, list[float]] = {}
     records = sorted((r for r in lines if r["scope"] == "trial"), key=lambda r: r["time"])
-    pages = {r["name"]: r["phases"] for r in lines if r["scope"] == "html"}
+    pages: dict[str, dict[str, float]] = {}  # the helper writes a notebook and, later, its page: one line each
+    for r in lines:
+        if r["scope"] == "html":
+            page = pages.setdefault(r["name"], {})
+            for phase, seconds in r["phases"].items():
+                page[phase] = page.get(phase, 0.0) + seconds
     for record in records:
         for phase, seconds in record["phases"].items():
             found.setdefault(phase, []).append(seconds)

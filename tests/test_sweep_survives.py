@@ -153,9 +153,11 @@ if "pytest_mitosis.execution.htmlworker" in sys.orig_argv:
         if event != "open" or not isinstance(args[0], (str, os.PathLike)) or "w" not in str(args[1]):
             return
         path = os.fspath(args[0])
-        if path.endswith(".html") and f"{os.sep}.staging{os.sep}" in path:
+        # a page is written whole: to ".<page>.<pid>.tmp", then renamed
+        name = os.path.basename(path)
+        if name.startswith(".") and name.endswith(".tmp") and ".html." in name and f"{os.sep}.staging{os.sep}" in path:
             markers = os.environ["MITOSIS_TEST_PAGES"]
-            with open(os.path.join(markers, "writing-" + os.path.basename(path)), "w"):
+            with open(os.path.join(markers, "writing-" + name[1:].rsplit(".", 2)[0]), "w"):
                 pass
             while os.path.exists(os.path.join(markers, "hold")):
                 time.sleep(0.01)
