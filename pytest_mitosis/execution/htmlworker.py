@@ -288,14 +288,15 @@ class HtmlWorker:
                 return
             self._file(message)
 
-    def finish(self, patience: float | None = None) -> list[str]:
+    def finish(self, patience: float | None = None, interrupted: bool = False) -> list[str]:
         """Wait until every page asked for is written; one message per trial whose page is not nbconvert's.
 
         The wait is over when the helper has written no page for ``patience`` seconds (default:
         ``--mitosis-timeout`` as the pages were asked for, else :data:`REPLY_TIMEOUT`): the helper is then
         stopped, the page it was on replaced by a short page saying why. Pages the helper could not
         render (nbconvert failed, the helper died) are rendered here. A Ctrl-C stops the wait at once
-        (:attr:`interrupted`): the pages not written yet are replaced by short pages saying so, and named.
+        (:attr:`interrupted`), and so does ``patience`` run out after one (``interrupted``: the session
+        was interrupted): the pages not written yet are replaced by short pages saying so, and named.
         """
         self.interrupted = False
         if patience is None:
@@ -307,14 +308,17 @@ class HtmlWorker:
                 except (EOFError, OSError):
                     self._stop()
                     break
-                if message is None:  # the page it is on took too long: stopped, that page named
+                if message is None:  # the page it is on took too long: the helper is stopped
+                    self._stop(kill=True)
+                    if interrupted:
+                        self.interrupted = True  # the pages left are named, not rendered here
+                        break
                     late = self._pages.pop(min(self._pages))
                     why = (
                         f"rendering it took longer than --mitosis-timeout ({self._timeout:g} s)"
                         if self._timeout is not None and patience >= self._timeout
                         else f"the HTML helper wrote no page for {patience:g} s"
                     )
-                    self._stop(kill=True)
                     self._placeholder(late, why)
                     break
                 self._file(message)

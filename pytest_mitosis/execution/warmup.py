@@ -174,14 +174,15 @@ class WorkAhead:
 
     def finish_pages(self, interrupted: bool = False) -> tuple[list[str], bool]:
         """Wait for the pages the trials asked for (see :meth:`.htmlworker.HtmlWorker.finish`):
-        ``(one note per trial whose page is not nbconvert's, whether a Ctrl-C cut the wait short)``.
-        After a Ctrl-C (``interrupted``) the wait is as short as for an interrupted trial's page."""
+        ``(one note per trial whose page is not nbconvert's, whether a Ctrl-C came during the wait)``.
+        After a Ctrl-C (``interrupted``) the wait is as short as for an interrupted trial's page, and the
+        pages not written by then are named, not rendered here."""
         if self._html is None:
             return [], False
         from .htmlworker import INTERRUPTED_TIMEOUT
 
-        notes = self._html.finish(INTERRUPTED_TIMEOUT if interrupted else None)
-        return notes, self._html.interrupted
+        notes = self._html.finish(INTERRUPTED_TIMEOUT if interrupted else None, interrupted=interrupted)
+        return notes, self._html.interrupted and not interrupted
 
     def start(self, cwd: Path) -> None:
         """Before pytest collects: start the warm parent (it imports the steps' libraries while pytest

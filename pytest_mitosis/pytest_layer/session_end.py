@@ -89,7 +89,7 @@ class SessionEndHooks:
         interrupted trial then counts as failed for ``--lf`` and ``--ff`` (see :meth:`_last_failed`).
         """
         mitosis = self.mitosis
-        self._finish_pages(session, int(exitstatus))
+        exitstatus = self._finish_pages(session, int(exitstatus))
         mitosis.preflight.record_kept(earlier=False)  # outcomes kept while the store was away, if it is back
         if hasattr(self.config, "workerinput"):
             return
@@ -118,25 +118,27 @@ class SessionEndHooks:
             if int(session.exitstatus) != int(exitstatus):  # a CI file that could not be written
                 end_session(mitosis, int(session.exitstatus))
 
-    def _finish_pages(self, session: pytest.Session, exitstatus: int) -> None:
+    def _finish_pages(self, session: pytest.Session, exitstatus: int) -> int:
         """Wait for the HTML pages this process's trials asked for (rendered in the background, see
         :mod:`..execution.htmlworker`): every page is whole before the report (which links them) is
         refreshed and before pytest exits. A page that is not nbconvert's is named in the terminal
         summary (on an xdist worker, as a warning the controller shows). A Ctrl-C during the wait stops it
-        (the pages not written are named) and the session exits as interrupted."""
+        (the pages not written are named) and the session exits as interrupted: the exit status returned."""
         from ..core import profile
 
         interrupted = exitstatus == int(pytest.ExitCode.INTERRUPTED)
         with profile.timed("waiting for the pages at the end"):
             notes, stopped = self.mitosis.context.ahead.finish_pages(interrupted)
-        if stopped and not interrupted:
+        if stopped:
             session.exitstatus = pytest.ExitCode.INTERRUPTED
+            exitstatus = int(pytest.ExitCode.INTERRUPTED)
         if notes and hasattr(self.config, "workerinput"):
             import warnings
 
             for note in notes:
                 warnings.warn(pytest.PytestWarning(f"mitosis: {note}"), stacklevel=1)
         self._page_notes += notes
+        return exitstatus
 
     def _last_failed(self) -> None:
         """Interrupted trials into pytest's ``lastfailed`` (its item sends no report, so pytest never

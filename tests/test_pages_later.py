@@ -1,0 +1,174 @@
+"""HTML pages rendered in the background: a trial waits for its notebook, never for its page.
+
+Each test holds the session's HTML helper as it opens a page to write it (an audit hook in a
+``sitecustomize``, as ``test_sweep_survives.py`` does): the trials are recorded while every page is
+held, which only a session that does not wait for its pages can do; then the test releases the
+pages (every one is whole when pytest exits) or presses Ctrl-C (every one not written is named, and
+a short page says why). No wall clock: the order of events is what the store and the files show.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from .conftest import background, clean_env, git_init, wait_until, write_investigation
+
+pytestmark = pytest.mark.kernel
+
+STEPS = """
+lookup = {"n": {"a": 1, "b": 2, "c": 3}}
+
+
+def run(n):
+    print(f"step {n} ran")
+    return {"main": float(n)}
+"""
+
+PYPROJECT = """
+[tool.mitosis.steps]
+trivial = ["steps:run", "steps:lookup"]
+"""
+
+#: holds the HTML helper as it opens a page of a trial folder (not staging) to write it: ``writing-<what it
+#: opened>`` is created in ``$MITOSIS_TEST_PAGES``, then it waits while ``hold`` exists there
+HOLD = """
+import os
+import sys
+import time
+
+if "pytest_mitosis.execution.htmlworker" in sys.orig_argv:
+    def _hold(event, args):
+        if event != "open" or not isinstance(args[0], (str, os.PathLike)) or "w" not in str(args[1]):
+            return
+        path = os.fspath(args[0])
+        markers = os.environ["MITOSIS_TEST_PAGES"]
+        if path.startswith(markers) or f"{os.sep}.staging{os.sep}" in path or ".html" not in os.path.basename(path):
+            return
+        with open(os.path.join(markers, "writing-" + os.path.basename(path)), "w"):
+            pass
+        while os.path.exists(os.path.join(markers, "hold")):
+            time.sleep(0.01)
+
+    sys.addaudithook(_hold)
+"""
+
+NAMES = ["trial_trivial-a-1", "trial_trivial-b-1", "trial_trivial-c-1"]
+
+
+def held_session(base: Path) -> tuple[Path, Path, Path, subprocess.Popen[str]]:
+    """A session of three trials whose pages are held: ``(root, markers, profile, pytest)``."""
+    root = git_init(write_investigation(base / "study", PYPROJECT, {"steps": STEPS}))
+    site = base / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(HOLD, encoding="utf-8")
+    markers = base / "pages"
+    markers.mkdir()
+    (markers / "hold").write_text("")
+    profile = base / "profile.jsonl"
+    tmp = Path(tempfile.mkdtemp(prefix="mk-", dir="/tmp"))  # short socket paths for the kernels
+    env = clean_env(PYTHONPATH=str(site), MITOSIS_TEST_PAGES=str(markers), MITOSIS_PROFILE=str(profile), TMPDIR=str(tmp))
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis"]
+    proc = background(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return root, markers, profile, proc
+
+
+def recorded(root: Path) -> list[sqlite3.Row]:
+    """The trials the store has finished (passed or failed), oldest first."""
+    path = root / "trials" / "mitosis.sqlite"
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    try:
+        return db.execute(
+            "SELECT name, status, folder FROM trials WHERE status IN ('passed', 'failed') ORDER BY started"
+        ).fetchall()
+    except sqlite3.OperationalError:  # the schema is not written yet
+        return []
+    finally:
+        db.close()
+
+
+def all_recorded(root: Path, markers: Path, proc: subprocess.Popen[str]) -> list[sqlite3.Row]:
+    """Wait until the three trials are recorded (their pages are held meanwhile)."""
+    wait_until("three recorded trials", lambda: len(recorded(root)) == 3, proc)
+    return recorded(root)
+
+
+def leftovers(folder: Path) -> list[str]:
+    """What a page's writer left under a temporary name."""
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_trials_are_recorded_while_their_pages_render_and_every_page_is_whole_at_the_end(tmp_path: Path) -> None:
+    root, markers, profile, proc = held_session(tmp_path)
+    rows = all_recorded(root, markers, proc)
+    # Every trial is recorded, with its folder and its whole notebook, while the first page is held
+    # (the helper renders in order: none is written yet): pytest's process did not wait for a page.
+    assert [(r["name"], r["status"]) for r in rows] == [(name, "passed") for name in NAMES]
+    wait_until("the first page held", lambda: list(markers.glob("writing-*")), proc)
+    (held,) = [p.name for p in markers.glob("writing-*")]
+    assert re.fullmatch(r"writing-\.trial_trivial-a-1\.html\.\d+\.tmp", held), "a page is written under a temporary name"
+    for row in rows:
+        folder = Path(row["folder"])
+        notebook = json.loads((folder / f"{row['name']}.ipynb").read_text(encoding="utf-8"))
+        assert any("step" in json.dumps(cell.get("outputs", [])) for cell in notebook["cells"]), "the whole notebook"
+        assert not (folder / f"{row['name']}.html").exists(), "no page yet, and never half of one"
+    assert proc.poll() is None, "pytest waits for the pages before it ends"
+
+    (markers / "hold").unlink()
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out
+    assert "page not rendered" not in out, out
+    for n, row in enumerate(rows, start=1):
+        folder = Path(row["folder"])
+        page = (folder / f"{row['name']}.html").read_text(encoding="utf-8")
+        assert page.rstrip().endswith("</html>") and f"step {n} ran" in page, "nbconvert's page, whole"
+        assert leftovers(folder) == []
+    # From inside: each trial waited for its notebook only; the session waited for the pages at its end,
+    # before the report (which links them) was refreshed.
+    records = [json.loads(line) for line in profile.read_text(encoding="utf-8").splitlines()]
+    trials = [r["phases"] for r in records if r["scope"] == "trial"]
+    assert len(trials) == 3 and all("waiting for the notebook" in t and "page asked for" in t for t in trials)
+    assert not any("waiting for the notebook and HTML page" in t for t in trials)
+    (end,) = [r["phases"] for r in records if r["scope"] == "session" and "report refresh" in r["phases"]]
+    assert list(end).index("waiting for the pages at the end") < list(end).index("report refresh")
+    report = (root / "trials" / "report" / "index.html").read_text(encoding="utf-8")
+    assert "trial_trivial-c-1" in report
+
+
+def test_ctrl_c_while_the_pages_render_names_each_page_not_written(tmp_path: Path) -> None:
+    root, markers, _, proc = held_session(tmp_path)
+    rows = all_recorded(root, markers, proc)
+    wait_until("the first page held", lambda: list(markers.glob("writing-*")), proc)
+    proc.send_signal(signal.SIGINT)  # while pytest waits for the pages, or just before (then it waits 10 s at most)
+    out, _ = proc.communicate(timeout=180)
+
+    assert proc.returncode == 2, out
+    assert "Traceback" not in out and "INTERNALERROR" not in out, out
+    for row in rows:
+        folder = Path(row["folder"])
+        notebook = folder / f"{row['name']}.ipynb"
+        note = (
+            f"page not rendered: {row['name']}: its HTML page was not rendered (the session was interrupted "
+            f"before it was rendered); its notebook is complete, and `jupyter nbconvert --to html {notebook}` "
+            "builds the page"
+        )
+        assert note in out, out
+        page = (folder / f"{row['name']}.html").read_text(encoding="utf-8")
+        assert page.rstrip().endswith("</html>") and "the session was interrupted before it was rendered" in page
+        assert leftovers(folder) == [], "no half-written page is left"
+    db = sqlite3.connect(f"file:{root / 'trials' / 'mitosis.sqlite'}?mode=ro", uri=True)
+    try:
+        assert db.execute("SELECT status, exitstatus FROM sessions").fetchall() == [("interrupted", 2)]
+    finally:
+        db.close()
