@@ -24,7 +24,8 @@ why and how to build it, and named in what :meth:`~HtmlWorker.finish` returns.
 The helper ignores SIGINT and SIGTERM (a Ctrl-C is pytest's to handle). An interrupted trial
 still waits for its own page in its staging folder (the session ends with it: nothing to gain),
 so nothing is written into a folder being removed. The helper exits when pytest closes its pipe
-(or dies). When it cannot start, dies, or fails in a way other than the filesystem's (a disk
+(or dies), once the pages queued are written: a killed session's recorded trials still get theirs.
+When it cannot start, dies, or fails in a way other than the filesystem's (a disk
 full is reported like any unwritable file), the files are written in the pytest process
 (:class:`.artifacts.HtmlWriter`), which reports the problem.
 """
@@ -402,9 +403,11 @@ def serve(reply_fd: int, listen_fd: int | None = None) -> None:
     connected to it.
 
     Notebooks first: a trial waits for its notebook, never for a page, so a notebook is written while
-    the thread renders (the thread gives the interpreter up every millisecond, not every five). A worker
-    that goes away takes its queued pages with it (it has named them); when the owner closes its pipe,
-    the page being written is finished and the rest dropped (the owner waited for those it wanted).
+    the thread renders (the thread gives the interpreter up every millisecond, not every five). Every
+    page asked for is rendered, also once the one who asked has gone: when the owner closes its pipe
+    (it waited for its pages, or it was killed: the trials it recorded still get theirs), the helper
+    renders what is queued, then exits. Only a kill stops it sooner (the owner's, after a Ctrl-C or
+    ``--mitosis-timeout``: it names the pages not written).
     """
     import signal
     import threading
@@ -449,7 +452,7 @@ def serve(reply_fd: int, listen_fd: int | None = None) -> None:
             with ready:
                 while not queue and not stopping:
                     ready.wait()
-                if stopping:
+                if not queue:
                     return
                 peer, request = queue.popleft()
             answer(
@@ -472,20 +475,13 @@ def serve(reply_fd: int, listen_fd: int | None = None) -> None:
             "notebook save",
         )
 
-    def gone(peer: Peer) -> None:
-        with ready:
-            kept = [item for item in queue if item[0] is not peer]
-            queue.clear()
-            queue.extend(kept)
-
     renderer = threading.Thread(target=render, name="mitosis-pages", daemon=True)
     renderer.start()
-    server.serve(handle, gone)
+    server.serve(handle, lambda peer: None)
     with ready:
         stopping = True
-        queue.clear()
         ready.notify()
-    renderer.join(timeout=REPLY_TIMEOUT)
+    renderer.join()
 
 
 if __name__ == "__main__":
