@@ -75,7 +75,9 @@ def held_session(base: Path) -> tuple[Path, Path, Path, subprocess.Popen[str]]:
     (markers / "hold").write_text("")
     profile = base / "profile.jsonl"
     tmp = Path(tempfile.mkdtemp(prefix="mk-", dir="/tmp"))  # short socket paths for the kernels
-    env = clean_env(PYTHONPATH=str(site), MITOSIS_TEST_PAGES=str(markers), MITOSIS_PROFILE=str(profile), TMPDIR=str(tmp))
+    env = clean_env(
+        PYTHONPATH=str(site), MITOSIS_TEST_PAGES=str(markers), MITOSIS_PROFILE=str(profile), TMPDIR=str(tmp)
+    )
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis"]
     proc = background(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return root, markers, profile, proc
@@ -117,7 +119,9 @@ def test_trials_are_recorded_while_their_pages_render_and_every_page_is_whole_at
     assert [(r["name"], r["status"]) for r in rows] == [(name, "passed") for name in NAMES]
     wait_until("the first page held", lambda: list(markers.glob("writing-*")), proc)
     (held,) = [p.name for p in markers.glob("writing-*")]
-    assert re.fullmatch(r"writing-\.trial_trivial-a-1\.html\.\d+\.tmp", held), "a page is written under a temporary name"
+    assert re.fullmatch(r"writing-\.trial_trivial-a-1\.html\.\d+\.tmp", held), (
+        "a page is written under a temporary name"
+    )
     for row in rows:
         folder = Path(row["folder"])
         notebook = json.loads((folder / f"{row['name']}.ipynb").read_text(encoding="utf-8"))

@@ -183,7 +183,9 @@ class HtmlWorker:
         if saving is None or rendering is None:
             return self._writer().write(nb, notebook, page, title)
         requests = [saving, rendering]
-        return lambda: self._wait(requests, deadline, timeout, lambda: self._writer().write(nb, notebook, page, title)())
+        return lambda: self._wait(
+            requests, deadline, timeout, lambda: self._writer().write(nb, notebook, page, title)()
+        )
 
     def save(self, nb: Any, notebook: Path, title: str, timeout: float | None = None) -> Callable[[], None]:
         """Start writing ``nb`` to ``notebook`` (its page is asked for later, :meth:`page_later`); returns
@@ -212,9 +214,7 @@ class HtmlWorker:
         self._drain()
         return len(self._pages)
 
-    def _wait(
-        self, requests: list[int], deadline: float, timeout: float | None, fallback: Callable[[], None]
-    ) -> None:
+    def _wait(self, requests: list[int], deadline: float, timeout: float | None, fallback: Callable[[], None]) -> None:
         """Wait for the helper's replies to ``requests``; a Ctrl-C meanwhile is raised once the helper is
         done with the folder (it would otherwise write into a folder being removed): at most
         :data:`INTERRUPTED_TIMEOUT` later, when the helper is stopped if it has not answered.
@@ -409,6 +409,7 @@ def serve(reply_fd: int, listen_fd: int | None = None) -> None:
     renders what is queued, then exits. Only a kill stops it sooner (the owner's, after a Ctrl-C or
     ``--mitosis-timeout``: it names the pages not written).
     """
+    import functools
     import signal
     import threading
     from collections import deque
@@ -455,12 +456,10 @@ def serve(reply_fd: int, listen_fd: int | None = None) -> None:
                 if not queue:
                     return
                 peer, request = queue.popleft()
-            answer(
-                peer,
-                request,
-                lambda: writer.page(Path(request["page"]), Path(request["html"]), str(request["title"])),
-                "HTML page",
-            )
+            answer(peer, request, functools.partial(page, request), "HTML page")
+
+    def page(request: dict[str, Any]) -> None:
+        writer.page(Path(request["page"]), Path(request["html"]), str(request["title"]))
 
     def handle(peer: Peer, request: dict[str, Any]) -> None:
         if "page" in request:
