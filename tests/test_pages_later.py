@@ -176,3 +176,49 @@ def test_ctrl_c_while_the_pages_render_names_each_page_not_written(tmp_path: Pat
         assert db.execute("SELECT status, exitstatus FROM sessions").fetchall() == [("interrupted", 2)]
     finally:
         db.close()
+
+
+#: the HTML helper may not write a page (as on a full disk): each page it is asked for fails with EACCES
+DENY = """
+import os
+import sys
+
+if "pytest_mitosis.execution.htmlworker" in sys.orig_argv:
+    def _deny(event, args):
+        if event == "open" and isinstance(args[0], (str, os.PathLike)):
+            name = os.path.basename(os.fspath(args[0]))
+            if name.startswith(".trial_") and ".html." in name and "w" in str(args[1]):
+                raise PermissionError(13, "denied by the test", os.fspath(args[0]))
+
+    sys.addaudithook(_deny)
+"""
+
+
+def test_a_page_the_helper_cannot_write_is_named_and_replaced_by_a_short_page(tmp_path: Path) -> None:
+    root = git_init(write_investigation(tmp_path / "study", PYPROJECT, {"steps": STEPS}))
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(DENY, encoding="utf-8")
+    tmp = Path(tempfile.mkdtemp(prefix="mk-", dir="/tmp"))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis"],
+        cwd=root,
+        env=clean_env(PYTHONPATH=str(site), TMPDIR=str(tmp)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out  # the trials ran and are recorded: a page is not a result
+    rows = recorded(root)
+    assert [(r["name"], r["status"]) for r in rows] == [(name, "passed") for name in NAMES]
+    for row in rows:
+        folder = Path(row["folder"])
+        page = folder / f"{row['name']}.html"
+        why = f"it could not be written: denied by the test ({folder / ('.' + page.name)}."
+        (line,) = [line for line in out.splitlines() if line.startswith(f"page not rendered: {row['name']}: ")]
+        assert why in line and line.endswith(
+            f"its notebook is complete, and `jupyter nbconvert --to html {folder / row['name']}.ipynb` builds the page"
+        ), line
+        assert "denied by the test" in page.read_text(encoding="utf-8"), "a short page says why"
+        assert leftovers(folder) == []
