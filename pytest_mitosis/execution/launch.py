@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_client.kernelspec import KernelSpec
-from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.manager import AsyncKernelManager, KernelManager
 from jupyter_core.utils import run_sync
 
 from ..core import processes
@@ -58,6 +58,16 @@ class _SameInterpreterKernelManager(AsyncKernelManager):
         and jupyter_client's 0.1 s interval made every trial's kernel stop wait about that long."""
         while await self._async_is_alive():
             await asyncio.sleep(0.005)
+
+    async def _async_start_kernel(self, **kw: Any) -> None:
+        """jupyter_client's start, without the ``asyncio.sleep(0.01)`` its ``in_pending_state`` decorator
+        adds after it ("to ensure tests can capture the state before done"): 10 ms of every trial in
+        pytest's process. What the decorator also does, the manager's ``ready`` future, nothing here
+        awaits (nbclient is handed the started manager, and its client's handshake says when the kernel
+        is up, see :func:`.kernel.wait_for_ready`)."""
+        await KernelManager._async_start_kernel.__wrapped__(self, **kw)  # type: ignore[attr-defined]
+
+    start_kernel = _async_start_kernel  # type: ignore[assignment]
 
     @property
     def kernel_spec(self) -> KernelSpec:
