@@ -50,6 +50,32 @@ _BIND_WAIT = 10.0
 _QUIET = quiet("kernel")
 
 
+_CONTEXT: Any = None
+
+
+def shared_context() -> Any:
+    """One zmq context for the sockets of every kernel of this process (its manager's and its client's).
+
+    jupyter_client gives each manager and each client a context of its own: two I/O threads started
+    and joined per trial, about 2.5 ms of every trial in pytest's process. Every socket is closed with
+    its trial; the context lives until :func:`close_shared_context` (the end of the session).
+    """
+    global _CONTEXT
+    if _CONTEXT is None or _CONTEXT.closed:
+        import zmq.asyncio
+
+        _CONTEXT = zmq.asyncio.Context()
+    return _CONTEXT
+
+
+def close_shared_context() -> None:
+    """Close the shared context (its sockets are closed already: their kernels are stopped)."""
+    global _CONTEXT
+    context, _CONTEXT = _CONTEXT, None
+    if context is not None and not context.closed:
+        context.destroy(linger=0)
+
+
 class _SameInterpreterKernelManager(AsyncKernelManager):
     """A kernel manager whose kernel is ``sys.executable -m ipykernel_launcher``."""
 
@@ -112,7 +138,7 @@ class Launched:
         #: those of :attr:`stopped` that ignored SIGTERM and were killed
         self.killed: list[processes.Process] = []
         self.manager = _SameInterpreterKernelManager(
-            transport="ipc", ip=os.path.join(self._private, "kernel"), log=_QUIET
+            transport="ipc", ip=os.path.join(self._private, "kernel"), log=_QUIET, context=shared_context()
         )
         self.manager.connection_file = os.path.join(self._private, "connection.json")
         self._closed = False

@@ -245,3 +245,8 @@ class WorkAhead:
         if self._html is not None:
             self._html.close()
             self._html = None
+        import sys
+
+        launch = sys.modules.get(f"{__package__}.launch")  # imported only once a kernel was launched
+        if launch is not None:
+            launch.close_shared_context()
