@@ -338,6 +338,9 @@ class HtmlWorker:
         failed, self._failed = self._failed, []
         for wanted, here, why in failed:
             if here and not self.interrupted:
+                from .artifacts import remove_partial
+
+                remove_partial(wanted.page)  # what a helper killed while writing it left
                 try:
                     self._writer().page(wanted.notebook, wanted.page, wanted.title)
                     continue
