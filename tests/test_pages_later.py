@@ -222,3 +222,57 @@ def test_a_page_the_helper_cannot_write_is_named_and_replaced_by_a_short_page(tm
         ), line
         assert "denied by the test" in page.read_text(encoding="utf-8"), "a short page says why"
         assert leftovers(folder) == []
+
+
+#: one trial run by ``run_trial`` alone in a process (as a batch job would): with the helper, the page is
+#: whole once the caller has called ``finish()`` and ``close()``; without one, when ``run_trial`` returns
+ALONE = """
+import json
+import sys
+from pathlib import Path
+
+from pytest_mitosis.config.project import Reference
+from pytest_mitosis.config.variants import StepSpec, TrialSpec
+from pytest_mitosis.execution.htmlworker import HtmlWorker
+from pytest_mitosis.execution.runner import run_trial
+
+root = Path.cwd()
+spec = TrialSpec("alone", (StepSpec("alone", Reference("steps", "run"), None, False),), ())
+found = {}
+for key, helper in (("0000aaaa", HtmlWorker()), ("0000bbbb", None)):
+    outcome = run_trial(
+        spec, key=key, name=f"trial_alone-{key}", root=root, trials=root / "trials", timeout=None, debug=False,
+        seed=1, metadata={}, sys_path=[str(root)], html=helper,
+    )
+    found[key] = {"passed": outcome.passed, "html": str(outcome.html), "at_return": outcome.html.is_file()}
+    if helper is not None:
+        found[key]["notes"] = helper.finish()
+        helper.close()
+print(json.dumps(found))
+"""
+
+
+def test_one_trial_alone_in_a_process_leaves_its_page_whole(tmp_path: Path) -> None:
+    root = write_investigation(
+        tmp_path / "alone",
+        "[tool.mitosis.steps]\n",
+        {"steps": 'def run():\n    print("alone ran")\n    return {"main": 1.0}\n'},
+    )
+    (root / "alone.py").write_text(ALONE, encoding="utf-8")
+    tmp = Path(tempfile.mkdtemp(prefix="mk-", dir="/tmp"))
+    done = subprocess.run(
+        [sys.executable, "alone.py"],
+        cwd=root,
+        env=clean_env(TMPDIR=str(tmp)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["0000aaaa"]["notes"] == [] and found["0000bbbb"]["at_return"], found  # without a helper: at once
+    for trial in found.values():
+        page = Path(trial["html"])
+        assert trial["passed"] and page.read_text(encoding="utf-8").rstrip().endswith("</html>"), trial
+        assert "alone ran" in page.read_text(encoding="utf-8")
+        assert leftovers(page.parent) == []
