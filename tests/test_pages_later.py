@@ -64,7 +64,7 @@ if "pytest_mitosis.execution.htmlworker" in sys.orig_argv:
 NAMES = ["trial_trivial-a-1", "trial_trivial-b-1", "trial_trivial-c-1"]
 
 
-def held_session(base: Path) -> tuple[Path, Path, Path, subprocess.Popen[str]]:
+def held_session(base: Path, *args: str) -> tuple[Path, Path, Path, subprocess.Popen[str]]:
     """A session of three trials whose pages are held: ``(root, markers, profile, pytest)``."""
     root = git_init(write_investigation(base / "study", PYPROJECT, {"steps": STEPS}))
     site = base / "site"
@@ -78,7 +78,7 @@ def held_session(base: Path) -> tuple[Path, Path, Path, subprocess.Popen[str]]:
     env = clean_env(
         PYTHONPATH=str(site), MITOSIS_TEST_PAGES=str(markers), MITOSIS_PROFILE=str(profile), TMPDIR=str(tmp)
     )
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis"]
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", *args]
     proc = background(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return root, markers, profile, proc
 
@@ -148,6 +148,28 @@ def test_trials_are_recorded_while_their_pages_render_and_every_page_is_whole_at
     assert list(end).index("waiting for the pages at the end") < list(end).index("report refresh")
     report = (root / "trials" / "report" / "index.html").read_text(encoding="utf-8")
     assert "trial_trivial-c-1" in report
+
+
+def test_a_page_that_takes_longer_than_the_timeout_is_named_and_the_others_are_written(tmp_path: Path) -> None:
+    """The first page never ends (held): 5 s after the helper began it, the helper is stopped, that page is
+    replaced by a short page saying why, and the pages it had not begun are rendered in pytest's process."""
+    root, markers, _, proc = held_session(tmp_path, "--mitosis-timeout=5")
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out  # the trials passed and are recorded: a page is not a result
+    rows = recorded(root)
+    assert [(r["name"], r["status"]) for r in rows] == [(name, "passed") for name in NAMES]
+    first, *others = rows
+    folder = Path(first["folder"])
+    why = "rendering it took longer than --mitosis-timeout (5 s)"
+    assert (
+        f"page not rendered: trial_trivial-a-1: its HTML page was not rendered ({why}); its notebook is complete" in out
+    ), out
+    assert why in (folder / "trial_trivial-a-1.html").read_text(encoding="utf-8")
+    assert leftovers(folder) == []
+    assert out.count("page not rendered") == 1, out
+    for n, row in enumerate(others, start=2):
+        page = (Path(row["folder"]) / f"{row['name']}.html").read_text(encoding="utf-8")
+        assert page.rstrip().endswith("</html>") and f"step {n} ran" in page, "nbconvert's page, whole"
 
 
 def test_ctrl_c_while_the_pages_render_names_each_page_not_written(tmp_path: Path) -> None:

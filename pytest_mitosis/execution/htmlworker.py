@@ -93,6 +93,8 @@ class HtmlWorker:
         self._failed: list[tuple[_Page, bool, str]] = []
         #: ``--mitosis-timeout`` as the last page was asked for: how long :meth:`finish` waits for one page
         self._timeout: float | None = None
+        #: the request whose page the helper said it began rendering last
+        self._rendering: int | None = None
         #: what :meth:`finish` returns: the trials whose page is not nbconvert's, and why
         self._notes: list[str] = []
         #: whether the last :meth:`finish` was cut short by a Ctrl-C (its pages are named, not written)
@@ -265,6 +267,9 @@ class HtmlWorker:
     def _file(self, message: dict[str, Any]) -> None:
         """Keep a reply: a page's is done with (a failure noted for :meth:`finish`), another kept for its waiter."""
         request = message.get("id")
+        if message.get("started"):  # the helper began rendering this page (see :meth:`finish`)
+            self._rendering = request if isinstance(request, int) else None
+            return
         wanted = self._pages.pop(request, None) if isinstance(request, int) else None
         if wanted is None:
             if isinstance(request, int):
@@ -304,8 +309,11 @@ class HtmlWorker:
             patience = REPLY_TIMEOUT if self._timeout is None else min(self._timeout, REPLY_TIMEOUT)
         try:
             while self._pages and self._replies is not None:
+                # ``patience`` counts from the moment the helper began one of these pages: a helper shared
+                # with other workers may render theirs first, for longer than one page may take
+                ours = interrupted or self._rendering in self._pages
                 try:
-                    message = self._replies.next(time.monotonic() + patience)
+                    message = self._replies.next(time.monotonic() + (patience if ours else REPLY_TIMEOUT))
                 except (EOFError, OSError):
                     self._stop()
                     break
@@ -314,7 +322,7 @@ class HtmlWorker:
                     if interrupted:
                         self.interrupted = True  # the pages left are named, not rendered here
                         break
-                    late = self._pages.pop(min(self._pages))
+                    late = self._pages.pop(self._rendering if self._rendering in self._pages else min(self._pages))
                     why = (
                         f"rendering it took longer than --mitosis-timeout ({self._timeout:g} s)"
                         if self._timeout is not None and patience >= self._timeout
@@ -459,6 +467,8 @@ def serve(reply_fd: int, listen_fd: int | None = None) -> None:
                 if not queue:
                     return
                 peer, request = queue.popleft()
+            with replying:  # the owner's patience with this page counts from now (see HtmlWorker.finish)
+                peer.reply({"id": request.get("id"), "started": True})
             answer(peer, request, functools.partial(page, request), "HTML page")
 
     def page(request: dict[str, Any]) -> None:

@@ -93,7 +93,7 @@ class _SameInterpreterKernelManager(AsyncKernelManager):
         is up, see :func:`.kernel.wait_for_ready`)."""
         await KernelManager._async_start_kernel.__wrapped__(self, **kw)  # type: ignore[attr-defined]
 
-    start_kernel = _async_start_kernel  # type: ignore[assignment]
+    start_kernel = _async_start_kernel
 
     @property
     def kernel_spec(self) -> KernelSpec:
