@@ -246,14 +246,31 @@ def report_folder_lists_another_directory(s: Study) -> str:
     return shown
 
 
+#: the batch job of a trial (a Slurm array task), as the store keeps it
+JOB = {
+    "executor": "slurm",
+    "job": "1234_5",
+    "array_job": "1234",
+    "task": 5,
+    "node": "node01",
+    "partition": "debug",
+    "allocation": "cpu=1",
+    "restarts": 0,
+    "state": "COMPLETED",
+}
+
+
 def terminal_escape_in_names(s: Study) -> str:
     s.update(s.keys["a"], name="trial_\x1b]0;owned\x07\x1b[2J", experiment="exp\x1b[31m", variants="a\rb")
+    s.update(s.keys["a"], job=json.dumps({**JOB, "job": "1234\r5", "node": "node\x1b[2J", "partition": "x\ny"}))
     out = "".join(
         s.cli(*args).stdout for args in (["history"], ["show", s.keys["a"]], ["diff", s.keys["a"], s.keys["b"]])
     )
     assert "\x1b" not in out and "\x07" not in out and "\r" not in out
     assert "trial_\\x1b]0;owned\\x07\\x1b[2J" in out, out  # shown as escapes: what is there, without its effect
     assert "exp\\x1b[31m" in out and "a\\rb" in out
+    assert "  1234\\r5@node\\x1b[2J  " in out, "the history's job column"
+    assert "\njob:      slurm 1234\\r5 on node\\x1b[2J (partition x\\ny; cpu=1)\n" in out, "show's job line"
     return out
 
 
@@ -321,6 +338,7 @@ def html_in_names_of_the_report(s: Study) -> str:
         s.update(key, experiment=SCRIPT)
     s.update(a, name=f"trial_{SCRIPT}", variants=SCRIPT, message=SCRIPT, warnings=json.dumps([SCRIPT]))
     s.update(b, metrics=json.dumps({SCRIPT: 1.5, "note": SCRIPT, BREAKOUT: [1.0, 2.0, 3.0]}))
+    s.update(a, job=json.dumps({**JOB, "job": SCRIPT, "node": BREAKOUT, "partition": SCRIPT, "allocation": SCRIPT}))
     assert SCRIPT in json.dumps(_params(s, named)), "the named trial's eval value is the script"
     shutil.rmtree(s.trials / "report")  # the sessions' pages: a trial's page is written once, from the store as it was
     done = s.cli("report")
@@ -345,6 +363,10 @@ def html_in_names_of_the_report(s: Study) -> str:
     trial_a, trial_b, trial_named = (page.read_text() for page in kinds["trial"])
     assert f"<h1>trial_{escaped}</h1>" in trial_a, "a trial's name"
     assert f"<pre class='wrap'>{escaped}</pre>" in trial_a, "the failure message and the warning"
+    breakout = "&lt;/script&gt;&lt;script&gt;alert(2)&lt;/script&gt;"
+    job = f"· job slurm {escaped} on {breakout} (partition {escaped}; {escaped})"
+    assert job in " ".join(trial_a.split()), "the job, where the trial's seed and session are"
+    assert f"<td>{escaped}@{breakout}</td>" in kinds["index"][0].read_text(), "the index's job column"
     assert f"<td>{escaped}</td><td class='num'>1.5</td>" in trial_b, "a metric's name"
     assert f"<td>note</td><td class='num'>{escaped}</td>" in trial_b, "a metric's value"
     chart = "\\u0026lt;/script\\u0026gt;\\u0026lt;script\\u0026gt;alert(2)"  # escaped for plotly, then for the script
@@ -458,6 +480,8 @@ def test_a_hostile_store_runs_nothing_and_writes_nothing_outside_the_trials_fold
         ("started", "yesterday", "its started column:"),
         ("directions", "[1", "its directions column:"),
         ("params", '{"a": 1}', "its params is a dict, not a list"),
+        ("job", '{"job": "1234_5"', "its job column:"),
+        ("job", '["1234_5"]', "its job is a list, not a dict"),
     ],
 )
 def test_a_row_of_another_shape_is_an_error_naming_the_trial_never_a_traceback(

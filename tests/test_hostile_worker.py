@@ -89,7 +89,22 @@ def begin(**changes: Any) -> tuple[str, str, None]:
 
 def finish(key: str = KEY, folder: str | None = FOLDER, **changes: Any) -> tuple[str, str, None]:
     args = {"key": key, "status": "passed", "main": 4.0, "metrics": {}, "folder": folder, "message": None}
-    return ("finish", json.dumps({**args, "verdict": None, **changes}), None)
+    return ("finish", json.dumps({**args, "verdict": None, "job": None, **changes}), None)
+
+
+#: the batch job a worker's trial ran in, as the Slurm executor fills it
+JOB = {
+    "executor": "slurm",
+    "job": "1234_5",
+    "array_job": "1234",
+    "task": 5,
+    "node": "node01",
+    "partition": "debug",
+    "allocation": "cpu=1,mem=500M,node=1",
+    "restarts": 0,
+    "state": "COMPLETED",
+}
+JOB_TEXT = "a string of at most 200 printable characters"
 
 
 def tar(*members: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
@@ -346,6 +361,54 @@ CASES = [
         "interrupted",  # refused whole: the trial stays running until its worker goes (its staging folder too)
     ),
     Case(
+        "a job whose node adds a line to every view",
+        [*LEGIT, finish(job={**JOB, "node": "node01\nmitosis: all trials passed"})],
+        f"job.node: expected none or {JOB_TEXT}, found 'node01\\nmitosis: all trials passed'",
+        "interrupted",  # refused whole, like a finish with any other field not ours
+    ),
+    Case(
+        "a job whose state is a megabyte",
+        [*LEGIT, finish(job={**JOB, "state": "x" * (1 << 20)})],
+        f"job.state: expected none or {JOB_TEXT}, found 'xxxx",
+        "interrupted",
+    ),
+    Case(
+        "a job requeued a negative number of times",
+        [*LEGIT, finish(job={**JOB, "restarts": -1})],
+        "job.restarts: expected an integer from 0, found int -1",
+        "interrupted",
+    ),
+    Case(
+        "a job whose task is true",
+        [*LEGIT, finish(job={**JOB, "task": True})],
+        "job.task: expected an integer from 0, found True",
+        "interrupted",
+    ),
+    Case(
+        "a job whose id is empty",
+        [*LEGIT, finish(job={**JOB, "job": ""})],
+        "job.job: expected a non-empty string of at most 200 printable characters, found ''",
+        "interrupted",
+    ),
+    Case(
+        "a job without its id",
+        [*LEGIT, finish(job={k: v for k, v in JOB.items() if k != "job"})],
+        "job.job: expected a field of the job, found nothing",
+        "interrupted",
+    ),
+    Case(
+        "a job with a field of its own",
+        [*LEGIT, finish(job={**JOB, "status": "passed"})],
+        "job.status: expected only the fields " + ", ".join(sorted(JOB)) + ", found 'status'",
+        "interrupted",
+    ),
+    Case(
+        "a job that is a text",
+        [*LEGIT, finish(job="1234_5")],
+        "job: expected none or a JSON object, found '1234_5'",
+        "interrupted",
+    ),
+    Case(
         "an operation that is not one",
         [OPEN, op("_gone"), op("__init__")],
         "the operation: expected one of open, check_locks, begin, next_iteration, previous, statuses, chunk, "
@@ -445,6 +508,16 @@ def test_a_worker_s_folder_as_pytest_mitosis_sends_it_is_stored(gateway: execnet
     assert (home.trials / FOLDER / "trial.yaml").read_text() == "experiment: exp\n"
     assert home.row(KEY) == {"status": "passed", "folder": str(home.trials / FOLDER), "message": None, "main": "4.0"}
     assert home.outside() == before
+
+
+def test_a_worker_s_job_reaches_the_controller_s_store(gateway: execnet.Gateway, home: Home) -> None:
+    """A trial that ran as a batch job on a worker's host: the job arrives with its record, as it was sent."""
+    queued = {**JOB, "node": None, "partition": "", "allocation": None, "state": None, "restarts": 2}
+    answers = serve(gateway, home, [*LEGIT, finish(job=queued)])
+    assert answers[2] == ("ok", "[]", "") and home.server is not None and home.server.refusals == []
+    with sqlite3.connect(home.trials / "mitosis.sqlite") as db:
+        (job,) = db.execute("SELECT job FROM trials WHERE key=?", (KEY,)).fetchone()
+    assert json.loads(job) == queued
 
 
 def test_a_worker_s_heartbeat_reaches_the_controller_s_store(gateway: execnet.Gateway, home: Home) -> None:

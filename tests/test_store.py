@@ -252,7 +252,7 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     assert run.ret == pytest.ExitCode.USAGE_ERROR
     assert (
         f"ERROR: mitosis: the trial store {store} has schema version 99, written by a newer pytest-mitosis; "
-        "this one knows version 4. Upgrade pytest-mitosis (pip install -U pytest-mitosis); the store was left as it is."
+        "this one knows version 5. Upgrade pytest-mitosis (pip install -U pytest-mitosis); the store was left as it is."
     ) in run.out
 
 
@@ -670,6 +670,7 @@ def _old_store(trials: Path, backend: Backend) -> str:
         "DROP INDEX trials_session",
         "ALTER TABLE trials DROP COLUMN session",
         "ALTER TABLE trials DROP COLUMN directions",
+        "ALTER TABLE trials DROP COLUMN job",
         "UPDATE meta SET value='1' WHERE name='schema_version'",
     )
     if backend.url is None:
@@ -726,9 +727,9 @@ def test_a_store_from_before_sessions_gains_them_when_a_session_opens_it(tmp_pat
     store.end_session("5e55104a", 1)  # type: ignore[attr-defined]
     store.close()
     (after,) = backend.rows(trials)
-    assert after == {**before, "session": None, "directions": None}, "the old trial is kept as it was"
+    assert after == {**before, "session": None, "directions": None, "job": None}, "the old trial is kept as it was"
     with Reader(trials, backend.url) as reader:
-        assert reader._source.version == 4
+        assert reader._source.version == 5
         (session,) = reader.sessions()
         assert [r.key for r in reader.trials()] == [old]
     assert (session.key, session.status, session.exitstatus, session.debug, session.trials) == (
@@ -832,6 +833,7 @@ def test_a_store_from_before_acceptances_is_read_as_it_is_then_gains_them(tmp_pa
         trials,
         "DROP TABLE acceptances",
         "ALTER TABLE trials DROP COLUMN directions",
+        "ALTER TABLE trials DROP COLUMN job",
         "UPDATE meta SET value='3' WHERE name='schema_version'",
     )
     with Reader(trials, backend.url) as reader:
@@ -872,7 +874,7 @@ def test_a_store_from_before_acceptances_is_read_as_it_is_then_gains_them(tmp_pa
     finally:
         store.close()
     with Reader(trials, backend.url) as reader:
-        assert reader._source.version == 4
+        assert reader._source.version == 5
         accepted = {r.key: r.accepted for r in reader.trials()}
     assert [k for k, v in accepted.items() if v is not None] == ["9a7e0000"]
     # migrate takes the acceptance along with its trial

@@ -18,6 +18,8 @@ from ..core.errors import ConfigError
 from ..core.rules import METRICS_PREFIX, DirectionRule, Directions, Tolerance, metric_name, parse_hypothesis
 from .assignments import Assignment, parse_assignment
 from .settings import absolute_store
+from .slurm import SlurmResources, slurm_table
+from .slurm import resources as slurm_resources
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,8 +28,8 @@ else:  # pragma: no cover - exercised only on Python 3.10
 
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _REFERENCE = re.compile(rf"^(?P<module>{_DOTTED}):(?P<attr>{_DOTTED})$")
-_TOP_KEYS = ("trials-folder", "store", "working-dir", "steps", "experiments", "higher-is-better", "tolerances")
-_EXPERIMENT_KEYS = ("steps", "params", "eval", "expect", "higher-is-better", "tolerances")
+_TOP_KEYS = ("trials-folder", "store", "working-dir", "steps", "experiments", "higher-is-better", "tolerances", "slurm")
+_EXPERIMENT_KEYS = ("steps", "params", "eval", "expect", "higher-is-better", "tolerances", "slurm")
 #: a metric name as results key it (``main``, ``f1``), or with the prefix reproduction messages print
 _METRIC = re.compile(r"^[A-Za-z_][\w.-]*\Z")
 DEFAULT_TRIALS_FOLDER = "trials"
@@ -67,6 +69,8 @@ class ExperimentConfig:
     higher_is_better: DirectionRule | None = None
     #: ``tolerances`` of the experiment's table, per metric name (over those of [tool.mitosis])
     tolerances: dict[str, Tolerance] = field(default_factory=dict)
+    #: the experiment's ``slurm`` table, checked (over [tool.mitosis.slurm]; see :mod:`.slurm`)
+    slurm: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ class ProjectConfig:
     higher_is_better: DirectionRule | None = None
     #: ``[tool.mitosis.tolerances]``, per metric name
     tolerances: dict[str, Tolerance] = field(default_factory=dict)
+    #: ``[tool.mitosis.slurm]``, checked: the Slurm executor's job resources (see :mod:`.slurm`)
+    slurm: dict[str, Any] = field(default_factory=dict)
 
     def directions(
         self, experiment: str, higher: DirectionRule | None = None, lower: DirectionRule | None = None
@@ -107,6 +113,11 @@ class ProjectConfig:
         """The experiment's tolerances: its table's entries over those of [tool.mitosis], metric by metric."""
         table = self.experiments.get(experiment)
         return {**self.tolerances, **(table.tolerances if table is not None else {})}
+
+    def slurm_of(self, experiment: str, overrides: tuple[tuple[str, str], ...] = ()) -> SlurmResources:
+        """The experiment's Slurm job resources: ``--mitosis-slurm`` over its table over [tool.mitosis.slurm]."""
+        table = self.experiments.get(experiment)
+        return slurm_resources(self.slurm, table.slurm if table is not None else {}, overrides)
 
     @property
     def root(self) -> Path:
@@ -327,7 +338,10 @@ def _experiment(path: Path, name: str, entry: object, steps: Mapping[str, Any]) 
     higher = table.get("higher-is-better")
     direction = _direction(path, f"{key} higher-is-better", higher) if higher is not None else None
     tolerances = _tolerances(path, f"{key} tolerances", table["tolerances"]) if "tolerances" in table else {}
-    return ExperimentConfig(name, chain_t, params, evals, expect.strip() if expect else None, direction, tolerances)
+    slurm = slurm_table(f"{path}: {key} slurm", table["slurm"]) if "slurm" in table else {}
+    return ExperimentConfig(
+        name, chain_t, params, evals, expect.strip() if expect else None, direction, tolerances, slurm
+    )
 
 
 def load_project(
@@ -371,6 +385,7 @@ def load_project(
         store=store,
         higher_is_better=direction,
         tolerances=tolerances,
+        slurm=slurm_table(f"{pyproject}: [tool.mitosis.slurm]", mitosis["slurm"]) if "slurm" in mitosis else {},
     )
 
 

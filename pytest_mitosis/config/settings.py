@@ -189,3 +189,8 @@ class Settings:
     #: --mitosis-max-cell-output / ini mitosis_max_cell_output: characters one cell shows in the notebook
     #: at most, the rest going to a log in the trial folder (0: no limit)
     max_cell_output: int = parse_size(DEFAULT_MAX_CELL_OUTPUT)
+    #: --mitosis-executor / ini mitosis_executor: where trials run: "local" (kernels of this process) or
+    #: "slurm" (each experiment's trials as one Slurm job array; see pytest_mitosis.execution.slurm)
+    executor: str = "local"
+    #: --mitosis-slurm KEY=VALUE: the jobs' resources over the ``slurm`` tables of pyproject.toml
+    slurm: tuple[tuple[str, str], ...] = ()

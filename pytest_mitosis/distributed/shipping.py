@@ -108,6 +108,7 @@ class RemoteStore:
         folder: str | None,
         message: str | None,
         verdict: str | None = None,
+        job: dict[str, Any] | None = None,
     ) -> list[str]:
         """Send the trial folder, then the record; the folder here is removed once the controller has both."""
         relative = None
@@ -129,6 +130,7 @@ class RemoteStore:
                 folder=relative,
                 message=message,
                 verdict=verdict,
+                job=job,
             )
         except StoreError as err:
             name = f"trial {Path(folder).name}" if folder is not None else f"the trial of key {key}"
@@ -345,6 +347,7 @@ class StoreServer:
             folder=folder,
             message=message,
             verdict=args["verdict"],
+            job=args["job"],
         )
         self._running.discard(key)
         self._folders.pop(key, None)

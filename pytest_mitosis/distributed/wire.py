@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 from ..config.settings import MAX_SEED
 from ..identity.locks import Lock
-from ..store import NewTrial, StoreError, valid_key
+from ..store import NewTrial, StoreError, job_problem, valid_key
 
 #: bytes per message when a trial folder travels to the controller (the largest chunk accepted)
 CHUNK = 1 << 20
@@ -47,7 +47,7 @@ OPERATIONS: dict[str, frozenset[str]] = {
     "previous": frozenset({"experiment", "identity", "before"}),
     "statuses": frozenset({"keys"}),
     "chunk": frozenset({"key"}),
-    "finish": frozenset({"key", "status", "main", "metrics", "folder", "message", "verdict"}),
+    "finish": frozenset({"key", "status", "main", "metrics", "folder", "message", "verdict", "job"}),
     "beat": frozenset({"key", "state"}),
 }
 #: what a running trial's heartbeat says (``MitosisSession.on_progress``): each a short text, ``elapsed`` seconds
@@ -254,6 +254,11 @@ def finish(args: dict[str, Any]) -> dict[str, Any]:
     one_of("verdict", args["verdict"], (None, *VERDICTS))
     if args["folder"] is not None:
         text("folder", args["folder"], 1000, empty=False)
+    problem = job_problem(args["job"])  # the batch job that ran it, as every executor writes it
+    if problem is not None:
+        field, expected, found = problem
+        absent = isinstance(args["job"], dict) and field.removeprefix("job.") not in args["job"]
+        refuse(field, expected, Said("nothing") if absent else found)
     return args
 
 

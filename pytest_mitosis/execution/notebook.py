@@ -175,6 +175,13 @@ def stopped_cell(stopped: Iterable[Process], killed: Iterable[Process] = ()) -> 
     return _cell("markdown", "\n".join(lines))
 
 
+def from_json(data: dict[str, Any]) -> Any:
+    """A notebook :func:`build` made in another process, from its JSON (``nbformat.from_dict``)."""
+    import nbformat
+
+    return nbformat.from_dict(data)
+
+
 def build(
     spec: TrialSpec,
     *,

@@ -101,6 +101,35 @@ INTERRUPTED_WHILE_SAVING = (
 )
 
 
+def build_notebook(
+    spec: TrialSpec,
+    trials: Path,
+    key: str,
+    name: str,
+    *,
+    debug: bool,
+    seed: int,
+    metadata: dict[str, Any],
+    sys_path: list[str] | None = None,
+    max_output: int = 0,
+) -> Any:
+    """The unexecuted notebook of trial ``name_key``, its outputs bound for its staging folder (see
+    :func:`.notebook.build`); a Slurm session builds it for its job, which runs it (``run_trial(built=...)``)."""
+    from . import notebook
+
+    folder = TrialFolder(trials, key, name, debug)
+    return notebook.build(
+        spec,
+        title=f"{folder.name} ({folder.key})",
+        folder=folder.staging,
+        debug=debug,
+        seed=seed,
+        sys_path=sys_path,
+        metadata={**metadata, "key": folder.key, "trial": folder.name, "seed": seed},
+        max_output=max_output,
+    )
+
+
 def run_trial(
     spec: TrialSpec,
     *,
@@ -118,6 +147,7 @@ def run_trial(
     code_changed: Callable[[tuple[str, ...]], str | None] | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     max_output: int = 0,
+    built: dict[str, Any] | None = None,
     pages_later: bool = True,
 ) -> TrialOutcome:
     """Run ``spec`` in a fresh kernel and save its artifacts under ``trials`` as ``name_key``.
@@ -128,7 +158,8 @@ def run_trial(
     runs, ``{"phase", "step", "line", "elapsed"}`` (the step's name, the last line it printed).
     ``max_output`` (``--mitosis-max-cell-output``): the characters each cell puts into the notebook
     at most (0: all); the rest goes to a log in the trial folder. ``timeout`` bounds each step, and
-    writing the notebook and its page too.
+    writing the notebook and its page too. ``built``: the notebook as another process built it for this
+    trial (a Slurm job runs the one its session wrote, see :mod:`.slurm.tasks`); by default it is built here.
 
     The page: with ``html=None`` it is written in this process before this returns. With an
     :class:`~.htmlworker.HtmlWorker` (and ``pages_later``), the trial's folder moves into place (and this
@@ -148,17 +179,21 @@ def run_trial(
     folder = TrialFolder(trials, key, name, debug)
     try:
         folder.create()
-        title = f"{folder.name} ({folder.key})"
         with profile.timed("notebook built"):
-            nb = notebook.build(
-                spec,
-                title=title,
-                folder=folder.staging,
-                debug=debug,
-                seed=seed,
-                sys_path=sys_path,
-                metadata={**metadata, "key": folder.key, "trial": folder.name, "seed": seed},
-                max_output=max_output,
+            nb = (
+                notebook.from_json(built)
+                if built is not None
+                else build_notebook(
+                    spec,
+                    trials,
+                    key,
+                    name,
+                    debug=debug,
+                    seed=seed,
+                    metadata=metadata,
+                    sys_path=sys_path,
+                    max_output=max_output,
+                )
             )
     except OSError as err:
         if launched is not None:

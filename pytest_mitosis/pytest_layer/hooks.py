@@ -206,7 +206,23 @@ class MitosisHooks:
                 resume_at = mitosis.context.repo().commit if self.settings.resume else None
                 planned = plan(trials, mitosis.context.store(), mitosis.trials.identify, None, resume_at)
                 reporter.write_line(f"mitosis plan: {totals(planned)}")
+        if trials and self.settings.executor == "slurm":
+            self._submit(trials)
         return None
+
+    def _submit(self, trials: list[tuple[str, Any]]) -> None:
+        """``--mitosis-executor=slurm``: every trial guarded, recorded and submitted before the first item runs."""
+        import shutil
+
+        if shutil.which("sbatch") is None:
+            raise pytest.UsageError(
+                "--mitosis-executor=slurm: sbatch is not on PATH. Run pytest where Slurm's commands are (a "
+                "cluster's login node, or inside a Slurm job), or drop --mitosis-executor=slurm to run here."
+            )
+        said = self.mitosis.trials.submit(trials)
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"mitosis: {said}")
 
     def _check(self, session: pytest.Session, trials: list[tuple[str, Any]], broken: list[tuple[str, str]]) -> bool:
         """``--mitosis-check``: one line per trial, no kernel; blocked trials count as failures."""
@@ -279,6 +295,7 @@ class MitosisHooks:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """The progress line's watcher stops and the line goes before anything of the session's end is written."""
+        self.mitosis.trials.stop_slurm("the session stopped before this trial's turn")
         if self.mitosis.heartbeat.progress is not None:
             self.mitosis.heartbeat.progress.close()
 

@@ -55,6 +55,7 @@ parse_seed = _parser("..config.settings", "parse_seed")
 parse_size = _parser("..config.settings", "parse_size")
 parse_limit = _parser("..core.rules", "parse_limit")
 parse_metric_names = _parser("..config.settings", "parse_metric_names")
+parse_slurm = _parser("..config.slurm", "parse_override")
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -258,7 +259,26 @@ def add_options(parser: pytest.Parser) -> None:
         help="How trial kernels start: forked from a warm parent that has imported the steps' libraries "
         "(default where the platform allows it: Linux), or spawned as a new interpreter each",
     )
+    group.addoption(
+        "--mitosis-executor",
+        dest="mitosis_executor",
+        default=None,
+        choices=["local", "slurm"],
+        help="Where trials run: 'local' (this process's kernels, the default) or 'slurm' (each experiment's "
+        "selected trials submitted as one Slurm job array; pytest records them here) (ini mitosis_executor)",
+    )
+    group.addoption(
+        "--mitosis-slurm",
+        action="append",
+        dest="mitosis_slurm",
+        default=[],
+        type=parse_slurm,
+        metavar="KEY=VALUE",
+        help="A Slurm job resource over [tool.mitosis.slurm] (repeatable): partition, time, cpus, mem, gpus, "
+        "account, throttle (trials of an array at once), sbatch (an extra option), setup (a shell line)",
+    )
     add_ci_options(group, parser)
+    parser.addini("mitosis_executor", "Where trials run: local (default) or slurm", default="")
     parser.addini("mitosis_config", "pyproject.toml holding [tool.mitosis] (relative to the rootdir)", default="")
     parser.addini("mitosis_trials_folder", "Folder for trial artifacts (relative to the rootdir)", default="")
     parser.addini(
@@ -400,6 +420,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
     heartbeat_every: float = _setting(config, "mitosis_heartbeat_every", parse_nonnegative_seconds)
     progress_every: float | None = _setting(config, "mitosis_progress_every", parse_positive_seconds)
     patience: float | None = _setting(config, "mitosis_store_patience", parse_nonnegative_seconds)
+    executor = executor_option(config)
     if config.getoption("mitosis_check") and getattr(config.option, "numprocesses", None):
         raise pytest.UsageError("--mitosis-check runs no trial, so it has nothing to distribute: drop -n.")
 
@@ -440,7 +461,31 @@ def resolve_settings(config: pytest.Config) -> Settings:
         heartbeat_every=heartbeat_every,
         store_patience=patience if patience is not None else DEFAULT_STORE_PATIENCE,
         max_cell_output=max_cell_output,
+        executor=executor,
+        slurm=tuple(config.getoption("mitosis_slurm")),
     )
+
+
+def executor_option(config: pytest.Config) -> str:
+    """``--mitosis-executor`` (or ini ``mitosis_executor``), refused where it cannot work."""
+    executor = config.getoption("mitosis_executor") or str(config.getini("mitosis_executor") or "").strip() or "local"
+    if executor not in ("local", "slurm"):
+        raise pytest.UsageError(f"ini mitosis_executor: expected local or slurm, found {executor!r}.")
+    if executor != "slurm" and config.getoption("mitosis_slurm"):
+        raise pytest.UsageError(
+            "--mitosis-slurm sets the resources of Slurm jobs: add --mitosis-executor=slurm (or drop --mitosis-slurm)."
+        )
+    if executor == "slurm":
+        if getattr(config.option, "numprocesses", None) or getattr(config.option, "tx", None):
+            raise pytest.UsageError(
+                "--mitosis-executor=slurm runs every trial as a Slurm job already, submitted by one pytest "
+                "session: drop -n/--tx (the array's throttle sets how many run at once: --mitosis-slurm throttle=N)."
+            )
+        if config.getoption("mitosis_reproduce"):
+            raise pytest.UsageError(
+                "--mitosis-reproduce runs a recorded trial again here, at its commit: drop --mitosis-executor=slurm."
+            )
+    return executor
 
 
 def direction_options(config: pytest.Config) -> tuple[bool | tuple[str, ...] | None, bool | tuple[str, ...] | None]:

@@ -46,6 +46,9 @@ class Running:
     phase: str | None = None
     line: str = ""
     elapsed: float = 0.0
+    #: a batch job's trial: why the scheduler keeps it waiting (phase ``pending``: ``Priority``), the node it runs on
+    reason: str | None = None
+    node: str | None = None
     #: ``time.monotonic()`` of the last "still running" line written for it (off a terminal)
     said: float = field(default_factory=time.monotonic)
 
@@ -102,6 +105,7 @@ class Progress:
             if trial is None:
                 trial = self.running[key] = Running(name, key)
             trial.step, trial.phase = state.get("step"), state.get("phase")
+            trial.reason, trial.node = _text(state.get("reason")), _text(state.get("node"))
             trial.line, trial.elapsed = cell(str(state.get("line") or "").strip()), float(state.get("elapsed") or 0.0)
             if self.tty:
                 self.draw()
@@ -279,12 +283,23 @@ def _short(nodeid: str) -> str:
     return nodeid.rsplit("::", 1)[-1]
 
 
+def _text(value: Any) -> str | None:
+    """A heartbeat's text as one visible line (a crafted store's too), ``None`` when empty."""
+    return cell(str(value)) if value not in (None, "") else None
+
+
 def _where(trial: Running) -> str:
+    """Where the trial is: its step or phase; a batch job's trial waiting to start, ``pending (Priority)``; one
+    that runs on a node of a cluster, ``step fit on node01``."""
+    if trial.phase == "pending":  # queued by the scheduler: no step yet, and no node
+        return f"pending ({trial.reason})" if trial.reason else "pending"
     if trial.phase == "step" and trial.step:
-        return f"step {trial.step}"
-    return {"kernel start": "starting its kernel", "set-up": "set-up", "saving": "saving"}.get(
-        str(trial.phase), str(trial.phase or "starting")
-    )
+        where = f"step {trial.step}"
+    else:
+        where = {"kernel start": "starting its kernel", "set-up": "set-up", "saving": "saving"}.get(
+            str(trial.phase), str(trial.phase or "starting")
+        )
+    return f"{where} on {trial.node}" if trial.node else where
 
 
 class Heartbeats:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..config.variants import TrialSpec
     from ..execution.runner import TrialOutcome
     from ..identity.trial import TrialIdentity
+    from ..recording.slurm_sweep import SlurmSweep
     from ..store import Reader, TrialRecord
     from .context import SessionContext
     from .heartbeat import Heartbeat
@@ -37,6 +38,10 @@ class TrialService:
         self._commit_files: CommitFiles | None = None
         #: the repository's files that this process's trials imported (checked again before every trial)
         self._sources: set[Path] = set()
+        #: ``--mitosis-executor=slurm``: the session's job arrays (see :meth:`submit`)
+        self.slurm: SlurmSweep | None = None
+        #: under Slurm, why each trial that --mitosis-resume skips was skipped (decided at submission)
+        self._skipped: dict[str, str] = {}
 
     def identify(self, nodeid: str, spec: TrialSpec) -> TrialIdentity:
         """A trial's fingerprints, computed once per session (the plan and the setup both need them)."""
@@ -52,6 +57,8 @@ class TrialService:
         Asked at each trial's setup, not once at the start: another session (or xdist worker) may have
         passed it since, and an xdist worker then skips it like a session alone would.
         """
+        if self.slurm is not None:
+            return self._skipped.get(nodeid)
         if not self.context.settings.resume:
             return None
         from ..checks.sweep_plan import resumed
@@ -61,6 +68,10 @@ class TrialService:
     def guard(self, nodeid: str, spec: TrialSpec) -> TrialIdentity:
         """Fingerprint a trial, check that its code is still the commit's and its variant locks (not in debug mode)."""
         identity = self.identify(nodeid, spec)
+        if self.slurm is not None:  # guarded when the arrays were submitted (the job checks its code again)
+            if nodeid in self.slurm.refused:
+                raise TrialFailed(self.slurm.refused[nodeid])
+            return identity
         if not self.context.settings.debug:
             changed = self.code_changed((), "since the session started")
             if changed is not None:
@@ -112,7 +123,7 @@ class TrialService:
         from ..views.summary import SummaryRow
 
         try:
-            outcome = self._record(nodeid, spec, identity)
+            outcome = self._record(nodeid, spec, identity) if self.slurm is None else self._await(nodeid)
         finally:
             self.heartbeat.erase()  # before pytest writes the outcome (or "KeyboardInterrupt")
         problem = self.context.ahead.problem()
@@ -124,6 +135,77 @@ class TrialService:
             )
             raise KeyboardInterrupt  # pytest stops the session: "!!! KeyboardInterrupt !!!", exit code 2
         return outcome
+
+    def submit(self, trials: list[tuple[str, TrialSpec]]) -> str:
+        """``--mitosis-executor=slurm``: guard every trial now, take their records and submit them as job
+        arrays (see :mod:`..recording.slurm_sweep`); the plan line's Slurm part. Each item then awaits its task."""
+        from ..checks.code_drift import module_files
+        from ..identity.trial import UnfingerprintableValue
+        from ..recording.slurm_sweep import SlurmSweep
+        from ..store.protocol import StoreError, VariantRedefined
+
+        context = self.context
+        settings = context.settings
+        ready = []
+        refused: dict[str, str] = {}
+        for nodeid, spec in trials:
+            done = self.resumed(nodeid, spec)
+            if done is not None:
+                self._skipped[nodeid] = done
+                continue
+            try:
+                ready.append((nodeid, spec, self.guard(nodeid, spec)))
+            except (VariantRedefined, UnfingerprintableValue, StoreError, TrialFailed) as err:
+                refused[nodeid] = str(err)
+        check = None
+        repo = context.repo()
+        if not settings.debug and repo.clean and repo.worktree is not None and repo.commit is not None:
+            root, modules = context.step_modules()
+            files = [settings.pyproject, *module_files(root, modules), *self._sources]
+            check = {
+                "worktree": str(repo.worktree),
+                "commit": repo.commit,
+                "own": [str(p.resolve()) for p in context.own_files()],
+                "ignore": list(settings.dirty_ignore),
+                "files": [str(p) for p in files],
+            }
+        sweep = SlurmSweep(
+            store=context.store(),
+            project=context.project(),
+            settings=settings,
+            environment=context.environment(),
+            seed=context.seed,
+            session=context.session_key,
+            check=check,
+            progress=self.heartbeat.on_progress,
+        )
+        sweep.refused.update(refused)
+        self.slurm = sweep  # from here, every item's setup and call ask the sweep
+        sweep.submit(ready)
+        return sweep.describe()
+
+    def _await(self, nodeid: str) -> TrialOutcome:
+        """Under Slurm: the trial's task, awaited and recorded; Ctrl-C (or SIGTERM) cancels every task
+        not yet ended and records them (this one ``interrupted``, then the session stops)."""
+        sweep = self.slurm
+        assert sweep is not None
+        try:
+            outcome = sweep.wait(nodeid)
+        except KeyboardInterrupt:
+            sweep.stop("the session was interrupted (Ctrl-C or SIGTERM)")
+            stopped = sweep.tasks[nodeid].outcome
+            if stopped is None:
+                raise
+            outcome = stopped
+        if sweep.code_moved is not None:
+            self.state.code_moved = sweep.code_moved
+        return outcome
+
+    def stop_slurm(self, why: str) -> None:
+        """The session ends with tasks not yet recorded (``-x``, the code changed, an error of pytest's):
+        they are cancelled and recorded (see :meth:`SlurmSweep.stop`)."""
+        if self.slurm is not None:
+            self.slurm.stop(why)
 
     def _record(self, nodeid: str, spec: TrialSpec, identity: TrialIdentity) -> TrialOutcome:
         """:func:`~..recording.trial.record_trial` with what this session knows."""

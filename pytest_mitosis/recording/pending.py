@@ -34,7 +34,8 @@ def _write(path: Path, data: dict[str, Any]) -> Path:
 
 
 def keep_outcome(trials: Path, key: str, name: str, fields: dict[str, Any]) -> Path:
-    """Keep a trial's outcome (``finish``'s keyword arguments) for when the store is back; the file."""
+    """Keep a trial's outcome (``finish``'s keyword arguments: the batch ``job`` that ran it too) for when the
+    store is back; the file."""
     data = {"kind": "trial", "key": key, "name": name, "ended": time.time(), "finish": fields}
     return _write(trials / PENDING / f"trial-{key}.json", data)
 
@@ -50,12 +51,13 @@ def drop_session_end(trials: Path, key: str) -> None:
     (trials / PENDING / f"session-{key}.json").unlink(missing_ok=True)
 
 
-def _accepts_ended(method: Callable[..., Any]) -> bool:
-    """Whether a store's method takes ``ended`` (ours do; a plugin's store may predate it)."""
+def _accepts(method: Callable[..., Any], name: str) -> bool:
+    """Whether a store's method takes the keyword ``name`` (``ended``, ``job``: ours do; a plugin's store may
+    predate them)."""
     import inspect
 
     try:
-        return "ended" in inspect.signature(method).parameters
+        return name in inspect.signature(method).parameters
     except (TypeError, ValueError):
         return False
 
@@ -84,14 +86,16 @@ def record_kept(store: Any, trials: Path) -> tuple[list[str], list[str]]:
         try:
             if kind == "trial":
                 fields = dict(data["finish"])
-                extra = {"ended": ended} if _accepts_ended(store.finish) else {}
+                if fields.get("job") is None or not _accepts(store.finish, "job"):  # kept before jobs were: none
+                    fields.pop("job", None)
+                extra = {"ended": ended} if _accepts(store.finish, "ended") else {}
                 store.finish(key, **fields, **extra)
                 what = f"{data.get('name', key)} (key {key}) {fields.get('status')}, main={fields.get('main')!r}"
             elif kind == "session":
                 end = getattr(store, "end_session", None)
                 if end is None:
                     continue
-                extra = {"ended": ended} if _accepts_ended(end) else {}
+                extra = {"ended": ended} if _accepts(end, "ended") else {}
                 end(key, int(data["exitstatus"]), data.get("changed") or None, **extra)
                 what = f"the end of session {key} (exit status {int(data['exitstatus'])})"
             else:

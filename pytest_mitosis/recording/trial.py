@@ -10,7 +10,8 @@ before the exception goes on. No pytest import here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..checks.verdict import judge
@@ -26,6 +27,106 @@ if TYPE_CHECKING:
     from ..config.variants import TrialSpec
     from ..identity.trial import TrialIdentity
     from ..store import TrialStore
+
+
+@dataclass(frozen=True)
+class Begun:
+    """A trial whose record is taken (``running``): its key, iteration and file name, and what its record says."""
+
+    key: str
+    iteration: int | None
+    name: str
+    git: dict[str, Any]
+    steps: list[dict[str, Any]]
+
+
+def begin_trial(
+    spec: TrialSpec,
+    identity: TrialIdentity,
+    *,
+    nodeid: str,
+    store: TrialStore,
+    settings: Settings,
+    environment: dict[str, Any],
+    seed: int,
+    session: str | None = None,
+) -> Begun:
+    """Take the trial's record (``running``), the variant locks checked again atomically; ``TrialFailed``
+    when the store refuses it (another process took a lock since the trial's setup, the store is away)."""
+    git = environment["git"]
+    steps = [
+        {"name": s.name, "function": str(s.function), "lookup": str(s.lookup) if s.lookup else None} for s in spec.steps
+    ]
+    refusal = None
+    try:  # the store checks the locks again, atomically: another process may have taken them
+        with profile.timed("store begin"):
+            key, iteration = start(
+                store,
+                lambda key: NewTrial(
+                    key,
+                    spec.experiment,
+                    identity.identity,
+                    spec.id,
+                    spec.slug,
+                    nodeid,
+                    settings.debug,
+                    git,
+                    seed,
+                    environment,
+                    steps,
+                    identity.params,
+                    session=session,
+                    directions=spec.directions.to_json(),  # the directions it is judged by, for every view
+                ),
+                identity.locks,
+                new_key(),
+            )
+    except (VariantRedefined, StoreError) as err:
+        refusal = str(err)
+    if refusal is not None:  # outside the except block: no "during handling" chain in the report
+        raise TrialFailed(refusal)
+    name = spec.slug if iteration is None else f"{spec.slug}-{iteration}"
+    return Begun(key, iteration, name, git, steps)
+
+
+def trial_metadata(
+    spec: TrialSpec,
+    identity: TrialIdentity,
+    begun: Begun,
+    *,
+    project: ProjectConfig,
+    settings: Settings,
+    environment: dict[str, Any],
+) -> dict[str, Any]:
+    """What the trial's notebook and ``trial.yaml`` say about it (its record's fields)."""
+    return {
+        "experiment": spec.experiment,
+        "id": spec.id,
+        "iteration": begun.iteration,
+        "debug": settings.debug,
+        "git": begun.git,
+        "steps": begun.steps,
+        "params": identity.params,
+        "environment": environment,
+        "working_dir": str(project.cwd),
+    }
+
+
+def finish_unfinished(store: TrialStore, trials: Path, begun: Begun, err: BaseException) -> None:
+    """A trial whose run ended in an exception (Ctrl-C outside the cells, an error of ours): recorded
+    ``interrupted`` or ``failed`` with it, kept in the trials folder when the store is away."""
+    status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+    fields: dict[str, Any] = {
+        "status": status,
+        "main": None,
+        "metrics": {},
+        "folder": None,
+        "message": f"{type(err).__name__}: {err}",
+    }
+    try:
+        store.finish(begun.key, **fields)
+    except StoreError:  # the store is away too: the record waits in the trials folder
+        keep_outcome(trials, begun.key, begun.name, fields)
 
 
 def record_trial(
@@ -50,43 +151,21 @@ def record_trial(
     taken, so a refused trial leaves the kernel for the next one. ``session`` is the key of the
     pytest session (recorded with the trial). ``code_changed`` is given the files the kernel imported and
     says why they are not the recorded commit's (the trial then fails, naming them). ``progress(key, name,
-    state)`` hears how the trial goes about every second while its kernel runs. An outcome with ``interrupted`` set is recorded ``interrupted`` and returned unjudged: the
-    caller stops the session. ``TrialFailed`` means the store refused the record.
+    state)`` hears how the trial goes about every second while its kernel runs. An outcome with ``interrupted``
+    set is recorded ``interrupted`` and returned unjudged: the caller stops the session. ``TrialFailed`` means
+    the store refused the record.
     """
-    debug = settings.debug
-    git = environment["git"]
-    steps = [
-        {"name": s.name, "function": str(s.function), "lookup": str(s.lookup) if s.lookup else None} for s in spec.steps
-    ]
-    refusal = None
-    try:  # the store checks the locks again, atomically: another process may have taken them
-        with profile.timed("store begin"):
-            key, iteration = start(
-                store,
-                lambda key: NewTrial(
-                    key,
-                    spec.experiment,
-                    identity.identity,
-                    spec.id,
-                    spec.slug,
-                    nodeid,
-                    debug,
-                    git,
-                    seed,
-                    environment,
-                    steps,
-                    identity.params,
-                    session=session,
-                    directions=spec.directions.to_json(),  # the directions it is judged by, for every view
-                ),
-                identity.locks,
-                new_key(),
-            )
-    except (VariantRedefined, StoreError) as err:
-        refusal = str(err)
-    if refusal is not None:  # outside the except block: no "during handling" chain in the report
-        raise TrialFailed(refusal)
-    name = spec.slug if iteration is None else f"{spec.slug}-{iteration}"
+    begun = begin_trial(
+        spec,
+        identity,
+        nodeid=nodeid,
+        store=store,
+        settings=settings,
+        environment=environment,
+        seed=seed,
+        session=session,
+    )
+    key, name = begun.key, begun.name
     with profile.timed("kernel taken, the next one launched"):
         launched, html = prepared() if prepared is not None else (None, None)
     try:
@@ -98,7 +177,7 @@ def record_trial(
             trials=project.trials_folder,
             timeout=settings.timeout,
             max_output=settings.max_cell_output,
-            debug=debug,
+            debug=settings.debug,
             seed=seed,
             launched=launched,
             html=html,
@@ -106,31 +185,44 @@ def record_trial(
             progress=(lambda state: progress(key, name, state)) if progress is not None else None,
             # a store that sends the folder away as the trial ends (a remote worker's) needs the page in it
             pages_later=not getattr(store, "ships_folders", False),
-            metadata={
-                "experiment": spec.experiment,
-                "id": spec.id,
-                "iteration": iteration,
-                "debug": debug,
-                "git": git,
-                "steps": steps,
-                "params": identity.params,
-                "environment": environment,
-                "working_dir": str(project.cwd),
-            },
+            metadata=trial_metadata(spec, identity, begun, project=project, settings=settings, environment=environment),
         )
     except BaseException as err:
-        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-        message = f"{type(err).__name__}: {err}"
-        try:
-            store.finish(key, status=status, main=None, metrics={}, folder=None, message=message)
-        except StoreError:  # the store is away too: the record waits in the trials folder
-            keep_outcome(
-                project.trials_folder,
-                key,
-                name,
-                {"status": status, "main": None, "metrics": {}, "folder": None, "message": message},
-            )
+        finish_unfinished(store, project.trials_folder, begun, err)
         raise
+    return conclude_trial(
+        outcome,
+        spec,
+        identity,
+        begun,
+        store=store,
+        project=project,
+        settings=settings,
+        environment=environment,
+        seed=seed,
+    )
+
+
+def conclude_trial(
+    outcome: TrialOutcome,
+    spec: TrialSpec,
+    identity: TrialIdentity,
+    begun: Begun,
+    *,
+    store: TrialStore,
+    project: ProjectConfig,
+    settings: Settings,
+    environment: dict[str, Any],
+    seed: int,
+    job: dict[str, Any] | None = None,
+) -> TrialOutcome:
+    """Judge a trial that ran (drift gate, hypothesis) and finalise its record; an interrupted one unjudged.
+
+    ``job``: where it ran when an executor other than this process ran it (a Slurm job), for its record.
+    The record waits in the trials folder when the store is away (``TrialFailed`` says where).
+    """
+    key, name = begun.key, begun.name
+    extra = {"job": job} if job is not None else {}
     folder = str(outcome.folder) if outcome.folder is not None else None
     if outcome.interrupted is not None:
         fields = {
@@ -139,12 +231,13 @@ def record_trial(
             "metrics": outcome.metrics,
             "folder": folder,
             "message": outcome.message,
+            **extra,
         }
         try:
             store.finish(key, **fields)
         except StoreError:
             keep_outcome(project.trials_folder, key, name, fields)
-        return replace(outcome, iteration=iteration)
+        return replace(outcome, iteration=begun.iteration)
     try:
         with profile.timed("judge"):
             outcome = judge(
@@ -168,6 +261,7 @@ def record_trial(
         "folder": folder,
         "message": outcome.message,
         "verdict": outcome.verdict,
+        **extra,
     }
     lost: str | None = None
     try:
@@ -182,4 +276,4 @@ def record_trial(
         )
     if lost is not None:  # outside the except block: no "during handling" chain in the report
         raise TrialFailed(lost)
-    return replace(outcome, iteration=iteration, commit=git["commit"], seed=seed, warnings=tuple(warnings))
+    return replace(outcome, iteration=begun.iteration, commit=begun.git["commit"], seed=seed, warnings=tuple(warnings))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from ..identity.locks import Lock
 from .backends import make_store, readable
 from .protocol import (
+    JOB_FIELDS,
     Acceptance,
     KeyTaken,
     NewSession,
@@ -26,6 +27,7 @@ from .protocol import (
     StoreError,
     TrialStore,
     VariantRedefined,
+    job_problem,
     new_key,
     start,
 )
@@ -40,6 +42,9 @@ from .records import (
     decode,
     default_store,
     default_trials_folder,
+    job_id,
+    job_short,
+    job_text,
     new_file,
     printable,
     valid_commit,
@@ -54,6 +59,7 @@ from .url import parse as parse_url
 
 __all__ = [
     "FILENAME",
+    "JOB_FIELDS",
     "SCHEMA_VERSION",
     "Accepted",
     "Acceptance",
@@ -79,6 +85,10 @@ __all__ = [
     "decode",
     "default_store",
     "default_trials_folder",
+    "job_id",
+    "job_problem",
+    "job_short",
+    "job_text",
     "make_store",
     "new_file",
     "new_key",

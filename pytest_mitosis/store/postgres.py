@@ -282,6 +282,7 @@ class PostgresStore:
         message: str | None,
         verdict: str | None = None,
         ended: float | None = None,
+        job: dict[str, Any] | None = None,
     ) -> list[str]:
         """Finalise the trial (``ended``: when it ended, for an outcome recorded late; now by default).
         Idempotent: run again after a lost reply, it writes the same row."""
@@ -292,7 +293,7 @@ class PostgresStore:
                 warnings = self._warnings(key, status, main)
                 self._db.execute(
                     "UPDATE trials SET status=%s, ended=%s, main=%s, metrics=%s, folder=%s, message=%s, warnings=%s, "
-                    "verdict=%s WHERE key=%s",
+                    "verdict=%s, job=%s WHERE key=%s",
                     (
                         status,
                         when,
@@ -302,6 +303,7 @@ class PostgresStore:
                         message,
                         json.dumps(warnings),
                         verdict,
+                        json.dumps(job) if job is not None else None,
                         key,
                     ),
                 )

@@ -106,6 +106,54 @@ class Previous:
     accepted: bool = False
 
 
+#: the fields of a trial's ``job`` (the batch job that ran it: :meth:`TrialStore.finish`), each with its type and
+#: whether it may be ``None``: what every executor writes and every check (:mod:`..distributed.wire`) holds it to
+JOB_FIELDS: dict[str, tuple[type, bool]] = {
+    "executor": (str, False),  # "slurm"
+    "job": (str, False),  # the job as the scheduler names it: "1234_5" (array job 1234, task 5)
+    "array_job": (str, False),  # "1234"
+    "task": (int, False),  # 5 (the array index, from 0)
+    "node": (str, True),  # where it ran: "node01" (None: not known, e.g. it never started)
+    "partition": (str, True),
+    "allocation": (str, True),  # what the scheduler gave it: "cpu=1,mem=500M,node=1"
+    "restarts": (int, False),  # how many times it was requeued (0: never)
+    "state": (str, True),  # the scheduler's last state of it: "COMPLETED", "TIMEOUT", ...
+}
+#: the longest text of a job's field
+JOB_TEXT = 200
+
+
+def job_problem(job: Any) -> tuple[str, str, Any] | None:
+    """Why ``job`` is not a trial's job as :data:`JOB_FIELDS` says, as ``(field, what was expected, what
+    came)``; ``None`` when it is one (or is ``None``: a trial that ran in no batch job).
+
+    Strings are one printable line of at most :data:`JOB_TEXT` characters (they are shown in
+    terminals and pages), the ids never empty; integers are at least 0 and never booleans.
+    """
+    if job is None:
+        return None
+    if type(job) is not dict:
+        return "job", "none or a JSON object", job
+    missing, unknown = sorted(set(JOB_FIELDS) - set(job)), sorted(set(job) - set(JOB_FIELDS))
+    if missing:
+        return f"job.{missing[0]}", "a field of the job", None
+    if unknown:
+        return f"job.{unknown[0]}", f"only the fields {', '.join(sorted(JOB_FIELDS))}", unknown[0]
+    for name, (kind, nullable) in JOB_FIELDS.items():
+        value = job[name]
+        if value is None and nullable:
+            continue
+        none = "none or " if nullable else ""
+        if kind is int and (type(value) is not int or value < 0):
+            return f"job.{name}", f"{none}an integer from 0", value
+        if kind is str and (
+            type(value) is not str or (not value and not nullable) or len(value) > JOB_TEXT or not value.isprintable()
+        ):  # what Slurm may leave unknown may come empty too (sacct's empty column): a view shows neither
+            size = "a" if nullable else "a non-empty"
+            return f"job.{name}", f"{none}{size} string of at most {JOB_TEXT} printable characters", value
+    return None
+
+
 class TrialStore(Protocol):
     """What collection and execution need of a store; implement it to add a backend."""
 
@@ -127,8 +175,10 @@ class TrialStore(Protocol):
         folder: str | None,
         message: str | None,
         verdict: str | None = None,
+        job: dict[str, Any] | None = None,
     ) -> list[str]:
-        """Finalise a trial's record; return warnings worth a researcher's attention."""
+        """Finalise a trial's record; return warnings worth a researcher's attention. ``job``: the batch job
+        that ran it (:data:`JOB_FIELDS`), ``None`` for a trial that ran in the session's own processes."""
 
     def next_iteration(self, experiment: str, identity: str) -> int:
         """The iteration the next trial of this identity would get (read only)."""

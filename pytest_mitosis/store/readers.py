@@ -225,8 +225,10 @@ class Reader:
                     "store was edited or damaged. Restore it from a backup, or move that row aside."
                 )
             ) from None
-        shapes = ((record.git, dict, "git"), (record.metrics, dict, "metrics"), (record.steps, list, "steps"))
-        for value, kind, column in (*shapes, (record.params, list, "params"), (record.warnings, list, "warnings")):
+        shapes: list[tuple[Any, type, str]] = [(record.git, dict, "git"), (record.metrics, dict, "metrics")]
+        shapes += [(record.steps, list, "steps"), (record.params, list, "params"), (record.warnings, list, "warnings")]
+        shapes += [(record.job, dict, "job")] if record.job is not None else []  # none: it ran in no batch job
+        for value, kind, column in shapes:
             if not isinstance(value, kind):
                 raise RecordsError(
                     printable(
@@ -249,6 +251,7 @@ class Reader:
                 row["accepted_baseline"],
             )
         directions = _json(row, "directions") if "directions" in row.keys() and row["directions"] else None
+        job = _json(row, "job") if "job" in row.keys() and row["job"] is not None else None  # schema 5
         return TrialRecord(
             key=row["key"],
             experiment=row["experiment"],
@@ -276,6 +279,7 @@ class Reader:
             environment_digest=row["environment"],
             accepted=accepted,
             directions=directions if isinstance(directions, dict) else None,
+            job=job,
         )
 
     def trials(self, experiment: str | None = None, debug: bool = False, session: str | None = None) -> TrialRecords:

@@ -176,6 +176,10 @@ class TrialRecord:
     #: which way was better per metric when it ran, as :meth:`~..core.rules.Directions.to_json` wrote it
     #: (``None`` for a trial recorded before directions were, schema 4)
     directions: dict[str, Any] | None = None
+    #: the batch job that ran it (a Slurm array task: executor, job, array_job, task, node, partition,
+    #: allocation, restarts, state; see ``store.JOB_FIELDS``), ``None`` for a trial that ran in the session's
+    #: own processes, or recorded before jobs were (schema 5)
+    job: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         main = repr(self.main)
@@ -215,6 +219,7 @@ class TrialRecords(list["TrialRecord"]):
                 for k, v in record.to_dict().items()
                 if k not in ("params", "steps", "git", "warnings", "identity", "directions")
             }
+            row["job"] = job_id(record.job)  # the scheduler's name of it ("1234_5"): one value per cell
             row.pop("metrics")
             row["started"], row["ended"] = record.started, record.ended
             # what the report's grouped views and best --by aggregate: it passed, or only a judgement of its
@@ -230,6 +235,47 @@ class TrialRecords(list["TrialRecord"]):
             )
             rows.append(row)
         return pandas.DataFrame(rows)
+
+
+def job_id(job: dict[str, Any] | None) -> str | None:
+    """The job as its scheduler names it (``1234_5``: task 5 of array job 1234); ``None``: it ran in no batch job.
+
+    Every view reads a job through these three, so a hand-edited store's job (a number where
+    text belongs, a field missing) shows what it holds rather than failing the view.
+    """
+    if not job or job.get("job") is None:
+        return None
+    return str(job["job"])
+
+
+def job_short(job: dict[str, Any] | None) -> str | None:
+    """The job and where it ran, in one cell: ``1234_5@node01`` (``1234_5`` before it had a node)."""
+    name = job_id(job)
+    if name is None or job is None:
+        return None
+    return f"{name}@{job['node']}" if job.get("node") else name
+
+
+def job_text(job: dict[str, Any] | None) -> str | None:
+    """The job in words: ``slurm 1234_5 on node01 (partition debug; cpu=1,mem=500M,node=1), requeued 1 time``.
+
+    Each part only when known: the node, the partition and the allocation may be missing for a job
+    that never started, and a job that was never requeued says nothing of it.
+    """
+    name = job_id(job)
+    if name is None or job is None:
+        return None
+    text = f"{job.get('executor') or 'job'} {name}"
+    if job.get("node"):
+        text += f" on {job['node']}"
+    details = [*([f"partition {job['partition']}"] if job.get("partition") else [])]
+    details += [str(job["allocation"])] if job.get("allocation") else []
+    if details:
+        text += f" ({'; '.join(details)})"
+    restarts = job.get("restarts")
+    if isinstance(restarts, int) and not isinstance(restarts, bool) and restarts > 0:
+        text += f", requeued {restarts} time{'s' if restarts != 1 else ''}"
+    return text
 
 
 def new_file(directory: Path, prefix: str) -> tuple[int, str]:

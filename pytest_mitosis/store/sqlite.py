@@ -222,13 +222,14 @@ class SQLiteStore:
         message: str | None,
         verdict: str | None = None,
         ended: float | None = None,
+        job: dict[str, Any] | None = None,
     ) -> list[str]:
         """Finalise the trial (``ended``: when it ended, for an outcome recorded late; now by default)."""
         with self._write():
             warnings = self._warnings(key, status, main)
             self._db.execute(
-                "UPDATE trials SET status=?, ended=?, main=?, metrics=?, folder=?, message=?, warnings=?, verdict=? "
-                "WHERE key=?",
+                "UPDATE trials SET status=?, ended=?, main=?, metrics=?, folder=?, message=?, warnings=?, verdict=?, "
+                "job=? WHERE key=?",
                 (
                     status,
                     time.time() if ended is None else ended,
@@ -238,6 +239,7 @@ class SQLiteStore:
                     message,
                     json.dumps(warnings),
                     verdict,
+                    json.dumps(job) if job is not None else None,
                     key,
                 ),
             )

@@ -20,7 +20,10 @@ from .dialect import Dialect
 #: 4: the ``acceptances`` table (``python -m pytest_mitosis accept KEY``: a trial's result made the drift
 #: gate's baseline), the trials' ``directions`` (which way is better per metric, as each was judged) and their
 #: (experiment, identity) index on PostgreSQL too
-SCHEMA_VERSION = 4
+#: 5: the trials' ``job`` (the batch job that ran a trial, e.g. a Slurm array task: written when it ends). A column
+#: of the trial's own, not part of its environment record: environments are shared by digest across trials,
+#: and every task of an array has another job id and maybe another node
+SCHEMA_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ TABLES = (
             _c("pid", "INTEGER", "NOT NULL"),
             _c("session", "TEXT", since=2),
             _c("directions", "TEXT", since=4),
+            _c("job", "TEXT", since=5, at_end=True),
         ),
     ),
     Table(

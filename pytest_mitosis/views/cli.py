@@ -36,6 +36,7 @@ from ..store import (
     cell,
     default_store,
     default_trials_folder,
+    job_short,
     make_store,
     printable,
 )
@@ -75,6 +76,7 @@ def _as_json(reader: Reader, records: list[TrialRecord]) -> list[dict[str, objec
             "verdict": r.verdict,
             "session": r.session,
             "accepted": r.to_dict()["accepted"],
+            "job": r.job,
         }
         for r in records
     ]
@@ -90,8 +92,11 @@ def _trial_table(reader: Reader, records: list[TrialRecord]) -> str:
     reproductions = any(r.reproduces for r in records)
     # the "better" column only when a trial was judged other than by the default (lower is better, every metric)
     better = any(_better(r) not in ("-", "lower") for r in records)
+    jobs = any(r.job for r in records)  # the "job" column only when a listed trial ran as a batch job
     rows = [
-        ["key", "experiment", "variants", "iteration", "status", "main", "seed", "commit", "host", "date"]
+        ["key", "experiment", "variants", "iteration", "status", "main", "seed", "commit", "host"]
+        + (["job"] if jobs else [])
+        + ["date"]
         + (["reproduces"] if reproductions else [])
         + (["better"] if better else [])
     ]
@@ -107,6 +112,7 @@ def _trial_table(reader: Reader, records: list[TrialRecord]) -> str:
                 str(r.seed),
                 (r.commit or "-")[:8],
                 host(reader, r),
+                *([job_short(r.job) or "-"] if jobs else []),
                 r.started.strftime("%Y-%m-%d %H:%M"),
             ]
             + ([f"{r.reproduces} ({r.verdict or r.status})" if r.reproduces else "-"] if reproductions else [])
@@ -165,16 +171,19 @@ def sessions(reader: Reader, key: str, as_json: bool) -> str:
     return session_trials(reader, key, as_json, render)
 
 
-def show(reader: Reader, key: str, packages: bool = False) -> str:
+def show(reader: Reader, key: str, packages: bool = False, as_json: bool = False) -> str:
     """Everything recorded about the trial with this key (or unique prefix); else the session with it.
-    ``packages`` lists the installed packages (else only their count)."""
+    ``packages`` lists the installed packages (else only their count); ``as_json``: the record as
+    ``load_trials`` gives it (``TrialRecord.to_dict``), with its host."""
     try:
         record = reader.get(key)
     except NoMatch as err:
         try:
-            return sessions(reader, key, as_json=False)
+            return sessions(reader, key, as_json=as_json)
         except RecordsError:
             raise err from None
+    if as_json:
+        return json.dumps({**record.to_dict(), "host": host(reader, record)}, indent=2, default=str)
     return show_record(reader, record, packages)
 
 
@@ -234,6 +243,7 @@ def _parser() -> argparse.ArgumentParser:
     p_show = command("show", "everything recorded about one trial")
     p_show.add_argument("key", help="a trial key (or a session key), or a unique prefix of one")
     p_show.add_argument("--packages", action="store_true", help="list the installed packages (else their count)")
+    p_show.add_argument("--json", action="store_true", help="print the trial's record as JSON")
     p_accept = command("accept", "make a trial that failed the drift gate the baseline of its identity (recorded)")
     p_accept.add_argument("key", help="the trial's key, or a unique prefix of it")
     p_accept.add_argument("-m", "--reason", default="", help="why its value is right (recorded, shown by show)")
@@ -307,7 +317,7 @@ def _run(args: argparse.Namespace) -> str | None:
                 print(f"\x1b[H\x1b[2J{text}" if sys.stdout.isatty() else text, flush=True)
                 time.sleep(max(0.5, args.watch))
         if args.command == "show":
-            return show(reader, args.key, args.packages)
+            return show(reader, args.key, args.packages, args.json)
         if args.command == "diff":
             return diff(reader, args.key1, args.key2)
         if args.command == "backup":

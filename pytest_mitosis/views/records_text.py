@@ -19,7 +19,7 @@ from typing import Any
 from ..checks.what_changed import changed_files
 from ..core.rules import Directions, series_length
 from ..identity.environment import package_changes
-from ..store import Reader, TrialRecord, cell
+from ..store import Reader, TrialRecord, cell, job_text
 
 
 def short(value: Any, limit: int = 60) -> str:
@@ -85,8 +85,8 @@ def _outcome_lines(r: TrialRecord) -> list[str]:
 
 
 def _what_lines(r: TrialRecord) -> list[str]:
-    """What the trial was: experiment, times, seed, directions, what it reproduces, commit, parameters,
-    metrics."""
+    """What the trial was: experiment, times, seed, the batch job that ran it, directions, what it reproduces,
+    commit, parameters, metrics."""
     c = cell
     directions = Directions.from_json(r.directions)
     reproduces = f"reproduces: trial {c(r.reproduces)} ({c(r.verdict or 'not judged: ' + r.status)})"
@@ -94,6 +94,7 @@ def _what_lines(r: TrialRecord) -> list[str]:
         f"experiment: {c(r.experiment)}   steps: {', '.join(c(s['name']) + ' = ' + c(s['function']) for s in r.steps)}",
         f"started: {r.started.isoformat(timespec='seconds')}   ended: {r.ended.isoformat(timespec='seconds') if r.ended else '-'}",
         f"seed: {c(r.seed)}" + (f"   session: {c(r.session)}" if r.session else ""),
+        *([f"job:      {c(job_text(r.job))}"] if r.job else []),
         *([f"better: {c(directions.describe())}"] if directions is not None else []),
         *([reproduces] if r.reproduces else []),
         f"commit: {c(r.commit or '-')}   branch: {c(r.git.get('branch') or '-')}   remote: {c(r.git.get('remote') or '-')}",

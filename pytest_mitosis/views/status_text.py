@@ -15,6 +15,7 @@ import json
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ..core.tree_text import span
 from ..store import Reader, cell
@@ -56,14 +57,14 @@ def status(reader: Reader, as_json: bool, table: Callable[[list[list[str]]], str
             beat = "none: dead" if gone else "none yet" if now - t.started <= STALE else "none: dead?"
         else:
             beat = f"{span(now - t.beat)} ago" + (": dead" if gone else "")
-        step = state.get("step") or state.get("phase") or "-"
+        step = _where(state)
         rows.append(
             [
                 t.session or "-",
                 t.host,
                 str(t.nodeid).rsplit("::", 1)[-1],
                 t.key,
-                str(step),
+                step,
                 span(now - t.started),
                 beat,
                 str(state.get("line") or "")[:60],
@@ -80,3 +81,12 @@ def status(reader: Reader, as_json: bool, table: Callable[[list[list[str]]], str
             f"heartbeat {span(now - (s.beat or now))} ago"
         )
     return "\n".join(lines)
+
+
+def _where(state: dict[str, Any]) -> str:
+    """The step (or phase) a heartbeat says; a batch job's trial the scheduler keeps waiting, ``pending
+    (Priority)``; one running on a node of a cluster, its step ``on node01``."""
+    if state.get("phase") == "pending":
+        return f"pending ({state['reason']})" if state.get("reason") else "pending"
+    where = str(state.get("step") or state.get("phase") or "-")
+    return f"{where} on {state['node']}" if state.get("node") else where

@@ -36,8 +36,15 @@ HEAD = (
 )
 
 
-def _row(row: Template, r: TrialSummary, keys: set[str], variants: str) -> str:
-    """One row; ``variants`` is the identity's JSON list of variant names (built once per identity)."""
+def _head(jobs: bool) -> tuple[str, ...]:
+    """The columns: a ``job`` column after ``host`` only when a trial shown ran as a batch job (a Slurm task)."""
+    at = HEAD.index("host") + 1
+    return HEAD[:at] + ("job",) + HEAD[at:] if jobs else HEAD
+
+
+def _row(row: Template, r: TrialSummary, keys: set[str], variants: str, jobs: bool = False) -> str:
+    """One row; ``variants`` is the identity's JSON list of variant names (built once per identity); ``jobs``:
+    the table has a ``job`` column."""
     main = as_number(r.main)
     if main is not None and not isinstance(r.main, int):
         main_text = f"{main:.6g}"  # full precision stays in data-v, for sorting
@@ -58,6 +65,7 @@ def _row(row: Template, r: TrialSummary, keys: set[str], variants: str) -> str:
         variants=variants,
         main=main,
         main_text=main_text[:40],
+        jobs=jobs,
     )
 
 
@@ -107,14 +115,16 @@ def index_page(
         if (r.experiment, r.identity) not in variants:
             variants[(r.experiment, r.identity)] = json.dumps(variant_names(r.params))
     row = env.get_template("index_row.html.j2")
+    jobs = any(r.job for r in records)
     built = []
     for r in records:
-        depends = f"{r.status}:{r.verdict}:{r.folder}:{r.reproduces in keys if r.reproduces else ''}"
+        # a kept row has the columns of its day: one without a job column is built again once there is one
+        depends = f"{r.status}:{r.verdict}:{r.folder}:{r.reproduces in keys if r.reproduces else ''}:{jobs:d}"
         cached = cache.get(r.key)
         if cached is not None and cached[0] == depends:
             built.append(cached[1])
             continue
-        html = _row(row, r, keys, variants[(r.experiment, r.identity)])
+        html = _row(row, r, keys, variants[(r.experiment, r.identity)], jobs)
         if valid_key(r.key) and r.status != "running":
             cache[r.key] = [depends, html]
         built.append(html)
@@ -125,6 +135,6 @@ def index_page(
         total=len(records),
         experiments=experiments,
         filters=filters,
-        head=HEAD,
+        head=_head(jobs),
         rows=Markup("".join(built)),  # rows that index_row.html.j2 rendered (now or at an earlier refresh)
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.rules import Directions, as_number, failure_kind
-from ...store import TrialRecord
+from ...store import TrialRecord, job_short
 
 #: the layout of ``assets/trials.json``; another layout is rebuilt from the store
 LAYOUT = 2
@@ -60,12 +60,16 @@ class TrialSummary:
     failure: str | None = None
     #: whether a higher main was better by the directions recorded with the trial (``None``: none recorded)
     higher: bool | None = None
+    #: the batch job that ran it and its node (``1234_5@node01``: :func:`~pytest_mitosis.store.job_short`)
+    job: str | None = None
 
 
 _FIELDS = list(TrialSummary.__dataclass_fields__)
 _STARTED = _FIELDS.index("started")
 #: the fields a summary takes from its record unchanged (the others are summarised, or not in a record)
-_COPIED = [f for f in _FIELDS if f not in ("metrics", "params", "host", "notebook", "state", "failure", "higher")]
+_COPIED = [
+    f for f in _FIELDS if f not in ("metrics", "params", "host", "notebook", "state", "failure", "higher", "job")
+]
 
 
 def summarize(record: TrialRecord, host: str, notebook: str | None) -> TrialSummary:
@@ -79,6 +83,7 @@ def summarize(record: TrialRecord, host: str, notebook: str | None) -> TrialSumm
         state=record.state,
         failure=failure_kind(record.status, record.verdict, record.message, record.accepted is not None),
         higher=recorded_direction(record, "main"),
+        job=job_short(record.job),
     )
 
 
@@ -132,6 +137,7 @@ _TYPES: dict[str, Any] = {
     "state": str,
     "failure": _OPTIONAL,
     "higher": (bool, type(None)),
+    "job": _OPTIONAL,
 }
 _CHECKS = [_TYPES[f] for f in _FIELDS]
 _PARAMS = _FIELDS.index("params")

@@ -15,7 +15,7 @@ from typing import Any
 from jinja2 import Environment
 from markupsafe import Markup
 
-from ...store import Reader, TrialRecord, valid_key
+from ...store import Reader, TrialRecord, job_text, valid_key
 from ..records_text import diff_records, short
 from .charts import series_figure
 from .figures import Figure, notebook_file
@@ -96,6 +96,7 @@ def trial_page(
         prefix="../",
         charts=bool(series),
         record=record,
+        job=job_text(record.job),
         notebook=href(notebook, out / "trials") if notebook is not None else None,
         previous_key=previous.key if previous is not None and valid_key(previous.key) else None,
         original=f"{record.reproduces}.html" if record.reproduces and valid_key(record.reproduces) else None,

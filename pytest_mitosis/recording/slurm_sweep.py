@@ -1,0 +1,393 @@
+"""A session's trials as Slurm job arrays: records taken, arrays submitted, tasks awaited and recorded here.
+
+``--mitosis-executor=slurm``. Before the first trial, the session takes every selected trial's
+record exactly as it would for a local run (its iteration and variant locks, atomically in the
+store), builds its notebook, and writes one task file per trial (:mod:`..execution.slurm.tasks`);
+each experiment's trials (each set of equal resources) then go to Slurm as **one job array**,
+throttled with ``%N``. pytest's items then run in order: each waits for its task, reads what the
+job wrote and records it (the drift gate, the hypothesis, the store's row) as if it had run here:
+the same record, notebook, page, ``history``, report and junit XML, plus the job in the record.
+
+Slurm decides how a task ended. A job that Slurm ended (time limit, out of memory, node failure,
+preemption, ``scancel`` from outside) is recorded ``failed`` with Slurm's reason; a requeued task
+keeps one record (its last attempt's outcome); a task that has not started is shown ``pending``
+with Slurm's reason. When the session stops early (Ctrl-C, SIGTERM, ``-x``, the code changed), it
+cancels its tasks that have not ended, waits a little for their notebooks, and records each:
+what finished as it ended, the rest ``interrupted``. No pytest import.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import TrialFailed
+from ..execution.runner import TrialOutcome
+from ..execution.slurm.tasks import SLURM_FOLDER, ArrayFolder, JobOutcome, Request, TaskFileError, read_progress
+from .trial import Begun, begin_trial, conclude_trial, finish_unfinished, trial_metadata
+
+if TYPE_CHECKING:
+    from ..config.project import ProjectConfig
+    from ..config.settings import Settings
+    from ..config.slurm import SlurmResources
+    from ..config.variants import TrialSpec
+    from ..execution.slurm.cli import TaskState
+    from ..identity.trial import TrialIdentity
+    from ..store import TrialStore
+
+#: Slurm's states of a task that ended because Slurm ended it (not the trial's own doing)
+KILLED = ("TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "CANCELLED", "BOOT_FAIL", "DEADLINE")
+#: seconds between two questions to Slurm about the session's arrays
+POLL = 1.0
+#: seconds the session waits, once it cancelled its tasks, for their jobs to save what they ran
+CANCEL_WAIT = 30.0
+#: the job's command (Slurm appends the task's index)
+JOB_MODULE = "pytest_mitosis.recording.slurm_job"
+
+
+@dataclass
+class Task:
+    """One trial of an array: its record (taken), where it is in Slurm, and its outcome once recorded."""
+
+    nodeid: str
+    spec: TrialSpec
+    identity: TrialIdentity
+    begun: Begun
+    array: ArrayFolder
+    index: int
+    job: str | None = None
+    state: TaskState | None = None
+    outcome: TrialOutcome | None = None
+    #: when its progress was last passed on (the heartbeat's pace, not every poll)
+    told: float = 0.0
+
+
+class SlurmSweep:
+    """The session's Slurm arrays and their tasks, in the order pytest runs the items."""
+
+    def __init__(
+        self,
+        *,
+        store: TrialStore,
+        project: ProjectConfig,
+        settings: Settings,
+        environment: dict[str, Any],
+        seed: int,
+        session: str,
+        check: dict[str, Any] | None,
+        progress: Callable[[str, str, str, dict[str, Any]], None] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.store = store
+        self.project = project
+        self.settings = settings
+        self.environment = environment
+        self.seed = seed
+        self.session = session
+        self.check = check
+        self.progress = progress
+        self.env = env
+        self.tasks: dict[str, Task] = {}
+        self.refused: dict[str, str] = {}
+        self.arrays: list[tuple[str, ArrayFolder]] = []
+        self._polled = 0.0
+
+    # -- submission ---------------------------------------------------------------------------------
+
+    def submit(self, trials: list[tuple[str, TrialSpec, TrialIdentity]]) -> None:
+        """Take each trial's record, write its task, and submit each group of equal resources as one array."""
+        groups: dict[SlurmResources, list[tuple[str, TrialSpec, TrialIdentity]]] = {}
+        for nodeid, spec, identity in trials:
+            groups.setdefault(self.project.slurm_of(spec.experiment, self.settings.slurm), []).append(
+                (nodeid, spec, identity)
+            )
+        root = self.project.trials_folder / SLURM_FOLDER
+        for number, (resources, members) in enumerate(groups.items()):
+            self._submit_array(ArrayFolder(root / f"{self.session}-{number}"), resources, members)
+
+    def _submit_array(
+        self, array: ArrayFolder, resources: SlurmResources, members: list[tuple[str, TrialSpec, TrialIdentity]]
+    ) -> None:
+        from ..execution.runner import build_notebook
+        from ..execution.slurm import cli
+
+        tasks: list[Task] = []
+        for nodeid, spec, identity in members:
+            try:
+                begun = begin_trial(
+                    spec,
+                    identity,
+                    nodeid=nodeid,
+                    store=self.store,
+                    settings=self.settings,
+                    environment=self.environment,
+                    seed=self.seed,
+                    session=self.session,
+                )
+            except TrialFailed as err:
+                self.refused[nodeid] = str(err)
+                continue
+            task = Task(nodeid, spec, identity, begun, array, len(tasks))
+            metadata = trial_metadata(
+                spec, identity, begun, project=self.project, settings=self.settings, environment=self.environment
+            )
+            settings = self.settings
+            nb = build_notebook(
+                spec,
+                self.project.trials_folder,
+                begun.key,
+                begun.name,
+                debug=settings.debug,
+                seed=self.seed,
+                metadata=metadata,
+                max_output=settings.max_cell_output,
+            )
+            Request(
+                key=begun.key,
+                name=begun.name,
+                nodeid=nodeid,
+                experiment=spec.experiment,
+                steps=[
+                    {"name": s.name, "function": str(s.function), "lookup": str(s.lookup) if s.lookup else None}
+                    | {"chained": s.chained}
+                    for s in spec.steps
+                ],
+                notebook=dict(nb),
+                root=str(self.project.cwd),
+                trials=str(self.project.trials_folder),
+                timeout=settings.timeout,
+                max_output=settings.max_cell_output,
+                debug=settings.debug,
+                seed=self.seed,
+                metadata=metadata,
+                check=self.check,
+            ).write(array.request(task.index))
+            tasks.append(task)
+        if not tasks:
+            return
+        array.logs.mkdir(parents=True, exist_ok=True)
+        script = cli.array_script(
+            [sys.executable, "-m", JOB_MODULE, str(array.path)],
+            count=len(tasks),
+            throttle=resources.throttle,
+            resources=cli.Resources(
+                partition=resources.partition,
+                time=resources.time,
+                cpus=resources.cpus,
+                mem=resources.mem,
+                gpus=resources.gpus,
+                account=resources.account,
+                extra=resources.sbatch,
+                setup=resources.setup,
+            ),
+            name=f"mitosis-{tasks[0].spec.experiment}"[:64],
+            output=array.logs,
+            workdir=self.project.cwd,
+        )
+        array.script.write_text(script, encoding="utf-8")
+        refusal: str | None = None
+        try:
+            job = cli.submit(array.script, env=self.env)
+        except cli.SlurmError as err:
+            refusal = f"Slurm refused the job array ({resources.describe()}): {err}"
+        if refusal is not None:  # outside the except block: no "during handling" chain
+            for task in tasks:
+                finish_unfinished(self.store, self.project.trials_folder, task.begun, TrialFailed(refusal))
+                self.refused[task.nodeid] = refusal
+            return
+        self.arrays.append((job, array))
+        for task in tasks:
+            task.job = job
+            self.tasks[task.nodeid] = task
+
+    def describe(self) -> str:
+        """The plan line's Slurm part: the arrays submitted, their sizes."""
+        sizes: dict[str, int] = {}
+        for task in self.tasks.values():
+            sizes[str(task.job)] = sizes.get(str(task.job), 0) + 1
+        arrays = ", ".join(f"job {job} ({n} trial{'s' if n != 1 else ''})" for job, n in sizes.items())
+        return f"submitted to Slurm as {arrays}" if arrays else "nothing submitted to Slurm"
+
+    # -- waiting ------------------------------------------------------------------------------------
+
+    def holds(self, nodeid: str) -> bool:
+        return nodeid in self.tasks or nodeid in self.refused
+
+    def wait(self, nodeid: str) -> TrialOutcome:
+        """Wait for the trial's task to end and record it; ``TrialFailed`` when Slurm or the store refused it."""
+        if nodeid in self.refused:
+            raise TrialFailed(self.refused[nodeid])
+        task = self.tasks[nodeid]
+        while task.outcome is None:
+            self._poll()
+            if task.state is not None and task.state.finished():
+                task.outcome = self._record(task)
+                break
+            time.sleep(0.1)
+        return task.outcome
+
+    def _poll(self) -> None:
+        """Ask Slurm about every array with tasks not yet recorded (at most once a ``POLL``), pass on progress."""
+        now = time.monotonic()
+        if now - self._polled < POLL:
+            return
+        self._polled = now
+        from ..execution.slurm import cli
+
+        for job, _ in self.arrays:
+            waiting = [t for t in self.tasks.values() if t.job == job and t.outcome is None]
+            if not waiting:
+                continue
+            try:
+                states = cli.states(job, env=self.env)
+            except cli.SlurmError:
+                continue  # Slurm's controller may be busy or restarting: the next poll asks again
+            for task in waiting:
+                found = states.get(task.index)
+                if found is not None:
+                    task.state = found
+                self._tell(task, now)
+
+    def _tell(self, task: Task, now: float) -> None:
+        """A waiting task's state, at the heartbeat's pace: pending (with Slurm's reason) or how it runs."""
+        if self.progress is None or task.state is None or now - task.told < self.settings.heartbeat_every:
+            return
+        task.told = now
+        state = task.state
+        label = f"{state.job}_{state.task}"
+        if state.state == "PENDING" or state.state == "REQUEUED":
+            told: dict[str, Any] = {"phase": "pending", "reason": state.reason or "queued", "job": label}
+        elif state.finished():
+            return
+        else:
+            told = read_progress(task.array.progress(task.index)) or {"phase": "kernel start"}
+            told.setdefault("node", state.node or "")
+            told["job"] = label
+        self.progress(task.nodeid, task.begun.key, task.begun.name, told)
+
+    # -- recording ----------------------------------------------------------------------------------
+
+    def _record(self, task: Task, interrupted: str | None = None) -> TrialOutcome:
+        """The task's outcome, judged and recorded (``interrupted``: why the session stopped it)."""
+        outcome = self._outcome(task, interrupted)
+        return conclude_trial(
+            outcome,
+            task.spec,
+            task.identity,
+            task.begun,
+            store=self.store,
+            project=self.project,
+            settings=self.settings,
+            environment=self.environment,
+            seed=self.seed,
+            job=self._job(task),
+        )
+
+    def _job(self, task: Task) -> dict[str, Any]:
+        state = task.state
+        return {
+            "executor": "slurm",
+            "job": f"{task.job}_{task.index}",
+            "array_job": str(task.job),
+            "task": task.index,
+            "node": state.node if state is not None else None,
+            "partition": state.partition if state is not None else None,
+            "allocation": state.allocation if state is not None else None,
+            "restarts": state.restarts if state is not None else 0,
+            "state": state.state if state is not None else None,
+        }
+
+    def _outcome(self, task: Task, interrupted: str | None) -> TrialOutcome:
+        """What the job wrote, checked, with Slurm's word on how the job ended."""
+        from ..execution.artifacts import TrialFolder
+
+        begun = task.begun
+        files = TrialFolder(self.project.trials_folder, begun.key, begun.name, self.settings.debug)
+        problem = None
+        try:
+            wrote = JobOutcome.read(task.array.outcome(task.index), begun.key)
+        except TaskFileError as err:
+            wrote, problem = None, f"its outcome file is not one our job writes: {err}"
+        folder = files.final if wrote is not None and wrote.written and files.final.is_dir() else None
+        state = task.state
+        label = f"job {task.job}_{task.index}" + (f" on {state.node}" if state is not None and state.node else "")
+        message: str | None
+        if interrupted is not None and (wrote is None or wrote.interrupted is not None):
+            passed, signum = False, int(signal.SIGINT)
+            message = f"{interrupted}: its Slurm {label} was cancelled"
+            if wrote is not None and wrote.message:
+                message += f" ({wrote.message.splitlines()[0]})"
+        elif state is not None and state.state in KILLED:
+            passed, signum = False, None
+            message = f"Slurm ended its {label}: {state.explanation()}"
+            if wrote is not None and wrote.message:
+                message += f"\n\n{wrote.message}"
+        elif wrote is None:
+            passed, signum = False, None
+            said = state.explanation() if state is not None else "Slurm no longer knows it"
+            message = (
+                f"its Slurm {label} ended ({said}) without an outcome: {problem or 'the job did not get that far'}. "
+                f"Its output: {task.array.log(str(task.job), task.index)}"
+            )
+        else:
+            passed, signum, message = wrote.passed, wrote.interrupted, wrote.message
+        if wrote is not None and wrote.code_changed is not None and interrupted is None:
+            self.code_moved = wrote.code_changed
+        if message is not None and folder is not None and "notebook: " not in message:
+            message = f"{message}\n\nnotebook: {files.html}"
+        return TrialOutcome(
+            spec=task.spec,
+            key=begun.key,
+            name=begun.name,
+            passed=passed,
+            main=wrote.main if wrote is not None else None,
+            metrics=dict(wrote.metrics) if wrote is not None else {},
+            folder=folder,
+            html=files.html if folder is not None else None,
+            seconds=wrote.seconds if wrote is not None else 0.0,
+            message=message,
+            interrupted=signum,
+            sources=wrote.sources if wrote is not None else (),
+        )
+
+    #: the stop message of a job that found the code changed (the session stops, as a local one does)
+    code_moved: str | None = None
+
+    # -- stopping -----------------------------------------------------------------------------------
+
+    def stop(self, why: str) -> list[TrialOutcome]:
+        """Cancel every task not yet recorded, wait a little for their jobs to save, record each; the outcomes.
+
+        A task that ended before the cancellation is recorded as it ended; the others ``interrupted``
+        (``why`` says what stopped the session). A second Ctrl-C stops the waiting, not the recording.
+        """
+        from ..execution.slurm import cli
+
+        left = [t for t in self.tasks.values() if t.outcome is None]
+        if not left:
+            return []
+        for job, _ in self.arrays:
+            try:
+                cli.cancel(job, [t.index for t in left if t.job == job], env=self.env)
+            except cli.SlurmError:
+                pass  # the tasks are recorded interrupted all the same; the log says what Slurm said
+        deadline = time.monotonic() + CANCEL_WAIT
+        try:
+            while time.monotonic() < deadline and any(t.state is None or not t.state.finished() for t in left):
+                self._polled = 0.0
+                self._poll()
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        recorded = []
+        for task in left:
+            try:
+                task.outcome = self._record(task, why)
+            except TrialFailed:
+                continue  # the store is away: the outcome is kept in the trials folder (conclude_trial did)
+            recorded.append(task.outcome)
+        return recorded

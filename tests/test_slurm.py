@@ -1,0 +1,270 @@
+"""The Slurm executor (issue 27) against a real single-node Slurm cluster (``tests/cluster.py``).
+
+One investigation of six trials (five pass, one raises in its step) runs three ways:
+
+A. ``--mitosis-executor=slurm --mitosis-slurm throttle=2``: one job array of six tasks; the records,
+   the junit XML, the notebooks and pages are those of a local run;
+B. the same sweep with the local executor, in a clone of the repository at the same commit: every
+   record field is the same but the host, the key and the job;
+C. the session itself as a Slurm job (the guide's two-line ``sbatch`` wrapper): submitted, the user
+   gone, its trials recorded.
+
+And the refusals: a bad resource value (the file and key named), a partition Slurm does not know
+(every trial fails with Slurm's own message, their records finished), ``-n`` with the Slurm executor,
+no ``sbatch`` on PATH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import clean_env, git, git_init, run_pytest, write_investigation
+from .slurm_cluster import SlurmCluster, own_cluster
+
+pytestmark = pytest.mark.kernel
+
+PYPROJECT = """
+[tool.mitosis]
+trials-folder = "trials"
+
+[tool.mitosis.steps]
+square = ["study.square:run", "study.square:lookup_dict"]
+
+[tool.mitosis.slurm]
+time = "10"
+cpus = 1
+"""
+
+STEP = """
+lookup_dict = {"x": {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "boom": 0}}
+
+
+def run(x):
+    if x == 0:
+        raise ValueError("boom in the step")
+    return {"main": x * x + 0.5, "metrics": {"half": x / 2, "series": [x, x + 1, x + 2]}}
+"""
+
+FIELDS = (
+    "experiment",
+    "identity",
+    "variants",
+    "iteration",
+    "name",
+    "nodeid",
+    "status",
+    "commit",
+    "seed",
+    "params",
+    "main",
+    "metrics",
+    "message",
+    "verdict",
+    "directions",
+    "steps",
+)
+
+
+def _rows(root: Path) -> dict[str, dict[str, Any]]:
+    with sqlite3.connect(root / "trials" / "mitosis.sqlite") as db:
+        db.row_factory = sqlite3.Row
+        return {r["nodeid"].rsplit("::", 1)[-1]: dict(r) for r in db.execute("SELECT * FROM trials")}
+
+
+def _env(cluster: SlurmCluster, **extra: str) -> dict[str, str]:
+    return clean_env(SLURM_CONF=cluster.env["SLURM_CONF"], **extra)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[SlurmCluster]:
+    """This module's own Slurm cluster (another module's runs beside it on another xdist worker)."""
+    yield from own_cluster()
+
+
+@pytest.fixture(scope="module")
+def investigation(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = write_investigation(
+        tmp_path_factory.mktemp("slurm") / "study",
+        PYPROJECT,
+        {
+            "study.__init__": "",
+            "study.square": STEP,
+        },
+    )
+    return git_init(root)
+
+
+@pytest.fixture(scope="module")
+def on_slurm(investigation: Path, cluster: SlurmCluster) -> Any:
+    """A: the sweep as one Slurm job array."""
+    return run_pytest(
+        investigation,
+        "--mitosis",
+        "--mitosis-executor=slurm",
+        "--mitosis-slurm",
+        "throttle=2",
+        "--mitosis-seed",
+        "7",
+        "-v",
+        env=_env(cluster),
+    )
+
+
+@pytest.fixture(scope="module")
+def locally(investigation: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """B: the same sweep with the local executor, in a clone at the same commit."""
+    clone = tmp_path_factory.mktemp("local") / "study"
+    subprocess.run(["git", "clone", "-q", str(investigation), str(clone)], check=True)
+    return clone, run_pytest(clone, "--mitosis", "--mitosis-seed", "7", "-v")
+
+
+def test_a_sweep_is_one_job_array_with_its_throttle(on_slurm: Any, investigation: Path, cluster: SlurmCluster) -> None:
+    assert on_slurm.ret == 1, on_slurm.out
+    assert "5 passed, 1 failed" in on_slurm.out or "1 failed, 5 passed" in on_slurm.out, on_slurm.out
+    rows = _rows(investigation)
+    assert len(rows) == 6
+    jobs = {r["id"]: json.loads(r["job"]) for r in ({**row, "id": name} for name, row in rows.items())}
+    arrays = {job["array_job"] for job in jobs.values()}
+    assert len(arrays) == 1, jobs  # one submission, not six
+    (array,) = arrays
+    assert sorted(job["task"] for job in jobs.values()) == list(range(6))
+    for job in jobs.values():
+        assert job["executor"] == "slurm"
+        assert job["job"] == f"{array}_{job['task']}"
+        assert job["node"] == cluster.node
+        assert job["partition"] == cluster.partition
+        assert job["state"] == "COMPLETED"
+        assert job["restarts"] == 0
+        assert "cpu=1" in job["allocation"]
+    scripts = list((investigation / "trials" / ".slurm").glob("*/job.sh"))
+    assert len(scripts) == 1
+    script = scripts[0].read_text()
+    assert "#SBATCH --array=0-5%2" in script
+    assert "#SBATCH --time=10" in script
+    assert f"mitosis: submitted to Slurm as job {array} (6 trials)" in on_slurm.out
+
+
+def test_slurm_trials_are_recorded_as_local_ones(on_slurm: Any, locally: tuple[Path, Any], investigation: Path) -> None:
+    clone, local = locally
+    assert local.ret == 1, local.out
+    remote, here = _rows(investigation), _rows(clone)
+    assert set(remote) == set(here) == {f"square[{v}]" for v in ("a", "b", "c", "d", "e", "boom")}
+    for name, row in here.items():
+        for field in FIELDS:
+            mine, theirs = row[field], remote[name][field]
+            if field == "message" and theirs is not None:  # the notebook's path names the key
+                mine, theirs = mine.split("notebook: ")[0], theirs.split("notebook: ")[0]
+            assert mine == theirs, (name, field, mine, theirs)
+        assert row["job"] is None
+    assert remote["square[c]"]["main"] == "9.5"
+    assert "boom in the step" in remote["square[boom]"]["message"]
+    for row in remote.values():  # the same files as a local trial's
+        folder = Path(row["folder"])
+        assert (folder / f"{row['name']}.ipynb").is_file()
+        assert (folder / f"{row['name']}.html").is_file()
+        assert (folder / "trial.yaml").is_file()
+        assert folder.parent == investigation / "trials"
+
+
+def test_junit_and_history_show_the_job(on_slurm: Any, investigation: Path) -> None:
+    assert on_slurm.properties("square[c]")["mitosis.main"] == "9.5"
+    history = subprocess.run(
+        [sys.executable, "-m", "pytest_mitosis", "history", "--json"],
+        cwd=investigation,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    listed = json.loads(history.stdout)
+    assert all(entry["job"]["executor"] == "slurm" for entry in listed), listed[0]
+
+
+def test_bad_resource_names_the_file_and_key(investigation: Path, cluster: SlurmCluster, tmp_path: Path) -> None:
+    clone = tmp_path / "study"
+    subprocess.run(["git", "clone", "-q", str(investigation), str(clone)], check=True)
+    pyproject = clone / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('time = "10"', 'time = "10\\n#SBATCH --uid=0"'))
+    git(clone, "commit", "-qam", "bad time")
+    done = run_pytest(clone, "--mitosis", "--mitosis-executor=slurm", env=_env(cluster), junit=False)
+    assert done.ret == 4 or done.ret == 1, done.out
+    assert f"{pyproject}: [tool.mitosis.slurm]: time:" in done.out, done.out
+    assert "line break" in done.out
+    assert not (clone / "trials" / ".slurm").exists()
+    bad = run_pytest(
+        clone,
+        "--mitosis",
+        "--mitosis-executor=slurm",
+        "--mitosis-slurm",
+        "mem=lots",
+        env=_env(cluster),
+        junit=False,
+    )
+    assert bad.ret == 4, bad.out
+    assert '--mitosis-slurm: mem: expected a memory size such as "4G" or "500M", found \'lots\'' in bad.out
+
+
+def test_a_partition_slurm_does_not_know(investigation: Path, cluster: SlurmCluster, tmp_path: Path) -> None:
+    clone = tmp_path / "study"
+    subprocess.run(["git", "clone", "-q", str(investigation), str(clone)], check=True)
+    done = run_pytest(
+        clone,
+        "--mitosis",
+        "--mitosis-executor=slurm",
+        "--mitosis-slurm",
+        "partition=nosuch",
+        "-k",
+        "a or b",
+        env=_env(cluster),
+    )
+    assert done.ret == 1, done.out
+    rows = _rows(clone)
+    assert {r["status"] for r in rows.values()} == {"failed"}  # taken, then finished: nothing left running
+    for row in rows.values():
+        assert "Slurm refused the job array (partition=nosuch" in row["message"], row["message"]
+        assert "invalid partition" in row["message"].lower(), row["message"]
+
+
+def test_refusals_before_anything_runs(investigation: Path, cluster: SlurmCluster) -> None:
+    distributed = run_pytest(
+        investigation, "--mitosis", "--mitosis-executor=slurm", "-n", "2", env=_env(cluster), junit=False
+    )
+    assert distributed.ret == 4, distributed.out
+    assert "--mitosis-executor=slurm runs every trial as a Slurm job already" in distributed.out
+    bare = {**_env(cluster), "PATH": str(Path(sys.executable).parent) + ":/nonexistent"}
+    missing = run_pytest(investigation, "--mitosis", "--mitosis-executor=slurm", env=bare, junit=False)
+    assert missing.ret == 4, missing.out
+    assert "--mitosis-executor=slurm: sbatch is not on PATH" in missing.out
+    stray = run_pytest(investigation, "--mitosis", "--mitosis-slurm", "time=5", env=_env(cluster), junit=False)
+    assert stray.ret == 4, stray.out
+    assert "--mitosis-slurm sets the resources of Slurm jobs: add --mitosis-executor=slurm" in stray.out
+
+
+def test_the_session_itself_as_a_slurm_job(investigation: Path, cluster: SlurmCluster, tmp_path: Path) -> None:
+    """C: the guide's wrapper: the session is a job; the user is gone; its trials are recorded."""
+    clone = tmp_path / "study"
+    subprocess.run(["git", "clone", "-q", str(investigation), str(clone)], check=True)
+    command = f"{sys.executable} -m pytest -p no:cacheprovider --mitosis --mitosis-executor=slurm -k 'a or b'"
+    submitted = subprocess.run(
+        ["sbatch", "--wait", "--job-name=sweep", f"--output={tmp_path / 'sweep.log'}", f"--wrap={command}"],
+        cwd=clone,
+        env=_env(cluster),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    log = (tmp_path / "sweep.log").read_text() if (tmp_path / "sweep.log").exists() else ""
+    assert submitted.returncode == 0, submitted.stderr + log
+    assert "2 passed" in log, log
+    rows = _rows(clone)
+    assert {r["status"] for r in rows.values()} == {"passed"}
+    assert all(json.loads(r["job"])["array_job"] for r in rows.values())
+    assert os.environ.get("SLURM_JOB_ID") is None  # the suite itself is not a job (the fixture's env is clean)

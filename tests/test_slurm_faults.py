@@ -1,0 +1,163 @@
+"""Faults of a Slurm sweep as Slurm reports them (issue 27), on a real single-node cluster.
+
+One session of four trials ``fit[n0]``..``fit[n3]`` whose step waits while its ``hold-nK`` file
+exists (the test decides when a trial ends), submitted as one array with ``throttle=2``:
+
+1. n0 and n1 run, n2 and n3 wait: ``status`` shows them pending with Slurm's reason;
+2. ``scancel`` of n0's task from outside: n0 is recorded failed with Slurm's word, n2 starts;
+3. ``scontrol requeue`` of n1's task while it runs: it runs again; released, it passes with one
+   record whose job says it was requeued once;
+4. Ctrl-C on the session while n2 runs: exit 2, n2 and n3 recorded ``interrupted``, their jobs
+   cancelled (Slurm knows none of them as pending or running).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import PATIENCE, background, clean_env, held_investigation, wait_until
+from .slurm_cluster import SlurmCluster, own_cluster
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[SlurmCluster]:
+    yield from own_cluster()
+
+
+def _rows(root: Path) -> dict[str, dict[str, Any]]:
+    path = root / "trials" / "mitosis.sqlite"
+    if not path.exists():
+        return {}
+    with sqlite3.connect(path) as db:
+        db.row_factory = sqlite3.Row
+        return {r["nodeid"].rsplit("::", 1)[-1]: dict(r) for r in db.execute("SELECT * FROM trials")}
+
+
+def _status(root: Path, env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_mitosis", "status", "--json"], cwd=root, env=env, capture_output=True, text=True
+    )
+    try:
+        return json.loads(done.stdout)
+    except ValueError:
+        return {}
+
+
+def _tasks(cluster: SlurmCluster) -> dict[str, str]:
+    """Every task Slurm knows as pending or running: ``{"123_4": "RUNNING"}`` (pending ranges expanded by squeue -r)."""
+    done = cluster.run("squeue", "-h", "-r", "-o", "%i %T")
+    return dict(line.split() for line in done.stdout.splitlines() if line.strip())
+
+
+@pytest.fixture(scope="module")
+def story(cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = held_investigation(tmp_path_factory.mktemp("slurm-faults") / "study", 4)
+    markers = root / "markers"
+    for n in range(4):
+        (markers / f"hold-n{n}").write_text("")
+    env = clean_env(SLURM_CONF=cluster.env["SLURM_CONF"])
+    log = root.parent / "session.log"
+    with log.open("w") as out:
+        proc = background(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "--mitosis",
+                "--mitosis-executor=slurm",
+                "--mitosis-slurm",
+                "throttle=2",
+                "-o",
+                "mitosis_heartbeat_every=0.2",
+                "-v",
+            ],
+            cwd=root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    said = log.read_text
+    seen: dict[str, Any] = {}
+    wait_until(
+        "n0 and n1 running", lambda: (markers / "started-n0").exists() and (markers / "started-n1").exists(), proc, said
+    )
+
+    def pending() -> Any:
+        trials = _status(root, env).get("trials") or []
+        states = {str(t.get("nodeid", "")).rsplit("::", 1)[-1]: t for t in trials}
+        return states if sum(1 for t in trials if t.get("phase") == "pending") == 2 else None
+
+    seen["status"] = wait_until("two pending trials in status", pending, proc, said)
+    queue = _tasks(cluster)
+    seen["queue"] = queue
+    array = next(iter(queue)).split("_")[0]
+    seen["array"] = array
+    # 2. scancel from outside
+    cluster.run("scancel", f"{array}_0")
+    wait_until("n2 started", lambda: (markers / "started-n2").exists(), proc, said)
+    # 3. requeue n1 while it runs
+    (markers / "started-n1").unlink()
+    cluster.run("scontrol", "requeue", f"{array}_1")
+    wait_until("n1 started again", lambda: (markers / "started-n1").exists(), proc, said)
+    (markers / "hold-n1").unlink()
+    wait_until("n1 recorded", lambda: _rows(root).get("fit[n1]", {}).get("status") == "passed", proc, said)
+    # 4. Ctrl-C on the session while n2 runs
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=PATIENCE)
+    seen["ret"] = proc.returncode
+    seen["out"] = said()
+    seen["rows"] = _rows(root)
+    seen["left"] = _tasks(cluster)
+    seen["root"] = root
+    return seen
+
+
+def test_pending_tasks_show_slurms_reason(story: dict[str, Any]) -> None:
+    status = story["status"]
+    assert {name for name, t in status.items() if t["phase"] == "pending"} == {"fit[n2]", "fit[n3]"}, status
+    assert {status[name]["reason"] for name in ("fit[n2]", "fit[n3]")} == {"JobArrayTaskLimit"}, status
+    assert all(status[name].get("node") for name in ("fit[n0]", "fit[n1]")), status
+    assert all(t["alive"] for t in status.values()), status
+
+
+def test_scancel_from_outside_is_a_failure_with_slurms_reason(story: dict[str, Any]) -> None:
+    row = story["rows"]["fit[n0]"]
+    assert row["status"] == "failed", row
+    assert f"Slurm ended its job {story['array']}_0 on " in row["message"], row["message"]
+    assert "cancel" in row["message"].lower(), row["message"]
+    assert json.loads(row["job"])["state"] == "CANCELLED"
+
+
+def test_a_requeued_task_leaves_one_record(story: dict[str, Any]) -> None:
+    rows = story["rows"]
+    assert len(rows) == 4, rows
+    row = rows["fit[n1]"]
+    assert row["status"] == "passed", row
+    job = json.loads(row["job"])
+    assert job["restarts"] == 1, job
+    assert job["job"] == f"{story['array']}_1"
+    assert len(list((story["root"] / "trials").glob(f"{row['name']}_*"))) == 1
+
+
+def test_ctrl_c_cancels_the_jobs_and_records_them_interrupted(story: dict[str, Any]) -> None:
+    assert story["ret"] == 2, story["out"]
+    rows = story["rows"]
+    for name in ("fit[n2]", "fit[n3]"):
+        assert rows[name]["status"] == "interrupted", rows[name]
+        assert "the session was interrupted (Ctrl-C or SIGTERM): its Slurm job" in rows[name]["message"]
+    assert not [task for task in story["left"] if task.startswith(story["array"])], story["left"]
+    assert "running" not in {r["status"] for r in rows.values()}
