@@ -395,14 +395,16 @@ class HtmlWorker:
             process.kill()
             process.wait()
 
-    def close(self) -> None:
+    def close(self, used: bool = False) -> None:
         """Wait for the pages still asked for (:meth:`finish`, when the caller did not), stop the helper
-        (it finishes the page it writes, if any) and close its pipe; one that was never sent a page is
-        killed at once (it may still be importing nbconvert, and writes nothing). A worker's connection to
-        the controller's helper is closed; the helper is the controller's."""
+        (it writes the pages queued, if any) and close its pipe; one that was never sent a page is killed
+        at once (it may still be importing nbconvert, and writes nothing), unless ``used``: the workers
+        it served sent it pages (pytest-xdist's controller, see :mod:`.shared`), and a worker that died
+        may have left some queued. A worker's connection to the controller's helper is closed; the
+        helper is the controller's."""
         if self._pages or self._failed:
             self.finish()
-        self._stop(kill=self._next == 0)
+        self._stop(kill=self._next == 0 and not used)
         replies, self._replies = self._replies, None
         if replies is not None:
             os.close(replies.fd)
