@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -161,8 +162,9 @@ def test_slurm_trials_are_recorded_as_local_ones(on_slurm: Any, locally: tuple[P
     for name, row in here.items():
         for field in FIELDS:
             mine, theirs = row[field], remote[name][field]
-            if field == "message" and theirs is not None:  # the notebook's path names the key
-                mine, theirs = mine.split("notebook: ")[0], theirs.split("notebook: ")[0]
+            if field == "message" and theirs is not None:  # paths name the checkout, the notebook's its key
+                mine = mine.split("notebook: ")[0].replace(str(clone), "ROOT")
+                theirs = theirs.split("notebook: ")[0].replace(str(investigation), "ROOT")
             assert mine == theirs, (name, field, mine, theirs)
         assert row["job"] is None
     assert remote["square[c]"]["main"] == "9.5"
@@ -176,7 +178,7 @@ def test_slurm_trials_are_recorded_as_local_ones(on_slurm: Any, locally: tuple[P
 
 
 def test_junit_and_history_show_the_job(on_slurm: Any, investigation: Path) -> None:
-    assert on_slurm.properties("square[c]")["mitosis.main"] == "9.5"
+    assert on_slurm.properties("square[c]")["main"] == "9.5"
     history = subprocess.run(
         [sys.executable, "-m", "pytest_mitosis", "history", "--json"],
         cwd=investigation,
@@ -195,7 +197,7 @@ def test_bad_resource_names_the_file_and_key(investigation: Path, cluster: Slurm
     pyproject.write_text(pyproject.read_text().replace('time = "10"', 'time = "10\\n#SBATCH --uid=0"'))
     git(clone, "commit", "-qam", "bad time")
     done = run_pytest(clone, "--mitosis", "--mitosis-executor=slurm", env=_env(cluster), junit=False)
-    assert done.ret == 4 or done.ret == 1, done.out
+    assert done.ret == 2, done.out  # a collection error, as every error of pyproject.toml
     assert f"{pyproject}: [tool.mitosis.slurm]: time:" in done.out, done.out
     assert "line break" in done.out
     assert not (clone / "trials" / ".slurm").exists()
@@ -221,8 +223,8 @@ def test_a_partition_slurm_does_not_know(investigation: Path, cluster: SlurmClus
         "--mitosis-executor=slurm",
         "--mitosis-slurm",
         "partition=nosuch",
-        "-k",
-        "a or b",
+        "pyproject.toml::square[a]",
+        "pyproject.toml::square[b]",
         env=_env(cluster),
     )
     assert done.ret == 1, done.out
@@ -233,16 +235,23 @@ def test_a_partition_slurm_does_not_know(investigation: Path, cluster: SlurmClus
         assert "invalid partition" in row["message"].lower(), row["message"]
 
 
-def test_refusals_before_anything_runs(investigation: Path, cluster: SlurmCluster) -> None:
+def test_refusals_before_anything_runs(investigation: Path, cluster: SlurmCluster, tmp_path: Path) -> None:
     distributed = run_pytest(
         investigation, "--mitosis", "--mitosis-executor=slurm", "-n", "2", env=_env(cluster), junit=False
     )
     assert distributed.ret == 4, distributed.out
     assert "--mitosis-executor=slurm runs every trial as a Slurm job already" in distributed.out
-    bare = {**_env(cluster), "PATH": str(Path(sys.executable).parent) + ":/nonexistent"}
+    bin_dir = tmp_path / "bin"  # the interpreter and git, but not Slurm's commands
+    bin_dir.mkdir()
+    (bin_dir / "git").symlink_to(shutil.which("git") or "/usr/bin/git")
+    bare = {**_env(cluster), "PATH": f"{Path(sys.executable).parent}:{bin_dir}"}
     missing = run_pytest(investigation, "--mitosis", "--mitosis-executor=slurm", env=bare, junit=False)
     assert missing.ret == 4, missing.out
     assert "--mitosis-executor=slurm: sbatch is not on PATH" in missing.out
+    no_git = {**bare, "PATH": str(Path(sys.executable).parent)}  # and without git: a usage error, not a traceback
+    nothing = run_pytest(investigation, "--mitosis", env=no_git, junit=False)
+    assert nothing.ret == 4, nothing.out
+    assert "ERROR: git is not on PATH" in nothing.out and "INTERNALERROR" not in nothing.out
     stray = run_pytest(investigation, "--mitosis", "--mitosis-slurm", "time=5", env=_env(cluster), junit=False)
     assert stray.ret == 4, stray.out
     assert "--mitosis-slurm sets the resources of Slurm jobs: add --mitosis-executor=slurm" in stray.out
@@ -252,7 +261,10 @@ def test_the_session_itself_as_a_slurm_job(investigation: Path, cluster: SlurmCl
     """C: the guide's wrapper: the session is a job; the user is gone; its trials are recorded."""
     clone = tmp_path / "study"
     subprocess.run(["git", "clone", "-q", str(investigation), str(clone)], check=True)
-    command = f"{sys.executable} -m pytest -p no:cacheprovider --mitosis --mitosis-executor=slurm -k 'a or b'"
+    command = (
+        f"{sys.executable} -m pytest -p no:cacheprovider --mitosis --mitosis-executor=slurm "
+        "'pyproject.toml::square[c]' 'pyproject.toml::square[d]'"
+    )
     submitted = subprocess.run(
         ["sbatch", "--wait", "--job-name=sweep", f"--output={tmp_path / 'sweep.log'}", f"--wrap={command}"],
         cwd=clone,

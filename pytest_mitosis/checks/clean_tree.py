@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ..core.errors import ConfigError
+
 SHOWN = 10
 
 
@@ -73,7 +75,13 @@ def _describe(code: str) -> str:
 
 def repo_state(start: Path, own: tuple[Path, ...] = (), ignore: tuple[str, ...] = ()) -> RepoState:
     """Inspect the work tree holding ``start``; ``own`` are folders the plugin writes."""
-    import git
+    try:
+        import git
+    except ImportError as err:  # GitPython refuses to load without a git executable
+        raise ConfigError(
+            f"git is not on PATH ({str(err).splitlines()[0]}): every trial records the commit it ran, which "
+            "pytest-mitosis reads with git. Install git (apt-get install git) or put it on PATH, and run again."
+        ) from None
 
     try:
         repo = git.Repo(start, search_parent_directories=True)

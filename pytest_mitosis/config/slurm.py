@@ -131,12 +131,18 @@ def slurm_table(where: str, table: object) -> dict[str, Any]:
 
 
 def parse_override(text: str) -> tuple[str, str]:
-    """``--mitosis-slurm KEY=VALUE``; argparse shows a ``ValueError`` as an invalid value."""
+    """``--mitosis-slurm KEY=VALUE``, checked now (a typo stops the run before anything is submitted);
+    argparse shows an ``ArgumentTypeError``'s text as it is."""
+    import argparse
+
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or key not in KEYS:
-        raise ValueError(f"expected KEY=VALUE with KEY one of {', '.join(KEYS)}, found {text!r}")
-    _value("--mitosis-slurm", key, value.strip())  # checked now, so a typo stops the run before it starts
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY one of {', '.join(KEYS)}, found {text!r}")
+    try:
+        _value("--mitosis-slurm", key, value.strip())
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--mitosis-slurm: ")) from None
     return key, value.strip()
 
 

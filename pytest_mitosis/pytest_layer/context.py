@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..config.settings import Settings
+from ..core.errors import ConfigError
 from ..execution.warmup import WorkAhead
 
 if TYPE_CHECKING:
@@ -32,7 +33,10 @@ def warmup_imports() -> None:
     (see execution/warmup.py: the warm-up thread must not be the first to import a module)."""
     import importlib.metadata  # noqa: F401
 
-    import git  # noqa: F401
+    try:
+        import git  # noqa: F401
+    except ImportError:  # no git executable: reading the git state says so, as a usage error
+        pass
 
     from ..checks import clean_tree  # noqa: F401
     from ..identity import environment  # noqa: F401
@@ -139,8 +143,11 @@ class SessionContext:
     def repo(self) -> RepoState:
         """The git state of the investigation, read once per process."""
         if self._repo is None:
-            facts = self.ahead.provenance()
-            self._repo = facts[0] if facts is not None else self.read_repo()
+            try:
+                facts = self.ahead.provenance()
+                self._repo = facts[0] if facts is not None else self.read_repo()
+            except ConfigError as err:  # no git to read it with: the session cannot say what ran
+                raise pytest.UsageError(str(err)) from None
         return self._repo
 
     def read_repo(self) -> RepoState:
