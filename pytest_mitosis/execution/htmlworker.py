@@ -489,9 +489,15 @@ def serve(reply_fd: int, listen_fd: int | None = None) -> None:
             "notebook save",
         )
 
+    def gone(peer: Peer) -> None:
+        """A worker closed its connection: its pages queued are still written, but no reply goes to its
+        descriptor, whose number the next worker to connect may get."""
+        with replying:
+            peer.write_fd = -1
+
     renderer = threading.Thread(target=render, name="mitosis-pages", daemon=True)
     renderer.start()
-    server.serve(handle, lambda peer: None)
+    server.serve(handle, gone)
     with ready:
         stopping = True
         ready.notify()
