@@ -1,6 +1,6 @@
 """Where a trivial trial's time goes (issue 28): 200 trials of ``return {"main": float(i)}``, phase by phase.
 
-    python benchmarks/trivial_profile.py [--trials 200] [--repeat 1] [--json out.json]
+    python benchmarks/trivial_profile.py [--trials 200] [--repeat 1] [--json out.json] [-n 2]
 
 One session runs 200 trials (a 400-entry lookup dict, ``-k x`` selecting 200) with
 ``MITOSIS_PROFILE`` set: each process of ours appends its phase timings as JSON lines (see
@@ -8,7 +8,9 @@ One session runs 200 trials (a 400-entry lookup dict, ``-k x`` selecting 200) wi
 session's collection and report refresh). Side by side, in the same run and interleaved when
 repeated, the bare-process baseline of the issue: a plain pytest parametrize that starts one
 ``python -c pass`` per test. Prints a markdown table (median and mean per trial, in ms) for
-docs/benchmarks.md, with the load average before and after.
+docs/benchmarks.md, with the load average before and after. ``-n N`` runs both sessions under
+pytest-xdist with N workers (the phases are then the workers' trials, interleaved: the gaps between
+trials mean nothing there, the whole session's time per trial does).
 """
 
 from __future__ import annotations
@@ -66,10 +68,13 @@ ORDER = [
     "kernel: set-up",
     "kernel: step",
     "kernel: saving",
+    "kernel: kernel stop",
     "notebook handed to the HTML helper",
     "trial.yaml and outcome.json",
     "waiting for the notebook and HTML page",
+    "waiting for the notebook",
     "folder moved into place",
+    "page asked for",
     "judge",
     "store finish",
 ]
@@ -104,7 +109,12 @@ def per_trial(lines: list[dict], trials: int) -> dict[str, list[float]]:
     """Seconds per phase per trial: pytest's process and the HTML helper's, and pytest's own between trials."""
     found: dict[str, list[float]] = {}
     records = sorted((r for r in lines if r["scope"] == "trial"), key=lambda r: r["time"])
-    pages = {r["name"]: r["phases"] for r in lines if r["scope"] == "html"}
+    pages: dict[str, dict[str, float]] = {}  # the helper writes a notebook and, later, its page: one line each
+    for r in lines:
+        if r["scope"] == "html":
+            page = pages.setdefault(r["name"], {})
+            for phase, seconds in r["phases"].items():
+                page[phase] = page.get(phase, 0.0) + seconds
     for record in records:
         for phase, seconds in record["phases"].items():
             found.setdefault(phase, []).append(seconds)
@@ -127,7 +137,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("-n", dest="workers", type=int, default=0, help="pytest-xdist workers for both sessions")
     options = parser.parse_args()
+    xdist = ["-n", str(options.workers)] if options.workers else []
     n = options.trials
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="mitosis-trivial-") as tmp:
@@ -139,9 +151,11 @@ def main() -> None:
         walls: dict[str, list[float]] = {"mitosis": [], "bare": []}
         profiles: list[list[dict]] = []
         for round_ in range(options.repeat):
-            walls["bare"].append(timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], bare, env()))
+            walls["bare"].append(
+                timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *xdist], bare, env())
+            )
             log = base / f"profile-{round_}.jsonl"
-            argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--mitosis", "-k", "x"]
+            argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--mitosis", "-k", "x", *xdist]
             walls["mitosis"].append(timed(argv, root, env(MITOSIS_PROFILE=str(log))))
             profiles.append([json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()])
             load.append(os.getloadavg()[0])
@@ -161,7 +175,8 @@ def main() -> None:
         for phase in ordered
     ]
     accounted = sum(statistics.fmean(phases[p]) for p in ordered if not p.startswith("HTML helper"))
-    print(f"{n} trials in one session: {mitosis:.1f} s ({1000 * mitosis / n:.0f} ms a trial, whole session)")
+    where = f"one session with -n {options.workers}" if options.workers else "one session"
+    print(f"{n} trials in {where}: {mitosis:.1f} s ({1000 * mitosis / n:.0f} ms a trial, whole session)")
     print(f"bare baseline, {n} tests each starting python -c: {baseline:.1f} s ({1000 * baseline / n:.0f} ms a test)")
     print(f"load average (1 min) before and after each round: {', '.join(f'{x:.1f}' for x in load)}")
     print("\n| phase (per trial) | median (ms) | mean (ms) |\n|---|---|---|")

@@ -140,9 +140,10 @@ def sessions(root: Path) -> list[sqlite3.Row]:
         db.close()
 
 
-#: a ``sitecustomize`` (on PYTHONPATH) that holds the session's HTML helper as it opens a trial's page to
-#: write it: it creates ``writing-<page>`` in ``$MITOSIS_TEST_PAGES``, then waits while ``hold`` exists there.
-#: An audit hook on ``open``: the real helper runs, and the test decides when its page is written.
+#: a ``sitecustomize`` (on PYTHONPATH) that holds the session's HTML helper as it opens a trial's page (in
+#: staging) to write it: it creates ``writing-<page>`` in ``$MITOSIS_TEST_PAGES``, then waits while ``hold``
+#: exists there. With ``$MITOSIS_TEST_HOLD_NOTEBOOK`` set, it holds the trial's notebook instead (``writing-<name>.ipynb``).
+#: An audit hook on ``open``: the real helper runs, and the test decides when its file is written.
 HOLD_PAGE = """
 import os
 import sys
@@ -153,9 +154,16 @@ if "pytest_mitosis.execution.htmlworker" in sys.orig_argv:
         if event != "open" or not isinstance(args[0], (str, os.PathLike)) or "w" not in str(args[1]):
             return
         path = os.fspath(args[0])
-        if path.endswith(".html") and f"{os.sep}.staging{os.sep}" in path:
+        if f"{os.sep}.staging{os.sep}" not in path:
+            return
+        name = os.path.basename(path)
+        if os.environ.get("MITOSIS_TEST_HOLD_NOTEBOOK"):
+            held = name if name.endswith(".ipynb") else None
+        else:  # a page is written whole: to ".<page>.<pid>.tmp", then renamed
+            held = name[1:].rsplit(".", 2)[0] if name.startswith(".") and ".html." in name else None
+        if held:
             markers = os.environ["MITOSIS_TEST_PAGES"]
-            with open(os.path.join(markers, "writing-" + os.path.basename(path)), "w"):
+            with open(os.path.join(markers, "writing-" + held), "w"):
                 pass
             while os.path.exists(os.path.join(markers, "hold")):
                 time.sleep(0.01)
@@ -602,10 +610,11 @@ def colourful(n):
 """
 
 
-def test_ctrl_c_while_the_page_is_written_keeps_the_finished_trial_whole_and_interrupted(tmp_path: Path) -> None:
-    """Ctrl-C once every step has run and the HTML helper is writing the page: the session stops, and
-    the trial keeps its folder, whole (notebook, page, outcome), recorded interrupted with its main and
-    a message that says its files are complete; nothing stays in staging."""
+def test_ctrl_c_while_the_notebook_is_written_keeps_the_finished_trial_whole_and_interrupted(tmp_path: Path) -> None:
+    """Ctrl-C once every step has run and the HTML helper is writing the notebook (what the trial waits
+    for: its page is rendered later): the session stops, and the trial keeps its folder, whole (notebook,
+    page, outcome), recorded interrupted with its main and a message that says its files are complete;
+    nothing stays in staging."""
     root = git_init(
         write_investigation(
             tmp_path / "study",
@@ -615,11 +624,11 @@ def test_ctrl_c_while_the_page_is_written_keeps_the_finished_trial_whole_and_int
     )
     tmp = Path(tempfile.mkdtemp(prefix="mk-", dir="/tmp"))
     pages, env = held_pages(tmp_path)
-    proc = start(root, tmp_path, tmp, **env)
+    proc = start(root, tmp_path, tmp, MITOSIS_TEST_HOLD_NOTEBOOK="1", **env)
     staging = root / "trials" / ".staging"
-    wait_for(pages / "writing-trial_colourful-a-1.html", proc)  # the helper holds the page it is writing
+    wait_for(pages / "writing-trial_colourful-a-1.ipynb", proc)  # the helper holds the notebook it is writing
     os.killpg(proc.pid, signal.SIGINT)
-    (pages / "hold").unlink()  # after the Ctrl-C was sent: the page is finished while pytest is interrupted
+    (pages / "hold").unlink()  # after the Ctrl-C was sent: the notebook is finished while pytest is interrupted
     out, _ = proc.communicate(timeout=PATIENCE)
 
     assert proc.returncode == 2, out

@@ -48,6 +48,8 @@ class RemoteStore:
     """The worker's side: a ``TrialStore`` whose every call is answered by the controller's store."""
 
     shared = False
+    #: ``finish`` sends the trial's folder away: its HTML page must be in it by then (not rendered later)
+    ships_folders = True
 
     def __init__(self, channel: Any, *, trials: Path, host: str, location: str) -> None:
         self._channel = channel

@@ -137,6 +137,7 @@ class TrialFolder:
         description: dict[str, Any],
         html: Any = None,
         timeout: float | None = None,
+        later: bool = False,
     ) -> Path:
         """Write the notebook, its HTML, the outcome and ``trial.yaml``, then move the folder into place.
 
@@ -144,10 +145,17 @@ class TrialFolder:
         :mod:`.htmlworker`, which writes them while this writes the rest); the folder moves only once
         all are complete, and never while the helper still writes into it. The helper gets
         ``timeout`` seconds (:class:`SavingTimedOut`; the folder stays in staging).
+
+        ``later`` (with the helper): the folder moves once the notebook is complete, and the helper
+        renders the page into it in the background (the trial is recorded meanwhile: the record needs
+        the notebook, the page can always be built from it); the helper's ``finish`` waits for it.
         """
         notebook = self.staging / f"{self.name}.ipynb"
+        background = later and hasattr(html, "page_later")
         with profile.timed("notebook handed to the HTML helper"):
-            if timeout is None:
+            if background:
+                written = html.save(nb, notebook, self.name, timeout=timeout)
+            elif timeout is None:
                 written = (html or HtmlWriter()).write(nb, notebook, self.html_staged, self.name)
             else:
                 written = (html or HtmlWriter()).write(nb, notebook, self.html_staged, self.name, timeout=timeout)
@@ -171,11 +179,14 @@ class TrialFolder:
             except Exception:
                 pass  # the first problem (a full disk, a Ctrl-C) is the one reported
             raise
-        with profile.timed("waiting for the notebook and HTML page"):
+        with profile.timed("waiting for the notebook" if background else "waiting for the notebook and HTML page"):
             written()
         with profile.timed("folder moved into place"):
             self.final.parent.mkdir(parents=True, exist_ok=True)
             os.rename(self.staging, self.final)
+        if background:
+            with profile.timed("page asked for"):
+                html.page_later(self.final / notebook.name, self.html, self.name, timeout=timeout)
         return self.final
 
 
@@ -274,8 +285,61 @@ class HtmlWriter:
         with profile.timed("notebook save"):
             nbformat.write(nb, str(notebook))
         with profile.timed("HTML page"):
-            page.write_text(self(nb, title), encoding="utf-8")
+            write_whole(page, self(nb, title))
         return _written
+
+    def save(self, nb: Any, notebook: Path) -> Callable[[], None]:
+        """Write ``nb`` to ``notebook`` now (its page is written by :meth:`page`)."""
+        import nbformat
+
+        nbformat.write(nb, str(notebook))
+        return _written
+
+    def page(self, notebook: Path, page: Path, title: str) -> None:
+        """Render the notebook written at ``notebook`` to ``page`` (whole: see :func:`write_whole`)."""
+        import nbformat
+
+        write_whole(page, self(nbformat.read(str(notebook), as_version=4), title))
+
+
+def _partial(page: Path) -> Path:
+    """Where ``page`` is written before it is renamed into place (hidden, named by the writing process)."""
+    return page.with_name(f".{page.name}.{os.getpid()}.tmp")
+
+
+def write_whole(page: Path, text: str) -> None:
+    """Write ``text`` to ``page`` under a temporary name, then rename it: a reader (or a crash) never sees
+    half a page, only none or all of it."""
+    tmp = _partial(page)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, page)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+
+
+def remove_partial(page: Path) -> None:
+    """Remove what a stopped writer left of ``page`` under a temporary name (see :func:`write_whole`)."""
+    for tmp in page.parent.glob(f".{page.name}.*.tmp"):
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
+def placeholder_page(page: Path, title: str, message: str) -> None:
+    """A short page where nbconvert's should be, saying why it is not (``message``), written whole."""
+    import html
+
+    write_whole(
+        page,
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+        f"<body><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></body></html>\n",
+    )
 
 
 def without_outputs(nb: Any, note: str) -> Any:
@@ -309,11 +373,11 @@ class PlainPage:
         import nbformat
 
         nbformat.write(nb, str(notebook))
-        page.write_text(
+        write_whole(
+            page,
             f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
             f"<body><h1>{html.escape(title)}</h1><p>{html.escape(self.message)}</p>"
             f"<p>The notebook <a href='{html.escape(notebook.name)}'>{html.escape(notebook.name)}</a> holds the "
             "trial's cells, without their outputs.</p></body></html>\n",
-            encoding="utf-8",
         )
         return _written

@@ -213,8 +213,10 @@ class _Client(NotebookClient):
             asyncio.ensure_future(self._tick(deadline))  # cancelled with nbclient's tasks below
         try:
             assert self.km is not None
-            self.kc = self.km.client()
-            self.kc.start_channels()
+            self.kc = self.km.client(context=self.km.context)  # the manager's (shared: see launch.shared_context)
+            # No heartbeat channel: a client made by its manager asks the manager whether the kernel
+            # lives (its process), never the heartbeat, which would be one more thread and socket per trial.
+            self.kc.start_channels(hb=False)
             await wait_for_ready(self.kc, self.startup_timeout)
             self.kc.allow_stdin = False
             for index, cell in enumerate(self.nb.cells):

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_client.kernelspec import KernelSpec
-from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.manager import AsyncKernelManager, KernelManager
 from jupyter_core.utils import run_sync
 
 from ..core import processes
@@ -50,6 +50,32 @@ _BIND_WAIT = 10.0
 _QUIET = quiet("kernel")
 
 
+_CONTEXT: Any = None
+
+
+def shared_context() -> Any:
+    """One zmq context for the sockets of every kernel of this process (its manager's and its client's).
+
+    jupyter_client gives each manager and each client a context of its own: two I/O threads started
+    and joined per trial, about 2.5 ms of every trial in pytest's process. Every socket is closed with
+    its trial; the context lives until :func:`close_shared_context` (the end of the session).
+    """
+    global _CONTEXT
+    if _CONTEXT is None or _CONTEXT.closed:
+        import zmq.asyncio
+
+        _CONTEXT = zmq.asyncio.Context()
+    return _CONTEXT
+
+
+def close_shared_context() -> None:
+    """Close the shared context (its sockets are closed already: their kernels are stopped)."""
+    global _CONTEXT
+    context, _CONTEXT = _CONTEXT, None
+    if context is not None and not context.closed:
+        context.destroy(linger=0)
+
+
 class _SameInterpreterKernelManager(AsyncKernelManager):
     """A kernel manager whose kernel is ``sys.executable -m ipykernel_launcher``."""
 
@@ -58,6 +84,16 @@ class _SameInterpreterKernelManager(AsyncKernelManager):
         and jupyter_client's 0.1 s interval made every trial's kernel stop wait about that long."""
         while await self._async_is_alive():
             await asyncio.sleep(0.005)
+
+    async def _async_start_kernel(self, **kw: Any) -> None:
+        """jupyter_client's start, without the ``asyncio.sleep(0.01)`` its ``in_pending_state`` decorator
+        adds after it ("to ensure tests can capture the state before done"): 10 ms of every trial in
+        pytest's process. What the decorator also does, the manager's ``ready`` future, nothing here
+        awaits (nbclient is handed the started manager, and its client's handshake says when the kernel
+        is up, see :func:`.kernel.wait_for_ready`)."""
+        await KernelManager._async_start_kernel.__wrapped__(self, **kw)  # type: ignore[attr-defined]
+
+    start_kernel = _async_start_kernel
 
     @property
     def kernel_spec(self) -> KernelSpec:
@@ -102,7 +138,7 @@ class Launched:
         #: those of :attr:`stopped` that ignored SIGTERM and were killed
         self.killed: list[processes.Process] = []
         self.manager = _SameInterpreterKernelManager(
-            transport="ipc", ip=os.path.join(self._private, "kernel"), log=_QUIET
+            transport="ipc", ip=os.path.join(self._private, "kernel"), log=_QUIET, context=shared_context()
         )
         self.manager.connection_file = os.path.join(self._private, "connection.json")
         self._closed = False

@@ -148,6 +148,7 @@ def run_trial(
     progress: Callable[[dict[str, Any]], None] | None = None,
     max_output: int = 0,
     built: dict[str, Any] | None = None,
+    pages_later: bool = True,
 ) -> TrialOutcome:
     """Run ``spec`` in a fresh kernel and save its artifacts under ``trials`` as ``name_key``.
 
@@ -159,6 +160,15 @@ def run_trial(
     at most (0: all); the rest goes to a log in the trial folder. ``timeout`` bounds each step, and
     writing the notebook and its page too. ``built``: the notebook as another process built it for this
     trial (a Slurm job runs the one its session wrote, see :mod:`.slurm.tasks`); by default it is built here.
+
+    The page: with ``html=None`` it is written in this process before this returns. With an
+    :class:`~.htmlworker.HtmlWorker` (and ``pages_later``), the trial's folder moves into place (and this
+    returns) once its notebook is written, and the helper renders the page in the background: the
+    caller must call the worker's ``finish()`` (it returns the trials whose page is not nbconvert's, to
+    show) and ``close()`` before its process exits. An interrupted trial's page is always waited for
+    (the session ends with it), and so is every page when ``pages_later`` is false (a remote worker
+    sends the folder to the controller as soon as the trial ends). ``outcome.html`` is where the page
+    is, or will be once ``finish()`` returns.
 
     A KeyboardInterrupt while the files are written (a second Ctrl-C) still removes the
     staging folder before it propagates, so nothing unfinished is left behind.
@@ -235,7 +245,8 @@ def run_trial(
     saving = time.monotonic()
     interrupted = execution.signal
     try:
-        final, late = _save(folder, execution, outcome, description, html, timeout)
+        later = pages_later and execution.signal is None  # an interrupted trial ends the session: its page now
+        final, late = _save(folder, execution, outcome, description, html, timeout, later)
     except OSError as err:
         return _unwritten(spec, folder, err, started, signal=execution.signal)
     except KeyboardInterrupt:
@@ -329,11 +340,13 @@ def _save(
     description: dict[str, Any],
     html: HtmlWorker | None,
     timeout: float | None,
+    later: bool = False,
 ) -> tuple[Path, str | None]:
     """``(the trial's folder, the failure when the files were not written in time)``: the notebook and its page
-    written within ``timeout``; when they were not, the notebook without outputs and a page that says why."""
+    written within ``timeout`` (the page in the background when ``later``); when they were not, the notebook
+    without outputs and a page that says why."""
     try:
-        return folder.save(execution.notebook, outcome, description, html, timeout=timeout), None
+        return folder.save(execution.notebook, outcome, description, html, timeout=timeout, later=later), None
     except SavingTimedOut as late:
         # The helper was stopped: the notebook keeps its cells (not their outputs), the page says why.
         message = SAVING_TIMED_OUT.format(timeout=late.timeout)

@@ -364,22 +364,34 @@ class Trial:
         self._handler.close()
 
 
-def sources() -> list[str]:
-    """The files of every module imported in this kernel, but the interpreter's and installed packages'.
+def _installed_prefixes() -> tuple[str, ...]:
+    """Where the interpreter's and installed packages' modules live (what :func:`sources` leaves out).
 
-    pytest's process keeps those of the investigation's repository and checks them against the
-    commit the trial records (``checks/code_drift.py``): what the steps imported is what ran.
+    The same for every kernel of a session: computed once, when this module is imported (in the
+    warm parent, whose forked kernels inherit it), not in each trial's saving cell, where importing
+    ``sysconfig`` and expanding its paths cost a few milliseconds of every trial.
     """
     import site
     import sysconfig
 
     skip = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages(), site.getusersitepackages()}
     skip |= {p for p in sysconfig.get_paths().values() if p}
-    prefixes = tuple(os.path.join(p, "") for p in skip if p)
+    return tuple(os.path.join(p, "") for p in skip if p)
+
+
+_INSTALLED = _installed_prefixes()
+
+
+def sources() -> list[str]:
+    """The files of every module imported in this kernel, but the interpreter's and installed packages'.
+
+    pytest's process keeps those of the investigation's repository and checks them against the
+    commit the trial records (``checks/code_drift.py``): what the steps imported is what ran.
+    """
     found = set()
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
-        if isinstance(path, str) and path.endswith(".py") and not path.startswith(prefixes):
+        if isinstance(path, str) and path.endswith(".py") and not path.startswith(_INSTALLED):
             found.add(os.path.abspath(path))
     found.discard(_OWN_FILE)
     return sorted(found)

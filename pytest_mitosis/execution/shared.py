@@ -97,7 +97,7 @@ class SharedHelpers:
             self._fork.close(graceful=used)
             self._fork = None
         if self._html is not None:
-            self._html.close()
+            self._html.close(used=used)  # a worker that died may have left pages queued: they are written
             self._html = None
         shutil.rmtree(self._folder, ignore_errors=True)
 

@@ -172,6 +172,18 @@ class WorkAhead:
             self._html = HtmlWorker(connect=self._shared.get("html"))
         return self._html
 
+    def finish_pages(self, interrupted: bool = False) -> tuple[list[str], bool]:
+        """Wait for the pages the trials asked for (see :meth:`.htmlworker.HtmlWorker.finish`):
+        ``(one note per trial whose page is not nbconvert's, whether a Ctrl-C came during the wait)``.
+        After a Ctrl-C (``interrupted``) the wait is as short as for an interrupted trial's page, and the
+        pages not written by then are named, not rendered here."""
+        if self._html is None:
+            return [], False
+        from .htmlworker import INTERRUPTED_TIMEOUT
+
+        notes = self._html.finish(INTERRUPTED_TIMEOUT if interrupted else None, interrupted=interrupted)
+        return notes, self._html.interrupted and not interrupted
+
     def start(self, cwd: Path) -> None:
         """Before pytest collects: start the warm parent (it imports the steps' libraries while pytest
         does) and the HTML helper (it prepares nbconvert meanwhile), each on the other core."""
@@ -233,3 +245,8 @@ class WorkAhead:
         if self._html is not None:
             self._html.close()
             self._html = None
+        import sys
+
+        launch = sys.modules.get(f"{__package__}.launch")  # imported only once a kernel was launched
+        if launch is not None:
+            launch.close_shared_context()

@@ -68,6 +68,8 @@ class SessionEndHooks:
         self.settings = mitosis.context.settings
         #: each experiment's directions, resolved once (see :meth:`_higher_is_better`)
         self._directions: dict[str, Directions] = {}
+        #: the trials whose HTML page is not nbconvert's, and why (see :meth:`_finish_pages`)
+        self._page_notes: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         from ..views.summary import CRASHED, summary_row
@@ -87,6 +89,7 @@ class SessionEndHooks:
         interrupted trial then counts as failed for ``--lf`` and ``--ff`` (see :meth:`_last_failed`).
         """
         mitosis = self.mitosis
+        exitstatus = self._finish_pages(session, int(exitstatus))
         mitosis.preflight.record_kept(earlier=False)  # outcomes kept while the store was away, if it is back
         if hasattr(self.config, "workerinput"):
             return
@@ -114,6 +117,28 @@ class SessionEndHooks:
             self._write_ci_files(session, int(exitstatus))
             if int(session.exitstatus) != int(exitstatus):  # a CI file that could not be written
                 end_session(mitosis, int(session.exitstatus))
+
+    def _finish_pages(self, session: pytest.Session, exitstatus: int) -> int:
+        """Wait for the HTML pages this process's trials asked for (rendered in the background, see
+        :mod:`..execution.htmlworker`): every page is whole before the report (which links them) is
+        refreshed and before pytest exits. A page that is not nbconvert's is named in the terminal
+        summary (on an xdist worker, as a warning the controller shows). A Ctrl-C during the wait stops it
+        (the pages not written are named) and the session exits as interrupted: the exit status returned."""
+        from ..core import profile
+
+        interrupted = exitstatus == int(pytest.ExitCode.INTERRUPTED)
+        with profile.timed("waiting for the pages at the end"):
+            notes, stopped = self.mitosis.context.ahead.finish_pages(interrupted)
+        if stopped:
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
+            exitstatus = int(pytest.ExitCode.INTERRUPTED)
+        if notes and hasattr(self.config, "workerinput"):
+            import warnings
+
+            for note in notes:
+                warnings.warn(pytest.PytestWarning(f"mitosis: {note}"), stacklevel=1)
+        self._page_notes += notes
+        return exitstatus
 
     def _last_failed(self) -> None:
         """Interrupted trials into pytest's ``lastfailed`` (its item sends no report, so pytest never
@@ -256,6 +281,8 @@ class SessionEndHooks:
             terminalreporter.write_line(
                 session_line(mitosis.context.session_key, mitosis.state.rows, reader_options(mitosis))
             )
+        for note in self._page_notes:
+            terminalreporter.write_line(f"page not rendered: {note}")
         for line in mitosis.state.ci_notes:
             terminalreporter.write_line(line)
         for line in mitosis.state.store_notes:

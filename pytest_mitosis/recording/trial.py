@@ -183,6 +183,8 @@ def record_trial(
             html=html,
             code_changed=code_changed,
             progress=(lambda state: progress(key, name, state)) if progress is not None else None,
+            # a store that sends the folder away as the trial ends (a remote worker's) needs the page in it
+            pages_later=not getattr(store, "ships_folders", False),
             metadata=trial_metadata(spec, identity, begun, project=project, settings=settings, environment=environment),
         )
     except BaseException as err:
