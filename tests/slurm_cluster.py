@@ -38,8 +38,12 @@ What was measured on this machine kind (2 cores, Slurm 22.05.8, munge 0.5.15, 20
   job`` knows a finished job for ``MinJobAge`` seconds: 3600 here (default 300), longer than any
   test module runs.
 - **A requeued task waits**: ``scontrol requeue`` puts the task back to PENDING with ``Reason=BeginTime``,
-  eligible two minutes later; ``scontrol update JobId=<job>_<i> StartTime=now`` (once it is PENDING)
-  lets it run at once, and its ``Restarts`` counts 1.
+  eligible ``cred_expire`` seconds later (120 by default: about three minutes until it ran again),
+  then started by the next scheduling pass (``sched_interval``, 60 by default). Here
+  ``AuthInfo=...,cred_expire=5`` and ``SchedulerParameters=sched_interval=2``: it runs again about
+  7 s after the requeue (measured), as a real cluster's would after its own delays;
+  ``scontrol update JobId=<job>_<i> StartTime=now`` (once it is PENDING) lets it run at once too.
+  Its ``Restarts`` counts 1.
 - **A controller that is gone**: the commands retry for ``MessageTimeout`` (5 s here, 10 by default;
   ``scontrol show job`` tries twice) and then say ``Unable to contact slurm controller``.
 - **Start-up**: ``slurmctld`` and ``slurmd`` fork into the background at once; the node is ``idle``

@@ -9,11 +9,16 @@ exists (the test decides when a trial ends), submitted as one array with ``throt
    record whose job says it was requeued once;
 4. Ctrl-C on the session while n2 runs: exit 2, n2 and n3 recorded ``interrupted``, their jobs
    cancelled (Slurm knows none of them as pending or running).
+
+Beside it, from the start, a second session whose one trial never ends by itself runs over its job's
+time limit (``time=1``): Slurm's smallest limit is a minute, checked about every 30 s, so that job ends
+``TIMEOUT`` 60 to 90 s after it starts; it runs while the story does, not after it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -61,7 +66,35 @@ def _tasks(cluster: SlurmCluster) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def story(cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def over_time(cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Any]]:
+    """A session started first, whose trial only Slurm's time limit ends (see the module's docstring).
+
+    Started with ``Popen`` rather than ``background``: it outlives the test that starts it (the story's),
+    so this fixture, not the per-test clean-up, stops it if it is still running at the module's end.
+    """
+    root = held_investigation(tmp_path_factory.mktemp("slurm-timeout") / "study", 1)
+    (root / "markers" / "hold-n0").write_text("")  # never released
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "--mitosis-executor=slurm"]
+    env = clean_env(SLURM_CONF=cluster.env["SLURM_CONF"])
+    proc = subprocess.Popen(
+        [*argv, "--mitosis-slurm", "time=1"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        yield root, proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def story(cluster: SlurmCluster, over_time: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = held_investigation(tmp_path_factory.mktemp("slurm-faults") / "study", 4)
     markers = root / "markers"
     for n in range(4):
@@ -159,3 +192,17 @@ def test_ctrl_c_cancels_the_jobs_and_records_them_interrupted(story: dict[str, A
         assert "the session was interrupted (Ctrl-C or SIGTERM): its Slurm job" in rows[name]["message"]
     assert not [task for task in story["left"] if task.startswith(story["array"])], story["left"]
     assert "running" not in {r["status"] for r in rows.values()}
+
+
+def test_a_job_over_its_time_limit_is_a_failure_with_slurms_reason(
+    over_time: tuple[Path, Any], cluster: SlurmCluster
+) -> None:
+    root, proc = over_time
+    out, _ = proc.communicate(timeout=300)  # Slurm's minute, its 30 s check, then the recording
+    assert proc.returncode == 1, out
+    (row,) = _rows(root).values()
+    assert row["status"] == "failed"
+    job = json.loads(row["job"])
+    assert job["state"] == "TIMEOUT", job
+    assert f"Slurm ended its job {job['job']} on {cluster.node}: time limit (00:01:00) reached" in row["message"]
+    assert "time limit (00:01:00) reached" in out
