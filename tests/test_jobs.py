@@ -281,7 +281,7 @@ def test_the_progress_line_shows_a_pending_task_s_reason_and_a_running_task_s_no
     (tmp_path / "test_ticks.py").write_text(PROGRESS_TEST)
     run = run_pytest(tmp_path, "test_ticks.py", junit=False)
     assert run.ret == 0, run.out
-    assert "mitosis trial_exp-a-1 (0000aaaa): still running after 0.0s, pending (Priority)\n" in run.out
+    assert "mitosis trial_exp-a-1 (0000aaaa): waiting in Slurm's queue, pending (Priority)\n" in run.out
     assert "mitosis trial_exp-b-1 (0000bbbb): still running after 12s, step fit on node01\n" in run.out
     assert "pending (Resources\\x1b[2J)" in run.out and "\x1b[2J" not in run.out, "a crafted reason stays visible text"
     status = (tmp_path / "status.txt").read_text()

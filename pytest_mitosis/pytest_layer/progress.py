@@ -112,9 +112,13 @@ class Progress:
             elif self.lines and time.monotonic() - trial.said >= self.every:
                 trial.said = time.monotonic()
                 last = f"; last line: {trial.line}" if trial.line else ""
-                self._line(
-                    f"mitosis {trial.name} ({trial.key}): still running after {span(trial.elapsed)}, {_where(trial)}{last}"
-                )
+                if trial.phase == "pending":  # not started yet: how long it ran would say nothing
+                    self._line(f"mitosis {trial.name} ({trial.key}): waiting in Slurm's queue, {_where(trial)}")
+                else:
+                    self._line(
+                        f"mitosis {trial.name} ({trial.key}): still running after {span(trial.elapsed)}, "
+                        f"{_where(trial)}{last}"
+                    )
 
     def finished(self, nodeid: str, outcome: str, seconds: float, main: str | None, key: str | None) -> None:
         """A trial's report: its outcome counts, its time (setup included) feeds the estimate. A trial skipped by
