@@ -83,7 +83,7 @@ def messages(path: Path) -> dict[str, list[str]]:
         ],
         "badtable": [
             f"{pyproject}: [tool.mitosis.experiments] badtable: unknown key 'nokey'; the keys are: steps, params, eval, "
-            "expect, higher-is-better, tolerances."
+            "expect, higher-is-better, tolerances, slurm."
         ],
     }
 

@@ -136,7 +136,7 @@ def arrays(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
     counts = {"throttled": 6, "unthrottled": 6, "cancelled": 2, "requeued": 1, "failing": 1}
     began = time.monotonic()
     deadline = began + PATIENCE
-    requeued = released = cancelled = False
+    requeued = released = cancelled = settled = False
     while True:
         for array, job in story.jobs.items():
             now = cli.states(job, env, count=counts[array])
@@ -167,8 +167,9 @@ def arrays(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
             len(story.final[array]) == counts[array] and all(s.finished() for s in story.final[array].values())
             for array in story.jobs
         )
-        if done:
+        if done and settled:  # finished in two snapshots in a row: a requeue's passing record is not an end
             break
+        settled = done
         assert time.monotonic() < deadline, (
             f"the arrays did not all finish in {PATIENCE:.0f} s; acts: {story.acts}; states: "
             + "; ".join(f"{a}: {[s.state for s in st.values()]}" for a, st in story.final.items())

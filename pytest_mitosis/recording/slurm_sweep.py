@@ -64,6 +64,9 @@ class Task:
     outcome: TrialOutcome | None = None
     #: when its progress was last passed on (the heartbeat's pace, not every poll)
     told: float = 0.0
+    #: how many polls in a row saw it finished: a task is recorded after two (a requeue passes through states
+    #: that look final for a moment, and its first attempt's outcome must not be taken for the last)
+    settled: int = 0
 
 
 class SlurmSweep:
@@ -224,7 +227,7 @@ class SlurmSweep:
         task = self.tasks[nodeid]
         while task.outcome is None:
             self._poll()
-            if task.state is not None and task.state.finished():
+            if task.settled >= 2:
                 task.outcome = self._record(task)
                 break
             time.sleep(0.1)
@@ -243,12 +246,14 @@ class SlurmSweep:
             if not waiting:
                 continue
             try:
-                states = cli.states(job, env=self.env)
+                states = cli.states(job, count=sum(1 for t in self.tasks.values() if t.job == job), env=self.env)
             except cli.SlurmError:
                 continue  # Slurm's controller may be busy or restarting: the next poll asks again
             for task in waiting:
                 found = states.get(task.index)
                 if found is not None:
+                    same = task.state is not None and task.state.restarts == found.restarts
+                    task.settled = task.settled + 1 if found.finished() and same else int(found.finished())
                     task.state = found
                 self._tell(task, now)
 
@@ -377,7 +382,7 @@ class SlurmSweep:
                 pass  # the tasks are recorded interrupted all the same; the log says what Slurm said
         deadline = time.monotonic() + CANCEL_WAIT
         try:
-            while time.monotonic() < deadline and any(t.state is None or not t.state.finished() for t in left):
+            while time.monotonic() < deadline and any(t.settled < 2 for t in left):
                 self._polled = 0.0
                 self._poll()
                 time.sleep(0.2)
