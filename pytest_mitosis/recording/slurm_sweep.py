@@ -44,7 +44,7 @@ KILLED = ("TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "CANCELLED", "BO
 #: seconds between two questions to Slurm about the session's arrays
 POLL = 1.0
 #: seconds the session waits, once it cancelled its tasks, for their jobs to save what they ran
-CANCEL_WAIT = 30.0
+CANCEL_WAIT = 10.0
 #: the job's command (Slurm appends the task's index)
 JOB_MODULE = "pytest_mitosis.recording.slurm_job"
 
