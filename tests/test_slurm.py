@@ -28,7 +28,17 @@ from typing import Any
 
 import pytest
 
-from .conftest import clean_env, git, git_init, run_pytest, write_investigation
+from .conftest import (
+    PATIENCE,
+    background,
+    clean_env,
+    git,
+    git_init,
+    held_investigation,
+    run_pytest,
+    wait_until,
+    write_investigation,
+)
 from .slurm_cluster import SlurmCluster, own_cluster
 
 pytestmark = pytest.mark.kernel
@@ -231,7 +241,7 @@ def test_a_partition_slurm_does_not_know(investigation: Path, cluster: SlurmClus
     rows = _rows(clone)
     assert {r["status"] for r in rows.values()} == {"failed"}  # taken, then finished: nothing left running
     for row in rows.values():
-        assert "Slurm refused the job array (partition=nosuch" in row["message"], row["message"]
+        assert row["message"].startswith("Slurm refused the job array (partition=nosuch"), row["message"]
         assert "invalid partition" in row["message"].lower(), row["message"]
 
 
@@ -280,3 +290,50 @@ def test_the_session_itself_as_a_slurm_job(investigation: Path, cluster: SlurmCl
     assert {r["status"] for r in rows.values()} == {"passed"}
     assert all(json.loads(r["job"])["array_job"] for r in rows.values())
     assert os.environ.get("SLURM_JOB_ID") is None  # the suite itself is not a job (the fixture's env is clean)
+
+
+def test_an_edit_while_tasks_run_or_wait_fails_them_and_stops_the_sweep(
+    cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The record names the code that ran: each task checks its files against the commit, on its node."""
+    root = held_investigation(tmp_path_factory.mktemp("slurm-edit") / "study", 3)
+    markers = root / "markers"
+    (markers / "hold-n0").write_text("")
+    log = root.parent / "session.log"
+    with log.open("w") as out:
+        proc = background(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "--mitosis",
+                "--mitosis-executor=slurm",
+                "--mitosis-slurm",
+                "throttle=1",
+            ],
+            cwd=root,
+            env=_env(cluster),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    wait_until("n0 running", lambda: (markers / "started-n0").exists(), proc, log.read_text)
+    step = root / "study" / "fit.py"
+    step.write_text(step.read_text() + "\n# an edit made while the sweep runs\n")
+    (markers / "hold-n0").unlink()
+    assert proc.wait(timeout=PATIENCE) == 1, log.read_text()
+    said = log.read_text()
+    assert "mitosis: the investigation's code changed while the sweep ran (study/fit.py)" in said, said
+    rows = _rows(root)
+    assert rows["fit[n0]"]["status"] == "failed"
+    assert rows["fit[n0]"]["message"].startswith("study/fit.py (modified) is not as in commit "), rows["fit[n0]"]
+    assert "(the investigation's code changed while the trial ran)" in rows["fit[n0]"]["message"]
+    for name in ("fit[n1]", "fit[n2]"):  # refused on its node before it ran, or cancelled by the stopping session
+        assert rows[name]["status"] in ("failed", "interrupted"), rows[name]
+        assert (
+            "(the investigation's code changed before its Slurm job started)" in rows[name]["message"]
+            or "the sweep stopped: the investigation's code changed" in rows[name]["message"]
+        ), rows[name]
+    assert not [t for t in cluster.run("squeue", "-h", "-o", "%i").stdout.split() if t], "tasks left in the queue"

@@ -295,7 +295,12 @@ class MitosisHooks:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """The progress line's watcher stops and the line goes before anything of the session's end is written."""
-        self.mitosis.trials.stop_slurm("the session stopped before this trial's turn")
+        moved = self.mitosis.state.code_moved
+        self.mitosis.trials.stop_slurm(
+            "the sweep stopped: the investigation's code changed"
+            if moved
+            else "the session stopped before this trial's turn"
+        )
         if self.mitosis.heartbeat.progress is not None:
             self.mitosis.heartbeat.progress.close()
 

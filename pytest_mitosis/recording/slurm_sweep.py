@@ -149,7 +149,7 @@ class SlurmSweep:
                 metadata=metadata,
                 max_output=settings.max_cell_output,
             )
-            Request(
+            request = Request(
                 key=begun.key,
                 name=begun.name,
                 nodeid=nodeid,
@@ -168,7 +168,12 @@ class SlurmSweep:
                 seed=self.seed,
                 metadata=metadata,
                 check=self.check,
-            ).write(array.request(task.index))
+            )
+            try:
+                request.write(array.request(task.index))
+            except OSError as err:  # a full disk, a quota: this trial is refused, its record finished
+                self._refuse([task], f"its Slurm task could not be written to {array.path}: {err.strerror or err}")
+                continue
             tasks.append(task)
         if not tasks:
             return
@@ -191,21 +196,27 @@ class SlurmSweep:
             output=array.logs,
             workdir=self.project.cwd,
         )
-        array.script.write_text(script, encoding="utf-8")
         refusal: str | None = None
         try:
+            array.script.write_text(script, encoding="utf-8")
             job = cli.submit(array.script, env=self.env)
         except cli.SlurmError as err:
             refusal = f"Slurm refused the job array ({resources.describe()}): {err}"
+        except OSError as err:
+            refusal = f"the job array's script could not be written to {array.script}: {err.strerror or err}"
         if refusal is not None:  # outside the except block: no "during handling" chain
-            for task in tasks:
-                finish_unfinished(self.store, self.project.trials_folder, task.begun, TrialFailed(refusal))
-                self.refused[task.nodeid] = refusal
+            self._refuse(tasks, refusal)
             return
         self.arrays.append((job, array))
         for task in tasks:
             task.job = job
             self.tasks[task.nodeid] = task
+
+    def _refuse(self, tasks: list[Task], why: str) -> None:
+        """Trials whose records were taken but that cannot run: their records finished ``failed``, saying why."""
+        for task in tasks:
+            finish_unfinished(self.store, self.project.trials_folder, task.begun, why)
+            self.refused[task.nodeid] = why
 
     def describe(self) -> str:
         """The plan line's Slurm part: the arrays submitted, their sizes."""
@@ -338,8 +349,12 @@ class SlurmSweep:
                 f"its Slurm {label} ended ({said}) without an outcome: {problem or 'the job did not get that far'}. "
                 f"Its output: {task.array.log(str(task.job), task.index)}"
             )
+        elif wrote.interrupted is not None:  # a signal from outside this session and Slurm: a failure, not a stop
+            passed, signum = False, None
+            message = f"its Slurm {label} was stopped by {signal.Signals(wrote.interrupted).name} from outside this "
+            message += f"session: {wrote.message}" if wrote.message else "session"
         else:
-            passed, signum, message = wrote.passed, wrote.interrupted, wrote.message
+            passed, signum, message = wrote.passed, None, wrote.message
         if wrote is not None and wrote.code_changed is not None and interrupted is None:
             self.code_moved = wrote.code_changed
         if message is not None and folder is not None and "notebook: " not in message:

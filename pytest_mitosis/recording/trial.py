@@ -112,17 +112,13 @@ def trial_metadata(
     }
 
 
-def finish_unfinished(store: TrialStore, trials: Path, begun: Begun, err: BaseException) -> None:
-    """A trial whose run ended in an exception (Ctrl-C outside the cells, an error of ours): recorded
-    ``interrupted`` or ``failed`` with it, kept in the trials folder when the store is away."""
+def finish_unfinished(store: TrialStore, trials: Path, begun: Begun, err: BaseException | str) -> None:
+    """A trial whose run ended in an exception (Ctrl-C outside the cells, an error of ours), or that could not
+    run for the reason given as text: recorded ``interrupted`` or ``failed`` with it, kept in the trials folder
+    when the store is away."""
     status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-    fields: dict[str, Any] = {
-        "status": status,
-        "main": None,
-        "metrics": {},
-        "folder": None,
-        "message": f"{type(err).__name__}: {err}",
-    }
+    message = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
+    fields: dict[str, Any] = {"status": status, "main": None, "metrics": {}, "folder": None, "message": message}
     try:
         store.finish(begun.key, **fields)
     except StoreError:  # the store is away too: the record waits in the trials folder
