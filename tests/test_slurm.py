@@ -40,6 +40,7 @@ from .conftest import (
     write_investigation,
 )
 from .slurm_cluster import SlurmCluster, own_cluster
+from .test_guard_before_workers import SPAWN_LOG
 
 pytestmark = pytest.mark.kernel
 
@@ -115,7 +116,15 @@ def investigation(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def on_slurm(investigation: Path, cluster: SlurmCluster) -> Any:
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``sitecustomize`` logging every process a Python started with it starts (``spawned.log``)."""
+    site = tmp_path_factory.mktemp("site")
+    (site / "sitecustomize.py").write_text(SPAWN_LOG, encoding="utf-8")
+    return site
+
+
+@pytest.fixture(scope="module")
+def on_slurm(investigation: Path, cluster: SlurmCluster, site: Path) -> Any:
     """A: the sweep as one Slurm job array."""
     return run_pytest(
         investigation,
@@ -126,8 +135,20 @@ def on_slurm(investigation: Path, cluster: SlurmCluster) -> Any:
         "--mitosis-seed",
         "7",
         "-v",
-        env=_env(cluster),
+        env=_env(cluster, PYTHONPATH=str(site), SPAWN_LOG=str(site / "spawned.log")),
     )
+
+
+def test_the_session_starts_no_kernel_and_no_helper_where_it_runs(on_slurm: Any, site: Path) -> None:
+    """A login node is shared: the session runs Slurm's commands and git there, nothing of its trials."""
+    lines = (site / "spawned.log").read_text(encoding="utf-8").splitlines()
+    session = {line.split()[0] for line in lines if "sbatch" in line}
+    assert len(session) == 1, lines
+    own = [line for line in lines if line.split()[0] in session]
+    assert not [line for line in own if "python" in line or "os.fork" in line], own
+    assert any("scontrol" in line for line in own)
+    jobs = [line for line in lines if line.split()[0] not in session]
+    assert any("ipykernel" in line or "python" in line for line in jobs), lines  # the kernels start in the jobs
 
 
 @pytest.fixture(scope="module")

@@ -139,7 +139,8 @@ class MitosisHooks:
     def _runs_trials_here(self) -> bool:
         """Whether this process will run trials (so kernels are worth starting before they are needed):
         not ``--collect-only``, ``--mitosis-check`` or a reproduction, not pytest-xdist's controller
-        (its workers run the trials), and the investigation's pyproject.toml is collected."""
+        (its workers run the trials), not a session whose trials are Slurm jobs (no warm parent or HTML
+        helper on a cluster's shared login node), and the investigation's pyproject.toml is collected."""
         config = self.config
         controller = not hasattr(config, "workerinput") and (
             config.pluginmanager.has_plugin("dsession") or getattr(config.option, "dist", "no") != "no"
@@ -150,6 +151,7 @@ class MitosisHooks:
             or settings.check
             or settings.reproduce
             or controller
+            or settings.executor == "slurm"
             or not self.mitosis.context.collects_trials()
         )
 
