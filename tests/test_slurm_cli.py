@@ -23,8 +23,9 @@ from typing import Any
 
 import pytest
 
+from pytest_mitosis.config.slurm import SlurmResources as Resources
 from pytest_mitosis.execution.slurm import cli
-from pytest_mitosis.execution.slurm.cli import Resources, SlurmError, TaskState
+from pytest_mitosis.execution.slurm.cli import SlurmError, TaskState
 
 from .conftest import PATIENCE, wait_until
 from .slurm_cluster import SlurmCluster, _alive, _read_pid, own_cluster, slurm_cluster  # noqa: F401 - fixture
@@ -130,7 +131,7 @@ def arrays(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
         FAIL,
         1,
         setup=("MITOSIS_SETUP=setup", 'export MITOSIS_SETUP="$MITOSIS_SETUP lines"'),
-        extra=('--comment="a job of the story"', "#SBATCH --nice=10"),
+        sbatch=('--comment="a job of the story"', "#SBATCH --nice=10"),
     )
 
     counts = {"throttled": 6, "unthrottled": 6, "cancelled": 2, "requeued": 1, "failing": 1}
@@ -244,7 +245,10 @@ def test_a_task_cancelled_from_outside_is_cancelled(arrays: Story, slurm_cluster
 
 def test_a_requeued_task_runs_again_and_counts_a_restart(arrays: Story) -> None:
     state = arrays.final["requeued"][0]
-    assert arrays.log("requeued") == ["attempt", "attempt"], arrays.acts
+    assert arrays.log("requeued") == ["attempt", "attempt"], (
+        arrays.acts,
+        [(s.state, s.reason, s.restarts) for s in arrays.seen["requeued"][0]],
+    )
     assert (state.state, state.restarts, state.exit_code) == ("COMPLETED", 1, "0:0")
     seen = arrays.seen["requeued"][0]
     held = [s for s in seen if s.state == "PENDING" and s.restarts == 1]
@@ -313,13 +317,13 @@ def test_a_partition_sbatch_refuses_is_an_error_quoting_sbatch(
             "[tool.mitosis.slurm] cpus: expected a whole number of at least 1, found 0",
         ),
         (
-            Resources(extra=("--qos=high\n#SBATCH --wrap=rm",)),
-            "[tool.mitosis.slurm] extra: '--qos=high\\n#SBATCH --wrap=rm' must be one line of text "
+            Resources(sbatch=("--qos=high\n#SBATCH --wrap=rm",)),
+            "[tool.mitosis.slurm] sbatch: '--qos=high\\n#SBATCH --wrap=rm' must be one line of text "
             "(a line break would start a new line of the job script); nothing was submitted",
         ),
         (
-            Resources(extra=("qos=high",)),
-            "[tool.mitosis.slurm] extra: 'qos=high' is not an sbatch option: write one option a line, "
+            Resources(sbatch=("qos=high",)),
+            "[tool.mitosis.slurm] sbatch: 'qos=high' is not an sbatch option: write one option a line, "
             'such as "--qos=high" or "#SBATCH --qos=high"',
         ),
         (
@@ -356,7 +360,7 @@ def test_the_script_is_plain_text_a_user_can_read_and_resubmit(tmp_path: Path) -
             mem="16G",
             gpus="a100:1",
             account="lab-1",
-            extra=("--qos=high", "#SBATCH --constraint=avx2"),
+            sbatch=("--qos=high", "#SBATCH --constraint=avx2"),
             setup=("module load python/3.11", "source /venv/bin/activate"),
         ),
         name="mitosis-sweep",

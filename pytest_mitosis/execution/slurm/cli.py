@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...config.slurm import SlurmResources
 from ...core.errors import MitosisError
 
 #: how long one Slurm command may take (a busy controller answers in well under a second; a dead
@@ -69,29 +70,12 @@ class SlurmError(MitosisError):
     """A Slurm command could not be run or refused; the message names the command and quotes Slurm."""
 
 
-@dataclass(frozen=True)
-class Resources:
-    """What each task of the array asks Slurm for (from ``[tool.mitosis.slurm]``; None: the cluster's default)."""
-
-    partition: str | None = None
-    time: str | None = None
-    cpus: int | None = None
-    mem: str | None = None
-    gpus: str | None = None
-    account: str | None = None
-    #: further ``#SBATCH`` options, one per line, verbatim (``"--qos=high"`` or ``"#SBATCH --qos=high"``); sbatch
-    #: splits them like a shell, so a value with spaces is quoted: ``'--comment="a b"'``
-    extra: tuple[str, ...] = ()
-    #: shell lines run before the command (``module load python/3.11``, ``conda activate lab``)
-    setup: tuple[str, ...] = ()
-
-
 def array_script(
     command: list[str],
     *,
     count: int,
     throttle: int | None,
-    resources: Resources,
+    resources: SlurmResources,
     name: str,
     output: Path,
     workdir: Path,
@@ -128,13 +112,13 @@ def array_script(
         "#SBATCH --open-mode=append",
     ]
     lines += [f"#SBATCH --{key}={value}" for key, value in _resource_options(resources)]
-    for line in resources.extra:
-        _single_line("[tool.mitosis.slurm] extra", line)
+    for line in resources.sbatch:
+        _single_line("[tool.mitosis.slurm] sbatch", line)
         text = line.strip()
         if not text.startswith("#SBATCH"):
             if not text.startswith("-"):
                 raise SlurmError(
-                    f"[tool.mitosis.slurm] extra: {text!r} is not an sbatch option: "
+                    f"[tool.mitosis.slurm] sbatch: {text!r} is not an sbatch option: "
                     'write one option a line, such as "--qos=high" or "#SBATCH --qos=high"'
                 )
             text = f"#SBATCH {text}"
@@ -152,7 +136,7 @@ def array_script(
     return "\n".join(lines) + "\n"
 
 
-def _resource_options(resources: Resources) -> list[tuple[str, str]]:
+def _resource_options(resources: SlurmResources) -> list[tuple[str, str]]:
     options = []
     for key in ("partition", "time", "mem", "gpus", "account"):
         value = getattr(resources, key)
