@@ -354,9 +354,10 @@ def report(measured: Measured) -> list[str]:
 
 def split(by_case: dict[str, list[Run]]) -> list[str]:
     """Where a Slurm session's time goes, next to the local sessions' (medians over the runs)."""
-    header = "| where (median over the runs; per task: median over every task of every run) | " + " | ".join(CASES)
+    header = "| where | " + " | ".join(CASES)
     lines = [
-        "Where the time goes (seconds; median over the runs, per-task rows the median over every task of every run):",
+        "Where the time goes (seconds; median over the runs, per-task rows the median over every task of every run; "
+        "locally the next trial's kernel starts while the previous trial runs, so its start is hidden):",
         "",
         header + " |",
         "|---|" + "---|" * len(CASES),
@@ -383,8 +384,16 @@ def split(by_case: dict[str, list[Run]]) -> list[str]:
         },
     )
     row(
+        "— of which pytest's start and collection (as in every case)",
+        {c: per_run(c, lambda r: r.collected - r.t0) for c in CASES},
+    )
+    row(
         "sbatch to the first task's start (the scheduler)",
         {c: per_run(c, lambda r: min(r.starts) - r.submitted) for c in slurm},
+    )
+    row(
+        "a throttled slot refilled: a task's outcome to the next task's start in it",
+        {c: each(c, refills) for c in slurm},
     )
     row(
         "first task's start to the last one's outcome (slurm) / first record to last (local)",
@@ -427,16 +436,41 @@ def split(by_case: dict[str, list[Run]]) -> list[str]:
     return lines
 
 
+def refills(run: Run) -> list[float]:
+    """Each task that started after another ended: seconds from the latest outcome before it to its start.
+
+    Unthrottled, every task starts at once (none); with ``%N`` the next task waits for a slot:
+    this is the time a slot stays empty (the job's exit, Slurm's end of the job, its next scheduling).
+    """
+    ends = sorted(run.ends)
+    gaps = []
+    for start in sorted(run.starts):
+        before = [end for end in ends if end <= start]
+        if before:
+            gaps.append(start - before[-1])
+    return gaps
+
+
+#: the line after which the section's hand-written reading of the numbers starts (kept by ``--out``)
+KEPT = "<!-- benchmarks/slurm.py writes the section above this line; what follows is kept -->"
+
+
 def write_section(out: Path, section: list[str]) -> None:
-    """Put ``section`` in ``out`` in place of its previous version (at the end if it has none)."""
+    """Put ``section`` in ``out`` in place of its previous version (at the end if it has none).
+
+    What the previous version had from the ``KEPT`` line on (the reading of the numbers, written
+    by hand) stays, after the new tables.
+    """
     text = out.read_text(encoding="utf-8") if out.exists() else "# Benchmarks\n"
     new = "\n".join(section).rstrip() + "\n"
     start = text.find("\n" + HEADING + "\n")
     if start < 0:
-        out.write_text(text.rstrip() + "\n\n" + new)
+        out.write_text(text.rstrip() + "\n\n" + new + "\n" + KEPT + "\n")
         return
     end = text.find("\n## ", start + 1)
-    out.write_text(text[: start + 1] + new + (text[end:] if end >= 0 else ""))
+    old = text[start + 1 : end if end >= 0 else len(text)]
+    kept = old[old.find(KEPT) :] if KEPT in old else KEPT + "\n"
+    out.write_text(text[: start + 1] + new + "\n" + kept.rstrip("\n") + "\n" + (text[end:] if end >= 0 else ""))
 
 
 if __name__ == "__main__":
