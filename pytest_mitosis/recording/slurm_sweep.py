@@ -227,7 +227,10 @@ class SlurmSweep:
         if nodeid in self.refused:
             raise TrialFailed(self.refused[nodeid])
         task = self.tasks[nodeid]
+        outcome_file = task.array.outcome(task.index)
         while task.outcome is None:
+            if task.settled == 0 and outcome_file.exists() and time.monotonic() - self._polled >= 0.2:
+                self._polled = 0.0  # the job wrote its outcome: ask Slurm now rather than at the next poll
             self._poll()
             if task.settled >= 2:
                 task.outcome = self._record(task)
@@ -256,8 +259,19 @@ class SlurmSweep:
                 if found is not None:
                     same = task.state is not None and task.state.restarts == found.restarts
                     task.settled = task.settled + 1 if found.finished() and same else int(found.finished())
+                    if task.settled == 1 and found.state == "COMPLETED" and self._ran_whole(task):
+                        task.settled = 2  # its job ended by itself after its outcome: no requeue passes through that
                     task.state = found
                 self._tell(task, now)
+
+    def _ran_whole(self, task: Task) -> bool:
+        """Whether the task's job wrote an outcome of a trial that ran to its end (not one a signal stopped, as
+        the first attempt of a requeued task's is)."""
+        try:
+            wrote = JobOutcome.read(task.array.outcome(task.index), task.begun.key)
+        except TaskFileError:
+            return False
+        return wrote is not None and wrote.interrupted is None
 
     def _tell(self, task: Task, now: float) -> None:
         """A waiting task's state, at the heartbeat's pace: pending (with Slurm's reason) or how it runs."""
