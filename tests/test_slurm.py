@@ -135,7 +135,11 @@ def on_slurm(investigation: Path, cluster: SlurmCluster, site: Path) -> Any:
         "--mitosis-seed",
         "7",
         "-v",
-        env=_env(cluster, PYTHONPATH=str(site), SPAWN_LOG=str(site / "spawned.log")),
+        env=_env(
+            cluster,
+            PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+            SPAWN_LOG=str(site / "spawned.log"),
+        ),
     )
 
 
@@ -208,8 +212,13 @@ def test_slurm_trials_are_recorded_as_local_ones(on_slurm: Any, locally: tuple[P
         assert folder.parent == investigation / "trials"
 
 
-def test_junit_and_history_show_the_job(on_slurm: Any, investigation: Path) -> None:
+def test_junit_and_history_show_the_job(on_slurm: Any, investigation: Path, cluster: SlurmCluster) -> None:
     assert on_slurm.properties("square[c]")["main"] == "9.5"
+    job = json.loads(_rows(investigation)["square[c]"]["job"])
+    assert on_slurm.properties("square[c]")["mitosis.job"] == f"{job['job']}@{cluster.node}"
+    (outcome,) = (investigation / "trials" / ".slurm").glob(f"*/outcomes/{job['task']}.json")
+    ran = json.loads(outcome.read_text())["seconds"]  # the trial's own time in its job, not pytest's wait
+    assert float(on_slurm.testcase("square[c]").get("time", "")) == pytest.approx(ran, abs=0.002)
     history = subprocess.run(
         [sys.executable, "-m", "pytest_mitosis", "history", "--json"],
         cwd=investigation,
@@ -245,7 +254,9 @@ def test_bad_resource_names_the_file_and_key(investigation: Path, cluster: Slurm
     assert '--mitosis-slurm: mem: expected a memory size such as "4G" or "500M", found \'lots\'' in bad.out
 
 
-def test_a_partition_slurm_does_not_know(investigation: Path, cluster: SlurmCluster, tmp_path: Path) -> None:
+def test_a_partition_slurm_does_not_know_takes_no_record(
+    investigation: Path, cluster: SlurmCluster, tmp_path: Path
+) -> None:
     clone = tmp_path / "study"
     subprocess.run(["git", "clone", "-q", str(investigation), str(clone)], check=True)
     done = run_pytest(
@@ -259,11 +270,17 @@ def test_a_partition_slurm_does_not_know(investigation: Path, cluster: SlurmClus
         env=_env(cluster),
     )
     assert done.ret == 1, done.out
-    rows = _rows(clone)
-    assert {r["status"] for r in rows.values()} == {"failed"}  # taken, then finished: nothing left running
-    for row in rows.values():
-        assert row["message"].startswith("Slurm refused the job array (partition=nosuch"), row["message"]
-        assert "invalid partition" in row["message"].lower(), row["message"]
+    # asked of Slurm (sbatch --test-only) before any record is taken: no record, no iteration number used
+    assert not (clone / "trials" / "mitosis.sqlite").exists() or _rows(clone) == {}
+    for name in ("square[a]", "square[b]"):
+        message = done.testcase(name).find("error")  # refused at setup, as a local refusal is
+        assert message is not None, done.out
+        text = message.get("message", "")
+        assert text.startswith('failed on setup with "Failed: Slurm refuses the job array (partition=nosuch'), text
+        assert "sbatch: error: invalid partition specified: nosuch" in text, text
+    again = run_pytest(clone, "--mitosis", "pyproject.toml::square[a]", junit=False)  # locally: iteration 1
+    assert again.ret == 0, again.out
+    assert {r["iteration"] for r in _rows(clone).values()} == {1}
 
 
 def test_refusals_before_anything_runs(investigation: Path, cluster: SlurmCluster, tmp_path: Path) -> None:
@@ -358,3 +375,24 @@ def test_an_edit_while_tasks_run_or_wait_fails_them_and_stops_the_sweep(
             or "the sweep stopped: the investigation's code changed" in rows[name]["message"]
         ), rows[name]
     assert not [t for t in cluster.run("squeue", "-h", "-o", "%i").stdout.split() if t], "tasks left in the queue"
+
+
+def test_a_job_that_ends_before_its_trial_says_so(investigation: Path, cluster: SlurmCluster, tmp_path: Path) -> None:
+    """A setup line that fails (``set -e``): the job ends before the trial; Slurm's word, the job's output."""
+    clone = tmp_path / "study"
+    subprocess.run(["git", "clone", "-q", str(investigation), str(clone)], check=True)
+    done = run_pytest(
+        clone,
+        "--mitosis",
+        "--mitosis-executor=slurm",
+        "--mitosis-slurm",
+        "setup=false",
+        "pyproject.toml::square[a]",
+        env=_env(cluster),
+    )
+    assert done.ret == 1, done.out
+    (row,) = _rows(clone).values()
+    assert row["status"] == "failed"
+    assert "ended (exited with code 1) without an outcome: the job did not get that far. Its output: " in row["message"]
+    assert "\n    None\n" not in done.out  # no page to name: the summary names none
+    assert "mitosis.html" not in done.properties("square[a]")

@@ -285,7 +285,7 @@ def test_a_partition_sbatch_refuses_is_an_error_quoting_sbatch(
     with pytest.raises(SlurmError) as refused:
         cli.submit(path, slurm_cluster.env)
     assert str(refused.value) == (
-        f"sbatch refused {path} (exit 1): sbatch: error: invalid partition specified: nowhere "
+        f"sbatch refused {path} (exit 1): sbatch: error: invalid partition specified: nowhere; "
         "sbatch: error: Batch job submission failed: Invalid partition name specified"
     )
 

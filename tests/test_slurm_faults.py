@@ -7,8 +7,9 @@ exists (the test decides when a trial ends), submitted as one array with ``throt
 2. ``scancel`` of n0's task from outside: n0 is recorded failed with Slurm's word, n3 starts;
 3. ``scontrol requeue`` of n1's task while it runs: it runs again; released, it passes with one
    record whose job says it was requeued once;
-4. Ctrl-C on the session while n2 runs: exit 2, n2 and n3 recorded ``interrupted``, their jobs
-   cancelled (Slurm knows none of them as pending or running).
+   Meanwhile n2 is released and ends: it is recorded at once, while pytest still waits for n1;
+4. Ctrl-C on the session while n3 runs: exit 2, n3 recorded ``interrupted``, its job cancelled (Slurm
+   knows none of the array's tasks as pending or running).
 
 Beside it, from the start, a second session whose one trial never ends by itself runs over its job's
 time limit (``time=1``): Slurm's smallest limit is a minute, checked about every 30 s, so that job ends
@@ -140,13 +141,17 @@ def story(cluster: SlurmCluster, over_time: Any, tmp_path_factory: pytest.TempPa
     # 2. scancel from outside
     cluster.run("scancel", f"{array}_0")
     wait_until("n3 started", lambda: (markers / "started-n3").exists(), proc, said)
+    # n2 ends while pytest still waits for n1: recorded at once, not in pytest's order
+    (markers / "hold-n2").unlink()
+    wait_until("n2 recorded before n1", lambda: _rows(root).get("fit[n2]", {}).get("status") == "passed", proc, said)
+    seen["n1 while n2 was recorded"] = _rows(root)["fit[n1]"]["status"]
     # 3. requeue n1 while it runs
     (markers / "started-n1").unlink()
     cluster.run("scontrol", "requeue", f"{array}_1")
     wait_until("n1 started again", lambda: (markers / "started-n1").exists(), proc, said)
     (markers / "hold-n1").unlink()
     wait_until("n1 recorded", lambda: _rows(root).get("fit[n1]", {}).get("status") == "passed", proc, said)
-    # 4. Ctrl-C on the session while n2 runs
+    # 4. Ctrl-C on the session while n3 runs
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=PATIENCE)
     seen["ret"] = proc.returncode
@@ -187,9 +192,9 @@ def test_a_requeued_task_leaves_one_record(story: dict[str, Any]) -> None:
 def test_ctrl_c_cancels_the_jobs_and_records_them_interrupted(story: dict[str, Any]) -> None:
     assert story["ret"] == 2, story["out"]
     rows = story["rows"]
-    for name in ("fit[n2]", "fit[n3]"):
-        assert rows[name]["status"] == "interrupted", rows[name]
-        assert "the session was interrupted (Ctrl-C or SIGTERM): its Slurm job" in rows[name]["message"]
+    assert rows["fit[n3]"]["status"] == "interrupted", rows["fit[n3]"]
+    assert "the session was interrupted (Ctrl-C or SIGTERM): its Slurm job" in rows["fit[n3]"]["message"]
+    assert rows["fit[n2]"]["status"] == "passed", rows["fit[n2]"]
     assert not [task for task in story["left"] if task.startswith(story["array"])], story["left"]
     assert "running" not in {r["status"] for r in rows.values()}
 
@@ -206,3 +211,11 @@ def test_a_job_over_its_time_limit_is_a_failure_with_slurms_reason(
     assert job["state"] == "TIMEOUT", job
     assert f"Slurm ended its job {job['job']} on {cluster.node}: time limit (00:01:00) reached" in row["message"]
     assert "time limit (00:01:00) reached" in out
+
+
+def test_a_task_that_ends_is_recorded_at_once_whatever_pytest_waits_for(story: dict[str, Any]) -> None:
+    assert story["n1 while n2 was recorded"] == "running"  # pytest waited for n1, n2 was recorded meanwhile
+    row = story["rows"]["fit[n2]"]
+    outcome = story["root"] / "trials" / ".slurm"
+    (written,) = [p for p in outcome.glob("*/outcomes/2.json")]
+    assert row["ended"] == pytest.approx(written.stat().st_mtime)  # when it ended in its job, not when recorded

@@ -127,6 +127,10 @@ class ReproduceItem(_OutcomeItem):
         except ReproductionError as err:
             raise TrialFailed(str(err)) from None
         self.user_properties.extend(user_properties(outcome, self.mitosis.context.session_key))
+        job = self.mitosis.trials.job_of(self.nodeid)
+        if job is not None:  # a Slurm task: where it ran, and its own time (not the time pytest waited for it)
+            self.user_properties.append(("mitosis.job", job))
+            self.ran_for = outcome.seconds
         self.user_properties.append(("mitosis.reproduces", self.record.key))
         if not outcome.passed:
             raise TrialFailed(outcome.message or "the reproduction failed")
@@ -142,6 +146,8 @@ class TrialItem(_OutcomeItem):
         super().__init__(**kwargs)
         self.spec = spec
         self.identity: TrialIdentity | None = None
+        #: under Slurm, the seconds the trial ran in its job: the call's duration in reports and junit XML
+        self.ran_for: float | None = None
 
     def setup(self) -> None:
         """Refuse the trial before its kernel starts if a variant changed meaning (per trial)."""
@@ -172,6 +178,10 @@ class TrialItem(_OutcomeItem):
         finally:
             profile.flush("trial", self.nodeid)
         self.user_properties.extend(user_properties(outcome, self.mitosis.context.session_key))
+        job = self.mitosis.trials.job_of(self.nodeid)
+        if job is not None:  # a Slurm task: where it ran, and its own time (not the time pytest waited for it)
+            self.user_properties.append(("mitosis.job", job))
+            self.ran_for = outcome.seconds
         if not outcome.passed:
             self._stop_if_code_moved()
             raise TrialFailed(outcome.message or "the trial failed")

@@ -261,8 +261,11 @@ class MitosisHooks:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-        """A trial skipped by ``--mitosis-resume`` is reported at its pyproject.toml, not at our code's line."""
+        """A trial skipped by ``--mitosis-resume`` is reported at its pyproject.toml, not at our code's line; a
+        Slurm task's call lasts what it ran in its job."""
         report = yield
+        if report.when == "call" and isinstance(item, TrialItem) and item.ran_for is not None:
+            report.duration = item.ran_for  # a Slurm task: its own time, not pytest's wait for it (junit, progress)
         if report.skipped and isinstance(item, TrialItem) and isinstance(report.longrepr, tuple):
             report.longrepr = (str(item.path), None, report.longrepr[2])
         return report

@@ -201,6 +201,14 @@ class TrialService:
             self.state.code_moved = sweep.code_moved
         return outcome
 
+    def job_of(self, nodeid: str) -> str | None:
+        """Under Slurm, the trial's task as ``<job>_<index>@<node>`` once recorded (``None`` otherwise)."""
+        task = self.slurm.tasks.get(nodeid) if self.slurm is not None else None
+        if task is None or task.outcome is None:
+            return None
+        node = task.state.node if task.state is not None else None
+        return f"{task.job}_{task.index}" + (f"@{node}" if node else "")
+
     def stop_slurm(self, why: str) -> None:
         """The session ends with tasks not yet recorded (``-x``, the code changed, an error of pytest's):
         they are cancelled and recorded (see :meth:`SlurmSweep.stop`)."""

@@ -33,10 +33,17 @@ def _write(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
-def keep_outcome(trials: Path, key: str, name: str, fields: dict[str, Any]) -> Path:
+def keep_outcome(trials: Path, key: str, name: str, fields: dict[str, Any], ended: float | None = None) -> Path:
     """Keep a trial's outcome (``finish``'s keyword arguments: the batch ``job`` that ran it too) for when the
-    store is back; the file."""
-    data = {"kind": "trial", "key": key, "name": name, "ended": time.time(), "finish": fields}
+    store is back; the file. ``ended``: when the trial ended, if not now (a Slurm task ends before its
+    session records it)."""
+    data = {
+        "kind": "trial",
+        "key": key,
+        "name": name,
+        "ended": time.time() if ended is None else ended,
+        "finish": fields,
+    }
     return _write(trials / PENDING / f"trial-{key}.json", data)
 
 

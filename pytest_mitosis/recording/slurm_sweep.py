@@ -64,6 +64,8 @@ class Task:
     outcome: TrialOutcome | None = None
     #: when its progress was last passed on (the heartbeat's pace, not every poll)
     told: float = 0.0
+    #: why its outcome could not be recorded (the store was away: the outcome waits in the trials folder)
+    lost: str | None = None
     #: how many polls in a row saw it finished: a task is recorded after two (a requeue passes through states
     #: that look final for a moment, and its first attempt's outcome must not be taken for the last)
     settled: int = 0
@@ -118,6 +120,11 @@ class SlurmSweep:
         from ..execution.runner import build_notebook
         from ..execution.slurm import cli
 
+        verdict = self._check(array, resources, members)
+        if verdict is not None:  # nothing taken: no record, no iteration number
+            for nodeid, _, _ in members:
+                self.refused[nodeid] = verdict
+            return
         tasks: list[Task] = []
         for nodeid, spec, identity in members:
             try:
@@ -177,19 +184,9 @@ class SlurmSweep:
             tasks.append(task)
         if not tasks:
             return
-        array.logs.mkdir(parents=True, exist_ok=True)
-        script = cli.array_script(
-            [sys.executable, "-m", JOB_MODULE, str(array.path)],
-            count=len(tasks),
-            throttle=resources.throttle,
-            resources=resources,
-            name=f"mitosis-{tasks[0].spec.experiment}"[:64],
-            output=array.logs,
-            workdir=self.project.cwd,
-        )
         refusal: str | None = None
         try:
-            array.script.write_text(script, encoding="utf-8")
+            array.script.write_text(self._script(array, resources, tasks[0].spec.experiment, len(tasks)), "utf-8")
             job = cli.submit(array.script, env=self.env)
         except cli.SlurmError as err:
             refusal = f"Slurm refused the job array ({resources.describe()}): {err}"
@@ -202,6 +199,38 @@ class SlurmSweep:
         for task in tasks:
             task.job = job
             self.tasks[task.nodeid] = task
+
+    def _script(self, array: ArrayFolder, resources: SlurmResources, experiment: str, count: int) -> str:
+        """The array's job script (:func:`..execution.slurm.cli.array_script`), its logs' folder made."""
+        from ..execution.slurm import cli
+
+        array.logs.mkdir(parents=True, exist_ok=True)
+        return cli.array_script(
+            [sys.executable, "-m", JOB_MODULE, str(array.path)],
+            count=count,
+            throttle=resources.throttle,
+            resources=resources,
+            name=f"mitosis-{experiment}"[:64],
+            output=array.logs,
+            workdir=self.project.cwd,
+        )
+
+    def _check(
+        self, array: ArrayFolder, resources: SlurmResources, members: list[tuple[str, TrialSpec, TrialIdentity]]
+    ) -> str | None:
+        """Why Slurm would refuse this array (``sbatch --test-only``), before any record is taken; ``None``: it
+        would take it."""
+        from ..execution.slurm import cli
+
+        try:
+            array.script.parent.mkdir(parents=True, exist_ok=True)
+            array.script.write_text(self._script(array, resources, members[0][1].experiment, len(members)), "utf-8")
+            cli.check(array.script, env=self.env)
+        except cli.SlurmError as err:
+            return f"Slurm refuses the job array ({resources.describe()}): {err}"
+        except OSError as err:
+            return f"the job array's script could not be written to {array.script}: {err.strerror or err}"
+        return None
 
     def _refuse(self, tasks: list[Task], why: str) -> None:
         """Trials whose records were taken but that cannot run: their records finished ``failed``, saying why."""
@@ -223,19 +252,30 @@ class SlurmSweep:
         return nodeid in self.tasks or nodeid in self.refused
 
     def wait(self, nodeid: str) -> TrialOutcome:
-        """Wait for the trial's task to end and record it; ``TrialFailed`` when Slurm or the store refused it."""
+        """Wait until the trial's task is recorded; ``TrialFailed`` when Slurm or the store refused it.
+
+        While it waits, every task of the session that ended is recorded as soon as Slurm says so, in
+        whatever order they end: the store (``status``, ``history``, a colleague's report) never shows a
+        trial running that has ended, and a session killed outright has recorded all it saw end.
+        """
         if nodeid in self.refused:
             raise TrialFailed(self.refused[nodeid])
         task = self.tasks[nodeid]
         outcome_file = task.array.outcome(task.index)
-        while task.outcome is None:
+        while task.outcome is None and task.lost is None:
             if task.settled == 0 and outcome_file.exists() and time.monotonic() - self._polled >= 0.2:
                 self._polled = 0.0  # the job wrote its outcome: ask Slurm now rather than at the next poll
             self._poll()
-            if task.settled >= 2:
-                task.outcome = self._record(task)
-                break
-            time.sleep(0.1)
+            for ended in [t for t in self.tasks.values() if t.outcome is None and t.lost is None and t.settled >= 2]:
+                try:
+                    ended.outcome = self._record(ended)
+                except TrialFailed as err:  # the store is away: conclude_trial kept the outcome in the trials folder
+                    ended.lost = str(err)
+            if task.outcome is None and task.lost is None:
+                time.sleep(0.1)
+        if task.lost is not None:
+            raise TrialFailed(task.lost)
+        assert task.outcome is not None
         return task.outcome
 
     def _poll(self) -> None:
@@ -306,7 +346,15 @@ class SlurmSweep:
             environment=self.environment,
             seed=self.seed,
             job=self._job(task),
+            ended=self._ended(task),
         )
+
+    def _ended(self, task: Task) -> float | None:
+        """When the trial ended in its job (its outcome file written), for the record; ``None``: now."""
+        try:
+            return task.array.outcome(task.index).stat().st_mtime
+        except OSError:
+            return None
 
     def _job(self, task: Task) -> dict[str, Any]:
         state = task.state
@@ -337,7 +385,9 @@ class SlurmSweep:
         state = task.state
         label = f"job {task.job}_{task.index}" + (f" on {state.node}" if state is not None and state.node else "")
         message: str | None
-        if interrupted is not None and (wrote is None or wrote.interrupted is not None):
+        if wrote is not None and wrote.interrupted is None:  # the trial ran to its end in its job: as it ended
+            passed, signum, message = wrote.passed, None, wrote.message  # (a cancel that came later changes nothing)
+        elif interrupted is not None:
             passed, signum = False, int(signal.SIGINT)
             message = f"{interrupted}: its Slurm {label} was cancelled"
             if wrote is not None and wrote.message:
@@ -354,13 +404,12 @@ class SlurmSweep:
                 f"its Slurm {label} ended ({said}) without an outcome: {problem or 'the job did not get that far'}. "
                 f"Its output: {task.array.log(str(task.job), task.index)}"
             )
-        elif wrote.interrupted is not None:  # a signal from outside this session and Slurm: a failure, not a stop
+        else:  # a signal from outside this session and Slurm: a failure, not a stop
             passed, signum = False, None
-            message = f"its Slurm {label} was stopped by {signal.Signals(wrote.interrupted).name} from outside this "
-            message += f"session: {wrote.message}" if wrote.message else "session"
-        else:
-            passed, signum, message = wrote.passed, None, wrote.message
-        if wrote is not None and wrote.code_changed is not None and interrupted is None:
+            name = signal.Signals(wrote.interrupted).name if wrote.interrupted else "a signal"
+            message = f"its Slurm {label} was stopped by {name} from outside this session"
+            message += f": {wrote.message}" if wrote.message else ""
+        if wrote is not None and wrote.code_changed is not None:
             self.code_moved = wrote.code_changed
         if message is not None and folder is not None and "notebook: " not in message:
             message = f"{message}\n\nnotebook: {files.html}"

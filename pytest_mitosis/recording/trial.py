@@ -211,14 +211,17 @@ def conclude_trial(
     environment: dict[str, Any],
     seed: int,
     job: dict[str, Any] | None = None,
+    ended: float | None = None,
 ) -> TrialOutcome:
     """Judge a trial that ran (drift gate, hypothesis) and finalise its record; an interrupted one unjudged.
 
-    ``job``: where it ran when an executor other than this process ran it (a Slurm job), for its record.
+    ``job``: where it ran when an executor other than this process ran it (a Slurm job), for its record;
+    ``ended``: when it ended there (default: now).
     The record waits in the trials folder when the store is away (``TrialFailed`` says where).
     """
     key, name = begun.key, begun.name
-    extra = {"job": job} if job is not None else {}
+    extra: dict[str, Any] = {"job": job} if job is not None else {}
+    when: dict[str, Any] = {"ended": ended} if ended is not None else {}
     folder = str(outcome.folder) if outcome.folder is not None else None
     if outcome.interrupted is not None:
         fields = {
@@ -230,9 +233,9 @@ def conclude_trial(
             **extra,
         }
         try:
-            store.finish(key, **fields)
+            store.finish(key, **fields, **when)
         except StoreError:
-            keep_outcome(project.trials_folder, key, name, fields)
+            keep_outcome(project.trials_folder, key, name, fields, ended)
         return replace(outcome, iteration=begun.iteration)
     try:
         with profile.timed("judge"):
@@ -262,9 +265,9 @@ def conclude_trial(
     lost: str | None = None
     try:
         with profile.timed("store finish"):
-            warnings = store.finish(key, **fields)
+            warnings = store.finish(key, **fields, **when)
     except StoreError as err:  # the store stayed away past its patience: the folder is whole, the record waits
-        kept = keep_outcome(project.trials_folder, key, name, fields)
+        kept = keep_outcome(project.trials_folder, key, name, fields, ended)
         lost = (
             f"{name} ran (main={outcome.main!r}; notebook: {outcome.html}), but the store could not record its "
             f"outcome: {err}\nIts outcome is kept in {kept}: it is recorded when the store is back, at the end of "

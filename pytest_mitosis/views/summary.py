@@ -34,7 +34,8 @@ def user_properties(outcome: TrialOutcome, session: str | None = None) -> list[t
     props += [("mitosis.trial", outcome.name), ("mitosis.key", outcome.key)]
     if session is not None:
         props.append(("mitosis.session", session))
-    props.append(("mitosis.html", str(outcome.html)))
+    if outcome.html is not None:  # a trial whose files were never written (a disk full, a job that died) has none
+        props.append(("mitosis.html", str(outcome.html)))
     if outcome.iteration is not None:
         props.append(("mitosis.iteration", outcome.iteration))
     props.append(("mitosis.commit", outcome.commit or ""))

@@ -191,6 +191,15 @@ def submit(script: Path, env: Mapping[str, str] | None = None) -> str:
     return job
 
 
+def check(script: Path, env: Mapping[str, str] | None = None) -> None:
+    """``sbatch --test-only SCRIPT``: Slurm's verdict on the array (a partition, an account, a memory or GPU
+    request it would refuse) without submitting anything: asked before any trial's record is taken, so a
+    refusal costs no iteration number and leaves no record."""
+    done = _run(["sbatch", "--test-only", str(script)], env)
+    if done.returncode != 0:
+        raise SlurmError(f"sbatch refused {script} (exit {done.returncode}): {_said(done)}")
+
+
 @dataclass(frozen=True)
 class TaskState:
     """One task of an array as Slurm reports it (``None``: Slurm has no value for it, or not yet)."""
@@ -467,6 +476,6 @@ def _run(argv: list[str], env: Mapping[str, str] | None) -> subprocess.Completed
 
 
 def _said(done: subprocess.CompletedProcess[str]) -> str:
-    """What a command said, on one line (its stderr, else its stdout)."""
+    """What a command said, one of its lines after another (its stderr, else its stdout), ``; `` between them."""
     text = done.stderr.strip() or done.stdout.strip() or "(it said nothing)"
-    return " ".join(line.strip() for line in text.splitlines())
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
