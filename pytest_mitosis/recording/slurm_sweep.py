@@ -382,33 +382,7 @@ class SlurmSweep:
         except TaskFileError as err:
             wrote, problem = None, f"its outcome file is not one our job writes: {err}"
         folder = files.final if wrote is not None and wrote.written and files.final.is_dir() else None
-        state = task.state
-        label = f"job {task.job}_{task.index}" + (f" on {state.node}" if state is not None and state.node else "")
-        message: str | None
-        if wrote is not None and wrote.interrupted is None:  # the trial ran to its end in its job: as it ended
-            passed, signum, message = wrote.passed, None, wrote.message  # (a cancel that came later changes nothing)
-        elif interrupted is not None:
-            passed, signum = False, int(signal.SIGINT)
-            message = f"{interrupted}: its Slurm {label} was cancelled"
-            if wrote is not None and wrote.message:
-                message += f" ({wrote.message.splitlines()[0]})"
-        elif state is not None and state.state in KILLED:
-            passed, signum = False, None
-            message = f"Slurm ended its {label}: {state.explanation()}"
-            if wrote is not None and wrote.message:
-                message += f"\n\n{wrote.message}"
-        elif wrote is None:
-            passed, signum = False, None
-            said = state.explanation() if state is not None else "Slurm no longer knows it"
-            message = (
-                f"its Slurm {label} ended ({said}) without an outcome: {problem or 'the job did not get that far'}. "
-                f"Its output: {task.array.log(str(task.job), task.index)}"
-            )
-        else:  # a signal from outside this session and Slurm: a failure, not a stop
-            passed, signum = False, None
-            name = signal.Signals(wrote.interrupted).name if wrote.interrupted else "a signal"
-            message = f"its Slurm {label} was stopped by {name} from outside this session"
-            message += f": {wrote.message}" if wrote.message else ""
+        passed, signum, message = self._verdict(task, wrote, interrupted, problem)
         if wrote is not None and wrote.code_changed is not None:
             self.code_moved = wrote.code_changed
         if message is not None and folder is not None and "notebook: " not in message:
@@ -427,6 +401,36 @@ class SlurmSweep:
             interrupted=signum,
             sources=wrote.sources if wrote is not None else (),
         )
+
+    def _verdict(
+        self, task: Task, wrote: JobOutcome | None, interrupted: str | None, problem: str | None
+    ) -> tuple[bool, int | None, str | None]:
+        """``(passed, the signal that stopped the session, message)``: a trial that ran to its end in its job is
+        recorded as it ended (a cancel that came later changes nothing); otherwise the session's stop, Slurm's
+        end of the job, a job that wrote nothing, or a signal from outside, in that order."""
+        if wrote is not None and wrote.interrupted is None:
+            return wrote.passed, None, wrote.message
+        state = task.state
+        label = f"job {task.job}_{task.index}" + (f" on {state.node}" if state is not None and state.node else "")
+        said = f" ({wrote.message.splitlines()[0]})" if wrote is not None and wrote.message else ""
+        if interrupted is not None:
+            return False, int(signal.SIGINT), f"{interrupted}: its Slurm {label} was cancelled{said}"
+        if state is not None and state.state in KILLED:
+            details = f"\n\n{wrote.message}" if wrote is not None and wrote.message else ""
+            return False, None, f"Slurm ended its {label}: {state.explanation()}{details}"
+        if wrote is None:
+            how = state.explanation() if state is not None else "Slurm no longer knows it"
+            return (
+                False,
+                None,
+                (
+                    f"its Slurm {label} ended ({how}) without an outcome: {problem or 'the job did not get that far'}. "
+                    f"Its output: {task.array.log(str(task.job), task.index)}"
+                ),
+            )
+        name = signal.Signals(wrote.interrupted).name if wrote.interrupted else "a signal"
+        message = f"its Slurm {label} was stopped by {name} from outside this session"  # a failure, not a stop
+        return False, None, message + (f": {wrote.message}" if wrote.message else "")
 
     #: the stop message of a job that found the code changed (the session stops, as a local one does)
     code_moved: str | None = None
