@@ -164,12 +164,13 @@ def _compare(before, counts_before, after, counts_after):
 '''
 
 
-def run(trials: int, trace: int = 0) -> tuple[list[dict], float, str, str]:
+def run(trials: int, trace: int = 0, keep: Path | None = None) -> tuple[list[dict], float, str, str]:
     """One session of ``trials`` cheap trials: the records, its wall time, pytest's last line, and the
-    tracemalloc comparison (``trace``: after that trial, and after the last)."""
+    tracemalloc comparison (``trace``: after that trial, and after the last). ``keep``: the investigation
+    is made there and kept (its store and trials, for timing ``history``, ``status`` and the report)."""
     with tempfile.TemporaryDirectory(prefix="mitosis-bench-") as tmp:
-        root = Path(tmp) / "study"
-        root.mkdir()
+        root = keep if keep is not None else Path(tmp) / "study"
+        root.mkdir(parents=True)
         (root / "pyproject.toml").write_text("[tool.mitosis.steps]\ncheap = ['steps:cheap', 'steps:lookup']\n")
         (root / "steps.py").write_text(
             textwrap.dedent(f"""
@@ -217,12 +218,6 @@ def run(trials: int, trace: int = 0) -> tuple[list[dict], float, str, str]:
         records = [json.loads(line) for line in log.read_text().splitlines()]
         traced = Path(str(log) + ".trace")
         comparison = traced.read_text() if traced.exists() else ""
-        if os.environ.get("MITOSIS_BENCH_KEEP"):  # the store, for timing history/status/report on it
-            import shutil
-
-            kept = Path(os.environ["MITOSIS_BENCH_KEEP"])
-            shutil.rmtree(kept, ignore_errors=True)
-            shutil.copytree(root, kept, symlinks=True)
     return records, seconds, tail, comparison
 
 
@@ -339,6 +334,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--raw", type=Path, help="keep every trial's record here (JSON)")
     parser.add_argument("--from-raw", type=Path, help="write the section from a --raw file, without measuring")
+    parser.add_argument("--keep", type=Path, help="make the investigation in this new folder, and keep it")
     parser.add_argument("--tracemalloc", type=int, default=0, metavar="N", help="compare snapshots after trial N and the last")
     args = parser.parse_args()
     if args.from_raw:
@@ -346,7 +342,7 @@ def main() -> None:
         records, seconds, tail, load = raw["records"], raw["seconds"], raw["tail"], raw["load"]
     else:
         before = uptime()
-        records, seconds, tail, comparison = run(args.trials, args.tracemalloc)
+        records, seconds, tail, comparison = run(args.trials, args.tracemalloc, args.keep)
         load = f"; `uptime` before: `{before}`, after: `{uptime()}`"
         if args.tracemalloc:
             print(comparison)
