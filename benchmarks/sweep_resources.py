@@ -1,8 +1,8 @@
 """Descriptors, threads, memory and time per trial of every process of ours over a long sweep in one session.
 
-    python benchmarks/sweep_resources.py [--trials 1000] [--out docs/benchmarks.md] [--raw FILE]
+    python benchmarks/sweep_resources.py [--trials 1000] [--out docs/benchmarks.md] [--raw FILE] [--keep DIR]
     python benchmarks/sweep_resources.py --from-raw FILE [--out docs/benchmarks.md]
-    python benchmarks/sweep_resources.py --trials 1000 --tracemalloc 200 [--top 25]
+    python benchmarks/sweep_resources.py --trials 600 --tracemalloc 200
 
 Runs one session of ``--trials`` cheap trials (one lookup param with that many variants) and
 records, after each trial (a conftest.py in the investigation, ``pytest_runtest_logreport``), the
@@ -11,8 +11,8 @@ helper's (``execution/htmlworker.py``), the kernels' warm parent's (``execution/
 and how many processes the parent has forked that are alive (the next trial's kernel, the
 collection's fork if it is still there). The processes are found under pytest's in ``/proc``.
 
-The section "A long sweep" of ``--out`` is replaced with: the table after 1, 10, 100, 1k, 10k
-trials; each process's RSS growth per trial (the least-squares slope over the second half of the
+The section "Ten thousand trials in one session" of ``--out`` is replaced (or added) with: the
+table after 1, 10, 100, 1k, 10k trials; each process's RSS growth per trial (the least-squares slope over the second half of the
 sweep, so that what is allocated once as the sweep warms up does not count); the time per trial
 over the first and the last thousand trials (a tenth of the sweep when it has fewer than 2,000).
 Flat numbers mean no leak: issue 28 asks for growth under 5 kB a trial and the last thousand
@@ -21,8 +21,10 @@ descriptors and one thread behind, so a sweep under the common ``ulimit -n 1024`
 
 ``--tracemalloc N`` looks for what grows instead (not written to ``--out``: the trials are several
 times slower under it): the pytest process traces its allocations (``tracemalloc``, 10 frames),
-takes a snapshot after trial N and another after the last, and prints the ``--top`` differences by
-line, by file, and the objects whose count grew (``gc``, by type).
+takes a snapshot after trial N and another after the last, and prints the largest differences by
+line, by file and by traceback, and the objects whose count grew (``gc``, by type). ``--keep DIR``
+makes the investigation in ``DIR`` and keeps it: its store, to time ``history``, ``status`` and
+the report on it.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from pathlib import Path
 
 from run import GIT, REPO  # the benchmark suite's own constants (this folder is on sys.path)
 
-SECTION = "## A long sweep: descriptors, threads and memory"
+SECTION = "## Ten thousand trials in one session: every process's memory, descriptors, threads and time (issue 28)"
 
 #: the processes reported, in order, with the names the tables give them
 ROLES = {"pytest": "pytest", "html": "HTML helper", "parent": "warm parent"}
@@ -297,8 +299,7 @@ def table(records: list[dict], seconds: float, tail: str, load: str = "") -> str
         "|---|---|---|",
         f"| first {chunk} | {statistics.mean(first_times) * 1e3:.1f} | {statistics.median(first_times) * 1e3:.1f} |",
         f"| last {chunk} | {statistics.mean(last_times) * 1e3:.1f} | {statistics.median(last_times) * 1e3:.1f} |",
-        f"| last / first | {ratio:.3f} | "
-        f"{statistics.median(last_times) / statistics.median(first_times):.3f} |",
+        f"| last / first | {ratio:.3f} | {statistics.median(last_times) / statistics.median(first_times):.3f} |",
     ]
     failed = sum(1 for r in records if r["outcome"] != "passed")
     lines += [
@@ -335,7 +336,9 @@ def main() -> None:
     parser.add_argument("--raw", type=Path, help="keep every trial's record here (JSON)")
     parser.add_argument("--from-raw", type=Path, help="write the section from a --raw file, without measuring")
     parser.add_argument("--keep", type=Path, help="make the investigation in this new folder, and keep it")
-    parser.add_argument("--tracemalloc", type=int, default=0, metavar="N", help="compare snapshots after trial N and the last")
+    parser.add_argument(
+        "--tracemalloc", type=int, default=0, metavar="N", help="compare snapshots after trial N and the last"
+    )
     args = parser.parse_args()
     if args.from_raw:
         raw = json.loads(args.from_raw.read_text())
