@@ -325,6 +325,50 @@ def write_section(out: Path, text: str) -> None:
     out.write_text(doc, encoding="utf-8")
 
 
+#: what is timed on the store the sweep left (``--views``): label, ``python -m pytest_mitosis`` arguments
+VIEWS = (
+    ("`history` (every trial, newest first)", ["history"]),
+    ("`history --session` (the sweep's session)", ["history", "--session"]),
+    ("`status` (nothing running)", ["status"]),
+    ("`report`: first build", ["report", "-o", "{report}"]),
+    ("`report`: refresh, no new trial", ["report", "-o", "{report}"]),
+)
+
+
+def views(root: Path, repeat: int = 3) -> list[tuple[str, list[float]]]:
+    """Each of :data:`VIEWS` run ``repeat`` times on the investigation at ``root`` (each a new process, its
+    output to /dev/null): the seconds of each run. The report's first build starts from no report folder."""
+    import shutil
+
+    timed: list[tuple[str, list[float]]] = []
+    report = root / "trials" / "report-bench"
+    for label, arguments in VIEWS:
+        seconds = []
+        for _ in range(repeat):
+            if label.endswith("first build"):
+                shutil.rmtree(report, ignore_errors=True)
+            command = [sys.executable, "-m", "pytest_mitosis", *(a.format(report=report) for a in arguments)]
+            started = time.perf_counter()
+            subprocess.run(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            seconds.append(time.perf_counter() - started)
+        timed.append((label, seconds))
+    return timed
+
+
+def views_table(timed: list[tuple[str, list[float]]], trials: int, load: str) -> str:
+    lines = [
+        "",
+        f"On the store this sweep left ({trials} trials), each command a new process, "
+        f"{len(timed[0][1])} runs each{load}:",
+        "",
+        "| command | median (s) | range (s) |",
+        "|---|---|---|",
+    ]
+    for label, seconds in timed:
+        lines.append(f"| {label} | {statistics.median(seconds):.2f} | {min(seconds):.2f}–{max(seconds):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
@@ -336,6 +380,7 @@ def main() -> None:
     parser.add_argument("--raw", type=Path, help="keep every trial's record here (JSON)")
     parser.add_argument("--from-raw", type=Path, help="write the section from a --raw file, without measuring")
     parser.add_argument("--keep", type=Path, help="make the investigation in this new folder, and keep it")
+    parser.add_argument("--views", type=Path, help="time history, status and the report on this kept investigation")
     parser.add_argument(
         "--tracemalloc", type=int, default=0, metavar="N", help="compare snapshots after trial N and the last"
     )
@@ -354,6 +399,14 @@ def main() -> None:
         if args.raw:
             args.raw.write_text(json.dumps({"records": records, "seconds": seconds, "tail": tail, "load": load}))
     text = table(records, seconds, tail, load)
+    if args.views:
+        before = uptime()
+        timed = views(args.views)
+        text = (
+            text.rstrip("\n")
+            + "\n"
+            + views_table(timed, len(records), f" (`uptime` before: `{before}`, after: `{uptime()}`)")
+        )
     print(text)
     write_section(args.out, text)
 
