@@ -110,7 +110,7 @@ def _ours():
     return found
 
 
-def _snapshot(label):
+def _snapshot():
     import gc
     import tracemalloc
     from collections import Counter
@@ -137,9 +137,9 @@ def pytest_runtest_logreport(report):
     with open(LOG, "a") as stream:
         stream.write(json.dumps(record) + "\\n")
     if TRACE and _count == TRACE:
-        _first = _snapshot("first")
+        _first = _snapshot()
     if TRACE and _count == TOTAL and _first is not None:
-        _compare(*_first, *_snapshot("last"))
+        _compare(*_first, *_snapshot())
 
 
 def _compare(before, counts_before, after, counts_after):
