@@ -57,7 +57,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(ProgressHooks(session.heartbeat), "mitosis-progress")
     config.pluginmanager.register(SessionEndHooks(session), "mitosis-session-end")
     config.pluginmanager.register(DistributedHooks(session), "mitosis-distributed")
-    if config.pluginmanager.hasplugin("html"):
+    # pytest-html is registered whenever it is installed, but writes a report only with --html: without
+    # one, the extras would read every trial's notebook and stay in its report until the session ends
+    if config.pluginmanager.hasplugin("html") and config.getoption("htmlpath", None):
         from .pytest_layer.html_extras import HtmlReportExtras
 
         config.pluginmanager.register(HtmlReportExtras(), "mitosis-html-extras")

@@ -270,7 +270,16 @@ class HtmlWriter:
     def __call__(self, nb: Any, title: str = "Notebook") -> str:
         """A self-contained HTML page of the executed notebook (figures are inline PNG data)."""
         self.prepare()
-        body, _ = self._exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+        try:
+            body, _ = self._exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+        finally:
+            # nbconvert's exporter keeps every notebook's metadata it converted, keyed by its name
+            # (``Exporter._nb_metadata``, read by the widgets filter of the page being rendered, never
+            # after): each trial's title is new, so a helper that renders a sweep's pages kept them all,
+            # about 30 kB a trial (its environment record). Forget them once the page is rendered.
+            kept = getattr(self._exporter, "_nb_metadata", None)
+            if isinstance(kept, dict):
+                kept.clear()
         return str(body)
 
     def write(
