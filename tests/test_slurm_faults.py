@@ -148,10 +148,17 @@ def story(cluster: SlurmCluster, over_time: Any, tmp_path_factory: pytest.TempPa
     # 3. requeue n1 while it runs
     (markers / "started-n1").unlink()
     cluster.run("scontrol", "requeue", f"{array}_1")
+
+    def held_by_begin_time() -> bool:
+        return "Reason=BeginTime" in cluster.run("scontrol", "show", "job", "-o", f"{array}_1").stdout
+
+    wait_until("n1 held after its requeue", held_by_begin_time, proc, said)
+    cluster.run("scontrol", "update", f"JobId={array}_1", "StartTime=now")  # as an administrator would
     wait_until("n1 started again", lambda: (markers / "started-n1").exists(), proc, said)
     (markers / "hold-n1").unlink()
     wait_until("n1 recorded", lambda: _rows(root).get("fit[n1]", {}).get("status") == "passed", proc, said)
-    # 4. Ctrl-C on the session while n3 runs
+    # 4. Ctrl-C on the session while it waits for n3 (its setup passed: pytest is in our wait, not its own code)
+    wait_until("the session waiting for n3", lambda: "fit[n3]: started" in said(), proc, said)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=PATIENCE)
     seen["ret"] = proc.returncode

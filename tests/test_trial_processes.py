@@ -53,6 +53,9 @@ time.sleep(600)
 
 def leaves(n):
     out = os.environ["PROCS_OUT"]
+    # first: ipykernel reads the kernel's descriptor 1 in a thread of its own, so a line a child prints
+    # as the cell's very last act can reach the notebook after the cell ended on a loaded machine
+    subprocess.run(["echo", f"child of trial {n} printed this"], check=True)
     started = {
         "kernel": os.getpid(),
         "marker": os.environ.get("MITOSIS_KERNEL"),
@@ -70,7 +73,6 @@ def leaves(n):
             time.sleep(0.01)
     with open(os.path.join(out, f"{n}.json"), "w") as stream:
         json.dump(started, stream)
-    subprocess.run(["echo", f"child of trial {n} printed this"], check=True)
     return {"main": n}
 
 
