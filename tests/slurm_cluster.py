@@ -39,10 +39,11 @@ What was measured on this machine kind (2 cores, Slurm 22.05.8, munge 0.5.15, 20
   test module runs.
 - **A requeued task waits**: ``scontrol requeue`` puts the task back to PENDING with ``Reason=BeginTime``,
   eligible ``cred_expire`` seconds later (120 by default: about three minutes until it ran again),
-  then started by the next scheduling pass (``sched_interval``, 60 by default; 2 here).
-  ``scontrol update JobId=<job>_<i> StartTime=now`` (once it is PENDING) lets it run at once, as an
-  administrator would; the tests do that. (``cred_expire=5`` would shorten the wait, but it is also a
-  job's credential lifetime: on a loaded machine a launch then outlived it and the task FAILED.)
+  then started by the next scheduling pass (``sched_interval``, 60 by default). Here
+  ``cred_expire=10`` and ``sched_interval=2``: it runs again about 12 s after the requeue. Do not
+  release it earlier (``scontrol update ... StartTime=now``): slurmd refuses to launch a job again while
+  its revoked credential is younger than ``cred_expire``, and the task then ends FAILED with nothing run
+  (seen here twice).
   Its ``Restarts`` counts 1.
 - **A controller that is gone**: the commands retry for ``MessageTimeout`` (5 s here, 10 by default;
   ``scontrol show job`` tries twice) and then say ``Unable to contact slurm controller``.
@@ -210,7 +211,7 @@ SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={free_port()}
 SlurmdPort={free_port()}
 AuthType=auth/munge
-AuthInfo=socket={base}/munge/munge.socket
+AuthInfo=socket={base}/munge/munge.socket,cred_expire=10
 SchedulerParameters=sched_interval=2
 CredType=cred/munge
 SlurmUser=root

@@ -137,7 +137,7 @@ def arrays(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
     counts = {"throttled": 6, "unthrottled": 6, "cancelled": 2, "requeued": 1, "failing": 1}
     began = time.monotonic()
     deadline = began + PATIENCE
-    requeued = released = cancelled = settled = False
+    requeued = cancelled = settled = False
     while True:
         for array, job in story.jobs.items():
             now = cli.states(job, env, count=counts[array])
@@ -159,11 +159,6 @@ def arrays(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
             cluster.run("scontrol", "requeue", f"{story.jobs['requeued']}_0")
             story.acts.append(f"{time.monotonic() - began:.1f} s: requeued 'requeued'")
             requeued = True
-        elif requeued and not released and again is not None and again.reason == "BeginTime":
-            # Slurm holds a requeued job for about two minutes (its BeginTime); an admin may let it go at once
-            cluster.run("scontrol", "update", f"JobId={story.jobs['requeued']}_0", "StartTime=now")
-            story.acts.append(f"{time.monotonic() - began:.1f} s: released 'requeued' from its BeginTime")
-            released = True
         done = all(
             len(story.final[array]) == counts[array] and all(s.finished() for s in story.final[array].values())
             for array in story.jobs
