@@ -318,3 +318,24 @@ def own_cluster() -> Iterator[SlurmCluster]:
 @pytest.fixture(scope="module")
 def slurm_cluster() -> Iterator[SlurmCluster]:
     yield from own_cluster()
+
+
+def start_session(root: Path, cluster: SlurmCluster, *args: str) -> tuple[subprocess.Popen[str], Path]:
+    """``pytest --mitosis --mitosis-executor=slurm ARGS`` on ``cluster``, in the background (stopped with the
+    test, see ``conftest.background``), its output in ``session.log`` beside ``root``: the process and the log."""
+    import sys
+
+    from .conftest import background, clean_env
+
+    log = root.parent / "session.log"
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis", "--mitosis-executor=slurm", *args]
+    with log.open("w") as out:
+        proc = background(
+            argv,
+            cwd=root,
+            env=clean_env(SLURM_CONF=cluster.env["SLURM_CONF"]),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    return proc, log

@@ -30,7 +30,6 @@ import pytest
 
 from .conftest import (
     PATIENCE,
-    background,
     clean_env,
     git,
     git_init,
@@ -39,7 +38,7 @@ from .conftest import (
     wait_until,
     write_investigation,
 )
-from .slurm_cluster import SlurmCluster, own_cluster
+from .slurm_cluster import SlurmCluster, own_cluster, start_session
 from .test_guard_before_workers import SPAWN_LOG
 
 pytestmark = pytest.mark.kernel
@@ -337,26 +336,7 @@ def test_an_edit_while_tasks_run_or_wait_fails_them_and_stops_the_sweep(
     root = held_investigation(tmp_path_factory.mktemp("slurm-edit") / "study", 3)
     markers = root / "markers"
     (markers / "hold-n0").write_text("")
-    log = root.parent / "session.log"
-    with log.open("w") as out:
-        proc = background(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-p",
-                "no:cacheprovider",
-                "--mitosis",
-                "--mitosis-executor=slurm",
-                "--mitosis-slurm",
-                "throttle=1",
-            ],
-            cwd=root,
-            env=_env(cluster),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    proc, log = start_session(root, cluster, "--mitosis-slurm", "throttle=1")
     wait_until("n0 running", lambda: (markers / "started-n0").exists(), proc, log.read_text)
     step = root / "study" / "fit.py"
     step.write_text(step.read_text() + "\n# an edit made while the sweep runs\n")

@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import PATIENCE, background, clean_env, held_investigation, wait_until
-from .slurm_cluster import SlurmCluster, own_cluster
+from .conftest import PATIENCE, clean_env, held_investigation, wait_until
+from .slurm_cluster import SlurmCluster, own_cluster, start_session
 
 pytestmark = pytest.mark.kernel
 
@@ -101,29 +101,7 @@ def story(cluster: SlurmCluster, over_time: Any, tmp_path_factory: pytest.TempPa
     for n in range(4):
         (markers / f"hold-n{n}").write_text("")
     env = clean_env(SLURM_CONF=cluster.env["SLURM_CONF"])
-    log = root.parent / "session.log"
-    with log.open("w") as out:
-        proc = background(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-p",
-                "no:cacheprovider",
-                "--mitosis",
-                "--mitosis-executor=slurm",
-                "--mitosis-slurm",
-                "throttle=3",
-                "-o",
-                "mitosis_heartbeat_every=0.2",
-                "-v",
-            ],
-            cwd=root,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    proc, log = start_session(root, cluster, "--mitosis-slurm", "throttle=3", "-o", "mitosis_heartbeat_every=0.2", "-v")
     said = log.read_text
     seen: dict[str, Any] = {}
     wait_until("n0, n1 and n2 running", lambda: all((markers / f"started-n{n}").exists() for n in range(3)), proc, said)
