@@ -39,7 +39,6 @@ end. Writes the section "The Slurm executor (issue 27)" of ``--out`` (other sect
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -53,7 +52,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
@@ -69,16 +67,6 @@ CASES: dict[str, tuple[str, ...]] = {
     "slurm, throttle=2": ("--mitosis-executor=slurm", "--mitosis-slurm", "throttle=2"),
 }
 LOCAL = "local (fork)"
-
-
-def _load_run() -> ModuleType:
-    """benchmarks/run.py as a module: its ``prepare()`` builds the 16-trial sweep measured here."""
-    spec = importlib.util.spec_from_file_location("mitosis_bench_run", HERE / "run.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass
@@ -163,6 +151,8 @@ def measure_all(rounds: int) -> Measured:
 
 
 def _measure(cluster: Any, base: Path, rounds: int) -> Measured:
+    from long_sweep import _load_run  # run.py loaded as the other benchmarks load it (this folder is on sys.path)
+
     run_py = _load_run()
     sweep = run_py.prepare(base)["sweep"]
     starts = base / "starts.txt"

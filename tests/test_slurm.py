@@ -91,6 +91,13 @@ def _rows(root: Path) -> dict[str, dict[str, Any]]:
         return {r["nodeid"].rsplit("::", 1)[-1]: dict(r) for r in db.execute("SELECT * FROM trials")}
 
 
+def _clone(investigation: Path, where: Path) -> Path:
+    """A clone of the investigation at its commit, in ``where``: a session of its own, with an empty store."""
+    clone = where / "study"
+    subprocess.run(["git", "clone", "-q", str(investigation), str(clone)], check=True)
+    return clone
+
+
 def _env(cluster: SlurmCluster, **extra: str) -> dict[str, str]:
     return clean_env(SLURM_CONF=cluster.env["SLURM_CONF"], **extra)
 
@@ -157,8 +164,7 @@ def test_the_session_starts_no_kernel_and_no_helper_where_it_runs(on_slurm: Any,
 @pytest.fixture(scope="module")
 def locally(investigation: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     """B: the same sweep with the local executor, in a clone at the same commit."""
-    clone = tmp_path_factory.mktemp("local") / "study"
-    subprocess.run(["git", "clone", "-q", str(investigation), str(clone)], check=True)
+    clone = _clone(investigation, tmp_path_factory.mktemp("local"))
     return clone, run_pytest(clone, "--mitosis", "--mitosis-seed", "7", "-v")
 
 
@@ -230,8 +236,7 @@ def test_junit_and_history_show_the_job(on_slurm: Any, investigation: Path, clus
 
 
 def test_bad_resource_names_the_file_and_key(investigation: Path, cluster: SlurmCluster, tmp_path: Path) -> None:
-    clone = tmp_path / "study"
-    subprocess.run(["git", "clone", "-q", str(investigation), str(clone)], check=True)
+    clone = _clone(investigation, tmp_path)
     pyproject = clone / "pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace('time = "10"', 'time = "10\\n#SBATCH --uid=0"'))
     git(clone, "commit", "-qam", "bad time")
@@ -256,8 +261,7 @@ def test_bad_resource_names_the_file_and_key(investigation: Path, cluster: Slurm
 def test_a_partition_slurm_does_not_know_takes_no_record(
     investigation: Path, cluster: SlurmCluster, tmp_path: Path
 ) -> None:
-    clone = tmp_path / "study"
-    subprocess.run(["git", "clone", "-q", str(investigation), str(clone)], check=True)
+    clone = _clone(investigation, tmp_path)
     done = run_pytest(
         clone,
         "--mitosis",
@@ -306,8 +310,7 @@ def test_refusals_before_anything_runs(investigation: Path, cluster: SlurmCluste
 
 def test_the_session_itself_as_a_slurm_job(investigation: Path, cluster: SlurmCluster, tmp_path: Path) -> None:
     """C: the guide's wrapper: the session is a job; the user is gone; its trials are recorded."""
-    clone = tmp_path / "study"
-    subprocess.run(["git", "clone", "-q", str(investigation), str(clone)], check=True)
+    clone = _clone(investigation, tmp_path)
     command = (
         f"{sys.executable} -m pytest -p no:cacheprovider --mitosis --mitosis-executor=slurm "
         "'pyproject.toml::square[c]' 'pyproject.toml::square[d]'"
@@ -359,8 +362,7 @@ def test_an_edit_while_tasks_run_or_wait_fails_them_and_stops_the_sweep(
 
 def test_a_job_that_ends_before_its_trial_says_so(investigation: Path, cluster: SlurmCluster, tmp_path: Path) -> None:
     """A setup line that fails (``set -e``): the job ends before the trial; Slurm's word, the job's output."""
-    clone = tmp_path / "study"
-    subprocess.run(["git", "clone", "-q", str(investigation), str(clone)], check=True)
+    clone = _clone(investigation, tmp_path)
     done = run_pytest(
         clone,
         "--mitosis",

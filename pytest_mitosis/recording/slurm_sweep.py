@@ -161,11 +161,7 @@ class SlurmSweep:
                 name=begun.name,
                 nodeid=nodeid,
                 experiment=spec.experiment,
-                steps=[
-                    {"name": s.name, "function": str(s.function), "lookup": str(s.lookup) if s.lookup else None}
-                    | {"chained": s.chained}
-                    for s in spec.steps
-                ],
+                steps=[{**recorded, "chained": s.chained} for recorded, s in zip(begun.steps, spec.steps)],
                 notebook=dict(nb),
                 root=str(self.project.cwd),
                 trials=str(self.project.trials_folder),
@@ -247,9 +243,6 @@ class SlurmSweep:
         return f"submitted to Slurm as {arrays}" if arrays else "nothing submitted to Slurm"
 
     # -- waiting ------------------------------------------------------------------------------------
-
-    def holds(self, nodeid: str) -> bool:
-        return nodeid in self.tasks or nodeid in self.refused
 
     def wait(self, nodeid: str) -> TrialOutcome:
         """Wait until the trial's task is recorded; ``TrialFailed`` when Slurm or the store refused it.
