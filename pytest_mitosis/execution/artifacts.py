@@ -244,7 +244,7 @@ def _written() -> None:
 
 
 class HtmlWriter:
-    """nbconvert's HTML exporter, prepared once and reused for every trial of a session.
+    """nbconvert's HTML exporter (made cheap: :mod:`.page`), prepared once and reused for every trial.
 
     A session's trials use the helper process of :mod:`.htmlworker`, which holds one of these;
     in this process it writes the pages when the helper is unusable, and those of reproductions.
@@ -259,11 +259,11 @@ class HtmlWriter:
     def prepare(self) -> None:
         if self._exporter is None:
             import nbformat.v4 as v4
-            from nbconvert import HTMLExporter
 
             from .logs import quiet
+            from .page import TrialPageExporter
 
-            exporter = HTMLExporter(log=quiet("html"))
+            exporter = TrialPageExporter(log=quiet("html"))
             exporter.from_notebook_node(v4.new_notebook(cells=[v4.new_code_cell("")]))  # compile the templates
             self._exporter = exporter
 

@@ -1,0 +1,103 @@
+"""A trial's HTML page: nbconvert's ``lab`` page, rendered for a fraction of its usual cost.
+
+Every trial gets a page, so at thousands of trials the page decides what a cheap trial costs:
+nbconvert's ``HTMLExporter`` took about 24 ms of CPU for a four-cell trial notebook on this
+machine kind, more than the trial's kernel. Three parts of that are the same work repeated:
+
+- it re-reads the theme's CSS (and base64-encodes its fonts) for every page: read once here;
+- it passes the code cells' Pygments output through ``bleach`` (about 7 ms a cell): Pygments
+  escapes every character of the source it highlights, so there is nothing to clean. The page
+  keeps nbconvert's cleaning wherever it applies to content (``should_sanitize_html``, raw cells);
+- it parses the whole page (280 kB, most of it CSS) with BeautifulSoup to add ``alt`` text to
+  images and ``tabindex`` to cells and outputs: done here on the page's body with two patterns,
+  which add the same attributes to the same elements.
+
+The page is otherwise nbconvert's: same template (``lab``), same preprocessors, filters and
+resources; ``tests/test_page.py`` compares it with nbconvert's own. About 6 ms a page.
+This module imports nbconvert: it is imported only when the first page is rendered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from jinja2 import DictLoader
+from nbconvert import HTMLExporter
+from nbconvert.exporters.templateexporter import TemplateExporter
+from nbconvert.filters.highlight import Highlight2HTML
+from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
+
+TEMPLATE = "mitosis-trial.html.j2"
+
+#: nbconvert's lab page, but for the code cells' input: Pygments' output, not cleaned again
+_SOURCE = """{%- extends 'lab/index.html.j2' -%}
+{% block input %}
+<div class="jp-CodeMirrorEditor jp-Editor jp-InputArea-editor" data-type="inline">
+     <div class="cm-editor cm-s-jupyter">
+{{ cell.source | highlight_code(metadata=cell.metadata) }}
+     </div>
+</div>
+{%- endblock input %}
+"""
+
+#: what ``HTMLExporter`` gives an image that has no ``alt`` text
+NO_ALT = "No description has been provided for this image"
+_IMG_WITHOUT_ALT = re.compile(r"<img(?![^>]*\balt=)", re.IGNORECASE)
+#: the elements ``HTMLExporter`` makes focusable: cell inputs and outputs
+_FOCUSABLE = re.compile(r'<div(?=\s[^>]*\bclass="(?:[^"]*\s)?(?:jp-Cell-inputWrapper|jp-OutputArea-output)[\s"])')
+
+
+class TrialPageExporter(HTMLExporter):  # type: ignore[misc]
+    """``HTMLExporter`` with its per-page repeated work done once (see the module's docstring)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("extra_loaders", [DictLoader({TEMPLATE: _SOURCE})])
+        kwargs.setdefault("template_file", TEMPLATE)
+        super().__init__(**kwargs)
+        self._included: dict[tuple[str, str], Any] = {}
+
+    def _init_resources(self, resources: Any) -> Any:
+        resources = super()._init_resources(resources)
+        for key in ("include_css", "include_lab_theme", "include_js", "include_url"):
+            include = resources.get(key)
+            if callable(include):
+                resources[key] = self._once(key, include)
+        return resources
+
+    def _once(self, key: str, include: Callable[[str], Any]) -> Callable[[str], Any]:
+        """``include`` read once a name for every page (the files are the installed package's)."""
+
+        def included(name: str) -> Any:
+            if (key, name) not in self._included:
+                self._included[key, name] = include(name)
+            return self._included[key, name]
+
+        return included
+
+    def from_notebook_node(self, nb: Any, resources: Any = None, **kwargs: Any) -> tuple[str, Any]:
+        # HTMLExporter.from_notebook_node without its BeautifulSoup pass over the whole page
+        langinfo = nb.metadata.get("language_info", {})
+        lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
+        highlight_code = self.filters.get("highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self))
+        resources = self._init_resources(resources)
+        data_types = WidgetsDataTypeFilter(notebook_metadata=self._nb_metadata, parent=self, resources=resources)
+        self.register_filter("highlight_code", highlight_code)
+        self.register_filter("filter_data_type", data_types)
+        html, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kwargs)
+        return focusable(html), resources
+
+
+def focusable(html: str) -> str:
+    """``html`` with ``alt`` text on images that had none and ``tabindex`` on inputs and outputs.
+
+    Only the body is scanned: the head is nbconvert's CSS and scripts.
+    """
+    start = html.find("<body")
+    end = html.rfind("</body>")
+    if start < 0 or end < start:
+        return html
+    body = _IMG_WITHOUT_ALT.sub(f'<img alt="{NO_ALT}"', html[start:end])
+    body = _FOCUSABLE.sub(lambda found: found.group(0) + ' tabindex="0"', body)
+    return html[:start] + body + html[end:]

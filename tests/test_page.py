@@ -1,0 +1,94 @@
+"""A trial's HTML page (``execution/page.py``) is nbconvert's page, element for element.
+
+The exporter skips work nbconvert repeats for every page (reading the theme, cleaning Pygments'
+output with bleach, a BeautifulSoup pass over the whole page); these tests render the same
+notebooks with nbconvert's own ``HTMLExporter`` and compare what a reader's browser gets: every
+element with its attributes, and the text.
+"""
+
+from __future__ import annotations
+
+import nbformat.v4 as v4
+import pytest
+from bs4 import BeautifulSoup
+from nbconvert import HTMLExporter
+
+from pytest_mitosis.execution.artifacts import HtmlWriter
+from pytest_mitosis.execution.page import NO_ALT, TrialPageExporter, focusable
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+def trial_like() -> object:
+    """A notebook shaped like a trial's: a header, set-up, a step with every kind of output, saving."""
+    nb = v4.new_notebook(
+        metadata={"language_info": {"name": "python", "pygments_lexer": "ipython3"}},
+        cells=[
+            v4.new_markdown_cell("# Trial `sine`\n\n| variant | value |\n|---|---|\n| frequency | *slow* |"),
+            v4.new_code_cell("import numpy as np\nseed = 7  # set-up", execution_count=1),
+            v4.new_code_cell(
+                "results = run(frequency=1)\nprint('done')\ndisplay(fig)",
+                execution_count=2,
+                outputs=[
+                    v4.new_output("stream", name="stdout", text="done\n<b>not bold</b>\n"),
+                    v4.new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure>"}),
+                    v4.new_output(
+                        "execute_result",
+                        data={"text/html": '<table class="dataframe"><tr><td>1</td></tr></table>', "text/plain": "x"},
+                        execution_count=2,
+                    ),
+                    v4.new_output(
+                        "error", ename="ValueError", evalue="bad", traceback=["\x1b[31mValueError\x1b[0m: bad"]
+                    ),
+                ],
+            ),
+            v4.new_code_cell("</div><script>alert('source')</script>", execution_count=3),
+        ],
+    )
+    return nb
+
+
+def elements(html: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    soup = BeautifulSoup(html, "html.parser")
+    return [
+        (tag.name, sorted((k, " ".join(v) if isinstance(v, list) else v) for k, v in tag.attrs.items()))
+        for tag in soup.find_all()
+    ]
+
+
+def test_the_page_is_nbconverts_element_for_element() -> None:
+    nb = trial_like()
+    theirs, _ = HTMLExporter().from_notebook_node(nb, resources={"metadata": {"name": "trial_sine-slow-1"}})
+    exporter = TrialPageExporter()
+    for _ in range(2):  # the second page is built from what the first read once
+        ours, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": "trial_sine-slow-1"}})
+        assert elements(ours) == elements(theirs)
+        assert BeautifulSoup(ours, "html.parser").get_text() == BeautifulSoup(theirs, "html.parser").get_text()
+    # what nbconvert's pass adds: alt text on the figure, inputs and outputs reachable by keyboard
+    assert f'alt="{NO_ALT}"' in ours
+    assert ours.count('tabindex="0"') == theirs.count('tabindex="0"') >= 7
+
+
+def test_a_code_cell_cannot_inject_markup() -> None:
+    """Pygments escapes what it highlights: the page has no cleaning pass over it and needs none."""
+    page = HtmlWriter()(trial_like(), "trial")
+    body = page[page.index("<body") :]
+    assert "<script>alert" not in body
+    assert "alert(" in BeautifulSoup(body, "html.parser").get_text()
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('<img src="a.png">', f'<img alt="{NO_ALT}" src="a.png">'),
+        ('<img alt="mine" src="a.png">', '<img alt="mine" src="a.png">'),
+        ('<div class="jp-OutputArea-output x">', '<div tabindex="0" class="jp-OutputArea-output x">'),
+        ('<div class="x jp-Cell-inputWrapper">', '<div tabindex="0" class="x jp-Cell-inputWrapper">'),
+        ('<div class="jp-OutputArea-outputs">', '<div class="jp-OutputArea-outputs">'),
+        ('<div class="my-jp-OutputArea-output">', '<div class="my-jp-OutputArea-output">'),
+    ],
+)
+def test_focusable_marks_what_nbconvert_marks(body: str, expected: str) -> None:
+    head = '<html><head><style>img { }</style><img src="head.png"></head>'
+    page = focusable(f"{head}<body>{body}</body></html>")
+    assert page == f"{head}<body>{expected}</body></html>"
