@@ -49,7 +49,7 @@ _IMG_WITHOUT_ALT = re.compile(r"<img(?![^>]*\balt=)", re.IGNORECASE)
 _FOCUSABLE = re.compile(r'<div(?=\s[^>]*\bclass="(?:[^"]*\s)?(?:jp-Cell-inputWrapper|jp-OutputArea-output)[\s"])')
 
 
-class TrialPageExporter(HTMLExporter):  # type: ignore[misc]
+class TrialPageExporter(HTMLExporter):
     """``HTMLExporter`` with its per-page repeated work done once (see the module's docstring)."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -76,7 +76,9 @@ class TrialPageExporter(HTMLExporter):  # type: ignore[misc]
 
         return included
 
-    def from_notebook_node(self, nb: Any, resources: Any = None, **kwargs: Any) -> tuple[str, Any]:
+    def from_notebook_node(  # type: ignore[override]  # a page, as HTMLExporter's (typed as its base's)
+        self, nb: Any, resources: Any = None, **kwargs: Any
+    ) -> tuple[str, Any]:
         # HTMLExporter.from_notebook_node without its BeautifulSoup pass over the whole page
         langinfo = nb.metadata.get("language_info", {})
         lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
