@@ -119,6 +119,9 @@ def probe(n):
         "root_handlers": len(logging.getLogger().handlers),
         "matplotlib_logger_level": logging.getLogger("matplotlib").level,
         "fakelib_logger": "fakelib.dirty" in logging.Logger.manager.loggerDict,
+        # the kernel's configuration: what a forked kernel is given without argparse (forkparent.kernel_config)
+        "history": get_ipython().history_manager.enabled,
+        "connection_file": os.path.basename(get_ipython().kernel.parent.connection_file),
     }
     if n == 3:  # the HTML helper dies (the OOM killer, a stray kill): pytest writes the pages itself
         import signal
@@ -241,8 +244,18 @@ def test_what_the_first_trial_dirtied_is_pristine_in_the_second(sessions: Any) -
 def test_a_forked_kernel_looks_like_a_spawned_one(sessions: Any) -> None:
     fork, spawn = sessions["fork"][2], sessions["spawn"][2]
     for n in (1, 2):
-        for key in ("backend", "linewidth", "environ", "threads", "root_handlers", "matplotlib_logger_level"):
+        keys = (
+            "backend",
+            "linewidth",
+            "environ",
+            "threads",
+            "root_handlers",
+            "matplotlib_logger_level",
+            "connection_file",
+        )
+        for key in (*keys, "history"):
             assert fork[n][key] == spawn[n][key], key
+        assert fork[n]["history"] is False and fork[n]["connection_file"] == "connection.json"
         assert fork[n]["cwd"] == str(sessions["fork"][1]) and spawn[n]["cwd"] == str(sessions["spawn"][1])
         # sys.path: the same entries, but for the investigation's own directory
         assert [p.replace("forked", "X") for p in fork[n]["sys_path"]] == [
@@ -391,3 +404,23 @@ def test_a_warning_raised_while_the_steps_are_imported_is_in_pytests_summary(ses
     for name in ("fork", "spawn", "xdist"):
         run = sessions[name][0]
         assert "DeprecationWarning: helper.old_name is deprecated" in run.out, (name, run.out)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["-f", "/k/connection.json", "--HistoryManager.enabled=False"],
+            {"IPKernelApp": {"connection_file": "/k/connection.json"}, "HistoryManager": {"enabled": False}},
+        ),
+        (["-f", "/k/c.json"], {"IPKernelApp": {"connection_file": "/k/c.json"}}),
+        (["-f", "/k/c.json", "--matplotlib=inline"], None),  # an alias: ipykernel's parser reads it
+        (["-f", "/k/c.json", "--IPKernelApp.log_level=10"], None),  # not a flag: ipykernel's parser reads it
+        (["--debug"], None),
+    ],
+)
+def test_a_forked_kernel_reads_launchs_arguments_without_argparse(args: list[str], expected: Any) -> None:
+    from pytest_mitosis.execution.forkparent import kernel_config
+
+    config = kernel_config(args)
+    assert (config if config is None else {k: dict(v) for k, v in config.items()}) == expected

@@ -173,7 +173,11 @@ class Parent:
         _watch_pytest(kernelapp, int(request["env"].get("JPY_PARENT_PID") or 0))
 
         sys.argv = [ipykernel_launcher.__file__, *request["args"]]
-        kernelapp.launch_new_instance()
+        config = kernel_config(request["args"])
+        if config is None:
+            kernelapp.launch_new_instance()
+        else:
+            _kernel_app(kernelapp).launch_instance(argv=[], config=config)
 
     def collect(self, request: dict[str, Any]) -> None:
         """In the child: import the steps and write the collected experiments (see :mod:`.forkcollect`).
@@ -272,6 +276,44 @@ def _exists(pid: int) -> bool:
             return stream.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
     except (OSError, IndexError):
         return False
+
+
+def kernel_config(args: list[str]) -> Any:
+    """The configuration a kernel's arguments give, read without argparse; ``None`` for other arguments.
+
+    ipykernel reads its command line with traitlets' argparse loader, which first builds a parser of
+    every option of every configurable class: about 8 ms of CPU (and 900 copied pages) in each
+    forked kernel, for the two options :mod:`.launch` always passes (``-f FILE`` and
+    ``--Class.trait=True|False``). Those are read here; anything else goes to ipykernel's parser.
+    """
+    from traitlets.config import Config
+
+    config = Config()
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "-f" and rest:
+            config.IPKernelApp.connection_file = rest.pop(0)
+            continue
+        name, equals, value = arg[2:].partition("=")
+        section, dot, trait = name.partition(".")
+        if not (arg.startswith("--") and equals and dot and section.isidentifier() and trait.isidentifier()):
+            return None
+        if value not in ("True", "False"):
+            return None
+        config[section][trait] = value == "True"
+    return config
+
+
+def _kernel_app(kernelapp: Any) -> Any:
+    """``IPKernelApp`` configured by its constructor only (see :func:`kernel_config`): its command line
+    is not parsed again. Defined when a kernel starts: the parent imports ipykernel at preload only."""
+
+    class ForkedKernelApp(kernelapp.IPKernelApp):  # type: ignore[misc,name-defined]
+        def parse_command_line(self, argv: Any = None) -> None:
+            self.argv = []
+
+    return ForkedKernelApp
 
 
 def main() -> None:
