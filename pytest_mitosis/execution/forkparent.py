@@ -309,9 +309,9 @@ def _kernel_app(kernelapp: Any) -> Any:
     """``IPKernelApp`` configured by its constructor only (see :func:`kernel_config`): its command line
     is not parsed again. Defined when a kernel starts: the parent imports ipykernel at preload only."""
 
-    class ForkedKernelApp(kernelapp.IPKernelApp):  # type: ignore[misc,name-defined]
+    class ForkedKernelApp(kernelapp.IPKernelApp):
         def parse_command_line(self, argv: Any = None) -> None:
-            self.argv = []
+            self.argv: list[str] = []
 
     return ForkedKernelApp
 
