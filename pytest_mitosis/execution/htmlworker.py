@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 REPLY_TIMEOUT = 600.0
 #: after a Ctrl-C, the longest wait for the page being written (then the helper is stopped)
 INTERRUPTED_TIMEOUT = 10.0
+#: notebooks the helper keeps after saving them, for their pages (rendered in order, soon after)
+KEPT = 64
 
 
 @dataclass(frozen=True)
@@ -425,7 +427,7 @@ def serve(reply_fd: int, listen_fd: int | None = None) -> None:
     import functools
     import signal
     import threading
-    from collections import deque
+    from collections import OrderedDict, deque
 
     from .lines import Server
 
@@ -434,7 +436,7 @@ def serve(reply_fd: int, listen_fd: int | None = None) -> None:
     server = Server(reply_fd, listen_fd)  # workers may connect while nbconvert is imported
     import nbformat
 
-    from .artifacts import HtmlWriter
+    from .artifacts import HtmlWriter, write_whole
 
     writer = HtmlWriter()  # prepared by the thread: the first notebook need not wait for nbconvert
     sys.setswitchinterval(0.001)
@@ -473,8 +475,25 @@ def serve(reply_fd: int, listen_fd: int | None = None) -> None:
                 peer.reply({"id": request.get("id"), "started": True})
             answer(peer, request, functools.partial(page, request), "HTML page")
 
+    #: the notebooks saved, by title and file name, until their page is rendered: not read back from disk
+    saved: OrderedDict[tuple[str, str], Any] = OrderedDict()
+
     def page(request: dict[str, Any]) -> None:
-        writer.page(Path(request["page"]), Path(request["html"]), str(request["title"]))
+        notebook, title = Path(request["page"]), str(request["title"])
+        with ready:
+            nb = saved.pop((title, notebook.name), None)
+        if nb is None:  # saved by another process (the helper was restarted), or forgotten: read it
+            writer.page(notebook, Path(request["html"]), title)
+        else:
+            write_whole(Path(request["html"]), writer(nb, title))
+
+    def save(request: dict[str, Any]) -> None:
+        nb = nbformat.from_dict(request["nb"])
+        nbformat.write(nb, str(request["ipynb"]))
+        with ready:
+            saved[str(request.get("title")), Path(request["ipynb"]).name] = nb
+            while len(saved) > KEPT:  # pages never asked for (a trial whose folder could not move)
+                saved.popitem(last=False)
 
     def handle(peer: Peer, request: dict[str, Any]) -> None:
         if "page" in request:
@@ -482,12 +501,7 @@ def serve(reply_fd: int, listen_fd: int | None = None) -> None:
                 queue.append((peer, request))
                 ready.notify()
             return
-        answer(
-            peer,
-            request,
-            lambda: nbformat.write(nbformat.from_dict(request["nb"]), str(request["ipynb"])),
-            "notebook save",
-        )
+        answer(peer, request, functools.partial(save, request), "notebook save")
 
     def gone(peer: Peer) -> None:
         """A worker closed its connection: its pages queued are still written, but no reply goes to its

@@ -204,9 +204,11 @@ class Launched:
         except ForkFailed:
             return None
 
-    def _left(self, pid: int | None) -> list[processes.Process]:
-        """This kernel's processes still running (its session too: the kernel is the session's leader)."""
-        return processes.marked(MARKER, self.marker, session=pid, exclude=() if pid is None else (pid,))
+    def _left(self, pid: int | None, since: int | None = None) -> list[processes.Process]:
+        """This kernel's processes still running (its session too: the kernel is the session's leader);
+        ``since``: the kernel's start time (they started after it)."""
+        exclude = () if pid is None else (pid,)
+        return processes.marked(MARKER, self.marker, session=pid, exclude=exclude, since=since)
 
     def close(self, log: Path | None = None) -> None:
         """Stop the kernel (if still running) and every process it started, close the manager's sockets
@@ -222,8 +224,10 @@ class Launched:
             return
         self._closed = True
         pid: int | None = None
+        since: int | None = None
         try:
             pid = self._pid()
+            since = None if pid is None else processes.start_time(pid)
             if run_sync(self.manager.is_alive)():
                 self._kill(pid)
         except (RuntimeError, ForkFailed):
@@ -233,7 +237,7 @@ class Launched:
                 run_sync(self.manager.cleanup_resources)()
             finally:
                 try:
-                    self._stop(pid)
+                    self._stop(pid, since)
                     if log is not None and os.path.getsize(self.log) > 0:
                         shutil.move(self.log, log)
                 except OSError:
@@ -254,10 +258,10 @@ class Launched:
         while run_sync(self.manager.is_alive)() and time.monotonic() < deadline:
             time.sleep(0.002)
 
-    def _stop(self, pid: int | None) -> None:
+    def _stop(self, pid: int | None, since: int | None = None) -> None:
         found: dict[int, processes.Process] = {}
         for _ in range(3):  # a process being stopped may have started another one meanwhile
-            more = [p for p in self._left(pid) if p.pid not in found]
+            more = [p for p in self._left(pid, since) if p.pid not in found]
             if not more:
                 break
             found.update((p.pid, p) for p in more)
