@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +33,13 @@ def user_properties(outcome: TrialOutcome, session: str | None = None) -> list[t
     if outcome.main is not None:
         props.append(("main", outcome.main))
     props += [("mitosis.trial", outcome.name), ("mitosis.key", outcome.key)]
-    if session is not None:
-        props.append(("mitosis.session", session))
+    if session is not None:  # the same text for every trial: one string, not one a trial (10,000 of them)
+        props.append(("mitosis.session", sys.intern(session)))
     if outcome.html is not None:  # a trial whose files were never written (a disk full, a job that died) has none
         props.append(("mitosis.html", str(outcome.html)))
     if outcome.iteration is not None:
         props.append(("mitosis.iteration", outcome.iteration))
-    props.append(("mitosis.commit", outcome.commit or ""))
+    props.append(("mitosis.commit", sys.intern(outcome.commit or "")))
     if outcome.seed is not None:
         props.append(("mitosis.seed", outcome.seed))
     props += [("mitosis.warning", text) for text in outcome.warnings]
@@ -51,7 +52,7 @@ def user_properties(outcome: TrialOutcome, session: str | None = None) -> list[t
     return props
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per trial, kept until the session ends: no __dict__ each
 class SummaryRow:
     nodeid: str
     outcome: str
