@@ -97,12 +97,44 @@ def investigation(base: Path, trials: int) -> Path:
 
 
 def timed(argv: list[str], cwd: Path, environment: dict[str, str]) -> float:
-    started = time.perf_counter()
+    started, busy = time.perf_counter(), busy_cpu()
     done = subprocess.run(argv, cwd=cwd, env=environment, capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    CPU[tuple(argv)] = CPU.get(tuple(argv), []) + [busy_cpu() - busy]
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return seconds
+
+
+#: the machine's busy CPU seconds during each run of a command (by its argv)
+CPU: dict[tuple[str, ...], list[float]] = {}
+
+
+def busy_cpu() -> float:
+    """CPU seconds the whole machine has spent busy since boot, all cores (``/proc/stat``: not idle, not I/O wait).
+
+    A sweep's processes come and go (a kernel a trial): what the machine spent during the run is what
+    they all cost, whichever process it was.
+    """
+    with open("/proc/stat", encoding="ascii") as stream:
+        fields = [int(x) for x in stream.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_process(lines: list[dict], trials: int) -> dict[str, float]:
+    """CPU seconds per trial by process, from the profile's records (each says what its process used since its last)."""
+    share: dict[str, float] = {}
+    names = {
+        "trial": "pytest's process (each trial)",
+        "kernel": "the trial's kernel (from its fork)",
+        "html": "HTML helper",
+    }
+    for record in lines:
+        name = names.get(record["scope"])
+        if name is not None and "cpu" in record:
+            share[name] = share.get(name, 0.0) + record["cpu"] / trials
+    return share
 
 
 def per_trial(lines: list[dict], trials: int) -> dict[str, list[float]]:
@@ -169,6 +201,11 @@ def main() -> None:
                 for phase, seconds in record["phases"].items():
                     sessions.setdefault(phase, []).append(seconds)
     mitosis, baseline = statistics.median(walls["mitosis"]), statistics.median(walls["bare"])
+    machine = {which: statistics.median(v) / n for which, v in CPU.items()}
+    by_process: dict[str, list[float]] = {}
+    for lines in profiles:
+        for name, seconds in cpu_by_process(lines, n).items():
+            by_process.setdefault(name, []).append(seconds)
     ordered = [p for p in ORDER if p in phases] + [p for p in phases if p not in ORDER]
     rows = [
         f"| {phase} | {1000 * statistics.median(phases[phase]):.1f} | {1000 * statistics.fmean(phases[phase]):.1f} |"
@@ -179,6 +216,16 @@ def main() -> None:
     print(f"{n} trials in {where}: {mitosis:.1f} s ({1000 * mitosis / n:.0f} ms a trial, whole session)")
     print(f"bare baseline, {n} tests each starting python -c: {baseline:.1f} s ({1000 * baseline / n:.0f} ms a test)")
     print(f"load average (1 min) before and after each round: {', '.join(f'{x:.1f}' for x in load)}")
+    cores = os.cpu_count() or 1
+    print(f"\n| CPU a trial ({cores} cores) | ms |\n|---|---|")
+    for argv, seconds in machine.items():
+        which = "pytest-mitosis" if "--mitosis" in argv else "bare baseline"
+        print(
+            f"| {which}: the whole machine, busy (floor on {cores} cores: {1000 * seconds / cores:.0f} ms a trial) | "
+            f"{1000 * seconds:.1f} |"
+        )
+    for name, values in by_process.items():
+        print(f"| — of which {name} | {1000 * statistics.median(values):.1f} |")
     print("\n| phase (per trial) | median (ms) | mean (ms) |\n|---|---|---|")
     print("\n".join(rows))
     print(f"| sum of the means in pytest's process | | {1000 * accounted:.1f} |")
@@ -187,7 +234,8 @@ def main() -> None:
         print(f"| once per session: {phase} ({statistics.fmean(values):.2f} s), per trial | | {1000 * share:.1f} |")
     if options.json is not None:
         options.json.write_text(
-            json.dumps({"walls": walls, "load": load, "phases": phases, "sessions": sessions}), encoding="utf-8"
+            json.dumps({"walls": walls, "load": load, "phases": phases, "sessions": sessions, "cpu": by_process}),
+            encoding="utf-8",
         )
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from pytest_mitosis.store import SCHEMA_VERSION
+
 from .conftest import clean_env, run_pytest
 from .pg_server import PgServer
 from .test_store import Backend
@@ -150,7 +152,7 @@ def test_a_store_of_version_4_is_read_as_it_is_then_gains_the_job_column(tmp_pat
     assert old == {**before, "job": None}, "the old trial is kept as it was"
     assert json.loads(new["job"]) == JOB
     with Reader(trials, backend.url) as reader:
-        assert reader._source.version == 5
+        assert reader._source.version == SCHEMA_VERSION
         assert reader.get("0000aaaa").job == JOB
 
 

@@ -87,7 +87,7 @@ def test_ten_sessions_starting_at_once_on_an_empty_database_create_the_schema_on
     for store in stores:
         store.close()
     database = url.split("/")[3].split("?")[0]
-    assert pg_server.execute("SELECT name, value FROM meta", database) == [("schema_version", "5")]
+    assert pg_server.execute("SELECT name, value FROM meta", database) == [("schema_version", "6")]
     tables = pg_server.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema='public' ORDER BY 1", database
     )

@@ -5,7 +5,8 @@ spread over pytest's process (setup and guards, the store, the kernel, the files
 (the notebook and its page) and the session's ends (collection, the report). Each process adds
 the seconds of the phases it runs to its current record (:func:`timed`, :func:`add`) and appends
 the record as one JSON line when the unit is done (:func:`flush`): ``{"scope": "trial" | "html" |
-"session", "name": ..., "pid": ..., "phases": {phase: seconds}}``. Lines are appended whole (one
+"session" | "kernel", "name": ..., "pid": ..., "phases": {phase: seconds}, "cpu": seconds}``, ``cpu``
+being the CPU time the process used since its previous record (a forked kernel's: since its fork). Lines are appended whole (one
 ``write`` of a line in append mode), so the processes of a session share the file.
 
 Unset (the normal case), every call returns at its first test: no clock is read, nothing is kept.
@@ -24,6 +25,8 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 PATH: str | None = os.environ.get("MITOSIS_PROFILE") or None
 
 _phases: dict[str, float] = {}
+#: this process's CPU seconds when its last record was appended (a forked process starts at 0)
+_cpu = 0.0
 
 
 @contextmanager
@@ -54,9 +57,12 @@ def add(phases: Mapping[str, float]) -> None:
 
 def flush(scope: str, name: str) -> None:
     """Append this process's record as one line (``scope``: trial, html, session) and start a new one."""
+    global _cpu
     if PATH is None:
         return
-    line = json.dumps({"scope": scope, "name": name, "pid": os.getpid(), "time": time.time(), "phases": _phases})
+    cpu, _cpu = _cpu, time.process_time()
+    record = {"scope": scope, "name": name, "pid": os.getpid(), "time": time.time(), "phases": _phases}
+    line = json.dumps({**record, "cpu": _cpu - cpu})
     _phases.clear()
     try:
         with open(PATH, "a", encoding="utf-8") as stream:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..core import profile
 from ..core.series import POINTS, keep
 
 _OWN_FILE = os.path.abspath(__file__)
@@ -358,6 +359,7 @@ class Trial:
                     print(f"{key} = series of {len(points)} points, last {points[-1]!r}")
             else:
                 print(f"{key} = {value!r}")
+        profile.flush("kernel", self.folder.name)  # with MITOSIS_PROFILE: this kernel's CPU, from its start
 
     def _close_log(self) -> None:
         logging.getLogger().removeHandler(self._handler)

@@ -177,6 +177,14 @@ def trial_row(trial: NewTrial, iteration: int | None, name: str, digest: str, ho
     return tuple(row[column] for column in names("trials", at_end=False))
 
 
+#: the experiment's trial before a finished one (its packages are compared): one lookup in the trials'
+#: (experiment, started) index, whatever the number of trials (schema 6; before, a sort of them all)
+PREVIOUS_IN_EXPERIMENT = (
+    "SELECT t.name, t.key, e.environment, t.environment FROM trials t JOIN environments e ON e.digest = t.environment "
+    "WHERE t.experiment=? AND t.debug=0 AND t.key<>? AND t.started<? ORDER BY t.started DESC LIMIT 1"
+)
+
+
 def finish_warnings(fetchone: Callable[[str, tuple[Any, ...]], Any], key: str, status: str, main: Any) -> list[str]:
     """What a finished trial tells a researcher beyond its outcome, for every backend: the packages
     that changed since the experiment's previous trial, and a different main for the same
@@ -193,11 +201,7 @@ def finish_warnings(fetchone: Callable[[str, tuple[Any, ...]], Any], key: str, s
         return []
     experiment, identity, commit, seed, digest, started, _ = this
     found: list[str] = []
-    previous = fetchone(
-        "SELECT t.name, t.key, e.environment, t.environment FROM trials t JOIN environments e ON e.digest = t.environment "
-        "WHERE t.experiment=? AND t.debug=0 AND t.key<>? AND t.started<? ORDER BY t.started DESC LIMIT 1",
-        (experiment, key, started),
-    )
+    previous = fetchone(PREVIOUS_IN_EXPERIMENT, (experiment, key, started))
     if previous is not None and previous[3] != digest:
         (current,) = fetchone("SELECT environment FROM environments WHERE digest=?", (digest,))
         changed = package_warning(previous[0], previous[1], previous[2], current)
