@@ -960,16 +960,29 @@ def test_a_run_into_trials_debug_then_into_trials_as_a_mitosis_script_does(tmp_p
     assert below.returncode == 0 and "exp" in below.stdout and trial.name.rsplit("_", 1)[1] in below.stdout
 
 
-def test_a_finished_trials_previous_trial_is_one_index_lookup(tmp_path: Path) -> None:
-    """Finishing a trial looks up its experiment's previous trial: in a store of 10,000 trials, sorting every
-    trial of the experiment made each trial 5 ms slower than in a new store (issue 28). SQLite's plan, which
-    does not depend on the machine's speed, says the lookup uses the (experiment, started) index and no sort."""
+def test_a_trials_lookups_of_earlier_trials_are_index_searches(tmp_path: Path) -> None:
+    """Each trial looks up earlier trials: its experiment's previous one (the package warning), its identity's
+    previous one with the same inputs (non-determinism) and its baseline (the drift gate). In a store of 10,000
+    trials, sorting every trial of the experiment made each trial 5 ms slower than in a new store (issue 28).
+    SQLite's plan, which does not depend on the machine's speed, says each is an index search with no sort."""
     from pytest_mitosis.store import make_store
-    from pytest_mitosis.store.queries import PREVIOUS_IN_EXPERIMENT
+    from pytest_mitosis.store.queries import BASELINE_SQL, PREVIOUS_IN_EXPERIMENT, SAME_INPUTS_BEFORE
 
     make_store(None, tmp_path).close()
     db = sqlite3.connect(tmp_path / "mitosis.sqlite")
-    plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {PREVIOUS_IN_EXPERIMENT}", ("exp", "k", 0.0))]
+    expected = {
+        PREVIOUS_IN_EXPERIMENT: ("exp", "k", 0.0),
+        SAME_INPUTS_BEFORE: ("exp", "id", "c", 1, "k", 0.0),
+        BASELINE_SQL: ("exp", "id", "k"),
+    }
+    plans = {sql: [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", args)] for sql, args in expected.items()}
     db.close()
-    assert plan[0] == "SEARCH t USING INDEX trials_experiment_started (experiment=? AND started<?)", plan
-    assert not [step for step in plan if "TEMP B-TREE" in step], plan
+    assert plans[PREVIOUS_IN_EXPERIMENT][0] == (
+        "SEARCH t USING INDEX trials_experiment_started (experiment=? AND started<?)"
+    )
+    assert plans[SAME_INPUTS_BEFORE][0] == (
+        "SEARCH trials USING INDEX trials_identity_started (experiment=? AND identity=? AND started<?)"
+    )
+    assert plans[BASELINE_SQL][0] == "SEARCH t USING INDEX trials_identity_started (experiment=? AND identity=?)"
+    for plan in plans.values():
+        assert not [step for step in plan if "TEMP B-TREE" in step or step.startswith("SCAN t")], plan

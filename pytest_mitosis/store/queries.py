@@ -184,6 +184,12 @@ PREVIOUS_IN_EXPERIMENT = (
     "WHERE t.experiment=? AND t.debug=0 AND t.key<>? AND t.started<? ORDER BY t.started DESC LIMIT 1"
 )
 
+#: the identity's last passed trial before a finished one with the same commit and seed (non-determinism)
+SAME_INPUTS_BEFORE = (
+    'SELECT name, key, main FROM trials WHERE experiment=? AND identity=? AND "commit" IS ? AND seed IS ? '
+    "AND status='passed' AND debug=0 AND key<>? AND started<? ORDER BY started DESC LIMIT 1"
+)
+
 
 def finish_warnings(fetchone: Callable[[str, tuple[Any, ...]], Any], key: str, status: str, main: Any) -> list[str]:
     """What a finished trial tells a researcher beyond its outcome, for every backend: the packages
@@ -208,11 +214,7 @@ def finish_warnings(fetchone: Callable[[str, tuple[Any, ...]], Any], key: str, s
         if changed:
             found.append(changed)
     if status == "passed":
-        same = fetchone(
-            'SELECT name, key, main FROM trials WHERE experiment=? AND identity=? AND "commit" IS ? AND seed IS ? '
-            "AND status='passed' AND debug=0 AND key<>? AND started<? ORDER BY started DESC LIMIT 1",
-            (experiment, identity, commit, seed, key, started),
-        )
+        same = fetchone(SAME_INPUTS_BEFORE, (experiment, identity, commit, seed, key, started))
         if same is not None and json.loads(same[2]) != main:
             found.append(
                 f"non-determinism: {same[0]} (key {same[1]}) had the same parameters, commit and seed "

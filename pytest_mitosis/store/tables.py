@@ -23,8 +23,9 @@ from .dialect import Dialect
 #: 5: the trials' ``job`` (the batch job that ran a trial, e.g. a Slurm array task: written when it ends). A column
 #: of the trial's own, not part of its environment record: environments are shared by digest across trials,
 #: and every task of an array has another job id and maybe another node
-#: 6: the trials' (experiment, started) index: a finished trial's "previous trial of the experiment" (the
-#: package warning) was found by sorting every trial of the experiment, 5 ms a trial at 10,000 trials
+#: 6: the trials' (experiment, started) and (experiment, identity, started) indexes: a finished trial's
+#: previous trial of its experiment (the package warning) was found by sorting every trial of the
+#: experiment, 5 ms a trial at 10,000 trials; the second keeps the identity's lookups off the first
 SCHEMA_VERSION = 6
 
 
@@ -185,7 +186,10 @@ INDEXES = (
     Index("trials_identity", "trials", "experiment, identity", since=4),
     Index("sessions_started", "sessions", "started", since=2),
     Index("trials_session", "trials", "session", since=2),
+    # a trial's previous trial of its experiment, of its identity (the drift gate's baseline, the same inputs'
+    # main): found in the index, not by sorting every trial of the experiment (schema 6)
     Index("trials_experiment_started", "trials", "experiment, started", since=6),
+    Index("trials_identity_started", "trials", "experiment, identity, started", since=6),
 )
 
 
