@@ -6,8 +6,9 @@ spread over pytest's process (setup and guards, the store, the kernel, the files
 the seconds of the phases it runs to its current record (:func:`timed`, :func:`add`) and appends
 the record as one JSON line when the unit is done (:func:`flush`): ``{"scope": "trial" | "html" |
 "session" | "kernel", "name": ..., "pid": ..., "phases": {phase: seconds}, "cpu": seconds}``, ``cpu``
-being the CPU time the process used since its previous record (a forked kernel's: since its fork). Lines are appended whole (one
-``write`` of a line in append mode), so the processes of a session share the file.
+being the CPU time the process used since its previous record (a forked kernel's: since its fork,
+which is what a trial's kernel costs). Lines are appended whole (one ``write`` of a line in append
+mode), so the processes of a session share the file.
 
 Unset (the normal case), every call returns at its first test: no clock is read, nothing is kept.
 Standard library only.
@@ -56,7 +57,7 @@ def add(phases: Mapping[str, float]) -> None:
 
 
 def flush(scope: str, name: str) -> None:
-    """Append this process's record as one line (``scope``: trial, html, session) and start a new one."""
+    """Append this process's record as one line (``scope``: trial, html, session, kernel) and start a new one."""
     global _cpu
     if PATH is None:
         return
