@@ -121,6 +121,38 @@ def test_the_status_line_moves_on_a_terminal_and_never_reaches_pytest_s_lines(st
     assert any(line.startswith("pyproject.toml ") and "[100%]" in line for line in lines), out
 
 
+def test_a_sweep_of_trials_under_a_second_still_shows_its_status_line(study: Path) -> None:
+    """Trials that end before their first tick (about a second) used to draw nothing at all (issue 28's cheap
+    trials): the line is drawn as each trial starts too, at most once a second. The first is drawn before the
+    trial's kernel could tick, so it names no running trial yet."""
+    for marker in (study / "markers").glob("hold-*"):
+        marker.unlink()
+    term = Terminal(study)
+    assert term.end() == 0
+    out = term.out.decode(errors="replace")
+    assert "\x1b7 mitosis 0/2 (0 passed, 0 failed) · starting · end unknown" in out, out
+
+
+def test_the_end_is_after_what_the_timed_experiments_take_while_one_is_untimed() -> None:
+    """Experiments run one after another: the last one stays untimed for most of a sweep, and "end unknown"
+    was all a sweep of several experiments said until its last experiment's first trial ended."""
+    from pytest_mitosis.pytest_layer.progress import Progress
+
+    progress = Progress(None, 60.0)
+    progress.plan(["data"] * 3 + ["fit"] * 2 + ["plot"] * 4)
+    assert progress.ends() == "end unknown"
+    progress.finished("pyproject.toml::data[a]", "passed", 2.0, None, None)
+    assert re.fullmatch(r"ends after ~\d\d:\d\d, in over 4\.0s \(fit, plot not timed yet\)", progress.ends())
+    progress.finished("pyproject.toml::data[b]", "passed", 4.0, None, None)
+    progress.finished("pyproject.toml::data[c]", "passed", 3.0, None, None)
+    assert progress.ends() == "end unknown", "only untimed experiments left"
+    progress.finished("pyproject.toml::fit[a]", "passed", 10.0, None, None)
+    assert re.fullmatch(r"ends after ~\d\d:\d\d, in over 10s \(plot not timed yet\)", progress.ends())
+    progress.finished("pyproject.toml::fit[b]", "passed", 10.0, None, None)
+    progress.finished("pyproject.toml::plot[a]", "passed", 1.0, None, None)
+    assert re.fullmatch(r"ends ~\d\d:\d\d, in 3\.0s", progress.ends())
+
+
 def test_under_xdist_the_controller_s_status_line_shows_every_worker_s_trial(study: Path) -> None:
     for name in ("n0", "n1"):
         (study / "markers" / f"hold-{name}").write_text("")

@@ -97,6 +97,8 @@ class Progress:
             self._setup[nodeid] = setup
             if self.lines:
                 self._line(f"mitosis [{self.begun}/{self.selected}] {_short(nodeid)}: started")
+            elif self.tty:  # pytest is silent until the trial's report: trials under a second never tick
+                self.draw()
 
     def tick(self, key: str, name: str, state: dict[str, Any]) -> None:
         """A running trial's state (about every second from its kernel's loop, or from a heartbeat)."""
@@ -145,19 +147,32 @@ class Progress:
         return sum(self.counts.values())
 
     def ends(self) -> str:
-        """The sweep's estimated end, from the finished trials of each experiment still to run."""
+        """The sweep's estimated end, from the finished trials of each experiment still to run.
+
+        An experiment none of whose trials has finished yet is not guessed from the others (its trials may
+        take a thousand times as long): while some are timed, the end is said to be after what those take
+        (experiments run one after another, so the last one may stay untimed for most of a sweep).
+        """
         if not any(count > 0 for count in self.remaining.values()):
             return "no trial left"
         left = 0.0
+        untimed = []
         for experiment, count in self.remaining.items():
             if count <= 0:
                 continue
             seen = self.durations.get(experiment)
             if not seen:
-                return "end unknown"
+                untimed.append(experiment)
+                continue
             left += count * sum(seen) / len(seen)
+        if untimed and left == 0.0:
+            return "end unknown"
         left = max(0.0, left / self.workers - max((t.elapsed for t in self.running.values()), default=0.0))
-        return f"ends ~{time.strftime('%H:%M', time.localtime(time.time() + left))}, in {span(left)}"
+        when = time.strftime("%H:%M", time.localtime(time.time() + left))
+        if not untimed:
+            return f"ends ~{when}, in {span(left)}"
+        named = ", ".join(untimed[:2]) + (f" and {len(untimed) - 2} more" if len(untimed) > 2 else "")
+        return f"ends after ~{when}, in over {span(left)} ({named} not timed yet)"
 
     # -- drawing ---------------------------------------------------------------------------------
 
