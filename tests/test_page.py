@@ -77,6 +77,44 @@ def test_a_code_cell_cannot_inject_markup() -> None:
     assert "alert(" in BeautifulSoup(body, "html.parser").get_text()
 
 
+def written_oddly() -> object:
+    """Outputs whose images and cells are written as an author or a library may write them."""
+    html = (
+        '<img src="a.png"><IMG ALT="up" SRC="b.png"><img data-alt="d" src="c.png"><img alt src="e.png">'
+        '<img alt = "spaced" src="f.png"><img title="a>b" alt="g" src="g.png"><img-viewer src="h"></img-viewer>'
+        '<img\nsrc="nl.png"><div class=\'jp-Cell-inputWrapper\'>single</div><DIV CLASS="jp-OutputArea-output">up'
+        "</DIV><div class=jp-OutputArea-output>unquoted</div><!-- <img src=comment> -->"
+        '<script>document.body.innerHTML += "<img src=" + "s.png" + ">";</script><style>/* <img src=st> */</style>'
+    )
+    return v4.new_notebook(
+        metadata={"language_info": {"name": "python", "pygments_lexer": "ipython3"}},
+        cells=[
+            v4.new_code_cell(
+                "x = '\x00nul \x1b[31m escape \x07 bell \x0c'\nshow(x)",
+                execution_count=1,
+                outputs=[v4.new_output("display_data", data={"text/html": html, "text/plain": "x"})],
+            )
+        ],
+    )
+
+
+def test_images_and_cells_written_oddly_get_what_nbconvert_gives_them() -> None:
+    """An author's ``alt``, however written, is kept; a script's strings are not edited."""
+    nb = written_oddly()
+    theirs, _ = HTMLExporter().from_notebook_node(nb, resources={"metadata": {"name": "odd"}})
+    ours, _ = TrialPageExporter().from_notebook_node(nb, resources={"metadata": {"name": "odd"}})
+    assert elements(ours) == elements(theirs)
+    assert BeautifulSoup(ours, "html.parser").get_text() == BeautifulSoup(theirs, "html.parser").get_text()
+    assert '"<img src=" + "s.png" + ">"' in ours  # a script that still runs
+    images = {img.get("src"): img.get("alt") for img in BeautifulSoup(ours, "html.parser").find_all("img")}
+    assert images == {"a.png": NO_ALT, "b.png": "up", "c.png": NO_ALT, "e.png": "", "f.png": "spaced"} | {
+        "g.png": "g",
+        "nl.png": NO_ALT,
+    }
+    # control characters pasted into a cell: bleach's ``?`` (or nothing), as in nbconvert's page
+    assert "nul ?[31m escape ? bell" in BeautifulSoup(ours, "html.parser").get_text()
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
@@ -86,6 +124,12 @@ def test_a_code_cell_cannot_inject_markup() -> None:
         ('<div class="x jp-Cell-inputWrapper">', '<div tabindex="0" class="x jp-Cell-inputWrapper">'),
         ('<div class="jp-OutputArea-outputs">', '<div class="jp-OutputArea-outputs">'),
         ('<div class="my-jp-OutputArea-output">', '<div class="my-jp-OutputArea-output">'),
+        ("<DIV class='jp-OutputArea-output'>", "<DIV tabindex=\"0\" class='jp-OutputArea-output'>"),
+        ('<img alt src="a.png"><img ALT = "x">', '<img alt src="a.png"><img ALT = "x">'),
+        ('<img data-alt="d">', f'<img alt="{NO_ALT}" data-alt="d">'),
+        ('<img-viewer src="a"></img-viewer>', '<img-viewer src="a"></img-viewer>'),
+        ('<script>s = "<img src=" + u + ">"</script>', '<script>s = "<img src=" + u + ">"</script>'),
+        ("<!-- <img src=a> --><textarea></textarea>", "<!-- <img src=a> --><textarea></textarea>"),
     ],
 )
 def test_focusable_marks_what_nbconvert_marks(body: str, expected: str) -> None:
