@@ -8,6 +8,8 @@ element with its attributes, and the text.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nbformat.v4 as v4
 import pytest
 from bs4 import BeautifulSoup
@@ -136,3 +138,28 @@ def test_focusable_marks_what_nbconvert_marks(body: str, expected: str) -> None:
     head = '<html><head><style>img { }</style><img src="head.png"></head>'
     page = focusable(f"{head}<body>{body}</body></html>")
     assert page == f"{head}<body>{expected}</body></html>"
+
+
+def test_two_trials_of_one_name_each_get_the_page_of_their_own_notebook(tmp_path: Path) -> None:
+    """The helper keeps the notebooks it saved for their pages: two trials of one name (two
+    investigations in a session, a rerun) saved before either page is rendered keep their own."""
+    from pytest_mitosis.execution.htmlworker import HtmlWorker
+
+    worker = HtmlWorker()
+    try:
+        staged, final = {}, {}
+        for key in ("0000aaaa", "0000bbbb"):
+            nb = v4.new_notebook(cells=[v4.new_code_cell(f"print('run {key}')", execution_count=1)])
+            staged[key] = tmp_path / ".staging" / key / "trial_same.ipynb"
+            staged[key].parent.mkdir(parents=True)
+            worker.save(nb, staged[key], "trial_same")()
+        for key in staged:  # the folders move into place, then the pages are asked for
+            final[key] = tmp_path / f"trial_same_{key}" / "trial_same.ipynb"
+            staged[key].parent.rename(final[key].parent)
+            worker.page_later(final[key], final[key].with_suffix(".html"), "trial_same", saved_as=staged[key])
+        assert worker.finish() == []
+    finally:
+        worker.close()
+    for key, notebook in final.items():
+        text = BeautifulSoup(notebook.with_suffix(".html").read_text(encoding="utf-8"), "html.parser").get_text()
+        assert f"run {key}" in text and text.count("run 0000") == 1, key
