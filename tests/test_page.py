@@ -163,3 +163,19 @@ def test_two_trials_of_one_name_each_get_the_page_of_their_own_notebook(tmp_path
     for key, notebook in final.items():
         text = BeautifulSoup(notebook.with_suffix(".html").read_text(encoding="utf-8"), "html.parser").get_text()
         assert f"run {key}" in text and text.count("run 0000") == 1, key
+
+
+def test_a_template_may_include_a_script_as_a_module() -> None:
+    """nbconvert's ``include_js`` takes ``module=``: read once too, as nbconvert gives it."""
+    from jinja2 import DictLoader
+
+    source = "{%- extends 'lab/index.html.j2' -%}{% block header %}{{ super() }}"
+    source += "{{ resources.include_js('lab/static/index.css', module=True) }}{% endblock header %}"
+    loader = DictLoader({"with-module.html.j2": source})
+    nb = trial_like()
+    theirs, _ = HTMLExporter(extra_loaders=[loader], template_file="with-module.html.j2").from_notebook_node(nb)
+    exporter = TrialPageExporter(extra_loaders=[loader], template_file="with-module.html.j2")
+    for _ in range(2):
+        ours, _ = exporter.from_notebook_node(nb)
+        assert '<script type="module">' in ours
+        assert elements(ours) == elements(theirs)

@@ -69,7 +69,7 @@ class TrialPageExporter(HTMLExporter):
         kwargs.setdefault("extra_loaders", [DictLoader({TEMPLATE: _SOURCE})])
         kwargs.setdefault("template_file", TEMPLATE)
         super().__init__(**kwargs)
-        self._included: dict[tuple[str, str], Any] = {}
+        self._included: dict[tuple[Any, ...], Any] = {}
 
     def _init_resources(self, resources: Any) -> Any:
         resources = super()._init_resources(resources)
@@ -79,13 +79,15 @@ class TrialPageExporter(HTMLExporter):
                 resources[key] = self._once(key, include)
         return resources
 
-    def _once(self, key: str, include: Callable[[str], Any]) -> Callable[[str], Any]:
-        """``include`` read once a name for every page (the files are the installed package's)."""
+    def _once(self, key: str, include: Callable[..., Any]) -> Callable[..., Any]:
+        """``include`` read once a name for every page (the files are the installed package's); its
+        other arguments as nbconvert's take them (``include_js(name, module=True)``)."""
 
-        def included(name: str) -> Any:
-            if (key, name) not in self._included:
-                self._included[key, name] = include(name)
-            return self._included[key, name]
+        def included(name: str, *args: Any, **kwargs: Any) -> Any:
+            asked = (key, name, args, tuple(sorted(kwargs.items())))
+            if asked not in self._included:
+                self._included[asked] = include(name, *args, **kwargs)
+            return self._included[asked]
 
         return included
 
