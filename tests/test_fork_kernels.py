@@ -417,6 +417,11 @@ def test_a_warning_raised_while_the_steps_are_imported_is_in_pytests_summary(ses
         (["-f", "/k/c.json", "--matplotlib=inline"], None),  # an alias: ipykernel's parser reads it
         (["-f", "/k/c.json", "--IPKernelApp.log_level=10"], None),  # not a flag: ipykernel's parser reads it
         (["--debug"], None),
+        (["-f"], None),  # no value: ipykernel's parser says so
+        (["-f", "--HistoryManager.enabled=False"], None),  # an option is not a file name (argparse's error)
+        (["-f", "/k/a.json", "-f", "/k/b.json"], {"IPKernelApp": {"connection_file": "/k/b.json"}}),  # as argparse
+        (["--HistoryManager.enabled=false"], None),  # not launch's spelling: traitlets reads it
+        (["--HistoryManager.enabled=1"], None),
     ],
 )
 def test_a_forked_kernel_reads_launchs_arguments_without_argparse(args: list[str], expected: Any) -> None:

@@ -8,6 +8,8 @@ element with its attributes, and the text.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nbformat.v4 as v4
 import pytest
 from bs4 import BeautifulSoup
@@ -77,6 +79,44 @@ def test_a_code_cell_cannot_inject_markup() -> None:
     assert "alert(" in BeautifulSoup(body, "html.parser").get_text()
 
 
+def written_oddly() -> object:
+    """Outputs whose images and cells are written as an author or a library may write them."""
+    html = (
+        '<img src="a.png"><IMG ALT="up" SRC="b.png"><img data-alt="d" src="c.png"><img alt src="e.png">'
+        '<img alt = "spaced" src="f.png"><img title="a>b" alt="g" src="g.png"><img-viewer src="h"></img-viewer>'
+        '<img\nsrc="nl.png"><div class=\'jp-Cell-inputWrapper\'>single</div><DIV CLASS="jp-OutputArea-output">up'
+        "</DIV><div class=jp-OutputArea-output>unquoted</div><!-- <img src=comment> -->"
+        '<script>document.body.innerHTML += "<img src=" + "s.png" + ">";</script><style>/* <img src=st> */</style>'
+    )
+    return v4.new_notebook(
+        metadata={"language_info": {"name": "python", "pygments_lexer": "ipython3"}},
+        cells=[
+            v4.new_code_cell(
+                "x = '\x00nul \x1b[31m escape \x07 bell \x0c'\nshow(x)",
+                execution_count=1,
+                outputs=[v4.new_output("display_data", data={"text/html": html, "text/plain": "x"})],
+            )
+        ],
+    )
+
+
+def test_images_and_cells_written_oddly_get_what_nbconvert_gives_them() -> None:
+    """An author's ``alt``, however written, is kept; a script's strings are not edited."""
+    nb = written_oddly()
+    theirs, _ = HTMLExporter().from_notebook_node(nb, resources={"metadata": {"name": "odd"}})
+    ours, _ = TrialPageExporter().from_notebook_node(nb, resources={"metadata": {"name": "odd"}})
+    assert elements(ours) == elements(theirs)
+    assert BeautifulSoup(ours, "html.parser").get_text() == BeautifulSoup(theirs, "html.parser").get_text()
+    assert '"<img src=" + "s.png" + ">"' in ours  # a script that still runs
+    images = {img.get("src"): img.get("alt") for img in BeautifulSoup(ours, "html.parser").find_all("img")}
+    assert images == {"a.png": NO_ALT, "b.png": "up", "c.png": NO_ALT, "e.png": "", "f.png": "spaced"} | {
+        "g.png": "g",
+        "nl.png": NO_ALT,
+    }
+    # control characters pasted into a cell: bleach's ``?`` (or nothing), as in nbconvert's page
+    assert "nul ?[31m escape ? bell" in BeautifulSoup(ours, "html.parser").get_text()
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
@@ -86,9 +126,56 @@ def test_a_code_cell_cannot_inject_markup() -> None:
         ('<div class="x jp-Cell-inputWrapper">', '<div tabindex="0" class="x jp-Cell-inputWrapper">'),
         ('<div class="jp-OutputArea-outputs">', '<div class="jp-OutputArea-outputs">'),
         ('<div class="my-jp-OutputArea-output">', '<div class="my-jp-OutputArea-output">'),
+        ("<DIV class='jp-OutputArea-output'>", "<DIV tabindex=\"0\" class='jp-OutputArea-output'>"),
+        ('<img alt src="a.png"><img ALT = "x">', '<img alt src="a.png"><img ALT = "x">'),
+        ('<img data-alt="d">', f'<img alt="{NO_ALT}" data-alt="d">'),
+        ('<img-viewer src="a"></img-viewer>', '<img-viewer src="a"></img-viewer>'),
+        ('<script>s = "<img src=" + u + ">"</script>', '<script>s = "<img src=" + u + ">"</script>'),
+        ("<!-- <img src=a> --><textarea></textarea>", "<!-- <img src=a> --><textarea></textarea>"),
     ],
 )
 def test_focusable_marks_what_nbconvert_marks(body: str, expected: str) -> None:
     head = '<html><head><style>img { }</style><img src="head.png"></head>'
     page = focusable(f"{head}<body>{body}</body></html>")
     assert page == f"{head}<body>{expected}</body></html>"
+
+
+def test_two_trials_of_one_name_each_get_the_page_of_their_own_notebook(tmp_path: Path) -> None:
+    """The helper keeps the notebooks it saved for their pages: two trials of one name (two
+    investigations in a session, a rerun) saved before either page is rendered keep their own."""
+    from pytest_mitosis.execution.htmlworker import HtmlWorker
+
+    worker = HtmlWorker()
+    try:
+        staged, final = {}, {}
+        for key in ("0000aaaa", "0000bbbb"):
+            nb = v4.new_notebook(cells=[v4.new_code_cell(f"print('run {key}')", execution_count=1)])
+            staged[key] = tmp_path / ".staging" / key / "trial_same.ipynb"
+            staged[key].parent.mkdir(parents=True)
+            worker.save(nb, staged[key], "trial_same")()
+        for key in staged:  # the folders move into place, then the pages are asked for
+            final[key] = tmp_path / f"trial_same_{key}" / "trial_same.ipynb"
+            staged[key].parent.rename(final[key].parent)
+            worker.page_later(final[key], final[key].with_suffix(".html"), "trial_same", saved_as=staged[key])
+        assert worker.finish() == []
+    finally:
+        worker.close()
+    for key, notebook in final.items():
+        text = BeautifulSoup(notebook.with_suffix(".html").read_text(encoding="utf-8"), "html.parser").get_text()
+        assert f"run {key}" in text and text.count("run 0000") == 1, key
+
+
+def test_a_template_may_include_a_script_as_a_module() -> None:
+    """nbconvert's ``include_js`` takes ``module=``: read once too, as nbconvert gives it."""
+    from jinja2 import DictLoader
+
+    source = "{%- extends 'lab/index.html.j2' -%}{% block header %}{{ super() }}"
+    source += "{{ resources.include_js('lab/static/index.css', module=True) }}{% endblock header %}"
+    loader = DictLoader({"with-module.html.j2": source})
+    nb = trial_like()
+    theirs, _ = HTMLExporter(extra_loaders=[loader], template_file="with-module.html.j2").from_notebook_node(nb)
+    exporter = TrialPageExporter(extra_loaders=[loader], template_file="with-module.html.j2")
+    for _ in range(2):
+        ours, _ = exporter.from_notebook_node(nb)
+        assert '<script type="module">' in ours
+        assert elements(ours) == elements(theirs)

@@ -186,7 +186,7 @@ class TrialFolder:
             os.rename(self.staging, self.final)
         if background:
             with profile.timed("page asked for"):
-                html.page_later(self.final / notebook.name, self.html, self.name, timeout=timeout)
+                html.page_later(self.final / notebook.name, self.html, self.name, timeout=timeout, saved_as=notebook)
         return self.final
 
 

@@ -292,7 +292,7 @@ def kernel_config(args: list[str]) -> Any:
     rest = list(args)
     while rest:
         arg = rest.pop(0)
-        if arg == "-f" and rest:
+        if arg == "-f" and rest and not rest[0].startswith("-"):  # argparse takes no option as its value
             config.IPKernelApp.connection_file = rest.pop(0)
             continue
         name, equals, value = arg[2:].partition("=")

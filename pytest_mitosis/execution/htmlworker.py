@@ -201,12 +201,18 @@ class HtmlWorker:
             return self._writer().save(nb, notebook)
         return lambda: self._wait([saving], deadline, timeout, lambda: self._writer().save(nb, notebook)())
 
-    def page_later(self, notebook: Path, page: Path, title: str, timeout: float | None = None) -> None:
+    def page_later(
+        self, notebook: Path, page: Path, title: str, timeout: float | None = None, saved_as: Path | None = None
+    ) -> None:
         """Have the page of ``notebook`` (written, in its final folder) rendered to ``page`` in the background;
-        :meth:`finish` waits for it. Rendered here, now, when the helper is unusable."""
+        :meth:`finish` waits for it. Rendered here, now, when the helper is unusable.
+
+        ``saved_as``: the path :meth:`save` wrote it to (its staging folder): the helper renders the
+        notebook it kept under that path instead of reading ``notebook`` back."""
         self._timeout = timeout
         wanted = _Page(notebook, page, title)
-        request = self._send({"page": str(notebook), "html": str(page), "title": title})
+        asked = {"page": str(notebook), "html": str(page), "title": title}
+        request = self._send(asked if saved_as is None else {**asked, "saved": str(saved_as)})
         if request is None:
             self._failed.append((wanted, True, "the HTML helper is gone"))
             self._write_failed()  # here, now
@@ -475,13 +481,15 @@ def serve(reply_fd: int, listen_fd: int | None = None) -> None:
                 peer.reply({"id": request.get("id"), "started": True})
             answer(peer, request, functools.partial(page, request), "HTML page")
 
-    #: the notebooks saved, by title and file name, until their page is rendered: not read back from disk
-    saved: OrderedDict[tuple[str, str], Any] = OrderedDict()
+    #: the notebooks saved, by the path they were saved to, until their page is rendered: not read back
+    #: from disk. Not by title: two trials of one name (two investigations, a rerun) may be saved before
+    #: the first one's page is rendered
+    saved: OrderedDict[str, Any] = OrderedDict()
 
     def page(request: dict[str, Any]) -> None:
         notebook, title = Path(request["page"]), str(request["title"])
         with ready:
-            nb = saved.pop((title, notebook.name), None)
+            nb = saved.pop(str(request.get("saved", request["page"])), None)
         if nb is None:  # saved by another process (the helper was restarted), or forgotten: read it
             writer.page(notebook, Path(request["html"]), title)
         else:
@@ -491,7 +499,7 @@ def serve(reply_fd: int, listen_fd: int | None = None) -> None:
         nb = nbformat.from_dict(request["nb"])
         nbformat.write(nb, str(request["ipynb"]))
         with ready:
-            saved[str(request.get("title")), Path(request["ipynb"]).name] = nb
+            saved[str(request["ipynb"])] = nb
             while len(saved) > KEPT:  # pages never asked for (a trial whose folder could not move)
                 saved.popitem(last=False)
 
