@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -40,7 +41,7 @@ import pytest
 from pytest_mitosis.store import NewSession, make_store, new_key
 from pytest_mitosis.store.sqlite import SQLiteStore
 
-from .conftest import background, clean_env, git, git_init, write_investigation
+from .conftest import background, clean_env, git, git_init, wait_until, write_investigation
 from .pg_server import PgServer, own_server
 from .test_postgres import lock, trial
 
@@ -431,3 +432,68 @@ def test_signals_never_leave_a_transaction_open(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().splitlines()[-1] == "interrupts=400 locked=0 failed=0", done.stdout + done.stderr
+
+
+#: a conftest of the investigation: before the trial's call (where its record is taken) the session says it is
+#: there and waits on a FIFO, in a blocking read (never a sleep: the test tells SQLite's busy wait by its sleep)
+HELD_CALL = """
+import os
+import signal
+
+
+def pytest_runtest_call(item):
+    open(os.environ["MITOSIS_TEST_READY"], "w").close()
+    with open(os.environ["MITOSIS_TEST_FIFO"]) as fifo:
+        fifo.read(1)
+"""
+
+
+@pytest.mark.kernel
+def test_a_signal_held_back_while_the_record_is_taken_leaves_the_trial_interrupted(tmp_path: Path) -> None:
+    """SIGTERM while a trial's record is being taken: the store's transaction holds the signal back until it
+    ends, then raises it, and the record it had just taken stayed ``running`` (a ``-n 2`` sweep stopped by
+    SIGTERM left one trial running in one run of five). Here the session waits for the store's write lock
+    (held by this test) inside that transaction when SIGTERM comes; the lock is then released."""
+    root = git_init(
+        write_investigation(
+            tmp_path / "inv",
+            '[tool.mitosis.steps]\nsq = ["sq:run", "sq:lookup"]\n',
+            {"sq": 'lookup = {"x": {"a": 1}}\n\ndef run(x):\n    return {"main": x * x}\n', "conftest": HELD_CALL},
+        )
+    )
+    fifo, ready = tmp_path / "go", tmp_path / "ready"
+    os.mkfifo(fifo)
+    env = clean_env(MITOSIS_TEST_FIFO=str(fifo), MITOSIS_TEST_READY=str(ready))
+    out = tmp_path / "out.txt"
+    with open(out, "w") as log:
+        proc = background(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mitosis"],
+            cwd=root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    text = lambda: out.read_text(errors="replace")  # noqa: E731
+    wait_until("the session at the trial's call", ready.exists, proc, text)
+    lock = sqlite3.connect(root / "trials" / "mitosis.sqlite", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        with open(fifo, "w") as go:
+            go.write("x")
+        wait_until(
+            "the session in SQLite's busy wait, taking the record",
+            lambda: Path(f"/proc/{proc.pid}/wchan").read_text() == "hrtimer_nanosleep",
+            proc,
+            text,
+        )
+        os.kill(proc.pid, signal.SIGTERM)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert proc.wait(timeout=PATIENCE) == pytest.ExitCode.INTERRUPTED, text()
+    db = sqlite3.connect(root / "trials" / "mitosis.sqlite")
+    rows = db.execute("SELECT status, message FROM trials").fetchall()
+    sessions = db.execute("SELECT status FROM sessions").fetchall()
+    db.close()
+    assert rows == [("interrupted", "KeyboardInterrupt: ")], (rows, text())
+    assert sessions == [("interrupted",)]

@@ -58,6 +58,7 @@ def begin_trial(
         {"name": s.name, "function": str(s.function), "lookup": str(s.lookup) if s.lookup else None} for s in spec.steps
     ]
     refusal = None
+    key = new_key()
     try:  # the store checks the locks again, atomically: another process may have taken them
         with profile.timed("store begin"):
             key, iteration = start(
@@ -79,10 +80,15 @@ def begin_trial(
                     directions=spec.directions.to_json(),  # the directions it is judged by, for every view
                 ),
                 identity.locks,
-                new_key(),
+                key,
             )
     except (VariantRedefined, StoreError) as err:
         refusal = str(err)
+    except KeyboardInterrupt as err:
+        # Ctrl-C or SIGTERM during the transaction is held back until it ends, then raised: the record may be
+        # taken by then. Recorded interrupted (nothing happens when it was not taken), never left running.
+        finish_unfinished(store, Path(), Begun(key, None, spec.slug, git, steps), err, keep=False)
+        raise
     if refusal is not None:  # outside the except block: no "during handling" chain in the report
         raise TrialFailed(refusal)
     name = spec.slug if iteration is None else f"{spec.slug}-{iteration}"
@@ -112,17 +118,20 @@ def trial_metadata(
     }
 
 
-def finish_unfinished(store: TrialStore, trials: Path, begun: Begun, err: BaseException | str) -> None:
+def finish_unfinished(
+    store: TrialStore, trials: Path, begun: Begun, err: BaseException | str, keep: bool = True
+) -> None:
     """A trial whose run ended in an exception (Ctrl-C outside the cells, an error of ours), or that could not
     run for the reason given as text: recorded ``interrupted`` or ``failed`` with it, kept in the trials folder
-    when the store is away."""
+    when the store is away (``keep``; not for a record that may never have been taken)."""
     status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
     message = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
     fields: dict[str, Any] = {"status": status, "main": None, "metrics": {}, "folder": None, "message": message}
     try:
         store.finish(begun.key, **fields)
     except StoreError:  # the store is away too: the record waits in the trials folder
-        keep_outcome(trials, begun.key, begun.name, fields)
+        if keep:
+            keep_outcome(trials, begun.key, begun.name, fields)
 
 
 def record_trial(
@@ -162,9 +171,10 @@ def record_trial(
         session=session,
     )
     key, name = begun.key, begun.name
-    with profile.timed("kernel taken, the next one launched"):
-        launched, html = prepared() if prepared is not None else (None, None)
-    try:
+    launched = None
+    try:  # from the record taken on: whatever stops the trial (a Ctrl-C while the kernel is taken) records it
+        with profile.timed("kernel taken, the next one launched"):
+            launched, html = prepared() if prepared is not None else (None, None)
         outcome = run_trial(
             spec,
             key=key,
@@ -184,6 +194,8 @@ def record_trial(
             metadata=trial_metadata(spec, identity, begun, project=project, settings=settings, environment=environment),
         )
     except BaseException as err:
+        if launched is not None:
+            launched.close()  # run_trial stops the kernel it was given; one taken but never given is stopped here
         finish_unfinished(store, project.trials_folder, begun, err)
         raise
     return conclude_trial(
