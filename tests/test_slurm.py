@@ -102,6 +102,11 @@ def _env(cluster: SlurmCluster, **extra: str) -> dict[str, str]:
     return clean_env(SLURM_CONF=cluster.env["SLURM_CONF"], **extra)
 
 
+def _on_slurm(root: Path, cluster: SlurmCluster, *args: str, junit: bool = True) -> Any:
+    """``pytest --mitosis --mitosis-executor=slurm ARGS`` in ``root``, on this module's cluster."""
+    return run_pytest(root, "--mitosis", "--mitosis-executor=slurm", *args, env=_env(cluster), junit=junit)
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[SlurmCluster]:
     """This module's own Slurm cluster (another module's runs beside it on another xdist worker)."""
@@ -240,20 +245,12 @@ def test_bad_resource_names_the_file_and_key(investigation: Path, cluster: Slurm
     pyproject = clone / "pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace('time = "10"', 'time = "10\\n#SBATCH --uid=0"'))
     git(clone, "commit", "-qam", "bad time")
-    done = run_pytest(clone, "--mitosis", "--mitosis-executor=slurm", env=_env(cluster), junit=False)
+    done = _on_slurm(clone, cluster, junit=False)
     assert done.ret == 2, done.out  # a collection error, as every error of pyproject.toml
     assert f"{pyproject}: [tool.mitosis.slurm]: time:" in done.out, done.out
     assert "line break" in done.out
     assert not (clone / "trials" / ".slurm").exists()
-    bad = run_pytest(
-        clone,
-        "--mitosis",
-        "--mitosis-executor=slurm",
-        "--mitosis-slurm",
-        "mem=lots",
-        env=_env(cluster),
-        junit=False,
-    )
+    bad = _on_slurm(clone, cluster, "--mitosis-slurm", "mem=lots", junit=False)
     assert bad.ret == 4, bad.out
     assert '--mitosis-slurm: mem: expected a memory size such as "4G" or "500M", found \'lots\'' in bad.out
 
@@ -262,15 +259,8 @@ def test_a_partition_slurm_does_not_know_takes_no_record(
     investigation: Path, cluster: SlurmCluster, tmp_path: Path
 ) -> None:
     clone = _clone(investigation, tmp_path)
-    done = run_pytest(
-        clone,
-        "--mitosis",
-        "--mitosis-executor=slurm",
-        "--mitosis-slurm",
-        "partition=nosuch",
-        "pyproject.toml::square[a]",
-        "pyproject.toml::square[b]",
-        env=_env(cluster),
+    done = _on_slurm(
+        clone, cluster, "--mitosis-slurm", "partition=nosuch", "pyproject.toml::square[a]", "pyproject.toml::square[b]"
     )
     assert done.ret == 1, done.out
     # asked of Slurm (sbatch --test-only) before any record is taken: no record, no iteration number used
@@ -287,9 +277,7 @@ def test_a_partition_slurm_does_not_know_takes_no_record(
 
 
 def test_refusals_before_anything_runs(investigation: Path, cluster: SlurmCluster, tmp_path: Path) -> None:
-    distributed = run_pytest(
-        investigation, "--mitosis", "--mitosis-executor=slurm", "-n", "2", env=_env(cluster), junit=False
-    )
+    distributed = _on_slurm(investigation, cluster, "-n", "2", junit=False)
     assert distributed.ret == 4, distributed.out
     assert "--mitosis-executor=slurm runs every trial as a Slurm job already" in distributed.out
     bin_dir = tmp_path / "bin"  # the interpreter and git, but not Slurm's commands
@@ -363,15 +351,7 @@ def test_an_edit_while_tasks_run_or_wait_fails_them_and_stops_the_sweep(
 def test_a_job_that_ends_before_its_trial_says_so(investigation: Path, cluster: SlurmCluster, tmp_path: Path) -> None:
     """A setup line that fails (``set -e``): the job ends before the trial; Slurm's word, the job's output."""
     clone = _clone(investigation, tmp_path)
-    done = run_pytest(
-        clone,
-        "--mitosis",
-        "--mitosis-executor=slurm",
-        "--mitosis-slurm",
-        "setup=false",
-        "pyproject.toml::square[a]",
-        env=_env(cluster),
-    )
+    done = _on_slurm(clone, cluster, "--mitosis-slurm", "setup=false", "pyproject.toml::square[a]")
     assert done.ret == 1, done.out
     (row,) = _rows(clone).values()
     assert row["status"] == "failed"
