@@ -87,7 +87,7 @@ def begin_trial(
     except KeyboardInterrupt as err:
         # Ctrl-C or SIGTERM during the transaction is held back until it ends, then raised: the record may be
         # taken by then. Recorded interrupted (nothing happens when it was not taken), never left running.
-        finish_unfinished(store, Path(), Begun(key, None, spec.slug, git, steps), err, keep=False)
+        finish_unfinished(store, None, Begun(key, None, spec.slug, git, steps), err)
         raise
     if refusal is not None:  # outside the except block: no "during handling" chain in the report
         raise TrialFailed(refusal)
@@ -118,19 +118,17 @@ def trial_metadata(
     }
 
 
-def finish_unfinished(
-    store: TrialStore, trials: Path, begun: Begun, err: BaseException | str, keep: bool = True
-) -> None:
+def finish_unfinished(store: TrialStore, trials: Path | None, begun: Begun, err: BaseException | str) -> None:
     """A trial whose run ended in an exception (Ctrl-C outside the cells, an error of ours), or that could not
-    run for the reason given as text: recorded ``interrupted`` or ``failed`` with it, kept in the trials folder
-    when the store is away (``keep``; not for a record that may never have been taken)."""
+    run for the reason given as text: recorded ``interrupted`` or ``failed`` with it, kept in the ``trials``
+    folder when the store is away (``None``: not kept, for a record that may never have been taken)."""
     status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
     message = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
     fields: dict[str, Any] = {"status": status, "main": None, "metrics": {}, "folder": None, "message": message}
     try:
         store.finish(begun.key, **fields)
     except StoreError:  # the store is away too: the record waits in the trials folder
-        if keep:
+        if trials is not None:
             keep_outcome(trials, begun.key, begun.name, fields)
 
 
